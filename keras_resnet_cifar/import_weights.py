@@ -1,0 +1,125 @@
+"""Loads trained reference PyTorch CIFAR ResNet weights into this package's builder.
+
+The reference weights (``../shared/data/reference/resnetN.npz``; BSD 2-clause,
+Copyright (c) 2018 Yerlan Idelbayev, see that folder's LICENSE.weights, which
+must travel with any model made from them) are a PyTorch state dict saved as
+NumPy arrays. Their network is this package's ``resnetN`` with option-A
+shortcuts to the letter: 1-pixel padding on every 3x3 convolution including the
+strided ones, x[::2, ::2] subsampling, zero channels half before and half after,
+BatchNorm eps 1e-5. Only the input normalisation differs: the reference uses
+ImageNet statistics on [0, 1] pixels, so the imported model stores those
+(rescaled to [0, 255]) in its ``normalize`` layer and still takes raw pixels.
+
+Usage:
+    python -m keras_resnet_cifar.import_weights \
+        --weights=../shared/data/reference/resnet56.npz --output=resnet56_reference.keras
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import Mapping
+
+import numpy as np
+from absl import app, flags, logging
+
+from keras_resnet_cifar import fileio, models
+from keras_resnet_cifar.errors import UserError, run_cli
+
+LICENSE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
+                "Idelbayev, BSD 2-clause licence (see LICENSE.weights beside the .npz).")
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a state dict saved as ``.npz`` (no pickled objects allowed)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise UserError(f"No weights file at {path}.") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{path} is not a readable .npz state dict ({e}).") from None
+
+
+def _depth_of(state: Mapping[str, np.ndarray]) -> int:
+    blocks = {k.split(".")[1] for k in state if k.startswith("layer1.")}
+    if not blocks:
+        raise UserError("The state dict has no layer1.* keys: not a CIFAR ResNet state dict.")
+    return 6 * len(blocks) + 2
+
+
+def _keras_to_torch_names(spec: models.ArchSpec) -> dict[str, str]:
+    """Keras layer name -> PyTorch module prefix."""
+    names = {"stem_conv": "conv1", "stem_bn": "bn1", "logits": "linear"}
+    for s in range(1, 4):
+        for b in range(1, spec.blocks_per_stage + 1):
+            for i in (1, 2):
+                names[f"stage{s}_block{b}_conv{i}"] = f"layer{s}.{b - 1}.conv{i}"
+                names[f"stage{s}_block{b}_bn{i}"] = f"layer{s}.{b - 1}.bn{i}"
+    return names
+
+
+def reference_model(state: Mapping[str, np.ndarray]):
+    """Builds ``resnetN`` (option A, reference normalisation) holding ``state``.
+
+    Raises:
+        UserError: keys missing or left over, or shapes that do not fit.
+    """
+    depth = _depth_of(state)
+    model = models.build_model(f"resnet{depth}", mean=models.IMAGENET_MEAN,
+                               std=models.IMAGENET_STD)
+    spec = models.parse_name(f"resnet{depth}")
+    used = set()
+
+    def take(key, shape):
+        if key not in state:
+            raise UserError(f"The state dict lacks {key!r} needed by resnet{depth}.")
+        value = np.asarray(state[key], np.float32)
+        if value.shape != shape:
+            raise UserError(f"{key!r} has shape {value.shape}, resnet{depth} needs {shape}.")
+        used.add(key)
+        return value
+
+    for keras_name, torch_name in _keras_to_torch_names(spec).items():
+        layer = model.get_layer(keras_name)
+        if keras_name.endswith(("conv", "conv1", "conv2")):
+            kernel = layer.kernel
+            kh, kw, cin, cout = kernel.shape
+            w = take(f"{torch_name}.weight", (cout, cin, kh, kw))  # OIHW -> HWIO
+            layer.set_weights([w.transpose(2, 3, 1, 0)])
+        elif keras_name == "logits":
+            cin, cout = layer.kernel.shape
+            layer.set_weights([take("linear.weight", (cout, cin)).T,
+                               take("linear.bias", (cout,))])
+        else:
+            c = layer.gamma.shape[0]
+            layer.set_weights([take(f"{torch_name}.{k}", (c,)) for k in
+                               ("weight", "bias", "running_mean", "running_var")])
+    extra = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
+    if extra:
+        raise UserError(f"The state dict has {len(extra)} keys resnet{depth} does not use, "
+                        f"e.g. {extra[0]!r}.")
+    return model
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("weights", None, "Reference state dict, resnetN.npz.", required=True)
+    flags.DEFINE_string("output", None, "Where to write the .keras model.", required=True)
+
+
+def main(argv):
+    del argv
+    FLAGS = flags.FLAGS
+    state = load_state_dict(FLAGS.weights)
+    model = reference_model(state)
+    with fileio.atomic_path(FLAGS.output) as tmp:
+        model.save(tmp)
+    logging.info("%s", LICENSE_NOTE)
+    print(f"wrote {FLAGS.output}: {model.name}, "
+          f"{models.count_trainable_params(model):,} trainable parameters")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(run_cli(main))

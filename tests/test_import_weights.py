@@ -1,0 +1,83 @@
+"""Fidelity to the reference PyTorch network: its trained weights give its figures here."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import keras
+
+from keras_resnet_cifar import import_weights
+from keras_resnet_cifar.errors import UserError
+
+
+def _fake_state(depth, rng):
+    n = (depth - 2) // 6
+    state = {"conv1.weight": rng.normal(size=(16, 3, 3, 3))}
+    for k in ("weight", "bias", "running_mean"):
+        state[f"bn1.{k}"] = rng.normal(size=16)
+    state["bn1.running_var"] = rng.uniform(0.5, 2, 16)
+    cin = 16
+    for s, c in enumerate((16, 32, 64), start=1):
+        for b in range(n):
+            for i, ci in ((1, cin), (2, c)):
+                state[f"layer{s}.{b}.conv{i}.weight"] = rng.normal(size=(c, ci, 3, 3))
+                for k in ("weight", "bias", "running_mean"):
+                    state[f"layer{s}.{b}.bn{i}.{k}"] = rng.normal(size=c)
+                state[f"layer{s}.{b}.bn{i}.running_var"] = rng.uniform(0.5, 2, c)
+            cin = c
+    state["linear.weight"] = rng.normal(size=(10, 64))
+    state["linear.bias"] = rng.normal(size=10)
+    return {k: v.astype(np.float32) for k, v in state.items()}
+
+
+def test_layouts_are_transposed_correctly():
+    state = _fake_state(8, np.random.default_rng(0))
+    model = import_weights.reference_model(state)
+    assert model.name == "resnet8"
+    kernel = model.get_layer("stage2_block1_conv1").get_weights()[0]  # HWIO
+    np.testing.assert_array_equal(kernel[1, 2, 3, 4], state["layer2.0.conv1.weight"][4, 3, 1, 2])
+    dense = model.get_layer("logits").get_weights()
+    np.testing.assert_array_equal(dense[0], state["linear.weight"].T)
+    bn = model.get_layer("stage3_block1_bn2").get_weights()
+    np.testing.assert_array_equal(bn[3], state["layer3.0.bn2.running_var"])
+
+
+def test_missing_extra_and_misshaped_keys_are_refused():
+    state = _fake_state(8, np.random.default_rng(0))
+    with pytest.raises(UserError, match="lacks 'linear.bias'"):
+        import_weights.reference_model({k: v for k, v in state.items() if k != "linear.bias"})
+    with pytest.raises(UserError, match="does not use"):
+        import_weights.reference_model({**state, "fc.weight": np.zeros(3)})
+    with pytest.raises(UserError, match="shape"):
+        import_weights.reference_model({**state, "linear.bias": np.zeros(11, np.float32)})
+
+
+def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    for weights in (bad, tmp_path / "missing.npz"):
+        r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.import_weights",
+                            f"--weights={weights}", f"--output={tmp_path / 'o.keras'}"],
+                           capture_output=True, text=True)
+        assert r.returncode == 1
+        assert "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not list(tmp_path.glob("*.keras")) and not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize("depth,expected", [(20, 0.810), (56, 0.832)])
+def test_reference_weights_reproduce_reference_accuracy(depth, expected, reference_dir,
+                                                        jpeg_test_set, tmp_path):
+    """ResNet-20: 81.0%, ResNet-56: 83.2% on the JPEG test set (reference README)."""
+    out = tmp_path / f"resnet{depth}.keras"
+    subprocess.run([sys.executable, "-m", "keras_resnet_cifar.import_weights",
+                    f"--weights={reference_dir / f'resnet{depth}.npz'}", f"--output={out}"],
+                   check=True, capture_output=True)
+    model = keras.saving.load_model(out, safe_mode=True)
+    x, y = jpeg_test_set
+    probs = model.predict(x.astype(np.float32), batch_size=500, verbose=0)
+    accuracy = float(np.mean(probs.argmax(-1) == y))
+    assert abs(accuracy - expected) < 0.0006, accuracy
