@@ -1,0 +1,161 @@
+"""Reading images for inference: PNG/JPEG files and ``.npy`` batches, as uint8 pixels.
+
+Only numpy and Pillow are used (no TensorFlow), so an edge device can run it.
+Every input becomes uint8 RGB (N, 32, 32, 3), the pixels the exported models take:
+
+- grayscale, palette and RGBA/LA images are converted to RGB (alpha dropped);
+- images of another size are resized to 32x32 (bilinear, Pillow's antialiased
+  downscale) with a warning, or refused when ``strict`` is set;
+- ``.npy`` files hold one image (32, 32, 3) or a batch (N, 32, 32, 3) of uint8
+  pixels, or floats already on the [0, 255] scale; (32, 32) / (N, 32, 32)
+  grayscale is also accepted.
+
+A file that cannot be read gives an :class:`ImageError` for that file only, so a
+caller can report it and go on with the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from typing import Sequence
+
+import numpy as np
+
+from keras_resnet_cifar.errors import UserError
+
+SIZE = 32
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+NPY_SUFFIX = ".npy"
+
+
+class ImageError(UserError):
+    """One input file that is missing, corrupt or of an unusable shape."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """The pixels read from one file, with a label per image for reports.
+
+    Attributes:
+        path: the file.
+        names: one name per image: the path, or ``path[i]`` for a ``.npy`` batch.
+        pixels: uint8 (N, 32, 32, 3) RGB.
+        warnings: conversions applied (resizing, channel changes), for the user.
+    """
+
+    path: str
+    names: tuple[str, ...]
+    pixels: np.ndarray
+    warnings: tuple[str, ...] = ()
+
+
+def load_file(path: str | os.PathLike, *, strict: bool = False) -> Loaded:
+    """Reads one PNG/JPEG image or ``.npy`` batch as uint8 (N, 32, 32, 3).
+
+    Args:
+        path: the file.
+        strict: refuse images that are not 32x32 instead of resizing them.
+
+    Returns:
+        A :class:`Loaded`.
+
+    Raises:
+        ImageError: missing, unreadable or corrupt file, or a shape that cannot
+            be made into 32x32 RGB (or any size but 32x32 when ``strict``).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file.")
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory, not an image.")
+    if path.lower().endswith(NPY_SUFFIX):
+        return _load_npy(path)
+    return _load_image(path, strict)
+
+
+def _load_image(path: str, strict: bool) -> Loaded:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now, so truncated files fail here
+            mode, size = img.mode, img.size
+            rgb = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: not a readable image ({_first_line(e)}).") from None
+    warnings = []
+    if mode not in ("RGB",):
+        warnings.append(f"{path}: converted {mode} to RGB")
+    if size != (SIZE, SIZE):
+        if strict:
+            raise ImageError(f"{path}: is {size[0]}x{size[1]}, not {SIZE}x{SIZE} "
+                             "(--strict refuses to resize).")
+        warnings.append(f"{path}: resized {size[0]}x{size[1]} to {SIZE}x{SIZE}; "
+                        "predictions on resized images are less reliable")
+        rgb = rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+    pixels = np.asarray(rgb, np.uint8)[None]
+    return Loaded(path, (path,), pixels, tuple(warnings))
+
+
+def _load_npy(path: str) -> Loaded:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ImageError(f"{path}: not a readable .npy array ({_first_line(e)}).") from None
+    pixels = to_pixels(array, what=path)
+    batch = array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4))
+    names = tuple(f"{path}[{i}]" for i in range(len(pixels))) if batch else (path,)
+    return Loaded(path, names, pixels)
+
+
+def to_pixels(array: np.ndarray, what: str = "array") -> np.ndarray:
+    """Checks and converts an array of images to uint8 RGB (N, 32, 32, 3).
+
+    Accepts (32, 32), (32, 32, C), (N, 32, 32) and (N, 32, 32, C) with C in
+    {1, 3, 4}; uint8, or numbers on the [0, 255] scale (rounded, clipped).
+
+    Raises:
+        ImageError: another shape, a non-numeric dtype or non-finite values.
+    """
+    a = np.asarray(array)
+    if a.dtype.kind not in "uif" and a.dtype != np.bool_:
+        raise ImageError(f"{what}: dtype {a.dtype} is not a pixel type.")
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] not in (1, 3, 4)):
+        a = a[..., None]  # grayscale without a channel axis
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[1:3] != (SIZE, SIZE) or a.shape[3] not in (1, 3, 4):
+        raise ImageError(f"{what}: shape {np.shape(array)} is not (N,) 32x32 with 1, 3 "
+                         "or 4 channels.")
+    if a.shape[3] == 1:
+        a = np.repeat(a, 3, axis=3)
+    elif a.shape[3] == 4:
+        a = a[..., :3]
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ImageError(f"{what}: holds NaN or infinite values.")
+    if a.size and (a.min() < 0 or a.max() > 255):
+        raise ImageError(f"{what}: values in [{a.min():g}, {a.max():g}] are not pixels "
+                         "on the [0, 255] scale.")
+    return np.rint(a).astype(np.uint8)
+
+
+def load_files(paths: Sequence[str], *, strict: bool = False
+               ) -> tuple[list[Loaded], list[ImageError]]:
+    """Reads every file it can: (what was read, one error per file that failed)."""
+    loaded, errors = [], []
+    for path in paths:
+        try:
+            loaded.append(load_file(path, strict=strict))
+        except ImageError as e:
+            errors.append(e)
+    return loaded, errors
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,34 @@
+"""CIFAR-10 class names and ranked predictions, importable without TensorFlow.
+
+Edge devices and the serving client use this module, so it needs only numpy.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+# In label order: index i is the name of label i.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+
+
+def top_k(probabilities: np.ndarray, class_names: Sequence[str],
+          k: int = 3) -> list[list[tuple[str, float]]]:
+    """The ``k`` most probable classes of each row, best first.
+
+    Args:
+        probabilities: (N, C) class probabilities.
+        class_names: C names.
+        k: how many to keep (at most C).
+
+    Returns:
+        One list of (class name, probability) pairs per row.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    k = max(1, min(k, probabilities.shape[1]))
+    # Stable sort on the negated values: ties keep label order, like argmax.
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return [[(class_names[j], float(p[j])) for j in row]
+            for row, p in zip(order, probabilities)]

@@ -1,0 +1,99 @@
+"""Parity of exported models with the Keras model: agreement, accuracy, size, latency.
+
+Pure numpy over callables (pixels -> probabilities), so it measures a SavedModel,
+a TFLite interpreter or the Keras model alike, and needs no TensorFlow itself.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Mapping
+
+import numpy as np
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def compare(reference: np.ndarray, probabilities: np.ndarray,
+            labels: np.ndarray | None = None) -> dict:
+    """How ``probabilities`` differ from the ``reference`` ones, image by image.
+
+    Args:
+        reference: (N, C) probabilities of the Keras model.
+        probabilities: (N, C) probabilities of an exported model.
+        labels: (N,) true labels, or None when the images have none.
+
+    Returns:
+        ``top1_agreement`` (fraction of images with the same argmax),
+        ``disagreements`` (count), ``max_prob_diff`` (largest absolute
+        difference of any probability) and ``accuracy`` (None without labels).
+    """
+    ref_top, top = reference.argmax(axis=1), probabilities.argmax(axis=1)
+    return {
+        "top1_agreement": float(np.mean(ref_top == top)),
+        "disagreements": int(np.sum(ref_top != top)),
+        "max_prob_diff": float(np.max(np.abs(reference - probabilities))),
+        "accuracy": None if labels is None else float(np.mean(top == labels)),
+    }
+
+
+def latency_ms(predict: Predict, image: np.ndarray, *, warmup: int = 10,
+               runs: int = 100) -> dict:
+    """Batch-1 latency of ``predict`` on ``image`` (1, 32, 32, 3), in milliseconds.
+
+    Returns:
+        ``median`` and ``p90`` over ``runs`` timed calls after ``warmup`` ones.
+    """
+    for _ in range(warmup):
+        predict(image)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        predict(image)
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return {"median": statistics.median(times), "p90": times[int(0.9 * (len(times) - 1))],
+            "runs": runs}
+
+
+def report(reference: np.ndarray, variants: Mapping[str, dict], images: np.ndarray,
+           labels: np.ndarray | None, *, latency_runs: int = 100) -> dict:
+    """The parity report of several exported variants against the reference.
+
+    Args:
+        reference: (N, C) Keras probabilities on ``images``.
+        variants: name -> {"predict": batch predict, "predict_one": batch-1
+            predict (may be the same callable), "size_bytes": int,
+            "file": str}. The reference itself may be among them.
+        images: uint8 (N, 32, 32, 3).
+        labels: (N,) or None.
+        latency_runs: timed batch-1 calls per variant (0 skips latency).
+
+    Returns:
+        {"images": N, "variants": {name: compare(...) + size_bytes, file,
+        latency_ms}}.
+    """
+    out = {}
+    for name, v in variants.items():
+        row = compare(reference, np.asarray(v["predict"](images)), labels)
+        row["size_bytes"] = v.get("size_bytes")
+        row["file"] = v.get("file")
+        row["latency_ms"] = (latency_ms(v["predict_one"], images[:1], runs=latency_runs)
+                             if latency_runs else None)
+        out[name] = row
+    return {"images": int(len(images)), "labelled": labels is not None, "variants": out}
+
+
+def format_table(parity: dict) -> str:
+    """A short text table of a :func:`report`."""
+    header = (f"{'variant':<22}{'top-1 agree':>12}{'max |dp|':>10}{'accuracy':>10}"
+              f"{'size':>10}{'b1 median':>11}")
+    lines = [f"parity on {parity['images']} images", header, "-" * len(header)]
+    for name, r in parity["variants"].items():
+        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}%"
+        size = "-" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f} MB"
+        lat = "-" if r["latency_ms"] is None else f"{r['latency_ms']['median']:.2f} ms"
+        lines.append(f"{name:<22}{100 * r['top1_agreement']:>11.2f}%{r['max_prob_diff']:>10.2e}"
+                     f"{acc:>10}{size:>10}{lat:>11}")
+    return "\n".join(lines)

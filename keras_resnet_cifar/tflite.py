@@ -1,0 +1,112 @@
+"""TFLite conversion: a Keras classifier over raw pixels -> ``.tflite`` bytes.
+
+Three variants, all with built-in ops only (no Flex / SELECT_TF_OPS), all taking
+raw RGB pixels (the model's ``normalize`` layer is part of the graph):
+
+    float32        float32 weights and arithmetic; float32 pixels in [0, 255]
+    dynamic_range  int8 weights, float activations; float32 pixels in [0, 255]
+    int8           int8 weights and activations, calibrated on representative
+                   images; uint8 pixels in (scale 1, zero point 0: raw bytes),
+                   float32 probabilities out
+
+The conversion follows Keras' own LiteRT export: an ExportArchive SavedModel,
+then ``tf.lite.TFLiteConverter.from_saved_model``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_resnet_cifar.errors import UserError
+
+VARIANTS = ("float32", "dynamic_range", "int8")
+_ENDPOINT = "serve"
+
+
+def _saved_model(model: keras.Model, folder: str) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        _ENDPOINT, lambda image: {"probabilities": model(image, training=False)},
+        input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image")])
+    archive.write_out(folder, verbose=False)
+
+
+def representative_images(images: np.ndarray, count: int = 500,
+                          seed: int = 0) -> np.ndarray:
+    """A fixed random sample of ``count`` images (uint8 N,32,32,3) for calibration."""
+    if len(images) == 0:
+        raise UserError("No images to calibrate the int8 model on.")
+    rng = np.random.default_rng(seed)
+    return images[np.sort(rng.choice(len(images), min(count, len(images)), replace=False))]
+
+
+def convert(model: keras.Model, variant: str,
+            calibration: np.ndarray | None = None) -> bytes:
+    """Converts ``model`` (raw pixels in, probabilities out) to TFLite.
+
+    Args:
+        model: a Keras model taking (None, 32, 32, 3) pixels on [0, 255].
+        variant: one of :data:`VARIANTS`.
+        calibration: for ``int8``, uint8 images (N, 32, 32, 3) that go through
+            the model to calibrate the activation ranges (a few hundred training
+            images). They should contain both 0 and 255 pixel values so that the
+            uint8 input is the identity on raw pixels.
+
+    Returns:
+        The ``.tflite`` flatbuffer.
+
+    Raises:
+        UserError: unknown variant, or ``int8`` without calibration images.
+    """
+    if variant not in VARIANTS:
+        raise UserError(f"Unknown TFLite variant {variant!r}: expected one of "
+                        f"{', '.join(VARIANTS)}.")
+    if variant == "int8" and (calibration is None or len(calibration) == 0):
+        raise UserError("The int8 TFLite model needs calibration images.")
+    with tempfile.TemporaryDirectory(prefix="krc_tflite_") as folder:
+        _saved_model(model, folder)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder, [_ENDPOINT])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if variant in ("dynamic_range", "int8"):
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant == "int8":
+            converter.representative_dataset = lambda: _calibration_feed(calibration)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.float32
+        return converter.convert()
+
+
+def _calibration_feed(images: np.ndarray) -> Iterator[list[np.ndarray]]:
+    for image in images:
+        yield [image[None].astype(np.float32)]
+
+
+def convert_all(model: keras.Model, variants=VARIANTS,
+                calibration: np.ndarray | None = None) -> dict[str, bytes]:
+    """``{variant: .tflite bytes}`` for each of ``variants``."""
+    return {v: convert(model, v, calibration) for v in variants}
+
+
+def file_name(variant: str) -> str:
+    """The file name of a variant inside an export: ``model_<variant>.tflite``."""
+    return f"model_{variant}.tflite"
+
+
+def ops_used(tflite_bytes: bytes) -> list[str]:
+    """The names of the operators in a ``.tflite`` model (for checking built-ins)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = []
+    for code in m.operatorCodes:
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        ops.append(code.customCode.decode() if code.customCode else names.get(builtin, str(builtin)))
+    return sorted(set(ops))
