@@ -1,0 +1,120 @@
+"""The training configuration: one frozen dataclass, parsed once, saved with every run.
+
+Defaults are the recipe of He et al. (2016), section 4.2, as the seed states it:
+SGD with momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1 divided by
+10 at epochs 80 and 120, 200 epochs. (The paper counts iterations: 32k and 48k,
+stopping at 64k, with 45k training images, i.e. about 91, 136 and 182 epochs;
+the epoch form of the seed is the one most reimplementations use.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from keras_resnet_cifar import models
+
+DATASETS = ("cifar10", "synthetic")
+DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run."""
+
+    model: str = "resnet20"
+    shortcut: str = "A"
+    # Data.
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    validation_split: int = 0          # images held out of training for model selection
+    synthetic_train_size: int = 5000   # --dataset=synthetic only
+    synthetic_test_size: int = 1000
+    # Recipe.
+    epochs: int = 200
+    batch_size: int = 128              # global batch, split across replicas
+    learning_rate: float = 0.1
+    lr_boundaries: tuple[int, ...] = (80, 120)  # epochs after which lr *= lr_decay
+    lr_decay: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 0             # He et al.: ResNet-110 at 0.01 for ~400 iterations
+    warmup_learning_rate: float = 0.01
+    # Caps for short runs.
+    steps_per_epoch: int | None = None
+    eval_steps: int | None = None
+    # Reproducibility and execution.
+    seed: int = 0
+    deterministic: bool = False
+    distribute: str = "auto"
+    mixed_precision: str = "float32"
+    jit_compile: bool = False
+    steps_per_execution: int = 1
+
+    def __post_init__(self):
+        models.parse_name(self.model)  # raises ValueError with the valid forms
+        if self.shortcut not in ("A", "B"):
+            raise ValueError(f"--shortcut must be A or B, got {self.shortcut!r}.")
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("distribute", self.distribute, DISTRIBUTE)
+        _choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        for name in ("epochs", "batch_size", "synthetic_train_size",
+                     "synthetic_test_size", "steps_per_execution"):
+            _positive(name, getattr(self, name))
+        for name in ("steps_per_epoch", "eval_steps"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        for name in ("learning_rate", "warmup_learning_rate"):
+            _positive(name, getattr(self, name))
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}.")
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.validation_split < 0:
+            raise ValueError("--weight_decay, --warmup_epochs and --validation_split "
+                             "must not be negative.")
+        if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)) or any(
+                b <= 0 for b in self.lr_boundaries):
+            raise ValueError("--lr_boundaries must be increasing positive epochs, "
+                             f"got {list(self.lr_boundaries)}.")
+
+    @property
+    def eval_set(self) -> str:
+        """Which set is evaluated after each epoch (and "best" is chosen on)."""
+        return "validation" if self.validation_split else "test"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown configuration keys: {', '.join(unknown)}.")
+        values = dict(values)
+        if "lr_boundaries" in values:
+            values["lr_boundaries"] = tuple(int(b) for b in values["lr_boundaries"])
+        return cls(**values)
+
+
+def _choice(name, value, valid):
+    if value not in valid:
+        raise ValueError(f"--{name} must be one of {', '.join(valid)}, got {value!r}.")
+
+
+def _positive(name, value):
+    if not value > 0:
+        raise ValueError(f"--{name} must be positive, got {value}.")
+
+
+def learning_rate_at(epoch: int, config: TrainConfig) -> float:
+    """The learning rate for 0-based ``epoch``: warm-up, then step decay.
+
+    >>> [learning_rate_at(e, TrainConfig()) for e in (0, 79, 80, 119, 120)]
+    [0.1, 0.1, 0.010000000000000002, 0.010000000000000002, 0.0010000000000000002]
+    """
+    if epoch < config.warmup_epochs:
+        return config.warmup_learning_rate
+    drops = sum(epoch >= b for b in config.lr_boundaries)
+    return config.learning_rate * config.lr_decay ** drops

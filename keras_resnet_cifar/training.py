@@ -1,0 +1,315 @@
+"""Training library: ``train_and_evaluate(config, workdir)`` with ``model.fit``.
+
+A run directory holds everything a run produces:
+
+    config.json            the resolved TrainConfig
+    history.csv/.json      one row per epoch: epoch (1-based), loss, accuracy (training,
+                           on augmented batches, running mean over the epoch, loss
+                           including the weight-decay term), val_loss, val_accuracy
+                           (on the eval set: "test" by default, "validation" with
+                           --validation_split), learning_rate, epoch_time_s,
+                           images_per_sec
+    metrics.json           final test accuracy/loss, best epoch and the set it was
+                           chosen on, parameter counts, wall time, images/s, versions
+    model.keras            the final model
+    checkpoints/last.keras, checkpoints/best.keras (best val_accuracy on the eval set)
+    backup/                BackupAndRestore state, for resuming an interrupted run
+    tensorboard/           TensorBoard logs
+
+Every file is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_resnet_cifar import datasets, environment, fileio, input_pipeline, models
+from keras_resnet_cifar.config import TrainConfig, learning_rate_at
+from keras_resnet_cifar.errors import UserError
+
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                  "learning_rate", "epoch_time_s", "images_per_sec")
+
+
+def make_strategy(distribute: str) -> tf.distribute.Strategy:
+    """``auto``: MirroredStrategy over the GPUs when there is more than one.
+
+    ``mirrored`` forces MirroredStrategy over every GPU, or over every logical
+    CPU device when there is no GPU (how it is tested on a CPU machine);
+    ``multi_worker`` is MultiWorkerMirroredStrategy driven by ``TF_CONFIG``.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    if distribute == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if distribute == "mirrored" or (distribute == "auto" and len(gpus) > 1):
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.get_strategy()
+
+
+def build_and_compile(config: TrainConfig) -> keras.Model:
+    """The model of ``config``, compiled with the paper's SGD (call inside a strategy scope)."""
+    model = models.build_model(config.model, shortcut=config.shortcut,
+                               weight_decay=config.weight_decay)
+    # Plain SGD with heavy-ball momentum, as torch.optim.SGD: v = m v + g, w -= lr v.
+    # Weight decay is the models' L2 term (gradient lambda * w, through momentum),
+    # not Keras' decoupled SGD(weight_decay=...).
+    optimizer = keras.optimizers.SGD(learning_rate=learning_rate_at(0, config),
+                                     momentum=config.momentum)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=config.jit_compile,
+                  steps_per_execution=config.steps_per_execution)
+    return model
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_time_s`` and ``images_per_sec`` (training phase only) to the logs."""
+
+    def __init__(self, images_per_epoch: int):
+        super().__init__()
+        self.images_per_epoch = images_per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._train_time = None
+
+    def on_test_begin(self, logs=None):  # the per-epoch evaluation starts
+        if getattr(self, "_start", None) is not None and self._train_time is None:
+            self._train_time = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        logs["epoch_time_s"] = elapsed
+        logs["images_per_sec"] = self.images_per_epoch / max(self._train_time or elapsed, 1e-9)
+
+
+class RunHistory(keras.callbacks.Callback):
+    """Keeps history.csv / history.json, one row per epoch even across resumes."""
+
+    def __init__(self, workdir: Path, eval_set: str, total_epochs: int):
+        super().__init__()
+        self.workdir = workdir
+        self.eval_set = eval_set
+        self.total_epochs = total_epochs
+        self.rows = {row["epoch"]: row for row in read_history(workdir)}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = {"epoch": epoch + 1}
+        row.update({k: float(logs[k]) for k in HISTORY_FIELDS[1:] if k in logs})
+        self.rows = {e: r for e, r in self.rows.items() if e < epoch + 1}
+        self.rows[epoch + 1] = row
+        self._write()
+        logging.info(
+            "epoch %d/%d: loss %.4f, accuracy %.4f, %s_loss %.4f, %s_accuracy %.4f, "
+            "lr %.4g, %.1f s (%.0f img/s)", epoch + 1, self.total_epochs,
+            row.get("loss", math.nan), row.get("accuracy", math.nan), self.eval_set,
+            row.get("val_loss", math.nan), self.eval_set, row.get("val_accuracy", math.nan),
+            row.get("learning_rate", math.nan), row.get("epoch_time_s", math.nan),
+            row.get("images_per_sec", math.nan))
+
+    def _write(self):
+        rows = [self.rows[e] for e in sorted(self.rows)]
+        fileio.write_json(self.workdir / "history.json",
+                          {"eval_set": self.eval_set, "epochs": rows})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        fileio.write_text(self.workdir / "history.csv", buf.getvalue())
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves checkpoints/last.keras every epoch and best.keras on a better eval accuracy.
+
+    Unlike ``keras.callbacks.ModelCheckpoint``, a kill during saving never leaves a
+    truncated file: each save goes to a temporary file that is then renamed.
+    """
+
+    def __init__(self, directory: Path, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.directory = directory
+        self.monitor = monitor
+        self.best_path = directory / "best.json"
+        self.best = (json.loads(self.best_path.read_text())
+                     if self.best_path.exists() else None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save(self.directory / "last.keras")
+        value = (logs or {}).get(self.monitor)
+        if value is not None and (self.best is None or value > self.best["value"]):
+            self._save(self.directory / "best.keras")
+            self.best = {"epoch": epoch + 1, "metric": self.monitor, "value": float(value)}
+            fileio.write_json(self.best_path, self.best)
+
+    def _save(self, path):
+        with fileio.atomic_path(path) as tmp:
+            self.model.save(tmp)
+
+
+def read_history(workdir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The per-epoch rows of a run directory (empty when it has none yet)."""
+    path = Path(workdir) / "history.json"
+    if not path.exists():
+        return []
+    return json.loads(path.read_text())["epochs"]
+
+
+def _prepare_workdir(config: TrainConfig, workdir: Path) -> bool:
+    """Creates or checks the run directory; returns True if the run is already complete."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
+    saved = workdir / "config.json"
+    if saved.exists():
+        previous = json.loads(saved.read_text())
+        for key in ("model", "shortcut", "dataset", "batch_size", "validation_split"):
+            if previous.get(key) != getattr(config, key):
+                raise UserError(
+                    f"{workdir} holds a run with {key}={previous.get(key)!r}, not "
+                    f"{getattr(config, key)!r}; choose another --model_dir to start a new run.")
+    done = read_history(workdir)
+    if (workdir / "metrics.json").exists() and done and done[-1]["epoch"] >= config.epochs:
+        return True
+    fileio.write_text(saved, config.to_json())
+    return False
+
+
+def load_data(config: TrainConfig) -> tuple[datasets.Split, datasets.Split, datasets.Cifar10]:
+    """(training split, per-epoch eval split, the whole data set) for ``config``."""
+    data = datasets.load(config.dataset, config.data_dir, seed=config.seed,
+                         synthetic_sizes=(config.synthetic_train_size,
+                                          config.synthetic_test_size))
+    if config.validation_split:
+        if config.validation_split >= len(data.train.labels):
+            raise UserError(f"--validation_split={config.validation_split} leaves no "
+                            "training images.")
+        train, held_out = datasets.holdout(data.train, config.validation_split, config.seed)
+        return train, held_out, data
+    return data.train, data.test, data
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
+                       callbacks: Sequence[keras.callbacks.Callback] = (),
+                       verbose: int | str = "auto") -> dict[str, Any]:
+    """Trains ``config`` in ``workdir`` (resuming what is there) and returns metrics.json.
+
+    Args:
+        config: the run's configuration.
+        workdir: the run directory (created if needed).
+        callbacks: extra Keras callbacks.
+        verbose: passed to ``model.fit`` (the progress bar).
+
+    Raises:
+        UserError: unusable workdir, a workdir of another run, unusable data.
+    """
+    workdir = Path(workdir)
+    if _prepare_workdir(config, workdir):
+        logging.info("%s already holds a finished %d-epoch run; nothing to train "
+                     "(raise --epochs to continue it, or use another --model_dir).",
+                     workdir, config.epochs)
+        return json.loads((workdir / "metrics.json").read_text())
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.mixed_precision != "float32":
+        keras.mixed_precision.set_global_policy(config.mixed_precision)
+
+    train, evaluation, data = load_data(config)
+    logging.info("data: %s; %d training images, %d %s images", data.source,
+                 len(train.labels), len(evaluation.labels), config.eval_set)
+
+    strategy = make_strategy(config.distribute)
+    with strategy.scope():
+        model = build_and_compile(config)
+    logging.info("%s: %s trainable parameters, %d replica(s)", model.name,
+                 f"{models.count_trainable_params(model):,}", strategy.num_replicas_in_sync)
+
+    train_ds = input_pipeline.train_dataset(train, config.batch_size, seed=config.seed)
+    eval_ds = input_pipeline.eval_dataset(evaluation, config.batch_size)
+    steps = config.steps_per_epoch or math.ceil(len(train.labels) / config.batch_size)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    images_per_epoch = steps * config.batch_size if config.steps_per_epoch else len(train.labels)
+
+    ckpt_dir = workdir / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    # Order matters: the history and checkpoints are written before the backup,
+    # so a kill between them re-runs an epoch whose row is then overwritten.
+    run_callbacks = [
+        keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config)),
+        EpochTimer(images_per_epoch),
+        RunHistory(workdir, config.eval_set, config.epochs),
+        AtomicCheckpoint(ckpt_dir),
+        keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard"), profile_batch=0),
+        *callbacks,
+        keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
+    ]
+    started = time.perf_counter()
+    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps,
+              validation_data=eval_ds, validation_steps=config.eval_steps,
+              callbacks=run_callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles
+    fit_seconds = time.perf_counter() - started
+
+    test_ds = input_pipeline.eval_dataset(data.test, config.batch_size)
+    test_loss, test_accuracy = model.evaluate(test_ds, steps=config.eval_steps, verbose=0)
+    with fileio.atomic_path(workdir / "model.keras") as tmp:
+        model.save(tmp)
+    metrics = _metrics(config, model, workdir, data, strategy, test_loss, test_accuracy,
+                       fit_seconds)
+    fileio.write_json(workdir / "metrics.json", metrics)
+    logging.info("%s: test accuracy %.4f, test loss %.4f; wrote %s", model.name,
+                 test_accuracy, test_loss, workdir)
+    return metrics
+
+
+def _metrics(config, model, workdir, data, strategy, test_loss, test_accuracy,
+             fit_seconds) -> dict[str, Any]:
+    history = read_history(workdir)
+    best_path = workdir / "checkpoints" / "best.json"
+    best = json.loads(best_path.read_text()) if best_path.exists() else None
+    if best:
+        best["chosen_on"] = config.eval_set
+    rates = [r["images_per_sec"] for r in history if "images_per_sec" in r]
+    return {
+        "model": config.model,
+        "shortcut": config.shortcut,
+        "residual": models.parse_name(config.model).residual,
+        "depth": models.parse_name(config.model).depth,
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "test_images": len(data.test.labels) if not config.eval_steps
+        else min(len(data.test.labels), config.eval_steps * config.batch_size),
+        "eval_set": config.eval_set,
+        "best": best,
+        "final_train_accuracy": history[-1].get("accuracy") if history else None,
+        "epochs_completed": history[-1]["epoch"] if history else 0,
+        "params_trainable": models.count_trainable_params(model),
+        "params_total": int(model.count_params()),
+        "wall_time_s": float(sum(r.get("epoch_time_s", 0.0) for r in history)),
+        "last_session_fit_s": fit_seconds,
+        "train_images_per_sec": float(np.median(rates)) if rates else None,
+        "data_source": data.source,
+        "replicas": strategy.num_replicas_in_sync,
+        **environment.describe(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

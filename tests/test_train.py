@@ -1,0 +1,162 @@
+"""The training entry point, run as a user runs it: the CLI on synthetic data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from keras_resnet_cifar import config as config_lib
+from keras_resnet_cifar import train
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "flags" / "smoke.cfg"
+
+
+def run_train(*args, check=True, **kwargs):
+    cmd = [sys.executable, "-m", "keras_resnet_cifar.train", f"--flagfile={SMOKE}", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if check and r.returncode:
+        raise AssertionError(f"{cmd} failed:\n{r.stderr[-3000:]}")
+    return r
+
+
+def history(run_dir):
+    return json.loads((run_dir / "history.json").read_text())["epochs"]
+
+
+def test_learning_rate_schedule_is_the_papers():
+    cfg = config_lib.TrainConfig()
+    lrs = [config_lib.learning_rate_at(e, cfg) for e in range(200)]
+    assert lrs[0] == lrs[79] == 0.1
+    assert lrs[80] == lrs[119] == pytest.approx(0.01)
+    assert lrs[120] == lrs[199] == pytest.approx(0.001)
+    warm = config_lib.TrainConfig(warmup_epochs=1)
+    assert config_lib.learning_rate_at(0, warm) == 0.01
+    assert config_lib.learning_rate_at(1, warm) == 0.1
+
+
+def test_config_defaults_and_round_trip():
+    cfg = config_lib.TrainConfig(model="plain56")
+    assert (cfg.epochs, cfg.batch_size, cfg.momentum, cfg.weight_decay) == (200, 128, 0.9, 1e-4)
+    assert cfg.lr_boundaries == (80, 120)
+    again = config_lib.TrainConfig.from_dict(json.loads(cfg.to_json()))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("bad", [dict(model="resnet21"), dict(epochs=0), dict(shortcut="C"),
+                                 dict(lr_boundaries=(120, 80)), dict(dataset="mnist"),
+                                 dict(momentum=1.5)])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        config_lib.TrainConfig(**bad)
+
+
+def test_smoke_run_lowers_loss_and_writes_a_complete_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    run_train(f"--model_dir={run_dir}", "--epochs=3", "--steps_per_epoch=8")
+    for name in ("config.json", "history.csv", "history.json", "metrics.json", "model.keras",
+                 "checkpoints/last.keras", "checkpoints/best.keras"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    rows = history(run_dir)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert [r["learning_rate"] for r in rows] == pytest.approx([0.1, 0.01, 0.01])
+    assert all(r["epoch_time_s"] > 0 and r["images_per_sec"] > 0 for r in rows)
+    csv_lines = (run_dir / "history.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate")
+    assert len(csv_lines) == 4
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["eval_set"] == "test" and metrics["best"]["chosen_on"] == "test"
+    assert metrics["params_trainable"] == 75_290  # resnet8
+    assert metrics["epochs_completed"] == 3
+    assert 0 <= metrics["test_accuracy"] <= 1
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["model"] == "resnet8" and saved["epochs"] == 3
+
+    # A finished run is not silently retrained.
+    again = run_train(f"--model_dir={run_dir}", "--epochs=3", "--steps_per_epoch=8")
+    assert "already holds a finished" in again.stderr
+    assert len(history(run_dir)) == 3
+
+
+def test_validation_split_selects_on_validation(tmp_path):
+    run_dir = tmp_path / "val"
+    run_train(f"--model_dir={run_dir}", "--epochs=1", "--validation_split=128")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["eval_set"] == "validation"
+    assert metrics["best"]["chosen_on"] == "validation"
+    assert json.loads((run_dir / "history.json").read_text())["eval_set"] == "validation"
+
+
+def test_resume_after_kill_continues_from_the_last_completed_epoch(tmp_path):
+    run_dir = tmp_path / "resume"
+    args = (f"--model_dir={run_dir}", "--epochs=4", "--steps_per_epoch=6")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keras_resnet_cifar.train", f"--flagfile={SMOKE}", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "backup").exists() and (run_dir / "history.json").exists() \
+                and history(run_dir)[-1]["epoch"] >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = history(run_dir)[-1]["epoch"]
+    assert done_before < 4
+
+    resumed = run_train(*args)
+    assert "epoch 1/4" not in resumed.stderr  # epoch 1 was not trained again
+    assert [r["epoch"] for r in history(run_dir)] == [1, 2, 3, 4]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_completed"] == 4
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    run_dir = tmp_path / "mirrored"
+    run_train(f"--model_dir={run_dir}", "--epochs=1", "--distribute=mirrored",
+              "--cpu_devices=2")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["replicas"] == 2
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--model=resnet21", "6n+2"),
+    ("--epochs=-1", "--epochs must be positive"),
+    ("--dataset=mnist", "--dataset must be one of"),
+    ("--data_dir=/nonexistent/cifar", "/nonexistent/cifar"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, flag, message):
+    r = run_train(f"--model_dir={tmp_path / 'x'}", "--dataset=cifar10"
+                  if "data_dir" in flag else "--epochs=1", flag, check=False)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+
+
+def test_unwritable_model_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = run_train(f"--model_dir={blocker / 'run'}", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "Cannot write to --model_dir" in r.stderr
+
+
+def test_a_run_directory_of_another_model_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"model": "plain20"}))
+    r = run_train(f"--model_dir={run_dir}", check=False)
+    assert r.returncode == 1 and "holds a run with model='plain20'" in r.stderr
+
+
+def test_every_config_field_is_a_flag():
+    import dataclasses
+    assert set(train._HELP) == {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
