@@ -1,0 +1,175 @@
+"""The TF Serving REST client against a local stand-in server (loopback only)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_resnet_cifar import serving_client
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.labels import CIFAR10_CLASSES
+
+
+def _fake_model(pixels: np.ndarray) -> np.ndarray:
+    """Deterministic stand-in probabilities: peaked at (mean pixel) mod 10."""
+    ids = pixels.reshape(len(pixels), -1).sum(1) % 10
+    probabilities = np.full((len(pixels), 10), 0.02)
+    probabilities[np.arange(len(pixels)), ids] = 0.82
+    return probabilities
+
+
+class _StandIn(http.server.BaseHTTPRequestHandler):
+    """Answers as TF Serving's REST API does for a model named 'resnet20'."""
+
+    requests: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, body):
+        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append({"path": self.path, "body": body,
+                              "content_type": self.headers["Content-Type"]})
+        if self.path.startswith("/v1/models/broken"):
+            return self._send(200, b"<html>not json</html>")
+        if not self.path.startswith("/v1/models/resnet20") or not self.path.endswith(":predict"):
+            return self._send(404, {"error": "Servable not found for request: Latest(nope)"})
+        if body.get("signature_name", "serving_default") != "serving_default":
+            return self._send(400, {"error": "Serving signature name: \"x\" not found in "
+                                             "signature def"})
+        if "instances" in body:
+            pixels = np.array([i["image"] for i in body["instances"]], np.uint8)
+        else:
+            pixels = np.array(body["inputs"]["image"], np.uint8)
+        if pixels.shape[1:] != (32, 32, 3):
+            return self._send(400, {"error": "input must be 4-dimensional[1,2]"})
+        p = _fake_model(pixels)
+        ids = p.argmax(1)
+        outputs = {"probabilities": p.tolist(), "class_id": ids.tolist(),
+                   "class_name": [CIFAR10_CLASSES[i] for i in ids]}
+        if "instances" in body:
+            return self._send(200, {"predictions": [
+                {k: v[i] for k, v in outputs.items()} for i in range(len(pixels))]})
+        return self._send(200, {"outputs": outputs})
+
+
+@pytest.fixture()
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
+    _StandIn.requests = []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", _StandIn.requests
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture()
+def pixels():
+    return np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+
+
+def test_url():
+    assert (serving_client.predict_url("http://h:8501/", "resnet20")
+            == "http://h:8501/v1/models/resnet20:predict")
+    assert (serving_client.predict_url("http://h:8501", "resnet20", 3)
+            == "http://h:8501/v1/models/resnet20/versions/3:predict")
+    with pytest.raises(UserError, match="http://"):
+        serving_client.predict_url("h:8501", "resnet20")
+
+
+@pytest.mark.parametrize("columnar", [False, True])
+def test_request_shape_and_response(server, pixels, columnar):
+    url, requests = server
+    results = serving_client.predict(url, "resnet20", pixels, columnar=columnar)
+    request = requests[-1]
+    assert request["path"] == "/v1/models/resnet20:predict"
+    assert request["content_type"] == "application/json"
+    if columnar:
+        assert np.array_equal(np.array(request["body"]["inputs"]["image"]), pixels)
+    else:
+        assert [sorted(i) for i in request["body"]["instances"]] == [["image"]] * 3
+        assert np.array_equal(np.array([i["image"] for i in request["body"]["instances"]]),
+                              pixels)
+    expected = _fake_model(pixels)
+    assert [r["class_id"] for r in results] == expected.argmax(1).tolist()
+    assert [r["class_name"] for r in results] == [CIFAR10_CLASSES[i] for i in
+                                                  expected.argmax(1)]
+    np.testing.assert_allclose([r["probabilities"] for r in results], expected)
+
+
+def test_version_and_signature(server, pixels):
+    url, requests = server
+    serving_client.predict(url, "resnet20", pixels[:1], version=2,
+                           signature="serving_default")
+    assert requests[-1]["path"] == "/v1/models/resnet20/versions/2:predict"
+    assert requests[-1]["body"]["signature_name"] == "serving_default"
+
+
+def test_http_errors_are_one_clear_sentence(server, pixels):
+    url, _ = server
+    with pytest.raises(UserError, match="HTTP 404: Servable not found"):
+        serving_client.predict(url, "nope", pixels)
+    with pytest.raises(UserError, match="HTTP 400: Serving signature name"):
+        serving_client.predict(url, "resnet20", pixels, signature="x")
+    with pytest.raises(UserError, match="not JSON"):
+        serving_client.predict(url, "broken", pixels)
+
+
+def test_server_down(pixels):
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError, match="Cannot reach TF Serving"):
+        serving_client.predict(f"http://127.0.0.1:{port}", "resnet20", pixels, timeout=5)
+
+
+def test_malformed_answers():
+    with pytest.raises(UserError, match="neither 'predictions' nor 'outputs'"):
+        serving_client.parse_response({"result": []}, 1)
+    with pytest.raises(UserError, match="answered 2 predictions for 1"):
+        serving_client.parse_response({"predictions": [{}, {}]}, 1)
+    with pytest.raises(UserError, match="not objects with"):
+        serving_client.parse_response({"predictions": [[0.1] * 10]}, 1)
+    with pytest.raises(UserError, match="TF Serving: boom"):
+        serving_client.parse_response({"error": "boom"}, 1)
+
+
+def test_cli(server, pixels, tmp_path):
+    url, requests = server
+    Image.fromarray(pixels[0]).save(tmp_path / "a.png")
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.serving_client",
+                           f"--url={url}", "--model_name=resnet20", "--json", "a.png",
+                           "bad.png"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1  # bad.png failed, a.png was still classified
+    out = json.loads(done.stdout)
+    assert out["predictions"][0]["input"] == "a.png"
+    assert out["predictions"][0]["class_name"] == CIFAR10_CLASSES[_fake_model(pixels[:1]).argmax()]
+    assert "error: bad.png" in done.stderr and "Traceback" not in done.stderr
+    assert len(requests) == 1 and len(requests[0]["body"]["instances"]) == 1
+    down = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.serving_client",
+                           f"--url={url}", "--model_name=nope", "a.png"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
+    assert down.returncode == 1
+    assert down.stderr.strip().splitlines() == [
+        f"error: TF Serving at {url}/v1/models/nope:predict answered HTTP 404: Servable not "
+        "found for request: Latest(nope)"]
