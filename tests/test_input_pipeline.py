@@ -1,0 +1,129 @@
+"""input_pipeline: element specs, He et al.'s pad-crop-flip, determinism, evaluation order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resnet_cifar import input_pipeline
+from keras_resnet_cifar.datasets import Split, synthetic
+
+PAD = input_pipeline.PAD
+
+
+def _epoch(ds):
+    """One pass over ``ds`` as numpy (images, labels)."""
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _coordinate_split(n):
+    """n copies of an image whose pixel (y, x) is (y + 1, x + 1, 200): never 0."""
+    y, x = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+    image = np.stack([y + 1, x + 1, np.full_like(y, 200)], axis=-1).astype(np.uint8)
+    return Split(np.repeat(image[None], n, axis=0), np.arange(n, dtype=np.int64)), image
+
+
+def _windows(image):
+    """{(dy, dx, flipped): 32x32 crop of the zero-padded image, flipped if asked}."""
+    padded = np.pad(image, ((PAD, PAD), (PAD, PAD), (0, 0)))
+    out = {}
+    for dy in range(2 * PAD + 1):
+        for dx in range(2 * PAD + 1):
+            crop = padded[dy:dy + 32, dx:dx + 32]
+            out[dy, dx, False], out[dy, dx, True] = crop, crop[:, ::-1]
+    return out
+
+
+def test_elements():
+    split = synthetic(100, 0, seed=0).train
+    ds = input_pipeline.train_dataset(split, 32, seed=0)
+    assert ds.element_spec == (tf.TensorSpec((None, 32, 32, 3), tf.float32),
+                               tf.TensorSpec((None,), tf.int64))
+    sizes = [int(y.shape[0]) for _, y in ds]
+    assert sizes == [32, 32, 32, 4]
+    x, _ = _epoch(ds)
+    assert x.min() >= 0 and x.max() <= 255 and x.max() > 1  # raw pixels, not [0, 1]
+    assert np.array_equal(x, np.round(x))
+    dropped = input_pipeline.train_dataset(split, 32, seed=0, drop_remainder=True)
+    assert dropped.element_spec[0].shape == (32, 32, 32, 3)
+    assert [int(y.shape[0]) for _, y in dropped] == [32, 32, 32]
+
+
+def test_every_output_is_a_window_of_the_zero_padded_image():
+    split, image = _coordinate_split(512)
+    ds = input_pipeline.train_dataset(split, 128, seed=1, shuffle=False)
+    x, y = _epoch(ds)
+    np.testing.assert_array_equal(y, split.labels)  # no shuffle: order kept
+    windows = _windows(image)
+    keys = list(windows)
+    stack = np.stack([windows[k] for k in keys]).astype(np.float32)  # (162, 32, 32, 3)
+    found = []
+    for out in x:
+        match = np.flatnonzero((stack == out).all(axis=(1, 2, 3)))
+        assert match.size, "an output is not a 32x32 window of the padded image"
+        found.append(keys[match[0]])
+    dy, dx, flipped = map(np.array, zip(*found))
+    assert 0.35 < flipped.mean() < 0.65  # both flipped and unflipped, about half each
+    assert {dy.min(), dy.max(), dx.min(), dx.max()} == {0, 2 * PAD}  # edge offsets occur
+    border = (dy != PAD) | (dx != PAD)
+    assert border.any()
+    # Off-centre crops bring in zero rows / columns; the centre crop has none.
+    zero_pixels = (x == 0).all(axis=-1).sum(axis=(1, 2))
+    assert (zero_pixels[border] > 0).all() and (zero_pixels[~border] == 0).all()
+
+
+def test_augment_batch_is_a_function_of_its_seed():
+    images = tf.constant(synthetic(16, 0, seed=0).train.images)
+    a = input_pipeline.augment_batch(images, tf.constant([3, 4], tf.int64))
+    b = input_pipeline.augment_batch(images, tf.constant([3, 4], tf.int64))
+    c = input_pipeline.augment_batch(images, tf.constant([3, 5], tf.int64))
+    assert a.dtype == tf.uint8 and a.shape == images.shape
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_same_seed_same_epochs_and_epochs_differ():
+    split = synthetic(300, 0, seed=0).train
+    split = Split(split.images, np.arange(300, dtype=np.int64))  # labels = identities
+    first = input_pipeline.train_dataset(split, 64, seed=7)
+    second = input_pipeline.train_dataset(split, 64, seed=7)
+    other = input_pipeline.train_dataset(split, 64, seed=8)
+    epochs_a = [_epoch(first) for _ in range(2)]   # iterating again = the next epoch
+    epochs_b = [_epoch(second) for _ in range(2)]
+    for (xa, ya), (xb, yb) in zip(epochs_a, epochs_b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+        assert sorted(ya) == list(range(300))  # every example once per epoch
+    (x1, y1), (x2, y2) = epochs_a
+    assert not np.array_equal(y1, y2)  # a new order
+    # New crops too, not just the new order: compare the same examples.
+    assert not np.array_equal(x1[np.argsort(y1)], x2[np.argsort(y2)])
+    assert not np.array_equal(_epoch(other)[1], y1)
+
+
+def test_without_augmentation_or_shuffle_is_identity():
+    split = synthetic(50, 0, seed=0).train
+    x, y = _epoch(input_pipeline.train_dataset(split, 16, seed=0, augment=False,
+                                               shuffle=False))
+    np.testing.assert_array_equal(x, split.images.astype(np.float32))
+    np.testing.assert_array_equal(y, split.labels)
+
+
+def test_eval_is_unaugmented_and_ordered():
+    split = synthetic(0, 70, seed=2).test
+    ds = input_pipeline.eval_dataset(split, 32)
+    assert ds.element_spec[0].dtype == tf.float32
+    for _ in range(2):
+        x, y = _epoch(ds)
+        np.testing.assert_array_equal(x, split.images.astype(np.float32))
+        np.testing.assert_array_equal(y, split.labels)
+
+
+def test_bad_arguments():
+    split = synthetic(10, 0, seed=0).train
+    with pytest.raises(ValueError, match="batch_size must be >= 1; got 0"):
+        input_pipeline.train_dataset(split, 0, seed=0)
+    with pytest.raises(ValueError, match=r"Expected images \(N, 32, 32, 3\)"):
+        input_pipeline.eval_dataset(Split(split.images[:, :16], split.labels), 4)
