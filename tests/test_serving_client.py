@@ -173,3 +173,20 @@ def test_cli(server, pixels, tmp_path):
     assert down.stderr.strip().splitlines() == [
         f"error: TF Serving at {url}/v1/models/nope:predict answered HTTP 404: Servable not "
         "found for request: Latest(nope)"]
+
+
+def test_serve_script_mounts_the_model_folder(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "serve.sh")
+    (tmp_path / "ex" / "resnet20" / "1").mkdir(parents=True)
+    env = {**os.environ, "DRY_RUN": "1", "REST_PORT": "9501"}
+    done = subprocess.run(["bash", script, "resnet20", str(tmp_path / "ex")], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    command = done.stdout.split()
+    assert command[:3] == ["docker", "run", "--rm"]
+    assert "9501:8501" in command and "MODEL_NAME=resnet20" in command
+    assert (f"type=bind,source={tmp_path / 'ex' / 'resnet20'},target=/models/resnet20,"
+            "readonly") in command
+    missing = subprocess.run(["bash", script, "other", str(tmp_path / "ex")], env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no ")
