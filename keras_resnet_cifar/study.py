@@ -122,6 +122,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", 128, "Global batch size.")
     flags.DEFINE_float("learning_rate", 0.1, "Initial learning rate.")
     flags.DEFINE_list("lr_boundaries", ["80", "120"], "Epochs after which lr *= 0.1.")
+    flags.DEFINE_integer("warmup_epochs", 0, "Epochs at --warmup_learning_rate first.")
+    flags.DEFINE_float("warmup_learning_rate", 0.01, "Learning rate during warm-up.")
     flags.DEFINE_integer("steps_per_epoch", None, "Cap on training steps per epoch: each "
                          "epoch then sees steps x batch shuffled images of all 50,000.")
     flags.DEFINE_integer("eval_steps", None, "Cap on per-epoch test batches.")
@@ -133,6 +135,7 @@ def define_flags() -> None:
                          "of the layer statistics.")
     flags.DEFINE_list("accuracy_levels", ["0.5", "0.8", "0.9"], "Test accuracies whose "
                       "first epoch the report gives (convergence speed).")
+    flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report).")
     flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.")
 
 
@@ -154,6 +157,8 @@ def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
         dataset=flag_values.dataset, data_dir=flag_values.data_dir,
         epochs=value("epochs"), batch_size=flag_values.batch_size,
         learning_rate=flag_values.learning_rate, lr_boundaries=ints("lr_boundaries"),
+        warmup_epochs=flag_values.warmup_epochs,
+        warmup_learning_rate=flag_values.warmup_learning_rate,
         steps_per_epoch=value("steps_per_epoch"), eval_steps=value("eval_steps"),
         synthetic_train_size=flag_values.synthetic_train_size,
         synthetic_test_size=flag_values.synthetic_test_size)
@@ -183,7 +188,7 @@ def main(argv):
         except ValueError:
             raise UserError(f"--accuracy_levels must be numbers, got "
                             f"{FLAGS.accuracy_levels}.") from None
-        written = report.write_report(dirs, Path(FLAGS.out) / "report",
+        written = report.write_report(dirs, FLAGS.report_dir or Path(FLAGS.out) / "report",
                                       accuracy_levels=levels)
         logging.info("study: report written to %s", written)
 
