@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -188,8 +190,9 @@ def main(argv):
         except ValueError:
             raise UserError(f"--accuracy_levels must be numbers, got "
                             f"{FLAGS.accuracy_levels}.") from None
+        command = shlex.join(["python", "-m", "keras_resnet_cifar.study", *sys.argv[1:]])
         written = report.write_report(dirs, FLAGS.report_dir or Path(FLAGS.out) / "report",
-                                      accuracy_levels=levels)
+                                      accuracy_levels=levels, command=command)
         logging.info("study: report written to %s", written)
 
 

@@ -1,0 +1,195 @@
+"""The study's figures, drawn from data (history rows, matrices, per-layer values).
+
+Every function returns a ``matplotlib.figure.Figure`` built without pyplot: no
+global state, no window, and no ``matplotlib.use`` call that would change a
+notebook's backend; ``savefig`` renders PNG with the Agg renderer and SVG with
+the SVG one. :func:`save` writes both. Nothing here loads a model or reads a file.
+
+Conventions: error and accuracy are in percent; "epoch" is whatever the run
+called an epoch (the caller says how many images one holds, via ``xlabel``).
+Plain networks are drawn in orange, residual ones in blue (the colours of He et
+al.'s Figure 6 are not standardised; these are colour-blind-safe).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+History = Sequence[Mapping[str, Any]]  # rows of history.json: epoch, loss, accuracy, ...
+
+PLAIN_COLOUR, RESIDUAL_COLOUR = "tab:orange", "tab:blue"
+# One colour per depth in the depth sweep (Figure 6 has four depths per family).
+DEPTH_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
+                 "tab:brown", "tab:pink", "tab:gray")
+
+
+def family_colour(label: str) -> str:
+    """Orange for plain networks, blue for residual ones (by the label's name)."""
+    return PLAIN_COLOUR if label.lower().startswith("plain") else RESIDUAL_COLOUR
+
+
+def _column(rows: History, key: str) -> tuple[np.ndarray, np.ndarray]:
+    kept = [r for r in rows if r.get(key) is not None]
+    return (np.array([r["epoch"] for r in kept], float),
+            np.array([r[key] for r in kept], float))
+
+
+def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
+                    xlabel: str = "epoch", title: str | None = None) -> Figure:
+    """Accuracy (left) and loss (right) per epoch, training and ``eval_set``, all runs.
+
+    The seed's Figures 1-3: both networks of a pair on the same axes; training
+    curves dashed, evaluation curves solid, one colour per network.
+
+    Args:
+        histories: {network label: rows of its history.json}.
+        eval_set: what the per-epoch evaluation ran on ("test" or "validation").
+        xlabel: the x-axis label (say what an epoch is when it is not the usual).
+        title: the figure's title.
+    """
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    for i, (label, rows) in enumerate(histories.items()):
+        colour = family_colour(label) if len(histories) <= 2 else DEPTH_COLOURS[i % 8]
+        for key, style, what in (("accuracy", "--", "training"), ("val_accuracy", "-", eval_set)):
+            x, y = _column(rows, key)
+            acc_ax.plot(x, 100 * y, style, color=colour, label=f"{label} {what}")
+        for key, style, what in (("loss", "--", "training"), ("val_loss", "-", eval_set)):
+            x, y = _column(rows, key)
+            loss_ax.plot(x, y, style, color=colour, label=f"{label} {what}")
+    acc_ax.set(xlabel=xlabel, ylabel="accuracy (%)", title="Accuracy")
+    loss_ax.set(xlabel=xlabel, ylabel="cross-entropy loss",
+                title="Loss (training: running mean, incl. weight decay)")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence[str],
+                       *, title: str | None = None) -> Figure:
+    """Confusion matrices side by side, each row normalised to the true class's images.
+
+    The seed's Figures 4-5. Cells show the percentage of the true class's images
+    predicted as each class (rows sum to 100%).
+
+    Args:
+        matrices: {network label: counts, rows true class, columns predicted}.
+        class_names: the class names, in label order.
+        title: the figure's title.
+    """
+    n = len(matrices)
+    fig = Figure(figsize=(6.2 * n, 5.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n))
+    image = None
+    for ax, (label, counts) in zip(axes, matrices.items()):
+        counts = np.asarray(counts, float)
+        totals = counts.sum(axis=1, keepdims=True)
+        percent = 100 * np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
+        for (i, j), value in np.ndenumerate(percent):
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if value > 50 else "black")
+        ticks = np.arange(len(class_names))
+        ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(ticks, class_names, fontsize=8)
+        accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
+        ax.set(xlabel="predicted class", ylabel="true class",
+               title=f"{label} (accuracy {accuracy:.1f}%)")
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="% of the true class")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *,
+                xlabel: str = "epoch", eval_set: str = "test",
+                title: str | None = None) -> Figure:
+    """He et al.'s Figure 6: error against epochs, plain nets left, residual nets right.
+
+    Training error (100 - training accuracy) thin and dashed, ``eval_set`` error
+    bold and solid; one colour per depth, the same depth the same colour on both
+    sides, and both panels share the y axis.
+
+    Args:
+        plain: {label: history rows} of the plain networks, shallow to deep.
+        residual: the same for the residual networks.
+    """
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, runs, name in ((axes[0], plain, "plain networks"),
+                           (axes[1], residual, "residual networks")):
+        for i, (label, rows) in enumerate(runs.items()):
+            colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
+            x, y = _column(rows, "accuracy")
+            ax.plot(x, 100 * (1 - y), "--", color=colour, linewidth=0.9,
+                    label=f"{label} training")
+            x, y = _column(rows, "val_accuracy")
+            ax.plot(x, 100 * (1 - y), "-", color=colour, linewidth=2.4,
+                    label=f"{label} {eval_set}")
+        ax.set(xlabel=xlabel, title=name.capitalize())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("error (%)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: str,
+              log_scale: bool = False, sort_descending: bool = False,
+              title: str | None = None) -> Figure:
+    """One panel per group (e.g. per epoch): a value per layer, one line per network.
+
+    Used for He et al.'s Figure 7 (response std per layer; with
+    ``sort_descending`` each curve is sorted by magnitude, the figure's lower
+    panel) and for the gradient norm per layer.
+
+    Args:
+        panels: {panel title: {network label: one value per layer, input to output}}.
+        ylabel: what the values are, with units.
+        log_scale: a logarithmic y axis (gradient norms span decades).
+        sort_descending: plot each curve sorted from largest to smallest.
+        title: the figure's title.
+    """
+    n = len(panels)
+    fig = Figure(figsize=(5.5 * n, 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
+    for ax, (panel, lines) in zip(axes, panels.items()):
+        for label, values in lines.items():
+            values = np.asarray(values, float)
+            if sort_descending:
+                values = np.sort(values)[::-1]
+            depth = "".join(c for c in label.split()[0] if c.isdigit())
+            style = "-" if depth in ("", "20") else ("--" if depth == "56" else ":")
+            ax.plot(np.arange(1, len(values) + 1), values, style, marker=".",
+                    markersize=3, color=family_colour(label), label=label)
+        ax.set(xlabel="layer index (sorted by magnitude)" if sort_descending
+               else "layer index (input to output)", title=panel)
+        if log_scale:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> list[Path]:
+    """Writes ``fig`` as ``<path>.png`` and ``<path>.svg``; returns both paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in (".png", ".svg"):
+        out = path.with_suffix(suffix)
+        fig.savefig(out, dpi=dpi)
+        written.append(out)
+    return written
