@@ -1,0 +1,112 @@
+"""Evaluation: metrics by hand, and a tiny trained model as run dir, .keras and SavedModel."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet_cifar import datasets, evaluate, models, serving
+from keras_resnet_cifar.errors import UserError
+
+CLASSES = ("a", "b", "c")
+
+
+def test_metrics_from_probabilities_by_hand():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .6, .3],
+                              [.1, .8, .1], [.5, .2, .3], [.1, .1, .8]])
+    result = evaluate.metrics_from_probabilities(probabilities, labels, CLASSES)
+    # Predictions 0, 1, 1, 1, 0, 2: four right of six.
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    a, b, c = result["per_class"]
+    assert (a["precision"], a["recall"], a["support"]) == (pytest.approx(0.5), 0.5, 2)
+    assert (b["precision"], b["recall"]) == (pytest.approx(2 / 3), 1.0)
+    assert (c["precision"], c["recall"], c["accuracy"]) == (1.0, 0.5, 0.5)
+    assert result["loss"] == pytest.approx(-np.mean(np.log([.8, .2, .6, .8, .3, .8])))
+    assert result["macro_recall"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        evaluate.metrics_from_probabilities(probabilities[:, :2], labels, CLASSES)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """resnet8 after a few steps on synthetic data, saved as a run directory."""
+    data = datasets.synthetic(256, 96, seed=0)
+    keras.utils.set_random_seed(0)
+    model = models.build_model("resnet8")
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+    model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=32,
+              epochs=2, verbose=0)
+    run = tmp_path_factory.mktemp("run")
+    model.save(run / "model.keras")
+    return run, model, data
+
+
+def test_evaluate_run_directory_writes_consistent_results(trained):
+    run, model, data = trained
+    predict = evaluate.load_predictor(run)
+    result = evaluate.evaluate_split(predict, data.test.images, data.test.labels,
+                                     data.class_names, batch_size=40)
+    expected = model.predict(data.test.images.astype(np.float32), verbose=0)
+    assert result["images"] == 96
+    assert result["accuracy"] == pytest.approx(np.mean(expected.argmax(1) == data.test.labels))
+    assert np.sum(result["confusion_matrix"]) == 96
+    assert [r["support"] for r in result["per_class"]] == list(np.bincount(data.test.labels,
+                                                                             minlength=10))
+    paths = evaluate.write_results(result, run)
+    assert [p.name for p in paths] == ["evaluation.json", "per_class.csv",
+                                       "confusion_matrix.csv"]
+    assert evaluate.read_results(run)["accuracy"] == result["accuracy"]
+    assert evaluate.is_current(run)
+    rows = list(csv.reader((run / "per_class.csv").open()))
+    assert rows[0] == ["class", "accuracy", "precision", "recall", "support"]
+    assert [r[0] for r in rows[1:]] == list(data.class_names)
+    assert float(rows[1][3]) == pytest.approx(result["per_class"][0]["recall"], abs=1e-6)
+    matrix = list(csv.reader((run / "confusion_matrix.csv").open()))
+    assert matrix[0][1:] == list(data.class_names)
+    assert [[int(v) for v in r[1:]] for r in matrix[1:]] == result["confusion_matrix"]
+    table = evaluate.format_table(result)
+    assert "airplane" in table and f"test accuracy {result['accuracy']:.4f}" in table
+
+
+def test_keras_file_and_saved_model_give_the_same_probabilities(trained, tmp_path):
+    run, model, data = trained
+    images = data.test.images[:16]
+    from_file = evaluate.load_predictor(run / "model.keras")(images)
+    serving.save(model, tmp_path / "sm", data.class_names)
+    assert evaluate.resolve_model_path(tmp_path / "sm")[1] == "saved_model"
+    from_saved_model = evaluate.load_predictor(tmp_path / "sm")(images)
+    np.testing.assert_allclose(from_file, from_saved_model, atol=1e-5)
+
+
+def test_unusable_paths_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="No run directory"):
+        evaluate.resolve_model_path(tmp_path / "missing")
+    with pytest.raises(UserError, match="has no model.keras"):
+        evaluate.resolve_model_path(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="not a .keras file"):
+        evaluate.resolve_model_path(tmp_path / "notes.txt")
+    with pytest.raises(UserError, match="Unknown --checkpoint"):
+        evaluate.resolve_model_path(tmp_path, "middle")
+
+
+def test_cli_evaluates_and_prints_a_table(trained, tmp_path):
+    run, _, _ = trained
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate",
+                        f"--model_dir={run}", "--dataset=synthetic",
+                        "--synthetic_test_size=64", f"--out={tmp_path}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "test accuracy" in r.stdout and "truck" in r.stdout
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert saved["images"] == 64 and saved["model_kind"] == "keras"
+    bad = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate",
+                          f"--model_dir={tmp_path / 'nothing'}"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: No run directory")
