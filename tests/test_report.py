@@ -1,0 +1,210 @@
+"""The report from hand-written run directories: table values, verdicts, CSV, report.md."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from keras_resnet_cifar import report
+from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.errors import UserError
+
+PARAMS = {20: 269_722, 56: 853_018}
+
+
+def make_run(root, model, seed, train_acc, test_acc, *, best=None, final=None,
+             evaluation=None, stats=None):
+    """A run directory as training writes it; accuracies are per-epoch lists."""
+    run = root / f"{model}-seed{seed}"
+    run.mkdir(parents=True)
+    config = TrainConfig(model=model, seed=seed, epochs=len(train_acc), steps_per_epoch=10,
+                         eval_steps=4, lr_boundaries=(3,))
+    (run / "config.json").write_text(config.to_json())
+    rows = [{"epoch": i + 1, "loss": 2 - a, "accuracy": a, "val_loss": 2.2 - t,
+             "val_accuracy": t, "learning_rate": 0.1, "epoch_time_s": 10.0,
+             "images_per_sec": 128.0} for i, (a, t) in enumerate(zip(train_acc, test_acc))]
+    (run / "history.json").write_text(json.dumps({"eval_set": "test", "epochs": rows}))
+    top = max(range(len(test_acc)), key=test_acc.__getitem__)
+    depth = int(model.lstrip("plainresnet"))
+    metrics = {"model": model, "test_accuracy": test_acc[-1] if final is None else final,
+               "test_images": 512, "params_trainable": PARAMS[depth],
+               "best": best or {"epoch": top + 1, "metric": "val_accuracy",
+                                "value": test_acc[top], "chosen_on": "test"},
+               "wall_time_s": 10.0 * len(rows), "train_images_per_sec": 128.0,
+               "data_source": "fake", "cpu": "Test CPU", "cpu_cores": 2, "gpus": [],
+               "tensorflow": "2.21.0", "keras": "3.15.1", "python": "3.11"}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    if evaluation is not None:
+        (run / "evaluation.json").write_text(json.dumps(evaluation))
+    if stats is not None:
+        (run / "layer_stats.json").write_text(json.dumps(stats))
+    return run
+
+
+def stats(depth, std, grads_early, grads_late):
+    n = depth - 1
+    conv = [f"c{i}" for i in range(n)]
+    third = n // 3
+    norms = [grads_early] * third + [1.0] * (n - 2 * third) + [grads_late] * third
+    return {"batch_size": 8, "response_layers": conv, "gradient_layers": conv + ["logits"],
+            "epochs": [{"epoch": e, "loss": 2.0, "response_std": [std] * n,
+                        "gradient_norm": norms + [5.0]} for e in (0, 3)]}
+
+
+def evaluation(accuracy, images=100):
+    right = round(accuracy * images)
+    return {"images": images, "accuracy": accuracy, "loss": 1.0,
+            "class_names": ["a", "b"], "confusion_matrix": [[right // 2, 50 - right // 2],
+                                                            [images - 50 - (right - right // 2),
+                                                             right - right // 2]]}
+
+
+@pytest.fixture
+def study(tmp_path):
+    """plain20/resnet20 with two seeds each, plain56/resnet56 with one.
+
+    Degradation is built in: plain56 ends with 40% training error, plain20 with 20%.
+    """
+    runs = [
+        make_run(tmp_path, "plain20", 0, [0.5, 0.7, 0.8], [0.45, 0.6, 0.70]),
+        make_run(tmp_path, "plain20", 1, [0.5, 0.7, 0.8], [0.45, 0.6, 0.74]),
+        make_run(tmp_path, "resnet20", 0, [0.6, 0.8, 0.9], [0.55, 0.7, 0.80],
+                 evaluation=evaluation(0.81)),
+        make_run(tmp_path, "resnet20", 1, [0.6, 0.8, 0.9], [0.55, 0.7, 0.78]),
+        make_run(tmp_path, "plain56", 0, [0.3, 0.5, 0.6], [0.3, 0.45, 0.55],
+                 stats=stats(56, 1.0, 10.0, 1.0)),
+        make_run(tmp_path, "resnet56", 0, [0.6, 0.85, 0.95], [0.6, 0.75, 0.85],
+                 stats=stats(56, 0.4, 1.5, 1.0)),
+    ]
+    return runs
+
+
+def test_epochs_to_reach():
+    rows = [{"epoch": 1, "val_accuracy": 0.3}, {"epoch": 2, "val_accuracy": 0.55},
+            {"epoch": 3, "val_accuracy": 0.5}]
+    assert report.epochs_to_reach(rows, 0.5) == 2
+    assert report.epochs_to_reach(rows, 0.3) == 1
+    assert report.epochs_to_reach(rows, 0.6) is None
+
+
+def test_table1_values_means_and_stds(study):
+    levels = (0.5, 0.7)
+    rows = report.table1([report.run_summary(report.load_run(r), levels) for r in study], levels)
+    assert [r["model"] for r in rows] == ["plain20", "plain56", "resnet20", "resnet56"]
+    p20, p56, r20, r56 = rows
+    assert (p20["n"], p20["layers"], p20["params"], p20["seeds"]) == (2, 20, 269_722, [0, 1])
+    assert p20["final_test_accuracy_mean"] == pytest.approx(0.72)
+    assert p20["final_test_accuracy_std"] == pytest.approx(0.0282843, rel=1e-5)  # ddof=1
+    assert p20["final_train_error_mean"] == pytest.approx(0.2)
+    assert p56["final_train_error_mean"] == pytest.approx(0.4) and p56["n"] == 1
+    assert p56["final_test_accuracy_std"] is None
+    # resnet20 seed 0 was evaluated on the full test set (0.81), seed 1 was not (0.78).
+    assert r20["final_test_accuracy_mean"] == pytest.approx(0.795)
+    assert r20["best_chosen_on"] == "test" and r20["best_test_accuracy_mean"] == pytest.approx(0.79)
+    assert p20["epochs_to_70pct_mean"] == 3 and p20["epochs_to_70pct_reached"] == 2
+    assert p56["epochs_to_70pct_reached"] == 0 and p56["epochs_to_70pct_mean"] is None
+    assert r56["epochs_to_50pct_mean"] == 1
+
+    text = report.table1_markdown(rows, levels)
+    assert "best test acc. (%), chosen on test" in text
+    assert "| plain | plain20 | 20 | 269,722 | 2 | 72.00 ± 2.83 | 72.00 ± 2.83 | 20.00 ± 0.00 | 2.0 ± 0.0 | 3.0 ± 0.0 |" in text
+    assert "| plain | plain56 | 56 | 853,018 | 1 | 55.00 | 55.00 | 40.00 | 3 | not reached |" in text
+
+    parsed = list(csv.DictReader(report.to_csv(rows).splitlines()))
+    assert parsed[0]["model"] == "plain20" and parsed[0]["seeds"] == "0;1"
+    assert float(parsed[0]["final_test_accuracy_mean"]) == pytest.approx(0.72)
+    assert parsed[1]["final_test_accuracy_std"] == ""
+
+
+def test_findings_verdicts_and_numbers(study):
+    levels = (0.5, 0.7)
+    runs = [report.load_run(r) for r in study]
+    rows = report.table1([report.run_summary(r, levels) for r in runs], levels)
+    found = report.findings(rows, {r.model: r.layer_stats for r in runs if r.layer_stats},
+                            levels)
+    by_claim = {f["claim"]: f for f in found}
+
+    degradation = by_claim["Degradation: plain56 has a higher final training error than plain20"]
+    assert degradation["verdict"] == "supported"
+    assert "40.00% vs plain20 20.00 ± 0.00%" in degradation["evidence"]
+
+    at20 = by_claim["At depth 20, the residual net is more accurate than the plain one"]
+    # 79.5 vs 72.0 points, seed spread sqrt(0.0071^2 + 0.0283^2) = 2.9 points: supported.
+    assert at20["verdict"] == "supported"
+    assert at20["numbers"]["test_accuracy_gap"] == pytest.approx(0.075)
+    assert "+7.50 points" in at20["evidence"]
+    at56 = by_claim["At depth 56, the residual net is more accurate than the plain one"]
+    assert at56["numbers"]["test_accuracy_gap"] == pytest.approx(0.30)
+
+    gap = by_claim["The residual-minus-plain gap grows with depth"]
+    assert gap["verdict"] == "supported" and "+30.00 at depth 56" in gap["evidence"]
+
+    speed20 = by_claim["At depth 20, the residual net converges at least 2x faster "
+                       "(epochs to reach each test accuracy level)"]
+    # 50%: resnet 1 epoch, plain 2; 70%: resnet 2, plain 3 -> median ratio 1.75.
+    assert speed20["verdict"] == "not supported"
+    assert speed20["numbers"]["ratios"] == pytest.approx([2.0, 1.5])
+
+    responses = by_claim["At depth 56, residual functions respond more weakly than plain "
+                         "layers (He et al., Figure 7)"]
+    assert responses["verdict"] == "supported" and "resnet56 0.400 vs plain56 1.000" in \
+        responses["evidence"]
+    highway = [f for f in found if "gradient highway" in f["claim"]]
+    assert [f["numbers"]["epoch"] for f in highway] == [0, 3]
+    assert highway[0]["verdict"] == "supported"  # ratio 1.5 is closer to 1 than 10
+    assert highway[0]["numbers"]["plain_ratio"] == pytest.approx(10.0)
+
+
+def test_degradation_not_supported_when_the_deep_plain_net_trains_better(tmp_path):
+    runs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.6]),
+            make_run(tmp_path, "plain56", 0, [0.5, 0.7], [0.5, 0.6])]
+    rows = report.table1([report.run_summary(report.load_run(r)) for r in runs])
+    found = report.findings(rows)
+    assert found[0]["verdict"] == "not supported"
+    assert "30.00% vs plain20 40.00%" in found[0]["evidence"]
+    assert {f["verdict"] for f in found[1:]} == {"not measured"}
+
+
+def test_write_report_files_and_markdown(study, tmp_path):
+    out = tmp_path / "report"
+    path = report.write_report(study, out, accuracy_levels=(0.5, 0.7), command="run it")
+    text = path.read_text()
+    figures = {p.name for p in (out / "figures").iterdir()}
+    for stem in ("curves_20", "curves_56", "confusion_20", "depth_sweep",
+                 "layer_response_std", "layer_response_std_sorted", "layer_gradient_norm"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= figures
+        assert f"![{stem}](figures/{stem}.png)" in text
+    assert "confusion_56.png" not in figures  # neither 56-layer run was evaluated
+    assert "run it" in text and "Test CPU, 2 cores" in text
+    assert "--model=plain56 --epochs=3 --lr_boundaries=3 --steps_per_epoch=10" in text
+    assert "**SUPPORTED**: Degradation" in text
+    assert "Reduced schedule" in text
+    assert (out / "table1.md").read_text() in text
+    assert len(json.loads((out / "findings.json").read_text())) >= 8
+    per_run = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(per_run) == 6 and per_run[2]["final_test_source"] == "evaluation.json"
+
+
+def test_figures_hold_the_runs_data(study):
+    figs = report.figures([report.load_run(r) for r in study])
+    acc = figs["curves_56"].axes[0]
+    assert [l.get_label() for l in acc.lines] == ["plain56 training", "plain56 test",
+                                                  "resnet56 training", "resnet56 test"]
+    assert acc.get_xlabel() == "epoch (1,280 training images each)"
+    sweep = figs["depth_sweep"].axes
+    assert [l.get_label() for l in sweep[0].lines if "test" in l.get_label()] == \
+        ["plain20 test", "plain56 test"]
+    std = figs["layer_response_std"]
+    assert [a.get_title() for a in std.axes] == ["at initialisation", "after epoch 3"]
+
+
+def test_bad_inputs_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="not a run directory"):
+        report.load_run(tmp_path)
+    with pytest.raises(UserError, match="No run directories"):
+        report.write_report([], tmp_path)
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.report", str(tmp_path),
+                        f"--out={tmp_path / 'out'}"], capture_output=True, text=True)
+    assert r.returncode == 1 and "is not a run directory" in r.stderr.splitlines()[-1]
