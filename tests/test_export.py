@@ -1,0 +1,304 @@
+"""Export: TF Serving layout, atomicity, signatures, fresh-process reload, parity.
+
+One tiny model (resnet8, random weights, a fake run directory) is exported once
+for the module, with synthetic calibration/parity data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_resnet_cifar import datasets, export, models, tflite
+from keras_resnet_cifar.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _small_data(real=False) -> export.EvalData:
+    data = datasets.synthetic(200, 64, seed=1)
+    return export.EvalData(calibration=data.train.images[:32], test_images=data.test.images,
+                           test_labels=data.test.labels, description="synthetic (test)",
+                           real=real)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A fake finished training run: model.keras, config.json, metrics.json."""
+    run = tmp_path_factory.mktemp("run")
+    model = models.build_model("resnet8")
+    model.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"model": "resnet8", "seed": 0,
+                                                 "dataset": "synthetic"}))
+    (run / "metrics.json").write_text(json.dumps({"model": "resnet8", "test_accuracy": 0.5,
+                                                  "test_loss": 1.2, "eval_set": "test"}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    """(export_dir, version folder, model card, the source) of one export."""
+    out = tmp_path_factory.mktemp("exports")
+    source = export.load_source(run_dir)
+    folder, card = export.export(source, out, name="tiny", data=_small_data(real=True),
+                                 parity_images=64, latency_runs=2)
+    return out, folder, card, source
+
+
+def test_tf_serving_layout_and_model_card(exported, run_dir):
+    out, folder, card, source = exported
+    assert folder == out / "tiny" / "1"
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["1"]  # no temp left
+    names = {p.name for p in folder.iterdir()}
+    assert {"saved_model.pb", "variables", "model_card.json", "parity.json",
+            "model_float32.tflite", "model_dynamic_range.tflite",
+            "model_int8.tflite"} <= names
+    on_disk = json.loads((folder / "model_card.json").read_text())
+    assert on_disk == card
+    assert card["class_names"] == list(models.CIFAR10_CLASSES)
+    assert card["architecture"] == "resnet8"
+    assert card["params_trainable"] == models.count_trainable_params(source.model)
+    assert card["test_accuracy"] == 0.5 and card["test_accuracy_eval_set"] == "test"
+    assert card["source"]["kind"] == "run_dir"
+    assert card["source"]["config"]["model"] == "resnet8"
+    assert card["licence"] is None
+    assert card["tflite"]["int8"]["input_dtype"] == "uint8"
+    assert card["tflite"]["int8"]["input_quantization"] == {"scale": 1.0, "zero_point": 0}
+    assert card["tflite"]["float32"]["input_dtype"] == "float32"
+    for info in card["tflite"].values():  # built-in ops only: no Flex, no custom
+        assert not any(op.startswith("Flex") or op == "CUSTOM" for op in info["ops"])
+
+
+def test_next_export_takes_the_next_version(exported, tmp_path):
+    out, folder, _, source = exported
+    assert export.next_version(out / "tiny") == 2
+    assert export.next_version(tmp_path / "nothing") == 1
+
+
+def test_parity_report(exported):
+    _, folder, _, _ = exported
+    report = json.loads((folder / "parity.json").read_text())
+    rows = report["variants"]
+    assert set(rows) == {"keras", "saved_model", "tflite_float32", "tflite_dynamic_range",
+                         "tflite_int8"}
+    assert report["images"] == 64
+    for name in ("saved_model", "tflite_float32"):
+        assert rows[name]["top1_agreement"] == 1.0, name
+        assert rows[name]["max_prob_diff"] < 1e-4, name
+    for row in rows.values():
+        assert row["latency_ms"]["median"] > 0
+        assert 0 <= row["accuracy"] <= 1
+    assert rows["tflite_float32"]["size_bytes"] == (folder / "model_float32.tflite").stat().st_size
+
+
+def test_saved_model_cli_shows_exactly_the_signatures(exported):
+    _, folder, _, _ = exported
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    out = subprocess.run([str(cli), "show", "--all", "--dir", str(folder)], env=ENV,
+                         capture_output=True, text=True, check=True).stdout
+    signatures = re.findall(r"signature_def\['(\w+)'\]", out)
+    assert sorted(signatures) == ["__saved_model_init_op", "serving_default", "serving_float32"]
+    blocks = {name: out.split(f"signature_def['{name}']")[1].split("signature_def[")[0]
+              for name in ("serving_default", "serving_float32")}
+    for name, dtype in (("serving_default", "DT_UINT8"), ("serving_float32", "DT_FLOAT")):
+        block = blocks[name]
+        tensors = re.findall(r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+"
+                             r"shape: \(([-\d, ]*)\)", block)
+        assert sorted(tensors) == sorted([
+            ("inputs", "image", dtype, "-1, 32, 32, 3"),
+            ("outputs", "probabilities", "DT_FLOAT", "-1, 10"),
+            ("outputs", "class_id", "DT_INT64", "-1"),
+            ("outputs", "class_name", "DT_STRING", "-1")]), name
+        assert "Method name is: tensorflow/serving/predict" in block
+
+
+# Run as TF Serving would: no keras_resnet_cifar (and no Keras), just TensorFlow.
+_FRESH = textwrap.dedent("""
+    import json, sys
+    sys.modules["keras_resnet_cifar"] = None  # as on a TF Serving host
+    sys.modules["keras"] = None
+    try:
+        import keras_resnet_cifar
+        raise SystemExit("keras_resnet_cifar is importable")
+    except ImportError:
+        pass
+    import numpy as np
+    import tensorflow as tf
+    loaded = tf.saved_model.load(sys.argv[1])
+    pixels = np.load(sys.argv[2])
+    out = {}
+    for name, dtype in (("serving_default", tf.uint8), ("serving_float32", tf.float32)):
+        result = loaded.signatures[name](image=tf.constant(pixels.astype(dtype.as_numpy_dtype)))
+        out[name] = {k: v.numpy().tolist() if v.dtype != tf.string
+                     else [s.decode() for s in v.numpy()] for k, v in result.items()}
+    print(json.dumps(out))
+""")
+
+
+def test_saved_model_runs_in_a_fresh_process_without_the_package(exported, tmp_path):
+    _, folder, _, source = exported
+    pixels = _small_data().test_images[:8]
+    np.save(tmp_path / "pixels.npy", pixels)
+    (tmp_path / "load.py").write_text(_FRESH)
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-I", str(tmp_path / "load.py"), str(folder),
+                           str(tmp_path / "pixels.npy")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = source.model.predict(pixels.astype(np.float32), verbose=0)
+    for name in ("serving_default", "serving_float32"):
+        got = out[name]
+        np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5)
+        assert got["class_id"] == expected.argmax(1).tolist()
+        assert got["class_name"] == [models.CIFAR10_CLASSES[i] for i in expected.argmax(1)]
+
+
+def test_interrupted_export_leaves_nothing(run_dir, tmp_path, monkeypatch):
+    source = export.load_source(run_dir)
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tflite, "convert", boom)
+    with pytest.raises(KeyboardInterrupt):
+        export.export(source, tmp_path, name="tiny", data=_small_data(), parity_images=0)
+    assert list((tmp_path / "tiny").iterdir()) == []  # no version, no hidden temp
+
+
+def test_existing_version_is_refused_and_untouched(exported):
+    out, folder, _, source = exported
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(UserError, match="already exists"):
+        export.export(source, out, name="tiny", version=1, data=_small_data())
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["1"]
+
+
+def test_unwritable_place_is_refused(run_dir, tmp_path):
+    source = export.load_source(run_dir)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="Cannot create"):
+        export.export(source, blocker / "exports", name="tiny", data=_small_data())
+
+
+def test_bad_sources(tmp_path):
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(UserError, match="has no model.keras"):
+        export.load_source(tmp_path / "empty_run")
+    with pytest.raises(UserError, match="No run directory"):
+        export.load_source(tmp_path / "missing")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a loadable .keras"):
+        export.load_source(tmp_path / "junk.keras")
+    with pytest.raises(UserError, match="Unknown checkpoint"):
+        export.load_source(tmp_path / "empty_run", checkpoint="newest")
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.export", *args],
+                          cwd=cwd, env=ENV, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_cli_errors_are_one_line_and_leave_nothing(exported, tmp_path):
+    out, _, _, _ = exported
+    (tmp_path / "empty_run").mkdir()
+    done = _cli("--model_dir=empty_run", "--export_dir=ex", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "has no model.keras" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "ex").exists()
+
+
+@pytest.mark.slow
+def test_cli_exports_a_keras_file(run_dir, tmp_path):
+    done = _cli(f"--model_dir={run_dir / 'model.keras'}", "--export_dir=ex", "--name=m",
+                "--tflite=float32", "--parity_images=32", "--latency_runs=2",
+                "--dataset=synthetic", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tflite_float32" in done.stdout and "exported resnet8" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "ex" / "m").iterdir()) == ["1"]
+
+
+_MIRRORED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from keras_resnet_cifar import datasets, models
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    data = datasets.synthetic(64, 16, seed=0)
+    with strategy.scope():
+        model = models.build_model("resnet8")
+        model.compile(optimizer=keras.optimizers.SGD(0.01),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.train.images.astype("float32"), data.train.labels, batch_size=32,
+              epochs=1, verbose=0)
+    model.save(sys.argv[1] + "/model.keras")
+    np.save(sys.argv[1] + "/pixels.npy", data.test.images)
+""")
+
+
+@pytest.mark.slow
+def test_model_trained_under_mirrored_strategy_exports_and_runs_on_one_cpu(tmp_path):
+    """Trained on 2 replicas in a subprocess; exported and run here, on one CPU."""
+    import keras
+    import tensorflow as tf
+
+    from keras_resnet_cifar import edge, serving
+
+    (tmp_path / "train.py").write_text(_MIRRORED)
+    done = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(tmp_path)],
+                          env=ENV, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(tf.config.list_logical_devices("CPU")) == 1
+    pixels = np.load(tmp_path / "pixels.npy")
+    # The reference: the saved model, loaded and run here. (Not model.predict under the
+    # strategy: Keras BatchNormalization's moving statistics use aggregation="none",
+    # so each replica keeps its own copy and a distributed predict mixes them.)
+    expected = keras.saving.load_model(tmp_path / "model.keras").predict(
+        pixels.astype(np.float32), verbose=0)
+    source = export.load_source(tmp_path / "model.keras")
+    folder, _ = export.export(source, tmp_path / "exports", name="mirrored",
+                              data=_small_data(), variants=["float32"], parity_images=0)
+    np.testing.assert_allclose(serving.load_classifier(folder)(pixels), expected, atol=1e-5)
+    runner = edge.TFLiteClassifier(folder / "model_float32.tflite")
+    np.testing.assert_allclose(runner.predict(pixels), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_int8_accuracy_on_real_images(reference_dir, cifar10_local, jpeg_test_set):
+    """Reference ResNet-20 on 2,000 JPEG test images: int8 within 0.5 points of float."""
+    from keras_resnet_cifar import edge, import_weights
+
+    model = import_weights.reference_model(
+        import_weights.load_state_dict(reference_dir / "resnet20.npz"))
+    train = datasets.read_local(str(cifar10_local)).train
+    calibration = tflite.representative_images(train.images, 300, seed=0)
+    images, labels = jpeg_test_set
+    images, labels = images[::5], labels[::5]  # 2,000 images, every class
+    keras_probs = model.predict(images.astype(np.float32), batch_size=250, verbose=0)
+    float_probs = edge.TFLiteClassifier(tflite.convert(model, "float32")).predict(images)
+    int8 = edge.TFLiteClassifier(tflite.convert(model, "int8", calibration))
+    assert int8.input_dtype == np.uint8
+    int8_probs = int8.predict(images)
+    acc = lambda p: float(np.mean(p.argmax(1) == labels))
+    assert np.mean(float_probs.argmax(1) == keras_probs.argmax(1)) >= 0.999
+    assert acc(keras_probs) > 0.78  # the reference scores 81.0% on all 10,000
+    assert acc(float_probs) - acc(int8_probs) <= 0.005, (acc(float_probs), acc(int8_probs))
