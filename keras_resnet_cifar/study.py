@@ -108,37 +108,38 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256)
                      result["accuracy"], result["images"])
 
 
-def define_flags() -> None:
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """The study's flags: what to train, the shared recipe, where to write."""
-    flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.")
-    flags.DEFINE_list("models", list(SEED_MODELS), "Models to train.")
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.", **fv)
+    flags.DEFINE_list("models", list(SEED_MODELS), "Models to train.", **fv)
     flags.DEFINE_boolean("depth_sweep", False, "Train plain/resnet 20, 32, 44 and 56 "
-                         "(He et al., Figure 6) instead of --models.")
-    flags.DEFINE_list("seeds", ["0"], "Seeds; each model is trained once per seed.")
+                         "(He et al., Figure 6) instead of --models.", **fv)
+    flags.DEFINE_list("seeds", ["0"], "Seeds; each model is trained once per seed.", **fv)
     flags.DEFINE_boolean("quick", False, "Reduced schedule: "
                          + ", ".join(f"{k}={v}" for k, v in QUICK.items())
-                         + " (explicit flags still win).")
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (see train --helpfull).")
-    flags.DEFINE_string("dataset", "cifar10", "cifar10 or synthetic.")
-    flags.DEFINE_integer("epochs", 200, "Epochs per run.")
-    flags.DEFINE_integer("batch_size", 128, "Global batch size.")
-    flags.DEFINE_float("learning_rate", 0.1, "Initial learning rate.")
-    flags.DEFINE_list("lr_boundaries", ["80", "120"], "Epochs after which lr *= 0.1.")
-    flags.DEFINE_integer("warmup_epochs", 0, "Epochs at --warmup_learning_rate first.")
-    flags.DEFINE_float("warmup_learning_rate", 0.01, "Learning rate during warm-up.")
+                         + " (explicit flags still win).", **fv)
+    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (see train --helpfull).", **fv)
+    flags.DEFINE_string("dataset", "cifar10", "cifar10 or synthetic.", **fv)
+    flags.DEFINE_integer("epochs", 200, "Epochs per run.", **fv)
+    flags.DEFINE_integer("batch_size", 128, "Global batch size.", **fv)
+    flags.DEFINE_float("learning_rate", 0.1, "Initial learning rate.", **fv)
+    flags.DEFINE_list("lr_boundaries", ["80", "120"], "Epochs after which lr *= 0.1.", **fv)
+    flags.DEFINE_integer("warmup_epochs", 0, "Epochs at --warmup_learning_rate first.", **fv)
+    flags.DEFINE_float("warmup_learning_rate", 0.01, "Learning rate during warm-up.", **fv)
     flags.DEFINE_integer("steps_per_epoch", None, "Cap on training steps per epoch: each "
-                         "epoch then sees steps x batch shuffled images of all 50,000.")
-    flags.DEFINE_integer("eval_steps", None, "Cap on per-epoch test batches.")
-    flags.DEFINE_integer("synthetic_train_size", 5000, "--dataset=synthetic only.")
-    flags.DEFINE_integer("synthetic_test_size", 1000, "--dataset=synthetic only.")
+                         "epoch then sees steps x batch shuffled images of all 50,000.", **fv)
+    flags.DEFINE_integer("eval_steps", None, "Cap on per-epoch test batches.", **fv)
+    flags.DEFINE_integer("synthetic_train_size", 5000, "--dataset=synthetic only.", **fv)
+    flags.DEFINE_integer("synthetic_test_size", 1000, "--dataset=synthetic only.", **fv)
     flags.DEFINE_list("layer_stats_epochs", [], "Epochs at which to record per-layer "
-                      "response std and gradient norms (0 = at initialisation).")
+                      "response std and gradient norms (0 = at initialisation).", **fv)
     flags.DEFINE_integer("layer_stats_batch", 256, "Training images in the fixed batch "
-                         "of the layer statistics.")
+                         "of the layer statistics.", **fv)
     flags.DEFINE_list("accuracy_levels", ["0.5", "0.8", "0.9"], "Test accuracies whose "
-                      "first epoch the report gives (convergence speed).")
-    flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report).")
-    flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.")
+                      "first epoch the report gives (convergence speed).", **fv)
+    flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report).", **fv)
+    flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.", **fv)
 
 
 def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:

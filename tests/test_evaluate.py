@@ -96,6 +96,7 @@ def test_unusable_paths_are_user_errors(tmp_path):
         evaluate.resolve_model_path(tmp_path, "middle")
 
 
+@pytest.mark.slow
 def test_cli_evaluates_and_prints_a_table(trained, tmp_path):
     run, _, _ = trained
     r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate",

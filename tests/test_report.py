@@ -200,6 +200,7 @@ def test_figures_hold_the_runs_data(study):
     assert [a.get_title() for a in std.axes] == ["at initialisation", "after epoch 3"]
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not a run directory"):
         report.load_run(tmp_path)
