@@ -226,7 +226,8 @@ def main(argv):
         raise UserError("--model_dir is required: a run directory, a .keras file or a SavedModel.")
     file, kind = resolve_model_path(FLAGS.model_dir, FLAGS.checkpoint)
     predict = load_predictor(FLAGS.model_dir, FLAGS.checkpoint)
-    data = datasets.load(FLAGS.dataset, FLAGS.data_dir, synthetic_sizes=(0, FLAGS.synthetic_test_size))
+    data = datasets.load(FLAGS.dataset, FLAGS.data_dir,
+                         synthetic_sizes=(0, FLAGS.synthetic_test_size))
     result = evaluate_split(predict, data.test.images, data.test.labels, data.class_names,
                             FLAGS.batch_size)
     result.update(model=str(file), model_kind=kind, checkpoint=FLAGS.checkpoint,

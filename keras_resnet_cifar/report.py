@@ -207,6 +207,11 @@ def _pct(mean: float | None, std: float | None) -> str:
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
+def _stat(row: dict[str, Any], key: str, spread: bool = True) -> str:
+    """A row's mean (± std) of ``key`` in percent."""
+    return _pct(row[f"{key}_mean"], row[f"{key}_std"] if spread else None)
+
+
 def _epochs(mean, std, reached, n) -> str:
     if not reached:
         return "not reached"
@@ -297,11 +302,11 @@ def findings(rows: Sequence[dict[str, Any]],
         out.append(_finding(
             f"Degradation: {hi['model']} has a higher final training error than {lo['model']}",
             "supported" if ok else "not supported",
-            f"final training error {hi['model']} {_pct(hi['final_train_error_mean'], hi['final_train_error_std'])}% "
-            f"vs {lo['model']} {_pct(lo['final_train_error_mean'], lo['final_train_error_std'])}% "
+            f"final training error {hi['model']} {_stat(hi, 'final_train_error')}% "
+            f"vs {lo['model']} {_stat(lo, 'final_train_error')}% "
             f"(n = {hi['n']}, {lo['n']}; {note}); final test accuracy "
-            f"{_pct(hi['final_test_accuracy_mean'], None)}% vs "
-            f"{_pct(lo['final_test_accuracy_mean'], None)}%.",
+            f"{_stat(hi, 'final_test_accuracy', False)}% vs "
+            f"{_stat(lo, 'final_test_accuracy', False)}%.",
             deep=hi["model"], shallow=lo["model"],
             deep_train_error=hi["final_train_error_mean"],
             shallow_train_error=lo["final_train_error_mean"],
@@ -325,10 +330,10 @@ def findings(rows: Sequence[dict[str, Any]],
         out.append(_finding(
             f"At depth {p['layers']}, the residual net is more accurate than the plain one",
             "supported" if ok else "not supported",
-            f"final test accuracy {r['model']} {_pct(r['final_test_accuracy_mean'], r['final_test_accuracy_std'])}% "
-            f"vs {p['model']} {_pct(p['final_test_accuracy_mean'], p['final_test_accuracy_std'])}% "
+            f"final test accuracy {r['model']} {_stat(r, 'final_test_accuracy')}% "
+            f"vs {p['model']} {_stat(p, 'final_test_accuracy')}% "
             f"(difference {100 * gap:+.2f} points; {note}); final training error "
-            f"{_pct(r['final_train_error_mean'], None)}% vs {_pct(p['final_train_error_mean'], None)}%.",
+            f"{_stat(r, 'final_train_error', False)}% vs {_stat(p, 'final_train_error', False)}%.",
             depth=p["layers"], residual_test_accuracy=r["final_test_accuracy_mean"],
             plain_test_accuracy=p["final_test_accuracy_mean"], test_accuracy_gap=gap,
             training_error_gap=train_gap))
@@ -357,12 +362,13 @@ def findings(rows: Sequence[dict[str, Any]],
         ok, note = _difference(hi["final_test_accuracy_mean"], hi["final_test_accuracy_std"],
                                lo["final_test_accuracy_mean"], lo["final_test_accuracy_std"], +1)
         out.append(_finding(
-            f"No degradation with residual connections: {hi['model']} is more accurate than {lo['model']}",
+            "No degradation with residual connections: "
+            f"{hi['model']} is more accurate than {lo['model']}",
             "supported" if ok else "not supported",
-            f"final test accuracy {_pct(hi['final_test_accuracy_mean'], hi['final_test_accuracy_std'])}% "
-            f"vs {_pct(lo['final_test_accuracy_mean'], lo['final_test_accuracy_std'])}% ({note}); "
-            f"final training error {_pct(hi['final_train_error_mean'], None)}% vs "
-            f"{_pct(lo['final_train_error_mean'], None)}%.",
+            f"final test accuracy {_stat(hi, 'final_test_accuracy')}% "
+            f"vs {_stat(lo, 'final_test_accuracy')}% ({note}); "
+            f"final training error {_stat(hi, 'final_train_error', False)}% vs "
+            f"{_stat(lo, 'final_train_error', False)}%.",
             deep_test_accuracy=hi["final_test_accuracy_mean"],
             shallow_test_accuracy=lo["final_test_accuracy_mean"]))
 
@@ -676,7 +682,8 @@ def main(argv):
     try:
         levels = tuple(float(v) for v in FLAGS.accuracy_levels)
     except ValueError:
-        raise UserError(f"--accuracy_levels must be numbers, got {FLAGS.accuracy_levels}.") from None
+        raise UserError(f"--accuracy_levels must be numbers, got "
+                        f"{FLAGS.accuracy_levels}.") from None
     path = write_report(argv[1:], FLAGS.out, accuracy_levels=levels,
                         command=shlex.join(["python", "-m", "keras_resnet_cifar.report",
                                             *sys.argv[1:]]))
