@@ -68,8 +68,11 @@ def test_smoke_run_lowers_loss_and_writes_a_complete_run_directory(tmp_path):
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert [r["learning_rate"] for r in rows] == pytest.approx([0.1, 0.01, 0.01])
     assert all(r["epoch_time_s"] > 0 and r["images_per_sec"] > 0 for r in rows)
+    # loss = cross-entropy + the L2 term (positive), cross_entropy alone.
+    assert all(r["loss"] > r["cross_entropy"] > 0 for r in rows)
     csv_lines = (run_dir / "history.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy,learning_rate")
+    assert csv_lines[0].startswith(
+        "epoch,loss,cross_entropy,accuracy,val_loss,val_cross_entropy,val_accuracy,learning_rate")
     assert len(csv_lines) == 4
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["eval_set"] == "test" and metrics["best"]["chosen_on"] == "test"
