@@ -106,8 +106,8 @@ def _load_keras(path: Path):
     try:
         return keras.saving.load_model(path)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path} is not a loadable .keras model "
-                        f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}).") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} is not a loadable .keras model ({reason}).") from None
 
 
 def load_source(path: str | os.PathLike, *, checkpoint: str = "final") -> Source:

@@ -125,6 +125,8 @@ def define_flags() -> None:
     flags.DEFINE_string("dataset", None, "Score the test split of this data set "
                         "(cifar10 or synthetic) instead of, or as well as, images.")
     flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy for --dataset=cifar10.")
+    flags.DEFINE_integer("max_images", 0, "With --dataset: score only the first N test "
+                         "images (0: all).")
 
 
 def main(argv):
@@ -144,9 +146,11 @@ def main(argv):
     if FLAGS.dataset:
         from keras_resnet_cifar import datasets
 
-        test = datasets.load(FLAGS.dataset, FLAGS.data_dir).test
-        scored = {"dataset": FLAGS.dataset, "split": "test", **score(classifier, test.images,
-                                                                     test.labels)}
+        # Only the test split is scored: do not generate a synthetic training split.
+        test = datasets.load(FLAGS.dataset, FLAGS.data_dir, synthetic_sizes=(0, 10000)).test
+        n = FLAGS.max_images or len(test)
+        scored = {"dataset": FLAGS.dataset, "split": "test",
+                  **score(classifier, test.images[:n], test.labels[:n])}
     if FLAGS.json:
         print(json.dumps({"model": classifier.path, "predictions": predictions,
                           "errors": [str(e) for e in errors], "score": scored}, indent=2))

@@ -108,5 +108,6 @@ def ops_used(tflite_bytes: bytes) -> list[str]:
     ops = []
     for code in m.operatorCodes:
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        ops.append(code.customCode.decode() if code.customCode else names.get(builtin, str(builtin)))
+        ops.append(code.customCode.decode() if code.customCode
+                   else names.get(builtin, str(builtin)))
     return sorted(set(ops))

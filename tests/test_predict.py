@@ -138,10 +138,14 @@ def test_cli_scores_good_files_and_reports_bad_ones(models_dir, files):
 @pytest.mark.slow
 def test_cli_on_saved_model_and_dataset(models_dir, files):
     folder, _ = models_dir
-    done = _cli(f"--model={folder / 'saved'}", "--dataset=synthetic", "a.png", cwd=files)
+    done = _cli(f"--model={folder / 'saved'}", "a.png", "b.jpg", cwd=files)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("a.png")
-    assert "synthetic test: accuracy" in done.stdout
+    assert done.stdout.startswith("a.png") and "\nb.jpg" in done.stdout
+    scored = _cli(f"--model={folder / 'model.tflite'}", "--dataset=synthetic",
+                  "--max_images=500", "--json", cwd=files)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    score = json.loads(scored.stdout)["score"]
+    assert score["images"] == 500 and 0 <= score["accuracy"] <= 1
     bad = _cli(f"--model={files / 'notes.txt'}", "a.png", cwd=files)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("error: ")
