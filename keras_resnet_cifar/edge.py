@@ -10,10 +10,9 @@ The exported TFLite models take raw RGB pixels, (N, 32, 32, 3):
 :class:`TFLiteClassifier` reads the input type and quantisation from the model,
 so callers always pass uint8 pixels (or floats in [0, 255]) whatever the variant.
 
-LiteRT applies its default XNNPACK delegate to the operators it supports (the
-convolutions, additions, pooling and softmax, float and int8; the few shape
-operators of the option-A shortcuts stay on LiteRT's own kernels), on
-``num_threads`` threads.
+LiteRT applies its default XNNPACK delegate (``xnnpack=True``) to the operators
+XNNPACK supports, float and int8, and runs any others on its built-in kernels;
+both use ``num_threads`` threads.
 """
 
 from __future__ import annotations
