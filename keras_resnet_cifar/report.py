@@ -127,6 +127,12 @@ def _level_key(level: float) -> str:
     return f"epochs_to_{100 * level:g}pct"
 
 
+def _train_set_size(config: dict[str, Any]) -> int:
+    if config.get("dataset") == "synthetic":
+        return int(config.get("synthetic_train_size", 0)) - config.get("validation_split", 0)
+    return 50_000 - config.get("validation_split", 0)
+
+
 def run_summary(run: Run, levels: Sequence[float] = DEFAULT_LEVELS) -> dict[str, Any]:
     """One run's row: the numbers Table 1 aggregates."""
     metrics = run.metrics or {}
@@ -146,6 +152,9 @@ def run_summary(run: Run, levels: Sequence[float] = DEFAULT_LEVELS) -> dict[str,
         "params": metrics.get("params_trainable"),
         "epochs": int(last["epoch"]) if last else 0,
         "images_per_epoch": run.images_per_epoch,
+        "train_images_per_epoch": run.images_per_epoch or _train_set_size(run.config),
+        "eval_images_per_epoch": (run.config["eval_steps"] * run.config["batch_size"]
+                                  if run.config.get("eval_steps") else None),
         "final_test_accuracy": final,
         "final_test_images": images,
         "final_test_source": source,
@@ -190,6 +199,8 @@ def table1(summaries: Sequence[dict[str, Any]],
                "layers": first["layers"], "params": first["params"], "n": len(runs),
                "seeds": sorted(r["seed"] for r in runs),
                "epochs": first["epochs"], "final_test_images": first["final_test_images"],
+               "train_images_per_epoch": first["train_images_per_epoch"],
+               "eval_images_per_epoch": first["eval_images_per_epoch"],
                "best_chosen_on": first["best_chosen_on"]}
         for key in NUMERIC:
             row[f"{key}_mean"], row[f"{key}_std"], _ = _mean_std([r[key] for r in runs])
@@ -261,14 +272,42 @@ def _finding(claim: str, verdict: str, evidence: str, **numbers) -> dict[str, An
     return {"claim": claim, "verdict": verdict, "evidence": evidence, "numbers": numbers}
 
 
-def _difference(a_mean, a_std, b_mean, b_std, expected_sign: int) -> tuple[bool, str]:
-    """Whether a - b has the expected sign by more than the seeds' spread, and a note."""
-    diff = a_mean - b_mean
-    if a_std is not None and b_std is not None:
-        noise = math.hypot(a_std, b_std)
-        return (expected_sign * diff > noise,
-                f"spread sqrt(std_a^2 + std_b^2) = {100 * noise:.2f} points")
-    return expected_sign * diff > 0, "one run per model: no estimate of seed-to-seed spread"
+def difference_se(a: dict[str, Any], b: dict[str, Any], key: str) -> tuple[float | None, str]:
+    """The standard error of a's mean ``key`` minus b's, and how it was estimated.
+
+    Over seeds, sqrt(s_a^2/n_a + s_b^2/n_b), when both rows have n > 1;
+    otherwise the binomial standard error of two proportions measured on the
+    rows' image counts (the test set for test accuracy, the last epoch's
+    training images for training error), which is all one run can say.
+    None when neither is available.
+    """
+    if a[f"{key}_std"] is not None and b[f"{key}_std"] is not None:
+        se = math.sqrt(a[f"{key}_std"] ** 2 / a["n"] + b[f"{key}_std"] ** 2 / b["n"])
+        return se, f"standard error over seeds {100 * se:.2f} points"
+    count = "final_test_images" if "test" in key else "train_images_per_epoch"
+    na, nb = a.get(count) or 0, b.get(count) or 0
+    if not na or not nb:
+        return None, "no noise estimate"
+    ma, mb = a[f"{key}_mean"], b[f"{key}_mean"]
+    se = math.sqrt(ma * (1 - ma) / na + mb * (1 - mb) / nb)
+    return se, (f"one run each: binomial standard error {100 * se:.2f} points on "
+                f"{na:,} and {nb:,} images")
+
+
+def verdict(diff: float, se: float | None) -> str:
+    """"supported" beyond two standard errors, "inconclusive" with the right sign
+    only, "not supported" with the wrong sign (``diff`` signed as the claim)."""
+    if diff <= 0:
+        return "not supported"
+    return "supported" if se is None or diff > 2 * se else "inconclusive"
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], key: str,
+            expected_sign: int) -> tuple[str, str]:
+    """Verdict on "a's mean ``key`` minus b's has ``expected_sign``", and a note."""
+    diff = a[f"{key}_mean"] - b[f"{key}_mean"]
+    se, how = difference_se(a, b, key)
+    return verdict(expected_sign * diff, se), f"difference {100 * diff:+.2f} points, {how}"
 
 
 def _by_model(rows):
@@ -286,8 +325,9 @@ def findings(rows: Sequence[dict[str, Any]],
         levels: the accuracy levels of the "epochs to X%" columns.
 
     Returns:
-        Dicts with "claim", "verdict" ("supported", "not supported" or
-        "not measured"), "evidence" (a sentence with the numbers) and "numbers".
+        Dicts with "claim", "verdict" ("supported", "inconclusive" (the
+        expected sign within two standard errors), "not supported" or "not
+        measured"), "evidence" (a sentence with the numbers) and "numbers".
     """
     m = _by_model(rows)
     plain = sorted((r for r in rows if r["architecture"] == "plain"), key=lambda r: r["layers"])
@@ -297,11 +337,10 @@ def findings(rows: Sequence[dict[str, Any]],
     # Degradation: the deeper plain net has the higher *training* error.
     if len(plain) >= 2:
         lo, hi = plain[0], plain[-1]
-        ok, note = _difference(hi["final_train_error_mean"], hi["final_train_error_std"],
-                               lo["final_train_error_mean"], lo["final_train_error_std"], +1)
+        outcome, note = compare(hi, lo, "final_train_error", +1)
         out.append(_finding(
             f"Degradation: {hi['model']} has a higher final training error than {lo['model']}",
-            "supported" if ok else "not supported",
+            outcome,
             f"final training error {hi['model']} {_stat(hi, 'final_train_error')}% "
             f"vs {lo['model']} {_stat(lo, 'final_train_error')}% "
             f"(n = {hi['n']}, {lo['n']}; {note}); final test accuracy "
@@ -322,17 +361,16 @@ def findings(rows: Sequence[dict[str, Any]],
         r = m.get(f"resnet{p['layers']}")
         if r is None:
             continue
-        ok, note = _difference(r["final_test_accuracy_mean"], r["final_test_accuracy_std"],
-                               p["final_test_accuracy_mean"], p["final_test_accuracy_std"], +1)
+        outcome, note = compare(r, p, "final_test_accuracy", +1)
         gap = r["final_test_accuracy_mean"] - p["final_test_accuracy_mean"]
         train_gap = p["final_train_error_mean"] - r["final_train_error_mean"]
         gaps[p["layers"]] = (gap, train_gap, r, p)
         out.append(_finding(
             f"At depth {p['layers']}, the residual net is more accurate than the plain one",
-            "supported" if ok else "not supported",
+            outcome,
             f"final test accuracy {r['model']} {_stat(r, 'final_test_accuracy')}% "
             f"vs {p['model']} {_stat(p, 'final_test_accuracy')}% "
-            f"(difference {100 * gap:+.2f} points; {note}); final training error "
+            f"({note}); final training error "
             f"{_stat(r, 'final_train_error', False)}% vs {_stat(p, 'final_train_error', False)}%.",
             depth=p["layers"], residual_test_accuracy=r["final_test_accuracy_mean"],
             plain_test_accuracy=p["final_test_accuracy_mean"], test_accuracy_gap=gap,
@@ -343,13 +381,17 @@ def findings(rows: Sequence[dict[str, Any]],
         shallow, deep = min(gaps), max(gaps)
         g_lo, g_hi = gaps[shallow][0], gaps[deep][0]
         t_lo, t_hi = gaps[shallow][1], gaps[deep][1]
+        se_lo, _ = difference_se(gaps[shallow][2], gaps[shallow][3], "final_test_accuracy")
+        se_hi, how = difference_se(gaps[deep][2], gaps[deep][3], "final_test_accuracy")
+        se = math.hypot(se_lo, se_hi) if se_lo is not None and se_hi is not None else None
         out.append(_finding(
             "The residual-minus-plain gap grows with depth",
-            "supported" if g_hi > g_lo else "not supported",
+            verdict(g_hi - g_lo, se),
             f"test accuracy gap (residual - plain) {100 * g_lo:+.2f} points at depth {shallow}, "
-            f"{100 * g_hi:+.2f} at depth {deep}; training error gap (plain - residual) "
-            f"{100 * t_lo:+.2f} and {100 * t_hi:+.2f} points (differences of means; "
-            "no spread test).",
+            f"{100 * g_hi:+.2f} at depth {deep}, growth {100 * (g_hi - g_lo):+.2f} points "
+            + (f"(standard error {100 * se:.2f}); " if se is not None else "; ")
+            + f"training error gap (plain - residual) {100 * t_lo:+.2f} and "
+            f"{100 * t_hi:+.2f} points.",
             shallow=shallow, deep=deep, test_gap_shallow=g_lo, test_gap_deep=g_hi,
             train_gap_shallow=t_lo, train_gap_deep=t_hi))
     else:
@@ -359,12 +401,11 @@ def findings(rows: Sequence[dict[str, Any]],
     # Deeper residual nets are better (no degradation).
     if len(res) >= 2:
         lo, hi = res[0], res[-1]
-        ok, note = _difference(hi["final_test_accuracy_mean"], hi["final_test_accuracy_std"],
-                               lo["final_test_accuracy_mean"], lo["final_test_accuracy_std"], +1)
+        outcome, note = compare(hi, lo, "final_test_accuracy", +1)
         out.append(_finding(
             "No degradation with residual connections: "
             f"{hi['model']} is more accurate than {lo['model']}",
-            "supported" if ok else "not supported",
+            outcome,
             f"final test accuracy {_stat(hi, 'final_test_accuracy')}% "
             f"vs {_stat(lo, 'final_test_accuracy')}% ({note}); "
             f"final training error {_stat(hi, 'final_train_error', False)}% vs "
@@ -391,13 +432,17 @@ def findings(rows: Sequence[dict[str, Any]],
                 ratios.append(ep / er)
                 parts.append(f"{100 * level:g}%: residual {er:g}, plain {ep:g} epochs "
                              f"(ratio {ep / er:.2f})")
-        verdict = ("not measured" if not ratios else
-                   "supported" if float(np.median(ratios)) >= 2 else "not supported")
+        outcome = ("not measured" if not ratios else
+                    "supported" if float(np.median(ratios)) >= 2 else "not supported")
+        n_eval = p["eval_images_per_epoch"]
+        noise = (f" Each per-epoch accuracy is measured on {n_eval:,} images (binomial "
+                 f"standard error {100 * math.sqrt(0.25 / n_eval):.1f} points at 50%), which "
+                 "limits how precisely these epoch counts are known." if n_eval else "")
         out.append(_finding(
             f"At depth {depth}, the residual net converges at least 2x faster "
             "(epochs to reach each test accuracy level)",
-            verdict, "; ".join(parts) + (f"; median ratio {np.median(ratios):.2f}." if ratios
-                                         else "."),
+            outcome, "; ".join(parts) + (f"; median ratio {np.median(ratios):.2f}."
+                                          if ratios else ".") + noise,
             depth=depth, ratios=ratios))
 
     out.extend(layer_findings(layer_stats or {}))

@@ -146,6 +146,7 @@ def test_findings_verdicts_and_numbers(study):
     # 50%: resnet 1 epoch, plain 2; 70%: resnet 2, plain 3 -> median ratio 1.75.
     assert speed20["verdict"] == "not supported"
     assert speed20["numbers"]["ratios"] == pytest.approx([2.0, 1.5])
+    assert "measured on 512 images" in speed20["evidence"]
 
     responses = by_claim["At depth 56, residual functions respond more weakly than plain "
                          "layers (He et al., Figure 7)"]
@@ -155,6 +156,19 @@ def test_findings_verdicts_and_numbers(study):
     assert [f["numbers"]["epoch"] for f in highway] == [0, 3]
     assert highway[0]["verdict"] == "supported"  # ratio 1.5 is closer to 1 than 10
     assert highway[0]["numbers"]["plain_ratio"] == pytest.approx(10.0)
+
+
+def test_small_single_run_differences_are_inconclusive(tmp_path):
+    runs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.60]),
+            make_run(tmp_path, "resnet20", 0, [0.5, 0.6], [0.5, 0.62])]
+    rows = report.table1([report.run_summary(report.load_run(r)) for r in runs])
+    at20 = report.findings(rows)[1]
+    # +2 points on 512 test images each: sqrt(.62 * .38 / 512 + .6 * .4 / 512) = 3.05 points.
+    assert at20["verdict"] == "inconclusive"
+    assert "difference +2.00 points, one run each: binomial standard error 3.05 points on " \
+        "512 and 512 images" in at20["evidence"]
+    assert report.verdict(0.07, 0.03) == "supported"
+    assert report.verdict(-0.01, 0.03) == "not supported"
 
 
 def test_degradation_not_supported_when_the_deep_plain_net_trains_better(tmp_path):
