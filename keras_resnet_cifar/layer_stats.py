@@ -9,7 +9,9 @@ claims rather than assert them:
   ``stage{s}_block{b}_bn1`` / ``_bn2``). It is computed in inference mode (BN
   uses its moving averages, as when the paper analyses a trained net), over all
   elements of the output (images, positions and channels together). He et al.
-  found residual functions respond more weakly than plain layers.
+  found residual functions respond more weakly than plain layers. Before any
+  training the moving averages are still 0 and 1, so BN in inference mode is
+  the identity and the epoch-0 "response" is the raw convolution output.
 * **Gradient norm**: the L2 norm of the gradient of the mean cross-entropy of
   the batch (without the weight-decay term) with respect to the kernel of every
   convolution and dense layer. It is computed in training mode (BN uses the

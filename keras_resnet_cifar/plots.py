@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 History = Sequence[Mapping[str, Any]]  # rows of history.json: epoch, loss, accuracy, ...
 
@@ -66,6 +67,7 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     loss_ax.set(xlabel=xlabel, ylabel="cross-entropy loss",
                 title="Loss (training: running mean, incl. weight decay)")
     for ax in (acc_ax, loss_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
@@ -135,6 +137,7 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
             ax.plot(x, 100 * (1 - y), "-", color=colour, linewidth=2.4,
                     label=f"{label} {eval_set}")
         ax.set(xlabel=xlabel, title=name.capitalize())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
@@ -173,6 +176,7 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
                     markersize=3, color=family_colour(label), label=label)
         ax.set(xlabel="layer index (sorted by magnitude)" if sort_descending
                else "layer index (input to output)", title=panel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if log_scale:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)

@@ -548,7 +548,9 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
                 ("gradient_norm", "layer_gradient_norm", "||dL/dkernel||_2", True,
                  "Gradient norm per layer (mean cross-entropy, one fixed batch)")):
             panels = {}
-            for epoch in epochs:
+            # In inference mode BN at initialisation is the identity (moving averages 0
+            # and 1), so responses "after BN" only mean something once trained.
+            for epoch in [e for e in epochs if e > 0 or key == "gradient_norm"]:
                 lines = {}
                 for model in sorted(stats, key=lambda m: (models.parse_name(m).depth,
                                                           models.parse_name(m).residual)):
@@ -556,6 +558,8 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
                     if row:
                         lines[model] = row[key]
                 panels[f"after epoch {epoch}" if epoch else "at initialisation"] = lines
+            if not panels:
+                continue
             figs[stem] = plots.per_layer(panels, ylabel=ylabel, log_scale=log, title=title)
             if key == "response_std":
                 figs[f"{stem}_sorted"] = plots.per_layer(
@@ -573,8 +577,9 @@ CAPTIONS = {
     "depth_sweep": "He et al.'s Figure 6 layout: error vs epochs; thin dashed training, "
                    "bold {eval_set}; plain left, residual right.",
     "layer_response_std": "He et al.'s Figure 7: std of each 3x3 layer's output after BN "
-                          "(inference mode), input to output. At initialisation BN's moving "
-                          "averages are still 0 and 1, so it then shows raw conv outputs.",
+                          "(inference mode, one fixed batch of training images), input to "
+                          "output, at the recorded epochs after initialisation (BN in "
+                          "inference mode is the identity before training).",
     "layer_response_std_sorted": "The same, each curve sorted by magnitude.",
     "layer_gradient_norm": "L2 norm of the gradient of the mean cross-entropy w.r.t. each "
                            "conv/dense kernel on one fixed batch of training images (training "

@@ -211,7 +211,11 @@ def test_figures_hold_the_runs_data(study):
     assert [l.get_label() for l in sweep[0].lines if "test" in l.get_label()] == \
         ["plain20 test", "plain56 test"]
     std = figs["layer_response_std"]
-    assert [a.get_title() for a in std.axes] == ["at initialisation", "after epoch 3"]
+    assert [a.get_title() for a in std.axes] == ["after epoch 3"]  # BN is the identity at 0
+    grads = figs["layer_gradient_norm"]
+    assert [a.get_title() for a in grads.axes] == ["at initialisation", "after epoch 3"]
+    assert [l.get_label() for l in grads.axes[0].lines] == ["plain56", "resnet56"]
+    assert grads.axes[0].get_yscale() == "log"
 
 
 @pytest.mark.slow
