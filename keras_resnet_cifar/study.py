@@ -78,7 +78,7 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2) -
             data = datasets.load(config.dataset, config.data_dir, seed=config.seed,
                                  synthetic_sizes=(config.synthetic_train_size,
                                                   config.synthetic_test_size))
-            # The same batch for every model and seed, so that runs are comparable.
+            # The same batch for every model (and on CIFAR-10 every seed): comparable runs.
             images, labels = layer_stats.fixed_batch(data.train, spec.layer_stats_batch, seed=0)
             callbacks.append(layer_stats.LayerStatsRecorder(
                 workdir, images, labels, spec.layer_stats_epochs))
