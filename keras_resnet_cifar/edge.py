@@ -73,6 +73,8 @@ class TFLiteClassifier:
         self._batch = None
         self.num_threads = num_threads
         self.input_dtype = np.dtype(self._input["dtype"])
+        # (scale, zero point) of the input; (0.0, 0) when it is not quantised.
+        self.input_quantization = tuple(self._input["quantization"])
         self.num_classes = int(self._output["shape"][-1])
         if class_names is None:
             class_names = _card_class_names(model) or CIFAR10_CLASSES
@@ -92,7 +94,7 @@ class TFLiteClassifier:
         self._batch = batch
 
     def _quantise(self, pixels: np.ndarray) -> np.ndarray:
-        scale, zero_point = self._input["quantization"]
+        scale, zero_point = self.input_quantization
         if self.input_dtype == np.float32:
             return pixels.astype(np.float32)
         if scale == 1.0 and zero_point == 0 and self.input_dtype == np.uint8:

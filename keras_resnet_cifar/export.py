@@ -41,10 +41,13 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
+import keras
 import numpy as np
+import tensorflow as tf
 from absl import app, flags, logging
 
-from keras_resnet_cifar import fileio, parity, tflite
+from keras_resnet_cifar import (datasets, edge, fileio, import_weights, models, parity,
+                                serving, tflite)
 from keras_resnet_cifar.errors import UserError, run_cli
 from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
@@ -66,7 +69,7 @@ class Source:
         licence_file: a licence file to copy into the export, or None.
     """
 
-    model: object
+    model: keras.Model
     provenance: dict
     licence_note: str | None = None
     licence_file: str | None = None
@@ -101,8 +104,6 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _load_keras(path: Path):
-    import keras
-
     try:
         return keras.saving.load_model(path)
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -150,8 +151,6 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
     The weights' licence note goes into the model card, and their
     ``LICENSE.weights`` (beside the ``.npz``) into the export.
     """
-    from keras_resnet_cifar import import_weights
-
     model = import_weights.reference_model(import_weights.load_state_dict(npz_path))
     licence = Path(npz_path).with_name("LICENSE.weights")
     return Source(model, {"kind": "reference_weights", "path": str(Path(npz_path).resolve()),
@@ -181,11 +180,6 @@ def _normalisation(model) -> dict | None:
 def model_card(source: Source, *, name: str, version: int, class_names: Sequence[str],
                tflite_files: dict, data: EvalData, parity_report: dict | None) -> dict:
     """What travels with the export: contract, provenance and headline figures."""
-    import keras
-    import tensorflow as tf
-
-    from keras_resnet_cifar import models, serving
-
     model = source.model
     metrics = source.provenance.get("metrics") or {}
     keras_row = (parity_report or {}).get("variants", {}).get("keras", {})
@@ -220,10 +214,8 @@ def model_card(source: Source, *, name: str, version: int, class_names: Sequence
 
 
 def _tflite_info(variant: str, blob: bytes) -> dict:
-    from keras_resnet_cifar import edge
-
     runner = edge.TFLiteClassifier(blob)
-    scale, zero_point = runner._input["quantization"]
+    scale, zero_point = runner.input_quantization
     info = {"file": tflite.file_name(variant), "bytes": len(blob),
             "input_dtype": str(runner.input_dtype), "ops": tflite.ops_used(blob)}
     if variant == "int8":
@@ -237,8 +229,6 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
 
 def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalData,
             latency_runs: int) -> dict:
-    from keras_resnet_cifar import edge, serving
-
     model = source.model
     images, labels = data.test_images, data.test_labels
     keras_predict = lambda x: model.predict(x.astype(np.float32), batch_size=256, verbose=0)
@@ -293,8 +283,6 @@ def export(source: Source, export_dir: str | os.PathLike, *, name: str,
         UserError: the version exists, the place is not writable, bad name,
             version or variants.
     """
-    from keras_resnet_cifar import serving
-
     if not name or name.startswith(".") or "/" in name or os.sep in name:
         raise UserError(f"Bad model name {name!r}: it must be one folder name.")
     unknown = [v for v in variants if v not in tflite.VARIANTS]
@@ -346,8 +334,6 @@ def export(source: Source, export_dir: str | os.PathLike, *, name: str,
 def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: int,
               seed: int = 0) -> EvalData:
     """Calibration and parity images from a data set, or the synthetic fallback."""
-    from keras_resnet_cifar import datasets
-
     if dataset is None and data_dir is None:
         logging.warning("No --data_dir: calibrating int8 and measuring parity on SYNTHETIC "
                         "images. The int8 model's accuracy on real images is unverified.")

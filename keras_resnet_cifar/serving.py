@@ -15,7 +15,7 @@ and nothing of this package is needed to load or serve the SavedModel.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -75,28 +75,41 @@ def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]
     build_archive(model, class_names).write_out(os.fspath(path), verbose=False)
 
 
-def load_classifier(path: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
-    """Loads an exported SavedModel; returns uint8 pixels -> float32 probabilities.
+class SavedModelClassifier:
+    """An exported SavedModel as a function: uint8 pixels -> float32 probabilities.
+
+    Calls ``serving_default`` exactly as TF Serving would.
+
+    Args:
+        path: the version folder (``exports/<name>/<version>``).
 
     Raises:
         UserError: ``path`` is not a SavedModel with a ``serving_default``
             signature taking ``image``.
     """
-    try:
-        loaded = tf.saved_model.load(os.fspath(path))
-    except (OSError, ValueError, tf.errors.OpError) as e:
-        raise UserError(f"{path} is not a loadable SavedModel "
-                        f"({str(e).strip().splitlines()[0]}).") from None
-    signature = loaded.signatures.get(DEFAULT_SIGNATURE)
-    if signature is None or INPUT_KEY not in signature.structured_input_signature[1]:
-        raise UserError(f"{path} has no {DEFAULT_SIGNATURE} signature taking "
-                        f"{INPUT_KEY!r}: not exported by keras_resnet_cifar.export.")
 
-    def predict(pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def __init__(self, path: str | os.PathLike):
+        try:
+            self._loaded = tf.saved_model.load(os.fspath(path))
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise UserError(f"{path} is not a loadable SavedModel "
+                            f"({str(e).strip().splitlines()[0]}).") from None
+        self._signature = self._loaded.signatures.get(DEFAULT_SIGNATURE)
+        if (self._signature is None
+                or INPUT_KEY not in self._signature.structured_input_signature[1]):
+            raise UserError(f"{path} has no {DEFAULT_SIGNATURE} signature taking "
+                            f"{INPUT_KEY!r}: not exported by keras_resnet_cifar.export.")
+
+    def predict(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, C) of uint8 pixels (N, 32, 32, 3), in batches."""
         pixels = np.asarray(pixels, np.uint8)
-        parts = [signature(image=tf.constant(pixels[i:i + batch_size]))["probabilities"]
-                 .numpy() for i in range(0, len(pixels), batch_size)]
+        parts = [self._signature(image=tf.constant(pixels[i:i + batch_size]))
+                 ["probabilities"].numpy() for i in range(0, len(pixels), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
-    predict.saved_model = loaded  # keep the variables alive with the function
-    return predict
+    __call__ = predict
+
+
+def load_classifier(path: str | os.PathLike) -> SavedModelClassifier:
+    """Loads an exported SavedModel (see :class:`SavedModelClassifier`)."""
+    return SavedModelClassifier(path)
