@@ -136,14 +136,19 @@ def _train_set_size(config: dict[str, Any]) -> int:
 def run_summary(run: Run, levels: Sequence[float] = DEFAULT_LEVELS) -> dict[str, Any]:
     """One run's row: the numbers Table 1 aggregates."""
     metrics = run.metrics or {}
+    last = run.history[-1] if run.history else {}
+    eval_images = (run.config["eval_steps"] * run.config["batch_size"]
+                   if run.config.get("eval_steps") else None)
     if run.evaluation:
         final, images, source = (run.evaluation["accuracy"], run.evaluation["images"],
                                  "evaluation.json")
-    else:
+    elif metrics:
         final, images, source = (metrics.get("test_accuracy"), metrics.get("test_images"),
                                  "metrics.json")
+    else:  # an unfinished run: its last per-epoch evaluation
+        final, images, source = (last.get("val_accuracy"), eval_images,
+                                 f"history.json (unfinished, {run.eval_set} set)")
     best = metrics.get("best") or {}
-    last = run.history[-1] if run.history else {}
     row = {
         "model": run.model,
         "seed": run.seed,
@@ -153,8 +158,7 @@ def run_summary(run: Run, levels: Sequence[float] = DEFAULT_LEVELS) -> dict[str,
         "epochs": int(last["epoch"]) if last else 0,
         "images_per_epoch": run.images_per_epoch,
         "train_images_per_epoch": run.images_per_epoch or _train_set_size(run.config),
-        "eval_images_per_epoch": (run.config["eval_steps"] * run.config["batch_size"]
-                                  if run.config.get("eval_steps") else None),
+        "eval_images_per_epoch": eval_images,
         "final_test_accuracy": final,
         "final_test_images": images,
         "final_test_source": source,

@@ -171,6 +171,15 @@ def test_small_single_run_differences_are_inconclusive(tmp_path):
     assert report.verdict(-0.01, 0.03) == "not supported"
 
 
+def test_an_unfinished_run_is_reported_from_its_history(tmp_path):
+    run = make_run(tmp_path, "resnet56", 0, [0.3, 0.4], [0.25, 0.35])
+    (run / "metrics.json").unlink()
+    row = report.run_summary(report.load_run(run))
+    assert row["final_test_accuracy"] == 0.35 and row["final_test_images"] == 512
+    assert row["final_test_source"].startswith("history.json (unfinished")
+    assert row["params"] is None and row["epochs"] == 2
+
+
 def test_degradation_not_supported_when_the_deep_plain_net_trains_better(tmp_path):
     runs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.6]),
             make_run(tmp_path, "plain56", 0, [0.5, 0.7], [0.5, 0.6])]
