@@ -643,9 +643,11 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
                  + ("all with the same recipe." if len(configs) == 1 else
                     "**recipes differ between runs** (see each config.json)."))
     lines.append(f"- Schedule: {_schedule(first[0].config)}")
+    counts = sorted({r["final_test_images"] for r in rows if r["final_test_images"]})
     lines.append(f"- Data: {metrics.get('data_source', 'n/a')}; final test numbers on "
-                 f"{rows[0]['final_test_images']:,} test images"
-                 + (" (keras_resnet_cifar.evaluate)." if first[0].evaluation else "."))
+                 f"{' / '.join(f'{c:,}' for c in counts) or 'n/a'} test images"
+                 + (" (keras_resnet_cifar.evaluate)." if all(r.evaluation for r in first)
+                    else " (see runs.csv, final_test_source)."))
     lines.append(f"- Hardware: {metrics.get('cpu', 'n/a')}, {metrics.get('cpu_cores', '?')} "
                  f"cores, GPUs: {', '.join(metrics.get('gpus') or []) or 'none'}; TensorFlow "
                  f"{metrics.get('tensorflow', '?')}, Keras {metrics.get('keras', '?')}, "
