@@ -130,8 +130,8 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final") -> Source
     if path.is_file():
         if path.suffix != ".keras":
             raise UserError(f"{path} is not a .keras file or a run directory.")
-        return Source(_load_keras(path), {"kind": "keras_file", "path": str(path.resolve()),
-                                          "sha256": _sha256(path)})
+        return _with_licence(Source(_load_keras(path), {
+            "kind": "keras_file", "path": str(path.resolve()), "sha256": _sha256(path)}))
     if not path.is_dir():
         raise UserError(f"No run directory or .keras file at {path}.")
     file = path / CHECKPOINTS[checkpoint]
@@ -142,7 +142,23 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final") -> Source
                   "model_file": CHECKPOINTS[checkpoint], "sha256": _sha256(file),
                   "config": _read_json(path / "config.json"),
                   "metrics": _read_json(path / "metrics.json")}
-    return Source(_load_keras(file), provenance)
+    return _with_licence(Source(_load_keras(file), provenance))
+
+
+def _with_licence(source: Source) -> Source:
+    """Adds the reference weights' licence note to a model that looks made from them.
+
+    ``import_weights`` writes ``.keras`` files whose ``normalize`` layer holds the
+    reference's ImageNet statistics, which this package's training never uses;
+    such a model carries the weights' licence obligation into its exports.
+    """
+    stats = _normalisation(source.model)
+    if stats and np.allclose(stats["mean"], models.IMAGENET_MEAN, atol=1e-3) and \
+            np.allclose(stats["std"], models.IMAGENET_STD, atol=1e-3):
+        logging.warning("The model uses the reference weights' ImageNet normalisation: "
+                        "recording their licence note in the model card.")
+        return dataclasses.replace(source, licence_note=import_weights.LICENSE_NOTE)
+    return source
 
 
 def load_reference(npz_path: str | os.PathLike) -> Source:

@@ -205,6 +205,15 @@ def test_bad_sources(tmp_path):
         export.load_source(tmp_path / "empty_run", checkpoint="newest")
 
 
+def test_models_made_from_reference_weights_carry_their_licence(tmp_path):
+    from keras_resnet_cifar import import_weights
+
+    model = models.build_model("resnet8", mean=models.IMAGENET_MEAN, std=models.IMAGENET_STD)
+    model.save(tmp_path / "imported.keras")
+    assert export.load_source(tmp_path / "imported.keras").licence_note == \
+        import_weights.LICENSE_NOTE
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.export", *args],
                           cwd=cwd, env=ENV, capture_output=True, text=True)
