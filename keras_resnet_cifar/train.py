@@ -14,12 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import typing
 
-from absl import app, flags, logging
+# Before TensorFlow loads (keras_resnet_cifar.config imports Keras): TF reads this
+# once. Its oneDNN CPU kernels are off by default on x86 CPUs without AVX-512
+# VNNI/BF16/AMX (e.g. AVX2-only AMD EPYC), where TF's own convolution gradients
+# then run as thousands of tiny GEMMs: oneDNN trains ResNet-20 ~1.8x faster there
+# (docs/performance.md). It only changes CPU kernels; TF_ENABLE_ONEDNN_OPTS=0 wins.
+if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from keras_resnet_cifar.config import TrainConfig
-from keras_resnet_cifar.errors import run_cli
+from absl import app, flags, logging  # noqa: E402
+
+from keras_resnet_cifar.config import TrainConfig  # noqa: E402
+from keras_resnet_cifar.errors import run_cli  # noqa: E402
 
 _HELP = {
     "model": "plainN or resnetN with N = 6n+2: 20, 32, 44, 56, 110, ...",

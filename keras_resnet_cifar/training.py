@@ -17,6 +17,11 @@ A run directory holds everything a run produces:
     tensorboard/           TensorBoard logs
 
 Every file is written atomically (temporary file, then rename).
+
+With ``--distribute=multi_worker`` only the chief writes the run directory; every
+other worker keeps its own state (history, metrics, BackupAndRestore) in
+``workertemp_<task id>/`` below it, as the TensorFlow multi-worker guide
+recommends, so that all workers take the same resume decisions.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import math
 import os
 import time
+import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,20 +60,65 @@ def make_strategy(distribute: str) -> tf.distribute.Strategy:
     ``mirrored`` forces MirroredStrategy over every GPU, or over every logical
     CPU device when there is no GPU (how it is tested on a CPU machine);
     ``multi_worker`` is MultiWorkerMirroredStrategy driven by ``TF_CONFIG``.
+    Call it before any other TensorFlow work: MultiWorkerMirroredStrategy
+    configures its collective ops when TensorFlow's runtime starts.
+
+    Raises:
+        UserError: ``TF_CONFIG`` is set but is not valid JSON.
     """
-    gpus = tf.config.list_logical_devices("GPU")
     if distribute == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            logging.warning("--distribute=multi_worker without TF_CONFIG: training as a "
+                            "single worker.")
+        else:
+            try:
+                json.loads(os.environ["TF_CONFIG"])
+            except ValueError:
+                raise UserError("TF_CONFIG is not valid JSON; see "
+                                "scripts/launch_multiworker.sh for its form.") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if distribute == "mirrored" or (distribute == "auto" and len(gpus) > 1):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.get_strategy()
 
 
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run directory (TensorFlow's chief rule).
+
+    The chief is the ``chief`` task, or worker 0 when the cluster has no ``chief``;
+    a single-process run is always its own chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None or task_type == "chief":
+        return True
+    return (task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker_dir(workdir: str | os.PathLike, strategy: tf.distribute.Strategy) -> Path:
+    """Where this process writes: ``workdir`` for the chief, else a per-worker folder."""
+    if is_chief(strategy):
+        return Path(workdir)
+    return Path(workdir) / f"workertemp_{strategy.cluster_resolver.task_id}"
+
+
 def build_and_compile(config: TrainConfig) -> keras.Model:
-    """The model of ``config``, compiled with the paper's SGD (call inside a strategy scope)."""
+    """The model of ``config``, compiled with the paper's SGD (call inside a strategy scope).
+
+    Sets Keras' global dtype policy to ``config.mixed_precision``. Under a mixed
+    policy the BatchNormalization layers compute and output float32 (as does the
+    softmax, by construction). In training, each BatchNormalization layer runs as
+    one fused TensorFlow kernel (see :func:`fuse_batch_norm`).
+    """
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
     model = models.build_model(config.model, shortcut=config.shortcut,
                                weight_decay=config.weight_decay)
+    if config.mixed_precision != "float32":
+        model = _float32_batch_norm(model)
+    fuse_batch_norm(model)
     # Plain SGD with heavy-ball momentum, as torch.optim.SGD: v = m v + g, w -= lr v.
     # Weight decay is the models' L2 term (gradient lambda * w, through momentum),
     # not Keras' decoupled SGD(weight_decay=...).
@@ -80,6 +131,85 @@ def build_and_compile(config: TrainConfig) -> keras.Model:
                   jit_compile=config.jit_compile,
                   steps_per_execution=config.steps_per_execution)
     return model
+
+
+def _float32_batch_norm(model: keras.Model) -> keras.Model:
+    """The same model (same weights) with its BatchNormalization layers in float32."""
+
+    def clone_layer(layer):
+        layer_config = layer.get_config()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer_config["dtype"] = "float32"
+        return layer.__class__.from_config(layer_config)
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def fuse_batch_norm(model: keras.Model) -> int:
+    """Makes the training-mode BatchNormalization of ``model`` one fused TF kernel each.
+
+    Keras 3.15's BatchNormalization on TensorFlow computes ``tf.nn.moments`` and
+    ``tf.nn.batch_normalization``: about ten small element-wise kernels forward
+    and twenty backward per layer, each a pass over the activations. Here the same
+    arithmetic (batch mean, biased batch variance, epsilon, gamma, beta; the
+    moving averages updated exactly as Keras does) runs as ``FusedBatchNormV3``
+    and its gradient: two passes each way (oneDNN's kernels on CPU, cuDNN's on
+    GPU). Only each layer instance's ``call`` changes: the class, config and
+    weights stay stock Keras, so saved files are unaffected, and anything the fused
+    kernel does not cover (inference, masks, renorm, synchronized BN, other axes,
+    non-float32 inputs, other backends) takes Keras' own path.
+
+    Returns:
+        How many layers were switched.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return 0
+    count = 0
+    for layer in model._flatten_layers(include_self=False):
+        if type(layer) is keras.layers.BatchNormalization:
+            layer.call = types.MethodType(_fused_batch_norm_call, layer)
+            count += 1
+    return count
+
+
+def _fused_batch_norm_call(layer, inputs, training=None, mask=None):
+    fusable = (training is True and layer.trainable and mask is None
+               and inputs.dtype == tf.float32 and inputs.shape.rank == 4
+               and list(layer._reduction_axes) == [0, 1, 2]
+               and layer.center and layer.scale
+               and not layer.renorm and not layer.synchronized)
+    if not fusable:
+        return type(layer).call(layer, inputs, training=training, mask=mask)
+    empty = tf.constant([], tf.float32)
+    outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=inputs, scale=tf.cast(layer.gamma, tf.float32),
+        offset=tf.cast(layer.beta, tf.float32), mean=empty, variance=empty,
+        epsilon=layer.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+        is_training=True)
+    # The kernel returns the unbiased (n - 1) batch variance for the moving average;
+    # Keras averages the biased one, which the normalisation itself uses.
+    n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
+    variance = variance * ((n - 1.0) / n)
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum
+                                 + variance * (1.0 - momentum))
+    return tf.cast(outputs, layer.compute_dtype)
+
+
+def _shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Multi-worker input: every worker builds the same pipeline and keeps its part.
+
+    With sharding by DATA, tf.distribute rebatches each global batch into
+    per-replica batches and hands each worker its own, so the union over the
+    workers of one step is exactly the global batch a single process would see
+    (same shuffle, same crops). The in-memory source has no files to shard.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -228,7 +358,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
     Raises:
         UserError: unusable workdir, a workdir of another run, unusable data.
     """
-    workdir = Path(workdir)
+    # The strategy first: MultiWorkerMirroredStrategy must exist before TF starts.
+    strategy = make_strategy(config.distribute)
+    chief = is_chief(strategy)
+    workdir = worker_dir(workdir, strategy)
     if _prepare_workdir(config, workdir):
         logging.info("%s already holds a finished %d-epoch run; nothing to train "
                      "(raise --epochs to continue it, or use another --model_dir).",
@@ -238,36 +371,44 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if config.mixed_precision != "float32":
-        keras.mixed_precision.set_global_policy(config.mixed_precision)
 
     train, evaluation, data = load_data(config)
     logging.info("data: %s; %d training images, %d %s images", data.source,
                  len(train.labels), len(evaluation.labels), config.eval_set)
 
-    strategy = make_strategy(config.distribute)
     with strategy.scope():
         model = build_and_compile(config)
-    logging.info("%s: %s trainable parameters, %d replica(s)", model.name,
-                 f"{models.count_trainable_params(model):,}", strategy.num_replicas_in_sync)
+    replicas = strategy.num_replicas_in_sync
+    logging.info("%s: %s trainable parameters; global batch %d over %d replica(s)%s",
+                 model.name, f"{models.count_trainable_params(model):,}",
+                 config.batch_size, replicas,
+                 "" if chief else f"; this worker writes only to {workdir}")
 
-    train_ds = input_pipeline.train_dataset(train, config.batch_size, seed=config.seed)
-    eval_ds = input_pipeline.eval_dataset(evaluation, config.batch_size)
+    train_ds = _shard_by_data(
+        input_pipeline.train_dataset(train, config.batch_size, seed=config.seed))
+    eval_ds = _shard_by_data(input_pipeline.eval_dataset(evaluation, config.batch_size))
     steps = config.steps_per_epoch or math.ceil(len(train.labels) / config.batch_size)
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
     images_per_epoch = steps * config.batch_size if config.steps_per_epoch else len(train.labels)
 
     ckpt_dir = workdir / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
     # Order matters: the history and checkpoints are written before the backup,
     # so a kill between them re-runs an epoch whose row is then overwritten.
+    # Every worker keeps its own history and backup (so all take the same resume
+    # decisions); only the chief writes checkpoints, TensorBoard logs and the model.
     run_callbacks = [
         keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config)),
         EpochTimer(images_per_epoch),
         RunHistory(workdir, config.eval_set, config.epochs),
-        AtomicCheckpoint(ckpt_dir),
-        keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard"), profile_batch=0),
+    ]
+    if chief:
+        ckpt_dir.mkdir(exist_ok=True)
+        run_callbacks += [
+            AtomicCheckpoint(ckpt_dir),
+            keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard"), profile_batch=0),
+        ]
+    run_callbacks += [
         *callbacks,
         keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
     ]
@@ -280,8 +421,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
     test_ds = input_pipeline.eval_dataset(data.test, config.batch_size)
     test = model.evaluate(test_ds, steps=config.eval_steps, verbose=0, return_dict=True)
     test_loss, test_accuracy = test["cross_entropy"], test["accuracy"]
-    with fileio.atomic_path(workdir / "model.keras") as tmp:
-        model.save(tmp)
+    if chief:
+        with fileio.atomic_path(workdir / "model.keras") as tmp:
+            model.save(tmp)
     metrics = _metrics(config, model, workdir, data, strategy, test_loss, test_accuracy,
                        fit_seconds)
     fileio.write_json(workdir / "metrics.json", metrics)
