@@ -101,19 +101,19 @@ def _conv(filters, kernel_size, strides, padding, name, weight_decay):
                          kernel_regularizer=reg, name=name)
 
 
-def _bn(name):
-    return layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM,
-                                     epsilon=BN_EPSILON, name=name)
+def _bn(name, synchronized=False):
+    return layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                     synchronized=synchronized, name=name)
 
 
-def _shortcut(x, filters, strides, option, name, weight_decay):
+def _shortcut(x, filters, strides, option, name, weight_decay, sync_bn=False):
     """The identity, or what replaces it where the block changes the shape."""
     in_filters = x.shape[-1]
     if strides == 1 and in_filters == filters:
         return x
     if option == "B":
         x = _conv(filters, 1, strides, "valid", f"{name}_conv", weight_decay)(x)
-        return _bn(f"{name}_bn")(x)
+        return _bn(f"{name}_bn", sync_bn)(x)
     # Option A. A 1x1 max-pool with stride 2 keeps exactly x[:, ::2, ::2, :]: the
     # pixels the stride-2 3x3 convolution (padded 1 on each side) is centred on.
     if strides != 1:
@@ -131,7 +131,7 @@ def _shortcut(x, filters, strides, option, name, weight_decay):
 
 
 def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str,
-                name: str, weight_decay: float = 0.0):
+                name: str, weight_decay: float = 0.0, sync_bn: bool = False):
     """conv3x3 - BN - ReLU - conv3x3 - BN (+ shortcut) - ReLU, as a tensor function."""
     if strides == 1:
         y = _conv(filters, 3, 1, "same", f"{name}_conv1", weight_decay)(x)
@@ -141,12 +141,13 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str,
         # pixel on every side, as the reference implementations do.
         y = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
         y = _conv(filters, 3, strides, "valid", f"{name}_conv1", weight_decay)(y)
-    y = _bn(f"{name}_bn1")(y)
+    y = _bn(f"{name}_bn1", sync_bn)(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = _conv(filters, 3, 1, "same", f"{name}_conv2", weight_decay)(y)
-    y = _bn(f"{name}_bn2")(y)
+    y = _bn(f"{name}_bn2", sync_bn)(y)
     if residual:
-        s = _shortcut(x, filters, strides, shortcut, f"{name}_shortcut", weight_decay)
+        s = _shortcut(x, filters, strides, shortcut, f"{name}_shortcut", weight_decay,
+                      sync_bn)
         y = layers.Add(name=f"{name}_add")([y, s])
     return layers.ReLU(name=f"{name}_out")(y)
 
@@ -154,7 +155,8 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str,
 def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
                 mean: Sequence[float] = CIFAR10_MEAN,
                 std: Sequence[float] = CIFAR10_STD,
-                weight_decay: float = 1e-4) -> keras.Model:
+                weight_decay: float = 1e-4,
+                sync_batchnorm: bool = False) -> keras.Model:
     """Builds ``plainN`` or ``resnetN`` (N = 6n + 2) for 32x32 RGB images.
 
     Args:
@@ -171,6 +173,11 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
             whose gradient is exactly ``lambda * w`` and which, like the
             reference, goes through momentum (Keras' ``SGD(weight_decay=...)``
             would be decoupled). 0 disables it.
+        sync_batchnorm: compute BatchNorm batch statistics over the global batch
+            across replicas (training under a multi-replica strategy). The
+            reference normalises over the whole batch of 128 on one device; with
+            per-replica statistics each replica would also keep its own moving
+            averages (Keras 3 does not aggregate them), so they drift apart.
 
     Returns:
         A ``keras.Model`` with input ``image`` (None, 32, 32, 3) and output
@@ -189,13 +196,13 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
     x = layers.Normalization(mean=list(mean), variance=[s * s for s in std],
                              name="normalize")(inputs)
     x = _conv(spec.widths[0], 3, 1, "same", "stem_conv", weight_decay)(x)
-    x = _bn("stem_bn")(x)
+    x = _bn("stem_bn", sync_batchnorm)(x)
     x = layers.ReLU(name="stem_relu")(x)
     for s, filters in enumerate(spec.widths, start=1):
         for b in range(1, spec.blocks_per_stage + 1):
             strides = 2 if s > 1 and b == 1 else 1
             x = basic_block(x, filters, strides, spec.residual, shortcut,
-                            f"stage{s}_block{b}", weight_decay)
+                            f"stage{s}_block{b}", weight_decay, sync_batchnorm)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     x = layers.Dense(num_classes, kernel_initializer=_kernel_init(),

@@ -105,8 +105,15 @@ def worker_dir(workdir: str | os.PathLike, strategy: tf.distribute.Strategy) -> 
     return Path(workdir) / f"workertemp_{strategy.cluster_resolver.task_id}"
 
 
-def build_and_compile(config: TrainConfig) -> keras.Model:
+def build_and_compile(config: TrainConfig, replicas: int = 1) -> keras.Model:
     """The model of ``config``, compiled with the paper's SGD (call inside a strategy scope).
+
+    With several replicas, BatchNormalization synchronises its batch statistics
+    across them: a step normalises over the whole global batch, as one device
+    would, and every replica keeps the same moving averages (Keras 3 does not
+    aggregate per-replica moving statistics, which would otherwise drift apart and
+    make evaluation under the strategy disagree with the saved model). Synchronised
+    layers take Keras' own (unfused) path.
 
     Sets Keras' global dtype policy to ``config.mixed_precision``. Under a mixed
     policy the BatchNormalization layers compute and output float32 (as does the
@@ -115,7 +122,8 @@ def build_and_compile(config: TrainConfig) -> keras.Model:
     """
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     model = models.build_model(config.model, shortcut=config.shortcut,
-                               weight_decay=config.weight_decay)
+                               weight_decay=config.weight_decay,
+                               sync_batchnorm=replicas > 1)
     if config.mixed_precision != "float32":
         model = _float32_batch_norm(model)
     fuse_batch_norm(model)
@@ -377,7 +385,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                  len(train.labels), len(evaluation.labels), config.eval_set)
 
     with strategy.scope():
-        model = build_and_compile(config)
+        model = build_and_compile(config, strategy.num_replicas_in_sync)
     replicas = strategy.num_replicas_in_sync
     logging.info("%s: %s trainable parameters; global batch %d over %d replica(s)%s",
                  model.name, f"{models.count_trainable_params(model):,}",

@@ -163,3 +163,31 @@ def test_a_run_directory_of_another_model_is_refused(tmp_path):
 def test_every_config_field_is_a_flag():
     import dataclasses
     assert set(train._HELP) == {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
+
+
+_REPLICA_SCRIPT = r'''
+import sys, numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_resnet_cifar import config, datasets, input_pipeline, training
+cfg = config.TrainConfig(model="resnet8", dataset="synthetic", batch_size=32)
+strategy = training.make_strategy("mirrored")
+with strategy.scope():
+    model = training.build_and_compile(cfg, strategy.num_replicas_in_sync)
+data = datasets.synthetic(128, 32, seed=0)
+model.fit(input_pipeline.train_dataset(data.train, 32, seed=0), epochs=1, verbose=0)
+var = model.get_layer("stage2_block1_bn1").moving_mean
+copies = [v.numpy() for v in strategy.experimental_local_results(var.value)]
+print(len(copies), float(np.abs(copies[0] - copies[1]).max()),
+      float(np.abs(copies[0]).max()))
+'''
+
+
+def test_replicas_keep_identical_batchnorm_statistics():
+    r = subprocess.run([sys.executable, "-c", _REPLICA_SCRIPT], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    replicas, difference, magnitude = r.stdout.split()
+    assert int(replicas) == 2
+    assert float(magnitude) > 0  # the statistics did move
+    assert float(difference) == 0.0
