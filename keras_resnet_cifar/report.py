@@ -314,6 +314,22 @@ def compare(a: dict[str, Any], b: dict[str, Any], key: str,
     return verdict(expected_sign * diff, se), f"difference {100 * diff:+.2f} points, {how}"
 
 
+CHANCE_ERROR = 0.9  # 10 classes
+
+
+def _at_chance(row: dict[str, Any]) -> str:
+    """A warning when a row's training error is within two standard errors of chance."""
+    n = row.get("train_images_per_epoch")
+    error = row["final_train_error_mean"]
+    if not n or error is None:
+        return ""
+    if error < CHANCE_ERROR - 2 * math.sqrt(CHANCE_ERROR * (1 - CHANCE_ERROR) / n):
+        return ""
+    return (f" {row['model']}'s training error is at chance level ({100 * CHANCE_ERROR:.0f}%): "
+            "it had not started learning, an extreme form of the degradation the claim "
+            "describes.")
+
+
 def _by_model(rows):
     return {r["model"]: r for r in rows}
 
@@ -349,7 +365,7 @@ def findings(rows: Sequence[dict[str, Any]],
             f"vs {lo['model']} {_stat(lo, 'final_train_error')}% "
             f"(n = {hi['n']}, {lo['n']}; {note}); final test accuracy "
             f"{_stat(hi, 'final_test_accuracy', False)}% vs "
-            f"{_stat(lo, 'final_test_accuracy', False)}%.",
+            f"{_stat(lo, 'final_test_accuracy', False)}%." + _at_chance(hi),
             deep=hi["model"], shallow=lo["model"],
             deep_train_error=hi["final_train_error_mean"],
             shallow_train_error=lo["final_train_error_mean"],
@@ -664,8 +680,11 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
     lines += [f"{_train_command(r.config)} --model_dir={r.path.name}" for r in first]
     lines += ["```", "", "## Table 1", "",
               f"Mean ± sample std over seeds where n > 1. \"Best\" is the highest "
-              f"per-epoch accuracy on the set named in the header ({eval_set}); when that is "
-              "the test set, it is an optimistic, test-selected number. Seed's Table 1 "
+              f"per-epoch accuracy on the set named in the header ({eval_set}"
+              + (f", {first[0].config['eval_steps'] * first[0].config['batch_size']:,} images"
+                 if first[0].config.get("eval_steps") else "")
+              + "), as are the epochs to each accuracy level; when that is the test set, "
+              "\"best\" is an optimistic, test-selected number. Seed's Table 1 "
               "(200 epochs): " + ", ".join(f"{k} {100 * v:.2f}%"
                                            for k, v in PAPER_SEED_TABLE.items()) + ".", "",
               table1_markdown(rows, levels), "Also as [table1.csv](table1.csv); per run: "

@@ -129,6 +129,7 @@ def test_findings_verdicts_and_numbers(study):
     degradation = by_claim["Degradation: plain56 has a higher final training error than plain20"]
     assert degradation["verdict"] == "supported"
     assert "40.00% vs plain20 20.00 ± 0.00%" in degradation["evidence"]
+    assert "chance" not in degradation["evidence"]
 
     at20 = by_claim["At depth 20, the residual net is more accurate than the plain one"]
     # 79.5 vs 72.0 points, seed spread sqrt(0.0071^2 + 0.0283^2) = 2.9 points: supported.
@@ -186,6 +187,8 @@ def test_degradation_not_supported_when_the_deep_plain_net_trains_better(tmp_pat
     rows = report.table1([report.run_summary(report.load_run(r)) for r in runs])
     found = report.findings(rows)
     assert found[0]["verdict"] == "not supported"
+    stuck = dict(rows[1], final_train_error_mean=0.89)  # 1,280 images: chance band 88.3-90%
+    assert "plain56's training error is at chance level" in report._at_chance(stuck)
     assert "30.00% vs plain20 40.00%" in found[0]["evidence"]
     assert {f["verdict"] for f in found[1:]} == {"not measured"}
 
