@@ -121,7 +121,8 @@ def train_rate(config, split, *, steps: int, repeats: int,
             if between is not None:
                 between(epoch - 1)
 
-    model.fit(ds, epochs=repeats + 1, steps_per_epoch=steps, verbose=0, callbacks=[Timer()])
+    model.fit(ds, epochs=repeats + 1, steps_per_epoch=steps, verbose=0, callbacks=[Timer()],
+              shuffle=False)  # tf.data shuffles
     return {**summarize(rates), "params": models.count_trainable_params(model),
             "replicas": strategy.num_replicas_in_sync, "model": model}
 

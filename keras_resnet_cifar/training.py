@@ -207,6 +207,47 @@ def _fused_batch_norm_call(layer, inputs, training=None, mask=None):
     return tf.cast(outputs, layer.compute_dtype)
 
 
+def _build_from_spec(model: keras.Model, strategy: tf.distribute.Strategy,
+                     dataset: tf.data.Dataset) -> None:
+    """Builds the compile state of ``model`` from ``dataset``'s element spec.
+
+    Under a tf.distribute strategy, Keras 3.15's ``fit``/``evaluate`` first pull a
+    batch and average it across replicas only to learn the input shapes
+    (``_maybe_symbolic_build`` of its TF trainer). MultiWorkerMirroredStrategy
+    cannot average the (images, labels) tuple (fit fails with "Attempt to convert
+    a value (PerReplica...)"), and the pulled batch restarts the pipeline, so the
+    first epoch would see the data set's second shuffle. The same state is built
+    here from the spec instead, and that step is skipped for this model.
+    """
+    if not (hasattr(model, "_maybe_symbolic_build") and hasattr(model, "_symbolic_build")):
+        return  # another Keras: nothing to work around
+    batch = tf.nest.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype.name),
+                                  dataset.element_spec)
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def _vector_logs(model: keras.Model) -> None:
+    """Makes ``model``'s train and test steps return their logs as 1-element vectors.
+
+    Under MultiWorkerMirroredStrategy, Keras 3.15 averages each replica's logs
+    with ``strategy.reduce("MEAN", value, axis=0)``, which fails on the scalar
+    loss and metrics ("Invalid reduction dimension 0 for input with 0
+    dimensions", tensorflow/tensorflow#72388). A 1-element vector, averaged over
+    that axis and across the replicas, comes out as the same scalar.
+    """
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def vector_step(data, step=step):
+            return tf.nest.map_structure(
+                lambda v: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v,
+                step(data))
+
+        setattr(model, name, vector_step)
+
+
 def _shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
     """Multi-worker input: every worker builds the same pipeline and keeps its part.
 
@@ -395,6 +436,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
     train_ds = _shard_by_data(
         input_pipeline.train_dataset(train, config.batch_size, seed=config.seed))
     eval_ds = _shard_by_data(input_pipeline.eval_dataset(evaluation, config.batch_size))
+    if strategy is not tf.distribute.get_strategy():
+        _build_from_spec(model, strategy, train_ds)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _vector_logs(model)
     steps = config.steps_per_epoch or math.ceil(len(train.labels) / config.batch_size)
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()

@@ -1,0 +1,153 @@
+"""The benchmark command on a tiny model, and the fused BatchNormalization it measures.
+
+No timing assertions: figures depend on the machine and its load.
+"""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resnet_cifar import benchmark, models, training
+from keras_resnet_cifar.config import TrainConfig
+
+TINY = ["--models=resnet8", "--batch_size=32", "--steps=2", "--repeats=2",
+        "--synthetic_train_size=128", "--synthetic_test_size=64", "--pipeline_batches=3",
+        "--export_runs=3"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A SavedModel folder holding a float32 .tflite too, of an untrained resnet8."""
+    from keras_resnet_cifar import serving, tflite
+    from keras_resnet_cifar.labels import CIFAR10_CLASSES
+
+    folder = tmp_path_factory.mktemp("export") / "1"
+    model = models.build_model("resnet8")
+    serving.save(model, folder, CIFAR10_CLASSES)
+    (folder / "model_float32.tflite").write_bytes(tflite.convert(model, "float32"))
+    return folder
+
+
+@pytest.fixture
+def fake_peer(tmp_path):
+    """A stand-in for the PyTorch peer: prints its line, with the rate it was given."""
+    script = tmp_path / "peer.py"
+    script.write_text("import sys\nprint('peer=%s params=1 threads=1 img/s=50.0' % sys.argv[2])\n")
+    return script
+
+
+def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *TINY,
+                        f"--peer={sys.executable}", f"--peer_script={fake_peer}",
+                        f"--export={exported}", f"--json={out}"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = r.stdout
+    for text in ("machine: ", "TF_ENABLE_ONEDNN_OPTS=", "load average", "settings: batch 32",
+                 "train resnet8 (img/s, 75,290 params)", "peer  resnet8 (img/s, PyTorch)",
+                 "ratio resnet8 (project / peer)", "pairs:", "evaluate resnet8 (img/s)",
+                 "input pipeline alone (img/s)", "input pipeline / fastest training",
+                 "savedmodel:", "tflite:model_float32.tflite batch-1 (ms)",
+                 "tflite:model_float32.tflite batch-128 (img/s)"):
+        assert text in table, text
+    report = json.loads(out.read_text())
+    assert set(report) == {"machine", "settings", "training", "evaluation", "pipeline", "export"}
+    for key in ("cpu", "cpu_cores", "tensorflow", "keras", "onednn", "load_average", "date"):
+        assert key in report["machine"], key
+    train = report["training"]["resnet8"]
+    assert train["params"] == 75_290 and train["replicas"] == 1
+    assert len(train["images_per_sec"]["samples"]) == 2
+    assert train["images_per_sec"]["min"] <= train["images_per_sec"]["median"] \
+        <= train["images_per_sec"]["max"]
+    assert train["peer_images_per_sec"]["samples"] == [50.0, 50.0]
+    pairs = train["ratio_to_peer"]["pairs"]
+    assert pairs == pytest.approx([s / 50.0 for s in train["images_per_sec"]["samples"]])
+    assert report["evaluation"]["resnet8"]["images_per_sec"]["median"] > 0
+    assert report["pipeline"]["times_fastest_training"] > 0
+    kinds = {key.split(":")[0] for key in report["export"]}
+    assert kinds == {"savedmodel", "tflite"}
+    for entry in report["export"].values():
+        assert entry["latency_ms_batch1"]["median"] > 0
+        assert entry["images_per_sec_batch128"]["median"] > 0
+
+
+def test_json_to_stdout_and_no_export():
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *TINY,
+                        "--repeats=1", "--json=-"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "export" in r.stdout and "skipped: no --export given" in r.stdout
+    report = json.loads(r.stdout[r.stdout.index("\n{") + 1:])
+    assert report["export"] == {"skipped": "no --export given"}
+    assert "peer_images_per_sec" not in report["training"]["resnet8"]
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--models=resnet21", "6n+2"),
+    ("--export=/nonexistent/model", "does not exist"),
+    ("--peer=/nonexistent/python", "is not a Python interpreter"),
+    ("--steps=0", "--steps must be positive"),
+])
+def test_user_errors_are_one_line(flag, message):
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *TINY, flag],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+
+
+def test_summarize():
+    s = benchmark.summarize([3.0, 1.0, 2.0])
+    assert (s["median"], s["min"], s["max"]) == (2.0, 1.0, 3.0)
+    assert s["spread_pct"] == pytest.approx(100.0)
+
+
+# --- The fused BatchNormalization of the training path ---------------------------
+
+def _bn_model():
+    inputs = keras.Input((8, 8, 16))
+    outputs = models._bn("bn")(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def _step(model, x, dy):
+    with tf.GradientTape() as tape:
+        y = model(x, training=True)
+        loss = tf.reduce_sum(y * dy)
+    return y.numpy(), [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
+
+
+def test_fused_batch_norm_is_keras_arithmetic():
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(3.0, 2.0, (16, 8, 8, 16)), tf.float32)
+    dy = tf.constant(rng.normal(size=(16, 8, 8, 16)), tf.float32)
+    stock, fused = _bn_model(), _bn_model()
+    fused.set_weights([w + rng.normal(0, 0.1, w.shape) for w in stock.get_weights()])
+    stock.set_weights(fused.get_weights())
+    assert training.fuse_batch_norm(fused) == 1
+    (y0, g0), (y1, g1) = _step(stock, x, dy), _step(fused, x, dy)
+    np.testing.assert_allclose(y1, y0, atol=2e-5)
+    for a, b in zip(g1, g0):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    # Moving averages: Keras' update with the biased variance, not the kernel's unbiased.
+    for a, b in zip(fused.non_trainable_weights, stock.non_trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+    # Inference takes Keras' own path: the moving averages, bitwise the same output.
+    np.testing.assert_array_equal(fused(x, training=False).numpy(),
+                                  stock(x, training=False).numpy())
+
+
+def test_fused_batch_norm_keeps_saved_models_stock(tmp_path):
+    model = training.build_and_compile(TrainConfig(model="resnet8"))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert "call" not in vars(loaded.get_layer("stem_bn"))
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(loaded(x, training=False).numpy(),
+                                  model(x, training=False).numpy())
