@@ -44,6 +44,9 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
                     xlabel: str = "epoch", title: str | None = None) -> Figure:
     """Accuracy (left) and loss (right) per epoch, training and ``eval_set``, all runs.
 
+    The loss panel shows the rows' ``cross_entropy`` / ``val_cross_entropy`` when
+    they have them, else ``loss`` / ``val_loss`` (which include weight decay).
+
     The seed's Figures 1-3: both networks of a pair on the same axes; training
     curves dashed, evaluation curves solid, one colour per network.
 
@@ -55,17 +58,22 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     acc_ax, loss_ax = fig.subplots(1, 2)
+    # Newer histories log the cross-entropy apart from the weight-decay term; older
+    # ones only the loss, which Keras computes with that term in training and test.
+    pure = any("cross_entropy" in r for rows in histories.values() for r in rows)
+    loss_keys = ("cross_entropy", "val_cross_entropy") if pure else ("loss", "val_loss")
     for i, (label, rows) in enumerate(histories.items()):
         colour = family_colour(label) if len(histories) <= 2 else DEPTH_COLOURS[i % 8]
         for key, style, what in (("accuracy", "--", "training"), ("val_accuracy", "-", eval_set)):
             x, y = _column(rows, key)
             acc_ax.plot(x, 100 * y, style, color=colour, label=f"{label} {what}")
-        for key, style, what in (("loss", "--", "training"), ("val_loss", "-", eval_set)):
+        for key, style, what in ((loss_keys[0], "--", "training"), (loss_keys[1], "-", eval_set)):
             x, y = _column(rows, key)
             loss_ax.plot(x, y, style, color=colour, label=f"{label} {what}")
     acc_ax.set(xlabel=xlabel, ylabel="accuracy (%)", title="Accuracy")
-    loss_ax.set(xlabel=xlabel, ylabel="cross-entropy loss",
-                title="Loss (training: running mean, incl. weight decay)")
+    loss_ax.set(xlabel=xlabel, ylabel="cross-entropy" if pure else "loss",
+                title="Cross-entropy (training: running mean over the epoch)" if pure
+                else "Loss: cross-entropy + weight-decay term")
     for ax in (acc_ax, loss_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

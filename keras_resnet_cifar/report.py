@@ -591,8 +591,9 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
 # --- report.md ------------------------------------------------------------------------------
 
 CAPTIONS = {
-    "curves": "Training dynamics: accuracy (left) and loss (right); dashed training "
-              "(running mean over augmented batches), solid {eval_set}.",
+    "curves": "Training dynamics: accuracy (left) and loss (right; the cross-entropy when "
+              "the history has it, else Keras' loss including the weight-decay term); "
+              "dashed training (running mean over augmented batches), solid {eval_set}.",
     "confusion": "Confusion matrices on the full test set, rows normalised to 100%.",
     "depth_sweep": "He et al.'s Figure 6 layout: error vs epochs; thin dashed training, "
                    "bold {eval_set}; plain left, residual right.",

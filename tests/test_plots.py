@@ -25,11 +25,20 @@ def test_training_curves_put_both_networks_on_the_same_axes():
                                                           for e in range(1, 5)])
     np.testing.assert_allclose(loss.lines[0].get_xdata(), [1, 2, 3, 4])
     assert acc.get_ylabel() == "accuracy (%)" and acc.get_xlabel() == "epoch (1,536 images)"
-    assert loss.get_ylabel() == "cross-entropy loss"
+    assert loss.get_ylabel() == "loss" and "weight-decay" in loss.get_title()
     assert acc.lines[0].get_linestyle() == "--" and acc.lines[1].get_linestyle() == "-"
     assert to_hex(acc.lines[0].get_color()) != to_hex(acc.lines[2].get_color())
     assert fig._suptitle.get_text() == "pair"
     assert [t.get_text() for t in acc.get_legend().get_texts()] == labels
+
+
+def test_training_curves_prefer_the_cross_entropy_when_logged():
+    rows = [dict(r, cross_entropy=r["loss"] - 0.5, val_cross_entropy=r["val_loss"] - 0.5)
+            for r in history(3)]
+    loss = plots.training_curves({"resnet20": rows}).axes[1]
+    np.testing.assert_allclose(loss.lines[0].get_ydata(), [r["loss"] - 0.5 for r in rows])
+    np.testing.assert_allclose(loss.lines[1].get_ydata(), [r["val_loss"] - 0.5 for r in rows])
+    assert loss.get_ylabel() == "cross-entropy"
 
 
 def test_confusion_matrices_are_row_normalised_with_class_names():
