@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -200,8 +201,11 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> list[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for suffix in (".png", ".svg"):
-        out = path.with_suffix(suffix)
-        fig.savefig(out, dpi=dpi)
-        written.append(out)
+    # No timestamps and fixed SVG element ids: the same data gives the same bytes,
+    # so re-generated figures only show up in a diff when they changed.
+    with matplotlib.rc_context({"svg.hashsalt": "keras_resnet_cifar"}):
+        for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None})):
+            out = path.with_suffix(suffix)
+            fig.savefig(out, dpi=dpi, metadata=metadata)
+            written.append(out)
     return written

@@ -94,3 +94,6 @@ def test_save_writes_png_and_svg(tmp_path):
     assert [p.name for p in paths] == ["curves.png", "curves.svg"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in paths[1].read_text()[:500]
+    first = [p.read_bytes() for p in paths]
+    plots.save(fig, tmp_path / "sub" / "curves")
+    assert [p.read_bytes() for p in paths] == first  # deterministic bytes
