@@ -46,7 +46,8 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     """Accuracy (left) and loss (right) per epoch, training and ``eval_set``, all runs.
 
     The loss panel shows the rows' ``cross_entropy`` / ``val_cross_entropy`` when
-    they have them, else ``loss`` / ``val_loss`` (which include weight decay).
+    they have them, else ``loss`` / ``val_loss`` (which include weight decay), on a
+    log scale when the values span more than a factor of 100.
 
     The seed's Figures 1-3: both networks of a pair on the same axes; training
     curves dashed, evaluation curves solid, one colour per network.
@@ -71,6 +72,10 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
         for key, style, what in ((loss_keys[0], "--", "training"), (loss_keys[1], "-", eval_set)):
             x, y = _column(rows, key)
             loss_ax.plot(x, y, style, color=colour, label=f"{label} {what}")
+    values = np.concatenate([line.get_ydata() for line in loss_ax.lines] or [np.ones(1)])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size and values.max() > 100 * values.min():
+        loss_ax.set_yscale("log")  # one diverged epoch would flatten every other curve
     acc_ax.set(xlabel=xlabel, ylabel="accuracy (%)", title="Accuracy")
     loss_ax.set(xlabel=xlabel, ylabel="cross-entropy" if pure else "loss",
                 title="Cross-entropy (training: running mean over the epoch)" if pure

@@ -38,7 +38,9 @@ def test_training_curves_prefer_the_cross_entropy_when_logged():
     loss = plots.training_curves({"resnet20": rows}).axes[1]
     np.testing.assert_allclose(loss.lines[0].get_ydata(), [r["loss"] - 0.5 for r in rows])
     np.testing.assert_allclose(loss.lines[1].get_ydata(), [r["val_loss"] - 0.5 for r in rows])
-    assert loss.get_ylabel() == "cross-entropy"
+    assert loss.get_ylabel() == "cross-entropy" and loss.get_yscale() == "linear"
+    rows[0]["val_cross_entropy"] = 1e6  # a diverged first evaluation
+    assert plots.training_curves({"resnet20": rows}).axes[1].get_yscale() == "log"
 
 
 def test_confusion_matrices_are_row_normalised_with_class_names():
