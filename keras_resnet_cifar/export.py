@@ -94,15 +94,6 @@ def _sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is not readable JSON ({e}).") from None
-
-
 def _load_keras(path: Path):
     try:
         return keras.saving.load_model(path)
@@ -140,8 +131,8 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final") -> Source
                         "run (use --checkpoint=last for an unfinished one).")
     provenance = {"kind": "run_dir", "path": str(path.resolve()),
                   "model_file": CHECKPOINTS[checkpoint], "sha256": _sha256(file),
-                  "config": _read_json(path / "config.json"),
-                  "metrics": _read_json(path / "metrics.json")}
+                  "config": fileio.read_json(path / "config.json"),
+                  "metrics": fileio.read_json(path / "metrics.json")}
     return _with_licence(Source(_load_keras(file), provenance))
 
 

@@ -56,3 +56,19 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj) -> None:
     """Atomically writes ``obj`` as indented JSON."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON at ``path``, or None when there is no file.
+
+    Raises:
+        UserError: the file exists but is not readable JSON.
+    """
+    from keras_resnet_cifar.errors import UserError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not readable JSON ({e}).") from None

@@ -80,15 +80,6 @@ class Run:
         return steps * self.config["batch_size"] if steps else None
 
 
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is not readable JSON ({e}).") from None
-
-
 def load_run(path: str | os.PathLike) -> Run:
     """Reads a run directory.
 
@@ -96,8 +87,8 @@ def load_run(path: str | os.PathLike) -> Run:
         UserError: not a run directory (no config.json or no history.json).
     """
     path = Path(path)
-    config = _json(path / "config.json")
-    history = _json(path / "history.json")
+    config = fileio.read_json(path / "config.json")
+    history = fileio.read_json(path / "history.json")
     if config is None or history is None:
         raise UserError(f"{path} is not a run directory: it needs config.json and "
                         "history.json (written by keras_resnet_cifar.train).")
@@ -107,9 +98,9 @@ def load_run(path: str | os.PathLike) -> Run:
         raise UserError(f"{path}/config.json: {e}") from None
     return Run(path=path, config=config, history=history["epochs"],
                eval_set=history.get("eval_set", "test"),
-               metrics=_json(path / "metrics.json"),
-               evaluation=_json(path / "evaluation.json"),
-               layer_stats=_json(path / "layer_stats.json"))
+               metrics=fileio.read_json(path / "metrics.json"),
+               evaluation=fileio.read_json(path / "evaluation.json"),
+               layer_stats=fileio.read_json(path / "layer_stats.json"))
 
 
 # --- Per-run numbers and Table 1 ----------------------------------------------------------
