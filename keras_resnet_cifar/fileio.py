@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from keras_resnet_cifar.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
@@ -64,8 +66,6 @@ def read_json(path: str | os.PathLike):
     Raises:
         UserError: the file exists but is not readable JSON.
     """
-    from keras_resnet_cifar.errors import UserError
-
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
