@@ -315,6 +315,8 @@ def run(options: Options) -> dict[str, Any]:
                           "times_fastest_training": pipeline["median"] / fastest}
     report["export"] = (export_rates(options.export, data.test.images, runs=options.export_runs)
                         if options.export else {"skipped": "no --export given"})
+    # Other work on the machine slows both sides, the peer's OpenMP threads most.
+    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
 
@@ -326,8 +328,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"machine: {m['cpu']}, {m['cpu_cores']} cores, GPUs {m['gpus'] or 'none'}; "
         f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}; "
         f"TF_ENABLE_ONEDNN_OPTS={m['onednn']}; threads intra {m['intra_op_threads']} "
-        f"inter {m['inter_op_threads']} (0 = TF default); load average "
-        f"{' '.join(map(str, m['load_average']))}; {m['date']}",
+        f"inter {m['inter_op_threads']} (0 = TF default); load average (1, 5, 15 min) "
+        f"{' '.join(map(str, m['load_average']))} before, "
+        f"{' '.join(map(str, m['load_average_after']))} after; {m['date']}",
         f"settings: batch {s['batch_size']}, {s['steps']} steps x {s['repeats']} repeats "
         f"after a warm-up, {s['mixed_precision']}, jit_compile={s['jit_compile']}, "
         f"steps_per_execution={s['steps_per_execution']}, data: {s['data']}",

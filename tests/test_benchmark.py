@@ -58,7 +58,8 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
         assert text in table, text
     report = json.loads(out.read_text())
     assert set(report) == {"machine", "settings", "training", "evaluation", "pipeline", "export"}
-    for key in ("cpu", "cpu_cores", "tensorflow", "keras", "onednn", "load_average", "date"):
+    for key in ("cpu", "cpu_cores", "tensorflow", "keras", "onednn", "load_average",
+                "load_average_after", "date"):
         assert key in report["machine"], key
     train = report["training"]["resnet8"]
     assert train["params"] == 75_290 and train["replicas"] == 1
