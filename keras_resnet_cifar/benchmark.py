@@ -406,6 +406,9 @@ def main(argv):
     for name in ("steps", "repeats", "batch_size", "pipeline_batches", "export_runs"):
         if FLAGS[name].value < 1:
             raise ValueError(f"--{name} must be positive, got {FLAGS[name].value}.")
+    for path in FLAGS.export:  # before minutes of training
+        if not Path(path).exists():
+            raise UserError(f"--export={path} does not exist.")
     if FLAGS.peer and not (Path(FLAGS.peer).is_file() or _on_path(FLAGS.peer)):
         raise UserError(f"--peer={FLAGS.peer} is not a Python interpreter that exists.")
     options = Options(

@@ -168,8 +168,9 @@ def test_two_workers_match_one_process_then_resume(mirrored_reference, tmp_path)
                          f"--model_dir={run_dir}"], env=env)
     assert code == 0, err + (run_dir / "worker_0.log").read_text()[-3000:]
 
-    # The union of the workers' halves is the single process's global batch.
-    assert _max_relative_difference(_weights(run_dir), _weights(mirrored_reference)) < 1e-4
+    # The union of the workers' halves is the single process's global batch (the
+    # weights are bitwise equal on the machine this was written on).
+    assert _max_relative_difference(_weights(run_dir), _weights(mirrored_reference)) < 1e-6
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["replicas"] == 2
     # Only the chief wrote the run directory; worker 1 kept its state apart.
