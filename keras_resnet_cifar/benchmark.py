@@ -202,7 +202,8 @@ def export_rates(paths: Sequence[str], images, *, runs: int) -> dict[str, Any]:
             raise UserError(f"--export={path} is neither a SavedModel folder nor a .tflite file.")
     results = {}
     for kind, path in found:
-        key = f"{kind}:{path.name if kind == 'tflite' else path}"
+        # Short keys for the table: "savedmodel:resnet56/1", "tflite:model_int8.tflite".
+        key = f"{kind}:{path.name if kind == 'tflite' else '/'.join(path.parts[-2:])}"
         try:
             if kind == "savedmodel":
                 from keras_resnet_cifar import serving

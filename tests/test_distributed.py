@@ -15,7 +15,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_resnet_cifar import datasets, input_pipeline, training
 from keras_resnet_cifar.config import TrainConfig
