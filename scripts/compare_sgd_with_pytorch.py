@@ -15,7 +15,8 @@ networks' kernels (max over the conv and linear weights of ||keras - torch|| /
 PyTorch runs that differ only in their convolution kernels (channels-last vs
 channels-first memory layout). The same over all parameters (BatchNorm's beta
 starts at zero, so its relative differences are large for both) and over the
-BatchNorm running statistics follows. ``--keras_sgd`` adds a column for Keras' own ``SGD`` (lr inside the
+BatchNorm running statistics follows, then the project's kernels against the
+channels-last PyTorch run (both use oneDNN's NHWC convolutions on x86 CPUs). ``--keras_sgd`` adds a column for Keras' own ``SGD`` (lr inside the
 velocity), the optimiser this project replaced.
 
 Needs PyTorch beside the project (the project itself never depends on it):
@@ -172,6 +173,9 @@ def main():
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: default).")
+    p.add_argument("--initial_weights", default=None,
+                   help="Start from a trained reference state dict (resnetN.npz, as "
+                        "import_weights reads) instead of a fresh initialisation.")
     p.add_argument("--keras_sgd", action="store_true",
                    help="Also run Keras' own SGD (lr inside the velocity) for contrast.")
     a = p.parse_args()
@@ -188,6 +192,12 @@ def main():
 
     keras.utils.set_random_seed(a.seed)
     initial = training.build_and_compile(config).get_weights()
+    if a.initial_weights:
+        trained = import_weights.reference_model(import_weights.load_state_dict(
+            os.path.expandvars(os.path.expanduser(a.initial_weights))))
+        if trained.name != a.model:
+            sys.exit(f"error: --initial_weights holds {trained.name}, not {a.model}")
+        initial = trained.get_weights()
     template = models.build_model(a.model)
     template.set_weights(initial)
     initial_state = import_weights.to_state_dict(template)
@@ -201,16 +211,19 @@ def main():
     noise = run_torch(config, spec, initial_state, images, labels, channels_last=True)
     stock = run_keras(config, initial, images, labels, keras_sgd=True) if a.keras_sgd else None
 
-    print(f"# {a.model}, batch {a.batch_size}, {steps} steps on real CIFAR-10 batches; "
+    start = f"trained weights {os.path.basename(a.initial_weights)}" if a.initial_weights \
+        else f"fresh initialisation, seed {a.seed}"
+    print(f"# {a.model} from {start}, batch {a.batch_size}, {steps} steps on real "
+          f"CIFAR-10 batches; "
           f"torch {torch.__version__}, keras {keras.__version__}, "
           f"{platform.processor() or platform.machine()}; {time.time() - started:.0f} s")
     print("# relative difference to the PyTorch trainer after each step: max over tensors "
           "of ||a - b|| / ||b||;\n# 'noise' is PyTorch channels-last against PyTorch "
           "channels-first (same weights, same batches)")
     print(f"{'':>11} {'conv and linear kernels':^29} {'all parameters':^20} "
-          f"{'BN running stats':^20}" + (f" {'Keras SGD':>10}" if stock else ""))
+          f"{'BN running stats':^20} {'vs torch CL':>11}" + (f" {'Keras SGD':>10}" if stock else ""))
     print(f"{'step':>4} {'lr':>6} {'project':>9} {'noise':>9} {'ratio':>9} "
-          f"{'project':>9} {'noise':>10} {'project':>9} {'noise':>10}"
+          f"{'project':>9} {'noise':>10} {'project':>9} {'noise':>10} {'kernels':>11}"
           + (f" {'kernels':>10}" if stock else ""))
 
     def diff(a, b, keys):
@@ -226,7 +239,8 @@ def main():
                 f"{diff(project[step], reference[step], params):>9.2e} "
                 f"{diff(noise[step], reference[step], params):>10.2e} "
                 f"{diff(project[step], reference[step], stats):>9.2e} "
-                f"{diff(noise[step], reference[step], stats):>10.2e}")
+                f"{diff(noise[step], reference[step], stats):>10.2e} "
+                f"{diff(project[step], noise[step], kernels):>11.2e}")
         if stock:
             line += f" {diff(stock[step], reference[step], kernels):>10.2e}"
         print(line)
