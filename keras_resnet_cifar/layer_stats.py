@@ -1,7 +1,7 @@
 """Per-layer statistics on a fixed batch: response std and gradient norms.
 
-Two measurements that test the seed's "identity mapping" and "gradient highway"
-claims rather than assert them:
+Two measurements that test the "identity mapping" and "gradient highway" claims
+made for residual networks rather than assert them:
 
 * **Response std** (He et al. 2016, Figure 7): the standard deviation of the
   output of every 3x3 convolution *after its batch normalisation and before any

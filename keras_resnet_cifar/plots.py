@@ -58,7 +58,7 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     they have them, else ``loss`` / ``val_loss`` (which include weight decay), on a
     log scale when the values span more than a factor of 100.
 
-    The seed's Figures 1-3: both networks of a pair on the same axes; training
+    Both networks of a pair on the same axes (as He et al.'s Figure 1); training
     curves dashed, evaluation curves solid, one colour per network.
 
     Args:
@@ -102,7 +102,7 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence
                        *, title: str | None = None) -> Figure:
     """Confusion matrices side by side, each row normalised to the true class's images.
 
-    The seed's Figures 4-5. Cells show the percentage of the true class's images
+    Cells show the percentage of the true class's images
     predicted as each class (rows sum to 100%).
 
     Args:

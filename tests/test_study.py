@@ -130,3 +130,14 @@ def test_wrapper_script_reports_a_bad_flag_in_one_line():
                        capture_output=True, text=True, env=env)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("error: Invalid depth 21 in 'plain21'")
+
+
+def test_wrapper_script_says_what_python_it_needs(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")  # a Python without the dependencies
+    fake.chmod(0o755)
+    r = subprocess.run([str(REPO / "scripts" / "run_study.sh"), "--help"],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHON=str(fake)))
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith(f"error: {fake} cannot import absl and tensorflow")
+    assert "PYTHON=" in r.stderr and len(r.stderr.strip().splitlines()) == 1
