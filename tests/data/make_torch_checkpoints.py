@@ -3,8 +3,8 @@
 Run once, with real torch, in an environment of its own (the project never depends
 on torch); the outputs are committed:
 
-    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 numpy
-    /tmp/torchenv/bin/python tests/data/make_torch_checkpoints.py tests/data
+    python3 -m venv ~/venvs/torch-peer && ~/venvs/torch-peer/bin/pip install torch==2.13.0 numpy
+    ~/venvs/torch-peer/bin/python tests/data/make_torch_checkpoints.py tests/data
 
 It saves one small random state dict with the reference's resnet8 key names
 (``module.`` prefix as DataParallel writes it, BatchNorm counters included) in the
