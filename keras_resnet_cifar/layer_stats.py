@@ -1,7 +1,7 @@
 """Per-layer statistics on a fixed batch: response std and gradient norms.
 
-Two measurements that test the seed's "identity mapping" and "gradient highway"
-claims rather than assert them:
+Two measurements that test the "identity mapping" and "gradient highway" claims
+made for residual networks rather than assert them:
 
 * **Response std** (He et al. 2016, Figure 7): the standard deviation of the
   output of every 3x3 convolution *after its batch normalisation and before any
@@ -34,19 +34,17 @@ network after ``e`` completed epochs.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet_cifar import fileio
+from keras_resnet_cifar import fileio, rundir
 from keras_resnet_cifar.datasets import Split
 
-FILENAME = "layer_stats.json"
+FILENAME = rundir.LAYER_STATS
 
 
 def _producer(tensor) -> keras.layers.Layer | None:
@@ -150,8 +148,7 @@ def fixed_batch(split: Split, size: int = 256, seed: int = 0) -> tuple[np.ndarra
 
 def read(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The layer_stats.json of a run directory, or None when it has none."""
-    path = Path(run_dir) / FILENAME
-    return json.loads(path.read_text()) if path.exists() else None
+    return rundir.read_layer_stats(run_dir)
 
 
 class LayerStatsRecorder(keras.callbacks.Callback):
@@ -170,15 +167,16 @@ class LayerStatsRecorder(keras.callbacks.Callback):
     def __init__(self, run_dir: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
                  epochs: Sequence[int]):
         super().__init__()
-        self.path = Path(run_dir) / FILENAME
+        self.path = rundir.path(run_dir, rundir.LAYER_STATS)
         self.images = np.asarray(images)
         self.labels = np.asarray(labels)
         self.epochs = sorted(set(int(e) for e in epochs))
         if any(e < 0 for e in self.epochs):
             raise ValueError(f"Layer-statistics epochs must be >= 0, got {list(epochs)}.")
         self.records: dict[int, dict[str, Any]] = {}
-        if self.path.exists():
-            self.records = {r["epoch"]: r for r in json.loads(self.path.read_text())["epochs"]}
+        existing = rundir.read_layer_stats(run_dir)
+        if existing:
+            self.records = {r["epoch"]: r for r in existing["epochs"]}
 
     def on_train_begin(self, logs=None):
         if 0 in self.epochs and 0 not in self.records:

@@ -30,6 +30,15 @@ DEPTH_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
                  "tab:brown", "tab:pink", "tab:gray")
 
 
+DEPTH_STYLES = ("-", "--", "-.", ":")  # per depth, shallow to deep (4 depths in Fig. 6)
+
+
+def _depth(label: str) -> int:
+    """The depth a label names ("resnet56 seed 0" -> 56; 0 when it names none)."""
+    digits = "".join(c for c in label.split()[0] if c.isdigit()) if label.split() else ""
+    return int(digits) if digits else 0
+
+
 def family_colour(label: str) -> str:
     """Orange for plain networks, blue for residual ones (by the label's name)."""
     return PLAIN_COLOUR if label.lower().startswith("plain") else RESIDUAL_COLOUR
@@ -49,7 +58,7 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     they have them, else ``loss`` / ``val_loss`` (which include weight decay), on a
     log scale when the values span more than a factor of 100.
 
-    The seed's Figures 1-3: both networks of a pair on the same axes; training
+    Both networks of a pair on the same axes (as He et al.'s Figure 1); training
     curves dashed, evaluation curves solid, one colour per network.
 
     Args:
@@ -93,7 +102,7 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence
                        *, title: str | None = None) -> Figure:
     """Confusion matrices side by side, each row normalised to the true class's images.
 
-    The seed's Figures 4-5. Cells show the percentage of the true class's images
+    Cells show the percentage of the true class's images
     predicted as each class (rows sum to 100%).
 
     Args:
@@ -179,13 +188,16 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
     n = len(panels)
     fig = Figure(figsize=(5.5 * n, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
+    # One line style per depth (the number in the label), shallow to deep, the same
+    # in every panel; colour says plain or residual.
+    depths = sorted({_depth(label) for lines in panels.values() for label in lines})
+    styles = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
     for ax, (panel, lines) in zip(axes, panels.items()):
         for label, values in lines.items():
             values = np.asarray(values, float)
             if sort_descending:
                 values = np.sort(values)[::-1]
-            depth = "".join(c for c in label.split()[0] if c.isdigit())
-            style = "-" if depth in ("", "20") else ("--" if depth == "56" else ":")
+            style = styles[_depth(label)]
             ax.plot(np.arange(1, len(values) + 1), values, style, marker=".",
                     markersize=3, color=family_colour(label), label=label)
         ax.set(xlabel="layer index (sorted by magnitude)" if sort_descending

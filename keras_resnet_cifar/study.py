@@ -1,17 +1,23 @@
-"""The study runner: trains the seed's models one after another, evaluates, reports.
+r"""The study runner: trains plain and residual nets one after another, evaluates, reports.
 
-    python -m keras_resnet_cifar.study --data_dir=~/cifar10 --out=runs/study
-    python -m keras_resnet_cifar.study --flagfile=flags/study_cpu.cfg --data_dir=... --out=...
-    python -m keras_resnet_cifar.study --quick --data_dir=... --out=...
+    python -m keras_resnet_cifar.study --data_dir=~/data/cifar10 --out=runs/study
+    python -m keras_resnet_cifar.study --flagfile=flags/study/cpu.cfg \
+        --data_dir=~/data/cifar10 --out=runs/study
+    python -m keras_resnet_cifar.study --quick --data_dir=~/data/cifar10 --out=runs/quick
 
 The full study is the paper's recipe (200 epochs, lr 0.1 / 10 after epochs 80 and
 120) for plain-20, ResNet-20, plain-56 and ResNet-56; ``--depth_sweep`` adds the
 32- and 44-layer nets of He et al.'s Figure 6 and ``--seeds=0,1,2`` repeats
-every configuration. ``--quick`` (or a flag file such as flags/study_cpu.cfg)
+every configuration. ``--quick`` (or a flag file such as flags/study/cpu.cfg)
 runs a reduced schedule.
 
+Every training flag of ``keras_resnet_cifar.train`` is a flag here too, with the
+same meaning and default (momentum, weight decay, shortcut, validation split,
+distribution, precision, ...), except ``--model`` and ``--seed``, which become
+``--models`` and ``--seeds``.
+
 Each run lives in ``<out>/runs/<model>-seed<seed>`` (a normal run directory, see
-:mod:`keras_resnet_cifar.training`) and also records per-layer statistics
+:mod:`keras_resnet_cifar.rundir`) and also records per-layer statistics
 (:mod:`keras_resnet_cifar.layer_stats`) at ``--layer_stats_epochs``. Running the
 same command again resumes: finished runs are skipped, an interrupted one
 continues from its last completed epoch, evaluations are redone only when their
@@ -22,21 +28,29 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from absl import app, flags, logging
 
+from keras_resnet_cifar import rundir, train_flags
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError, run_cli
+
+# TODO(cli): the study trains, so it needs oneDNN's CPU kernels on (TF_ENABLE_ONEDNN_OPTS=1
+# on x86, set before TensorFlow loads) exactly as train and benchmark. The shared CLI layer
+# (helper "cli") sets it in one place for every CLI; call that here once it has landed,
+# instead of copying the block again. Until then, run the study with TF_ENABLE_ONEDNN_OPTS=1
+# in the environment on x86 CPUs without AVX-512 VNNI/AMX (docs/performance.md).
 
 SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 SWEEP_MODELS = ("plain20", "plain32", "plain44", "plain56",
                 "resnet20", "resnet32", "resnet44", "resnet56")
 # --quick: a schedule that runs in minutes per model on a CPU (curves, not accuracy).
 QUICK = dict(epochs=10, steps_per_epoch=10, eval_steps=8, lr_boundaries=(7,))
+# TrainConfig fields the study sets per run rather than taking as flags.
+PER_RUN = ("model", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,119 +74,141 @@ def run_dir(out: str | os.PathLike, config: TrainConfig) -> Path:
     return Path(out) / "runs" / f"{config.model}-seed{config.seed}"
 
 
-def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2) -> list[Path]:
+class DataCache:
+    """Loads each data set a study uses once, for all its runs and evaluations.
+
+    CIFAR-10 is the same for every run; synthetic data depends on the seed.
+    """
+
+    def __init__(self):
+        self._loaded: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, config: TrainConfig):
+        """The :class:`keras_resnet_cifar.datasets.Cifar10` of ``config``."""
+        from keras_resnet_cifar import datasets
+
+        seed = config.seed if config.dataset == "synthetic" else 0
+        sizes = (config.synthetic_train_size, config.synthetic_test_size)
+        key = (config.dataset, config.data_dir, seed, sizes)
+        if key not in self._loaded:
+            self._loaded[key] = datasets.load(config.dataset, config.data_dir, seed=seed,
+                                              synthetic_sizes=sizes)
+        return self._loaded[key]
+
+
+def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
+              data: DataCache | None = None) -> list[Path]:
     """Trains (or resumes, or skips when finished) every run of ``spec``.
+
+    Args:
+        spec: what to train.
+        out: the study folder.
+        verbose: Keras progress output.
+        data: the loaded data sets (shared with :func:`evaluate_all`).
 
     Returns:
         The run directories, in training order.
     """
     import keras
 
-    from keras_resnet_cifar import datasets, layer_stats, training
+    from keras_resnet_cifar import layer_stats, training
 
+    data = data or DataCache()
     dirs = []
     for config in spec.configs():
         workdir = run_dir(out, config)
+        loaded = data.get(config)
         callbacks = []
         if spec.layer_stats_epochs:
-            data = datasets.load(config.dataset, config.data_dir, seed=config.seed,
-                                 synthetic_sizes=(config.synthetic_train_size,
-                                                  config.synthetic_test_size))
             # The same batch for every model (and on CIFAR-10 every seed): comparable runs.
-            images, labels = layer_stats.fixed_batch(data.train, spec.layer_stats_batch, seed=0)
+            images, labels = layer_stats.fixed_batch(loaded.train, spec.layer_stats_batch,
+                                                     seed=0)
             callbacks.append(layer_stats.LayerStatsRecorder(
                 workdir, images, labels, spec.layer_stats_epochs))
         logging.info("study: training %s (seed %d) in %s", config.model, config.seed, workdir)
         keras.backend.clear_session()
-        training.train_and_evaluate(config, workdir, callbacks=callbacks, verbose=verbose)
+        training.train_and_evaluate(config, workdir, callbacks=callbacks, verbose=verbose,
+                                    data=loaded)
         dirs.append(workdir)
     return dirs
 
 
-def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256) -> None:
+def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
+                 data: DataCache | None = None) -> None:
     """Evaluates each run's final model on the whole test set (skips up-to-date ones)."""
-    from keras_resnet_cifar import datasets, evaluate
+    from keras_resnet_cifar import evaluate
 
-    data = None
+    data = data or DataCache()
     for workdir in dirs:
         if evaluate.is_current(workdir):
             continue
-        data = data or datasets.load(base.dataset, base.data_dir, synthetic_sizes=(
-            base.synthetic_train_size, base.synthetic_test_size))
-        result = evaluate.evaluate_split(evaluate.load_predictor(workdir), data.test.images,
-                                         data.test.labels, data.class_names, batch_size)
-        result.update(model=str(workdir / "model.keras"), model_kind="keras",
-                      checkpoint="final", data_source=data.source)
+        config = TrainConfig.from_dict(rundir.read_config(workdir) or
+                                       dataclasses.asdict(base))
+        loaded = data.get(config)
+        result = evaluate.evaluate_split(evaluate.load_predictor(workdir), loaded.test.images,
+                                         loaded.test.labels, loaded.class_names, batch_size)
+        result.update(model=str(rundir.path(workdir, rundir.MODEL)), model_kind="keras",
+                      checkpoint="final", data_source=loaded.source)
         evaluate.write_results(result, workdir)
         logging.info("study: %s test accuracy %.4f on %d images", workdir,
                      result["accuracy"], result["images"])
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """The study's flags: what to train, the shared recipe, where to write."""
+    """The study's flags: train's training flags, what to train, where to write."""
+    train_flags.define_config_flags(flag_values, exclude=PER_RUN)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.", **fv)
     flags.DEFINE_list("models", list(SEED_MODELS), "Models to train.", **fv)
     flags.DEFINE_boolean("depth_sweep", False, "Train plain/resnet 20, 32, 44 and 56 "
                          "(He et al., Figure 6) instead of --models.", **fv)
-    flags.DEFINE_list("seeds", ["0"], "Seeds; each model is trained once per seed.", **fv)
+    flags.DEFINE_list("seeds", ["0"], "Random seeds; each model is trained once per seed.", **fv)
     flags.DEFINE_boolean("quick", False, "Reduced schedule: "
                          + ", ".join(f"{k}={v}" for k, v in QUICK.items())
                          + " (explicit flags still win).", **fv)
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (see train --helpfull).", **fv)
-    flags.DEFINE_string("dataset", "cifar10", "cifar10 or synthetic.", **fv)
-    flags.DEFINE_integer("epochs", 200, "Epochs per run.", **fv)
-    flags.DEFINE_integer("batch_size", 128, "Global batch size.", **fv)
-    flags.DEFINE_float("learning_rate", 0.1, "Initial learning rate.", **fv)
-    flags.DEFINE_list("lr_boundaries", ["80", "120"], "Epochs after which lr *= 0.1.", **fv)
-    flags.DEFINE_integer("warmup_epochs", 0, "Epochs at --warmup_learning_rate first.", **fv)
-    flags.DEFINE_float("warmup_learning_rate", 0.01, "Learning rate during warm-up.", **fv)
-    flags.DEFINE_integer("steps_per_epoch", None, "Cap on training steps per epoch: each "
-                         "epoch then sees steps x batch shuffled images of all 50,000.", **fv)
-    flags.DEFINE_integer("eval_steps", None, "Cap on per-epoch test batches.", **fv)
-    flags.DEFINE_integer("synthetic_train_size", 5000, "--dataset=synthetic only.", **fv)
-    flags.DEFINE_integer("synthetic_test_size", 1000, "--dataset=synthetic only.", **fv)
     flags.DEFINE_list("layer_stats_epochs", [], "Epochs at which to record per-layer "
                       "response std and gradient norms (0 = at initialisation).", **fv)
     flags.DEFINE_integer("layer_stats_batch", 256, "Training images in the fixed batch "
                          "of the layer statistics.", **fv)
-    flags.DEFINE_list("accuracy_levels", ["0.5", "0.8", "0.9"], "Test accuracies whose "
-                      "first epoch the report gives (convergence speed).", **fv)
+    flags.DEFINE_list("accuracy_levels", [], "Test accuracies (e.g. 0.5,0.8) whose first "
+                      "epoch the report gives (convergence speed). Default: chosen from "
+                      "the runs, so that every run that learned reaches them.", **fv)
     flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report).", **fv)
     flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.", **fv)
 
 
+def _ints(flag_values: flags.FlagValues, name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in flag_values[name].value)
+    except ValueError:
+        raise UserError(f"--{name} must be integers, got "
+                        f"{','.join(flag_values[name].value)}.") from None
+
+
 def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
-    """The StudySpec of the parsed flags (raises ValueError on a bad value)."""
-    def value(name):
-        f = flag_values[name]
-        if flag_values.quick and name in QUICK and not f.present:
-            return QUICK[name]
-        return f.value
+    """The StudySpec of the parsed flags.
 
-    def ints(name):
-        try:
-            return tuple(int(v) for v in value(name))
-        except ValueError:
-            raise ValueError(f"--{name} must be integers, got {value(name)}.") from None
-
-    base = TrainConfig(
-        dataset=flag_values.dataset, data_dir=flag_values.data_dir,
-        epochs=value("epochs"), batch_size=flag_values.batch_size,
-        learning_rate=flag_values.learning_rate, lr_boundaries=ints("lr_boundaries"),
-        warmup_epochs=flag_values.warmup_epochs,
-        warmup_learning_rate=flag_values.warmup_learning_rate,
-        steps_per_epoch=value("steps_per_epoch"), eval_steps=value("eval_steps"),
-        synthetic_train_size=flag_values.synthetic_train_size,
-        synthetic_test_size=flag_values.synthetic_test_size)
+    Raises:
+        UserError: a bad value (every model name is checked before anything trains).
+    """
     models = SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
     if not models:
-        raise ValueError("--models is empty.")
-    spec = StudySpec(models=models, seeds=ints("seeds"), base=base,
-                     layer_stats_epochs=ints("layer_stats_epochs"),
+        raise UserError("--models is empty: name the models to train, e.g. "
+                        "--models=plain20,resnet20.")
+    quick = {k: v for k, v in QUICK.items()
+             if flag_values.quick and not flag_values[k].present}
+    seeds = _ints(flag_values, "seeds")
+    if not seeds:
+        raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
+    base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
+    spec = StudySpec(models=models, seeds=seeds, base=base,
+                     layer_stats_epochs=_ints(flag_values, "layer_stats_epochs"),
                      layer_stats_batch=flag_values.layer_stats_batch)
     for config in spec.configs():  # checks every model name before anything trains
-        TrainConfig.from_dict(dataclasses.asdict(config))
+        try:
+            TrainConfig.from_dict(dataclasses.asdict(config))
+        except ValueError as e:
+            raise UserError(str(e)) from None
     return spec
 
 
@@ -181,17 +217,18 @@ def main(argv):
         raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
     FLAGS = flags.FLAGS
     spec = spec_from_flags(FLAGS)
-    dirs = train_all(spec, FLAGS.out)
-    evaluate_all(dirs, spec.base)
+    from keras_resnet_cifar.report import runs as report_runs
+
+    levels = report_runs.parse_levels(FLAGS.accuracy_levels)  # before hours of training
+    data = DataCache()
+    dirs = train_all(spec, FLAGS.out, data=data)
+    evaluate_all(dirs, spec.base, data=data)
     if not FLAGS.skip_report:
         from keras_resnet_cifar import report
+        from keras_resnet_cifar.report import markdown
 
-        try:
-            levels = tuple(float(v) for v in FLAGS.accuracy_levels)
-        except ValueError:
-            raise UserError(f"--accuracy_levels must be numbers, got "
-                            f"{FLAGS.accuracy_levels}.") from None
-        command = shlex.join(["python", "-m", "keras_resnet_cifar.study", *sys.argv[1:]])
+        command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
+                                             *sys.argv[1:]])
         written = report.write_report(dirs, FLAGS.report_dir or Path(FLAGS.out) / "report",
                                       accuracy_levels=levels, command=command)
         logging.info("study: report written to %s", written)

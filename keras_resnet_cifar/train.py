@@ -12,10 +12,8 @@ interrupted run from its last completed epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
-import typing
 
 # Before TensorFlow loads (keras_resnet_cifar.config imports Keras): TF reads this
 # once. Its oneDNN CPU kernels are off by default on x86 CPUs without AVX-512
@@ -27,77 +25,19 @@ if platform.machine().lower() in ("x86_64", "amd64"):
 
 from absl import app, flags, logging  # noqa: E402
 
-from keras_resnet_cifar.config import TrainConfig  # noqa: E402
+from keras_resnet_cifar import train_flags  # noqa: E402
 from keras_resnet_cifar.errors import run_cli  # noqa: E402
-
-_HELP = {
-    "model": "plainN or resnetN with N = 6n+2: 20, 32, 44, 56, 110, ...",
-    "shortcut": "Residual shortcut where the shape changes: A (zero-padded identity, "
-                "the paper's CIFAR choice) or B (1x1 conv + BN projection).",
-    "dataset": "cifar10 (tensorflow-datasets, or --data_dir) or synthetic.",
-    "data_dir": "A local CIFAR-10 copy: cifar-10-batches-bin/, cifar-10-batches-py/, "
-                "their .tar.gz archives, or a folder holding one of them.",
-    "validation_split": "Hold this many training images out for model selection "
-                        "(He et al.: 5000). 0: evaluate on the test set after each epoch.",
-    "synthetic_train_size": "Training images of --dataset=synthetic.",
-    "synthetic_test_size": "Test images of --dataset=synthetic.",
-    "epochs": "Epochs to train (the paper's schedule: 200).",
-    "batch_size": "Global batch size, split across replicas.",
-    "learning_rate": "Initial learning rate.",
-    "lr_boundaries": "Epochs after which the learning rate is multiplied by --lr_decay.",
-    "lr_decay": "Learning-rate factor at each boundary.",
-    "momentum": "SGD momentum.",
-    "weight_decay": "Weight decay lambda, coupled as in torch.optim.SGD (gradient += lambda*w).",
-    "weight_decay_scope": "Which weights are decayed: all (every parameter, as the reference "
-                          "trainers) or kernels (conv and dense kernels only).",
-    "warmup_epochs": "Epochs at --warmup_learning_rate first (He et al. did this for ResNet-110).",
-    "warmup_learning_rate": "Learning rate during warm-up.",
-    "steps_per_epoch": "Cap on training steps per epoch (short runs).",
-    "eval_steps": "Cap on evaluation steps (short runs).",
-    "seed": "Random seed (weights, shuffling, augmentation).",
-    "deterministic": "Enable TensorFlow op determinism (slower).",
-    "distribute": "auto (MirroredStrategy when there are several GPUs), none, mirrored, "
-                  "or multi_worker (TF_CONFIG).",
-    "mixed_precision": "float32, mixed_float16 (GPUs) or mixed_bfloat16.",
-    "jit_compile": "Compile the train step with XLA.",
-    "steps_per_execution": "Training steps per tf.function call.",
-}
+from keras_resnet_cifar.train_flags import config_from_flags  # noqa: E402
 
 
 def define_flags() -> None:
-    """One flag per TrainConfig field (same name, same default), plus run options."""
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        hint, default, help_ = hints[field.name], field.default, _HELP[field.name]
-        if hint is bool:
-            flags.DEFINE_boolean(field.name, default, help_)
-        elif hint is int or hint == (int | None):
-            flags.DEFINE_integer(field.name, default, help_)
-        elif hint is float:
-            flags.DEFINE_float(field.name, default, help_)
-        elif hint == tuple[int, ...]:
-            flags.DEFINE_list(field.name, [str(v) for v in default], help_)
-        else:
-            flags.DEFINE_string(field.name, default, help_)
+    """One flag per TrainConfig field (keras_resnet_cifar.train_flags), plus run options."""
+    train_flags.define_config_flags()
     flags.DEFINE_string("model_dir", None, "Run directory (default runs/<model>-seed<seed>).")
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
                          "(to exercise MirroredStrategy on a machine without GPUs).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
                       "Keras progress output: auto, 0 (none), 1 (bar), 2 (a line per epoch).")
-
-
-def config_from_flags(flag_values: flags.FlagValues) -> TrainConfig:
-    """The frozen config of the parsed flags (raises ValueError on a bad value)."""
-    values = {}
-    for field in dataclasses.fields(TrainConfig):
-        value = flag_values[field.name].value
-        if field.name == "lr_boundaries":
-            try:
-                value = tuple(int(v) for v in value)
-            except ValueError:
-                raise ValueError(f"--lr_boundaries must be integers, got {value}.") from None
-        values[field.name] = value
-    return TrainConfig(**values)
 
 
 def _split_cpu(n: int) -> None:

@@ -384,11 +384,17 @@ def _prepare_workdir(config: TrainConfig, workdir: Path) -> bool:
     return False
 
 
-def load_data(config: TrainConfig) -> tuple[datasets.Split, datasets.Split, datasets.Cifar10]:
-    """(training split, per-epoch eval split, the whole data set) for ``config``."""
-    data = datasets.load(config.dataset, config.data_dir, seed=config.seed,
-                         synthetic_sizes=(config.synthetic_train_size,
-                                          config.synthetic_test_size))
+def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
+              ) -> tuple[datasets.Split, datasets.Split, datasets.Cifar10]:
+    """(training split, per-epoch eval split, the whole data set) for ``config``.
+
+    ``data``: the data set of ``config`` when the caller already has it in memory
+    (the study trains several models on it); loaded here otherwise.
+    """
+    if data is None:
+        data = datasets.load(config.dataset, config.data_dir, seed=config.seed,
+                             synthetic_sizes=(config.synthetic_train_size,
+                                              config.synthetic_test_size))
     if config.validation_split:
         if config.validation_split >= len(data.train.labels):
             raise UserError(f"--validation_split={config.validation_split} leaves no "
@@ -400,7 +406,8 @@ def load_data(config: TrainConfig) -> tuple[datasets.Split, datasets.Split, data
 
 def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                        callbacks: Sequence[keras.callbacks.Callback] = (),
-                       verbose: int | str = "auto") -> dict[str, Any]:
+                       verbose: int | str = "auto",
+                       data: datasets.Cifar10 | None = None) -> dict[str, Any]:
     """Trains ``config`` in ``workdir`` (resuming what is there) and returns metrics.json.
 
     Args:
@@ -408,6 +415,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
         workdir: the run directory (created if needed).
         callbacks: extra Keras callbacks.
         verbose: passed to ``model.fit`` (the progress bar).
+        data: the data set of ``config`` if already loaded (else it is loaded here).
 
     Raises:
         UserError: unusable workdir, a workdir of another run, unusable data.
@@ -426,7 +434,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    train, evaluation, data = load_data(config)
+    train, evaluation, data = load_data(config, data)
     logging.info("data: %s; %d training images, %d %s images", data.source,
                  len(train.labels), len(evaluation.labels), config.eval_set)
 

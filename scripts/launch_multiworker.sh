@@ -24,13 +24,17 @@
 # the others, so model_dir must persist on every machine) and training continues.
 #
 # On one machine, for trying it out: --local=N starts N workers on 127.0.0.1 with free
-# ports, logs in <model_dir>/worker_<i>.log (model_dir from the train flags, default
-# runs/multiworker), and exits non-zero if any worker fails.
+# ports, says where each worker's log is (<model_dir>/worker_<i>.log; model_dir from the
+# train flags, default runs/multiworker), waits for them, then prints the chief's result
+# (its last log line and test accuracy) and exits non-zero if any worker failed.
 #
-#   scripts/launch_multiworker.sh --local=2 -- --flagfile=flags/smoke.cfg --model_dir=/tmp/mw
+#   scripts/launch_multiworker.sh --local=2 -- --flagfile=flags/smoke.cfg --model_dir=runs/mw
+#
+# The Python is $PYTHON, else this checkout's .venv/bin/python, else python3 on PATH
+# (scripts/project_python.sh).
 set -euo pipefail
 
-PYTHON=${PYTHON:-python}
+source "$(dirname "$0")/project_python.sh"
 workers="" index="" local_n=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -64,15 +68,26 @@ print(",".join("127.0.0.1:%d" % s.getsockname()[1] for s in socks))' "$local_n")
     TF_CONFIG=$(tf_config "$workers" "$i") "$PYTHON" -m keras_resnet_cifar.train \
       --distribute=multi_worker "$@" >"$model_dir/worker_$i.log" 2>&1 &
     pids+=($!)
+    echo "worker $i$([[ $i == 0 ]] && echo ' (chief)') started on ${workers//,/ } (pid $!): log $model_dir/worker_$i.log"
   done
   trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
+  echo "waiting for $local_n workers (follow one with: tail -f $model_dir/worker_0.log)"
   status=0
   for i in "${!pids[@]}"; do
     if ! wait "${pids[$i]}"; then
-      echo "worker $i failed; see $model_dir/worker_$i.log" >&2
+      echo "worker $i failed: $(tail -n 1 "$model_dir/worker_$i.log") (log $model_dir/worker_$i.log)" >&2
       status=1
     fi
   done
+  if [[ $status == 0 ]]; then
+    echo "all $local_n workers finished; the chief (worker 0) wrote $model_dir:"
+    "$PYTHON" -c 'import sys
+from keras_resnet_cifar import rundir
+m = rundir.read_metrics(sys.argv[1]) or {}
+print("  %s: test accuracy %s on %s test images, %s replicas, %s epochs" % (
+    m.get("model", "?"), m.get("test_accuracy", "?"), m.get("test_images", "?"),
+    m.get("replicas", "?"), m.get("epochs_completed", "?")))' "$model_dir"
+  fi
   exit $status
 fi
 

@@ -35,9 +35,10 @@ def exported(tmp_path_factory):
 
 @pytest.fixture
 def fake_peer(tmp_path):
-    """A stand-in for the PyTorch peer: prints its line, with the rate it was given."""
+    """A stand-in for the PyTorch peer: prints its line; 60 img/s with --channels_last."""
     script = tmp_path / "peer.py"
-    script.write_text("import sys\nprint('peer=%s params=1 threads=1 img/s=50.0' % sys.argv[2])\n")
+    script.write_text("import sys\nrate = 60.0 if '--channels_last' in sys.argv else 50.0\n"
+                      "print('peer=%s params=1 threads=1 img/s=%s' % (sys.argv[2], rate))\n")
     return script
 
 
@@ -45,15 +46,21 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *TINY,
                         f"--peer={sys.executable}", f"--peer_script={fake_peer}",
+                        "--peer_modes=default,channels_last", "--models=resnet8",
                         f"--export={exported}", f"--json={out}"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     table = r.stdout
     for text in ("machine: ", "TF_ENABLE_ONEDNN_OPTS=", "load average", "settings: batch 32",
-                 "train resnet8 (img/s, 75,290 params)", "peer  resnet8 (img/s, PyTorch)",
-                 "ratio resnet8 (project / peer)", "pairs:", "evaluate resnet8 (img/s)",
+                 "train resnet8 (img/s, 75,290 params)",
+                 "peer  resnet8 (img/s, PyTorch, default)",
+                 "peer  resnet8 (img/s, PyTorch, channels_last)",
+                 "ratio resnet8 (project / peer channels_last)", "pairs:",
+                 "project / PyTorch peer, median of A B pairs: resnet8",
+                 "evaluate resnet8 (img/s)",
                  "input pipeline alone (img/s)", "input pipeline / fastest training",
-                 "savedmodel:", "tflite:model_float32.tflite batch-1 (ms)",
+                 f"savedmodel:{exported.parent.name}/1 batch-1 (ms)",
+                 "tflite:model_float32.tflite batch-1 (ms)",
                  "tflite:model_float32.tflite batch-128 (img/s)"):
         assert text in table, text
     report = json.loads(out.read_text())
@@ -66,9 +73,11 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
     assert len(train["images_per_sec"]["samples"]) == 2
     assert train["images_per_sec"]["min"] <= train["images_per_sec"]["median"] \
         <= train["images_per_sec"]["max"]
-    assert train["peer_images_per_sec"]["samples"] == [50.0, 50.0]
-    pairs = train["ratio_to_peer"]["pairs"]
-    assert pairs == pytest.approx([s / 50.0 for s in train["images_per_sec"]["samples"]])
+    assert "model" not in train  # data only
+    assert train["peer"]["default"]["images_per_sec"]["samples"] == [50.0, 50.0]
+    assert train["peer"]["channels_last"]["images_per_sec"]["samples"] == [60.0, 60.0]
+    pairs = train["peer"]["channels_last"]["ratio"]["pairs"]
+    assert pairs == pytest.approx([s / 60.0 for s in train["images_per_sec"]["samples"]])
     assert report["evaluation"]["resnet8"]["images_per_sec"]["median"] > 0
     assert report["pipeline"]["times_fastest_training"] > 0
     kinds = {key.split(":")[0] for key in report["export"]}
@@ -85,7 +94,19 @@ def test_json_to_stdout_and_no_export():
     assert "export" in r.stdout and "skipped: no --export given" in r.stdout
     report = json.loads(r.stdout[r.stdout.index("\n{") + 1:])
     assert report["export"] == {"skipped": "no --export given"}
-    assert "peer_images_per_sec" not in report["training"]["resnet8"]
+    assert "peer" not in report["training"]["resnet8"]
+
+
+def test_export_alone_measures_only_the_exports(exported):
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark",
+                        *[a for a in TINY if not a.startswith("--models")], "--repeats=1",
+                        f"--export={exported / 'model_float32.tflite'}", "--json=-"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout[r.stdout.index("\n{") + 1:])
+    assert report["training"] == {} and report["evaluation"] == {}
+    assert "skipped" in report["pipeline"]
+    assert list(report["export"]) == ["tflite:model_float32.tflite"]
 
 
 @pytest.mark.parametrize("flag,message", [
@@ -93,6 +114,8 @@ def test_json_to_stdout_and_no_export():
     ("--export=/nonexistent/model", "does not exist"),
     ("--peer=/nonexistent/python", "is not a Python interpreter"),
     ("--steps=0", "--steps must be positive"),
+    ("--models=", "--models is empty"),
+    ("--peer_modes=fastest", "--peer_modes must name some of"),
 ])
 def test_user_errors_are_one_line(flag, message):
     r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *TINY, flag],
@@ -154,12 +177,41 @@ def test_fused_batch_norm_is_keras_arithmetic():
                                   stock(x, training=False).numpy())
 
 
-def test_fused_batch_norm_keeps_saved_models_stock(tmp_path):
+def _fused_ops(model) -> int:
+    """FusedBatchNormV3 ops in the graph of a training-mode forward pass of ``model``."""
+    forward = tf.function(lambda x: model(x, training=True))
+    graph = forward.get_concrete_function(tf.TensorSpec((2, 32, 32, 3), tf.float32)).graph
+    return sum(op.type == "FusedBatchNormV3" for op in graph.get_operations())
+
+
+def test_training_runs_fused_kernels_and_saved_models_stay_stock(tmp_path):
     model = training.build_and_compile(TrainConfig(model="resnet8"))
+    batch_norms = [layer for layer in model.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    # The training path: one fused kernel per BatchNormalization layer (fails when
+    # build_and_compile stops fusing, or the fused path falls back to Keras').
+    assert len(batch_norms) == 7 and _fused_ops(model) == len(batch_norms)
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-    assert "call" not in vars(loaded.get_layer("stem_bn"))
+    # The saved file holds stock layers: loaded, they run Keras' own (unfused) path,
+    # with the same weights and the same inference output.
+    assert _fused_ops(loaded) == 0
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(loaded(x, training=False).numpy(),
                                   model(x, training=False).numpy())
+
+
+def test_cli_docstrings_are_shown_as_written():
+    """A backslash at a line's end in a non-raw docstring joins the lines in --help."""
+    import ast
+    from pathlib import Path
+
+    import keras_resnet_cifar
+    root = Path(keras_resnet_cifar.__file__).parent
+    for path in [root / "benchmark.py", root / "study.py", root / "report" / "__main__.py",
+                 root / "convert_checkpoint.py", root.parent / "scripts" / "torch_peer.py"]:
+        tree = ast.parse(path.read_text())
+        node = tree.body[0].value
+        source = ast.get_source_segment(path.read_text(), node)
+        assert source.startswith(("r", "R")) or "\\\n" not in source, path.name

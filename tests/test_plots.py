@@ -90,6 +90,18 @@ def test_per_layer_panels_lines_and_sorting():
     assert "sorted" in first.get_xlabel()
 
 
+def test_per_layer_draws_every_depth_in_its_own_style():
+    depths = (20, 32, 44, 56)
+    panels = {"after epoch 3": {f"{family}{d}": [1.0, 2.0] for d in depths
+                                for family in ("plain", "resnet")}}
+    ax = plots.per_layer(panels, ylabel="std").axes[0]
+    styles = {line.get_label(): line.get_linestyle() for line in ax.lines}
+    assert len({styles[f"plain{d}"] for d in depths}) == 4  # 32 and 44 no longer alike
+    for d in depths:  # the family is the colour, the depth the style
+        assert styles[f"plain{d}"] == styles[f"resnet{d}"]
+    assert styles["plain20"] == "-" and styles["plain56"] == ":"
+
+
 def test_save_writes_png_and_svg(tmp_path):
     fig = plots.training_curves({"resnet8": history(2)})
     paths = plots.save(fig, tmp_path / "sub" / "curves")

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from keras_resnet_cifar import report
+from keras_resnet_cifar.report import figures, findings, markdown, runs, tables
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
@@ -67,7 +68,7 @@ def study(tmp_path):
 
     Degradation is built in: plain56 ends with 40% training error, plain20 with 20%.
     """
-    runs = [
+    return [
         make_run(tmp_path, "plain20", 0, [0.5, 0.7, 0.8], [0.45, 0.6, 0.70]),
         make_run(tmp_path, "plain20", 1, [0.5, 0.7, 0.8], [0.45, 0.6, 0.74]),
         make_run(tmp_path, "resnet20", 0, [0.6, 0.8, 0.9], [0.55, 0.7, 0.80],
@@ -78,20 +79,19 @@ def study(tmp_path):
         make_run(tmp_path, "resnet56", 0, [0.6, 0.85, 0.95], [0.6, 0.75, 0.85],
                  stats=stats(56, 0.4, 1.5, 1.0)),
     ]
-    return runs
 
 
 def test_epochs_to_reach():
     rows = [{"epoch": 1, "val_accuracy": 0.3}, {"epoch": 2, "val_accuracy": 0.55},
             {"epoch": 3, "val_accuracy": 0.5}]
-    assert report.epochs_to_reach(rows, 0.5) == 2
-    assert report.epochs_to_reach(rows, 0.3) == 1
-    assert report.epochs_to_reach(rows, 0.6) is None
+    assert runs.epochs_to_reach(rows, 0.5) == 2
+    assert runs.epochs_to_reach(rows, 0.3) == 1
+    assert runs.epochs_to_reach(rows, 0.6) is None
 
 
 def test_table1_values_means_and_stds(study):
     levels = (0.5, 0.7)
-    rows = report.table1([report.run_summary(report.load_run(r), levels) for r in study], levels)
+    rows = tables.table1([runs.run_summary(runs.load_run(r), levels) for r in study], levels)
     assert [r["model"] for r in rows] == ["plain20", "plain56", "resnet20", "resnet56"]
     p20, p56, r20, r56 = rows
     assert (p20["n"], p20["layers"], p20["params"], p20["seeds"]) == (2, 20, 269_722, [0, 1])
@@ -107,12 +107,12 @@ def test_table1_values_means_and_stds(study):
     assert p56["epochs_to_70pct_reached"] == 0 and p56["epochs_to_70pct_mean"] is None
     assert r56["epochs_to_50pct_mean"] == 1
 
-    text = report.table1_markdown(rows, levels)
+    text = tables.table1_markdown(rows, levels)
     assert "best test acc. (%), chosen on test" in text
     assert "| plain | plain20 | 20 | 269,722 | 2 | 72.00 ± 2.83 | 72.00 ± 2.83 | 20.00 ± 0.00 | 2.0 ± 0.0 | 3.0 ± 0.0 |" in text
     assert "| plain | plain56 | 56 | 853,018 | 1 | 55.00 | 55.00 | 40.00 | 3 | not reached |" in text
 
-    parsed = list(csv.DictReader(report.to_csv(rows).splitlines()))
+    parsed = list(csv.DictReader(tables.to_csv(rows).splitlines()))
     assert parsed[0]["model"] == "plain20" and parsed[0]["seeds"] == "0;1"
     assert float(parsed[0]["final_test_accuracy_mean"]) == pytest.approx(0.72)
     assert parsed[1]["final_test_accuracy_std"] == ""
@@ -120,9 +120,9 @@ def test_table1_values_means_and_stds(study):
 
 def test_findings_verdicts_and_numbers(study):
     levels = (0.5, 0.7)
-    runs = [report.load_run(r) for r in study]
-    rows = report.table1([report.run_summary(r, levels) for r in runs], levels)
-    found = report.findings(rows, {r.model: r.layer_stats for r in runs if r.layer_stats},
+    loaded = [runs.load_run(r) for r in study]
+    rows = tables.table1([runs.run_summary(r, levels) for r in loaded], levels)
+    found = findings.derive(rows, {r.model: r.layer_stats for r in loaded if r.layer_stats},
                             levels)
     by_claim = {f["claim"]: f for f in found}
 
@@ -160,35 +160,35 @@ def test_findings_verdicts_and_numbers(study):
 
 
 def test_small_single_run_differences_are_inconclusive(tmp_path):
-    runs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.60]),
+    dirs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.60]),
             make_run(tmp_path, "resnet20", 0, [0.5, 0.6], [0.5, 0.62])]
-    rows = report.table1([report.run_summary(report.load_run(r)) for r in runs])
-    at20 = report.findings(rows)[1]
+    rows = tables.table1([runs.run_summary(runs.load_run(r), ()) for r in dirs], ())
+    at20 = findings.derive(rows)[1]
     # +2 points on 512 test images each: sqrt(.62 * .38 / 512 + .6 * .4 / 512) = 3.05 points.
     assert at20["verdict"] == "inconclusive"
     assert "difference +2.00 points, one run each: binomial standard error 3.05 points on " \
         "512 and 512 images" in at20["evidence"]
-    assert report.verdict(0.07, 0.03) == "supported"
-    assert report.verdict(-0.01, 0.03) == "not supported"
+    assert findings.verdict(0.07, 0.03) == "supported"
+    assert findings.verdict(-0.01, 0.03) == "not supported"
 
 
 def test_an_unfinished_run_is_reported_from_its_history(tmp_path):
     run = make_run(tmp_path, "resnet56", 0, [0.3, 0.4], [0.25, 0.35])
     (run / "metrics.json").unlink()
-    row = report.run_summary(report.load_run(run))
+    row = runs.run_summary(runs.load_run(run), ())
     assert row["final_test_accuracy"] == 0.35 and row["final_test_images"] == 512
     assert row["final_test_source"].startswith("history.json (unfinished")
     assert row["params"] is None and row["epochs"] == 2
 
 
 def test_degradation_not_supported_when_the_deep_plain_net_trains_better(tmp_path):
-    runs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.6]),
+    dirs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.6]),
             make_run(tmp_path, "plain56", 0, [0.5, 0.7], [0.5, 0.6])]
-    rows = report.table1([report.run_summary(report.load_run(r)) for r in runs])
-    found = report.findings(rows)
+    rows = tables.table1([runs.run_summary(runs.load_run(r), ()) for r in dirs], ())
+    found = findings.derive(rows)
     assert found[0]["verdict"] == "not supported"
     stuck = dict(rows[1], final_train_error_mean=0.89)  # 1,280 images: chance band 88.3-90%
-    assert "plain56's training error is at chance level" in report._at_chance(stuck)
+    assert "plain56's training error is at chance level" in findings.at_chance(stuck)
     assert "30.00% vs plain20 40.00%" in found[0]["evidence"]
     assert {f["verdict"] for f in found[1:]} == {"not measured"}
 
@@ -214,7 +214,7 @@ def test_write_report_files_and_markdown(study, tmp_path):
 
 
 def test_figures_hold_the_runs_data(study):
-    figs = report.figures([report.load_run(r) for r in study])
+    figs = figures.figures([runs.load_run(r) for r in study])
     acc = figs["curves_56"].axes[0]
     assert [l.get_label() for l in acc.lines] == ["plain56 training", "plain56 test",
                                                   "resnet56 training", "resnet56 test"]
@@ -233,9 +233,55 @@ def test_figures_hold_the_runs_data(study):
 @pytest.mark.slow
 def test_bad_inputs_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not a run directory"):
-        report.load_run(tmp_path)
+        runs.load_run(tmp_path)
     with pytest.raises(UserError, match="No run directories"):
         report.write_report([], tmp_path)
     r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.report", str(tmp_path),
                         f"--out={tmp_path / 'out'}"], capture_output=True, text=True)
     assert r.returncode == 1 and "is not a run directory" in r.stderr.splitlines()[-1]
+
+
+def test_levels_are_chosen_from_the_runs_so_short_studies_are_measured(tmp_path):
+    # A short study: nothing reaches 50%, let alone the paper-scale 80/90%.
+    dirs = [make_run(tmp_path, "plain20", 0, [0.15, 0.2, 0.25], [0.14, 0.22, 0.31]),
+            make_run(tmp_path, "resnet20", 0, [0.2, 0.3, 0.4], [0.25, 0.34, 0.40]),
+            make_run(tmp_path, "plain56", 0, [0.1, 0.1, 0.1], [0.10, 0.11, 0.12])]
+    loaded = [runs.load_run(d) for d in dirs]
+    levels, note = runs.choose_levels(loaded)
+    # plain56 never left chance; the lowest best of the others is plain20's 31%:
+    # chance + (31 - 10) * k / 3 = 17, 24, 31%.
+    assert levels == (0.17, 0.24, 0.31)
+    assert "31.0%" in note
+    rows = tables.table1([runs.run_summary(r, levels) for r in loaded], levels)
+    speed = [f for f in findings.derive(rows, levels=levels) if "converges" in f["claim"]]
+    # 17%: resnet epoch 1, plain 2; 24%: 1 and 3; 31%: 2 and 3 -> median ratio 2.
+    assert speed[0]["numbers"]["ratios"] == pytest.approx([2.0, 3.0, 1.5])
+    assert speed[0]["verdict"] == "supported"  # measured, not "not measured"
+
+    stuck = [runs.load_run(dirs[2])]
+    assert runs.choose_levels(stuck)[0] == ()
+    rows = tables.table1([runs.run_summary(r, ()) for r in loaded], ())
+    speed = [f for f in findings.derive(rows, levels=(), levels_note="no run learned.")
+             if "converges" in f["claim"]]
+    assert speed[0]["verdict"] == "not measured" and "no run learned." in speed[0]["evidence"]
+
+
+def test_train_set_size_follows_the_config():
+    assert runs.train_set_size({"dataset": "cifar10"}) == 50_000
+    assert runs.train_set_size({"dataset": "cifar10", "validation_split": 5000}) == 45_000
+    assert runs.train_set_size({"dataset": "synthetic", "synthetic_train_size": 640}) == 640
+
+
+def test_commands_name_the_real_run_directory(study, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = runs.load_run(study[4].relative_to(tmp_path))
+    command = markdown.train_command(run)
+    assert command.endswith("--model_dir=plain56-seed0")
+    run = runs.load_run(study[4])  # an absolute path inside the working folder
+    assert markdown.train_command(run).endswith("--model_dir=plain56-seed0")
+    assert markdown.portable(tmp_path.parent / "x") == (tmp_path.parent / "x").as_posix() \
+        or markdown.portable(tmp_path.parent / "x").startswith("~/")
+    monkeypatch.chdir(tmp_path.parent)
+    assert markdown.train_command(run).endswith(f"--model_dir={tmp_path.name}/plain56-seed0")
+    assert markdown.portable_command(["report", f"--out={tmp_path / 'r'}"]) == \
+        f"report --out={tmp_path.name}/r"

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from keras_resnet_cifar import config as config_lib
-from keras_resnet_cifar import train
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "flags" / "smoke.cfg"
@@ -158,11 +157,6 @@ def test_a_run_directory_of_another_model_is_refused(tmp_path):
     (run_dir / "config.json").write_text(json.dumps({"model": "plain20"}))
     r = run_train(f"--model_dir={run_dir}", check=False)
     assert r.returncode == 1 and "holds a run with model='plain20'" in r.stderr
-
-
-def test_every_config_field_is_a_flag():
-    import dataclasses
-    assert set(train._HELP) == {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
 
 
 _REPLICA_SCRIPT = r'''

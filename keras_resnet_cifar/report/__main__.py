@@ -1,0 +1,44 @@
+"""The report CLI: run directories in, report.md, tables and figures out.
+
+    python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
+    python -m keras_resnet_cifar.report runs/a runs/b --out=report --accuracy_levels=0.5,0.8
+
+See :mod:`keras_resnet_cifar.report` for what is written.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from keras_resnet_cifar.errors import UserError, run_cli
+
+
+def define_flags() -> None:
+    """The report CLI's flags."""
+    flags.DEFINE_string("out", None, "Folder for report.md, tables and figures.")
+    flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch "
+                      "Table 1 gives. Default: chosen from the runs, so that every run "
+                      "that learned reaches them.")
+
+
+def main(argv):
+    FLAGS = flags.FLAGS
+    if not FLAGS.out:
+        raise UserError("--out is required: the folder the report goes to.")
+    if len(argv) < 2:
+        raise UserError("Give the run directories to report on, e.g. runs/study/runs/*.")
+    from keras_resnet_cifar import report
+    from keras_resnet_cifar.report import markdown, runs
+
+    path = report.write_report(
+        argv[1:], FLAGS.out, accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels),
+        command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
+                                           *sys.argv[1:]]))
+    logging.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(run_cli(main))

@@ -1,0 +1,182 @@
+"""report.md's text, from loaded runs, Table 1's rows, the findings and the figure names."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from keras_resnet_cifar import train_flags
+from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.report.runs import Run
+from keras_resnet_cifar.report.tables import table1_markdown
+
+# Published CIFAR-10 test accuracies to set ours beside (200 epochs / 64k iterations).
+# He et al. (2016), "Deep Residual Learning for Image Recognition", Table 6 (CIFAR-10
+# test error: ResNet-20 8.75%, ResNet-56 6.97%); plain nets appear there only in figures.
+HE_ET_AL_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
+# The reproduction this project was specified from, its Table 1 (200 epochs on a GPU).
+REPRODUCTION_TABLE1 = {"plain20": 0.9084, "resnet20": 0.9195, "plain56": 0.8671,
+                       "resnet56": 0.9325}
+PAPER_EPOCHS = TrainConfig().epochs
+
+CAPTIONS = {
+    "curves": "Training dynamics: accuracy (left) and loss (right; the cross-entropy when "
+              "the history has it, else Keras' loss including the weight-decay term); "
+              "dashed training (running mean over augmented batches), solid {eval_set}.",
+    "confusion": "Confusion matrices on the full test set, rows normalised to 100%.",
+    "depth_sweep": "He et al.'s Figure 6 layout: error vs epochs; thin dashed training, "
+                   "bold {eval_set}; plain left, residual right.",
+    "layer_response_std": "He et al.'s Figure 7: std of each 3x3 layer's output after BN "
+                          "(inference mode, one fixed batch of training images), input to "
+                          "output, at the recorded epochs after initialisation (BN in "
+                          "inference mode is the identity before training).",
+    "layer_response_std_sorted": "The same, each curve sorted by magnitude.",
+    "layer_gradient_norm": "L2 norm of the gradient of the mean cross-entropy w.r.t. each "
+                           "conv/dense kernel on one fixed batch of training images (training "
+                           "mode), log scale.",
+}
+
+
+def portable(path: str | os.PathLike) -> str:
+    """``path`` as a reader can use it: relative to the working folder when inside it,
+    ``~/...`` when inside the home folder, else as given."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.as_posix()
+
+
+def portable_command(argv: Sequence[str]) -> str:
+    """A shell command line with every absolute path in it made :func:`portable`."""
+    import shlex
+
+    def fix(arg: str) -> str:
+        name, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if os.path.isabs(value):
+            value = portable(value)
+        return f"{name}{eq}{value}"
+
+    return shlex.join([fix(a) for a in argv])
+
+
+def train_command(run: Run) -> str:
+    """The ``train`` command that reproduces ``run`` into its own run directory."""
+    try:
+        config = TrainConfig.from_dict(run.config)
+        args = train_flags.changed_flags(config)
+    except ValueError:  # a config written by another version: show it as it is
+        args = [f"--{k}={v}" for k, v in run.config.items()]
+    args = [f"--data_dir={portable(run.config['data_dir'])}" if a.startswith("--data_dir=")
+            else a for a in args]
+    return " ".join(["python -m keras_resnet_cifar.train", *args,
+                     f"--model_dir={portable(run.path)}"])
+
+
+def _published(levels_table: dict[str, float], models: Sequence[str]) -> str:
+    return ", ".join(f"{m} {100 * levels_table[m]:.2f}%" for m in models if m in levels_table)
+
+
+def _schedule(config: dict[str, Any]) -> str:
+    steps = config.get("steps_per_epoch")
+    epoch = (f"{steps} steps x {config['batch_size']} = {steps * config['batch_size']:,} "
+             "shuffled, augmented training images" if steps else "one pass over the training set")
+    warm = (f"{config['warmup_learning_rate']} for {config['warmup_epochs']} epoch(s), then "
+            if config.get("warmup_epochs") else "")
+    return (f"{config['epochs']} epochs, an epoch being {epoch}; SGD momentum "
+            f"{config['momentum']}, weight decay {config['weight_decay']}, batch "
+            f"{config['batch_size']}; learning rate {warm}{config['learning_rate']}, x"
+            f"{config['lr_decay']} after epochs {', '.join(map(str, config['lr_boundaries']))}; "
+            f"per-epoch evaluation on "
+            + (f"the first {config['eval_steps'] * config['batch_size']:,} images of the "
+               f"{'validation' if config.get('validation_split') else 'test'} set"
+               if config.get("eval_steps") else "the whole eval set") + ".")
+
+
+def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
+                    found: Sequence[dict[str, Any]], figure_stems: Sequence[str],
+                    levels: Sequence[float], command: str | None = None,
+                    levels_note: str | None = None) -> str:
+    """report.md's text.
+
+    Args:
+        runs: the loaded runs.
+        rows: Table 1's rows.
+        found: the findings.
+        figure_stems: the figures written (``figures/<stem>.png`` and ``.svg``).
+        levels: the accuracy levels of the "epochs to X%" columns.
+        command: the command line that wrote the report.
+        levels_note: how the levels were chosen, when the runs chose them.
+    """
+    first = sorted(runs, key=lambda r: (r.spec.residual, r.spec.depth, r.seed))
+    metrics = next((r.metrics for r in first if r.metrics), {}) or {}
+    eval_set = first[0].eval_set
+    models_shown = [r["model"] for r in rows]
+    lines = ["# Plain vs residual networks on CIFAR-10: the study", ""]
+    seen = max(r.images_seen for r in first)
+    train_size = first[0].train_set_size
+    if seen < PAPER_EPOCHS * train_size:
+        lines += [f"> **Reduced schedule.** Each run saw at most {seen:,} training images "
+                  f"({seen / train_size:.2f} passes over the {train_size:,}), not the "
+                  f"paper's {PAPER_EPOCHS} epochs: these numbers are not comparable with "
+                  "the published ones below, which need the full schedule.", ""]
+    lines += ["## Setup", ""]
+    configs = {json.dumps({k: v for k, v in r.config.items() if k not in ("model", "seed")},
+                          sort_keys=True) for r in first}
+    lines.append(f"- Runs: {len(runs)} ({', '.join(f'{r.model} seed {r.seed}' for r in first)}); "
+                 + ("all with the same recipe." if len(configs) == 1 else
+                    "**recipes differ between runs** (see each config.json)."))
+    lines.append(f"- Schedule: {_schedule(first[0].config)}")
+    counts = sorted({r["final_test_images"] for r in rows if r["final_test_images"]})
+    source = metrics.get("data_source", "n/a")
+    if first[0].config.get("data_dir"):
+        source = source.replace(first[0].config["data_dir"], portable(first[0].config["data_dir"]))
+    lines.append(f"- Data: {source}; final test numbers on "
+                 f"{' / '.join(f'{c:,}' for c in counts) or 'n/a'} test images"
+                 + (" (keras_resnet_cifar.evaluate)." if all(r.evaluation for r in first)
+                    else " (see runs.csv, final_test_source)."))
+    lines.append(f"- Hardware: {metrics.get('cpu', 'n/a')}, {metrics.get('cpu_cores', '?')} "
+                 f"cores, GPUs: {', '.join(metrics.get('gpus') or []) or 'none'}; TensorFlow "
+                 f"{metrics.get('tensorflow', '?')}, Keras {metrics.get('keras', '?')}, "
+                 f"Python {metrics.get('python', '?')}.")
+    lines.append("- Time per run (training epochs, wall clock, median training img/s): "
+                 + "; ".join(f"{r.model} {r.metrics['wall_time_s'] / 60:.1f} min, "
+                             f"{r.metrics.get('train_images_per_sec') or 0:.0f} img/s"
+                             for r in first if r.metrics) + ".")
+    lines += ["", "## Commands", ""]
+    if command:
+        lines += ["The command that wrote this report:", "", "```",
+                  command, "```", ""]
+    lines += ["Each run is equivalent to:", "", "```"]
+    lines += [train_command(r) for r in first]
+    lines += ["```", "", "## Table 1", "",
+              f"Mean ± sample std over seeds where n > 1. \"Best\" is the highest "
+              f"per-epoch accuracy on the set named in the header ({eval_set}"
+              + (f", {first[0].config['eval_steps'] * first[0].config['batch_size']:,} images"
+                 if first[0].config.get("eval_steps") else "")
+              + "), as are the epochs to each accuracy level; when that is the test set, "
+              "\"best\" is an optimistic, test-selected number."
+              + (f" Accuracy levels {levels_note}" if levels_note else ""), "",
+              "Published test accuracies after the full schedule: He et al. (2016), "
+              "\"Deep Residual Learning for Image Recognition\", Table 6: "
+              + _published(HE_ET_AL_TABLE6, models_shown) + "; the reproduction this "
+              "project was specified from, Table 1: "
+              + _published(REPRODUCTION_TABLE1, models_shown) + ".", "",
+              table1_markdown(rows, levels), "Also as [table1.csv](table1.csv); per run: "
+              "[runs.csv](runs.csv).", "", "## Findings", ""]
+    for f in found:
+        lines.append(f"- **{f['verdict'].upper()}**: {f['claim']}. {f['evidence']}")
+    lines += ["", "Verdicts compare the measured numbers only; with one seed per model a "
+              "small difference may be noise.", "", "## Figures", ""]
+    for stem in figure_stems:
+        kind = stem.rsplit("_", 1)[0] if stem.split("_")[-1].isdigit() else stem
+        caption = CAPTIONS.get(kind, stem).format(eval_set=eval_set)
+        lines += [f"![{stem}](figures/{stem}.png)", "", f"*{caption}* "
+                  f"([SVG](figures/{stem}.svg))", ""]
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Table 1: one row per model, mean (± sample std over seeds) and n, as Markdown and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Sequence
+
+import numpy as np
+
+from keras_resnet_cifar.report.runs import level_key
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    kept = [float(v) for v in values if v is not None]
+    if not kept:
+        return None, None, 0
+    std = float(np.std(kept, ddof=1)) if len(kept) > 1 else None
+    return float(np.mean(kept)), std, len(kept)
+
+
+NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error")
+
+
+def table1(summaries: Sequence[dict[str, Any]],
+           levels: Sequence[float]) -> list[dict[str, Any]]:
+    """Aggregates run rows per model: mean, sample std (n > 1) and n.
+
+    Rows are ordered plain before residual, shallow before deep. For "epochs to
+    X%", the mean is over the runs that reached X and ``reached`` counts them.
+    """
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for s in summaries:
+        by_model.setdefault(s["model"], []).append(s)
+    rows = []
+    for model, runs in sorted(by_model.items(), key=lambda kv: (
+            kv[1][0]["architecture"] != "plain", kv[1][0]["layers"])):
+        first = runs[0]
+        row = {"model": model, "architecture": first["architecture"],
+               "layers": first["layers"], "params": first["params"], "n": len(runs),
+               "seeds": sorted(r["seed"] for r in runs),
+               "epochs": first["epochs"], "final_test_images": first["final_test_images"],
+               "train_images_per_epoch": first["train_images_per_epoch"],
+               "eval_images_per_epoch": first["eval_images_per_epoch"],
+               "best_chosen_on": first["best_chosen_on"]}
+        for key in NUMERIC:
+            row[f"{key}_mean"], row[f"{key}_std"], _ = mean_std([r[key] for r in runs])
+        for level in levels:
+            key = level_key(level)
+            mean, std, reached = mean_std([r[key] for r in runs])
+            row[f"{key}_mean"], row[f"{key}_std"], row[f"{key}_reached"] = mean, std, reached
+        rows.append(row)
+    return rows
+
+
+def pct(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def stat(row: dict[str, Any], key: str, spread: bool = True) -> str:
+    """A row's mean (± std) of ``key`` in percent."""
+    return pct(row[f"{key}_mean"], row[f"{key}_std"] if spread else None)
+
+
+def _epochs(mean, std, reached, n) -> str:
+    if not reached:
+        return "not reached"
+    text = f"{mean:g}" if std is None else f"{mean:.1f} ± {std:.1f}"
+    return text if reached == n else f"{text} ({reached} of {n} runs)"
+
+
+def table1_markdown(rows: Sequence[dict[str, Any]],
+                    levels: Sequence[float]) -> str:
+    """Table 1 as a Markdown table (accuracies and errors in %)."""
+    chosen = sorted({str(r["best_chosen_on"]) for r in rows})
+    head = (["architecture", "model", "layers", "params", "n",
+             "final test acc. (%)", f"best test acc. (%), chosen on {'/'.join(chosen)}",
+             "final training error (%)"]
+            + [f"epochs to {100 * level:g}% {'/'.join(chosen)} acc. (per-epoch eval)"
+               for level in levels])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["architecture"], r["model"], str(r["layers"]),
+                 f"{r['params']:,}" if r["params"] else "n/a", str(r["n"]),
+                 pct(r["final_test_accuracy_mean"], r["final_test_accuracy_std"]),
+                 pct(r["best_test_accuracy_mean"], r["best_test_accuracy_std"]),
+                 pct(r["final_train_error_mean"], r["final_train_error_std"])]
+        for level in levels:
+            key = level_key(level)
+            cells.append(_epochs(r[f"{key}_mean"], r[f"{key}_std"], r[f"{key}_reached"], r["n"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV (columns: the keys of the first row; lists joined by ';')."""
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ";".join(map(str, v)) if isinstance(v, list) else
+                         ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()

@@ -1,0 +1,251 @@
+"""Reads PyTorch checkpoints (``torch.save`` files) into NumPy arrays, without torch.
+
+The reference CIFAR ResNets are published as ``.th`` checkpoints: a dict
+``{"state_dict": ..., "best_prec1": ...}`` whose state-dict keys carry
+``DataParallel``'s ``module.`` prefix. This module reads both formats
+``torch.save`` has written:
+
+* the zip format (torch >= 1.6): ``<name>/data.pkl`` plus one file per storage
+  under ``<name>/data/``;
+* the legacy format (before 1.6, and ``_use_new_zipfile_serialization=False``):
+  consecutive pickles (magic number, protocol version, system info, the object,
+  the storage keys) followed by each storage's bytes, each preceded by its
+  element count as a little-endian int64. Checkpoints saved in 2018 are in this
+  format.
+
+Pickles are read with a restricted unpickler that resolves only the few names
+torch's format uses (tensor rebuild functions, storage types, OrderedDict); any
+other global (code a malicious file would run) is refused. Tensors come back as
+NumPy arrays, copied out of their storage with their offset, shape and strides.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import struct
+import zipfile
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+
+from keras_resnet_cifar.errors import UserError
+
+# torch's storage classes and the dtypes of their elements.
+STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+class _StorageType:
+    """Stands in for ``torch.FloatStorage`` etc. in a pickle: only its dtype matters."""
+
+    def __init__(self, name: str):
+        self.name, self.dtype = name, np.dtype(STORAGE_DTYPES[name])
+
+
+class _Storage:
+    """A storage's elements, filled in when its bytes are read (legacy format: later)."""
+
+    def __init__(self, dtype: np.dtype, data: np.ndarray | None = None):
+        self.dtype, self.data = dtype, data
+
+
+def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *unused) -> "_Tensor":
+    return _Tensor(storage, int(offset), tuple(size), tuple(stride))
+
+
+class _Tensor:
+    """A tensor before its storage's bytes are known (the legacy format reads them last)."""
+
+    def __init__(self, storage: _Storage, offset: int, shape: tuple, strides: tuple):
+        self.storage, self.offset, self.shape, self.strides = storage, offset, shape, strides
+
+    def numpy(self) -> np.ndarray:
+        data = self.storage.data
+        if data is None:
+            raise UserError("A tensor's storage is missing from the checkpoint.")
+        if 0 in self.shape:
+            return np.empty(self.shape, data.dtype)
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides))
+        if self.offset < 0 or min(self.strides, default=0) < 0 or last >= data.size:
+            raise UserError("A tensor reaches past the end of its storage: a corrupt checkpoint.")
+        if not self.shape:
+            return np.array(data[self.offset])
+        item = data.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            data[self.offset:], shape=self.shape,
+            strides=tuple(s * item for s in self.strides), writeable=False)
+        return np.array(view)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *unused):
+    return data
+
+
+# The only globals a state-dict checkpoint needs. Anything else is refused.
+_ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """An unpickler that knows torch's storages and nothing else."""
+
+    def __init__(self, file: BinaryIO, load_storage: Callable[[tuple], _Storage]):
+        super().__init__(file)
+        self._load_storage = load_storage
+
+    def find_class(self, module: str, name: str):
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageType(name)
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        raise UserError(f"The checkpoint refers to {module}.{name}, which a checkpoint of "
+                        "tensors does not need: refusing to load it.")
+
+    def persistent_load(self, pid):
+        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
+            raise UserError(f"Unknown persistent reference {pid!r} in the checkpoint.")
+        return self._load_storage(pid)
+
+
+def _to_numpy(obj):
+    """Replaces every tensor inside dicts, lists and tuples by its NumPy array."""
+    if isinstance(obj, _Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return type(obj)((k, _to_numpy(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_numpy(v) for v in obj)
+    return obj
+
+
+def _storage_type(pid: tuple) -> _StorageType:
+    storage_type = pid[1]
+    if not isinstance(storage_type, _StorageType):
+        raise UserError(f"Unsupported storage type {storage_type!r} in the checkpoint.")
+    return storage_type
+
+
+def _load_zip(archive: zipfile.ZipFile) -> Any:
+    pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+    if len(pickles) != 1:
+        raise UserError("The zip file is not a torch checkpoint (no single data.pkl).")
+    prefix = pickles[0][:-len("data.pkl")]
+    names = set(archive.namelist())
+    if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder") != b"little":
+        raise UserError("The checkpoint was saved big-endian, which is not supported.")
+    storages: dict[str, _Storage] = {}
+
+    def load_storage(pid: tuple) -> _Storage:
+        _, _, key, _location, _numel = pid[:5]
+        if key not in storages:
+            dtype = _storage_type(pid).dtype
+            name = f"{prefix}data/{key}"
+            if name not in names:
+                raise UserError(f"The checkpoint lacks the storage {name}.")
+            storages[key] = _Storage(dtype, np.frombuffer(archive.read(name), dtype))
+        return storages[key]
+
+    return _Unpickler(io.BytesIO(archive.read(pickles[0])), load_storage).load()
+
+
+def _load_legacy(f: BinaryIO) -> Any:
+    def header(expected, what):
+        value = _Unpickler(f, _no_storage).load()
+        if value != expected:
+            raise UserError(f"Not a torch checkpoint (its {what} is {value!r}).")
+
+    header(_LEGACY_MAGIC, "magic number")
+    header(_LEGACY_PROTOCOL, "protocol version")
+    _Unpickler(f, _no_storage).load()  # system info: endianness, type sizes
+    storages: dict[str, _Storage] = {}
+
+    def load_storage(pid: tuple) -> _Storage:
+        key, view = pid[2], pid[5] if len(pid) > 5 else None
+        if view is not None:
+            raise UserError("The checkpoint uses storage views (torch < 0.4 style), "
+                            "which are not supported.")
+        if key not in storages:
+            storages[key] = _Storage(_storage_type(pid).dtype)
+        return storages[key]
+
+    obj = _Unpickler(f, load_storage).load()
+    keys = _Unpickler(f, _no_storage).load()
+    for key in keys:
+        storage = storages.get(key)
+        if storage is None:
+            raise UserError(f"The checkpoint lists a storage {key!r} no tensor uses.")
+        (count,) = struct.unpack("<q", _read_exactly(f, 8))
+        data = _read_exactly(f, count * storage.dtype.itemsize)
+        storage.data = np.frombuffer(data, storage.dtype)
+    return obj
+
+
+def _no_storage(pid: tuple) -> _Storage:
+    raise UserError("Unexpected tensor in a torch checkpoint's header.")
+
+
+def _read_exactly(f: BinaryIO, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise UserError("The checkpoint ends early: a truncated file.")
+    return data
+
+
+def load(path: str | os.PathLike) -> Any:
+    """The object a ``torch.save`` file holds, with NumPy arrays for its tensors.
+
+    Raises:
+        UserError: no such file, not a torch checkpoint, truncated, or a pickle
+            that refers to anything but tensors and plain containers.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                obj = _load_zip(archive)
+        else:
+            with open(path, "rb") as f:
+                obj = _load_legacy(f)
+    except FileNotFoundError:
+        raise UserError(f"No checkpoint at {path}.") from None
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, struct.error, zipfile.BadZipFile,
+            OSError, KeyError, IndexError, TypeError, AttributeError) as e:
+        raise UserError(f"{path} is not a readable torch checkpoint ({e}).") from None
+    return _to_numpy(obj)
+
+
+def state_dict(checkpoint: Any, *, drop: tuple[str, ...] = ("num_batches_tracked",)
+               ) -> dict[str, np.ndarray]:
+    """The float state dict of a loaded checkpoint, keys without ``module.``.
+
+    Accepts a bare state dict or a dict holding one under ``"state_dict"`` (the
+    reference's ``{"state_dict": ..., "best_prec1": ...}``). Keys ending in one of
+    ``drop`` (BatchNorm's step counters) are left out.
+
+    Raises:
+        UserError: no state dict of arrays in it.
+    """
+    if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict) or not checkpoint or not all(
+            isinstance(v, np.ndarray) for v in checkpoint.values()):
+        raise UserError("The checkpoint holds no state dict of tensors.")
+    out = {}
+    for key, value in checkpoint.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        if not key.endswith(drop):
+            out[key] = value
+    return out

@@ -1,0 +1,76 @@
+"""The .th -> .npz converter, against arrays torch itself saved (tests/data, see its script)."""
+
+import io
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_resnet_cifar import convert_checkpoint, torch_checkpoint
+from keras_resnet_cifar.errors import UserError
+
+DATA = Path(__file__).resolve().parent / "data"
+EXPECTED = dict(np.load(DATA / "torch_tiny.npz"))
+
+
+@pytest.mark.parametrize("name", ["torch_tiny_zip.th", "torch_tiny_legacy.th"])
+def test_both_formats_give_exactly_torch_arrays(name):
+    checkpoint = torch_checkpoint.load(DATA / name)
+    assert float(checkpoint["best_prec1"]) == 91.25
+    raw = checkpoint["state_dict"]
+    assert list(raw) == [f"module.{k}" for k in EXPECTED]  # order kept
+    for key, want in EXPECTED.items():
+        got = raw[f"module.{key}"]
+        assert got.dtype == want.dtype and got.shape == want.shape, key
+        np.testing.assert_array_equal(got, want, err_msg=key)
+    state = convert_checkpoint.convert(DATA / name)
+    assert set(state) == {k for k in EXPECTED if not k.endswith("num_batches_tracked")}
+    for key, value in state.items():
+        assert value.dtype == np.float32
+        np.testing.assert_array_equal(value, EXPECTED[key])
+
+
+def test_cli_writes_an_npz_import_weights_can_read(tmp_path):
+    out = tmp_path / "tiny.npz"
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.convert_checkpoint",
+                        f"--checkpoint={DATA / 'torch_tiny_legacy.th'}", f"--output={out}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"wrote {out}: 17 arrays" in r.stdout
+    from keras_resnet_cifar import import_weights
+
+    state = import_weights.load_state_dict(out)  # allow_pickle=False
+    assert set(state) == {k for k in EXPECTED if not k.endswith("num_batches_tracked")}
+    np.testing.assert_array_equal(state["linear.weight"], EXPECTED["linear.weight"])
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_a_pickle_with_other_globals_is_refused(tmp_path):
+    path = tmp_path / "evil.th"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("evil/data.pkl", pickle.dumps({"state_dict": _Evil()}, protocol=2))
+    with pytest.raises(UserError, match=r"print, which .* refusing"):
+        torch_checkpoint.load(path)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "not a readable torch checkpoint"),
+    (b"not a checkpoint at all", "not a readable torch checkpoint"),
+    (None, "ends early"),
+])
+def test_broken_files_are_user_errors(tmp_path, content, message):
+    path = tmp_path / "bad.th"
+    path.write_bytes(content if content is not None else
+                     (DATA / "torch_tiny_legacy.th").read_bytes()[:-100])
+    with pytest.raises(UserError, match=message):
+        torch_checkpoint.load(path)
+    with pytest.raises(UserError, match="No checkpoint at"):
+        torch_checkpoint.load(tmp_path / "missing.th")
