@@ -1,60 +1,51 @@
-"""Exports a trained classifier for TF Serving and for edge devices, with proof.
+"""Exports a classifier for TF Serving and for edge devices, with proof (the library).
 
-    python -m keras_resnet_cifar.export --model_dir=runs/resnet20 \
-        --data_dir=~/data/cifar10 --export_dir=exports
+:func:`export` writes, atomically, one new version in TF Serving's layout:
 
-writes, atomically, one new version in TF Serving's layout:
-
-    exports/<name>/<version>/
+    <out>/<name>/<version>/
         saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (serving.py)
         model_float32.tflite, model_dynamic_range.tflite,
         model_int8.tflite                                     TFLite (tflite.py)
         model_card.json        class names, input contract, provenance, licence
-        parity.json            agreement with the Keras model (parity.py)
+        parity.json            agreement with the source model (parity.py)
         LICENSE.weights        when made from the reference weights
 
 The version is built in a hidden temporary folder beside it (same filesystem)
 and renamed into place at the end, so a TF Serving process polling
-``exports/<name>/`` never sees a half-written version, and a failed or
-interrupted export leaves nothing behind. (Only a SIGKILL mid-export can leave a
-hidden ``.N.*.tmp`` folder, which TF Serving ignores: it is not a number.)
+``<out>/<name>/`` never sees a half-written version, and a failed or interrupted
+export leaves nothing behind. One export per model name runs at a time (a lock
+file, ``.export.lock``, that the system releases when the process ends however
+it ends); the next export removes the hidden folder a killed one left.
 
-The model comes from a training run directory (``model.keras``, or
-``checkpoints/{last,best}.keras`` with ``--checkpoint``), a bare ``.keras`` file,
-or the reference PyTorch weights (``--reference_weights=resnetN.npz``).
-
-Int8 calibration uses ``--calibration_images`` training images and the parity
-report ``--parity_images`` test images of ``--dataset``/``--data_dir``. Without
-any data the export still works but says so loudly: calibration and parity use
-the synthetic data set, so the int8 model's accuracy on real images is unknown
-and the report's accuracy column is not a CIFAR-10 figure.
+The source is anything :mod:`keras_resnet_cifar.predictor` loads except a
+``.tflite`` file (already an export): a training run directory, a ``.keras``
+file, or a SavedModel (copied as it is; its TFLite models are converted from
+its ``serving_float32`` signature) -- or the reference PyTorch weights
+(:func:`load_reference`). The command line is :mod:`keras_resnet_cifar.export`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
-from absl import app, flags, logging
+from absl import logging
 
-from keras_resnet_cifar import (datasets, edge, fileio, import_weights, models, parity,
-                                serving, tflite)
-from keras_resnet_cifar.errors import UserError, run_cli
+from keras_resnet_cifar import (contract, datasets, edge, fileio, import_weights, models,
+                                parity, predictor, rundir, serving, tflite)
+from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
-CHECKPOINTS = {"final": "model.keras", "last": "checkpoints/last.keras",
-               "best": "checkpoints/best.keras"}
-MODEL_CARD = "model_card.json"
-PARITY = "parity.json"
+LOCK = ".export.lock"
+# The SavedModel's own files, which a SavedModel source contributes to an export.
+SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,17 +53,23 @@ class Source:
     """A model to export and where it came from.
 
     Attributes:
-        model: the Keras model (raw pixels in, probabilities out).
+        model: the predictor (raw pixels in, probabilities out): a Keras model
+            (``model.keras_model``) or a SavedModel.
         provenance: what the model card records about the source: kind, path,
             sha256, and the run's config and metrics when there is a run.
         licence_note: a notice that must travel with the export, or None.
         licence_file: a licence file to copy into the export, or None.
     """
 
-    model: keras.Model
+    model: predictor.Predictor
     provenance: dict
     licence_note: str | None = None
     licence_file: str | None = None
+
+    @property
+    def keras_model(self):
+        """The Keras model, or None for a SavedModel source."""
+        return self.model.keras_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,46 +91,41 @@ def _sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _load_keras(path: Path):
-    try:
-        return keras.saving.load_model(path)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path} is not a loadable .keras model ({reason}).") from None
-
-
 def load_source(path: str | os.PathLike, *, checkpoint: str = "final") -> Source:
-    """Loads a run directory's model (or a bare ``.keras`` file) for export.
+    """Loads a run directory's model, a ``.keras`` file or a SavedModel for export.
 
     Args:
-        path: a training run directory or a ``.keras`` file.
+        path: a training run directory, a ``.keras`` file or a SavedModel folder.
         checkpoint: in a run directory, ``"final"`` (``model.keras``),
             ``"last"`` or ``"best"`` (``checkpoints/<which>.keras``).
 
     Raises:
         UserError: nothing there, no model in the run directory, unknown
-            checkpoint, or an unreadable model.
+            checkpoint, an unreadable model, or a ``.tflite`` file.
     """
-    path = Path(path)
-    if checkpoint not in CHECKPOINTS:
-        raise UserError(f"Unknown checkpoint {checkpoint!r}: expected one of "
-                        f"{', '.join(CHECKPOINTS)}.")
-    if path.is_file():
-        if path.suffix != ".keras":
-            raise UserError(f"{path} is not a .keras file or a run directory.")
-        return _with_licence(Source(_load_keras(path), {
-            "kind": "keras_file", "path": str(path.resolve()), "sha256": _sha256(path)}))
-    if not path.is_dir():
-        raise UserError(f"No run directory or .keras file at {path}.")
-    file = path / CHECKPOINTS[checkpoint]
-    if not file.is_file():
-        raise UserError(f"{path} has no {CHECKPOINTS[checkpoint]}: not a finished training "
-                        "run (use --checkpoint=last for an unfinished one).")
-    provenance = {"kind": "run_dir", "path": str(path.resolve()),
-                  "model_file": CHECKPOINTS[checkpoint], "sha256": _sha256(file),
-                  "config": fileio.read_json(path / "config.json"),
-                  "metrics": fileio.read_json(path / "metrics.json")}
-    return _with_licence(Source(_load_keras(file), provenance))
+    resolved = predictor.resolve(path, checkpoint)
+    if resolved.kind == "tflite":
+        raise UserError(f"{path} is a .tflite model, already an export: export its run "
+                        "directory, .keras file or SavedModel instead.")
+    model = predictor.load(path, checkpoint=checkpoint)
+    if resolved.kind == "saved_model":
+        card = model.card or {}
+        licence = resolved.file / contract.LICENCE
+        return Source(model, {"kind": "saved_model", "path": str(resolved.file.resolve()),
+                              "sha256": _sha256(resolved.file / "saved_model.pb"),
+                              "source": card.get("source")},
+                      licence_note=card.get("licence"),
+                      licence_file=str(licence) if licence.is_file() else None)
+    if resolved.run_dir is None:
+        return _with_licence(Source(model, {
+            "kind": "keras_file", "path": str(resolved.file.resolve()),
+            "sha256": _sha256(resolved.file)}))
+    provenance = {"kind": "run_dir", "path": str(resolved.run_dir.resolve()),
+                  "model_file": rundir.MODEL_FILES[checkpoint],
+                  "sha256": _sha256(resolved.file),
+                  "config": rundir.read_config(resolved.run_dir),
+                  "metrics": rundir.read_metrics(resolved.run_dir)}
+    return _with_licence(Source(model, provenance))
 
 
 def _with_licence(source: Source) -> Source:
@@ -143,7 +135,7 @@ def _with_licence(source: Source) -> Source:
     reference's ImageNet statistics, which this package's training never uses;
     such a model carries the weights' licence obligation into its exports.
     """
-    stats = _normalisation(source.model)
+    stats = _normalisation(source.keras_model)
     if stats and np.allclose(stats["mean"], models.IMAGENET_MEAN, atol=1e-3) and \
             np.allclose(stats["std"], models.IMAGENET_STD, atol=1e-3):
         logging.warning("The model uses the reference weights' ImageNet normalisation: "
@@ -159,9 +151,14 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
     ``LICENSE.weights`` (beside the ``.npz``) into the export.
     """
     model = import_weights.reference_model(import_weights.load_state_dict(npz_path))
-    licence = Path(npz_path).with_name("LICENSE.weights")
-    return Source(model, {"kind": "reference_weights", "path": str(Path(npz_path).resolve()),
-                          "sha256": _sha256(npz_path)},
+    licence = Path(npz_path).with_name(contract.LICENCE)
+    resolved = predictor.Resolved(Path(npz_path), Path(npz_path), "keras")
+    wrapped = predictor.Predictor(
+        resolved, lambda x: model(x.astype(np.float32), training=False), CIFAR10_CLASSES,
+        keras_model=model)
+    return Source(wrapped, {"kind": "reference_weights",
+                            "path": str(Path(npz_path).resolve()),
+                            "sha256": _sha256(npz_path)},
                   licence_note=import_weights.LICENSE_NOTE,
                   licence_file=str(licence) if licence.is_file() else None)
 
@@ -174,6 +171,8 @@ def next_version(model_root: str | os.PathLike) -> int:
 
 
 def _normalisation(model) -> dict | None:
+    if model is None:
+        return None
     try:
         layer = model.get_layer("normalize")
     except ValueError:
@@ -184,26 +183,44 @@ def _normalisation(model) -> dict | None:
             "scale": "pixels on [0, 255]"}
 
 
+def _architecture(source: Source) -> dict:
+    """Name, parameter counts and normalisation: from the Keras model, or the source's card."""
+    model = source.keras_model
+    if model is not None:
+        return {"architecture": model.name,
+                "params_trainable": models.count_trainable_params(model),
+                "params_total": int(model.count_params()),
+                "normalisation": _normalisation(model)}
+    card = source.model.card or {}
+    return {"architecture": card.get("architecture"),
+            "params_trainable": card.get("params_trainable"),
+            "params_total": card.get("params_total"),
+            "normalisation": (card.get("input") or {}).get("normalisation")}
+
+
 def model_card(source: Source, *, name: str, version: int, class_names: Sequence[str],
                tflite_files: dict, data: EvalData, parity_report: dict | None) -> dict:
     """What travels with the export: contract, provenance and headline figures."""
-    model = source.model
+    import keras
+    import tensorflow as tf
+
+    arch = _architecture(source)
     metrics = source.provenance.get("metrics") or {}
-    keras_row = (parity_report or {}).get("variants", {}).get("keras", {})
+    reference_row = (parity_report or {}).get("variants", {}).get(source.model.kind, {})
     return {
         "name": name,
         "version": version,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "architecture": model.name,
-        "params_trainable": models.count_trainable_params(model),
-        "params_total": int(model.count_params()),
+        "architecture": arch["architecture"],
+        "params_trainable": arch["params_trainable"],
+        "params_total": arch["params_total"],
         "class_names": list(class_names),
-        "input": {"name": serving.INPUT_KEY, "shape": [None, 32, 32, 3],
+        "input": {"name": contract.INPUT_KEY, "shape": list(contract.IMAGE_SHAPE),
                   "pixels": "raw RGB, [0, 255]; the model normalises them itself",
-                  "normalisation": _normalisation(model)},
+                  "normalisation": arch["normalisation"]},
         "signatures": {
-            serving.DEFAULT_SIGNATURE: "image uint8 (None, 32, 32, 3)",
-            serving.FLOAT_SIGNATURE: "image float32 (None, 32, 32, 3) on [0, 255]",
+            contract.DEFAULT_SIGNATURE: "image uint8 (None, 32, 32, 3)",
+            contract.FLOAT_SIGNATURE: "image float32 (None, 32, 32, 3) on [0, 255]",
             "outputs": "probabilities float32 (None, C), class_id int64 (None,), "
                        "class_name string (None,)"},
         "tflite": tflite_files,
@@ -212,8 +229,8 @@ def model_card(source: Source, *, name: str, version: int, class_names: Sequence
         # What the training run measured (and on which set), if it was a run.
         "test_accuracy": metrics.get("test_accuracy"),
         "test_accuracy_eval_set": metrics.get("eval_set", "test" if metrics else None),
-        # What the export measured itself on the parity images.
-        "parity_accuracy": keras_row.get("accuracy"),
+        # What the export measured itself on the parity images, with the source model.
+        "parity_accuracy": reference_row.get("accuracy"),
         "parity_data": data.description if parity_report else None,
         "licence": source.licence_note,
         "software": {"tensorflow": tf.__version__, "keras": keras.__version__},
@@ -236,24 +253,31 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
 
 def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalData,
             latency_runs: int) -> dict:
-    model = source.model
+    """The parity report: the source model is the reference, every export is compared."""
     images, labels = data.test_images, data.test_labels
-    keras_predict = lambda x: model.predict(x.astype(np.float32), batch_size=256, verbose=0)
-    keras_one = lambda x: model.predict_on_batch(x.astype(np.float32))
-    reference = keras_predict(images)
-    saved = serving.load_classifier(folder)
-    variants = {
-        "keras": {"predict": lambda x: reference, "predict_one": keras_one},
-        "saved_model": {"predict": saved, "predict_one": saved,
-                        "size_bytes": _folder_size(folder)},
-    }
+    logging.info("Parity: the source model on %d images", len(images))
+    reference = source.model.predict(images)
+    keras_model = source.keras_model
+    one = (source.model.predict if keras_model is None
+           else lambda x: keras_model.predict_on_batch(x.astype(np.float32)))
+    variants = {source.model.kind: {"predict": lambda x: reference, "predict_one": one}}
+    if keras_model is not None:  # the SavedModel was made here: measure it too
+        saved = serving.load_classifier(folder)
+        variants["saved_model"] = {"predict": saved, "predict_one": saved,
+                                   "size_bytes": _folder_size(folder)}
+    else:  # the SavedModel is the source, copied unchanged
+        variants[source.model.kind]["size_bytes"] = _folder_size(folder)
     for variant, blob in blobs.items():
         runner = edge.TFLiteClassifier(folder / tflite.file_name(variant), num_threads=1)
         variants[f"tflite_{variant}"] = {"predict": runner.predict, "predict_one": runner.predict,
                                          "size_bytes": len(blob),
                                          "file": tflite.file_name(variant)}
     report = parity.report(reference, variants, images, labels if data.real else None,
-                           latency_runs=latency_runs)
+                           latency_runs=latency_runs,
+                           progress=lambda name: logging.info(
+                               "Parity: %s on %d images, %d timed batch-1 calls", name,
+                               len(images), latency_runs))
+    report["reference"] = source.model.kind
     report["data"] = data.description
     report["latency_threads"] = 1
     return report
@@ -265,9 +289,42 @@ def _folder_size(folder: Path) -> int:
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
+@contextlib.contextmanager
+def _export_lock(model_root: Path) -> Iterator[None]:
+    """Holds ``model_root/.export.lock``; refuses if another export holds it.
+
+    An flock: the system releases it when the process ends, however it ends,
+    so a killed export never leaves the next one locked out.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, no stale-folder cleanup
+        yield
+        return
+    with open(model_root / LOCK, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"Another export to {model_root} is running; try again when "
+                            "it has finished.") from None
+        _remove_stale_temps(model_root)
+        yield
+
+
+def _remove_stale_temps(model_root: Path) -> None:
+    """Removes hidden ``.<version>.*.tmp`` folders of exports that were killed.
+
+    Called with the lock held, so no live export owns one.
+    """
+    for tmp in model_root.glob(".*.tmp"):
+        if tmp.is_dir() and tmp.name.split(".")[1].isdigit():
+            logging.info("Removing %s, left by an export that was killed.", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def export(source: Source, export_dir: str | os.PathLike, *, name: str,
            data: EvalData, version: int | None = None,
-           class_names: Sequence[str] = CIFAR10_CLASSES,
+           class_names: Sequence[str] | None = None,
            variants: Sequence[str] = tflite.VARIANTS, parity_images: int = 10000,
            latency_runs: int = 100) -> tuple[Path, dict]:
     """Writes ``export_dir/name/version/`` (see the module docstring), atomically.
@@ -278,7 +335,8 @@ def export(source: Source, export_dir: str | os.PathLike, *, name: str,
         name: the model name (TF Serving's MODEL_NAME).
         data: calibration and parity images.
         version: the version number; None takes the next free one.
-        class_names: names of the model's outputs, in order.
+        class_names: names of the model's outputs, in order (default: the
+            source's own).
         variants: TFLite variants to write (any of ``tflite.VARIANTS``).
         parity_images: how many test images the parity report uses (0: none).
         latency_runs: timed batch-1 calls per variant in the report.
@@ -287,8 +345,9 @@ def export(source: Source, export_dir: str | os.PathLike, *, name: str,
         (the version folder, its model card).
 
     Raises:
-        UserError: the version exists, the place is not writable, bad name,
-            version or variants.
+        UserError: the version exists, the place is not writable, another
+            export to the same name is running, bad name, version, counts or
+            variants.
     """
     if not name or name.startswith(".") or "/" in name or os.sep in name:
         raise UserError(f"Bad model name {name!r}: it must be one folder name.")
@@ -296,6 +355,12 @@ def export(source: Source, export_dir: str | os.PathLike, *, name: str,
     if unknown:
         raise UserError(f"Unknown TFLite variant {unknown[0]!r}: expected some of "
                         f"{', '.join(tflite.VARIANTS)}.")
+    if parity_images < 0 or latency_runs < 0:
+        raise UserError("--parity_images and --latency_runs must not be negative; got "
+                        f"{parity_images} and {latency_runs}.")
+    if version is not None and version < 1:
+        raise UserError(f"Versions are positive integers; got {version}.")
+    class_names = tuple(class_names or source.model.class_names)
     model_root = Path(export_dir) / name
     try:
         model_root.mkdir(parents=True, exist_ok=True)
@@ -303,44 +368,65 @@ def export(source: Source, export_dir: str | os.PathLike, *, name: str,
         raise UserError(f"Cannot create {model_root}: {e.strerror or e}.") from None
     if not os.access(model_root, os.W_OK | os.X_OK):
         raise UserError(f"Cannot write to {model_root}.")
-    if version is None:
-        version = next_version(model_root)
-    if version < 1:
-        raise UserError(f"Versions are positive integers; got {version}.")
-    final = model_root / str(version)
-    if final.exists():
-        raise UserError(f"{final} already exists: versions are never overwritten "
-                        "(omit --version to take the next free one).")
-
-    with fileio.atomic_path(final, is_dir=True) as tmp:
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving container must read it
-        logging.info("Writing the SavedModel to %s", tmp)
-        serving.save(source.model, tmp, class_names)
-        blobs = {}
-        for variant in variants:
-            logging.info("Converting to TFLite (%s)", variant)
-            blobs[variant] = tflite.convert(source.model, variant, data.calibration)
-            (tmp / tflite.file_name(variant)).write_bytes(blobs[variant])
-        files = {v: _tflite_info(v, b) for v, b in blobs.items()}
-        report = None
-        if parity_images:
-            sub = dataclasses.replace(data, test_images=data.test_images[:parity_images],
-                                      test_labels=data.test_labels[:parity_images])
-            report = _parity(source, tmp, blobs, sub, latency_runs)
-            (tmp / PARITY).write_text(json.dumps(report, indent=2) + "\n")
-        card = model_card(source, name=name, version=version, class_names=class_names,
-                          tflite_files=files, data=data, parity_report=report)
-        (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
-        if source.licence_file:
-            shutil.copyfile(source.licence_file, tmp / "LICENSE.weights")
-        if final.exists():  # another exporter took this version meanwhile
-            raise UserError(f"{final} appeared during the export; nothing was written.")
+    with _export_lock(model_root):
+        if version is None:
+            version = next_version(model_root)
+        final = model_root / str(version)
+        if final.exists():
+            raise UserError(f"{final} already exists: versions are never overwritten "
+                            "(omit --version to take the next free one).")
+        with fileio.atomic_path(final, is_dir=True) as tmp:
+            os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving container must read it
+            card = _write_version(source, tmp, name=name, version=version,
+                                  class_names=class_names, data=data, variants=variants,
+                                  parity_images=parity_images, latency_runs=latency_runs)
+            if final.exists():  # something else made this version meanwhile
+                raise UserError(f"{final} appeared during the export; nothing was written.")
     return final, card
+
+
+def _write_version(source: Source, tmp: Path, *, name: str, version: int,
+                   class_names: Sequence[str], data: EvalData, variants: Sequence[str],
+                   parity_images: int, latency_runs: int) -> dict:
+    if source.keras_model is not None:
+        logging.info("Writing the SavedModel")
+        serving.save(source.keras_model, tmp, class_names)
+    else:
+        logging.info("Copying the SavedModel %s", source.model.path)
+        for item in SAVED_MODEL_FILES:
+            origin = source.model.path / item
+            if origin.is_dir():
+                shutil.copytree(origin, tmp / item)
+            elif origin.is_file():
+                shutil.copyfile(origin, tmp / item)
+    convertible = source.keras_model if source.keras_model is not None else source.model.path
+    blobs = {}
+    for variant in variants:
+        logging.info("Converting to TFLite (%s)", variant)
+        # The converter's scratch folder goes inside the version's temporary one, so
+        # whatever an interrupted export leaves is removed with it.
+        blobs[variant] = tflite.convert(convertible, variant, data.calibration, workdir=tmp)
+        (tmp / tflite.file_name(variant)).write_bytes(blobs[variant])
+    files = {v: _tflite_info(v, b) for v, b in blobs.items()}
+    report = None
+    if parity_images:
+        sub = dataclasses.replace(data, test_images=data.test_images[:parity_images],
+                                  test_labels=data.test_labels[:parity_images])
+        report = _parity(source, tmp, blobs, sub, latency_runs)
+        fileio.write_json(tmp / contract.PARITY, report)
+    card = model_card(source, name=name, version=version, class_names=class_names,
+                      tflite_files=files, data=data, parity_report=report)
+    fileio.write_json(tmp / contract.MODEL_CARD, card)
+    if source.licence_file:
+        shutil.copyfile(source.licence_file, tmp / contract.LICENCE)
+    return card
 
 
 def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: int,
               seed: int = 0) -> EvalData:
     """Calibration and parity images from a data set, or the synthetic fallback."""
+    if calibration_images < 1:
+        raise UserError(f"--calibration_images must be >= 1, got {calibration_images}.")
     if dataset is None and data_dir is None:
         logging.warning("No --data_dir: calibrating int8 and measuring parity on SYNTHETIC "
                         "images. The int8 model's accuracy on real images is unverified.")
@@ -355,53 +441,3 @@ def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: 
                     description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} "
                                 "training images for calibration, test split for parity",
                     real=real)
-
-
-# --- Command line -----------------------------------------------------------------
-
-def define_flags() -> None:
-    flags.DEFINE_string("model_dir", None, "Training run directory, or a .keras file.")
-    flags.DEFINE_string("reference_weights", None,
-                        "Export the reference ResNet built from these resnetN.npz weights "
-                        "instead of --model_dir.")
-    flags.DEFINE_enum("checkpoint", "final", list(CHECKPOINTS),
-                      "In a run directory: final (model.keras), last or best checkpoint.")
-    flags.DEFINE_string("export_dir", "exports", "Where exports/<name>/<version>/ go.")
-    flags.DEFINE_string("name", None, "Model name (TF Serving MODEL_NAME); default: the "
-                        "architecture, e.g. resnet20.")
-    flags.DEFINE_integer("version", None, "Version number; default: the next free one.")
-    flags.DEFINE_string("dataset", None, "cifar10 or synthetic, for calibration and "
-                        "parity; default: cifar10 when --data_dir is given, else synthetic.")
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (any official layout).")
-    flags.DEFINE_list("tflite", list(tflite.VARIANTS), "TFLite variants to write.")
-    flags.DEFINE_integer("calibration_images", 500, "Training images for int8 calibration.")
-    flags.DEFINE_integer("parity_images", 10000, "Test images for the parity report (0: none).")
-    flags.DEFINE_integer("latency_runs", 100, "Timed batch-1 calls per variant.")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-    FLAGS = flags.FLAGS
-    if bool(FLAGS.model_dir) == bool(FLAGS.reference_weights):
-        raise UserError("Give exactly one of --model_dir (run directory or .keras file) "
-                        "and --reference_weights.")
-    source = (load_reference(FLAGS.reference_weights) if FLAGS.reference_weights
-              else load_source(FLAGS.model_dir, checkpoint=FLAGS.checkpoint))
-    data = eval_data(FLAGS.dataset, FLAGS.data_dir,
-                     calibration_images=FLAGS.calibration_images)
-    name = FLAGS.name or source.model.name
-    folder, card = export(source, FLAGS.export_dir, name=name, data=data,
-                          version=FLAGS.version, variants=FLAGS.tflite,
-                          parity_images=FLAGS.parity_images, latency_runs=FLAGS.latency_runs)
-    if FLAGS.parity_images:
-        print(parity.format_table(json.loads((folder / PARITY).read_text())))
-    if card["licence"]:
-        print(card["licence"])
-    print(f"exported {card['architecture']} ({card['params_trainable']:,} parameters) "
-          f"to {folder}")
-
-
-if __name__ == "__main__":
-    define_flags()
-    app.run(run_cli(main))

@@ -44,9 +44,6 @@ CIFAR10_STD = (62.993, 62.089, 66.705)
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
-
 # He et al.: "The numbers of filters are {16, 32, 64} respectively."
 STAGE_WIDTHS = (16, 32, 64)
 # The reference Torch/PyTorch BatchNorm: eps 1e-5, running averages updated with
