@@ -208,7 +208,8 @@ def _load_keras(resolved: Resolved) -> Predictor:
     import keras
 
     try:
-        model = keras.saving.load_model(resolved.file)
+        # compile=False: a run's optimiser (optimizer.ReferenceSGD) is not needed to predict.
+        model = keras.saving.load_model(resolved.file, compile=False)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
         raise UserError(f"{resolved.file} is not a loadable .keras model "
                         f"({first_line(e)}).") from None
