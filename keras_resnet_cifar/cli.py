@@ -192,7 +192,7 @@ class Progress:
 
     def __init__(self, label: str, unit: str = "images", every: float = 10.0):
         self.label, self.unit, self.every = label, unit, every
-        self._last = 0.0
+        self._last = float("-inf")  # the first call prints
         self._tty = sys.stderr.isatty()
 
     def __call__(self, done: int, total: int) -> None:
@@ -262,6 +262,9 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")
+    # A key flag of the tool's own module (absl names __main__ by sys.argv[0]), so
+    # that --help lists it beside the tool's flags.
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["verbose"])
 
     def wrapped(argv: list[str]):
         signal.signal(signal.SIGTERM, _on_sigterm)
