@@ -92,7 +92,8 @@ def _load_image(path: str, strict: bool) -> Loaded:
             img.load()  # decode now, so truncated files fail here
             rgb = img.convert("RGB")
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: refused as a decompression bomb ({first_line(e)}).") from None
+        raise ImageError(f"{path}: declares more than the {MAX_PIXELS:,} pixels this tool "
+                         f"decodes (Pillow: {first_line(e)}).") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: not a readable image ({first_line(e)}).") from None
     warnings = []
