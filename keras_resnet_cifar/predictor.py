@@ -185,8 +185,8 @@ def load(path: str | os.PathLike, *, checkpoint: str = "final",
         if resolved.kind == "saved_model":
             return _load_saved_model(resolved)
         return _load_keras(resolved)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in ("tensorflow", "keras"):
+    except ImportError as e:  # ModuleNotFoundError where TensorFlow is not installed
+        if (e.name or "").split(".")[0] in ("tensorflow", "keras"):
             kind = "a SavedModel" if resolved.kind == "saved_model" else "a Keras model"
             raise UserError(f"{resolved.path} is {kind}, which needs TensorFlow (not installed "
                             "here); a .tflite model (e.g. model_int8.tflite of an export) "
