@@ -177,8 +177,7 @@ def main(argv):
             raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
     resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint)  # before TF loads
     out = FLAGS.out or resolved.run_dir
-    model = predictor.load(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
-                           num_threads=FLAGS.num_threads)
+    model = predictor.load(resolved, num_threads=FLAGS.num_threads)
     data = datasets.load(FLAGS.dataset, FLAGS.data_dir,
                          synthetic_sizes=(0, FLAGS.synthetic_test_size))
     n = FLAGS.max_images or len(data.test)

@@ -157,19 +157,20 @@ class Predictor:
                 "checkpoint": self.source.checkpoint, "class_names": list(self.class_names)}
 
 
-def load(path: str | os.PathLike, *, checkpoint: str = "final",
+def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
          num_threads: int = 1) -> Predictor:
     """Loads a run directory, ``.keras`` file, SavedModel or ``.tflite`` as a :class:`Predictor`.
 
     Args:
-        path: the model path (see :func:`resolve`).
+        path: the model path (see :func:`resolve`), or what :func:`resolve`
+            returned for it (then ``checkpoint`` is the resolved one).
         checkpoint: in a run directory, which model: ``final``, ``last``, ``best``.
         num_threads: CPU threads of a ``.tflite`` model (LiteRT).
 
     Raises:
         UserError: nothing loadable there, or TensorFlow is needed and absent.
     """
-    resolved = resolve(path, checkpoint)
+    resolved = path if isinstance(path, Resolved) else resolve(path, checkpoint)
     if resolved.kind == "tflite":
         from keras_resnet_cifar import edge
 
