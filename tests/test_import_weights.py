@@ -85,3 +85,20 @@ def test_reference_weights_reproduce_reference_accuracy(depth, correct, referenc
     x, y = cifar10_test_set
     probs = model.predict(x.astype(np.float32), batch_size=500, verbose=0)
     assert int(np.sum(probs.argmax(-1) == y)) == correct
+
+
+def test_to_state_dict_inverts_the_import():
+    state = _fake_state(8, np.random.default_rng(1))
+    back = import_weights.to_state_dict(import_weights.reference_model(state))
+    assert sorted(back) == sorted(state)
+    for key, value in state.items():
+        np.testing.assert_array_equal(back[key], value, err_msg=key)
+
+
+def test_to_state_dict_of_plain_and_option_b_nets():
+    from keras_resnet_cifar import models
+
+    plain = import_weights.to_state_dict(models.build_model("plain8"))
+    assert sorted(plain) == sorted(_fake_state(8, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="Option-B"):
+        import_weights.to_state_dict(models.build_model("resnet8", shortcut="B"))
