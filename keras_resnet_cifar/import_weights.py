@@ -128,6 +128,8 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
     """
     if any(layer.name.endswith("_shortcut_conv") for layer in model.layers):
         raise ValueError("Option-B shortcuts have no counterpart in the reference network.")
+    from keras_resnet_cifar import models
+
     spec = models.parse_name(model.name)
     state = {}
     for keras_name, torch_name in _keras_to_torch_names(spec).items():
