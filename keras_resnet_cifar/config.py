@@ -13,8 +13,6 @@ import dataclasses
 import json
 from typing import Any
 
-from keras_resnet_cifar import models
-
 DATASETS = ("cifar10", "synthetic")
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -55,6 +53,10 @@ class TrainConfig:
     steps_per_execution: int = 1
 
     def __post_init__(self):
+        # Imported here, not at the top: models imports Keras (seconds), and the
+        # command-line tools read this module's fields before they check flags.
+        from keras_resnet_cifar import models
+
         models.parse_name(self.model)  # raises ValueError with the valid forms
         if self.shortcut not in ("A", "B"):
             raise ValueError(f"--shortcut must be A or B, got {self.shortcut!r}.")

@@ -38,7 +38,8 @@ from typing import Callable, Iterator
 import numpy as np
 from absl import logging
 
-from keras_resnet_cifar.errors import DataError, UserError
+from keras_resnet_cifar.errors import DataError, UserError, first_line as _first_line
+from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
 try:
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
@@ -46,8 +47,7 @@ except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct as _np_reconstruct
 
 DATASETS = ("cifar10", "synthetic")
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck")
+CLASS_NAMES = CIFAR10_CLASSES
 NUM_CLASSES = len(CLASS_NAMES)
 
 # The official layout: five training batches and one test batch of 10,000
@@ -461,11 +461,6 @@ def _reachable(host: str, port: int, timeout: float = _PROBE_TIMEOUT_S) -> bool:
     thread.start()
     thread.join(timeout)
     return bool(ok)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0].rstrip(".") if text else type(e).__name__)[:200]
 
 
 # --- Synthetic data ---------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Running an exported ``.tflite`` classifier with the LiteRT runtime only.
 
 What an edge device has: numpy, Pillow and ``ai-edge-litert``. This module (and
-what it imports: ``labels``, ``errors``) never imports TensorFlow or Keras.
+what it imports: ``labels``, ``errors``, ``contract``) never imports TensorFlow or Keras.
 
 The exported TFLite models take raw RGB pixels, (N, 32, 32, 3):
 - ``float32`` and ``dynamic_range``: float32 pixels on the [0, 255] scale;
@@ -17,16 +17,14 @@ both use ``num_threads`` threads.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
 import numpy as np
 
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar import contract
+from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.labels import CIFAR10_CLASSES
-
-MODEL_CARD = "model_card.json"
 
 
 class TFLiteClassifier:
@@ -62,8 +60,7 @@ class TFLiteClassifier:
             self._interpreter = litert.Interpreter(
                 **source, num_threads=num_threads, experimental_op_resolver_type=resolver)
         except (ValueError, RuntimeError) as e:
-            raise UserError(f"{what} is not a loadable TFLite model "
-                            f"({str(e).strip().splitlines()[0]}).") from None
+            raise UserError(f"{what} is not a loadable TFLite model ({first_line(e)}).") from None
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1 or tuple(inputs[0]["shape"][1:]) != (32, 32, 3):
@@ -77,7 +74,8 @@ class TFLiteClassifier:
         self.input_quantization = tuple(self._input["quantization"])
         self.num_classes = int(self._output["shape"][-1])
         if class_names is None:
-            class_names = _card_class_names(model) or CIFAR10_CLASSES
+            class_names = (None if isinstance(model, (bytes, bytearray)) else
+                           contract.class_names(contract.read_card(model))) or CIFAR10_CLASSES
         if len(class_names) != self.num_classes:
             raise UserError(f"{len(class_names)} class names for a model with "
                             f"{self.num_classes} outputs.")
@@ -137,16 +135,3 @@ class TFLiteClassifier:
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         return self.predict(pixels)
 
-
-def _card_class_names(model) -> tuple[str, ...] | None:
-    """Class names from the ``model_card.json`` beside a model file, if any."""
-    if isinstance(model, (bytes, bytearray)):
-        return None
-    card = os.path.join(os.path.dirname(os.path.abspath(model)), MODEL_CARD)
-    try:
-        with open(card) as f:
-            names = json.load(f).get("class_names")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return tuple(names) if isinstance(names, list) and all(
-        isinstance(n, str) for n in names) else None

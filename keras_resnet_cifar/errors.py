@@ -1,9 +1,12 @@
 """The one exception type that means "the user asked for something we cannot do".
 
 Library code raises :class:`UserError` (or a subclass) with one clear sentence;
-command-line entry points catch it, print that sentence and exit non-zero, so a
-bad flag, a missing file or corrupt data never ends in a traceback. Anything
-else that escapes is a programming error and keeps its traceback.
+command-line entry points (:mod:`keras_resnet_cifar.cli`) catch it, print that
+sentence and exit non-zero, so a bad flag, a missing file or corrupt data never
+ends in a traceback. Anything else that escapes, ``ValueError`` included, is a
+programming error and keeps its traceback: code that validates with
+``ValueError`` (e.g. ``TrainConfig``) is converted to :class:`UserError`
+explicitly where the user's values enter.
 """
 
 from __future__ import annotations
@@ -20,6 +23,19 @@ class DataError(UserError):
     """A data set that is missing, malformed or cannot be fetched."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters, no final
+    full stop, to quote inside a sentence), or its type name when it has none."""
+    text = str(e).strip().splitlines()
+    return (text[0].rstrip(".") if text else type(e).__name__)[:200]
+
+
+def message_of(e: BaseException) -> str:
+    """The first line of an exception's message, whole, to print as an error line."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 def exit_with(message: str, code: int = 1) -> NoReturn:
     """Prints ``message`` as one line on stderr and exits with ``code``."""
     print(f"error: {message}", file=sys.stderr)
@@ -27,13 +43,17 @@ def exit_with(message: str, code: int = 1) -> NoReturn:
 
 
 def run_cli(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
-    """Wraps an absl ``main(argv)`` so that UserError and ValueError exit cleanly."""
+    """Wraps an absl ``main(argv)`` so that UserError and Ctrl-C exit in one line.
+
+    Prefer :func:`keras_resnet_cifar.cli.run`, which also applies the shared
+    flag conventions; this wrapper is what it uses underneath.
+    """
 
     def wrapped(argv):
         try:
             return main(argv)
-        except (UserError, ValueError) as e:
-            exit_with(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except UserError as e:
+            exit_with(message_of(e))
         except KeyboardInterrupt:
             exit_with("interrupted", 130)
 

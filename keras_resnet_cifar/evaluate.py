@@ -1,104 +1,45 @@
 """Evaluates a trained model on the CIFAR-10 test set: accuracy, per class, confusion.
 
-    python -m keras_resnet_cifar.evaluate --model_dir=runs/resnet20-seed0 --data_dir=~/cifar10
-    python -m keras_resnet_cifar.evaluate --model_dir=exports/resnet20/1   # a SavedModel
-    python -m keras_resnet_cifar.evaluate --model_dir=model.keras --out=eval/
+    python -m keras_resnet_cifar.evaluate --model_path=runs/resnet20-seed0 --data_dir=~/data/cifar10
+    python -m keras_resnet_cifar.evaluate --model_path=exports/resnet20/1 --out=runs/eval-r20
+    python -m keras_resnet_cifar.evaluate --model_path=model_int8.tflite --max_images=1000
 
-``--model_dir`` is a training run directory (its ``model.keras``, or
-``checkpoints/{best,last}.keras`` with ``--checkpoint``), a ``.keras`` file, or a
-SavedModel written by :mod:`keras_resnet_cifar.export`. The results go into the
-run directory (or ``--out``):
+``--model_path`` is anything :mod:`keras_resnet_cifar.predictor` loads: a training
+run directory (its ``model.keras``, or ``checkpoints/{best,last}.keras`` with
+``--checkpoint``), a ``.keras`` file, an exported SavedModel or a ``.tflite``
+file. The results go into the run directory, or into ``--out``:
 
     evaluation.json        accuracy, loss, per-class accuracy / precision / recall /
                            support, macro averages, the confusion matrix
     per_class.csv          class, accuracy, precision, recall, support
     confusion_matrix.csv   rows: true class, columns: predicted class (counts)
 
-and a readable table is printed. Per-class accuracy is the recall of that class
-(correct / images of the class); precision and recall are scikit-learn's.
+Other models are evaluated without writing anything unless ``--out`` is given
+(an export's version folder is what TF Serving polls: nothing is added to it).
+A readable table is always printed. Per-class accuracy is the recall of that
+class (correct / images of the class); precision and recall are scikit-learn's.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from keras_resnet_cifar import fileio
+from keras_resnet_cifar import fileio, predictor, rundir
 from keras_resnet_cifar.errors import UserError
 
-Predictor = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 32, 32, 3) -> probabilities (N, C)
-CHECKPOINTS = {"final": "model.keras", "best": "checkpoints/best.keras",
-               "last": "checkpoints/last.keras"}
-RESULT_FILES = ("evaluation.json", "per_class.csv", "confusion_matrix.csv")
+RESULT_FILES = (rundir.EVALUATION, rundir.PER_CLASS, rundir.CONFUSION)
 
 
-def _keras_predictor(path: Path) -> Predictor:
-    import keras
-
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path} is not a loadable .keras model ({first}).") from None
-
-    def predict(images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        parts = [np.asarray(model(np.asarray(images[i:i + batch_size], np.float32),
-                                  training=False))
-                 for i in range(0, len(images), batch_size)]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
-    predict.model = model
-    return predict
-
-
-def resolve_model_path(path: str | os.PathLike, checkpoint: str = "final") -> tuple[Path, str]:
-    """(the file or folder to load, its kind: "keras" or "saved_model") for ``path``.
-
-    Raises:
-        UserError: nothing loadable at ``path``, or an unknown checkpoint.
-    """
-    path = Path(path)
-    if checkpoint not in CHECKPOINTS:
-        raise UserError(f"Unknown --checkpoint {checkpoint!r}: expected one of "
-                        f"{', '.join(CHECKPOINTS)}.")
-    if path.is_file():
-        if path.suffix != ".keras":
-            raise UserError(f"{path} is not a .keras file, a SavedModel or a run directory.")
-        return path, "keras"
-    if not path.is_dir():
-        raise UserError(f"No run directory, .keras file or SavedModel at {path}.")
-    if (path / "saved_model.pb").is_file():
-        return path, "saved_model"
-    file = path / CHECKPOINTS[checkpoint]
-    if not file.is_file():
-        raise UserError(f"{path} has no {CHECKPOINTS[checkpoint]} (not a finished run, a "
-                        ".keras file or a SavedModel).")
-    return file, "keras"
-
-
-def load_predictor(path: str | os.PathLike, checkpoint: str = "final") -> Predictor:
-    """A function from uint8 images to class probabilities, for any supported ``path``.
-
-    Args:
-        path: a run directory, a ``.keras`` file or an exported SavedModel.
-        checkpoint: in a run directory: ``"final"``, ``"best"`` or ``"last"``.
-
-    Raises:
-        UserError: nothing loadable there.
-    """
-    file, kind = resolve_model_path(path, checkpoint)
-    if kind == "saved_model":
-        from keras_resnet_cifar import serving
-
-        return serving.load_classifier(file)
-    return _keras_predictor(file)
+def load_predictor(path: str | os.PathLike, checkpoint: str = "final") -> predictor.Predictor:
+    """:func:`keras_resnet_cifar.predictor.load` (kept for callers of this module)."""
+    return predictor.load(path, checkpoint=checkpoint)
 
 
 def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
@@ -140,11 +81,20 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
     }
 
 
-def evaluate_split(predict: Predictor, images: np.ndarray, labels: np.ndarray,
-                   class_names: Sequence[str], batch_size: int = 256) -> dict[str, Any]:
-    """Runs ``predict`` over a split and returns :func:`metrics_from_probabilities`."""
+def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,
+                   class_names: Sequence[str], batch_size: int = 256,
+                   progress: predictor.Progress | None = None) -> dict[str, Any]:
+    """Runs ``predict`` (a :class:`~keras_resnet_cifar.predictor.Predictor`) over a split.
+
+    Returns:
+        :func:`metrics_from_probabilities`, plus ``eval_seconds``.
+    """
     started = time.perf_counter()
-    probabilities = predict(np.asarray(images, np.uint8), batch_size)
+    images = np.asarray(images, np.uint8)
+    if progress is None:
+        probabilities = predict(images, batch_size)
+    else:
+        probabilities = predict(images, batch_size, progress=progress)
     result = metrics_from_probabilities(probabilities, labels, class_names)
     result["eval_seconds"] = time.perf_counter() - started
     return result
@@ -187,14 +137,12 @@ def write_results(result: dict[str, Any], out_dir: str | os.PathLike) -> list[Pa
 
 def read_results(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The evaluation.json of a run directory, or None when it has none."""
-    path = Path(run_dir) / RESULT_FILES[0]
-    return json.loads(path.read_text()) if path.exists() else None
+    return rundir.read_evaluation(run_dir)
 
 
 def is_current(run_dir: str | os.PathLike) -> bool:
     """Whether the run's evaluation.json is newer than its model.keras."""
-    run_dir = Path(run_dir)
-    result, model = run_dir / RESULT_FILES[0], run_dir / CHECKPOINTS["final"]
+    result, model = rundir.path(run_dir, rundir.EVALUATION), rundir.path(run_dir, rundir.MODEL)
     return (result.exists() and model.exists()
             and result.stat().st_mtime >= model.stat().st_mtime)
 
@@ -203,46 +151,52 @@ def define_flags() -> None:
     """The evaluation CLI's flags."""
     from absl import flags
 
-    flags.DEFINE_string("model_dir", None, "A run directory, a .keras file or a SavedModel.")
-    flags.DEFINE_enum("checkpoint", "final", list(CHECKPOINTS),
+    flags.DEFINE_string("model_path", None, "A run directory, a .keras file, a SavedModel "
+                        "folder or a .tflite file.")
+    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
                       "In a run directory: final (model.keras), best or last checkpoint.")
     flags.DEFINE_string("dataset", "cifar10", "cifar10 or synthetic.")
     flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (see train --helpfull).")
     flags.DEFINE_integer("synthetic_test_size", 1000, "--dataset=synthetic only.")
     flags.DEFINE_integer("batch_size", 256, "Images per prediction batch.")
+    flags.DEFINE_integer("max_images", 0, "Evaluate only the first N test images (0: all).")
+    flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
     flags.DEFINE_string("out", None, "Where to write the results (default: the run "
-                        "directory, or beside a .keras file / SavedModel).")
+                        "directory; other models are only printed without --out).")
 
 
 def main(argv):
     from absl import flags
 
-    from keras_resnet_cifar import datasets
+    from keras_resnet_cifar import cli, datasets
 
-    if len(argv) > 1:
-        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
     FLAGS = flags.FLAGS
-    if not FLAGS.model_dir:
-        raise UserError("--model_dir is required: a run directory, a .keras file or a SavedModel.")
-    file, kind = resolve_model_path(FLAGS.model_dir, FLAGS.checkpoint)
-    predict = load_predictor(FLAGS.model_dir, FLAGS.checkpoint)
+    for name, least in (("batch_size", 1), ("max_images", 0), ("synthetic_test_size", 1),
+                        ("num_threads", 1)):
+        if FLAGS[name].value < least:
+            raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
+    resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint)  # before TF loads
+    out = FLAGS.out or resolved.run_dir
+    model = predictor.load(resolved, num_threads=FLAGS.num_threads)
     data = datasets.load(FLAGS.dataset, FLAGS.data_dir,
                          synthetic_sizes=(0, FLAGS.synthetic_test_size))
-    result = evaluate_split(predict, data.test.images, data.test.labels, data.class_names,
-                            FLAGS.batch_size)
-    result.update(model=str(file), model_kind=kind, checkpoint=FLAGS.checkpoint,
-                  data_source=data.source)
-    out = FLAGS.out or (FLAGS.model_dir if Path(FLAGS.model_dir).is_dir() and kind == "keras"
-                        else Path(file).parent)
-    paths = write_results(result, out)
+    n = FLAGS.max_images or len(data.test)
+    result = evaluate_split(model, data.test.images[:n], data.test.labels[:n],
+                            data.class_names, FLAGS.batch_size,
+                            progress=cli.Progress("evaluating"))
+    result.update(model=model.describe(), data_source=data.source)
     print(format_table(result))
-    print(f"wrote {', '.join(str(p) for p in paths)}")
+    if out:
+        paths = write_results(result, out)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+    else:
+        print("(not written: give --out=FOLDER to keep the results)")
 
 
 if __name__ == "__main__":
-    from absl import app
-
-    from keras_resnet_cifar.errors import run_cli
+    from keras_resnet_cifar import cli
 
     define_flags()
-    app.run(run_cli(main))
+    cli.run(main, required={"model_path": "a run directory, a .keras file, a SavedModel "
+                                          "folder or a .tflite file"},
+            renamed=[cli.Renamed("model_dir", "model_path")])

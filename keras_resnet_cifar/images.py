@@ -8,7 +8,10 @@ Every input becomes uint8 RGB (N, 32, 32, 3), the pixels the exported models tak
   downscale) with a warning, or refused when ``strict`` is set;
 - ``.npy`` files hold one image (32, 32, 3) or a batch (N, 32, 32, 3) of uint8
   pixels, or floats already on the [0, 255] scale; (32, 32) / (N, 32, 32)
-  grayscale is also accepted.
+  grayscale is also accepted. Floats that all lie in [0, 1] are refused: that is
+  the common [0, 1]-scaled form, and the models take 0-255 pixels.
+- Images larger than :data:`MAX_PIXELS` are refused from their header, before
+  decoding, so a decompression bomb (a small file of a huge image) costs nothing.
 
 A file that cannot be read gives an :class:`ImageError` for that file only, so a
 caller can report it and go on with the others.
@@ -23,11 +26,13 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.errors import UserError, first_line
 
 SIZE = 32
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 NPY_SUFFIX = ".npy"
+# Inputs are resized to 32x32: anything beyond a large photo (about 6000x4000) is
+# refused before it is decoded (Pillow's own bomb limit is ~179 million pixels).
+MAX_PIXELS = 25_000_000
 
 
 class ImageError(UserError):
@@ -80,11 +85,17 @@ def _load_image(path: str, strict: bool) -> Loaded:
 
     try:
         with Image.open(path) as img:
+            mode, size = img.mode, img.size  # from the header: nothing decoded yet
+            if size[0] * size[1] > MAX_PIXELS:
+                raise ImageError(f"{path}: is {size[0]}x{size[1]} pixels, more than the "
+                                 f"{MAX_PIXELS:,} this tool decodes (a 32x32 model input).")
             img.load()  # decode now, so truncated files fail here
-            mode, size = img.mode, img.size
             rgb = img.convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: declares more than the {MAX_PIXELS:,} pixels this tool "
+                         f"decodes (Pillow: {first_line(e)}).") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: not a readable image ({_first_line(e)}).") from None
+        raise ImageError(f"{path}: not a readable image ({first_line(e)}).") from None
     warnings = []
     if mode not in ("RGB",):
         warnings.append(f"{path}: converted {mode} to RGB")
@@ -101,9 +112,10 @@ def _load_image(path: str, strict: bool) -> Loaded:
 
 def _load_npy(path: str) -> Loaded:
     try:
-        array = np.load(path, allow_pickle=False)
+        # Memory-mapped: a header that claims a huge array costs nothing until read.
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ImageError(f"{path}: not a readable .npy array ({_first_line(e)}).") from None
+        raise ImageError(f"{path}: not a readable .npy array ({first_line(e)}).") from None
     pixels = to_pixels(array, what=path)
     batch = array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4))
     names = tuple(f"{path}[{i}]" for i in range(len(pixels))) if batch else (path,)
@@ -114,10 +126,12 @@ def to_pixels(array: np.ndarray, what: str = "array") -> np.ndarray:
     """Checks and converts an array of images to uint8 RGB (N, 32, 32, 3).
 
     Accepts (32, 32), (32, 32, C), (N, 32, 32) and (N, 32, 32, C) with C in
-    {1, 3, 4}; uint8, or numbers on the [0, 255] scale (rounded, clipped).
+    {1, 3, 4}; uint8, or numbers on the [0, 255] scale (rounded).
 
     Raises:
-        ImageError: another shape, a non-numeric dtype or non-finite values.
+        ImageError: another shape, a non-numeric dtype, non-finite values,
+            values outside [0, 255], or floats that all lie in [0, 1] (pixels
+            scaled to [0, 1]: the models take 0-255).
     """
     a = np.asarray(array)
     if a.dtype.kind not in "uif" and a.dtype != np.bool_:
@@ -134,13 +148,17 @@ def to_pixels(array: np.ndarray, what: str = "array") -> np.ndarray:
     elif a.shape[3] == 4:
         a = a[..., :3]
     if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
+        return np.array(a, np.uint8)  # a copy (the input may be memory-mapped)
     a = a.astype(np.float64)
     if not np.isfinite(a).all():
         raise ImageError(f"{what}: holds NaN or infinite values.")
     if a.size and (a.min() < 0 or a.max() > 255):
         raise ImageError(f"{what}: values in [{a.min():g}, {a.max():g}] are not pixels "
                          "on the [0, 255] scale.")
+    if np.asarray(array).dtype.kind == "f" and a.size and 0 < a.max() <= 1:
+        raise ImageError(f"{what}: float values in [{a.min():g}, {a.max():g}] look like "
+                         "pixels scaled to [0, 1], but the models take 0-255 pixels: "
+                         "multiply by 255 (or save uint8).")
     return np.rint(a).astype(np.uint8)
 
 
@@ -155,7 +173,3 @@ def load_files(paths: Sequence[str], *, strict: bool = False
             errors.append(e)
     return loaded, errors
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -11,35 +11,46 @@ ImageNet statistics on [0, 1] pixels, so the imported model stores those
 (rescaled to [0, 255]) in its ``normalize`` layer and still takes raw pixels.
 
 Usage:
-    python -m keras_resnet_cifar.import_weights \
-        --weights=../shared/data/reference/resnet56.npz --output=resnet56_reference.keras
+    python -m keras_resnet_cifar.import_weights --weights=~/data/reference/resnet56.npz
+
+writes ``runs/reference/resnet56.keras`` (``runs/`` is not tracked by git), or
+the ``.keras`` path given as ``--out``.
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
-from keras_resnet_cifar import fileio, models
-from keras_resnet_cifar.errors import UserError, run_cli
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.errors import UserError, first_line
+
+DEFAULT_OUT = Path("runs") / "reference"  # <DEFAULT_OUT>/resnetN.keras
 
 LICENSE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
                 "Idelbayev, BSD 2-clause licence (see LICENSE.weights beside the .npz).")
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a state dict saved as ``.npz`` (no pickled objects allowed)."""
+    """Reads a state dict saved as ``.npz`` (no pickled objects allowed).
+
+    Raises:
+        UserError: no file there, or not a readable ``.npz`` of arrays.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"No weights file at {path}.")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} exists but is not a .npz weights file (not a zip archive).")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise UserError(f"No weights file at {path}.") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{path} is not a readable .npz state dict ({e}).") from None
+        raise UserError(f"{path} is not a readable .npz state dict ({first_line(e)}).") from None
 
 
 def _depth_of(state: Mapping[str, np.ndarray]) -> int:
@@ -49,7 +60,7 @@ def _depth_of(state: Mapping[str, np.ndarray]) -> int:
     return 6 * len(blocks) + 2
 
 
-def _keras_to_torch_names(spec: models.ArchSpec) -> dict[str, str]:
+def _keras_to_torch_names(spec) -> dict[str, str]:
     """Keras layer name -> PyTorch module prefix."""
     names = {"stem_conv": "conv1", "stem_bn": "bn1", "logits": "linear"}
     for s in range(1, 4):
@@ -66,6 +77,8 @@ def reference_model(state: Mapping[str, np.ndarray]):
     Raises:
         UserError: keys missing or left over, or shapes that do not fit.
     """
+    from keras_resnet_cifar import models  # Keras: only once the flags are checked
+
     depth = _depth_of(state)
     model = models.build_model(f"resnet{depth}", mean=models.IMAGENET_MEAN,
                                std=models.IMAGENET_STD)
@@ -115,6 +128,8 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
     """
     if any(layer.name.endswith("_shortcut_conv") for layer in model.layers):
         raise ValueError("Option-B shortcuts have no counterpart in the reference network.")
+    from keras_resnet_cifar import models
+
     spec = models.parse_name(model.name)
     state = {}
     for keras_name, torch_name in _keras_to_torch_names(spec).items():
@@ -130,22 +145,29 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("weights", None, "Reference state dict, resnetN.npz.", required=True)
-    flags.DEFINE_string("output", None, "Where to write the .keras model.", required=True)
+    flags.DEFINE_string("weights", None, "Reference state dict, resnetN.npz.")
+    flags.DEFINE_string("out", None, f"Where to write the .keras model (default: "
+                        f"{DEFAULT_OUT}/<resnetN>.keras).")
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
+    if FLAGS.out and not FLAGS.out.endswith(".keras"):
+        raise UserError(f"--out must end in .keras, got {FLAGS.out!r}.")
     state = load_state_dict(FLAGS.weights)
+    out = Path(FLAGS.out) if FLAGS.out else DEFAULT_OUT / f"resnet{_depth_of(state)}.keras"
+    from keras_resnet_cifar import fileio, models  # Keras loads here
+
     model = reference_model(state)
-    with fileio.atomic_path(FLAGS.output) as tmp:
+    with fileio.atomic_path(out) as tmp:
         model.save(tmp)
-    logging.info("%s", LICENSE_NOTE)
-    print(f"wrote {FLAGS.output}: {model.name}, "
+    print(f"wrote {out}: {model.name}, "
           f"{models.count_trainable_params(model):,} trainable parameters")
+    print(LICENSE_NOTE)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(run_cli(main))
+    cli.run(main, required={"weights": "the reference weights, resnetN.npz"},
+            renamed=[cli.Renamed("output", "out")])

@@ -32,3 +32,17 @@ def top_k(probabilities: np.ndarray, class_names: Sequence[str],
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     return [[(class_names[j], float(p[j])) for j in row]
             for row, p in zip(order, probabilities)]
+
+
+def format_ranked(predictions: Sequence[dict]) -> str:
+    """One line per image: its name, then its top classes with probabilities.
+
+    Args:
+        predictions: {"input": name, "top": [{"class": str, "probability": float}]}
+            per image, as ``predict`` and ``serving_client`` make them.
+    """
+    width = max((len(p["input"]) for p in predictions), default=0)
+    return "\n".join(
+        f"{p['input']:<{width}}  " + "  ".join(f"{t['class']} {100 * t['probability']:5.1f}%"
+                                               for t in p["top"])
+        for p in predictions)

@@ -46,9 +46,6 @@ CIFAR10_STD = (62.993, 62.089, 66.705)
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
-
 # Which weights weight decay applies to (build_model's weight_decay_scope).
 WEIGHT_DECAY_SCOPES = ("all", "kernels")
 

@@ -58,7 +58,8 @@ def latency_ms(predict: Predict, image: np.ndarray, *, warmup: int = 10,
 
 
 def report(reference: np.ndarray, variants: Mapping[str, dict], images: np.ndarray,
-           labels: np.ndarray | None, *, latency_runs: int = 100) -> dict:
+           labels: np.ndarray | None, *, latency_runs: int = 100,
+           progress: Callable[[str], None] | None = None) -> dict:
     """The parity report of several exported variants against the reference.
 
     Args:
@@ -69,6 +70,7 @@ def report(reference: np.ndarray, variants: Mapping[str, dict], images: np.ndarr
         images: uint8 (N, 32, 32, 3).
         labels: (N,) or None.
         latency_runs: timed batch-1 calls per variant (0 skips latency).
+        progress: called with each variant's name before it is measured.
 
     Returns:
         {"images": N, "variants": {name: compare(...) + size_bytes, file,
@@ -76,6 +78,8 @@ def report(reference: np.ndarray, variants: Mapping[str, dict], images: np.ndarr
     """
     out = {}
     for name, v in variants.items():
+        if progress:
+            progress(name)
         row = compare(reference, np.asarray(v["predict"](images)), labels)
         row["size_bytes"] = v.get("size_bytes")
         row["file"] = v.get("file")

@@ -21,13 +21,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet_cifar.errors import UserError
-
-DEFAULT_SIGNATURE = "serving_default"
-FLOAT_SIGNATURE = "serving_float32"
-INPUT_KEY = "image"
-OUTPUT_KEYS = ("probabilities", "class_id", "class_name")
-IMAGE_SHAPE = (None, 32, 32, 3)
+from keras_resnet_cifar.contract import (DEFAULT_SIGNATURE, FLOAT_SIGNATURE, IMAGE_SHAPE,
+                                         INPUT_KEY, OUTPUT_KEYS)
+from keras_resnet_cifar.errors import UserError, first_line
 
 
 def _check(model: keras.Model, class_names: Sequence[str]) -> None:
@@ -51,8 +47,7 @@ def build_archive(model: keras.Model, class_names: Sequence[str]) -> keras.expor
     def classify(pixels):
         probabilities = tf.cast(model(pixels, training=False), tf.float32)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        return {"probabilities": probabilities, "class_id": class_id,
-                "class_name": tf.gather(names, class_id)}
+        return dict(zip(OUTPUT_KEYS, (probabilities, class_id, tf.gather(names, class_id))))
 
     def serve_uint8(image):
         return classify(tf.cast(image, tf.float32))
@@ -92,8 +87,7 @@ class SavedModelClassifier:
         try:
             self._loaded = tf.saved_model.load(os.fspath(path))
         except (OSError, ValueError, tf.errors.OpError) as e:
-            raise UserError(f"{path} is not a loadable SavedModel "
-                            f"({str(e).strip().splitlines()[0]}).") from None
+            raise UserError(f"{path} is not a loadable SavedModel ({first_line(e)}).") from None
         self._signature = self._loaded.signatures.get(DEFAULT_SIGNATURE)
         if (self._signature is None
                 or INPUT_KEY not in self._signature.structured_input_signature[1]):
@@ -104,7 +98,7 @@ class SavedModelClassifier:
         """Probabilities (N, C) of uint8 pixels (N, 32, 32, 3), in batches."""
         pixels = np.asarray(pixels, np.uint8)
         parts = [self._signature(image=tf.constant(pixels[i:i + batch_size]))
-                 ["probabilities"].numpy() for i in range(0, len(pixels), batch_size)]
+                 [OUTPUT_KEYS[0]].numpy() for i in range(0, len(pixels), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
     __call__ = predict

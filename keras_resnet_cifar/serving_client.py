@@ -18,27 +18,33 @@ several named outputs:
 ``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
 supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status.
 Only the standard library and numpy are used.
+
+``--timeout`` bounds the whole request, from connecting to the last byte of the
+answer: a server that trickles its answer cannot hold the client longer.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import socket
 import sys
-import urllib.error
-import urllib.request
+import threading
+import time
+import urllib.parse
 from typing import Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from keras_resnet_cifar import cli
 from keras_resnet_cifar import images as images_lib
-from keras_resnet_cifar import predict as predict_lib
-from keras_resnet_cifar.errors import UserError, run_cli
-from keras_resnet_cifar.labels import CIFAR10_CLASSES, top_k
+from keras_resnet_cifar.contract import INPUT_KEY, OUTPUT_KEYS
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.labels import CIFAR10_CLASSES, format_ranked, top_k
 
-INPUT_KEY = "image"
-OUTPUT_KEYS = ("probabilities", "class_id", "class_name")
+MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
 
 
 def predict_url(base_url: str, model_name: str, version: int | None = None) -> str:
@@ -87,14 +93,42 @@ def parse_response(body: dict, count: int) -> list[dict]:
     if not isinstance(rows, list) or len(rows) != count:
         raise UserError(f"TF Serving answered {len(rows) if isinstance(rows, list) else 'no'} "
                         f"predictions for {count} images.")
-    for row in rows:
+    for i, row in enumerate(rows):
         if not isinstance(row, dict) or any(k not in row for k in OUTPUT_KEYS):
             raise UserError("TF Serving's predictions are not objects with "
                             f"{', '.join(OUTPUT_KEYS)}: is this model's signature the "
                             "one keras_resnet_cifar.export writes?")
+        _check_row(row, i, width=_width(rows[0]))
     return [{"probabilities": [float(p) for p in row["probabilities"]],
              "class_id": int(row["class_id"]), "class_name": str(row["class_name"])}
             for row in rows]
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _width(row: dict) -> int | None:
+    p = row.get("probabilities") if isinstance(row, dict) else None
+    return len(p) if isinstance(p, list) else None
+
+
+def _check_row(row: dict, i: int, width: int | None) -> None:
+    """Raises UserError unless ``row`` holds a list of numbers, an int and a string."""
+    p = row["probabilities"]
+    if not isinstance(p, list) or not p or not all(_is_number(v) for v in p):
+        raise UserError(f"TF Serving's prediction {i} has probabilities that are not a "
+                        "list of finite numbers.")
+    if len(p) != width:
+        raise UserError(f"TF Serving's predictions are ragged: prediction {i} has {len(p)} "
+                        f"probabilities, prediction 0 has {width}.")
+    class_id = row["class_id"]
+    if not (_is_number(class_id) and float(class_id).is_integer() and 0 <= class_id < len(p)):
+        raise UserError(f"TF Serving's prediction {i} has class_id {str(class_id)[:40]!r}, "
+                        f"not an integer in [0, {len(p)}).")
+    if not isinstance(row["class_name"], str):
+        raise UserError(f"TF Serving's prediction {i} has a class_name that is not a string.")
 
 
 def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
@@ -109,22 +143,13 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
         UserError: the server is unreachable, times out, or answers an error
             or something that is not a predict response.
     """
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, got {timeout}.")
     url = predict_url(base_url, model_name, version)
     data = json.dumps(build_request(pixels, signature=signature, columnar=columnar)).encode()
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as e:
-        raise UserError(f"TF Serving at {url} answered HTTP {e.code}: "
-                        f"{_error_message(e.read())}") from None
-    except urllib.error.URLError as e:
-        raise UserError(f"Cannot reach TF Serving at {url}: {e.reason}.") from None
-    except (socket.timeout, TimeoutError):
-        raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
-    except OSError as e:  # connection reset mid-answer and the like
-        raise UserError(f"The connection to TF Serving at {url} failed: {e}.") from None
+    status, raw = _post(url, data, timeout)
+    if status >= 400:
+        raise UserError(f"TF Serving at {url} answered HTTP {status}: {_error_message(raw)}")
     try:
         body = json.loads(raw)
     except ValueError:
@@ -132,10 +157,68 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
     return parse_response(body, len(pixels))
 
 
+def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
+    """POSTs ``data`` as JSON; (status, body). The whole exchange ends within ``timeout``.
+
+    A watchdog shuts the connection down when the deadline passes, which ends any
+    read or write in progress, however slowly the server sends.
+    """
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    deadline = time.monotonic() + timeout
+    conn = kind(parts.hostname, parts.port, timeout=timeout)
+    expired = threading.Event()
+
+    def stop():
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(timeout, stop)
+    watchdog.daemon = True
+    watchdog.start()
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        chunks, size = [], 0
+        while True:
+            chunk = response.read1(1 << 16) if hasattr(response, "read1") else response.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise UserError(f"TF Serving at {url} answered more than "
+                                f"{MAX_ANSWER_BYTES >> 20} MB; stopped reading.")
+            if time.monotonic() > deadline:
+                raise TimeoutError
+        if expired.is_set():
+            raise TimeoutError
+        return response.status, b"".join(chunks)
+    except (socket.timeout, TimeoutError):
+        raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
+    except ConnectionRefusedError:
+        raise UserError(f"Cannot reach TF Serving at {url}: connection refused.") from None
+    except (OSError, http.client.HTTPException) as e:
+        if expired.is_set():
+            raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
+        if isinstance(e, socket.gaierror):
+            raise UserError(f"Cannot reach TF Serving at {url}: {e.strerror or e}.") from None
+        raise UserError(f"The connection to TF Serving at {url} failed: {e}.") from None
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
 def _error_message(raw: bytes) -> str:
     try:
         return str(json.loads(raw)["error"]).strip().splitlines()[0]
-    except (ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         text = raw.decode("utf-8", "replace").strip()
         return text.splitlines()[0][:200] if text else "(empty body)"
 
@@ -154,11 +237,12 @@ def rank(results: Sequence[dict], names: Sequence[str], k: int) -> list[dict]:
 
 def define_flags() -> None:
     flags.DEFINE_string("url", "http://localhost:8501", "TF Serving's REST address.")
-    flags.DEFINE_string("model_name", None, "TF Serving MODEL_NAME.", required=True)
+    flags.DEFINE_string("model_name", None, "TF Serving MODEL_NAME.")
     flags.DEFINE_integer("model_version", None, "A specific version; default: the latest.")
     flags.DEFINE_string("signature", None, "Signature name; default: serving_default.")
     flags.DEFINE_boolean("columnar", False, "Send the columnar 'inputs' form.")
-    flags.DEFINE_float("timeout", 30.0, "Seconds to wait for the answer.")
+    flags.DEFINE_float("timeout", 30.0, "Seconds the whole request may take, from "
+                       "connecting to the last byte of the answer.")
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
     flags.DEFINE_integer("top_k", 3, "How many classes to show per image.")
     flags.DEFINE_boolean("strict", False, "Refuse images that are not 32x32.")
@@ -168,6 +252,14 @@ def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) < 2:
         raise UserError("Nothing to classify: give image or .npy files.")
+    if not (math.isfinite(FLAGS.timeout) and FLAGS.timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, got {FLAGS.timeout}.")
+    if FLAGS.top_k < 1:
+        raise UserError(f"--top_k must be >= 1, got {FLAGS.top_k}.")
+    if FLAGS.model_version is not None and FLAGS.model_version < 1:
+        raise UserError(f"--model_version must be a positive integer, got "
+                        f"{FLAGS.model_version}.")
+    predict_url(FLAGS.url, FLAGS.model_name)  # checks the address before reading images
     loaded, errors = images_lib.load_files(argv[1:], strict=FLAGS.strict)
     for item in loaded:
         for warning in item.warnings:
@@ -185,7 +277,7 @@ def main(argv):
         print(json.dumps({"predictions": predictions, "errors": [str(e) for e in errors]},
                          indent=2))
     elif predictions:
-        print(predict_lib.format_table(predictions))
+        print(format_ranked(predictions))
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     if errors:
@@ -194,4 +286,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(run_cli(main))
+    cli.run(main, takes_files=True, required={"model_name": "TF Serving's MODEL_NAME"})

@@ -10,11 +10,14 @@ raw RGB pixels (the model's ``normalize`` layer is part of the graph):
                    float32 probabilities out
 
 The conversion follows Keras' own LiteRT export: an ExportArchive SavedModel,
-then ``tf.lite.TFLiteConverter.from_saved_model``.
+then ``tf.lite.TFLiteConverter.from_saved_model``. A SavedModel written by
+:mod:`keras_resnet_cifar.serving` converts too, through its ``serving_float32``
+signature (its probabilities only).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from typing import Iterator
 
@@ -22,18 +25,30 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_resnet_cifar import contract
 from keras_resnet_cifar.errors import UserError
 
-VARIANTS = ("float32", "dynamic_range", "int8")
+VARIANTS = contract.TFLITE_VARIANTS
 _ENDPOINT = "serve"
 
 
-def _saved_model(model: keras.Model, folder: str) -> None:
+def _saved_model(model: keras.Model | str | os.PathLike, folder: str) -> None:
+    """Writes a SavedModel with one endpoint, image -> probabilities, into ``folder``."""
+    spec = tf.TensorSpec((None, 32, 32, 3), tf.float32, name=contract.INPUT_KEY)
+    if not isinstance(model, keras.Model):  # an exported SavedModel
+        module = tf.Module()
+        module.loaded = tf.saved_model.load(os.fspath(model))
+        signature = module.loaded.signatures[contract.FLOAT_SIGNATURE]
+        module.serve = tf.function(
+            lambda image: {"probabilities": signature(image=image)["probabilities"]},
+            input_signature=[spec])
+        tf.saved_model.save(module, folder, signatures={_ENDPOINT: module.serve})
+        return
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         _ENDPOINT, lambda image: {"probabilities": model(image, training=False)},
-        input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image")])
+        input_signature=[spec])
     archive.write_out(folder, verbose=False)
 
 
@@ -46,17 +61,21 @@ def representative_images(images: np.ndarray, count: int = 500,
     return images[np.sort(rng.choice(len(images), min(count, len(images)), replace=False))]
 
 
-def convert(model: keras.Model, variant: str,
-            calibration: np.ndarray | None = None) -> bytes:
+def convert(model: keras.Model | str | os.PathLike, variant: str,
+            calibration: np.ndarray | None = None, *,
+            workdir: str | os.PathLike | None = None) -> bytes:
     """Converts ``model`` (raw pixels in, probabilities out) to TFLite.
 
     Args:
-        model: a Keras model taking (None, 32, 32, 3) pixels on [0, 255].
+        model: a Keras model taking (None, 32, 32, 3) pixels on [0, 255], or
+            the folder of a SavedModel written by ``serving.save``.
         variant: one of :data:`VARIANTS`.
         calibration: for ``int8``, uint8 images (N, 32, 32, 3) that go through
             the model to calibrate the activation ranges (a few hundred training
             images). They should contain both 0 and 255 pixel values so that the
             uint8 input is the identity on raw pixels.
+        workdir: where the converter's scratch folder goes (default: the
+            system's temporary folder). It is removed on any exception.
 
     Returns:
         The ``.tflite`` flatbuffer.
@@ -69,7 +88,7 @@ def convert(model: keras.Model, variant: str,
                         f"{', '.join(VARIANTS)}.")
     if variant == "int8" and (calibration is None or len(calibration) == 0):
         raise UserError("The int8 TFLite model needs calibration images.")
-    with tempfile.TemporaryDirectory(prefix="krc_tflite_") as folder:
+    with tempfile.TemporaryDirectory(prefix="krc_tflite_", dir=workdir) as folder:
         _saved_model(model, folder)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder, [_ENDPOINT])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -88,15 +107,9 @@ def _calibration_feed(images: np.ndarray) -> Iterator[list[np.ndarray]]:
         yield [image[None].astype(np.float32)]
 
 
-def convert_all(model: keras.Model, variants=VARIANTS,
-                calibration: np.ndarray | None = None) -> dict[str, bytes]:
-    """``{variant: .tflite bytes}`` for each of ``variants``."""
-    return {v: convert(model, v, calibration) for v in variants}
-
-
 def file_name(variant: str) -> str:
     """The file name of a variant inside an export: ``model_<variant>.tflite``."""
-    return f"model_{variant}.tflite"
+    return contract.tflite_file(variant)
 
 
 def ops_used(tflite_bytes: bytes) -> list[str]:

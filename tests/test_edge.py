@@ -15,6 +15,7 @@ from PIL import Image
 
 from keras_resnet_cifar import datasets, edge, models, tflite
 from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -26,7 +27,8 @@ _BLOCKER = textwrap.dedent("""
     class _NoTensorFlow(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in ("tensorflow", "keras", "tf_keras", "jax", "torch"):
-                raise ImportError(f"{name} is not installed on this edge device")
+                raise ModuleNotFoundError(f"{name} is not installed on this edge device",
+                                          name=name)
             return None
 
     sys.meta_path.insert(0, _NoTensorFlow())
@@ -35,13 +37,23 @@ _BLOCKER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """(folder, Keras model, pixels) with model_float32.tflite and model_int8.tflite."""
+    """(folder, Keras model, pixels) with model_float32.tflite and model_int8.tflite.
+
+    The model is trained a little on synthetic data, so that its answers are
+    confident and differ between images: an int8 model that is wrong shows.
+    """
+    import keras
+
     folder = tmp_path_factory.mktemp("edge")
-    model = models.build_model("resnet8")
-    data = datasets.synthetic(64, 32, seed=2)
+    data = datasets.synthetic(512, 200, seed=2)
+    keras.utils.set_random_seed(0)
+    model = models.build_model("resnet8", weight_decay=0)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+    model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=64,
+              epochs=3, verbose=0)
     (folder / "model_float32.tflite").write_bytes(tflite.convert(model, "float32"))
     (folder / "model_int8.tflite").write_bytes(
-        tflite.convert(model, "int8", data.train.images))
+        tflite.convert(model, "int8", data.train.images[:200]))
     return folder, model, data.test.images
 
 
@@ -52,18 +64,27 @@ def test_float_model_matches_keras(tiny):
     for batch_size in (1, 7, 64):  # resizing and the padded last batch
         np.testing.assert_allclose(runner.predict(pixels, batch_size=batch_size), expected,
                                    atol=1e-5)
-    assert runner.class_names == models.CIFAR10_CLASSES
+    assert runner.class_names == CIFAR10_CLASSES
     assert runner.input_dtype == np.float32
 
 
-def test_int8_model_takes_raw_uint8_pixels(tiny):
+def test_int8_model_takes_raw_uint8_pixels_and_agrees_with_keras(tiny):
     folder, model, pixels = tiny
     runner = edge.TFLiteClassifier(folder / "model_int8.tflite")
     assert runner.input_dtype == np.uint8
     assert runner._input["quantization"] == (1.0, 0)
     probabilities = runner.predict(pixels)
-    assert probabilities.shape == (32, 10) and probabilities.dtype == np.float32
-    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=0.05)
+    assert probabilities.shape == (200, 10) and probabilities.dtype == np.float32
+    expected = model.predict(pixels.astype(np.float32), verbose=0)
+    # The trained model is not guessing: its answers spread over the classes.
+    assert len(set(expected.argmax(1))) >= 5 and expected.max(1).mean() > 0.5
+    agreement = np.mean(probabilities.argmax(1) == expected.argmax(1))
+    assert agreement >= 0.95, agreement
+    assert np.abs(probabilities - expected).mean() < 0.02
+    # Pixels scaled as the int8 model does not expect (e.g. [0, 1]) break it: the
+    # check above would see a wrong input quantisation.
+    wrong = runner.predict((pixels // 255).astype(np.uint8))
+    assert np.mean(wrong.argmax(1) == expected.argmax(1)) < agreement
 
 
 def test_without_xnnpack_gives_the_same_answers(tiny):
@@ -116,7 +137,8 @@ def test_edge_path_runs_with_tensorflow_unimportable(tiny, tmp_path):
     (tmp_path / "run.py").write_text(_EDGE_SCRIPT)
     Image.fromarray(pixels[0]).save(tmp_path / "a.png")
     np.save(tmp_path / "b.npy", pixels[:3])
-    env = {**ENV, "PYTHONPATH": str(tmp_path / "block")}
+    repo = str(Path(__file__).resolve().parents[1])  # this checkout's package
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path / "block"), repo])}
     for model_file in ("model_float32.tflite", "model_int8.tflite"):
         done = subprocess.run([sys.executable, str(tmp_path / "run.py"),
                                str(folder / model_file), str(tmp_path / "a.png")],
@@ -129,13 +151,24 @@ def test_edge_path_runs_with_tensorflow_unimportable(tiny, tmp_path):
             np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
     # The predict CLI too, on a .tflite, with files of both kinds.
     done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.predict",
-                           f"--model={folder / 'model_int8.tflite'}", "--num_threads=2",
+                           f"--model_path={folder / 'model_int8.tflite'}", "--num_threads=2",
                            "--json", "a.png", "b.npy"],
                           env=env, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
     assert [p["input"] for p in out["predictions"]] == ["a.png", "b.npy[0]", "b.npy[1]",
                                                          "b.npy[2]"]
+    # A SavedModel (or a .keras file) needs TensorFlow: one line that says so and names
+    # the alternative.
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
+    done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.predict",
+                           f"--model_path={tmp_path / 'sm'}", "a.png"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'sm'} is a SavedModel, which needs TensorFlow (not installed "
+        "here); a .tflite model (e.g. model_int8.tflite of an export) runs without it."]
     # The blocker works: TensorFlow really is unimportable there.
     blocked = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env,
                              capture_output=True, text=True)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet_cifar import datasets, evaluate, models, serving
+from keras_resnet_cifar import datasets, evaluate, models, predictor, serving
 from keras_resnet_cifar.errors import UserError
 
 CLASSES = ("a", "b", "c")
@@ -79,35 +79,58 @@ def test_keras_file_and_saved_model_give_the_same_probabilities(trained, tmp_pat
     images = data.test.images[:16]
     from_file = evaluate.load_predictor(run / "model.keras")(images)
     serving.save(model, tmp_path / "sm", data.class_names)
-    assert evaluate.resolve_model_path(tmp_path / "sm")[1] == "saved_model"
+    assert predictor.resolve(tmp_path / "sm").kind == "saved_model"
     from_saved_model = evaluate.load_predictor(tmp_path / "sm")(images)
     np.testing.assert_allclose(from_file, from_saved_model, atol=1e-5)
 
 
 def test_unusable_paths_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="No run directory"):
-        evaluate.resolve_model_path(tmp_path / "missing")
+        evaluate.load_predictor(tmp_path / "missing")
     with pytest.raises(UserError, match="has no model.keras"):
-        evaluate.resolve_model_path(tmp_path)
+        evaluate.load_predictor(tmp_path)
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(UserError, match="not a .keras file"):
-        evaluate.resolve_model_path(tmp_path / "notes.txt")
+    with pytest.raises(UserError, match="is not a model"):
+        evaluate.load_predictor(tmp_path / "notes.txt")
     with pytest.raises(UserError, match="Unknown --checkpoint"):
-        evaluate.resolve_model_path(tmp_path, "middle")
+        evaluate.load_predictor(tmp_path, "middle")
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate", *args],
+                          capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.mark.slow
 def test_cli_evaluates_and_prints_a_table(trained, tmp_path):
-    run, _, _ = trained
-    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate",
-                        f"--model_dir={run}", "--dataset=synthetic",
-                        "--synthetic_test_size=64", f"--out={tmp_path}"],
-                       capture_output=True, text=True)
+    run, model, _ = trained
+    r = _cli(f"--model_path={run}", "--dataset=synthetic", "--synthetic_test_size=64",
+             f"--out={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "test accuracy" in r.stdout and "truck" in r.stdout
+    assert "evaluating: 64/64 images (100%)" in r.stderr
     saved = json.loads((tmp_path / "evaluation.json").read_text())
-    assert saved["images"] == 64 and saved["model_kind"] == "keras"
-    bad = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate",
-                          f"--model_dir={tmp_path / 'nothing'}"], capture_output=True, text=True)
+    assert saved["images"] == 64 and saved["model"]["kind"] == "keras"
+    assert saved["model"]["run_dir"] == str(run)
+    data = datasets.synthetic(0, 64, seed=0)
+    expected = model.predict(data.test.images.astype(np.float32), verbose=0).argmax(1)
+    assert saved["accuracy"] == pytest.approx(np.mean(expected == data.test.labels))
+    bad = _cli(f"--model_dir={tmp_path / 'nothing'}")
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: No run directory")
+    assert bad.stderr.strip().splitlines() == [
+        "warning: --model_dir is now --model_path; the old spelling still works for now.",
+        f"error: No run directory, .keras file, SavedModel or .tflite file at "
+        f"{tmp_path / 'nothing'}."]
+
+
+@pytest.mark.slow
+def test_cli_never_writes_into_an_export(trained, tmp_path):
+    """A SavedModel version folder is what TF Serving polls: evaluate only prints there."""
+    _, model, data = trained
+    serving.save(model, tmp_path / "1", data.class_names)
+    before = sorted(p.name for p in (tmp_path / "1").iterdir())
+    r = _cli(f"--model_path={tmp_path / '1'}", "--dataset=synthetic",
+             "--synthetic_test_size=32", "--max_images=20")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "on 20 images" in r.stdout and "not written: give --out" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "1").iterdir()) == before

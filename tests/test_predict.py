@@ -1,19 +1,22 @@
-"""Image loading and the predict CLI on PNG/JPEG/.npy/corrupt inputs."""
+"""Image loading, the predictor interface and the predict CLI on good and hostile inputs."""
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resnet_cifar import datasets, images, models, predict, tflite
+from keras_resnet_cifar import datasets, images, models, predict, predictor, tflite
 from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -31,7 +34,8 @@ def models_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     model = models.build_model("resnet8")
     (folder / "model.tflite").write_bytes(tflite.convert(model, "float32"))
-    serving.save(model, folder / "saved", models.CIFAR10_CLASSES)
+    serving.save(model, folder / "saved", CIFAR10_CLASSES)
+    model.save(folder / "model.keras")
     return folder, model
 
 
@@ -86,28 +90,95 @@ def test_load_file_errors(files, tmp_path):
     assert images.load_file(tmp_path / "single.npy").names == (str(tmp_path / "single.npy"),)
 
 
-def test_classify_and_score(models_dir, pixels):
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A tiny PNG file that declares a huge image (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_hostile_images_are_refused_per_file(tmp_path, pixels):
+    _png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    with pytest.raises(images.ImageError, match="more than the 25,000,000 pixels"):
+        images.load_file(tmp_path / "bomb.png")  # Pillow's own bomb check, at open
+    _png_header_only(tmp_path / "wide.png", images.MAX_PIXELS + 1, 1)
+    with pytest.raises(images.ImageError, match="25000001x1 pixels, more than"):
+        images.load_file(tmp_path / "wide.png")  # below Pillow's limit, above ours
+    np.save(tmp_path / "unit.npy", pixels[:2].astype(np.float32) / 255)
+    with pytest.raises(images.ImageError, match="multiply by 255"):
+        images.load_file(tmp_path / "unit.npy")
+    # Floats on the 0-255 scale are pixels; an all-black float image is too.
+    np.save(tmp_path / "scaled.npy", pixels[:2].astype(np.float32))
+    np.testing.assert_array_equal(images.load_file(tmp_path / "scaled.npy").pixels, pixels[:2])
+    np.save(tmp_path / "black.npy", np.zeros((32, 32, 3), np.float32))
+    assert images.load_file(tmp_path / "black.npy").pixels.max() == 0
+    Image.fromarray(pixels[0]).save(tmp_path / "a.png")
+    loaded, errors = images.load_files([tmp_path / "bomb.png", tmp_path / "a.png",
+                                        tmp_path / "unit.npy"])
+    assert [item.path for item in loaded] == [str(tmp_path / "a.png")]
+    assert len(errors) == 2
+
+
+def test_every_kind_of_model_gives_the_same_answers(models_dir, pixels):
     folder, model = models_dir
     expected = model.predict(pixels.astype(np.float32), verbose=0)
-    for path in (folder / "model.tflite", folder / "saved"):
-        classifier = predict.load_classifier(path)
+    for path, kind in ((folder / "model.tflite", "tflite"), (folder / "saved", "saved_model"),
+                       (folder / "model.keras", "keras")):
+        loaded_model = predictor.load(path)
+        assert loaded_model.kind == kind and loaded_model.describe()["kind"] == kind
+        seen = []
+        probabilities = loaded_model.predict(pixels, batch_size=3,
+                                             progress=lambda d, t: seen.append((d, t)))
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+        assert seen == [(3, 8), (6, 8), (8, 8)]
         loaded = [images.Loaded("x.npy", tuple(f"x[{i}]" for i in range(8)), pixels)]
-        result = predict.classify(classifier, loaded, k=2)
+        result = predict.classify(loaded_model, loaded, k=2)
         assert [r["top"][0]["class"] for r in result] == [
-            models.CIFAR10_CLASSES[i] for i in expected.argmax(1)]
+            CIFAR10_CLASSES[i] for i in expected.argmax(1)]
         assert result[0]["top"][0]["probability"] == pytest.approx(expected[0].max(), abs=1e-5)
-        labels = expected.argmax(1)
-        assert predict.score(classifier, pixels, labels)["accuracy"] == 1.0
+
+
+def test_score_counts_right_and_wrong_answers(models_dir, pixels):
+    folder, model = models_dir
+    predicted = model.predict(pixels.astype(np.float32), verbose=0).argmax(1)
+    labels = predicted.copy()
+    labels[[1, 4, 6]] = (labels[[1, 4, 6]] + 1) % 10  # three wrong labels of eight
+    scored = predict.score(predictor.load(folder / "model.tflite"), pixels, labels)
+    assert scored == {"images": 8, "correct": 5, "accuracy": 5 / 8}
 
 
 def test_bad_model_paths(tmp_path):
-    with pytest.raises(UserError, match="No model at"):
-        predict.load_classifier(tmp_path / "nope")
-    with pytest.raises(UserError, match="neither a SavedModel"):
-        predict.load_classifier(tmp_path)
+    with pytest.raises(UserError, match="No run directory, .keras file, SavedModel"):
+        predictor.load(tmp_path / "nope")
+    with pytest.raises(UserError, match="has no model.keras and no saved_model.pb"):
+        predictor.load(tmp_path)
     (tmp_path / "w.h5").write_text("x")
-    with pytest.raises(UserError, match="neither a SavedModel"):
-        predict.load_classifier(tmp_path / "w.h5")
+    with pytest.raises(UserError, match="is not a model: expected a run directory"):
+        predictor.load(tmp_path / "w.h5")
+    (tmp_path / "junk.keras").write_text("x")
+    with pytest.raises(UserError, match="exists but is not a .keras model"):
+        predictor.load(tmp_path / "junk.keras")
+    (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
+    with pytest.raises(UserError, match="not a loadable TFLite model"):
+        predictor.load(tmp_path / "junk.tflite")
+    with pytest.raises(UserError, match="Unknown --checkpoint"):
+        predictor.resolve(tmp_path, "middle")
+
+
+def test_checkpoints_of_a_run_directory(models_dir, tmp_path):
+    folder, _ = models_dir
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.keras").write_bytes((folder / "model.keras").read_bytes())
+    best = predictor.resolve(tmp_path, "best")
+    assert (best.kind, best.run_dir, best.file) == ("keras", tmp_path,
+                                                    tmp_path / "checkpoints" / "best.keras")
+    with pytest.raises(UserError, match="has no model.keras .*--checkpoint=last"):
+        predictor.resolve(tmp_path)
+    with pytest.raises(UserError, match="applies to run directories"):
+        predictor.resolve(folder / "model.tflite", "best")
 
 
 def _cli(*args, cwd):
@@ -118,18 +189,20 @@ def _cli(*args, cwd):
 @pytest.mark.slow
 def test_cli_scores_good_files_and_reports_bad_ones(models_dir, files):
     folder, _ = models_dir
-    done = _cli(f"--model={folder / 'model.tflite'}", "--json", "a.png", "b.jpg",
-                "batch.npy", "corrupt.png", "big.png", "missing.png", cwd=files)
+    _png_header_only(files / "bomb.png", 20000, 20000)
+    done = _cli(f"--model_path={folder / 'model.tflite'}", "--json", "a.png", "b.jpg",
+                "batch.npy", "corrupt.png", "big.png", "missing.png", "bomb.png", cwd=files)
     assert done.returncode == 1  # some failed
     out = json.loads(done.stdout)
     assert [p["input"] for p in out["predictions"]] == [
         "a.png", "b.jpg", "batch.npy[0]", "batch.npy[1]", "batch.npy[2]", "big.png"]
     assert len(out["predictions"][0]["top"]) == 3
     errors = [l for l in done.stderr.splitlines() if l.startswith("error: ")]
-    assert len(errors) == 2 and "corrupt.png" in errors[0] and "missing.png" in errors[1]
+    assert len(errors) == 3 and "corrupt.png" in errors[0] and "missing.png" in errors[1]
+    assert "bomb.png: declares more than" in errors[2]
     assert "warning: big.png: resized" in done.stderr and "Traceback" not in done.stderr
     # --strict turns the resize into an error; the table format.
-    strict = _cli(f"--model={folder / 'model.tflite'}", "--strict", "a.png", "big.png",
+    strict = _cli(f"--model_path={folder / 'model.tflite'}", "--strict", "a.png", "big.png",
                   cwd=files)
     assert strict.returncode == 1 and "--strict" in strict.stderr
     assert strict.stdout.startswith("a.png") and "%" in strict.stdout
@@ -138,15 +211,25 @@ def test_cli_scores_good_files_and_reports_bad_ones(models_dir, files):
 @pytest.mark.slow
 def test_cli_on_saved_model_and_dataset(models_dir, files):
     folder, _ = models_dir
-    done = _cli(f"--model={folder / 'saved'}", "a.png", "b.jpg", cwd=files)
+    done = _cli(f"--model_path={folder / 'saved'}", "a.png", "b.jpg", cwd=files)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("a.png") and "\nb.jpg" in done.stdout
-    scored = _cli(f"--model={folder / 'model.tflite'}", "--dataset=synthetic",
+    scored = _cli(f"--model_path={folder / 'model.tflite'}", "--dataset=synthetic",
                   "--max_images=500", "--json", cwd=files)
     assert scored.returncode == 0, scored.stderr[-2000:]
     score = json.loads(scored.stdout)["score"]
-    assert score["images"] == 500 and 0 <= score["accuracy"] <= 1
-    bad = _cli(f"--model={files / 'notes.txt'}", "a.png", cwd=files)
+    # The same images scored here: datasets.synthetic is deterministic.
+    test = datasets.load("synthetic", None, synthetic_sizes=(0, 10000)).test
+    expected = predict.score(predictor.load(folder / "model.tflite"), test.images[:500],
+                             test.labels[:500])
+    assert score == {"dataset": "synthetic", "split": "test", **expected}
+    assert "scoring synthetic test images: 500/500 images (100%)" in scored.stderr
+    bad = _cli(f"--model_path={files / 'notes.txt'}", "a.png", cwd=files)
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "neither a SavedModel" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == (
+        f"error: {files / 'notes.txt'} is not a model: expected a run directory, a .keras "
+        "file, a SavedModel folder or a .tflite file.")
+    old = _cli(f"--model={folder / 'model.tflite'}", "a.png", "--max_images=-1", cwd=files)
+    assert old.stderr.splitlines() == [
+        "warning: --model is now --model_path; the old spelling still works for now.",
+        "error: --max_images must be >= 0, got -1."]

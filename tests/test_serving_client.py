@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -150,6 +151,61 @@ def test_malformed_answers():
         serving_client.parse_response({"predictions": [[0.1] * 10]}, 1)
     with pytest.raises(UserError, match="TF Serving: boom"):
         serving_client.parse_response({"error": "boom"}, 1)
+
+
+def test_malformed_predictions_get_a_clear_message():
+    good = {"probabilities": [0.5, 0.5], "class_id": 0, "class_name": "a"}
+    for rows, message in (
+            ([{**good, "probabilities": "0.5 0.5"}], "not a list of finite numbers"),
+            ([{**good, "probabilities": [0.5, "x"]}], "not a list of finite numbers"),
+            ([{**good, "probabilities": [[0.5], [0.5]]}], "not a list of finite numbers"),
+            ([good, {**good, "probabilities": [0.1, 0.2, 0.7]}], "ragged: prediction 1 has 3"),
+            ([{**good, "class_id": "cat"}], "class_id 'cat', not an integer in \\[0, 2\\)"),
+            ([{**good, "class_id": 7}], "class_id '7', not an integer"),
+            ([{**good, "class_name": 3}], "class_name that is not a string")):
+        with pytest.raises(UserError, match=message):
+            serving_client.parse_response({"predictions": rows}, len(rows))
+    columns = {"probabilities": [[0.5, 0.5], [1.0]], "class_id": [0, 0],
+               "class_name": ["a", "a"]}
+    with pytest.raises(UserError, match="ragged"):
+        serving_client.parse_response({"outputs": columns}, 2)
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Answers one byte every 0.2 s, for ever (until the client goes away)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        try:
+            for _ in range(600):  # bounded: two minutes at most
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+
+def test_timeout_is_a_total_deadline(pixels):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        started = time.monotonic()
+        with pytest.raises(UserError, match="did not answer within 1.5 s"):
+            serving_client.predict(url, "resnet20", pixels, timeout=1.5)
+        assert time.monotonic() - started < 5  # each byte arrives well within 1.5 s
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="--timeout must be a positive number"):
+            serving_client.predict(url, "resnet20", pixels, timeout=bad)
 
 
 def test_cli(server, pixels, tmp_path):

@@ -1,0 +1,291 @@
+"""The command-line layer every tool shares: one flag convention, quiet output, clean errors.
+
+Every tool (train, evaluate, export, predict, serving_client, import_weights,
+report, study, benchmark) starts through :func:`run`, so the same flag means the
+same thing everywhere:
+
+==================  =====================================================  ==========================
+flag                meaning                                                tools
+==================  =====================================================  ==========================
+``--model``         an architecture name: ``plainN`` / ``resnetN``         train (study, benchmark:
+                                                                           ``--models``, a list)
+``--model_dir``     the run directory that train writes and resumes        train
+``--model_path``    something that predicts: a run directory, a            evaluate, export, predict,
+                    ``.keras`` file, a SavedModel folder, a ``.tflite``    benchmark
+                    file (:mod:`keras_resnet_cifar.predictor`)
+``--checkpoint``    in a run directory: ``final``, ``best`` or ``last``     evaluate, export, predict
+``--weights``       reference PyTorch weights, ``resnetN.npz``             import_weights, export
+``--dataset``,      ``cifar10`` or ``synthetic``; a local CIFAR-10 copy    every tool that reads
+``--data_dir``                                                             images
+``--max_images``    use only the first N test images (0: all)              evaluate, predict
+``--out``           where the tool writes (a folder or a file)             evaluate, export,
+                                                                           import_weights, report,
+                                                                           study, benchmark
+``--json``          print JSON on stdout instead of a table (a switch)     predict, serving_client,
+                                                                           benchmark
+``--verbose``       also show TensorFlow's and LiteRT's own log lines      all
+positional args     input files (images, ``.npy``, run directories)        predict, serving_client,
+                                                                           report
+==================  =====================================================  ==========================
+
+Old spellings (``--model_dir`` for an input, ``--model`` for a file in
+predict, ``--export_dir``, ``--reference_weights``, ``--output``, train's
+``--verbose=0|1|2``) still work and print a one-line deprecation notice.
+
+Behaviour that every tool gets from :func:`run`:
+
+- A flag error, a missing required flag, a stray positional argument or a
+  :class:`~keras_resnet_cifar.errors.UserError` ends in one ``error: ...`` line and
+  exit status 1; Ctrl-C and SIGTERM in ``interrupted`` and 130 / 143. Any other
+  exception is a bug and keeps its traceback.
+- ``~`` and ``$VARS`` are expanded in path flags (:data:`PATH_FLAGS`) and in
+  positional file arguments (the shell does not expand ``~`` after ``--flag=``).
+- Quiet by default: TensorFlow, its TFLite converter and LiteRT write their own
+  log lines (start-up banners, ``cuInit`` on CPU-only machines, converter
+  internals) straight to the process's stderr; unless ``--verbose`` is given,
+  those native lines are dropped while Python's own output (warnings, progress,
+  ``absl.logging``) still shows. ``TF_CPP_MIN_LOG_LEVEL`` defaults to 3 unless set.
+- TensorFlow is imported by the tools only after their flags are checked, so
+  ``--help`` and flag errors answer at once.
+- Tools that train (``trains=True``) get oneDNN's CPU kernels by default on x86
+  (see :func:`use_onednn_by_default`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import faulthandler
+import logging as std_logging
+import os
+import platform
+import re
+import signal
+import sys
+import time
+from typing import Callable, Iterator, Mapping, Sequence
+
+from absl import app, flags
+from absl import logging
+
+from keras_resnet_cifar.errors import UserError, exit_with, message_of
+
+# Flags that hold paths, in every tool that has them: "~" and "$VARS" are expanded.
+PATH_FLAGS = ("data_dir", "model_dir", "model_path", "out", "weights", "report_dir")
+
+_state = {"verbose": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class Renamed:
+    """An old flag spelling that still works, with a deprecation notice.
+
+    Attributes:
+        old: the old flag name.
+        new: the flag it now means.
+        values: if set, a regular expression the old flag's value must match for
+            the rename to apply (e.g. train's ``--verbose=0|1|2``, now
+            ``--progress``, beside the shared boolean ``--verbose``).
+    """
+
+    old: str
+    new: str
+    values: str | None = None
+
+
+def expand_path(value: str) -> str:
+    """``~`` and environment variables expanded (``-`` and empty values unchanged)."""
+    return os.path.expandvars(os.path.expanduser(value)) if value else value
+
+
+def rename_deprecated(argv: Sequence[str], renamed: Sequence[Renamed]) -> tuple[list[str],
+                                                                                 list[str]]:
+    """Rewrites old flag spellings in ``argv`` to the new ones.
+
+    Returns:
+        (the new argv, one notice per old spelling used).
+    """
+    out, notices, args = [argv[0]], [], list(argv[1:])
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        m = re.fullmatch(r"--?([A-Za-z0-9_]+)(?:=(.*))?", arg, re.S)
+        rule = next((r for r in renamed if m and m.group(1) == r.old), None)
+        if rule is not None:
+            value, consumed = m.group(2), 0
+            if value is None and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                value, consumed = args[i + 1], 1  # absl's "--name value" form
+            if rule.values is None or (value is not None and re.fullmatch(rule.values, value)):
+                notice = (f"warning: --{rule.old} is now --{rule.new}; the old spelling "
+                          "still works for now.")
+                if notice not in notices:
+                    notices.append(notice)
+                out.append(f"--{rule.new}" + ("" if value is None else f"={value}"))
+                i += 1 + consumed
+                continue
+        out.append(arg)
+        i += 1
+    return out, notices
+
+
+def use_onednn_by_default() -> None:
+    """Turns TensorFlow's oneDNN CPU kernels on (x86), unless the user chose.
+
+    TF reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it loads. It leaves oneDNN off
+    on x86 CPUs without AVX-512 VNNI/BF16/AMX (e.g. AVX2-only AMD EPYC), where
+    its own convolution gradients then run as thousands of tiny GEMMs: oneDNN
+    trains ResNet-20 ~1.8x faster there (docs/performance.md). It only changes
+    CPU kernels; ``TF_ENABLE_ONEDNN_OPTS=0`` wins.
+    """
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+@contextlib.contextmanager
+def native_logs_muted() -> Iterator[None]:
+    """Drops what native code writes to stderr (file descriptor 2) inside the block.
+
+    Python's own stderr (``sys.stderr``, absl's log handler, warnings, progress)
+    is moved to a copy of the real stderr meanwhile, so it still shows; so do
+    fatal-error tracebacks (faulthandler). Does nothing with ``--verbose``.
+    """
+    if _state["verbose"]:
+        yield
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    python_stderr = os.fdopen(os.dup(real), "w", buffering=1,
+                              encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                              errors="backslashreplace")
+    old_stderr, handler = sys.stderr, logging.get_absl_handler().python_handler
+    old_stream = handler.stream
+    sys.stderr = python_stderr
+    handler.setStream(python_stderr)
+    if faulthandler.is_enabled():
+        faulthandler.enable(file=python_stderr)
+    try:
+        yield
+    finally:
+        python_stderr.flush()
+        sys.stderr = old_stderr
+        handler.setStream(old_stream)
+        os.dup2(real, 2)
+        os.close(real)
+        if faulthandler.is_enabled():
+            faulthandler.enable(file=sys.__stderr__)
+        python_stderr.close()
+
+
+class Progress:
+    """Prints ``label: done/total unit (NN%)`` on stderr for long work.
+
+    On a terminal the line is rewritten in place; otherwise one line is printed
+    at most every ``every`` seconds, and at the end. Pass it as the
+    ``progress`` callback of library functions (``progress(done, total)``).
+    """
+
+    def __init__(self, label: str, unit: str = "images", every: float = 10.0):
+        self.label, self.unit, self.every = label, unit, every
+        self._last = float("-inf")  # the first call prints
+        self._tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        final = done >= total
+        if not final and now - self._last < (0.2 if self._tty else self.every):
+            return
+        self._last = now
+        percent = f" ({100 * done / total:.0f}%)" if total else ""
+        text = f"{self.label}: {done:,}/{total:,} {self.unit}{percent}"
+        if self._tty:
+            print(f"\r{text}", end="\n" if final else "", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that cleanup code runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        exit_with(f"{message_of(e)} (--helpfull lists every flag).")
+
+
+def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[str, str],
+                      paths: Sequence[str]) -> list[str]:
+    FLAGS = flags.FLAGS
+    for name in (*PATH_FLAGS, *paths):
+        if name in FLAGS and FLAGS[name].value:
+            value = FLAGS[name].value
+            FLAGS[name].value = ([expand_path(v) for v in value] if isinstance(value, list)
+                                 else expand_path(value))
+    if len(argv) > 1 and not takes_files:
+        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are "
+                        "--name=value).")
+    for name, what in required.items():
+        value = FLAGS[name].value
+        if value is None or value == "" or value == []:
+            raise UserError(f"--{name} is required: {what}.")
+    return [argv[0], *(expand_path(a) for a in argv[1:])]
+
+
+def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
+        required: Mapping[str, str] | None = None, renamed: Sequence[Renamed] = (),
+        trains: bool = False, paths: Sequence[str] = ()) -> None:
+    """Parses the flags, applies the shared conventions and runs ``main(argv)``.
+
+    Args:
+        main: the tool's ``main(argv)``; ``argv[1:]`` are the positional
+            arguments (with ``~`` expanded).
+        takes_files: whether positional arguments are allowed.
+        required: flag name -> what it is, for flags that must be given.
+        renamed: old flag spellings that still work.
+        trains: the tool trains: oneDNN's CPU kernels by default.
+        paths: further path flags of this tool (besides :data:`PATH_FLAGS`).
+    """
+    argv, notices = rename_deprecated(sys.argv, renamed)
+    for notice in notices:
+        print(notice, file=sys.stderr)
+    if "verbose" not in flags.FLAGS:
+        flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
+                             "lines (start-up banners, converter internals).")
+    # A key flag of the tool's own module (absl names __main__ by sys.argv[0]), so
+    # that --help lists it beside the tool's flags.
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["verbose"])
+
+    def wrapped(argv: list[str]):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        verbose = bool(flags.FLAGS.verbose)
+        _state["verbose"] = verbose
+        if trains:
+            use_onednn_by_default()
+        if not verbose:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
+        faulthandler.enable()
+        try:
+            argv = _check_and_expand(argv, takes_files=takes_files, required=required or {},
+                                     paths=paths)
+            with native_logs_muted():
+                return main(argv)
+        except UserError as e:
+            exit_with(message_of(e))
+        except Terminated:
+            exit_with("terminated (SIGTERM)", 143)
+        except KeyboardInterrupt:
+            exit_with("interrupted", 130)
+
+    app.run(wrapped, argv=argv, flags_parser=_parse_flags)

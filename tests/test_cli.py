@@ -1,0 +1,159 @@
+"""The shared command-line layer: conventions, errors, ~ expansion, quiet output, fast flags."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_resnet_cifar import cli
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights")
+
+# Installed as sitecustomize: importing TensorFlow or Keras fails at once, so a tool
+# that answers correctly under it provably answered before loading TensorFlow.
+_BLOCKER = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class _NoTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras"):
+                raise ImportError(f"{name} was imported before the flags were checked")
+            return None
+
+    sys.meta_path.insert(0, _NoTensorFlow())
+""")
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra.pop("block", None), str(REPO)]))
+    return {**env, **extra}
+
+
+def _run(tool, *args, cwd=None, **env):
+    return subprocess.run([sys.executable, "-m", f"keras_resnet_cifar.{tool}", *args],
+                          env=_env(**env), cwd=cwd, capture_output=True, text=True)
+
+
+def test_renamed_flags_are_rewritten_with_one_notice():
+    rules = [cli.Renamed("model_dir", "model_path"),
+             cli.Renamed("verbose", "progress", values="auto|[012]")]
+    argv, notices = cli.rename_deprecated(
+        ["prog", "--model_dir=a", "--model_dir", "b", "--verbose=2", "--verbose", "x.png",
+         "--", "--model_dir=c"], rules)
+    assert argv == ["prog", "--model_path=a", "--model_path=b", "--progress=2", "--verbose",
+                    "x.png", "--", "--model_dir=c"]
+    assert notices == ["warning: --model_dir is now --model_path; the old spelling still "
+                       "works for now.",
+                       "warning: --verbose is now --progress; the old spelling still works "
+                       "for now."]
+    assert cli.rename_deprecated(["prog", "--model_pathx=1"], rules) == (
+        ["prog", "--model_pathx=1"], [])
+
+
+def test_expand_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KRC_DATA", "/data")
+    assert cli.expand_path("~/data/cifar10") == f"{tmp_path}/data/cifar10"
+    assert cli.expand_path("$KRC_DATA/cifar10") == "/data/cifar10"
+    assert cli.expand_path("") == "" and cli.expand_path("-") == "-"
+
+
+def test_progress_lines_when_not_a_terminal(capsys):
+    progress = cli.Progress("scoring", every=3600)
+    for done in (10, 20, 30):
+        progress(done, 30)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["scoring: 10/30 images (33%)", "scoring: 30/30 images (100%)"]
+
+
+def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
+    block = str(tmp_path)
+    for tool in TOOLS:
+        bad = _run(tool, "--no_such_flag=1", block=block)
+        assert bad.returncode == 1, (tool, bad.stderr)
+        assert bad.stderr.splitlines() == [
+            "error: Unknown command line flag 'no_such_flag' (--helpfull lists every flag)."]
+        helped = _run(tool, "--help", block=block)
+        assert "--[no]verbose" in helped.stdout and not helped.stderr, (tool, helped.stderr)
+    # Required flags, stray arguments, bad values and bad model names: one line, no TF.
+    for tool, args, message in (
+            ("evaluate", (), "error: --model_path is required: "),
+            ("predict", ("a.png",), "error: --model_path is required: "),
+            ("serving_client", ("a.png",), "error: --model_name is required: "),
+            ("import_weights", (), "error: --weights is required: "),
+            ("export", (), "error: Give exactly one of --model_path"),
+            ("export", ("--weights=w.npz", "--calibration_images=0"),
+             "error: --calibration_images must be >= 1, got 0."),
+            ("train", ("stray",), "error: Unexpected arguments: stray"),
+            ("evaluate", ("--model_path=x", "extra"), "error: Unexpected arguments: extra"),
+            ("serving_client", ("--model_name=m", "--timeout=0", "a.png"),
+             "error: --timeout must be a positive number of seconds, got 0.0.")):
+        done = _run(tool, *args, block=block, cwd=tmp_path)
+        assert done.returncode == 1, (tool, args, done.stderr)
+        assert done.stderr.splitlines()[-1].startswith(message), (tool, args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_train_config_mistakes_are_one_line(tmp_path):
+    """TrainConfig validates with ValueError; train turns those into user errors."""
+    for args, message in ((("--model=resnet21",), "error: Invalid depth 21 in 'resnet21'"),
+                          (("--epochs=0",), "error: --epochs must be positive, got 0.")):
+        done = _run("train", "--dataset=synthetic", *args, cwd=tmp_path)
+        assert done.returncode == 1
+        assert done.stderr.splitlines()[-1].startswith(message), done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tilde_and_variables_in_path_flags(tmp_path):
+    """--data_dir=~/... and --model_path=$VAR/... reach the tool expanded."""
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    missing = _run("evaluate", "--model_path=~/data/nothing.keras", HOME=str(home))
+    assert missing.stderr.splitlines()[-1] == (
+        f"error: No run directory, .keras file, SavedModel or .tflite file at "
+        f"{home}/data/nothing.keras.")
+    (home / "data" / "junk.keras").write_text("not a zip")
+    junk = _run("predict", "--model_path=$KRC_MODELS/junk.keras", "x.png",
+                KRC_MODELS=str(home / "data"))
+    assert junk.stderr.splitlines()[-1] == (
+        f"error: {home}/data/junk.keras exists but is not a .keras model (not a zip archive).")
+
+
+def test_positional_files_are_expanded_too(tmp_path):
+    from keras_resnet_cifar import tflite, models
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "m.tflite").write_bytes(tflite.convert(models.build_model("resnet8"), "float32"))
+    np.save(home / "x.npy", np.zeros((2, 32, 32, 3), np.uint8))
+    done = _run("predict", "--model_path=~/m.tflite", "--json", "~/x.npy", HOME=str(home))
+    assert done.returncode == 0, done.stderr
+    assert f"{home}/x.npy[1]" in done.stdout
+
+
+@pytest.mark.slow
+def test_quiet_by_default_and_verbose_on_request(tmp_path):
+    """No TensorFlow start-up lines (cuInit, oneDNN, CUDA) unless --verbose."""
+    from keras_resnet_cifar import models
+
+    models.build_model("resnet8").save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", np.zeros((1, 32, 32, 3), np.uint8))
+    quiet = _run("predict", f"--model_path={tmp_path / 'm.keras'}", "x.npy", cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.startswith("x.npy")
+    loud = _run("predict", f"--model_path={tmp_path / 'm.keras'}", "x.npy", "--verbose",
+                cwd=tmp_path)
+    assert loud.returncode == 0, loud.stderr
+    # TensorFlow's own lines are there with --verbose: what the default hides is real.
+    assert "oneDNN" in loud.stderr or "cuda" in loud.stderr.lower(), loud.stderr
