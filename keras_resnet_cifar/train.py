@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import sys
 import typing
 
 # Before TensorFlow loads (keras_resnet_cifar.config imports Keras): TF reads this
@@ -81,7 +82,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
                          "(to exercise MirroredStrategy on a machine without GPUs).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
-                      "Keras progress output: auto, 0 (none), 1 (bar), 2 (a line per epoch).")
+                      "Keras progress output: auto (a bar on a terminal, else 2), 0 (none), 1 (bar), "
+                      "2 (a line per epoch).")
 
 
 def config_from_flags(flag_values: flags.FlagValues) -> TrainConfig:
@@ -116,7 +118,10 @@ def main(argv):
     from keras_resnet_cifar import training  # TensorFlow loads here, after the checks
 
     model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model}-seed{config.seed}")
-    verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    if FLAGS.verbose == "auto":  # progress bars on a terminal, a line per epoch elsewhere
+        verbose = 1 if sys.stdout.isatty() else 2
+    else:
+        verbose = int(FLAGS.verbose)
     metrics = training.train_and_evaluate(config, model_dir, verbose=verbose)
     logging.info("final %s accuracy on %d test images: %.4f", config.model,
                  metrics["test_images"], metrics["test_accuracy"])
