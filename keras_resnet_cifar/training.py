@@ -620,9 +620,11 @@ def _metrics(config, model, history, best, data, strategy, test_loss, test_accur
         "residual": models.parse_name(config.model).residual,
         "depth": models.parse_name(config.model).depth,
         "test_accuracy": float(test_accuracy),
-        # Keras' mean cross-entropy (probabilities clipped to [1e-7, 1 - 1e-7]),
-        # without the weight-decay term.
         "test_loss": float(test_loss),
+        # Keras takes the softmax's logits: -log p is exact even where p underflows
+        # (a tool that only sees probabilities must clip them, and differs there).
+        "test_loss_definition": "mean cross-entropy -log p(true class), computed from "
+                                "the logits (unclipped), without the weight-decay term",
         "test_images": len(data.test.labels) if not config.eval_steps
         else min(len(data.test.labels), config.eval_steps * config.batch_size),
         "eval_set": config.eval_set,
