@@ -129,6 +129,9 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
         return ds.take(steps_per_epoch) if steps_per_epoch else ds
 
     ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(one_epoch)
+    # flat_map hides the length; Keras needs it to end an epoch without a warning.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(
+        (last_epoch - first_epoch) * (steps_per_epoch or per_pass)))
     return _finish(ds)
 
 

@@ -413,11 +413,6 @@ class _StopSignals:
             raise Interrupted(self._pending)
 
 
-def read_history(workdir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-epoch rows of a run directory (empty when it has none yet)."""
-    return rundir.read_history(workdir)
-
-
 def load_data(config: TrainConfig) -> tuple[datasets.Split, datasets.Split, datasets.Cifar10]:
     """(training split, per-epoch eval split, the whole data set) for ``config``."""
     data = datasets.load(config.dataset, config.data_dir, seed=config.seed,

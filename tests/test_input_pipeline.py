@@ -42,7 +42,7 @@ def test_elements():
     assert ds.element_spec == (tf.TensorSpec((None, 32, 32, 3), tf.float32),
                                tf.TensorSpec((None,), tf.int64))
     sizes = [int(y.shape[0]) for _, y in ds]
-    assert sizes == [32, 32, 32, 4]
+    assert sizes == [32, 32, 32, 4] and ds.cardinality() == 4
     x, _ = _epoch(ds)
     assert x.min() >= 0 and x.max() <= 255 and x.max() > 1  # raw pixels, not [0, 1]
     assert np.array_equal(x, np.round(x))
@@ -113,8 +113,9 @@ def test_each_epoch_is_a_function_of_seed_and_epoch():
 def test_a_resumed_stream_is_the_tail_of_the_uninterrupted_one():
     split = _labelled(200)
     kwargs = dict(seed=5, last_epoch=4, steps_per_epoch=5)  # a pass is 4 batches of 64
-    whole = list(input_pipeline.train_dataset(split, 64, first_epoch=0, **kwargs))
-    assert len(whole) == 4 * 5
+    ds = input_pipeline.train_dataset(split, 64, first_epoch=0, **kwargs)
+    whole = list(ds)
+    assert len(whole) == 4 * 5 == ds.cardinality()  # Keras reads the length
     for first in (1, 3):
         tail = list(input_pipeline.train_dataset(split, 64, first_epoch=first, **kwargs))
         assert len(tail) == (4 - first) * 5
