@@ -41,6 +41,7 @@ class TrainConfig:
     lr_decay: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    weight_decay_scope: str = "all"    # "all" parameters, as the reference trainers; or "kernels"
     warmup_epochs: int = 0             # He et al.: ResNet-110 at 0.01 for ~400 iterations
     warmup_learning_rate: float = 0.01
     # Caps for short runs.
@@ -61,6 +62,7 @@ class TrainConfig:
         _choice("dataset", self.dataset, DATASETS)
         _choice("distribute", self.distribute, DISTRIBUTE)
         _choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        _choice("weight_decay_scope", self.weight_decay_scope, models.WEIGHT_DECAY_SCOPES)
         for name in ("epochs", "batch_size", "synthetic_train_size",
                      "synthetic_test_size", "steps_per_execution"):
             _positive(name, getattr(self, name))

@@ -43,7 +43,7 @@ def _keras_predictor(path: Path) -> Predictor:
     import keras
 
     try:
-        model = keras.saving.load_model(path)
+        model = keras.saving.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path} is not a loadable .keras model ({first}).") from None

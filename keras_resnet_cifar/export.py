@@ -96,7 +96,7 @@ def _sha256(path: str | os.PathLike) -> str:
 
 def _load_keras(path: Path):
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path} is not a loadable .keras model ({reason}).") from None

@@ -103,6 +103,32 @@ def reference_model(state: Mapping[str, np.ndarray]):
     return model
 
 
+def to_state_dict(model) -> dict[str, np.ndarray]:
+    """The reference PyTorch state dict of a ``plainN``/``resnetN`` (option A) model.
+
+    The inverse of :func:`reference_model`'s mapping: OIHW kernels, (out, in)
+    linear weight, BatchNorm weight/bias/running_mean/running_var. The input
+    normalisation stays in the Keras model and has no PyTorch counterpart here.
+
+    Raises:
+        ValueError: the model has an option-B projection (no reference layout).
+    """
+    if any(layer.name.endswith("_shortcut_conv") for layer in model.layers):
+        raise ValueError("Option-B shortcuts have no counterpart in the reference network.")
+    spec = models.parse_name(model.name)
+    state = {}
+    for keras_name, torch_name in _keras_to_torch_names(spec).items():
+        weights = model.get_layer(keras_name).get_weights()
+        if keras_name == "logits":
+            state["linear.weight"], state["linear.bias"] = weights[0].T, weights[1]
+        elif keras_name.endswith(("conv", "conv1", "conv2")):
+            state[f"{torch_name}.weight"] = weights[0].transpose(3, 2, 0, 1)  # HWIO -> OIHW
+        else:
+            for key, value in zip(("weight", "bias", "running_mean", "running_var"), weights):
+                state[f"{torch_name}.{key}"] = value
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}
+
+
 def define_flags() -> None:
     flags.DEFINE_string("weights", None, "Reference state dict, resnetN.npz.", required=True)
     flags.DEFINE_string("output", None, "Where to write the .keras model.", required=True)

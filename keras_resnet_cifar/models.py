@@ -4,7 +4,9 @@ One functional builder makes both families; the architecture is data
 (:class:`ArchSpec`) and the plain twin differs from the residual one only in the
 addition of the shortcut. Everything is built from stock ``keras.layers`` (no
 ``Lambda``, no custom layers), so a saved ``.keras`` file loads with
-``keras.saving.load_model`` in safe mode without this package.
+``keras.saving.load_model`` in safe mode without this package (with ``compile=False``:
+the training optimiser, :class:`keras_resnet_cifar.optimizer.ReferenceSGD`, is
+registered when this package is imported).
 
 Layer names are deterministic, in the style of Keras Applications:
 
@@ -46,6 +48,9 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
+
+# Which weights weight decay applies to (build_model's weight_decay_scope).
+WEIGHT_DECAY_SCOPES = ("all", "kernels")
 
 # He et al.: "The numbers of filters are {16, 32, 64} respectively."
 STAGE_WIDTHS = (16, 32, 64)
@@ -94,26 +99,35 @@ def parse_name(name: str) -> ArchSpec:
                     blocks_per_stage=(depth - 2) // 6)
 
 
+def _l2(weight_decay):
+    """The L2 loss term ``weight_decay / 2 * ||w||^2``: its gradient is ``weight_decay * w``."""
+    return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+
+
 def _conv(filters, kernel_size, strides, padding, name, weight_decay):
-    reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     return layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
                          use_bias=False, kernel_initializer=_kernel_init(),
-                         kernel_regularizer=reg, name=name)
+                         kernel_regularizer=_l2(weight_decay), name=name)
 
 
-def _bn(name, synchronized=False):
+def _bn(name, synchronized=False, weight_decay=0.0):
+    # weight_decay here is the one for gamma and beta: the reference trainers pass
+    # every parameter to SGD(weight_decay=1e-4), BatchNorm's included.
     return layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                     synchronized=synchronized, name=name)
+                                     synchronized=synchronized,
+                                     gamma_regularizer=_l2(weight_decay),
+                                     beta_regularizer=_l2(weight_decay), name=name)
 
 
-def _shortcut(x, filters, strides, option, name, weight_decay, sync_bn=False):
+def _shortcut(x, filters, strides, option, name, weight_decay, sync_bn=False,
+              bn_weight_decay=0.0):
     """The identity, or what replaces it where the block changes the shape."""
     in_filters = x.shape[-1]
     if strides == 1 and in_filters == filters:
         return x
     if option == "B":
         x = _conv(filters, 1, strides, "valid", f"{name}_conv", weight_decay)(x)
-        return _bn(f"{name}_bn", sync_bn)(x)
+        return _bn(f"{name}_bn", sync_bn, bn_weight_decay)(x)
     # Option A. A 1x1 max-pool with stride 2 keeps exactly x[:, ::2, ::2, :]: the
     # pixels the stride-2 3x3 convolution (padded 1 on each side) is centred on.
     if strides != 1:
@@ -131,8 +145,13 @@ def _shortcut(x, filters, strides, option, name, weight_decay, sync_bn=False):
 
 
 def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str,
-                name: str, weight_decay: float = 0.0, sync_bn: bool = False):
-    """conv3x3 - BN - ReLU - conv3x3 - BN (+ shortcut) - ReLU, as a tensor function."""
+                name: str, weight_decay: float = 0.0, sync_bn: bool = False,
+                bn_weight_decay: float = 0.0):
+    """conv3x3 - BN - ReLU - conv3x3 - BN (+ shortcut) - ReLU, as a tensor function.
+
+    ``weight_decay`` applies to the convolution kernels, ``bn_weight_decay`` to
+    BatchNorm's gamma and beta.
+    """
     if strides == 1:
         y = _conv(filters, 3, 1, "same", f"{name}_conv1", weight_decay)(x)
     else:
@@ -141,13 +160,13 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str,
         # pixel on every side, as the reference implementations do.
         y = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
         y = _conv(filters, 3, strides, "valid", f"{name}_conv1", weight_decay)(y)
-    y = _bn(f"{name}_bn1", sync_bn)(y)
+    y = _bn(f"{name}_bn1", sync_bn, bn_weight_decay)(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = _conv(filters, 3, 1, "same", f"{name}_conv2", weight_decay)(y)
-    y = _bn(f"{name}_bn2", sync_bn)(y)
+    y = _bn(f"{name}_bn2", sync_bn, bn_weight_decay)(y)
     if residual:
         s = _shortcut(x, filters, strides, shortcut, f"{name}_shortcut", weight_decay,
-                      sync_bn)
+                      sync_bn, bn_weight_decay)
         y = layers.Add(name=f"{name}_add")([y, s])
     return layers.ReLU(name=f"{name}_out")(y)
 
@@ -156,6 +175,7 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
                 mean: Sequence[float] = CIFAR10_MEAN,
                 std: Sequence[float] = CIFAR10_STD,
                 weight_decay: float = 1e-4,
+                weight_decay_scope: str = "all",
                 sync_batchnorm: bool = False) -> keras.Model:
     """Builds ``plainN`` or ``resnetN`` (N = 6n + 2) for 32x32 RGB images.
 
@@ -168,11 +188,16 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
         mean, std: per-channel statistics on the [0, 255] scale, stored in the
             model's ``normalize`` layer, so the model takes raw pixels.
         weight_decay: the coefficient lambda of the reference SGD update
-            ``g += lambda * w`` on every conv and dense kernel (not on BN or
-            biases). It is applied as an L2 loss term ``lambda / 2 * ||w||^2``,
-            whose gradient is exactly ``lambda * w`` and which, like the
-            reference, goes through momentum (Keras' ``SGD(weight_decay=...)``
-            would be decoupled). 0 disables it.
+            ``g += lambda * w``. It is applied as an L2 loss term
+            ``lambda / 2 * ||w||^2`` on each decayed weight, whose gradient is
+            exactly ``lambda * w`` and which, like the reference, goes through
+            momentum (Keras' ``SGD(weight_decay=...)`` would be decoupled).
+            0 disables it.
+        weight_decay_scope: which weights are decayed. ``"all"`` (the
+            reference trainers: every parameter is passed to
+            ``SGD(weight_decay=1e-4)``): conv and dense kernels, BatchNorm gamma
+            and beta, and the dense bias. ``"kernels"``: conv and dense kernels
+            only (a common variant). Parameter counts do not change.
         sync_batchnorm: compute BatchNorm batch statistics over the global batch
             across replicas (training under a multi-replica strategy). The
             reference normalises over the whole batch of 128 on one device; with
@@ -189,6 +214,9 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
     spec = parse_name(name)
     if shortcut not in ("A", "B"):
         raise ValueError(f"Unknown shortcut option {shortcut!r}: expected 'A' or 'B'.")
+    if weight_decay_scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"Unknown weight_decay_scope {weight_decay_scope!r}: expected "
+                         f"one of {', '.join(WEIGHT_DECAY_SCOPES)}.")
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 values with std > 0; got {mean}, {std}.")
 
@@ -196,17 +224,18 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
     x = layers.Normalization(mean=list(mean), variance=[s * s for s in std],
                              name="normalize")(inputs)
     x = _conv(spec.widths[0], 3, 1, "same", "stem_conv", weight_decay)(x)
-    x = _bn("stem_bn", sync_batchnorm)(x)
+    bn_decay = weight_decay if weight_decay_scope == "all" else 0.0
+    x = _bn("stem_bn", sync_batchnorm, bn_decay)(x)
     x = layers.ReLU(name="stem_relu")(x)
     for s, filters in enumerate(spec.widths, start=1):
         for b in range(1, spec.blocks_per_stage + 1):
             strides = 2 if s > 1 and b == 1 else 1
             x = basic_block(x, filters, strides, spec.residual, shortcut,
-                            f"stage{s}_block{b}", weight_decay, sync_batchnorm)
+                            f"stage{s}_block{b}", weight_decay, sync_batchnorm, bn_decay)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     x = layers.Dense(num_classes, kernel_initializer=_kernel_init(),
-                     kernel_regularizer=reg, name="logits")(x)
+                     kernel_regularizer=_l2(weight_decay),
+                     bias_regularizer=_l2(bn_decay), name="logits")(x)
     # float32 even under a mixed-precision policy, for a stable softmax and loss.
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     suffix = "" if not spec.residual or shortcut == "A" else "_B"

@@ -48,7 +48,9 @@ _HELP = {
     "lr_boundaries": "Epochs after which the learning rate is multiplied by --lr_decay.",
     "lr_decay": "Learning-rate factor at each boundary.",
     "momentum": "SGD momentum.",
-    "weight_decay": "L2 weight decay lambda on conv and dense kernels (gradient += lambda*w).",
+    "weight_decay": "Weight decay lambda, coupled as in torch.optim.SGD (gradient += lambda*w).",
+    "weight_decay_scope": "Which weights are decayed: all (every parameter, as the reference "
+                          "trainers) or kernels (conv and dense kernels only).",
     "warmup_epochs": "Epochs at --warmup_learning_rate first (He et al. did this for ResNet-110).",
     "warmup_learning_rate": "Learning rate during warm-up.",
     "steps_per_epoch": "Cap on training steps per epoch (short runs).",

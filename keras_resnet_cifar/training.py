@@ -47,6 +47,7 @@ from absl import logging
 
 from keras_resnet_cifar import datasets, environment, input_pipeline, models, rundir
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
+from keras_resnet_cifar.optimizer import ReferenceSGD, learning_rate_schedule
 from keras_resnet_cifar.errors import UserError
 
 # "loss" is what SGD minimises: cross-entropy plus the L2 weight-decay term. In a
@@ -110,7 +111,7 @@ def worker_dir(workdir: str | os.PathLike, strategy: tf.distribute.Strategy) -> 
 
 
 def build_and_compile(config: TrainConfig, replicas: int = 1) -> keras.Model:
-    """The model of ``config``, compiled with the paper's SGD (call inside a strategy scope).
+    """The model of ``config``, compiled with the reference SGD (call inside a strategy scope).
 
     With several replicas, BatchNormalization synchronises its batch statistics
     across them: a step normalises over the whole global batch, as one device
@@ -127,15 +128,17 @@ def build_and_compile(config: TrainConfig, replicas: int = 1) -> keras.Model:
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     model = models.build_model(config.model, shortcut=config.shortcut,
                                weight_decay=config.weight_decay,
+                               weight_decay_scope=config.weight_decay_scope,
                                sync_batchnorm=replicas > 1)
     if config.mixed_precision != "float32":
         model = _float32_batch_norm(model)
     fuse_batch_norm(model)
-    # Plain SGD with heavy-ball momentum, as torch.optim.SGD: v = m v + g, w -= lr v.
-    # Weight decay is the models' L2 term (gradient lambda * w, through momentum),
-    # not Keras' decoupled SGD(weight_decay=...).
-    optimizer = keras.optimizers.SGD(learning_rate=learning_rate_at(0, config),
-                                     momentum=config.momentum)
+    # SGD with heavy-ball momentum exactly as torch.optim.SGD: v = m v + g, w -= lr v
+    # (Keras' SGD keeps lr inside the velocity and parts from it at lr changes; see
+    # optimizer.py). Weight decay is the models' L2 term (gradient lambda * w,
+    # through momentum), not Keras' decoupled SGD(weight_decay=...).
+    optimizer = ReferenceSGD(learning_rate=learning_rate_at(0, config),
+                             momentum=config.momentum)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -165,10 +168,12 @@ def fuse_batch_norm(model: keras.Model) -> int:
     Keras 3.15's BatchNormalization on TensorFlow computes ``tf.nn.moments`` and
     ``tf.nn.batch_normalization``: about ten small element-wise kernels forward
     and twenty backward per layer, each a pass over the activations. Here the same
-    arithmetic (batch mean, biased batch variance, epsilon, gamma, beta; the
-    moving averages updated exactly as Keras does) runs as ``FusedBatchNormV3``
-    and its gradient: two passes each way (oneDNN's kernels on CPU, cuDNN's on
-    GPU). Only each layer instance's ``call`` changes: the class, config and
+    arithmetic (batch mean, biased batch variance, epsilon, gamma, beta) runs as
+    ``FusedBatchNormV3`` and its gradient: two passes each way (oneDNN's kernels
+    on CPU, cuDNN's on GPU). The moving variance averages the unbiased batch variance, as PyTorch's
+    BatchNorm in the reference trainers does (Keras' layer averages the biased
+    one: a relative difference of 1/n, n = batch x height x width, at most 1.2e-4
+    here). Only each layer instance's ``call`` changes: the class, config and
     weights stay stock Keras, so saved files are unaffected, and anything the fused
     kernel does not cover (inference, masks, renorm, synchronized BN, other axes,
     non-float32 inputs, other backends) takes Keras' own path.
@@ -200,10 +205,10 @@ def _fused_batch_norm_call(layer, inputs, training=None, mask=None):
         offset=tf.cast(layer.beta, tf.float32), mean=empty, variance=empty,
         epsilon=layer.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
         is_training=True)
-    # The kernel returns the unbiased (n - 1) batch variance for the moving average;
-    # Keras averages the biased one, which the normalisation itself uses.
-    n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
-    variance = variance * ((n - 1.0) / n)
+    # The kernel returns the unbiased (n - 1) batch variance for the moving average,
+    # which is what the reference trainers' BatchNorm (torch.nn.BatchNorm2d) averages
+    # too; Keras' own layer averages the biased one (the normalisation itself uses
+    # the biased one in all three).
     momentum = layer.momentum
     layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
     layer.moving_variance.assign(layer.moving_variance * momentum
@@ -523,7 +528,7 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
     images_per_epoch = steps * config.batch_size if config.steps_per_epoch else len(train.labels)
     writer = RunWriter(workdir, config, chief, state, stop)
     run_callbacks = [
-        keras.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config)),
+        learning_rate_schedule(config),
         EpochTimer(images_per_epoch),
         StopOnNonFiniteLoss(config),
         writer,

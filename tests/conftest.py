@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KRC_SHARED", REPO.parent / "shared"))
-CIFAR_JPEG = SHARED / "data" / "cifar10" / "cifar10-jpeg.tar.gz"
 MAKE_CIFAR = SHARED / "data" / "cifar10" / "make_cifar10.py"
 REFERENCE = SHARED / "data" / "reference"
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-           "dog", "frog", "horse", "ship", "truck")
 
 
 def _need(path: Path):
@@ -36,10 +32,14 @@ def reference_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def cifar10_local(tmp_path_factory) -> Path:
-    """A real CIFAR-10 copy in the official layouts (built from the JPEG copy, ~20 s).
+    """Real CIFAR-10, original pixels, in the official layouts (``make_cifar10.py``, ~45 s).
 
     Returns the folder holding cifar-10-batches-bin/ and cifar-10-batches-py/.
+    ``KRC_CIFAR10=<dir>`` names a copy made before (the same script's output) instead.
     """
+    made = os.environ.get("KRC_CIFAR10")
+    if made:
+        return Path(made)
     _need(MAKE_CIFAR)
     out = tmp_path_factory.mktemp("cifar10")
     subprocess.run([sys.executable, str(MAKE_CIFAR), str(out)], check=True,
@@ -48,21 +48,9 @@ def cifar10_local(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def jpeg_test_set() -> tuple[np.ndarray, np.ndarray]:
-    """The 10,000 JPEG test images decoded with Pillow: (uint8 N,32,32,3), int labels.
+def cifar10_test_set(cifar10_local) -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 original test images as the project reads them: (uint8 N,32,32,3), labels."""
+    from keras_resnet_cifar import datasets
 
-    Sorted by file name, so the order is stable across runs.
-    """
-    _need(CIFAR_JPEG)
-    from PIL import Image
-    import io
-
-    items = []
-    with tarfile.open(CIFAR_JPEG) as tar:
-        for m in tar:
-            if m.isfile() and m.name.startswith("test/") and m.name.endswith(".jpg"):
-                cls = m.name.split("/")[1]
-                img = np.asarray(Image.open(io.BytesIO(tar.extractfile(m).read())).convert("RGB"))
-                items.append((m.name, CLASSES.index(cls), img))
-    items.sort(key=lambda t: t[0])
-    return (np.stack([t[2] for t in items]), np.asarray([t[1] for t in items], np.int64))
+    test = datasets.read_local(str(cifar10_local)).test
+    return test.images, test.labels

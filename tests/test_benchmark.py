@@ -130,15 +130,26 @@ def test_fused_batch_norm_is_keras_arithmetic():
     stock, fused = _bn_model(), _bn_model()
     fused.set_weights([w + rng.normal(0, 0.1, w.shape) for w in stock.get_weights()])
     stock.set_weights(fused.get_weights())
+    moving_mean, moving_var = (w.numpy() for w in fused.non_trainable_weights)
     assert training.fuse_batch_norm(fused) == 1
     (y0, g0), (y1, g1) = _step(stock, x, dy), _step(fused, x, dy)
     np.testing.assert_allclose(y1, y0, atol=2e-5)
     for a, b in zip(g1, g0):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
-    # Moving averages: Keras' update with the biased variance, not the kernel's unbiased.
-    for a, b in zip(fused.non_trainable_weights, stock.non_trainable_weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
-    # Inference takes Keras' own path: the moving averages, bitwise the same output.
+    # Moving averages as torch.nn.BatchNorm2d (the reference trainers): the mean, and
+    # the *unbiased* batch variance (Keras' own layer averages the biased one).
+    momentum, pixels = models.BN_MOMENTUM, x.numpy().astype(np.float64)
+    np.testing.assert_allclose(
+        fused.non_trainable_weights[0].numpy(),
+        momentum * moving_mean + (1 - momentum) * pixels.mean(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        fused.non_trainable_weights[1].numpy(),
+        momentum * moving_var + (1 - momentum) * pixels.var(axis=(0, 1, 2), ddof=1),
+        rtol=1e-5)
+    assert not np.allclose(stock.non_trainable_weights[1].numpy(),
+                           fused.non_trainable_weights[1].numpy(), rtol=1e-5, atol=0)
+    # Inference takes Keras' own path: with the same moving averages, bitwise the same.
+    stock.set_weights(fused.get_weights())
     np.testing.assert_array_equal(fused(x, training=False).numpy(),
                                   stock(x, training=False).numpy())
 

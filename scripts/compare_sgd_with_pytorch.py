@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Step-by-step check of the project's training step against the PyTorch reference trainer.
+
+Builds the network with the project's own training path (``build_and_compile``:
+ReferenceSGD, the weight-decay terms, fused BatchNorm) and the same network in
+PyTorch from the *same initial weights*, then trains both on the same real CIFAR-10
+batches with ``torch.optim.SGD(momentum=0.9, weight_decay=1e-4)`` on the PyTorch
+side and ``model.fit`` with the project's LearningRateScheduler on the Keras side.
+The learning rate drops by 10x twice (after each phase of ``--steps_per_phase``
+steps), where the two momentum conventions part.
+
+After every step it prints the largest relative difference between the two
+networks' kernels (max over the conv and linear weights of ||keras - torch|| /
+||torch||), next to the float-noise level: the same difference between two
+PyTorch runs that differ only in their convolution kernels (channels-last vs
+channels-first memory layout). The same over all parameters (BatchNorm's beta
+starts at zero, so its relative differences are large for both) and over the
+BatchNorm running statistics follows. ``--keras_sgd`` adds a column for Keras' own ``SGD`` (lr inside the
+velocity), the optimiser this project replaced.
+
+Needs PyTorch beside the project (the project itself never depends on it):
+
+    pip install torch numpy        # into the project's environment
+    python scripts/compare_sgd_with_pytorch.py --data_dir=~/data/cifar10 --model=resnet20
+
+The batches are real training images with the project's augmentation (pad 4,
+random 32x32 crop, horizontal flip) drawn once in NumPy, so both sides see the
+same pixels; the check is about the optimisation, not the input pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+if platform.machine().lower() in ("x86_64", "amd64"):  # as the train CLI
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+try:
+    import torch  # noqa: E402
+    import torch.nn.functional as F  # noqa: E402
+    from torch import nn  # noqa: E402
+except ImportError:
+    sys.exit("error: this check needs PyTorch beside the project: pip install torch")
+
+import keras  # noqa: E402
+
+from keras_resnet_cifar import datasets, import_weights, models, optimizer, training  # noqa: E402
+from keras_resnet_cifar.config import TrainConfig, learning_rate_at  # noqa: E402
+
+
+# --- The reference network, with the reference's parameter names ---------------------------
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN (+ option-A shortcut) - ReLU, as the reference."""
+
+    def __init__(self, cin, cout, stride, residual):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)  # eps 1e-5, momentum 0.1
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.residual, self.stride, self.pad = residual, stride, (cout - cin) // 2
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.residual:
+            s = x[:, :, ::self.stride, ::self.stride]
+            if self.pad:
+                s = F.pad(s, (0, 0, 0, 0, self.pad, self.pad))
+            y = y + s
+        return F.relu(y)
+
+
+class CifarNet(nn.Module):
+    def __init__(self, spec: models.ArchSpec, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        cin = 16
+        for s, cout in enumerate(spec.widths, start=1):
+            blocks = []
+            for b in range(spec.blocks_per_stage):
+                blocks.append(BasicBlock(cin, cout, 2 if s > 1 and b == 0 else 1,
+                                         spec.residual))
+                cin = cout
+            setattr(self, f"layer{s}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(cin, 10)
+
+    def forward(self, pixels):  # raw [0, 255] pixels, normalised as the Keras model does
+        x = F.relu(self.bn1(self.conv1((pixels - self.mean) / self.std)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+# --- Runs ------------------------------------------------------------------------------------
+
+def make_batches(data_dir: str, steps: int, batch: int, seed: int):
+    """Real augmented batches: (steps, batch, 32, 32, 3) uint8 pixels and int labels."""
+    train = datasets.load("cifar10", data_dir).train
+    rng = np.random.default_rng(seed)
+    index = rng.permutation(len(train.labels))[:steps * batch]
+    images = np.pad(train.images[index], ((0, 0), (4, 4), (4, 4), (0, 0)))
+    dy, dx = rng.integers(0, 9, (2, len(index)))
+    flip = rng.random(len(index)) < 0.5
+    crops = np.stack([img[y:y + 32, x:x + 32] for img, y, x in zip(images, dy, dx)])
+    crops[flip] = crops[flip, :, ::-1]
+    return (crops.reshape(steps, batch, 32, 32, 3),
+            train.labels[index].reshape(steps, batch))
+
+
+def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False):
+    """Per-step parameters of the project's training path, as reference state dicts."""
+    model = training.build_and_compile(config)
+    model.set_weights(initial)
+    if keras_sgd:  # the optimiser the project replaced, for comparison
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate_at(0, config),
+                                                     momentum=config.momentum),
+                      loss=model.loss, metrics=[])
+    states = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: states.append(import_weights.to_state_dict(model)))
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices(
+        (images.astype(np.float32), labels.astype(np.int64)))
+    model.fit(data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+              shuffle=False, verbose=0,
+              callbacks=[optimizer.learning_rate_schedule(config), record])
+    return states
+
+
+def run_torch(config: TrainConfig, spec, initial_state, images, labels, channels_last=False):
+    """Per-step parameters of torch.optim.SGD on the reference network."""
+    net = CifarNet(spec, models.CIFAR10_MEAN, models.CIFAR10_STD)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in initial_state.items()},
+                        strict=False)
+    net.train()
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory)
+    opt = torch.optim.SGD(net.parameters(), lr=learning_rate_at(0, config),
+                          momentum=config.momentum, weight_decay=config.weight_decay)
+    states = []
+    for step, (x, y) in enumerate(zip(images, labels)):
+        for group in opt.param_groups:  # the same per-epoch schedule
+            group["lr"] = learning_rate_at(step // config.steps_per_epoch, config)
+        pixels = torch.from_numpy(x.astype(np.float32)).permute(0, 3, 1, 2)
+        pixels = pixels.contiguous(memory_format=memory)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(pixels), torch.from_numpy(y.astype(np.int64))).backward()
+        opt.step()
+        states.append({k: v.detach().numpy().copy() for k, v in net.state_dict().items()
+                       if k in initial_state})
+    return states
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data_dir", required=True,
+                   help="A local CIFAR-10 copy (as train's --data_dir).")
+    p.add_argument("--model", default="resnet20", help="plainN or resnetN (option A).")
+    p.add_argument("--steps_per_phase", type=int, default=4,
+                   help="Steps at lr 0.1, then at 0.01, then at 0.001.")
+    p.add_argument("--batch_size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: default).")
+    p.add_argument("--keras_sgd", action="store_true",
+                   help="Also run Keras' own SGD (lr inside the velocity) for contrast.")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    data_dir = os.path.expandvars(os.path.expanduser(a.data_dir))
+    spec = models.parse_name(a.model)
+    config = TrainConfig(model=a.model, epochs=3, steps_per_epoch=a.steps_per_phase,
+                         batch_size=a.batch_size, lr_boundaries=(1, 2), lr_decay=0.1,
+                         learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
+                         weight_decay_scope="all", seed=a.seed)
+    steps = config.epochs * config.steps_per_epoch
+    images, labels = make_batches(data_dir, steps, a.batch_size, a.seed)
+
+    keras.utils.set_random_seed(a.seed)
+    initial = training.build_and_compile(config).get_weights()
+    template = models.build_model(a.model)
+    template.set_weights(initial)
+    initial_state = import_weights.to_state_dict(template)
+    kernels = [k for k in initial_state if k.endswith("weight") and initial_state[k].ndim > 1]
+    params = [k for k in initial_state if not k.endswith(("running_mean", "running_var"))]
+    stats = [k for k in initial_state if k.endswith(("running_mean", "running_var"))]
+
+    started = time.time()
+    project = run_keras(config, initial, images, labels)
+    reference = run_torch(config, spec, initial_state, images, labels)
+    noise = run_torch(config, spec, initial_state, images, labels, channels_last=True)
+    stock = run_keras(config, initial, images, labels, keras_sgd=True) if a.keras_sgd else None
+
+    print(f"# {a.model}, batch {a.batch_size}, {steps} steps on real CIFAR-10 batches; "
+          f"torch {torch.__version__}, keras {keras.__version__}, "
+          f"{platform.processor() or platform.machine()}; {time.time() - started:.0f} s")
+    print("# relative difference to the PyTorch trainer after each step: max over tensors "
+          "of ||a - b|| / ||b||;\n# 'noise' is PyTorch channels-last against PyTorch "
+          "channels-first (same weights, same batches)")
+    print(f"{'':>11} {'conv and linear kernels':^29} {'all parameters':^20} "
+          f"{'BN running stats':^20}" + (f" {'Keras SGD':>10}" if stock else ""))
+    print(f"{'step':>4} {'lr':>6} {'project':>9} {'noise':>9} {'ratio':>9} "
+          f"{'project':>9} {'noise':>10} {'project':>9} {'noise':>10}"
+          + (f" {'kernels':>10}" if stock else ""))
+
+    def diff(a, b, keys):
+        return max(float(np.linalg.norm(a[k] - b[k]) / np.linalg.norm(b[k])) for k in keys)
+
+    worst = 0.0
+    for step in range(steps):
+        lr = learning_rate_at(step // config.steps_per_epoch, config)
+        ours, floor = diff(project[step], reference[step], kernels), diff(
+            noise[step], reference[step], kernels)
+        worst = max(worst, ours / floor)
+        line = (f"{step + 1:>4} {lr:>6.3g} {ours:>9.2e} {floor:>9.2e} {ours / floor:>9.2f} "
+                f"{diff(project[step], reference[step], params):>9.2e} "
+                f"{diff(noise[step], reference[step], params):>10.2e} "
+                f"{diff(project[step], reference[step], stats):>9.2e} "
+                f"{diff(noise[step], reference[step], stats):>10.2e}")
+        if stock:
+            line += f" {diff(stock[step], reference[step], kernels):>10.2e}"
+        print(line)
+    print(f"# kernels: largest ratio of the project's difference to the noise level: {worst:.2f}")
+
+
+if __name__ == "__main__":
+    main()
