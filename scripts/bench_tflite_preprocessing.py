@@ -1,4 +1,4 @@
-"""What the in-graph preprocessing costs a float32 TFLite model at batch 1.
+r"""What the in-graph preprocessing costs a float32 TFLite model at batch 1.
 
 Converts the same network twice, with and without its ``normalize`` layer
 (the bare one takes already-normalised inputs), and times batch-1 inference of
