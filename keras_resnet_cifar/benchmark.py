@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 from absl import flags, logging
 
 from keras_resnet_cifar import arch, cli, train_flags  # no Keras: flags answer at once
@@ -187,8 +188,12 @@ def eval_rate(model, split, batch_size: int, *, repeats: int) -> dict[str, Any]:
 
 def serving_rates(predict: Callable[..., Any], images, *, runs: int,
                   batch_size: int = 128) -> dict[str, Any]:
-    """Batch-1 latency (ms) and batch-``batch_size`` images/s of a classifier's ``predict``."""
-    one, batch = images[:1], images[:batch_size]
+    """Batch-1 latency (ms) and batch-``batch_size`` images/s of a classifier's ``predict``.
+
+    With fewer than ``batch_size`` images, the batch repeats them.
+    """
+    one = images[:1]
+    batch = np.resize(images[:batch_size], (batch_size, *np.shape(images)[1:]))
     for _ in range(3):  # warm-up: first calls trace, allocate, resize
         predict(one, batch_size=1)
         predict(batch, batch_size=batch_size)

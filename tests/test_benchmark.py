@@ -145,6 +145,21 @@ def test_old_json_path_is_out_and_old_json_dash_is_the_switch():
     assert notices == ["warning: --json is now --out; the old spelling still works for now."]
 
 
+def test_serving_rates_times_batch_1_and_full_batches_of_128():
+    calls = []
+
+    def predict(pixels, batch_size):
+        calls.append((len(pixels), batch_size))
+        return np.zeros((len(pixels), 10), np.float32)
+
+    images = np.zeros((5, 32, 32, 3), np.uint8)  # fewer than a batch: repeated to 128
+    rates = benchmark.serving_rates(predict, images, runs=20)
+    assert set(calls) == {(1, 1), (128, 128)}
+    assert calls.count((1, 1)) == 3 + 20 and calls.count((128, 128)) == 3 + 3  # warm-up + timed
+    assert len(rates["latency_ms_batch1"]["samples"]) == 20
+    assert len(rates["images_per_sec_batch128"]["samples"]) == 3
+
+
 def test_summarize():
     s = benchmark.summarize([3.0, 1.0, 2.0])
     assert (s["median"], s["min"], s["max"]) == (2.0, 1.0, 3.0)
