@@ -432,9 +432,10 @@ def format_table(report: dict[str, Any]) -> str:
     inference = report["inference"]
     if "skipped" in inference:
         rows.append(("inference", f"skipped: {inference['skipped']}"))
-    for key, entry in inference.items() if "skipped" not in inference else ():
-        row(f"{key} batch-1 (ms)", entry["latency_ms_batch1"], "{:10.2f}")
-        row(f"{key} batch-128 (img/s)", entry["images_per_sec_batch128"])
+    else:
+        for key, entry in inference.items():
+            row(f"{key} batch-1 (ms)", entry["latency_ms_batch1"], "{:10.2f}")
+            row(f"{key} batch-128 (img/s)", entry["images_per_sec_batch128"])
     width = max([44] + [len(label) for label, _ in rows])
     lines.append(f"{'measurement':{width}s} {'median':>10s} {'min':>10s} {'max':>10s} "
                  f"{'spread':>7s}")
@@ -491,6 +492,8 @@ def plan_from_flags(flag_values: flags.FlagValues) -> Plan:
         if flag_values[name].value < 0:
             raise UserError(f"--{name} must be >= 0 (0: TF's default), got "
                             f"{flag_values[name].value}.")
+    if flag_values.out and Path(flag_values.out).is_dir():
+        raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
     peer = flag_values.peer
     if peer and not (Path(peer).is_file() or _on_path(peer)):
         raise UserError(f"--peer={flag_values.peer} is not a Python interpreter that exists.")
@@ -525,7 +528,10 @@ def main(argv):
     if FLAGS.out:
         from keras_resnet_cifar import fileio
 
-        fileio.write_text(Path(FLAGS.out), text)
+        try:
+            fileio.write_text(Path(FLAGS.out), text)
+        except OSError as e:  # the figures are printed above: only the file is lost
+            raise UserError(f"Cannot write --out={FLAGS.out} ({e.strerror or e}).") from None
         print(f"wrote {FLAGS.out}", file=sys.stderr if FLAGS.json else sys.stdout)
 
 

@@ -43,9 +43,16 @@ def convert(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def write_npz(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Writes ``state`` as an uncompressed ``.npz`` (no pickled objects), atomically."""
-    with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **state)
+    """Writes ``state`` as an uncompressed ``.npz`` (no pickled objects), atomically.
+
+    Raises:
+        UserError: ``path`` cannot be written.
+    """
+    try:
+        with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **state)
+    except OSError as e:
+        raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
 
 
 def output_paths(checkpoints: Sequence[str | os.PathLike],

@@ -122,6 +122,7 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     (["--peer_modes=fastest"], "--peer_modes must name some of"),
     (["--num_threads=-1"], "--num_threads must be >= 0"),
     (["--learning_rate=-1"], "--learning_rate must be positive"),
+    (["--out=/"], "--out=/ is a folder"),
 ])
 def test_user_errors_are_one_line(args, message):
     r = _benchmark(*TINY, *args, timeout=300)

@@ -61,6 +61,10 @@ def test_cli_several_checkpoints_into_a_folder_and_old_spellings(tmp_path):
         Path("m/resnet20-12fca82f.npz")]  # without --out: beside the checkpoint
     assert _convert(*both, f"--out={tmp_path / 'one.npz'}").stderr.splitlines() == [
         f"error: --out={tmp_path / 'one.npz'} is one file for 2 checkpoints: give a folder."]
+    (tmp_path / "file").write_text("")
+    unwritable = _convert(both[0], f"--out={tmp_path / 'file' / 'a.npz'}").stderr.splitlines()
+    assert len(unwritable) == 1
+    assert unwritable[0].startswith(f"error: Cannot write {tmp_path / 'file' / 'a.npz'} (")
     assert _convert().stderr.splitlines() == [
         "error: Give the reference's .th checkpoints to convert, e.g. resnet20-12fca82f.th."]
     old = _convert(f"--checkpoint={both[0]}", f"--output={tmp_path / 'old.npz'}")
