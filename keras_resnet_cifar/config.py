@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from keras_resnet_cifar import arch  # no Keras: flags are checked before TensorFlow loads
@@ -68,13 +69,22 @@ class TrainConfig:
         for name in ("steps_per_epoch", "eval_steps"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
+        # Values that cannot train are refused here, not found out epochs later:
+        # NaN fails every comparison, so each check is written as "must hold".
         for name in ("learning_rate", "warmup_learning_rate"):
-            _positive(name, getattr(self, name))
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name} must be a finite number > 0, got {value}.")
+        if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise ValueError(f"--lr_decay must be in (0, 1], got {self.lr_decay}.")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}.")
-        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.validation_split < 0:
-            raise ValueError("--weight_decay, --warmup_epochs and --validation_split "
-                             "must not be negative.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"--weight_decay must be a finite number >= 0, "
+                             f"got {self.weight_decay}.")
+        for name in ("warmup_epochs", "validation_split"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}.")
         if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)) or any(
                 b <= 0 for b in self.lr_boundaries):
             raise ValueError("--lr_boundaries must be increasing positive epochs, "
