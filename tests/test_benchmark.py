@@ -121,7 +121,7 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     (["--models="], "--models is empty"),
     (["--peer_modes=fastest"], "--peer_modes must name some of"),
     (["--num_threads=-1"], "--num_threads must be >= 0"),
-    (["--learning_rate=-1"], "--learning_rate must be positive"),
+    (["--learning_rate=-1"], "--learning_rate must be a finite number > 0"),
     (["--out=/"], "--out=/ is a folder"),
 ])
 def test_user_errors_are_one_line(args, message):

@@ -101,7 +101,8 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
              "error: --timeout must be a positive number of seconds, got 0.0."),
             # Model names and TrainConfig's values are checked without Keras (arch.py).
             ("train", ("--model=foo",), "error: Unknown model name 'foo'"),
-            ("train", ("--learning_rate=-1",), "error: --learning_rate must be positive"),
+            ("train", ("--learning_rate=-1",),
+             "error: --learning_rate must be a finite number > 0"),
             ("benchmark", ("--models=",), "error: --models is empty"),
             ("benchmark", ("--models=resnet20,foo",), "error: Unknown model name 'foo'"),
             ("convert_checkpoint", (), "error: Give the reference's .th checkpoints")):
