@@ -14,6 +14,8 @@ import json
 import math
 from typing import Any
 
+from keras_resnet_cifar import arch  # no Keras: flags are checked before TensorFlow loads
+
 DATASETS = ("cifar10", "synthetic")
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -54,17 +56,13 @@ class TrainConfig:
     steps_per_execution: int = 1
 
     def __post_init__(self):
-        # Imported here, not at the top: models imports Keras (seconds), and the
-        # command-line tools read this module's fields before they check flags.
-        from keras_resnet_cifar import models
-
-        models.parse_name(self.model)  # raises ValueError with the valid forms
-        if self.shortcut not in ("A", "B"):
+        arch.parse_name(self.model)  # raises ValueError with the valid forms
+        if self.shortcut not in arch.SHORTCUTS:
             raise ValueError(f"--shortcut must be A or B, got {self.shortcut!r}.")
         _choice("dataset", self.dataset, DATASETS)
         _choice("distribute", self.distribute, DISTRIBUTE)
         _choice("mixed_precision", self.mixed_precision, PRECISIONS)
-        _choice("weight_decay_scope", self.weight_decay_scope, models.WEIGHT_DECAY_SCOPES)
+        _choice("weight_decay_scope", self.weight_decay_scope, arch.WEIGHT_DECAY_SCOPES)
         for name in ("epochs", "batch_size", "synthetic_train_size",
                      "synthetic_test_size", "steps_per_execution"):
             _positive(name, getattr(self, name))
