@@ -276,9 +276,13 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")
-    # A key flag of the tool's own module (absl names __main__ by sys.argv[0]), so
-    # that --help lists it beside the tool's flags.
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["verbose"])
+    # Key flags of the tool's own module (absl names __main__ by sys.argv[0]), so that
+    # --help lists them beside the tool's flags: --verbose, and the flags the tool
+    # takes from the package's shared modules (train's --model, --epochs, ...).
+    for module, module_flags in flags.FLAGS.flags_by_module_dict().items():
+        if module.startswith("keras_resnet_cifar."):
+            for flag in module_flags:
+                flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
     def wrapped(argv: list[str]):
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -298,9 +302,11 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                 return main(argv)
         except UserError as e:
             exit_with(message_of(e))
-        except Terminated:
-            exit_with("terminated (SIGTERM)", 143)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            # Terminated is ours; a library that stops on signals itself (training's
+            # resumable stop) raises a KeyboardInterrupt naming the signal.
+            if isinstance(e, Terminated) or e.args[:1] == ("SIGTERM",):
+                exit_with("terminated (SIGTERM)", 143)
             exit_with("interrupted", 130)
 
     app.run(wrapped, argv=argv, flags_parser=_parse_flags)

@@ -112,6 +112,30 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
         assert "Traceback" not in done.stderr
 
 
+def test_help_lists_the_flags_a_tool_takes_from_shared_modules():
+    """train's --help names its training flags (defined in train_flags), not only its own."""
+    for tool, shared in (("train", "--epochs"), ("benchmark", "--mixed_precision")):
+        helped = _run(tool, "--help")
+        for flag in (shared, "--batch_size", "--data_dir", "--[no]verbose"):
+            assert f"\n  {flag}:" in helped.stdout, (tool, flag)
+
+
+@pytest.mark.parametrize("raised, code, line", [
+    ("cli.Terminated()", 143, "error: terminated (SIGTERM)"),
+    # What a library that stops on signals itself raises (training's resumable stop).
+    ("KeyboardInterrupt('SIGTERM')", 143, "error: terminated (SIGTERM)"),
+    ("KeyboardInterrupt('SIGINT')", 130, "error: interrupted"),
+    ("KeyboardInterrupt()", 130, "error: interrupted")])
+def test_signals_end_in_one_line_and_their_exit_status(tmp_path, raised, code, line):
+    tool = tmp_path / "tool.py"
+    tool.write_text(f"from keras_resnet_cifar import cli\n\n"
+                    f"def main(argv):\n    raise {raised}\n\n"
+                    f"cli.run(main)\n")
+    done = subprocess.run([sys.executable, str(tool)], env=_env(), capture_output=True,
+                          text=True)
+    assert (done.returncode, done.stderr.strip()) == (code, line)
+
+
 def _cli_modules():
     """Every module a user runs: the package's tools and the repository's scripts."""
     files = [*(REPO / "keras_resnet_cifar").rglob("*.py"), *(REPO / "scripts").glob("*.py")]
