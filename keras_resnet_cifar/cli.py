@@ -215,12 +215,23 @@ class Progress:
 _LIBRARY_PATH = re.compile(r"[/\\](tensorflow|tensorflow_datasets|keras|ai_edge_litert)[/\\]")
 
 
+# tensorflow-datasets warns about its own cache while it looks for a data set ("Variant
+# folder ... has no dataset_info.json" before a first download); the tools report
+# what matters (the data set cannot be had) themselves, in one line.
+_TFDS_PATH = re.compile(r"[/\\]tensorflow_datasets[/\\]")
+
+
 class QuietLibraries(std_logging.Filter):
-    """Drops the libraries' own log records below WARNING (everything with --verbose)."""
+    """Drops the libraries' own log records below WARNING (everything with --verbose).
+
+    tensorflow-datasets' warnings go too (its errors stay).
+    """
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return (_state["verbose"] or record.levelno >= std_logging.WARNING
-                or not _LIBRARY_PATH.search(record.pathname or ""))
+        path = record.pathname or ""
+        floor = std_logging.ERROR if _TFDS_PATH.search(path) else std_logging.WARNING
+        return (_state["verbose"] or record.levelno >= floor
+                or not _LIBRARY_PATH.search(path))
 
 
 class Terminated(KeyboardInterrupt):

@@ -227,5 +227,8 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
     assert quiet.filter(record(library, std_logging.WARNING))
     assert quiet.filter(record(ours))
     assert quiet.filter(record("/site-packages/keras_resnet_cifar/x.py"))
+    tfds = "/venv/lib/python3.11/site-packages/tensorflow_datasets/core/utils/file_utils.py"
+    assert not quiet.filter(record(tfds, std_logging.WARNING))
+    assert quiet.filter(record(tfds, std_logging.ERROR))
     monkeypatch.setitem(cli._state, "verbose", True)
     assert quiet.filter(record(library))
