@@ -6,7 +6,9 @@ r"""Converts PyTorch reference checkpoints (``.th``) into the ``.npz`` import_we
 
 Each ``.th`` file given is written as a ``.npz``: to ``--out`` if it ends in
 ``.npz`` (one checkpoint), into the folder ``--out`` otherwise, and beside the
-checkpoint (same name, ``.npz``) without ``--out``.
+checkpoint (same name, ``.npz``) without ``--out``. The reference's licence is
+written beside them as ``LICENSE.weights``, where ``import_weights`` and ``export``
+look for it (an export made from the weights carries it).
 
 The reference CIFAR-10 ResNets of He et al.'s paper (ResNet-20/32/44/56/110/1202,
 BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev) are released as ``.th`` files in
@@ -28,8 +30,34 @@ from typing import Sequence
 import numpy as np
 from absl import flags
 
-from keras_resnet_cifar import cli, fileio, torch_checkpoint
+from keras_resnet_cifar import cli, contract, fileio, torch_checkpoint
 from keras_resnet_cifar.errors import UserError
+
+# The reference's licence (github.com/akamaster/pytorch_resnet_cifar10, LICENSE),
+# which must travel with the weights and with anything made from them.
+LICENCE_TEXT = """\
+Copyright (c) 2018, Yerlan Idelbayev
+
+Redistribution and use in source and binary forms, with or without modification, are \
+permitted provided that the following conditions are met:
+
+1. Redistributions of source code must retain the above copyright notice, this list of \
+conditions and the following disclaimer.
+
+2. Redistributions in binary form must reproduce the above copyright notice, this list of \
+conditions and the following disclaimer in the documentation and/or other materials \
+provided with the distribution.
+
+THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS" AND ANY EXPRESS \
+OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF \
+MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE \
+COPYRIGHT HOLDER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, \
+EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF \
+SUBSTITUTE GOODS OR SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) \
+HOWEVER CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR \
+TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE OF THIS \
+SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+"""
 
 
 def convert(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -53,6 +81,20 @@ def write_npz(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:
             np.savez(f, **state)
     except OSError as e:
         raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
+
+
+def write_licence(folder: str | os.PathLike) -> Path:
+    """Writes the reference's licence as ``LICENSE.weights`` into ``folder``, atomically.
+
+    Raises:
+        UserError: it cannot be written.
+    """
+    path = Path(folder) / contract.LICENCE
+    try:
+        fileio.write_text(path, LICENCE_TEXT)
+    except OSError as e:
+        raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
+    return path
 
 
 def output_paths(checkpoints: Sequence[str | os.PathLike],
@@ -98,6 +140,9 @@ def main(argv):
         params = sum(v.size for k, v in state.items() if not k.endswith(("running_mean",
                                                                          "running_var")))
         print(f"wrote {output}: {len(state)} arrays, {params:,} trainable parameters")
+    for folder in dict.fromkeys(output.parent for output in outputs):
+        print(f"wrote {write_licence(folder)}: the weights' BSD 2-clause licence; keep it "
+              "with them and with anything made from them")
     weights = outputs[0] if len(outputs) == 1 else "<one of them>"
     print(f"load it with python -m keras_resnet_cifar.import_weights --weights={weights}")
 

@@ -44,6 +44,10 @@ def test_cli_writes_an_npz_import_weights_can_read(tmp_path):
     r = _convert(str(DATA / "torch_tiny_legacy.th"), f"--out={out}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"wrote {out}: 17 arrays" in r.stdout and not r.stderr
+    # The licence travels with the weights, where import_weights and export look for it.
+    licence = (tmp_path / "LICENSE.weights").read_text()
+    assert licence == convert_checkpoint.LICENCE_TEXT and "Yerlan Idelbayev" in licence
+    assert licence.count("\n\n") == 4  # five paragraphs, each on one line
     from keras_resnet_cifar import import_weights
 
     state = import_weights.load_state_dict(out)  # allow_pickle=False
@@ -56,7 +60,7 @@ def test_cli_several_checkpoints_into_a_folder_and_old_spellings(tmp_path):
     r = _convert(*both, f"--out={tmp_path / 'weights'}")
     assert r.returncode == 0, r.stderr[-2000:]
     written = sorted(p.name for p in (tmp_path / "weights").iterdir())
-    assert written == ["torch_tiny_legacy.npz", "torch_tiny_zip.npz"]
+    assert written == ["LICENSE.weights", "torch_tiny_legacy.npz", "torch_tiny_zip.npz"]
     assert convert_checkpoint.output_paths(["m/resnet20-12fca82f.th"], None) == [
         Path("m/resnet20-12fca82f.npz")]  # without --out: beside the checkpoint
     assert _convert(*both, f"--out={tmp_path / 'one.npz'}").stderr.splitlines() == [
