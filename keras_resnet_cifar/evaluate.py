@@ -180,6 +180,11 @@ def main(argv):
                         ("num_threads", 1)):
         if FLAGS[name].value < least:
             raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
+    try:  # the edge install (numpy, Pillow, absl-py, LiteRT) has no scikit-learn
+        import sklearn.metrics  # noqa: F401
+    except ImportError:
+        raise UserError("evaluate needs scikit-learn (pip install scikit-learn); "
+                        "predict --dataset=cifar10 gives the accuracy without it.") from None
     resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint)  # before TF loads
     out = FLAGS.out or resolved.run_dir
     model = predictor.load(resolved, num_threads=FLAGS.num_threads)

@@ -2,8 +2,10 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -99,6 +101,25 @@ def test_unusable_paths_are_user_errors(tmp_path):
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate", *args],
                           capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_without_scikit_learn_says_so_in_one_line(tmp_path):
+    """On the edge install (no scikit-learn) evaluate names what it needs and the way out."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        "class _NoSklearn(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'sklearn':\n"
+        "            raise ImportError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, _NoSklearn())\n")
+    repo = str(Path(__file__).resolve().parents[1])
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate",
+                        "--model_path=model_int8.tflite"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), repo])})
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "error: evaluate needs scikit-learn (pip install scikit-learn); predict "
+        "--dataset=cifar10 gives the accuracy without it."]
 
 
 @pytest.mark.slow
