@@ -136,9 +136,12 @@ def train_rate(model, config, split, *, steps: int, repeats: int,
 
         def on_epoch_end(self, epoch, logs=None):
             elapsed = time.perf_counter() - self.start
-            if epoch == 0:
-                return  # warm-up
+            if epoch == 0:  # warm-up
+                logging.info("%s: warm-up done (%.0f s)", config.model, elapsed)
+                return
             rates.append(steps * config.batch_size / elapsed)
+            logging.info("%s: training repeat %d/%d: %.1f img/s", config.model, epoch,
+                         repeats, rates[-1])
             if between is not None:
                 between(epoch - 1)
 
@@ -353,6 +356,7 @@ def run(plan: Plan) -> dict[str, Any]:
             for mode in plan.peer_modes:
                 peer_rates[mode].append(peer_rate(plan.peer, model, base.batch_size,
                                                   plan.steps, plan.peer_script, mode))
+                logging.info("%s: peer (%s): %.1f img/s", model, mode, peer_rates[mode][-1])
 
         logging.info("timing %s: training, 1 warm-up + %d x %d steps%s; then evaluation",
                      config.model, plan.repeats, plan.steps,

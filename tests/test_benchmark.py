@@ -67,6 +67,11 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
                  "tflite:model_float32.tflite batch-1 (ms)",
                  "tflite:model_float32.tflite batch-128 (img/s)", f"wrote {out}"):
         assert text in table, text
+    # Progress on stderr while it measures: each timed repeat and the peer after it.
+    for text in ("resnet8: warm-up done", "resnet8: training repeat 1/2: ",
+                 "resnet8: training repeat 2/2: ", "resnet8: peer (default): 50.0 img/s",
+                 "resnet8: peer (channels_last): 60.0 img/s"):
+        assert text in r.stderr, text
     report = json.loads(out.read_text())
     assert set(report) == {"machine", "settings", "training", "evaluation", "pipeline",
                            "inference"}
