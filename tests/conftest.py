@@ -13,14 +13,15 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("KRC_SHARED", REPO.parent / "shared"))
+SHARED = Path(os.environ.get("KRC_SHARED", REPO.parent / "shared")).expanduser()
 MAKE_CIFAR = SHARED / "data" / "cifar10" / "make_cifar10.py"
 REFERENCE = SHARED / "data" / "reference"
 
 
 def _need(path: Path):
     if not path.exists():
-        pytest.skip(f"{path} is absent (real-data checks need ../shared)")
+        pytest.skip(f"{path} is absent (real-data checks need ../shared, or KRC_SHARED "
+                    "and KRC_CIFAR10: README, Tests)")
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,7 @@ def cifar10_local(tmp_path_factory) -> Path:
     """
     made = os.environ.get("KRC_CIFAR10")
     if made:
-        return Path(made)
+        return Path(made).expanduser()
     _need(MAKE_CIFAR)
     out = tmp_path_factory.mktemp("cifar10")
     subprocess.run([sys.executable, str(MAKE_CIFAR), str(out)], check=True,
