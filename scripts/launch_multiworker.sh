@@ -57,18 +57,20 @@ if [[ -n "$local_n" ]]; then
   [[ "$local_n" =~ ^[1-9][0-9]*$ ]] || { echo "error: --local must be a positive integer, got $local_n" >&2; exit 2; }
   model_dir="runs/multiworker"
   for arg in "$@"; do [[ "$arg" == --model_dir=* ]] && model_dir="${arg#*=}"; done
+  model_dir="${model_dir/#\~/$HOME}"  # as train expands it (the shell does not after "=")
   mkdir -p "$model_dir"
   # Free loopback ports, chosen by the kernel.
   workers=$("$PYTHON" -c 'import socket, sys
 socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(",".join("127.0.0.1:%d" % s.getsockname()[1] for s in socks))' "$local_n")
+  IFS=, read -ra addresses <<<"$workers"
   pids=()
   for ((i = 0; i < local_n; i++)); do
     TF_CONFIG=$(tf_config "$workers" "$i") "$PYTHON" -m keras_resnet_cifar.train \
       --distribute=multi_worker "$@" >"$model_dir/worker_$i.log" 2>&1 &
     pids+=($!)
-    echo "worker $i$([[ $i == 0 ]] && echo ' (chief)') started on ${workers//,/ } (pid $!): log $model_dir/worker_$i.log"
+    echo "worker $i$([[ $i == 0 ]] && echo ' (chief)') started on ${addresses[$i]} (pid $!): log $model_dir/worker_$i.log"
   done
   trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
   echo "waiting for $local_n workers (follow one with: tail -f $model_dir/worker_0.log)"
