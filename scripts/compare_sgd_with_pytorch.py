@@ -51,11 +51,13 @@ try:
 except ImportError:
     sys.exit("error: this check needs PyTorch beside the project: pip install torch")
 
-import keras  # noqa: E402
+with cli.native_logs_muted():  # TensorFlow's start-up lines (cuInit on a CPU-only machine)
+    import keras  # noqa: E402
 
-from keras_resnet_cifar import (datasets, import_weights, models, optimizer,  # noqa: E402
-                                training)
+    from keras_resnet_cifar import (datasets, import_weights, models,  # noqa: E402
+                                    optimizer, training)
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at  # noqa: E402
+from keras_resnet_cifar.errors import UserError, exit_with, message_of  # noqa: E402
 
 
 # --- The reference network, with the reference's parameter names ---------------------------
@@ -184,11 +186,14 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     data_dir = os.path.expandvars(os.path.expanduser(a.data_dir))
+    try:
+        config = TrainConfig(model=a.model, epochs=3, steps_per_epoch=a.steps_per_phase,
+                             batch_size=a.batch_size, lr_boundaries=(1, 2), lr_decay=0.1,
+                             learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
+                             weight_decay_scope="all", seed=a.seed)
+    except ValueError as e:  # a bad --model, --batch_size, ... (the config says which)
+        raise UserError(str(e)) from None
     spec = models.parse_name(a.model)
-    config = TrainConfig(model=a.model, epochs=3, steps_per_epoch=a.steps_per_phase,
-                         batch_size=a.batch_size, lr_boundaries=(1, 2), lr_decay=0.1,
-                         learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
-                         weight_decay_scope="all", seed=a.seed)
     steps = config.epochs * config.steps_per_epoch
     images, labels = make_batches(data_dir, steps, a.batch_size, a.seed)
 
@@ -208,9 +213,18 @@ def main():
     stats = [k for k in initial_state if k.endswith(("running_mean", "running_var"))]
 
     started = time.time()
+
+    def progress(what):
+        print(f"{time.time() - started:5.0f} s: {what}", file=sys.stderr, flush=True)
+
+    progress(f"training {steps} steps: the project (Keras, ReferenceSGD)")
     project = run_keras(config, initial, images, labels)
+    progress("PyTorch (torch.optim.SGD)")
     reference = run_torch(config, spec, initial_state, images, labels)
+    progress("PyTorch channels-last (the noise level)")
     noise = run_torch(config, spec, initial_state, images, labels, channels_last=True)
+    if a.keras_sgd:
+        progress("Keras' own SGD")
     stock = run_keras(config, initial, images, labels, keras_sgd=True) if a.keras_sgd else None
 
     start = f"trained weights {os.path.basename(a.initial_weights)}" if a.initial_weights \
@@ -250,4 +264,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with cli.native_logs_muted():
+        try:
+            main()
+        except UserError as e:  # a bad --data_dir, --model, --initial_weights: one line
+            exit_with(message_of(e))
