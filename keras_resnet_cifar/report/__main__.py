@@ -17,7 +17,7 @@ import sys
 
 from absl import flags, logging
 
-from keras_resnet_cifar import cli  # no Keras or matplotlib: flags answer at once
+from keras_resnet_cifar import cli
 from keras_resnet_cifar.errors import UserError
 
 
