@@ -2,10 +2,11 @@ r"""Measures, on this machine, how fast the project trains, reads data, evaluate
 
     python -m keras_resnet_cifar.benchmark --models=resnet20,resnet56
     python -m keras_resnet_cifar.benchmark --models=resnet20 --peer=~/venvs/torch-peer/bin/python
-    python -m keras_resnet_cifar.benchmark --export=exports/resnet20/1 --json=bench.json
+    python -m keras_resnet_cifar.benchmark --model_path=exports/resnet20/1 --out=bench.json
+    python -m keras_resnet_cifar.benchmark --models=resnet20 --repeats=3 --json > bench.json
 
-Prints a table (and, with ``--json=PATH`` or ``--json=-``, the same figures as
-JSON) of:
+Prints a table (``--json``: the same figures as JSON instead; ``--out=PATH``:
+also writes that JSON to PATH) of:
 
 * training images/s of ``model.fit`` on the real training path: the project's
   ``build_and_compile`` and ``input_pipeline.train_dataset`` (shuffle and
@@ -16,8 +17,10 @@ JSON) of:
 * the input pipeline alone (images/s, no model), and how many times the fastest
   training rate it is;
 * evaluation images/s (``model.evaluate`` on the evaluation pipeline);
-* with ``--export``, SavedModel and TFLite batch-1 latency and batch-128 images/s.
-  ``--export`` alone measures only the exports; add ``--models`` to train too.
+* with ``--model_path``, the batch-1 latency and batch-128 images/s of each model
+  named (a run directory, a ``.keras`` file, a SavedModel folder or a ``.tflite``
+  file, loaded as every tool loads them: ``keras_resnet_cifar.predictor``).
+  ``--model_path`` alone measures only those; add ``--models`` to train too.
 
 Each figure is the median of ``--repeats`` timed repeats after a warm-up that is
 not counted, with the spread (min, max). With ``--peer=<python>`` the PyTorch peer
@@ -27,32 +30,30 @@ torch; setup in that script) runs after each timed training repeat, in each of
 the two alternate A B A B ... on the same machine, and the ratio is reported pair
 by pair and as a median, with the date and the load average: this machine's
 speed drifts, and other work sharing its cores slows the peer most.
+
+Old spellings: ``--export`` is ``--model_path``, ``--export_runs`` is
+``--inference_runs``, ``--json=PATH`` is ``--out=PATH`` and ``--json=-`` is ``--json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
-# Before TensorFlow loads (the package's modules import Keras), as in train.py:
-# oneDNN's CPU kernels, which TF leaves off on x86 CPUs without AVX-512 VNNI/AMX.
-if platform.machine().lower() in ("x86_64", "amd64"):
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+import numpy as np
+from absl import flags, logging
 
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Sequence  # noqa: E402
-
-from absl import app, flags  # noqa: E402
-
-from keras_resnet_cifar import train_flags  # noqa: E402
-from keras_resnet_cifar.config import TrainConfig  # noqa: E402
-from keras_resnet_cifar.errors import UserError, run_cli  # noqa: E402
+from keras_resnet_cifar import arch, cli, train_flags  # no Keras: flags answer at once
+from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.errors import UserError
 
 # The peer ships with the repository (scripts/), not with the installed package.
 PEER_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "torch_peer.py"
@@ -146,6 +147,19 @@ def train_rate(model, config, split, *, steps: int, repeats: int,
     return summarize(rates)
 
 
+def per_second(work: Callable[[], int], repeats: int) -> dict[str, Any]:
+    """:func:`summarize` of the rates of ``repeats`` timed calls of ``work``.
+
+    ``work()`` returns how many items (images) it handled; each sample is items/s.
+    """
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        done = work()
+        rates.append(done / (time.perf_counter() - start))
+    return summarize(rates)
+
+
 def pipeline_rate(split, batch_size: int, *, batches: int, repeats: int,
                   seed: int = 0) -> dict[str, Any]:
     """Images/s of the training input pipeline alone (shuffle, augment, cast, prefetch)."""
@@ -154,12 +168,8 @@ def pipeline_rate(split, batch_size: int, *, batches: int, repeats: int,
     iterator = iter(input_pipeline.train_dataset(split, batch_size, seed=seed).repeat())
     for _ in range(min(batches, 10)):  # warm-up: shuffle buffer, autotuning
         next(iterator)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        images = sum(int(next(iterator)[1].shape[0]) for _ in range(batches))
-        rates.append(images / (time.perf_counter() - start))
-    return summarize(rates)
+    return per_second(lambda: sum(int(next(iterator)[1].shape[0]) for _ in range(batches)),
+                      repeats)
 
 
 def eval_rate(model, split, batch_size: int, *, repeats: int) -> dict[str, Any]:
@@ -167,73 +177,65 @@ def eval_rate(model, split, batch_size: int, *, repeats: int) -> dict[str, Any]:
     from keras_resnet_cifar import input_pipeline
 
     ds = input_pipeline.eval_dataset(split, batch_size)
-    model.evaluate(ds, verbose=0)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def evaluate_all() -> int:
         model.evaluate(ds, verbose=0)
-        rates.append(len(split) / (time.perf_counter() - start))
-    return summarize(rates)
+        return len(split)
+
+    evaluate_all()
+    return per_second(evaluate_all, repeats)
 
 
 def serving_rates(predict: Callable[..., Any], images, *, runs: int,
                   batch_size: int = 128) -> dict[str, Any]:
-    """Batch-1 latency (ms) and batch-``batch_size`` images/s of a classifier's ``predict``."""
-    one, batch = images[:1], images[:batch_size]
+    """Batch-1 latency (ms) and batch-``batch_size`` images/s of a classifier's ``predict``.
+
+    With fewer than ``batch_size`` images, the batch repeats them.
+    """
+    one = images[:1]
+    batch = np.resize(images[:batch_size], (batch_size, *np.shape(images)[1:]))
     for _ in range(3):  # warm-up: first calls trace, allocate, resize
         predict(one, batch_size=1)
         predict(batch, batch_size=batch_size)
-    latencies = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        predict(one, batch_size=1)
-        latencies.append(1e3 * (time.perf_counter() - start))
-    rates = []
-    for _ in range(max(3, runs // 10)):
-        start = time.perf_counter()
-        predict(batch, batch_size=batch_size)
-        rates.append(len(batch) / (time.perf_counter() - start))
-    return {"latency_ms_batch1": summarize(latencies),
-            f"images_per_sec_batch{batch_size}": summarize(rates)}
+    calls = per_second(lambda: len(predict(one, batch_size=1)), runs)
+    rates = per_second(lambda: len(predict(batch, batch_size=batch_size)), max(3, runs // 10))
+    return {"latency_ms_batch1": summarize([1e3 / r for r in calls["samples"]]),
+            f"images_per_sec_batch{batch_size}": rates}
 
 
-def export_rates(paths: Sequence[str], images, *, runs: int) -> dict[str, Any]:
-    """:func:`serving_rates` of each SavedModel folder and ``.tflite`` file in ``paths``.
+def inference_key(path: str | os.PathLike, kind: str) -> str:
+    """A short label: ``saved_model:resnet56/1``, ``tflite:model_int8.tflite``."""
+    path = Path(path)
+    return f"{kind}:{'/'.join(path.parts[-2:]) if path.is_dir() else path.name}"
 
-    A folder holding ``saved_model.pb`` is measured as a SavedModel, and every
-    ``.tflite`` file in it too. A part whose runtime is not installed (or whose
-    export module is absent) is reported as skipped, with the reason.
+
+def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
+                    num_threads: int) -> dict[str, Any]:
+    """:func:`serving_rates` of each model in ``paths``, loaded by :func:`predictor.load`.
+
+    Args:
+        paths: run directories, ``.keras`` files, SavedModel folders, ``.tflite`` files.
+        images: uint8 (N, 32, 32, 3) pixels to predict (N >= 128 for a full batch).
+        runs: timed batch-1 calls per model.
+        num_threads: CPU threads of a ``.tflite`` model.
+
+    Returns:
+        label (:func:`inference_key`; the path where two labels would clash) ->
+        {"path", "kind", "latency_ms_batch1", "images_per_sec_batch128"}.
 
     Raises:
-        UserError: a path that does not exist or holds neither.
+        UserError: a path that is not a model, or whose runtime is not installed.
     """
-    found: list[tuple[str, Path]] = []
-    for path in map(Path, paths):
-        if not path.exists():
-            raise UserError(f"--export={path} does not exist.")
-        if path.is_dir():
-            if (path / "saved_model.pb").exists():
-                found.append(("savedmodel", path))
-            found += [("tflite", p) for p in sorted(path.glob("*.tflite"))]
-        elif path.suffix == ".tflite":
-            found.append(("tflite", path))
-        if not any(p == path or p.parent == path for _, p in found):
-            raise UserError(f"--export={path} is neither a SavedModel folder nor a .tflite file.")
-    results = {}
-    for kind, path in found:
-        # Short keys for the table: "savedmodel:resnet56/1", "tflite:model_int8.tflite".
-        key = f"{kind}:{path.name if kind == 'tflite' else '/'.join(path.parts[-2:])}"
-        try:
-            if kind == "savedmodel":
-                from keras_resnet_cifar import serving
-                predict = serving.load_classifier(path).predict
-            else:
-                from keras_resnet_cifar import edge
-                predict = edge.TFLiteClassifier(path, num_threads=os.cpu_count() or 1).predict
-        except ImportError as e:
-            results[key] = {"skipped": f"{e.name or e} is not installed"}
-            continue
-        results[key] = {"path": str(path), **serving_rates(predict, images, runs=runs)}
+    from keras_resnet_cifar import predictor
+
+    results: dict[str, Any] = {}
+    for path in paths:
+        model = predictor.load(path, num_threads=num_threads)
+        key = inference_key(path, model.kind)
+        key = key if key not in results else f"{model.kind}:{path}"
+        logging.info("timing %s: %d batch-1 calls", key, runs)
+        results[key] = {"path": os.fspath(path), "kind": model.kind,
+                        **serving_rates(model.predict, images, runs=runs)}
     return results
 
 
@@ -266,7 +268,8 @@ class Plan:
 
     ``base`` holds everything about training (batch, precision, XLA, distribution,
     data; the flags of :mod:`keras_resnet_cifar.train_flags`); each model of
-    ``models`` is timed with ``base`` and that model.
+    ``models`` is timed with ``base`` and that model. ``model_paths`` are models
+    to time at inference (:func:`inference_rates`).
     """
 
     base: TrainConfig
@@ -274,36 +277,61 @@ class Plan:
     steps: int = 20
     repeats: int = 5
     pipeline_batches: int = 200
-    export: tuple[str, ...] = ()
-    export_runs: int = 100
+    model_paths: tuple[str, ...] = ()
+    inference_runs: int = 100
+    num_threads: int = 0  # of a .tflite model; 0: every core
     peer: str | None = None
     peer_script: str = os.fspath(PEER_SCRIPT)
     peer_modes: tuple[str, ...] = ("channels_last",)
 
 
-def _check_peer_modes(modes: Sequence[str]) -> None:
-    if not modes or set(modes) - set(PEER_MODES):
+def check_plan(plan: Plan) -> None:
+    """Checks ``plan`` before any work (and before TensorFlow loads).
+
+    Raises:
+        UserError: nothing to measure, a bad or repeated model name, a count that
+            is not positive, an unknown peer mode, no peer script, a path that is
+            not a model.
+    """
+    from keras_resnet_cifar import predictor
+
+    if not plan.models and not plan.model_paths:
+        raise UserError("--models is empty: name models to train (e.g. --models=resnet20), "
+                        "or give --model_path to measure saved models only.")
+    for name in plan.models:
+        try:
+            arch.parse_name(name)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    if len(set(plan.models)) < len(plan.models):
+        raise UserError(f"--models names a model twice: {','.join(plan.models)}.")
+    for name in ("steps", "repeats", "pipeline_batches", "inference_runs"):
+        if getattr(plan, name) < 1:
+            raise UserError(f"--{name} must be positive, got {getattr(plan, name)}.")
+    if plan.num_threads < 0:
+        raise UserError(f"--num_threads must be >= 0 (0: every core), got {plan.num_threads}.")
+    if not plan.peer_modes or set(plan.peer_modes) - set(PEER_MODES):
         raise UserError(f"--peer_modes must name some of {', '.join(PEER_MODES)}, got "
-                        f"{','.join(modes) or 'none'}.")
+                        f"{','.join(plan.peer_modes) or 'none'}.")
+    if plan.peer and not Path(plan.peer_script).is_file():
+        raise UserError(f"No peer script at {plan.peer_script} (set --peer_script).")
+    for path in plan.model_paths:  # before minutes of training
+        predictor.resolve(path)
 
 
 def run(plan: Plan) -> dict[str, Any]:
     """Every measurement of ``plan``, as one JSON-ready dict (data only, no models).
 
+    The models of ``plan.model_paths`` are timed first (a model that cannot be
+    loaded fails before minutes of training), then each of ``plan.models``.
+
     Raises:
-        UserError: nothing to measure, or a bad model name or peer mode.
+        UserError: see :func:`check_plan`; a model that cannot be loaded; the peer fails.
     """
     from keras_resnet_cifar import datasets
+    from keras_resnet_cifar import models as model_lib
 
-    if not plan.models and not plan.export:
-        raise UserError("Nothing to measure: --models is empty and no --export is given.")
-    _check_peer_modes(plan.peer_modes)
-    configs = [dataclasses.replace(plan.base, model=m) for m in plan.models]
-    for config in configs:  # bad names fail before any work
-        try:
-            config.from_dict(dataclasses.asdict(config))
-        except ValueError as e:
-            raise UserError(str(e)) from None
+    check_plan(plan)
     base = plan.base
     data = datasets.load(base.dataset, base.data_dir, seed=0,
                          synthetic_sizes=(base.synthetic_train_size, base.synthetic_test_size))
@@ -313,8 +341,12 @@ def run(plan: Plan) -> dict[str, Any]:
         "machine": machine(),
         "settings": {**settings, "data": data.source},
         "training": {}, "evaluation": {},
+        "inference": (inference_rates(plan.model_paths, data.test.images,
+                                      runs=plan.inference_runs,
+                                      num_threads=plan.num_threads or os.cpu_count() or 1)
+                      if plan.model_paths else {"skipped": "no --model_path given"}),
     }
-    for config in configs:
+    for config in (dataclasses.replace(base, model=m) for m in plan.models):
         peer_rates: dict[str, list[float]] = {mode: [] for mode in plan.peer_modes}
 
         def between(_, model=config.model):
@@ -322,11 +354,12 @@ def run(plan: Plan) -> dict[str, Any]:
                 peer_rates[mode].append(peer_rate(plan.peer, model, base.batch_size,
                                                   plan.steps, plan.peer_script, mode))
 
+        logging.info("timing %s: training, 1 warm-up + %d x %d steps%s; then evaluation",
+                     config.model, plan.repeats, plan.steps,
+                     " (the peer after each)" if plan.peer else "")
         model, strategy = build(config)
         rates = train_rate(model, config, data.train, steps=plan.steps, repeats=plan.repeats,
                            between=between if plan.peer else None)
-        from keras_resnet_cifar import models as model_lib
-
         entry: dict[str, Any] = {"images_per_sec": rates,
                                  "params": model_lib.count_trainable_params(model),
                                  "replicas": strategy.num_replicas_in_sync}
@@ -343,6 +376,7 @@ def run(plan: Plan) -> dict[str, Any]:
                                         repeats=plan.repeats)}
         del model
     if report["training"]:
+        logging.info("timing the input pipeline alone")
         pipeline = pipeline_rate(data.train, base.batch_size, batches=plan.pipeline_batches,
                                  repeats=plan.repeats)
         fastest = max(e["images_per_sec"]["median"] for e in report["training"].values())
@@ -350,8 +384,6 @@ def run(plan: Plan) -> dict[str, Any]:
                               "times_fastest_training": pipeline["median"] / fastest}
     else:
         report["pipeline"] = {"skipped": "no training measured (--models is empty)"}
-    report["export"] = (export_rates(plan.export, data.test.images, runs=plan.export_runs)
-                        if plan.export else {"skipped": "no --export given"})
     # Other work on the machine slows both sides, the peer's OpenMP threads most.
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
@@ -397,15 +429,13 @@ def format_table(report: dict[str, Any]) -> str:
     else:
         row("input pipeline alone (img/s)", p["images_per_sec"], "{:10.0f}")
         rows.append(("input pipeline / fastest training", f"{p['times_fastest_training']:10.1f}x"))
-    export = report["export"]
-    if "skipped" in export:
-        rows.append(("export", f"skipped: {export['skipped']}"))
-    for key, entry in export.items() if "skipped" not in export else ():
-        if "skipped" in entry:
-            rows.append((key, f"skipped: {entry['skipped']}"))
-            continue
-        row(f"{key} batch-1 (ms)", entry["latency_ms_batch1"], "{:10.2f}")
-        row(f"{key} batch-128 (img/s)", entry["images_per_sec_batch128"])
+    inference = report["inference"]
+    if "skipped" in inference:
+        rows.append(("inference", f"skipped: {inference['skipped']}"))
+    else:
+        for key, entry in inference.items():
+            row(f"{key} batch-1 (ms)", entry["latency_ms_batch1"], "{:10.2f}")
+            row(f"{key} batch-128 (img/s)", entry["images_per_sec_batch128"])
     width = max([44] + [len(label) for label, _ in rows])
     lines.append(f"{'measurement':{width}s} {'median':>10s} {'min':>10s} {'max':>10s} "
                  f"{'spread':>7s}")
@@ -424,14 +454,18 @@ def define_flags() -> None:
         exclude=NOT_SPEED)
     defaults = Plan(base=TrainConfig())
     flags.DEFINE_list("models", list(defaults.models), "Models to train: plainN / resnetN. "
-                      "Empty (--models=) with --export: measure the exports only.")
+                      "Not given with --model_path: train nothing.")
     flags.DEFINE_integer("steps", defaults.steps, "Training steps per timed repeat.")
     flags.DEFINE_integer("repeats", defaults.repeats, "Timed repeats of every measurement.")
     flags.DEFINE_integer("pipeline_batches", defaults.pipeline_batches,
                          "Batches per timed repeat of the input pipeline alone.")
-    flags.DEFINE_list("export", [], "SavedModel folders and/or .tflite files to measure. "
-                      "Without --models, only these are measured.")
-    flags.DEFINE_integer("export_runs", defaults.export_runs, "Batch-1 calls per export.")
+    flags.DEFINE_list("model_path", [], "Models to time at inference: run directories, "
+                      ".keras files, SavedModel folders, .tflite files. Without --models, "
+                      "only these are measured.")
+    flags.DEFINE_integer("inference_runs", defaults.inference_runs,
+                         "Timed batch-1 calls per --model_path model.")
+    flags.DEFINE_integer("num_threads", defaults.num_threads,
+                         "CPU threads for a .tflite model (0: every core).")
     flags.DEFINE_string("peer", None, "Python of the PyTorch peer's environment (see "
                         "scripts/torch_peer.py): run the peer after each timed training "
                         "repeat.")
@@ -441,44 +475,42 @@ def define_flags() -> None:
                       f"{', '.join(PEER_MODES)}. channels_last is its fastest on CPU.")
     flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default).")
     flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
-    flags.DEFINE_string("json", None, "Also write the figures as JSON to this path "
-                        "('-': standard output, after the table).")
+    flags.DEFINE_string("out", None, "Also write the figures as JSON to this file.")
+    flags.DEFINE_boolean("json", False, "Print the figures as JSON instead of a table.")
 
 
 def plan_from_flags(flag_values: flags.FlagValues) -> Plan:
-    """The Plan of the parsed flags, checked before any measurement.
+    """The Plan of the parsed flags, checked before any measurement (and before TF loads).
 
     Raises:
-        UserError: a bad value, an --export path that does not exist, a missing peer.
+        UserError: a bad value, a --model_path that is not a model, a missing peer.
     """
-    for name in ("steps", "repeats", "pipeline_batches", "export_runs"):
-        if flag_values[name].value < 1:
-            raise UserError(f"--{name} must be positive, got {flag_values[name].value}.")
     models = tuple(flag_values.models)
-    if flag_values.export and not flag_values["models"].present:
-        models = ()  # --export alone: measure the exports, train nothing
-    if not models and not flag_values.export:
-        raise UserError("--models is empty: name models to train (e.g. --models=resnet20), "
-                        "or give --export to measure exports only.")
-    for path in flag_values.export:  # before minutes of training
-        if not Path(path).expanduser().exists():
-            raise UserError(f"--export={path} does not exist.")
-    _check_peer_modes(flag_values.peer_modes)
-    peer = flag_values.peer and os.path.expanduser(flag_values.peer)
+    if flag_values.model_path and not flag_values["models"].present:
+        models = ()  # --model_path alone: time those models, train nothing
+    for name in ("intra_op_threads", "inter_op_threads"):
+        if flag_values[name].value < 0:
+            raise UserError(f"--{name} must be >= 0 (0: TF's default), got "
+                            f"{flag_values[name].value}.")
+    if flag_values.out and Path(flag_values.out).is_dir():
+        raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
+    peer = flag_values.peer
     if peer and not (Path(peer).is_file() or _on_path(peer)):
         raise UserError(f"--peer={flag_values.peer} is not a Python interpreter that exists.")
     base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20")
-    return Plan(base=base, models=models, steps=flag_values.steps,
+    plan = Plan(base=base, models=models, steps=flag_values.steps,
                 repeats=flag_values.repeats, pipeline_batches=flag_values.pipeline_batches,
-                export=tuple(os.path.expanduser(p) for p in flag_values.export),
-                export_runs=flag_values.export_runs, peer=peer or None,
-                peer_script=os.path.expanduser(flag_values.peer_script),
+                model_paths=tuple(flag_values.model_path),
+                inference_runs=flag_values.inference_runs,
+                num_threads=flag_values.num_threads, peer=peer or None,
+                peer_script=flag_values.peer_script,
                 peer_modes=tuple(flag_values.peer_modes))
+    check_plan(plan)
+    return plan
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
+    del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     plan = plan_from_flags(FLAGS)
     import tensorflow as tf
@@ -488,14 +520,19 @@ def main(argv):
     if FLAGS.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
     report = run(plan)
-    print(format_table(report))
+    text = json.dumps(report, indent=2) + "\n"
     if FLAGS.json:
-        text = json.dumps(report, indent=2) + "\n"
-        if FLAGS.json == "-":
-            print(text, end="")
-        else:
-            from keras_resnet_cifar import fileio
-            fileio.write_text(Path(FLAGS.json), text)
+        print(text, end="")
+    else:
+        print(format_table(report))
+    if FLAGS.out:
+        from keras_resnet_cifar import fileio
+
+        try:
+            fileio.write_text(Path(FLAGS.out), text)
+        except OSError as e:  # the figures are printed above: only the file is lost
+            raise UserError(f"Cannot write --out={FLAGS.out} ({e.strerror or e}).") from None
+        print(f"wrote {FLAGS.out}", file=sys.stderr if FLAGS.json else sys.stdout)
 
 
 def _on_path(name: str) -> bool:
@@ -503,6 +540,33 @@ def _on_path(name: str) -> bool:
     return shutil.which(name) is not None
 
 
+_BOOLEAN = r"(?i:true|false|t|f|1|0)"
+# Old spellings. --json took a path ("-": standard output, after the table); it is now
+# a switch, and the path is --out's.
+RENAMED = (cli.Renamed("export", "model_path"), cli.Renamed("export_runs", "inference_runs"),
+           cli.Renamed("json", "out", values=rf"(?!-$|{_BOOLEAN}$).+"))
+
+
+def old_json_to_stdout(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``--json=-`` (JSON on standard output, before ``--json`` was a switch) as ``--json``.
+
+    Returns:
+        (the new argv, a deprecation notice if it was used).
+    """
+    out, args = [], list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("--json", "-json") and args[:1] == ["-"]:
+            arg = f"{arg}=" + args.pop(0)  # absl's "--name value" form
+        out.append("--json" if arg in ("--json=-", "-json=-") else arg)
+    return out, (["warning: --json=- is now --json (JSON instead of the table); the old "
+                  "spelling still works for now."] if out != list(argv)
+                 else [])
+
+
 if __name__ == "__main__":
+    sys.argv, _notices = old_json_to_stdout(sys.argv)
+    for _notice in _notices:
+        print(_notice, file=sys.stderr)
     define_flags()
-    app.run(run_cli(main))
+    cli.run(main, trains=True, renamed=RENAMED, paths=("peer", "peer_script"))

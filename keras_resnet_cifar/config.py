@@ -20,6 +20,8 @@ import json
 import math
 from typing import Any
 
+from keras_resnet_cifar import arch  # no Keras: flags are checked before TensorFlow loads
+
 DATASETS = ("cifar10", "synthetic")
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -61,30 +63,35 @@ class TrainConfig:
     steps_per_execution: int = 1
 
     def __post_init__(self):
-        # Imported here, not at the top: models imports Keras (seconds), and the
-        # command-line tools read this module's fields before they check flags.
-        from keras_resnet_cifar import models
-
-        models.parse_name(self.model)  # raises ValueError with the valid forms
-        if self.shortcut not in ("A", "B"):
+        arch.parse_name(self.model)  # raises ValueError with the valid forms
+        if self.shortcut not in arch.SHORTCUTS:
             raise ValueError(f"--shortcut must be A or B, got {self.shortcut!r}.")
         _choice("dataset", self.dataset, DATASETS)
         _choice("distribute", self.distribute, DISTRIBUTE)
         _choice("mixed_precision", self.mixed_precision, PRECISIONS)
-        _choice("weight_decay_scope", self.weight_decay_scope, models.WEIGHT_DECAY_SCOPES)
+        _choice("weight_decay_scope", self.weight_decay_scope, arch.WEIGHT_DECAY_SCOPES)
         for name in ("epochs", "batch_size", "synthetic_train_size",
                      "synthetic_test_size", "steps_per_execution"):
             _positive(name, getattr(self, name))
         for name in ("steps_per_epoch", "eval_steps"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
+        # Values that cannot train are refused here, not found out epochs later:
+        # NaN fails every comparison, so each check is written as "must hold".
         for name in ("learning_rate", "warmup_learning_rate"):
-            _positive(name, getattr(self, name))
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name} must be a finite number > 0, got {value}.")
+        if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise ValueError(f"--lr_decay must be in (0, 1], got {self.lr_decay}.")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}.")
-        if self.weight_decay < 0 or self.warmup_epochs < 0 or self.validation_split < 0:
-            raise ValueError("--weight_decay, --warmup_epochs and --validation_split "
-                             "must not be negative.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"--weight_decay must be a finite number >= 0, "
+                             f"got {self.weight_decay}.")
+        for name in ("warmup_epochs", "validation_split"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}.")
         try:
             boundaries = tuple(as_epoch(b) for b in self.lr_boundaries)
         except (TypeError, ValueError):

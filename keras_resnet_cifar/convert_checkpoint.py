@@ -1,8 +1,12 @@
-r"""Converts a PyTorch reference checkpoint (``.th``) into the ``.npz`` import_weights reads.
+r"""Converts PyTorch reference checkpoints (``.th``) into the ``.npz`` import_weights reads.
 
-    python -m keras_resnet_cifar.convert_checkpoint --checkpoint=resnet20-12fca82f.th \
-        --output=resnet20.npz
-    python -m keras_resnet_cifar.import_weights --weights=resnet20.npz --output=...
+    python -m keras_resnet_cifar.convert_checkpoint resnet20-12fca82f.th --out=resnet20.npz
+    python -m keras_resnet_cifar.convert_checkpoint pretrained_models/*.th --out=weights/
+    python -m keras_resnet_cifar.import_weights --weights=resnet20.npz
+
+Each ``.th`` file given is written as a ``.npz``: to ``--out`` if it ends in
+``.npz`` (one checkpoint), into the folder ``--out`` otherwise, and beside the
+checkpoint (same name, ``.npz``) without ``--out``.
 
 The reference CIFAR-10 ResNets of He et al.'s paper (ResNet-20/32/44/56/110/1202,
 BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev) are released as ``.th`` files in
@@ -17,13 +21,15 @@ reference's licence with the weights and anything made from them.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from keras_resnet_cifar import fileio, torch_checkpoint
-from keras_resnet_cifar.errors import UserError, run_cli
+from keras_resnet_cifar import cli, fileio, torch_checkpoint
+from keras_resnet_cifar.errors import UserError
 
 
 def convert(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -37,35 +43,65 @@ def convert(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def write_npz(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Writes ``state`` as an uncompressed ``.npz`` (no pickled objects), atomically."""
-    with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **state)
+    """Writes ``state`` as an uncompressed ``.npz`` (no pickled objects), atomically.
+
+    Raises:
+        UserError: ``path`` cannot be written.
+    """
+    try:
+        with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **state)
+    except OSError as e:
+        raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
+
+
+def output_paths(checkpoints: Sequence[str | os.PathLike],
+                 out: str | os.PathLike | None) -> list[Path]:
+    """Where each checkpoint's ``.npz`` goes (see the module docstring).
+
+    Raises:
+        UserError: an ``.npz`` file named as ``--out`` for several checkpoints.
+    """
+    checkpoints = [Path(c) for c in checkpoints]
+    if out is None:
+        return [c.with_suffix(".npz") for c in checkpoints]
+    out = Path(out)
+    if out.suffix == ".npz":
+        if len(checkpoints) > 1:
+            raise UserError(f"--out={out} is one file for {len(checkpoints)} checkpoints: "
+                            "give a folder.")
+        return [out]
+    return [out / c.with_suffix(".npz").name for c in checkpoints]
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("checkpoint", None, "The reference's .th checkpoint, e.g. "
-                        "resnet20-12fca82f.th.")
-    flags.DEFINE_string("output", None, "Where to write the .npz (default: the checkpoint's "
-                        "name with .npz, beside it).")
+    flags.DEFINE_string("out", None, "The .npz to write (one checkpoint) or a folder "
+                        "(default: beside each checkpoint, with .npz).")
+    flags.DEFINE_string("checkpoint", None, "Deprecated: give the .th files as arguments "
+                        "(--checkpoint names final/best/last in the other tools).")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
     FLAGS = flags.FLAGS
-    if not FLAGS.checkpoint:
-        raise UserError("--checkpoint is required: the reference's .th file.")
-    checkpoint = Path(os.path.expanduser(FLAGS.checkpoint))
-    output = Path(os.path.expanduser(FLAGS.output)) if FLAGS.output else \
-        checkpoint.with_suffix(".npz")
-    state = convert(checkpoint)
-    write_npz(state, output)
-    params = sum(v.size for k, v in state.items() if not k.endswith(("running_mean",
-                                                                     "running_var")))
-    print(f"wrote {output}: {len(state)} arrays, {params:,} trainable parameters; "
-          f"load it with python -m keras_resnet_cifar.import_weights --weights={output}")
+    checkpoints = argv[1:]
+    if FLAGS.checkpoint:
+        print("warning: --checkpoint=FILE is now an argument (convert_checkpoint FILE); "
+              "the old spelling still works for now.", file=sys.stderr)
+        checkpoints = [cli.expand_path(FLAGS.checkpoint), *checkpoints]
+    if not checkpoints:
+        raise UserError("Give the reference's .th checkpoints to convert, e.g. "
+                        "resnet20-12fca82f.th.")
+    outputs = output_paths(checkpoints, FLAGS.out)
+    for checkpoint, output in zip(checkpoints, outputs):
+        state = convert(checkpoint)
+        write_npz(state, output)
+        params = sum(v.size for k, v in state.items() if not k.endswith(("running_mean",
+                                                                         "running_var")))
+        print(f"wrote {output}: {len(state)} arrays, {params:,} trainable parameters")
+    weights = outputs[0] if len(outputs) == 1 else "<one of them>"
+    print(f"load it with python -m keras_resnet_cifar.import_weights --weights={weights}")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(run_cli(main))
+    cli.run(main, takes_files=True, renamed=[cli.Renamed("output", "out")])

@@ -1,4 +1,4 @@
-"""Exports a trained classifier for TF Serving and for edge devices, with proof.
+r"""Exports a trained classifier for TF Serving and for edge devices, with proof.
 
     python -m keras_resnet_cifar.export --model_path=runs/resnet20-seed0 \
         --data_dir=~/data/cifar10

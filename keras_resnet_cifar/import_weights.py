@@ -1,8 +1,9 @@
 """Loads trained reference PyTorch CIFAR ResNet weights into this package's builder.
 
-The reference weights (``../shared/data/reference/resnetN.npz``; BSD 2-clause,
-Copyright (c) 2018 Yerlan Idelbayev, see that folder's LICENSE.weights, which
-must travel with any model made from them) are a PyTorch state dict saved as
+The reference weights (``resnetN.npz``, converted from the reference's released
+``.th`` checkpoints by ``keras_resnet_cifar.convert_checkpoint``; BSD 2-clause,
+Copyright (c) 2018 Yerlan Idelbayev, a licence that must travel with any model
+made from them: README, "Reference weights") are a PyTorch state dict saved as
 NumPy arrays. Their network is this package's ``resnetN`` with option-A
 shortcuts to the letter: 1-pixel padding on every 3x3 convolution including the
 strided ones, x[::2, ::2] subsampling, zero channels half before and half after,

@@ -30,12 +30,15 @@ identical): 269,722 (20), 464,154 (32), 658,586 (44), 853,018 (56),
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from typing import Sequence
 
 import keras
 from keras import layers
+
+# The architecture as data lives in the Keras-free arch module (flags are checked
+# before TensorFlow loads); re-exported here, where it has always been.
+from keras_resnet_cifar.arch import (  # noqa: F401
+    SHORTCUTS, STAGE_WIDTHS, WEIGHT_DECAY_SCOPES, ArchSpec, parse_name)
 
 # Per-channel statistics of the 50,000 CIFAR-10 training images, on the [0, 255]
 # pixel scale (the usual published values, e.g. in the reference Torch code).
@@ -46,11 +49,6 @@ CIFAR10_STD = (62.993, 62.089, 66.705)
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
-# Which weights weight decay applies to (build_model's weight_decay_scope).
-WEIGHT_DECAY_SCOPES = ("all", "kernels")
-
-# He et al.: "The numbers of filters are {16, 32, 64} respectively."
-STAGE_WIDTHS = (16, 32, 64)
 # The reference Torch/PyTorch BatchNorm: eps 1e-5, running averages updated with
 # 0.1 of the batch statistic (Keras' momentum is the weight of the old value).
 BN_EPSILON = 1e-5
@@ -60,40 +58,6 @@ BN_MOMENTUM = 0.9
 def _kernel_init():
     return keras.initializers.VarianceScaling(
         scale=2.0, mode="fan_in", distribution="untruncated_normal")
-
-
-_NAME = re.compile(r"^(plain|resnet)(\d+)$")
-
-
-@dataclasses.dataclass(frozen=True)
-class ArchSpec:
-    """The architecture as data: what a model name means."""
-
-    name: str
-    residual: bool
-    depth: int
-    blocks_per_stage: int
-    widths: tuple[int, ...] = STAGE_WIDTHS
-
-
-def parse_name(name: str) -> ArchSpec:
-    """Turns ``plainN`` / ``resnetN`` (N = 6n + 2) into an :class:`ArchSpec`.
-
-    Raises:
-        ValueError: the name is not of that form or N is not 6n + 2.
-    """
-    match = _NAME.match(name) if isinstance(name, str) else None
-    if not match:
-        raise ValueError(
-            f"Unknown model name {name!r}: expected 'plainN' or 'resnetN' with "
-            "N = 6n+2, e.g. plain20, resnet20, plain56, resnet56, resnet110.")
-    family, depth = match.group(1), int(match.group(2))
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"Invalid depth {depth} in {name!r}: the CIFAR networks have 6n+2 layers "
-            "(n >= 1), e.g. 8, 14, 20, 32, 44, 56, 110.")
-    return ArchSpec(name=name, residual=family == "resnet", depth=depth,
-                    blocks_per_stage=(depth - 2) // 6)
 
 
 def _l2(weight_decay):
@@ -209,7 +173,7 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
         ValueError: bad name, depth, shortcut option or statistics.
     """
     spec = parse_name(name)
-    if shortcut not in ("A", "B"):
+    if shortcut not in SHORTCUTS:
         raise ValueError(f"Unknown shortcut option {shortcut!r}: expected 'A' or 'B'.")
     if weight_decay_scope not in WEIGHT_DECAY_SCOPES:
         raise ValueError(f"Unknown weight_decay_scope {weight_decay_scope!r}: expected "

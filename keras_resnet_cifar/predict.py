@@ -1,4 +1,4 @@
-"""Classifies images with a model: a run directory, a .keras file, a SavedModel or a .tflite file.
+r"""Classifies images with a model: a run directory, a .keras file, a SavedModel or a .tflite file.
 
     python -m keras_resnet_cifar.predict --model_path=exports/resnet20/1 cat.png batch.npy
     python -m keras_resnet_cifar.predict --model_path=exports/resnet20/1/model_int8.tflite \

@@ -1,4 +1,4 @@
-"""A small client for TF Serving's REST predict API, for the exported SavedModel.
+r"""A small client for TF Serving's REST predict API, for the exported SavedModel.
 
     python -m keras_resnet_cifar.serving_client --url=http://localhost:8501 \
         --model_name=resnet20 cat.png batch.npy

@@ -15,6 +15,7 @@ conventions (quiet output, ``--verbose``, ``~`` in paths, oneDNN on x86) are
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import flags, logging
 
@@ -28,7 +29,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
                          "(to exercise MirroredStrategy on a machine without GPUs).")
     flags.DEFINE_enum("progress", "auto", ["auto", "0", "1", "2"],
-                      "Keras progress output: auto, 0 (none), 1 (bar), 2 (a line per epoch).")
+                      "Keras progress output: auto (a bar on a terminal, else 2), 0 (none), "
+                      "1 (bar), 2 (a line per epoch).")
 
 
 def _split_cpu(n: int) -> None:
@@ -48,7 +50,10 @@ def main(argv):
     from keras_resnet_cifar import training  # TensorFlow loads here, after the checks
 
     model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model}-seed{config.seed}")
-    verbose = FLAGS.progress if FLAGS.progress == "auto" else int(FLAGS.progress)
+    if FLAGS.progress == "auto":  # progress bars on a terminal, a line per epoch elsewhere
+        verbose = 1 if sys.stdout.isatty() else 2
+    else:
+        verbose = int(FLAGS.progress)
     metrics = training.train_and_evaluate(config, model_dir, verbose=verbose)
     logging.info("final %s accuracy on %d test images: %.4f", config.model,
                  metrics["test_images"], metrics["test_accuracy"])

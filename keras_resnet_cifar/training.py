@@ -1,8 +1,9 @@
 """Training library: ``train_and_evaluate(config, workdir)`` with ``model.fit``.
 
-A run directory holds everything a run produces:
+A run directory holds everything a run produces (the file names, formats and
+the resume rules are :mod:`keras_resnet_cifar.rundir`'s):
 
-    config.json            the resolved TrainConfig
+    config.json            the TrainConfig that produced the run
     history.csv/.json      one row per epoch: epoch (1-based), loss (cross-entropy plus
                            the weight-decay term), cross_entropy and accuracy (training,
                            on augmented batches, running means over the epoch),
@@ -11,26 +12,29 @@ A run directory holds everything a run produces:
                            learning_rate, epoch_time_s, images_per_sec
     metrics.json           final test accuracy/loss, best epoch and the set it was
                            chosen on, parameter counts, wall time, images/s, versions
-    model.keras            the final model
+    model.keras            the final model; curves.png its curves
     checkpoints/last.keras, checkpoints/best.keras (best val_accuracy on the eval set)
-    backup/                BackupAndRestore state, for resuming an interrupted run
-    tensorboard/           TensorBoard logs
+    backup/state.npz       the resume state (variables, optimiser, epoch, history)
 
-Every file is written atomically (temporary file, then rename).
+Every file is written atomically (temporary file, fsync, rename). A run stopped
+at any instant (SIGKILL, SIGTERM, Ctrl-C, a full disk) resumes from its last
+complete epoch with the same command; with ``--deterministic`` it then ends
+bit-identical to a run that was never stopped.
 
 With ``--distribute=multi_worker`` only the chief writes the run directory; every
-other worker keeps its own state (history, metrics, BackupAndRestore) in
+other worker keeps its own state (history, resume state) in
 ``workertemp_<task id>/`` below it, as the TensorFlow multi-worker guide
 recommends, so that all workers take the same resume decisions.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 import types
 from pathlib import Path
@@ -41,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_resnet_cifar import datasets, environment, fileio, input_pipeline, models
+from keras_resnet_cifar import datasets, environment, input_pipeline, models, rundir
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.optimizer import ReferenceSGD, learning_rate_schedule
 from keras_resnet_cifar.errors import UserError
@@ -287,23 +291,73 @@ class EpochTimer(keras.callbacks.Callback):
         logs["images_per_sec"] = self.images_per_epoch / max(self._train_time or elapsed, 1e-9)
 
 
-class RunHistory(keras.callbacks.Callback):
-    """Keeps history.csv / history.json, one row per epoch even across resumes."""
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Ends training with a UserError when a batch's loss is NaN or infinite.
 
-    def __init__(self, workdir: Path, eval_set: str, total_epochs: int):
+    ``keras.callbacks.TerminateOnNaN`` stops quietly and the run would end with
+    exit status 0 and NaN metrics. Raised before the epoch's end, so the run
+    directory keeps the last finite epoch and nothing NaN becomes "best".
+    """
+
+    def __init__(self, config: TrainConfig):
+        super().__init__()
+        self.config = config
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.all(np.isfinite(np.asarray(loss, dtype=np.float64))):
+            raise UserError(
+                f"the training loss became {float(np.asarray(loss).reshape(-1)[0])} in epoch "
+                f"{self.epoch + 1} (learning rate {learning_rate_at(self.epoch, self.config):g}); "
+                "training stopped, the run directory keeps the epochs before it. Train with "
+                "a lower --learning_rate in another --model_dir.")
+
+
+class RunWriter(keras.callbacks.Callback):
+    """Writes the run directory at the end of every epoch, the resume state first.
+
+    Order: resume state (the truth: variables, epoch, history rows, best epoch),
+    history.json/.csv, then (chief only) checkpoints/last.keras and, on a better
+    ``val_accuracy``, checkpoints/best.keras and best.json. A kill between them
+    leaves files that lag the state, which a resumed run rewrites
+    (:func:`_repair`). SIGINT/SIGTERM wait until the epoch is written.
+    """
+
+    def __init__(self, workdir: Path, config: TrainConfig, chief: bool,
+                 state: rundir.State | None, stop: "_StopSignals"):
         super().__init__()
         self.workdir = workdir
-        self.eval_set = eval_set
-        self.total_epochs = total_epochs
-        self.rows = {row["epoch"]: row for row in read_history(workdir)}
+        self.eval_set = config.eval_set
+        self.total_epochs = config.epochs
+        self.chief = chief
+        self.stop = stop
+        self.rows = list(state.history) if state else []
+        self.best = state.best if state else None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         row = {"epoch": epoch + 1}
-        row.update({k: float(logs[k]) for k in HISTORY_FIELDS[1:] if k in logs})
-        self.rows = {e: r for e, r in self.rows.items() if e < epoch + 1}
-        self.rows[epoch + 1] = row
-        self._write()
+        row.update({k: float(np.asarray(logs[k]).reshape(-1)[0])
+                    for k in HISTORY_FIELDS[1:] if k in logs})
+        self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
+        value = row.get("val_accuracy")
+        improved = value is not None and math.isfinite(value) and (
+            self.best is None or value > self.best["value"])
+        if improved:
+            self.best = {"epoch": epoch + 1, "metric": "val_accuracy", "value": value}
+        with self.stop.deferred():
+            rundir.save_state(self.workdir, self.model,
+                              rundir.State(epoch=epoch + 1, history=self.rows, best=self.best))
+            rundir.write_history(self.workdir, self.eval_set, self.rows, HISTORY_FIELDS)
+            if self.chief:
+                rundir.save_model(self.model, self.workdir, rundir.LAST)
+                if improved:
+                    rundir.save_model(self.model, self.workdir, rundir.BEST)
+                    rundir.write_best(self.workdir, self.best)
         logging.info(
             "epoch %d/%d: cross-entropy %.4f, accuracy %.4f, %s cross-entropy %.4f, "
             "%s accuracy %.4f, lr %.4g, %.1f s (%.0f img/s)", epoch + 1, self.total_epochs,
@@ -313,75 +367,55 @@ class RunHistory(keras.callbacks.Callback):
             row.get("learning_rate", math.nan), row.get("epoch_time_s", math.nan),
             row.get("images_per_sec", math.nan))
 
-    def _write(self):
-        rows = [self.rows[e] for e in sorted(self.rows)]
-        fileio.write_json(self.workdir / "history.json",
-                          {"eval_set": self.eval_set, "epochs": rows})
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        fileio.write_text(self.workdir / "history.csv", buf.getvalue())
+
+class Interrupted(KeyboardInterrupt):
+    """Training was stopped by SIGINT (Ctrl-C) or SIGTERM; the run can be resumed."""
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Saves checkpoints/last.keras every epoch and best.keras on a better eval accuracy.
+class _StopSignals:
+    """Turns SIGINT and SIGTERM into :class:`Interrupted`, except while a state is written.
 
-    Unlike ``keras.callbacks.ModelCheckpoint``, a kill during saving never leaves a
-    truncated file: each save goes to a temporary file that is then renamed.
+    Cluster schedulers and preemptible machines send SIGTERM; it now stops a run
+    as Ctrl-C does. Inside :meth:`deferred` the signal waits until the block ends,
+    so the run directory is never left between an epoch's files. (Only the main
+    thread can install handlers; elsewhere this does nothing.)
     """
 
-    def __init__(self, directory: Path, monitor: str = "val_accuracy"):
-        super().__init__()
-        self.directory = directory
-        self.monitor = monitor
-        self.best_path = directory / "best.json"
-        self.best = (json.loads(self.best_path.read_text())
-                     if self.best_path.exists() else None)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def on_epoch_end(self, epoch, logs=None):
-        self._save(self.directory / "last.keras")
-        value = (logs or {}).get(self.monitor)
-        if value is not None and (self.best is None or value > self.best["value"]):
-            self._save(self.directory / "best.keras")
-            self.best = {"epoch": epoch + 1, "metric": self.monitor, "value": float(value)}
-            fileio.write_json(self.best_path, self.best)
+    def __init__(self):
+        self._previous = {}
+        self._deferring = False
+        self._pending = None
+        self.received = None
 
-    def _save(self, path):
-        with fileio.atomic_path(path) as tmp:
-            self.model.save(tmp)
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
 
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
 
-def read_history(workdir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-epoch rows of a run directory (empty when it has none yet)."""
-    path = Path(workdir) / "history.json"
-    if not path.exists():
-        return []
-    return json.loads(path.read_text())["epochs"]
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+        if self._deferring:
+            self._pending = self.received
+        else:
+            raise Interrupted(self.received)
 
-
-def _prepare_workdir(config: TrainConfig, workdir: Path) -> bool:
-    """Creates or checks the run directory; returns True if the run is already complete."""
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
-    saved = workdir / "config.json"
-    if saved.exists():
-        previous = json.loads(saved.read_text())
-        for key in ("model", "shortcut", "dataset", "batch_size", "validation_split"):
-            if previous.get(key) != getattr(config, key):
-                raise UserError(
-                    f"{workdir} holds a run with {key}={previous.get(key)!r}, not "
-                    f"{getattr(config, key)!r}; choose another --model_dir to start a new run.")
-    done = read_history(workdir)
-    if (workdir / "metrics.json").exists() and done and done[-1]["epoch"] >= config.epochs:
-        return True
-    fileio.write_text(saved, config.to_json())
-    return False
+    @contextlib.contextmanager
+    def deferred(self):
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self._pending:
+            raise Interrupted(self._pending)
 
 
 def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
@@ -404,107 +438,189 @@ def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
     return data.train, data.test, data
 
 
+def _claim(workdir: Path, config: TrainConfig, stack: contextlib.ExitStack) -> rundir.Plan:
+    """Locks ``workdir`` (for the rest of ``stack``) and decides how to continue it."""
+    if not workdir.is_dir():
+        raise UserError(f"Cannot write to --model_dir {workdir}: not a directory.")
+    try:
+        stack.enter_context(rundir.lock(workdir))
+    except OSError as e:
+        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
+    return rundir.plan(workdir, config)
+
+
+def _create(workdir: Path) -> None:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
+
+
 def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                        callbacks: Sequence[keras.callbacks.Callback] = (),
                        verbose: int | str = "auto",
                        data: datasets.Cifar10 | None = None) -> dict[str, Any]:
     """Trains ``config`` in ``workdir`` (resuming what is there) and returns metrics.json.
 
+    The rules of the run directory (one process, one recipe, the resume state) are
+    :mod:`keras_resnet_cifar.rundir`'s. The data are loaded and checked before a
+    new run directory is created, so a run refused for its input leaves none.
+
     Args:
         config: the run's configuration.
         workdir: the run directory (created if needed).
         callbacks: extra Keras callbacks.
-        verbose: passed to ``model.fit`` (the progress bar).
+        verbose: passed to ``model.fit`` and ``model.evaluate`` (progress output).
         data: the data set of ``config`` if already loaded (else it is loaded here).
 
     Raises:
-        UserError: unusable workdir, a workdir of another run, unusable data.
+        UserError: unusable workdir, a workdir of another run or in use, unusable
+            data, an unreadable resume state, a full disk, a non-finite loss.
+        Interrupted: SIGINT or SIGTERM (the run resumes with the same command).
     """
     # The strategy first: MultiWorkerMirroredStrategy must exist before TF starts.
     strategy = make_strategy(config.distribute)
     chief = is_chief(strategy)
     workdir = worker_dir(workdir, strategy)
-    if _prepare_workdir(config, workdir):
-        logging.info("%s already holds a finished %d-epoch run; nothing to train "
-                     "(raise --epochs to continue it, or use another --model_dir).",
-                     workdir, config.epochs)
-        return json.loads((workdir / "metrics.json").read_text())
+    with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(_StopSignals())
+        plan = _claim(workdir, config, stack) if workdir.exists() else None
+        if plan is None or not plan.finished:
+            keras.utils.set_random_seed(config.seed)
+            if config.deterministic:
+                tf.config.experimental.enable_op_determinism()
+            data_splits = load_data(config, data)
+        if plan is None:
+            _create(workdir)
+            plan = _claim(workdir, config, stack)
+        if plan.finished:
+            logging.info("%s already holds a finished %d-epoch run; nothing to train "
+                         "(raise --epochs to continue it, or use another --model_dir).",
+                         workdir, config.epochs)
+            return rundir.read_metrics(workdir)
+        rundir.start(workdir, config, plan)
+        try:
+            return _train(config, workdir, plan, strategy, chief, *data_splits,
+                          callbacks=callbacks, verbose=verbose, stop=stop)
+        except KeyboardInterrupt:
+            logging.warning("%s: training stopped. %s holds %d of %d epochs; run the same "
+                            "command to resume.", stop.received or "interrupted", workdir,
+                            rundir.read_state_epoch(workdir) or 0, config.epochs)
+            raise
 
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
 
-    train, evaluation, data = load_data(config, data)
+def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
+           strategy: tf.distribute.Strategy, chief: bool, train: datasets.Split,
+           evaluation: datasets.Split, data: datasets.Cifar10, *,
+           callbacks: Sequence[keras.callbacks.Callback], verbose: int | str,
+           stop: _StopSignals) -> dict[str, Any]:
     logging.info("data: %s; %d training images, %d %s images", data.source,
                  len(train.labels), len(evaluation.labels), config.eval_set)
-
     with strategy.scope():
         model = build_and_compile(config, strategy.num_replicas_in_sync)
+        # Built now (fit would build it at its first step) so a resume can fill it.
+        model.optimizer.build(model.trainable_variables)
+        state = rundir.restore_state(workdir, model) if plan.state_epoch else None
+    initial_epoch = state.epoch if state else 0
+    if state:
+        logging.info("resuming from epoch %d of %d (run dir %s)", state.epoch,
+                     config.epochs, workdir)
+        _repair(workdir, model, state, config, chief)
     replicas = strategy.num_replicas_in_sync
     logging.info("%s: %s trainable parameters; global batch %d over %d replica(s)%s",
                  model.name, f"{models.count_trainable_params(model):,}",
                  config.batch_size, replicas,
                  "" if chief else f"; this worker writes only to {workdir}")
 
-    train_ds = _shard_by_data(
-        input_pipeline.train_dataset(train, config.batch_size, seed=config.seed))
-    eval_ds = _shard_by_data(input_pipeline.eval_dataset(evaluation, config.batch_size))
-    if strategy is not tf.distribute.get_strategy():
-        _build_from_spec(model, strategy, train_ds)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        _vector_logs(model)
     steps = config.steps_per_epoch or math.ceil(len(train.labels) / config.batch_size)
-    if config.steps_per_epoch:
-        train_ds = train_ds.repeat()
     images_per_epoch = steps * config.batch_size if config.steps_per_epoch else len(train.labels)
-
-    ckpt_dir = workdir / "checkpoints"
-    # Order matters: the history and checkpoints are written before the backup,
-    # so a kill between them re-runs an epoch whose row is then overwritten.
-    # Every worker keeps its own history and backup (so all take the same resume
-    # decisions); only the chief writes checkpoints, TensorBoard logs and the model.
+    writer = RunWriter(workdir, config, chief, state, stop)
     run_callbacks = [
         learning_rate_schedule(config),
         EpochTimer(images_per_epoch),
-        RunHistory(workdir, config.eval_set, config.epochs),
+        StopOnNonFiniteLoss(config),
+        writer,
     ]
     if chief:
-        ckpt_dir.mkdir(exist_ok=True)
-        run_callbacks += [
-            AtomicCheckpoint(ckpt_dir),
-            keras.callbacks.TensorBoard(log_dir=str(workdir / "tensorboard"), profile_batch=0),
-        ]
-    run_callbacks += [
-        *callbacks,
-        keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
-    ]
+        run_callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=str(rundir.path(workdir, rundir.TENSORBOARD)), profile_batch=0))
+    run_callbacks += list(callbacks)
+
     started = time.perf_counter()
-    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps,
-              validation_data=eval_ds, validation_steps=config.eval_steps,
-              callbacks=run_callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles
+    if initial_epoch < config.epochs:
+        # Epoch e's batches depend on (seed, e) only: a resumed run sees exactly the
+        # batches the uninterrupted one would have.
+        train_ds = _shard_by_data(input_pipeline.train_dataset(
+            train, config.batch_size, seed=config.seed, first_epoch=initial_epoch,
+            last_epoch=config.epochs, steps_per_epoch=config.steps_per_epoch))
+        if strategy is not tf.distribute.get_strategy():
+            _build_from_spec(model, strategy, train_ds)
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _vector_logs(model)
+        model.fit(train_ds, initial_epoch=initial_epoch, epochs=config.epochs,
+                  steps_per_epoch=steps, validation_data=_eval_ds(evaluation, config),
+                  callbacks=run_callbacks, verbose=verbose, shuffle=False)
     fit_seconds = time.perf_counter() - started
 
-    test_ds = input_pipeline.eval_dataset(data.test, config.batch_size)
-    test = model.evaluate(test_ds, steps=config.eval_steps, verbose=0, return_dict=True)
-    test_loss, test_accuracy = test["cross_entropy"], test["accuracy"]
+    rows, best = writer.rows, writer.best
+    last = rows[-1] if rows else {}
+    if config.eval_set == "test" and last.get("epoch") == config.epochs \
+            and "val_accuracy" in last:
+        # The last epoch was evaluated on these very test images by this model.
+        test_loss, test_accuracy = last["val_cross_entropy"], last["val_accuracy"]
+    else:
+        logging.info("evaluating on the test set")
+        test = model.evaluate(_eval_ds(data.test, config), verbose=verbose, return_dict=True)
+        test_loss, test_accuracy = (float(np.asarray(test[k]).reshape(-1)[0])
+                                    for k in ("cross_entropy", "accuracy"))
     if chief:
-        with fileio.atomic_path(workdir / "model.keras") as tmp:
-            model.save(tmp)
-    metrics = _metrics(config, model, workdir, data, strategy, test_loss, test_accuracy,
+        rundir.save_model(model, workdir, rundir.MODEL)
+        _save_curves(workdir, config, rows)
+    metrics = _metrics(config, model, rows, best, data, strategy, test_loss, test_accuracy,
                        fit_seconds)
-    fileio.write_json(workdir / "metrics.json", metrics)
+    rundir.write_metrics(workdir, metrics)
     logging.info("%s: test accuracy %.4f, test loss %.4f; wrote %s", model.name,
                  test_accuracy, test_loss, workdir)
     return metrics
 
 
-def _metrics(config, model, workdir, data, strategy, test_loss, test_accuracy,
+def _eval_ds(split: datasets.Split, config: TrainConfig) -> tf.data.Dataset:
+    """The evaluation pipeline, cut at ``--eval_steps`` batches.
+
+    Cut here rather than with ``validation_steps``: Keras keeps a capped
+    iterator across epochs, so each epoch would see the next slice of the set.
+    """
+    ds = input_pipeline.eval_dataset(split, config.batch_size)
+    if config.eval_steps:
+        ds = ds.take(config.eval_steps)
+    return _shard_by_data(ds)
+
+
+def _repair(workdir: Path, model: keras.Model, state: rundir.State, config: TrainConfig,
+            chief: bool) -> None:
+    """Rewrites the files that lag the restored resume state (a kill between writes)."""
+    rundir.write_history(workdir, config.eval_set, state.history, HISTORY_FIELDS)
+    if chief:
+        rundir.save_model(model, workdir, rundir.LAST)
+        if (state.best and state.best["epoch"] == state.epoch
+                and rundir.read_best(workdir) != state.best):
+            rundir.save_model(model, workdir, rundir.BEST)
+            rundir.write_best(workdir, state.best)
+
+
+def _save_curves(workdir: Path, config: TrainConfig, rows: list[dict[str, Any]]) -> None:
+    """curves.png: accuracy and cross-entropy per epoch, training and eval set."""
+    from keras_resnet_cifar import plots  # matplotlib: only when a run ends
+
+    figure = plots.training_curves({config.model: rows}, eval_set=config.eval_set,
+                                   title=f"{config.model} (seed {config.seed})")
+    rundir.save_figure(figure, workdir)
+
+
+def _metrics(config, model, history, best, data, strategy, test_loss, test_accuracy,
              fit_seconds) -> dict[str, Any]:
-    history = read_history(workdir)
-    best_path = workdir / "checkpoints" / "best.json"
-    best = json.loads(best_path.read_text()) if best_path.exists() else None
     if best:
-        best["chosen_on"] = config.eval_set
+        best = {**best, "chosen_on": config.eval_set}
     rates = [r["images_per_sec"] for r in history if "images_per_sec" in r]
     return {
         "model": config.model,
@@ -512,7 +628,11 @@ def _metrics(config, model, workdir, data, strategy, test_loss, test_accuracy,
         "residual": models.parse_name(config.model).residual,
         "depth": models.parse_name(config.model).depth,
         "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss),  # cross-entropy, without the weight-decay term
+        "test_loss": float(test_loss),
+        # Keras takes the softmax's logits: -log p is exact even where p underflows
+        # (a tool that only sees probabilities must clip them, and differs there).
+        "test_loss_definition": "mean cross-entropy -log p(true class), computed from "
+                                "the logits (unclipped), without the weight-decay term",
         "test_images": len(data.test.labels) if not config.eval_steps
         else min(len(data.test.labels), config.eval_steps * config.batch_size),
         "eval_set": config.eval_set,

@@ -1,4 +1,4 @@
-"""What the in-graph preprocessing costs a float32 TFLite model at batch 1.
+r"""What the in-graph preprocessing costs a float32 TFLite model at batch 1.
 
 Converts the same network twice, with and without its ``normalize`` layer
 (the bare one takes already-normalised inputs), and times batch-1 inference of
@@ -6,21 +6,19 @@ both on one thread with XNNPACK, interleaved (alternating blocks of calls, so
 drift in the machine's load hits both alike). Prints both medians and the ratio.
 
     python scripts/bench_tflite_preprocessing.py --model=resnet20 \
-        [--weights=../shared/data/reference/resnet20.npz] [--rounds=30 --calls=50]
+        [--weights=resnet20.npz] [--rounds=30 --calls=50]
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import statistics
-import subprocess
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from keras_resnet_cifar import edge, models, tflite
+from keras_resnet_cifar import cli, environment  # no TensorFlow before the flags
 
 flags.DEFINE_string("model", "resnet20", "Architecture (latency does not depend on weights).")
 flags.DEFINE_string("weights", None, "Optional reference resnetN.npz to load.")
@@ -30,18 +28,11 @@ flags.DEFINE_integer("num_threads", 1, "LiteRT threads.")
 FLAGS = flags.FLAGS
 
 
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines()
-                    if l.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
-
-
 def main(argv):
     del argv
     import keras
+
+    from keras_resnet_cifar import edge, models, tflite
 
     if FLAGS.weights:
         from keras_resnet_cifar import import_weights
@@ -73,7 +64,7 @@ def main(argv):
                 runner.predict(x)
                 times[name].append((time.perf_counter() - start) * 1e3)
     medians = {k: statistics.median(v) for k, v in times.items()}
-    result = {"model": model.name, "threads": FLAGS.num_threads, "cpu": _cpu(),
+    result = {"model": model.name, "threads": FLAGS.num_threads, "cpu": environment.cpu_model(),
               "calls_each": len(times["bare"]),
               "median_ms": {k: round(v, 4) for k, v in medians.items()},
               "ratio": round(medians["with_preprocessing"] / medians["bare"], 4)}
@@ -81,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

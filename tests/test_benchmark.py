@@ -17,7 +17,12 @@ from keras_resnet_cifar.config import TrainConfig
 
 TINY = ["--models=resnet8", "--batch_size=32", "--steps=2", "--repeats=2",
         "--synthetic_train_size=128", "--synthetic_test_size=64", "--pipeline_batches=3",
-        "--export_runs=3"]
+        "--inference_runs=3"]
+
+
+def _benchmark(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *args],
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +49,10 @@ def fake_peer(tmp_path):
 
 def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *TINY,
-                        f"--peer={sys.executable}", f"--peer_script={fake_peer}",
-                        "--peer_modes=default,channels_last", "--models=resnet8",
-                        f"--export={exported}", f"--json={out}"],
-                       capture_output=True, text=True, timeout=600)
+    tflite_file = exported / "model_float32.tflite"
+    r = _benchmark(*TINY, f"--peer={sys.executable}", f"--peer_script={fake_peer}",
+                   "--peer_modes=default,channels_last", "--models=resnet8",
+                   f"--model_path={exported},{tflite_file}", f"--out={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     table = r.stdout
     for text in ("machine: ", "TF_ENABLE_ONEDNN_OPTS=", "load average", "settings: batch 32",
@@ -59,12 +63,13 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
                  "project / PyTorch peer, median of A B pairs: resnet8",
                  "evaluate resnet8 (img/s)",
                  "input pipeline alone (img/s)", "input pipeline / fastest training",
-                 f"savedmodel:{exported.parent.name}/1 batch-1 (ms)",
+                 f"saved_model:{exported.parent.name}/1 batch-1 (ms)",
                  "tflite:model_float32.tflite batch-1 (ms)",
-                 "tflite:model_float32.tflite batch-128 (img/s)"):
+                 "tflite:model_float32.tflite batch-128 (img/s)", f"wrote {out}"):
         assert text in table, text
     report = json.loads(out.read_text())
-    assert set(report) == {"machine", "settings", "training", "evaluation", "pipeline", "export"}
+    assert set(report) == {"machine", "settings", "training", "evaluation", "pipeline",
+                           "inference"}
     for key in ("cpu", "cpu_cores", "tensorflow", "keras", "onednn", "load_average",
                 "load_average_after", "date"):
         assert key in report["machine"], key
@@ -80,49 +85,80 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
     assert pairs == pytest.approx([s / 60.0 for s in train["images_per_sec"]["samples"]])
     assert report["evaluation"]["resnet8"]["images_per_sec"]["median"] > 0
     assert report["pipeline"]["times_fastest_training"] > 0
-    kinds = {key.split(":")[0] for key in report["export"]}
-    assert kinds == {"savedmodel", "tflite"}
-    for entry in report["export"].values():
+    assert {e["kind"]: e["path"] for e in report["inference"].values()} == {
+        "saved_model": str(exported), "tflite": str(tflite_file)}
+    for entry in report["inference"].values():
+        assert len(entry["latency_ms_batch1"]["samples"]) == 3
         assert entry["latency_ms_batch1"]["median"] > 0
         assert entry["images_per_sec_batch128"]["median"] > 0
 
 
-def test_json_to_stdout_and_no_export():
-    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *TINY,
-                        "--repeats=1", "--json=-"], capture_output=True, text=True, timeout=600)
+def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp_path):
+    """--json: JSON on stdout, nothing else. The old --export/--json=- spellings still work."""
+    model = tmp_path / "m.keras"
+    models.build_model("resnet8").save(model)
+    r = _benchmark(*[a for a in TINY if not a.startswith("--models")], "--repeats=1",
+                   f"--export={model},{exported / 'model_float32.tflite'}", "--json=-")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "export" in r.stdout and "skipped: no --export given" in r.stdout
-    report = json.loads(r.stdout[r.stdout.index("\n{") + 1:])
-    assert report["export"] == {"skipped": "no --export given"}
-    assert "peer" not in report["training"]["resnet8"]
-
-
-def test_export_alone_measures_only_the_exports(exported):
-    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark",
-                        *[a for a in TINY if not a.startswith("--models")], "--repeats=1",
-                        f"--export={exported / 'model_float32.tflite'}", "--json=-"],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    report = json.loads(r.stdout[r.stdout.index("\n{") + 1:])
+    assert r.stderr.splitlines()[:2] == [
+        "warning: --json=- is now --json (JSON instead of the table); the old spelling "
+        "still works for now.",
+        "warning: --export is now --model_path; the old spelling still works for now."]
+    report = json.loads(r.stdout)
     assert report["training"] == {} and report["evaluation"] == {}
     assert "skipped" in report["pipeline"]
-    assert list(report["export"]) == ["tflite:model_float32.tflite"]
+    assert list(report["inference"]) == ["keras:m.keras", "tflite:model_float32.tflite"]
+    assert report["settings"]["num_threads"] == 0  # every core
 
 
-@pytest.mark.parametrize("flag,message", [
-    ("--models=resnet21", "6n+2"),
-    ("--export=/nonexistent/model", "does not exist"),
-    ("--peer=/nonexistent/python", "is not a Python interpreter"),
-    ("--steps=0", "--steps must be positive"),
-    ("--models=", "--models is empty"),
-    ("--peer_modes=fastest", "--peer_modes must name some of"),
+@pytest.mark.parametrize("args,message", [
+    (["--models=resnet21"], "6n+2"),
+    (["--models=resnet8,resnet8"], "--models names a model twice"),
+    (["--model_path=/nonexistent/model"], "No run directory, .keras file"),
+    (["--peer=/nonexistent/python"], "is not a Python interpreter"),
+    ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
+    (["--steps=0"], "--steps must be positive"),
+    (["--models="], "--models is empty"),
+    (["--peer_modes=fastest"], "--peer_modes must name some of"),
+    (["--num_threads=-1"], "--num_threads must be >= 0"),
+    (["--learning_rate=-1"], "--learning_rate must be a finite number > 0"),
+    (["--out=/"], "--out=/ is a folder"),
 ])
-def test_user_errors_are_one_line(flag, message):
-    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.benchmark", *TINY, flag],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and "Traceback" not in r.stderr
+def test_user_errors_are_one_line(args, message):
+    r = _benchmark(*TINY, *args, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
+
+
+def test_old_json_path_is_out_and_old_json_dash_is_the_switch():
+    argv, notices = benchmark.old_json_to_stdout(
+        ["prog", "--json=-", "--models=resnet8", "--json", "-"])
+    assert argv == ["prog", "--json", "--models=resnet8", "--json"] and len(notices) == 1
+    assert benchmark.old_json_to_stdout(["prog", "--json", "--out=a.json"]) == (
+        ["prog", "--json", "--out=a.json"], [])
+    from keras_resnet_cifar import cli
+
+    argv, notices = cli.rename_deprecated(
+        ["prog", "--json=b.json", "--json", "--json=true", "--json", "c.json"],
+        benchmark.RENAMED)
+    assert argv == ["prog", "--out=b.json", "--json", "--json=true", "--out=c.json"]
+    assert notices == ["warning: --json is now --out; the old spelling still works for now."]
+
+
+def test_serving_rates_times_batch_1_and_full_batches_of_128():
+    calls = []
+
+    def predict(pixels, batch_size):
+        calls.append((len(pixels), batch_size))
+        return np.zeros((len(pixels), 10), np.float32)
+
+    images = np.zeros((5, 32, 32, 3), np.uint8)  # fewer than a batch: repeated to 128
+    rates = benchmark.serving_rates(predict, images, runs=20)
+    assert set(calls) == {(1, 1), (128, 128)}
+    assert calls.count((1, 1)) == 3 + 20 and calls.count((128, 128)) == 3 + 3  # warm-up + timed
+    assert len(rates["latency_ms_batch1"]["samples"]) == 20
+    assert len(rates["images_per_sec_batch128"]["samples"]) == 3
 
 
 def test_summarize():
@@ -200,18 +236,3 @@ def test_training_runs_fused_kernels_and_saved_models_stay_stock(tmp_path):
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(loaded(x, training=False).numpy(),
                                   model(x, training=False).numpy())
-
-
-def test_cli_docstrings_are_shown_as_written():
-    """A backslash at a line's end in a non-raw docstring joins the lines in --help."""
-    import ast
-    from pathlib import Path
-
-    import keras_resnet_cifar
-    root = Path(keras_resnet_cifar.__file__).parent
-    for path in [root / "benchmark.py", root / "study.py", root / "report" / "__main__.py",
-                 root / "convert_checkpoint.py", root.parent / "scripts" / "torch_peer.py"]:
-        tree = ast.parse(path.read_text())
-        node = tree.body[0].value
-        source = ast.get_source_segment(path.read_text(), node)
-        assert source.startswith(("r", "R")) or "\\\n" not in source, path.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 from keras_resnet_cifar import cli
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights")
+TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights",
+         "benchmark", "convert_checkpoint")
 
 # Installed as sitecustomize: importing TensorFlow or Keras fails at once, so a tool
 # that answers correctly under it provably answered before loading TensorFlow.
@@ -96,11 +98,39 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
             ("train", ("stray",), "error: Unexpected arguments: stray"),
             ("evaluate", ("--model_path=x", "extra"), "error: Unexpected arguments: extra"),
             ("serving_client", ("--model_name=m", "--timeout=0", "a.png"),
-             "error: --timeout must be a positive number of seconds, got 0.0.")):
+             "error: --timeout must be a positive number of seconds, got 0.0."),
+            # Model names and TrainConfig's values are checked without Keras (arch.py).
+            ("train", ("--model=foo",), "error: Unknown model name 'foo'"),
+            ("train", ("--learning_rate=-1",),
+             "error: --learning_rate must be a finite number > 0"),
+            ("benchmark", ("--models=",), "error: --models is empty"),
+            ("benchmark", ("--models=resnet20,foo",), "error: Unknown model name 'foo'"),
+            ("convert_checkpoint", (), "error: Give the reference's .th checkpoints")):
         done = _run(tool, *args, block=block, cwd=tmp_path)
         assert done.returncode == 1, (tool, args, done.stderr)
         assert done.stderr.splitlines()[-1].startswith(message), (tool, args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def _cli_modules():
+    """Every module a user runs: the package's tools and the repository's scripts."""
+    files = [*(REPO / "keras_resnet_cifar").rglob("*.py"), *(REPO / "scripts").glob("*.py")]
+    return sorted(p for p in files if p.name == "__main__.py"
+                  or 'if __name__ == "__main__":' in p.read_text())
+
+
+def test_help_shows_every_docstring_line_as_written():
+    """--help prints the module docstring: a backslash ending a line of a non-raw
+    docstring (a shell continuation in an example) would run two lines together."""
+    modules = _cli_modules()
+    assert {"train.py", "benchmark.py", "torch_peer.py"} <= {p.name for p in modules}
+    for path in modules:
+        source = path.read_text()
+        literal = ast.parse(source).body[0].value
+        assert isinstance(literal.value, str), f"{path.name} has no docstring for --help"
+        written = ast.get_source_segment(source, literal)
+        assert literal.value.count("\n") == written.count("\n"), (
+            f"{path.name}: a line of the docstring ends in a backslash; make it r\"\"\"...")
 
 
 def test_train_config_mistakes_are_one_line(tmp_path):

@@ -34,18 +34,45 @@ def test_both_formats_give_exactly_torch_arrays(name):
         np.testing.assert_array_equal(value, EXPECTED[key])
 
 
+def _convert(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.convert_checkpoint", *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
 def test_cli_writes_an_npz_import_weights_can_read(tmp_path):
     out = tmp_path / "tiny.npz"
-    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.convert_checkpoint",
-                        f"--checkpoint={DATA / 'torch_tiny_legacy.th'}", f"--output={out}"],
-                       capture_output=True, text=True, timeout=120)
+    r = _convert(str(DATA / "torch_tiny_legacy.th"), f"--out={out}")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"wrote {out}: 17 arrays" in r.stdout
+    assert f"wrote {out}: 17 arrays" in r.stdout and not r.stderr
     from keras_resnet_cifar import import_weights
 
     state = import_weights.load_state_dict(out)  # allow_pickle=False
     assert set(state) == {k for k in EXPECTED if not k.endswith("num_batches_tracked")}
     np.testing.assert_array_equal(state["linear.weight"], EXPECTED["linear.weight"])
+
+
+def test_cli_several_checkpoints_into_a_folder_and_old_spellings(tmp_path):
+    both = [str(DATA / "torch_tiny_legacy.th"), str(DATA / "torch_tiny_zip.th")]
+    r = _convert(*both, f"--out={tmp_path / 'weights'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    written = sorted(p.name for p in (tmp_path / "weights").iterdir())
+    assert written == ["torch_tiny_legacy.npz", "torch_tiny_zip.npz"]
+    assert convert_checkpoint.output_paths(["m/resnet20-12fca82f.th"], None) == [
+        Path("m/resnet20-12fca82f.npz")]  # without --out: beside the checkpoint
+    assert _convert(*both, f"--out={tmp_path / 'one.npz'}").stderr.splitlines() == [
+        f"error: --out={tmp_path / 'one.npz'} is one file for 2 checkpoints: give a folder."]
+    (tmp_path / "file").write_text("")
+    unwritable = _convert(both[0], f"--out={tmp_path / 'file' / 'a.npz'}").stderr.splitlines()
+    assert len(unwritable) == 1
+    assert unwritable[0].startswith(f"error: Cannot write {tmp_path / 'file' / 'a.npz'} (")
+    assert _convert().stderr.splitlines() == [
+        "error: Give the reference's .th checkpoints to convert, e.g. resnet20-12fca82f.th."]
+    old = _convert(f"--checkpoint={both[0]}", f"--output={tmp_path / 'old.npz'}")
+    assert old.returncode == 0 and (tmp_path / "old.npz").is_file()
+    assert old.stderr.splitlines() == [
+        "warning: --output is now --out; the old spelling still works for now.",
+        "warning: --checkpoint=FILE is now an argument (convert_checkpoint FILE); the old "
+        "spelling still works for now."]
 
 
 class _Evil:

@@ -42,7 +42,7 @@ def test_elements():
     assert ds.element_spec == (tf.TensorSpec((None, 32, 32, 3), tf.float32),
                                tf.TensorSpec((None,), tf.int64))
     sizes = [int(y.shape[0]) for _, y in ds]
-    assert sizes == [32, 32, 32, 4]
+    assert sizes == [32, 32, 32, 4] and ds.cardinality() == 4
     x, _ = _epoch(ds)
     assert x.min() >= 0 and x.max() <= 255 and x.max() > 1  # raw pixels, not [0, 1]
     assert np.array_equal(x, np.round(x))
@@ -84,14 +84,17 @@ def test_augment_batch_is_a_function_of_its_seed():
     assert not np.array_equal(a, c)
 
 
-def test_same_seed_same_epochs_and_epochs_differ():
-    split = synthetic(300, 0, seed=0).train
-    split = Split(split.images, np.arange(300, dtype=np.int64))  # labels = identities
-    first = input_pipeline.train_dataset(split, 64, seed=7)
-    second = input_pipeline.train_dataset(split, 64, seed=7)
-    other = input_pipeline.train_dataset(split, 64, seed=8)
-    epochs_a = [_epoch(first) for _ in range(2)]   # iterating again = the next epoch
-    epochs_b = [_epoch(second) for _ in range(2)]
+def _labelled(n):
+    split = synthetic(n, 0, seed=0).train
+    return Split(split.images, np.arange(n, dtype=np.int64))  # labels = identities
+
+
+def test_each_epoch_is_a_function_of_seed_and_epoch():
+    split = _labelled(300)
+    epochs_a = [_epoch(input_pipeline.train_dataset(split, 64, seed=7, first_epoch=e))
+                for e in range(2)]
+    epochs_b = [_epoch(input_pipeline.train_dataset(split, 64, seed=7, first_epoch=e))
+                for e in range(2)]
     for (xa, ya), (xb, yb) in zip(epochs_a, epochs_b):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
@@ -100,7 +103,41 @@ def test_same_seed_same_epochs_and_epochs_differ():
     assert not np.array_equal(y1, y2)  # a new order
     # New crops too, not just the new order: compare the same examples.
     assert not np.array_equal(x1[np.argsort(y1)], x2[np.argsort(y2)])
-    assert not np.array_equal(_epoch(other)[1], y1)
+    other = _epoch(input_pipeline.train_dataset(split, 64, seed=8))
+    assert not np.array_equal(other[1], y1)
+    # Iterating a dataset again gives the same batches (nothing carries over).
+    ds = input_pipeline.train_dataset(split, 64, seed=7)
+    np.testing.assert_array_equal(_epoch(ds)[0], _epoch(ds)[0])
+
+
+def test_a_resumed_stream_is_the_tail_of_the_uninterrupted_one():
+    split = _labelled(200)
+    kwargs = dict(seed=5, last_epoch=4, steps_per_epoch=5)  # a pass is 4 batches of 64
+    ds = input_pipeline.train_dataset(split, 64, first_epoch=0, **kwargs)
+    whole = list(ds)
+    assert len(whole) == 4 * 5 == ds.cardinality()  # Keras reads the length
+    for first in (1, 3):
+        tail = list(input_pipeline.train_dataset(split, 64, first_epoch=first, **kwargs))
+        assert len(tail) == (4 - first) * 5
+        for (xa, ya), (xb, yb) in zip(whole[first * 5:], tail, strict=True):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+    # An epoch longer than a pass goes on into a second, differently ordered pass.
+    first_pass = np.concatenate([y for _, y in whole[:4]])
+    second_pass = np.concatenate([y for _, y in whole[4:5]])
+    assert sorted(first_pass) == list(range(200))
+    assert not np.array_equal(second_pass, first_pass[:64])
+
+
+def test_the_pipeline_ignores_tf_global_random_state():
+    split = _labelled(100)
+    tf.random.set_seed(1)
+    a = _epoch(input_pipeline.train_dataset(split, 32, seed=2, first_epoch=3))
+    tf.random.set_seed(2)
+    tf.random.uniform([5])
+    b = _epoch(input_pipeline.train_dataset(split, 32, seed=2, first_epoch=3))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
 
 
 def test_without_augmentation_or_shuffle_is_identity():
@@ -125,5 +162,7 @@ def test_bad_arguments():
     split = synthetic(10, 0, seed=0).train
     with pytest.raises(ValueError, match="batch_size must be >= 1; got 0"):
         input_pipeline.train_dataset(split, 0, seed=0)
+    with pytest.raises(ValueError, match="last_epoch must be > first_epoch"):
+        input_pipeline.train_dataset(split, 4, seed=0, first_epoch=2, last_epoch=2)
     with pytest.raises(ValueError, match=r"Expected images \(N, 32, 32, 3\)"):
         input_pipeline.eval_dataset(Split(split.images[:, :16], split.labels), 4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import keras
 
-from keras_resnet_cifar import models
+from keras_resnet_cifar import arch, models
 
 PAPER_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 
@@ -55,6 +55,17 @@ def test_bad_shortcut_option():
 def test_other_6n_plus_2_depths_are_accepted():
     assert models.parse_name("resnet8").blocks_per_stage == 1
     assert models.parse_name("plain1202").blocks_per_stage == 200
+
+
+def test_the_spec_the_builder_follows_is_the_keras_free_one():
+    """models re-exports arch (old imports keep working) and builds what it specifies."""
+    assert models.parse_name is arch.parse_name and models.ArchSpec is arch.ArchSpec
+    spec = arch.parse_name("plain14")
+    assert (spec.residual, spec.depth, spec.blocks_per_stage) == (False, 14, 2)
+    model = models.build_model("plain14")
+    blocks = {l.name.split("_")[1] for l in model.layers if l.name.startswith("stage3_")}
+    assert blocks == {f"block{b}" for b in range(1, spec.blocks_per_stage + 1)}
+    assert model.get_layer("stage3_block1_conv1").filters == spec.widths[-1]
 
 
 def test_exactness_settings():
