@@ -209,6 +209,20 @@ class Progress:
             print(text, file=sys.stderr, flush=True)
 
 
+# Python modules of the libraries underneath: their own INFO lines (the SavedModel
+# writer's "Assets written to", "Sharding callback duration", ...) are theirs, not
+# the tool's, and go through absl's handler like the tools' progress does.
+_LIBRARY_PATH = re.compile(r"[/\\](tensorflow|tensorflow_datasets|keras|ai_edge_litert)[/\\]")
+
+
+class QuietLibraries(std_logging.Filter):
+    """Drops the libraries' own log records below WARNING (everything with --verbose)."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return (_state["verbose"] or record.levelno >= std_logging.WARNING
+                or not _LIBRARY_PATH.search(record.pathname or ""))
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that cleanup code runs."""
 
@@ -275,6 +289,7 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
         if not verbose:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
+            logging.get_absl_handler().addFilter(QuietLibraries())
         faulthandler.enable()
         try:
             argv = _check_and_expand(argv, takes_files=takes_files, required=required or {},

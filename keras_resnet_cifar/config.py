@@ -1,10 +1,10 @@
 """The training configuration: one frozen dataclass, parsed once, saved with every run.
 
-Defaults are the recipe of He et al. (2016), section 4.2, as the seed states it:
-SGD with momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1 divided by
-10 at epochs 80 and 120, 200 epochs. (The paper counts iterations: 32k and 48k,
+Defaults are the recipe of He et al. (2016), section 4.2, in epochs: SGD with
+momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1 divided by 10 at
+epochs 80 and 120, 200 epochs. (The paper counts iterations: 32k and 48k,
 stopping at 64k, with 45k training images, i.e. about 91, 136 and 182 epochs;
-the epoch form of the seed is the one most reimplementations use.)
+the reference PyTorch trainer divides after epochs 100 and 150 of 200.)
 
 Learning-rate boundaries may be fractions of an epoch (``--lr_boundaries=1.2,1.8``):
 the schedule is evaluated before every training step on the fractional epoch

@@ -73,6 +73,11 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
         "images": int(len(labels)),
         "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
         "loss": loss,
+        # Any predictor (a SavedModel, a .tflite file) gives probabilities only, so
+        # they are clipped; a run's metrics.json takes Keras' loss from the logits.
+        "loss_definition": "mean cross-entropy -log p(true class) from the predicted "
+                           "probabilities, clipped at 1e-12 (equal to the logits' value "
+                           "except where a probability underflows)",
         "macro_precision": float(np.mean(precision)),
         "macro_recall": float(np.mean(recall)),
         "per_class": per_class,

@@ -37,8 +37,9 @@ import platform
 import sys
 import time
 
-if platform.machine().lower() in ("x86_64", "amd64"):  # as the train CLI
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from keras_resnet_cifar import cli
+
+cli.use_onednn_by_default()  # before TensorFlow loads, as the train CLI
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -52,7 +53,8 @@ except ImportError:
 
 import keras  # noqa: E402
 
-from keras_resnet_cifar import datasets, import_weights, models, optimizer, training  # noqa: E402
+from keras_resnet_cifar import (datasets, import_weights, models, optimizer,  # noqa: E402
+                                training)
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at  # noqa: E402
 
 

@@ -187,3 +187,21 @@ def test_quiet_by_default_and_verbose_on_request(tmp_path):
     assert loud.returncode == 0, loud.stderr
     # TensorFlow's own lines are there with --verbose: what the default hides is real.
     assert "oneDNN" in loud.stderr or "cuda" in loud.stderr.lower(), loud.stderr
+
+
+def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
+    import logging as std_logging
+
+    def record(path, level=std_logging.INFO):
+        return std_logging.LogRecord("absl", level, path, 1, "message", None, None)
+
+    library = "/venv/lib/python3.11/site-packages/tensorflow/python/saved_model/builder_impl.py"
+    ours = "/repo/keras_resnet_cifar/exporting.py"
+    quiet = cli.QuietLibraries()
+    monkeypatch.setitem(cli._state, "verbose", False)
+    assert not quiet.filter(record(library))
+    assert quiet.filter(record(library, std_logging.WARNING))
+    assert quiet.filter(record(ours))
+    assert quiet.filter(record("/site-packages/keras_resnet_cifar/x.py"))
+    monkeypatch.setitem(cli._state, "verbose", True)
+    assert quiet.filter(record(library))
