@@ -205,3 +205,16 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
     assert quiet.filter(record("/site-packages/keras_resnet_cifar/x.py"))
     monkeypatch.setitem(cli._state, "verbose", True)
     assert quiet.filter(record(library))
+
+
+def test_a_sigterm_that_a_library_turned_into_another_error_still_ends_as_sigterm(
+        monkeypatch):
+    """TensorFlow, interrupted while tracing, re-raises the signal as a TypeError."""
+    monkeypatch.setitem(cli._state, "signal", None)
+    with pytest.raises(cli.Terminated):
+        cli._on_sigterm(15, None)
+    assert cli._stopped_by(TypeError("Failed to convert elements")) == "SIGTERM"
+    monkeypatch.setitem(cli._state, "signal", None)
+    assert cli._stopped_by(TypeError("a bug")) is None
+    assert cli._stopped_by(KeyboardInterrupt()) == "SIGINT"
+    assert cli._stopped_by(KeyboardInterrupt("SIGTERM")) == "SIGTERM"  # training's Interrupted
