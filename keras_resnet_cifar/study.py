@@ -1,8 +1,8 @@
 r"""The study runner: trains plain and residual nets one after another, evaluates, reports.
 
     python -m keras_resnet_cifar.study --data_dir=~/data/cifar10 --out=runs/study
-    python -m keras_resnet_cifar.study --flagfile=flags/study/cpu.cfg \
-        --data_dir=~/data/cifar10 --out=runs/study
+    python -m keras_resnet_cifar.study --flagfile=flags/study/three_passes.cfg \
+        --data_dir=~/data/cifar10 --out=runs/three_passes --report_dir=docs/study
     python -m keras_resnet_cifar.study --quick --data_dir=~/data/cifar10 --out=runs/quick
 
 The full study is the paper's recipe (200 epochs, lr 0.1 / 10 after epochs 80 and
@@ -18,10 +18,24 @@ distribution, precision, ...), except ``--model`` and ``--seed``, which become
 
 Each run lives in ``<out>/runs/<model>-seed<seed>`` (a normal run directory, see
 :mod:`keras_resnet_cifar.rundir`) and also records per-layer statistics
-(:mod:`keras_resnet_cifar.layer_stats`) at ``--layer_stats_epochs``. Running the
-same command again resumes: finished runs are skipped, an interrupted one
-continues from its last completed epoch, evaluations are redone only when their
-model changed. The report goes to ``<out>/report``.
+(:mod:`keras_resnet_cifar.layer_stats`) at ``--layer_stats_epochs`` (fractions
+allowed: 1.5 is mid-way through a 3-pass run) and, with
+``--curve_points_per_epoch``, learning-curve points inside each epoch
+(:mod:`keras_resnet_cifar.curves`: the training error of the steps since the
+previous point and the test error on a fixed ``--curve_test_images`` subset).
+Running the same command again resumes: finished runs are skipped, an
+interrupted one continues from its last completed epoch (the curve points and
+layer statistics of the epoch that was cut short are recorded again, never
+twice), evaluations are redone only when their model changed.
+
+The report goes to ``<out>/report`` (or ``--report_dir``), with a copy of each
+run's small files (:data:`keras_resnet_cifar.rundir.SMALL_FILES`: config,
+history, metrics, evaluation, layer statistics, curve; never the models) in its
+``runs/`` folder, so that the report folder can be committed as it is and
+rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
+The shared command-line conventions (quiet output, ``--verbose``, ``~`` in
+paths, oneDNN's CPU kernels on x86 because the study trains) are
+:mod:`keras_resnet_cifar.cli`'s.
 """
 
 from __future__ import annotations
@@ -32,17 +46,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from keras_resnet_cifar import rundir, train_flags
-from keras_resnet_cifar.config import TrainConfig
-from keras_resnet_cifar.errors import UserError, run_cli
-
-# TODO(cli): the study trains, so it needs oneDNN's CPU kernels on (TF_ENABLE_ONEDNN_OPTS=1
-# on x86, set before TensorFlow loads) exactly as train and benchmark. The shared CLI layer
-# (helper "cli") sets it in one place for every CLI; call that here once it has landed,
-# instead of copying the block again. Until then, run the study with TF_ENABLE_ONEDNN_OPTS=1
-# in the environment on x86 CPUs without AVX-512 VNNI/AMX (docs/performance.md).
+from keras_resnet_cifar import cli, rundir, train_flags  # no Keras: flags answer at once
+from keras_resnet_cifar.config import TrainConfig, as_epoch
+from keras_resnet_cifar.errors import UserError
 
 SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 SWEEP_MODELS = ("plain20", "plain32", "plain44", "plain56",
@@ -51,6 +59,7 @@ SWEEP_MODELS = ("plain20", "plain32", "plain44", "plain56",
 QUICK = dict(epochs=10, steps_per_epoch=10, eval_steps=8, lr_boundaries=(7,))
 # TrainConfig fields the study sets per run rather than taking as flags.
 PER_RUN = ("model", "seed")
+CURVE_SUBSET_SEED = 0  # which test images the curve points use (the same for every run)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +69,10 @@ class StudySpec:
     models: tuple[str, ...] = SEED_MODELS
     seeds: tuple[int, ...] = (0,)
     base: TrainConfig = TrainConfig()          # model and seed are overridden per run
-    layer_stats_epochs: tuple[int, ...] = ()
+    layer_stats_epochs: tuple[float, ...] = ()  # whole or fractional epochs; 0: at init
     layer_stats_batch: int = 256
+    curve_points_per_epoch: int = 0            # 0: no intermediate curve points
+    curve_test_images: int = 2000              # the fixed test subset of the curve points
 
     def configs(self) -> list[TrainConfig]:
         """One config per (model, seed), the shallow and plain nets first."""
@@ -111,7 +122,7 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
     """
     import keras
 
-    from keras_resnet_cifar import layer_stats, training
+    from keras_resnet_cifar import curves, layer_stats, training
 
     data = data or DataCache()
     dirs = []
@@ -125,6 +136,14 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
                                                      seed=0)
             callbacks.append(layer_stats.LayerStatsRecorder(
                 workdir, images, labels, spec.layer_stats_epochs))
+        if spec.curve_points_per_epoch:
+            # The same test images for every point and every model: the curves differ
+            # only by the networks, and the last point's subset error is comparable.
+            images, labels = layer_stats.fixed_batch(loaded.test, spec.curve_test_images,
+                                                     seed=CURVE_SUBSET_SEED)
+            callbacks.append(curves.CurveRecorder(
+                workdir, images, labels, spec.curve_points_per_epoch,
+                batch_size=max(config.batch_size, 256), subset_seed=CURVE_SUBSET_SEED))
         logging.info("study: training %s (seed %d) in %s", config.model, config.seed, workdir)
         keras.backend.clear_session()
         training.train_and_evaluate(config, workdir, callbacks=callbacks, verbose=verbose,
@@ -154,6 +173,20 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
                      result["accuracy"], result["images"])
 
 
+def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Path]:
+    """Copies each run's small files into ``<report_dir>/runs/<run name>/`` (no models).
+
+    Returns:
+        The copies' run directories, in the order of ``dirs``.
+    """
+    copies = []
+    for workdir in dirs:
+        copy = Path(report_dir) / "runs" / Path(workdir).name
+        rundir.copy_small_files(workdir, copy)
+        copies.append(copy)
+    return copies
+
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """The study's flags: train's training flags, what to train, where to write."""
     train_flags.define_config_flags(flag_values, exclude=PER_RUN)
@@ -167,13 +200,22 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          + ", ".join(f"{k}={v}" for k, v in QUICK.items())
                          + " (explicit flags still win).", **fv)
     flags.DEFINE_list("layer_stats_epochs", [], "Epochs at which to record per-layer "
-                      "response std and gradient norms (0 = at initialisation).", **fv)
+                      "response std and gradient norms (0 = at initialisation; fractions "
+                      "such as 1.5 are measured at the step that reaches them).", **fv)
     flags.DEFINE_integer("layer_stats_batch", 256, "Training images in the fixed batch "
                          "of the layer statistics.", **fv)
+    flags.DEFINE_integer("curve_points_per_epoch", 0, "Learning-curve points per epoch "
+                         "(curve.json): the training error of the steps since the previous "
+                         "point and the test error on --curve_test_images fixed test images. "
+                         "0: none.", lower_bound=0, **fv)
+    flags.DEFINE_integer("curve_test_images", 2000, "Test images (a fixed random subset, the "
+                         "same for every point and run) of the curve points' test error.",
+                         lower_bound=1, **fv)
     flags.DEFINE_list("accuracy_levels", [], "Test accuracies (e.g. 0.5,0.8) whose first "
                       "epoch the report gives (convergence speed). Default: chosen from "
                       "the runs, so that every run that learned reaches them.", **fv)
-    flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report).", **fv)
+    flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report), "
+                        "with a copy of each run's small files in its runs/ folder.", **fv)
     flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.", **fv)
 
 
@@ -183,6 +225,17 @@ def _ints(flag_values: flags.FlagValues, name: str) -> tuple[int, ...]:
     except ValueError:
         raise UserError(f"--{name} must be integers, got "
                         f"{','.join(flag_values[name].value)}.") from None
+
+
+def _epochs(flag_values: flags.FlagValues, name: str) -> tuple[int | float, ...]:
+    values = flag_values[name].value
+    try:
+        epochs = tuple(sorted({as_epoch(v) for v in values}))
+    except ValueError:
+        raise UserError(f"--{name} must be numbers of epochs, got {','.join(values)}.") from None
+    if any(e < 0 for e in epochs):
+        raise UserError(f"--{name} must not be negative, got {','.join(values)}.")
+    return epochs
 
 
 def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
@@ -202,8 +255,14 @@ def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
     base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
     spec = StudySpec(models=models, seeds=seeds, base=base,
-                     layer_stats_epochs=_ints(flag_values, "layer_stats_epochs"),
-                     layer_stats_batch=flag_values.layer_stats_batch)
+                     layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
+                     layer_stats_batch=flag_values.layer_stats_batch,
+                     curve_points_per_epoch=flag_values.curve_points_per_epoch,
+                     curve_test_images=flag_values.curve_test_images)
+    too_late = [e for e in spec.layer_stats_epochs if e > base.epochs]
+    if too_late:
+        raise UserError(f"--layer_stats_epochs {', '.join(map(str, too_late))} lie beyond "
+                        f"--epochs={base.epochs}.")
     for config in spec.configs():  # checks every model name before anything trains
         try:
             TrainConfig.from_dict(dataclasses.asdict(config))
@@ -213,8 +272,7 @@ def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
+    del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     spec = spec_from_flags(FLAGS)
     from keras_resnet_cifar.report import runs as report_runs
@@ -227,13 +285,15 @@ def main(argv):
         from keras_resnet_cifar import report
         from keras_resnet_cifar.report import markdown
 
+        report_dir = FLAGS.report_dir or Path(FLAGS.out) / "report"
+        publish_runs(dirs, report_dir)
         command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
                                              *sys.argv[1:]])
-        written = report.write_report(dirs, FLAGS.report_dir or Path(FLAGS.out) / "report",
-                                      accuracy_levels=levels, command=command)
+        written = report.write_report(dirs, report_dir, accuracy_levels=levels,
+                                      command=command)
         logging.info("study: report written to %s", written)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(run_cli(main))
+    cli.run(main, trains=True)

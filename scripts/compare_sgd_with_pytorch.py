@@ -5,7 +5,7 @@ Builds the network with the project's own training path (``build_and_compile``:
 ReferenceSGD, the weight-decay terms, fused BatchNorm) and the same network in
 PyTorch from the *same initial weights*, then trains both on the same real CIFAR-10
 batches with ``torch.optim.SGD(momentum=0.9, weight_decay=1e-4)`` on the PyTorch
-side and ``model.fit`` with the project's LearningRateScheduler on the Keras side.
+side and ``model.fit`` with the project's schedule callback on the Keras side.
 The learning rate drops by 10x twice (after each phase of ``--steps_per_phase``
 steps), where the two momentum conventions part.
 
