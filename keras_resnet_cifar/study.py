@@ -155,20 +155,20 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
 def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
                  data: DataCache | None = None) -> None:
     """Evaluates each run's final model on the whole test set (skips up-to-date ones)."""
-    from keras_resnet_cifar import evaluate
+    from keras_resnet_cifar import evaluation, predictor
 
     data = data or DataCache()
     for workdir in dirs:
-        if evaluate.is_current(workdir):
+        if evaluation.is_current(workdir):
             continue
         config = TrainConfig.from_dict(rundir.read_config(workdir) or
                                        dataclasses.asdict(base))
         loaded = data.get(config)
-        result = evaluate.evaluate_split(evaluate.load_predictor(workdir), loaded.test.images,
-                                         loaded.test.labels, loaded.class_names, batch_size)
+        result = evaluation.evaluate_split(predictor.load(workdir), loaded.test.images,
+                                           loaded.test.labels, loaded.class_names, batch_size)
         result.update(model=str(rundir.path(workdir, rundir.MODEL)), model_kind="keras",
                       checkpoint="final", data_source=loaded.source)
-        evaluate.write_results(result, workdir)
+        evaluation.write_results(result, workdir)
         logging.info("study: %s test accuracy %.4f on %d images", workdir,
                      result["accuracy"], result["images"])
 

@@ -44,9 +44,9 @@ def test_cli_writes_an_npz_import_weights_can_read(tmp_path):
     r = _convert(str(DATA / "torch_tiny_legacy.th"), f"--out={out}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"wrote {out}: 17 arrays" in r.stdout and not r.stderr
-    from keras_resnet_cifar import import_weights
+    from keras_resnet_cifar import reference_weights
 
-    state = import_weights.load_state_dict(out)  # allow_pickle=False
+    state = reference_weights.load_state_dict(out)  # allow_pickle=False
     assert set(state) == {k for k in EXPECTED if not k.endswith("num_batches_tracked")}
     np.testing.assert_array_equal(state["linear.weight"], EXPECTED["linear.weight"])
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from absl import flags
 
-from keras_resnet_cifar import evaluate, rundir, study
+from keras_resnet_cifar import rundir, study
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.errors import UserError
 
@@ -134,7 +134,7 @@ def test_tiny_study_trains_evaluates_reports_and_resumes(tmp_path, monkeypatch):
         assert len(json.loads((d / "history.json").read_text())["epochs"]) == 1
         assert [e["epoch"] for e in json.loads((d / "layer_stats.json").read_text())
                 ["epochs"]] == [0, 1]
-        assert evaluate.read_results(d)["images"] == 32
+        assert rundir.read_evaluation(d)["images"] == 32
     # Resuming: nothing is retrained or re-evaluated.
     stamps = {p: p.stat().st_mtime_ns for d in dirs
               for p in (d / "model.keras", d / "evaluation.json")}
