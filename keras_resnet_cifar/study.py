@@ -1,4 +1,4 @@
-r"""The study runner: trains plain and residual nets one after another, evaluates, reports.
+r"""The study CLI: trains plain and residual nets one after another, evaluates, reports.
 
     python -m keras_resnet_cifar.study --data_dir=~/data/cifar10 --out=runs/study
     python -m keras_resnet_cifar.study --flagfile=flags/study/three_passes.cfg \
@@ -33,158 +33,30 @@ run's small files (:data:`keras_resnet_cifar.rundir.SMALL_FILES`: config,
 history, metrics, evaluation, layer statistics, curve; never the models) in its
 ``runs/`` folder, so that the report folder can be committed as it is and
 rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
-The shared command-line conventions (quiet output, ``--verbose``, ``~`` in
-paths, oneDNN's CPU kernels on x86 because the study trains) are
+The study itself is the library :mod:`keras_resnet_cifar.studying`; this module
+turns the flags into its :class:`~keras_resnet_cifar.studying.StudySpec`. The
+shared command-line conventions (quiet output, ``--verbose``, ``~`` in paths,
+oneDNN's CPU kernels on x86 because the study trains) are
 :mod:`keras_resnet_cifar.cli`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
 
 from absl import flags, logging
 
-from keras_resnet_cifar import cli, rundir, train_flags  # no Keras: flags answer at once
+# No Keras in these: flags answer at once, TensorFlow loads when training starts.
+from keras_resnet_cifar import cli, studying, train_flags
 from keras_resnet_cifar.config import TrainConfig, as_epoch
 from keras_resnet_cifar.errors import UserError
 
-SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
-SWEEP_MODELS = ("plain20", "plain32", "plain44", "plain56",
-                "resnet20", "resnet32", "resnet44", "resnet56")
 # --quick: a schedule that runs in minutes per model on a CPU (curves, not accuracy).
 QUICK = dict(epochs=10, steps_per_epoch=10, eval_steps=8, lr_boundaries=(7,))
 # TrainConfig fields the study sets per run rather than taking as flags.
 PER_RUN = ("model", "seed")
-CURVE_SUBSET_SEED = 0  # which test images the curve points use (the same for every run)
-
-
-@dataclasses.dataclass(frozen=True)
-class StudySpec:
-    """What a study trains: the models, the seeds, and one shared training recipe."""
-
-    models: tuple[str, ...] = SEED_MODELS
-    seeds: tuple[int, ...] = (0,)
-    base: TrainConfig = TrainConfig()          # model and seed are overridden per run
-    layer_stats_epochs: tuple[float, ...] = ()  # whole or fractional epochs; 0: at init
-    layer_stats_batch: int = 256
-    curve_points_per_epoch: int = 0            # 0: no intermediate curve points
-    curve_test_images: int = 2000              # the fixed test subset of the curve points
-
-    def configs(self) -> list[TrainConfig]:
-        """One config per (model, seed), the shallow and plain nets first."""
-        return [dataclasses.replace(self.base, model=m, seed=s)
-                for s in self.seeds for m in self.models]
-
-
-def run_dir(out: str | os.PathLike, config: TrainConfig) -> Path:
-    """Where a study keeps the run of ``config``."""
-    return Path(out) / "runs" / f"{config.model}-seed{config.seed}"
-
-
-class DataCache:
-    """Loads each data set a study uses once, for all its runs and evaluations.
-
-    CIFAR-10 is the same for every run; synthetic data depends on the seed.
-    """
-
-    def __init__(self):
-        self._loaded: dict[tuple[Any, ...], Any] = {}
-
-    def get(self, config: TrainConfig):
-        """The :class:`keras_resnet_cifar.datasets.Cifar10` of ``config``."""
-        from keras_resnet_cifar import datasets
-
-        seed = config.seed if config.dataset == "synthetic" else 0
-        sizes = (config.synthetic_train_size, config.synthetic_test_size)
-        key = (config.dataset, config.data_dir, seed, sizes)
-        if key not in self._loaded:
-            self._loaded[key] = datasets.load(config.dataset, config.data_dir, seed=seed,
-                                              synthetic_sizes=sizes)
-        return self._loaded[key]
-
-
-def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
-              data: DataCache | None = None) -> list[Path]:
-    """Trains (or resumes, or skips when finished) every run of ``spec``.
-
-    Args:
-        spec: what to train.
-        out: the study folder.
-        verbose: Keras progress output.
-        data: the loaded data sets (shared with :func:`evaluate_all`).
-
-    Returns:
-        The run directories, in training order.
-    """
-    import keras
-
-    from keras_resnet_cifar import curves, layer_stats, training
-
-    data = data or DataCache()
-    dirs = []
-    for config in spec.configs():
-        workdir = run_dir(out, config)
-        loaded = data.get(config)
-        callbacks = []
-        if spec.layer_stats_epochs:
-            # The same batch for every model (and on CIFAR-10 every seed): comparable runs.
-            images, labels = layer_stats.fixed_batch(loaded.train, spec.layer_stats_batch,
-                                                     seed=0)
-            callbacks.append(layer_stats.LayerStatsRecorder(
-                workdir, images, labels, spec.layer_stats_epochs))
-        if spec.curve_points_per_epoch:
-            # The same test images for every point and every model: the curves differ
-            # only by the networks, and the last point's subset error is comparable.
-            images, labels = layer_stats.fixed_batch(loaded.test, spec.curve_test_images,
-                                                     seed=CURVE_SUBSET_SEED)
-            callbacks.append(curves.CurveRecorder(
-                workdir, images, labels, spec.curve_points_per_epoch,
-                batch_size=max(config.batch_size, 256), subset_seed=CURVE_SUBSET_SEED))
-        logging.info("study: training %s (seed %d) in %s", config.model, config.seed, workdir)
-        keras.backend.clear_session()
-        training.train_and_evaluate(config, workdir, callbacks=callbacks, verbose=verbose,
-                                    data=loaded)
-        dirs.append(workdir)
-    return dirs
-
-
-def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
-                 data: DataCache | None = None) -> None:
-    """Evaluates each run's final model on the whole test set (skips up-to-date ones)."""
-    from keras_resnet_cifar import evaluation, predictor
-
-    data = data or DataCache()
-    for workdir in dirs:
-        if evaluation.is_current(workdir):
-            continue
-        config = TrainConfig.from_dict(rundir.read_config(workdir) or
-                                       dataclasses.asdict(base))
-        loaded = data.get(config)
-        result = evaluation.evaluate_split(predictor.load(workdir), loaded.test.images,
-                                           loaded.test.labels, loaded.class_names, batch_size)
-        result.update(model=str(rundir.path(workdir, rundir.MODEL)), model_kind="keras",
-                      checkpoint="final", data_source=loaded.source)
-        evaluation.write_results(result, workdir)
-        logging.info("study: %s test accuracy %.4f on %d images", workdir,
-                     result["accuracy"], result["images"])
-
-
-def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Path]:
-    """Copies each run's small files into ``<report_dir>/runs/<run name>/`` (no models).
-
-    Returns:
-        The copies' run directories, in the order of ``dirs``.
-    """
-    copies = []
-    for workdir in dirs:
-        copy = Path(report_dir) / "runs" / Path(workdir).name
-        rundir.copy_small_files(workdir, copy)
-        copies.append(copy)
-    return copies
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -192,7 +64,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     train_flags.define_config_flags(flag_values, exclude=PER_RUN)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.", **fv)
-    flags.DEFINE_list("models", list(SEED_MODELS), "Models to train.", **fv)
+    flags.DEFINE_list("models", list(studying.SEED_MODELS), "Models to train.", **fv)
     flags.DEFINE_boolean("depth_sweep", False, "Train plain/resnet 20, 32, 44 and 56 "
                          "(He et al., Figure 6) instead of --models.", **fv)
     flags.DEFINE_list("seeds", ["0"], "Random seeds; each model is trained once per seed.", **fv)
@@ -238,13 +110,13 @@ def _epochs(flag_values: flags.FlagValues, name: str) -> tuple[int | float, ...]
     return epochs
 
 
-def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
+def spec_from_flags(flag_values: flags.FlagValues) -> studying.StudySpec:
     """The StudySpec of the parsed flags.
 
     Raises:
         UserError: a bad value (every model name is checked before anything trains).
     """
-    models = SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
+    models = studying.SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
     if not models:
         raise UserError("--models is empty: name the models to train, e.g. "
                         "--models=plain20,resnet20.")
@@ -254,11 +126,11 @@ def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
     if not seeds:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
     base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
-    spec = StudySpec(models=models, seeds=seeds, base=base,
-                     layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
-                     layer_stats_batch=flag_values.layer_stats_batch,
-                     curve_points_per_epoch=flag_values.curve_points_per_epoch,
-                     curve_test_images=flag_values.curve_test_images)
+    spec = studying.StudySpec(models=models, seeds=seeds, base=base,
+                              layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
+                              layer_stats_batch=flag_values.layer_stats_batch,
+                              curve_points_per_epoch=flag_values.curve_points_per_epoch,
+                              curve_test_images=flag_values.curve_test_images)
     too_late = [e for e in spec.layer_stats_epochs if e > base.epochs]
     if too_late:
         raise UserError(f"--layer_stats_epochs {', '.join(map(str, too_late))} lie beyond "
@@ -275,23 +147,16 @@ def main(argv):
     del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     spec = spec_from_flags(FLAGS)
-    from keras_resnet_cifar.report import runs as report_runs
+    from keras_resnet_cifar.report import markdown, runs as report_runs
 
     levels = report_runs.parse_levels(FLAGS.accuracy_levels)  # before hours of training
-    data = DataCache()
-    dirs = train_all(spec, FLAGS.out, data=data)
-    evaluate_all(dirs, spec.base, data=data)
-    if not FLAGS.skip_report:
-        from keras_resnet_cifar import report
-        from keras_resnet_cifar.report import markdown
-
-        report_dir = FLAGS.report_dir or Path(FLAGS.out) / "report"
-        publish_runs(dirs, report_dir)
-        command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
-                                             *sys.argv[1:]])
-        written = report.write_report(dirs, report_dir, accuracy_levels=levels,
-                                      command=command)
-        logging.info("study: report written to %s", written)
+    report_dir = None if FLAGS.skip_report else (FLAGS.report_dir or Path(FLAGS.out) / "report")
+    command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
+                                         *sys.argv[1:]])
+    result = studying.run_study(spec, FLAGS.out, report_dir=report_dir,
+                                accuracy_levels=levels, command=command)
+    if result.report is not None:
+        logging.info("study: report written to %s", result.report)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The study runner: flags to spec, a tiny real study end to end, resuming, the wrapper."""
+"""The study: flags to spec (the CLI), a tiny real study end to end (the library), resuming,
+the wrapper."""
 
 import json
 import math
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from absl import flags
 
-from keras_resnet_cifar import rundir, study
+from keras_resnet_cifar import rundir, study, studying
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.errors import UserError
 
@@ -29,14 +30,14 @@ def test_flags_become_a_spec():
     spec = parse("--epochs=30", "--lr_boundaries=10,20.5", "--seeds=0,1",
                  "--layer_stats_epochs=0,15.5,30", "--curve_points_per_epoch=4",
                  "--curve_test_images=500")
-    assert spec.models == study.SEED_MODELS and spec.seeds == (0, 1)
+    assert spec.models == studying.SEED_MODELS and spec.seeds == (0, 1)
     assert spec.base.epochs == 30 and spec.base.lr_boundaries == (10, 20.5)
     assert spec.layer_stats_epochs == (0, 15.5, 30)
     assert (spec.curve_points_per_epoch, spec.curve_test_images) == (4, 500)
     configs = spec.configs()
     assert [(c.model, c.seed) for c in configs][:5] == [
         ("plain20", 0), ("resnet20", 0), ("plain56", 0), ("resnet56", 0), ("plain20", 1)]
-    assert study.run_dir("out", configs[1]) == Path("out/runs/resnet20-seed0")
+    assert studying.run_dir("out", configs[1]) == Path("out/runs/resnet20-seed0")
 
 
 def test_quick_and_depth_sweep():
@@ -123,12 +124,12 @@ def test_tiny_study_trains_evaluates_reports_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     base = TrainConfig(dataset="synthetic", synthetic_train_size=64, synthetic_test_size=32,
                        epochs=1, batch_size=16, steps_per_epoch=1, eval_steps=1)
-    spec = study.StudySpec(models=("plain8", "resnet8"), base=base,
+    spec = studying.StudySpec(models=("plain8", "resnet8"), base=base,
                            layer_stats_epochs=(0, 1), layer_stats_batch=8)
-    data = study.DataCache()
-    dirs = study.train_all(spec, tmp_path, verbose=0, data=data)
+    data = studying.DataCache()
+    dirs = studying.train_all(spec, tmp_path, verbose=0, data=data)
     assert [d.name for d in dirs] == ["plain8-seed0", "resnet8-seed0"]
-    study.evaluate_all(dirs, base, batch_size=16, data=data)
+    studying.evaluate_all(dirs, base, batch_size=16, data=data)
     assert len(loads) == 1  # one data set, loaded once for two runs and their evaluations
     for d in dirs:
         assert len(json.loads((d / "history.json").read_text())["epochs"]) == 1
@@ -138,15 +139,21 @@ def test_tiny_study_trains_evaluates_reports_and_resumes(tmp_path, monkeypatch):
     # Resuming: nothing is retrained or re-evaluated.
     stamps = {p: p.stat().st_mtime_ns for d in dirs
               for p in (d / "model.keras", d / "evaluation.json")}
-    assert study.train_all(spec, tmp_path, verbose=0) == dirs
-    study.evaluate_all(dirs, base, batch_size=16)
+    assert studying.train_all(spec, tmp_path, verbose=0) == dirs
+    studying.evaluate_all(dirs, base, batch_size=16)
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
 
-    from keras_resnet_cifar import report
-
-    md = report.write_report(dirs, tmp_path / "report").read_text()
+    # The whole study again, with its report: still nothing retrained or re-evaluated.
+    done = studying.run_study(spec, tmp_path, report_dir=tmp_path / "report",
+                              command="python -m keras_resnet_cifar.study --tiny", verbose=0)
+    assert done.run_dirs == dirs and done.report == tmp_path / "report" / "report.md"
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    md = done.report.read_text()
     assert "| plain | plain8 | 8 | 75,290 | 1 |" in md
     assert "At depth 8, the residual net is more accurate" in md
+    assert "python -m keras_resnet_cifar.study --tiny" in md
+    assert {p.name for p in (tmp_path / "report" / "runs").iterdir()} == {d.name for d in dirs}
+    assert studying.run_study(spec, tmp_path, verbose=0).report is None
 
 
 @pytest.mark.slow
