@@ -16,7 +16,7 @@ from keras_resnet_cifar import cli
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights",
-         "benchmark", "convert_checkpoint")
+         "benchmark", "convert_checkpoint", "report", "study")
 
 # Installed as sitecustomize: importing TensorFlow or Keras fails at once, so a tool
 # that answers correctly under it provably answered before loading TensorFlow.
@@ -105,7 +105,13 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
              "error: --learning_rate must be a finite number > 0"),
             ("benchmark", ("--models=",), "error: --models is empty"),
             ("benchmark", ("--models=resnet20,foo",), "error: Unknown model name 'foo'"),
-            ("convert_checkpoint", (), "error: Give the reference's .th checkpoints")):
+            ("convert_checkpoint", (), "error: Give the reference's .th checkpoints"),
+            ("report", ("runs/a",), "error: --out is required: "),
+            ("report", ("--out=r",), "error: Give the run directories to report on"),
+            ("report", ("--out=r", "--accuracy_levels=2", "runs/a"),
+             "error: --accuracy_levels must be fractions in (0, 1)"),
+            ("study", ("--models=plain21",), "error: Invalid depth 21 in 'plain21'"),
+            ("study", ("--accuracy_levels=x",), "error: --accuracy_levels must be numbers")):
         done = _run(tool, *args, block=block, cwd=tmp_path)
         assert done.returncode == 1, (tool, args, done.stderr)
         assert done.stderr.splitlines()[-1].startswith(message), (tool, args, done.stderr)

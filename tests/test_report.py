@@ -2,8 +2,11 @@
 
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
 PARAMS = {20: 269_722, 56: 853_018}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_run(root, model, seed, train_acc, test_acc, *, best=None, final=None,
@@ -321,3 +325,19 @@ def test_our_numbers_stand_beside_the_published_ones(study):
     assert "| resnet56 | 15.00 ± 1.58 (512 images) | 20.00 ± 1.00 | 6.97 | 6.75 |" in text
     assert "| plain56 | 45.00 ± 2.20 (512 images) | n/a | figure only | 13.29 |" in text
     assert "after 3 passes (1,173 iterations)" in text.splitlines()[0]
+
+
+def test_the_report_command_is_quiet_by_default(study, tmp_path):
+    """No TensorFlow start-up lines (oneDNN, CUDA, cpu_feature_guard) from the report CLI,
+    even without TF_CPP_MIN_LOG_LEVEL: the package loads nothing noisy before cli.run."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.report",
+                           *map(str, study), f"--out={tmp_path / 'out'}"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "report.md").is_file()
+    noise = [line for line in done.stderr.splitlines()
+             if re.match(r"[IWE]0000 ", line)
+             or re.search(r"cpu_feature_guard|oneDNN|cuda", line, re.I)]
+    assert not noise, done.stderr

@@ -14,6 +14,9 @@ One module per part, each usable alone:
   :mod:`keras_resnet_cifar.plots`;
 * :mod:`~keras_resnet_cifar.report.markdown`: report.md's text.
 
+The report needs no TensorFlow (model names are read by :mod:`keras_resnet_cifar.arch`,
+not :mod:`keras_resnet_cifar.models`): importing the package stays quick and quiet.
+
 :func:`build` returns every file's content; :func:`write_report` writes them into
 a folder:
 

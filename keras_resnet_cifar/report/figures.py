@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from keras_resnet_cifar import models, plots
+from keras_resnet_cifar import arch, plots  # arch, not models: no TensorFlow in the report
 from keras_resnet_cifar.report.runs import Run, first_of_each_model
 
 
@@ -96,8 +96,8 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
             # and 1), so responses "after BN" only mean something once trained.
             for epoch in [e for e in epochs if e > 0 or key == "gradient_norm"]:
                 lines = {}
-                for model in sorted(stats, key=lambda m: (models.parse_name(m).depth,
-                                                          models.parse_name(m).residual)):
+                for model in sorted(stats, key=lambda m: (arch.parse_name(m).depth,
+                                                          arch.parse_name(m).residual)):
                     row = next((e for e in stats[model]["epochs"] if e["epoch"] == epoch), None)
                     if row:
                         lines[model] = row[key]

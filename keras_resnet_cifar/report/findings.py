@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from keras_resnet_cifar import models
+from keras_resnet_cifar import arch  # arch, not models: no TensorFlow in the report
 from keras_resnet_cifar.report.runs import CHANCE_ACCURACY, level_key
 from keras_resnet_cifar.report.tables import stat
 
@@ -260,8 +260,8 @@ def curve_findings(curves: dict[str, Sequence[dict[str, Any]]],
     """
     out = []
     for family, residual in (("plain", False), ("resnet", True)):
-        nets = sorted((m for m in curves if models.parse_name(m).residual == residual
-                       and curves[m]), key=lambda m: models.parse_name(m).depth)
+        nets = sorted((m for m in curves if arch.parse_name(m).residual == residual
+                       and curves[m]), key=lambda m: arch.parse_name(m).depth)
         claim = (f"Degradation through the run: the deeper plain net's training error is "
                  "above the shallower one's at every curve point" if not residual else
                  "No degradation with residual connections: the deeper residual net's "
@@ -324,7 +324,7 @@ def layer_findings(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         stats: {model name: its layer_stats.json}.
     """
     out = []
-    depths = sorted({models.parse_name(k).depth for k in stats})
+    depths = sorted({arch.parse_name(k).depth for k in stats})
     for depth in depths:
         p, r = stats.get(f"plain{depth}"), stats.get(f"resnet{depth}")
         if not p or not r:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from keras_resnet_cifar import datasets, models, rundir
+from keras_resnet_cifar import arch, datasets, rundir  # no TensorFlow in the report
 from keras_resnet_cifar.errors import UserError
 
 CHANCE_ACCURACY = 1 / datasets.NUM_CLASSES
@@ -47,8 +47,8 @@ class Run:
         return int(self.config.get("seed", 0))
 
     @property
-    def spec(self) -> models.ArchSpec:
-        return models.parse_name(self.model)
+    def spec(self) -> arch.ArchSpec:
+        return arch.parse_name(self.model)
 
     @property
     def eval_set(self) -> str:
@@ -118,7 +118,7 @@ def load_run(path: str | os.PathLike) -> Run:
         raise UserError(f"{path} is not a run directory: it needs {rundir.CONFIG} and "
                         f"{rundir.HISTORY_JSON} (written by keras_resnet_cifar.train).")
     try:
-        models.parse_name(config.get("model"))
+        arch.parse_name(config.get("model"))
     except ValueError as e:
         raise UserError(f"{path / rundir.CONFIG}: {e}") from None
     return Run(path=path, config=config, history=rundir.read_history(path),
