@@ -38,14 +38,22 @@ from keras_resnet_cifar.contract import INPUT_KEY, OUTPUT_KEYS
 from keras_resnet_cifar.errors import UserError
 
 MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
+URL_SCHEMES = ("http://", "https://")  # what a server address must start with
 
 
 def predict_url(base_url: str, model_name: str, version: int | None = None) -> str:
-    """``<base_url>/v1/models/<model_name>[/versions/<version>]:predict``."""
-    if not base_url.startswith(("http://", "https://")):
-        raise UserError(f"--url must start with http:// or https://; got {base_url!r}.")
+    """``<base_url>/v1/models/<model_name>[/versions/<version>]:predict``.
+
+    Raises:
+        UserError: ``base_url`` is not an http(s) address, or ``model_name`` is
+            empty or holds a ``/``.
+    """
+    if not base_url.startswith(URL_SCHEMES):
+        raise UserError(f"The server URL must start with {' or '.join(URL_SCHEMES)}, "
+                        f"got {base_url!r}.")
     if not model_name or "/" in model_name:
-        raise UserError(f"Bad model name {model_name!r}.")
+        raise UserError(f"The model name must be non-empty and without '/', "
+                        f"got {model_name!r}.")
     path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
     return base_url.rstrip("/") + path + ":predict"
 
@@ -133,11 +141,12 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
         One {"probabilities", "class_id", "class_name"} per image.
 
     Raises:
-        UserError: the server is unreachable, times out, or answers an error
-            or something that is not a predict response.
+        UserError: a bad address, model name or timeout; the server is
+            unreachable, times out, or answers an error or something that is not
+            a predict response.
     """
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise UserError(f"--timeout must be a positive number of seconds, got {timeout}.")
+        raise UserError(f"The timeout must be a positive number of seconds, got {timeout!r}.")
     url = predict_url(base_url, model_name, version)
     data = json.dumps(build_request(pixels, signature=signature, columnar=columnar)).encode()
     status, raw = _post(url, data, timeout)

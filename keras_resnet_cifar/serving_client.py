@@ -74,7 +74,13 @@ def main(argv):
     if FLAGS.model_version is not None and FLAGS.model_version < 1:
         raise UserError(f"--model_version must be a positive integer, got "
                         f"{FLAGS.model_version}.")
-    rest_client.predict_url(FLAGS.url, FLAGS.model_name)  # the address, before any image
+    # The address, before any image is read; the library checks it too, but its
+    # messages name values, not flags.
+    if not FLAGS.url.startswith(rest_client.URL_SCHEMES):
+        raise UserError(f"--url must start with {' or '.join(rest_client.URL_SCHEMES)}, "
+                        f"got {FLAGS.url!r}.")
+    if "/" in FLAGS.model_name:
+        raise UserError(f"--model_name must not contain '/', got {FLAGS.model_name!r}.")
     loaded, errors = images_lib.load_files(argv[1:], strict=FLAGS.strict)
     for item in loaded:
         for warning in item.warnings:

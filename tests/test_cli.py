@@ -99,6 +99,10 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
             ("evaluate", ("--model_path=x", "extra"), "error: Unexpected arguments: extra"),
             ("serving_client", ("--model_name=m", "--timeout=0", "a.png"),
              "error: --timeout must be a positive number of seconds, got 0.0."),
+            ("serving_client", ("--model_name=m", "--url=localhost:8501", "a.png"),
+             "error: --url must start with http:// or https://, got 'localhost:8501'."),
+            ("serving_client", ("--model_name=a/b", "a.png"),
+             "error: --model_name must not contain '/', got 'a/b'."),
             # Model names and TrainConfig's values are checked without Keras (arch.py).
             ("train", ("--model=foo",), "error: Unknown model name 'foo'"),
             ("train", ("--learning_rate=-1",),

@@ -92,8 +92,16 @@ def test_url():
             == "http://h:8501/v1/models/resnet20:predict")
     assert (rest_client.predict_url("http://h:8501", "resnet20", 3)
             == "http://h:8501/v1/models/resnet20/versions/3:predict")
-    with pytest.raises(UserError, match="http://"):
+    # A library: its messages name the value, not a command-line flag.
+    with pytest.raises(UserError) as bad_url:
         rest_client.predict_url("h:8501", "resnet20")
+    assert str(bad_url.value) == ("The server URL must start with http:// or https://, "
+                                  "got 'h:8501'.")
+    for name in ("", "a/b"):
+        with pytest.raises(UserError) as bad_name:
+            rest_client.predict_url("http://h:8501", name)
+        assert str(bad_name.value) == ("The model name must be non-empty and without '/', "
+                                       f"got {name!r}.")
 
 
 @pytest.mark.parametrize("columnar", [False, True])
@@ -204,8 +212,10 @@ def test_timeout_is_a_total_deadline(pixels):
         httpd.shutdown()
         httpd.server_close()
     for bad in (0, -1, float("nan"), float("inf")):
-        with pytest.raises(UserError, match="--timeout must be a positive number"):
+        with pytest.raises(UserError) as refused:
             rest_client.predict(url, "resnet20", pixels, timeout=bad)
+        assert str(refused.value) == (f"The timeout must be a positive number of seconds, "
+                                      f"got {bad!r}.")
 
 
 def test_cli(server, pixels, tmp_path):
