@@ -129,6 +129,36 @@ def _cli_modules():
                   or 'if __name__ == "__main__":' in p.read_text())
 
 
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules ``path`` imports, with ``from a import b`` counted as a and a.b."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    return names
+
+
+def test_tools_sit_on_top_of_libraries():
+    """No module of the package imports a tool (a CLI module), and only the shared
+    command-line layer (cli, train_flags) and the tools read flags."""
+    package = sorted((REPO / "keras_resnet_cifar").rglob("*.py"))
+    tools = {_module_name(p) for p in _cli_modules() if p in package}
+    assert {"keras_resnet_cifar.study", "keras_resnet_cifar.report.__main__"} <= tools
+    for path in package:
+        name, imported = _module_name(path), _imports(path)
+        assert not imported & (tools - {name}), f"{name} imports the tool(s) " \
+            f"{sorted(imported & tools)}: move what it needs into a library"
+        if name not in tools | {"keras_resnet_cifar.cli", "keras_resnet_cifar.train_flags"}:
+            assert "absl.flags" not in imported, f"{name} is a library but reads flags"
+
+
 def test_help_shows_every_docstring_line_as_written():
     """--help prints the module docstring: a backslash ending a line of a non-raw
     docstring (a shell continuation in an example) would run two lines together."""
