@@ -239,7 +239,19 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    # Remembered as well as raised: raised at an arbitrary instant, the exception
+    # can surface inside a library that turns it into one of its own (TensorFlow
+    # tracing a function reports a TypeError); the run still ended because of it.
+    _state["signal"] = "SIGTERM"
     raise Terminated()
+
+
+def _stopped_by(error: BaseException) -> str | None:
+    """"SIGTERM" or "SIGINT" when ``error`` ended the run because of that signal."""
+    if _state.get("signal") == "SIGTERM" or isinstance(error, Terminated) or (
+            isinstance(error, KeyboardInterrupt) and error.args[:1] == ("SIGTERM",)):
+        return "SIGTERM"
+    return "SIGINT" if isinstance(error, KeyboardInterrupt) else None
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -313,11 +325,12 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                 return main(argv)
         except UserError as e:
             exit_with(message_of(e))
-        except KeyboardInterrupt as e:
-            # Terminated is ours; a library that stops on signals itself (training's
-            # resumable stop) raises a KeyboardInterrupt naming the signal.
-            if isinstance(e, Terminated) or e.args[:1] == ("SIGTERM",):
+        except BaseException as error:  # noqa: B036 (signals, whatever they became)
+            stopped = _stopped_by(error)
+            if stopped == "SIGTERM":
                 exit_with("terminated (SIGTERM)", 143)
-            exit_with("interrupted", 130)
+            if stopped == "SIGINT":
+                exit_with("interrupted", 130)
+            raise
 
     app.run(wrapped, argv=argv, flags_parser=_parse_flags)

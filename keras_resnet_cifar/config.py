@@ -5,6 +5,12 @@ momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1 divided by 10 at
 epochs 80 and 120, 200 epochs. (The paper counts iterations: 32k and 48k,
 stopping at 64k, with 45k training images, i.e. about 91, 136 and 182 epochs;
 the reference PyTorch trainer divides after epochs 100 and 150 of 200.)
+
+Learning-rate boundaries may be fractions of an epoch (``--lr_boundaries=1.2,1.8``):
+the schedule is evaluated before every training step on the fractional epoch
+``epoch + step / steps_per_epoch`` (:func:`learning_rate_at`), so a drop after 40%
+of a 3-epoch run happens at the step it names. Whole-epoch boundaries mean what
+they always meant: the rate changes before the first step of that epoch.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 128              # global batch, split across replicas
     learning_rate: float = 0.1
-    lr_boundaries: tuple[int, ...] = (80, 120)  # epochs after which lr *= lr_decay
+    lr_boundaries: tuple[float, ...] = (80, 120)  # epochs (may be fractional) after which
+                                                  # lr *= lr_decay
     lr_decay: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -85,10 +92,17 @@ class TrainConfig:
         for name in ("warmup_epochs", "validation_split"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}.")
-        if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)) or any(
-                b <= 0 for b in self.lr_boundaries):
+        try:
+            boundaries = tuple(as_epoch(b) for b in self.lr_boundaries)
+        except (TypeError, ValueError):
+            raise ValueError("--lr_boundaries must be numbers, got "
+                             f"{list(self.lr_boundaries)}.") from None
+        if list(boundaries) != sorted(set(boundaries)) or any(b <= 0 for b in boundaries):
             raise ValueError("--lr_boundaries must be increasing positive epochs, "
                              f"got {list(self.lr_boundaries)}.")
+        # 80 and 80.0 are the same boundary: whole numbers are kept as ints (config.json
+        # then reads as before), fractions as floats.
+        object.__setattr__(self, "lr_boundaries", boundaries)
 
     @property
     def eval_set(self) -> str:
@@ -106,7 +120,7 @@ class TrainConfig:
             raise ValueError(f"Unknown configuration keys: {', '.join(unknown)}.")
         values = dict(values)
         if "lr_boundaries" in values:
-            values["lr_boundaries"] = tuple(int(b) for b in values["lr_boundaries"])
+            values["lr_boundaries"] = tuple(values["lr_boundaries"])
         return cls(**values)
 
 
@@ -120,13 +134,33 @@ def _positive(name, value):
         raise ValueError(f"--{name} must be positive, got {value}.")
 
 
-def learning_rate_at(epoch: int, config: TrainConfig) -> float:
-    """The learning rate for 0-based ``epoch``: warm-up, then step decay.
+def as_epoch(value: float | int | str) -> int | float:
+    """An epoch count as a number: an int when whole (``"3"``, ``3.0`` -> 3), else a float.
+
+    Raises:
+        ValueError: not a finite number.
+    """
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite number: {value!r}")
+    return int(number) if number.is_integer() else number
+
+
+def learning_rate_at(epoch: float, config: TrainConfig) -> float:
+    """The learning rate at 0-based, possibly fractional ``epoch``: warm-up, then step decay.
+
+    ``epoch`` is ``e + s / steps_per_epoch`` before step ``s`` (0-based) of epoch
+    ``e``; a boundary ``b`` applies from the first step with ``epoch >= b``. For a
+    whole-number boundary that is the first step of epoch ``b``, whatever ``s`` is.
 
     >>> [learning_rate_at(e, TrainConfig()) for e in (0, 79, 80, 119, 120)]
     [0.1, 0.1, 0.010000000000000002, 0.010000000000000002, 0.0010000000000000002]
+    >>> [learning_rate_at(e, TrainConfig(lr_boundaries=(1.2,))) for e in (1.1, 1.2)]
+    [0.1, 0.010000000000000002]
     """
     if epoch < config.warmup_epochs:
         return config.warmup_learning_rate
-    drops = sum(epoch >= b for b in config.lr_boundaries)
+    # A step that lands on a boundary up to float rounding (1 + 1/5 vs 1.2) reaches it;
+    # 1e-9 is far below one step (1 / steps_per_epoch) of any real epoch.
+    drops = sum(epoch >= b - 1e-9 for b in config.lr_boundaries)
     return config.learning_rate * config.lr_decay ** drops

@@ -12,7 +12,7 @@ explicitly where the user's values enter.
 from __future__ import annotations
 
 import sys
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 
 class UserError(Exception):
@@ -40,21 +40,3 @@ def exit_with(message: str, code: int = 1) -> NoReturn:
     """Prints ``message`` as one line on stderr and exits with ``code``."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
-
-
-def run_cli(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
-    """Wraps an absl ``main(argv)`` so that UserError and Ctrl-C exit in one line.
-
-    Prefer :func:`keras_resnet_cifar.cli.run`, which also applies the shared
-    flag conventions; this wrapper is what it uses underneath.
-    """
-
-    def wrapped(argv):
-        try:
-            return main(argv)
-        except UserError as e:
-            exit_with(message_of(e))
-        except KeyboardInterrupt:
-            exit_with("interrupted", 130)
-
-    return wrapped

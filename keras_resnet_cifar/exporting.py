@@ -38,8 +38,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from absl import logging
 
-from keras_resnet_cifar import (contract, datasets, edge, fileio, import_weights, models,
-                                parity, predictor, rundir, serving, tflite)
+from keras_resnet_cifar import (contract, datasets, edge, fileio, models, parity, predictor,
+                                reference_weights, rundir, serving, tflite)
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
@@ -131,16 +131,17 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final") -> Source
 def _with_licence(source: Source) -> Source:
     """Adds the reference weights' licence note to a model that looks made from them.
 
-    ``import_weights`` writes ``.keras`` files whose ``normalize`` layer holds the
-    reference's ImageNet statistics, which this package's training never uses;
-    such a model carries the weights' licence obligation into its exports.
+    :func:`reference_weights.reference_model` (and so ``import_weights``'s
+    ``.keras`` files) puts the reference's ImageNet statistics in the
+    ``normalize`` layer, which this package's training never uses; such a model
+    carries the weights' licence obligation into its exports.
     """
     stats = _normalisation(source.keras_model)
     if stats and np.allclose(stats["mean"], models.IMAGENET_MEAN, atol=1e-3) and \
             np.allclose(stats["std"], models.IMAGENET_STD, atol=1e-3):
         logging.warning("The model uses the reference weights' ImageNet normalisation: "
                         "recording their licence note in the model card.")
-        return dataclasses.replace(source, licence_note=import_weights.LICENSE_NOTE)
+        return dataclasses.replace(source, licence_note=reference_weights.LICENSE_NOTE)
     return source
 
 
@@ -150,7 +151,7 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
     The weights' licence note goes into the model card, and their
     ``LICENSE.weights`` (beside the ``.npz``) into the export.
     """
-    model = import_weights.reference_model(import_weights.load_state_dict(npz_path))
+    model = reference_weights.reference_model(reference_weights.load_state_dict(npz_path))
     licence = Path(npz_path).with_name(contract.LICENCE)
     resolved = predictor.Resolved(Path(npz_path), Path(npz_path), "keras")
     wrapped = predictor.Predictor(
@@ -159,7 +160,7 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
     return Source(wrapped, {"kind": "reference_weights",
                             "path": str(Path(npz_path).resolve()),
                             "sha256": _sha256(npz_path)},
-                  licence_note=import_weights.LICENSE_NOTE,
+                  licence_note=reference_weights.LICENSE_NOTE,
                   licence_file=str(licence) if licence.is_file() else None)
 
 

@@ -29,7 +29,9 @@ chosen epochs into ``<run>/layer_stats.json``:
                  "gradient_norm": [...]}, ...]}
 
 Epoch 0 is the initialised network before any training step; epoch ``e`` is the
-network after ``e`` completed epochs.
+network after ``e`` epochs of steps, which may be a fraction (1.5: after the step
+that completes half of the second epoch), so that a 3-pass run can be measured
+mid-run.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet_cifar import fileio, rundir
+from keras_resnet_cifar.config import as_epoch
 from keras_resnet_cifar.datasets import Split
 
 FILENAME = rundir.LAYER_STATS
@@ -160,33 +163,49 @@ class LayerStatsRecorder(keras.callbacks.Callback):
         images: the fixed batch's images (e.g. from :func:`fixed_batch` on the
             training split), raw pixels as the model takes them.
         labels: its integer labels.
-        epochs: completed-epoch counts at which to measure; 0 measures the
-            initialised network at the start of training.
+        epochs: epoch counts at which to measure, whole or fractional: 0 measures
+            the initialised network at the start of training, ``e > 0`` the network
+            after the first step that reaches ``e`` epochs (``epoch + steps done /
+            steps_per_epoch >= e``).
     """
 
     def __init__(self, run_dir: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
-                 epochs: Sequence[int]):
+                 epochs: Sequence[float]):
         super().__init__()
         self.path = rundir.path(run_dir, rundir.LAYER_STATS)
         self.images = np.asarray(images)
         self.labels = np.asarray(labels)
-        self.epochs = sorted(set(int(e) for e in epochs))
+        self.epochs = sorted(set(as_epoch(e) for e in epochs))
         if any(e < 0 for e in self.epochs):
             raise ValueError(f"Layer-statistics epochs must be >= 0, got {list(epochs)}.")
-        self.records: dict[int, dict[str, Any]] = {}
+        self.records: dict[int | float, dict[str, Any]] = {}
         existing = rundir.read_layer_stats(run_dir)
         if existing:
-            self.records = {r["epoch"]: r for r in existing["epochs"]}
+            self.records = {as_epoch(r["epoch"]): r for r in existing["epochs"]}
+        self._epoch = 0
 
     def on_train_begin(self, logs=None):
         if 0 in self.epochs and 0 not in self.records:
             self._record(0)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        # A resumed run repeats the epoch it was interrupted in: re-measure its points.
+        self.records = {e: r for e, r in self.records.items() if e <= epoch}
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = (self.params or {}).get("steps")
+        reached = self._epoch + ((batch + 1) / steps if steps else 0.0)
+        for target in self.epochs:
+            if self._epoch < target <= reached + 1e-9 and target not in self.records:
+                self._record(target)
+
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 in self.epochs:
+        # Epoch lengths unknown to Keras (no steps): whole epochs are measured here.
+        if epoch + 1 in self.epochs and epoch + 1 not in self.records:
             self._record(epoch + 1)
 
-    def _record(self, epoch: int) -> None:
+    def _record(self, epoch: int | float) -> None:
         stats = measure(self.model, self.images, self.labels)
         self.records[epoch] = {"epoch": epoch, "loss": stats["loss"],
                                "response_std": stats["response_std"],

@@ -74,11 +74,51 @@ class ReferenceSGD(keras.optimizers.Optimizer):
         return config
 
 
-def learning_rate_schedule(config: TrainConfig) -> keras.callbacks.LearningRateScheduler:
-    """The run's per-epoch learning rate (warm-up, then step decay) as a Keras callback.
+class StepSchedule(keras.callbacks.Callback):
+    """Sets the optimiser's learning rate before every training step from the run's schedule.
 
-    It sets the rate before each epoch's first step, as the reference trainers'
-    per-epoch schedulers do; with :class:`ReferenceSGD` the new rate applies to the
-    whole accumulated velocity from that step on.
+    The rate before step ``s`` (0-based) of epoch ``e`` is :func:`learning_rate_at`
+    at the fractional epoch ``e + s / steps_per_epoch``: a whole-epoch boundary
+    changes it before the epoch's first step, as the reference trainers'
+    per-epoch schedulers do, and a fractional one (``1.2``: after 20% of the
+    second epoch) at the step it names. With :class:`ReferenceSGD` the new rate
+    applies to the whole accumulated velocity from that step on. The rate is
+    assigned only when it changes. With ``steps_per_execution > 1`` Keras calls
+    back once per execution, so a change lands on the first step of the execution
+    that reaches the boundary. Adds ``learning_rate`` (the last step's) to each
+    epoch's logs, as ``keras.callbacks.LearningRateScheduler`` does.
+
+    Args:
+        config: the run's configuration (its rate, boundaries, decay and warm-up).
     """
-    return keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate_at(epoch, config))
+
+    def __init__(self, config: TrainConfig):
+        super().__init__()
+        self.config = config
+        self._epoch = 0
+        self._rate: float | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        steps = (self.params or {}).get("steps")  # None: unknown epoch length
+        epoch = self._epoch + (batch / steps if steps else 0.0)
+        rate = learning_rate_at(epoch, self.config)
+        if rate != self._rate:
+            self.model.optimizer.learning_rate = rate
+            self._rate = rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+
+
+def learning_rate_schedule(config: TrainConfig) -> StepSchedule:
+    """The run's learning-rate schedule (warm-up, then step decay) as a Keras callback.
+
+    See :class:`StepSchedule`: evaluated before every step on the fractional
+    epoch, so boundaries may fall inside an epoch.
+    """
+    return StepSchedule(config)

@@ -169,6 +169,54 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
     return fig
 
 
+def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
+                 xlabel: str = "passes over the training set",
+                 steps_per_unit: float | None = None, marks: Sequence[float] = (),
+                 title: str | None = None) -> Figure:
+    """He et al.'s Figures 1 and 6 from points inside the run: error against training time.
+
+    One panel per family (e.g. plain, residual), sharing the y axis; in each, one
+    colour per network (shallow to deep), training error dashed and thin, test
+    error solid and bold, and the final test error on the whole test set as a
+    star at the end of the test curve.
+
+    Args:
+        families: {panel title: {network label: {"x": [...], "train_error": [...],
+            "test_error": [...], optionally "final_test_error": e}}}, errors as
+            fractions, x in the unit of ``xlabel``.
+        xlabel: the x axis (e.g. passes over the 50,000 training images).
+        steps_per_unit: iterations per x unit; when given, a top axis shows iterations.
+        marks: x positions to mark with a dotted vertical line (learning-rate drops).
+        title: the figure's title.
+    """
+    fig = Figure(figsize=(5.5 * max(len(families), 1), 4.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True))
+    for ax, (name, runs) in zip(axes, families.items()):
+        for i, (label, curve) in enumerate(runs.items()):
+            colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
+            x = np.asarray(curve["x"], float)
+            ax.plot(x, 100 * np.asarray(curve["train_error"], float), "--", color=colour,
+                    linewidth=1.0, label=f"{label} training")
+            ax.plot(x, 100 * np.asarray(curve["test_error"], float), "-", color=colour,
+                    linewidth=2.2, label=f"{label} test")
+            if curve.get("final_test_error") is not None and len(x):
+                ax.plot([x[-1]], [100 * curve["final_test_error"]], "*", color=colour,
+                        markersize=11, label=f"{label} test, whole test set")
+        for x in marks:
+            ax.axvline(x, color="grey", linestyle=":", linewidth=1)
+        ax.set(xlabel=xlabel, title=name)
+        if steps_per_unit:
+            top = ax.secondary_xaxis("top", functions=(lambda v: v * steps_per_unit,
+                                                       lambda v: v / steps_per_unit))
+            top.set_xlabel("iterations")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("error (%)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: str,
               log_scale: bool = False, sort_descending: bool = False,
               title: str | None = None) -> Figure:

@@ -13,16 +13,16 @@ resized with a warning, refused with ``--strict``). A file that cannot be read i
 reported in one line and the others are still classified; the exit status is 1
 if any failed.
 
+Every kind of model is loaded, run and scored by ``keras_resnet_cifar.predictor``.
 A ``.tflite`` model runs on the LiteRT runtime alone (XNNPACK, ``--num_threads``):
-this path imports neither TensorFlow nor Keras, so it runs on an edge device with
-numpy, Pillow, absl-py and ai-edge-litert. The other kinds need TensorFlow.
+this path imports neither TensorFlow nor Keras, so it runs on an edge device
+with numpy, Pillow, absl-py and ai-edge-litert. The other kinds need TensorFlow.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Sequence
 
 import numpy as np
 from absl import flags
@@ -30,36 +30,8 @@ from absl import flags
 from keras_resnet_cifar import cli, predictor
 from keras_resnet_cifar import images as images_lib
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.labels import format_ranked, top_k
+from keras_resnet_cifar.labels import format_ranked
 
-
-def classify(model: predictor.Predictor, loaded: Sequence[images_lib.Loaded],
-             k: int = 3) -> list[dict]:
-    """The top-``k`` classes of every image read, in input order.
-
-    Returns:
-        One {"input": name, "top": [{"class": str, "probability": float}, ...]}
-        per image.
-    """
-    if not loaded:
-        return []
-    pixels = np.concatenate([item.pixels for item in loaded])
-    names = [name for item in loaded for name in item.names]
-    probabilities = model.predict(pixels)
-    return [{"input": name, "top": [{"class": c, "probability": p} for c, p in ranked]}
-            for name, ranked in zip(names, top_k(probabilities, model.class_names, k))]
-
-
-def score(model: predictor.Predictor, pixels: np.ndarray, labels: np.ndarray,
-          progress: predictor.Progress | None = None) -> dict:
-    """Top-1 accuracy of ``model`` on labelled images: {"images", "correct", "accuracy"}."""
-    predicted = model.predict(pixels, progress=progress).argmax(axis=1)
-    correct = int(np.sum(predicted == np.asarray(labels)))
-    return {"images": int(len(labels)), "correct": correct,
-            "accuracy": correct / len(labels) if len(labels) else None}
-
-
-# --- Command line -----------------------------------------------------------------
 
 def define_flags() -> None:
     flags.DEFINE_string("model_path", None, "A run directory, a .keras file, a SavedModel "
@@ -92,7 +64,11 @@ def main(argv):
     for item in loaded:
         for warning in item.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    predictions = classify(model, loaded, FLAGS.top_k)
+    predictions = []
+    if loaded:
+        pixels = np.concatenate([item.pixels for item in loaded])
+        names = [name for item in loaded for name in item.names]
+        predictions = predictor.classify(model, pixels, names, FLAGS.top_k)
     scored = None
     if FLAGS.dataset:
         from keras_resnet_cifar import datasets
@@ -100,9 +76,9 @@ def main(argv):
         # Only the test split is scored: do not generate a synthetic training split.
         test = datasets.load(FLAGS.dataset, FLAGS.data_dir, synthetic_sizes=(0, 10000)).test
         n = FLAGS.max_images or len(test)
+        progress = cli.Progress(f"scoring {FLAGS.dataset} test images")
         scored = {"dataset": FLAGS.dataset, "split": "test",
-                  **score(model, test.images[:n], test.labels[:n],
-                          progress=cli.Progress(f"scoring {FLAGS.dataset} test images"))}
+                  **predictor.score(model, test.images[:n], test.labels[:n], progress=progress)}
     if FLAGS.json:
         print(json.dumps({"model": model.describe(), "predictions": predictions,
                           "errors": [str(e) for e in errors], "score": scored}, indent=2))

@@ -6,6 +6,8 @@
     p = predictor.load("exports/resnet20/1/model_int8.tflite", num_threads=2)
     probabilities = p.predict(pixels)     # uint8 (N, 32, 32, 3) -> float32 (N, C)
     p.kind, p.class_names, p.describe()
+    predictor.classify(p, pixels, names, k=3)   # top-k classes per image
+    predictor.score(p, pixels, labels)          # top-1 accuracy
 
 Every tool that takes a model (evaluate, export, predict, benchmark) goes through
 :func:`load`, so each accepts the same inputs. :func:`resolve` finds what a path
@@ -26,7 +28,7 @@ import numpy as np
 
 from keras_resnet_cifar import contract, rundir
 from keras_resnet_cifar.errors import UserError, first_line
-from keras_resnet_cifar.labels import CIFAR10_CLASSES
+from keras_resnet_cifar.labels import CIFAR10_CLASSES, top_k
 
 KINDS = ("keras", "saved_model", "tflite")
 CHECKPOINTS = tuple(rundir.MODEL_FILES)  # final, last, best
@@ -194,6 +196,42 @@ def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
                             "runs without it.") from None
         raise
 
+
+
+def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
+             k: int = 3) -> list[dict]:
+    """The top-``k`` classes of every image, in input order.
+
+    Args:
+        model: the predictor.
+        pixels: uint8 (N, 32, 32, 3) images.
+        inputs: N names, one per image (a file name, ``batch.npy[3]``).
+        k: how many classes to keep per image.
+
+    Returns:
+        One {"input": name, "top": [{"class": str, "probability": float}, ...]}
+        per image (the shape :func:`keras_resnet_cifar.labels.format_ranked` prints).
+    """
+    if len(pixels) != len(inputs):
+        raise ValueError(f"{len(pixels)} images but {len(inputs)} input names.")
+    if not len(pixels):
+        return []
+    probabilities = model.predict(pixels)
+    return [{"input": name, "top": [{"class": c, "probability": p} for c, p in ranked]}
+            for name, ranked in zip(inputs, top_k(probabilities, model.class_names, k))]
+
+
+def score(model: Predictor, pixels: np.ndarray, labels: np.ndarray,
+          progress: Progress | None = None) -> dict:
+    """Top-1 accuracy of ``model`` on labelled images: {"images", "correct", "accuracy"}.
+
+    Needs only numpy (a ``.tflite`` model scores without TensorFlow); the full
+    metrics are :func:`keras_resnet_cifar.evaluation.evaluate_split`'s.
+    """
+    predicted = model.predict(pixels, progress=progress).argmax(axis=1)
+    correct = int(np.sum(predicted == np.asarray(labels)))
+    return {"images": int(len(labels)), "correct": correct,
+            "accuracy": correct / len(labels) if len(labels) else None}
 
 def _load_saved_model(resolved: Resolved) -> Predictor:
     from keras_resnet_cifar import serving

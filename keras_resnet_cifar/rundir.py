@@ -12,6 +12,7 @@ A training run writes everything it produces into one directory:
     evaluation.json         keras_resnet_cifar.evaluate's results (with per_class.csv,
                             confusion_matrix.csv)
     layer_stats.json        per-layer response std and gradient norms (the study)
+    curve.json              intermediate training/test error points (the study)
     backup/state.npz        the resume state
     tensorboard/            TensorBoard logs
     .lock                   held (flock) by the process training in the directory
@@ -46,6 +47,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -76,10 +78,16 @@ EVALUATION = "evaluation.json"
 PER_CLASS = "per_class.csv"
 CONFUSION = "confusion_matrix.csv"
 LAYER_STATS = "layer_stats.json"
+CURVE = "curve.json"
 BACKUP = "backup"
 STATE = f"{BACKUP}/state.npz"
 TENSORBOARD = "tensorboard"
 LOCK = ".lock"
+
+# The small files that describe a run (kilobytes): what a report needs and what may be
+# committed beside it. Never the models, checkpoints, resume state or TensorBoard logs.
+SMALL_FILES = (CONFIG, EXTENSIONS, HISTORY_JSON, HISTORY_CSV, METRICS, EVALUATION, PER_CLASS,
+               CONFUSION, LAYER_STATS, CURVE)
 
 # Which saved model of a run a tool means by a short name.
 MODEL_FILES = {"final": MODEL, "last": LAST, "best": BEST}
@@ -140,6 +148,31 @@ def read_evaluation(workdir: str | os.PathLike) -> dict[str, Any] | None:
 def read_layer_stats(workdir: str | os.PathLike) -> dict[str, Any] | None:
     """layer_stats.json, or None when the run recorded none."""
     return fileio.read_json(path(workdir, LAYER_STATS))
+
+
+def read_curve(workdir: str | os.PathLike) -> dict[str, Any] | None:
+    """curve.json, or None when the run recorded no intermediate points."""
+    return fileio.read_json(path(workdir, CURVE))
+
+
+def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Copies the run's :data:`SMALL_FILES` that exist into ``dest`` (each atomically).
+
+    ``dest`` becomes a run directory that a report can read, without the models.
+
+    Returns:
+        The files written.
+    """
+    written = []
+    if Path(workdir).resolve() == Path(dest).resolve():
+        return written
+    for name in SMALL_FILES:
+        source = path(workdir, name)
+        if source.is_file():
+            with fileio.atomic_path(path(dest, name)) as tmp:
+                shutil.copyfile(source, tmp)
+            written.append(path(dest, name))
+    return written
 
 
 def read_best(workdir: str | os.PathLike) -> dict[str, Any] | None:

@@ -17,7 +17,8 @@ several named outputs:
 (The columnar form, ``{"inputs": {"image": [...]}}`` answered by
 ``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
 supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status.
-Only the standard library and numpy are used.
+Only the standard library and numpy are used (the client is
+:mod:`keras_resnet_cifar.rest_client`).
 
 ``--timeout`` bounds the whole request, from connecting to the last byte of the
 answer: a server that trickles its answer cannot hold the client longer.
@@ -25,215 +26,19 @@ answer: a server that trickles its answer cannot hold the client longer.
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
-import socket
 import sys
-import threading
-import time
-import urllib.parse
 from typing import Sequence
 
 import numpy as np
 from absl import flags
 
-from keras_resnet_cifar import cli
+from keras_resnet_cifar import cli, rest_client
 from keras_resnet_cifar import images as images_lib
-from keras_resnet_cifar.contract import INPUT_KEY, OUTPUT_KEYS
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.labels import CIFAR10_CLASSES, format_ranked, top_k
 
-MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
-
-
-def predict_url(base_url: str, model_name: str, version: int | None = None) -> str:
-    """``<base_url>/v1/models/<model_name>[/versions/<version>]:predict``."""
-    if not base_url.startswith(("http://", "https://")):
-        raise UserError(f"--url must start with http:// or https://; got {base_url!r}.")
-    if not model_name or "/" in model_name:
-        raise UserError(f"Bad model name {model_name!r}.")
-    path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
-    return base_url.rstrip("/") + path + ":predict"
-
-
-def build_request(pixels: np.ndarray, *, signature: str | None = None,
-                  columnar: bool = False) -> dict:
-    """The JSON body for uint8 pixels (N, 32, 32, 3): row or columnar format."""
-    pixels = np.asarray(pixels, np.uint8)
-    body = {"signature_name": signature} if signature else {}
-    if columnar:
-        body["inputs"] = {INPUT_KEY: pixels.tolist()}
-    else:
-        body["instances"] = [{INPUT_KEY: image.tolist()} for image in pixels]
-    return body
-
-
-def parse_response(body: dict, count: int) -> list[dict]:
-    """TF Serving's answer -> one {"probabilities", "class_id", "class_name"} per image.
-
-    Raises:
-        UserError: the answer is an error, or not a predict response for
-            ``count`` images with this model's outputs.
-    """
-    if not isinstance(body, dict):
-        raise UserError("TF Serving's answer is not a JSON object.")
-    if "error" in body:
-        raise UserError(f"TF Serving: {body['error']}")
-    if "predictions" in body:
-        rows = body["predictions"]
-    elif "outputs" in body and isinstance(body["outputs"], dict):
-        columns = body["outputs"]
-        if not all(isinstance(columns.get(k), list) for k in OUTPUT_KEYS):
-            raise UserError(f"TF Serving's outputs lack one of {', '.join(OUTPUT_KEYS)}.")
-        rows = [dict(zip(OUTPUT_KEYS, values)) for values in
-                zip(*(columns[k] for k in OUTPUT_KEYS))]
-    else:
-        raise UserError("TF Serving's answer has neither 'predictions' nor 'outputs'.")
-    if not isinstance(rows, list) or len(rows) != count:
-        raise UserError(f"TF Serving answered {len(rows) if isinstance(rows, list) else 'no'} "
-                        f"predictions for {count} images.")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or any(k not in row for k in OUTPUT_KEYS):
-            raise UserError("TF Serving's predictions are not objects with "
-                            f"{', '.join(OUTPUT_KEYS)}: is this model's signature the "
-                            "one keras_resnet_cifar.export writes?")
-        _check_row(row, i, width=_width(rows[0]))
-    return [{"probabilities": [float(p) for p in row["probabilities"]],
-             "class_id": int(row["class_id"]), "class_name": str(row["class_name"])}
-            for row in rows]
-
-
-def _is_number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _width(row: dict) -> int | None:
-    p = row.get("probabilities") if isinstance(row, dict) else None
-    return len(p) if isinstance(p, list) else None
-
-
-def _check_row(row: dict, i: int, width: int | None) -> None:
-    """Raises UserError unless ``row`` holds a list of numbers, an int and a string."""
-    p = row["probabilities"]
-    if not isinstance(p, list) or not p or not all(_is_number(v) for v in p):
-        raise UserError(f"TF Serving's prediction {i} has probabilities that are not a "
-                        "list of finite numbers.")
-    if len(p) != width:
-        raise UserError(f"TF Serving's predictions are ragged: prediction {i} has {len(p)} "
-                        f"probabilities, prediction 0 has {width}.")
-    class_id = row["class_id"]
-    if not (_is_number(class_id) and float(class_id).is_integer() and 0 <= class_id < len(p)):
-        raise UserError(f"TF Serving's prediction {i} has class_id {str(class_id)[:40]!r}, "
-                        f"not an integer in [0, {len(p)}).")
-    if not isinstance(row["class_name"], str):
-        raise UserError(f"TF Serving's prediction {i} has a class_name that is not a string.")
-
-
-def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
-            version: int | None = None, signature: str | None = None,
-            columnar: bool = False, timeout: float = 30.0) -> list[dict]:
-    """Asks a TF Serving model about uint8 pixels (N, 32, 32, 3).
-
-    Returns:
-        One {"probabilities", "class_id", "class_name"} per image.
-
-    Raises:
-        UserError: the server is unreachable, times out, or answers an error
-            or something that is not a predict response.
-    """
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise UserError(f"--timeout must be a positive number of seconds, got {timeout}.")
-    url = predict_url(base_url, model_name, version)
-    data = json.dumps(build_request(pixels, signature=signature, columnar=columnar)).encode()
-    status, raw = _post(url, data, timeout)
-    if status >= 400:
-        raise UserError(f"TF Serving at {url} answered HTTP {status}: {_error_message(raw)}")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise UserError(f"TF Serving at {url} answered something that is not JSON.") from None
-    return parse_response(body, len(pixels))
-
-
-def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
-    """POSTs ``data`` as JSON; (status, body). The whole exchange ends within ``timeout``.
-
-    A watchdog shuts the connection down when the deadline passes, which ends any
-    read or write in progress, however slowly the server sends.
-    """
-    parts = urllib.parse.urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    deadline = time.monotonic() + timeout
-    conn = kind(parts.hostname, parts.port, timeout=timeout)
-    expired = threading.Event()
-
-    def stop():
-        expired.set()
-        sock = conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    watchdog = threading.Timer(timeout, stop)
-    watchdog.daemon = True
-    watchdog.start()
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    try:
-        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        chunks, size = [], 0
-        while True:
-            chunk = response.read1(1 << 16) if hasattr(response, "read1") else response.read(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise UserError(f"TF Serving at {url} answered more than "
-                                f"{MAX_ANSWER_BYTES >> 20} MB; stopped reading.")
-            if time.monotonic() > deadline:
-                raise TimeoutError
-        if expired.is_set():
-            raise TimeoutError
-        return response.status, b"".join(chunks)
-    except (socket.timeout, TimeoutError):
-        raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
-    except ConnectionRefusedError:
-        raise UserError(f"Cannot reach TF Serving at {url}: connection refused.") from None
-    except (OSError, http.client.HTTPException) as e:
-        if expired.is_set():
-            raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
-        if isinstance(e, socket.gaierror):
-            raise UserError(f"Cannot reach TF Serving at {url}: {e.strerror or e}.") from None
-        raise UserError(f"The connection to TF Serving at {url} failed: {e}.") from None
-    finally:
-        watchdog.cancel()
-        conn.close()
-
-
-def _error_message(raw: bytes) -> str:
-    try:
-        return str(json.loads(raw)["error"]).strip().splitlines()[0]
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
-        text = raw.decode("utf-8", "replace").strip()
-        return text.splitlines()[0][:200] if text else "(empty body)"
-
-
-def rank(results: Sequence[dict], names: Sequence[str], k: int) -> list[dict]:
-    """Top-``k`` of each result, in the format of ``predict.classify``."""
-    probabilities = np.array([r["probabilities"] for r in results], np.float64)
-    if probabilities.shape[1] != len(names):
-        names = [str(i) for i in range(probabilities.shape[1])]
-    return [{"top": [{"class": c, "probability": p} for c, p in ranked],
-             "class_name": r["class_name"]}
-            for r, ranked in zip(results, top_k(probabilities, names, k))]
-
-
-# --- Command line -----------------------------------------------------------------
 
 def define_flags() -> None:
     flags.DEFINE_string("url", "http://localhost:8501", "TF Serving's REST address.")
@@ -248,6 +53,16 @@ def define_flags() -> None:
     flags.DEFINE_boolean("strict", False, "Refuse images that are not 32x32.")
 
 
+def _rank(results: Sequence[dict], names: Sequence[str], k: int) -> list[dict]:
+    """Top-``k`` of each result, as ``predict`` shows them (``labels.format_ranked``)."""
+    probabilities = np.array([r["probabilities"] for r in results], np.float64)
+    if probabilities.shape[1] != len(names):
+        names = [str(i) for i in range(probabilities.shape[1])]
+    return [{"top": [{"class": c, "probability": p} for c, p in ranked],
+             "class_name": r["class_name"]}
+            for r, ranked in zip(results, top_k(probabilities, names, k))]
+
+
 def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) < 2:
@@ -259,7 +74,13 @@ def main(argv):
     if FLAGS.model_version is not None and FLAGS.model_version < 1:
         raise UserError(f"--model_version must be a positive integer, got "
                         f"{FLAGS.model_version}.")
-    predict_url(FLAGS.url, FLAGS.model_name)  # checks the address before reading images
+    # The address, before any image is read; the library checks it too, but its
+    # messages name values, not flags.
+    if not FLAGS.url.startswith(rest_client.URL_SCHEMES):
+        raise UserError(f"--url must start with {' or '.join(rest_client.URL_SCHEMES)}, "
+                        f"got {FLAGS.url!r}.")
+    if "/" in FLAGS.model_name:
+        raise UserError(f"--model_name must not contain '/', got {FLAGS.model_name!r}.")
     loaded, errors = images_lib.load_files(argv[1:], strict=FLAGS.strict)
     for item in loaded:
         for warning in item.warnings:
@@ -267,12 +88,12 @@ def main(argv):
     predictions = []
     if loaded:
         pixels = np.concatenate([item.pixels for item in loaded])
-        results = predict(FLAGS.url, FLAGS.model_name, pixels, version=FLAGS.model_version,
-                          signature=FLAGS.signature, columnar=FLAGS.columnar,
-                          timeout=FLAGS.timeout)
+        results = rest_client.predict(FLAGS.url, FLAGS.model_name, pixels,
+                                      version=FLAGS.model_version, signature=FLAGS.signature,
+                                      columnar=FLAGS.columnar, timeout=FLAGS.timeout)
         names = [n for item in loaded for n in item.names]
         predictions = [{"input": n, **r} for n, r in
-                       zip(names, rank(results, CIFAR10_CLASSES, FLAGS.top_k))]
+                       zip(names, _rank(results, CIFAR10_CLASSES, FLAGS.top_k))]
     if FLAGS.json:
         print(json.dumps({"predictions": predictions, "errors": [str(e) for e in errors]},
                          indent=2))

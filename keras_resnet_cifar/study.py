@@ -1,8 +1,8 @@
-r"""The study runner: trains plain and residual nets one after another, evaluates, reports.
+r"""The study CLI: trains plain and residual nets one after another, evaluates, reports.
 
     python -m keras_resnet_cifar.study --data_dir=~/data/cifar10 --out=runs/study
-    python -m keras_resnet_cifar.study --flagfile=flags/study/cpu.cfg \
-        --data_dir=~/data/cifar10 --out=runs/study
+    python -m keras_resnet_cifar.study --flagfile=flags/study/three_passes.cfg \
+        --data_dir=~/data/cifar10 --out=runs/three_passes --report_dir=docs/study
     python -m keras_resnet_cifar.study --quick --data_dir=~/data/cifar10 --out=runs/quick
 
 The full study is the paper's recipe (200 epochs, lr 0.1 / 10 after epochs 80 and
@@ -18,140 +18,45 @@ distribution, precision, ...), except ``--model`` and ``--seed``, which become
 
 Each run lives in ``<out>/runs/<model>-seed<seed>`` (a normal run directory, see
 :mod:`keras_resnet_cifar.rundir`) and also records per-layer statistics
-(:mod:`keras_resnet_cifar.layer_stats`) at ``--layer_stats_epochs``. Running the
-same command again resumes: finished runs are skipped, an interrupted one
-continues from its last completed epoch, evaluations are redone only when their
-model changed. The report goes to ``<out>/report``.
+(:mod:`keras_resnet_cifar.layer_stats`) at ``--layer_stats_epochs`` (fractions
+allowed: 1.5 is mid-way through a 3-pass run) and, with
+``--curve_points_per_epoch``, learning-curve points inside each epoch
+(:mod:`keras_resnet_cifar.curves`: the training error of the steps since the
+previous point and the test error on a fixed ``--curve_test_images`` subset).
+Running the same command again resumes: finished runs are skipped, an
+interrupted one continues from its last completed epoch (the curve points and
+layer statistics of the epoch that was cut short are recorded again, never
+twice), evaluations are redone only when their model changed.
+
+The report goes to ``<out>/report`` (or ``--report_dir``), with a copy of each
+run's small files (:data:`keras_resnet_cifar.rundir.SMALL_FILES`: config,
+history, metrics, evaluation, layer statistics, curve; never the models) in its
+``runs/`` folder, so that the report folder can be committed as it is and
+rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
+The study itself is the library :mod:`keras_resnet_cifar.studying`; this module
+turns the flags into its :class:`~keras_resnet_cifar.studying.StudySpec`. The
+shared command-line conventions (quiet output, ``--verbose``, ``~`` in paths,
+oneDNN's CPU kernels on x86 because the study trains) are
+:mod:`keras_resnet_cifar.cli`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from keras_resnet_cifar import rundir, train_flags
-from keras_resnet_cifar.config import TrainConfig
-from keras_resnet_cifar.errors import UserError, run_cli
+# No Keras in these: flags answer at once, TensorFlow loads when training starts.
+from keras_resnet_cifar import cli, studying, train_flags
+from keras_resnet_cifar.config import TrainConfig, as_epoch
+from keras_resnet_cifar.errors import UserError
 
-# TODO(cli): the study trains, so it needs oneDNN's CPU kernels on (TF_ENABLE_ONEDNN_OPTS=1
-# on x86, set before TensorFlow loads) exactly as train and benchmark. The shared CLI layer
-# (helper "cli") sets it in one place for every CLI; call that here once it has landed,
-# instead of copying the block again. Until then, run the study with TF_ENABLE_ONEDNN_OPTS=1
-# in the environment on x86 CPUs without AVX-512 VNNI/AMX (docs/performance.md).
-
-SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
-SWEEP_MODELS = ("plain20", "plain32", "plain44", "plain56",
-                "resnet20", "resnet32", "resnet44", "resnet56")
 # --quick: a schedule that runs in minutes per model on a CPU (curves, not accuracy).
 QUICK = dict(epochs=10, steps_per_epoch=10, eval_steps=8, lr_boundaries=(7,))
 # TrainConfig fields the study sets per run rather than taking as flags.
 PER_RUN = ("model", "seed")
-
-
-@dataclasses.dataclass(frozen=True)
-class StudySpec:
-    """What a study trains: the models, the seeds, and one shared training recipe."""
-
-    models: tuple[str, ...] = SEED_MODELS
-    seeds: tuple[int, ...] = (0,)
-    base: TrainConfig = TrainConfig()          # model and seed are overridden per run
-    layer_stats_epochs: tuple[int, ...] = ()
-    layer_stats_batch: int = 256
-
-    def configs(self) -> list[TrainConfig]:
-        """One config per (model, seed), the shallow and plain nets first."""
-        return [dataclasses.replace(self.base, model=m, seed=s)
-                for s in self.seeds for m in self.models]
-
-
-def run_dir(out: str | os.PathLike, config: TrainConfig) -> Path:
-    """Where a study keeps the run of ``config``."""
-    return Path(out) / "runs" / f"{config.model}-seed{config.seed}"
-
-
-class DataCache:
-    """Loads each data set a study uses once, for all its runs and evaluations.
-
-    CIFAR-10 is the same for every run; synthetic data depends on the seed.
-    """
-
-    def __init__(self):
-        self._loaded: dict[tuple[Any, ...], Any] = {}
-
-    def get(self, config: TrainConfig):
-        """The :class:`keras_resnet_cifar.datasets.Cifar10` of ``config``."""
-        from keras_resnet_cifar import datasets
-
-        seed = config.seed if config.dataset == "synthetic" else 0
-        sizes = (config.synthetic_train_size, config.synthetic_test_size)
-        key = (config.dataset, config.data_dir, seed, sizes)
-        if key not in self._loaded:
-            self._loaded[key] = datasets.load(config.dataset, config.data_dir, seed=seed,
-                                              synthetic_sizes=sizes)
-        return self._loaded[key]
-
-
-def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
-              data: DataCache | None = None) -> list[Path]:
-    """Trains (or resumes, or skips when finished) every run of ``spec``.
-
-    Args:
-        spec: what to train.
-        out: the study folder.
-        verbose: Keras progress output.
-        data: the loaded data sets (shared with :func:`evaluate_all`).
-
-    Returns:
-        The run directories, in training order.
-    """
-    import keras
-
-    from keras_resnet_cifar import layer_stats, training
-
-    data = data or DataCache()
-    dirs = []
-    for config in spec.configs():
-        workdir = run_dir(out, config)
-        loaded = data.get(config)
-        callbacks = []
-        if spec.layer_stats_epochs:
-            # The same batch for every model (and on CIFAR-10 every seed): comparable runs.
-            images, labels = layer_stats.fixed_batch(loaded.train, spec.layer_stats_batch,
-                                                     seed=0)
-            callbacks.append(layer_stats.LayerStatsRecorder(
-                workdir, images, labels, spec.layer_stats_epochs))
-        logging.info("study: training %s (seed %d) in %s", config.model, config.seed, workdir)
-        keras.backend.clear_session()
-        training.train_and_evaluate(config, workdir, callbacks=callbacks, verbose=verbose,
-                                    data=loaded)
-        dirs.append(workdir)
-    return dirs
-
-
-def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
-                 data: DataCache | None = None) -> None:
-    """Evaluates each run's final model on the whole test set (skips up-to-date ones)."""
-    from keras_resnet_cifar import evaluate
-
-    data = data or DataCache()
-    for workdir in dirs:
-        if evaluate.is_current(workdir):
-            continue
-        config = TrainConfig.from_dict(rundir.read_config(workdir) or
-                                       dataclasses.asdict(base))
-        loaded = data.get(config)
-        result = evaluate.evaluate_split(evaluate.load_predictor(workdir), loaded.test.images,
-                                         loaded.test.labels, loaded.class_names, batch_size)
-        result.update(model=str(rundir.path(workdir, rundir.MODEL)), model_kind="keras",
-                      checkpoint="final", data_source=loaded.source)
-        evaluate.write_results(result, workdir)
-        logging.info("study: %s test accuracy %.4f on %d images", workdir,
-                     result["accuracy"], result["images"])
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -159,7 +64,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     train_flags.define_config_flags(flag_values, exclude=PER_RUN)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.", **fv)
-    flags.DEFINE_list("models", list(SEED_MODELS), "Models to train.", **fv)
+    flags.DEFINE_list("models", list(studying.SEED_MODELS), "Models to train.", **fv)
     flags.DEFINE_boolean("depth_sweep", False, "Train plain/resnet 20, 32, 44 and 56 "
                          "(He et al., Figure 6) instead of --models.", **fv)
     flags.DEFINE_list("seeds", ["0"], "Random seeds; each model is trained once per seed.", **fv)
@@ -167,13 +72,22 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          + ", ".join(f"{k}={v}" for k, v in QUICK.items())
                          + " (explicit flags still win).", **fv)
     flags.DEFINE_list("layer_stats_epochs", [], "Epochs at which to record per-layer "
-                      "response std and gradient norms (0 = at initialisation).", **fv)
+                      "response std and gradient norms (0 = at initialisation; fractions "
+                      "such as 1.5 are measured at the step that reaches them).", **fv)
     flags.DEFINE_integer("layer_stats_batch", 256, "Training images in the fixed batch "
                          "of the layer statistics.", **fv)
+    flags.DEFINE_integer("curve_points_per_epoch", 0, "Learning-curve points per epoch "
+                         "(curve.json): the training error of the steps since the previous "
+                         "point and the test error on --curve_test_images fixed test images. "
+                         "0: none.", lower_bound=0, **fv)
+    flags.DEFINE_integer("curve_test_images", 2000, "Test images (a fixed random subset, the "
+                         "same for every point and run) of the curve points' test error.",
+                         lower_bound=1, **fv)
     flags.DEFINE_list("accuracy_levels", [], "Test accuracies (e.g. 0.5,0.8) whose first "
                       "epoch the report gives (convergence speed). Default: chosen from "
                       "the runs, so that every run that learned reaches them.", **fv)
-    flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report).", **fv)
+    flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report), "
+                        "with a copy of each run's small files in its runs/ folder.", **fv)
     flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.", **fv)
 
 
@@ -185,13 +99,24 @@ def _ints(flag_values: flags.FlagValues, name: str) -> tuple[int, ...]:
                         f"{','.join(flag_values[name].value)}.") from None
 
 
-def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
+def _epochs(flag_values: flags.FlagValues, name: str) -> tuple[int | float, ...]:
+    values = flag_values[name].value
+    try:
+        epochs = tuple(sorted({as_epoch(v) for v in values}))
+    except ValueError:
+        raise UserError(f"--{name} must be numbers of epochs, got {','.join(values)}.") from None
+    if any(e < 0 for e in epochs):
+        raise UserError(f"--{name} must not be negative, got {','.join(values)}.")
+    return epochs
+
+
+def spec_from_flags(flag_values: flags.FlagValues) -> studying.StudySpec:
     """The StudySpec of the parsed flags.
 
     Raises:
         UserError: a bad value (every model name is checked before anything trains).
     """
-    models = SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
+    models = studying.SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
     if not models:
         raise UserError("--models is empty: name the models to train, e.g. "
                         "--models=plain20,resnet20.")
@@ -201,9 +126,15 @@ def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
     if not seeds:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
     base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
-    spec = StudySpec(models=models, seeds=seeds, base=base,
-                     layer_stats_epochs=_ints(flag_values, "layer_stats_epochs"),
-                     layer_stats_batch=flag_values.layer_stats_batch)
+    spec = studying.StudySpec(models=models, seeds=seeds, base=base,
+                              layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
+                              layer_stats_batch=flag_values.layer_stats_batch,
+                              curve_points_per_epoch=flag_values.curve_points_per_epoch,
+                              curve_test_images=flag_values.curve_test_images)
+    too_late = [e for e in spec.layer_stats_epochs if e > base.epochs]
+    if too_late:
+        raise UserError(f"--layer_stats_epochs {', '.join(map(str, too_late))} lie beyond "
+                        f"--epochs={base.epochs}.")
     for config in spec.configs():  # checks every model name before anything trains
         try:
             TrainConfig.from_dict(dataclasses.asdict(config))
@@ -213,27 +144,21 @@ def spec_from_flags(flag_values: flags.FlagValues) -> StudySpec:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
+    del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     spec = spec_from_flags(FLAGS)
-    from keras_resnet_cifar.report import runs as report_runs
+    from keras_resnet_cifar.report import markdown, runs as report_runs
 
     levels = report_runs.parse_levels(FLAGS.accuracy_levels)  # before hours of training
-    data = DataCache()
-    dirs = train_all(spec, FLAGS.out, data=data)
-    evaluate_all(dirs, spec.base, data=data)
-    if not FLAGS.skip_report:
-        from keras_resnet_cifar import report
-        from keras_resnet_cifar.report import markdown
-
-        command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
-                                             *sys.argv[1:]])
-        written = report.write_report(dirs, FLAGS.report_dir or Path(FLAGS.out) / "report",
-                                      accuracy_levels=levels, command=command)
-        logging.info("study: report written to %s", written)
+    report_dir = None if FLAGS.skip_report else (FLAGS.report_dir or Path(FLAGS.out) / "report")
+    command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
+                                         *sys.argv[1:]])
+    result = studying.run_study(spec, FLAGS.out, report_dir=report_dir,
+                                accuracy_levels=levels, command=command)
+    if result.report is not None:
+        logging.info("study: report written to %s", result.report)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(run_cli(main))
+    cli.run(main, trains=True)

@@ -21,7 +21,7 @@ from typing import Any, Collection
 
 from absl import flags
 
-from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.config import TrainConfig, as_epoch
 from keras_resnet_cifar.errors import UserError
 
 PATH_FIELDS = ("data_dir",)  # expanded: ~ and environment variables
@@ -40,7 +40,9 @@ HELP = {
     "epochs": "Epochs to train (the paper's schedule: 200).",
     "batch_size": "Global batch size, split across replicas.",
     "learning_rate": "Initial learning rate.",
-    "lr_boundaries": "Epochs after which the learning rate is multiplied by --lr_decay.",
+    "lr_boundaries": "Epochs after which the learning rate is multiplied by --lr_decay; "
+                     "fractions of an epoch work (e.g. 1.2,1.8: the rate changes at that "
+                     "step).",
     "lr_decay": "Learning-rate factor at each boundary.",
     "momentum": "SGD momentum.",
     "weight_decay": "Weight decay lambda, coupled as in torch.optim.SGD (gradient += lambda*w).",
@@ -95,7 +97,7 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
             flags.DEFINE_integer(name, default, help_, **kwargs)
         elif hint is float:
             flags.DEFINE_float(name, default, help_, **kwargs)
-        elif hint == tuple[int, ...]:
+        elif hint in (tuple[int, ...], tuple[float, ...]):
             flags.DEFINE_list(name, [str(v) for v in default], help_, **kwargs)
         else:
             flags.DEFINE_string(name, default, help_, **kwargs)
@@ -117,11 +119,13 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS,
             values[field.name] = overrides[field.name]
         elif field.name in flag_values:
             value = flag_values[field.name].value
-            if hints[field.name] == tuple[int, ...]:
+            if hints[field.name] in (tuple[int, ...], tuple[float, ...]):
+                number, what = ((int, "integers") if hints[field.name] == tuple[int, ...]
+                                else (as_epoch, "numbers"))
                 try:
-                    value = tuple(int(v) for v in value)
+                    value = tuple(number(v) for v in value)
                 except ValueError:
-                    raise UserError(f"--{field.name} must be integers, got "
+                    raise UserError(f"--{field.name} must be {what}, got "
                                     f"{','.join(value)}.") from None
             if field.name in PATH_FIELDS and value:
                 # The shell leaves "~" after "--flag=" alone: expand it (and $VARS) here.

@@ -35,8 +35,9 @@ def main(argv):
     from keras_resnet_cifar import edge, models, tflite
 
     if FLAGS.weights:
-        from keras_resnet_cifar import import_weights
-        model = import_weights.reference_model(import_weights.load_state_dict(FLAGS.weights))
+        from keras_resnet_cifar import reference_weights
+        model = reference_weights.reference_model(
+            reference_weights.load_state_dict(FLAGS.weights))
     else:
         model = models.build_model(FLAGS.model)
     # The same layers from the normalised tensor on: the network without preprocessing.

@@ -5,7 +5,7 @@ Builds the network with the project's own training path (``build_and_compile``:
 ReferenceSGD, the weight-decay terms, fused BatchNorm) and the same network in
 PyTorch from the *same initial weights*, then trains both on the same real CIFAR-10
 batches with ``torch.optim.SGD(momentum=0.9, weight_decay=1e-4)`` on the PyTorch
-side and ``model.fit`` with the project's LearningRateScheduler on the Keras side.
+side and ``model.fit`` with the project's schedule callback on the Keras side.
 The learning rate drops by 10x twice (after each phase of ``--steps_per_phase``
 steps), where the two momentum conventions part.
 
@@ -54,8 +54,8 @@ except ImportError:
 with cli.native_logs_muted():  # TensorFlow's start-up lines (cuInit on a CPU-only machine)
     import keras  # noqa: E402
 
-    from keras_resnet_cifar import (datasets, import_weights, models,  # noqa: E402
-                                    optimizer, training)
+    from keras_resnet_cifar import (datasets, models, optimizer,  # noqa: E402
+                                    reference_weights, training)
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at  # noqa: E402
 from keras_resnet_cifar.errors import UserError, exit_with, message_of  # noqa: E402
 
@@ -132,7 +132,7 @@ def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False):
                       loss=model.loss, metrics=[])
     states = []
     record = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda b, logs: states.append(import_weights.to_state_dict(model)))
+        on_train_batch_end=lambda b, logs: states.append(reference_weights.to_state_dict(model)))
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices(
@@ -200,14 +200,14 @@ def main():
     keras.utils.set_random_seed(a.seed)
     initial = training.build_and_compile(config).get_weights()
     if a.initial_weights:
-        trained = import_weights.reference_model(import_weights.load_state_dict(
+        trained = reference_weights.reference_model(reference_weights.load_state_dict(
             os.path.expandvars(os.path.expanduser(a.initial_weights))))
         if trained.name != a.model:
             sys.exit(f"error: --initial_weights holds {trained.name}, not {a.model}")
         initial = trained.get_weights()
     template = models.build_model(a.model)
     template.set_weights(initial)
-    initial_state = import_weights.to_state_dict(template)
+    initial_state = reference_weights.to_state_dict(template)
     kernels = [k for k in initial_state if k.endswith("weight") and initial_state[k].ndim > 1]
     params = [k for k in initial_state if not k.endswith(("running_mean", "running_var"))]
     stats = [k for k in initial_state if k.endswith(("running_mean", "running_var"))]

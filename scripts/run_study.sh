@@ -3,7 +3,8 @@
 # evaluates each on the whole test set, writes the report.
 #
 #   scripts/run_study.sh --data_dir=~/data/cifar10 --out=runs/study        # full: 200 epochs
-#   scripts/run_study.sh --flagfile=flags/study/cpu.cfg --data_dir=~/data/cifar10 --out=runs/study_cpu
+#   scripts/run_study.sh --flagfile=flags/study/three_passes.cfg --data_dir=~/data/cifar10 \
+#       --out=runs/three_passes --report_dir=docs/study                   # issue 9: 3 passes
 #   scripts/run_study.sh --quick --depth_sweep --seeds=0,1,2 --data_dir=~/data/cifar10 --out=runs/quick
 #
 # Every flag goes to python -m keras_resnet_cifar.study (see its --help). The Python

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resnet_cifar import benchmark, models, training
+from keras_resnet_cifar import benchmark, benchmarking, models, training
 from keras_resnet_cifar.config import TrainConfig
 
 TINY = ["--models=resnet8", "--batch_size=32", "--steps=2", "--repeats=2",
@@ -159,7 +159,7 @@ def test_serving_rates_times_batch_1_and_full_batches_of_128():
         return np.zeros((len(pixels), 10), np.float32)
 
     images = np.zeros((5, 32, 32, 3), np.uint8)  # fewer than a batch: repeated to 128
-    rates = benchmark.serving_rates(predict, images, runs=20)
+    rates = benchmarking.serving_rates(predict, images, runs=20)
     assert set(calls) == {(1, 1), (128, 128)}
     assert calls.count((1, 1)) == 3 + 20 and calls.count((128, 128)) == 3 + 3  # warm-up + timed
     assert len(rates["latency_ms_batch1"]["samples"]) == 20
@@ -167,7 +167,7 @@ def test_serving_rates_times_batch_1_and_full_batches_of_128():
 
 
 def test_summarize():
-    s = benchmark.summarize([3.0, 1.0, 2.0])
+    s = benchmarking.summarize([3.0, 1.0, 2.0])
     assert (s["median"], s["min"], s["max"]) == (2.0, 1.0, 3.0)
     assert s["spread_pct"] == pytest.approx(100.0)
 

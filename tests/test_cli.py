@@ -16,7 +16,7 @@ from keras_resnet_cifar import cli
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights",
-         "benchmark", "convert_checkpoint")
+         "benchmark", "convert_checkpoint", "report", "study")
 
 # Installed as sitecustomize: importing TensorFlow or Keras fails at once, so a tool
 # that answers correctly under it provably answered before loading TensorFlow.
@@ -99,13 +99,23 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
             ("evaluate", ("--model_path=x", "extra"), "error: Unexpected arguments: extra"),
             ("serving_client", ("--model_name=m", "--timeout=0", "a.png"),
              "error: --timeout must be a positive number of seconds, got 0.0."),
+            ("serving_client", ("--model_name=m", "--url=localhost:8501", "a.png"),
+             "error: --url must start with http:// or https://, got 'localhost:8501'."),
+            ("serving_client", ("--model_name=a/b", "a.png"),
+             "error: --model_name must not contain '/', got 'a/b'."),
             # Model names and TrainConfig's values are checked without Keras (arch.py).
             ("train", ("--model=foo",), "error: Unknown model name 'foo'"),
             ("train", ("--learning_rate=-1",),
              "error: --learning_rate must be a finite number > 0"),
             ("benchmark", ("--models=",), "error: --models is empty"),
             ("benchmark", ("--models=resnet20,foo",), "error: Unknown model name 'foo'"),
-            ("convert_checkpoint", (), "error: Give the reference's .th checkpoints")):
+            ("convert_checkpoint", (), "error: Give the reference's .th checkpoints"),
+            ("report", ("runs/a",), "error: --out is required: "),
+            ("report", ("--out=r",), "error: Give the run directories to report on"),
+            ("report", ("--out=r", "--accuracy_levels=2", "runs/a"),
+             "error: --accuracy_levels must be fractions in (0, 1)"),
+            ("study", ("--models=plain21",), "error: Invalid depth 21 in 'plain21'"),
+            ("study", ("--accuracy_levels=x",), "error: --accuracy_levels must be numbers")):
         done = _run(tool, *args, block=block, cwd=tmp_path)
         assert done.returncode == 1, (tool, args, done.stderr)
         assert done.stderr.splitlines()[-1].startswith(message), (tool, args, done.stderr)
@@ -141,6 +151,36 @@ def _cli_modules():
     files = [*(REPO / "keras_resnet_cifar").rglob("*.py"), *(REPO / "scripts").glob("*.py")]
     return sorted(p for p in files if p.name == "__main__.py"
                   or 'if __name__ == "__main__":' in p.read_text())
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules ``path`` imports, with ``from a import b`` counted as a and a.b."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    return names
+
+
+def test_tools_sit_on_top_of_libraries():
+    """No module of the package imports a tool (a CLI module), and only the shared
+    command-line layer (cli, train_flags) and the tools read flags."""
+    package = sorted((REPO / "keras_resnet_cifar").rglob("*.py"))
+    tools = {_module_name(p) for p in _cli_modules() if p in package}
+    assert {"keras_resnet_cifar.study", "keras_resnet_cifar.report.__main__"} <= tools
+    for path in package:
+        name, imported = _module_name(path), _imports(path)
+        assert not imported & (tools - {name}), f"{name} imports the tool(s) " \
+            f"{sorted(imported & tools)}: move what it needs into a library"
+        if name not in tools | {"keras_resnet_cifar.cli", "keras_resnet_cifar.train_flags"}:
+            assert "absl.flags" not in imported, f"{name} is a library but reads flags"
 
 
 def test_help_shows_every_docstring_line_as_written():
@@ -232,3 +272,16 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
     assert quiet.filter(record(tfds, std_logging.ERROR))
     monkeypatch.setitem(cli._state, "verbose", True)
     assert quiet.filter(record(library))
+
+
+def test_a_sigterm_that_a_library_turned_into_another_error_still_ends_as_sigterm(
+        monkeypatch):
+    """TensorFlow, interrupted while tracing, re-raises the signal as a TypeError."""
+    monkeypatch.setitem(cli._state, "signal", None)
+    with pytest.raises(cli.Terminated):
+        cli._on_sigterm(15, None)
+    assert cli._stopped_by(TypeError("Failed to convert elements")) == "SIGTERM"
+    monkeypatch.setitem(cli._state, "signal", None)
+    assert cli._stopped_by(TypeError("a bug")) is None
+    assert cli._stopped_by(KeyboardInterrupt()) == "SIGINT"
+    assert cli._stopped_by(KeyboardInterrupt("SIGTERM")) == "SIGTERM"  # training's Interrupted

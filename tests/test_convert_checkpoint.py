@@ -48,9 +48,9 @@ def test_cli_writes_an_npz_import_weights_can_read(tmp_path):
     licence = (tmp_path / "LICENSE.weights").read_text()
     assert licence == convert_checkpoint.LICENCE_TEXT and "Yerlan Idelbayev" in licence
     assert licence.count("\n\n") == 4  # five paragraphs, each on one line
-    from keras_resnet_cifar import import_weights
+    from keras_resnet_cifar import reference_weights
 
-    state = import_weights.load_state_dict(out)  # allow_pickle=False
+    state = reference_weights.load_state_dict(out)  # allow_pickle=False
     assert set(state) == {k for k in EXPECTED if not k.endswith("num_batches_tracked")}
     np.testing.assert_array_equal(state["linear.weight"], EXPECTED["linear.weight"])
 

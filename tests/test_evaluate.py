@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet_cifar import datasets, evaluate, models, predictor, serving
+from keras_resnet_cifar import datasets, evaluation, models, predictor, rundir, serving
 from keras_resnet_cifar.errors import UserError
 
 CLASSES = ("a", "b", "c")
@@ -21,7 +21,7 @@ def test_metrics_from_probabilities_by_hand():
     labels = np.array([0, 0, 1, 1, 2, 2])
     probabilities = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .6, .3],
                               [.1, .8, .1], [.5, .2, .3], [.1, .1, .8]])
-    result = evaluate.metrics_from_probabilities(probabilities, labels, CLASSES)
+    result = evaluation.metrics_from_probabilities(probabilities, labels, CLASSES)
     # Predictions 0, 1, 1, 1, 0, 2: four right of six.
     assert result["accuracy"] == pytest.approx(4 / 6)
     assert result["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
@@ -32,7 +32,7 @@ def test_metrics_from_probabilities_by_hand():
     assert result["loss"] == pytest.approx(-np.mean(np.log([.8, .2, .6, .8, .3, .8])))
     assert result["macro_recall"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
-        evaluate.metrics_from_probabilities(probabilities[:, :2], labels, CLASSES)
+        evaluation.metrics_from_probabilities(probabilities[:, :2], labels, CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -51,20 +51,20 @@ def trained(tmp_path_factory):
 
 def test_evaluate_run_directory_writes_consistent_results(trained):
     run, model, data = trained
-    predict = evaluate.load_predictor(run)
-    result = evaluate.evaluate_split(predict, data.test.images, data.test.labels,
-                                     data.class_names, batch_size=40)
+    predict = predictor.load(run)
+    result = evaluation.evaluate_split(predict, data.test.images, data.test.labels,
+                                       data.class_names, batch_size=40)
     expected = model.predict(data.test.images.astype(np.float32), verbose=0)
     assert result["images"] == 96
     assert result["accuracy"] == pytest.approx(np.mean(expected.argmax(1) == data.test.labels))
     assert np.sum(result["confusion_matrix"]) == 96
     assert [r["support"] for r in result["per_class"]] == list(np.bincount(data.test.labels,
                                                                              minlength=10))
-    paths = evaluate.write_results(result, run)
+    paths = evaluation.write_results(result, run)
     assert [p.name for p in paths] == ["evaluation.json", "per_class.csv",
                                        "confusion_matrix.csv"]
-    assert evaluate.read_results(run)["accuracy"] == result["accuracy"]
-    assert evaluate.is_current(run)
+    assert rundir.read_evaluation(run)["accuracy"] == result["accuracy"]
+    assert evaluation.is_current(run)
     rows = list(csv.reader((run / "per_class.csv").open()))
     assert rows[0] == ["class", "accuracy", "precision", "recall", "support"]
     assert [r[0] for r in rows[1:]] == list(data.class_names)
@@ -72,30 +72,30 @@ def test_evaluate_run_directory_writes_consistent_results(trained):
     matrix = list(csv.reader((run / "confusion_matrix.csv").open()))
     assert matrix[0][1:] == list(data.class_names)
     assert [[int(v) for v in r[1:]] for r in matrix[1:]] == result["confusion_matrix"]
-    table = evaluate.format_table(result)
+    table = evaluation.format_table(result)
     assert "airplane" in table and f"test accuracy {result['accuracy']:.4f}" in table
 
 
 def test_keras_file_and_saved_model_give_the_same_probabilities(trained, tmp_path):
     run, model, data = trained
     images = data.test.images[:16]
-    from_file = evaluate.load_predictor(run / "model.keras")(images)
+    from_file = predictor.load(run / "model.keras")(images)
     serving.save(model, tmp_path / "sm", data.class_names)
     assert predictor.resolve(tmp_path / "sm").kind == "saved_model"
-    from_saved_model = evaluate.load_predictor(tmp_path / "sm")(images)
+    from_saved_model = predictor.load(tmp_path / "sm")(images)
     np.testing.assert_allclose(from_file, from_saved_model, atol=1e-5)
 
 
 def test_unusable_paths_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="No run directory"):
-        evaluate.load_predictor(tmp_path / "missing")
+        predictor.load(tmp_path / "missing")
     with pytest.raises(UserError, match="has no model.keras"):
-        evaluate.load_predictor(tmp_path)
+        predictor.load(tmp_path)
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="is not a model"):
-        evaluate.load_predictor(tmp_path / "notes.txt")
+        predictor.load(tmp_path / "notes.txt")
     with pytest.raises(UserError, match="Unknown --checkpoint"):
-        evaluate.load_predictor(tmp_path, "middle")
+        predictor.load(tmp_path, checkpoint="middle")
 
 
 def _cli(*args, cwd=None):

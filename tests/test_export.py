@@ -278,12 +278,12 @@ def test_bad_sources(tmp_path, run_dir):
 
 
 def test_models_made_from_reference_weights_carry_their_licence(tmp_path):
-    from keras_resnet_cifar import import_weights
+    from keras_resnet_cifar import reference_weights
 
     model = models.build_model("resnet8", mean=models.IMAGENET_MEAN, std=models.IMAGENET_STD)
     model.save(tmp_path / "imported.keras")
     assert exporting.load_source(tmp_path / "imported.keras").licence_note == \
-        import_weights.LICENSE_NOTE
+        reference_weights.LICENSE_NOTE
 
 
 def _cli(*args, cwd):
@@ -402,10 +402,10 @@ def test_model_trained_under_mirrored_strategy_exports_and_runs_on_one_cpu(tmp_p
 @pytest.mark.realdata
 def test_int8_accuracy_on_real_images(reference_dir, cifar10_local):
     """Reference ResNet-20 on 2,000 original test images: int8 within 0.5 points of float."""
-    from keras_resnet_cifar import edge, import_weights
+    from keras_resnet_cifar import edge, reference_weights
 
-    model = import_weights.reference_model(
-        import_weights.load_state_dict(reference_dir / "resnet20.npz"))
+    model = reference_weights.reference_model(
+        reference_weights.load_state_dict(reference_dir / "resnet20.npz"))
     data = datasets.read_local(str(cifar10_local))
     calibration = tflite.representative_images(data.train.images, 300, seed=0)
     images, labels = data.test.images[::5], data.test.labels[::5]  # 2,000 images

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import keras
 
-from keras_resnet_cifar import import_weights
+from keras_resnet_cifar import reference_weights
 from keras_resnet_cifar.errors import UserError
 
 
@@ -33,7 +33,7 @@ def _fake_state(depth, rng):
 
 def test_layouts_are_transposed_correctly():
     state = _fake_state(8, np.random.default_rng(0))
-    model = import_weights.reference_model(state)
+    model = reference_weights.reference_model(state)
     assert model.name == "resnet8"
     kernel = model.get_layer("stage2_block1_conv1").get_weights()[0]  # HWIO
     np.testing.assert_array_equal(kernel[1, 2, 3, 4], state["layer2.0.conv1.weight"][4, 3, 1, 2])
@@ -46,11 +46,11 @@ def test_layouts_are_transposed_correctly():
 def test_missing_extra_and_misshaped_keys_are_refused():
     state = _fake_state(8, np.random.default_rng(0))
     with pytest.raises(UserError, match="lacks 'linear.bias'"):
-        import_weights.reference_model({k: v for k, v in state.items() if k != "linear.bias"})
+        reference_weights.reference_model({k: v for k, v in state.items() if k != "linear.bias"})
     with pytest.raises(UserError, match="does not use"):
-        import_weights.reference_model({**state, "fc.weight": np.zeros(3)})
+        reference_weights.reference_model({**state, "fc.weight": np.zeros(3)})
     with pytest.raises(UserError, match="shape"):
-        import_weights.reference_model({**state, "linear.bias": np.zeros(11, np.float32)})
+        reference_weights.reference_model({**state, "linear.bias": np.zeros(11, np.float32)})
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
@@ -89,7 +89,7 @@ def test_reference_weights_reproduce_reference_accuracy(depth, correct, referenc
 
 def test_to_state_dict_inverts_the_import():
     state = _fake_state(8, np.random.default_rng(1))
-    back = import_weights.to_state_dict(import_weights.reference_model(state))
+    back = reference_weights.to_state_dict(reference_weights.reference_model(state))
     assert sorted(back) == sorted(state)
     for key, value in state.items():
         np.testing.assert_array_equal(back[key], value, err_msg=key)
@@ -98,7 +98,7 @@ def test_to_state_dict_inverts_the_import():
 def test_to_state_dict_of_plain_and_option_b_nets():
     from keras_resnet_cifar import models
 
-    plain = import_weights.to_state_dict(models.build_model("plain8"))
+    plain = reference_weights.to_state_dict(models.build_model("plain8"))
     assert sorted(plain) == sorted(_fake_state(8, np.random.default_rng(0)))
     with pytest.raises(ValueError, match="Option-B"):
-        import_weights.to_state_dict(models.build_model("resnet8", shortcut="B"))
+        reference_weights.to_state_dict(models.build_model("resnet8", shortcut="B"))

@@ -133,3 +133,20 @@ def test_recorder_on_a_real_model_records_both_statistics(tmp_path):
     assert len(saved["epochs"][0]["gradient_norm"]) == len(saved["gradient_layers"]) == 8
     with pytest.raises(ValueError):
         layer_stats.LayerStatsRecorder(tmp_path, images, labels, epochs=[-1])
+
+
+def test_recorder_measures_fractional_epochs_at_the_step_that_reaches_them(tmp_path, monkeypatch):
+    model = _conv_bn_model()
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(32, 6, 6, 1)).astype(np.float32)
+    target, labels = np.zeros((32, 6, 6, 1), np.float32), np.zeros(32, np.int64)
+    steps_done, at = [], []
+    monkeypatch.setattr(layer_stats, "measure", lambda m, images, _: at.append(len(steps_done))
+                        or {"loss": 0.0, "response_layers": [], "response_std": [],
+                            "gradient_layers": [], "gradient_norm": []})
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: steps_done.append(b))
+    recorder = layer_stats.LayerStatsRecorder(tmp_path, x, labels, epochs=(0, 0.5, 1.5, 2))
+    # 4 steps per epoch; the counter runs first, so `at` holds the steps done at measuring.
+    model.fit(x, target, epochs=2, batch_size=8, verbose=0, callbacks=[counter, recorder])
+    assert [e["epoch"] for e in layer_stats.read(tmp_path)["epochs"]] == [0, 0.5, 1.5, 2]
+    assert at == [0, 2, 6, 8]

@@ -1,5 +1,7 @@
 """ReferenceSGD is torch.optim.SGD's update, step by step, across lr changes and warm-up."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import keras
@@ -56,40 +58,85 @@ def _linear_model(weight_decay, w0):
     return model
 
 
-def test_training_path_matches_numpy_across_warmup_and_drop():
-    """fit + the run's LearningRateScheduler + the L2 term == v = mu v + g + wd w; w -= lr v."""
-    config = TrainConfig(model="resnet8", epochs=4, learning_rate=0.1, lr_boundaries=(2,),
-                         lr_decay=0.1, warmup_epochs=1, warmup_learning_rate=0.01,
-                         momentum=0.9, weight_decay=1e-2)
-    rng = np.random.default_rng(1)
+def _fit_and_numpy(config, steps, batch=8, seed=1):
+    """Weights after every step: model.fit with the run's schedule, and NumPy's rule.
+
+    Returns (Keras weights per step, NumPy weights per step, the lr NumPy used per step,
+    the lr the optimiser held at each step).
+    """
+    rng = np.random.default_rng(seed)
     w0 = rng.normal(size=(4, 3))
-    steps, batch = 3, 8
     x = rng.normal(size=(config.epochs * steps, batch, 4))
     y = rng.normal(size=(config.epochs * steps, batch, 3))
     model = _linear_model(config.weight_decay, w0)
     model.compile(optimizer=ReferenceSGD(learning_rate_at(0, config), config.momentum),
                   loss="mse")
-    seen = []
+    seen, used = [], []
     record = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda b, logs: used.append(
+            float(model.optimizer.learning_rate.numpy())),
         on_train_batch_end=lambda b, logs: seen.append(model.get_weights()[0].copy()))
     data = tf.data.Dataset.from_tensor_slices(
         (x.astype(np.float32), y.astype(np.float32)))
     model.fit(data, epochs=config.epochs, steps_per_epoch=steps, shuffle=False, verbose=0,
               callbacks=[learning_rate_schedule(config), record])
 
-    lrs = [learning_rate_at(e, config) for e in range(config.epochs) for _ in range(steps)]
-    assert lrs[:steps] == [0.01] * steps and lrs[-1] == pytest.approx(0.01)  # warm-up, drop
-    w, grads_at = w0.copy(), []
-    expected = []
-    v = np.zeros_like(w0)
+    lrs = [learning_rate_at(e + s / steps, config)
+           for e in range(config.epochs) for s in range(steps)]
+    w, v, expected = w0.copy(), np.zeros_like(w0), []
     for xb, yb, lr in zip(x, y, lrs):
         g = 2.0 / yb.size * xb.T @ (xb @ w - yb)  # d/dw mean((xw - y)^2)
         v = config.momentum * v + g + config.weight_decay * w
         w = w - lr * v
         expected.append(w.copy())
+    return seen, expected, lrs, used
+
+
+def _assert_same_steps(seen, expected):
     assert len(seen) == len(expected)
     for step, (a, b) in enumerate(zip(seen, expected)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=f"step {step}")
+
+
+def test_training_path_matches_numpy_across_warmup_and_drop():
+    """fit + the run's schedule callback + the L2 term == v = mu v + g + wd w; w -= lr v."""
+    config = TrainConfig(model="resnet8", epochs=4, learning_rate=0.1, lr_boundaries=(2,),
+                         lr_decay=0.1, warmup_epochs=1, warmup_learning_rate=0.01,
+                         momentum=0.9, weight_decay=1e-2)
+    steps = 3
+    seen, expected, lrs, used = _fit_and_numpy(config, steps)
+    # Whole-epoch boundaries: the rate of each step is its epoch's, as before.
+    assert lrs == [learning_rate_at(e, config) for e in range(config.epochs)
+                   for _ in range(steps)]
+    assert lrs[:steps] == [0.01] * steps and lrs[-1] == pytest.approx(0.01)  # warm-up, drop
+    np.testing.assert_allclose(used, lrs, rtol=1e-6)
+    _assert_same_steps(seen, expected)
+
+
+def test_fractional_boundaries_drop_at_the_step_they_name():
+    """Drops after 40% and 60% of a 3-epoch run fall inside epochs: at steps 6 and 9 of 15."""
+    config = TrainConfig(model="resnet8", epochs=3, learning_rate=0.1,
+                         lr_boundaries=(1.2, 1.8), lr_decay=0.1, momentum=0.9,
+                         weight_decay=1e-2)
+    steps = 5
+    seen, expected, lrs, used = _fit_and_numpy(config, steps, seed=2)
+    assert lrs == pytest.approx([0.1] * 6 + [0.01] * 3 + [0.001] * 6)
+    np.testing.assert_allclose(used, lrs, rtol=1e-6)  # what the optimiser really held
+    _assert_same_steps(seen, expected)
+    # The same run with the drops at whole epochs parts from it at step 6.
+    whole = dataclasses.replace(config, lr_boundaries=(1, 2))
+    seen_whole, _, _, _ = _fit_and_numpy(whole, steps, seed=2)
+    np.testing.assert_allclose(seen_whole[4], seen[4], rtol=1e-6)
+    assert not np.allclose(seen_whole[5], seen[5], rtol=1e-4)
+
+
+def test_boundaries_keep_their_type_and_are_validated():
+    assert TrainConfig(lr_boundaries=(80.0, 120)).lr_boundaries == (80, 120)
+    assert TrainConfig(lr_boundaries=("1.2", 1.8)).lr_boundaries == (1.2, 1.8)
+    assert TrainConfig.from_dict({"lr_boundaries": [1.2, 2]}).lr_boundaries == (1.2, 2)
+    for bad in ((1.8, 1.2), (0,), (1.0, 1), ("x",)):
+        with pytest.raises(ValueError, match="--lr_boundaries"):
+            TrainConfig(lr_boundaries=bad)
 
 
 def test_build_and_compile_uses_reference_sgd_and_decay_scope():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resnet_cifar import datasets, images, models, predict, predictor, tflite
+from keras_resnet_cifar import datasets, images, models, predictor, tflite
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
@@ -134,8 +134,7 @@ def test_every_kind_of_model_gives_the_same_answers(models_dir, pixels):
                                              progress=lambda d, t: seen.append((d, t)))
         np.testing.assert_allclose(probabilities, expected, atol=1e-5)
         assert seen == [(3, 8), (6, 8), (8, 8)]
-        loaded = [images.Loaded("x.npy", tuple(f"x[{i}]" for i in range(8)), pixels)]
-        result = predict.classify(loaded_model, loaded, k=2)
+        result = predictor.classify(loaded_model, pixels, [f"x[{i}]" for i in range(8)], k=2)
         assert [r["top"][0]["class"] for r in result] == [
             CIFAR10_CLASSES[i] for i in expected.argmax(1)]
         assert result[0]["top"][0]["probability"] == pytest.approx(expected[0].max(), abs=1e-5)
@@ -146,7 +145,7 @@ def test_score_counts_right_and_wrong_answers(models_dir, pixels):
     predicted = model.predict(pixels.astype(np.float32), verbose=0).argmax(1)
     labels = predicted.copy()
     labels[[1, 4, 6]] = (labels[[1, 4, 6]] + 1) % 10  # three wrong labels of eight
-    scored = predict.score(predictor.load(folder / "model.tflite"), pixels, labels)
+    scored = predictor.score(predictor.load(folder / "model.tflite"), pixels, labels)
     assert scored == {"images": 8, "correct": 5, "accuracy": 5 / 8}
 
 
@@ -220,8 +219,8 @@ def test_cli_on_saved_model_and_dataset(models_dir, files):
     score = json.loads(scored.stdout)["score"]
     # The same images scored here: datasets.synthetic is deterministic.
     test = datasets.load("synthetic", None, synthetic_sizes=(0, 10000)).test
-    expected = predict.score(predictor.load(folder / "model.tflite"), test.images[:500],
-                             test.labels[:500])
+    expected = predictor.score(predictor.load(folder / "model.tflite"), test.images[:500],
+                               test.labels[:500])
     assert score == {"dataset": "synthetic", "split": "test", **expected}
     assert "scoring synthetic test images: 500/500 images (100%)" in scored.stderr
     bad = _cli(f"--model_path={files / 'notes.txt'}", "a.png", cwd=files)

@@ -2,8 +2,11 @@
 
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
 PARAMS = {20: 269_722, 56: 853_018}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_run(root, model, seed, train_acc, test_acc, *, best=None, final=None,
@@ -285,3 +289,55 @@ def test_commands_name_the_real_run_directory(study, tmp_path, monkeypatch):
     assert markdown.train_command(run).endswith(f"--model_dir={tmp_path.name}/plain56-seed0")
     assert markdown.portable_command(["report", f"--out={tmp_path / 'r'}"]) == \
         f"report --out={tmp_path.name}/r"
+
+
+def _points(errors, se=0.01):
+    return [{"step": 100 * (i + 1), "epoch": 0.25 * (i + 1), "train_error": e,
+             "train_error_se": se, "train_images": 12_800} for i, e in enumerate(errors)]
+
+
+def test_curve_findings_answer_degradation_through_the_run_with_standard_errors():
+    curves = {"plain20": _points([0.80, 0.60, 0.40]), "plain56": _points([0.85, 0.70, 0.55]),
+              "resnet20": _points([0.75, 0.55, 0.35]), "resnet56": _points([0.76, 0.50, 0.30])}
+    plain, residual = findings.curve_findings(curves)
+    # plain56 above plain20 by 5, 10, 15 points; the SE of each difference is 1.41 points.
+    assert plain["verdict"] == "supported" and plain["numbers"]["above_2se"] == 3
+    assert "+15.00 ± 1.41 points" in plain["evidence"]
+    # resnet56 is 1 point above at the first point (within 2 SE), below at the end.
+    assert residual["verdict"] == "supported" and residual["numbers"]["above"] == 1
+    curves["plain56"] = _points([0.85, 0.60, 0.30])  # below plain20 at the end: no degradation
+    curves["resnet56"] = _points([0.76, 0.60, 0.40])  # 5 points above at the end
+    plain, residual = findings.curve_findings(curves)
+    assert plain["verdict"] == "not supported" and residual["verdict"] == "not supported"
+    curves["plain56"] = _points([0.81, 0.61, 0.41])  # above everywhere, but within noise
+    assert findings.curve_findings(curves)[0]["verdict"] == "inconclusive"
+    assert findings.curve_findings({"plain20": _points([0.5])})[0]["verdict"] == "not measured"
+
+
+def test_our_numbers_stand_beside_the_published_ones(study):
+    rows = tables.table1([runs.run_summary(runs.load_run(r), ()) for r in study], ())
+    text = tables.beside_published(rows, {"resnet56": {"train_error": 0.2, "train_error_se": 0.01}},
+                                   markdown.HE_ET_AL_TABLE6, markdown.REPRODUCTION_TABLE1,
+                                   ours="3 passes (1,173 iterations)",
+                                   theirs=markdown.HE_ET_AL_SCHEDULE,
+                                   reproduction_schedule="200 epochs")
+    # resnet56: one run, 85% on 512 images: error 15.00, binomial SE sqrt(.85 * .15 / 512).
+    assert "| resnet56 | 15.00 ± 1.58 (512 images) | 20.00 ± 1.00 | 6.97 | 6.75 |" in text
+    assert "| plain56 | 45.00 ± 2.20 (512 images) | n/a | figure only | 13.29 |" in text
+    assert "after 3 passes (1,173 iterations)" in text.splitlines()[0]
+
+
+def test_the_report_command_is_quiet_by_default(study, tmp_path):
+    """No TensorFlow start-up lines (oneDNN, CUDA, cpu_feature_guard) from the report CLI,
+    even without TF_CPP_MIN_LOG_LEVEL: the package loads nothing noisy before cli.run."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.report",
+                           *map(str, study), f"--out={tmp_path / 'out'}"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "report.md").is_file()
+    noise = [line for line in done.stderr.splitlines()
+             if re.match(r"[IWE]0000 ", line)
+             or re.search(r"cpu_feature_guard|oneDNN|cuda", line, re.I)]
+    assert not noise, done.stderr

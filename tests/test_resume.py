@@ -152,7 +152,7 @@ def test_sigterm_stops_cleanly_and_the_run_resumes(reference, tmp_path):
     _, err = proc.communicate(timeout=TIMEOUT_S)
     if "epoch 3/3:" in err:
         pytest.skip("the run ended before SIGTERM arrived")
-    assert proc.returncode == 143, err[-3000:]
+    assert proc.returncode == 143  # 128 + SIGTERM, as a shell reports it
     assert "Traceback" not in err
     assert "SIGTERM: training stopped" in err and "run the same command to resume" in err
     assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"

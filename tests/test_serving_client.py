@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resnet_cifar import serving_client
+from keras_resnet_cifar import rest_client
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
@@ -88,18 +88,26 @@ def pixels():
 
 
 def test_url():
-    assert (serving_client.predict_url("http://h:8501/", "resnet20")
+    assert (rest_client.predict_url("http://h:8501/", "resnet20")
             == "http://h:8501/v1/models/resnet20:predict")
-    assert (serving_client.predict_url("http://h:8501", "resnet20", 3)
+    assert (rest_client.predict_url("http://h:8501", "resnet20", 3)
             == "http://h:8501/v1/models/resnet20/versions/3:predict")
-    with pytest.raises(UserError, match="http://"):
-        serving_client.predict_url("h:8501", "resnet20")
+    # A library: its messages name the value, not a command-line flag.
+    with pytest.raises(UserError) as bad_url:
+        rest_client.predict_url("h:8501", "resnet20")
+    assert str(bad_url.value) == ("The server URL must start with http:// or https://, "
+                                  "got 'h:8501'.")
+    for name in ("", "a/b"):
+        with pytest.raises(UserError) as bad_name:
+            rest_client.predict_url("http://h:8501", name)
+        assert str(bad_name.value) == ("The model name must be non-empty and without '/', "
+                                       f"got {name!r}.")
 
 
 @pytest.mark.parametrize("columnar", [False, True])
 def test_request_shape_and_response(server, pixels, columnar):
     url, requests = server
-    results = serving_client.predict(url, "resnet20", pixels, columnar=columnar)
+    results = rest_client.predict(url, "resnet20", pixels, columnar=columnar)
     request = requests[-1]
     assert request["path"] == "/v1/models/resnet20:predict"
     assert request["content_type"] == "application/json"
@@ -118,7 +126,7 @@ def test_request_shape_and_response(server, pixels, columnar):
 
 def test_version_and_signature(server, pixels):
     url, requests = server
-    serving_client.predict(url, "resnet20", pixels[:1], version=2,
+    rest_client.predict(url, "resnet20", pixels[:1], version=2,
                            signature="serving_default")
     assert requests[-1]["path"] == "/v1/models/resnet20/versions/2:predict"
     assert requests[-1]["body"]["signature_name"] == "serving_default"
@@ -127,11 +135,11 @@ def test_version_and_signature(server, pixels):
 def test_http_errors_are_one_clear_sentence(server, pixels):
     url, _ = server
     with pytest.raises(UserError, match="HTTP 404: Servable not found"):
-        serving_client.predict(url, "nope", pixels)
+        rest_client.predict(url, "nope", pixels)
     with pytest.raises(UserError, match="HTTP 400: Serving signature name"):
-        serving_client.predict(url, "resnet20", pixels, signature="x")
+        rest_client.predict(url, "resnet20", pixels, signature="x")
     with pytest.raises(UserError, match="not JSON"):
-        serving_client.predict(url, "broken", pixels)
+        rest_client.predict(url, "broken", pixels)
 
 
 def test_server_down(pixels):
@@ -139,18 +147,18 @@ def test_server_down(pixels):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(UserError, match="Cannot reach TF Serving"):
-        serving_client.predict(f"http://127.0.0.1:{port}", "resnet20", pixels, timeout=5)
+        rest_client.predict(f"http://127.0.0.1:{port}", "resnet20", pixels, timeout=5)
 
 
 def test_malformed_answers():
     with pytest.raises(UserError, match="neither 'predictions' nor 'outputs'"):
-        serving_client.parse_response({"result": []}, 1)
+        rest_client.parse_response({"result": []}, 1)
     with pytest.raises(UserError, match="answered 2 predictions for 1"):
-        serving_client.parse_response({"predictions": [{}, {}]}, 1)
+        rest_client.parse_response({"predictions": [{}, {}]}, 1)
     with pytest.raises(UserError, match="not objects with"):
-        serving_client.parse_response({"predictions": [[0.1] * 10]}, 1)
+        rest_client.parse_response({"predictions": [[0.1] * 10]}, 1)
     with pytest.raises(UserError, match="TF Serving: boom"):
-        serving_client.parse_response({"error": "boom"}, 1)
+        rest_client.parse_response({"error": "boom"}, 1)
 
 
 def test_malformed_predictions_get_a_clear_message():
@@ -164,11 +172,11 @@ def test_malformed_predictions_get_a_clear_message():
             ([{**good, "class_id": 7}], "class_id '7', not an integer"),
             ([{**good, "class_name": 3}], "class_name that is not a string")):
         with pytest.raises(UserError, match=message):
-            serving_client.parse_response({"predictions": rows}, len(rows))
+            rest_client.parse_response({"predictions": rows}, len(rows))
     columns = {"probabilities": [[0.5, 0.5], [1.0]], "class_id": [0, 0],
                "class_name": ["a", "a"]}
     with pytest.raises(UserError, match="ragged"):
-        serving_client.parse_response({"outputs": columns}, 2)
+        rest_client.parse_response({"outputs": columns}, 2)
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):
@@ -198,14 +206,16 @@ def test_timeout_is_a_total_deadline(pixels):
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
         started = time.monotonic()
         with pytest.raises(UserError, match="did not answer within 1.5 s"):
-            serving_client.predict(url, "resnet20", pixels, timeout=1.5)
+            rest_client.predict(url, "resnet20", pixels, timeout=1.5)
         assert time.monotonic() - started < 5  # each byte arrives well within 1.5 s
     finally:
         httpd.shutdown()
         httpd.server_close()
     for bad in (0, -1, float("nan"), float("inf")):
-        with pytest.raises(UserError, match="--timeout must be a positive number"):
-            serving_client.predict(url, "resnet20", pixels, timeout=bad)
+        with pytest.raises(UserError) as refused:
+            rest_client.predict(url, "resnet20", pixels, timeout=bad)
+        assert str(refused.value) == (f"The timeout must be a positive number of seconds, "
+                                      f"got {bad!r}.")
 
 
 def test_cli(server, pixels, tmp_path):

@@ -1,16 +1,19 @@
-"""The study runner: flags to spec, a tiny real study end to end, resuming, the wrapper."""
+"""The study: flags to spec (the CLI), a tiny real study end to end (the library), resuming,
+the wrapper."""
 
 import json
+import math
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 from absl import flags
 
-from keras_resnet_cifar import evaluate, study
-from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar import rundir, study, studying
+from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,15 +27,17 @@ def parse(*args):
 
 
 def test_flags_become_a_spec():
-    spec = parse("--epochs=30", "--lr_boundaries=10,20", "--seeds=0,1",
-                 "--layer_stats_epochs=0,30")
-    assert spec.models == study.SEED_MODELS and spec.seeds == (0, 1)
-    assert spec.base.epochs == 30 and spec.base.lr_boundaries == (10, 20)
-    assert spec.layer_stats_epochs == (0, 30)
+    spec = parse("--epochs=30", "--lr_boundaries=10,20.5", "--seeds=0,1",
+                 "--layer_stats_epochs=0,15.5,30", "--curve_points_per_epoch=4",
+                 "--curve_test_images=500")
+    assert spec.models == studying.SEED_MODELS and spec.seeds == (0, 1)
+    assert spec.base.epochs == 30 and spec.base.lr_boundaries == (10, 20.5)
+    assert spec.layer_stats_epochs == (0, 15.5, 30)
+    assert (spec.curve_points_per_epoch, spec.curve_test_images) == (4, 500)
     configs = spec.configs()
     assert [(c.model, c.seed) for c in configs][:5] == [
         ("plain20", 0), ("resnet20", 0), ("plain56", 0), ("resnet56", 0), ("plain20", 1)]
-    assert study.run_dir("out", configs[1]) == Path("out/runs/resnet20-seed0")
+    assert studying.run_dir("out", configs[1]) == Path("out/runs/resnet20-seed0")
 
 
 def test_quick_and_depth_sweep():
@@ -49,6 +54,25 @@ def test_the_cpu_flag_file_parses():
     spec = parse(f"--flagfile={REPO / 'flags' / 'study' / 'cpu.cfg'}")
     assert spec.base.steps_per_epoch * spec.base.batch_size * spec.base.epochs == 18_432
     assert spec.base.warmup_epochs == 2 and spec.layer_stats_epochs == (0, 6, 12)
+
+
+def test_the_issue_9_flag_file_is_three_full_passes_with_drops_at_40_and_60_percent():
+    spec = parse(f"--flagfile={REPO / 'flags' / 'study' / 'three_passes.cfg'}")
+    base = spec.base
+    assert spec.models == ("plain20", "resnet20", "plain56", "resnet56")
+    assert base.steps_per_epoch is None and base.epochs >= 3  # full passes, every image
+    assert (base.batch_size, base.learning_rate, base.warmup_epochs) == (128, 0.1, 0)
+    assert base.dataset == "cifar10" and base.validation_split == 0
+    steps = math.ceil(50_000 / base.batch_size)
+    total = steps * base.epochs
+    rates = [learning_rate_at(e + s / steps, base)
+             for e in range(base.epochs) for s in range(steps)]
+    # 0.1 until 40% of the steps, 0.01 until 60%, then 0.001: the drops fall inside epochs.
+    first, second = rates.index(rates[-1] * 10), rates.index(rates[-1])
+    assert (first, second) == (math.ceil(0.4 * total), math.ceil(0.6 * total))
+    assert first % steps and second % steps
+    assert spec.curve_points_per_epoch * base.epochs >= 10
+    assert spec.layer_stats_epochs == (0, base.epochs / 2, base.epochs)
 
 
 @pytest.mark.parametrize("path", sorted(REPO.glob("flags/study/*.cfg")), ids=lambda p: p.name)
@@ -82,7 +106,10 @@ def test_every_training_flag_reaches_the_runs():
 @pytest.mark.parametrize("bad,message", [
     (["--models=plain21"], "21"), (["--seeds=a"], "--seeds must be integers"),
     (["--models="], "--models is empty"), (["--momentum=2"], "--momentum"),
-    (["--seeds="], "--seeds is empty")])
+    (["--seeds="], "--seeds is empty"),
+    (["--layer_stats_epochs=a"], "--layer_stats_epochs must be numbers"),
+    (["--epochs=3", "--layer_stats_epochs=0,4"], "beyond --epochs=3"),
+    (["--lr_boundaries=1.8,1.2"], "--lr_boundaries must be increasing")])
 def test_bad_flags_are_user_errors(bad, message):
     with pytest.raises(UserError, match=message):
         parse(*bad)
@@ -97,30 +124,36 @@ def test_tiny_study_trains_evaluates_reports_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     base = TrainConfig(dataset="synthetic", synthetic_train_size=64, synthetic_test_size=32,
                        epochs=1, batch_size=16, steps_per_epoch=1, eval_steps=1)
-    spec = study.StudySpec(models=("plain8", "resnet8"), base=base,
+    spec = studying.StudySpec(models=("plain8", "resnet8"), base=base,
                            layer_stats_epochs=(0, 1), layer_stats_batch=8)
-    data = study.DataCache()
-    dirs = study.train_all(spec, tmp_path, verbose=0, data=data)
+    data = studying.DataCache()
+    dirs = studying.train_all(spec, tmp_path, verbose=0, data=data)
     assert [d.name for d in dirs] == ["plain8-seed0", "resnet8-seed0"]
-    study.evaluate_all(dirs, base, batch_size=16, data=data)
+    studying.evaluate_all(dirs, base, batch_size=16, data=data)
     assert len(loads) == 1  # one data set, loaded once for two runs and their evaluations
     for d in dirs:
         assert len(json.loads((d / "history.json").read_text())["epochs"]) == 1
         assert [e["epoch"] for e in json.loads((d / "layer_stats.json").read_text())
                 ["epochs"]] == [0, 1]
-        assert evaluate.read_results(d)["images"] == 32
+        assert rundir.read_evaluation(d)["images"] == 32
     # Resuming: nothing is retrained or re-evaluated.
     stamps = {p: p.stat().st_mtime_ns for d in dirs
               for p in (d / "model.keras", d / "evaluation.json")}
-    assert study.train_all(spec, tmp_path, verbose=0) == dirs
-    study.evaluate_all(dirs, base, batch_size=16)
+    assert studying.train_all(spec, tmp_path, verbose=0) == dirs
+    studying.evaluate_all(dirs, base, batch_size=16)
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
 
-    from keras_resnet_cifar import report
-
-    md = report.write_report(dirs, tmp_path / "report").read_text()
+    # The whole study again, with its report: still nothing retrained or re-evaluated.
+    done = studying.run_study(spec, tmp_path, report_dir=tmp_path / "report",
+                              command="python -m keras_resnet_cifar.study --tiny", verbose=0)
+    assert done.run_dirs == dirs and done.report == tmp_path / "report" / "report.md"
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    md = done.report.read_text()
     assert "| plain | plain8 | 8 | 75,290 | 1 |" in md
     assert "At depth 8, the residual net is more accurate" in md
+    assert "python -m keras_resnet_cifar.study --tiny" in md
+    assert {p.name for p in (tmp_path / "report" / "runs").iterdir()} == {d.name for d in dirs}
+    assert studying.run_study(spec, tmp_path, verbose=0).report is None
 
 
 @pytest.mark.slow
@@ -141,3 +174,82 @@ def test_wrapper_script_says_what_python_it_needs(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().startswith(f"error: {fake} cannot import absl and tensorflow")
     assert "PYTHON=" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# Runs the study command as `python -m keras_resnet_cifar.study` would, except that the
+# given model's training is cut by Ctrl-C after a given step of a given epoch.
+INTERRUPTING_DRIVER = textwrap.dedent("""
+    import runpy, sys
+    import keras
+    from keras_resnet_cifar import training
+
+    model, stop_epoch, stop_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    real = training.train_and_evaluate
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (self.epoch, batch) == (stop_epoch, stop_batch):
+                raise KeyboardInterrupt
+
+    def cut(config, workdir, callbacks=(), **kwargs):
+        if config.model == model:
+            callbacks = [*callbacks, CtrlC()]
+        return real(config, workdir, callbacks=callbacks, **kwargs)
+
+    training.train_and_evaluate = cut
+    sys.argv = ["keras_resnet_cifar.study", *sys.argv[4:]]
+    runpy.run_module("keras_resnet_cifar.study", run_name="__main__")
+""")
+
+
+@pytest.mark.slow
+def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
+    """flags/study/smoke.cfg (three_passes.cfg's shape) end to end, cut once mid-epoch."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    args = [f"--flagfile={REPO / 'flags' / 'study' / 'smoke.cfg'}", f"--out={tmp_path}",
+            f"--report_dir={tmp_path / 'published'}"]
+    spec = parse(args[0])
+    steps = math.ceil(spec.base.synthetic_train_size / spec.base.batch_size)
+    # resnet8 is cut after the 6th of 8 steps of its second epoch: past two curve points
+    # and the mid-run layer statistics of that epoch, which must be taken again.
+    cut = subprocess.run([sys.executable, "-c", INTERRUPTING_DRIVER, "resnet8", "1", "5",
+                          *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert cut.returncode == 130 and cut.stderr.strip().splitlines()[-1] == "error: interrupted"
+    plain, residual = tmp_path / "runs" / "plain8-seed0", tmp_path / "runs" / "resnet8-seed0"
+    assert rundir.read_metrics(plain) and not rundir.read_metrics(residual)
+    cut_steps = [p["step"] for p in rundir.read_curve(residual)["points"]]
+    assert cut_steps == [2, 4, 6, 8, 10, 12, 14]  # through step 6 of epoch 2
+    assert [e["epoch"] for e in rundir.read_layer_stats(residual)["epochs"]] == [0, 1.5]
+    finished = plain / rundir.MODEL
+    stamp = finished.stat().st_mtime_ns
+
+    again = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.study", *args],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert finished.stat().st_mtime_ns == stamp  # the finished run was not retrained
+    points_per_run = spec.curve_points_per_epoch * spec.base.epochs
+    for run in (plain, residual):
+        curve = rundir.read_curve(run)
+        got = [p["step"] for p in curve["points"]]
+        assert got == [steps * (i + 1) // spec.curve_points_per_epoch
+                       for i in range(points_per_run)]  # every point once, in order
+        assert [p["epoch"] for p in curve["points"]][-1] == spec.base.epochs
+        assert all(p["test_images"] == spec.curve_test_images for p in curve["points"])
+        assert [e["epoch"] for e in rundir.read_layer_stats(run)["epochs"]] == [0, 1.5, 3]
+        assert [r["epoch"] for r in rundir.read_history(run)] == [1, 2, 3]
+    # The rate of each point is the schedule's at its last step (drops at 1.2 and 1.8).
+    rates = [p["learning_rate"] for p in rundir.read_curve(residual)["points"]]
+    assert rates == pytest.approx([learning_rate_at((p - 1) / steps, spec.base)
+                                   for p in range(2, 25, 2)], rel=1e-6)
+
+    published = tmp_path / "published"
+    text = (published / "report.md").read_text()
+    assert "![error_curves](figures/error_curves.png)" in text
+    assert "Ours are after 3 passes (24 iterations)" in text
+    for run in (plain, residual):
+        copied = {p.name for p in (published / "runs" / run.name).iterdir()}
+        assert copied == {n for n in rundir.SMALL_FILES if (run / n).exists()}
+        assert rundir.MODEL not in copied

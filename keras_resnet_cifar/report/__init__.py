@@ -14,6 +14,9 @@ One module per part, each usable alone:
   :mod:`keras_resnet_cifar.plots`;
 * :mod:`~keras_resnet_cifar.report.markdown`: report.md's text.
 
+The report needs no TensorFlow (model names are read by :mod:`keras_resnet_cifar.arch`,
+not :mod:`keras_resnet_cifar.models`): importing the package stays quick and quiet.
+
 :func:`build` returns every file's content; :func:`write_report` writes them into
 a folder:
 
@@ -21,7 +24,8 @@ a folder:
     table1.md/.csv       one row per model: mean (± std over seeds) and n
     runs.csv             one row per run
     findings.json        every finding with its numbers and verdict
-    figures/*.png/.svg   training curves, confusion matrices, depth sweep, layer stats
+    figures/*.png/.svg   error curves inside the runs (He et al. Fig. 1 / 6), per-epoch
+                         curves, confusion matrices, depth sweep, layer stats
 """
 
 from __future__ import annotations
@@ -72,7 +76,10 @@ def build(run_dirs: Sequence[str | os.PathLike], *,
     rows = tables.table1(summaries, levels)
     stats = {m: r.layer_stats for m, r in runs.first_of_each_model(loaded).items()
              if r.layer_stats}
-    found = findings.derive(rows, stats, levels, levels_note=note)
+    first = runs.first_of_each_model(loaded)
+    curves = {m: r.curve_points for m, r in first.items() if r.curve_points}
+    found = (findings.curve_findings(curves, next(iter(first.values())).passes_per_epoch)
+             if curves else []) + findings.derive(rows, stats, levels, levels_note=note)
     figs = figures.figures(loaded)
     table_md = tables.table1_markdown(rows, levels)
     texts = {

@@ -1,18 +1,24 @@
 """The report CLI: run directories in, report.md, tables and figures out.
 
     python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
+    python -m keras_resnet_cifar.report docs/study/runs/* --out=docs/study
     python -m keras_resnet_cifar.report runs/a runs/b --out=report --accuracy_levels=0.5,0.8
 
-See :mod:`keras_resnet_cifar.report` for what is written.
+A run directory needs only its small files (config, history, metrics, evaluation,
+layer statistics, curve; :data:`keras_resnet_cifar.rundir.SMALL_FILES`), so a
+committed copy without models reports as well as the original. See
+:mod:`keras_resnet_cifar.report` for what is written; the shared command-line
+conventions are :mod:`keras_resnet_cifar.cli`'s.
 """
 
 from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from keras_resnet_cifar.errors import UserError, run_cli
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
@@ -25,8 +31,6 @@ def define_flags() -> None:
 
 def main(argv):
     FLAGS = flags.FLAGS
-    if not FLAGS.out:
-        raise UserError("--out is required: the folder the report goes to.")
     if len(argv) < 2:
         raise UserError("Give the run directories to report on, e.g. runs/study/runs/*.")
     from keras_resnet_cifar import report
@@ -41,4 +45,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(run_cli(main))
+    cli.run(main, takes_files=True, required={"out": "the folder the report goes to"})

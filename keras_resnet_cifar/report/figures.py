@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from keras_resnet_cifar import models, plots
+from keras_resnet_cifar import arch, plots  # arch, not models: no TensorFlow in the report
 from keras_resnet_cifar.report.runs import Run, first_of_each_model
 
 
@@ -16,6 +16,42 @@ def xlabel(run: Run) -> str:
     return f"epoch ({n:,} training images each)" if n else "epoch"
 
 
+def curve_xlabel(run: Run) -> str:
+    """The x axis of the curve figure: passes over the run's training set."""
+    return f"passes over the {run.train_set_size:,} training images"
+
+
+def error_curves(runs: Sequence[Run]) -> Any | None:
+    """He et al.'s Figure 1 / Figure 6 analogue from the runs' curve points, or None.
+
+    Plain networks left, residual right, each depth a colour; x in passes over
+    the training set (iterations on the top axis); the training error of each
+    segment dashed, the test-subset error solid, the whole test set's final error a star.
+    """
+    first = [r for r in sorted(first_of_each_model(runs).values(),
+                               key=lambda r: (r.spec.residual, r.spec.depth))
+             if r.curve_points]
+    if not first:
+        return None
+    families: dict[str, dict[str, Any]] = {}
+    for run in first:
+        points = run.curve_points
+        family = "Residual networks" if run.spec.residual else "Plain networks"
+        families.setdefault(family, {})[run.model] = {
+            "x": [p["epoch"] * run.passes_per_epoch for p in points],
+            "train_error": [p["train_error"] for p in points],
+            "test_error": [p["test_error"] for p in points],
+            "final_test_error": (1 - run.evaluation["accuracy"]) if run.evaluation else None}
+    run = first[0]
+    boundaries = [b * run.passes_per_epoch for b in run.config.get("lr_boundaries", [])
+                  if b < run.config["epochs"]]
+    return plots.error_curves(
+        families, xlabel=curve_xlabel(run),
+        steps_per_unit=run.steps_per_epoch / run.passes_per_epoch, marks=boundaries,
+        title="Error during training (dashed: training, solid: test; "
+              "dotted verticals: learning-rate drops)")
+
+
 def figures(runs: Sequence[Run]) -> dict[str, Any]:
     """{file stem: matplotlib Figure} for the runs (the lowest seed of each model)."""
     first = first_of_each_model(runs)
@@ -23,6 +59,9 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
     label = xlabel(next(iter(first.values())))
     eval_set = next(iter(first.values())).eval_set
     figs = {}
+    curves_figure = error_curves(runs)
+    if curves_figure is not None:
+        figs["error_curves"] = curves_figure
     for depth in depths:
         pair = [first.get(f"plain{depth}"), first.get(f"resnet{depth}")]
         pair = [r for r in pair if r is not None]
@@ -57,12 +96,12 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
             # and 1), so responses "after BN" only mean something once trained.
             for epoch in [e for e in epochs if e > 0 or key == "gradient_norm"]:
                 lines = {}
-                for model in sorted(stats, key=lambda m: (models.parse_name(m).depth,
-                                                          models.parse_name(m).residual)):
+                for model in sorted(stats, key=lambda m: (arch.parse_name(m).depth,
+                                                          arch.parse_name(m).residual)):
                     row = next((e for e in stats[model]["epochs"] if e["epoch"] == epoch), None)
                     if row:
                         lines[model] = row[key]
-                panels[f"after epoch {epoch}" if epoch else "at initialisation"] = lines
+                panels[f"after epoch {epoch:g}" if epoch else "at initialisation"] = lines
             if not panels:
                 continue
             figs[stem] = plots.per_layer(panels, ylabel=ylabel, log_scale=log, title=title)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from keras_resnet_cifar import models
+from keras_resnet_cifar import arch  # arch, not models: no TensorFlow in the report
 from keras_resnet_cifar.report.runs import CHANCE_ACCURACY, level_key
 from keras_resnet_cifar.report.tables import stat
 
@@ -219,6 +219,97 @@ def derive(rows: Sequence[dict[str, Any]],
     return out
 
 
+def train_error_se(point: dict[str, Any]) -> float:
+    """A curve point's training-error standard error: over the segment's batches when
+    recorded, else binomial on the segment's images."""
+    if point.get("train_error_se") is not None:
+        return float(point["train_error_se"])
+    p, n = point["train_error"], max(point.get("train_images") or 1, 1)
+    return math.sqrt(p * (1 - p) / n)
+
+
+def binomial_se(error: float, images: int) -> float:
+    """sqrt(p (1 - p) / n): the standard error of an error rate measured on n images."""
+    return math.sqrt(error * (1 - error) / images)
+
+
+def _aligned(deep: Sequence[dict[str, Any]], shallow: Sequence[dict[str, Any]]):
+    by_step = {p["step"]: p for p in shallow}
+    return [(d, by_step[d["step"]]) for d in deep if d["step"] in by_step]
+
+
+def curve_findings(curves: dict[str, Sequence[dict[str, Any]]],
+                   passes_per_epoch: float = 1.0) -> list[dict[str, Any]]:
+    """The two questions a reader of He et al. asks of the curves, with standard errors.
+
+    * Degradation: is the deepest plain net's training error above the shallowest's
+      *through the run*? "supported" when it is above by more than two standard
+      errors at every common curve point; "not supported" when it is below by more
+      than two at some point; "inconclusive" otherwise.
+    * Residual nets: is the deepest residual net's training error at or below the
+      shallowest's through the run? "not supported" when it is above by more than
+      two standard errors at the last point; "supported" when it is never above by
+      more than two and at or below at the last point; "inconclusive" otherwise.
+
+    The standard error of a difference is sqrt(se_a^2 + se_b^2), each over its
+    segment's batches (:func:`train_error_se`).
+
+    Args:
+        curves: {model: its curve points (curve.json), in step order}.
+        passes_per_epoch: to say where a point is in passes over the training set.
+    """
+    out = []
+    for family, residual in (("plain", False), ("resnet", True)):
+        nets = sorted((m for m in curves if arch.parse_name(m).residual == residual
+                       and curves[m]), key=lambda m: arch.parse_name(m).depth)
+        claim = (f"Degradation through the run: the deeper plain net's training error is "
+                 "above the shallower one's at every curve point" if not residual else
+                 "No degradation with residual connections: the deeper residual net's "
+                 "training error is at or below the shallower one's through the run")
+        if len(nets) < 2:
+            out.append(_finding(claim, "not measured",
+                                f"needs curve points of two {family} depths."))
+            continue
+        shallow, deep = nets[0], nets[-1]
+        pairs = _aligned(curves[deep], curves[shallow])
+        if not pairs:
+            out.append(_finding(claim, "not measured",
+                                f"{deep} and {shallow} have no curve point at the same step."))
+            continue
+        diffs = [d["train_error"] - s["train_error"] for d, s in pairs]
+        ses = [math.hypot(train_error_se(d), train_error_se(s)) for d, s in pairs]
+        above = sum(x > 0 for x in diffs)
+        above_2se = sum(x > 2 * se for x, se in zip(diffs, ses))
+        below_2se = sum(x < -2 * se for x, se in zip(diffs, ses))
+        n = len(pairs)
+        last_d, last_s = pairs[-1]
+        if not residual:
+            outcome = ("supported" if above_2se == n else
+                       "not supported" if below_2se else "inconclusive")
+        else:
+            outcome = ("not supported" if diffs[-1] > 2 * ses[-1] else
+                       "supported" if not above_2se and diffs[-1] <= 0 else "inconclusive")
+        where = f"{last_d['epoch'] * passes_per_epoch:g} passes ({last_d['step']:,} iterations)"
+        first_2se = next((d["epoch"] * passes_per_epoch for (d, _), x, se
+                          in zip(pairs, diffs, ses) if x > 2 * se), None)
+        evidence = (
+            f"{deep}'s training error is above {shallow}'s at {above} of {n} curve points, "
+            f"by more than two standard errors at {above_2se}, below by more than two at "
+            f"{below_2se}"
+            + (f" (first beyond two standard errors at {first_2se:g} passes)"
+               if first_2se is not None else "")
+            + f"; at the last point, after {where}: {100 * last_d['train_error']:.2f}% "
+            f"± {100 * train_error_se(last_d):.2f} vs {100 * last_s['train_error']:.2f}% "
+            f"± {100 * train_error_se(last_s):.2f} (difference {100 * diffs[-1]:+.2f} "
+            f"± {100 * ses[-1]:.2f} points; training error over each segment's augmented "
+            "batches, standard error over those batches).")
+        out.append(_finding(
+            claim, outcome, evidence, deep=deep, shallow=shallow, points=n,
+            above=above, above_2se=above_2se, below_2se=below_2se,
+            steps=[d["step"] for d, _ in pairs], differences=diffs, standard_errors=ses))
+    return out
+
+
 def _early_late_ratio(names: Sequence[str], norms: Sequence[float]) -> float:
     """Median gradient norm of the first third of conv layers over that of the last third."""
     conv = [v for n, v in zip(names, norms) if n != "logits"]
@@ -233,7 +324,7 @@ def layer_findings(stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         stats: {model name: its layer_stats.json}.
     """
     out = []
-    depths = sorted({models.parse_name(k).depth for k in stats})
+    depths = sorted({arch.parse_name(k).depth for k in stats})
     for depth in depths:
         p, r = stats.get(f"plain{depth}"), stats.get(f"resnet{depth}")
         if not p or not r:

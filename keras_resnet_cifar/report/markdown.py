@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from keras_resnet_cifar import train_flags
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.report.runs import Run
-from keras_resnet_cifar.report.tables import table1_markdown
+from keras_resnet_cifar.report.tables import beside_published, table1_markdown
 
 # Published CIFAR-10 test accuracies to set ours beside (200 epochs / 64k iterations).
 # He et al. (2016), "Deep Residual Learning for Image Recognition", Table 6 (CIFAR-10
@@ -20,8 +20,16 @@ HE_ET_AL_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
 REPRODUCTION_TABLE1 = {"plain20": 0.9084, "resnet20": 0.9195, "plain56": 0.8671,
                        "resnet56": 0.9325}
 PAPER_EPOCHS = TrainConfig().epochs
+# He et al. trained for 64k iterations of batch 128 on 45k images (a 5k validation hold-out).
+HE_ET_AL_SCHEDULE = "64k iterations (about 182 passes over their 45k training images)"
+REPRODUCTION_SCHEDULE = f"{PAPER_EPOCHS} epochs"
 
 CAPTIONS = {
+    "error_curves": "He et al.'s Figures 1 and 6 from points inside the runs: error against "
+                    "passes over the training set (iterations on the top axis); dashed: "
+                    "training error over the augmented batches since the previous point, "
+                    "solid: test error on a fixed subset of the test set (the same images at "
+                    "every point, for every network), star: the whole test set at the end.",
     "curves": "Training dynamics: accuracy (left) and loss (right; the cross-entropy when "
               "the history has it, else Keras' loss including the weight-decay term); "
               "dashed training (running mean over augmented batches), solid {eval_set}.",
@@ -83,17 +91,23 @@ def _published(levels_table: dict[str, float], models: Sequence[str]) -> str:
     return ", ".join(f"{m} {100 * levels_table[m]:.2f}%" for m in models if m in levels_table)
 
 
-def _schedule(config: dict[str, Any]) -> str:
+def _schedule(run: Run) -> str:
+    config = run.config
     steps = config.get("steps_per_epoch")
     epoch = (f"{steps} steps x {config['batch_size']} = {steps * config['batch_size']:,} "
-             "shuffled, augmented training images" if steps else "one pass over the training set")
+             "shuffled, augmented training images" if steps else
+             f"one full pass over the {run.train_set_size:,} training images, reshuffled "
+             f"every pass ({run.steps_per_epoch:,} steps)")
     warm = (f"{config['warmup_learning_rate']} for {config['warmup_epochs']} epoch(s), then "
             if config.get("warmup_epochs") else "")
+    boundaries = config["lr_boundaries"]
+    share = ", ".join(f"{100 * b / config['epochs']:g}%" for b in boundaries)
     return (f"{config['epochs']} epochs, an epoch being {epoch}; SGD momentum "
             f"{config['momentum']}, weight decay {config['weight_decay']}, batch "
             f"{config['batch_size']}; learning rate {warm}{config['learning_rate']}, x"
-            f"{config['lr_decay']} after epochs {', '.join(map(str, config['lr_boundaries']))}; "
-            f"per-epoch evaluation on "
+            f"{config['lr_decay']} after epochs {', '.join(map(str, boundaries))}"
+            + (f" ({share} of the steps; set before every step)" if boundaries else "")
+            + "; per-epoch evaluation on "
             + (f"the first {config['eval_steps'] * config['batch_size']:,} images of the "
                f"{'validation' if config.get('validation_split') else 'test'} set"
                if config.get("eval_steps") else "the whole eval set") + ".")
@@ -132,7 +146,16 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
     lines.append(f"- Runs: {len(runs)} ({', '.join(f'{r.model} seed {r.seed}' for r in first)}); "
                  + ("all with the same recipe." if len(configs) == 1 else
                     "**recipes differ between runs** (see each config.json)."))
-    lines.append(f"- Schedule: {_schedule(first[0].config)}")
+    lines.append(f"- Schedule: {_schedule(first[0])}")
+    curve = next((r.curve for r in first if r.curve), None)
+    if curve:
+        lines.append(f"- Curve points: {curve['points_per_epoch']} per epoch (every "
+                     f"~{curve['steps_per_epoch'] / curve['points_per_epoch']:.0f} steps): the "
+                     "training error over the augmented batches since the previous point "
+                     "(standard error over those batches) and the test error on "
+                     f"{curve['test_subset']['images']:,} fixed test images (the same for every "
+                     "point and network; binomial standard error); the final test error on the "
+                     "whole test set.")
     counts = sorted({r["final_test_images"] for r in rows if r["final_test_images"]})
     source = metrics.get("data_source", "n/a")
     if first[0].config.get("data_dir"):
@@ -169,7 +192,22 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
               "project was specified from, Table 1: "
               + _published(REPRODUCTION_TABLE1, models_shown) + ".", "",
               table1_markdown(rows, levels), "Also as [table1.csv](table1.csv); per run: "
-              "[runs.csv](runs.csv).", "", "## Findings", ""]
+              "[runs.csv](runs.csv).", ""]
+    if first:
+        run = max(first, key=lambda r: r.images_seen)
+        ours = f"{run.passes:g} passes ({run.iterations:,} iterations)"
+        last_points = {r.model: r.curve_points[-1] for r in first if r.curve_points}
+        lines += ["## Beside the published numbers", "",
+                  f"**Ours are after {ours}; He et al.'s after {HE_ET_AL_SCHEDULE}; the "
+                  f"reproduction's after {REPRODUCTION_SCHEDULE}.** They are set side by side "
+                  "to show how far the short schedule gets, not as a like-for-like comparison. "
+                  "Standard errors: binomial on the test images for one run, of the mean over "
+                  "seeds for several; for the training error, over the last curve segment's "
+                  "batches.", "",
+                  beside_published(rows, last_points, HE_ET_AL_TABLE6, REPRODUCTION_TABLE1,
+                                   ours=ours, theirs=HE_ET_AL_SCHEDULE,
+                                   reproduction_schedule=REPRODUCTION_SCHEDULE), ""]
+    lines += ["## Findings", ""]
     for f in found:
         lines.append(f"- **{f['verdict'].upper()}**: {f['claim']}. {f['evidence']}")
     lines += ["", "Verdicts compare the measured numbers only; with one seed per model a "

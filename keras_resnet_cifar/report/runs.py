@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from keras_resnet_cifar import datasets, models, rundir
+from keras_resnet_cifar import arch, datasets, rundir  # no TensorFlow in the report
 from keras_resnet_cifar.errors import UserError
 
 CHANCE_ACCURACY = 1 / datasets.NUM_CLASSES
@@ -36,6 +36,7 @@ class Run:
     metrics: dict[str, Any] | None
     evaluation: dict[str, Any] | None
     layer_stats: dict[str, Any] | None
+    curve: dict[str, Any] | None = None  # curve.json: points inside the epochs
 
     @property
     def model(self) -> str:
@@ -46,8 +47,8 @@ class Run:
         return int(self.config.get("seed", 0))
 
     @property
-    def spec(self) -> models.ArchSpec:
-        return models.parse_name(self.model)
+    def spec(self) -> arch.ArchSpec:
+        return arch.parse_name(self.model)
 
     @property
     def eval_set(self) -> str:
@@ -70,6 +71,32 @@ class Run:
         """Training images drawn over the epochs completed so far."""
         return (self.images_per_epoch or self.train_set_size) * len(self.history)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps (iterations) per epoch."""
+        return (self.config.get("steps_per_epoch")
+                or math.ceil(self.train_set_size / self.config["batch_size"]))
+
+    @property
+    def passes_per_epoch(self) -> float:
+        """Passes over the training set per epoch (1 unless ``steps_per_epoch`` capped it)."""
+        return (self.images_per_epoch or self.train_set_size) / self.train_set_size
+
+    @property
+    def passes(self) -> float:
+        """Passes over the training set in the epochs completed so far."""
+        return self.passes_per_epoch * len(self.history)
+
+    @property
+    def iterations(self) -> int:
+        """Training steps in the epochs completed so far."""
+        return self.steps_per_epoch * len(self.history)
+
+    @property
+    def curve_points(self) -> list[dict[str, Any]]:
+        """curve.json's points, in step order (empty when the run recorded none)."""
+        return sorted((self.curve or {}).get("points", []), key=lambda p: p["step"])
+
 
 def train_set_size(config: dict[str, Any]) -> int:
     """The size of a run's training set, from its config."""
@@ -91,12 +118,12 @@ def load_run(path: str | os.PathLike) -> Run:
         raise UserError(f"{path} is not a run directory: it needs {rundir.CONFIG} and "
                         f"{rundir.HISTORY_JSON} (written by keras_resnet_cifar.train).")
     try:
-        models.parse_name(config.get("model"))
+        arch.parse_name(config.get("model"))
     except ValueError as e:
         raise UserError(f"{path / rundir.CONFIG}: {e}") from None
     return Run(path=path, config=config, history=rundir.read_history(path),
                metrics=rundir.read_metrics(path), evaluation=rundir.read_evaluation(path),
-               layer_stats=rundir.read_layer_stats(path))
+               layer_stats=rundir.read_layer_stats(path), curve=rundir.read_curve(path))
 
 
 def epochs_to_reach(history: Sequence[dict[str, Any]], level: float,

@@ -104,3 +104,46 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
         writer.writerow({k: ";".join(map(str, v)) if isinstance(v, list) else
                          ("" if v is None else v) for k, v in row.items()})
     return buf.getvalue()
+
+
+def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, dict[str, Any]],
+                     published: dict[str, float], reproduction: dict[str, float], *,
+                     ours: str, theirs: str, reproduction_schedule: str) -> str:
+    """Our final errors beside He et al.'s and the reproduction's, as a Markdown table.
+
+    Args:
+        rows: Table 1's rows (final test accuracy and its image count).
+        last_points: {model: its last curve point} (training error and its standard error).
+        published: {model: He et al.'s test accuracy}.
+        reproduction: {model: the reproduction's test accuracy}.
+        ours: our schedule, e.g. "3 passes (1,173 iterations)".
+        theirs: He et al.'s, e.g. "64k iterations".
+        reproduction_schedule: the reproduction's, e.g. "200 epochs".
+    """
+    head = [f"model", f"ours: test error (%) ± SE, after {ours}",
+            f"ours: training error (%) ± SE, last segment",
+            f"He et al. (2016) test error (%), after {theirs}",
+            f"reproduction test error (%), after {reproduction_schedule}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        acc, n = r["final_test_accuracy_mean"], r["final_test_images"]
+        if acc is None:
+            test = "n/a"
+        elif r["n"] > 1 and r["final_test_accuracy_std"] is not None:
+            test = (f"{100 * (1 - acc):.2f} ± {100 * r['final_test_accuracy_std'] / r['n'] ** 0.5:.2f}"
+                    f" (mean of {r['n']} seeds)")
+        else:
+            se = (acc * (1 - acc) / n) ** 0.5 if n else None
+            test = f"{100 * (1 - acc):.2f}" + (f" ± {100 * se:.2f} ({n:,} images)" if se else "")
+        point = last_points.get(r["model"])
+        if point:
+            se = point.get("train_error_se")
+            train = f"{100 * point['train_error']:.2f}" + (f" ± {100 * se:.2f}" if se else "")
+        else:
+            train = "n/a"
+        paper = (f"{100 * (1 - published[r['model']]):.2f}" if r["model"] in published
+                 else "figure only")
+        seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction
+                else "n/a")
+        lines.append("| " + " | ".join([r["model"], test, train, paper, seed]) + " |")
+    return "\n".join(lines) + "\n"
