@@ -104,7 +104,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"{'macro':<{width}}  {'':8}  {result['macro_precision']:9.4f}  "
                  f"{result['macro_recall']:6.4f}  {result['images']:7d}")
     lines.append(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
-                 f"on {result['images']} images")
+                 f"(from the probabilities) on {result['images']} images")
     return "\n".join(lines)
 
 

@@ -579,8 +579,8 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
     metrics = _metrics(config, model, rows, best, data, strategy, test_loss, test_accuracy,
                        fit_seconds)
     rundir.write_metrics(workdir, metrics)
-    logging.info("%s: test accuracy %.4f, test loss %.4f; wrote %s", model.name,
-                 test_accuracy, test_loss, workdir)
+    logging.info("%s: test accuracy %.4f, test loss %.4f (from the logits); wrote %s",
+                 model.name, test_accuracy, test_loss, workdir)
     return metrics
 
 
