@@ -234,6 +234,23 @@ class QuietLibraries(std_logging.Filter):
                 or not _LIBRARY_PATH.search(path))
 
 
+class PlainFormatter(std_logging.Formatter):
+    """Log lines as a person reads them: the message, ``warning:``/``error:`` before it.
+
+    absl's own prefix (level letter, date, time, thread id, file:line) is for
+    debugging; it comes back with ``--verbose``.
+    """
+
+    def __init__(self):
+        super().__init__("%(message)s")
+
+    def format(self, record: std_logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= std_logging.WARNING:
+            return f"{record.levelname.lower()}: {text}"
+        return text
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that cleanup code runs."""
 
@@ -317,6 +334,7 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
             logging.get_absl_handler().addFilter(QuietLibraries())
+            logging.get_absl_handler().setFormatter(PlainFormatter())
         faulthandler.enable()
         try:
             argv = _check_and_expand(argv, takes_files=takes_files, required=required or {},

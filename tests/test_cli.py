@@ -285,3 +285,15 @@ def test_a_sigterm_that_a_library_turned_into_another_error_still_ends_as_sigter
     assert cli._stopped_by(TypeError("a bug")) is None
     assert cli._stopped_by(KeyboardInterrupt()) == "SIGINT"
     assert cli._stopped_by(KeyboardInterrupt("SIGTERM")) == "SIGTERM"  # training's Interrupted
+
+
+def test_log_lines_read_plainly():
+    import logging as std_logging
+
+    formatter = cli.PlainFormatter()
+    info = std_logging.LogRecord("absl", std_logging.INFO, "x.py", 1, "epoch %d/%d", (1, 3),
+                                 None)
+    warning = std_logging.LogRecord("absl", std_logging.WARNING, "x.py", 1, "no --data_dir",
+                                    None, None)
+    assert formatter.format(info) == "epoch 1/3"
+    assert formatter.format(warning) == "warning: no --data_dir"
