@@ -58,12 +58,17 @@ def main(argv):
     for name, least in (("top_k", 1), ("num_threads", 1), ("max_images", 0)):
         if FLAGS[name].value < least:
             raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
-    model = predictor.load(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
-                           num_threads=FLAGS.num_threads)
+    # The inputs first (no TensorFlow needed): a typo in a file name is said at once.
     loaded, errors = images_lib.load_files(paths, strict=FLAGS.strict)
     for item in loaded:
         for warning in item.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+    if not loaded and not FLAGS.dataset:
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1)
+    model = predictor.load(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
+                           num_threads=FLAGS.num_threads)
     predictions = []
     if loaded:
         pixels = np.concatenate([item.pixels for item in loaded])

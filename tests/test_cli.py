@@ -217,7 +217,7 @@ def test_tilde_and_variables_in_path_flags(tmp_path):
         f"error: No run directory, .keras file, SavedModel or .tflite file at "
         f"{home}/data/nothing.keras.")
     (home / "data" / "junk.keras").write_text("not a zip")
-    junk = _run("predict", "--model_path=$KRC_MODELS/junk.keras", "x.png",
+    junk = _run("predict", "--model_path=$KRC_MODELS/junk.keras", "--dataset=synthetic",
                 KRC_MODELS=str(home / "data"))
     assert junk.stderr.splitlines()[-1] == (
         f"error: {home}/data/junk.keras exists but is not a .keras model (not a zip archive).")
@@ -297,3 +297,12 @@ def test_log_lines_read_plainly():
                                     None, None)
     assert formatter.format(info) == "epoch 1/3"
     assert formatter.format(warning) == "warning: no --data_dir"
+
+
+def test_predict_reports_missing_inputs_before_loading_a_model(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
+    r = _run("predict", f"--model_path={tmp_path / 'run'}", "missing.png", "other.npy",
+             cwd=tmp_path, block=str(tmp_path))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == ["error: missing.png: no such file.",
+                                     "error: other.npy: no such file."]
