@@ -1,6 +1,5 @@
 """The .th -> .npz converter, against arrays torch itself saved (tests/data, see its script)."""
 
-import io
 import pickle
 import subprocess
 import sys

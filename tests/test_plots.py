@@ -1,7 +1,6 @@
 """The figures, inspected as matplotlib objects: lines, data, labels, titles, files."""
 
 import numpy as np
-import pytest
 from matplotlib.colors import to_hex
 
 from keras_resnet_cifar import plots
