@@ -502,6 +502,17 @@ def synthetic(num_train: int, num_test: int, seed: int = 0) -> Cifar10:
 
 # --- Validation split ---------------------------------------------------------------
 
+def fixed_subset(split: Split, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` images and labels of ``split``, drawn without replacement, fixed by ``seed``.
+
+    In the split's order. The study's curve points and layer statistics use these
+    (so does the reference trainer's comparison), the same for every run.
+    """
+    size = min(size, len(split))
+    index = np.sort(np.random.default_rng(seed).permutation(len(split))[:size])
+    return split.images[index], split.labels[index]
+
+
 def holdout(split: Split, n: int, seed: int) -> tuple[Split, Split]:
     """Holds ``n`` random examples out of ``split``, deterministically in ``seed``.
 

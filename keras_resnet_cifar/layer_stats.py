@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from keras_resnet_cifar import fileio, rundir
 from keras_resnet_cifar.config import as_epoch
-from keras_resnet_cifar.datasets import Split
+from keras_resnet_cifar.datasets import Split, fixed_subset
 
 FILENAME = rundir.LAYER_STATS
 
@@ -143,10 +143,8 @@ def measure(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[
 
 
 def fixed_batch(split: Split, size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` images and labels of ``split``, drawn without replacement, fixed by ``seed``."""
-    size = min(size, len(split))
-    index = np.sort(np.random.default_rng(seed).permutation(len(split))[:size])
-    return split.images[index], split.labels[index]
+    """``size`` images and labels of ``split``, fixed by ``seed`` (:func:`datasets.fixed_subset`)."""
+    return fixed_subset(split, size, seed)
 
 
 def read(run_dir: str | os.PathLike) -> dict[str, Any] | None:
