@@ -126,8 +126,11 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
                 batch_size=max(config.batch_size, 256), subset_seed=CURVE_SUBSET_SEED))
         logging.info("study: training %s (seed %d) in %s", config.model, config.seed, workdir)
         keras.backend.clear_session()
+        # The curve points evaluate the test set during every epoch: a per-epoch
+        # evaluation of the whole test set on top would repeat it (~15% of the time).
         training.train_and_evaluate(config, workdir, callbacks=callbacks, verbose=verbose,
-                                    data=loaded)
+                                    data=loaded,
+                                    evaluate_every_epoch=not spec.curve_points_per_epoch)
         dirs.append(workdir)
     return dirs
 

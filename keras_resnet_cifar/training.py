@@ -56,7 +56,7 @@ from keras_resnet_cifar.errors import UserError
 # dominate "loss"; "cross_entropy" is the data term alone, for curves and tables.
 HISTORY_FIELDS = ("epoch", "loss", "cross_entropy", "accuracy", "val_loss",
                   "val_cross_entropy", "val_accuracy", "learning_rate", "epoch_time_s",
-                  "images_per_sec")
+                  "images_per_sec", "load_average")
 
 
 def make_strategy(distribute: str) -> tf.distribute.Strategy:
@@ -271,7 +271,12 @@ def _shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds ``epoch_time_s`` and ``images_per_sec`` (training phase only) to the logs."""
+    """Adds ``epoch_time_s``, ``images_per_sec`` (training phase only) and ``load_average``.
+
+    ``load_average`` is the machine's 1-minute load average at the epoch's end
+    (``os.getloadavg``): on a shared machine it says how far the timings were
+    slowed by other work (a 2-core machine with load 4 runs each job at ~half speed).
+    """
 
     def __init__(self, images_per_epoch: int):
         super().__init__()
@@ -289,6 +294,7 @@ class EpochTimer(keras.callbacks.Callback):
         elapsed = time.perf_counter() - self._start
         logs["epoch_time_s"] = elapsed
         logs["images_per_sec"] = self.images_per_epoch / max(self._train_time or elapsed, 1e-9)
+        logs["load_average"] = os.getloadavg()[0]
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -358,14 +364,14 @@ class RunWriter(keras.callbacks.Callback):
                 if improved:
                     rundir.save_model(self.model, self.workdir, rundir.BEST)
                     rundir.write_best(self.workdir, self.best)
+        evaluated = (f"{self.eval_set} cross-entropy {row['val_cross_entropy']:.4f}, "
+                     f"{self.eval_set} accuracy {row['val_accuracy']:.4f}, "
+                     if "val_accuracy" in row else "")
         logging.info(
-            "epoch %d/%d: cross-entropy %.4f, accuracy %.4f, %s cross-entropy %.4f, "
-            "%s accuracy %.4f, lr %.4g, %.1f s (%.0f img/s)", epoch + 1, self.total_epochs,
-            row.get("cross_entropy", math.nan), row.get("accuracy", math.nan), self.eval_set,
-            row.get("val_cross_entropy", math.nan), self.eval_set,
-            row.get("val_accuracy", math.nan),
-            row.get("learning_rate", math.nan), row.get("epoch_time_s", math.nan),
-            row.get("images_per_sec", math.nan))
+            "epoch %d/%d: cross-entropy %.4f, accuracy %.4f, %slr %.4g, %.1f s (%.0f img/s)",
+            epoch + 1, self.total_epochs, row.get("cross_entropy", math.nan),
+            row.get("accuracy", math.nan), evaluated, row.get("learning_rate", math.nan),
+            row.get("epoch_time_s", math.nan), row.get("images_per_sec", math.nan))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -459,7 +465,8 @@ def _create(workdir: Path) -> None:
 def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                        callbacks: Sequence[keras.callbacks.Callback] = (),
                        verbose: int | str = "auto",
-                       data: datasets.Cifar10 | None = None) -> dict[str, Any]:
+                       data: datasets.Cifar10 | None = None,
+                       evaluate_every_epoch: bool = True) -> dict[str, Any]:
     """Trains ``config`` in ``workdir`` (resuming what is there) and returns metrics.json.
 
     The rules of the run directory (one process, one recipe, the resume state) are
@@ -472,6 +479,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
         callbacks: extra Keras callbacks.
         verbose: passed to ``model.fit`` and ``model.evaluate`` (progress output).
         data: the data set of ``config`` if already loaded (else it is loaded here).
+        evaluate_every_epoch: evaluate the eval set after every epoch (history's
+            ``val_*`` columns and the best checkpoint); False (the study, whose
+            curve points already evaluate the test set during each epoch) leaves
+            them out and evaluates the test set once, at the end.
 
     Raises:
         UserError: unusable workdir, a workdir of another run or in use, unusable
@@ -501,7 +512,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
         rundir.start(workdir, config, plan)
         try:
             return _train(config, workdir, plan, strategy, chief, *data_splits,
-                          callbacks=callbacks, verbose=verbose, stop=stop)
+                          callbacks=callbacks, verbose=verbose, stop=stop,
+                          evaluate_every_epoch=evaluate_every_epoch)
         except KeyboardInterrupt:
             logging.warning("%s: training stopped. %s holds %d of %d epochs; run the same "
                             "command to resume.", stop.received or "interrupted", workdir,
@@ -513,7 +525,7 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
            strategy: tf.distribute.Strategy, chief: bool, train: datasets.Split,
            evaluation: datasets.Split, data: datasets.Cifar10, *,
            callbacks: Sequence[keras.callbacks.Callback], verbose: int | str,
-           stop: _StopSignals) -> dict[str, Any]:
+           stop: _StopSignals, evaluate_every_epoch: bool = True) -> dict[str, Any]:
     logging.info("data: %s; %d training images, %d %s images", data.source,
                  len(train.labels), len(evaluation.labels), config.eval_set)
     with strategy.scope():
@@ -558,7 +570,8 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             _vector_logs(model)
         model.fit(train_ds, initial_epoch=initial_epoch, epochs=config.epochs,
-                  steps_per_epoch=steps, validation_data=_eval_ds(evaluation, config),
+                  steps_per_epoch=steps, validation_data=(_eval_ds(evaluation, config) if evaluate_every_epoch
+                                   else None),
                   callbacks=run_callbacks, verbose=verbose, shuffle=False)
     fit_seconds = time.perf_counter() - started
 
