@@ -47,9 +47,11 @@ import numpy as np  # noqa: E402
 try:
     import torch  # noqa: E402
     import torch.nn.functional as F  # noqa: E402
-    from torch import nn  # noqa: E402
 except ImportError:
     sys.exit("error: this check needs PyTorch beside the project: pip install torch")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference_torch  # noqa: E402  (the reference network, with its parameter names)
 
 with cli.native_logs_muted():  # TensorFlow's start-up lines (cuInit on a CPU-only machine)
     import keras  # noqa: E402
@@ -58,52 +60,6 @@ with cli.native_logs_muted():  # TensorFlow's start-up lines (cuInit on a CPU-on
                                     reference_weights, training)
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at  # noqa: E402
 from keras_resnet_cifar.errors import UserError, exit_with, message_of  # noqa: E402
-
-
-# --- The reference network, with the reference's parameter names ---------------------------
-
-class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN (+ option-A shortcut) - ReLU, as the reference."""
-
-    def __init__(self, cin, cout, stride, residual):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)  # eps 1e-5, momentum 0.1
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.residual, self.stride, self.pad = residual, stride, (cout - cin) // 2
-
-    def forward(self, x):
-        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        if self.residual:
-            s = x[:, :, ::self.stride, ::self.stride]
-            if self.pad:
-                s = F.pad(s, (0, 0, 0, 0, self.pad, self.pad))
-            y = y + s
-        return F.relu(y)
-
-
-class CifarNet(nn.Module):
-    def __init__(self, spec: models.ArchSpec, mean, std):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        cin = 16
-        for s, cout in enumerate(spec.widths, start=1):
-            blocks = []
-            for b in range(spec.blocks_per_stage):
-                blocks.append(BasicBlock(cin, cout, 2 if s > 1 and b == 0 else 1,
-                                         spec.residual))
-                cin = cout
-            setattr(self, f"layer{s}", nn.Sequential(*blocks))
-        self.linear = nn.Linear(cin, 10)
-
-    def forward(self, pixels):  # raw [0, 255] pixels, normalised as the Keras model does
-        x = F.relu(self.bn1(self.conv1((pixels - self.mean) / self.std)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
 # --- Runs ------------------------------------------------------------------------------------
@@ -145,7 +101,8 @@ def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False):
 
 def run_torch(config: TrainConfig, spec, initial_state, images, labels, channels_last=False):
     """Per-step parameters of torch.optim.SGD on the reference network."""
-    net = CifarNet(spec, models.CIFAR10_MEAN, models.CIFAR10_STD)
+    net = reference_torch.CifarNet(spec.blocks_per_stage, spec.residual, models.CIFAR10_MEAN,
+                                   models.CIFAR10_STD, widths=spec.widths)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in initial_state.items()},
                         strict=False)
     net.train()

@@ -167,8 +167,8 @@ def train_one(config: TrainConfig, data: datasets.Cifar10, workdir: Path) -> dic
             loss.backward()
             opt.step()
             n, wrong = len(y), int((logits.argmax(1) != y).sum())
-            segment.append((n, wrong, float(loss) * n))
-            totals = [totals[0] + n, totals[1] + wrong, totals[2] + float(loss) * n]
+            segment.append((n, wrong, loss.item() * n))
+            totals = [totals[0] + n, totals[1] + wrong, totals[2] + loss.item() * n]
             if s + 1 in marks:
                 counts = np.array([b[0] for b in segment], np.float64)
                 errors = np.array([b[1] for b in segment]) / counts
