@@ -32,6 +32,7 @@ same pixels; the check is about the optimisation, not the input pipeline.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -78,17 +79,23 @@ def make_batches(data_dir: str, steps: int, batch: int, seed: int):
             train.labels[index].reshape(steps, batch))
 
 
-def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False):
-    """Per-step parameters of the project's training path, as reference state dicts."""
+def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False, every=1):
+    """Parameters of the project's training path every ``every`` steps (reference state
+    dicts), and the trained model."""
     model = training.build_and_compile(config)
     model.set_weights(initial)
     if keras_sgd:  # the optimiser the project replaced, for comparison
         model.compile(optimizer=keras.optimizers.SGD(learning_rate_at(0, config),
                                                      momentum=config.momentum),
                       loss=model.loss, metrics=[])
-    states = []
-    record = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda b, logs: states.append(reference_weights.to_state_dict(model)))
+    states, done = [], [0]
+
+    def record_state(batch, logs):
+        done[0] += 1
+        if done[0] % every == 0:
+            states.append(reference_weights.to_state_dict(model))
+
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=record_state)
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices(
@@ -96,11 +103,13 @@ def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False):
     model.fit(data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
               shuffle=False, verbose=0,
               callbacks=[optimizer.learning_rate_schedule(config), record])
-    return states
+    return states, model
 
 
-def run_torch(config: TrainConfig, spec, initial_state, images, labels, channels_last=False):
-    """Per-step parameters of torch.optim.SGD on the reference network."""
+def run_torch(config: TrainConfig, spec, initial_state, images, labels, channels_last=False,
+              every=1):
+    """Parameters of torch.optim.SGD on the reference network every ``every`` steps, and
+    the trained network."""
     net = reference_torch.CifarNet(spec.blocks_per_stage, spec.residual, models.CIFAR10_MEAN,
                                    models.CIFAR10_STD, widths=spec.widths)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in initial_state.items()},
@@ -119,9 +128,48 @@ def run_torch(config: TrainConfig, spec, initial_state, images, labels, channels
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(net(pixels), torch.from_numpy(y.astype(np.int64))).backward()
         opt.step()
-        states.append({k: v.detach().numpy().copy() for k, v in net.state_dict().items()
-                       if k in initial_state})
-    return states
+        if (step + 1) % every == 0:
+            states.append({k: v.detach().numpy().copy() for k, v in net.state_dict().items()
+                           if k in initial_state})
+    return states, net
+
+
+def print_batch_norm_check(data_dir, seed, model, nets):
+    """Saved vs re-estimated BatchNorm statistics of each trained network, on the test set."""
+    import measure_batch_norm_lag as lag
+
+    data = datasets.load("cifar10", data_dir)
+    batches = lag.recalibration_batches(data.train, seed + 1000)
+    rows = {"project (Keras)": lag.measure(model, data.test.images, data.test.labels, batches)}
+    for name, net in nets.items():
+        layers = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+        def averages():
+            return [(m.running_mean.numpy().copy(), m.running_var.numpy().copy())
+                    for m in layers]
+
+        def accuracy():
+            net.eval()
+            with torch.no_grad():
+                logits = torch.cat([net(reference_torch.to_nchw(data.test.images[i:i + 500]))
+                                    for i in range(0, len(data.test.labels), 500)])
+            net.train()
+            return float(np.mean(logits.argmax(1).numpy() == data.test.labels))
+
+        saved, before = averages(), accuracy()
+        with torch.no_grad():
+            for images in batches:
+                net(reference_torch.to_nchw(images))
+        rows[name] = {"test_accuracy": before, "bn_recalibrated_test_accuracy": accuracy(),
+                      **lag.lag(saved, averages())}
+    print(f"# BatchNorm running statistics after training, {lag.BATCHES} re-estimation batches; "
+          f"test accuracy on {len(data.test.labels)} images")
+    print(f"{'network':<24} {'saved':>7} {'re-estimated':>13} {'gain':>7} {'lag_mean':>9} "
+          f"{'lag_log_var':>12}")
+    for name, r in rows.items():
+        print(f"{name:<24} {r['test_accuracy']:>7.4f} {r['bn_recalibrated_test_accuracy']:>13.4f} "
+              f"{100 * (r['bn_recalibrated_test_accuracy'] - r['test_accuracy']):>+6.1f}p "
+              f"{r['bn_lag_mean']:>9.3f} {r['bn_lag_log_variance']:>12.3f}")
 
 
 def main():
@@ -131,6 +179,14 @@ def main():
     p.add_argument("--model", default="resnet20", help="plainN or resnetN (option A).")
     p.add_argument("--steps_per_phase", type=int, default=4,
                    help="Steps at lr 0.1, then at 0.01, then at 0.001.")
+    p.add_argument("--phases", type=int, default=3, choices=(1, 2, 3),
+                   help="Learning-rate phases (1: lr 0.1 throughout).")
+    p.add_argument("--every", type=int, default=1,
+                   help="Compare (and print) every this many steps.")
+    p.add_argument("--batch_norm_check", action="store_true",
+                   help="At the end, re-estimate each trained network's BatchNorm running "
+                        "statistics from 60 augmented training batches and print the test "
+                        "accuracy before and after, and the lag (measure_batch_norm_lag.py)."),
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: default).")
@@ -144,8 +200,10 @@ def main():
         torch.set_num_threads(a.threads)
     data_dir = os.path.expandvars(os.path.expanduser(a.data_dir))
     try:
-        config = TrainConfig(model=a.model, epochs=3, steps_per_epoch=a.steps_per_phase,
-                             batch_size=a.batch_size, lr_boundaries=(1, 2), lr_decay=0.1,
+        config = TrainConfig(model=a.model, epochs=a.phases, steps_per_epoch=a.steps_per_phase,
+                             batch_size=a.batch_size,
+                             lr_boundaries=tuple(range(1, a.phases)) or (a.phases,),
+                             lr_decay=0.1,
                              learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
                              weight_decay_scope="all", seed=a.seed)
     except ValueError as e:  # a bad --model, --batch_size, ... (the config says which)
@@ -175,14 +233,17 @@ def main():
         print(f"{time.time() - started:5.0f} s: {what}", file=sys.stderr, flush=True)
 
     progress(f"training {steps} steps: the project (Keras, ReferenceSGD)")
-    project = run_keras(config, initial, images, labels)
+    project, project_model = run_keras(config, initial, images, labels, every=a.every)
     progress("PyTorch (torch.optim.SGD)")
-    reference = run_torch(config, spec, initial_state, images, labels)
+    reference, reference_net = run_torch(config, spec, initial_state, images, labels,
+                                         every=a.every)
     progress("PyTorch channels-last (the noise level)")
-    noise = run_torch(config, spec, initial_state, images, labels, channels_last=True)
+    noise, noise_net = run_torch(config, spec, initial_state, images, labels,
+                                 channels_last=True, every=a.every)
     if a.keras_sgd:
         progress("Keras' own SGD")
-    stock = run_keras(config, initial, images, labels, keras_sgd=True) if a.keras_sgd else None
+    stock = (run_keras(config, initial, images, labels, keras_sgd=True, every=a.every)[0]
+             if a.keras_sgd else None)
 
     start = f"trained weights {os.path.basename(a.initial_weights)}" if a.initial_weights \
         else f"fresh initialisation, seed {a.seed}"
@@ -193,31 +254,43 @@ def main():
     print("# relative difference to the PyTorch trainer after each step: max over tensors "
           "of ||a - b|| / ||b||;\n# 'noise' is PyTorch channels-last against PyTorch "
           "channels-first (same weights, same batches)")
+    print("# 'norms' is ||project kernels|| / ||PyTorch kernels|| over all kernels together "
+          "(a larger effective step would show as a drift away from 1)")
     print(f"{'':>11} {'conv and linear kernels':^29} {'all parameters':^20} "
-          f"{'BN running stats':^20} {'vs torch CL':>11}" + (f" {'Keras SGD':>10}" if stock else ""))
+          f"{'BN running stats':^20} {'vs torch CL':>11} {'':>7}"
+          + (f" {'Keras SGD':>10}" if stock else ""))
     print(f"{'step':>4} {'lr':>6} {'project':>9} {'noise':>9} {'ratio':>9} "
-          f"{'project':>9} {'noise':>10} {'project':>9} {'noise':>10} {'kernels':>11}"
-          + (f" {'kernels':>10}" if stock else ""))
+          f"{'project':>9} {'noise':>10} {'project':>9} {'noise':>10} {'kernels':>11} "
+          f"{'norms':>7}" + (f" {'kernels':>10}" if stock else ""))
 
     def diff(a, b, keys):
         return max(float(np.linalg.norm(a[k] - b[k]) / np.linalg.norm(b[k])) for k in keys)
 
+    def norm(state, keys):
+        return math.sqrt(sum(float(np.sum(state[k].astype(np.float64) ** 2)) for k in keys))
+
     worst = 0.0
-    for step in range(steps):
+    for i in range(len(project)):
+        step = (i + 1) * a.every - 1
         lr = learning_rate_at(step // config.steps_per_epoch, config)
-        ours, floor = diff(project[step], reference[step], kernels), diff(
-            noise[step], reference[step], kernels)
+        ours, floor = diff(project[i], reference[i], kernels), diff(
+            noise[i], reference[i], kernels)
         worst = max(worst, ours / floor)
         line = (f"{step + 1:>4} {lr:>6.3g} {ours:>9.2e} {floor:>9.2e} {ours / floor:>9.2f} "
-                f"{diff(project[step], reference[step], params):>9.2e} "
-                f"{diff(noise[step], reference[step], params):>10.2e} "
-                f"{diff(project[step], reference[step], stats):>9.2e} "
-                f"{diff(noise[step], reference[step], stats):>10.2e} "
-                f"{diff(project[step], noise[step], kernels):>11.2e}")
+                f"{diff(project[i], reference[i], params):>9.2e} "
+                f"{diff(noise[i], reference[i], params):>10.2e} "
+                f"{diff(project[i], reference[i], stats):>9.2e} "
+                f"{diff(noise[i], reference[i], stats):>10.2e} "
+                f"{diff(project[i], noise[i], kernels):>11.2e} "
+                f"{norm(project[i], kernels) / norm(reference[i], kernels):>7.4f}")
         if stock:
-            line += f" {diff(stock[step], reference[step], kernels):>10.2e}"
+            line += f" {diff(stock[i], reference[i], kernels):>10.2e}"
         print(line)
     print(f"# kernels: largest ratio of the project's difference to the noise level: {worst:.2f}")
+    if a.batch_norm_check:
+        progress("BatchNorm check: test accuracy with the saved and re-estimated statistics")
+        print_batch_norm_check(data_dir, a.seed, project_model,
+                               {"PyTorch": reference_net, "PyTorch channels-last": noise_net})
 
 
 if __name__ == "__main__":

@@ -42,34 +42,44 @@ BATCHES = 60
 BATCH_SIZE = 128
 
 
-def measure(model, data, seed: int) -> dict:
-    """The saved-statistics accuracy, the re-estimated one and the lag (see the module doc)."""
-    import keras
-
+def recalibration_batches(train, seed: int):
+    """``BATCHES`` augmented training batches of ``BATCH_SIZE`` from the project's pipeline."""
     from keras_resnet_cifar import input_pipeline
 
-    def accuracy():
-        logits = model.predict(data.test.images.astype(np.float32), batch_size=500, verbose=0)
-        return float(np.mean(logits.argmax(axis=1) == data.test.labels))
+    return [images.numpy() for images, _ in input_pipeline.train_dataset(
+        train, BATCH_SIZE, seed=seed, first_epoch=10_000, steps_per_epoch=BATCHES)]
 
-    layers = [layer for layer in model.layers
-              if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [(layer.moving_mean.numpy().copy(), layer.moving_variance.numpy().copy())
-             for layer in layers]
-    before = accuracy()
-    batches = input_pipeline.train_dataset(data.train, BATCH_SIZE, seed=seed,
-                                           first_epoch=10_000, steps_per_epoch=BATCHES)
-    for images, _ in batches:
-        model(images, training=True)  # updates the running averages only
-    after = accuracy()
-    means, variances = [], []
-    for layer, (mean, variance) in zip(layers, saved):
-        fresh_mean, fresh_var = layer.moving_mean.numpy(), layer.moving_variance.numpy()
-        means.append(np.sqrt(np.mean((mean - fresh_mean) ** 2 / fresh_var)))
-        variances.append(np.mean(np.abs(np.log(variance / fresh_var))))
-    return {"test_accuracy": before, "bn_recalibrated_test_accuracy": after,
-            "bn_lag_mean": float(np.mean(means)),
+
+def lag(saved, fresh) -> dict:
+    """The two lag figures from [(mean, variance)] pairs per BatchNorm layer (module doc)."""
+    means = [np.sqrt(np.mean((m - fm) ** 2 / fv)) for (m, _), (fm, fv) in zip(saved, fresh)]
+    variances = [np.mean(np.abs(np.log(v / fv))) for (_, v), (_, fv) in zip(saved, fresh)]
+    return {"bn_lag_mean": float(np.mean(means)),
             "bn_lag_log_variance": float(np.mean(variances))}
+
+
+def measure(model, test_images, test_labels, batches) -> dict:
+    """The saved-statistics accuracy, the re-estimated one and the lag (see the module doc).
+
+    ``batches``: the re-estimation's training batches (raw pixels, NHWC); the
+    model's running averages are replaced by theirs.
+    """
+    import keras
+
+    def accuracy():
+        logits = model.predict(np.asarray(test_images, np.float32), batch_size=500, verbose=0)
+        return float(np.mean(logits.argmax(axis=1) == test_labels))
+
+    def averages():
+        return [(layer.moving_mean.numpy().copy(), layer.moving_variance.numpy().copy())
+                for layer in model.layers
+                if isinstance(layer, keras.layers.BatchNormalization)]
+
+    saved, before = averages(), accuracy()
+    for images in batches:
+        model(np.asarray(images, np.float32), training=True)  # the running averages only
+    return {"test_accuracy": before, "bn_recalibrated_test_accuracy": accuracy(),
+            **lag(saved, averages())}
 
 
 def main():
@@ -95,7 +105,8 @@ def main():
           f"{'lag_mean':>9} {'lag_log_var':>12}")
     for path in paths:
         model = keras.saving.load_model(path, compile=False)
-        r = measure(model, data, a.seed)
+        r = measure(model, data.test.images, data.test.labels,
+                    recalibration_batches(data.train, a.seed))
         print(f"{str(path):<40} {r['test_accuracy']:>9.4f} "
               f"{r['bn_recalibrated_test_accuracy']:>13.4f} "
               f"{100 * (r['bn_recalibrated_test_accuracy'] - r['test_accuracy']):>+6.1f}p "
