@@ -31,6 +31,11 @@ from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.labels import CIFAR10_CLASSES, top_k
 
 KINDS = ("keras", "saved_model", "tflite")
+# A .keras file is a zip (config.json, metadata.json, model.weights.h5) whose JSON
+# Keras reads whole into memory, and a zip can announce gigabytes in a few megabytes.
+# The largest model here, ResNet-1202 with its optimiser state, is about 160 MB.
+MAX_KERAS_BYTES = 1 << 30
+MAX_KERAS_JSON_BYTES = 16 << 20
 CHECKPOINTS = tuple(rundir.MODEL_FILES)  # final, last, best
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
@@ -243,9 +248,40 @@ def _load_saved_model(resolved: Resolved) -> Predictor:
                      card=card)
 
 
+def check_keras_archive(file: str | os.PathLike) -> None:
+    """Checks a ``.keras`` file's zip directory before Keras reads it.
+
+    Reads only the central directory: the announced (uncompressed) size of each
+    member, which zipfile never reads beyond, so a zip bomb is refused for the
+    cost of its directory.
+
+    Raises:
+        UserError: not a zip (truncated or corrupt), or members larger than
+            :data:`MAX_KERAS_BYTES` in all or :data:`MAX_KERAS_JSON_BYTES` for a
+            JSON member.
+    """
+    try:
+        with zipfile.ZipFile(file) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise UserError(f"{file} exists but is not a readable .keras model (truncated or "
+                        f"corrupt: {first_line(e)}).") from None
+    total = sum(m.file_size for m in members)
+    if total > MAX_KERAS_BYTES:
+        raise UserError(f"{file} announces {total:,} bytes uncompressed, more than the "
+                        f"{MAX_KERAS_BYTES:,} any model of this project needs: refused "
+                        "before reading.")
+    for m in members:
+        if m.filename.endswith(".json") and m.file_size > MAX_KERAS_JSON_BYTES:
+            raise UserError(f"{file}: its {m.filename} announces {m.file_size:,} bytes "
+                            f"uncompressed, more than {MAX_KERAS_JSON_BYTES:,}: refused "
+                            "before reading.")
+
+
 def _load_keras(resolved: Resolved) -> Predictor:
     import keras
 
+    check_keras_archive(resolved.file)
     try:
         # compile=False: a run's optimiser (optimizer.ReferenceSGD) is not needed to predict.
         model = keras.saving.load_model(resolved.file, compile=False)
