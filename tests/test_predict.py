@@ -180,6 +180,33 @@ def test_checkpoints_of_a_run_directory(models_dir, tmp_path):
         predictor.resolve(folder / "model.tflite", "best")
 
 
+def test_a_damaged_checkpoint_is_named_as_damaged(models_dir, tmp_path):
+    # Issue 16, item 2: Keras says "File not found" for a truncated .keras file.
+    folder, _ = models_dir
+    (tmp_path / "checkpoints").mkdir()
+    good = (folder / "model.keras").read_bytes()
+    (tmp_path / "checkpoints" / "best.keras").write_bytes(good[:len(good) // 2])
+    with pytest.raises(UserError, match=r"checkpoints/best.keras exists but is not a readable "
+                                        r"\.keras model \(truncated or corrupt"):
+        predictor.load(tmp_path, checkpoint="best")
+
+
+def test_a_keras_zip_bomb_is_refused_from_its_directory(tmp_path):
+    # Issue 16, item 5: a small .keras whose config.json inflates to gigabytes.
+    import zipfile
+
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("metadata.json", "{}")
+        with z.open("config.json", "w", force_zip64=True) as f:
+            for _ in range(20):
+                f.write(b" " * (1 << 20))
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(UserError, match=r"config.json announces 20,971,520 bytes "
+                                        r"uncompressed, more than 16,777,216"):
+        predictor.load(bomb)
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.predict", *args],
                           cwd=cwd, env=ENV, capture_output=True, text=True)
