@@ -180,6 +180,17 @@ def test_checkpoints_of_a_run_directory(models_dir, tmp_path):
         predictor.resolve(folder / "model.tflite", "best")
 
 
+def test_a_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path, pixels):
+    # Issue 16, item 8: Pillow's convert("RGB") clipped 99.4% of the pixels at 255.
+    gray = np.asarray(Image.fromarray(pixels[0]).convert("L"), np.uint16)
+    Image.fromarray(gray * 257).save(tmp_path / "g16.png")  # the same image, 16 bits
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    loaded = images.load_file(tmp_path / "g16.png")
+    for c in range(3):
+        np.testing.assert_array_equal(loaded.pixels[0, :, :, c], gray)
+    assert "converted 16-bit grayscale" in loaded.warnings[0]
+
+
 def test_a_damaged_checkpoint_is_named_as_damaged(models_dir, tmp_path):
     # Issue 16, item 2: Keras says "File not found" for a truncated .keras file.
     folder, _ = models_dir
