@@ -127,7 +127,7 @@ def test_every_kind_of_model_gives_the_same_answers(models_dir, pixels):
     expected = model.predict(pixels.astype(np.float32), verbose=0)
     for path, kind in ((folder / "model.tflite", "tflite"), (folder / "saved", "saved_model"),
                        (folder / "model.keras", "keras")):
-        loaded_model = predictor.load(path)
+        loaded_model = predictor.load(path, trust_savedmodel=True)  # written by the fixture
         assert loaded_model.kind == kind and loaded_model.describe()["kind"] == kind
         seen = []
         probabilities = loaded_model.predict(pixels, batch_size=3,
@@ -248,7 +248,8 @@ def test_cli_scores_good_files_and_reports_bad_ones(models_dir, files):
 @pytest.mark.slow
 def test_cli_on_saved_model_and_dataset(models_dir, files):
     folder, _ = models_dir
-    done = _cli(f"--model_path={folder / 'saved'}", "a.png", "b.jpg", cwd=files)
+    done = _cli(f"--model_path={folder / 'saved'}", "--trust_savedmodel", "a.png", "b.jpg",
+                cwd=files)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("a.png") and "\nb.jpg" in done.stdout
     scored = _cli(f"--model_path={folder / 'model.tflite'}", "--dataset=synthetic",
