@@ -93,9 +93,10 @@ def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
     TensorFlow operations its graph holds (``tf.io.write_file`` included), so one
     from elsewhere is loaded only with ``trust_savedmodel``. An export of this
     project records the sha256 of its graph and variables in its model card
-    (:func:`keras_resnet_cifar.contract.saved_model_problem`). The card guards
-    against a SavedModel from elsewhere or modified since, not against someone who
-    forges the card too: that needs write access to the export.
+    (:func:`keras_resnet_cifar.contract.saved_model_problem`). That catches a
+    SavedModel from elsewhere, or one changed after the export; it is not a
+    signature: whoever makes a hostile SavedModel can write a matching card too,
+    so a SavedModel from an untrusted source is never safe to load.
 
     Raises:
         UserError: a SavedModel the card does not vouch for, without ``trust_savedmodel``.

@@ -50,6 +50,7 @@ import os
 import shutil
 import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -274,7 +275,8 @@ def is_damaged_model(workdir: str | os.PathLike, name: str) -> bool:
     try:
         with zipfile.ZipFile(file) as archive:
             return archive.testzip() is not None
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError):
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError, zlib.error,
+            NotImplementedError):  # zlib.error: a damaged deflate stream
         return True
 
 
