@@ -79,6 +79,8 @@ def test_progress_lines_when_not_a_terminal(capsys):
 def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
     block = str(tmp_path)
+    (tmp_path / "sm").mkdir()  # a SavedModel without this project's model card
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
     for tool in TOOLS:
         bad = _run(tool, "--no_such_flag=1", block=block)
         assert bad.returncode == 1, (tool, bad.stderr)
@@ -114,6 +116,11 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
                 ("http://h:8501/?x=1#frag", "must not hold a query (?...) or fragment"))),
             *(("serving_client", (f"--model_name={name}", "a.png"),
                "error: --model_name must be letters, digits") for name in ("a?b", "a#b", "..")),
+            # Issue 16, item 6: a SavedModel is a program; one from elsewhere needs the opt-in.
+            *((tool, ("--model_path=sm", *extra), "error: sm has no model_card.json of "
+               "keras_resnet_cifar.export. A SavedModel is a program") for tool, extra in (
+                ("evaluate", ()), ("export", ()), ("predict", ("--dataset=synthetic",)),
+                ("benchmark", ("--models=resnet8",)))),
             ("serving_client", ("--model_name=m", "--timeout=1e10", "a.png"),
              "error: --timeout must be at most 86400 seconds (a day), got 10000000000.0."),
             # Model names and TrainConfig's values are checked without Keras (arch.py).
