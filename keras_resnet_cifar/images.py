@@ -97,7 +97,7 @@ def _load_image(path: str, strict: bool) -> Loaded:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: not a readable image ({first_line(e)}).") from None
     warnings = []
-    if mode in _WIDE_GRAY or (mode == "I" and fmt == "PNG"):
+    if _is_wide_gray(mode, fmt):
         warnings.append(f"{path}: converted 16-bit grayscale ({mode}) to 8-bit RGB")
     elif mode not in ("RGB",):
         warnings.append(f"{path}: converted {mode} to RGB")
@@ -112,8 +112,12 @@ def _load_image(path: str, strict: bool) -> Loaded:
     return Loaded(path, (path,), pixels, tuple(warnings))
 
 
-# Pillow's modes for 16-bit grayscale (PNG, TIFF); older Pillows open 16-bit PNGs as "I".
-_WIDE_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
+def _is_wide_gray(mode: str, fmt: str | None) -> bool:
+    """Whether Pillow opened a 16-bit grayscale image (PNG, TIFF).
+
+    Its modes are ``I;16`` and kin; older Pillows open 16-bit PNGs as ``I``.
+    """
+    return mode in ("I;16", "I;16L", "I;16B", "I;16N") or (mode == "I" and fmt == "PNG")
 
 
 def _to_rgb(img):
@@ -124,7 +128,7 @@ def _to_rgb(img):
     """
     from PIL import Image
 
-    if img.mode in _WIDE_GRAY or (img.mode == "I" and img.format == "PNG"):
+    if _is_wide_gray(img.mode, img.format):
         wide = np.clip(np.asarray(img, np.float64), 0, 65535)
         return Image.fromarray(np.rint(wide / 257).astype(np.uint8), "L").convert("RGB")
     return img.convert("RGB")
