@@ -21,6 +21,8 @@ also writes that JSON to PATH) of:
   named (a run directory, a ``.keras`` file, a SavedModel folder or a ``.tflite``
   file, loaded as every tool loads them: ``keras_resnet_cifar.predictor``).
   ``--model_path`` alone measures only those; add ``--models`` to train too.
+  A SavedModel that ``keras_resnet_cifar.export`` did not write needs
+  ``--trust_savedmodel``: it is a program.
 
 Each figure is the median of ``--repeats`` timed repeats after a warm-up that is
 not counted, with the spread (min, max). With ``--peer=<python>`` the PyTorch peer
@@ -47,7 +49,7 @@ from typing import Sequence
 from absl import flags
 
 # None of these imports Keras or TensorFlow: flag errors answer at once.
-from keras_resnet_cifar import benchmarking, cli, train_flags
+from keras_resnet_cifar import benchmarking, cli, predictor, train_flags
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
@@ -67,6 +69,7 @@ def define_flags() -> None:
     flags.DEFINE_list("model_path", [], "Models to time at inference: run directories, "
                       ".keras files, SavedModel folders, .tflite files. Without --models, "
                       "only these are measured.")
+    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
     flags.DEFINE_integer("inference_runs", defaults.inference_runs,
                          "Timed batch-1 calls per --model_path model.")
     flags.DEFINE_integer("num_threads", defaults.num_threads,
@@ -108,7 +111,8 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
         base=base, models=models, steps=flag_values.steps, repeats=flag_values.repeats,
         pipeline_batches=flag_values.pipeline_batches,
         model_paths=tuple(flag_values.model_path), inference_runs=flag_values.inference_runs,
-        num_threads=flag_values.num_threads, peer=peer or None,
+        num_threads=flag_values.num_threads, trust_savedmodel=flag_values.trust_savedmodel,
+        peer=peer or None,
         peer_script=flag_values.peer_script, peer_modes=tuple(flag_values.peer_modes))
     benchmarking.check_plan(plan)
     return plan

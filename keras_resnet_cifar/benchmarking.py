@@ -195,7 +195,7 @@ def inference_key(path: str | os.PathLike, kind: str) -> str:
 
 
 def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
-                    num_threads: int) -> dict[str, Any]:
+                    num_threads: int, trust_savedmodel: bool = False) -> dict[str, Any]:
     """:func:`serving_rates` of each model in ``paths``, loaded by :func:`predictor.load`.
 
     Args:
@@ -215,7 +215,8 @@ def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
 
     results: dict[str, Any] = {}
     for path in paths:
-        model = predictor.load(path, num_threads=num_threads)
+        model = predictor.load(path, num_threads=num_threads,
+                               trust_savedmodel=trust_savedmodel)
         key = inference_key(path, model.kind)
         key = key if key not in results else f"{model.kind}:{path}"
         logging.info("timing %s: %d batch-1 calls", key, runs)
@@ -265,6 +266,7 @@ class Plan:
     model_paths: tuple[str, ...] = ()
     inference_runs: int = 100
     num_threads: int = 0  # of a .tflite model; 0: every core
+    trust_savedmodel: bool = False  # load SavedModels that the exporter did not write
     peer: str | None = None
     peer_script: str = os.fspath(PEER_SCRIPT)
     peer_modes: tuple[str, ...] = ("channels_last",)
@@ -301,7 +303,7 @@ def check_plan(plan: Plan) -> None:
     if plan.peer and not Path(plan.peer_script).is_file():
         raise UserError(f"No peer script at {plan.peer_script} (set --peer_script).")
     for path in plan.model_paths:  # before minutes of training
-        predictor.resolve(path)
+        predictor.resolve(path, trust_savedmodel=plan.trust_savedmodel)
 
 
 def run(plan: Plan) -> dict[str, Any]:
@@ -328,7 +330,8 @@ def run(plan: Plan) -> dict[str, Any]:
         "training": {}, "evaluation": {},
         "inference": (inference_rates(plan.model_paths, data.test.images,
                                       runs=plan.inference_runs,
-                                      num_threads=plan.num_threads or os.cpu_count() or 1)
+                                      num_threads=plan.num_threads or os.cpu_count() or 1,
+                                      trust_savedmodel=plan.trust_savedmodel)
                       if plan.model_paths else {"skipped": "no --model_path given"}),
     }
     for config in (dataclasses.replace(base, model=m) for m in plan.models):

@@ -32,6 +32,10 @@ Old spellings (``--model_dir`` for an input, ``--model`` for a file in
 predict, ``--export_dir``, ``--reference_weights``, ``--output``, train's
 ``--verbose=0|1|2``) still work and print a one-line deprecation notice.
 
+``--trust_savedmodel`` (evaluate, export, predict, benchmark) loads a SavedModel
+that ``keras_resnet_cifar.export`` did not write: a SavedModel is a program
+(:func:`keras_resnet_cifar.predictor.check_trusted`).
+
 Behaviour that every tool gets from :func:`run`:
 
 - A flag error, a missing required flag, a stray positional argument or a

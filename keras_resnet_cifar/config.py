@@ -25,6 +25,13 @@ from keras_resnet_cifar import arch  # no Keras: flags are checked before Tensor
 DATASETS = ("cifar10", "synthetic")
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# The seed goes to NumPy's and TensorFlow's generators, which take 32 bits; counts end
+# up in TensorFlow's int64 tensors (dataset sizes, the optimiser's step counter).
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 2**63 - 1
+COUNT_FIELDS = ("epochs", "batch_size", "synthetic_train_size", "synthetic_test_size",
+                "steps_per_execution", "steps_per_epoch", "eval_steps", "validation_split",
+                "warmup_epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +83,19 @@ class TrainConfig:
         for name in ("steps_per_epoch", "eval_steps"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
+        # Out-of-range integers are refused here, before a run directory exists, rather
+        # than overflowing inside NumPy or TensorFlow as a traceback.
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"--seed must be in [0, {MAX_SEED}], got {self.seed}.")
+        for name in COUNT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value > MAX_COUNT:
+                raise ValueError(f"--{name} must be at most {MAX_COUNT} (int64), got {value}.")
+        if self.steps_per_epoch is not None and \
+                self.epochs * self.steps_per_epoch * self.batch_size > MAX_COUNT:
+            raise ValueError("--epochs x --steps_per_epoch x --batch_size must be at most "
+                             f"{MAX_COUNT} images (int64), got {self.epochs} x "
+                             f"{self.steps_per_epoch} x {self.batch_size}.")
         # Values that cannot train are refused here, not found out epochs later:
         # NaN fails every comparison, so each check is written as "must hold".
         for name in ("learning_rate", "warmup_learning_rate"):

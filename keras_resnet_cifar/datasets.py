@@ -59,6 +59,10 @@ RECORDS_PER_BATCH = 10_000
 IMAGE_BYTES = 32 * 32 * 3
 RECORD_BYTES = 1 + IMAGE_BYTES  # one label byte, then the R, G and B planes
 
+# The largest file of a genuine copy is a 31 MB batch; a file or archive member that
+# announces more is refused before it is read (a few MB of gzip can inflate to GBs).
+MAX_FILE_BYTES = 64 << 20
+
 BIN_DIR, PY_DIR = "cifar-10-batches-bin", "cifar-10-batches-py"
 BIN_TAR, PY_TAR = "cifar-10-binary.tar.gz", "cifar-10-python.tar.gz"
 FORMATS = ("binary-dir", "python-dir", "binary-tar", "python-tar")
@@ -241,6 +245,7 @@ def _read_dir(folder: str, fmt: str) -> dict[str, bytes]:
     for name in _wanted(fmt):
         file = os.path.join(folder, name)
         if os.path.isfile(file):
+            _check_size(os.path.getsize(file), file)
             with open(file, "rb") as f:
                 files[name] = f.read()
     return files
@@ -277,6 +282,8 @@ def _tar_members(archive: str, want: Callable[[str], bool],
                     name = posixpath.normpath(member.name)
                     if not member.isfile() or name.startswith(("/", "..")) or not want(name):
                         continue
+                    if read:
+                        _check_size(member.size, f"{name} in {archive}")
                     yield name, tar.extractfile(member).read() if read else None
             if read and gzipped:
                 # gzip checks its CRC only at the end of the stream (tarfile's own
@@ -287,6 +294,14 @@ def _tar_members(archive: str, want: Callable[[str], bool],
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise DataError(f"{archive} is not a readable tar archive (truncated or "
                         f"corrupt?): {_first_line(e)}.") from e
+
+
+def _check_size(size: int, where: str) -> None:
+    """Refuses a file that announces more bytes than any file of a CIFAR-10 copy."""
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{where} announces {size:,} bytes, more than any CIFAR-10 file "
+                        f"(at most {MAX_FILE_BYTES >> 20} MB): not a genuine copy; "
+                        "refused before reading it.")
 
 
 def _check_labels(labels: np.ndarray, where: str) -> None:
@@ -488,8 +503,12 @@ def synthetic(num_train: int, num_test: int, seed: int = 0) -> Cifar10:
     prototypes = (colours + patterns).astype(np.float32)
 
     def make(n, rng):
-        labels = rng.permutation(np.arange(n) % NUM_CLASSES).astype(np.int64)
-        images = np.empty((n, 32, 32, 3), np.uint8)
+        try:
+            labels = rng.permutation(np.arange(n) % NUM_CLASSES).astype(np.int64)
+            images = np.empty((n, 32, 32, 3), np.uint8)
+        except (MemoryError, ValueError):  # ValueError: "array is too big"
+            raise UserError(f"Cannot hold {n:,} synthetic images in memory "
+                            f"({n * IMAGE_BYTES / 1e9:,.1f} GB).") from None
         for start in range(0, n, 4096):  # in chunks: float noise for 50,000 is 600 MB
             y = labels[start:start + 4096]
             noise = rng.standard_normal((len(y), 32, 32, 3), np.float32) * 50.0

@@ -56,6 +56,11 @@ class TFLiteClassifier:
         what = "the given bytes" if "model_content" in source else source["model_path"]
         if "model_path" in source and not os.path.isfile(source["model_path"]):
             raise UserError(f"No TFLite model at {what}.")
+        card = None if "model_content" in source else contract.read_card(model)
+        if card is not None:
+            # LiteRT runs a bit-flipped model without a word and may answer "cat 100%":
+            # an exported file is checked against the sha256 its card records.
+            contract.check_file(card, os.path.dirname(what) or ".", os.path.basename(what))
         try:
             self._interpreter = litert.Interpreter(
                 **source, num_threads=num_threads, experimental_op_resolver_type=resolver)
@@ -67,6 +72,7 @@ class TFLiteClassifier:
             raise UserError(f"{what} is not a 32x32x3 image classifier with one input "
                             "and one output.")
         self._input, self._output = inputs[0], outputs[0]
+        self._what = what
         self._batch = None
         self.num_threads = num_threads
         self.input_dtype = np.dtype(self._input["dtype"])
@@ -74,8 +80,7 @@ class TFLiteClassifier:
         self.input_quantization = tuple(self._input["quantization"])
         self.num_classes = int(self._output["shape"][-1])
         if class_names is None:
-            class_names = (None if isinstance(model, (bytes, bytearray)) else
-                           contract.class_names(contract.read_card(model))) or CIFAR10_CLASSES
+            class_names = contract.class_names(card) or CIFAR10_CLASSES
         if len(class_names) != self.num_classes:
             raise UserError(f"{len(class_names)} class names for a model with "
                             f"{self.num_classes} outputs.")
@@ -87,8 +92,12 @@ class TFLiteClassifier:
         if batch != 1 and self._input["shape_signature"][0] != -1:
             raise UserError("This TFLite model has a fixed batch size of "
                             f"{self._input['shape'][0]}.")
-        self._interpreter.resize_tensor_input(self._input["index"], [batch, 32, 32, 3])
-        self._interpreter.allocate_tensors()
+        try:
+            self._interpreter.resize_tensor_input(self._input["index"], [batch, 32, 32, 3])
+            self._interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as e:
+            raise UserError(f"{self._what} cannot be prepared to run ({first_line(e)}): the "
+                            "model file is damaged or not an image classifier.") from None
         self._batch = batch
 
     def _quantise(self, pixels: np.ndarray) -> np.ndarray:
@@ -126,9 +135,13 @@ class TFLiteClassifier:
                 chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), 32, 32, 3),
                                                         chunk.dtype)])
             self._resize(batch)
-            self._interpreter.set_tensor(self._input["index"], self._quantise(chunk))
-            self._interpreter.invoke()
-            result = self._interpreter.get_tensor(self._output["index"])
+            try:
+                self._interpreter.set_tensor(self._input["index"], self._quantise(chunk))
+                self._interpreter.invoke()
+                result = self._interpreter.get_tensor(self._output["index"])
+            except (RuntimeError, ValueError) as e:  # e.g. "Input tensor 21 lacks data"
+                raise UserError(f"{self._what} failed to run ({first_line(e)}): the model "
+                                "file is damaged or not an image classifier.") from None
             out[start:start + batch] = self._dequantise(result)[:n - start]
         return out
 

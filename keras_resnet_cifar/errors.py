@@ -36,6 +36,17 @@ def message_of(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` (at most ``limit`` characters) with control characters escaped.
+
+    For text that comes from outside (a server's error body, a class name it
+    sends): written raw, an escape sequence in it would drive the user's terminal.
+    """
+    text = str(text)[:limit]
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def exit_with(message: str, code: int = 1) -> NoReturn:
     """Prints ``message`` as one line on stderr and exits with ``code``."""
     print(f"error: {message}", file=sys.stderr)

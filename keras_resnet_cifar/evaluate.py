@@ -7,7 +7,9 @@
 ``--model_path`` is anything :mod:`keras_resnet_cifar.predictor` loads: a training
 run directory (its ``model.keras``, or ``checkpoints/{best,last}.keras`` with
 ``--checkpoint``), a ``.keras`` file, an exported SavedModel or a ``.tflite``
-file. The results go into the run directory, or into ``--out``:
+file (a SavedModel that ``keras_resnet_cifar.export`` did not write needs
+``--trust_savedmodel``: it is a program). The results go into the run directory,
+or into ``--out``:
 
     evaluation.json        accuracy, loss, per-class accuracy / precision / recall /
                            support, macro averages, the confusion matrix
@@ -31,7 +33,8 @@ from keras_resnet_cifar.errors import UserError
 
 def define_flags() -> None:
     flags.DEFINE_string("model_path", None, "A run directory, a .keras file, a SavedModel "
-                        "folder or a .tflite file.")
+                        "folder (one from elsewhere needs --trust_savedmodel) or a .tflite "
+                        "file.")
     flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
                       "In a run directory: final (model.keras), best or last checkpoint.")
     flags.DEFINE_string("dataset", "cifar10", "cifar10 or synthetic.")
@@ -42,6 +45,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
     flags.DEFINE_string("out", None, "Where to write the results (default: the run "
                         "directory; other models are only printed without --out).")
+    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def main(argv):
@@ -56,11 +60,13 @@ def main(argv):
     except ImportError:
         raise UserError("evaluate needs scikit-learn (pip install scikit-learn); "
                         "predict --dataset=cifar10 gives the accuracy without it.") from None
-    resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint)  # before TF loads
+    resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint,  # before TF loads
+                                 trust_savedmodel=FLAGS.trust_savedmodel)
     from keras_resnet_cifar import datasets, evaluation
 
     out = FLAGS.out or resolved.run_dir
-    model = predictor.load(resolved, num_threads=FLAGS.num_threads)
+    model = predictor.load(resolved, num_threads=FLAGS.num_threads,
+                           trust_savedmodel=FLAGS.trust_savedmodel)
     data = datasets.load(FLAGS.dataset, FLAGS.data_dir,
                          synthetic_sizes=(0, FLAGS.synthetic_test_size))
     n = FLAGS.max_images or len(data.test)

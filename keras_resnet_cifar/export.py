@@ -12,7 +12,9 @@ dynamic-range / int8 TFLite models, ``model_card.json`` and ``parity.json``
 
 The model is ``--model_path`` (a training run directory, with ``--checkpoint``
 for ``checkpoints/{last,best}.keras``; a ``.keras`` file; or a SavedModel) or
-the reference PyTorch weights (``--weights=resnetN.npz``).
+the reference PyTorch weights (``--weights=resnetN.npz``). A SavedModel is a
+program (its graph runs whatever operations it holds): one that this exporter did
+not write (its ``model_card.json`` does not vouch for it) needs ``--trust_savedmodel``.
 
 Int8 calibration uses ``--calibration_images`` training images and the parity
 report ``--parity_images`` test images of ``--dataset``/``--data_dir``. Without
@@ -32,7 +34,7 @@ from keras_resnet_cifar.errors import UserError
 
 def define_flags() -> None:
     flags.DEFINE_string("model_path", None, "A training run directory, a .keras file or a "
-                        "SavedModel folder.")
+                        "SavedModel folder (one from elsewhere needs --trust_savedmodel).")
     flags.DEFINE_string("weights", None, "Export the reference ResNet built from these "
                         "resnetN.npz weights instead of --model_path.")
     flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
@@ -49,6 +51,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("calibration_images", 500, "Training images for int8 calibration.")
     flags.DEFINE_integer("parity_images", 10000, "Test images for the parity report (0: none).")
     flags.DEFINE_integer("latency_runs", 100, "Timed batch-1 calls per variant.")
+    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def main(argv):
@@ -68,14 +71,16 @@ def main(argv):
         raise UserError(f"Unknown --tflite variant {unknown[0]!r}: expected some of "
                         f"{', '.join(VARIANTS)}.")
     if FLAGS.model_path:
-        resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint)
+        resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint,
+                                     trust_savedmodel=FLAGS.trust_savedmodel)
         if resolved.kind == "tflite":
             raise UserError(f"{FLAGS.model_path} is a .tflite model, already an export: "
                             "export its run directory, .keras file or SavedModel instead.")
     from keras_resnet_cifar import exporting, parity  # TensorFlow loads here
 
     source = (exporting.load_reference(FLAGS.weights) if FLAGS.weights
-              else exporting.load_source(FLAGS.model_path, checkpoint=FLAGS.checkpoint))
+              else exporting.load_source(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
+                                         trust_savedmodel=FLAGS.trust_savedmodel))
     data = exporting.eval_data(FLAGS.dataset, FLAGS.data_dir,
                                calibration_images=FLAGS.calibration_images)
     card = source.model.card or {}

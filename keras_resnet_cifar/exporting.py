@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -83,46 +82,50 @@ class EvalData:
     real: bool                    # False for the synthetic fallback
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_source(path: str | os.PathLike, *, checkpoint: str = "final") -> Source:
+def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
+                trust_savedmodel: bool = False) -> Source:
     """Loads a run directory's model, a ``.keras`` file or a SavedModel for export.
 
     Args:
         path: a training run directory, a ``.keras`` file or a SavedModel folder.
         checkpoint: in a run directory, ``"final"`` (``model.keras``),
             ``"last"`` or ``"best"`` (``checkpoints/<which>.keras``).
+        trust_savedmodel: accept a SavedModel that this project's exporter did
+            not write (:func:`keras_resnet_cifar.predictor.check_trusted`).
 
     Raises:
         UserError: nothing there, no model in the run directory, unknown
-            checkpoint, an unreadable model, or a ``.tflite`` file.
+            checkpoint, an unreadable model, a ``.tflite`` file, an untrusted
+            SavedModel, or one without this project's two signatures.
     """
-    resolved = predictor.resolve(path, checkpoint)
+    resolved = predictor.resolve(path, checkpoint, trust_savedmodel=trust_savedmodel)
     if resolved.kind == "tflite":
         raise UserError(f"{path} is a .tflite model, already an export: export its run "
                         "directory, .keras file or SavedModel instead.")
-    model = predictor.load(path, checkpoint=checkpoint)
+    model = predictor.load(resolved, trust_savedmodel=trust_savedmodel)
     if resolved.kind == "saved_model":
+        # Its TFLite models are converted from serving_float32: said now, not as a
+        # KeyError after the copy.
+        missing = [name for name in (contract.DEFAULT_SIGNATURE, contract.FLOAT_SIGNATURE)
+                   if name not in serving.signature_names(resolved.file)]
+        if missing:
+            raise UserError(f"{path} has no {' and no '.join(missing)} signature: not a "
+                            "SavedModel of keras_resnet_cifar.export, which this exporter "
+                            "converts; export its .keras file or run directory instead.")
         card = model.card or {}
         licence = resolved.file / contract.LICENCE
         return Source(model, {"kind": "saved_model", "path": str(resolved.file.resolve()),
-                              "sha256": _sha256(resolved.file / "saved_model.pb"),
+                              "sha256": contract.sha256(resolved.file / "saved_model.pb"),
                               "source": card.get("source")},
                       licence_note=card.get("licence"),
                       licence_file=str(licence) if licence.is_file() else None)
     if resolved.run_dir is None:
         return _with_licence(Source(model, {
             "kind": "keras_file", "path": str(resolved.file.resolve()),
-            "sha256": _sha256(resolved.file)}))
+            "sha256": contract.sha256(resolved.file)}))
     provenance = {"kind": "run_dir", "path": str(resolved.run_dir.resolve()),
                   "model_file": rundir.MODEL_FILES[checkpoint],
-                  "sha256": _sha256(resolved.file),
+                  "sha256": contract.sha256(resolved.file),
                   "config": rundir.read_config(resolved.run_dir),
                   "metrics": rundir.read_metrics(resolved.run_dir)}
     return _with_licence(Source(model, provenance))
@@ -159,7 +162,7 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
         keras_model=model)
     return Source(wrapped, {"kind": "reference_weights",
                             "path": str(Path(npz_path).resolve()),
-                            "sha256": _sha256(npz_path)},
+                            "sha256": contract.sha256(npz_path)},
                   licence_note=reference_weights.LICENSE_NOTE,
                   licence_file=str(licence) if licence.is_file() else None)
 
@@ -200,8 +203,15 @@ def _architecture(source: Source) -> dict:
 
 
 def model_card(source: Source, *, name: str, version: int, class_names: Sequence[str],
-               tflite_files: dict, data: EvalData, parity_report: dict | None) -> dict:
-    """What travels with the export: contract, provenance and headline figures."""
+               tflite_files: dict, data: EvalData, parity_report: dict | None,
+               files: dict[str, str] | None = None) -> dict:
+    """What travels with the export: contract, provenance, headline figures, file hashes.
+
+    ``files`` ({relative path: sha256} of every other file of the version) lets
+    the tools find a damaged file (``edge.py`` checks a ``.tflite`` against it) and
+    tells them which SavedModels this project wrote: a SavedModel is code, and one
+    the card does not vouch for loads only with ``--trust_savedmodel``.
+    """
     import keras
     import tensorflow as tf
 
@@ -211,6 +221,7 @@ def model_card(source: Source, *, name: str, version: int, class_names: Sequence
     return {
         "name": name,
         "version": version,
+        contract.WRITTEN_BY: contract.WRITER,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "architecture": arch["architecture"],
         "params_trainable": arch["params_trainable"],
@@ -235,6 +246,7 @@ def model_card(source: Source, *, name: str, version: int, class_names: Sequence
         "parity_data": data.description if parity_report else None,
         "licence": source.licence_note,
         "software": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        contract.FILES: dict(files or {}),
     }
 
 
@@ -415,11 +427,12 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
                                   test_labels=data.test_labels[:parity_images])
         report = _parity(source, tmp, blobs, sub, latency_runs)
         fileio.write_json(tmp / contract.PARITY, report)
-    card = model_card(source, name=name, version=version, class_names=class_names,
-                      tflite_files=files, data=data, parity_report=report)
-    fileio.write_json(tmp / contract.MODEL_CARD, card)
     if source.licence_file:
         shutil.copyfile(source.licence_file, tmp / contract.LICENCE)
+    card = model_card(source, name=name, version=version, class_names=class_names,
+                      tflite_files=files, data=data, parity_report=report,
+                      files=contract.file_hashes(tmp))
+    fileio.write_json(tmp / contract.MODEL_CARD, card)
     return card
 
 

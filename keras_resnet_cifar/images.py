@@ -85,19 +85,21 @@ def _load_image(path: str, strict: bool) -> Loaded:
 
     try:
         with Image.open(path) as img:
-            mode, size = img.mode, img.size  # from the header: nothing decoded yet
+            mode, size, fmt = img.mode, img.size, img.format  # the header: nothing decoded
             if size[0] * size[1] > MAX_PIXELS:
                 raise ImageError(f"{path}: is {size[0]}x{size[1]} pixels, more than the "
                                  f"{MAX_PIXELS:,} this tool decodes (a 32x32 model input).")
             img.load()  # decode now, so truncated files fail here
-            rgb = img.convert("RGB")
+            rgb = _to_rgb(img)
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: declares more than the {MAX_PIXELS:,} pixels this tool "
                          f"decodes (Pillow: {first_line(e)}).") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: not a readable image ({first_line(e)}).") from None
     warnings = []
-    if mode not in ("RGB",):
+    if _is_wide_gray(mode, fmt):
+        warnings.append(f"{path}: converted 16-bit grayscale ({mode}) to 8-bit RGB")
+    elif mode not in ("RGB",):
         warnings.append(f"{path}: converted {mode} to RGB")
     if size != (SIZE, SIZE):
         if strict:
@@ -108,6 +110,28 @@ def _load_image(path: str, strict: bool) -> Loaded:
         rgb = rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
     pixels = np.asarray(rgb, np.uint8)[None]
     return Loaded(path, (path,), pixels, tuple(warnings))
+
+
+def _is_wide_gray(mode: str, fmt: str | None) -> bool:
+    """Whether Pillow opened a 16-bit grayscale image (PNG, TIFF).
+
+    Its modes are ``I;16`` and kin; older Pillows open 16-bit PNGs as ``I``.
+    """
+    return mode in ("I;16", "I;16L", "I;16B", "I;16N") or (mode == "I" and fmt == "PNG")
+
+
+def _to_rgb(img):
+    """``img`` as 8-bit RGB, 16-bit grayscale scaled (65535 -> 255) rather than clipped.
+
+    Pillow's ``convert("RGB")`` clips 16-bit values at 255, which turns nearly
+    every pixel of a 16-bit image white.
+    """
+    from PIL import Image
+
+    if _is_wide_gray(img.mode, img.format):
+        wide = np.clip(np.asarray(img, np.float64), 0, 65535)
+        return Image.fromarray(np.rint(wide / 257).astype(np.uint8), "L").convert("RGB")
+    return img.convert("RGB")
 
 
 def _load_npy(path: str) -> Loaded:

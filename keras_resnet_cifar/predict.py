@@ -17,6 +17,8 @@ Every kind of model is loaded, run and scored by ``keras_resnet_cifar.predictor`
 A ``.tflite`` model runs on the LiteRT runtime alone (XNNPACK, ``--num_threads``):
 this path imports neither TensorFlow nor Keras, so it runs on an edge device
 with numpy, Pillow, absl-py and ai-edge-litert. The other kinds need TensorFlow.
+A SavedModel is a program (its graph runs whatever operations it holds): one that
+``keras_resnet_cifar.export`` did not write needs ``--trust_savedmodel``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from keras_resnet_cifar.labels import format_ranked
 
 def define_flags() -> None:
     flags.DEFINE_string("model_path", None, "A run directory, a .keras file, a SavedModel "
-                        "folder or a .tflite file.")
+                        "folder (one from elsewhere needs --trust_savedmodel) or a .tflite "
+                        "file.")
     flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
                       "In a run directory: final (model.keras), last or best checkpoint.")
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
@@ -48,6 +51,7 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy for --dataset=cifar10.")
     flags.DEFINE_integer("max_images", 0, "With --dataset: score only the first N test "
                          "images (0: all).")
+    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def main(argv):
@@ -68,7 +72,8 @@ def main(argv):
             print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1)
     model = predictor.load(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
-                           num_threads=FLAGS.num_threads)
+                           num_threads=FLAGS.num_threads,
+                           trust_savedmodel=FLAGS.trust_savedmodel)
     predictions = []
     if loaded:
         pixels = np.concatenate([item.pixels for item in loaded])

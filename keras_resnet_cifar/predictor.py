@@ -31,6 +31,16 @@ from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.labels import CIFAR10_CLASSES, top_k
 
 KINDS = ("keras", "saved_model", "tflite")
+# The help of every tool's --trust_savedmodel (predict, evaluate, export, benchmark).
+TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write (its "
+              "model_card.json does not vouch for it by sha256). A SavedModel is a program: "
+              "its graph runs whatever operations it holds, file writes included. Only for "
+              "SavedModels from a source you trust.")
+# A .keras file is a zip (config.json, metadata.json, model.weights.h5) whose JSON
+# Keras reads whole into memory, and a zip can announce gigabytes in a few megabytes.
+# The largest model here, ResNet-1202 with its optimiser state, is about 160 MB.
+MAX_KERAS_BYTES = 1 << 30
+MAX_KERAS_JSON_BYTES = 16 << 20
 CHECKPOINTS = tuple(rundir.MODEL_FILES)  # final, last, best
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
@@ -55,19 +65,52 @@ class Resolved:
     checkpoint: str | None = None
 
 
-def resolve(path: str | os.PathLike, checkpoint: str = "final") -> Resolved:
+def resolve(path: str | os.PathLike, checkpoint: str = "final", *,
+            trust_savedmodel: bool = False) -> Resolved:
     """Finds what ``path`` is: a run directory, ``.keras``, SavedModel or ``.tflite``.
 
     Args:
         path: the model path.
         checkpoint: in a run directory: ``"final"`` (``model.keras``), ``"last"``
             or ``"best"`` (``checkpoints/<which>.keras``).
+        trust_savedmodel: accept a SavedModel that this project's exporter did
+            not write (see :func:`check_trusted`).
 
     Raises:
         UserError: nothing there, something that is not a model, a run without
-            that checkpoint, an unknown checkpoint, or a checkpoint given for a
-            path that is not a run directory.
+            that checkpoint, an unknown checkpoint, a checkpoint given for a
+            path that is not a run directory, or an untrusted SavedModel.
     """
+    resolved = _resolve(path, checkpoint)
+    check_trusted(resolved, trust_savedmodel)
+    return resolved
+
+
+def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
+    """Refuses a SavedModel that the model card beside it does not vouch for.
+
+    A SavedModel is code: loading it and calling its signatures runs whatever
+    TensorFlow operations its graph holds (``tf.io.write_file`` included), so one
+    from elsewhere is loaded only with ``trust_savedmodel``. An export of this
+    project records the sha256 of its graph and variables in its model card
+    (:func:`keras_resnet_cifar.contract.saved_model_problem`). That catches a
+    SavedModel from elsewhere, or one changed after the export; it is not a
+    signature: whoever makes a hostile SavedModel can write a matching card too,
+    so a SavedModel from an untrusted source is never safe to load.
+
+    Raises:
+        UserError: a SavedModel the card does not vouch for, without ``trust_savedmodel``.
+    """
+    if resolved.kind != "saved_model" or trust_savedmodel:
+        return
+    problem = contract.saved_model_problem(resolved.file)
+    if problem:
+        raise UserError(f"{resolved.path} {problem}. A SavedModel is a program (its graph "
+                        "runs whatever operations it holds, file writes included): load it "
+                        "only if you trust where it came from, with --trust_savedmodel.")
+
+
+def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
     path = Path(path)
     if checkpoint not in rundir.MODEL_FILES:
         raise UserError(f"Unknown --checkpoint {checkpoint!r}: expected one of "
@@ -160,7 +203,7 @@ class Predictor:
 
 
 def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
-         num_threads: int = 1) -> Predictor:
+         num_threads: int = 1, trust_savedmodel: bool = False) -> Predictor:
     """Loads a run directory, ``.keras`` file, SavedModel or ``.tflite`` as a :class:`Predictor`.
 
     Args:
@@ -168,11 +211,15 @@ def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
             returned for it (then ``checkpoint`` is the resolved one).
         checkpoint: in a run directory, which model: ``final``, ``last``, ``best``.
         num_threads: CPU threads of a ``.tflite`` model (LiteRT).
+        trust_savedmodel: load a SavedModel that this project's exporter did not
+            write (:func:`check_trusted`).
 
     Raises:
-        UserError: nothing loadable there, or TensorFlow is needed and absent.
+        UserError: nothing loadable there, an untrusted SavedModel, or TensorFlow
+            is needed and absent.
     """
-    resolved = path if isinstance(path, Resolved) else resolve(path, checkpoint)
+    resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
+    check_trusted(resolved, trust_savedmodel)  # also for a Resolved made elsewhere
     if resolved.kind == "tflite":
         from keras_resnet_cifar import edge
 
@@ -243,9 +290,40 @@ def _load_saved_model(resolved: Resolved) -> Predictor:
                      card=card)
 
 
+def check_keras_archive(file: str | os.PathLike) -> None:
+    """Checks a ``.keras`` file's zip directory before Keras reads it.
+
+    Reads only the central directory: the announced (uncompressed) size of each
+    member, which zipfile never reads beyond, so a zip bomb is refused for the
+    cost of its directory.
+
+    Raises:
+        UserError: not a zip (truncated or corrupt), or members larger than
+            :data:`MAX_KERAS_BYTES` in all or :data:`MAX_KERAS_JSON_BYTES` for a
+            JSON member.
+    """
+    try:
+        with zipfile.ZipFile(file) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise UserError(f"{file} exists but is not a readable .keras model (truncated or "
+                        f"corrupt: {first_line(e)}).") from None
+    total = sum(m.file_size for m in members)
+    if total > MAX_KERAS_BYTES:
+        raise UserError(f"{file} announces {total:,} bytes uncompressed, more than the "
+                        f"{MAX_KERAS_BYTES:,} any model of this project needs: refused "
+                        "before reading.")
+    for m in members:
+        if m.filename.endswith(".json") and m.file_size > MAX_KERAS_JSON_BYTES:
+            raise UserError(f"{file}: its {m.filename} announces {m.file_size:,} bytes "
+                            f"uncompressed, more than {MAX_KERAS_JSON_BYTES:,}: refused "
+                            "before reading.")
+
+
 def _load_keras(resolved: Resolved) -> Predictor:
     import keras
 
+    check_keras_archive(resolved.file)
     try:
         # compile=False: a run's optimiser (optimizer.ReferenceSGD) is not needed to predict.
         model = keras.saving.load_model(resolved.file, compile=False)

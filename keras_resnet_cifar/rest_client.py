@@ -27,6 +27,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -35,25 +36,66 @@ import urllib.parse
 import numpy as np
 
 from keras_resnet_cifar.contract import INPUT_KEY, OUTPUT_KEYS
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.errors import UserError, first_line, printable
 
 MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
 URL_SCHEMES = ("http://", "https://")  # what a server address must start with
+# A model name is one path segment of the predict URL: anything else ("a?b", "a#b",
+# "a/b") would send the request to another endpoint.
+MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_TIMEOUT_S = 86400.0  # a day; Python's timers overflow on far larger values
+
+
+def url_problem(base_url: str) -> str | None:
+    """What is wrong with a server address, or None: ``http(s)://host[:port][/prefix]``.
+
+    A query or fragment is refused: the predict path would end up inside it.
+    """
+    if not base_url.startswith(URL_SCHEMES):
+        return f"must start with {' or '.join(URL_SCHEMES)}"
+    if any(c.isspace() or not c.isprintable() for c in base_url):
+        return "holds spaces or control characters"
+    if "?" in base_url or "#" in base_url:
+        return "must not hold a query (?...) or fragment (#...): the predict path follows it"
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError as e:
+        return f"is malformed ({first_line(e)})"
+    if not parts.hostname:
+        return "has no host name"
+    return None
+
+
+def name_problem(model_name: str) -> str | None:
+    """What is wrong with a model name, or None (letters, digits, ``.``, ``_``, ``-``)."""
+    if not model_name or not MODEL_NAME.fullmatch(model_name) or model_name in (".", ".."):
+        return "must be letters, digits, '.', '_' or '-' (one path segment of the URL)"
+    return None
+
+
+def timeout_problem(timeout) -> str | None:
+    """What is wrong with a timeout in seconds, or None."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        return "must be a positive number of seconds"
+    if timeout > MAX_TIMEOUT_S:
+        return f"must be at most {MAX_TIMEOUT_S:g} seconds (a day)"
+    return None
 
 
 def predict_url(base_url: str, model_name: str, version: int | None = None) -> str:
     """``<base_url>/v1/models/<model_name>[/versions/<version>]:predict``.
 
     Raises:
-        UserError: ``base_url`` is not an http(s) address, or ``model_name`` is
-            empty or holds a ``/``.
+        UserError: ``base_url`` is not an http(s) address (see :func:`url_problem`),
+            or ``model_name`` is not one path segment (:func:`name_problem`).
     """
-    if not base_url.startswith(URL_SCHEMES):
-        raise UserError(f"The server URL must start with {' or '.join(URL_SCHEMES)}, "
-                        f"got {base_url!r}.")
-    if not model_name or "/" in model_name:
-        raise UserError(f"The model name must be non-empty and without '/', "
-                        f"got {model_name!r}.")
+    problem = url_problem(base_url)
+    if problem:
+        raise UserError(f"The server URL {problem}, got {base_url!r}.")
+    problem = name_problem(model_name)
+    if problem:
+        raise UserError(f"The model name {problem}, got {model_name!r}.")
     path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
     return base_url.rstrip("/") + path + ":predict"
 
@@ -80,7 +122,7 @@ def parse_response(body: dict, count: int) -> list[dict]:
     if not isinstance(body, dict):
         raise UserError("TF Serving's answer is not a JSON object.")
     if "error" in body:
-        raise UserError(f"TF Serving: {body['error']}")
+        raise UserError(f"TF Serving: {printable(first_line(body['error']))}")
     if "predictions" in body:
         rows = body["predictions"]
     elif "outputs" in body and isinstance(body["outputs"], dict):
@@ -101,13 +143,17 @@ def parse_response(body: dict, count: int) -> list[dict]:
                             "one keras_resnet_cifar.export writes?")
         _check_row(row, i, width=_width(rows[0]))
     return [{"probabilities": [float(p) for p in row["probabilities"]],
-             "class_id": int(row["class_id"]), "class_name": str(row["class_name"])}
+             "class_id": int(row["class_id"]), "class_name": printable(row["class_name"])}
             for row in rows]
 
 
 def _is_number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int of hundreds of digits
+        return False
 
 
 def _width(row: dict) -> int | None:
@@ -121,6 +167,9 @@ def _check_row(row: dict, i: int, width: int | None) -> None:
     if not isinstance(p, list) or not p or not all(_is_number(v) for v in p):
         raise UserError(f"TF Serving's prediction {i} has probabilities that are not a "
                         "list of finite numbers.")
+    if not all(0 <= v <= 1 for v in p):
+        raise UserError(f"TF Serving's prediction {i} has probabilities outside [0, 1]: "
+                        "not this model's softmax.")
     if len(p) != width:
         raise UserError(f"TF Serving's predictions are ragged: prediction {i} has {len(p)} "
                         f"probabilities, prediction 0 has {width}.")
@@ -145,16 +194,20 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
             unreachable, times out, or answers an error or something that is not
             a predict response.
     """
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise UserError(f"The timeout must be a positive number of seconds, got {timeout!r}.")
+    problem = timeout_problem(timeout)
+    if problem:
+        raise UserError(f"The timeout {problem}, got {timeout!r}.")
     url = predict_url(base_url, model_name, version)
     data = json.dumps(build_request(pixels, signature=signature, columnar=columnar)).encode()
     status, raw = _post(url, data, timeout)
-    if status >= 400:
+    if 300 <= status < 400:  # http.client follows no redirect: its body is not the answer
+        raise UserError(f"TF Serving at {url} answered HTTP {status}, a redirect: give the "
+                        "server's own address.")
+    if not 200 <= status < 300:
         raise UserError(f"TF Serving at {url} answered HTTP {status}: {_error_message(raw)}")
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." thousands deep
         raise UserError(f"TF Serving at {url} answered something that is not JSON.") from None
     return parse_response(body, len(pixels))
 
@@ -219,8 +272,9 @@ def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
 
 
 def _error_message(raw: bytes) -> str:
+    """The first line of an error answer, control characters escaped."""
     try:
-        return str(json.loads(raw)["error"]).strip().splitlines()[0]
+        text = str(json.loads(raw)["error"]).strip()
     except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         text = raw.decode("utf-8", "replace").strip()
-        return text.splitlines()[0][:200] if text else "(empty body)"
+    return printable(text.splitlines()[0]) if text else "(empty body)"

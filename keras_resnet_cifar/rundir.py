@@ -50,6 +50,7 @@ import os
 import shutil
 import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -118,41 +119,80 @@ def is_run_dir(workdir: str | os.PathLike) -> bool:
     return path(workdir, CONFIG).is_file()
 
 
+def _read_object(workdir: str | os.PathLike, name: str) -> dict[str, Any] | None:
+    """The JSON object in ``workdir/name``, or None when there is no file.
+
+    A run directory's files may be edited or damaged by hand: a file of another
+    JSON type (``[]`` for config.json) is named in one line instead of failing
+    later with a ``TypeError`` deep inside a tool.
+
+    Raises:
+        UserError: the file is not readable JSON, or not a JSON object.
+    """
+    value = fileio.read_json(path(workdir, name))
+    if value is not None and not isinstance(value, dict):
+        raise UserError(f"{path(workdir, name)} holds a JSON {type(value).__name__}, not "
+                        f"the object a run's {Path(name).name} holds: restore it or remove "
+                        "the run directory.")
+    return value
+
+
 def read_config(workdir: str | os.PathLike) -> dict[str, Any] | None:
-    """config.json as a dict, or None when the run has none."""
-    return fileio.read_json(path(workdir, CONFIG))
+    """config.json as a dict, or None when the run has none.
+
+    Raises:
+        UserError: unreadable, not an object, or ``epochs`` is not a positive integer.
+    """
+    config = _read_object(workdir, CONFIG)
+    epochs = (config or {}).get("epochs", 1)
+    if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0):
+        raise UserError(f"{path(workdir, CONFIG)} has epochs={epochs!r}, not a positive "
+                        "integer: restore it or remove the run directory.")
+    return config
+
+
+def _read_history_file(workdir: str | os.PathLike) -> dict[str, Any] | None:
+    """history.json, checked: {"eval_set": ..., "epochs": [row objects]}, or None."""
+    history = _read_object(workdir, HISTORY_JSON)
+    if history is None:
+        return None
+    rows = history.get("epochs")
+    if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+        raise UserError(f"{path(workdir, HISTORY_JSON)} has no list of epoch rows under "
+                        "\"epochs\": restore it or remove the run directory.")
+    return history
 
 
 def read_history(workdir: str | os.PathLike) -> list[dict[str, Any]]:
     """The per-epoch rows of history.json (empty when the run has none yet)."""
-    history = fileio.read_json(path(workdir, HISTORY_JSON))
+    history = _read_history_file(workdir)
     return history["epochs"] if history else []
 
 
 def read_eval_set(workdir: str | os.PathLike) -> str | None:
     """Which set history.json's val_* columns were measured on, or None without one."""
-    history = fileio.read_json(path(workdir, HISTORY_JSON))
+    history = _read_history_file(workdir)
     return history.get("eval_set", "test") if history else None
 
 
 def read_metrics(workdir: str | os.PathLike) -> dict[str, Any] | None:
     """metrics.json, or None when the run has not finished."""
-    return fileio.read_json(path(workdir, METRICS))
+    return _read_object(workdir, METRICS)
 
 
 def read_evaluation(workdir: str | os.PathLike) -> dict[str, Any] | None:
     """evaluation.json, or None when the run has not been evaluated."""
-    return fileio.read_json(path(workdir, EVALUATION))
+    return _read_object(workdir, EVALUATION)
 
 
 def read_layer_stats(workdir: str | os.PathLike) -> dict[str, Any] | None:
     """layer_stats.json, or None when the run recorded none."""
-    return fileio.read_json(path(workdir, LAYER_STATS))
+    return _read_object(workdir, LAYER_STATS)
 
 
 def read_curve(workdir: str | os.PathLike) -> dict[str, Any] | None:
     """curve.json, or None when the run recorded no intermediate points."""
-    return fileio.read_json(path(workdir, CURVE))
+    return _read_object(workdir, CURVE)
 
 
 def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
@@ -177,12 +217,16 @@ def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> lis
 
 def read_best(workdir: str | os.PathLike) -> dict[str, Any] | None:
     """checkpoints/best.json ({"epoch", "metric", "value"}), or None."""
-    return fileio.read_json(path(workdir, BEST_JSON))
+    return _read_object(workdir, BEST_JSON)
 
 
 def read_extensions(workdir: str | os.PathLike) -> list[dict[str, Any]]:
     """extensions.json's entries (empty when --epochs was never raised)."""
-    return fileio.read_json(path(workdir, EXTENSIONS)) or []
+    entries = fileio.read_json(path(workdir, EXTENSIONS)) or []
+    if not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
+        raise UserError(f"{path(workdir, EXTENSIONS)} is not a list of objects: restore it "
+                        "or remove the run directory.")
+    return entries
 
 
 # --- Writers ------------------------------------------------------------------------
@@ -217,6 +261,23 @@ def save_model(model: Any, workdir: str | os.PathLike, name: str) -> None:
     """Saves the Keras ``model`` as ``workdir/name`` (a ``.keras`` file), atomically."""
     with fileio.atomic_path(path(workdir, name)) as tmp:
         model.save(tmp)
+
+
+def is_damaged_model(workdir: str | os.PathLike, name: str) -> bool:
+    """Whether ``workdir/name`` exists but is not an intact ``.keras`` zip (truncated, corrupt).
+
+    Every member's CRC is checked: a checkpoint is a few megabytes, and a
+    truncated or bit-flipped one would otherwise be found only when a tool loads it.
+    """
+    file = path(workdir, name)
+    if not file.exists():
+        return False
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return archive.testzip() is not None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError, zlib.error,
+            NotImplementedError):  # zlib.error: a damaged deflate stream
+        return True
 
 
 def save_figure(figure: Any, workdir: str | os.PathLike, name: str = CURVES) -> None:
@@ -321,7 +382,7 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
             f"{workdir} holds a run with other training flags: {'; '.join(differences)}. "
             "Resume it with the flags it was started with (its config.json), or choose "
             "another --model_dir for a new run.")
-    epochs = int(saved.get("epochs", config.epochs))
+    epochs = saved.get("epochs", config.epochs)
     if config.epochs < epochs:
         raise UserError(f"{workdir} holds a run of {epochs} epochs, not --epochs="
                         f"{config.epochs}: give --epochs={epochs} to resume it (or more, to "
@@ -335,8 +396,45 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
             f"{workdir} has {len(history)} trained epoch(s) but no resume state "
             f"({path(workdir, STATE)}): it cannot be resumed exactly. Choose another "
             "--model_dir, or delete this one to start the run over.")
+    if state_epoch is None:
+        evidence = trained_epoch_evidence(workdir)
+        if evidence:
+            raise UserError(
+                f"{workdir} shows that epochs were trained ({', '.join(evidence)}) but its "
+                f"resume state {path(workdir, STATE)} is missing: restore it from a backup, "
+                "or choose another --model_dir (or delete this one) to start the run over; "
+                "it is not retrained from epoch 0 over them.")
     return Plan(state_epoch=state_epoch or 0, finished=False, new=False,
                 extended_from=epochs if config.epochs > epochs else None)
+
+
+def trained_epoch_evidence(workdir: str | os.PathLike) -> list[str]:
+    """The files of ``workdir`` that only a completed epoch writes (empty for a fresh run).
+
+    Every one of them is written after the resume state of its epoch, so a run
+    killed before its first epoch ended has none; with them but without a resume
+    state, starting afresh would silently overwrite trained work. TensorBoard's
+    event files count once they hold an epoch's summary (``epoch_loss``): the
+    callback creates them when training starts.
+    """
+    found = [name for name in (LAST, BEST, BEST_JSON, MODEL, METRICS, HISTORY_CSV)
+             if path(workdir, name).exists()]
+    logs = path(workdir, TENSORBOARD)
+    if logs.is_dir() and any(_holds(f, b"epoch_loss") for f in logs.rglob("*tfevents*")
+                             if f.is_file()):
+        found.append(f"{TENSORBOARD}/ epoch summaries")
+    return found
+
+
+def _holds(file: Path, needle: bytes, block: int = 1 << 20) -> bool:
+    """Whether ``file`` contains ``needle`` (read in blocks: event files can be large)."""
+    tail = b""
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            if needle in tail + chunk:
+                return True
+            tail = chunk[-len(needle):]
+    return False
 
 
 def start(workdir: str | os.PathLike, config: Any, plan_: Plan) -> None:

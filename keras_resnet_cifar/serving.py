@@ -15,6 +15,7 @@ and nothing of this package is needed to load or serve the SavedModel.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import keras
@@ -102,6 +103,24 @@ class SavedModelClassifier:
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
     __call__ = predict
+
+
+def signature_names(path: str | os.PathLike) -> list[str]:
+    """The signature names of the SavedModel in ``path``, read from ``saved_model.pb``.
+
+    Reads the protocol buffer only: nothing of the graph is loaded or run.
+
+    Raises:
+        UserError: ``saved_model.pb`` is missing or unreadable.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    except (OSError, ValueError) as e:  # DecodeError is a ValueError
+        raise UserError(f"{path} is not a loadable SavedModel ({first_line(e)}).") from None
+    return sorted({name for graph in proto.meta_graphs for name in graph.signature_def})
 
 
 def load_classifier(path: str | os.PathLike) -> SavedModelClassifier:

@@ -27,7 +27,6 @@ answer: a server that trickles its answer cannot hold the client longer.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Sequence
 
@@ -67,20 +66,18 @@ def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) < 2:
         raise UserError("Nothing to classify: give image or .npy files.")
-    if not (math.isfinite(FLAGS.timeout) and FLAGS.timeout > 0):
-        raise UserError(f"--timeout must be a positive number of seconds, got {FLAGS.timeout}.")
+    # The address, name and timeout before any image is read; the library checks them
+    # too, but its messages name values, not flags.
+    for flag, problem in (("timeout", rest_client.timeout_problem(FLAGS.timeout)),
+                          ("url", rest_client.url_problem(FLAGS.url)),
+                          ("model_name", rest_client.name_problem(FLAGS.model_name))):
+        if problem:
+            raise UserError(f"--{flag} {problem}, got {FLAGS[flag].value!r}.")
     if FLAGS.top_k < 1:
         raise UserError(f"--top_k must be >= 1, got {FLAGS.top_k}.")
     if FLAGS.model_version is not None and FLAGS.model_version < 1:
         raise UserError(f"--model_version must be a positive integer, got "
                         f"{FLAGS.model_version}.")
-    # The address, before any image is read; the library checks it too, but its
-    # messages name values, not flags.
-    if not FLAGS.url.startswith(rest_client.URL_SCHEMES):
-        raise UserError(f"--url must start with {' or '.join(rest_client.URL_SCHEMES)}, "
-                        f"got {FLAGS.url!r}.")
-    if "/" in FLAGS.model_name:
-        raise UserError(f"--model_name must not contain '/', got {FLAGS.model_name!r}.")
     loaded, errors = images_lib.load_files(argv[1:], strict=FLAGS.strict)
     for item in loaded:
         for warning in item.warnings:

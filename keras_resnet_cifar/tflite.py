@@ -38,7 +38,10 @@ def _saved_model(model: keras.Model | str | os.PathLike, folder: str) -> None:
     if not isinstance(model, keras.Model):  # an exported SavedModel
         module = tf.Module()
         module.loaded = tf.saved_model.load(os.fspath(model))
-        signature = module.loaded.signatures[contract.FLOAT_SIGNATURE]
+        signature = module.loaded.signatures.get(contract.FLOAT_SIGNATURE)
+        if signature is None:
+            raise UserError(f"{model} has no {contract.FLOAT_SIGNATURE} signature to convert "
+                            "to TFLite: not a SavedModel of keras_resnet_cifar.export.")
         module.serve = tf.function(
             lambda image: {"probabilities": signature(image=image)["probabilities"]},
             input_signature=[spec])

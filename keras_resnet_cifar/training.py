@@ -440,8 +440,14 @@ def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
             raise UserError(f"--validation_split={config.validation_split} leaves no "
                             "training images.")
         train, held_out = datasets.holdout(data.train, config.validation_split, config.seed)
-        return train, held_out, data
-    return data.train, data.test, data
+    else:
+        train, held_out = data.train, data.test
+    # A batch larger than the training set is a typo, and one of millions of images
+    # exhausts the memory in the input pipeline (SIGSEGV) instead of failing cleanly.
+    if config.batch_size > len(train.labels):
+        raise UserError(f"--batch_size={config.batch_size} is larger than the "
+                        f"{len(train.labels):,} training images.")
+    return train, held_out, data
 
 
 def _claim(workdir: Path, config: TrainConfig, stack: contextlib.ExitStack) -> rundir.Plan:
@@ -615,10 +621,23 @@ def _repair(workdir: Path, model: keras.Model, state: rundir.State, config: Trai
     rundir.write_history(workdir, config.eval_set, state.history, HISTORY_FIELDS)
     if chief:
         rundir.save_model(model, workdir, rundir.LAST)
-        if (state.best and state.best["epoch"] == state.epoch
-                and rundir.read_best(workdir) != state.best):
+        # checkpoints/best.keras is checked, not trusted: a damaged one would only be
+        # found when a tool loads it, long after this session.
+        damaged = rundir.is_damaged_model(workdir, rundir.BEST)
+        if state.best and state.best["epoch"] == state.epoch and (
+                damaged or rundir.read_best(workdir) != state.best):
             rundir.save_model(model, workdir, rundir.BEST)
             rundir.write_best(workdir, state.best)
+            if damaged:
+                logging.warning("%s was damaged (truncated or corrupt); rewritten from the "
+                                "resume state (epoch %d).", rundir.path(workdir, rundir.BEST),
+                                state.epoch)
+        elif damaged:
+            logging.warning(
+                "%s is damaged (truncated or corrupt) and cannot be rebuilt: its weights "
+                "(epoch %s) exist nowhere else. It is replaced when an epoch improves on "
+                "that one; until then use --checkpoint=last.", rundir.path(workdir, rundir.BEST),
+                (state.best or {}).get("epoch", "?"))
 
 
 def _save_curves(workdir: Path, config: TrainConfig, rows: list[dict[str, Any]]) -> None:

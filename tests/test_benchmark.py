@@ -52,7 +52,8 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
     tflite_file = exported / "model_float32.tflite"
     r = _benchmark(*TINY, f"--peer={sys.executable}", f"--peer_script={fake_peer}",
                    "--peer_modes=default,channels_last", "--models=resnet8",
-                   f"--model_path={exported},{tflite_file}", f"--out={out}")
+                   f"--model_path={exported},{tflite_file}", "--trust_savedmodel",
+                   f"--out={out}")
     assert r.returncode == 0, r.stderr[-3000:]
     table = r.stdout
     for text in ("machine: ", "TF_ENABLE_ONEDNN_OPTS=", "load average", "settings: batch 32",

@@ -79,6 +79,8 @@ def test_progress_lines_when_not_a_terminal(capsys):
 def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
     block = str(tmp_path)
+    (tmp_path / "sm").mkdir()  # a SavedModel without this project's model card
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
     for tool in TOOLS:
         bad = _run(tool, "--no_such_flag=1", block=block)
         assert bad.returncode == 1, (tool, bad.stderr)
@@ -102,7 +104,25 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
             ("serving_client", ("--model_name=m", "--url=localhost:8501", "a.png"),
              "error: --url must start with http:// or https://, got 'localhost:8501'."),
             ("serving_client", ("--model_name=a/b", "a.png"),
-             "error: --model_name must not contain '/', got 'a/b'."),
+             "error: --model_name must be letters, digits, '.', '_' or '-' (one path "
+             "segment of the URL), got 'a/b'."),
+            # Issue 16, item 9: these were tracebacks or went to another endpoint.
+            *(("serving_client", ("--model_name=m", f"--url={url}", "a.png"),
+               f"error: --url {problem}") for url, problem in (
+                ("http://127.0.0.1:99999", "is malformed (Port out of range 0-65535)"),
+                ("http://127.0.0.1:abc", "is malformed (Port could not be cast"),
+                ("http://[::1", "is malformed (Invalid IPv6 URL)"),
+                ("http://", "has no host name"),
+                ("http://h:8501/?x=1#frag", "must not hold a query (?...) or fragment"))),
+            *(("serving_client", (f"--model_name={name}", "a.png"),
+               "error: --model_name must be letters, digits") for name in ("a?b", "a#b", "..")),
+            # Issue 16, item 6: a SavedModel is a program; one from elsewhere needs the opt-in.
+            *((tool, ("--model_path=sm", *extra), "error: sm has no model_card.json of "
+               "keras_resnet_cifar.export. A SavedModel is a program") for tool, extra in (
+                ("evaluate", ()), ("export", ()), ("predict", ("--dataset=synthetic",)),
+                ("benchmark", ("--models=resnet8",)))),
+            ("serving_client", ("--model_name=m", "--timeout=1e10", "a.png"),
+             "error: --timeout must be at most 86400 seconds (a day), got 10000000000.0."),
             # Model names and TrainConfig's values are checked without Keras (arch.py).
             ("train", ("--model=foo",), "error: Unknown model name 'foo'"),
             ("train", ("--learning_rate=-1",),

@@ -271,6 +271,25 @@ def test_damaged_archive(tmp_path, damage):
     _one_line(e)
 
 
+def test_members_announcing_more_than_a_cifar_file_are_refused_before_reading(tmp_path):
+    # Issue 16, item 5: a 14 MB .tar.gz announcing a 3 GB member took 56 s and 10 GB.
+    import gzip
+
+    member = tarfile.TarInfo(f"{datasets.BIN_DIR}/data_batch_1.bin")
+    member.size = 3_000_000_000
+    archive = tmp_path / datasets.BIN_TAR
+    with gzip.open(archive, "wb") as f:
+        f.write(member.tobuf(tarfile.GNU_FORMAT) + b"\0" * 4096)
+    with pytest.raises(DataError, match=r"data_batch_1.bin in .* announces 3,000,000,000 "
+                                        r"bytes, more than any CIFAR-10 file") as e:
+        _read(archive)
+    _one_line(e)
+    folder = _make(tmp_path / "dir", "binary-dir")
+    os.truncate(folder / "test_batch.bin", 100 << 20)  # sparse: costs no disk
+    with pytest.raises(DataError, match=r"test_batch.bin announces 104,857,600 bytes"):
+        _read(folder)
+
+
 def test_unsafe_member_names_are_ignored(tmp_path):
     """A member named ../cifar-10-batches-bin/x or /abs/... never stands in for a batch."""
     folder = _make(tmp_path, "binary-dir")

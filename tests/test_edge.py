@@ -163,7 +163,7 @@ def test_edge_path_runs_with_tensorflow_unimportable(tiny, tmp_path):
     (tmp_path / "sm").mkdir()
     (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
     done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.predict",
-                           f"--model_path={tmp_path / 'sm'}", "a.png"],
+                           f"--model_path={tmp_path / 'sm'}", "--trust_savedmodel", "a.png"],
                           env=env, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [

@@ -81,8 +81,8 @@ def test_keras_file_and_saved_model_give_the_same_probabilities(trained, tmp_pat
     images = data.test.images[:16]
     from_file = predictor.load(run / "model.keras")(images)
     serving.save(model, tmp_path / "sm", data.class_names)
-    assert predictor.resolve(tmp_path / "sm").kind == "saved_model"
-    from_saved_model = predictor.load(tmp_path / "sm")(images)
+    assert predictor.resolve(tmp_path / "sm", trust_savedmodel=True).kind == "saved_model"
+    from_saved_model = predictor.load(tmp_path / "sm", trust_savedmodel=True)(images)
     np.testing.assert_allclose(from_file, from_saved_model, atol=1e-5)
 
 
@@ -150,7 +150,7 @@ def test_cli_never_writes_into_an_export(trained, tmp_path):
     _, model, data = trained
     serving.save(model, tmp_path / "1", data.class_names)
     before = sorted(p.name for p in (tmp_path / "1").iterdir())
-    r = _cli(f"--model_path={tmp_path / '1'}", "--dataset=synthetic",
+    r = _cli(f"--model_path={tmp_path / '1'}", "--trust_savedmodel", "--dataset=synthetic",
              "--synthetic_test_size=32", "--max_images=20")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "on 20 images" in r.stdout and "not written: give --out" in r.stdout

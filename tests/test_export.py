@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_resnet_cifar import datasets, exporting, models, tflite
+from keras_resnet_cifar import contract, datasets, edge, exporting, models, predictor, tflite
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.labels import CIFAR10_CLASSES
 
@@ -284,6 +285,124 @@ def test_models_made_from_reference_weights_carry_their_licence(tmp_path):
     model.save(tmp_path / "imported.keras")
     assert exporting.load_source(tmp_path / "imported.keras").licence_note == \
         reference_weights.LICENSE_NOTE
+
+
+def _hostile_saved_model(folder: Path, target: Path, *, float_signature: bool = True) -> Path:
+    """A SavedModel with this project's signatures whose graph also writes ``target``."""
+    import tensorflow as tf
+
+    def outputs(image):
+        n = tf.shape(image)[0]
+        tf.io.write_file(str(target), "written by the SavedModel's own graph")
+        return {"probabilities": tf.fill([n, 10], 0.1), "class_id": tf.zeros([n], tf.int64),
+                "class_name": tf.fill([n], "airplane")}
+
+    module = tf.Module()
+    module.serve = tf.function(outputs, input_signature=[
+        tf.TensorSpec((None, 32, 32, 3), tf.uint8, name="image")])
+    module.serve_float = tf.function(outputs, input_signature=[
+        tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image")])
+    signatures = {contract.DEFAULT_SIGNATURE: module.serve}
+    if float_signature:
+        signatures[contract.FLOAT_SIGNATURE] = module.serve_float
+    tf.saved_model.save(module, str(folder), signatures=signatures)
+    return folder
+
+
+def test_the_model_card_records_its_writer_and_every_file(exported):
+    _, folder, card, _ = exported
+    assert card[contract.WRITTEN_BY] == contract.WRITER
+    on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                     if p.is_file() and p.name != contract.MODEL_CARD)
+    assert sorted(card[contract.FILES]) == on_disk
+    assert {"saved_model.pb", "model_int8.tflite", "parity.json"} <= set(on_disk)
+    for name, digest in card[contract.FILES].items():
+        assert contract.sha256(folder / name) == digest
+    assert contract.saved_model_problem(folder) is None
+
+
+def test_a_saved_model_from_elsewhere_runs_only_with_trust_savedmodel(exported, tmp_path):
+    # Issue 16, item 6: predict on a SavedModel whose signature calls tf.io.write_file
+    # wrote the file.
+    _, folder, _, _ = exported
+    target = tmp_path / "pwned.txt"
+    hostile = _hostile_saved_model(tmp_path / "hostile", target)
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.predict",
+                           f"--model_path={hostile}", "a.png"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {hostile} has no model_card.json of keras_resnet_cifar.export. A SavedModel "
+        "is a program (its graph runs whatever operations it holds, file writes included): "
+        "load it only if you trust where it came from, with --trust_savedmodel."]
+    assert not target.exists()
+    # A card copied from a real export does not vouch for another graph ...
+    (hostile / contract.MODEL_CARD).write_bytes((folder / contract.MODEL_CARD).read_bytes())
+    with pytest.raises(UserError, match="has a saved_model.pb that differs from the sha256"):
+        predictor.load(hostile)
+    # ... nor does an export's own card once its graph was replaced.
+    replaced = tmp_path / "replaced"
+    shutil.copytree(folder, replaced)
+    (replaced / "saved_model.pb").write_bytes((hostile / "saved_model.pb").read_bytes())
+    for load in (predictor.load, exporting.load_source):
+        with pytest.raises(UserError, match="differs from the sha256 its model_card.json"):
+            load(replaced)
+    # A card that records nothing (an older export, or a hand-written one) neither.
+    (hostile / contract.MODEL_CARD).write_text(json.dumps({"name": "x"}))
+    with pytest.raises(UserError, match="records no sha256 of saved_model.pb"):
+        predictor.resolve(hostile)
+    assert not target.exists()
+    # The opt-in is what it says: the graph runs.
+    predictor.load(hostile, trust_savedmodel=True).predict(np.zeros((1, 32, 32, 3), np.uint8))
+    assert target.exists()
+
+
+def test_a_damaged_tflite_file_is_refused_when_its_card_is_present(exported, tmp_path,
+                                                                   monkeypatch):
+    # Issue 16, item 7: 31 of 40 bit-flipped copies loaded silently, 4 answered wrongly.
+    _, folder, _, _ = exported
+    copy = tmp_path / "1"
+    shutil.copytree(folder, copy)
+    model = copy / "model_float32.tflite"
+    assert edge.TFLiteClassifier(model).predict(np.zeros((1, 32, 32, 3), np.uint8)).shape == \
+        (1, 10)
+    raw = bytearray(model.read_bytes())
+    raw[len(raw) // 2] ^= 0x10
+    model.write_bytes(bytes(raw))
+    for load in (edge.TFLiteClassifier, predictor.load):
+        with pytest.raises(UserError, match="model_float32.tflite does not match the sha256 "
+                                            "its model card records"):
+            load(model)
+    # Without a card there is nothing to check against; what LiteRT then fails on is
+    # one line, not a RuntimeError traceback.
+    (copy / contract.MODEL_CARD).unlink()
+    runner = edge.TFLiteClassifier(folder / "model_float32.tflite")
+
+    def fail():
+        raise RuntimeError("Input tensor 21 lacks data")
+
+    monkeypatch.setattr(runner._interpreter, "invoke", fail)
+    with pytest.raises(UserError, match=r"model_float32.tflite failed to run \(Input tensor "
+                                        r"21 lacks data\): the model file is damaged"):
+        runner.predict(np.zeros((2, 32, 32, 3), np.uint8))
+
+
+def test_a_saved_model_without_the_float_signature_is_one_line(tmp_path):
+    # Issue 16, item 10: a KeyError traceback from the TFLite conversion.
+    source = _hostile_saved_model(tmp_path / "sm", tmp_path / "x.txt", float_signature=False)
+    with pytest.raises(UserError, match="has no serving_float32 signature: not a SavedModel "
+                                        "of keras_resnet_cifar.export"):
+        exporting.load_source(source, trust_savedmodel=True)
+    with pytest.raises(UserError, match="has no serving_float32 signature to convert"):
+        tflite.convert(source, "float32")
+    done = _cli(f"--model_path={source}", "--trust_savedmodel", "--out=ex",
+                "--dataset=synthetic", "--parity_images=0", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {source} has no "
+                                                           "serving_float32 signature")
+    assert not (tmp_path / "ex").exists() or _listing(tmp_path / "ex" / "sm") == []
 
 
 def _cli(*args, cwd):

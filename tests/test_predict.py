@@ -127,7 +127,7 @@ def test_every_kind_of_model_gives_the_same_answers(models_dir, pixels):
     expected = model.predict(pixels.astype(np.float32), verbose=0)
     for path, kind in ((folder / "model.tflite", "tflite"), (folder / "saved", "saved_model"),
                        (folder / "model.keras", "keras")):
-        loaded_model = predictor.load(path)
+        loaded_model = predictor.load(path, trust_savedmodel=True)  # written by the fixture
         assert loaded_model.kind == kind and loaded_model.describe()["kind"] == kind
         seen = []
         probabilities = loaded_model.predict(pixels, batch_size=3,
@@ -180,6 +180,44 @@ def test_checkpoints_of_a_run_directory(models_dir, tmp_path):
         predictor.resolve(folder / "model.tflite", "best")
 
 
+def test_a_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path, pixels):
+    # Issue 16, item 8: Pillow's convert("RGB") clipped 99.4% of the pixels at 255.
+    gray = np.asarray(Image.fromarray(pixels[0]).convert("L"), np.uint16)
+    Image.fromarray(gray * 257).save(tmp_path / "g16.png")  # the same image, 16 bits
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    loaded = images.load_file(tmp_path / "g16.png")
+    for c in range(3):
+        np.testing.assert_array_equal(loaded.pixels[0, :, :, c], gray)
+    assert "converted 16-bit grayscale" in loaded.warnings[0]
+
+
+def test_a_damaged_checkpoint_is_named_as_damaged(models_dir, tmp_path):
+    # Issue 16, item 2: Keras says "File not found" for a truncated .keras file.
+    folder, _ = models_dir
+    (tmp_path / "checkpoints").mkdir()
+    good = (folder / "model.keras").read_bytes()
+    (tmp_path / "checkpoints" / "best.keras").write_bytes(good[:len(good) // 2])
+    with pytest.raises(UserError, match=r"checkpoints/best.keras exists but is not a readable "
+                                        r"\.keras model \(truncated or corrupt"):
+        predictor.load(tmp_path, checkpoint="best")
+
+
+def test_a_keras_zip_bomb_is_refused_from_its_directory(tmp_path):
+    # Issue 16, item 5: a small .keras whose config.json inflates to gigabytes.
+    import zipfile
+
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("metadata.json", "{}")
+        with z.open("config.json", "w", force_zip64=True) as f:
+            for _ in range(20):
+                f.write(b" " * (1 << 20))
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(UserError, match=r"config.json announces 20,971,520 bytes "
+                                        r"uncompressed, more than 16,777,216"):
+        predictor.load(bomb)
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.predict", *args],
                           cwd=cwd, env=ENV, capture_output=True, text=True)
@@ -210,7 +248,8 @@ def test_cli_scores_good_files_and_reports_bad_ones(models_dir, files):
 @pytest.mark.slow
 def test_cli_on_saved_model_and_dataset(models_dir, files):
     folder, _ = models_dir
-    done = _cli(f"--model_path={folder / 'saved'}", "a.png", "b.jpg", cwd=files)
+    done = _cli(f"--model_path={folder / 'saved'}", "--trust_savedmodel", "a.png", "b.jpg",
+                cwd=files)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("a.png") and "\nb.jpg" in done.stdout
     scored = _cli(f"--model_path={folder / 'model.tflite'}", "--dataset=synthetic",

@@ -261,6 +261,80 @@ def test_unreadable_or_missing_resume_state_is_never_silently_restarted(tmp_path
     assert [r["epoch"] for r in rundir.read_history(run_dir)] == [1]
 
 
+def test_trained_epochs_without_state_or_history_are_never_retrained_from_scratch(tmp_path):
+    # Issue 16, item 1: with backup/state.npz and both history files gone, the run used
+    # to retrain from epoch 0 and overwrite checkpoints/last.keras without a word.
+    run_dir = _one_epoch_run(tmp_path)
+    longer = dataclasses.replace(CONFIG, epochs=2)
+    for name in (rundir.STATE, rundir.HISTORY_JSON, rundir.HISTORY_CSV):
+        (run_dir / name).unlink()
+    last = (run_dir / rundir.LAST).read_bytes()
+    with pytest.raises(UserError, match=r"shows that epochs were trained \(checkpoints/"
+                                        r"last\.keras, .*resume state .* is missing"):
+        training.train_and_evaluate(longer, run_dir, verbose=0)
+    assert (run_dir / rundir.LAST).read_bytes() == last
+    # TensorBoard's epoch summaries alone still show it.
+    for name in (rundir.LAST, rundir.BEST, rundir.BEST_JSON, rundir.MODEL, rundir.METRICS):
+        (run_dir / name).unlink(missing_ok=True)
+    with pytest.raises(UserError, match="tensorboard/ epoch summaries"):
+        training.train_and_evaluate(longer, run_dir, verbose=0)
+
+
+def test_a_run_killed_before_its_first_epoch_ended_starts_afresh(tmp_path):
+    # What the check above must not refuse: config.json, and the event file that
+    # TensorBoard opens when training starts, without any epoch summary.
+    rundir.write_config(tmp_path, CONFIG)
+    events = tmp_path / rundir.TENSORBOARD / "train"
+    events.mkdir(parents=True)
+    (events / "events.out.tfevents.1.host").write_bytes(b"\0" * 64 + b"brain.Event:2")
+    assert rundir.trained_epoch_evidence(tmp_path) == []
+    assert rundir.plan(tmp_path, CONFIG).state_epoch == 0
+
+
+def test_a_damaged_best_checkpoint_is_rebuilt_or_reported_on_resume(tmp_path, monkeypatch):
+    # Issue 16, item 2: a truncated checkpoints/best.keras stayed corrupt after a resume.
+    run_dir = _one_epoch_run(tmp_path)  # best epoch 1 = the resume state's epoch
+    best = run_dir / rundir.BEST
+    best.write_bytes(best.read_bytes()[:1000])
+    assert rundir.is_damaged_model(run_dir, rundir.BEST)
+    assert not rundir.is_damaged_model(run_dir, rundir.LAST)
+    (run_dir / rundir.METRICS).unlink()  # killed after the last epoch's state
+    training.train_and_evaluate(dataclasses.replace(CONFIG, epochs=1), run_dir, verbose=0)
+    assert not rundir.is_damaged_model(run_dir, rundir.BEST)
+    keras.saving.load_model(best, compile=False)
+    # A best epoch older than the state cannot be rebuilt: said, not hidden.
+    best.write_bytes(best.read_bytes()[:1000])
+    warnings = []
+    monkeypatch.setattr(training.logging, "warning", lambda *a: warnings.append(a[0] % a[1:]))
+    model = keras.saving.load_model(run_dir / rundir.LAST)
+    state = rundir.State(epoch=2, history=rundir.read_history(run_dir),
+                         best=rundir.read_best(run_dir))
+    training._repair(run_dir, model, state, CONFIG, chief=True)
+    assert any("best.keras is damaged (truncated or corrupt) and cannot be rebuilt" in w
+               for w in warnings)
+
+
+@pytest.mark.parametrize("name,text", [
+    (rundir.CONFIG, "[]"),
+    (rundir.CONFIG, '{"epochs": "3"}'),
+    (rundir.HISTORY_JSON, "[1]"),
+    (rundir.HISTORY_JSON, '{"rows": []}'),
+    (rundir.BEST_JSON, "7"),
+])
+def test_run_files_of_the_wrong_json_type_are_named_in_one_line(tmp_path, name, text):
+    # Issue 16, item 4: these gave tracebacks (AttributeError, TypeError, KeyError).
+    rundir.write_config(tmp_path, CONFIG)
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_text(text)
+    readers = {rundir.CONFIG: rundir.read_config, rundir.HISTORY_JSON: rundir.read_history,
+               rundir.BEST_JSON: rundir.read_best}
+    with pytest.raises(UserError, match=f"{tmp_path / name} "):
+        readers[name](tmp_path)
+    if name != rundir.BEST_JSON:
+        with pytest.raises(UserError, match=f"{tmp_path / name} "):
+            rundir.plan(tmp_path, CONFIG)
+
+
 def test_full_disk_is_one_clear_error_and_the_same_command_resumes(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     saves = []
@@ -337,6 +411,24 @@ def test_values_that_cannot_train_are_refused(bad, message):
 
 def test_edge_values_that_can_train_are_accepted():
     config_lib.TrainConfig(lr_decay=1.0, momentum=0.0, weight_decay=0.0)
+    config_lib.TrainConfig(seed=0)
+    config_lib.TrainConfig(seed=2**32 - 1, batch_size=2**31, steps_per_epoch=2**20, epochs=4)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(seed=-1), r"--seed must be in \[0, 4294967295\], got -1"),
+    (dict(seed=10**20), r"--seed must be in \[0, 4294967295\]"),
+    (dict(batch_size=10**23), r"--batch_size must be at most 9223372036854775807"),
+    (dict(steps_per_epoch=10**23), r"--steps_per_epoch must be at most"),
+    (dict(eval_steps=10**23), r"--eval_steps must be at most"),
+    (dict(synthetic_train_size=10**23), r"--synthetic_train_size must be at most"),
+    (dict(steps_per_epoch=2**40, batch_size=2**20, epochs=2**10),
+     r"--epochs x --steps_per_epoch x --batch_size must be at most"),
+])
+def test_integers_out_of_range_are_refused(bad, message):
+    # Issue 16, item 3: these overflowed later, in NumPy or TensorFlow, as tracebacks.
+    with pytest.raises(ValueError, match=message):
+        config_lib.TrainConfig(**bad)
 
 
 def test_a_loss_that_becomes_nan_stops_the_run_with_a_clear_error(tmp_path):

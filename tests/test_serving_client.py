@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -97,11 +98,24 @@ def test_url():
         rest_client.predict_url("h:8501", "resnet20")
     assert str(bad_url.value) == ("The server URL must start with http:// or https://, "
                                   "got 'h:8501'.")
-    for name in ("", "a/b"):
+    for name in ("", "a/b", "a?b", "a#b", "a b"):
         with pytest.raises(UserError) as bad_name:
             rest_client.predict_url("http://h:8501", name)
-        assert str(bad_name.value) == ("The model name must be non-empty and without '/', "
-                                       f"got {name!r}.")
+        assert str(bad_name.value) == ("The model name must be letters, digits, '.', '_' or "
+                                       f"'-' (one path segment of the URL), got {name!r}.")
+    # Issue 16, item 9: a query or fragment swallowed the predict path; bad ports and
+    # hosts were tracebacks.
+    assert (rest_client.predict_url("https://h/serving/", "m")
+            == "https://h/serving/v1/models/m:predict")
+    for url, problem in (("http://h:8501/?x=1#frag", "must not hold a query"),
+                         ("http://h:8501#frag", "must not hold a query"),
+                         ("http://127.0.0.1:99999", "is malformed (Port out of range"),
+                         ("http://127.0.0.1:abc", "is malformed (Port could not be cast"),
+                         ("http://[::1", "is malformed (Invalid IPv6 URL"),
+                         ("http://", "has no host name"),
+                         ("http://h\x1b[2J:1", "holds spaces or control characters")):
+        with pytest.raises(UserError, match=re.escape(f"The server URL {problem}")):
+            rest_client.predict_url(url, "m")
 
 
 @pytest.mark.parametrize("columnar", [False, True])
@@ -177,6 +191,61 @@ def test_malformed_predictions_get_a_clear_message():
                "class_name": ["a", "a"]}
     with pytest.raises(UserError, match="ragged"):
         rest_client.parse_response({"outputs": columns}, 2)
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """Answers what the path asks for: /<status>/<body kind>."""
+
+    BODIES = {
+        "huge_number": b'{"predictions": [{"probabilities": [1' + b"0" * 400 + b'], '
+                       b'"class_id": 0, "class_name": "a"}]}',
+        "deep": b"[" * 100000,
+        "negative": json.dumps({"predictions": [{"probabilities": [-5.0, 6.0], "class_id": 1,
+                                                 "class_name": "b"}]}).encode(),
+        "escape": json.dumps({"error": "boom \x1b[2J\x1b]0;pwned\x07 done"}).encode(),
+        "good": json.dumps({"predictions": [{"probabilities": [0.25, 0.75], "class_id": 1,
+                                             "class_name": "b\x1b[31m"}]}).encode(),
+    }
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        _, status, kind = self.path.split(":")[0].split("/")[:3]
+        data = self.BODIES[kind]
+        self.send_response(int(status))
+        self.send_header("Location", "http://elsewhere/")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_hostile_answers_are_one_line_and_escaped(pixels):
+    # Issue 16, item 9: OverflowError, RecursionError, "-500.0%", a 301 taken as the
+    # answer, and escape sequences written raw to the terminal.
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    one = pixels[:1]
+    try:
+        for path, message in (("200/huge_number", "not a list of finite numbers"),
+                              ("200/deep", "not JSON"),
+                              ("200/negative", r"probabilities outside \[0, 1\]"),
+                              ("301/good", "answered HTTP 301, a redirect"),
+                              ("204/deep", "not JSON")):
+            # The stand-in reads "<base>/<status>/<kind>/v1/models/m:predict".
+            with pytest.raises(UserError, match=message):
+                rest_client.predict(f"{base}/{path}", "m", one, timeout=10)
+        with pytest.raises(UserError) as escaped:
+            rest_client.predict(f"{base}/500/escape", "m", one, timeout=10)
+        assert "\x1b" not in str(escaped.value) and "\x07" not in str(escaped.value)
+        assert "boom \\x1b[2J\\x1b]0;pwned\\x07 done" in str(escaped.value)
+        [result] = rest_client.predict(f"{base}/200/good", "m", one, timeout=10)
+        assert result["class_name"] == "b\\x1b[31m"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):

@@ -142,6 +142,15 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_as_one_device(tmp_path):
     ("--lr_decay=-1", "--lr_decay must be in (0, 1]"),
     ("--learning_rate=inf", "--learning_rate must be a finite number > 0"),
     ("--validation_split=512", "--validation_split=512 leaves no training images"),
+    # Issue 16, item 3: tracebacks, and a run directory left behind with the bad config.
+    ("--batch_size=99999999999999999999999", "--batch_size must be at most"),
+    ("--steps_per_epoch=99999999999999999999999", "--steps_per_epoch must be at most"),
+    ("--eval_steps=99999999999999999999999", "--eval_steps must be at most"),
+    ("--synthetic_train_size=99999999999999999999999", "--synthetic_train_size must be at"),
+    ("--synthetic_train_size=4611686018427387904", "Cannot hold 4,611,686,018,427,387,904"),
+    ("--seed=-1", "--seed must be in [0, 4294967295], got -1"),
+    ("--seed=99999999999999999999", "--seed must be in [0, 4294967295]"),
+    ("--batch_size=1000000000", "--batch_size=1000000000 is larger than the 512 training"),
 ])
 def test_user_errors_are_one_line_without_traceback(tmp_path, flag, message):
     r = run_train(f"--model_dir={tmp_path / 'x'}", "--dataset=cifar10"
