@@ -87,14 +87,14 @@ class DataCache:
         return self._loaded[key]
 
 
-def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
+def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = "auto",
               data: DataCache | None = None) -> list[Path]:
     """Trains (or resumes, or skips when finished) every run of ``spec``.
 
     Args:
         spec: what to train.
         out: the study folder.
-        verbose: Keras progress output.
+        verbose: progress output (training.train_and_evaluate's ``verbose``).
         data: the loaded data sets (shared with :func:`evaluate_all`).
 
     Returns:
@@ -170,7 +170,7 @@ def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Pa
 def run_study(spec: StudySpec, out: str | os.PathLike, *,
               report_dir: str | os.PathLike | None = None,
               accuracy_levels: Sequence[float] | None = None,
-              command: str | None = None, verbose: int | str = 2) -> StudyResult:
+              command: str | None = None, verbose: int | str = "auto") -> StudyResult:
     """The whole study: trains, evaluates, then (with ``report_dir``) publishes and reports.
 
     The data sets are loaded once for all runs and their evaluations.
@@ -183,7 +183,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
         accuracy_levels: the report's "epochs to X%" levels; None chooses them
             from the runs.
         command: the command line to record in report.md.
-        verbose: Keras progress output.
+        verbose: progress output (training.train_and_evaluate's ``verbose``).
 
     Returns:
         The run directories and report.md's path.
