@@ -172,6 +172,18 @@ def test_train_refuses_a_busy_run_directory_and_a_wrong_data_dir_before_tensorfl
     assert f"delete {other} first" in refused.stderr
 
 
+def test_export_without_litert_says_so_before_any_work(tmp_path):
+    """export needs the LiteRT runtime to check its .tflite models: one line, at once."""
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKER.replace(
+        '("tensorflow", "keras")', '("tensorflow", "keras", "ai_edge_litert")'))
+    done = _run("export", "--weights=resnet20.npz", block=str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        "error: export runs the TFLite models it writes on the LiteRT runtime, which is not "
+        "installed here: pip install ai-edge-litert")
+    assert not (tmp_path / "exports").exists()
+
+
 def test_help_lists_the_flags_a_tool_takes_from_shared_modules():
     """train's --help names its training flags (defined in train_flags), not only its own."""
     for tool, shared in (("train", "--epochs"), ("benchmark", "--mixed_precision")):
