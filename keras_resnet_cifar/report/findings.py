@@ -74,6 +74,15 @@ def at_chance(row: dict[str, Any]) -> str:
             "describes.")
 
 
+def not_comparable(recipes: int) -> dict[str, Any]:
+    """The one finding of a report whose runs were trained with different recipes."""
+    return _finding("He et al.'s claims (degradation, residual vs plain)", "not measured",
+                    f"the runs were trained with {recipes} different recipes (Table 1's "
+                    "recipe column; Setup lists them), and networks are compared only "
+                    "within one recipe: report each recipe's runs separately.",
+                    recipes=recipes)
+
+
 def _by_model(rows):
     return {r["model"]: r for r in rows}
 
