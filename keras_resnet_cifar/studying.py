@@ -26,6 +26,7 @@ from absl import logging
 
 from keras_resnet_cifar import rundir  # no Keras here: TensorFlow loads when training starts
 from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.text import plural
 
 SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 # He et al.'s Figure 6: plain and residual nets of 20, 32, 44 and 56 layers.
@@ -149,8 +150,8 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
         result.update(model=str(rundir.path(workdir, rundir.MODEL)), model_kind="keras",
                       checkpoint="final", data_source=loaded.source)
         evaluation.write_results(result, workdir)
-        logging.info("study: %s test accuracy %.4f on %d images", workdir,
-                     result["accuracy"], result["images"])
+        logging.info("study: %s test accuracy %.4f on %s", workdir,
+                     result["accuracy"], plural(result["images"], "image"))
 
 
 def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Path]:

@@ -49,6 +49,7 @@ from keras_resnet_cifar import datasets, environment, input_pipeline, models, ru
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.optimizer import ReferenceSGD, learning_rate_schedule
 from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.text import plural
 
 # "loss" is what SGD minimises: cross-entropy plus the L2 weight-decay term. In a
 # deep plain net the kernels' norms grow fast early on (BN makes the loss blind to
@@ -658,8 +659,8 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
            evaluation: datasets.Split, data: datasets.Cifar10, *,
            callbacks: Sequence[keras.callbacks.Callback], verbose: int | str,
            stop: _StopSignals) -> dict[str, Any]:
-    logging.info("data: %s; %d training images, %d %s images", data.source,
-                 len(train.labels), len(evaluation.labels), config.eval_set)
+    logging.info("data: %s; %s, %s", data.source, plural(len(train.labels), "training image"),
+                 plural(len(evaluation.labels), f"{config.eval_set} image"))
     with strategy.scope():
         model = build_and_compile(config, strategy.num_replicas_in_sync)
         # Built now (fit would build it at its first step) so a resume can fill it.
