@@ -130,7 +130,7 @@ def test_findings_verdicts_and_numbers(study):
                             levels)
     by_claim = {f["claim"]: f for f in found}
 
-    degradation = by_claim["Degradation: plain56 has a higher final training error than plain20"]
+    degradation = by_claim["Degradation: plain56 has a higher training error over the last epoch than plain20"]
     assert degradation["verdict"] == "supported"
     assert "40.00% vs plain20 20.00 ± 0.00%" in degradation["evidence"]
     assert "chance" not in degradation["evidence"]

@@ -4,9 +4,10 @@ Definitions. *Final test accuracy*: on the whole test set from evaluation.json
 when the run was evaluated, else metrics.json's (possibly capped) test accuracy.
 *Best test accuracy*: the highest per-epoch accuracy on the run's eval set,
 which is the set named in metrics.json ``best.chosen_on`` (choosing it on the
-test set makes it an optimistic number; the table says which). *Final training
-error*: 100% minus the training accuracy of the last epoch (running mean over
-its augmented batches). *Epochs to X%*: the first epoch whose per-epoch eval
+test set makes it an optimistic number; the table says which). *Training error
+over the last epoch* (``final_train_error``): 100% minus the training accuracy of
+the last epoch (running mean over all its augmented batches); the curve findings'
+figure is over the last curve segment only, and is named so. *Epochs to X%*: the first epoch whose per-epoch eval
 accuracy reaches X.
 """
 

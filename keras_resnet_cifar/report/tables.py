@@ -80,7 +80,7 @@ def table1_markdown(rows: Sequence[dict[str, Any]],
     several = any("recipe" in r for r in rows)
     head = (["architecture", "model", *(["recipe"] if several else []), "layers", "params", "n",
              "final test acc. (%)", f"best test acc. (%), chosen on {'/'.join(chosen)}",
-             "final training error (%)"]
+             "training error, last epoch (%)"]
             + [f"epochs to {100 * level:g}% {'/'.join(chosen)} acc. (per-epoch eval)"
                for level in levels])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
