@@ -45,7 +45,7 @@ from keras_resnet_cifar.arch import (  # noqa: F401
 CIFAR10_MEAN = (125.307, 122.950, 113.865)
 CIFAR10_STD = (62.993, 62.089, 66.705)
 # What the reference PyTorch weights were trained with (ImageNet statistics on
-# [0, 1] pixels), rescaled to [0, 255]; see ../shared/data/reference/README.md.
+# [0, 1] pixels), rescaled to [0, 255] (akamaster/pytorch_resnet_cifar10's trainer).
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 

@@ -1,4 +1,5 @@
-"""Trains a plain or residual CIFAR-10 network with the paper's recipe.
+"""Trains a plain or residual CIFAR-10 network (default: He et al.'s optimiser, the
+reproduction paper's 200-epoch schedule; see keras_resnet_cifar/config.py).
 
     python -m keras_resnet_cifar.train --model=plain56
     python -m keras_resnet_cifar.train --flagfile=flags/resnet56.cfg --data_dir=~/data/cifar10

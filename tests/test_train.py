@@ -29,7 +29,7 @@ def history(run_dir):
     return json.loads((run_dir / "history.json").read_text())["epochs"]
 
 
-def test_learning_rate_schedule_is_the_papers():
+def test_default_learning_rate_schedule_drops_after_epochs_80_and_120():
     cfg = config_lib.TrainConfig()
     lrs = [config_lib.learning_rate_at(e, cfg) for e in range(200)]
     assert lrs[0] == lrs[79] == 0.1
