@@ -204,5 +204,5 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
 
 
 def count_trainable_params(model: keras.Model) -> int:
-    """The number of trainable scalars (what the paper's parameter counts count)."""
+    """The number of trainable scalars (what He et al.'s Table 6 counts, in millions)."""
     return int(sum(keras.ops.size(w) for w in model.trainable_weights))
