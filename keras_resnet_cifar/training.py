@@ -34,6 +34,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import types
@@ -331,9 +332,7 @@ class ProgressLine(keras.callbacks.Callback):
 
     @property
     def stream(self):
-        import sys
-
-        return self._stream or sys.stderr
+        return self._stream or sys.stderr  # looked up now: the tools redirect it
 
     def _tty(self) -> bool:
         try:

@@ -377,5 +377,5 @@ def test_empty_comparisons_say_why(tmp_path):
     text = report.build(runs_).texts["report.md"]
     assert "Table 6: ;" not in text and "Table 1: ." not in text
     assert "Table 6: none of this report's models (it gives resnet20, resnet56)" in text
-    assert ("Not shown: the published tables give plain20, plain56, resnet20, resnet56, none "
-            "of this report's models (plain8, resnet8).") in text
+    assert ("The published columns are empty because the published tables give plain20, "
+            "plain56, resnet20, resnet56, none of this report's models (plain8, resnet8).") in text

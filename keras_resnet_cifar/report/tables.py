@@ -19,6 +19,8 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
 
 
 NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error")
+# Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
+FIGURE_6_ONLY = ("plain20", "plain32", "plain44", "plain56")
 
 
 def table1(summaries: Sequence[dict[str, Any]],
@@ -146,9 +148,10 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, dict
             train = f"{100 * point['train_error']:.2f}" + (f" ± {100 * se:.2f}" if se else "")
         else:
             train = "n/a"
+        # He et al.'s Figure 6 shows plain-20/32/44/56 (and their ResNets) as curves only.
         paper = (f"{100 * (1 - published[r['model']]):.2f}" if r["model"] in published
-                 else "figure only")
+                 else "figure only" if r["model"] in FIGURE_6_ONLY else "not published")
         seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction
-                else "n/a")
+                else "not published")
         lines.append("| " + " | ".join([r["model"], test, train, paper, seed]) + " |")
     return "\n".join(lines) + "\n"
