@@ -505,8 +505,8 @@ def lagging_batch_norm_note(row: dict[str, Any], eval_set: str) -> str | None:
     return (f"note: the {eval_set} cross-entropy ({held:.1f}) is far above the training "
             f"one ({train:.2f}). Evaluation normalises with BatchNormalization's moving "
             "averages of the batch statistics, which lag the weights while they change "
-            "fast (the first epochs, short runs); this is expected early in training and "
-            "fades as it settles.")
+            "fast (the first epochs, short runs); early in a run this is common and fades "
+            "as training settles.")
 
 
 class Interrupted(KeyboardInterrupt):
