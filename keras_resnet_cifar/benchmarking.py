@@ -389,11 +389,20 @@ def format_table(report: dict[str, Any]) -> str:
         f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}; "
         f"TF_ENABLE_ONEDNN_OPTS={m['onednn']}; threads intra {m['intra_op_threads']} "
         f"inter {m['inter_op_threads']} (0 = TF default); {when}",
-        f"settings: batch {s['batch_size']}, {s['steps']} steps x {s['repeats']} repeats "
-        f"after a warm-up, {s['mixed_precision']}, jit_compile={s['jit_compile']}, "
-        f"steps_per_execution={s['steps_per_execution']}, data: {s['data']}",
-        "",
     ]
+    if report["training"]:  # training settings only when training was measured
+        lines.append(
+            f"settings: batch {s['batch_size']}, {s['steps']} steps x {s['repeats']} repeats "
+            f"after a warm-up, {s['mixed_precision']}, jit_compile={s['jit_compile']}, "
+            f"steps_per_execution={s['steps_per_execution']}, data: {s['data']}")
+    if "skipped" not in report["inference"]:
+        threads = (f"{s['num_threads']} thread(s)" if s.get("num_threads")
+                   else "every core")
+        lines.append(
+            f"inference settings: {s.get('inference_runs')} timed batch-1 calls and batch-128 "
+            f"throughput per model after a warm-up, {threads} for .tflite models, "
+            f"images: {s['data']}")
+    lines.append("")
     rows: list[tuple[str, str]] = []  # (label, figures)
 
     def row(name, stats, fmt="{:10.1f}"):

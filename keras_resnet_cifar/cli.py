@@ -38,6 +38,7 @@ that ``keras_resnet_cifar.export`` did not write: a SavedModel is a program
 
 Behaviour that every tool gets from :func:`run`:
 
+- ``--help``, ``--helpshort`` and ``--helpfull`` print the help and exit 0.
 - A flag error, a missing required flag, a stray positional argument or a
   :class:`~keras_resnet_cifar.errors.UserError` ends in one ``error: ...`` line and
   exit status 1; Ctrl-C and SIGTERM in ``interrupted`` and 130 / 143. Any other
@@ -275,11 +276,32 @@ def _stopped_by(error: BaseException) -> str | None:
     return "SIGINT" if isinstance(error, KeyboardInterrupt) else None
 
 
+# absl's help flags: they print the usage and exit before main.
+_HELP_FLAG = re.compile(r"--?(\?|help|helpshort|helpfull|helpxml)(=.*)?", re.S)
+
+
+def asked_for_help(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` has one of absl's help flags (before a ``--``)."""
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        m = _HELP_FLAG.fullmatch(arg)
+        if m and (m.group(2) or "=true").lower()[1:] in ("", "true", "t", "1", "yes"):
+            return True
+    return False
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         exit_with(f"{message_of(e)} (--helpfull lists every flag).")
+    except SystemExit as e:
+        # absl prints the help of --help, --helpfull, ... and exits with status 1, the
+        # status of a mistake; asking for help is none: 0.
+        if e.code == 1 and asked_for_help(argv):
+            raise SystemExit(0) from None
+        raise
 
 
 def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[str, str],

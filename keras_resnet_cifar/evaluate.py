@@ -11,15 +11,15 @@ file (a SavedModel that ``keras_resnet_cifar.export`` did not write needs
 ``--trust_savedmodel``: it is a program). The results go into the run directory,
 or into ``--out``:
 
-    evaluation.json        accuracy, loss, per-class accuracy / precision / recall /
-                           support, macro averages, the confusion matrix
-    per_class.csv          class, accuracy, precision, recall, support
+    evaluation.json        accuracy, loss, per-class precision / recall / support,
+                           macro averages, the confusion matrix
+    per_class.csv          class, precision, recall, support
     confusion_matrix.csv   rows: true class, columns: predicted class (counts)
 
 Other models are evaluated without writing anything unless ``--out`` is given
 (an export's version folder is what TF Serving polls: nothing is added to it).
-A readable table is always printed. Per-class accuracy is the recall of that
-class (correct / images of the class); precision and recall are scikit-learn's
+A readable table is always printed. A class's accuracy (correct / images of the
+class) is its recall, which has the column; precision and recall are scikit-learn's
 (see :mod:`keras_resnet_cifar.evaluation`).
 """
 

@@ -2,14 +2,14 @@
 
 :func:`evaluate_split` runs any :class:`~keras_resnet_cifar.predictor.Predictor`
 over images and returns :func:`metrics_from_probabilities`: a JSON-ready dict
-of the accuracy, the loss, per-class accuracy / precision / recall / support,
-macro averages and the confusion matrix. Per-class accuracy is the recall of
-that class (correct / images of the class); precision and recall are
+of the accuracy, the loss, per-class precision / recall / support, macro
+averages and the confusion matrix. A class's accuracy (correct / images of the
+class) is its recall, so it has no column of its own; precision and recall are
 scikit-learn's. :func:`write_results` writes the dict into a folder (a run
 directory, see :mod:`keras_resnet_cifar.rundir`, or any other):
 
     evaluation.json        the dict
-    per_class.csv          class, accuracy, precision, recall, support
+    per_class.csv          class, precision, recall, support
     confusion_matrix.csv   rows: true class, columns: predicted class (counts)
 
 The command line is :mod:`keras_resnet_cifar.evaluate`.
@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_resnet_cifar import fileio, predictor, rundir
+from keras_resnet_cifar.text import plural
 
 RESULT_FILES = (rundir.EVALUATION, rundir.PER_CLASS, rundir.CONFUSION)
 
@@ -37,9 +38,9 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
 
     Returns:
         {"images", "accuracy", "loss" (mean cross-entropy), "macro_precision",
-        "macro_recall", "per_class": [{"class", "accuracy", "precision",
-        "recall", "support"}], "class_names", "confusion_matrix" (rows true,
-        columns predicted, counts)}.
+        "macro_recall", "per_class": [{"class", "precision", "recall" (the
+        class's accuracy), "support"}], "class_names", "confusion_matrix" (rows
+        true, columns predicted, counts)}.
     """
     from sklearn import metrics
 
@@ -55,7 +56,8 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
         labels, predicted, labels=ids, zero_division=0)
     picked = probabilities[np.arange(len(labels)), labels]
     loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))) if len(labels) else float("nan")
-    per_class = [{"class": name, "accuracy": float(recall[i]), "precision": float(precision[i]),
+    # A class's accuracy (correct / images of the class) is its recall: not repeated.
+    per_class = [{"class": name, "precision": float(precision[i]),
                   "recall": float(recall[i]), "support": int(support[i])}
                  for i, name in enumerate(class_names)]
     return {
@@ -97,14 +99,16 @@ def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,
 def format_table(result: dict[str, Any]) -> str:
     """A readable per-class table with the overall numbers underneath."""
     width = max(len("class"), *(len(r["class"]) for r in result["per_class"]))
-    lines = [f"{'class':<{width}}  accuracy  precision  recall  support"]
+    # A class's accuracy (correct / images of the class) is its recall: one column.
+    lines = [f"{'class':<{width}}  precision  recall  support"]
     for r in result["per_class"]:
-        lines.append(f"{r['class']:<{width}}  {r['accuracy']:8.4f}  {r['precision']:9.4f}  "
+        lines.append(f"{r['class']:<{width}}  {r['precision']:9.4f}  "
                      f"{r['recall']:6.4f}  {r['support']:7d}")
-    lines.append(f"{'macro':<{width}}  {'':8}  {result['macro_precision']:9.4f}  "
+    lines.append(f"{'macro':<{width}}  {result['macro_precision']:9.4f}  "
                  f"{result['macro_recall']:6.4f}  {result['images']:7d}")
     lines.append(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
-                 f"(from the probabilities) on {result['images']} images")
+                 f"(from the probabilities) on {plural(result['images'], 'image')}; a "
+                 "class's accuracy is its recall")
     return "\n".join(lines)
 
 
@@ -118,9 +122,9 @@ def write_results(result: dict[str, Any], out_dir: str | os.PathLike) -> list[Pa
     """Writes evaluation.json, per_class.csv and confusion_matrix.csv; returns their paths."""
     out = Path(out_dir)
     names = result["class_names"]
-    per_class = [("class", "accuracy", "precision", "recall", "support")] + [
-        (r["class"], f"{r['accuracy']:.6f}", f"{r['precision']:.6f}", f"{r['recall']:.6f}",
-         r["support"]) for r in result["per_class"]]
+    per_class = [("class", "precision", "recall", "support")] + [
+        (r["class"], f"{r['precision']:.6f}", f"{r['recall']:.6f}", r["support"])
+        for r in result["per_class"]]
     confusion = [("true\\predicted", *names)] + [
         (name, *row) for name, row in zip(names, result["confusion_matrix"])]
     fileio.write_json(out / RESULT_FILES[0], result)

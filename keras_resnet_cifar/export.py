@@ -54,6 +54,21 @@ def define_flags() -> None:
     flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
+def _check_litert() -> None:
+    """Refuses at once when the LiteRT runtime, which runs the TFLite models, is missing.
+
+    The export checks every .tflite model it writes (the int8 model's input
+    quantisation, the parity report) on LiteRT, as an edge device runs it; without
+    the runtime it would fail only after the minute of conversion.
+    """
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        raise UserError("export runs the TFLite models it writes on the LiteRT runtime, "
+                        "which is not installed here: pip install ai-edge-litert (or give "
+                        "--tflite= to write the SavedModel only).") from None
+
+
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
@@ -70,6 +85,8 @@ def main(argv):
     if unknown:
         raise UserError(f"Unknown --tflite variant {unknown[0]!r}: expected some of "
                         f"{', '.join(VARIANTS)}.")
+    if FLAGS.tflite:
+        _check_litert()
     if FLAGS.model_path:
         resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint,
                                      trust_savedmodel=FLAGS.trust_savedmodel)

@@ -41,6 +41,7 @@ from keras_resnet_cifar import (contract, datasets, edge, fileio, models, parity
                                 reference_weights, rundir, serving, tflite)
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.labels import CIFAR10_CLASSES
+from keras_resnet_cifar.text import plural
 
 LOCK = ".export.lock"
 # The SavedModel's own files, which a SavedModel source contributes to an export.
@@ -268,7 +269,7 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
             latency_runs: int) -> dict:
     """The parity report: the source model is the reference, every export is compared."""
     images, labels = data.test_images, data.test_labels
-    logging.info("Parity: the source model on %d images", len(images))
+    logging.info("Parity: the source model on %s", plural(len(images), "image"))
     reference = source.model.predict(images)
     keras_model = source.keras_model
     one = (source.model.predict if keras_model is None
@@ -288,8 +289,8 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
     report = parity.report(reference, variants, images, labels if data.real else None,
                            latency_runs=latency_runs,
                            progress=lambda name: logging.info(
-                               "Parity: %s on %d images, %d timed batch-1 calls", name,
-                               len(images), latency_runs))
+                               "Parity: %s on %s, %s", name, plural(len(images), "image"),
+                               plural(latency_runs, "timed batch-1 call")))
     report["reference"] = source.model.kind
     report["data"] = data.description
     report["latency_threads"] = 1

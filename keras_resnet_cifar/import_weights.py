@@ -12,7 +12,7 @@ model here (see :mod:`keras_resnet_cifar.reference_weights`).
 The reference weights (``resnetN.npz``, converted from the reference's released
 ``.th`` checkpoints by ``keras_resnet_cifar.convert_checkpoint``) are BSD
 2-clause, Copyright (c) 2018 Yerlan Idelbayev: the licence must travel with any
-model made from them (README, "Reference weights").
+model made from them (docs/exactness.md, "Reference weights").
 """
 
 from __future__ import annotations

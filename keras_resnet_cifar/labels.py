@@ -42,7 +42,12 @@ def format_ranked(predictions: Sequence[dict]) -> str:
             per image, as ``predict`` and ``serving_client`` make them.
     """
     width = max((len(p["input"]) for p in predictions), default=0)
+    # Every column as wide as its widest class name, so that ranks line up.
+    columns = max((len(p["top"]) for p in predictions), default=0)
+    names = [max((len(p["top"][i]["class"]) for p in predictions if len(p["top"]) > i),
+                 default=0) for i in range(columns)]
     return "\n".join(
-        f"{p['input']:<{width}}  " + "  ".join(f"{t['class']} {100 * t['probability']:5.1f}%"
-                                               for t in p["top"])
+        (f"{p['input']:<{width}}  " + "  ".join(
+            f"{t['class']:<{names[i]}} {100 * t['probability']:5.1f}%"
+            for i, t in enumerate(p["top"]))).rstrip()
         for p in predictions)

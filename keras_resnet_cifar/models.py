@@ -45,7 +45,7 @@ from keras_resnet_cifar.arch import (  # noqa: F401
 CIFAR10_MEAN = (125.307, 122.950, 113.865)
 CIFAR10_STD = (62.993, 62.089, 66.705)
 # What the reference PyTorch weights were trained with (ImageNet statistics on
-# [0, 1] pixels), rescaled to [0, 255]; see ../shared/data/reference/README.md.
+# [0, 1] pixels), rescaled to [0, 255] (akamaster/pytorch_resnet_cifar10's trainer).
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
@@ -204,5 +204,5 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
 
 
 def count_trainable_params(model: keras.Model) -> int:
-    """The number of trainable scalars (what the paper's parameter counts count)."""
+    """The number of trainable scalars (what He et al.'s Table 6 counts, in millions)."""
     return int(sum(keras.ops.size(w) for w in model.trainable_weights))

@@ -12,6 +12,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from keras_resnet_cifar.text import plural
+
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
@@ -93,7 +95,7 @@ def format_table(parity: dict) -> str:
     """A short text table of a :func:`report`."""
     header = (f"{'variant':<22}{'top-1 agree':>12}{'max |dp|':>10}{'accuracy':>10}"
               f"{'size':>10}{'b1 median':>11}")
-    lines = [f"parity on {parity['images']} images", header, "-" * len(header)]
+    lines = [f"parity on {plural(parity['images'], 'image')}", header, "-" * len(header)]
     for name, r in parity["variants"].items():
         acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}%"
         size = "-" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f} MB"

@@ -44,6 +44,11 @@ def family_colour(label: str) -> str:
     return PLAIN_COLOUR if label.lower().startswith("plain") else RESIDUAL_COLOUR
 
 
+def _marker(x: Sequence[float]) -> str:
+    """A marker for a curve of one point (a line through one point draws nothing)."""
+    return "o" if len(x) == 1 else ""
+
+
 def _column(rows: History, key: str) -> tuple[np.ndarray, np.ndarray]:
     kept = [r for r in rows if r.get(key) is not None]
     return (np.array([r["epoch"] for r in kept], float),
@@ -77,10 +82,12 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
         colour = family_colour(label) if len(histories) <= 2 else DEPTH_COLOURS[i % 8]
         for key, style, what in (("accuracy", "--", "training"), ("val_accuracy", "-", eval_set)):
             x, y = _column(rows, key)
-            acc_ax.plot(x, 100 * y, style, color=colour, label=f"{label} {what}")
+            acc_ax.plot(x, 100 * y, style, color=colour, marker=_marker(x),
+                        label=f"{label} {what}")
         for key, style, what in ((loss_keys[0], "--", "training"), (loss_keys[1], "-", eval_set)):
             x, y = _column(rows, key)
-            loss_ax.plot(x, y, style, color=colour, label=f"{label} {what}")
+            loss_ax.plot(x, y, style, color=colour, marker=_marker(x),
+                         label=f"{label} {what}")
     values = np.concatenate([line.get_ydata() for line in loss_ax.lines] or [np.ones(1)])
     values = values[np.isfinite(values) & (values > 0)]
     if values.size and values.max() > 100 * values.min():
@@ -155,10 +162,10 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
             colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
             x, y = _column(rows, "accuracy")
             ax.plot(x, 100 * (1 - y), "--", color=colour, linewidth=0.9,
-                    label=f"{label} training")
+                    marker=_marker(x), label=f"{label} training")
             x, y = _column(rows, "val_accuracy")
             ax.plot(x, 100 * (1 - y), "-", color=colour, linewidth=2.4,
-                    label=f"{label} {eval_set}")
+                    marker=_marker(x), label=f"{label} {eval_set}")
         ax.set(xlabel=xlabel, title=name.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -196,9 +203,9 @@ def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
             colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
             x = np.asarray(curve["x"], float)
             ax.plot(x, 100 * np.asarray(curve["train_error"], float), "--", color=colour,
-                    linewidth=1.0, label=f"{label} training")
+                    linewidth=1.0, marker=_marker(x), label=f"{label} training")
             ax.plot(x, 100 * np.asarray(curve["test_error"], float), "-", color=colour,
-                    linewidth=2.2, label=f"{label} test")
+                    linewidth=2.2, marker=_marker(x), label=f"{label} test")
             if curve.get("final_test_error") is not None and len(x):
                 ax.plot([x[-1]], [100 * curve["final_test_error"]], "*", color=colour,
                         markersize=11, label=f"{label} test, whole test set")

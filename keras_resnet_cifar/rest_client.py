@@ -37,6 +37,7 @@ import numpy as np
 
 from keras_resnet_cifar.contract import INPUT_KEY, OUTPUT_KEYS
 from keras_resnet_cifar.errors import UserError, first_line, printable
+from keras_resnet_cifar.text import plural
 
 MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
 URL_SCHEMES = ("http://", "https://")  # what a server address must start with
@@ -134,8 +135,9 @@ def parse_response(body: dict, count: int) -> list[dict]:
     else:
         raise UserError("TF Serving's answer has neither 'predictions' nor 'outputs'.")
     if not isinstance(rows, list) or len(rows) != count:
-        raise UserError(f"TF Serving answered {len(rows) if isinstance(rows, list) else 'no'} "
-                        f"predictions for {count} images.")
+        answered = len(rows) if isinstance(rows, list) else 0
+        raise UserError(f"TF Serving answered {plural(answered, 'prediction')} for "
+                        f"{plural(count, 'image')}.")
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or any(k not in row for k in OUTPUT_KEYS):
             raise UserError("TF Serving's predictions are not objects with "

@@ -316,6 +316,23 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
+def ensure_unlocked(workdir: str | os.PathLike) -> None:
+    """Refuses at once when another process holds ``workdir``'s lock.
+
+    Only a probe, made before anything slow (TensorFlow, the data): the lock is
+    taken and released. Training then takes it for good with :func:`lock`.
+
+    Raises:
+        UserError: another process is training in ``workdir``, or the lock file
+            cannot be opened.
+    """
+    try:
+        with lock(workdir):
+            pass
+    except OSError as e:
+        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
+
+
 # --- The resume policy ----------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -349,14 +366,23 @@ def recipe_differences(saved: dict[str, Any], config: Any) -> list[str]:
             default = list(default)
         before = saved.get(name, default)
         if before != current[name]:
-            out.append(f"--{name}={_flag_value(current[name])} (the run has "
-                       f"{_flag_value(before)})")
+            given = (f"--{name}={_flag_value(current[name])}" if current[name] is not None
+                     else f"no --{name}")
+            out.append(f"{given} (the run has {_flag_value(before, name)})")
     return out
 
 
-def _flag_value(value: Any) -> str:
+# How a run's unset optional field reads in a sentence.
+_UNSET = {"steps_per_epoch": "no cap", "eval_steps": "no cap", "data_dir": "none"}
+
+
+def _flag_value(value: Any, name: str = "") -> str:
+    if value is None:
+        return _UNSET.get(name, "it unset")
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
     return str(value)
 
 
@@ -378,11 +404,18 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
         return Plan(state_epoch=0, finished=False, new=True)
     differences = recipe_differences(saved, config)
     if differences:
+        try:
+            done = read_state_epoch(workdir) or 0
+        except UserError:
+            done = None
+        held = ("it has no completed epoch yet" if done == 0 else
+                f"it has {done} completed epoch(s)" if done else "its resume state is unreadable")
         raise UserError(
-            f"{workdir} holds a run with other training flags: {'; '.join(differences)}. "
-            "Resume it with the flags it was started with (its config.json), or choose "
-            "another --model_dir for a new run.")
-    epochs = saved.get("epochs", config.epochs)
+            f"{workdir} holds a run with other training flags: {'; '.join(differences)}; "
+            f"{held}. To continue it, give the flags it was started with (its "
+            f"{CONFIG}); to start over with these flags, give another --model_dir, or "
+            f"delete {workdir} first.")
+    epochs = int(saved.get("epochs", config.epochs))
     if config.epochs < epochs:
         raise UserError(f"{workdir} holds a run of {epochs} epochs, not --epochs="
                         f"{config.epochs}: give --epochs={epochs} to resume it (or more, to "

@@ -5,8 +5,9 @@ r"""The study CLI: trains plain and residual nets one after another, evaluates, 
         --data_dir=~/data/cifar10 --out=runs/three_passes --report_dir=docs/study
     python -m keras_resnet_cifar.study --quick --data_dir=~/data/cifar10 --out=runs/quick
 
-The full study is the paper's recipe (200 epochs, lr 0.1 / 10 after epochs 80 and
-120) for plain-20, ResNet-20, plain-56 and ResNet-56; ``--depth_sweep`` adds the
+The full study is train's default recipe (He et al.'s optimiser; the reproduction
+paper's schedule: 200 epochs, lr 0.1 / 10 after epochs 80 and 120) for plain-20,
+ResNet-20, plain-56 and ResNet-56; ``--depth_sweep`` adds the
 32- and 44-layer nets of He et al.'s Figure 6 and ``--seeds=0,1,2`` repeats
 every configuration. ``--quick`` (or a flag file such as flags/study/cpu.cfg)
 runs a reduced schedule.

@@ -26,6 +26,7 @@ from absl import logging
 
 from keras_resnet_cifar import rundir  # no Keras here: TensorFlow loads when training starts
 from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.text import plural
 
 SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 # He et al.'s Figure 6: plain and residual nets of 20, 32, 44 and 56 layers.
@@ -87,14 +88,14 @@ class DataCache:
         return self._loaded[key]
 
 
-def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = 2,
+def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = "auto",
               data: DataCache | None = None) -> list[Path]:
     """Trains (or resumes, or skips when finished) every run of ``spec``.
 
     Args:
         spec: what to train.
         out: the study folder.
-        verbose: Keras progress output.
+        verbose: progress output (training.train_and_evaluate's ``verbose``).
         data: the loaded data sets (shared with :func:`evaluate_all`).
 
     Returns:
@@ -152,8 +153,8 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
         result.update(model=str(rundir.path(workdir, rundir.MODEL)), model_kind="keras",
                       checkpoint="final", data_source=loaded.source)
         evaluation.write_results(result, workdir)
-        logging.info("study: %s test accuracy %.4f on %d images", workdir,
-                     result["accuracy"], result["images"])
+        logging.info("study: %s test accuracy %.4f on %s", workdir,
+                     result["accuracy"], plural(result["images"], "image"))
 
 
 def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Path]:
@@ -173,7 +174,7 @@ def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Pa
 def run_study(spec: StudySpec, out: str | os.PathLike, *,
               report_dir: str | os.PathLike | None = None,
               accuracy_levels: Sequence[float] | None = None,
-              command: str | None = None, verbose: int | str = 2) -> StudyResult:
+              command: str | None = None, verbose: int | str = "auto") -> StudyResult:
     """The whole study: trains, evaluates, then (with ``report_dir``) publishes and reports.
 
     The data sets are loaded once for all runs and their evaluations.
@@ -186,7 +187,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
         accuracy_levels: the report's "epochs to X%" levels; None chooses them
             from the runs.
         command: the command line to record in report.md.
-        verbose: Keras progress output.
+        verbose: progress output (training.train_and_evaluate's ``verbose``).
 
     Returns:
         The run directories and report.md's path.

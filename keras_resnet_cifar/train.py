@@ -1,4 +1,5 @@
-"""Trains a plain or residual CIFAR-10 network with the paper's recipe.
+"""Trains a plain or residual CIFAR-10 network (default: He et al.'s optimiser, the
+reproduction paper's 200-epoch schedule; see keras_resnet_cifar/config.py).
 
     python -m keras_resnet_cifar.train --model=plain56
     python -m keras_resnet_cifar.train --flagfile=flags/resnet56.cfg --data_dir=~/data/cifar10
@@ -15,11 +16,14 @@ conventions (quiet output, ``--verbose``, ``~`` in paths, oneDNN on x86) are
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags, logging
 
-from keras_resnet_cifar import cli, train_flags  # no Keras: flags answer at once
+# None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
+from keras_resnet_cifar import cli, datasets, rundir, train_flags
+from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.text import plural
 
 
 def define_flags() -> None:
@@ -29,8 +33,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
                          "(to exercise MirroredStrategy on a machine without GPUs).")
     flags.DEFINE_enum("progress", "auto", ["auto", "0", "1", "2"],
-                      "Keras progress output: auto (a bar on a terminal, else 2), 0 (none), "
-                      "1 (bar), 2 (a line per epoch).")
+                      "Progress output on stderr: auto (one line per epoch, and progress "
+                      "inside it: in place on a terminal, every 60 s otherwise), 0 (the "
+                      "line per epoch only), 1 or 2 (Keras' own progress bar or line per "
+                      "epoch as well, on stdout).")
 
 
 def _split_cpu(n: int) -> None:
@@ -41,22 +47,42 @@ def _split_cpu(n: int) -> None:
         cpu, [tf.config.LogicalDeviceConfiguration()] * n)
 
 
+def check_before_loading(config: TrainConfig, model_dir: str) -> None:
+    """The refusals that need neither TensorFlow nor the data, made at once.
+
+    A ``--data_dir`` that holds no CIFAR-10 copy, a ``--model_dir`` that another
+    process is training in, or one that holds a run of another recipe would
+    otherwise be found only after TensorFlow and the data set have loaded (tens
+    of seconds). The lock is only probed here; training takes it for good later.
+    Multi-worker runs skip the run-directory checks: their workers share it.
+
+    Raises:
+        UserError: one of the above, in one sentence.
+    """
+    if config.dataset == "cifar10" and config.data_dir:
+        datasets.detect_format(config.data_dir)  # DataError (a UserError) when it is not one
+    if config.distribute == "multi_worker" or not os.path.exists(model_dir):
+        return
+    if not os.path.isdir(model_dir):
+        raise UserError(f"Cannot write to --model_dir {model_dir}: not a directory.")
+    rundir.ensure_unlocked(model_dir)
+    rundir.plan(model_dir, config)  # a run of another recipe is refused here
+
+
 def main(argv):
     del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     config = train_flags.config_from_flags(FLAGS)  # UserError on a bad value
+    model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model}-seed{config.seed}")
+    check_before_loading(config, model_dir)
     if FLAGS.cpu_devices:
         _split_cpu(FLAGS.cpu_devices)
     from keras_resnet_cifar import training  # TensorFlow loads here, after the checks
 
-    model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model}-seed{config.seed}")
-    if FLAGS.progress == "auto":  # progress bars on a terminal, a line per epoch elsewhere
-        verbose = 1 if sys.stdout.isatty() else 2
-    else:
-        verbose = int(FLAGS.progress)
+    verbose = "auto" if FLAGS.progress == "auto" else int(FLAGS.progress)
     metrics = training.train_and_evaluate(config, model_dir, verbose=verbose)
-    logging.info("final %s accuracy on %d test images: %.4f", config.model,
-                 metrics["test_images"], metrics["test_accuracy"])
+    logging.info("final %s accuracy on %s: %.4f", config.model,
+                 plural(metrics["test_images"], "test image"), metrics["test_accuracy"])
 
 
 if __name__ == "__main__":

@@ -37,11 +37,12 @@ HELP = {
                         "(He et al.: 5000). 0: evaluate on the test set after each epoch.",
     "synthetic_train_size": "Training images of --dataset=synthetic.",
     "synthetic_test_size": "Test images of --dataset=synthetic.",
-    "epochs": "Epochs to train (the paper's schedule: 200).",
+    "epochs": "Epochs to train (the default recipe: 200).",
     "batch_size": "Global batch size, split across replicas.",
     "learning_rate": "Initial learning rate.",
-    "lr_boundaries": "Epochs after which the learning rate is multiplied by --lr_decay; "
-                     "fractions of an epoch work (e.g. 1.2,1.8: the rate changes at that "
+    "lr_boundaries": "Epochs after which the learning rate is multiplied by --lr_decay "
+                     "(default 80,120 of 200: the reproduction paper's; He et al. drop at "
+                     "50% and 75% of their iterations); fractions of an epoch work (e.g. 1.2,1.8: the rate changes at that "
                      "step).",
     "lr_decay": "Learning-rate factor at each boundary.",
     "momentum": "SGD momentum.",

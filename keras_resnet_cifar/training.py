@@ -34,6 +34,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import types
@@ -49,6 +50,7 @@ from keras_resnet_cifar import datasets, environment, input_pipeline, models, ru
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.optimizer import ReferenceSGD, learning_rate_schedule
 from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.text import plural
 
 # "loss" is what SGD minimises: cross-entropy plus the L2 weight-decay term. In a
 # deep plain net the kernels' norms grow fast early on (BN makes the loss blind to
@@ -297,6 +299,118 @@ class EpochTimer(keras.callbacks.Callback):
         logs["load_average"] = os.getloadavg()[0]
 
 
+class ProgressLine(keras.callbacks.Callback):
+    """Progress inside an epoch, on stderr, beside the one summary line per epoch.
+
+    Keras' own output (``verbose=1`` or ``2``) prints each epoch a second time
+    beside the run's summary line, shows nothing during the per-epoch evaluation,
+    and its bar shares a terminal line with that summary. Here instead:
+
+    - on a terminal, one line rewritten in place (at most every ``tty_every``
+      seconds): the step, the running training loss and accuracy, then the
+      evaluation's batches; it is erased before the epoch's summary is printed;
+    - otherwise (a pipe, a log file), a plain line every ``every`` seconds, so a
+      long epoch shows it is alive and an epoch shorter than that prints only its
+      summary line.
+
+    Args:
+        total_epochs: the run's ``--epochs``.
+        steps: training steps per epoch.
+        eval_batches: batches of the per-epoch evaluation.
+        eval_set: what it evaluates ("test" or "validation").
+        every: seconds between lines when stderr is not a terminal.
+        tty_every: seconds between updates of the in-place line on a terminal.
+        stream: where to write (default: ``sys.stderr`` at the time of writing).
+    """
+
+    def __init__(self, total_epochs: int, steps: int, eval_batches: int,
+                 eval_set: str = "test", *, every: float = 60.0, tty_every: float = 0.5,
+                 stream=None):
+        super().__init__()
+        self.total_epochs, self.steps, self.eval_batches = total_epochs, steps, eval_batches
+        self.eval_set = eval_set
+        self.every, self.tty_every = every, tty_every
+        self._stream = stream
+        self._epoch = None
+        self._last = 0.0
+        self._start = 0.0
+        self._shown = False  # an in-place line is on the terminal
+
+    @property
+    def stream(self):
+        return self._stream or sys.stderr  # looked up now: the tools redirect it
+
+    def _tty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def _prefix(self) -> str:
+        if self._epoch is None:
+            return "final evaluation"
+        return f"epoch {self._epoch + 1}/{self.total_epochs}"
+
+    def _show(self, text: str) -> None:
+        now = time.monotonic()
+        tty = self._tty()
+        if now - self._last < (self.tty_every if tty else self.every):
+            return
+        self._last = now
+        line = f"{self._prefix()}: {text}, {now - self._start:.0f} s"
+        if tty:
+            self.stream.write(f"\r{line}\x1b[K")
+            self._shown = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Erases the in-place line (a terminal only), so the next line starts clean."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._start = time.monotonic()
+        # A terminal shows the first step at once; a pipe gets its first line after
+        # an interval (a short epoch prints only its summary).
+        self._last = float("-inf") if self._tty() else self._start
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        figures = "".join(f", {name} {_scalar(logs[key]):.4f}"
+                          for key, name in (("cross_entropy", "cross-entropy"),
+                                            ("accuracy", "accuracy")) if key in logs)
+        self._show(f"step {batch + 1}/{self.steps} "
+                   f"({100 * (batch + 1) / max(self.steps, 1):.0f}%){figures}")
+
+    def on_test_begin(self, logs=None):
+        if self._epoch is None:  # the final evaluation, outside fit
+            self._start = time.monotonic()
+            self._last = float("-inf") if self._tty() else self._start
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._show(f"evaluating on the {self.eval_set} set, batch {batch + 1}/"
+                   f"{self.eval_batches}")
+
+    def on_test_end(self, logs=None):
+        self.clear()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.clear()
+
+    def on_train_end(self, logs=None):
+        self.clear()
+        self._epoch = None
+
+
+def _scalar(value) -> float:
+    return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Ends training with a UserError when a batch's loss is NaN or infinite.
 
@@ -343,6 +457,7 @@ class RunWriter(keras.callbacks.Callback):
         self.stop = stop
         self.rows = list(state.history) if state else []
         self.best = state.best if state else None
+        self._noted = False  # the BatchNorm note is printed once per session
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -372,6 +487,32 @@ class RunWriter(keras.callbacks.Callback):
             epoch + 1, self.total_epochs, row.get("cross_entropy", math.nan),
             row.get("accuracy", math.nan), evaluated, row.get("learning_rate", math.nan),
             row.get("epoch_time_s", math.nan), row.get("images_per_sec", math.nan))
+        note = lagging_batch_norm_note(row, self.eval_set)
+        if note and not self._noted:
+            self._noted = True
+            logging.info("%s", note)
+
+
+def lagging_batch_norm_note(row: dict[str, Any], eval_set: str) -> str | None:
+    """A sentence for an epoch whose evaluation loss is far above its training loss.
+
+    Evaluation runs BatchNormalization in inference mode, on the moving averages
+    of the batch statistics, while training normalises each batch by its own.
+    Early in a run (few steps, large learning rate) the weights change faster than
+    those averages follow, and the evaluation loss can be tens of times the
+    training loss (e.g. 68.9 against 2.3 after 20 steps) without anything being
+    wrong; it falls as training settles. None when the figures look ordinary.
+    """
+    train, held = row.get("cross_entropy"), row.get("val_cross_entropy")
+    if train is None or held is None or not (math.isfinite(train) and math.isfinite(held)):
+        return None
+    if held < max(5.0, 3.0 * train):
+        return None
+    return (f"note: the {eval_set} cross-entropy ({held:.1f}) is far above the training "
+            f"one ({train:.2f}). Evaluation normalises with BatchNormalization's moving "
+            "averages of the batch statistics, which lag the weights while they change "
+            "fast (the first epochs, short runs); early in a run this is common and fades "
+            "as training settles.")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -483,7 +624,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
         config: the run's configuration.
         workdir: the run directory (created if needed).
         callbacks: extra Keras callbacks.
-        verbose: passed to ``model.fit`` and ``model.evaluate`` (progress output).
+        verbose: progress output: ``"auto"`` (the default) a progress line inside
+            each epoch on stderr (see :class:`ProgressLine`) and one summary line per
+            epoch; 0 the summary lines only; 1 or 2 Keras' own progress bar or line
+            per epoch as well (``model.fit``'s ``verbose``).
         data: the data set of ``config`` if already loaded (else it is loaded here).
         evaluate_every_epoch: evaluate the eval set after every epoch (history's
             ``val_*`` columns and the best checkpoint); False (the study, whose
@@ -532,8 +676,8 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
            evaluation: datasets.Split, data: datasets.Cifar10, *,
            callbacks: Sequence[keras.callbacks.Callback], verbose: int | str,
            stop: _StopSignals, evaluate_every_epoch: bool = True) -> dict[str, Any]:
-    logging.info("data: %s; %d training images, %d %s images", data.source,
-                 len(train.labels), len(evaluation.labels), config.eval_set)
+    logging.info("data: %s; %s, %s", data.source, plural(len(train.labels), "training image"),
+                 plural(len(evaluation.labels), f"{config.eval_set} image"))
     with strategy.scope():
         model = build_and_compile(config, strategy.num_replicas_in_sync)
         # Built now (fit would build it at its first step) so a resume can fill it.
@@ -553,10 +697,19 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
     steps = config.steps_per_epoch or math.ceil(len(train.labels) / config.batch_size)
     images_per_epoch = steps * config.batch_size if config.steps_per_epoch else len(train.labels)
     writer = RunWriter(workdir, config, chief, state, stop)
+    # "auto": this module's progress line (stderr) and no Keras output, so each epoch
+    # is one summary line; 1 or 2: Keras' own bar or line as well; 0: summaries only.
+    keras_verbose = verbose if verbose in (1, 2) else 0
+    eval_batches = math.ceil(len(evaluation.labels) / config.batch_size)
+    if config.eval_steps:
+        eval_batches = min(eval_batches, config.eval_steps)
+    progress = (ProgressLine(config.epochs, steps, eval_batches, config.eval_set)
+                if verbose == "auto" else None)
     run_callbacks = [
         learning_rate_schedule(config),
         EpochTimer(images_per_epoch),
         StopOnNonFiniteLoss(config),
+        *([progress] if progress else []),  # before the writer: it clears its line first
         writer,
     ]
     if chief:
@@ -576,9 +729,10 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             _vector_logs(model)
         model.fit(train_ds, initial_epoch=initial_epoch, epochs=config.epochs,
-                  steps_per_epoch=steps, validation_data=(_eval_ds(evaluation, config) if evaluate_every_epoch
+                  steps_per_epoch=steps,
+                  validation_data=(_eval_ds(evaluation, config) if evaluate_every_epoch
                                    else None),
-                  callbacks=run_callbacks, verbose=verbose, shuffle=False)
+                  callbacks=run_callbacks, verbose=keras_verbose, shuffle=False)
     fit_seconds = time.perf_counter() - started
 
     rows, best = writer.rows, writer.best
@@ -589,7 +743,13 @@ def _train(config: TrainConfig, workdir: Path, plan: rundir.Plan,
         test_loss, test_accuracy = last["val_cross_entropy"], last["val_accuracy"]
     else:
         logging.info("evaluating on the test set")
-        test = model.evaluate(_eval_ds(data.test, config), verbose=verbose, return_dict=True)
+        if progress:
+            progress.eval_set = "test"
+            progress.eval_batches = math.ceil(len(data.test.labels) / config.batch_size)
+            if config.eval_steps:
+                progress.eval_batches = min(progress.eval_batches, config.eval_steps)
+        test = model.evaluate(_eval_ds(data.test, config), verbose=keras_verbose,
+                              return_dict=True, callbacks=[progress] if progress else None)
         test_loss, test_accuracy = (float(np.asarray(test[k]).reshape(-1)[0])
                                     for k in ("cross_entropy", "accuracy"))
     if chief:

@@ -4,7 +4,7 @@
 #
 #   scripts/run_study.sh --data_dir=~/data/cifar10 --out=runs/study        # full: 200 epochs
 #   scripts/run_study.sh --flagfile=flags/study/three_passes.cfg --data_dir=~/data/cifar10 \
-#       --out=runs/three_passes --report_dir=docs/study                   # issue 9: 3 passes
+#       --out=runs/three_passes --report_dir=docs/study                   # docs/study: 3 passes
 #   scripts/run_study.sh --quick --depth_sweep --seeds=0,1,2 --data_dir=~/data/cifar10 --out=runs/quick
 #
 # Every flag goes to python -m keras_resnet_cifar.study (see its --help). The Python

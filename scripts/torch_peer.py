@@ -9,7 +9,7 @@ It prints one line: `peer=<name> ... img/s=<float>` for training (SGD momentum 0
 weight decay 1e-4, cross-entropy, batch 128 by default) on random CIFAR-shaped data
 (data loading excluded: this is the model's compute ceiling, the best case for the peer).
 `python -m keras_resnet_cifar.benchmark --peer=<this environment's python>` runs it
-between its own timed repeats (README, "Speed and scale"; docs/performance.md).
+between its own timed repeats (docs/performance.md).
 
 Setup, in an environment of its own (the project never imports torch):
     python3 -m venv ~/venvs/torch-peer

@@ -1,4 +1,11 @@
-"""Shared fixtures: where ../shared is, and real CIFAR-10 built from it once per session."""
+"""Shared fixtures: the reference weights and real CIFAR-10, for the real-data tests.
+
+``KRC_REFERENCE``: a folder of the reference weights as ``resnetN.npz`` (made with
+``keras_resnet_cifar.convert_checkpoint``). ``KRC_CIFAR10``: a folder holding both
+``cifar-10-batches-bin/`` and ``cifar-10-batches-py/``. Without them the fixtures
+fall back to a ``shared/`` folder beside the checkout (``KRC_SHARED`` names another),
+as CI lays it out, and skip, saying so, when nothing is there.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +22,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KRC_SHARED", REPO.parent / "shared")).expanduser()
 MAKE_CIFAR = SHARED / "data" / "cifar10" / "make_cifar10.py"
-REFERENCE = SHARED / "data" / "reference"
+REFERENCE = Path(os.environ.get("KRC_REFERENCE", SHARED / "data" / "reference")).expanduser()
 
 
 def _need(path: Path):
     if not path.exists():
-        pytest.skip(f"{path} is absent (real-data checks need ../shared, or KRC_SHARED "
-                    "and KRC_CIFAR10: README, Tests)")
+        pytest.skip(f"{path} is absent (real-data checks need KRC_REFERENCE and KRC_CIFAR10: "
+                    "docs/testing.md)")
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """../shared/data/reference: trained PyTorch weights as .npz."""
+    """The reference's trained PyTorch weights as .npz (KRC_REFERENCE)."""
     _need(REFERENCE / "resnet20.npz")
     return REFERENCE
 

@@ -115,6 +115,11 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     assert "skipped" in report["pipeline"]
     assert list(report["inference"]) == ["keras:m.keras", "tflite:model_float32.tflite"]
     assert report["settings"]["num_threads"] == 0  # every core
+    # Inference only: the table states inference settings, none of training's.
+    table = benchmarking.format_table(report)
+    assert "settings: batch" not in table and "jit_compile" not in table
+    assert ("inference settings: 3 timed batch-1 calls and batch-128 throughput per model "
+            "after a warm-up, every core for .tflite models") in table
 
 
 @pytest.mark.parametrize("args,message", [

@@ -88,6 +88,7 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
             "error: Unknown command line flag 'no_such_flag' (--helpfull lists every flag)."]
         helped = _run(tool, "--help", block=block)
         assert "--[no]verbose" in helped.stdout and not helped.stderr, (tool, helped.stderr)
+        assert helped.returncode == 0, tool  # asking for help is not a mistake
     # Required flags, stray arguments, bad values and bad model names: one line, no TF.
     for tool, args, message in (
             ("evaluate", (), "error: --model_path is required: "),
@@ -140,6 +141,67 @@ def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
         assert done.returncode == 1, (tool, args, done.stderr)
         assert done.stderr.splitlines()[-1].startswith(message), (tool, args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv, asked", [
+    (["t", "--help"], True), (["t", "-?"], True), (["t", "--helpfull"], True),
+    (["t", "--helpshort"], True), (["t", "--help=false"], False), (["t", "--helper"], False),
+    (["t", "--", "--help"], False), (["t", "--model=x"], False)])
+def test_asked_for_help(argv, asked):
+    assert cli.asked_for_help(argv) is asked
+
+
+def test_helpfull_exits_0():
+    helped = _run("evaluate", "--helpfull")
+    assert helped.returncode == 0 and "--model_path" in helped.stdout
+
+
+def test_train_refuses_a_busy_run_directory_and_a_wrong_data_dir_before_tensorflow(tmp_path):
+    """The lock, the data path and the recipe are checked before TensorFlow loads."""
+    import fcntl
+    import json
+
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
+    block = str(tmp_path)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    fd = os.open(busy / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"4242\n")
+        done = _run("train", f"--model_dir={busy}", block=block)
+    finally:
+        os.close(fd)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"error: {busy} is in use by another training process (pid 4242); wait for it to "
+        "end, or choose another --model_dir.")
+    wrong = _run("train", f"--model_dir={tmp_path / 'new'}", f"--data_dir={tmp_path / 'no'}",
+                 block=block)
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr, wrong.stderr
+    assert wrong.stderr.splitlines()[-1] == (
+        f"error: CIFAR-10 data path {tmp_path / 'no'} does not exist.")
+    assert not (tmp_path / "new").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model": "resnet20",
+                                                   "steps_per_epoch": None}))
+    refused = _run("train", f"--model_dir={other}", "--steps_per_epoch=20", block=block)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "--steps_per_epoch=20 (the run has no cap)" in refused.stderr
+    assert f"delete {other} first" in refused.stderr
+
+
+def test_export_without_litert_says_so_before_any_work(tmp_path):
+    """export needs the LiteRT runtime to check its .tflite models: one line, at once."""
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKER.replace(
+        '("tensorflow", "keras")', '("tensorflow", "keras", "ai_edge_litert")'))
+    done = _run("export", "--weights=resnet20.npz", block=str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        "error: export runs the TFLite models it writes on the LiteRT runtime, which is not "
+        "installed here: pip install ai-edge-litert")
+    assert not (tmp_path / "exports").exists()
 
 
 def test_help_lists_the_flags_a_tool_takes_from_shared_modules():

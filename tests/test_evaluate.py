@@ -28,7 +28,14 @@ def test_metrics_from_probabilities_by_hand():
     a, b, c = result["per_class"]
     assert (a["precision"], a["recall"], a["support"]) == (pytest.approx(0.5), 0.5, 2)
     assert (b["precision"], b["recall"]) == (pytest.approx(2 / 3), 1.0)
-    assert (c["precision"], c["recall"], c["accuracy"]) == (1.0, 0.5, 0.5)
+    assert (c["precision"], c["recall"]) == (1.0, 0.5)
+    # A class's accuracy is its recall: one figure, one column, not two.
+    assert all(set(r) == {"class", "precision", "recall", "support"}
+               for r in result["per_class"])
+    table = evaluation.format_table({**result, "per_class": result["per_class"][:1],
+                                     "images": 1})
+    assert table.splitlines()[0].split() == ["class", "precision", "recall", "support"]
+    assert table.endswith("on 1 image; a class's accuracy is its recall")
     assert result["loss"] == pytest.approx(-np.mean(np.log([.8, .2, .6, .8, .3, .8])))
     assert result["macro_recall"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
@@ -66,9 +73,9 @@ def test_evaluate_run_directory_writes_consistent_results(trained):
     assert rundir.read_evaluation(run)["accuracy"] == result["accuracy"]
     assert evaluation.is_current(run)
     rows = list(csv.reader((run / "per_class.csv").open()))
-    assert rows[0] == ["class", "accuracy", "precision", "recall", "support"]
+    assert rows[0] == ["class", "precision", "recall", "support"]
     assert [r[0] for r in rows[1:]] == list(data.class_names)
-    assert float(rows[1][3]) == pytest.approx(result["per_class"][0]["recall"], abs=1e-6)
+    assert float(rows[1][2]) == pytest.approx(result["per_class"][0]["recall"], abs=1e-6)
     matrix = list(csv.reader((run / "confusion_matrix.csv").open()))
     assert matrix[0][1:] == list(data.class_names)
     assert [[int(v) for v in r[1:]] for r in matrix[1:]] == result["confusion_matrix"]

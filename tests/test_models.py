@@ -6,18 +6,18 @@ import keras
 
 from keras_resnet_cifar import arch, models
 
-PAPER_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+REFERENCE_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 
 
-@pytest.mark.parametrize("depth", sorted(PAPER_PARAMS))
-def test_parameter_counts_match_the_paper(depth):
+@pytest.mark.parametrize("depth", sorted(REFERENCE_PARAMS))
+def test_parameter_counts_match_the_reference_implementation(depth):
     plain = models.build_model(f"plain{depth}")
     resnet = models.build_model(f"resnet{depth}")
     option_b = models.build_model(f"resnet{depth}", shortcut="B")
-    assert models.count_trainable_params(plain) == PAPER_PARAMS[depth]
-    assert models.count_trainable_params(resnet) == PAPER_PARAMS[depth]
+    assert models.count_trainable_params(plain) == REFERENCE_PARAMS[depth]
+    assert models.count_trainable_params(resnet) == REFERENCE_PARAMS[depth]
     # Two 1x1 projections (16->32, 32->64) with BN: 512 + 64 + 2048 + 128 = 2,752 more.
-    assert models.count_trainable_params(option_b) == PAPER_PARAMS[depth] + 2_752
+    assert models.count_trainable_params(option_b) == REFERENCE_PARAMS[depth] + 2_752
 
 
 @pytest.mark.parametrize("depth", [20, 56])

@@ -42,6 +42,18 @@ def test_training_curves_prefer_the_cross_entropy_when_logged():
     assert plots.training_curves({"resnet20": rows}).axes[1].get_yscale() == "log"
 
 
+def test_curves_of_a_one_epoch_run_show_their_points():
+    """A line through one point draws nothing: one-point curves get markers."""
+    for fig in (plots.training_curves({"resnet20": history(1)}),
+                plots.depth_sweep({"plain20": history(1)}, {"resnet20": history(1)}),
+                plots.error_curves({"plain": {"plain20": {"x": [1.0], "train_error": [0.5],
+                                                          "test_error": [0.6]}}})):
+        lines = [line for ax in fig.axes for line in ax.lines if len(line.get_xdata()) == 1]
+        assert lines and all(line.get_marker() not in ("", "None", None) for line in lines)
+    longer = plots.training_curves({"resnet20": history(3)}).axes[0].lines
+    assert all(line.get_marker() in ("", "None") for line in longer)  # lines only
+
+
 def test_confusion_matrices_are_row_normalised_with_class_names():
     counts = {"plain": np.array([[8, 2, 0], [1, 1, 0], [0, 0, 5]]),
               "resnet": np.array([[10, 0, 0], [0, 2, 0], [0, 5, 0]])}

@@ -130,7 +130,7 @@ def test_findings_verdicts_and_numbers(study):
                             levels)
     by_claim = {f["claim"]: f for f in found}
 
-    degradation = by_claim["Degradation: plain56 has a higher final training error than plain20"]
+    degradation = by_claim["Degradation: plain56 has a higher training error over the last epoch than plain20"]
     assert degradation["verdict"] == "supported"
     assert "40.00% vs plain20 20.00 ± 0.00%" in degradation["evidence"]
     assert "chance" not in degradation["evidence"]
@@ -341,3 +341,41 @@ def test_the_report_command_is_quiet_by_default(study, tmp_path):
              if re.match(r"[IWE]0000 ", line)
              or re.search(r"cpu_feature_guard|oneDNN|cuda", line, re.I)]
     assert not noise, done.stderr
+
+
+def test_runs_of_different_recipes_are_never_pooled(tmp_path):
+    """Two resnet20 runs of different recipes are two rows (n = 1 each), not n = 2."""
+    a = make_run(tmp_path / "a", "resnet20", 0, [0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    b = make_run(tmp_path / "b", "resnet20", 1, [0.5], [0.4])  # 1 epoch: another recipe
+    config = json.loads((b / "config.json").read_text())
+    config["lr_boundaries"] = [80, 120]
+    (b / "config.json").write_text(json.dumps(config))
+    built = report.build([a, b])
+    table = built.texts["table1.md"]
+    assert "| recipe |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| residual")]
+    assert [line.split(" | ")[2:5] for line in rows] == [["1", "20", "269,722"],
+                                                        ["2", "20", "269,722"]]
+    assert all(line.split(" | ")[5] == "1" for line in rows)  # n: nothing pooled
+    assert [f["verdict"] for f in built.findings] == ["not measured"]
+    text = built.texts["report.md"]
+    assert "**2 different recipes**" in text and "- Recipe 2 (resnet20 seed 1): 1 epoch," in text
+    # A recipe whose boundaries lie beyond its epochs: no "2666.67% of the steps".
+    assert ("learning rate 0.1 throughout (--lr_boundaries 80, 120 lie at or beyond its "
+            "1 epoch: never reached)") in text
+    assert "4000%" not in text
+
+
+def test_empty_comparisons_say_why(tmp_path):
+    """Models that no published table lists: the report says so instead of blanks."""
+    runs_ = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.6]),
+             make_run(tmp_path, "resnet20", 0, [0.5, 0.7], [0.5, 0.7])]
+    for run in runs_:
+        config = json.loads((run / "config.json").read_text())
+        config["model"] = config["model"].replace("20", "8")
+        (run / "config.json").write_text(json.dumps(config))
+    text = report.build(runs_).texts["report.md"]
+    assert "Table 6: ;" not in text and "Table 1: ." not in text
+    assert "Table 6: none of this report's models (it gives resnet20, resnet56)" in text
+    assert ("The published columns are empty because the published tables give plain20, "
+            "plain56, resnet20, resnet56, none of this report's models (plain8, resnet8).") in text

@@ -167,7 +167,7 @@ def test_server_down(pixels):
 def test_malformed_answers():
     with pytest.raises(UserError, match="neither 'predictions' nor 'outputs'"):
         rest_client.parse_response({"result": []}, 1)
-    with pytest.raises(UserError, match="answered 2 predictions for 1"):
+    with pytest.raises(UserError, match="answered 2 predictions for 1 image\\."):
         rest_client.parse_response({"predictions": [{}, {}]}, 1)
     with pytest.raises(UserError, match="not objects with"):
         rest_client.parse_response({"predictions": [[0.1] * 10]}, 1)

@@ -47,7 +47,7 @@ def test_quick_and_depth_sweep():
     assert quick.base.lr_boundaries == study.QUICK["lr_boundaries"]
     assert len(quick.models) == 8 and quick.models[3] == "plain56"
     full = parse()
-    assert full.base == TrainConfig(model=full.base.model)  # the paper's recipe
+    assert full.base == TrainConfig(model=full.base.model)  # train's default recipe
 
 
 def test_the_cpu_flag_file_parses():
@@ -56,7 +56,7 @@ def test_the_cpu_flag_file_parses():
     assert spec.base.warmup_epochs == 2 and spec.layer_stats_epochs == (0, 6, 12)
 
 
-def test_the_issue_9_flag_file_is_three_full_passes_with_drops_at_40_and_60_percent():
+def test_the_three_passes_flag_file_is_three_full_passes_with_drops_at_40_and_60_percent():
     spec = parse(f"--flagfile={REPO / 'flags' / 'study' / 'three_passes.cfg'}")
     base = spec.base
     assert spec.models == ("plain20", "resnet20", "plain56", "resnet56")

@@ -1,6 +1,8 @@
 """The training entry point, run as a user runs it: the CLI on synthetic data."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +29,7 @@ def history(run_dir):
     return json.loads((run_dir / "history.json").read_text())["epochs"]
 
 
-def test_learning_rate_schedule_is_the_papers():
+def test_default_learning_rate_schedule_drops_after_epochs_80_and_120():
     cfg = config_lib.TrainConfig()
     lrs = [config_lib.learning_rate_at(e, cfg) for e in range(200)]
     assert lrs[0] == lrs[79] == 0.1
@@ -57,10 +59,12 @@ def test_config_rejects_bad_values(bad):
 def test_smoke_run_lowers_loss_and_writes_a_complete_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     r = run_train(f"--model_dir={run_dir}", "--epochs=3", "--steps_per_epoch=8")
-    # stdout is a pipe, not a terminal: one plain line per epoch, no progress bars.
-    assert "\x1b[" not in r.stdout and "\r" not in r.stdout and "\b" not in r.stdout
-    assert [line.split(" - ")[0] for line in r.stdout.splitlines() if " - " in line] == \
-        ["8/8"] * 3
+    # Output is a pipe, not a terminal: exactly one plain line per epoch (epochs this
+    # short end before the first progress line is due), and no Keras lines.
+    assert r.stdout == ""
+    assert not any(c in r.stderr for c in ("\x1b[", "\r", "\b"))
+    assert [line.split(":")[0] for line in r.stderr.splitlines()
+            if line.startswith("epoch ")] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     for name in ("config.json", "history.csv", "history.json", "metrics.json", "model.keras",
                  "checkpoints/last.keras", "checkpoints/best.keras", "backup/state.npz"):
         assert (run_dir / name).is_file(), name
@@ -207,3 +211,92 @@ def test_replicas_keep_identical_batchnorm_statistics():
     assert int(replicas) == 2
     assert float(magnitude) > 0  # the statistics did move
     assert float(difference) == 0.0
+
+
+def _screen(raw: str) -> list[str]:
+    """The lines a terminal shows for ``raw`` (carriage returns and erase-to-end applied)."""
+    shown = []
+    for line in raw.replace("\r\n", "\n").split("\n"):
+        text, col = [], 0
+        for part in re.split(r"(\r|\x1b\[K)", line):
+            if part == "\r":
+                col = 0
+            elif part == "\x1b[K":
+                del text[col:]
+            else:
+                text[col:col + len(part)] = part
+                col += len(part)
+        shown.append("".join(text))
+    return shown
+
+
+def test_progress_on_a_terminal_leaves_one_clean_line_per_epoch(tmp_path):
+    """In a terminal the progress line is rewritten in place and erased before each
+    epoch's summary, which therefore starts its own line."""
+    import pty
+
+    main, child = pty.openpty()
+    cmd = [sys.executable, "-m", "keras_resnet_cifar.train", f"--flagfile={SMOKE}",
+           f"--model_dir={tmp_path / 'run'}", "--epochs=2", "--steps_per_epoch=30",
+           "--synthetic_train_size=2048"]
+    proc = subprocess.Popen(cmd, stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    assert proc.wait() == 0
+    raw = b"".join(chunks).decode(errors="replace")
+    assert "\repoch 1/2: step" in raw  # progress was shown, in place
+    screen = [line for line in _screen(raw) if line.strip()]
+    summaries = [line for line in screen if re.match(r"epoch \d/2: ", line)]
+    assert [line.split(":")[0] for line in summaries] == ["epoch 1/2", "epoch 2/2"]
+    assert all(line.split(": ", 1)[1].startswith("cross-entropy") for line in summaries)
+    assert not any("step " in line or "evaluating" in line for line in screen), screen
+
+
+def test_progress_line_when_piped_prints_full_lines_at_its_interval():
+    import io
+
+    from keras_resnet_cifar import training
+
+    out = io.StringIO()
+    progress = training.ProgressLine(3, 4, 2, "test", every=0.0, stream=out)
+    progress.on_epoch_begin(0)
+    for step in range(4):
+        progress.on_train_batch_end(step, {"cross_entropy": 2.0, "accuracy": np.float32(0.25)})
+    progress.on_test_begin()
+    progress.on_test_batch_end(0)
+    progress.on_test_end()
+    progress.on_epoch_end(0, {})
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert [line.rsplit(",", 1)[0] for line in lines] == [
+        "epoch 1/3: step 1/4 (25%), cross-entropy 2.0000, accuracy 0.2500",
+        "epoch 1/3: step 2/4 (50%), cross-entropy 2.0000, accuracy 0.2500",
+        "epoch 1/3: step 3/4 (75%), cross-entropy 2.0000, accuracy 0.2500",
+        "epoch 1/3: step 4/4 (100%), cross-entropy 2.0000, accuracy 0.2500",
+        "epoch 1/3: evaluating on the test set, batch 1/2"]
+    quiet = io.StringIO()
+    slow = training.ProgressLine(3, 4, 2, every=3600.0, stream=quiet)
+    slow.on_epoch_begin(0)
+    for step in range(4):
+        slow.on_train_batch_end(step, {})
+    assert quiet.getvalue() == ""  # an epoch shorter than the interval: nothing but its summary
+
+
+def test_a_lagging_batch_norm_gets_a_note():
+    from keras_resnet_cifar import training
+
+    note = training.lagging_batch_norm_note(
+        {"cross_entropy": 2.3, "val_cross_entropy": 68.9}, "test")
+    assert note.startswith("note: the test cross-entropy (68.9) is far above the training "
+                           "one (2.30)") and "BatchNormalization's moving averages" in note
+    assert training.lagging_batch_norm_note(
+        {"cross_entropy": 0.5, "val_cross_entropy": 0.9}, "test") is None

@@ -72,14 +72,19 @@ def build(run_dirs: Sequence[str | os.PathLike], *,
         levels, note = runs.choose_levels(loaded)
     else:
         levels, note = tuple(accuracy_levels), None
-    summaries = [runs.run_summary(r, levels) for r in loaded]
+    known = runs.recipes(loaded)
+    several = len(known) > 1  # never pooled, never compared
+    summaries = [runs.run_summary(r, levels, runs.recipe_number(r, known) if several else None)
+                 for r in loaded]
     rows = tables.table1(summaries, levels)
-    stats = {m: r.layer_stats for m, r in runs.first_of_each_model(loaded).items()
-             if r.layer_stats}
-    first = runs.first_of_each_model(loaded)
-    curves = {m: r.curve_points for m, r in first.items() if r.curve_points}
-    found = (findings.curve_findings(curves, next(iter(first.values())).passes_per_epoch)
-             if curves else []) + findings.derive(rows, stats, levels, levels_note=note)
+    if several:
+        found = [findings.not_comparable(len(known))]
+    else:
+        first = runs.first_of_each_model(loaded)
+        stats = {m: r.layer_stats for m, r in first.items() if r.layer_stats}
+        curves = {m: r.curve_points for m, r in first.items() if r.curve_points}
+        found = (findings.curve_findings(curves, next(iter(first.values())).passes_per_epoch)
+                 if curves else []) + findings.derive(rows, stats, levels, levels_note=note)
     figs = figures.figures(loaded)
     table_md = tables.table1_markdown(rows, levels)
     texts = {

@@ -74,6 +74,15 @@ def at_chance(row: dict[str, Any]) -> str:
             "describes.")
 
 
+def not_comparable(recipes: int) -> dict[str, Any]:
+    """The one finding of a report whose runs were trained with different recipes."""
+    return _finding("He et al.'s claims (degradation, residual vs plain)", "not measured",
+                    f"the runs were trained with {recipes} different recipes (Table 1's "
+                    "recipe column; Setup lists them), and networks are compared only "
+                    "within one recipe: report each recipe's runs separately.",
+                    recipes=recipes)
+
+
 def _by_model(rows):
     return {r["model"]: r for r in rows}
 
@@ -106,9 +115,10 @@ def derive(rows: Sequence[dict[str, Any]],
         lo, hi = plain[0], plain[-1]
         outcome, note = compare(hi, lo, "final_train_error", +1)
         out.append(_finding(
-            f"Degradation: {hi['model']} has a higher final training error than {lo['model']}",
+            f"Degradation: {hi['model']} has a higher training error over the last epoch "
+            f"than {lo['model']}",
             outcome,
-            f"final training error {hi['model']} {stat(hi, 'final_train_error')}% "
+            f"training error over the last epoch {hi['model']} {stat(hi, 'final_train_error')}% "
             f"vs {lo['model']} {stat(lo, 'final_train_error')}% "
             f"(n = {hi['n']}, {lo['n']}; {note}); final test accuracy "
             f"{stat(hi, 'final_test_accuracy', False)}% vs "
@@ -137,7 +147,7 @@ def derive(rows: Sequence[dict[str, Any]],
             outcome,
             f"final test accuracy {r['model']} {stat(r, 'final_test_accuracy')}% "
             f"vs {p['model']} {stat(p, 'final_test_accuracy')}% "
-            f"({note}); final training error "
+            f"({note}); training error over the last epoch "
             f"{stat(r, 'final_train_error', False)}% vs {stat(p, 'final_train_error', False)}%.",
             depth=p["layers"], residual_test_accuracy=r["final_test_accuracy_mean"],
             plain_test_accuracy=p["final_test_accuracy_mean"], test_accuracy_gap=gap,
@@ -175,7 +185,7 @@ def derive(rows: Sequence[dict[str, Any]],
             outcome,
             f"final test accuracy {stat(hi, 'final_test_accuracy')}% "
             f"vs {stat(lo, 'final_test_accuracy')}% ({note}); "
-            f"final training error {stat(hi, 'final_train_error', False)}% vs "
+            f"training error over the last epoch {stat(hi, 'final_train_error', False)}% vs "
             f"{stat(lo, 'final_train_error', False)}%.",
             deep_test_accuracy=hi["final_test_accuracy_mean"],
             shallow_test_accuracy=lo["final_test_accuracy_mean"]))
@@ -298,7 +308,8 @@ def curve_findings(curves: dict[str, Sequence[dict[str, Any]]],
             f"{below_2se}"
             + (f" (first beyond two standard errors at {first_2se:g} passes)"
                if first_2se is not None else "")
-            + f"; at the last point, after {where}: {100 * last_d['train_error']:.2f}% "
+            + f"; over the last curve segment, up to {where}: "
+            f"{100 * last_d['train_error']:.2f}% "
             f"± {100 * train_error_se(last_d):.2f} vs {100 * last_s['train_error']:.2f}% "
             f"± {100 * train_error_se(last_s):.2f} (difference {100 * diffs[-1]:+.2f} "
             f"± {100 * ses[-1]:.2f} points; training error over each segment's augmented "

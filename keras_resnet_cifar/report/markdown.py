@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from keras_resnet_cifar import train_flags
 from keras_resnet_cifar.config import TrainConfig
-from keras_resnet_cifar.report.runs import Run
+from keras_resnet_cifar.report.runs import Run, recipe_of, recipes
 from keras_resnet_cifar.report.tables import beside_published, table1_markdown
 
 # Published CIFAR-10 test accuracies to set ours beside (200 epochs / 64k iterations).
@@ -88,7 +87,9 @@ def train_command(run: Run) -> str:
 
 
 def _published(levels_table: dict[str, float], models: Sequence[str]) -> str:
-    return ", ".join(f"{m} {100 * levels_table[m]:.2f}%" for m in models if m in levels_table)
+    """"resnet20 91.25%, ..." for the models the table has; says so when it has none."""
+    found = ", ".join(f"{m} {100 * levels_table[m]:.2f}%" for m in models if m in levels_table)
+    return found or (f"none of this report's models (it gives {', '.join(levels_table)})")
 
 
 def _schedule(run: Run) -> str:
@@ -100,13 +101,21 @@ def _schedule(run: Run) -> str:
              f"every pass ({run.steps_per_epoch:,} steps)")
     warm = (f"{config['warmup_learning_rate']} for {config['warmup_epochs']} epoch(s), then "
             if config.get("warmup_epochs") else "")
-    boundaries = config["lr_boundaries"]
-    share = ", ".join(f"{100 * b / config['epochs']:g}%" for b in boundaries)
-    return (f"{config['epochs']} epochs, an epoch being {epoch}; SGD momentum "
-            f"{config['momentum']}, weight decay {config['weight_decay']}, batch "
-            f"{config['batch_size']}; learning rate {warm}{config['learning_rate']}, x"
-            f"{config['lr_decay']} after epochs {', '.join(map(str, boundaries))}"
-            + (f" ({share} of the steps; set before every step)" if boundaries else "")
+    epochs = config["epochs"]
+    inside = [b for b in config["lr_boundaries"] if b < epochs]
+    beyond = [b for b in config["lr_boundaries"] if b >= epochs]
+    share = ", ".join(f"{100 * b / epochs:g}%" for b in inside)
+    if inside:
+        rate = (f"{config['learning_rate']}, x{config['lr_decay']} after epochs "
+                f"{', '.join(map(str, inside))} ({share} of the steps; set before every step)")
+    else:
+        rate = f"{config['learning_rate']} throughout"
+    if beyond:
+        rate += (f" (--lr_boundaries {', '.join(map(str, beyond))} lie at or beyond its "
+                 f"{epochs} epoch{'s' if epochs != 1 else ''}: never reached)")
+    return (f"{epochs} epoch{'s' if epochs != 1 else ''}, an epoch being {epoch}; SGD "
+            f"momentum {config['momentum']}, weight decay {config['weight_decay']}, batch "
+            f"{config['batch_size']}; learning rate {warm}{rate}"
             + "; per-epoch evaluation on "
             + (f"the first {config['eval_steps'] * config['batch_size']:,} images of the "
                f"{'validation' if config.get('validation_split') else 'test'} set"
@@ -141,12 +150,18 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
                   f"paper's {PAPER_EPOCHS} epochs: these numbers are not comparable with "
                   "the published ones below, which need the full schedule.", ""]
     lines += ["## Setup", ""]
-    configs = {json.dumps({k: v for k, v in r.config.items() if k not in ("model", "seed")},
-                          sort_keys=True) for r in first}
+    known = recipes(first)
     lines.append(f"- Runs: {len(runs)} ({', '.join(f'{r.model} seed {r.seed}' for r in first)}); "
-                 + ("all with the same recipe." if len(configs) == 1 else
-                    "**recipes differ between runs** (see each config.json)."))
-    lines.append(f"- Schedule: {_schedule(first[0])}")
+                 + ("all with the same recipe." if len(known) == 1 else
+                    f"**{len(known)} different recipes**: Table 1 never pools runs of "
+                    "different recipes (its recipe column), and the findings compare "
+                    "networks only within one recipe."))
+    if len(known) == 1:
+        lines.append(f"- Schedule: {_schedule(first[0])}")
+    for number, recipe in enumerate(known if len(known) > 1 else [], 1):
+        members = [r for r in first if recipe_of(r) == recipe]
+        lines.append(f"- Recipe {number} ({', '.join(f'{r.model} seed {r.seed}' for r in members)}"
+                     f"): {_schedule(members[0])}")
     curve = next((r.curve for r in first if r.curve), None)
     if curve:
         lines.append(f"- Curve points: {curve['points_per_epoch']} per epoch (every "
@@ -193,7 +208,12 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
               + _published(REPRODUCTION_TABLE1, models_shown) + ".", "",
               table1_markdown(rows, levels), "Also as [table1.csv](table1.csv); per run: "
               "[runs.csv](runs.csv).", ""]
-    if first:
+    listed = [m for m in models_shown if m in HE_ET_AL_TABLE6 or m in REPRODUCTION_TABLE1]
+    if len(known) > 1:
+        lines += ["## Beside the published numbers", "",
+                  "Not shown: the runs have different recipes; report each recipe's runs "
+                  "separately to set them beside the published numbers.", ""]
+    elif first:
         run = max(first, key=lambda r: r.images_seen)
         ours = f"{run.passes:g} passes ({run.iterations:,} iterations)"
         last_points = {r.model: r.curve_points[-1] for r in first if r.curve_points}
@@ -203,7 +223,11 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
                   "to show how far the short schedule gets, not as a like-for-like comparison. "
                   "Standard errors: binomial on the test images for one run, of the mean over "
                   "seeds for several; for the training error, over the last curve segment's "
-                  "batches.", "",
+                  "batches."
+                  + ("" if listed else
+                     " The published columns are empty because the published tables give "
+                     + ", ".join(sorted(set(HE_ET_AL_TABLE6) | set(REPRODUCTION_TABLE1)))
+                     + f", none of this report's models ({', '.join(models_shown)})."), "",
                   beside_published(rows, last_points, HE_ET_AL_TABLE6, REPRODUCTION_TABLE1,
                                    ours=ours, theirs=HE_ET_AL_SCHEDULE,
                                    reproduction_schedule=REPRODUCTION_SCHEDULE), ""]

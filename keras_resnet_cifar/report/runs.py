@@ -4,15 +4,17 @@ Definitions. *Final test accuracy*: on the whole test set from evaluation.json
 when the run was evaluated, else metrics.json's (possibly capped) test accuracy.
 *Best test accuracy*: the highest per-epoch accuracy on the run's eval set,
 which is the set named in metrics.json ``best.chosen_on`` (choosing it on the
-test set makes it an optimistic number; the table says which). *Final training
-error*: 100% minus the training accuracy of the last epoch (running mean over
-its augmented batches). *Epochs to X%*: the first epoch whose per-epoch eval
+test set makes it an optimistic number; the table says which). *Training error
+over the last epoch* (``final_train_error``): 100% minus the training accuracy of
+the last epoch (running mean over all its augmented batches); the curve findings'
+figure is over the last curve segment only, and is named so. *Epochs to X%*: the first epoch whose per-epoch eval
 accuracy reaches X.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -191,8 +193,41 @@ def parse_levels(values: list[str]) -> tuple[float, ...] | None:
     return levels
 
 
-def run_summary(run: Run, levels: Sequence[float]) -> dict[str, Any]:
-    """One run's row: the numbers Table 1 aggregates."""
+# What a run's recipe is not: the network, the seed (several seeds of one recipe are
+# pooled) and how the run executed (rundir.EXECUTION_FIELDS).
+NOT_RECIPE = ("model", "seed", *rundir.EXECUTION_FIELDS)
+
+
+def recipe_of(run: Run) -> dict[str, Any]:
+    """The run's training recipe: its config without the model, seed and execution
+    fields, with TrainConfig's defaults for fields an older config.json lacks."""
+    from keras_resnet_cifar.config import TrainConfig  # no TensorFlow
+
+    defaults = json.loads(TrainConfig().to_json())
+    return {k: v for k, v in {**defaults, **run.config}.items() if k not in NOT_RECIPE}
+
+
+def recipes(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """The distinct recipes of ``runs``, in the order they first appear."""
+    out: list[dict[str, Any]] = []
+    for run in runs:
+        if recipe_of(run) not in out:
+            out.append(recipe_of(run))
+    return out
+
+
+def recipe_number(run: Run, known: Sequence[dict[str, Any]]) -> int:
+    """1-based number of the run's recipe among ``known`` (see :func:`recipes`)."""
+    return list(known).index(recipe_of(run)) + 1
+
+
+def run_summary(run: Run, levels: Sequence[float],
+                recipe: int | None = None) -> dict[str, Any]:
+    """One run's row: the numbers Table 1 aggregates.
+
+    ``recipe``: the number of the run's recipe when the report holds several (Table 1
+    never pools runs of different recipes); None when all runs share one.
+    """
     metrics = run.metrics or {}
     last = run.history[-1] if run.history else {}
     eval_images = (run.config["eval_steps"] * run.config["batch_size"]
@@ -209,6 +244,7 @@ def run_summary(run: Run, levels: Sequence[float]) -> dict[str, Any]:
     best = metrics.get("best") or {}
     row = {
         "model": run.model,
+        **({"recipe": recipe} if recipe is not None else {}),
         "seed": run.seed,
         "architecture": "residual" if run.spec.residual else "plain",
         "layers": run.spec.depth,

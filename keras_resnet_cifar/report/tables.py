@@ -19,6 +19,8 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
 
 
 NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error")
+# Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
+FIGURE_6_ONLY = ("plain20", "plain32", "plain44", "plain56")
 
 
 def table1(summaries: Sequence[dict[str, Any]],
@@ -27,15 +29,18 @@ def table1(summaries: Sequence[dict[str, Any]],
 
     Rows are ordered plain before residual, shallow before deep. For "epochs to
     X%", the mean is over the runs that reached X and ``reached`` counts them.
+    Runs are pooled only with runs of the same model and the same recipe: when the
+    summaries carry a ``recipe`` number, each (model, recipe) is a row of its own.
     """
-    by_model: dict[str, list[dict[str, Any]]] = {}
+    by_model: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
     for s in summaries:
-        by_model.setdefault(s["model"], []).append(s)
+        by_model.setdefault((s["model"], s.get("recipe")), []).append(s)
     rows = []
-    for model, runs in sorted(by_model.items(), key=lambda kv: (
-            kv[1][0]["architecture"] != "plain", kv[1][0]["layers"])):
+    for (model, recipe), runs in sorted(by_model.items(), key=lambda kv: (
+            kv[1][0]["architecture"] != "plain", kv[1][0]["layers"], kv[0][1] or 0)):
         first = runs[0]
-        row = {"model": model, "architecture": first["architecture"],
+        row = {"model": model, **({"recipe": recipe} if recipe is not None else {}),
+               "architecture": first["architecture"],
                "layers": first["layers"], "params": first["params"], "n": len(runs),
                "seeds": sorted(r["seed"] for r in runs),
                "epochs": first["epochs"], "final_test_images": first["final_test_images"],
@@ -74,14 +79,16 @@ def table1_markdown(rows: Sequence[dict[str, Any]],
                     levels: Sequence[float]) -> str:
     """Table 1 as a Markdown table (accuracies and errors in %)."""
     chosen = sorted({str(r["best_chosen_on"]) for r in rows})
-    head = (["architecture", "model", "layers", "params", "n",
+    several = any("recipe" in r for r in rows)
+    head = (["architecture", "model", *(["recipe"] if several else []), "layers", "params", "n",
              "final test acc. (%)", f"best test acc. (%), chosen on {'/'.join(chosen)}",
-             "final training error (%)"]
+             "training error, last epoch (%)"]
             + [f"epochs to {100 * level:g}% {'/'.join(chosen)} acc. (per-epoch eval)"
                for level in levels])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["architecture"], r["model"], str(r["layers"]),
+        cells = [r["architecture"], r["model"], *([str(r["recipe"])] if several else []),
+                 str(r["layers"]),
                  f"{r['params']:,}" if r["params"] else "n/a", str(r["n"]),
                  pct(r["final_test_accuracy_mean"], r["final_test_accuracy_std"]),
                  pct(r["best_test_accuracy_mean"], r["best_test_accuracy_std"]),
@@ -141,9 +148,10 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, dict
             train = f"{100 * point['train_error']:.2f}" + (f" ± {100 * se:.2f}" if se else "")
         else:
             train = "n/a"
+        # He et al.'s Figure 6 shows plain-20/32/44/56 (and their ResNets) as curves only.
         paper = (f"{100 * (1 - published[r['model']]):.2f}" if r["model"] in published
-                 else "figure only")
+                 else "figure only" if r["model"] in FIGURE_6_ONLY else "not published")
         seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction
-                else "n/a")
+                else "not published")
         lines.append("| " + " | ".join([r["model"], test, train, paper, seed]) + " |")
     return "\n".join(lines) + "\n"

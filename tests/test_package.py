@@ -1,0 +1,68 @@
+"""What ``import keras_resnet_cifar`` does, in a fresh interpreter as a user has it.
+
+Inside the test session other imports have long registered the optimiser, so these
+checks run in new Python processes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+_SAVE = textwrap.dedent("""
+    import sys
+    from keras_resnet_cifar import config, training
+    model = training.build_and_compile(config.TrainConfig(model="resnet8"))
+    model.optimizer.build(model.trainable_variables)
+    model.save(sys.argv[1])
+""")
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                          text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    """A .keras file compiled with the training optimiser, as train writes model.keras."""
+    path = tmp_path_factory.mktemp("package") / "model.keras"
+    done = _python(_SAVE, str(path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return path
+
+
+@pytest.mark.parametrize("imports", ["import keras_resnet_cifar, keras",
+                                     "import keras, keras_resnet_cifar",
+                                     "import keras_resnet_cifar, tensorflow, keras"])
+def test_model_keras_loads_after_importing_the_package(saved_model, imports):
+    """README: the training optimiser is registered when the package is imported."""
+    done = _python(f"{imports}\nimport sys\n"
+                   "model = keras.saving.load_model(sys.argv[1])\n"
+                   "print(type(model.optimizer).__name__)", str(saved_model))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ReferenceSGD"]
+
+
+def test_model_keras_loads_without_the_package_when_not_compiled(saved_model):
+    done = _python("import sys, keras\n"
+                   "model = keras.saving.load_model(sys.argv[1], compile=False)\n"
+                   "print(model.name)", str(saved_model))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["resnet8"]
+
+
+def test_importing_the_package_loads_neither_keras_nor_tensorflow():
+    """The edge path and the tools' --help rely on a light package import."""
+    done = _python("import sys, keras_resnet_cifar, keras_resnet_cifar.edge\n"
+                   "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
