@@ -172,6 +172,7 @@ def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Pa
 
 def run_study(spec: StudySpec, out: str | os.PathLike, *,
               report_dir: str | os.PathLike | None = None,
+              reference_dirs: Sequence[str | os.PathLike] = (),
               accuracy_levels: Sequence[float] | None = None,
               command: str | None = None, verbose: int | str = 2) -> StudyResult:
     """The whole study: trains, evaluates, then (with ``report_dir``) publishes and reports.
@@ -183,6 +184,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
         out: the study folder (its runs go to ``<out>/runs``).
         report_dir: where the report and the copies of the runs' small files go;
             None: no report.
+        reference_dirs: run directories of the reference PyTorch trainer for the
+            report's "Reference trainer" section.
         accuracy_levels: the report's "epochs to X%" levels; None chooses them
             from the runs.
         command: the command line to record in report.md.
@@ -199,6 +202,6 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
     from keras_resnet_cifar import report
 
     publish_runs(dirs, report_dir)
-    written = report.write_report(dirs, report_dir, accuracy_levels=accuracy_levels,
-                                  command=command)
+    written = report.write_report(dirs, report_dir, reference_dirs=reference_dirs,
+                                  accuracy_levels=accuracy_levels, command=command)
     return StudyResult(run_dirs=dirs, report=written)
