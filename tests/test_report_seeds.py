@@ -378,3 +378,50 @@ def test_report_cli_takes_reference_runs(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Reference trainer" in text and (tmp_path / "out" / "cost.csv").is_file()
     assert (tmp_path / "out" / "figures" / "reference_curves.png").is_file()
+
+
+def test_study_passes_reference_runs_to_its_report(tmp_path, monkeypatch):
+    """study --reference_dir reaches the report (training and evaluation stubbed out)."""
+    from absl import flags
+
+    from keras_resnet_cifar import study, studying
+
+    dirs = make_study(tmp_path / "runs")
+    make_reference(tmp_path / "reference")
+    monkeypatch.setattr(studying, "train_all", lambda *a, **k: dirs)
+    monkeypatch.setattr(studying, "evaluate_all", lambda *a, **k: None)
+    done = studying.run_study(studying.StudySpec(), tmp_path, report_dir=tmp_path / "out",
+                              reference_dirs=runs.expand_run_paths([tmp_path / "reference"]))
+    assert "## Reference trainer" in done.report.read_text()
+    fv = flags.FlagValues()
+    study.define_flags(fv)
+    fv(["study", f"--reference_dir={tmp_path / 'reference'}"])
+    assert fv.reference_dir == str(tmp_path / "reference")
+
+
+def test_curve_finding_point_by_point_over_seeds(tmp_path):
+    dirs = []
+    for seed in (0, 1, 2):
+        jitter = seed / 200
+        dirs.append(make_run(tmp_path, "plain20", seed, decay(0.8 + jitter, 0.4 + jitter),
+                             decay(0.8, 0.4), 0.4))
+        dirs.append(make_run(tmp_path, "plain56", seed, decay(0.88 + jitter, 0.7 + jitter),
+                             decay(0.8, 0.7), 0.7))
+    loaded = [runs.load_run(d) for d in dirs]
+    plain = findings.curve_finding(loaded[0::2], loaded[1::2], residual=False)
+    assert plain["verdict"] == "supported" and "above at 12 of 12" in plain["evidence"]
+    # The same nets named the other way round: the deeper one trains better, significantly.
+    swapped = findings.curve_finding(loaded[1::2], loaded[0::2], residual=False)
+    assert swapped["verdict"] == "contradicted"
+    residual = findings.curve_finding(loaded[1::2], loaded[0::2], residual=True)
+    assert residual["verdict"] == "supported"  # "deep" ends significantly below "shallow"
+
+
+def test_per_layer_figures_draw_each_seed():
+    fig = plots.per_layer({"after epoch 3": {"plain20": [[1, 2, 3], [1.2, 2.2, 3.2]],
+                                             "resnet20": [[1, 1, 1]]}}, ylabel="std")
+    ax = fig.axes[0]
+    assert len(_seed_lines(ax)) == 2
+    mean = next(line for line in ax.lines if line.get_gid() == "mean")
+    np.testing.assert_allclose(mean.get_ydata(), [1.1, 2.1, 3.1])
+    assert "plain20 (mean ± std, n=2)" in [line.get_label() for line in ax.lines]

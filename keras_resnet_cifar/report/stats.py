@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -97,7 +98,9 @@ def welch(a: Sequence[float | None], b: Sequence[float | None]) -> Test | None:
     if se == 0:
         return Test("Welch", diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0,
                     float(len(a) + len(b) - 2), 0.0 if diff else 1.0, (len(a), len(b)))
-    result = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():  # one side without spread: scipy warns, the result holds
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(a, b, equal_var=False)
     # Welch-Satterthwaite degrees of freedom (what ttest_ind used).
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     return Test("Welch", diff, se, float(result.statistic), float(df), float(result.pvalue),
@@ -115,7 +118,9 @@ def one_sample(values: Sequence[float | None], null: float = 0.0) -> Test | None
     if se == 0:
         return Test("one-sample", diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0,
                     float(len(x) - 1), 0.0 if diff else 1.0, (len(x),))
-    result = stats.ttest_1samp(x, null)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_1samp(x, null)
     return Test("one-sample", diff, se, float(result.statistic), float(len(x) - 1),
                 float(result.pvalue), (len(x),))
 
