@@ -242,7 +242,7 @@ def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
         spread: the band: "std" (standard deviation over seeds) or "se" (standard
             error of the mean).
     """
-    fig = Figure(figsize=(5.5 * max(len(families), 1), 4.5), layout="constrained")
+    fig = Figure(figsize=(max(5.5 * len(families), 7.5), 4.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True))
     for ax, (name, runs) in zip(axes, families.items()):
         for i, (label, curve) in enumerate(runs.items()):

@@ -86,11 +86,12 @@ def reference_curves(project: Sequence[Run], reference: Sequence[Run]) -> Any | 
     model = project[0].model
     run = project[0]
     return plots.error_curves(
-        {model: {"keras_resnet_cifar": {**mine, "colour": plots.RESIDUAL_COLOUR},
+        {"mean ± SE over seeds, each seed faint": {
+            "keras_resnet_cifar": {**mine, "colour": plots.RESIDUAL_COLOUR},
                  "reference (PyTorch)": {**theirs, "colour": "tab:red"}}},
         xlabel=curve_xlabel(run), steps_per_unit=run.steps_per_epoch / run.passes_per_epoch,
         marks=_marks(run), spread="se",
-        title=f"{model}: this project vs the reference trainer (mean ± SE over seeds)")
+        title=f"{model}: this project vs the reference trainer")
 
 
 def figures(runs: Sequence[Run]) -> dict[str, Any]:

@@ -33,6 +33,24 @@ HE = "He et al. (2016)"
 # The reproduction's residual advantage (plain minus residual test error, points).
 PAPER_ADVANTAGE = {20: 1.11, 56: 6.54}
 
+CONVERGENCE_RULE = (
+    "\"Converges 2x faster\" (claim (d)) is measured as the passes over the training set a "
+    "network needs until its training error falls to a level: half-way from chance (90%) "
+    "to the highest final training error among the runs compared, so that every run "
+    "reaches it, and early enough to be about the speed of descent rather than where each "
+    "run ends. The passes come from the curve points (each point's training error, over "
+    "the batches since the point before, placed at the point; a run starts at chance; the "
+    "crossing interpolated linearly between two points), not from the per-epoch "
+    "evaluations, which seeds >= 1 do not have and which give one number per pass. Per seed "
+    "(both networks of one seed see the same batches) the ratio plain / residual; ratios "
+    "multiply, so the test is a one-sample t-test of the log ratios. **Supported**: the "
+    "geometric mean ratio is at least 2 and the ratio is significantly above 1 (p < 0.05): "
+    "faster, and by about the claimed factor. **Contradicted**: the ratio is significantly "
+    "below 2. Otherwise not decided. Claim (c) is tested on the seed-paired growth of the "
+    "advantage, (plain56 - resnet56) - (plain20 - resnet20) in test error per seed, with a "
+    "one-sample t-test against 0 (a paired test: the four networks of a seed share its data "
+    "order). Claim (a) needs both its parts (training and test error) supported.")
+
 
 def _finding(claim: str, source: str, verdict: str, evidence: str,
              **numbers) -> dict[str, Any]:

@@ -156,7 +156,9 @@ def _names(runs: Sequence[Run]) -> str:
 
 def verdict_lines() -> list[str]:
     """"How verdicts are decided", as report.md states it."""
-    return ["## How verdicts are decided", "", stats.RULE, ""]
+    from keras_resnet_cifar.report.findings import CONVERGENCE_RULE
+
+    return ["## How verdicts are decided", "", stats.RULE, "", CONVERGENCE_RULE, ""]
 
 
 def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
