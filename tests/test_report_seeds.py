@@ -425,3 +425,13 @@ def test_per_layer_figures_draw_each_seed():
     mean = next(line for line in ax.lines if line.get_gid() == "mean")
     np.testing.assert_allclose(mean.get_ydata(), [1.1, 2.1, 3.1])
     assert "plain20 (mean ± std, n=2)" in [line.get_label() for line in ax.lines]
+
+
+def test_models_no_published_table_lists_are_said_so(tmp_path):
+    dirs = [make_run(tmp_path, m, 0, decay(0.8, 0.5), decay(0.8, 0.5), 0.5)
+            for m in ("plain8", "resnet8")]
+    text = report.build(dirs).texts["report.md"]
+    assert "Table 6: ;" not in text and "Table 1: ." not in text
+    assert "Table 6: none of this report's models (it gives resnet20, resnet56)" in text
+    assert "none of this report's models (plain8, resnet8)." in text
+    assert "| resnet8 |" in text and "not published" in text

@@ -95,7 +95,9 @@ def train_command(run: Run) -> str:
 
 
 def _published(levels_table: dict[str, float], models: Sequence[str]) -> str:
-    return ", ".join(f"{m} {100 * levels_table[m]:.2f}%" for m in models if m in levels_table)
+    """"resnet20 91.25%, ..." for the models the table has; says so when it has none."""
+    found = ", ".join(f"{m} {100 * levels_table[m]:.2f}%" for m in models if m in levels_table)
+    return found or f"none of this report's models (it gives {', '.join(levels_table)})"
 
 
 def _plural(n: float, word: str) -> str:
@@ -255,7 +257,12 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
               "to show how far the short schedule gets, not as a like-for-like comparison. "
               "Standard errors: of the mean over seeds for several seeds; for one run, "
               "binomial on the test images, or over the last curve segment's batches for the "
-              "training error (information only).", "",
+              "training error (information only)."
+              + ("" if any(m in HE_ET_AL_TABLE6 or m in REPRODUCTION_TABLE1
+                           for m in models_shown) else
+                 " The published columns are empty because the published tables give "
+                 + ", ".join(sorted(set(HE_ET_AL_TABLE6) | set(REPRODUCTION_TABLE1)))
+                 + f", none of this report's models ({', '.join(models_shown)})."), "",
               beside_published(rows, last_points, HE_ET_AL_TABLE6, REPRODUCTION_TABLE1,
                                ours=ours, theirs=HE_ET_AL_SCHEDULE,
                                reproduction_schedule=REPRODUCTION_SCHEDULE), ""]

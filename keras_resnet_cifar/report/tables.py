@@ -10,6 +10,8 @@ from typing import Any, Sequence
 from keras_resnet_cifar.report.runs import CURVE, level_key
 from keras_resnet_cifar.report.stats import mean_se, mean_std
 
+# Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
+FIGURE_6_ONLY = ("plain20", "plain32", "plain44", "plain56")
 NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error",
            "last_segment_train_error")
 
@@ -194,9 +196,10 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list
                 f" ± {100 * se:.2f} (one run: SE over its batches)" if se else "")
         else:
             train = "n/a"
+        # He et al.'s Figure 6 shows plain-20/32/44/56 as curves only, without a number.
         paper = (f"{100 * (1 - published[r['model']]):.2f}" if r["model"] in published
-                 else "figure only")
+                 else "figure only" if r["model"] in FIGURE_6_ONLY else "not published")
         seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction
-                else "n/a")
+                else "not published")
         lines.append("| " + " | ".join([r["model"], test, train, paper, seed]) + " |")
     return "\n".join(lines) + "\n"
