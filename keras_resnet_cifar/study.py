@@ -33,6 +33,9 @@ run's small files (:data:`keras_resnet_cifar.rundir.SMALL_FILES`: config,
 history, metrics, evaluation, layer statistics, curve; never the models) in its
 ``runs/`` folder, so that the report folder can be committed as it is and
 rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
+The report covers every run published there, so ``--seeds=1`` after an earlier
+``--seeds=0`` into the same ``--report_dir`` gives one report over both seeds
+(runs of another recipe there are refused, in one line).
 ``--reference_dir`` names runs of the reference PyTorch trainer
 (``scripts/train_reference_pytorch.py --report_dir``), which the report sets
 beside the study's runs of the same recipe. The study itself is the library :mod:`keras_resnet_cifar.studying`; this module

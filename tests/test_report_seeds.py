@@ -435,3 +435,19 @@ def test_models_no_published_table_lists_are_said_so(tmp_path):
     assert "Table 6: none of this report's models (it gives resnet20, resnet56)" in text
     assert "none of this report's models (plain8, resnet8)." in text
     assert "| resnet8 |" in text and "not published" in text
+
+
+def test_a_study_of_one_more_seed_reports_over_every_published_seed(tmp_path, monkeypatch):
+    """study --seeds=0, then --seeds=1 into the same report folder: one report, n = 2."""
+    from keras_resnet_cifar import studying
+
+    monkeypatch.setattr(studying, "evaluate_all", lambda *a, **k: None)
+    for seed in (0, 1):
+        dirs = make_study(tmp_path / f"train{seed}", seeds=(seed,))
+        monkeypatch.setattr(studying, "train_all", lambda *a, dirs=dirs, **k: dirs)
+        done = studying.run_study(studying.StudySpec(), tmp_path, report_dir=tmp_path / "out")
+    assert {d.name for d in (tmp_path / "out" / "runs").iterdir()} == {
+        f"{m}-seed{s}" for m in STUDY for s in (0, 1)}
+    assert "| plain | plain20 | 20 | 269,722 | 2 |" in done.report.read_text()
+    # This call's runs are reported from where they were trained; earlier ones from the copies.
+    assert studying.report_runs(dirs, tmp_path / "out")[:4] == dirs
