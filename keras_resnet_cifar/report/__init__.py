@@ -1,4 +1,4 @@
-"""The study's report: Table 1, the findings with verdicts, the figures, report.md.
+r"""The study's report: Table 1, the findings with verdicts, the figures, report.md.
 
     python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
     python -m keras_resnet_cifar.report docs/study/runs/* \

@@ -1,4 +1,4 @@
-"""The report CLI: run directories in, report.md, tables and figures out.
+r"""The report CLI: run directories in, report.md, tables and figures out.
 
     python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
     python -m keras_resnet_cifar.report docs/study/runs/* --out=docs/study

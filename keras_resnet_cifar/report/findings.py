@@ -196,12 +196,16 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
         return _finding(claim, source, stats.NOT_MEASURED,
                         "needs curve points in every run, and runs that left chance.")
     seeds = _common_seeds(plain, residual)
-    ratios, rows = [], []
+    ratios, rows, early = [], [], 0
     for seed in seeds:
-        p, r = (passes_to_train_error(_seed(g, seed), level) for g in (plain, residual))
+        runs = [_seed(g, seed) for g in (plain, residual)]
+        p, r = (passes_to_train_error(x, level) for x in runs)
         if p and r:
             ratios.append(p / r)
             rows.append(f"seed {seed}: {p:.2f} vs {r:.2f} passes")
+            # Before the first point the crossing rests on the assumed start at chance.
+            early += sum(t <= x.curve_points[0]["epoch"] * x.passes_per_epoch
+                         for t, x in zip((p, r), runs))
     logs = [math.log(x) for x in ratios]
     faster = stats.one_sample(logs, 0.0)
     twice = stats.one_sample(logs, math.log(2))
@@ -217,6 +221,9 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
     evidence = (f"passes until the training error falls to {100 * level:.1f}% (half-way from "
                 f"chance to the highest final training error of these runs; curve points, "
                 f"interpolated), plain{depth} vs resnet{depth}: {'; '.join(rows) or 'none'}")
+    if early:
+        evidence += (f" ({early} of {2 * len(ratios)} crossings fall before the first curve "
+                     "point, where only the start at chance locates them)")
     if geometric is not None:
         evidence += f"; ratio plain/residual, geometric mean over seeds {geometric:.2f}"
     if faster is not None:
@@ -225,6 +232,7 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
                      f"{twice.describe(1, '', 3)}")
     return _finding(claim, source, verdict, evidence + ".", depth=depth, level=level,
                     ratios=ratios, seeds=seeds, geometric_mean_ratio=geometric,
+                    crossings_before_first_point=early,
                     test_faster=faster.as_dict() if faster else None,
                     test_twice=twice.as_dict() if twice else None)
 
