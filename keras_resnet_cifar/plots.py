@@ -9,6 +9,12 @@ Conventions: error and accuracy are in percent; "epoch" is whatever the run
 called an epoch (the caller says how many images one holds, via ``xlabel``).
 Plain networks are drawn in orange, residual ones in blue (the colours of He et
 al.'s Figure 6 are not standardised; these are colour-blind-safe).
+
+Several seeds: where a function takes one value per point it also takes one row
+per seed (a 2-D array, seeds x points). It then draws each seed faintly (thin,
+translucent, ``gid="seed"``, no legend entry), the mean over seeds bold, and a
+band of ± one standard deviation over seeds (``spread="std"``) or ± the standard
+error of the mean (``spread="se"``); the legend says n.
 """
 
 from __future__ import annotations
@@ -44,9 +50,46 @@ def family_colour(label: str) -> str:
     return PLAIN_COLOUR if label.lower().startswith("plain") else RESIDUAL_COLOUR
 
 
+SEED_ALPHA = 0.3   # each seed's curve, under the mean
+BAND_ALPHA = 0.15  # the band of ± std (or SE) over seeds
+SPREADS = ("std", "se")
+
+
 def _marker(x: Sequence[float]) -> str:
     """A marker for a curve of one point (a line through one point draws nothing)."""
     return "o" if len(x) == 1 else ""
+
+
+def seeds_mean_and_spread(values: Any, spread: str = "std"
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """(rows as seeds x points, mean over seeds, spread over seeds or None for one, n)."""
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}.")
+    rows = np.atleast_2d(np.asarray(values, float))
+    n = len(rows)
+    mean = rows.mean(axis=0)
+    if n < 2:
+        return rows, mean, None, n
+    sd = rows.std(axis=0, ddof=1)
+    return rows, mean, (sd / np.sqrt(n) if spread == "se" else sd), n
+
+
+def plot_seeds(ax, x: Sequence[float], values: Any, style: str, *, colour: str,
+               linewidth: float, label: str, spread: str = "std", scale: float = 1.0) -> None:
+    """Each seed faint, the mean bold, a band of ± spread; ``values`` one row per seed
+    (or a single row). The legend entry says the mean's n and the band's meaning."""
+    x = np.asarray(x, float)
+    rows, mean, band, n = seeds_mean_and_spread(values, spread)
+    if n > 1:
+        for row in rows:
+            ax.plot(x, scale * row, style, color=colour, linewidth=0.6, alpha=SEED_ALPHA,
+                    gid="seed", label="_seed")
+        label = f"{label} (mean ± {spread}, n={n})"
+    ax.plot(x, scale * mean, style, color=colour, linewidth=linewidth, marker=_marker(x),
+            gid="mean", label=label)
+    if band is not None:
+        ax.fill_between(x, scale * (mean - band), scale * (mean + band), color=colour,
+                        alpha=BAND_ALPHA, linewidth=0)
 
 
 def _column(rows: History, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -82,12 +125,10 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
         colour = family_colour(label) if len(histories) <= 2 else DEPTH_COLOURS[i % 8]
         for key, style, what in (("accuracy", "--", "training"), ("val_accuracy", "-", eval_set)):
             x, y = _column(rows, key)
-            acc_ax.plot(x, 100 * y, style, color=colour, marker=_marker(x),
-                        label=f"{label} {what}")
+            acc_ax.plot(x, 100 * y, style, color=colour, label=f"{label} {what}")
         for key, style, what in ((loss_keys[0], "--", "training"), (loss_keys[1], "-", eval_set)):
             x, y = _column(rows, key)
-            loss_ax.plot(x, y, style, color=colour, marker=_marker(x),
-                         label=f"{label} {what}")
+            loss_ax.plot(x, y, style, color=colour, label=f"{label} {what}")
     values = np.concatenate([line.get_ydata() for line in loss_ax.lines] or [np.ones(1)])
     values = values[np.isfinite(values) & (values > 0)]
     if values.size and values.max() > 100 * values.min():
@@ -162,10 +203,10 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
             colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
             x, y = _column(rows, "accuracy")
             ax.plot(x, 100 * (1 - y), "--", color=colour, linewidth=0.9,
-                    marker=_marker(x), label=f"{label} training")
+                    label=f"{label} training")
             x, y = _column(rows, "val_accuracy")
             ax.plot(x, 100 * (1 - y), "-", color=colour, linewidth=2.4,
-                    marker=_marker(x), label=f"{label} {eval_set}")
+                    label=f"{label} {eval_set}")
         ax.set(xlabel=xlabel, title=name.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -179,36 +220,45 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
 def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
                  xlabel: str = "passes over the training set",
                  steps_per_unit: float | None = None, marks: Sequence[float] = (),
-                 title: str | None = None) -> Figure:
-    """He et al.'s Figures 1 and 6 from points inside the run: error against training time.
+                 title: str | None = None, spread: str = "std") -> Figure:
+    """He et al.'s Figures 1 and 6 from points inside the runs: error against training time.
 
     One panel per family (e.g. plain, residual), sharing the y axis; in each, one
     colour per network (shallow to deep), training error dashed and thin, test
     error solid and bold, and the final test error on the whole test set as a
-    star at the end of the test curve.
+    star at the end of the test curve (with an error bar of the spread over seeds).
+    With several seeds, each seed's curve is drawn faintly under the mean and a
+    band shows ± ``spread`` (see the module).
 
     Args:
         families: {panel title: {network label: {"x": [...], "train_error": [...],
             "test_error": [...], optionally "final_test_error": e}}}, errors as
-            fractions, x in the unit of ``xlabel``.
+            fractions, x in the unit of ``xlabel``; with several seeds the errors are
+            one row per seed (seeds x points) and "final_test_error" one value per seed.
         xlabel: the x axis (e.g. passes over the 50,000 training images).
         steps_per_unit: iterations per x unit; when given, a top axis shows iterations.
         marks: x positions to mark with a dotted vertical line (learning-rate drops).
         title: the figure's title.
+        spread: the band: "std" (standard deviation over seeds) or "se" (standard
+            error of the mean).
     """
-    fig = Figure(figsize=(5.5 * max(len(families), 1), 4.5), layout="constrained")
+    fig = Figure(figsize=(max(5.5 * len(families), 7.5), 4.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True))
     for ax, (name, runs) in zip(axes, families.items()):
         for i, (label, curve) in enumerate(runs.items()):
-            colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
+            colour = curve.get("colour") or DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
             x = np.asarray(curve["x"], float)
-            ax.plot(x, 100 * np.asarray(curve["train_error"], float), "--", color=colour,
-                    linewidth=1.0, marker=_marker(x), label=f"{label} training")
-            ax.plot(x, 100 * np.asarray(curve["test_error"], float), "-", color=colour,
-                    linewidth=2.2, marker=_marker(x), label=f"{label} test")
-            if curve.get("final_test_error") is not None and len(x):
-                ax.plot([x[-1]], [100 * curve["final_test_error"]], "*", color=colour,
-                        markersize=11, label=f"{label} test, whole test set")
+            plot_seeds(ax, x, curve["train_error"], "--", colour=colour, linewidth=1.0,
+                       label=f"{label} training", spread=spread, scale=100)
+            plot_seeds(ax, x, curve["test_error"], "-", colour=colour, linewidth=2.2,
+                       label=f"{label} test", spread=spread, scale=100)
+            final = curve.get("final_test_error")
+            if final is not None and len(x):
+                _, mean, band, n = seeds_mean_and_spread([final] if np.ndim(final) == 0
+                                                         else [[v] for v in final], spread)
+                ax.errorbar([x[-1]], 100 * mean, yerr=None if band is None else 100 * band,
+                            fmt="*", color=colour, markersize=11, capsize=3,
+                            label=f"{label} test, whole test set")
         for x in marks:
             ax.axvline(x, color="grey", linestyle=":", linewidth=1)
         ax.set(xlabel=xlabel, title=name)
@@ -234,7 +284,8 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
     panel) and for the gradient norm per layer.
 
     Args:
-        panels: {panel title: {network label: one value per layer, input to output}}.
+        panels: {panel title: {network label: one value per layer, input to output,
+            or one such row per seed (drawn faintly under their mean, ± std)}}.
         ylabel: what the values are, with units.
         log_scale: a logarithmic y axis (gradient norms span decades).
         sort_descending: plot each curve sorted from largest to smallest.
@@ -249,12 +300,17 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
     styles = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
     for ax, (panel, lines) in zip(axes, panels.items()):
         for label, values in lines.items():
-            values = np.asarray(values, float)
+            values = np.atleast_2d(np.asarray(values, float))
             if sort_descending:
-                values = np.sort(values)[::-1]
+                values = -np.sort(-values, axis=1)
             style = styles[_depth(label)]
-            ax.plot(np.arange(1, len(values) + 1), values, style, marker=".",
-                    markersize=3, color=family_colour(label), label=label)
+            x = np.arange(1, values.shape[1] + 1)
+            if len(values) > 1:
+                plot_seeds(ax, x, values, style, colour=family_colour(label), linewidth=1.5,
+                           label=label)
+            else:
+                ax.plot(x, values[0], style, marker=".", markersize=3,
+                        color=family_colour(label), label=label)
         ax.set(xlabel="layer index (sorted by magnitude)" if sort_descending
                else "layer index (input to output)", title=panel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -34,7 +34,12 @@ run's small files (:data:`keras_resnet_cifar.rundir.SMALL_FILES`: config,
 history, metrics, evaluation, layer statistics, curve; never the models) in its
 ``runs/`` folder, so that the report folder can be committed as it is and
 rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
-The study itself is the library :mod:`keras_resnet_cifar.studying`; this module
+The report covers every run published there, so ``--seeds=1`` after an earlier
+``--seeds=0`` into the same ``--report_dir`` gives one report over both seeds
+(runs of another recipe there are refused, in one line).
+``--reference_dir`` names runs of the reference PyTorch trainer
+(``scripts/train_reference_pytorch.py --report_dir``), which the report sets
+beside the study's runs of the same recipe. The study itself is the library :mod:`keras_resnet_cifar.studying`; this module
 turns the flags into its :class:`~keras_resnet_cifar.studying.StudySpec`. The
 shared command-line conventions (quiet output, ``--verbose``, ``~`` in paths,
 oneDNN's CPU kernels on x86 because the study trains) are
@@ -89,6 +94,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       "the runs, so that every run that learned reaches them.", **fv)
     flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report), "
                         "with a copy of each run's small files in its runs/ folder.", **fv)
+    flags.DEFINE_string("reference_dir", None, "Runs of the reference PyTorch trainer "
+                        "(scripts/train_reference_pytorch.py --report_dir), e.g. "
+                        "docs/study/reference: the report sets them beside the study's runs "
+                        "of the same recipe.", **fv)
     flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.", **fv)
 
 
@@ -151,11 +160,14 @@ def main(argv):
     from keras_resnet_cifar.report import markdown, runs as report_runs
 
     levels = report_runs.parse_levels(FLAGS.accuracy_levels)  # before hours of training
+    references = (report_runs.expand_run_paths([FLAGS.reference_dir])
+                  if FLAGS.reference_dir and not FLAGS.skip_report else [])
     report_dir = None if FLAGS.skip_report else (FLAGS.report_dir or Path(FLAGS.out) / "report")
     command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
                                          *sys.argv[1:]])
     result = studying.run_study(spec, FLAGS.out, report_dir=report_dir,
-                                accuracy_levels=levels, command=command)
+                                reference_dirs=references, accuracy_levels=levels,
+                                command=command)
     if result.report is not None:
         logging.info("study: report written to %s", result.report)
 

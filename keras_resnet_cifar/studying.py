@@ -12,7 +12,9 @@ finished runs are skipped, an interrupted one continues from its last completed
 epoch, evaluations are redone only when their model changed. The report folder
 gets a copy of each run's small files
 (:data:`keras_resnet_cifar.rundir.SMALL_FILES`, never the models) in its
-``runs/`` folder, so that it can be committed as it is and rebuilt from itself.
+``runs/`` folder, so that it can be committed as it is and rebuilt from itself;
+its report covers every run published there (:func:`report_runs`), so seeds
+trained by separate calls end up in one report.
 """
 
 from __future__ import annotations
@@ -173,6 +175,7 @@ def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Pa
 
 def run_study(spec: StudySpec, out: str | os.PathLike, *,
               report_dir: str | os.PathLike | None = None,
+              reference_dirs: Sequence[str | os.PathLike] = (),
               accuracy_levels: Sequence[float] | None = None,
               command: str | None = None, verbose: int | str = "auto") -> StudyResult:
     """The whole study: trains, evaluates, then (with ``report_dir``) publishes and reports.
@@ -184,6 +187,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
         out: the study folder (its runs go to ``<out>/runs``).
         report_dir: where the report and the copies of the runs' small files go;
             None: no report.
+        reference_dirs: run directories of the reference PyTorch trainer for the
+            report's "Reference trainer" section.
         accuracy_levels: the report's "epochs to X%" levels; None chooses them
             from the runs.
         command: the command line to record in report.md.
@@ -200,6 +205,19 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
     from keras_resnet_cifar import report
 
     publish_runs(dirs, report_dir)
-    written = report.write_report(dirs, report_dir, accuracy_levels=accuracy_levels,
-                                  command=command)
+    written = report.write_report(report_runs(dirs, report_dir), report_dir,
+                                  reference_dirs=reference_dirs,
+                                  accuracy_levels=accuracy_levels, command=command)
     return StudyResult(run_dirs=dirs, report=written)
+
+
+def report_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Path]:
+    """The runs a study's report covers: this call's runs, and every run published
+    earlier into ``<report_dir>/runs/`` (e.g. the seeds of an earlier ``--seeds=0``
+    when this call trains ``--seeds=1``), so the report is always over all of them."""
+    names = {Path(d).name for d in dirs}
+    published = Path(report_dir) / "runs"
+    earlier = sorted(d for d in published.iterdir()
+                     if d.name not in names and rundir.is_run_dir(d)) \
+        if published.is_dir() else []
+    return [*dirs, *earlier]

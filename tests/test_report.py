@@ -1,6 +1,7 @@
 """The report from hand-written run directories: table values, verdicts, CSV, report.md."""
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -95,7 +96,8 @@ def test_epochs_to_reach():
 
 def test_table1_values_means_and_stds(study):
     levels = (0.5, 0.7)
-    rows = tables.table1([runs.run_summary(runs.load_run(r), levels) for r in study], levels)
+    rows = tables.table1([runs.run_summary(runs.load_run(r), levels, runs.HISTORY)
+                          for r in study], levels)
     assert [r["model"] for r in rows] == ["plain20", "plain56", "resnet20", "resnet56"]
     p20, p56, r20, r56 = rows
     assert (p20["n"], p20["layers"], p20["params"], p20["seeds"]) == (2, 20, 269_722, [0, 1])
@@ -107,14 +109,15 @@ def test_table1_values_means_and_stds(study):
     # resnet20 seed 0 was evaluated on the full test set (0.81), seed 1 was not (0.78).
     assert r20["final_test_accuracy_mean"] == pytest.approx(0.795)
     assert r20["best_chosen_on"] == "test" and r20["best_test_accuracy_mean"] == pytest.approx(0.79)
-    assert p20["epochs_to_70pct_mean"] == 3 and p20["epochs_to_70pct_reached"] == 2
-    assert p56["epochs_to_70pct_reached"] == 0 and p56["epochs_to_70pct_mean"] is None
-    assert r56["epochs_to_50pct_mean"] == 1
+    assert p20["to_70pct_mean"] == 3 and p20["to_70pct_reached"] == 2
+    assert p56["to_70pct_reached"] == 0 and p56["to_70pct_mean"] is None
+    assert r56["to_50pct_mean"] == 1
 
-    text = tables.table1_markdown(rows, levels)
+    text = tables.table1_markdown(rows, levels, runs.HISTORY)
     assert "best test acc. (%), chosen on test" in text
-    assert "| plain | plain20 | 20 | 269,722 | 2 | 72.00 ± 2.83 | 72.00 ± 2.83 | 20.00 ± 0.00 | 2.0 ± 0.0 | 3.0 ± 0.0 |" in text
-    assert "| plain | plain56 | 56 | 853,018 | 1 | 55.00 | 55.00 | 40.00 | 3 | not reached |" in text
+    assert "epochs to 50% test acc. (per-epoch eval)" in text
+    assert "| plain | plain20 | 20 | 269,722 | 2 | 72.00 ± 2.83 | 72.00 ± 2.83 | 20.00 ± 0.00 | 2.00 ± 0.00 | 3.00 ± 0.00 |" in text
+    assert "| plain | plain56 | 56 | 853,018 | 1 | 55.00 | 55.00 | 40.00 | 3.00 | not reached |" in text
 
     parsed = list(csv.DictReader(tables.to_csv(rows).splitlines()))
     assert parsed[0]["model"] == "plain20" and parsed[0]["seeds"] == "0;1"
@@ -123,57 +126,46 @@ def test_table1_values_means_and_stds(study):
 
 
 def test_findings_verdicts_and_numbers(study):
-    levels = (0.5, 0.7)
     loaded = [runs.load_run(r) for r in study]
-    rows = tables.table1([runs.run_summary(r, levels) for r in loaded], levels)
-    found = findings.derive(rows, {r.model: r.layer_stats for r in loaded if r.layer_stats},
-                            levels)
-    by_claim = {f["claim"]: f for f in found}
+    found = findings.derive(loaded)
+    by_claim = {f["claim"].split(":")[0].split(" (")[0]: f for f in found}
 
-    degradation = by_claim["Degradation: plain56 has a higher training error over the last epoch than plain20"]
-    assert degradation["verdict"] == "supported"
-    assert "40.00% vs plain20 20.00 ± 0.00%" in degradation["evidence"]
+    # plain56 and resnet56 have one seed each: nothing about them is decided.
+    degradation = next(f for f in found if f["claim"].startswith("(a)"))
+    assert degradation["verdict"] == "not decided (one seed)"
+    assert "training error over the last epoch: plain56 40.00% (one seed) vs plain20 " \
+        "20.00% ± 0.00 (std over 2 seeds)" in degradation["evidence"]
     assert "chance" not in degradation["evidence"]
 
     at20 = by_claim["At depth 20, the residual net is more accurate than the plain one"]
-    # 79.5 vs 72.0 points, seed spread sqrt(0.0071^2 + 0.0283^2) = 2.9 points: supported.
-    assert at20["verdict"] == "supported"
-    assert at20["numbers"]["test_accuracy_gap"] == pytest.approx(0.075)
-    assert "+7.50 points" in at20["evidence"]
+    # Test error 20.5 vs 28.0 (std 0.7 and 2.8 points over 2 seeds): Welch p = 0.16.
+    assert at20["verdict"] == "not decided"
+    assert at20["numbers"]["test"]["difference"] == pytest.approx(-0.075)
+    assert "difference -7.50 ±" in at20["evidence"] and "Welch t = " in at20["evidence"]
     at56 = by_claim["At depth 56, the residual net is more accurate than the plain one"]
-    assert at56["numbers"]["test_accuracy_gap"] == pytest.approx(0.30)
+    assert at56["verdict"] == "not decided (one seed)"
 
-    gap = by_claim["The residual-minus-plain gap grows with depth"]
-    assert gap["verdict"] == "supported" and "+30.00 at depth 56" in gap["evidence"]
-
-    speed20 = by_claim["At depth 20, the residual net converges at least 2x faster "
-                       "(epochs to reach each test accuracy level)"]
-    # 50%: resnet 1 epoch, plain 2; 70%: resnet 2, plain 3 -> median ratio 1.75.
-    assert speed20["verdict"] == "not supported"
-    assert speed20["numbers"]["ratios"] == pytest.approx([2.0, 1.5])
-    assert "measured on 512 images" in speed20["evidence"]
+    growth = next(f for f in found if f["claim"].startswith("(c)"))
+    assert growth["numbers"]["seeds"] == [0] and growth["verdict"] == "not decided (one seed)"
+    assert "1.11 points at 20 layers, 6.54 at 56" in growth["claim"]
 
     responses = by_claim["At depth 56, residual functions respond more weakly than plain "
-                         "layers (He et al., Figure 7)"]
-    assert responses["verdict"] == "supported" and "resnet56 0.400 vs plain56 1.000" in \
-        responses["evidence"]
+                         "layers"]
+    assert responses["verdict"] == "not decided (one seed)"
+    assert "resnet56 0.400 vs plain56 1.000" in responses["evidence"]
     highway = [f for f in found if "gradient highway" in f["claim"]]
     assert [f["numbers"]["epoch"] for f in highway] == [0, 3]
-    assert highway[0]["verdict"] == "supported"  # ratio 1.5 is closer to 1 than 10
-    assert highway[0]["numbers"]["plain_ratio"] == pytest.approx(10.0)
+    assert highway[0]["numbers"]["plain"] == [pytest.approx(1.0)]  # |log10 10|
 
 
-def test_small_single_run_differences_are_inconclusive(tmp_path):
+def test_single_runs_are_not_decided_with_the_binomial_error_as_information(tmp_path):
     dirs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.60]),
             make_run(tmp_path, "resnet20", 0, [0.5, 0.6], [0.5, 0.62])]
-    rows = tables.table1([runs.run_summary(runs.load_run(r), ()) for r in dirs], ())
-    at20 = findings.derive(rows)[1]
-    # +2 points on 512 test images each: sqrt(.62 * .38 / 512 + .6 * .4 / 512) = 3.05 points.
-    assert at20["verdict"] == "inconclusive"
-    assert "difference +2.00 points, one run each: binomial standard error 3.05 points on " \
-        "512 and 512 images" in at20["evidence"]
-    assert findings.verdict(0.07, 0.03) == "supported"
-    assert findings.verdict(-0.01, 0.03) == "not supported"
+    at20 = findings.he_claims([runs.load_run(r) for r in dirs])[0]
+    # -2 points on 512 test images each: sqrt(.62 * .38 / 512 + .6 * .4 / 512) = 3.05 points.
+    assert at20["verdict"] == "not decided (one seed)"
+    assert "difference -2.00 points; no test with one seed (within-run binomial SE of the " \
+        "difference 3.05 points on 512 and 512 test images (information only))" in at20["evidence"]
 
 
 def test_an_unfinished_run_is_reported_from_its_history(tmp_path):
@@ -185,15 +177,19 @@ def test_an_unfinished_run_is_reported_from_its_history(tmp_path):
     assert row["params"] is None and row["epochs"] == 2
 
 
-def test_degradation_not_supported_when_the_deep_plain_net_trains_better(tmp_path):
-    dirs = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.6]),
-            make_run(tmp_path, "plain56", 0, [0.5, 0.7], [0.5, 0.6])]
-    rows = tables.table1([runs.run_summary(runs.load_run(r), ()) for r in dirs], ())
-    found = findings.derive(rows)
-    assert found[0]["verdict"] == "not supported"
-    stuck = dict(rows[1], final_train_error_mean=0.89)  # 1,280 images: chance band 88.3-90%
-    assert "plain56's training error is at chance level" in findings.at_chance(stuck)
-    assert "30.00% vs plain20 40.00%" in found[0]["evidence"]
+def test_degradation_contradicted_when_the_deep_plain_net_trains_better(tmp_path):
+    dirs = [make_run(tmp_path, "plain20", seed, [0.5, 0.6 + seed / 100], [0.5, 0.6])
+            for seed in (0, 1, 2)]
+    dirs += [make_run(tmp_path, "plain56", seed, [0.5, 0.7 + seed / 100], [0.5, 0.65 - seed / 100])
+             for seed in (0, 1, 2)]
+    loaded = [runs.load_run(d) for d in dirs]
+    found = findings.paper_claims(loaded)
+    assert found[0]["verdict"] == "contradicted"
+    assert "plain56 29.00% ± 1.00 (std over 3 seeds) vs plain20 39.00% ± 1.00" in found[0]["evidence"]
+    stuck = [dataclasses.replace(r, history=[dict(r.history[-1], accuracy=0.11)])
+             for r in loaded[3:]]  # 1,280 images: the chance band is 88.3-90%
+    assert "plain56's training error is at chance level" in findings.at_chance(
+        stuck, lambda r: 1 - r.history[-1]["accuracy"])
     assert {f["verdict"] for f in found[1:]} == {"not measured"}
 
 
@@ -209,12 +205,15 @@ def test_write_report_files_and_markdown(study, tmp_path):
     assert "confusion_56.png" not in figures  # neither 56-layer run was evaluated
     assert "run it" in text and "Test CPU, 2 cores" in text
     assert "--model=plain56 --epochs=3 --lr_boundaries=3 --steps_per_epoch=10" in text
-    assert "**SUPPORTED**: Degradation" in text
+    assert "**NOT DECIDED (ONE SEED)**: (a) plain-56 is below plain-20" in text
+    assert "## How verdicts are decided" in text and "Welch's two-sample t-test" in text
+    assert "## Study cost" in text
     assert "Reduced schedule" in text
     assert (out / "table1.md").read_text() in text
     assert len(json.loads((out / "findings.json").read_text())) >= 8
     per_run = list(csv.DictReader((out / "runs.csv").open()))
     assert len(per_run) == 6 and per_run[2]["final_test_source"] == "evaluation.json"
+    assert len(list(csv.DictReader((out / "cost.csv").open()))) == 6
 
 
 def test_figures_hold_the_runs_data(study):
@@ -256,18 +255,14 @@ def test_levels_are_chosen_from_the_runs_so_short_studies_are_measured(tmp_path)
     # chance + (31 - 10) * k / 3 = 17, 24, 31%.
     assert levels == (0.17, 0.24, 0.31)
     assert "31.0%" in note
-    rows = tables.table1([runs.run_summary(r, levels) for r in loaded], levels)
-    speed = [f for f in findings.derive(rows, levels=levels) if "converges" in f["claim"]]
-    # 17%: resnet epoch 1, plain 2; 24%: 1 and 3; 31%: 2 and 3 -> median ratio 2.
-    assert speed[0]["numbers"]["ratios"] == pytest.approx([2.0, 3.0, 1.5])
-    assert speed[0]["verdict"] == "supported"  # measured, not "not measured"
+    rows = tables.table1([runs.run_summary(r, levels, runs.HISTORY) for r in loaded], levels)
+    # 17%: plain20 epoch 2, resnet20 epoch 1; 31%: 3 and 2.
+    assert (rows[0]["to_17pct_mean"], rows[2]["to_17pct_mean"]) == (2, 1)
+    assert (rows[0]["to_31pct_mean"], rows[2]["to_31pct_mean"]) == (3, 2)
+    assert rows[1]["to_17pct_reached"] == 0
 
     stuck = [runs.load_run(dirs[2])]
     assert runs.choose_levels(stuck)[0] == ()
-    rows = tables.table1([runs.run_summary(r, ()) for r in loaded], ())
-    speed = [f for f in findings.derive(rows, levels=(), levels_note="no run learned.")
-             if "converges" in f["claim"]]
-    assert speed[0]["verdict"] == "not measured" and "no run learned." in speed[0]["evidence"]
 
 
 def test_train_set_size_follows_the_config():
@@ -296,34 +291,36 @@ def _points(errors, se=0.01):
              "train_error_se": se, "train_images": 12_800} for i, e in enumerate(errors)]
 
 
-def test_curve_findings_answer_degradation_through_the_run_with_standard_errors():
-    curves = {"plain20": _points([0.80, 0.60, 0.40]), "plain56": _points([0.85, 0.70, 0.55]),
-              "resnet20": _points([0.75, 0.55, 0.35]), "resnet56": _points([0.76, 0.50, 0.30])}
-    plain, residual = findings.curve_findings(curves)
-    # plain56 above plain20 by 5, 10, 15 points; the SE of each difference is 1.41 points.
-    assert plain["verdict"] == "supported" and plain["numbers"]["above_2se"] == 3
-    assert "+15.00 ± 1.41 points" in plain["evidence"]
-    # resnet56 is 1 point above at the first point (within 2 SE), below at the end.
-    assert residual["verdict"] == "supported" and residual["numbers"]["above"] == 1
-    curves["plain56"] = _points([0.85, 0.60, 0.30])  # below plain20 at the end: no degradation
-    curves["resnet56"] = _points([0.76, 0.60, 0.40])  # 5 points above at the end
-    plain, residual = findings.curve_findings(curves)
-    assert plain["verdict"] == "not supported" and residual["verdict"] == "not supported"
-    curves["plain56"] = _points([0.81, 0.61, 0.41])  # above everywhere, but within noise
-    assert findings.curve_findings(curves)[0]["verdict"] == "inconclusive"
-    assert findings.curve_findings({"plain20": _points([0.5])})[0]["verdict"] == "not measured"
+def test_an_empty_report_part_says_why(tmp_path):
+    """Without curve points nor per-epoch evaluations in every run, no level is timed,
+    and the report says so instead of an empty column."""
+    a = make_run(tmp_path, "plain20", 0, [0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    b = make_run(tmp_path, "resnet20", 0, [0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    history = json.loads((b / "history.json").read_text())
+    for row in history["epochs"]:
+        del row["val_accuracy"], row["val_loss"]
+    (b / "history.json").write_text(json.dumps(history))
+    built = report.build([a, b])
+    assert built.levels == ()
+    assert "not measured: not every run has curve points, nor every run per-epoch " \
+        "evaluations (resnet20 seed 0 have neither)" in built.texts["report.md"]
 
 
 def test_our_numbers_stand_beside_the_published_ones(study):
     rows = tables.table1([runs.run_summary(runs.load_run(r), ()) for r in study], ())
-    text = tables.beside_published(rows, {"resnet56": {"train_error": 0.2, "train_error_se": 0.01}},
+    points = {"resnet56": [{"train_error": 0.2, "train_error_se": 0.01}],
+              "plain20": [{"train_error": 0.2}, {"train_error": 0.3}]}
+    text = tables.beside_published(rows, points,
                                    markdown.HE_ET_AL_TABLE6, markdown.REPRODUCTION_TABLE1,
                                    ours="3 passes (1,173 iterations)",
                                    theirs=markdown.HE_ET_AL_SCHEDULE,
                                    reproduction_schedule="200 epochs")
     # resnet56: one run, 85% on 512 images: error 15.00, binomial SE sqrt(.85 * .15 / 512).
-    assert "| resnet56 | 15.00 ± 1.58 (512 images) | 20.00 ± 1.00 | 6.97 | 6.75 |" in text
-    assert "| plain56 | 45.00 ± 2.20 (512 images) | n/a | figure only | 13.29 |" in text
+    assert ("| resnet56 | 15.00 ± 1.58 (one run: binomial, 512 images) | 20.00 ± 1.00 (one "
+            "run: SE over its batches) | 6.97 | 6.75 |") in text
+    assert "| plain56 | 45.00 ± 2.20 (one run: binomial, 512 images) | n/a | figure only | 13.29 |" in text
+    # plain20: two seeds, SE of the mean over seeds (std 2.83 / sqrt 2 = 2.00; 7.07 / sqrt 2).
+    assert "| plain20 | 28.00 ± 2.00 (mean of 2 seeds) | 25.00 ± 5.00 (mean of 2 seeds) |" in text
     assert "after 3 passes (1,173 iterations)" in text.splitlines()[0]
 
 
@@ -341,41 +338,3 @@ def test_the_report_command_is_quiet_by_default(study, tmp_path):
              if re.match(r"[IWE]0000 ", line)
              or re.search(r"cpu_feature_guard|oneDNN|cuda", line, re.I)]
     assert not noise, done.stderr
-
-
-def test_runs_of_different_recipes_are_never_pooled(tmp_path):
-    """Two resnet20 runs of different recipes are two rows (n = 1 each), not n = 2."""
-    a = make_run(tmp_path / "a", "resnet20", 0, [0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    b = make_run(tmp_path / "b", "resnet20", 1, [0.5], [0.4])  # 1 epoch: another recipe
-    config = json.loads((b / "config.json").read_text())
-    config["lr_boundaries"] = [80, 120]
-    (b / "config.json").write_text(json.dumps(config))
-    built = report.build([a, b])
-    table = built.texts["table1.md"]
-    assert "| recipe |" in table
-    rows = [line for line in table.splitlines() if line.startswith("| residual")]
-    assert [line.split(" | ")[2:5] for line in rows] == [["1", "20", "269,722"],
-                                                        ["2", "20", "269,722"]]
-    assert all(line.split(" | ")[5] == "1" for line in rows)  # n: nothing pooled
-    assert [f["verdict"] for f in built.findings] == ["not measured"]
-    text = built.texts["report.md"]
-    assert "**2 different recipes**" in text and "- Recipe 2 (resnet20 seed 1): 1 epoch," in text
-    # A recipe whose boundaries lie beyond its epochs: no "2666.67% of the steps".
-    assert ("learning rate 0.1 throughout (--lr_boundaries 80, 120 lie at or beyond its "
-            "1 epoch: never reached)") in text
-    assert "4000%" not in text
-
-
-def test_empty_comparisons_say_why(tmp_path):
-    """Models that no published table lists: the report says so instead of blanks."""
-    runs_ = [make_run(tmp_path, "plain20", 0, [0.5, 0.6], [0.5, 0.6]),
-             make_run(tmp_path, "resnet20", 0, [0.5, 0.7], [0.5, 0.7])]
-    for run in runs_:
-        config = json.loads((run / "config.json").read_text())
-        config["model"] = config["model"].replace("20", "8")
-        (run / "config.json").write_text(json.dumps(config))
-    text = report.build(runs_).texts["report.md"]
-    assert "Table 6: ;" not in text and "Table 1: ." not in text
-    assert "Table 6: none of this report's models (it gives resnet20, resnet56)" in text
-    assert ("The published columns are empty because the published tables give plain20, "
-            "plain56, resnet20, resnet56, none of this report's models (plain8, resnet8).") in text

@@ -64,10 +64,10 @@ def _wait_for(condition, proc, what):
 
 
 def _history(run_dir):
-    """history.json without the timings (which differ from run to run)."""
+    """history.json without the timings and the machine's load (which differ from run to run)."""
     rows = rundir.read_history(run_dir)
-    return [{k: v for k, v in r.items() if k not in ("epoch_time_s", "images_per_sec")}
-            for r in rows]
+    return [{k: v for k, v in r.items()
+             if k not in ("epoch_time_s", "images_per_sec", "load_average")} for r in rows]
 
 
 def _weights(model_path):

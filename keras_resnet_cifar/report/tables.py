@@ -1,4 +1,5 @@
-"""Table 1: one row per model, mean (± sample std over seeds) and n, as Markdown and CSV."""
+"""Table 1: one row per model, mean (± sample std over seeds) and n, as Markdown and CSV;
+the study's cost per run."""
 
 from __future__ import annotations
 
@@ -6,49 +7,42 @@ import csv
 import io
 from typing import Any, Sequence
 
-import numpy as np
+from keras_resnet_cifar.report.runs import CURVE, level_key
+from keras_resnet_cifar.report.stats import mean_se, mean_std
 
-from keras_resnet_cifar.report.runs import level_key
-
-def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
-    kept = [float(v) for v in values if v is not None]
-    if not kept:
-        return None, None, 0
-    std = float(np.std(kept, ddof=1)) if len(kept) > 1 else None
-    return float(np.mean(kept)), std, len(kept)
-
-
-NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error")
 # Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
 FIGURE_6_ONLY = ("plain20", "plain32", "plain44", "plain56")
+NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error",
+           "last_segment_train_error")
 
 
 def table1(summaries: Sequence[dict[str, Any]],
            levels: Sequence[float]) -> list[dict[str, Any]]:
     """Aggregates run rows per model: mean, sample std (n > 1) and n.
 
-    Rows are ordered plain before residual, shallow before deep. For "epochs to
-    X%", the mean is over the runs that reached X and ``reached`` counts them.
-    Runs are pooled only with runs of the same model and the same recipe: when the
-    summaries carry a ``recipe`` number, each (model, recipe) is a row of its own.
+    Rows are ordered plain before residual, shallow before deep. For a number
+    some runs lack (e.g. "best", which needs per-epoch evaluations), the mean is
+    over the runs that have it and ``<key>_n`` counts them; for "time to X%",
+    over the runs that reached X (``<key>_reached``).
     """
-    by_model: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
+    by_model: dict[str, list[dict[str, Any]]] = {}
     for s in summaries:
-        by_model.setdefault((s["model"], s.get("recipe")), []).append(s)
+        by_model.setdefault(s["model"], []).append(s)
     rows = []
-    for (model, recipe), runs in sorted(by_model.items(), key=lambda kv: (
-            kv[1][0]["architecture"] != "plain", kv[1][0]["layers"], kv[0][1] or 0)):
+    for model, runs in sorted(by_model.items(), key=lambda kv: (
+            kv[1][0]["architecture"] != "plain", kv[1][0]["layers"])):
         first = runs[0]
-        row = {"model": model, **({"recipe": recipe} if recipe is not None else {}),
-               "architecture": first["architecture"],
+        row = {"model": model, "architecture": first["architecture"],
                "layers": first["layers"], "params": first["params"], "n": len(runs),
                "seeds": sorted(r["seed"] for r in runs),
                "epochs": first["epochs"], "final_test_images": first["final_test_images"],
                "train_images_per_epoch": first["train_images_per_epoch"],
                "eval_images_per_epoch": first["eval_images_per_epoch"],
-               "best_chosen_on": first["best_chosen_on"]}
+               "best_chosen_on": next((r["best_chosen_on"] for r in runs
+                                       if r["best_chosen_on"]), None)}
         for key in NUMERIC:
-            row[f"{key}_mean"], row[f"{key}_std"], _ = mean_std([r[key] for r in runs])
+            row[f"{key}_mean"], row[f"{key}_std"], row[f"{key}_n"] = mean_std(
+                [r[key] for r in runs])
         for level in levels:
             key = level_key(level)
             mean, std, reached = mean_std([r[key] for r in runs])
@@ -64,39 +58,83 @@ def pct(mean: float | None, std: float | None) -> str:
 
 
 def stat(row: dict[str, Any], key: str, spread: bool = True) -> str:
-    """A row's mean (± std) of ``key`` in percent."""
-    return pct(row[f"{key}_mean"], row[f"{key}_std"] if spread else None)
+    """A row's mean (± std) of ``key`` in percent, "(k of n runs)" when some lack it."""
+    text = pct(row[f"{key}_mean"], row[f"{key}_std"] if spread else None)
+    have = row.get(f"{key}_n", row["n"])
+    if row[f"{key}_mean"] is None:
+        return "n/a"
+    return text if have == row["n"] else f"{text} ({have} of {row['n']} runs)"
 
 
-def _epochs(mean, std, reached, n) -> str:
+def _time(mean, std, reached, n) -> str:
     if not reached:
         return "not reached"
-    text = f"{mean:g}" if std is None else f"{mean:.1f} ± {std:.1f}"
+    text = f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
     return text if reached == n else f"{text} ({reached} of {n} runs)"
 
 
-def table1_markdown(rows: Sequence[dict[str, Any]],
-                    levels: Sequence[float]) -> str:
-    """Table 1 as a Markdown table (accuracies and errors in %)."""
-    chosen = sorted({str(r["best_chosen_on"]) for r in rows})
-    several = any("recipe" in r for r in rows)
-    head = (["architecture", "model", *(["recipe"] if several else []), "layers", "params", "n",
-             "final test acc. (%)", f"best test acc. (%), chosen on {'/'.join(chosen)}",
+def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
+                    source: str | None = None) -> str:
+    """Table 1 as a Markdown table (accuracies and errors in %).
+
+    Args:
+        rows: :func:`table1`'s rows.
+        levels: the accuracy levels of the "time to X%" columns.
+        source: where those are measured (``runs.CURVE``: passes, curve points on the
+            test subset; ``runs.HISTORY``: epochs, per-epoch evaluations).
+    """
+    chosen = sorted({str(r["best_chosen_on"]) for r in rows if r["best_chosen_on"]})
+    segment = any(r["last_segment_train_error_mean"] is not None for r in rows)
+    unit = ("passes to {}% test acc. (curve points, test subset)" if source == CURVE else
+            "epochs to {}% " + "/".join(chosen or ["test"]) + " acc. (per-epoch eval)")
+    head = (["architecture", "model", "layers", "params", "n",
+             "final test acc. (%)",
+             f"best test acc. (%), chosen on {'/'.join(chosen)}" if chosen
+             else "best test acc. (%)",
              "training error, last epoch (%)"]
-            + [f"epochs to {100 * level:g}% {'/'.join(chosen)} acc. (per-epoch eval)"
-               for level in levels])
+            + (["training error, last curve segment (%)"] if segment else [])
+            + [unit.format(f"{100 * level:g}") for level in levels])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["architecture"], r["model"], *([str(r["recipe"])] if several else []),
-                 str(r["layers"]),
+        cells = [r["architecture"], r["model"], str(r["layers"]),
                  f"{r['params']:,}" if r["params"] else "n/a", str(r["n"]),
-                 pct(r["final_test_accuracy_mean"], r["final_test_accuracy_std"]),
-                 pct(r["best_test_accuracy_mean"], r["best_test_accuracy_std"]),
-                 pct(r["final_train_error_mean"], r["final_train_error_std"])]
+                 stat(r, "final_test_accuracy"),
+                 stat(r, "best_test_accuracy") if r["best_test_accuracy_mean"] is not None
+                 else "n/a (no per-epoch evaluation)",
+                 stat(r, "final_train_error")]
+        if segment:
+            cells.append(stat(r, "last_segment_train_error"))
         for level in levels:
             key = level_key(level)
-            cells.append(_epochs(r[f"{key}_mean"], r[f"{key}_std"], r[f"{key}_reached"], r["n"]))
+            cells.append(_time(r[f"{key}_mean"], r[f"{key}_std"], r[f"{key}_reached"], r["n"]))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run: training wall time (sum of the epochs' times) and the mean load average."""
+    return [{"trainer": s["trainer"], "model": s["model"], "seed": s["seed"],
+             "train_time_s": s["train_time_s"], "load_average_mean": s["load_average_mean"],
+             "train_images_per_sec": s["train_images_per_sec"]}
+            for s in sorted(summaries, key=lambda s: (s["trainer"] != "keras_resnet_cifar",
+                                                      s["architecture"] != "plain",
+                                                      s["layers"], s["seed"]))]
+
+
+def cost_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The study's cost as a Markdown table: one row per run."""
+    head = ["trainer", "model", "seed", "training time (min)",
+            "mean 1-min load average", "median training img/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["trainer"], r["model"], str(r["seed"]),
+            f"{r['train_time_s'] / 60:.1f}" if r["train_time_s"] is not None else "n/a",
+            f"{r['load_average_mean']:.1f}" if r["load_average_mean"] is not None
+            else "not recorded",
+            f"{r['train_images_per_sec']:.0f}" if r["train_images_per_sec"] else "n/a"]) + " |")
+    total = sum(r["train_time_s"] or 0 for r in rows)
+    lines.append(f"\nTraining time in all: {total / 60:.1f} min over {len(rows)} runs.")
     return "\n".join(lines) + "\n"
 
 
@@ -113,21 +151,26 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, dict[str, Any]],
+def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list[dict[str, Any]]],
                      published: dict[str, float], reproduction: dict[str, float], *,
                      ours: str, theirs: str, reproduction_schedule: str) -> str:
     """Our final errors beside He et al.'s and the reproduction's, as a Markdown table.
 
+    Standard errors: of the mean over seeds when a model has several; for one run,
+    binomial on the test images (test error) or over the last segment's batches
+    (training error), marked so: information, not a verdict.
+
     Args:
         rows: Table 1's rows (final test accuracy and its image count).
-        last_points: {model: its last curve point} (training error and its standard error).
+        last_points: {model: the last curve point of each of its runs} (training error
+            and its standard error over the segment's batches).
         published: {model: He et al.'s test accuracy}.
         reproduction: {model: the reproduction's test accuracy}.
         ours: our schedule, e.g. "3 passes (1,173 iterations)".
         theirs: He et al.'s, e.g. "64k iterations".
         reproduction_schedule: the reproduction's, e.g. "200 epochs".
     """
-    head = [f"model", f"ours: test error (%) ± SE, after {ours}",
+    head = ["model", f"ours: test error (%) ± SE, after {ours}",
             f"ours: training error (%) ± SE, last segment",
             f"He et al. (2016) test error (%), after {theirs}",
             f"reproduction test error (%), after {reproduction_schedule}"]
@@ -141,14 +184,19 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, dict
                     f" (mean of {r['n']} seeds)")
         else:
             se = (acc * (1 - acc) / n) ** 0.5 if n else None
-            test = f"{100 * (1 - acc):.2f}" + (f" ± {100 * se:.2f} ({n:,} images)" if se else "")
-        point = last_points.get(r["model"])
-        if point:
-            se = point.get("train_error_se")
-            train = f"{100 * point['train_error']:.2f}" + (f" ± {100 * se:.2f}" if se else "")
+            test = f"{100 * (1 - acc):.2f}" + (f" ± {100 * se:.2f} (one run: binomial, "
+                                               f"{n:,} images)" if se else "")
+        points = last_points.get(r["model"]) or []
+        if len(points) > 1:
+            mean, se, n = mean_se([p["train_error"] for p in points])
+            train = f"{100 * mean:.2f} ± {100 * se:.2f} (mean of {n} seeds)"
+        elif points:
+            se = points[0].get("train_error_se")
+            train = f"{100 * points[0]['train_error']:.2f}" + (
+                f" ± {100 * se:.2f} (one run: SE over its batches)" if se else "")
         else:
             train = "n/a"
-        # He et al.'s Figure 6 shows plain-20/32/44/56 (and their ResNets) as curves only.
+        # He et al.'s Figure 6 shows plain-20/32/44/56 as curves only, without a number.
         paper = (f"{100 * (1 - published[r['model']]):.2f}" if r["model"] in published
                  else "figure only" if r["model"] in FIGURE_6_ONLY else "not published")
         seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction

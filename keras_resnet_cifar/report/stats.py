@@ -1,0 +1,169 @@
+"""The verdict rule: tests over seeds, never over the images of one run.
+
+Every verdict of the report compares per-seed values (one number per run):
+
+* two groups of runs (e.g. plain-56's seeds against plain-20's): **Welch's
+  two-sample t-test** (unequal variances, ``scipy.stats.ttest_ind(equal_var=False)``);
+* one per-seed quantity against a value (e.g. a seed-paired difference of
+  differences against 0, or a log speed ratio against log 2): a **one-sample
+  t-test** (``scipy.stats.ttest_1samp``), the paired t-test when the quantity is a
+  difference of runs with the same seed.
+
+A claim is **supported** when the measured difference has the claimed sign and
+the two-sided p-value is below :data:`ALPHA` (0.05); **contradicted** when the
+opposite sign is that significant; **not decided** otherwise. With fewer than
+two seeds on either side there is no spread to test against: **not decided (one
+seed)**, whatever a within-run standard error (binomial on the test images, over
+the batches of a training segment) says; that error may be shown, as information.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Sequence
+
+import numpy as np
+
+ALPHA = 0.05
+SUPPORTED = "supported"
+CONTRADICTED = "contradicted"
+NOT_DECIDED = "not decided"
+ONE_SEED = "not decided (one seed)"
+NOT_MEASURED = "not measured"
+VERDICTS = (SUPPORTED, CONTRADICTED, NOT_DECIDED, ONE_SEED, NOT_MEASURED)
+
+RULE = ("A verdict rests on the spread between seeds, never on the images of one run: "
+        "per-seed values are compared with Welch's two-sample t-test (unequal variances), "
+        "or, for a quantity computed per seed (a seed-paired difference, a log ratio), a "
+        "one-sample t-test. **Supported**: the difference has the claimed sign and the "
+        f"two-sided p < {ALPHA:g}. **Contradicted**: the opposite sign with p < {ALPHA:g}. "
+        "**Not decided**: neither. **Not decided (one seed)**: fewer than two seeds on a "
+        "side, so no spread to test against; a within-run standard error (binomial on the "
+        "test images, or over a training segment's batches) may be shown as information, "
+        "but it is never a verdict. **Not measured**: the runs lack what the claim needs.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Test:
+    """A t-test's numbers: the difference, its standard error over seeds, t, df, p."""
+
+    kind: str                   # "Welch" or "one-sample"
+    difference: float           # mean(a) - mean(b), or mean(values) - null
+    se: float                   # its standard error over seeds
+    t: float
+    df: float
+    p: float                    # two-sided
+    n: tuple[int, ...]          # seeds per side
+
+    def describe(self, scale: float = 100, unit: str = " points", digits: int = 2) -> str:
+        """"difference +1.23 ± 0.45 points (SE over seeds), Welch t = 2.7, df = 3.9, p = 0.055, n = 3, 3"."""
+        t = f"{self.t:.2f}" if math.isfinite(self.t) else ("inf" if self.t > 0 else "-inf")
+        return (f"difference {scale * self.difference:+.{digits}f} ± {scale * self.se:.{digits}f}"
+                f"{unit} (SE over seeds), {self.kind} t = {t}, df = {self.df:.1f}, "
+                f"p = {format_p(self.p)}, n = {', '.join(map(str, self.n))}")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reader wants it: 0.032, 0.0004, < 1e-6."""
+    if not math.isfinite(p):
+        return "n/a"
+    if p < 1e-6:
+        return "< 1e-6"
+    return f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
+
+
+def _clean(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([float(v) for v in values if v is not None and math.isfinite(v)],
+                      np.float64)
+
+
+def welch(a: Sequence[float | None], b: Sequence[float | None]) -> Test | None:
+    """Welch's two-sample t-test of mean(a) - mean(b); None with fewer than 2 values a side.
+
+    Two groups without any spread (every seed the same value) give t = ±inf and
+    p = 0 when their means differ, t = 0 and p = 1 when they do not.
+    """
+    from scipy import stats  # through scikit-learn's dependencies; imported when needed
+
+    a, b = _clean(a), _clean(b)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
+    if se == 0:
+        return Test("Welch", diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0,
+                    float(len(a) + len(b) - 2), 0.0 if diff else 1.0, (len(a), len(b)))
+    with warnings.catch_warnings():  # one side without spread: scipy warns, the result holds
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(a, b, equal_var=False)
+    # Welch-Satterthwaite degrees of freedom (what ttest_ind used).
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return Test("Welch", diff, se, float(result.statistic), float(df), float(result.pvalue),
+                (len(a), len(b)))
+
+
+def one_sample(values: Sequence[float | None], null: float = 0.0) -> Test | None:
+    """One-sample t-test of mean(values) - null; None with fewer than 2 values."""
+    from scipy import stats
+
+    x = _clean(values)
+    if len(x) < 2:
+        return None
+    diff, se = float(x.mean() - null), float(x.std(ddof=1) / math.sqrt(len(x)))
+    if se == 0:
+        return Test("one-sample", diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0,
+                    float(len(x) - 1), 0.0 if diff else 1.0, (len(x),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_1samp(x, null)
+    return Test("one-sample", diff, se, float(result.statistic), float(len(x) - 1),
+                float(result.pvalue), (len(x),))
+
+
+def verdict(test: Test | None, claimed_sign: int) -> str:
+    """The verdict on "the difference has ``claimed_sign``" (+1 or -1); see the module."""
+    if test is None:
+        return ONE_SEED
+    if test.p < ALPHA and test.difference * claimed_sign > 0:
+        return SUPPORTED
+    if test.p < ALPHA and test.difference * claimed_sign < 0:
+        return CONTRADICTED
+    return NOT_DECIDED
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """One verdict for a claim made of parts that must all hold.
+
+    Contradicted when any part is; supported when every part is; not measured
+    when any part is; one seed when any part had one; otherwise not decided.
+    """
+    if CONTRADICTED in verdicts:
+        return CONTRADICTED
+    if verdicts and all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    for v in (NOT_MEASURED, ONE_SEED):
+        if v in verdicts:
+            return v
+    return NOT_DECIDED
+
+
+def mean_se(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """(mean, standard error of the mean over the values (n > 1), n)."""
+    x = _clean(values)
+    if not len(x):
+        return None, None, 0
+    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else None
+    return float(x.mean()), se, len(x)
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """(mean, sample standard deviation (n > 1), n)."""
+    x = _clean(values)
+    if not len(x):
+        return None, None, 0
+    return float(x.mean()), (float(x.std(ddof=1)) if len(x) > 1 else None), len(x)
