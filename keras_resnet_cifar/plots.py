@@ -125,10 +125,12 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
         colour = family_colour(label) if len(histories) <= 2 else DEPTH_COLOURS[i % 8]
         for key, style, what in (("accuracy", "--", "training"), ("val_accuracy", "-", eval_set)):
             x, y = _column(rows, key)
-            acc_ax.plot(x, 100 * y, style, color=colour, label=f"{label} {what}")
+            acc_ax.plot(x, 100 * y, style, color=colour, marker=_marker(x),
+                        label=f"{label} {what}")
         for key, style, what in ((loss_keys[0], "--", "training"), (loss_keys[1], "-", eval_set)):
             x, y = _column(rows, key)
-            loss_ax.plot(x, y, style, color=colour, label=f"{label} {what}")
+            loss_ax.plot(x, y, style, color=colour, marker=_marker(x),
+                         label=f"{label} {what}")
     values = np.concatenate([line.get_ydata() for line in loss_ax.lines] or [np.ones(1)])
     values = values[np.isfinite(values) & (values > 0)]
     if values.size and values.max() > 100 * values.min():
@@ -203,10 +205,10 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
             colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
             x, y = _column(rows, "accuracy")
             ax.plot(x, 100 * (1 - y), "--", color=colour, linewidth=0.9,
-                    label=f"{label} training")
+                    marker=_marker(x), label=f"{label} training")
             x, y = _column(rows, "val_accuracy")
             ax.plot(x, 100 * (1 - y), "-", color=colour, linewidth=2.4,
-                    label=f"{label} {eval_set}")
+                    marker=_marker(x), label=f"{label} {eval_set}")
         ax.set(xlabel=xlabel, title=name.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
