@@ -9,7 +9,7 @@ Prints a table (``--json``: the same figures as JSON instead; ``--out=PATH``:
 also writes that JSON to PATH) of:
 
 * training images/s of ``model.fit`` on the real training path: the project's
-  ``build_and_compile`` and ``input_pipeline.train_dataset`` (shuffle and
+  ``build_and_compile`` and ``pipeline.train_dataset`` (shuffle and
   augmentation included) over synthetic or ``--data_dir`` data. Every training
   flag of ``keras_resnet_cifar.train`` that bears on speed is a flag here too
   (``--batch_size``, ``--mixed_precision``, ``--jit_compile``, ``--distribute``,
@@ -19,7 +19,7 @@ also writes that JSON to PATH) of:
 * evaluation images/s (``model.evaluate`` on the evaluation pipeline);
 * with ``--model_path``, the batch-1 latency and batch-128 images/s of each model
   named (a run directory, a ``.keras`` file, a SavedModel folder or a ``.tflite``
-  file, loaded as every tool loads them: ``keras_resnet_cifar.predictor``).
+  file, loaded as every tool loads them: ``keras_resnet_cifar.deploy.predictor``).
   ``--model_path`` alone measures only those; add ``--models`` to train too.
   A SavedModel that ``keras_resnet_cifar.export`` did not write needs
   ``--trust_savedmodel``: it is a program.
@@ -36,7 +36,7 @@ speed drifts, and other work sharing its cores slows the peer most.
 Old spellings: ``--export`` is ``--model_path``, ``--export_runs`` is
 ``--inference_runs``, ``--json=PATH`` is ``--out=PATH`` and ``--json=-`` is ``--json``.
 
-The measurements are :mod:`keras_resnet_cifar.benchmarking`'s.
+The measurements are :mod:`keras_resnet_cifar.analysis.benchmarking`'s.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ from typing import Sequence
 from absl import flags
 
 # None of these imports Keras or TensorFlow: flag errors answer at once.
-from keras_resnet_cifar import benchmarking, cli, predictor, train_flags
+from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar.analysis import benchmarking
+from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 

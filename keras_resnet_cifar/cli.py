@@ -12,7 +12,7 @@ flag                meaning                                                tools
 ``--model_dir``     the run directory that train writes and resumes        train
 ``--model_path``    something that predicts: a run directory, a            evaluate, export, predict,
                     ``.keras`` file, a SavedModel folder, a ``.tflite``    benchmark
-                    file (:mod:`keras_resnet_cifar.predictor`)
+                    file (:mod:`keras_resnet_cifar.deploy.predictor`)
 ``--checkpoint``    in a run directory: ``final``, ``best`` or ``last``     evaluate, export, predict
 ``--weights``       reference PyTorch weights, ``resnetN.npz``             import_weights, export
 ``--dataset``,      ``cifar10`` or ``synthetic``; a local CIFAR-10 copy    every tool that reads
@@ -34,7 +34,7 @@ predict, ``--export_dir``, ``--reference_weights``, ``--output``, train's
 
 ``--trust_savedmodel`` (evaluate, export, predict, benchmark) loads a SavedModel
 that ``keras_resnet_cifar.export`` did not write: a SavedModel is a program
-(:func:`keras_resnet_cifar.predictor.check_trusted`).
+(:func:`keras_resnet_cifar.deploy.predictor.check_trusted`).
 
 Behaviour that every tool gets from :func:`run`:
 

@@ -23,7 +23,7 @@ import json
 import math
 from typing import Any
 
-from keras_resnet_cifar import arch  # no Keras: flags are checked before TensorFlow loads
+from keras_resnet_cifar.models import arch  # no Keras: flags are checked before TensorFlow loads
 
 DATASETS = ("cifar10", "synthetic")
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")

@@ -13,7 +13,7 @@ look for it (an export made from the weights carries it).
 The reference CIFAR-10 ResNets of He et al.'s paper (ResNet-20/32/44/56/110/1202,
 BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev) are released as ``.th`` files in
 the ``pretrained_models/`` folder of github.com/akamaster/pytorch_resnet_cifar10.
-This reads them without torch (:mod:`keras_resnet_cifar.torch_checkpoint`: both
+This reads them without torch (:mod:`keras_resnet_cifar.models.torch_checkpoint`: both
 torch's zip format and the legacy format those 2018 files use), strips
 DataParallel's ``module.`` prefix, leaves out BatchNorm's step counters and writes
 the arrays under PyTorch's state-dict names, in PyTorch's layouts. Keep the
@@ -30,7 +30,9 @@ from typing import Sequence
 import numpy as np
 from absl import flags
 
-from keras_resnet_cifar import cli, contract, fileio, torch_checkpoint
+from keras_resnet_cifar import cli, fileio
+from keras_resnet_cifar.deploy import contract
+from keras_resnet_cifar.models import torch_checkpoint
 from keras_resnet_cifar.errors import UserError
 
 # The reference's licence (github.com/akamaster/pytorch_resnet_cifar10, LICENSE),

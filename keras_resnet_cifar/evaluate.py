@@ -4,7 +4,7 @@
     python -m keras_resnet_cifar.evaluate --model_path=exports/resnet20/1 --out=runs/eval-r20
     python -m keras_resnet_cifar.evaluate --model_path=model_int8.tflite --max_images=1000
 
-``--model_path`` is anything :mod:`keras_resnet_cifar.predictor` loads: a training
+``--model_path`` is anything :mod:`keras_resnet_cifar.deploy.predictor` loads: a training
 run directory (its ``model.keras``, or ``checkpoints/{best,last}.keras`` with
 ``--checkpoint``), a ``.keras`` file, an exported SavedModel or a ``.tflite``
 file (a SavedModel that ``keras_resnet_cifar.export`` did not write needs
@@ -20,14 +20,15 @@ Other models are evaluated without writing anything unless ``--out`` is given
 (an export's version folder is what TF Serving polls: nothing is added to it).
 A readable table is always printed. A class's accuracy (correct / images of the
 class) is its recall, which has the column; precision and recall are scikit-learn's
-(see :mod:`keras_resnet_cifar.evaluation`).
+(see :mod:`keras_resnet_cifar.deploy.evaluation`).
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from keras_resnet_cifar import cli, predictor
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.errors import UserError
 
 
@@ -62,7 +63,8 @@ def main(argv):
                         "predict --dataset=cifar10 gives the accuracy without it.") from None
     resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint,  # before TF loads
                                  trust_savedmodel=FLAGS.trust_savedmodel)
-    from keras_resnet_cifar import datasets, evaluation
+    from keras_resnet_cifar.data import datasets
+    from keras_resnet_cifar.deploy import evaluation
 
     out = FLAGS.out or resolved.run_dir
     model = predictor.load(resolved, num_threads=FLAGS.num_threads,

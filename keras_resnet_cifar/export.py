@@ -8,7 +8,7 @@ r"""Exports a trained classifier for TF Serving and for edge devices, with proof
 writes, atomically, one new version ``<out>/<name>/<version>/`` in TF Serving's
 layout (``--out`` defaults to ``exports``): the SavedModel, float32 /
 dynamic-range / int8 TFLite models, ``model_card.json`` and ``parity.json``
-(see :mod:`keras_resnet_cifar.exporting` and ``exports/README.md``).
+(see :mod:`keras_resnet_cifar.deploy.exporter` and ``exports/README.md``).
 
 The model is ``--model_path`` (a training run directory, with ``--checkpoint``
 for ``checkpoints/{last,best}.keras``; a ``.keras`` file; or a SavedModel) or
@@ -27,8 +27,9 @@ from __future__ import annotations
 
 from absl import flags
 
-from keras_resnet_cifar import cli, contract, fileio, predictor
-from keras_resnet_cifar.contract import TFLITE_VARIANTS as VARIANTS
+from keras_resnet_cifar import cli, fileio
+from keras_resnet_cifar.deploy import contract, predictor
+from keras_resnet_cifar.deploy.contract import TFLITE_VARIANTS as VARIANTS
 from keras_resnet_cifar.errors import UserError
 
 
@@ -93,17 +94,17 @@ def main(argv):
         if resolved.kind == "tflite":
             raise UserError(f"{FLAGS.model_path} is a .tflite model, already an export: "
                             "export its run directory, .keras file or SavedModel instead.")
-    from keras_resnet_cifar import exporting, parity  # TensorFlow loads here
+    from keras_resnet_cifar.deploy import exporter, parity  # TensorFlow loads here
 
-    source = (exporting.load_reference(FLAGS.weights) if FLAGS.weights
-              else exporting.load_source(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
+    source = (exporter.load_reference(FLAGS.weights) if FLAGS.weights
+              else exporter.load_source(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
                                          trust_savedmodel=FLAGS.trust_savedmodel))
-    data = exporting.eval_data(FLAGS.dataset, FLAGS.data_dir,
+    data = exporter.eval_data(FLAGS.dataset, FLAGS.data_dir,
                                calibration_images=FLAGS.calibration_images)
     card = source.model.card or {}
     name = FLAGS.name or (source.keras_model.name if source.keras_model is not None
                           else card.get("name") or source.model.path.parent.name)
-    folder, card = exporting.export(source, FLAGS.out, name=name, data=data,
+    folder, card = exporter.export(source, FLAGS.out, name=name, data=data,
                                     version=FLAGS.version, variants=FLAGS.tflite,
                                     parity_images=FLAGS.parity_images,
                                     latency_runs=FLAGS.latency_runs)

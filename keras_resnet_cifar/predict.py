@@ -13,7 +13,7 @@ resized with a warning, refused with ``--strict``). A file that cannot be read i
 reported in one line and the others are still classified; the exit status is 1
 if any failed.
 
-Every kind of model is loaded, run and scored by ``keras_resnet_cifar.predictor``.
+Every kind of model is loaded, run and scored by ``keras_resnet_cifar.deploy.predictor``.
 A ``.tflite`` model runs on the LiteRT runtime alone (XNNPACK, ``--num_threads``):
 this path imports neither TensorFlow nor Keras, so it runs on an edge device
 with numpy, Pillow, absl-py and ai-edge-litert. The other kinds need TensorFlow.
@@ -29,10 +29,11 @@ import sys
 import numpy as np
 from absl import flags
 
-from keras_resnet_cifar import cli, predictor
-from keras_resnet_cifar import images as images_lib
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.deploy import predictor
+from keras_resnet_cifar.data import images as images_lib
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.labels import format_ranked
+from keras_resnet_cifar.data.labels import format_ranked
 
 
 def define_flags() -> None:
@@ -81,7 +82,7 @@ def main(argv):
         predictions = predictor.classify(model, pixels, names, FLAGS.top_k)
     scored = None
     if FLAGS.dataset:
-        from keras_resnet_cifar import datasets
+        from keras_resnet_cifar.data import datasets
 
         # Only the test split is scored: do not generate a synthetic training split.
         test = datasets.load(FLAGS.dataset, FLAGS.data_dir, synthetic_sizes=(0, 10000)).test

@@ -18,7 +18,7 @@ several named outputs:
 ``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
 supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status.
 Only the standard library and numpy are used (the client is
-:mod:`keras_resnet_cifar.rest_client`).
+:mod:`keras_resnet_cifar.deploy.rest_client`).
 
 ``--timeout`` bounds the whole request, from connecting to the last byte of the
 answer: a server that trickles its answer cannot hold the client longer.
@@ -33,10 +33,11 @@ from typing import Sequence
 import numpy as np
 from absl import flags
 
-from keras_resnet_cifar import cli, rest_client
-from keras_resnet_cifar import images as images_lib
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.deploy import rest_client
+from keras_resnet_cifar.data import images as images_lib
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.labels import CIFAR10_CLASSES, format_ranked, top_k
+from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, format_ranked, top_k
 
 
 def define_flags() -> None:

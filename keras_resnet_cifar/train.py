@@ -20,7 +20,9 @@ import os
 from absl import flags, logging
 
 # None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
-from keras_resnet_cifar import cli, datasets, rundir, train_flags
+from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar.data import datasets
+from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.text import plural
@@ -77,10 +79,10 @@ def main(argv):
     check_before_loading(config, model_dir)
     if FLAGS.cpu_devices:
         _split_cpu(FLAGS.cpu_devices)
-    from keras_resnet_cifar import training  # TensorFlow loads here, after the checks
+    from keras_resnet_cifar.training import loop  # TensorFlow loads here, after the checks
 
     verbose = "auto" if FLAGS.progress == "auto" else int(FLAGS.progress)
-    metrics = training.train_and_evaluate(config, model_dir, verbose=verbose)
+    metrics = loop.train_and_evaluate(config, model_dir, verbose=verbose)
     logging.info("final %s accuracy on %s: %.4f", config.model,
                  plural(metrics["test_images"], "test image"), metrics["test_accuracy"])
 

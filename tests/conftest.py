@@ -58,7 +58,7 @@ def cifar10_local(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cifar10_test_set(cifar10_local) -> tuple[np.ndarray, np.ndarray]:
     """The 10,000 original test images as the project reads them: (uint8 N,32,32,3), labels."""
-    from keras_resnet_cifar import datasets
+    from keras_resnet_cifar.data import datasets
 
     test = datasets.read_local(str(cifar10_local)).test
     return test.images, test.labels

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resnet_cifar import benchmark, benchmarking, models, training
+from keras_resnet_cifar import benchmark
+from keras_resnet_cifar.analysis import benchmarking
+from keras_resnet_cifar.models import networks
+from keras_resnet_cifar.training import loop
 from keras_resnet_cifar.config import TrainConfig
 
 TINY = ["--models=resnet8", "--batch_size=32", "--steps=2", "--repeats=2",
@@ -28,11 +31,11 @@ def _benchmark(*args, timeout=600):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A SavedModel folder holding a float32 .tflite too, of an untrained resnet8."""
-    from keras_resnet_cifar import serving, tflite
-    from keras_resnet_cifar.labels import CIFAR10_CLASSES
+    from keras_resnet_cifar.deploy import serving, tflite
+    from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
     folder = tmp_path_factory.mktemp("export") / "1"
-    model = models.build_model("resnet8")
+    model = networks.build_model("resnet8")
     serving.save(model, folder, CIFAR10_CLASSES)
     (folder / "model_float32.tflite").write_bytes(tflite.convert(model, "float32"))
     return folder
@@ -102,7 +105,7 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
 def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp_path):
     """--json: JSON on stdout, nothing else. The old --export/--json=- spellings still work."""
     model = tmp_path / "m.keras"
-    models.build_model("resnet8").save(model)
+    networks.build_model("resnet8").save(model)
     r = _benchmark(*[a for a in TINY if not a.startswith("--models")], "--repeats=1",
                    f"--export={model},{exported / 'model_float32.tflite'}", "--json=-")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -182,7 +185,7 @@ def test_summarize():
 
 def _bn_model():
     inputs = keras.Input((8, 8, 16))
-    outputs = models._bn("bn")(inputs)
+    outputs = networks._bn("bn")(inputs)
     return keras.Model(inputs, outputs)
 
 
@@ -201,14 +204,14 @@ def test_fused_batch_norm_is_keras_arithmetic():
     fused.set_weights([w + rng.normal(0, 0.1, w.shape) for w in stock.get_weights()])
     stock.set_weights(fused.get_weights())
     moving_mean, moving_var = (w.numpy() for w in fused.non_trainable_weights)
-    assert training.fuse_batch_norm(fused) == 1
+    assert loop.fuse_batch_norm(fused) == 1
     (y0, g0), (y1, g1) = _step(stock, x, dy), _step(fused, x, dy)
     np.testing.assert_allclose(y1, y0, atol=2e-5)
     for a, b in zip(g1, g0):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
     # Moving averages as torch.nn.BatchNorm2d (the reference trainers): the mean, and
     # the *unbiased* batch variance (Keras' own layer averages the biased one).
-    momentum, pixels = models.BN_MOMENTUM, x.numpy().astype(np.float64)
+    momentum, pixels = networks.BN_MOMENTUM, x.numpy().astype(np.float64)
     np.testing.assert_allclose(
         fused.non_trainable_weights[0].numpy(),
         momentum * moving_mean + (1 - momentum) * pixels.mean(axis=(0, 1, 2)), rtol=1e-5)
@@ -232,7 +235,7 @@ def _fused_ops(model) -> int:
 
 
 def test_training_runs_fused_kernels_and_saved_models_stay_stock(tmp_path):
-    model = training.build_and_compile(TrainConfig(model="resnet8"))
+    model = loop.build_and_compile(TrainConfig(model="resnet8"))
     batch_norms = [layer for layer in model.layers
                    if isinstance(layer, keras.layers.BatchNormalization)]
     # The training path: one fused kernel per BatchNormalization layer (fails when

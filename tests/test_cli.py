@@ -256,7 +256,7 @@ def test_tools_sit_on_top_of_libraries():
     command-line layer (cli, train_flags) and the tools read flags."""
     package = sorted((REPO / "keras_resnet_cifar").rglob("*.py"))
     tools = {_module_name(p) for p in _cli_modules() if p in package}
-    assert {"keras_resnet_cifar.study", "keras_resnet_cifar.report.__main__"} <= tools
+    assert {"keras_resnet_cifar.study", "keras_resnet_cifar.report"} <= tools
     for path in package:
         name, imported = _module_name(path), _imports(path)
         assert not imported & (tools - {name}), f"{name} imports the tool(s) " \
@@ -306,11 +306,12 @@ def test_tilde_and_variables_in_path_flags(tmp_path):
 
 
 def test_positional_files_are_expanded_too(tmp_path):
-    from keras_resnet_cifar import tflite, models
+    from keras_resnet_cifar.deploy import tflite
+    from keras_resnet_cifar.models import networks
 
     home = tmp_path / "home"
     home.mkdir()
-    (home / "m.tflite").write_bytes(tflite.convert(models.build_model("resnet8"), "float32"))
+    (home / "m.tflite").write_bytes(tflite.convert(networks.build_model("resnet8"), "float32"))
     np.save(home / "x.npy", np.zeros((2, 32, 32, 3), np.uint8))
     done = _run("predict", "--model_path=~/m.tflite", "--json", "~/x.npy", HOME=str(home))
     assert done.returncode == 0, done.stderr
@@ -320,9 +321,9 @@ def test_positional_files_are_expanded_too(tmp_path):
 @pytest.mark.slow
 def test_quiet_by_default_and_verbose_on_request(tmp_path):
     """No TensorFlow start-up lines (cuInit, oneDNN, CUDA) unless --verbose."""
-    from keras_resnet_cifar import models
+    from keras_resnet_cifar.models import networks
 
-    models.build_model("resnet8").save(tmp_path / "m.keras")
+    networks.build_model("resnet8").save(tmp_path / "m.keras")
     np.save(tmp_path / "x.npy", np.zeros((1, 32, 32, 3), np.uint8))
     quiet = _run("predict", f"--model_path={tmp_path / 'm.keras'}", "x.npy", cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
@@ -342,7 +343,7 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
         return std_logging.LogRecord("absl", level, path, 1, "message", None, None)
 
     library = "/venv/lib/python3.11/site-packages/tensorflow/python/saved_model/builder_impl.py"
-    ours = "/repo/keras_resnet_cifar/exporting.py"
+    ours = "/repo/keras_resnet_cifar/deploy/exporter.py"
     quiet = cli.QuietLibraries()
     monkeypatch.setitem(cli._state, "verbose", False)
     assert not quiet.filter(record(library))

@@ -11,7 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet_cifar import datasets, evaluation, models, predictor, rundir, serving
+from keras_resnet_cifar.data import datasets
+from keras_resnet_cifar.deploy import evaluation, predictor, serving
+from keras_resnet_cifar.models import networks
+from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.errors import UserError
 
 CLASSES = ("a", "b", "c")
@@ -47,7 +50,7 @@ def trained(tmp_path_factory):
     """resnet8 after a few steps on synthetic data, saved as a run directory."""
     data = datasets.synthetic(256, 96, seed=0)
     keras.utils.set_random_seed(0)
-    model = models.build_model("resnet8")
+    model = networks.build_model("resnet8")
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
     model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=32,
               epochs=2, verbose=0)

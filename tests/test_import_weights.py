@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import keras
 
-from keras_resnet_cifar import reference_weights
+from keras_resnet_cifar.models import reference_weights
 from keras_resnet_cifar.errors import UserError
 
 
@@ -96,9 +96,9 @@ def test_to_state_dict_inverts_the_import():
 
 
 def test_to_state_dict_of_plain_and_option_b_nets():
-    from keras_resnet_cifar import models
+    from keras_resnet_cifar.models import networks
 
-    plain = reference_weights.to_state_dict(models.build_model("plain8"))
+    plain = reference_weights.to_state_dict(networks.build_model("plain8"))
     assert sorted(plain) == sorted(_fake_state(8, np.random.default_rng(0)))
     with pytest.raises(ValueError, match="Option-B"):
-        reference_weights.to_state_dict(models.build_model("resnet8", shortcut="B"))
+        reference_weights.to_state_dict(networks.build_model("resnet8", shortcut="B"))

@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 _SAVE = textwrap.dedent("""
     import sys
-    from keras_resnet_cifar import config, training
-    model = training.build_and_compile(config.TrainConfig(model="resnet8"))
+    from keras_resnet_cifar import config
+    from keras_resnet_cifar.training import loop
+    model = loop.build_and_compile(config.TrainConfig(model="resnet8"))
     model.optimizer.build(model.trainable_variables)
     model.save(sys.argv[1])
 """)
@@ -62,7 +63,7 @@ def test_model_keras_loads_without_the_package_when_not_compiled(saved_model):
 
 def test_importing_the_package_loads_neither_keras_nor_tensorflow():
     """The edge path and the tools' --help rely on a light package import."""
-    done = _python("import sys, keras_resnet_cifar, keras_resnet_cifar.edge\n"
+    done = _python("import sys, keras_resnet_cifar, keras_resnet_cifar.deploy.edge\n"
                    "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"

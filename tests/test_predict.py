@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resnet_cifar import datasets, images, models, predictor, tflite
+from keras_resnet_cifar.data import datasets, images
+from keras_resnet_cifar.deploy import predictor, tflite
+from keras_resnet_cifar.models import networks
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.labels import CIFAR10_CLASSES
+from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -29,10 +31,10 @@ def pixels():
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     """A folder with a float32 .tflite and a SavedModel (same weights), and the model."""
-    from keras_resnet_cifar import serving
+    from keras_resnet_cifar.deploy import serving
 
     folder = tmp_path_factory.mktemp("models")
-    model = models.build_model("resnet8")
+    model = networks.build_model("resnet8")
     (folder / "model.tflite").write_bytes(tflite.convert(model, "float32"))
     serving.save(model, folder / "saved", CIFAR10_CLASSES)
     model.save(folder / "model.keras")

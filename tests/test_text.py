@@ -1,6 +1,6 @@
 """Counts and nouns in sentences, and the predict table's columns."""
 
-from keras_resnet_cifar.labels import format_ranked
+from keras_resnet_cifar.data.labels import format_ranked
 from keras_resnet_cifar.text import plural
 
 

@@ -109,7 +109,7 @@ def test_validation_split_selects_on_validation(tmp_path):
 
 
 def _kernels(run_dir):
-    from keras_resnet_cifar import optimizer  # noqa: F401  (registers ReferenceSGD)
+    from keras_resnet_cifar.training import optimizer  # noqa: F401  (registers ReferenceSGD)
 
     model = keras.saving.load_model(run_dir / "model.keras", compile=False)
     return {w.path: w.numpy() for w in model.trainable_weights if w.path.endswith("kernel")}
@@ -189,13 +189,15 @@ _REPLICA_SCRIPT = r'''
 import sys, numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from keras_resnet_cifar import config, datasets, input_pipeline, training
+from keras_resnet_cifar import config
+from keras_resnet_cifar.data import datasets, pipeline
+from keras_resnet_cifar.training import loop
 cfg = config.TrainConfig(model="resnet8", dataset="synthetic", batch_size=32)
-strategy = training.make_strategy("mirrored")
+strategy = loop.make_strategy("mirrored")
 with strategy.scope():
-    model = training.build_and_compile(cfg, strategy.num_replicas_in_sync)
+    model = loop.build_and_compile(cfg, strategy.num_replicas_in_sync)
 data = datasets.synthetic(128, 32, seed=0)
-model.fit(input_pipeline.train_dataset(data.train, 32, seed=0), epochs=1, verbose=0)
+model.fit(pipeline.train_dataset(data.train, 32, seed=0), epochs=1, verbose=0)
 var = model.get_layer("stage2_block1_bn1").moving_mean
 copies = [v.numpy() for v in strategy.experimental_local_results(var.value)]
 print(len(copies), float(np.abs(copies[0] - copies[1]).max()),
@@ -264,10 +266,10 @@ def test_progress_on_a_terminal_leaves_one_clean_line_per_epoch(tmp_path):
 def test_progress_line_when_piped_prints_full_lines_at_its_interval():
     import io
 
-    from keras_resnet_cifar import training
+    from keras_resnet_cifar.training import loop
 
     out = io.StringIO()
-    progress = training.ProgressLine(3, 4, 2, "test", every=0.0, stream=out)
+    progress = loop.ProgressLine(3, 4, 2, "test", every=0.0, stream=out)
     progress.on_epoch_begin(0)
     for step in range(4):
         progress.on_train_batch_end(step, {"cross_entropy": 2.0, "accuracy": np.float32(0.25)})
@@ -284,7 +286,7 @@ def test_progress_line_when_piped_prints_full_lines_at_its_interval():
         "epoch 1/3: step 4/4 (100%), cross-entropy 2.0000, accuracy 0.2500",
         "epoch 1/3: evaluating on the test set, batch 1/2"]
     quiet = io.StringIO()
-    slow = training.ProgressLine(3, 4, 2, every=3600.0, stream=quiet)
+    slow = loop.ProgressLine(3, 4, 2, every=3600.0, stream=quiet)
     slow.on_epoch_begin(0)
     for step in range(4):
         slow.on_train_batch_end(step, {})
@@ -292,11 +294,11 @@ def test_progress_line_when_piped_prints_full_lines_at_its_interval():
 
 
 def test_a_lagging_batch_norm_gets_a_note():
-    from keras_resnet_cifar import training
+    from keras_resnet_cifar.training import loop
 
-    note = training.lagging_batch_norm_note(
+    note = loop.lagging_batch_norm_note(
         {"cross_entropy": 2.3, "val_cross_entropy": 68.9}, "test")
     assert note.startswith("note: the test cross-entropy (68.9) is far above the training "
                            "one (2.30)") and "BatchNormalization's moving averages" in note
-    assert training.lagging_batch_norm_note(
+    assert loop.lagging_batch_norm_note(
         {"cross_entropy": 0.5, "val_cross_entropy": 0.9}, "test") is None
