@@ -310,21 +310,14 @@ def _folder_size(folder: Path) -> int:
 def _export_lock(model_root: Path) -> Iterator[None]:
     """Holds ``model_root/.export.lock``; refuses if another export holds it.
 
-    An flock: the system releases it when the process ends, however it ends,
-    so a killed export never leaves the next one locked out.
+    An flock (:func:`keras_resnet_cifar.fileio.exclusive_lock`): a killed export
+    never leaves the next one locked out. Stale folders of killed exports are
+    removed only under the lock, where no live export owns one.
     """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, no stale-folder cleanup
-        yield
-        return
-    with open(model_root / LOCK, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"Another export to {model_root} is running; try again when "
-                            "it has finished.") from None
-        _remove_stale_temps(model_root)
+    busy = f"Another export to {model_root} is running; try again when it has finished."
+    with fileio.exclusive_lock(model_root / LOCK, lambda pid: busy) as locked:
+        if locked:
+            _remove_stale_temps(model_root)
         yield
 
 
@@ -379,10 +372,7 @@ def export(source: Source, export_dir: str | os.PathLike, *, name: str,
         raise UserError(f"Versions are positive integers; got {version}.")
     class_names = tuple(class_names or source.model.class_names)
     model_root = Path(export_dir) / name
-    try:
-        model_root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"Cannot create {model_root}: {e.strerror or e}.") from None
+    fileio.make_dir(model_root)
     if not os.access(model_root, os.W_OK | os.X_OK):
         raise UserError(f"Cannot write to {model_root}.")
     with _export_lock(model_root):
