@@ -65,7 +65,6 @@ import logging as std_logging
 import os
 import platform
 import re
-import signal
 import sys
 import time
 from typing import Callable, Iterator, Mapping, Sequence
@@ -73,6 +72,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 from absl import app, flags
 from absl import logging
 
+from keras_resnet_cifar import signals
 from keras_resnet_cifar.errors import UserError, exit_with, message_of
 
 # Flags that hold paths, in every tool that has them: "~" and "$VARS" are expanded.
@@ -256,26 +256,6 @@ class PlainFormatter(std_logging.Formatter):
         return text
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that cleanup code runs."""
-
-
-def _on_sigterm(signum, frame):
-    # Remembered as well as raised: raised at an arbitrary instant, the exception
-    # can surface inside a library that turns it into one of its own (TensorFlow
-    # tracing a function reports a TypeError); the run still ended because of it.
-    _state["signal"] = "SIGTERM"
-    raise Terminated()
-
-
-def _stopped_by(error: BaseException) -> str | None:
-    """"SIGTERM" or "SIGINT" when ``error`` ended the run because of that signal."""
-    if _state.get("signal") == "SIGTERM" or isinstance(error, Terminated) or (
-            isinstance(error, KeyboardInterrupt) and error.args[:1] == ("SIGTERM",)):
-        return "SIGTERM"
-    return "SIGINT" if isinstance(error, KeyboardInterrupt) else None
-
-
 # absl's help flags: they print the usage and exit before main.
 _HELP_FLAG = re.compile(r"--?(\?|help|helpshort|helpfull|helpxml)(=.*)?", re.S)
 
@@ -351,7 +331,6 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
     def wrapped(argv: list[str]):
-        signal.signal(signal.SIGTERM, _on_sigterm)
         verbose = bool(flags.FLAGS.verbose)
         _state["verbose"] = verbose
         if trains:
@@ -363,14 +342,16 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
             logging.get_absl_handler().setFormatter(PlainFormatter())
         faulthandler.enable()
         try:
-            argv = _check_and_expand(argv, takes_files=takes_files, required=required or {},
-                                     paths=paths)
-            with native_logs_muted():
-                return main(argv)
+            # SIGTERM (a scheduler, a preemption) stops a tool as Ctrl-C does.
+            with signals.StopSignals():
+                argv = _check_and_expand(argv, takes_files=takes_files,
+                                         required=required or {}, paths=paths)
+                with native_logs_muted():
+                    return main(argv)
         except UserError as e:
             exit_with(message_of(e))
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
-            stopped = _stopped_by(error)
+            stopped = signals.stopped_by(error)
             if stopped == "SIGTERM":
                 exit_with("terminated (SIGTERM)", 143)
             if stopped == "SIGINT":

@@ -213,7 +213,7 @@ def test_help_lists_the_flags_a_tool_takes_from_shared_modules():
 
 
 @pytest.mark.parametrize("raised, code, line", [
-    ("cli.Terminated()", 143, "error: terminated (SIGTERM)"),
+    ("cli.signals.Interrupted('SIGTERM')", 143, "error: terminated (SIGTERM)"),
     # What a library that stops on signals itself raises (training's resumable stop).
     ("KeyboardInterrupt('SIGTERM')", 143, "error: terminated (SIGTERM)"),
     ("KeyboardInterrupt('SIGINT')", 130, "error: interrupted"),
@@ -355,19 +355,6 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
     assert quiet.filter(record(tfds, std_logging.ERROR))
     monkeypatch.setitem(cli._state, "verbose", True)
     assert quiet.filter(record(library))
-
-
-def test_a_sigterm_that_a_library_turned_into_another_error_still_ends_as_sigterm(
-        monkeypatch):
-    """TensorFlow, interrupted while tracing, re-raises the signal as a TypeError."""
-    monkeypatch.setitem(cli._state, "signal", None)
-    with pytest.raises(cli.Terminated):
-        cli._on_sigterm(15, None)
-    assert cli._stopped_by(TypeError("Failed to convert elements")) == "SIGTERM"
-    monkeypatch.setitem(cli._state, "signal", None)
-    assert cli._stopped_by(TypeError("a bug")) is None
-    assert cli._stopped_by(KeyboardInterrupt()) == "SIGINT"
-    assert cli._stopped_by(KeyboardInterrupt("SIGTERM")) == "SIGTERM"  # training's Interrupted
 
 
 def test_log_lines_read_plainly():
