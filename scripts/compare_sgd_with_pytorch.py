@@ -103,7 +103,7 @@ def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False, eve
         (images.astype(np.float32), labels.astype(np.int64)))
     model.fit(data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
               shuffle=False, verbose=0,
-              callbacks=[optimizer.learning_rate_schedule(config), record])
+              callbacks=[optimizer.StepSchedule(config), record])
     return states, model
 
 

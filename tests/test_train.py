@@ -191,9 +191,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from keras_resnet_cifar import config
 from keras_resnet_cifar.data import datasets, pipeline
-from keras_resnet_cifar.training import loop
+from keras_resnet_cifar.training import distribution, loop
 cfg = config.TrainConfig(model="resnet8", dataset="synthetic", batch_size=32)
-strategy = loop.make_strategy("mirrored")
+strategy = distribution.make_strategy("mirrored")
 with strategy.scope():
     model = loop.build_and_compile(cfg, strategy.num_replicas_in_sync)
 data = datasets.synthetic(128, 32, seed=0)
@@ -266,10 +266,10 @@ def test_progress_on_a_terminal_leaves_one_clean_line_per_epoch(tmp_path):
 def test_progress_line_when_piped_prints_full_lines_at_its_interval():
     import io
 
-    from keras_resnet_cifar.training import loop
+    from keras_resnet_cifar.training import callbacks
 
     out = io.StringIO()
-    progress = loop.ProgressLine(3, 4, 2, "test", every=0.0, stream=out)
+    progress = callbacks.ProgressLine(3, 4, 2, "test", every=0.0, stream=out)
     progress.on_epoch_begin(0)
     for step in range(4):
         progress.on_train_batch_end(step, {"cross_entropy": 2.0, "accuracy": np.float32(0.25)})
@@ -286,7 +286,7 @@ def test_progress_line_when_piped_prints_full_lines_at_its_interval():
         "epoch 1/3: step 4/4 (100%), cross-entropy 2.0000, accuracy 0.2500",
         "epoch 1/3: evaluating on the test set, batch 1/2"]
     quiet = io.StringIO()
-    slow = loop.ProgressLine(3, 4, 2, every=3600.0, stream=quiet)
+    slow = callbacks.ProgressLine(3, 4, 2, every=3600.0, stream=quiet)
     slow.on_epoch_begin(0)
     for step in range(4):
         slow.on_train_batch_end(step, {})
@@ -294,11 +294,11 @@ def test_progress_line_when_piped_prints_full_lines_at_its_interval():
 
 
 def test_a_lagging_batch_norm_gets_a_note():
-    from keras_resnet_cifar.training import loop
+    from keras_resnet_cifar.training import callbacks
 
-    note = loop.lagging_batch_norm_note(
+    note = callbacks.lagging_batch_norm_note(
         {"cross_entropy": 2.3, "val_cross_entropy": 68.9}, "test")
     assert note.startswith("note: the test cross-entropy (68.9) is far above the training "
                            "one (2.30)") and "BatchNormalization's moving averages" in note
-    assert loop.lagging_batch_norm_note(
+    assert callbacks.lagging_batch_norm_note(
         {"cross_entropy": 0.5, "val_cross_entropy": 0.9}, "test") is None

@@ -76,9 +76,9 @@ def build(config) -> tuple[Any, Any]:
     """(compiled model, strategy) of ``config``, as training builds them."""
     import keras
 
-    from keras_resnet_cifar.training import loop
+    from keras_resnet_cifar.training import distribution, loop
 
-    strategy = loop.make_strategy(config.distribute)
+    strategy = distribution.make_strategy(config.distribute)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = loop.build_and_compile(config, strategy.num_replicas_in_sync)

@@ -100,13 +100,16 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = "aut
         verbose: progress output (loop.train_and_evaluate's ``verbose``).
         data: the loaded data sets (shared with :func:`evaluate_all`).
 
+    Each run directory ends with its curves.png
+    (:mod:`keras_resnet_cifar.analysis.run_curves`).
+
     Returns:
         The run directories, in training order.
     """
     import keras
 
-    from keras_resnet_cifar.analysis import curves, layer_stats
-    from keras_resnet_cifar.training import loop
+    from keras_resnet_cifar.analysis import curves, layer_stats, run_curves
+    from keras_resnet_cifar.training import distribution, loop
 
     data = data or DataCache()
     dirs = []
@@ -133,8 +136,10 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = "aut
         # The curve points evaluate the test set during every epoch: a per-epoch
         # evaluation of the whole test set on top would repeat it (~15% of the time).
         loop.train_and_evaluate(config, workdir, callbacks=callbacks, verbose=verbose,
-                                    data=loaded,
-                                    evaluate_every_epoch=not spec.curve_points_per_epoch)
+                                data=loaded,
+                                evaluate_every_epoch=not spec.curve_points_per_epoch)
+        if distribution.is_chief_process(config.distribute):  # the chief writes the run
+            run_curves.write(workdir)
         dirs.append(workdir)
     return dirs
 

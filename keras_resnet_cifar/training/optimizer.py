@@ -113,12 +113,3 @@ class StepSchedule(keras.callbacks.Callback):
         if logs is not None:
             logs["learning_rate"] = float(ops.convert_to_numpy(
                 self.model.optimizer.learning_rate))
-
-
-def learning_rate_schedule(config: TrainConfig) -> StepSchedule:
-    """The run's learning-rate schedule (warm-up, then step decay) as a Keras callback.
-
-    See :class:`StepSchedule`: evaluated before every step on the fractional
-    epoch, so boundaries may fall inside an epoch.
-    """
-    return StepSchedule(config)

@@ -98,8 +98,8 @@ def test_global_batch_is_split_across_replicas():
         "cpu = tf.config.list_physical_devices('CPU')[0]\n"
         "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
         "from keras_resnet_cifar.data import datasets, pipeline\n"
-        "from keras_resnet_cifar.training import loop\n"
-        "s = loop.make_strategy('mirrored')\n"
+        "from keras_resnet_cifar.training import distribution\n"
+        "s = distribution.make_strategy('mirrored')\n"
         "ds = pipeline.train_dataset(datasets.synthetic(64, 8).train, 32, seed=0)\n"
         "batch = next(iter(s.experimental_distribute_dataset(ds)))\n"
         "print([int(t.shape[0]) for t in s.experimental_local_results(batch[0])])\n")

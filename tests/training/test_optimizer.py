@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_resnet_cifar.models import networks
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
-from keras_resnet_cifar.training.optimizer import ReferenceSGD, learning_rate_schedule
+from keras_resnet_cifar.training.optimizer import ReferenceSGD, StepSchedule
 from keras_resnet_cifar.training.loop import build_and_compile
 
 
@@ -79,7 +79,7 @@ def _fit_and_numpy(config, steps, batch=8, seed=1):
     data = tf.data.Dataset.from_tensor_slices(
         (x.astype(np.float32), y.astype(np.float32)))
     model.fit(data, epochs=config.epochs, steps_per_epoch=steps, shuffle=False, verbose=0,
-              callbacks=[learning_rate_schedule(config), record])
+              callbacks=[StepSchedule(config), record])
 
     lrs = [learning_rate_at(e + s / steps, config)
            for e in range(config.epochs) for s in range(steps)]

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -22,8 +23,7 @@ import numpy as np
 import pytest
 
 from keras_resnet_cifar import config as config_lib
-from keras_resnet_cifar import fileio
-from keras_resnet_cifar.training import rundir, loop
+from keras_resnet_cifar.training import claim, loop, resume_state, rundir
 from keras_resnet_cifar.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +37,45 @@ CONFIG = config_lib.TrainConfig(model="resnet8", dataset="synthetic", synthetic_
                                 synthetic_test_size=256, epochs=3, batch_size=64,
                                 steps_per_epoch=3, eval_steps=2, lr_boundaries=(1,),
                                 deterministic=True, seed=3)
+
+
+# Installed as sitecustomize (on PYTHONPATH) in a training process: the save of the
+# resume state of epoch PAUSE_EPOCH stops after its temporary file is complete and
+# before the rename that commits it (os.replace), writes that file's path to READY
+# and waits to be killed: the instant where a non-atomic save would lose the run.
+_PAUSE_IN_SAVE = textwrap.dedent("""
+    import json, os, time
+
+    _replace = os.replace
+    READY, EPOCH = os.environ["KRC_TEST_PAUSE_READY"], int(os.environ["KRC_TEST_PAUSE_EPOCH"])
+
+    def _pausing_replace(src, dst, *args, **kwargs):
+        if os.path.basename(dst) == "state.npz" and not os.path.exists(READY):
+            import numpy as np
+
+            with np.load(src) as saved:
+                epoch = json.loads(str(saved["meta"]))["epoch"]
+            if epoch == EPOCH:
+                with open(READY, "w") as f:
+                    f.write(os.fspath(src))
+                time.sleep(600)
+        return _replace(src, dst, *args, **kwargs)
+
+    os.replace = _pausing_replace
+""")
+
+
+def _pause_in_save(tmp_path, epoch):
+    """The environment of a training process that pauses in the save of ``epoch``'s state.
+
+    Returns (the environment, the file that appears once the save has paused).
+    """
+    hook, ready = tmp_path / "hook", tmp_path / "paused"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_PAUSE_IN_SAVE)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(hook),
+                                                        os.environ.get("PYTHONPATH")])),
+            "KRC_TEST_PAUSE_READY": str(ready), "KRC_TEST_PAUSE_EPOCH": str(epoch)}, ready
 
 
 def _popen(run_dir, *extra, env=None):
@@ -105,16 +144,16 @@ def reference(tmp_path_factory):
 
 @pytest.mark.slow
 def test_killed_inside_the_resume_state_write_resumes_bit_identical(reference, tmp_path):
-    run_dir, ready = tmp_path / "run", tmp_path / "paused"
-    proc = _popen(run_dir, env={rundir.PAUSE_IN_SAVE_ENV: str(ready),
-                                rundir.PAUSE_EPOCH_ENV: "2"})
+    run_dir = tmp_path / "run"
+    env, ready = _pause_in_save(tmp_path, epoch=2)
+    proc = _popen(run_dir, env=env)
     _wait_for(ready.exists, proc, "the save of epoch 2 paused")
     # The state's temporary file is complete, not yet renamed: kill it there.
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     temporary = Path(ready.read_text())
     assert temporary.exists() and temporary.parent == run_dir / rundir.BACKUP
-    assert rundir.read_state_epoch(run_dir) == 1  # the previous state is intact
+    assert resume_state.read_state_epoch(run_dir) == 1  # the previous state is intact
     assert not (run_dir / rundir.METRICS).exists()
 
     code, err = _train_cli(run_dir)
@@ -168,24 +207,24 @@ def test_sigterm_stops_cleanly_and_the_run_resumes(reference, tmp_path):
 # --- One process, one recipe -----------------------------------------------------------
 
 def test_lock_refuses_a_second_holder_and_is_freed_by_a_crash(tmp_path):
-    with rundir.lock(tmp_path):
+    with claim.lock(tmp_path):
         with pytest.raises(UserError, match=rf"in use by another training process \(pid "
                                             rf"{os.getpid()}\)"):
-            with rundir.lock(tmp_path):
+            with claim.lock(tmp_path):
                 pass
     # A process that dies holding the lock does not leave it stuck.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from keras_resnet_cifar import rundir\n"
-        f"with rundir.lock({str(tmp_path)!r}):\n"
+        "import sys, time; from keras_resnet_cifar.training import claim\n"
+        f"with claim.lock({str(tmp_path)!r}):\n"
         "    print('locked', flush=True); time.sleep(60)\n")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(UserError, match=f"pid {holder.pid}"):
-        with rundir.lock(tmp_path):
+        with claim.lock(tmp_path):
             pass
     holder.kill()
     holder.wait()
-    with rundir.lock(tmp_path):
+    with claim.lock(tmp_path):
         pass
 
 
@@ -193,7 +232,7 @@ def test_lock_refuses_a_second_holder_and_is_freed_by_a_crash(tmp_path):
 def test_a_second_process_on_the_same_run_directory_is_refused(reference, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    with rundir.lock(run_dir):
+    with claim.lock(run_dir):
         code, err = _train_cli(run_dir)
     assert code == 1 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(f"error: {run_dir} is in use by another "
@@ -208,7 +247,7 @@ def test_changed_recipe_is_refused_with_every_difference(tmp_path):
                                         "learning_rate": 0.05, "seed": 4, "data_dir": "/x",
                                         "jit_compile": True})
     with pytest.raises(UserError) as error:
-        rundir.plan(tmp_path, changed)
+        claim.plan(tmp_path, changed)
     message = str(error.value)
     assert "--learning_rate=0.05 (the run has 0.1)" in message
     assert "--seed=4 (the run has 3)" in message
@@ -218,7 +257,7 @@ def test_changed_recipe_is_refused_with_every_difference(tmp_path):
     # A run older than a field counts as having its default.
     saved = json.loads(before)
     del saved["warmup_epochs"]
-    assert rundir.recipe_differences(saved, CONFIG) == []
+    assert claim.recipe_differences(saved, CONFIG) == []
 
 
 def test_fewer_epochs_are_refused_and_more_extend_the_run(tmp_path):
@@ -288,8 +327,8 @@ def test_a_run_killed_before_its_first_epoch_ended_starts_afresh(tmp_path):
     events = tmp_path / rundir.TENSORBOARD / "train"
     events.mkdir(parents=True)
     (events / "events.out.tfevents.1.host").write_bytes(b"\0" * 64 + b"brain.Event:2")
-    assert rundir.trained_epoch_evidence(tmp_path) == []
-    assert rundir.plan(tmp_path, CONFIG).state_epoch == 0
+    assert claim.trained_epoch_evidence(tmp_path) == []
+    assert claim.plan(tmp_path, CONFIG).state_epoch == 0
 
 
 def test_a_damaged_best_checkpoint_is_rebuilt_or_reported_on_resume(tmp_path, monkeypatch):
@@ -308,7 +347,7 @@ def test_a_damaged_best_checkpoint_is_rebuilt_or_reported_on_resume(tmp_path, mo
     warnings = []
     monkeypatch.setattr(loop.logging, "warning", lambda *a: warnings.append(a[0] % a[1:]))
     model = keras.saving.load_model(run_dir / rundir.LAST)
-    state = rundir.State(epoch=2, history=rundir.read_history(run_dir),
+    state = resume_state.State(epoch=2, history=rundir.read_history(run_dir),
                          best=rundir.read_best(run_dir))
     loop._repair(run_dir, model, state, CONFIG, chief=True)
     assert any("best.keras is damaged (truncated or corrupt) and cannot be rebuilt" in w
@@ -333,7 +372,7 @@ def test_run_files_of_the_wrong_json_type_are_named_in_one_line(tmp_path, name, 
         readers[name](tmp_path)
     if name != rundir.BEST_JSON:
         with pytest.raises(UserError, match=f"{tmp_path / name} "):
-            rundir.plan(tmp_path, CONFIG)
+            claim.plan(tmp_path, CONFIG)
 
 
 def test_full_disk_is_one_clear_error_and_the_same_command_resumes(tmp_path, monkeypatch):
@@ -348,44 +387,15 @@ def test_full_disk_is_one_clear_error_and_the_same_command_resumes(tmp_path, mon
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_savez(file, *args, **kwargs)
 
-    monkeypatch.setattr(rundir.np, "savez", savez_on_a_full_disk)
+    monkeypatch.setattr(resume_state.np, "savez", savez_on_a_full_disk)
     with pytest.raises(UserError, match=r"^no space left on the device holding .*backup "
                                         r"\(writing state.npz\)"):
         loop.train_and_evaluate(CONFIG, run_dir, verbose=0)
-    assert rundir.read_state_epoch(run_dir) == 1  # the previous state is intact
+    assert resume_state.read_state_epoch(run_dir) == 1  # the previous state is intact
     assert not _temporaries(run_dir)
-    monkeypatch.setattr(rundir.np, "savez", real_savez)
+    monkeypatch.setattr(resume_state.np, "savez", real_savez)
     metrics = loop.train_and_evaluate(CONFIG, run_dir, verbose=0)
     assert metrics["epochs_completed"] == 3
-
-
-def test_atomic_writes_keep_the_old_file_and_clean_up_on_any_failure(tmp_path, monkeypatch):
-    target = tmp_path / "a.json"
-    fileio.write_json(target, {"v": 1})
-    with pytest.raises(RuntimeError):
-        with fileio.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError
-    assert json.loads(target.read_text()) == {"v": 1}
-    assert list(tmp_path.iterdir()) == [target]
-    # A temporary left by a killed writer is recognised and removed; nothing else is.
-    for name in (".a.k3j_9xq2.tmp.json", ".last.abcdefgh.tmp.keras", ".1.abcd1234.tmp"):
-        (tmp_path / name).write_text("")
-    (tmp_path / ".hidden").write_text("")
-    removed = fileio.remove_temporaries(tmp_path)
-    assert sorted(p.name for p in removed) == [".1.abcd1234.tmp", ".a.k3j_9xq2.tmp.json",
-                                               ".last.abcdefgh.tmp.keras"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "a.json"]
-    # ENOSPC, even wrapped by a library, is one clear UserError.
-    def full(self, text):
-        raise RuntimeError("write failed") from OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(Path, "write_text", full)
-    with pytest.raises(UserError, match="no space left on the device holding"):
-        fileio.write_json(target, {"v": 2})
-    monkeypatch.undo()
-    assert json.loads(target.read_text()) == {"v": 1}
-    assert list(tmp_path.glob(".a.*")) == []
 
 
 # --- Values that cannot train ------------------------------------------------------------
@@ -440,4 +450,4 @@ def test_a_loss_that_becomes_nan_stops_the_run_with_a_clear_error(tmp_path):
         loop.train_and_evaluate(diverging, run_dir, verbose=0)
     assert not (run_dir / rundir.METRICS).exists()
     assert not (run_dir / rundir.BEST).exists() and not (run_dir / rundir.BEST_JSON).exists()
-    assert rundir.read_state_epoch(run_dir) is None
+    assert resume_state.read_state_epoch(run_dir) is None
