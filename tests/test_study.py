@@ -138,6 +138,7 @@ def test_tiny_study_trains_evaluates_reports_and_resumes(tmp_path, monkeypatch):
         assert [e["epoch"] for e in json.loads((d / "layer_stats.json").read_text())
                 ["epochs"]] == [0, 1]
         assert rundir.read_evaluation(d)["images"] == 32
+        assert (d / rundir.CURVES).read_bytes()[:4] == b"\x89PNG"  # the study draws it
     # Resuming: nothing is retrained or re-evaluated.
     stamps = {p: p.stat().st_mtime_ns for d in dirs
               for p in (d / "model.keras", d / "evaluation.json")}
