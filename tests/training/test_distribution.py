@@ -215,3 +215,21 @@ def test_workers_that_disagree_on_the_data_do_not_match(mirrored_reference, tmp_
     run_dir = tmp_path / "mw_bad"
     _two_workers(run_dir, per_worker=((), ("--seed=1",)))
     assert _max_relative_difference(_weights(run_dir), _weights(mirrored_reference)) > 1e-2
+
+
+@pytest.mark.parametrize("task,cluster,chief", [
+    ({"type": "worker", "index": 0}, {"worker": ["a", "b"]}, True),
+    ({"type": "worker", "index": 1}, {"worker": ["a", "b"]}, False),
+    ({"type": "worker", "index": 0}, {"chief": ["c"], "worker": ["a"]}, False),
+    ({"type": "chief", "index": 0}, {"chief": ["c"], "worker": ["a"]}, True),
+])
+def test_the_chief_is_known_from_tf_config_before_the_strategy(monkeypatch, task, cluster,
+                                                                chief):
+    """The commands draw curves.png after training only in the process that writes the run."""
+    from keras_resnet_cifar.training import distribution
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert distribution.is_chief_process("multi_worker") is chief
+    assert distribution.is_chief_process("auto") is True  # TF_CONFIG means nothing there
+    monkeypatch.delenv("TF_CONFIG")
+    assert distribution.is_chief_process("multi_worker") is True
