@@ -29,19 +29,19 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from keras_resnet_cifar.data import datasets  # no TensorFlow in the report
+from keras_resnet_cifar.data import cifar_files  # no TensorFlow in the report
 from keras_resnet_cifar.models import arch
 from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.errors import UserError
 
-CHANCE_ACCURACY = 1 / datasets.NUM_CLASSES
+CHANCE_ACCURACY = 1 / cifar_files.NUM_CLASSES
 CHANCE_ERROR = 1 - CHANCE_ACCURACY
 PROJECT_TRAINER = "keras_resnet_cifar"
 # What a run's recipe is not: the network, the seed (several seeds of one recipe are
 # pooled), how the run executed (rundir.EXECUTION_FIELDS) and which trainer ran it.
 NOT_RECIPE = ("model", "seed", "trainer", *rundir.EXECUTION_FIELDS)
 # The training set of CIFAR-10 (five batches of 10,000), before any validation hold-out.
-CIFAR10_TRAIN_IMAGES = len(datasets.TRAIN_BATCHES) * datasets.RECORDS_PER_BATCH
+CIFAR10_TRAIN_IMAGES = len(cifar_files.TRAIN_BATCHES) * cifar_files.RECORDS_PER_BATCH
 
 
 @dataclasses.dataclass(frozen=True)
