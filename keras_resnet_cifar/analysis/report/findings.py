@@ -378,6 +378,23 @@ def _stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
                 None)
 
 
+def _residual_vs_plain(claim: str, measure: Callable[[Run], float], residual: Sequence[Run],
+                       plain: Sequence[Run], depth: int, epoch: float, evidence: str,
+                       digits: int, after: str = "") -> dict[str, Any]:
+    """A finding that ``measure`` (per seed) is lower in the residual net than the plain one.
+
+    The evidence reads ``{evidence}resnetN <values> vs plainN <values>{after}; <test>.``
+    """
+    a, b = [measure(x) for x in residual], [measure(x) for x in plain]
+    test = stats.welch(a, b)
+    return _finding(
+        claim, HE, stats.verdict(test, -1),
+        f"{evidence}resnet{depth} {', '.join(f'{v:.{digits}f}' for v in a)} vs plain{depth} "
+        f"{', '.join(f'{v:.{digits}f}' for v in b)}{after}; "
+        + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
+        depth=depth, epoch=epoch, residual=a, plain=b, test=test.as_dict() if test else None)
+
+
 def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) -> list[dict]:
     """He et al.'s Figure 7 and the "gradient highway" at one depth, over seeds."""
     p = [r for r in plain if r.layer_stats]
@@ -390,39 +407,23 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
     trained = [e for e in common if e > 0]
     if trained:
         last = trained[-1]
-
-        def response(run):
-            return float(np.mean(_stats_at(run, last)["response_std"]))
-
-        a, b = [response(x) for x in r], [response(x) for x in p]
-        test = stats.welch(a, b)
-        out.append(_finding(
+        out.append(_residual_vs_plain(
             f"At depth {depth}, residual functions respond more weakly than plain layers "
-            "(He et al., Figure 7)", HE, stats.verdict(test, -1),
-            f"after epoch {last:g}, mean std of the 3x3 layers' BN outputs on one fixed batch: "
-            f"resnet{depth} {', '.join(f'{v:.3f}' for v in a)} vs plain{depth} "
-            f"{', '.join(f'{v:.3f}' for v in b)} (per seed); "
-            + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
-            depth=depth, epoch=last, residual=a, plain=b,
-            test=test.as_dict() if test else None))
+            "(He et al., Figure 7)",
+            lambda run: float(np.mean(_stats_at(run, last)["response_std"])), r, p, depth, last,
+            f"after epoch {last:g}, mean std of the 3x3 layers' BN outputs on one fixed batch: ",
+            digits=3, after=" (per seed)"))
     for epoch in common:
-        def unevenness(run):
+        def unevenness(run, epoch=epoch):
             row = _stats_at(run, epoch)
             return abs(math.log10(_early_late_ratio(run.layer_stats["gradient_layers"],
                                                     row["gradient_norm"])))
 
-        a, b = [unevenness(x) for x in r], [unevenness(x) for x in p]
-        test = stats.welch(a, b)
-        out.append(_finding(
+        out.append(_residual_vs_plain(
             f"At depth {depth}, epoch {epoch:g}: gradients reach the early layers more evenly "
-            "in the residual net (the 'gradient highway')", HE, stats.verdict(test, -1),
-            f"|log10| of the median kernel-gradient norm of the first third of conv layers "
-            f"over the last third (0 = even), per seed: resnet{depth} "
-            f"{', '.join(f'{v:.2f}' for v in a)} vs plain{depth} "
-            f"{', '.join(f'{v:.2f}' for v in b)}; "
-            + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
-            depth=depth, epoch=epoch, residual=a, plain=b,
-            test=test.as_dict() if test else None))
+            "in the residual net (the 'gradient highway')", unevenness, r, p, depth, epoch,
+            "|log10| of the median kernel-gradient norm of the first third of conv layers "
+            "over the last third (0 = even), per seed: ", digits=2))
     return out
 
 
