@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from keras_resnet_cifar.analysis import report
-from keras_resnet_cifar.analysis.report import figures, findings, markdown, runs, tables
+from keras_resnet_cifar.analysis.report import evidence, figures, findings, markdown, runs, tables
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
@@ -188,7 +188,7 @@ def test_degradation_contradicted_when_the_deep_plain_net_trains_better(tmp_path
     assert "plain56 29.00% ± 1.00 (std over 3 seeds) vs plain20 39.00% ± 1.00" in found[0]["evidence"]
     stuck = [dataclasses.replace(r, history=[dict(r.history[-1], accuracy=0.11)])
              for r in loaded[3:]]  # 1,280 images: the chance band is 88.3-90%
-    assert "plain56's training error is at chance level" in findings.at_chance(
+    assert "plain56's training error is at chance level" in evidence.at_chance(
         stuck, lambda r: 1 - r.history[-1]["accuracy"])
     assert {f["verdict"] for f in found[1:]} == {"not measured"}
 
