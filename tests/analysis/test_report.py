@@ -86,14 +86,6 @@ def study(tmp_path):
     ]
 
 
-def test_epochs_to_reach():
-    rows = [{"epoch": 1, "val_accuracy": 0.3}, {"epoch": 2, "val_accuracy": 0.55},
-            {"epoch": 3, "val_accuracy": 0.5}]
-    assert runs.epochs_to_reach(rows, 0.5) == 2
-    assert runs.epochs_to_reach(rows, 0.3) == 1
-    assert runs.epochs_to_reach(rows, 0.6) is None
-
-
 def test_table1_values_means_and_stds(study):
     levels = (0.5, 0.7)
     rows = tables.table1([runs.run_summary(runs.load_run(r), levels, runs.HISTORY)
@@ -263,12 +255,6 @@ def test_levels_are_chosen_from_the_runs_so_short_studies_are_measured(tmp_path)
 
     stuck = [runs.load_run(dirs[2])]
     assert runs.choose_levels(stuck)[0] == ()
-
-
-def test_train_set_size_follows_the_config():
-    assert runs.train_set_size({"dataset": "cifar10"}) == 50_000
-    assert runs.train_set_size({"dataset": "cifar10", "validation_split": 5000}) == 45_000
-    assert runs.train_set_size({"dataset": "synthetic", "synthetic_train_size": 640}) == 640
 
 
 def test_commands_name_the_real_run_directory(study, tmp_path, monkeypatch):
