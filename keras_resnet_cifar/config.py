@@ -25,7 +25,7 @@ from typing import Any
 
 from keras_resnet_cifar.models import arch  # no Keras: flags are checked before TensorFlow loads
 
-DATASETS = ("cifar10", "synthetic")
+from keras_resnet_cifar.data.datasets import DATASETS  # no TensorFlow: one definition
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # The seed goes to NumPy's and TensorFlow's generators, which take 32 bits; counts end

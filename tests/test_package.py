@@ -67,3 +67,21 @@ def test_importing_the_package_loads_neither_keras_nor_tensorflow():
                    "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_folders_and_config_import_nothing_heavy():
+    """The domain folders' __init__ import nothing; config (the flags' checks, with the
+    data room's DATASETS) imports neither Keras nor TensorFlow."""
+    done = _python(
+        "import sys, importlib\n"
+        "folders = ('data', 'models', 'training', 'deploy', 'analysis')\n"
+        "for name in folders:\n"
+        "    importlib.import_module(f'keras_resnet_cifar.{name}')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('keras_resnet_cifar.')))\n"
+        "import keras_resnet_cifar.config\n"
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    assert done.returncode == 0, done.stderr[-2000:]
+    folders, heavy = done.stdout.strip().splitlines()
+    assert folders == str([f"keras_resnet_cifar.{n}" for n in sorted(
+        ("data", "models", "training", "deploy", "analysis"))])
+    assert heavy == "[]"

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
 
 import keras
 import numpy as np
@@ -67,11 +66,6 @@ def segment_stats(batch_errors: list[float], batch_images: list[float]) -> tuple
     mean = float(np.sum(errors * weights) / np.sum(weights))
     se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None
     return mean, se
-
-
-def read(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The curve.json of a run directory, or None when it has none."""
-    return rundir.read_curve(run_dir)
 
 
 class CurveRecorder(keras.callbacks.Callback):

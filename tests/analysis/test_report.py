@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from keras_resnet_cifar.analysis import report
-from keras_resnet_cifar.analysis.report import figures, findings, markdown, runs, tables
+from keras_resnet_cifar.analysis.report import evidence, figures, findings, markdown, runs, tables
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
@@ -84,14 +84,6 @@ def study(tmp_path):
         make_run(tmp_path, "resnet56", 0, [0.6, 0.85, 0.95], [0.6, 0.75, 0.85],
                  stats=stats(56, 0.4, 1.5, 1.0)),
     ]
-
-
-def test_epochs_to_reach():
-    rows = [{"epoch": 1, "val_accuracy": 0.3}, {"epoch": 2, "val_accuracy": 0.55},
-            {"epoch": 3, "val_accuracy": 0.5}]
-    assert runs.epochs_to_reach(rows, 0.5) == 2
-    assert runs.epochs_to_reach(rows, 0.3) == 1
-    assert runs.epochs_to_reach(rows, 0.6) is None
 
 
 def test_table1_values_means_and_stds(study):
@@ -188,7 +180,7 @@ def test_degradation_contradicted_when_the_deep_plain_net_trains_better(tmp_path
     assert "plain56 29.00% ± 1.00 (std over 3 seeds) vs plain20 39.00% ± 1.00" in found[0]["evidence"]
     stuck = [dataclasses.replace(r, history=[dict(r.history[-1], accuracy=0.11)])
              for r in loaded[3:]]  # 1,280 images: the chance band is 88.3-90%
-    assert "plain56's training error is at chance level" in findings.at_chance(
+    assert "plain56's training error is at chance level" in evidence.at_chance(
         stuck, lambda r: 1 - r.history[-1]["accuracy"])
     assert {f["verdict"] for f in found[1:]} == {"not measured"}
 
@@ -263,12 +255,6 @@ def test_levels_are_chosen_from_the_runs_so_short_studies_are_measured(tmp_path)
 
     stuck = [runs.load_run(dirs[2])]
     assert runs.choose_levels(stuck)[0] == ()
-
-
-def test_train_set_size_follows_the_config():
-    assert runs.train_set_size({"dataset": "cifar10"}) == 50_000
-    assert runs.train_set_size({"dataset": "cifar10", "validation_split": 5000}) == 45_000
-    assert runs.train_set_size({"dataset": "synthetic", "synthetic_train_size": 640}) == 640
 
 
 def test_commands_name_the_real_run_directory(study, tmp_path, monkeypatch):

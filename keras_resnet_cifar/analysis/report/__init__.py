@@ -7,14 +7,16 @@ r"""The study's report: Table 1, the findings with verdicts, the figures, report
 One module per part, each usable alone:
 
 * :mod:`~keras_resnet_cifar.analysis.report.runs`: loading run directories (through
-  :mod:`keras_resnet_cifar.training.rundir`), their recipe (runs of different recipes are
-  never pooled), the per-run numbers, the accuracy levels;
+  :mod:`keras_resnet_cifar.training.rundir`), the per-run numbers, the accuracy levels;
+* :mod:`~keras_resnet_cifar.analysis.report.recipes`: their recipe (runs of different
+  recipes are never pooled);
 * :mod:`~keras_resnet_cifar.analysis.report.stats`: the verdict rule (Welch's t-test over
   seeds; p < 0.05 with the claimed sign);
 * :mod:`~keras_resnet_cifar.analysis.report.tables`: Table 1 (mean ± std over seeds, n),
   the study's cost, as Markdown and CSV;
 * :mod:`~keras_resnet_cifar.analysis.report.findings`: the reproduction paper's four
-  claims and He et al.'s, each with a verdict over seeds;
+  claims and He et al.'s, each with a verdict over seeds, made of
+  :mod:`~keras_resnet_cifar.analysis.report.evidence` (one measure compared over seeds);
 * :mod:`~keras_resnet_cifar.analysis.report.reference`: the project's runs beside the
   reference PyTorch trainer's;
 * :mod:`~keras_resnet_cifar.analysis.report.figures`: the figures (every seed faintly, the
@@ -47,7 +49,8 @@ from typing import Any, Sequence
 
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.analysis.report import figures, findings, markdown, reference, runs, tables
+from keras_resnet_cifar.analysis.report import (figures, findings, markdown, recipes, reference,
+                                                runs, tables)
 
 
 @dataclasses.dataclass
@@ -85,7 +88,7 @@ def build(run_dirs: Sequence[str | os.PathLike], *,
     if stray is not None:
         raise UserError(f"{stray.path} was written by another trainer ({stray.trainer}): "
                         "give it as a reference run (--reference_runs), not as a study run.")
-    runs.check_one_recipe(loaded, "study's runs")
+    recipes.check_one_recipe(loaded, "study's runs")
     refs = [runs.load_run(d) for d in reference_dirs]
     source, source_note = runs.convergence_source(loaded)
     if accuracy_levels is None:

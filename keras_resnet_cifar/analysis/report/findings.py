@@ -15,7 +15,8 @@ Two sets of claims:
 Every verdict follows :mod:`keras_resnet_cifar.analysis.report.stats` (Welch's t-test
 over seeds, or a one-sample t-test of a per-seed quantity; p < 0.05 with the
 claimed sign). A finding is a dict: "claim", "source", "verdict", "evidence" (a
-sentence with the numbers) and "numbers".
+sentence with the numbers) and "numbers", made with
+:mod:`keras_resnet_cifar.analysis.report.evidence`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from keras_resnet_cifar.analysis.report import stats
+from keras_resnet_cifar.analysis.report.evidence import (
+    at_chance, compare, finding, pct_spread, test_error, training_error_measure,
+    within_run_note)
 from keras_resnet_cifar.analysis.report.runs import CHANCE_ERROR, Run, by_model, passes_to_train_error
 
 PAPER = "Shinde (2025)"
@@ -50,100 +54,6 @@ CONVERGENCE_RULE = (
     "advantage, (plain56 - resnet56) - (plain20 - resnet20) in test error per seed, with a "
     "one-sample t-test against 0 (a paired test: the four networks of a seed share its data "
     "order). Claim (a) needs both its parts (training and test error) supported.")
-
-
-def _finding(claim: str, source: str, verdict: str, evidence: str,
-             **numbers) -> dict[str, Any]:
-    return {"claim": claim, "source": source, "verdict": verdict, "evidence": evidence,
-            "numbers": numbers}
-
-
-def _pct_spread(values: Sequence[float]) -> str:
-    """"41.29 ± 1.20 (std over 3 seeds)" or "41.29 (one seed)", in percent."""
-    mean, std, n = stats.mean_std(values)
-    if mean is None:
-        return "n/a"
-    return (f"{100 * mean:.2f}% ± {100 * std:.2f} (std over {n} seeds)" if n > 1
-            else f"{100 * mean:.2f}% (one seed)")
-
-
-# ---------------------------------------------------------------------------
-# Per-run measures.
-
-def test_error(run: Run) -> float | None:
-    """The final test error (whole test set when evaluated)."""
-    return run.final_test_error
-
-
-def training_error_measure(runs: Sequence[Run]) -> tuple[str, Callable[[Run], float | None]]:
-    """How "training error" is measured for all of ``runs``: the last curve segment's
-    when every run has curve points, else the last epoch's (never a mix)."""
-    if runs and all(r.curve_points for r in runs):
-        return ("training error over the last curve segment",
-                lambda r: r.last_point["train_error"])
-    return ("training error over the last epoch",
-            lambda r: (1 - r.history[-1]["accuracy"])
-            if r.history and r.history[-1].get("accuracy") is not None else None)
-
-
-def _within_run_note(a: Run, b: Run, what: str) -> str:
-    """A within-run standard error of one-run comparisons: information only."""
-    if what == "test":
-        errors = [(r.final_test_error, r.final_test[1]) for r in (a, b)]
-        if all(e is not None and n for e, n in errors):
-            se = math.sqrt(sum(e * (1 - e) / n for e, n in errors))
-            return (f"within-run binomial SE of the difference {100 * se:.2f} points on "
-                    f"{errors[0][1]:,} and {errors[1][1]:,} test images (information only)")
-        return ""
-    points = [r.last_point for r in (a, b)]
-    if all(p and p.get("train_error_se") for p in points):
-        se = math.hypot(*(p["train_error_se"] for p in points))
-        return (f"within-run SE of the difference over the segments' batches "
-                f"{100 * se:.2f} points (information only)")
-    return ""
-
-
-def compare(a_runs: Sequence[Run], b_runs: Sequence[Run], measure: Callable[[Run], Any],
-            claimed_sign: int, what: str, kind: str = "test") -> tuple[str, str, dict]:
-    """Welch's t-test of ``measure`` over the seeds of a minus those of b.
-
-    Returns:
-        (verdict, evidence sentence, numbers).
-    """
-    a = [measure(r) for r in a_runs]
-    b = [measure(r) for r in b_runs]
-    test = stats.welch(a, b)
-    verdict = stats.verdict(test, claimed_sign)
-    name_a, name_b = a_runs[0].model, b_runs[0].model
-    text = f"{what}: {name_a} {_pct_spread(a)} vs {name_b} {_pct_spread(b)}; "
-    if test is not None:
-        text += test.describe()
-    else:
-        ma, mb = stats.mean_std(a)[0], stats.mean_std(b)[0]
-        if ma is None or mb is None:
-            verdict = stats.NOT_MEASURED
-            text += "not measured"
-        else:
-            note = (_within_run_note(a_runs[0], b_runs[0], kind)
-                    if len(a_runs) == 1 and len(b_runs) == 1 else "")
-            text += (f"difference {100 * (ma - mb):+.2f} points; no test with one seed"
-                     + (f" ({note})" if note else ""))
-    numbers = {"a": name_a, "b": name_b, "a_values": a, "b_values": b,
-               "test": test.as_dict() if test else None}
-    return verdict, text, numbers
-
-
-def at_chance(runs: Sequence[Run], measure: Callable[[Run], Any]) -> str:
-    """A warning when a net's mean training error is within two binomial SEs of chance."""
-    values = [v for v in (measure(r) for r in runs) if v is not None]
-    if not values:
-        return ""
-    n = runs[0].images_per_epoch or runs[0].train_set_size
-    if np.mean(values) < CHANCE_ERROR - 2 * math.sqrt(CHANCE_ERROR * (1 - CHANCE_ERROR) / n):
-        return ""
-    return (f" {runs[0].model}'s training error is at chance level "
-            f"({100 * CHANCE_ERROR:.0f}%): it had not started learning, an extreme form of "
-            "the degradation the claim describes.")
 
 
 # ---------------------------------------------------------------------------
@@ -193,7 +103,7 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
              "plain one (passes to a training-error level)")
     level = convergence_level([plain, residual])
     if level is None:
-        return _finding(claim, source, stats.NOT_MEASURED,
+        return finding(claim, source, stats.NOT_MEASURED,
                         "needs curve points in every run, and runs that left chance.")
     seeds = _common_seeds(plain, residual)
     ratios, rows, early = [], [], 0
@@ -230,7 +140,7 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
         evidence += (f" (per seed {', '.join(f'{x:.2f}' for x in ratios)}); log ratio vs 0 "
                      f"(faster at all): {faster.describe(1, '', 3)}; vs log 2 (2x): "
                      f"{twice.describe(1, '', 3)}")
-    return _finding(claim, source, verdict, evidence + ".", depth=depth, level=level,
+    return finding(claim, source, verdict, evidence + ".", depth=depth, level=level,
                     ratios=ratios, seeds=seeds, geometric_mean_ratio=geometric,
                     crossings_before_first_point=early,
                     test_faster=faster.as_dict() if faster else None,
@@ -250,12 +160,12 @@ def paper_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
         lo, hi = pair
         v_train, t_train, n_train = compare(hi, lo, train_error, +1, train_name, "train")
         v_test, t_test, n_test = compare(hi, lo, test_error, +1, "final test error")
-        out.append(_finding(claim, PAPER, stats.combine([v_train, v_test]),
+        out.append(finding(claim, PAPER, stats.combine([v_train, v_test]),
                             f"{t_train} ({v_train}); {t_test} ({v_test})."
                             + at_chance(hi, train_error),
                             training_error=n_train, test_error=n_test))
     else:
-        out.append(_finding(claim, PAPER, stats.NOT_MEASURED, "needs plain20 and plain56 runs."))
+        out.append(finding(claim, PAPER, stats.NOT_MEASURED, "needs plain20 and plain56 runs."))
 
     # (b) ResNet-56 above ResNet-20.
     claim = "(b) ResNet-56 is above ResNet-20: lower test error"
@@ -264,10 +174,10 @@ def paper_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
         lo, hi = pair
         verdict, text, numbers = compare(hi, lo, test_error, -1, "final test error")
         _, t_train, n_train = compare(hi, lo, train_error, -1, train_name, "train")
-        out.append(_finding(claim, PAPER, verdict, f"{text}. Information: {t_train}.",
+        out.append(finding(claim, PAPER, verdict, f"{text}. Information: {t_train}.",
                             test_error=numbers, training_error=n_train))
     else:
-        out.append(_finding(claim, PAPER, stats.NOT_MEASURED,
+        out.append(finding(claim, PAPER, stats.NOT_MEASURED,
                             "needs resnet20 and resnet56 runs."))
 
     # (c) The residual advantage grows with depth.
@@ -293,11 +203,11 @@ def paper_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 + (test.describe() if test else "no test with one seed") + " (one-sample "
                 "t-test of the seed-paired growth against 0)") if seeds else \
             "no seed has all four networks"
-        out.append(_finding(claim, PAPER, verdict, text + ".", seeds=seeds,
+        out.append(finding(claim, PAPER, verdict, text + ".", seeds=seeds,
                             advantage_20=adv20, advantage_56=adv56, growth=growth,
                             test=test.as_dict() if test else None))
     else:
-        out.append(_finding(claim, PAPER, stats.NOT_MEASURED,
+        out.append(finding(claim, PAPER, stats.NOT_MEASURED,
                             "needs plain20, resnet20, plain56 and resnet56 runs."))
 
     # (d) ResNet-20 converges 2x faster than plain-20.
@@ -308,7 +218,7 @@ def paper_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
                          "(passes to a training-error level)"
         out.append(found)
     else:
-        out.append(_finding("(d) ResNet-20 converges 2x faster than plain-20", PAPER,
+        out.append(finding("(d) ResNet-20 converges 2x faster than plain-20", PAPER,
                             stats.NOT_MEASURED, "needs plain20 and resnet20 runs."))
     return out
 
@@ -333,7 +243,7 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
     by_step = [{p["step"]: p["train_error"] for p in r.curve_points} for r in (*deep, *shallow)]
     steps = sorted(set.intersection(*(set(s) for s in by_step))) if by_step else []
     if not steps:
-        return _finding(claim, HE, stats.NOT_MEASURED, f"{a} and {b} have no curve point "
+        return finding(claim, HE, stats.NOT_MEASURED, f"{a} and {b} have no curve point "
                         "at the same step.")
     tests = []
     for step in steps:
@@ -356,12 +266,12 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
                        stats.SUPPORTED if above == len(steps) else stats.NOT_DECIDED)
         else:
             verdict = stats.verdict(last_test, -1)
-    evidence = (counts + f"over the last curve segment, up to {where}: {a} {_pct_spread(last_d)}"
-                f" vs {b} {_pct_spread(last_s)}; "
+    evidence = (counts + f"over the last curve segment, up to {where}: {a} {pct_spread(last_d)}"
+                f" vs {b} {pct_spread(last_s)}; "
                 + (last_test.describe() if last_test else
-                   "no test with one seed" + (f" ({_within_run_note(deep[0], shallow[0], 'train')})"
+                   "no test with one seed" + (f" ({within_run_note(deep[0], shallow[0], 'train')})"
                                               if len(deep) == len(shallow) == 1 else "")) + ".")
-    return _finding(claim, HE, verdict, evidence, deep=a, shallow=b, steps=steps,
+    return finding(claim, HE, verdict, evidence, deep=a, shallow=b, steps=steps,
                     differences=[float(np.mean(d) - np.mean(s)) for d, s, _ in tests],
                     p_values=[t.p if t else None for *_, t in tests])
 
@@ -378,6 +288,23 @@ def _stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
                 None)
 
 
+def _residual_vs_plain(claim: str, measure: Callable[[Run], float], residual: Sequence[Run],
+                       plain: Sequence[Run], depth: int, epoch: float, evidence: str,
+                       digits: int, after: str = "") -> dict[str, Any]:
+    """A finding that ``measure`` (per seed) is lower in the residual net than the plain one.
+
+    The evidence reads ``{evidence}resnetN <values> vs plainN <values>{after}; <test>.``
+    """
+    a, b = [measure(x) for x in residual], [measure(x) for x in plain]
+    test = stats.welch(a, b)
+    return finding(
+        claim, HE, stats.verdict(test, -1),
+        f"{evidence}resnet{depth} {', '.join(f'{v:.{digits}f}' for v in a)} vs plain{depth} "
+        f"{', '.join(f'{v:.{digits}f}' for v in b)}{after}; "
+        + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
+        depth=depth, epoch=epoch, residual=a, plain=b, test=test.as_dict() if test else None)
+
+
 def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) -> list[dict]:
     """He et al.'s Figure 7 and the "gradient highway" at one depth, over seeds."""
     p = [r for r in plain if r.layer_stats]
@@ -390,39 +317,23 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
     trained = [e for e in common if e > 0]
     if trained:
         last = trained[-1]
-
-        def response(run):
-            return float(np.mean(_stats_at(run, last)["response_std"]))
-
-        a, b = [response(x) for x in r], [response(x) for x in p]
-        test = stats.welch(a, b)
-        out.append(_finding(
+        out.append(_residual_vs_plain(
             f"At depth {depth}, residual functions respond more weakly than plain layers "
-            "(He et al., Figure 7)", HE, stats.verdict(test, -1),
-            f"after epoch {last:g}, mean std of the 3x3 layers' BN outputs on one fixed batch: "
-            f"resnet{depth} {', '.join(f'{v:.3f}' for v in a)} vs plain{depth} "
-            f"{', '.join(f'{v:.3f}' for v in b)} (per seed); "
-            + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
-            depth=depth, epoch=last, residual=a, plain=b,
-            test=test.as_dict() if test else None))
+            "(He et al., Figure 7)",
+            lambda run: float(np.mean(_stats_at(run, last)["response_std"])), r, p, depth, last,
+            f"after epoch {last:g}, mean std of the 3x3 layers' BN outputs on one fixed batch: ",
+            digits=3, after=" (per seed)"))
     for epoch in common:
-        def unevenness(run):
+        def unevenness(run, epoch=epoch):
             row = _stats_at(run, epoch)
             return abs(math.log10(_early_late_ratio(run.layer_stats["gradient_layers"],
                                                     row["gradient_norm"])))
 
-        a, b = [unevenness(x) for x in r], [unevenness(x) for x in p]
-        test = stats.welch(a, b)
-        out.append(_finding(
+        out.append(_residual_vs_plain(
             f"At depth {depth}, epoch {epoch:g}: gradients reach the early layers more evenly "
-            "in the residual net (the 'gradient highway')", HE, stats.verdict(test, -1),
-            f"|log10| of the median kernel-gradient norm of the first third of conv layers "
-            f"over the last third (0 = even), per seed: resnet{depth} "
-            f"{', '.join(f'{v:.2f}' for v in a)} vs plain{depth} "
-            f"{', '.join(f'{v:.2f}' for v in b)}; "
-            + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
-            depth=depth, epoch=epoch, residual=a, plain=b,
-            test=test.as_dict() if test else None))
+            "in the residual net (the 'gradient highway')", unevenness, r, p, depth, epoch,
+            "|log10| of the median kernel-gradient norm of the first third of conv layers "
+            "over the last third (0 = even), per seed: ", digits=2))
     return out
 
 
@@ -435,7 +346,7 @@ def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
         p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
         if p and r:
             verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
-            out.append(_finding(f"At depth {depth}, the residual net is more accurate than "
+            out.append(finding(f"At depth {depth}, the residual net is more accurate than "
                                 "the plain one (lower test error)", HE, verdict, text + ".",
                                 depth=depth, **numbers))
     for family, residual in (("plain", False), ("resnet", True)):

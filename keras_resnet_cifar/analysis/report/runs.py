@@ -12,36 +12,28 @@ segment*: curve.json's last point (the batches since the point before).
 *Passes (or epochs) to X%*: the first curve point (or per-epoch evaluation)
 whose test accuracy reaches X; one source for all runs of a report
 (:func:`convergence_source`), never a mix.
-
-A report pools runs of one *recipe* only: every TrainConfig field except the
-model, the seed and how the run executed (:data:`NOT_RECIPE`); the reference
-trainer's runs carry ``"trainer"`` in config.json, which is not part of the recipe
-either (:func:`recipe_of`, :func:`check_one_recipe`).
+Which runs may be pooled (one recipe) is :mod:`keras_resnet_cifar.analysis.report.recipes`'.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from keras_resnet_cifar.data import datasets  # no TensorFlow in the report
+from keras_resnet_cifar.data import cifar_files  # no TensorFlow in the report
 from keras_resnet_cifar.models import arch
 from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.errors import UserError
 
-CHANCE_ACCURACY = 1 / datasets.NUM_CLASSES
+CHANCE_ACCURACY = 1 / cifar_files.NUM_CLASSES
 CHANCE_ERROR = 1 - CHANCE_ACCURACY
 PROJECT_TRAINER = "keras_resnet_cifar"
-# What a run's recipe is not: the network, the seed (several seeds of one recipe are
-# pooled), how the run executed (rundir.EXECUTION_FIELDS) and which trainer ran it.
-NOT_RECIPE = ("model", "seed", "trainer", *rundir.EXECUTION_FIELDS)
 # The training set of CIFAR-10 (five batches of 10,000), before any validation hold-out.
-CIFAR10_TRAIN_IMAGES = len(datasets.TRAIN_BATCHES) * datasets.RECORDS_PER_BATCH
+CIFAR10_TRAIN_IMAGES = len(cifar_files.TRAIN_BATCHES) * cifar_files.RECORDS_PER_BATCH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,47 +373,6 @@ def by_model(runs: Sequence[Run]) -> dict[str, list[Run]]:
 def first_of_each_model(runs: Sequence[Run]) -> dict[str, Run]:
     """{model: its run with the lowest seed}."""
     return {m: rs[0] for m, rs in by_model(runs).items()}
-
-
-def recipe_of(run: Run) -> dict[str, Any]:
-    """The run's training recipe: its config without :data:`NOT_RECIPE`, with
-    TrainConfig's defaults for fields an older config.json lacks."""
-    from keras_resnet_cifar.config import TrainConfig  # no TensorFlow
-
-    defaults = json.loads(TrainConfig().to_json())
-    return {k: v for k, v in {**defaults, **run.config}.items() if k not in NOT_RECIPE}
-
-
-def recipes(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """The distinct recipes of ``runs``, in the order they first appear."""
-    out: list[dict[str, Any]] = []
-    for run in runs:
-        if recipe_of(run) not in out:
-            out.append(recipe_of(run))
-    return out
-
-
-def recipe_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """"epochs 3 vs 1, lr_boundaries [1.2, 1.8] vs [80, 120]": where two recipes differ."""
-    return ", ".join(f"{k} {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b))
-                     if a.get(k) != b.get(k))
-
-
-def check_one_recipe(runs: Sequence[Run], what: str = "runs") -> dict[str, Any]:
-    """The recipe all ``runs`` share.
-
-    Raises:
-        UserError: two recipes (one line naming a run of each and how they differ).
-    """
-    known = recipes(runs)
-    if len(known) > 1:
-        a = next(r for r in runs if recipe_of(r) == known[0])
-        b = next(r for r in runs if recipe_of(r) == known[1])
-        raise UserError(
-            f"The {what} were trained with {len(known)} different recipes, which a report "
-            f"never pools: {a.path} and {b.path} differ in "
-            f"{recipe_differences(known[0], known[1])}; report each recipe's runs separately.")
-    return known[0] if known else {}
 
 
 def expand_run_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:

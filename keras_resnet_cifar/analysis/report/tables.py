@@ -171,7 +171,7 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list
         reproduction_schedule: the reproduction's, e.g. "200 epochs".
     """
     head = ["model", f"ours: test error (%) ± SE, after {ours}",
-            f"ours: training error (%) ± SE, last segment",
+            "ours: training error (%) ± SE, last segment",
             f"He et al. (2016) test error (%), after {theirs}",
             f"reproduction test error (%), after {reproduction_schedule}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
