@@ -33,9 +33,6 @@ the two alternate A B A B ... on the same machine, and the ratio is reported pai
 by pair and as a median, with the date and the load average: this machine's
 speed drifts, and other work sharing its cores slows the peer most.
 
-Old spellings: ``--export`` is ``--model_path``, ``--export_runs`` is
-``--inference_runs``, ``--json=PATH`` is ``--out=PATH`` and ``--json=-`` is ``--json``.
-
 The measurements are :mod:`keras_resnet_cifar.analysis.benchmarking`'s.
 """
 
@@ -44,7 +41,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
 
 from absl import flags
 
@@ -151,33 +147,6 @@ def _on_path(name: str) -> bool:
     return shutil.which(name) is not None
 
 
-_BOOLEAN = r"(?i:true|false|t|f|1|0)"
-# Old spellings. --json took a path ("-": standard output, after the table); it is now
-# a switch, and the path is --out's.
-RENAMED = (cli.Renamed("export", "model_path"), cli.Renamed("export_runs", "inference_runs"),
-           cli.Renamed("json", "out", values=rf"(?!-$|{_BOOLEAN}$).+"))
-
-
-def old_json_to_stdout(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``--json=-`` (JSON on standard output, before ``--json`` was a switch) as ``--json``.
-
-    Returns:
-        (the new argv, a deprecation notice if it was used).
-    """
-    out, args = [], list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg in ("--json", "-json") and args[:1] == ["-"]:
-            arg = f"{arg}=" + args.pop(0)  # absl's "--name value" form
-        out.append("--json" if arg in ("--json=-", "-json=-") else arg)
-    return out, (["warning: --json=- is now --json (JSON instead of the table); the old "
-                  "spelling still works for now."] if out != list(argv)
-                 else [])
-
-
 if __name__ == "__main__":
-    sys.argv, _notices = old_json_to_stdout(sys.argv)
-    for _notice in _notices:
-        print(_notice, file=sys.stderr)
     define_flags()
-    cli.run(main, trains=True, renamed=RENAMED, paths=("peer", "peer_script"))
+    cli.run(main, trains=True, paths=("peer", "peer_script"))

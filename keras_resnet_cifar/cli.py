@@ -28,10 +28,6 @@ positional args     input files (images, ``.npy``, run directories)        predi
                                                                            report
 ==================  =====================================================  ==========================
 
-Old spellings (``--model_dir`` for an input, ``--model`` for a file in
-predict, ``--export_dir``, ``--reference_weights``, ``--output``, train's
-``--verbose=0|1|2``) still work and print a one-line deprecation notice.
-
 ``--trust_savedmodel`` (evaluate, export, predict, benchmark) loads a SavedModel
 that ``keras_resnet_cifar.export`` did not write: a SavedModel is a program
 (:func:`keras_resnet_cifar.deploy.predictor.check_trusted`).
@@ -59,7 +55,6 @@ Behaviour that every tool gets from :func:`run`:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import faulthandler
 import logging as std_logging
 import os
@@ -81,59 +76,9 @@ PATH_FLAGS = ("data_dir", "model_dir", "model_path", "out", "weights", "report_d
 _state = {"verbose": False}
 
 
-@dataclasses.dataclass(frozen=True)
-class Renamed:
-    """An old flag spelling that still works, with a deprecation notice.
-
-    Attributes:
-        old: the old flag name.
-        new: the flag it now means.
-        values: if set, a regular expression the old flag's value must match for
-            the rename to apply (e.g. train's ``--verbose=0|1|2``, now
-            ``--progress``, beside the shared boolean ``--verbose``).
-    """
-
-    old: str
-    new: str
-    values: str | None = None
-
-
 def expand_path(value: str) -> str:
     """``~`` and environment variables expanded (``-`` and empty values unchanged)."""
     return os.path.expandvars(os.path.expanduser(value)) if value else value
-
-
-def rename_deprecated(argv: Sequence[str], renamed: Sequence[Renamed]) -> tuple[list[str],
-                                                                                 list[str]]:
-    """Rewrites old flag spellings in ``argv`` to the new ones.
-
-    Returns:
-        (the new argv, one notice per old spelling used).
-    """
-    out, notices, args = [argv[0]], [], list(argv[1:])
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            out.extend(args[i:])
-            break
-        m = re.fullmatch(r"--?([A-Za-z0-9_]+)(?:=(.*))?", arg, re.S)
-        rule = next((r for r in renamed if m and m.group(1) == r.old), None)
-        if rule is not None:
-            value, consumed = m.group(2), 0
-            if value is None and i + 1 < len(args) and not args[i + 1].startswith("-"):
-                value, consumed = args[i + 1], 1  # absl's "--name value" form
-            if rule.values is None or (value is not None and re.fullmatch(rule.values, value)):
-                notice = (f"warning: --{rule.old} is now --{rule.new}; the old spelling "
-                          "still works for now.")
-                if notice not in notices:
-                    notices.append(notice)
-                out.append(f"--{rule.new}" + ("" if value is None else f"={value}"))
-                i += 1 + consumed
-                continue
-        out.append(arg)
-        i += 1
-    return out, notices
 
 
 def use_onednn_by_default() -> None:
@@ -323,7 +268,7 @@ def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[s
 
 
 def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
-        required: Mapping[str, str] | None = None, renamed: Sequence[Renamed] = (),
+        required: Mapping[str, str] | None = None,
         trains: bool = False, paths: Sequence[str] = ()) -> None:
     """Parses the flags, applies the shared conventions and runs ``main(argv)``.
 
@@ -332,13 +277,9 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
             arguments (with ``~`` expanded).
         takes_files: whether positional arguments are allowed.
         required: flag name -> what it is, for flags that must be given.
-        renamed: old flag spellings that still work.
         trains: the tool trains: oneDNN's CPU kernels by default.
         paths: further path flags of this tool (besides :data:`PATH_FLAGS`).
     """
-    argv, notices = rename_deprecated(sys.argv, renamed)
-    for notice in notices:
-        print(notice, file=sys.stderr)
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")
@@ -377,4 +318,4 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                 exit_with("interrupted", 130)
             raise
 
-    app.run(wrapped, argv=argv, flags_parser=_parse_flags)
+    app.run(wrapped, argv=sys.argv, flags_parser=_parse_flags)

@@ -87,5 +87,4 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     cli.run(main, required={"model_path": "a run directory, a .keras file, a SavedModel "
-                                          "folder or a .tflite file"},
-            renamed=[cli.Renamed("model_dir", "model_path")])
+                                          "folder or a .tflite file"})

@@ -119,6 +119,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, renamed=[cli.Renamed("model_dir", "model_path"),
-                           cli.Renamed("reference_weights", "weights"),
-                           cli.Renamed("export_dir", "out")])
+    cli.run(main)

@@ -109,5 +109,4 @@ if __name__ == "__main__":
     define_flags()
     cli.run(main, takes_files=True,
             required={"model_path": "a run directory, a .keras file, a SavedModel folder or "
-                                    "a .tflite file"},
-            renamed=[cli.Renamed("model", "model_path")])
+                                    "a .tflite file"})

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resnet_cifar import benchmark
 from keras_resnet_cifar.analysis import benchmarking
 from keras_resnet_cifar.models import networks
 from keras_resnet_cifar.training import loop
@@ -103,16 +102,12 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
 
 
 def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp_path):
-    """--json: JSON on stdout, nothing else. The old --export/--json=- spellings still work."""
+    """--json: JSON on stdout, nothing else."""
     model = tmp_path / "m.keras"
     networks.build_model("resnet8").save(model)
     r = _benchmark(*[a for a in TINY if not a.startswith("--models")], "--repeats=1",
-                   f"--export={model},{exported / 'model_float32.tflite'}", "--json=-")
+                   f"--model_path={model},{exported / 'model_float32.tflite'}", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stderr.splitlines()[:2] == [
-        "warning: --json=- is now --json (JSON instead of the table); the old spelling "
-        "still works for now.",
-        "warning: --export is now --model_path; the old spelling still works for now."]
     report = json.loads(r.stdout)
     assert report["training"] == {} and report["evaluation"] == {}
     assert "skipped" in report["pipeline"]
@@ -143,21 +138,6 @@ def test_user_errors_are_one_line(args, message):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
-
-
-def test_old_json_path_is_out_and_old_json_dash_is_the_switch():
-    argv, notices = benchmark.old_json_to_stdout(
-        ["prog", "--json=-", "--models=resnet8", "--json", "-"])
-    assert argv == ["prog", "--json", "--models=resnet8", "--json"] and len(notices) == 1
-    assert benchmark.old_json_to_stdout(["prog", "--json", "--out=a.json"]) == (
-        ["prog", "--json", "--out=a.json"], [])
-    from keras_resnet_cifar import cli
-
-    argv, notices = cli.rename_deprecated(
-        ["prog", "--json=b.json", "--json", "--json=true", "--json", "c.json"],
-        benchmark.RENAMED)
-    assert argv == ["prog", "--out=b.json", "--json", "--json=true", "--out=c.json"]
-    assert notices == ["warning: --json is now --out; the old spelling still works for now."]
 
 
 def test_serving_rates_times_batch_1_and_full_batches_of_128():

@@ -146,10 +146,9 @@ def test_cli_evaluates_and_prints_a_table(trained, tmp_path):
     data = datasets.synthetic(0, 64, seed=0)
     expected = model.predict(data.test.images.astype(np.float32), verbose=0).argmax(1)
     assert saved["accuracy"] == pytest.approx(np.mean(expected == data.test.labels))
-    bad = _cli(f"--model_dir={tmp_path / 'nothing'}")
+    bad = _cli(f"--model_path={tmp_path / 'nothing'}")
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
-        "warning: --model_dir is now --model_path; the old spelling still works for now.",
         f"error: No run directory, .keras file, SavedModel or .tflite file at "
         f"{tmp_path / 'nothing'}."]
 

@@ -431,15 +431,13 @@ def test_cli_errors_are_one_line_and_leave_nothing(exported, tmp_path):
 
 @pytest.mark.slow
 def test_cli_exports_a_keras_file(run_dir, tmp_path):
-    done = _cli(f"--model_dir={run_dir / 'model.keras'}", "--export_dir=ex", "--name=m",
+    done = _cli(f"--model_path={run_dir / 'model.keras'}", "--out=ex", "--name=m",
                 "--tflite=float32", "--parity_images=32", "--latency_runs=2",
                 "--dataset=synthetic", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tflite_float32" in done.stdout and "exported resnet8" in done.stdout
     assert _listing(tmp_path / "ex" / "m") == ["1"]
-    # The old spellings worked, each with one notice; the converter's own lines are hidden.
-    assert "warning: --model_dir is now --model_path" in done.stderr
-    assert "warning: --export_dir is now --out" in done.stderr
+    # The converter's own lines are hidden.
     assert not re.search(r"^[IWE]0000 ", done.stderr, re.M), done.stderr
 
 

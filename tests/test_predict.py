@@ -269,7 +269,6 @@ def test_cli_on_saved_model_and_dataset(models_dir, files):
     assert bad.stderr.strip().splitlines()[-1] == (
         f"error: {files / 'notes.txt'} is not a model: expected a run directory, a .keras "
         "file, a SavedModel folder or a .tflite file.")
-    old = _cli(f"--model={folder / 'model.tflite'}", "a.png", "--max_images=-1", cwd=files)
-    assert old.stderr.splitlines() == [
-        "warning: --model is now --model_path; the old spelling still works for now.",
-        "error: --max_images must be >= 0, got -1."]
+    negative = _cli(f"--model_path={folder / 'model.tflite'}", "a.png", "--max_images=-1",
+                    cwd=files)
+    assert negative.stderr.splitlines() == ["error: --max_images must be >= 0, got -1."]
