@@ -257,7 +257,7 @@ def model_card(source: Source, *, name: str, version: int, class_names: Sequence
 def _tflite_info(variant: str, blob: bytes) -> dict:
     runner = edge.TFLiteClassifier(blob)
     scale, zero_point = runner.input_quantization
-    info = {"file": tflite.file_name(variant), "bytes": len(blob),
+    info = {"file": contract.tflite_file(variant), "bytes": len(blob),
             "input_dtype": str(runner.input_dtype), "ops": tflite.ops_used(blob)}
     if variant == "int8":
         info["input_quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
@@ -285,10 +285,10 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
     else:  # the SavedModel is the source, copied unchanged
         variants[source.model.kind]["size_bytes"] = _folder_size(folder)
     for variant, blob in blobs.items():
-        runner = edge.TFLiteClassifier(folder / tflite.file_name(variant), num_threads=1)
+        runner = edge.TFLiteClassifier(folder / contract.tflite_file(variant), num_threads=1)
         variants[f"tflite_{variant}"] = {"predict": runner.predict, "predict_one": runner.predict,
                                          "size_bytes": len(blob),
-                                         "file": tflite.file_name(variant)}
+                                         "file": contract.tflite_file(variant)}
     report = parity.report(reference, variants, images, labels if data.real else None,
                            latency_runs=latency_runs,
                            progress=lambda name: logging.info(
@@ -423,7 +423,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
         # The converter's scratch folder goes inside the version's temporary one, so
         # whatever an interrupted export leaves is removed with it.
         blobs[variant] = tflite.convert(convertible, variant, data.calibration, workdir=tmp)
-        (tmp / tflite.file_name(variant)).write_bytes(blobs[variant])
+        (tmp / contract.tflite_file(variant)).write_bytes(blobs[variant])
     files = {v: _tflite_info(v, b) for v, b in blobs.items()}
     report = None
     if parity_images:

@@ -48,7 +48,7 @@ from absl import logging
 
 from keras_resnet_cifar import environment
 from keras_resnet_cifar.data import datasets, pipeline
-from keras_resnet_cifar.models import networks
+from keras_resnet_cifar.models import arch, networks
 from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.training.optimizer import ReferenceSGD, learning_rate_schedule
@@ -820,8 +820,8 @@ def _metrics(config, model, history, best, data, strategy, test_loss, test_accur
     return {
         "model": config.model,
         "shortcut": config.shortcut,
-        "residual": networks.parse_name(config.model).residual,
-        "depth": networks.parse_name(config.model).depth,
+        "residual": arch.parse_name(config.model).residual,
+        "depth": arch.parse_name(config.model).depth,
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         # Keras takes the softmax's logits: -log p is exact even where p underflows
