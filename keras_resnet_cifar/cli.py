@@ -81,6 +81,30 @@ def expand_path(value: str) -> str:
     return os.path.expandvars(os.path.expanduser(value)) if value else value
 
 
+# What --model_path names in the tools that load one trained model (evaluate, predict,
+# export): anything keras_resnet_cifar.deploy.predictor loads.
+MODEL_PATH = "a run directory, a .keras file, a SavedModel folder or a .tflite file"
+
+
+def define_model_flags() -> None:
+    """Defines the flags of the tools that load a trained model, with one help text each.
+
+    ``--model_path``, ``--checkpoint``, ``--trust_savedmodel`` and ``--data_dir``
+    (evaluate, predict and export; train's ``--data_dir`` says the same).
+    """
+    # Neither imports Keras or TensorFlow: --help stays instant.
+    from keras_resnet_cifar import train_flags
+    from keras_resnet_cifar.deploy import predictor
+
+    flags.DEFINE_string("model_path", None, f"The model: {MODEL_PATH} (export takes all "
+                        "but the last).")
+    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
+                      "In a run directory: final (model.keras), or the best or last "
+                      "checkpoint (checkpoints/{best,last}.keras).")
+    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
+    flags.DEFINE_string("data_dir", None, train_flags.help_text("data_dir"))
+
+
 def use_onednn_by_default() -> None:
     """Turns TensorFlow's oneDNN CPU kernels on (x86), unless the user chose.
 

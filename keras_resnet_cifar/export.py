@@ -34,12 +34,9 @@ from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_path", None, "A training run directory, a .keras file or a "
-                        "SavedModel folder (one from elsewhere needs --trust_savedmodel).")
+    cli.define_model_flags()
     flags.DEFINE_string("weights", None, "Export the reference ResNet built from these "
                         "resnetN.npz weights instead of --model_path.")
-    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
-                      "In a run directory: final (model.keras), last or best checkpoint.")
     flags.DEFINE_string("out", "exports", "Where <name>/<version>/ goes (TF Serving's "
                         "model base path is <out>/<name>).")
     flags.DEFINE_string("name", None, "Model name (TF Serving MODEL_NAME); default: the "
@@ -47,12 +44,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("version", None, "Version number; default: the next free one.")
     flags.DEFINE_string("dataset", None, "cifar10 or synthetic, for calibration and "
                         "parity; default: cifar10 when --data_dir is given, else synthetic.")
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (any official layout).")
     flags.DEFINE_list("tflite", list(VARIANTS), "TFLite variants to write.")
     flags.DEFINE_integer("calibration_images", 500, "Training images for int8 calibration.")
     flags.DEFINE_integer("parity_images", 10000, "Test images for the parity report (0: none).")
     flags.DEFINE_integer("latency_runs", 100, "Timed batch-1 calls per variant.")
-    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def _check_litert() -> None:

@@ -37,11 +37,7 @@ from keras_resnet_cifar.data.labels import format_ranked
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_path", None, "A run directory, a .keras file, a SavedModel "
-                        "folder (one from elsewhere needs --trust_savedmodel) or a .tflite "
-                        "file.")
-    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
-                      "In a run directory: final (model.keras), last or best checkpoint.")
+    cli.define_model_flags()
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
     flags.DEFINE_integer("top_k", 3, "How many classes to show per image.")
     flags.DEFINE_boolean("strict", False, "Refuse images that are not 32x32 instead of "
@@ -49,10 +45,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
     flags.DEFINE_string("dataset", None, "Score the test split of this data set "
                         "(cifar10 or synthetic) instead of, or as well as, images.")
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy for --dataset=cifar10.")
     flags.DEFINE_integer("max_images", 0, "With --dataset: score only the first N test "
                          "images (0: all).")
-    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def main(argv):
@@ -108,5 +102,4 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     cli.run(main, takes_files=True,
-            required={"model_path": "a run directory, a .keras file, a SavedModel folder or "
-                                    "a .tflite file"})
+            required={"model_path": cli.MODEL_PATH})
