@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import logging as std_logging
 import os
 import platform
@@ -63,7 +64,7 @@ import re
 import signal
 import sys
 import time
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from absl import app, flags
 from absl import logging
@@ -103,6 +104,39 @@ def define_model_flags() -> None:
                       "checkpoint (checkpoints/{best,last}.keras).")
     flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
     flags.DEFINE_string("data_dir", None, train_flags.help_text("data_dir"))
+
+
+def print_ranked(predictions: Sequence[dict], errors: Sequence[object], *, as_json: bool,
+                 footer: str | None = None, **json_fields: Any) -> None:
+    """Prints ranked predictions as predict and serving_client do, then ends like them.
+
+    Args:
+        predictions: {"input": name, "top": [{"class", "probability"}, ...], ...} per
+            image (:func:`keras_resnet_cifar.deploy.predictor.classify`).
+        errors: the inputs that could not be read or classified.
+        as_json: one JSON object (``json_fields``, then ``predictions`` and
+            ``errors``) instead of the table of
+            :func:`keras_resnet_cifar.data.labels.format_ranked`.
+        footer: a line printed after the table (not with ``as_json``).
+        **json_fields: further fields of the JSON object.
+
+    Raises:
+        SystemExit: 1 when there were errors (each already printed on stderr).
+    """
+    from keras_resnet_cifar.data.labels import format_ranked
+
+    if as_json:
+        print(json.dumps({**json_fields, "predictions": list(predictions),
+                          "errors": [str(e) for e in errors]}, indent=2))
+    else:
+        if predictions:
+            print(format_ranked(predictions))
+        if footer:
+            print(footer)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if errors:
+        raise SystemExit(1)
 
 
 def use_onednn_by_default() -> None:

@@ -23,7 +23,6 @@ A SavedModel is a program (its graph runs whatever operations it holds): one tha
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
@@ -33,7 +32,6 @@ from keras_resnet_cifar import cli
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.data import images as images_lib
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.data.labels import format_ranked
 
 
 def define_flags() -> None:
@@ -84,19 +82,11 @@ def main(argv):
         progress = cli.Progress(f"scoring {FLAGS.dataset} test images")
         scored = {"dataset": FLAGS.dataset, "split": "test",
                   **predictor.score(model, test.images[:n], test.labels[:n], progress=progress)}
-    if FLAGS.json:
-        print(json.dumps({"model": model.describe(), "predictions": predictions,
-                          "errors": [str(e) for e in errors], "score": scored}, indent=2))
-    else:
-        if predictions:
-            print(format_ranked(predictions))
-        if scored:
-            print(f"{scored['dataset']} {scored['split']}: accuracy "
-                  f"{100 * scored['accuracy']:.2f}% ({scored['correct']}/{scored['images']})")
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
-    if errors:
-        raise SystemExit(1)
+    footer = scored and (f"{scored['dataset']} {scored['split']}: accuracy "
+                         f"{100 * scored['accuracy']:.2f}% "
+                         f"({scored['correct']}/{scored['images']})")
+    cli.print_ranked(predictions, errors, as_json=FLAGS.json, footer=footer,
+                     model=model.describe(), score=scored)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -158,7 +159,6 @@ def test_helpfull_exits_0():
 def test_train_refuses_a_busy_run_directory_and_a_wrong_data_dir_before_tensorflow(tmp_path):
     """The lock, the data path and the recipe are checked before TensorFlow loads."""
     import fcntl
-    import json
 
     (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
     block = str(tmp_path)
@@ -391,3 +391,18 @@ def test_predict_reports_missing_inputs_before_loading_a_model(tmp_path):
     assert r.returncode == 1, r.stderr
     assert r.stderr.splitlines() == ["error: missing.png: no such file.",
                                      "error: other.npy: no such file."]
+
+
+def test_print_ranked_prints_the_table_or_json_then_the_errors(capsys):
+    """The printer predict and serving_client share: errors last, on stderr, exit 1."""
+    rows = [{"input": "a.png", "top": [{"class": "cat", "probability": 0.75}]}]
+    cli.print_ranked(rows, [], as_json=False, footer="cifar10 test: accuracy 50.00% (1/2)")
+    assert capsys.readouterr() == ("a.png  cat  75.0%\ncifar10 test: accuracy 50.00% (1/2)\n",
+                                   "")
+    with pytest.raises(SystemExit) as stopped:
+        cli.print_ranked(rows, ["b.png: no such file."], as_json=True, footer="not in JSON",
+                         model={"kind": "tflite"})
+    out, err = capsys.readouterr()
+    assert stopped.value.code == 1 and err == "error: b.png: no such file.\n"
+    assert json.loads(out) == {"model": {"kind": "tflite"}, "predictions": rows,
+                               "errors": ["b.png: no such file."]}
