@@ -6,17 +6,19 @@ No timing assertions: figures depend on the machine and its load.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resnet_cifar.analysis import benchmarking
+from keras_resnet_cifar.analysis import benchmark_table, benchmarking
 from keras_resnet_cifar.models import networks
 from keras_resnet_cifar.training import loop
 from keras_resnet_cifar.config import TrainConfig
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--models=resnet8", "--batch_size=32", "--steps=2", "--repeats=2",
         "--synthetic_train_size=128", "--synthetic_test_size=64", "--pipeline_batches=3",
         "--inference_runs=3"]
@@ -42,9 +44,10 @@ def exported(tmp_path_factory):
 
 @pytest.fixture
 def fake_peer(tmp_path):
-    """A stand-in for the PyTorch peer: prints its line; 60 img/s with --channels_last."""
+    """A stand-in for the PyTorch peer: prints its line; 60 img/s in --mode channels_last."""
     script = tmp_path / "peer.py"
-    script.write_text("import sys\nrate = 60.0 if '--channels_last' in sys.argv else 50.0\n"
+    script.write_text("import sys\nmode = sys.argv[sys.argv.index('--mode') + 1]\n"
+                      "rate = 60.0 if mode == 'channels_last' else 50.0\n"
                       "print('peer=%s params=1 threads=1 img/s=%s' % (sys.argv[2], rate))\n")
     return script
 
@@ -114,7 +117,7 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     assert list(report["inference"]) == ["keras:m.keras", "tflite:model_float32.tflite"]
     assert report["settings"]["num_threads"] == 0  # every core
     # Inference only: the table states inference settings, none of training's.
-    table = benchmarking.format_table(report)
+    table = benchmark_table.format_table(report)
     assert "settings: batch" not in table and "jit_compile" not in table
     assert ("inference settings: 3 timed batch-1 calls and batch-128 throughput per model "
             "after a warm-up, every core for .tflite models") in table
@@ -128,7 +131,11 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
     (["--steps=0"], "--steps must be positive"),
     (["--models="], "--models is empty"),
-    (["--peer_modes=fastest"], "--peer_modes must name some of"),
+    # The real peer's command line: torch_peer.py refuses a mode it does not know.
+    ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
+      "--peer_modes=fastest"], "invalid choice: 'fastest'"),
+    ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
+      "--peer_modes="], "--peer_modes is empty"),
     (["--num_threads=-1"], "--num_threads must be >= 0"),
     (["--learning_rate=-1"], "--learning_rate must be a finite number > 0"),
     (["--out=/"], "--out=/ is a folder"),
