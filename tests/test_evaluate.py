@@ -15,7 +15,6 @@ from keras_resnet_cifar.data import datasets
 from keras_resnet_cifar.deploy import evaluation, predictor, serving
 from keras_resnet_cifar.models import networks
 from keras_resnet_cifar.training import rundir
-from keras_resnet_cifar.errors import UserError
 
 CLASSES = ("a", "b", "c")
 
@@ -94,18 +93,6 @@ def test_keras_file_and_saved_model_give_the_same_probabilities(trained, tmp_pat
     assert predictor.resolve(tmp_path / "sm", trust_savedmodel=True).kind == "saved_model"
     from_saved_model = predictor.load(tmp_path / "sm", trust_savedmodel=True)(images)
     np.testing.assert_allclose(from_file, from_saved_model, atol=1e-5)
-
-
-def test_unusable_paths_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="No run directory"):
-        predictor.load(tmp_path / "missing")
-    with pytest.raises(UserError, match="has no model.keras"):
-        predictor.load(tmp_path)
-    (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(UserError, match="is not a model"):
-        predictor.load(tmp_path / "notes.txt")
-    with pytest.raises(UserError, match="Unknown --checkpoint"):
-        predictor.load(tmp_path, checkpoint="middle")
 
 
 def _cli(*args, cwd=None):
