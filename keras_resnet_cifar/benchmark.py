@@ -48,7 +48,7 @@ from absl import flags
 
 # None of these imports Keras or TensorFlow: flag errors answer at once.
 from keras_resnet_cifar import cli, train_flags
-from keras_resnet_cifar.analysis import benchmark_table, benchmarking
+from keras_resnet_cifar.analysis import benchmark_table, benchmarking, peer
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
@@ -96,7 +96,8 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
     """The Plan of the parsed flags, checked before any measurement (and before TF loads).
 
     Raises:
-        UserError: a bad value, a --model_path that is not a model, a missing peer.
+        UserError: a bad value, a --model_path that is not a model, a missing or
+            failing peer.
     """
     models = tuple(flag_values.models)
     if flag_values.model_path and not flag_values["models"].present:
@@ -107,10 +108,10 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
                             f"{flag_values[name].value}.")
     if flag_values.out and Path(flag_values.out).is_dir():
         raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
-    peer = flag_values.peer
-    if peer and not (Path(peer).is_file() or _on_path(peer)):
-        raise UserError(f"--peer={flag_values.peer} is not a Python interpreter that exists.")
-    if peer and not Path(flag_values.peer_script).is_file():
+    python = flag_values.peer  # the peer's interpreter
+    if python and not (Path(python).is_file() or _on_path(python)):
+        raise UserError(f"--peer={python} is not a Python interpreter that exists.")
+    if python and not Path(flag_values.peer_script).is_file():
         raise UserError(f"No peer script at {flag_values.peer_script} (run from a checkout "
                         "of the repository, or set --peer_script).")
     base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20")
@@ -119,9 +120,11 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
         pipeline_batches=flag_values.pipeline_batches,
         model_paths=tuple(flag_values.model_path), inference_runs=flag_values.inference_runs,
         num_threads=flag_values.num_threads, trust_savedmodel=flag_values.trust_savedmodel,
-        peer=(peer, flag_values.peer_script) if peer else (),
+        peer=(python, flag_values.peer_script) if python else (),
         peer_modes=tuple(flag_values.peer_modes))
     benchmarking.check_plan(plan)
+    if plan.peer:  # one tiny step per mode: a broken peer fails now, not after training
+        peer.check(plan.peer, plan.peer_modes)
     return plan
 
 

@@ -47,6 +47,8 @@ def fake_peer(tmp_path):
     """A stand-in for the PyTorch peer: prints its line; 60 img/s in --mode channels_last."""
     script = tmp_path / "peer.py"
     script.write_text("import sys\nmode = sys.argv[sys.argv.index('--mode') + 1]\n"
+                      "if mode not in ('default', 'channels_last'):\n"
+                      "    sys.exit('peer.py: error: argument --mode: invalid choice: %r' % mode)\n"
                       "rate = 60.0 if mode == 'channels_last' else 50.0\n"
                       "print('peer=%s params=1 threads=1 img/s=%s' % (sys.argv[2], rate))\n")
     return script
@@ -131,9 +133,6 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
     (["--steps=0"], "--steps must be positive"),
     (["--models="], "--models is empty"),
-    # The real peer's command line: torch_peer.py refuses a mode it does not know.
-    ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
-      "--peer_modes=fastest"], "invalid choice: 'fastest'"),
     ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
       "--peer_modes="], "--peer_modes is empty"),
     (["--num_threads=-1"], "--num_threads must be >= 0"),
@@ -145,6 +144,17 @@ def test_user_errors_are_one_line(args, message):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
+
+
+def test_a_peer_that_fails_is_said_before_any_measurement(fake_peer):
+    """One tiny step per mode first, before TensorFlow loads: here a mode it refuses."""
+    r = _benchmark(*TINY, f"--peer={sys.executable}", f"--peer_script={fake_peer}",
+                   "--peer_modes=channels_last,fastest", timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"error: The peer failed ({sys.executable} {fake_peer} --model resnet8 --batch 2 "
+        "--steps 1 --warmup 0 --mode fastest): peer.py: error: argument --mode: invalid "
+        "choice: 'fastest'"]
 
 
 def test_serving_rates_times_batch_1_and_full_batches_of_128():

@@ -281,14 +281,12 @@ def run(plan: Plan) -> dict[str, Any]:
 
     Raises:
         UserError: see :func:`check_plan`; a model that cannot be loaded; the peer fails
-            (it runs once per mode first, a tiny step, before minutes of measurement).
+            (:func:`keras_resnet_cifar.analysis.peer.check` finds that out before).
     """
     from keras_resnet_cifar.data import datasets
     from keras_resnet_cifar.models import networks as model_lib
 
     check_plan(plan)
-    if plan.peer:
-        peer.check(plan.peer, plan.peer_modes)
     base = plan.base
     data = datasets.load(base.dataset, base.data_dir, seed=0,
                          synthetic_sizes=(base.synthetic_train_size, base.synthetic_test_size))
