@@ -28,10 +28,6 @@ positional args     input files (images, ``.npy``, run directories)        predi
                                                                            report
 ==================  =====================================================  ==========================
 
-Old spellings (``--model_dir`` for an input, ``--model`` for a file in
-predict, ``--export_dir``, ``--reference_weights``, ``--output``, train's
-``--verbose=0|1|2``) still work and print a one-line deprecation notice.
-
 ``--trust_savedmodel`` (evaluate, export, predict, benchmark) loads a SavedModel
 that ``keras_resnet_cifar.export`` did not write: a SavedModel is a program
 (:func:`keras_resnet_cifar.deploy.predictor.check_trusted`).
@@ -59,15 +55,15 @@ Behaviour that every tool gets from :func:`run`:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import faulthandler
+import json
 import logging as std_logging
 import os
 import platform
 import re
 import sys
 import time
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from absl import app, flags
 from absl import logging
@@ -81,59 +77,66 @@ PATH_FLAGS = ("data_dir", "model_dir", "model_path", "out", "weights", "report_d
 _state = {"verbose": False}
 
 
-@dataclasses.dataclass(frozen=True)
-class Renamed:
-    """An old flag spelling that still works, with a deprecation notice.
-
-    Attributes:
-        old: the old flag name.
-        new: the flag it now means.
-        values: if set, a regular expression the old flag's value must match for
-            the rename to apply (e.g. train's ``--verbose=0|1|2``, now
-            ``--progress``, beside the shared boolean ``--verbose``).
-    """
-
-    old: str
-    new: str
-    values: str | None = None
-
-
 def expand_path(value: str) -> str:
     """``~`` and environment variables expanded (``-`` and empty values unchanged)."""
     return os.path.expandvars(os.path.expanduser(value)) if value else value
 
 
-def rename_deprecated(argv: Sequence[str], renamed: Sequence[Renamed]) -> tuple[list[str],
-                                                                                 list[str]]:
-    """Rewrites old flag spellings in ``argv`` to the new ones.
+# What --model_path names in the tools that load one trained model (evaluate, predict,
+# export): anything keras_resnet_cifar.deploy.predictor loads.
+MODEL_PATH = "a run directory, a .keras file, a SavedModel folder or a .tflite file"
 
-    Returns:
-        (the new argv, one notice per old spelling used).
+
+def define_model_flags() -> None:
+    """Defines the flags of the tools that load a trained model, with one help text each.
+
+    ``--model_path``, ``--checkpoint``, ``--trust_savedmodel`` and ``--data_dir``
+    (evaluate, predict and export; train's ``--data_dir`` says the same).
     """
-    out, notices, args = [argv[0]], [], list(argv[1:])
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            out.extend(args[i:])
-            break
-        m = re.fullmatch(r"--?([A-Za-z0-9_]+)(?:=(.*))?", arg, re.S)
-        rule = next((r for r in renamed if m and m.group(1) == r.old), None)
-        if rule is not None:
-            value, consumed = m.group(2), 0
-            if value is None and i + 1 < len(args) and not args[i + 1].startswith("-"):
-                value, consumed = args[i + 1], 1  # absl's "--name value" form
-            if rule.values is None or (value is not None and re.fullmatch(rule.values, value)):
-                notice = (f"warning: --{rule.old} is now --{rule.new}; the old spelling "
-                          "still works for now.")
-                if notice not in notices:
-                    notices.append(notice)
-                out.append(f"--{rule.new}" + ("" if value is None else f"={value}"))
-                i += 1 + consumed
-                continue
-        out.append(arg)
-        i += 1
-    return out, notices
+    # Neither imports Keras or TensorFlow: --help stays instant.
+    from keras_resnet_cifar import train_flags
+    from keras_resnet_cifar.deploy import predictor
+
+    flags.DEFINE_string("model_path", None, f"The model: {MODEL_PATH} (export takes all "
+                        "but the last).")
+    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
+                      "In a run directory: final (model.keras), or the best or last "
+                      "checkpoint (checkpoints/{best,last}.keras).")
+    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
+    flags.DEFINE_string("data_dir", None, train_flags.help_text("data_dir"))
+
+
+def print_ranked(predictions: Sequence[dict], errors: Sequence[object], *, as_json: bool,
+                 footer: str | None = None, **json_fields: Any) -> None:
+    """Prints ranked predictions as predict and serving_client do, then ends like them.
+
+    Args:
+        predictions: {"input": name, "top": [{"class", "probability"}, ...], ...} per
+            image (:func:`keras_resnet_cifar.deploy.predictor.classify`).
+        errors: the inputs that could not be read or classified.
+        as_json: one JSON object (``json_fields``, then ``predictions`` and
+            ``errors``) instead of the table of
+            :func:`keras_resnet_cifar.data.labels.format_ranked`.
+        footer: a line printed after the table (not with ``as_json``).
+        **json_fields: further fields of the JSON object.
+
+    Raises:
+        SystemExit: 1 when there were errors (each already printed on stderr).
+    """
+    from keras_resnet_cifar.data.labels import format_ranked
+
+    if as_json:
+        print(json.dumps({**json_fields, "predictions": list(predictions),
+                          "errors": [str(e) for e in errors]}, indent=2))
+    else:
+        if predictions:
+            print(format_ranked(predictions))
+        if footer:
+            print(footer)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if errors:
+        raise SystemExit(1)
 
 
 def use_onednn_by_default() -> None:
@@ -303,7 +306,7 @@ def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[s
 
 
 def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
-        required: Mapping[str, str] | None = None, renamed: Sequence[Renamed] = (),
+        required: Mapping[str, str] | None = None,
         trains: bool = False, paths: Sequence[str] = ()) -> None:
     """Parses the flags, applies the shared conventions and runs ``main(argv)``.
 
@@ -312,13 +315,9 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
             arguments (with ``~`` expanded).
         takes_files: whether positional arguments are allowed.
         required: flag name -> what it is, for flags that must be given.
-        renamed: old flag spellings that still work.
         trains: the tool trains: oneDNN's CPU kernels by default.
         paths: further path flags of this tool (besides :data:`PATH_FLAGS`).
     """
-    argv, notices = rename_deprecated(sys.argv, renamed)
-    for notice in notices:
-        print(notice, file=sys.stderr)
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")
@@ -358,4 +357,4 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                 exit_with("interrupted", 130)
             raise
 
-    app.run(wrapped, argv=argv, flags_parser=_parse_flags)
+    app.run(wrapped, argv=sys.argv, flags_parser=_parse_flags)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any
+from typing import Any, Collection
 
 from keras_resnet_cifar.models import arch  # no Keras: flags are checked before TensorFlow loads
 
@@ -187,3 +187,28 @@ def learning_rate_at(epoch: float, config: TrainConfig) -> float:
     # 1e-9 is far below one step (1 / steps_per_epoch) of any real epoch.
     drops = sum(epoch >= b - 1e-9 for b in config.lr_boundaries)
     return config.learning_rate * config.lr_decay ** drops
+
+
+def changed_flags(config: TrainConfig, exclude: Collection[str] = ()) -> list[str]:
+    """``--name=value`` for every field of ``config`` that differs from the default.
+
+    The flags that reproduce ``config`` with ``python -m keras_resnet_cifar.train``
+    (one flag per field: :mod:`keras_resnet_cifar.train_flags`).
+
+    >>> changed_flags(TrainConfig(model="plain20", lr_boundaries=(1.5, 2)))
+    ['--model=plain20', '--lr_boundaries=1.5,2']
+    """
+    defaults = TrainConfig()
+    out = []
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in exclude:
+            continue
+        value = getattr(config, field.name)
+        if value == getattr(defaults, field.name):
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(map(str, value))
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        out.append(f"--{field.name}={value}")
+    return out

@@ -23,7 +23,6 @@ reference's licence with the weights and anything made from them.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -121,17 +120,11 @@ def output_paths(checkpoints: Sequence[str | os.PathLike],
 def define_flags() -> None:
     flags.DEFINE_string("out", None, "The .npz to write (one checkpoint) or a folder "
                         "(default: beside each checkpoint, with .npz).")
-    flags.DEFINE_string("checkpoint", None, "Deprecated: give the .th files as arguments "
-                        "(--checkpoint names final/best/last in the other tools).")
 
 
 def main(argv):
     FLAGS = flags.FLAGS
     checkpoints = argv[1:]
-    if FLAGS.checkpoint:
-        print("warning: --checkpoint=FILE is now an argument (convert_checkpoint FILE); "
-              "the old spelling still works for now.", file=sys.stderr)
-        checkpoints = [cli.expand_path(FLAGS.checkpoint), *checkpoints]
     if not checkpoints:
         raise UserError("Give the reference's .th checkpoints to convert, e.g. "
                         "resnet20-12fca82f.th.")
@@ -151,4 +144,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, takes_files=True, renamed=[cli.Renamed("output", "out")])
+    cli.run(main, takes_files=True)

@@ -33,20 +33,14 @@ from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_path", None, "A run directory, a .keras file, a SavedModel "
-                        "folder (one from elsewhere needs --trust_savedmodel) or a .tflite "
-                        "file.")
-    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
-                      "In a run directory: final (model.keras), best or last checkpoint.")
+    cli.define_model_flags()
     flags.DEFINE_string("dataset", "cifar10", "cifar10 or synthetic.")
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (see train --helpfull).")
     flags.DEFINE_integer("synthetic_test_size", 1000, "--dataset=synthetic only.")
     flags.DEFINE_integer("batch_size", 256, "Images per prediction batch.")
     flags.DEFINE_integer("max_images", 0, "Evaluate only the first N test images (0: all).")
     flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
     flags.DEFINE_string("out", None, "Where to write the results (default: the run "
                         "directory; other models are only printed without --out).")
-    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def main(argv):
@@ -86,6 +80,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, required={"model_path": "a run directory, a .keras file, a SavedModel "
-                                          "folder or a .tflite file"},
-            renamed=[cli.Renamed("model_dir", "model_path")])
+    cli.run(main, required={"model_path": cli.MODEL_PATH})

@@ -54,5 +54,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, required={"weights": "the reference weights, resnetN.npz"},
-            renamed=[cli.Renamed("output", "out")])
+    cli.run(main, required={"weights": "the reference weights, resnetN.npz"})

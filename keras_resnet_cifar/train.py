@@ -94,4 +94,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, trains=True, renamed=[cli.Renamed("verbose", "progress", values="auto|[012]")])
+    cli.run(main, trains=True)

@@ -58,7 +58,7 @@ with cli.native_logs_muted():  # TensorFlow's start-up lines (cuInit on a CPU-on
     import keras  # noqa: E402
 
     from keras_resnet_cifar.data import datasets  # noqa: E402
-    from keras_resnet_cifar.models import networks, reference_weights  # noqa: E402
+    from keras_resnet_cifar.models import arch, networks, reference_weights  # noqa: E402
     from keras_resnet_cifar.training import loop, optimizer  # noqa: E402
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at  # noqa: E402
 from keras_resnet_cifar.errors import UserError, exit_with, message_of  # noqa: E402
@@ -209,7 +209,7 @@ def main():
                              weight_decay_scope="all", seed=a.seed)
     except ValueError as e:  # a bad --model, --batch_size, ... (the config says which)
         raise UserError(str(e)) from None
-    spec = networks.parse_name(a.model)
+    spec = arch.parse_name(a.model)
     steps = config.epochs * config.steps_per_epoch
     images, labels = make_batches(data_dir, steps, a.batch_size, a.seed)
 

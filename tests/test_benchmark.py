@@ -6,14 +6,15 @@ No timing assertions: figures depend on the machine and its load.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from keras_resnet_cifar import benchmark
-from keras_resnet_cifar.analysis import benchmarking
+from keras_resnet_cifar.analysis import benchmark_table, benchmarking
 from keras_resnet_cifar.models import networks
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--models=resnet8", "--batch_size=32", "--steps=2", "--repeats=2",
         "--synthetic_train_size=128", "--synthetic_test_size=64", "--pipeline_batches=3",
         "--inference_runs=3"]
@@ -39,9 +40,12 @@ def exported(tmp_path_factory):
 
 @pytest.fixture
 def fake_peer(tmp_path):
-    """A stand-in for the PyTorch peer: prints its line; 60 img/s with --channels_last."""
+    """A stand-in for the PyTorch peer: prints its line; 60 img/s in --mode channels_last."""
     script = tmp_path / "peer.py"
-    script.write_text("import sys\nrate = 60.0 if '--channels_last' in sys.argv else 50.0\n"
+    script.write_text("import sys\nmode = sys.argv[sys.argv.index('--mode') + 1]\n"
+                      "if mode not in ('default', 'channels_last'):\n"
+                      "    sys.exit('peer.py: error: argument --mode: invalid choice: %r' % mode)\n"
+                      "rate = 60.0 if mode == 'channels_last' else 50.0\n"
                       "print('peer=%s params=1 threads=1 img/s=%s' % (sys.argv[2], rate))\n")
     return script
 
@@ -99,23 +103,19 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
 
 
 def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp_path):
-    """--json: JSON on stdout, nothing else. The old --export/--json=- spellings still work."""
+    """--json: JSON on stdout, nothing else."""
     model = tmp_path / "m.keras"
     networks.build_model("resnet8").save(model)
     r = _benchmark(*[a for a in TINY if not a.startswith("--models")], "--repeats=1",
-                   f"--export={model},{exported / 'model_float32.tflite'}", "--json=-")
+                   f"--model_path={model},{exported / 'model_float32.tflite'}", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stderr.splitlines()[:2] == [
-        "warning: --json=- is now --json (JSON instead of the table); the old spelling "
-        "still works for now.",
-        "warning: --export is now --model_path; the old spelling still works for now."]
     report = json.loads(r.stdout)
     assert report["training"] == {} and report["evaluation"] == {}
     assert "skipped" in report["pipeline"]
     assert list(report["inference"]) == ["keras:m.keras", "tflite:model_float32.tflite"]
     assert report["settings"]["num_threads"] == 0  # every core
     # Inference only: the table states inference settings, none of training's.
-    table = benchmarking.format_table(report)
+    table = benchmark_table.format_table(report)
     assert "settings: batch" not in table and "jit_compile" not in table
     assert ("inference settings: 3 timed batch-1 calls and batch-128 throughput per model "
             "after a warm-up, every core for .tflite models") in table
@@ -129,7 +129,8 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
     (["--steps=0"], "--steps must be positive"),
     (["--models="], "--models is empty"),
-    (["--peer_modes=fastest"], "--peer_modes must name some of"),
+    ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
+      "--peer_modes="], "--peer_modes is empty"),
     (["--num_threads=-1"], "--num_threads must be >= 0"),
     (["--learning_rate=-1"], "--learning_rate must be a finite number > 0"),
     (["--out=/"], "--out=/ is a folder"),
@@ -141,19 +142,15 @@ def test_user_errors_are_one_line(args, message):
     assert last.startswith("error: ") and message in last
 
 
-def test_old_json_path_is_out_and_old_json_dash_is_the_switch():
-    argv, notices = benchmark.old_json_to_stdout(
-        ["prog", "--json=-", "--models=resnet8", "--json", "-"])
-    assert argv == ["prog", "--json", "--models=resnet8", "--json"] and len(notices) == 1
-    assert benchmark.old_json_to_stdout(["prog", "--json", "--out=a.json"]) == (
-        ["prog", "--json", "--out=a.json"], [])
-    from keras_resnet_cifar import cli
-
-    argv, notices = cli.rename_deprecated(
-        ["prog", "--json=b.json", "--json", "--json=true", "--json", "c.json"],
-        benchmark.RENAMED)
-    assert argv == ["prog", "--out=b.json", "--json", "--json=true", "--out=c.json"]
-    assert notices == ["warning: --json is now --out; the old spelling still works for now."]
+def test_a_peer_that_fails_is_said_before_any_measurement(fake_peer):
+    """One tiny step per mode first, before TensorFlow loads: here a mode it refuses."""
+    r = _benchmark(*TINY, f"--peer={sys.executable}", f"--peer_script={fake_peer}",
+                   "--peer_modes=channels_last,fastest", timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"error: The peer failed ({sys.executable} {fake_peer} --model resnet8 --batch 2 "
+        "--steps 1 --warmup 0 --mode fastest): peer.py: error: argument --mode: invalid "
+        "choice: 'fastest'"]
 
 
 def test_serving_rates_times_batch_1_and_full_batches_of_128():

@@ -71,12 +71,6 @@ def test_cli_several_checkpoints_into_a_folder_and_old_spellings(tmp_path):
     assert unwritable[0].startswith(f"error: Cannot write {tmp_path / 'file' / 'a.npz'} (")
     assert _convert().stderr.splitlines() == [
         "error: Give the reference's .th checkpoints to convert, e.g. resnet20-12fca82f.th."]
-    old = _convert(f"--checkpoint={both[0]}", f"--output={tmp_path / 'old.npz'}")
-    assert old.returncode == 0 and (tmp_path / "old.npz").is_file()
-    assert old.stderr.splitlines() == [
-        "warning: --output is now --out; the old spelling still works for now.",
-        "warning: --checkpoint=FILE is now an argument (convert_checkpoint FILE); the old "
-        "spelling still works for now."]
 
 
 class _Evil:

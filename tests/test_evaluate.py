@@ -15,7 +15,6 @@ from keras_resnet_cifar.data import datasets
 from keras_resnet_cifar.deploy import evaluation, predictor, serving
 from keras_resnet_cifar.models import networks
 from keras_resnet_cifar.training import rundir
-from keras_resnet_cifar.errors import UserError
 
 CLASSES = ("a", "b", "c")
 
@@ -96,18 +95,6 @@ def test_keras_file_and_saved_model_give_the_same_probabilities(trained, tmp_pat
     np.testing.assert_allclose(from_file, from_saved_model, atol=1e-5)
 
 
-def test_unusable_paths_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="No run directory"):
-        predictor.load(tmp_path / "missing")
-    with pytest.raises(UserError, match="has no model.keras"):
-        predictor.load(tmp_path)
-    (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(UserError, match="is not a model"):
-        predictor.load(tmp_path / "notes.txt")
-    with pytest.raises(UserError, match="Unknown --checkpoint"):
-        predictor.load(tmp_path, checkpoint="middle")
-
-
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate", *args],
                           capture_output=True, text=True, cwd=cwd)
@@ -146,10 +133,9 @@ def test_cli_evaluates_and_prints_a_table(trained, tmp_path):
     data = datasets.synthetic(0, 64, seed=0)
     expected = model.predict(data.test.images.astype(np.float32), verbose=0).argmax(1)
     assert saved["accuracy"] == pytest.approx(np.mean(expected == data.test.labels))
-    bad = _cli(f"--model_dir={tmp_path / 'nothing'}")
+    bad = _cli(f"--model_path={tmp_path / 'nothing'}")
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
-        "warning: --model_dir is now --model_path; the old spelling still works for now.",
         f"error: No run directory, .keras file, SavedModel or .tflite file at "
         f"{tmp_path / 'nothing'}."]
 

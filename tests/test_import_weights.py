@@ -58,7 +58,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     bad.write_bytes(b"not a zip")
     for weights in (bad, tmp_path / "missing.npz"):
         r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.import_weights",
-                            f"--weights={weights}", f"--output={tmp_path / 'o.keras'}"],
+                            f"--weights={weights}", f"--out={tmp_path / 'o.keras'}"],
                            capture_output=True, text=True)
         assert r.returncode == 1
         assert "Traceback" not in r.stderr
@@ -79,7 +79,7 @@ def test_reference_weights_reproduce_reference_accuracy(depth, correct, referenc
     """
     out = tmp_path / f"resnet{depth}.keras"
     subprocess.run([sys.executable, "-m", "keras_resnet_cifar.import_weights",
-                    f"--weights={reference_dir / f'resnet{depth}.npz'}", f"--output={out}"],
+                    f"--weights={reference_dir / f'resnet{depth}.npz'}", f"--out={out}"],
                    check=True, capture_output=True)
     model = keras.saving.load_model(out, safe_mode=True)
     x, y = cifar10_test_set

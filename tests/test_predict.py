@@ -151,24 +151,6 @@ def test_score_counts_right_and_wrong_answers(models_dir, pixels):
     assert scored == {"images": 8, "correct": 5, "accuracy": 5 / 8}
 
 
-def test_bad_model_paths(tmp_path):
-    with pytest.raises(UserError, match="No run directory, .keras file, SavedModel"):
-        predictor.load(tmp_path / "nope")
-    with pytest.raises(UserError, match="has no model.keras and no saved_model.pb"):
-        predictor.load(tmp_path)
-    (tmp_path / "w.h5").write_text("x")
-    with pytest.raises(UserError, match="is not a model: expected a run directory"):
-        predictor.load(tmp_path / "w.h5")
-    (tmp_path / "junk.keras").write_text("x")
-    with pytest.raises(UserError, match="exists but is not a .keras model"):
-        predictor.load(tmp_path / "junk.keras")
-    (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
-    with pytest.raises(UserError, match="not a loadable TFLite model"):
-        predictor.load(tmp_path / "junk.tflite")
-    with pytest.raises(UserError, match="Unknown --checkpoint"):
-        predictor.resolve(tmp_path, "middle")
-
-
 def test_checkpoints_of_a_run_directory(models_dir, tmp_path):
     folder, _ = models_dir
     (tmp_path / "checkpoints").mkdir()
@@ -202,22 +184,6 @@ def test_a_damaged_checkpoint_is_named_as_damaged(models_dir, tmp_path):
     with pytest.raises(UserError, match=r"checkpoints/best.keras exists but is not a readable "
                                         r"\.keras model \(truncated or corrupt"):
         predictor.load(tmp_path, checkpoint="best")
-
-
-def test_a_keras_zip_bomb_is_refused_from_its_directory(tmp_path):
-    # Issue 16, item 5: a small .keras whose config.json inflates to gigabytes.
-    import zipfile
-
-    bomb = tmp_path / "bomb.keras"
-    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("metadata.json", "{}")
-        with z.open("config.json", "w", force_zip64=True) as f:
-            for _ in range(20):
-                f.write(b" " * (1 << 20))
-    assert bomb.stat().st_size < 200_000
-    with pytest.raises(UserError, match=r"config.json announces 20,971,520 bytes "
-                                        r"uncompressed, more than 16,777,216"):
-        predictor.load(bomb)
 
 
 def _cli(*args, cwd):
@@ -269,7 +235,6 @@ def test_cli_on_saved_model_and_dataset(models_dir, files):
     assert bad.stderr.strip().splitlines()[-1] == (
         f"error: {files / 'notes.txt'} is not a model: expected a run directory, a .keras "
         "file, a SavedModel folder or a .tflite file.")
-    old = _cli(f"--model={folder / 'model.tflite'}", "a.png", "--max_images=-1", cwd=files)
-    assert old.stderr.splitlines() == [
-        "warning: --model is now --model_path; the old spelling still works for now.",
-        "error: --max_images must be >= 0, got -1."]
+    negative = _cli(f"--model_path={folder / 'model.tflite'}", "a.png", "--max_images=-1",
+                    cwd=files)
+    assert negative.stderr.splitlines() == ["error: --max_images must be >= 0, got -1."]

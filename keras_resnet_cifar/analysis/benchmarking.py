@@ -2,7 +2,8 @@
 
 :func:`run` takes a :class:`Plan` (the benchmark's own options and one
 :class:`~keras_resnet_cifar.config.TrainConfig`) and returns every figure as one
-JSON-ready dict (data only, no models); :func:`format_table` makes the text
+JSON-ready dict (data only, no models);
+:func:`keras_resnet_cifar.analysis.benchmark_table.format_table` makes the text
 table the command line prints. The measurements, each a :func:`summarize` of
 timed repeats after an untimed warm-up:
 
@@ -12,9 +13,10 @@ timed repeats after an untimed warm-up:
 * :func:`eval_rate`: ``model.evaluate`` on the evaluation pipeline;
 * :func:`inference_rates`: batch-1 latency and batch-128 images/s of saved
   models, loaded by :func:`keras_resnet_cifar.deploy.predictor.load`;
-* :func:`peer_rate`: one run of the PyTorch peer (``scripts/torch_peer.py``, in
-  its own environment: this project never imports torch), run after each timed
-  training repeat so that the two alternate A B A B on the same machine.
+* a peer's training rate (:mod:`keras_resnet_cifar.analysis.peer`: another
+  framework's script in its own process, e.g. the repository's
+  ``scripts/torch_peer.py``), run after each timed training repeat so that the
+  two alternate A B A B on the same machine.
 
 The command line is :mod:`keras_resnet_cifar.benchmark`.
 """
@@ -23,9 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,19 +33,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from absl import logging
 
+from keras_resnet_cifar.analysis import peer
 from keras_resnet_cifar.models import arch  # no Keras on import: the CLI checks its flags first
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
-# The peer ships with the repository (scripts/), not with the installed package.
-PEER_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "torch_peer.py"
-# The peer's configurations: name -> its command-line flags.
-PEER_MODES = {"default": (), "channels_last": ("--channels_last",),
-              "compile": ("--compile",), "channels_last+compile": ("--channels_last", "--compile")}
 # TrainConfig fields that do not bear on the speed of a training step: not benchmark flags.
 NOT_SPEED = ("model", "epochs", "lr_boundaries", "lr_decay", "warmup_epochs",
              "warmup_learning_rate", "steps_per_epoch", "eval_steps", "validation_split")
-_PEER_RATE = re.compile(r"img/s=([0-9.]+)")
 
 
 def summarize(samples: Sequence[float]) -> dict[str, Any]:
@@ -225,29 +220,6 @@ def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
     return results
 
 
-def peer_rate(python: str, model: str, batch_size: int, steps: int,
-              script: str | os.PathLike = PEER_SCRIPT, mode: str = "channels_last",
-              timeout: float = 1800) -> float:
-    """Images/s of one run of the PyTorch peer (``python script --model ...``) in ``mode``.
-
-    Raises:
-        UserError: the interpreter or script is missing, or the peer fails.
-    """
-    if not Path(script).is_file():
-        raise UserError(f"No peer script at {script} (set --peer_script).")
-    cmd = [python, os.fspath(script), "--model", model, "--batch", str(batch_size),
-           "--steps", str(steps), *PEER_MODES[mode]]
-    try:
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise UserError(f"The peer could not run ({' '.join(cmd)}): {e}.") from None
-    match = _PEER_RATE.search(run.stdout)
-    if run.returncode or not match:
-        tail = (run.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"The peer failed ({' '.join(cmd)}): {tail}")
-    return float(match.group(1))
-
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """What :func:`run` measures: the benchmark's own options and one training config.
@@ -267,9 +239,8 @@ class Plan:
     inference_runs: int = 100
     num_threads: int = 0  # of a .tflite model; 0: every core
     trust_savedmodel: bool = False  # load SavedModels that the exporter did not write
-    peer: str | None = None
-    peer_script: str = os.fspath(PEER_SCRIPT)
-    peer_modes: tuple[str, ...] = ("channels_last",)
+    peer: tuple[str, ...] = ()  # the peer's command (interpreter, script); () for none
+    peer_modes: tuple[str, ...] = ("channels_last",)  # the peer's configurations (--mode)
 
 
 def check_plan(plan: Plan) -> None:
@@ -277,8 +248,7 @@ def check_plan(plan: Plan) -> None:
 
     Raises:
         UserError: nothing to measure, a bad or repeated model name, a count that
-            is not positive, an unknown peer mode, no peer script, a path that is
-            not a model.
+            is not positive, no peer mode, a path that is not a model.
     """
     from keras_resnet_cifar.deploy import predictor
 
@@ -297,11 +267,8 @@ def check_plan(plan: Plan) -> None:
             raise UserError(f"--{name} must be positive, got {getattr(plan, name)}.")
     if plan.num_threads < 0:
         raise UserError(f"--num_threads must be >= 0 (0: every core), got {plan.num_threads}.")
-    if not plan.peer_modes or set(plan.peer_modes) - set(PEER_MODES):
-        raise UserError(f"--peer_modes must name some of {', '.join(PEER_MODES)}, got "
-                        f"{','.join(plan.peer_modes) or 'none'}.")
-    if plan.peer and not Path(plan.peer_script).is_file():
-        raise UserError(f"No peer script at {plan.peer_script} (set --peer_script).")
+    if plan.peer and not plan.peer_modes:
+        raise UserError("--peer_modes is empty: name the peer's configurations to run.")
     for path in plan.model_paths:  # before minutes of training
         predictor.resolve(path, trust_savedmodel=plan.trust_savedmodel)
 
@@ -313,7 +280,8 @@ def run(plan: Plan) -> dict[str, Any]:
     loaded fails before minutes of training), then each of ``plan.models``.
 
     Raises:
-        UserError: see :func:`check_plan`; a model that cannot be loaded; the peer fails.
+        UserError: see :func:`check_plan`; a model that cannot be loaded; the peer fails
+            (:func:`keras_resnet_cifar.analysis.peer.check` finds that out before).
     """
     from keras_resnet_cifar.data import datasets
     from keras_resnet_cifar.models import networks as model_lib
@@ -339,8 +307,8 @@ def run(plan: Plan) -> dict[str, Any]:
 
         def between(_, model=config.model):
             for mode in plan.peer_modes:
-                peer_rates[mode].append(peer_rate(plan.peer, model, base.batch_size,
-                                                  plan.steps, plan.peer_script, mode))
+                peer_rates[mode].append(peer.rate(plan.peer, model, base.batch_size,
+                                                  plan.steps, mode))
                 logging.info("%s: peer (%s): %.1f img/s", model, mode, peer_rates[mode][-1])
 
         logging.info("timing %s: training, 1 warm-up + %d x %d steps%s; then evaluation",
@@ -355,10 +323,8 @@ def run(plan: Plan) -> dict[str, Any]:
         if plan.peer:
             entry["peer"] = {}
             for mode, samples in peer_rates.items():
-                pairs = [a / b for a, b in zip(rates["samples"], samples)]
                 entry["peer"][mode] = {"images_per_sec": summarize(samples),
-                                       "ratio": {"pairs": pairs,
-                                                 "median": statistics.median(pairs)}}
+                                       "ratio": peer.ratios(rates["samples"], samples)}
         report["training"][config.model] = entry
         report["evaluation"][config.model] = {
             "images_per_sec": eval_rate(model, data.test, base.batch_size,
@@ -376,70 +342,3 @@ def run(plan: Plan) -> dict[str, Any]:
     # Other work on the machine slows both sides, the peer's OpenMP threads most.
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """The report as a fixed-width text table (every figure of the JSON but the samples)."""
-    m = report["machine"]
-    s = report["settings"]
-    when = (f"{m['date']}; load average (1, 5, 15 min) {' '.join(map(str, m['load_average']))}"
-            f" before, {' '.join(map(str, m['load_average_after']))} after")
-    lines = [
-        f"machine: {m['cpu']}, {m['cpu_cores']} cores, GPUs {m['gpus'] or 'none'}; "
-        f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}; "
-        f"TF_ENABLE_ONEDNN_OPTS={m['onednn']}; threads intra {m['intra_op_threads']} "
-        f"inter {m['inter_op_threads']} (0 = TF default); {when}",
-    ]
-    if report["training"]:  # training settings only when training was measured
-        lines.append(
-            f"settings: batch {s['batch_size']}, {s['steps']} steps x {s['repeats']} repeats "
-            f"after a warm-up, {s['mixed_precision']}, jit_compile={s['jit_compile']}, "
-            f"steps_per_execution={s['steps_per_execution']}, data: {s['data']}")
-    if "skipped" not in report["inference"]:
-        threads = (f"{s['num_threads']} thread(s)" if s.get("num_threads")
-                   else "every core")
-        lines.append(
-            f"inference settings: {s.get('inference_runs')} timed batch-1 calls and batch-128 "
-            f"throughput per model after a warm-up, {threads} for .tflite models, "
-            f"images: {s['data']}")
-    lines.append("")
-    rows: list[tuple[str, str]] = []  # (label, figures)
-
-    def row(name, stats, fmt="{:10.1f}"):
-        rows.append((name, " ".join(fmt.format(stats[k]) for k in ("median", "min", "max"))
-                     + f" {stats['spread_pct']:6.1f}%"))
-
-    ratios = []
-    for name, entry in report["training"].items():
-        row(f"train {name} (img/s, {entry['params']:,} params)", entry["images_per_sec"])
-        for mode, peer in entry.get("peer", {}).items():
-            row(f"peer  {name} (img/s, PyTorch, {mode})", peer["images_per_sec"])
-            ratio = peer["ratio"]
-            label = f"ratio {name} (project / peer {mode})"
-            rows.append((label, f"{ratio['median']:10.3f}   pairs: "
-                         + " ".join(f"{r:.3f}" for r in ratio["pairs"])))
-            ratios.append(f"{name} {ratio['median']:.2f}x vs {mode}")
-    for name, entry in report["evaluation"].items():
-        row(f"evaluate {name} (img/s)", entry["images_per_sec"])
-    p = report["pipeline"]
-    if "skipped" in p:
-        rows.append(("input pipeline", f"skipped: {p['skipped']}"))
-    else:
-        row("input pipeline alone (img/s)", p["images_per_sec"], "{:10.0f}")
-        rows.append(("input pipeline / fastest training", f"{p['times_fastest_training']:10.1f}x"))
-    inference = report["inference"]
-    if "skipped" in inference:
-        rows.append(("inference", f"skipped: {inference['skipped']}"))
-    else:
-        for key, entry in inference.items():
-            row(f"{key} batch-1 (ms)", entry["latency_ms_batch1"], "{:10.2f}")
-            row(f"{key} batch-128 (img/s)", entry["images_per_sec_batch128"])
-    width = max([44] + [len(label) for label, _ in rows])
-    lines.append(f"{'measurement':{width}s} {'median':>10s} {'min':>10s} {'max':>10s} "
-                 f"{'spread':>7s}")
-    lines += [f"{label:{width}s} {figures}" for label, figures in rows]
-    if ratios:
-        lines += ["", f"project / PyTorch peer, median of A B pairs: {'; '.join(ratios)} "
-                      f"(measured {when}; compare only runs at a load near the benchmark's "
-                      "own, about 2 on 2 cores)"]
-    return "\n".join(lines)

@@ -31,7 +31,6 @@ from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
 
-KINDS = ("keras", "saved_model", "tflite")
 # The help of every tool's --trust_savedmodel (predict, evaluate, export, benchmark).
 TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write (its "
               "model_card.json does not vouch for it by sha256). A SavedModel is a program: "

@@ -110,11 +110,6 @@ def _calibration_feed(images: np.ndarray) -> Iterator[list[np.ndarray]]:
         yield [image[None].astype(np.float32)]
 
 
-def file_name(variant: str) -> str:
-    """The file name of a variant inside an export: ``model_<variant>.tflite``."""
-    return contract.tflite_file(variant)
-
-
 def ops_used(tflite_bytes: bytes) -> list[str]:
     """The names of the operators in a ``.tflite`` model (for checking built-ins)."""
     from ai_edge_litert import schema_py_generated as schema

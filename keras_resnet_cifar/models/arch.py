@@ -3,7 +3,6 @@
 :mod:`keras_resnet_cifar.models.networks` builds networks from an :class:`ArchSpec`; this
 module only names and checks them, so the configuration and the command-line
 tools can reject a bad model name at once, before TensorFlow loads (seconds).
-:mod:`~keras_resnet_cifar.models.networks` re-exports everything here.
 """
 
 from __future__ import annotations

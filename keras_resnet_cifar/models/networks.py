@@ -1,8 +1,8 @@
 """Plain and residual CIFAR-10 networks of He et al. (2016), section 4.2.
 
 One functional builder makes both families; the architecture is data
-(:class:`ArchSpec`) and the plain twin differs from the residual one only in the
-addition of the shortcut. Everything is built from stock ``keras.layers`` (no
+(:class:`~keras_resnet_cifar.models.arch.ArchSpec`) and the plain twin differs from
+the residual one only in the addition of the shortcut. Everything is built from stock ``keras.layers`` (no
 ``Lambda``, no custom layers), so a saved ``.keras`` file loads with
 ``keras.saving.load_model`` in safe mode without this package (with ``compile=False``:
 the training optimiser, :class:`keras_resnet_cifar.training.optimizer.ReferenceSGD`, is
@@ -36,9 +36,8 @@ import keras
 from keras import layers
 
 # The architecture as data lives in the Keras-free arch module (flags are checked
-# before TensorFlow loads); re-exported here, where it has always been.
-from keras_resnet_cifar.models.arch import (  # noqa: F401
-    SHORTCUTS, STAGE_WIDTHS, WEIGHT_DECAY_SCOPES, ArchSpec, parse_name)
+# before TensorFlow loads).
+from keras_resnet_cifar.models import arch
 
 # Per-channel statistics of the 50,000 CIFAR-10 training images, on the [0, 255]
 # pixel scale (the usual published values, e.g. in the reference Torch code).
@@ -172,12 +171,12 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
     Raises:
         ValueError: bad name, depth, shortcut option or statistics.
     """
-    spec = parse_name(name)
-    if shortcut not in SHORTCUTS:
+    spec = arch.parse_name(name)
+    if shortcut not in arch.SHORTCUTS:
         raise ValueError(f"Unknown shortcut option {shortcut!r}: expected 'A' or 'B'.")
-    if weight_decay_scope not in WEIGHT_DECAY_SCOPES:
+    if weight_decay_scope not in arch.WEIGHT_DECAY_SCOPES:
         raise ValueError(f"Unknown weight_decay_scope {weight_decay_scope!r}: expected "
-                         f"one of {', '.join(WEIGHT_DECAY_SCOPES)}.")
+                         f"one of {', '.join(arch.WEIGHT_DECAY_SCOPES)}.")
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 values with std > 0; got {mean}, {std}.")
 

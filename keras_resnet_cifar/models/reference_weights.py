@@ -26,6 +26,7 @@ from typing import Mapping
 import numpy as np
 
 from keras_resnet_cifar.errors import UserError, first_line
+from keras_resnet_cifar.models import arch
 
 LICENSE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
                 "Idelbayev, BSD 2-clause licence (see LICENSE.weights beside the .npz).")
@@ -77,7 +78,7 @@ def reference_model(state: Mapping[str, np.ndarray]):
     depth = _depth_of(state)
     model = networks.build_model(f"resnet{depth}", mean=networks.IMAGENET_MEAN,
                                std=networks.IMAGENET_STD)
-    spec = networks.parse_name(f"resnet{depth}")
+    spec = arch.parse_name(f"resnet{depth}")
     used = set()
 
     def take(key, shape):
@@ -123,9 +124,7 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
     """
     if any(layer.name.endswith("_shortcut_conv") for layer in model.layers):
         raise ValueError("Option-B shortcuts have no counterpart in the reference network.")
-    from keras_resnet_cifar.models import networks
-
-    spec = networks.parse_name(model.name)
+    spec = arch.parse_name(model.name)
     state = {}
     for keras_name, torch_name in _keras_to_torch_names(spec).items():
         weights = model.get_layer(keras_name).get_weights()

@@ -53,7 +53,7 @@ from keras_resnet_cifar import environment, fileio, signals
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.data import datasets, pipeline
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.models import networks
+from keras_resnet_cifar.models import arch, networks
 from keras_resnet_cifar.text import plural
 from keras_resnet_cifar.training import batch_norm, claim, distribution, resume_state, rundir
 from keras_resnet_cifar.training import callbacks as callbacks_lib
@@ -326,8 +326,8 @@ def _metrics(config, model, history, best, data, strategy, test_loss, test_accur
     return {
         "model": config.model,
         "shortcut": config.shortcut,
-        "residual": networks.parse_name(config.model).residual,
-        "depth": networks.parse_name(config.model).depth,
+        "residual": arch.parse_name(config.model).residual,
+        "depth": arch.parse_name(config.model).depth,
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         # Keras takes the softmax's logits: -log p is exact even where p underflows

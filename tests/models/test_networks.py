@@ -53,13 +53,12 @@ def test_bad_shortcut_option():
 
 
 def test_other_6n_plus_2_depths_are_accepted():
-    assert networks.parse_name("resnet8").blocks_per_stage == 1
-    assert networks.parse_name("plain1202").blocks_per_stage == 200
+    assert arch.parse_name("resnet8").blocks_per_stage == 1
+    assert arch.parse_name("plain1202").blocks_per_stage == 200
 
 
 def test_the_spec_the_builder_follows_is_the_keras_free_one():
-    """models re-exports arch (old imports keep working) and builds what it specifies."""
-    assert networks.parse_name is arch.parse_name and networks.ArchSpec is arch.ArchSpec
+    """The builder builds what the Keras-free arch module specifies."""
     spec = arch.parse_name("plain14")
     assert (spec.residual, spec.depth, spec.blocks_per_stage) == (False, 14, 2)
     model = networks.build_model("plain14")
@@ -144,13 +143,22 @@ def test_option_a_pads_channels_half_before_half_after():
     np.testing.assert_array_equal(got[..., 4:], 0)
 
 
-def test_weight_decay_is_half_lambda_l2_on_kernels_only():
-    model = networks.build_model("resnet20", weight_decay=1e-4)
-    regs = [l for l in model.layers if getattr(l, "kernel_regularizer", None) is not None]
-    assert len(regs) == 20  # 19 conv + 1 dense; BN and biases are not decayed
-    assert all(abs(l.kernel_regularizer.l2 - 5e-5) < 1e-12 for l in regs)
-    assert not [l for l in networks.build_model("resnet20", weight_decay=0).layers
-                if getattr(l, "kernel_regularizer", None) is not None]
+@pytest.mark.parametrize("scope", ["all", "kernels"])
+def test_weight_decay_is_half_lambda_l2_on_every_parameter_by_default_or_on_kernels(scope):
+    """Default scope "all" (as the reference trainers): every trainable weight, BatchNorm's
+    gamma and beta and the dense bias included; "kernels": conv and dense kernels only."""
+    model = networks.build_model("resnet8", weight_decay=1e-4, weight_decay_scope=scope)
+    rng = np.random.default_rng(0)
+    for w in model.trainable_weights:  # beta and the bias start at 0: make every one count
+        w.assign(rng.normal(size=w.shape).astype(np.float32))
+    decayed = [w for w in model.trainable_weights
+               if scope == "all" or w.path.endswith("kernel")]
+    assert len(decayed) == (len(model.trainable_weights) if scope == "all" else 8)  # 7 conv + dense
+    # lambda / 2 * ||w||^2 summed over exactly those weights: its gradient is lambda * w.
+    expected = 1e-4 / 2 * sum(float(np.sum(np.square(w.numpy()))) for w in decayed)
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    assert not networks.build_model("resnet8", weight_decay=0,
+                                    weight_decay_scope=scope).losses
 
 
 def test_keras_file_loads_in_safe_mode(tmp_path):

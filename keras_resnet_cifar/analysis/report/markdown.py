@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from keras_resnet_cifar import train_flags
-from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.config import TrainConfig, changed_flags
 from keras_resnet_cifar.analysis.report import stats
 from keras_resnet_cifar.analysis.report.runs import Run, by_model
 from keras_resnet_cifar.analysis.report.tables import beside_published, table1_markdown
@@ -85,7 +84,7 @@ def train_command(run: Run) -> str:
     """The ``train`` command that reproduces ``run`` into its own run directory."""
     try:
         config = TrainConfig.from_dict(run.config)
-        args = train_flags.changed_flags(config)
+        args = changed_flags(config)
     except ValueError:  # a config written by another version: show it as it is
         args = [f"--{k}={v}" for k, v in run.config.items()]
     args = [f"--data_dir={portable(run.config['data_dir'])}" if a.startswith("--data_dir=")
