@@ -44,7 +44,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) < 2:
         raise UserError("Give the run directories to report on, e.g. runs/study/runs/*.")
-    from keras_resnet_cifar.analysis import report
+    from keras_resnet_cifar.analysis.report import report
     from keras_resnet_cifar.analysis.report import markdown, runs
 
     references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []

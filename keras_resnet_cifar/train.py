@@ -22,7 +22,7 @@ from absl import flags, logging
 
 # None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
 from keras_resnet_cifar import cli, train_flags
-from keras_resnet_cifar.data import datasets
+from keras_resnet_cifar.data import cifar_files
 from keras_resnet_cifar.training import claim
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
@@ -63,7 +63,7 @@ def check_before_loading(config: TrainConfig, model_dir: str) -> None:
         UserError: one of the above, in one sentence.
     """
     if config.dataset == "cifar10" and config.data_dir:
-        datasets.detect_format(config.data_dir)  # DataError (a UserError) when it is not one
+        cifar_files.detect_format(config.data_dir)  # DataError (a UserError) when it is not one
     if config.distribute == "multi_worker" or not os.path.exists(model_dir):
         return
     if not os.path.isdir(model_dir):

@@ -89,10 +89,6 @@ def load(dataset: str = "cifar10", data_dir: str | None = None, *, seed: int = 0
                     f"{', '.join(repr(d) for d in DATASETS)}.")
 
 
-# The check train.py makes on --data_dir before TensorFlow loads. TODO(issue 17): once
-# train.py calls cifar_files.detect_format itself, this name goes.
-detect_format = cifar_files.detect_format
-
 
 def read_local(path: str, *,
                records_per_batch: int = cifar_files.RECORDS_PER_BATCH) -> Cifar10:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_resnet_cifar.analysis import report
+from keras_resnet_cifar.analysis.report import report
 from keras_resnet_cifar.analysis.report import evidence, figures, findings, markdown, runs, tables
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from keras_resnet_cifar.analysis import plots, report
+from keras_resnet_cifar.analysis import plots
+from keras_resnet_cifar.analysis.report import report
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.analysis.report import figures, findings, reference, runs, stats, tables
