@@ -114,7 +114,13 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
     if python and not Path(flag_values.peer_script).is_file():
         raise UserError(f"No peer script at {flag_values.peer_script} (run from a checkout "
                         "of the repository, or set --peer_script).")
-    base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20")
+    steps = flag_values.steps
+    if steps > 0 and steps % flag_values.steps_per_execution:
+        raise UserError(f"--steps_per_execution={flag_values.steps_per_execution} must divide "
+                        f"--steps={steps} (Keras runs every execution whole).")
+    # A timed repeat is one Keras epoch of --steps steps.
+    base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20",
+                                         steps_per_epoch=steps if steps > 0 else None)
     plan = benchmarking.Plan(
         base=base, models=models, steps=flag_values.steps, repeats=flag_values.repeats,
         pipeline_batches=flag_values.pipeline_batches,

@@ -107,3 +107,40 @@ def test_integers_out_of_range_are_refused(bad, message):
     # Issue 16, item 3: these overflowed later, in NumPy or TensorFlow, as tracebacks.
     with pytest.raises(ValueError, match=message):
         config_lib.TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("kwargs,steps", [
+    (dict(steps_per_execution=4), 391),  # 50,000 images in batches of 128
+    (dict(steps_per_execution=3, validation_split=5000), 352),
+    (dict(steps_per_execution=3, steps_per_epoch=8), 8),
+    (dict(steps_per_execution=3, dataset="synthetic", synthetic_train_size=256,
+          batch_size=64), 4),
+])
+def test_steps_per_execution_must_divide_the_epoch(kwargs, steps):
+    with pytest.raises(ValueError, match=f"does not divide the {steps} steps of an epoch"):
+        config_lib.TrainConfig(**kwargs)
+
+
+def test_steps_per_execution_that_divides_the_epoch_is_accepted():
+    assert config_lib.TrainConfig(steps_per_execution=17).full_pass_steps == 391
+    config_lib.TrainConfig(steps_per_execution=4, steps_per_epoch=8)
+    config_lib.TrainConfig(steps_per_execution=4, dataset="synthetic",
+                           synthetic_train_size=256, batch_size=64)
+
+
+def test_keras_runs_an_execution_past_the_end_of_an_epoch():
+    """Why the rule above: Keras runs every execution whole, so with 3 steps per
+    execution an epoch of 8 steps takes 9 (and the next epoch 7). If this ever fails,
+    Keras cuts the last execution and the rule can go."""
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=3)
+    steps_after_epoch = []
+    done = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: steps_after_epoch.append(
+        int(model.optimizer.iterations)))
+    x = np.zeros((64, 2), np.float32)
+    model.fit(x, x[:, :1], batch_size=4, epochs=2, steps_per_epoch=8, callbacks=[done],
+              verbose=0, shuffle=False)
+    assert steps_after_epoch[0] == 9

@@ -19,7 +19,7 @@ CHANGED = TrainConfig(
     validation_split=100, synthetic_train_size=640, synthetic_test_size=320, epochs=7,
     batch_size=64, learning_rate=0.05, lr_boundaries=(2, 5.5), lr_decay=0.2, momentum=0.8,
     weight_decay=5e-4, weight_decay_scope="kernels", warmup_epochs=1,
-    warmup_learning_rate=0.001, steps_per_epoch=3,
+    warmup_learning_rate=0.001, steps_per_epoch=4,
     eval_steps=2, seed=4, deterministic=True, distribute="none",
     mixed_precision="mixed_bfloat16", jit_compile=True, steps_per_execution=2)
 

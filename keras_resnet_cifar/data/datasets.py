@@ -26,6 +26,7 @@ from keras_resnet_cifar.errors import DataError, UserError, first_line as _first
 
 # The names --dataset accepts (config.py imports this one definition).
 DATASETS = ("cifar10", "synthetic")
+TRAIN_IMAGES = 50_000  # CIFAR-10's training split (five batches of 10,000)
 CLASS_NAMES = CIFAR10_CLASSES
 NUM_CLASSES = len(CLASS_NAMES)
 

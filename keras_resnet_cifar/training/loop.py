@@ -213,6 +213,9 @@ def _train(config: TrainConfig, workdir: Path, plan: claim.Plan,
                  "" if chief else f"; this worker writes only to {workdir}")
 
     steps = config.steps_per_epoch or math.ceil(len(train.labels) / config.batch_size)
+    if steps % config.steps_per_execution:  # TrainConfig refuses this for the known sizes
+        raise UserError(f"--steps_per_execution={config.steps_per_execution} does not divide "
+                        f"the {steps} steps of an epoch of {len(train.labels)} images.")
     images_per_epoch = steps * config.batch_size if config.steps_per_epoch else len(train.labels)
     writer = callbacks_lib.RunWriter(workdir, config, chief, state, stop)
     # "auto": this module's progress line (stderr) and no Keras output, so each epoch

@@ -70,6 +70,7 @@ from keras_resnet_cifar.data import datasets, pipeline
 from keras_resnet_cifar.training import loop
 from keras_resnet_cifar.config import TrainConfig
 config = TrainConfig(model="resnet8", batch_size=16, jit_compile=sys.argv[1] == "1",
+                     dataset="synthetic", synthetic_train_size=64,
                      steps_per_execution=2)
 data = datasets.synthetic(64, 16, seed=0)
 model = loop.build_and_compile(config)
