@@ -14,7 +14,7 @@ import sys
 
 __version__ = "0.1.0"
 
-_OPTIMIZER = "keras_resnet_cifar.optimizer"
+_OPTIMIZER = "keras_resnet_cifar.training.optimizer"
 
 
 class _AfterKeras(importlib.abc.MetaPathFinder):

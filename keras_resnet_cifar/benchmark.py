@@ -9,7 +9,7 @@ Prints a table (``--json``: the same figures as JSON instead; ``--out=PATH``:
 also writes that JSON to PATH) of:
 
 * training images/s of ``model.fit`` on the real training path: the project's
-  ``build_and_compile`` and ``input_pipeline.train_dataset`` (shuffle and
+  ``build_and_compile`` and ``pipeline.train_dataset`` (shuffle and
   augmentation included) over synthetic or ``--data_dir`` data. Every training
   flag of ``keras_resnet_cifar.train`` that bears on speed is a flag here too
   (``--batch_size``, ``--mixed_precision``, ``--jit_compile``, ``--distribute``,
@@ -19,24 +19,23 @@ also writes that JSON to PATH) of:
 * evaluation images/s (``model.evaluate`` on the evaluation pipeline);
 * with ``--model_path``, the batch-1 latency and batch-128 images/s of each model
   named (a run directory, a ``.keras`` file, a SavedModel folder or a ``.tflite``
-  file, loaded as every tool loads them: ``keras_resnet_cifar.predictor``).
+  file, loaded as every tool loads them: ``keras_resnet_cifar.deploy.predictor``).
   ``--model_path`` alone measures only those; add ``--models`` to train too.
   A SavedModel that ``keras_resnet_cifar.export`` did not write needs
   ``--trust_savedmodel``: it is a program.
 
 Each figure is the median of ``--repeats`` timed repeats after a warm-up that is
 not counted, with the spread (min, max). With ``--peer=<python>`` the PyTorch peer
-(``scripts/torch_peer.py``, in its own environment: this project never imports
-torch; setup in that script) runs after each timed training repeat, in each of
-``--peer_modes`` (default: its fastest CPU configuration, ``channels_last``), so
-the two alternate A B A B ... on the same machine, and the ratio is reported pair
+(``--peer_script``: ``scripts/torch_peer.py`` of a checkout of the repository, run
+in its own environment: this project never imports torch; setup in that script)
+runs once per mode for one tiny step first, so that a broken peer fails at once,
+then after each timed training repeat, in each of ``--peer_modes`` (default: its
+fastest CPU configuration, ``channels_last``), so the two alternate A B A B ... on
+the same machine (:mod:`keras_resnet_cifar.analysis.peer`), and the ratio is reported pair
 by pair and as a median, with the date and the load average: this machine's
 speed drifts, and other work sharing its cores slows the peer most.
 
-Old spellings: ``--export`` is ``--model_path``, ``--export_runs`` is
-``--inference_runs``, ``--json=PATH`` is ``--out=PATH`` and ``--json=-`` is ``--json``.
-
-The measurements are :mod:`keras_resnet_cifar.benchmarking`'s.
+The measurements are :mod:`keras_resnet_cifar.analysis.benchmarking`'s.
 """
 
 from __future__ import annotations
@@ -44,14 +43,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
 
 from absl import flags
 
 # None of these imports Keras or TensorFlow: flag errors answer at once.
-from keras_resnet_cifar import benchmarking, cli, predictor, train_flags
+from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar.analysis import benchmark_table, benchmarking, peer
+from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
+
+# The PyTorch peer ships with the repository, not with the installed package.
+PEER_SCRIPT = "scripts/torch_peer.py"
 
 
 def define_flags() -> None:
@@ -77,11 +80,12 @@ def define_flags() -> None:
     flags.DEFINE_string("peer", None, "Python of the PyTorch peer's environment (see "
                         "scripts/torch_peer.py): run the peer after each timed training "
                         "repeat.")
-    flags.DEFINE_string("peer_script", defaults.peer_script, "The peer's script.")
+    flags.DEFINE_string("peer_script", PEER_SCRIPT, "The peer's script (the default is "
+                        "relative to a checkout of the repository, where it ships).")
     flags.DEFINE_list("peer_modes", list(defaults.peer_modes),
-                      f"The peer's configurations to run, each labelled: "
-                      f"{', '.join(benchmarking.PEER_MODES)}. channels_last is its fastest "
-                      "on CPU.")
+                      "The peer's configurations to run (its --mode), each labelled: "
+                      "default, channels_last, compile, channels_last+compile for "
+                      "torch_peer.py. channels_last is its fastest on CPU.")
     flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default).")
     flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
     flags.DEFINE_string("out", None, "Also write the figures as JSON to this file.")
@@ -92,7 +96,8 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
     """The Plan of the parsed flags, checked before any measurement (and before TF loads).
 
     Raises:
-        UserError: a bad value, a --model_path that is not a model, a missing peer.
+        UserError: a bad value, a --model_path that is not a model, a missing or
+            failing peer.
     """
     models = tuple(flag_values.models)
     if flag_values.model_path and not flag_values["models"].present:
@@ -103,18 +108,29 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
                             f"{flag_values[name].value}.")
     if flag_values.out and Path(flag_values.out).is_dir():
         raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
-    peer = flag_values.peer
-    if peer and not (Path(peer).is_file() or _on_path(peer)):
-        raise UserError(f"--peer={flag_values.peer} is not a Python interpreter that exists.")
-    base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20")
+    python = flag_values.peer  # the peer's interpreter
+    if python and not (Path(python).is_file() or _on_path(python)):
+        raise UserError(f"--peer={python} is not a Python interpreter that exists.")
+    if python and not Path(flag_values.peer_script).is_file():
+        raise UserError(f"No peer script at {flag_values.peer_script} (run from a checkout "
+                        "of the repository, or set --peer_script).")
+    steps = flag_values.steps
+    if steps > 0 and steps % flag_values.steps_per_execution:
+        raise UserError(f"--steps_per_execution={flag_values.steps_per_execution} must divide "
+                        f"--steps={steps} (Keras runs every execution whole).")
+    # A timed repeat is one Keras epoch of --steps steps.
+    base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20",
+                                         steps_per_epoch=steps if steps > 0 else None)
     plan = benchmarking.Plan(
         base=base, models=models, steps=flag_values.steps, repeats=flag_values.repeats,
         pipeline_batches=flag_values.pipeline_batches,
         model_paths=tuple(flag_values.model_path), inference_runs=flag_values.inference_runs,
         num_threads=flag_values.num_threads, trust_savedmodel=flag_values.trust_savedmodel,
-        peer=peer or None,
-        peer_script=flag_values.peer_script, peer_modes=tuple(flag_values.peer_modes))
+        peer=(python, flag_values.peer_script) if python else (),
+        peer_modes=tuple(flag_values.peer_modes))
     benchmarking.check_plan(plan)
+    if plan.peer:  # one tiny step per mode: a broken peer fails now, not after training
+        peer.check(plan.peer, plan.peer_modes)
     return plan
 
 
@@ -133,7 +149,7 @@ def main(argv):
     if FLAGS.json:
         print(text, end="")
     else:
-        print(benchmarking.format_table(report))
+        print(benchmark_table.format_table(report))
     if FLAGS.out:
         from keras_resnet_cifar import fileio
 
@@ -149,33 +165,6 @@ def _on_path(name: str) -> bool:
     return shutil.which(name) is not None
 
 
-_BOOLEAN = r"(?i:true|false|t|f|1|0)"
-# Old spellings. --json took a path ("-": standard output, after the table); it is now
-# a switch, and the path is --out's.
-RENAMED = (cli.Renamed("export", "model_path"), cli.Renamed("export_runs", "inference_runs"),
-           cli.Renamed("json", "out", values=rf"(?!-$|{_BOOLEAN}$).+"))
-
-
-def old_json_to_stdout(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``--json=-`` (JSON on standard output, before ``--json`` was a switch) as ``--json``.
-
-    Returns:
-        (the new argv, a deprecation notice if it was used).
-    """
-    out, args = [], list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg in ("--json", "-json") and args[:1] == ["-"]:
-            arg = f"{arg}=" + args.pop(0)  # absl's "--name value" form
-        out.append("--json" if arg in ("--json=-", "-json=-") else arg)
-    return out, (["warning: --json=- is now --json (JSON instead of the table); the old "
-                  "spelling still works for now."] if out != list(argv)
-                 else [])
-
-
 if __name__ == "__main__":
-    sys.argv, _notices = old_json_to_stdout(sys.argv)
-    for _notice in _notices:
-        print(_notice, file=sys.stderr)
     define_flags()
-    cli.run(main, trains=True, renamed=RENAMED, paths=("peer", "peer_script"))
+    cli.run(main, trains=True, paths=("peer", "peer_script"))

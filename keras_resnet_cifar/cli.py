@@ -12,7 +12,7 @@ flag                meaning                                                tools
 ``--model_dir``     the run directory that train writes and resumes        train
 ``--model_path``    something that predicts: a run directory, a            evaluate, export, predict,
                     ``.keras`` file, a SavedModel folder, a ``.tflite``    benchmark
-                    file (:mod:`keras_resnet_cifar.predictor`)
+                    file (:mod:`keras_resnet_cifar.deploy.predictor`)
 ``--checkpoint``    in a run directory: ``final``, ``best`` or ``last``     evaluate, export, predict
 ``--weights``       reference PyTorch weights, ``resnetN.npz``             import_weights, export
 ``--dataset``,      ``cifar10`` or ``synthetic``; a local CIFAR-10 copy    every tool that reads
@@ -28,13 +28,9 @@ positional args     input files (images, ``.npy``, run directories)        predi
                                                                            report
 ==================  =====================================================  ==========================
 
-Old spellings (``--model_dir`` for an input, ``--model`` for a file in
-predict, ``--export_dir``, ``--reference_weights``, ``--output``, train's
-``--verbose=0|1|2``) still work and print a one-line deprecation notice.
-
 ``--trust_savedmodel`` (evaluate, export, predict, benchmark) loads a SavedModel
 that ``keras_resnet_cifar.export`` did not write: a SavedModel is a program
-(:func:`keras_resnet_cifar.predictor.check_trusted`).
+(:func:`keras_resnet_cifar.deploy.predictor.check_trusted`).
 
 Behaviour that every tool gets from :func:`run`:
 
@@ -59,20 +55,20 @@ Behaviour that every tool gets from :func:`run`:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import faulthandler
+import json
 import logging as std_logging
 import os
 import platform
 import re
-import signal
 import sys
 import time
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from absl import app, flags
 from absl import logging
 
+from keras_resnet_cifar import signals
 from keras_resnet_cifar.errors import UserError, exit_with, message_of
 
 # Flags that hold paths, in every tool that has them: "~" and "$VARS" are expanded.
@@ -81,59 +77,66 @@ PATH_FLAGS = ("data_dir", "model_dir", "model_path", "out", "weights", "report_d
 _state = {"verbose": False}
 
 
-@dataclasses.dataclass(frozen=True)
-class Renamed:
-    """An old flag spelling that still works, with a deprecation notice.
-
-    Attributes:
-        old: the old flag name.
-        new: the flag it now means.
-        values: if set, a regular expression the old flag's value must match for
-            the rename to apply (e.g. train's ``--verbose=0|1|2``, now
-            ``--progress``, beside the shared boolean ``--verbose``).
-    """
-
-    old: str
-    new: str
-    values: str | None = None
-
-
 def expand_path(value: str) -> str:
     """``~`` and environment variables expanded (``-`` and empty values unchanged)."""
     return os.path.expandvars(os.path.expanduser(value)) if value else value
 
 
-def rename_deprecated(argv: Sequence[str], renamed: Sequence[Renamed]) -> tuple[list[str],
-                                                                                 list[str]]:
-    """Rewrites old flag spellings in ``argv`` to the new ones.
+# What --model_path names in the tools that load one trained model (evaluate, predict,
+# export): anything keras_resnet_cifar.deploy.predictor loads.
+MODEL_PATH = "a run directory, a .keras file, a SavedModel folder or a .tflite file"
 
-    Returns:
-        (the new argv, one notice per old spelling used).
+
+def define_model_flags() -> None:
+    """Defines the flags of the tools that load a trained model, with one help text each.
+
+    ``--model_path``, ``--checkpoint``, ``--trust_savedmodel`` and ``--data_dir``
+    (evaluate, predict and export; train's ``--data_dir`` says the same).
     """
-    out, notices, args = [argv[0]], [], list(argv[1:])
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            out.extend(args[i:])
-            break
-        m = re.fullmatch(r"--?([A-Za-z0-9_]+)(?:=(.*))?", arg, re.S)
-        rule = next((r for r in renamed if m and m.group(1) == r.old), None)
-        if rule is not None:
-            value, consumed = m.group(2), 0
-            if value is None and i + 1 < len(args) and not args[i + 1].startswith("-"):
-                value, consumed = args[i + 1], 1  # absl's "--name value" form
-            if rule.values is None or (value is not None and re.fullmatch(rule.values, value)):
-                notice = (f"warning: --{rule.old} is now --{rule.new}; the old spelling "
-                          "still works for now.")
-                if notice not in notices:
-                    notices.append(notice)
-                out.append(f"--{rule.new}" + ("" if value is None else f"={value}"))
-                i += 1 + consumed
-                continue
-        out.append(arg)
-        i += 1
-    return out, notices
+    # Neither imports Keras or TensorFlow: --help stays instant.
+    from keras_resnet_cifar import train_flags
+    from keras_resnet_cifar.deploy import predictor
+
+    flags.DEFINE_string("model_path", None, f"The model: {MODEL_PATH} (export takes all "
+                        "but the last).")
+    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
+                      "In a run directory: final (model.keras), or the best or last "
+                      "checkpoint (checkpoints/{best,last}.keras).")
+    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
+    flags.DEFINE_string("data_dir", None, train_flags.help_text("data_dir"))
+
+
+def print_ranked(predictions: Sequence[dict], errors: Sequence[object], *, as_json: bool,
+                 footer: str | None = None, **json_fields: Any) -> None:
+    """Prints ranked predictions as predict and serving_client do, then ends like them.
+
+    Args:
+        predictions: {"input": name, "top": [{"class", "probability"}, ...], ...} per
+            image (:func:`keras_resnet_cifar.deploy.predictor.classify`).
+        errors: the inputs that could not be read or classified.
+        as_json: one JSON object (``json_fields``, then ``predictions`` and
+            ``errors``) instead of the table of
+            :func:`keras_resnet_cifar.data.labels.format_ranked`.
+        footer: a line printed after the table (not with ``as_json``).
+        **json_fields: further fields of the JSON object.
+
+    Raises:
+        SystemExit: 1 when there were errors (each already printed on stderr).
+    """
+    from keras_resnet_cifar.data.labels import format_ranked
+
+    if as_json:
+        print(json.dumps({**json_fields, "predictions": list(predictions),
+                          "errors": [str(e) for e in errors]}, indent=2))
+    else:
+        if predictions:
+            print(format_ranked(predictions))
+        if footer:
+            print(footer)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if errors:
+        raise SystemExit(1)
 
 
 def use_onednn_by_default() -> None:
@@ -256,26 +259,6 @@ class PlainFormatter(std_logging.Formatter):
         return text
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that cleanup code runs."""
-
-
-def _on_sigterm(signum, frame):
-    # Remembered as well as raised: raised at an arbitrary instant, the exception
-    # can surface inside a library that turns it into one of its own (TensorFlow
-    # tracing a function reports a TypeError); the run still ended because of it.
-    _state["signal"] = "SIGTERM"
-    raise Terminated()
-
-
-def _stopped_by(error: BaseException) -> str | None:
-    """"SIGTERM" or "SIGINT" when ``error`` ended the run because of that signal."""
-    if _state.get("signal") == "SIGTERM" or isinstance(error, Terminated) or (
-            isinstance(error, KeyboardInterrupt) and error.args[:1] == ("SIGTERM",)):
-        return "SIGTERM"
-    return "SIGINT" if isinstance(error, KeyboardInterrupt) else None
-
-
 # absl's help flags: they print the usage and exit before main.
 _HELP_FLAG = re.compile(r"--?(\?|help|helpshort|helpfull|helpxml)(=.*)?", re.S)
 
@@ -323,7 +306,7 @@ def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[s
 
 
 def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
-        required: Mapping[str, str] | None = None, renamed: Sequence[Renamed] = (),
+        required: Mapping[str, str] | None = None,
         trains: bool = False, paths: Sequence[str] = ()) -> None:
     """Parses the flags, applies the shared conventions and runs ``main(argv)``.
 
@@ -332,13 +315,9 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
             arguments (with ``~`` expanded).
         takes_files: whether positional arguments are allowed.
         required: flag name -> what it is, for flags that must be given.
-        renamed: old flag spellings that still work.
         trains: the tool trains: oneDNN's CPU kernels by default.
         paths: further path flags of this tool (besides :data:`PATH_FLAGS`).
     """
-    argv, notices = rename_deprecated(sys.argv, renamed)
-    for notice in notices:
-        print(notice, file=sys.stderr)
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")
@@ -351,7 +330,6 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
     def wrapped(argv: list[str]):
-        signal.signal(signal.SIGTERM, _on_sigterm)
         verbose = bool(flags.FLAGS.verbose)
         _state["verbose"] = verbose
         if trains:
@@ -363,18 +341,20 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
             logging.get_absl_handler().setFormatter(PlainFormatter())
         faulthandler.enable()
         try:
-            argv = _check_and_expand(argv, takes_files=takes_files, required=required or {},
-                                     paths=paths)
-            with native_logs_muted():
-                return main(argv)
+            # SIGTERM (a scheduler, a preemption) stops a tool as Ctrl-C does.
+            with signals.StopSignals():
+                argv = _check_and_expand(argv, takes_files=takes_files,
+                                         required=required or {}, paths=paths)
+                with native_logs_muted():
+                    return main(argv)
         except UserError as e:
             exit_with(message_of(e))
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
-            stopped = _stopped_by(error)
+            stopped = signals.stopped_by(error)
             if stopped == "SIGTERM":
                 exit_with("terminated (SIGTERM)", 143)
             if stopped == "SIGINT":
                 exit_with("interrupted", 130)
             raise
 
-    app.run(wrapped, argv=argv, flags_parser=_parse_flags)
+    app.run(wrapped, argv=sys.argv, flags_parser=_parse_flags)

@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any
+from typing import Any, Collection
 
-from keras_resnet_cifar import arch  # no Keras: flags are checked before TensorFlow loads
+from keras_resnet_cifar.models import arch  # no Keras: flags are checked before TensorFlow loads
 
-DATASETS = ("cifar10", "synthetic")
+from keras_resnet_cifar.data.datasets import DATASETS, TRAIN_IMAGES  # no TensorFlow: one definition
 DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # The seed goes to NumPy's and TensorFlow's generators, which take 32 bits; counts end
@@ -123,9 +123,27 @@ class TrainConfig:
         if list(boundaries) != sorted(set(boundaries)) or any(b <= 0 for b in boundaries):
             raise ValueError("--lr_boundaries must be increasing positive epochs, "
                              f"got {list(self.lr_boundaries)}.")
+        # Keras (3.15) runs every execution whole: with --steps_per_execution not dividing
+        # an epoch's steps, an epoch would run past its end into the next one's batches
+        # (measured: 9 and 7 steps for epochs of 8 at 3), shifting every later epoch's
+        # data and its learning rates, and the last epoch would run out of data.
+        steps = self.steps_per_epoch or self.full_pass_steps
+        if steps % self.steps_per_execution:
+            divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+            shown = ", ".join(map(str, divisors[:8])) + (", ..." if len(divisors) > 8 else "")
+            raise ValueError(
+                f"--steps_per_execution={self.steps_per_execution} does not divide the "
+                f"{steps} steps of an epoch (an execution would run into the next epoch); "
+                f"use a divisor of {steps} ({shown}) or a --steps_per_epoch that it divides.")
         # 80 and 80.0 are the same boundary: whole numbers are kept as ints (config.json
         # then reads as before), fractions as floats.
         object.__setattr__(self, "lr_boundaries", boundaries)
+
+    @property
+    def full_pass_steps(self) -> int:
+        """Steps of one pass over the training images left after ``validation_split``."""
+        images = self.synthetic_train_size if self.dataset == "synthetic" else TRAIN_IMAGES
+        return max(1, math.ceil((images - self.validation_split) / self.batch_size))
 
     @property
     def eval_set(self) -> str:
@@ -187,3 +205,28 @@ def learning_rate_at(epoch: float, config: TrainConfig) -> float:
     # 1e-9 is far below one step (1 / steps_per_epoch) of any real epoch.
     drops = sum(epoch >= b - 1e-9 for b in config.lr_boundaries)
     return config.learning_rate * config.lr_decay ** drops
+
+
+def changed_flags(config: TrainConfig, exclude: Collection[str] = ()) -> list[str]:
+    """``--name=value`` for every field of ``config`` that differs from the default.
+
+    The flags that reproduce ``config`` with ``python -m keras_resnet_cifar.train``
+    (one flag per field: :mod:`keras_resnet_cifar.train_flags`).
+
+    >>> changed_flags(TrainConfig(model="plain20", lr_boundaries=(1.5, 2)))
+    ['--model=plain20', '--lr_boundaries=1.5,2']
+    """
+    defaults = TrainConfig()
+    out = []
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in exclude:
+            continue
+        value = getattr(config, field.name)
+        if value == getattr(defaults, field.name):
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(map(str, value))
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        out.append(f"--{field.name}={value}")
+    return out

@@ -13,7 +13,7 @@ look for it (an export made from the weights carries it).
 The reference CIFAR-10 ResNets of He et al.'s paper (ResNet-20/32/44/56/110/1202,
 BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev) are released as ``.th`` files in
 the ``pretrained_models/`` folder of github.com/akamaster/pytorch_resnet_cifar10.
-This reads them without torch (:mod:`keras_resnet_cifar.torch_checkpoint`: both
+This reads them without torch (:mod:`keras_resnet_cifar.models.torch_checkpoint`: both
 torch's zip format and the legacy format those 2018 files use), strips
 DataParallel's ``module.`` prefix, leaves out BatchNorm's step counters and writes
 the arrays under PyTorch's state-dict names, in PyTorch's layouts. Keep the
@@ -23,14 +23,15 @@ reference's licence with the weights and anything made from them.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from absl import flags
 
-from keras_resnet_cifar import cli, contract, fileio, torch_checkpoint
+from keras_resnet_cifar import cli, fileio
+from keras_resnet_cifar.deploy import contract
+from keras_resnet_cifar.models import torch_checkpoint
 from keras_resnet_cifar.errors import UserError
 
 # The reference's licence (github.com/akamaster/pytorch_resnet_cifar10, LICENSE),
@@ -119,17 +120,11 @@ def output_paths(checkpoints: Sequence[str | os.PathLike],
 def define_flags() -> None:
     flags.DEFINE_string("out", None, "The .npz to write (one checkpoint) or a folder "
                         "(default: beside each checkpoint, with .npz).")
-    flags.DEFINE_string("checkpoint", None, "Deprecated: give the .th files as arguments "
-                        "(--checkpoint names final/best/last in the other tools).")
 
 
 def main(argv):
     FLAGS = flags.FLAGS
     checkpoints = argv[1:]
-    if FLAGS.checkpoint:
-        print("warning: --checkpoint=FILE is now an argument (convert_checkpoint FILE); "
-              "the old spelling still works for now.", file=sys.stderr)
-        checkpoints = [cli.expand_path(FLAGS.checkpoint), *checkpoints]
     if not checkpoints:
         raise UserError("Give the reference's .th checkpoints to convert, e.g. "
                         "resnet20-12fca82f.th.")
@@ -149,4 +144,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, takes_files=True, renamed=[cli.Renamed("output", "out")])
+    cli.run(main, takes_files=True)

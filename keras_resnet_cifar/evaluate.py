@@ -4,7 +4,7 @@
     python -m keras_resnet_cifar.evaluate --model_path=exports/resnet20/1 --out=runs/eval-r20
     python -m keras_resnet_cifar.evaluate --model_path=model_int8.tflite --max_images=1000
 
-``--model_path`` is anything :mod:`keras_resnet_cifar.predictor` loads: a training
+``--model_path`` is anything :mod:`keras_resnet_cifar.deploy.predictor` loads: a training
 run directory (its ``model.keras``, or ``checkpoints/{best,last}.keras`` with
 ``--checkpoint``), a ``.keras`` file, an exported SavedModel or a ``.tflite``
 file (a SavedModel that ``keras_resnet_cifar.export`` did not write needs
@@ -20,32 +20,27 @@ Other models are evaluated without writing anything unless ``--out`` is given
 (an export's version folder is what TF Serving polls: nothing is added to it).
 A readable table is always printed. A class's accuracy (correct / images of the
 class) is its recall, which has the column; precision and recall are scikit-learn's
-(see :mod:`keras_resnet_cifar.evaluation`).
+(see :mod:`keras_resnet_cifar.deploy.evaluation`).
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from keras_resnet_cifar import cli, predictor
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_path", None, "A run directory, a .keras file, a SavedModel "
-                        "folder (one from elsewhere needs --trust_savedmodel) or a .tflite "
-                        "file.")
-    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
-                      "In a run directory: final (model.keras), best or last checkpoint.")
+    cli.define_model_flags()
     flags.DEFINE_string("dataset", "cifar10", "cifar10 or synthetic.")
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (see train --helpfull).")
     flags.DEFINE_integer("synthetic_test_size", 1000, "--dataset=synthetic only.")
     flags.DEFINE_integer("batch_size", 256, "Images per prediction batch.")
     flags.DEFINE_integer("max_images", 0, "Evaluate only the first N test images (0: all).")
     flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
     flags.DEFINE_string("out", None, "Where to write the results (default: the run "
                         "directory; other models are only printed without --out).")
-    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def main(argv):
@@ -62,7 +57,8 @@ def main(argv):
                         "predict --dataset=cifar10 gives the accuracy without it.") from None
     resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint,  # before TF loads
                                  trust_savedmodel=FLAGS.trust_savedmodel)
-    from keras_resnet_cifar import datasets, evaluation
+    from keras_resnet_cifar.data import datasets
+    from keras_resnet_cifar.deploy import evaluation
 
     out = FLAGS.out or resolved.run_dir
     model = predictor.load(resolved, num_threads=FLAGS.num_threads,
@@ -84,6 +80,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, required={"model_path": "a run directory, a .keras file, a SavedModel "
-                                          "folder or a .tflite file"},
-            renamed=[cli.Renamed("model_dir", "model_path")])
+    cli.run(main, required={"model_path": cli.MODEL_PATH})

@@ -8,7 +8,9 @@ r"""Exports a trained classifier for TF Serving and for edge devices, with proof
 writes, atomically, one new version ``<out>/<name>/<version>/`` in TF Serving's
 layout (``--out`` defaults to ``exports``): the SavedModel, float32 /
 dynamic-range / int8 TFLite models, ``model_card.json`` and ``parity.json``
-(see :mod:`keras_resnet_cifar.exporting` and ``exports/README.md``).
+(see :mod:`keras_resnet_cifar.deploy.exporter` and ``exports/README.md``). The
+command is flags in, :func:`keras_resnet_cifar.deploy.exporter.export`, and the
+parity report and a summary printed.
 
 The model is ``--model_path`` (a training run directory, with ``--checkpoint``
 for ``checkpoints/{last,best}.keras``; a ``.keras`` file; or a SavedModel) or
@@ -27,18 +29,17 @@ from __future__ import annotations
 
 from absl import flags
 
-from keras_resnet_cifar import cli, contract, fileio, predictor
-from keras_resnet_cifar.contract import TFLITE_VARIANTS as VARIANTS
+# None of these imports TensorFlow or Keras: mistakes answer at once.
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.deploy import exporter, parity, sources
+from keras_resnet_cifar.deploy.contract import TFLITE_VARIANTS as VARIANTS
 from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_path", None, "A training run directory, a .keras file or a "
-                        "SavedModel folder (one from elsewhere needs --trust_savedmodel).")
+    cli.define_model_flags()
     flags.DEFINE_string("weights", None, "Export the reference ResNet built from these "
                         "resnetN.npz weights instead of --model_path.")
-    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
-                      "In a run directory: final (model.keras), last or best checkpoint.")
     flags.DEFINE_string("out", "exports", "Where <name>/<version>/ goes (TF Serving's "
                         "model base path is <out>/<name>).")
     flags.DEFINE_string("name", None, "Model name (TF Serving MODEL_NAME); default: the "
@@ -46,27 +47,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("version", None, "Version number; default: the next free one.")
     flags.DEFINE_string("dataset", None, "cifar10 or synthetic, for calibration and "
                         "parity; default: cifar10 when --data_dir is given, else synthetic.")
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy (any official layout).")
     flags.DEFINE_list("tflite", list(VARIANTS), "TFLite variants to write.")
     flags.DEFINE_integer("calibration_images", 500, "Training images for int8 calibration.")
     flags.DEFINE_integer("parity_images", 10000, "Test images for the parity report (0: none).")
     flags.DEFINE_integer("latency_runs", 100, "Timed batch-1 calls per variant.")
-    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
-
-
-def _check_litert() -> None:
-    """Refuses at once when the LiteRT runtime, which runs the TFLite models, is missing.
-
-    The export checks every .tflite model it writes (the int8 model's input
-    quantisation, the parity report) on LiteRT, as an edge device runs it; without
-    the runtime it would fail only after the minute of conversion.
-    """
-    try:
-        import ai_edge_litert.interpreter  # noqa: F401
-    except ImportError:
-        raise UserError("export runs the TFLite models it writes on the LiteRT runtime, "
-                        "which is not installed here: pip install ai-edge-litert (or give "
-                        "--tflite= to write the SavedModel only).") from None
 
 
 def main(argv):
@@ -75,49 +59,27 @@ def main(argv):
     if bool(FLAGS.model_path) == bool(FLAGS.weights):
         raise UserError("Give exactly one of --model_path (run directory, .keras file or "
                         "SavedModel) and --weights (reference resnetN.npz).")
-    # Every check that needs no TensorFlow first, so mistakes answer at once.
-    for name, least in (("calibration_images", 1), ("parity_images", 0), ("latency_runs", 0)):
-        if FLAGS[name].value < least:
-            raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
-    if FLAGS.version is not None and FLAGS.version < 1:
-        raise UserError(f"--version must be a positive integer, got {FLAGS.version}.")
-    unknown = [v for v in FLAGS.tflite if v not in VARIANTS]
-    if unknown:
-        raise UserError(f"Unknown --tflite variant {unknown[0]!r}: expected some of "
-                        f"{', '.join(VARIANTS)}.")
-    if FLAGS.tflite:
-        _check_litert()
-    if FLAGS.model_path:
-        resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint,
-                                     trust_savedmodel=FLAGS.trust_savedmodel)
-        if resolved.kind == "tflite":
-            raise UserError(f"{FLAGS.model_path} is a .tflite model, already an export: "
-                            "export its run directory, .keras file or SavedModel instead.")
-    from keras_resnet_cifar import exporting, parity  # TensorFlow loads here
-
-    source = (exporting.load_reference(FLAGS.weights) if FLAGS.weights
-              else exporting.load_source(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
-                                         trust_savedmodel=FLAGS.trust_savedmodel))
-    data = exporting.eval_data(FLAGS.dataset, FLAGS.data_dir,
-                               calibration_images=FLAGS.calibration_images)
-    card = source.model.card or {}
-    name = FLAGS.name or (source.keras_model.name if source.keras_model is not None
-                          else card.get("name") or source.model.path.parent.name)
-    folder, card = exporting.export(source, FLAGS.out, name=name, data=data,
-                                    version=FLAGS.version, variants=FLAGS.tflite,
-                                    parity_images=FLAGS.parity_images,
-                                    latency_runs=FLAGS.latency_runs)
-    if FLAGS.parity_images:
-        print(parity.format_table(fileio.read_json(folder / contract.PARITY)))
-    if card["licence"]:
-        print(card["licence"])
-    params = card["params_trainable"]
-    print(f"exported {card['architecture'] or 'the model'}"
-          + (f" ({params:,} parameters)" if params is not None else "") + f" to {folder}")
+    # The options and the source are checked before TensorFlow loads (with the model).
+    exporter.check_options(variants=FLAGS.tflite, parity_images=FLAGS.parity_images,
+                           latency_runs=FLAGS.latency_runs, version=FLAGS.version,
+                           calibration_images=FLAGS.calibration_images)
+    source = (sources.load_reference(FLAGS.weights) if FLAGS.weights
+              else sources.load_source(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
+                                       trust_savedmodel=FLAGS.trust_savedmodel))
+    data = sources.eval_data(FLAGS.dataset, FLAGS.data_dir,
+                             calibration_images=FLAGS.calibration_images)
+    done = exporter.export(source, FLAGS.out, name=FLAGS.name, data=data,
+                           version=FLAGS.version, variants=FLAGS.tflite,
+                           parity_images=FLAGS.parity_images, latency_runs=FLAGS.latency_runs)
+    if done.parity:
+        print(parity.format_table(done.parity))
+    if done.card["licence"]:
+        print(done.card["licence"])
+    params = done.card["params_trainable"]
+    print(f"exported {done.card['architecture'] or 'the model'}"
+          + (f" ({params:,} parameters)" if params is not None else "") + f" to {done.folder}")
 
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, renamed=[cli.Renamed("model_dir", "model_path"),
-                           cli.Renamed("reference_weights", "weights"),
-                           cli.Renamed("export_dir", "out")])
+    cli.run(main)

@@ -1,4 +1,10 @@
-"""Writing files so that nothing is ever half-written: temporary path, fsync, rename."""
+"""Files and folders: atomic writes (temporary path, fsync, rename), locks, directories.
+
+Nothing here is ever half-written: :func:`atomic_path` and its writers replace a
+file only once the new content is complete. :func:`exclusive_lock` is the one
+process-exclusive lock (a run directory's, an export's); :func:`make_dir` makes a
+folder or fails in one clear sentence.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,14 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from keras_resnet_cifar.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no flock
+    fcntl = None
 
 # The temporaries of atomic_path: ".<name>.<8 random characters>.tmp[<suffix>]".
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
@@ -160,3 +171,62 @@ def read_json(path: str | os.PathLike):
         return None
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is not readable JSON ({e}).") from None
+
+
+def make_dir(path: str | os.PathLike, *, what: str | None = None) -> Path:
+    """Creates the folder ``path`` and its parents, unless it exists.
+
+    Args:
+        path: the folder.
+        what: how the error names it (default: the path), e.g. ``--model_dir runs/x``.
+
+    Returns:
+        ``path``, as a Path.
+
+    Raises:
+        UserError: it cannot be made (a file in the way, no permission, a full disk).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"Cannot create {what or path}: {e.strerror or e}.") from None
+    return path
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike,
+                   busy: Callable[[int | None], str]) -> Iterator[bool]:
+    """Holds an exclusive lock on the file ``path`` for the block; refuses at once if taken.
+
+    The lock is an ``flock``, which the kernel releases when its process ends,
+    however it ends: a crash never leaves it stuck, and there is no stale lock
+    file to clean up. The holder writes its process id into the file, so that a
+    refusal can name it.
+
+    Args:
+        path: the lock file (created if missing; never removed).
+        busy: the refusal's message, given the holder's process id (None when unknown).
+
+    Yields:
+        True while the lock is held; False on a platform without ``flock`` (no lock).
+
+    Raises:
+        UserError: another process holds the lock (message ``busy(pid)``).
+        OSError: the lock file cannot be opened.
+    """
+    if fcntl is None:
+        yield False
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raise UserError(busy(int(holder) if holder.isdigit() else None)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield True
+    finally:
+        os.close(fd)  # releases the flock

@@ -13,7 +13,7 @@ resized with a warning, refused with ``--strict``). A file that cannot be read i
 reported in one line and the others are still classified; the exit status is 1
 if any failed.
 
-Every kind of model is loaded, run and scored by ``keras_resnet_cifar.predictor``.
+Every kind of model is loaded, run and scored by ``keras_resnet_cifar.deploy.predictor``.
 A ``.tflite`` model runs on the LiteRT runtime alone (XNNPACK, ``--num_threads``):
 this path imports neither TensorFlow nor Keras, so it runs on an edge device
 with numpy, Pillow, absl-py and ai-edge-litert. The other kinds need TensorFlow.
@@ -23,24 +23,19 @@ A SavedModel is a program (its graph runs whatever operations it holds): one tha
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
 from absl import flags
 
-from keras_resnet_cifar import cli, predictor
-from keras_resnet_cifar import images as images_lib
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.deploy import predictor
+from keras_resnet_cifar.data import images as images_lib
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.labels import format_ranked
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_path", None, "A run directory, a .keras file, a SavedModel "
-                        "folder (one from elsewhere needs --trust_savedmodel) or a .tflite "
-                        "file.")
-    flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
-                      "In a run directory: final (model.keras), last or best checkpoint.")
+    cli.define_model_flags()
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
     flags.DEFINE_integer("top_k", 3, "How many classes to show per image.")
     flags.DEFINE_boolean("strict", False, "Refuse images that are not 32x32 instead of "
@@ -48,10 +43,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
     flags.DEFINE_string("dataset", None, "Score the test split of this data set "
                         "(cifar10 or synthetic) instead of, or as well as, images.")
-    flags.DEFINE_string("data_dir", None, "Local CIFAR-10 copy for --dataset=cifar10.")
     flags.DEFINE_integer("max_images", 0, "With --dataset: score only the first N test "
                          "images (0: all).")
-    flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def main(argv):
@@ -81,7 +74,7 @@ def main(argv):
         predictions = predictor.classify(model, pixels, names, FLAGS.top_k)
     scored = None
     if FLAGS.dataset:
-        from keras_resnet_cifar import datasets
+        from keras_resnet_cifar.data import datasets
 
         # Only the test split is scored: do not generate a synthetic training split.
         test = datasets.load(FLAGS.dataset, FLAGS.data_dir, synthetic_sizes=(0, 10000)).test
@@ -89,24 +82,14 @@ def main(argv):
         progress = cli.Progress(f"scoring {FLAGS.dataset} test images")
         scored = {"dataset": FLAGS.dataset, "split": "test",
                   **predictor.score(model, test.images[:n], test.labels[:n], progress=progress)}
-    if FLAGS.json:
-        print(json.dumps({"model": model.describe(), "predictions": predictions,
-                          "errors": [str(e) for e in errors], "score": scored}, indent=2))
-    else:
-        if predictions:
-            print(format_ranked(predictions))
-        if scored:
-            print(f"{scored['dataset']} {scored['split']}: accuracy "
-                  f"{100 * scored['accuracy']:.2f}% ({scored['correct']}/{scored['images']})")
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
-    if errors:
-        raise SystemExit(1)
+    footer = scored and (f"{scored['dataset']} {scored['split']}: accuracy "
+                         f"{100 * scored['accuracy']:.2f}% "
+                         f"({scored['correct']}/{scored['images']})")
+    cli.print_ranked(predictions, errors, as_json=FLAGS.json, footer=footer,
+                     model=model.describe(), score=scored)
 
 
 if __name__ == "__main__":
     define_flags()
     cli.run(main, takes_files=True,
-            required={"model_path": "a run directory, a .keras file, a SavedModel folder or "
-                                    "a .tflite file"},
-            renamed=[cli.Renamed("model", "model_path")])
+            required={"model_path": cli.MODEL_PATH})

@@ -18,7 +18,7 @@ several named outputs:
 ``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
 supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status.
 Only the standard library and numpy are used (the client is
-:mod:`keras_resnet_cifar.rest_client`).
+:mod:`keras_resnet_cifar.deploy.rest_client`).
 
 ``--timeout`` bounds the whole request, from connecting to the last byte of the
 answer: a server that trickles its answer cannot hold the client longer.
@@ -26,17 +26,17 @@ answer: a server that trickles its answer cannot hold the client longer.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Sequence
 
 import numpy as np
 from absl import flags
 
-from keras_resnet_cifar import cli, rest_client
-from keras_resnet_cifar import images as images_lib
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.deploy import rest_client
+from keras_resnet_cifar.data import images as images_lib
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.labels import CIFAR10_CLASSES, format_ranked, top_k
+from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
 
 
 def define_flags() -> None:
@@ -91,15 +91,7 @@ def main(argv):
         names = [n for item in loaded for n in item.names]
         predictions = [{"input": n, **r} for n, r in
                        zip(names, _rank(results, CIFAR10_CLASSES, FLAGS.top_k))]
-    if FLAGS.json:
-        print(json.dumps({"predictions": predictions, "errors": [str(e) for e in errors]},
-                         indent=2))
-    elif predictions:
-        print(format_ranked(predictions))
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
-    if errors:
-        raise SystemExit(1)
+    cli.print_ranked(predictions, errors, as_json=FLAGS.json)
 
 
 if __name__ == "__main__":

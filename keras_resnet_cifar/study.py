@@ -18,11 +18,11 @@ distribution, precision, ...), except ``--model`` and ``--seed``, which become
 ``--models`` and ``--seeds``.
 
 Each run lives in ``<out>/runs/<model>-seed<seed>`` (a normal run directory, see
-:mod:`keras_resnet_cifar.rundir`) and also records per-layer statistics
-(:mod:`keras_resnet_cifar.layer_stats`) at ``--layer_stats_epochs`` (fractions
+:mod:`keras_resnet_cifar.training.rundir`) and also records per-layer statistics
+(:mod:`keras_resnet_cifar.analysis.layer_stats`) at ``--layer_stats_epochs`` (fractions
 allowed: 1.5 is mid-way through a 3-pass run) and, with
 ``--curve_points_per_epoch``, learning-curve points inside each epoch
-(:mod:`keras_resnet_cifar.curves`: the training error of the steps since the
+(:mod:`keras_resnet_cifar.analysis.curves`: the training error of the steps since the
 previous point and the test error on a fixed ``--curve_test_images`` subset).
 Running the same command again resumes: finished runs are skipped, an
 interrupted one continues from its last completed epoch (the curve points and
@@ -30,7 +30,7 @@ layer statistics of the epoch that was cut short are recorded again, never
 twice), evaluations are redone only when their model changed.
 
 The report goes to ``<out>/report`` (or ``--report_dir``), with a copy of each
-run's small files (:data:`keras_resnet_cifar.rundir.SMALL_FILES`: config,
+run's small files (:data:`keras_resnet_cifar.training.rundir.SMALL_FILES`: config,
 history, metrics, evaluation, layer statistics, curve; never the models) in its
 ``runs/`` folder, so that the report folder can be committed as it is and
 rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
@@ -39,8 +39,8 @@ The report covers every run published there, so ``--seeds=1`` after an earlier
 (runs of another recipe there are refused, in one line).
 ``--reference_dir`` names runs of the reference PyTorch trainer
 (``scripts/train_reference_pytorch.py --report_dir``), which the report sets
-beside the study's runs of the same recipe. The study itself is the library :mod:`keras_resnet_cifar.studying`; this module
-turns the flags into its :class:`~keras_resnet_cifar.studying.StudySpec`. The
+beside the study's runs of the same recipe. The study itself is the library :mod:`keras_resnet_cifar.analysis.depth_study`; this module
+turns the flags into its :class:`~keras_resnet_cifar.analysis.depth_study.StudySpec`. The
 shared command-line conventions (quiet output, ``--verbose``, ``~`` in paths,
 oneDNN's CPU kernels on x86 because the study trains) are
 :mod:`keras_resnet_cifar.cli`'s.
@@ -55,7 +55,8 @@ from pathlib import Path
 from absl import flags, logging
 
 # No Keras in these: flags answer at once, TensorFlow loads when training starts.
-from keras_resnet_cifar import cli, studying, train_flags
+from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar.analysis import depth_study
 from keras_resnet_cifar.config import TrainConfig, as_epoch
 from keras_resnet_cifar.errors import UserError
 
@@ -70,7 +71,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     train_flags.define_config_flags(flag_values, exclude=PER_RUN)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.", **fv)
-    flags.DEFINE_list("models", list(studying.SEED_MODELS), "Models to train.", **fv)
+    flags.DEFINE_list("models", list(depth_study.SEED_MODELS), "Models to train.", **fv)
     flags.DEFINE_boolean("depth_sweep", False, "Train plain/resnet 20, 32, 44 and 56 "
                          "(He et al., Figure 6) instead of --models.", **fv)
     flags.DEFINE_list("seeds", ["0"], "Random seeds; each model is trained once per seed.", **fv)
@@ -120,13 +121,13 @@ def _epochs(flag_values: flags.FlagValues, name: str) -> tuple[int | float, ...]
     return epochs
 
 
-def spec_from_flags(flag_values: flags.FlagValues) -> studying.StudySpec:
+def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
     """The StudySpec of the parsed flags.
 
     Raises:
         UserError: a bad value (every model name is checked before anything trains).
     """
-    models = studying.SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
+    models = depth_study.SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
     if not models:
         raise UserError("--models is empty: name the models to train, e.g. "
                         "--models=plain20,resnet20.")
@@ -136,7 +137,7 @@ def spec_from_flags(flag_values: flags.FlagValues) -> studying.StudySpec:
     if not seeds:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
     base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
-    spec = studying.StudySpec(models=models, seeds=seeds, base=base,
+    spec = depth_study.StudySpec(models=models, seeds=seeds, base=base,
                               layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
                               layer_stats_batch=flag_values.layer_stats_batch,
                               curve_points_per_epoch=flag_values.curve_points_per_epoch,
@@ -157,7 +158,7 @@ def main(argv):
     del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     spec = spec_from_flags(FLAGS)
-    from keras_resnet_cifar.report import markdown, runs as report_runs
+    from keras_resnet_cifar.analysis.report import markdown, runs as report_runs
 
     levels = report_runs.parse_levels(FLAGS.accuracy_levels)  # before hours of training
     references = (report_runs.expand_run_paths([FLAGS.reference_dir])
@@ -165,7 +166,7 @@ def main(argv):
     report_dir = None if FLAGS.skip_report else (FLAGS.report_dir or Path(FLAGS.out) / "report")
     command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
                                          *sys.argv[1:]])
-    result = studying.run_study(spec, FLAGS.out, report_dir=report_dir,
+    result = depth_study.run_study(spec, FLAGS.out, report_dir=report_dir,
                                 reference_dirs=references, accuracy_levels=levels,
                                 command=command)
     if result.report is not None:

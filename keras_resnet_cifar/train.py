@@ -8,7 +8,8 @@ reproduction paper's 200-epoch schedule; see keras_resnet_cifar/config.py).
 Every field of :class:`keras_resnet_cifar.config.TrainConfig` is a flag with the
 same name and default; the run directory is ``--model_dir`` (default
 ``runs/<model>-seed<seed>``). Running the same command again resumes an
-interrupted run from its last completed epoch. The shared command-line
+interrupted run from its last completed epoch. At the end it draws the run's
+curves.png (:mod:`keras_resnet_cifar.analysis.run_curves`). The shared command-line
 conventions (quiet output, ``--verbose``, ``~`` in paths, oneDNN on x86) are
 :mod:`keras_resnet_cifar.cli`'s.
 """
@@ -20,7 +21,9 @@ import os
 from absl import flags, logging
 
 # None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
-from keras_resnet_cifar import cli, datasets, rundir, train_flags
+from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar.data import cifar_files
+from keras_resnet_cifar.training import claim
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.text import plural
@@ -60,13 +63,13 @@ def check_before_loading(config: TrainConfig, model_dir: str) -> None:
         UserError: one of the above, in one sentence.
     """
     if config.dataset == "cifar10" and config.data_dir:
-        datasets.detect_format(config.data_dir)  # DataError (a UserError) when it is not one
+        cifar_files.detect_format(config.data_dir)  # DataError (a UserError) when it is not one
     if config.distribute == "multi_worker" or not os.path.exists(model_dir):
         return
     if not os.path.isdir(model_dir):
         raise UserError(f"Cannot write to --model_dir {model_dir}: not a directory.")
-    rundir.ensure_unlocked(model_dir)
-    rundir.plan(model_dir, config)  # a run of another recipe is refused here
+    claim.ensure_unlocked(model_dir)
+    claim.plan(model_dir, config)  # a run of another recipe is refused here
 
 
 def main(argv):
@@ -77,14 +80,18 @@ def main(argv):
     check_before_loading(config, model_dir)
     if FLAGS.cpu_devices:
         _split_cpu(FLAGS.cpu_devices)
-    from keras_resnet_cifar import training  # TensorFlow loads here, after the checks
+    from keras_resnet_cifar.training import distribution, loop  # TensorFlow loads here
 
     verbose = "auto" if FLAGS.progress == "auto" else int(FLAGS.progress)
-    metrics = training.train_and_evaluate(config, model_dir, verbose=verbose)
+    metrics = loop.train_and_evaluate(config, model_dir, verbose=verbose)
+    if distribution.is_chief_process(config.distribute):  # the chief writes the run dir
+        from keras_resnet_cifar.analysis import run_curves
+
+        run_curves.write(model_dir)
     logging.info("final %s accuracy on %s: %.4f", config.model,
                  plural(metrics["test_images"], "test image"), metrics["test_accuracy"])
 
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, trains=True, renamed=[cli.Renamed("verbose", "progress", values="auto|[012]")])
+    cli.run(main, trains=True)

@@ -9,7 +9,9 @@ in :data:`HELP` (a field without one gets a generic line, and a test says so).
 
 The parsed flags become a config in one place, :func:`config_from_flags`, which
 the config validates: a bad value raises :class:`~keras_resnet_cifar.errors.UserError`
-with one sentence.
+with one sentence. The way back, the flags that reproduce a config, is
+:func:`keras_resnet_cifar.config.changed_flags` (libraries need it too, without the
+flag layer).
 """
 
 from __future__ import annotations
@@ -136,22 +138,3 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS,
         return TrainConfig(**values)
     except ValueError as e:  # the config validates; its messages name the flag
         raise UserError(str(e)) from None
-
-
-def changed_flags(config: TrainConfig, exclude: Collection[str] = ()) -> list[str]:
-    """``--name=value`` for every field of ``config`` that differs from the default.
-
-    The flags that reproduce ``config`` with ``python -m keras_resnet_cifar.train``.
-    """
-    defaults = TrainConfig()
-    out = []
-    for field in config_fields(exclude):
-        value = getattr(config, field.name)
-        if value == getattr(defaults, field.name):
-            continue
-        if isinstance(value, tuple):
-            value = ",".join(map(str, value))
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        out.append(f"--{field.name}={value}")
-    return out

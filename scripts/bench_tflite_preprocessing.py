@@ -32,14 +32,15 @@ def main(argv):
     del argv
     import keras
 
-    from keras_resnet_cifar import edge, models, tflite
+    from keras_resnet_cifar.deploy import edge, tflite
+    from keras_resnet_cifar.models import networks
 
     if FLAGS.weights:
-        from keras_resnet_cifar import reference_weights
+        from keras_resnet_cifar.models import reference_weights
         model = reference_weights.reference_model(
             reference_weights.load_state_dict(FLAGS.weights))
     else:
-        model = models.build_model(FLAGS.model)
+        model = networks.build_model(FLAGS.model)
     # The same layers from the normalised tensor on: the network without preprocessing.
     bare = keras.Model(model.get_layer("normalize").output, model.output, name="bare")
     full_runner = edge.TFLiteClassifier(tflite.convert(model, "float32"),
@@ -48,7 +49,7 @@ def main(argv):
                                         num_threads=FLAGS.num_threads)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
-    normalised = ((pixels - np.array(models.CIFAR10_MEAN)) / np.array(models.CIFAR10_STD))
+    normalised = ((pixels - np.array(networks.CIFAR10_MEAN)) / np.array(networks.CIFAR10_STD))
     normalised = normalised.astype(np.float32)
     # The bare model's input is float32 already; TFLiteClassifier passes it through.
     runs = {"with_preprocessing": (full_runner, pixels), "bare": (bare_runner, normalised)}

@@ -57,8 +57,9 @@ import reference_torch  # noqa: E402  (the reference network, with its parameter
 with cli.native_logs_muted():  # TensorFlow's start-up lines (cuInit on a CPU-only machine)
     import keras  # noqa: E402
 
-    from keras_resnet_cifar import (datasets, models, optimizer,  # noqa: E402
-                                    reference_weights, training)
+    from keras_resnet_cifar.data import datasets  # noqa: E402
+    from keras_resnet_cifar.models import arch, networks, reference_weights  # noqa: E402
+    from keras_resnet_cifar.training import loop, optimizer  # noqa: E402
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at  # noqa: E402
 from keras_resnet_cifar.errors import UserError, exit_with, message_of  # noqa: E402
 
@@ -82,7 +83,7 @@ def make_batches(data_dir: str, steps: int, batch: int, seed: int):
 def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False, every=1):
     """Parameters of the project's training path every ``every`` steps (reference state
     dicts), and the trained model."""
-    model = training.build_and_compile(config)
+    model = loop.build_and_compile(config)
     model.set_weights(initial)
     if keras_sgd:  # the optimiser the project replaced, for comparison
         model.compile(optimizer=keras.optimizers.SGD(learning_rate_at(0, config),
@@ -102,7 +103,7 @@ def run_keras(config: TrainConfig, initial, images, labels, keras_sgd=False, eve
         (images.astype(np.float32), labels.astype(np.int64)))
     model.fit(data, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
               shuffle=False, verbose=0,
-              callbacks=[optimizer.learning_rate_schedule(config), record])
+              callbacks=[optimizer.StepSchedule(config), record])
     return states, model
 
 
@@ -110,8 +111,8 @@ def run_torch(config: TrainConfig, spec, initial_state, images, labels, channels
               every=1):
     """Parameters of torch.optim.SGD on the reference network every ``every`` steps, and
     the trained network."""
-    net = reference_torch.CifarNet(spec.blocks_per_stage, spec.residual, models.CIFAR10_MEAN,
-                                   models.CIFAR10_STD, widths=spec.widths)
+    net = reference_torch.CifarNet(spec.blocks_per_stage, spec.residual, networks.CIFAR10_MEAN,
+                                   networks.CIFAR10_STD, widths=spec.widths)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in initial_state.items()},
                         strict=False)
     net.train()
@@ -208,19 +209,19 @@ def main():
                              weight_decay_scope="all", seed=a.seed)
     except ValueError as e:  # a bad --model, --batch_size, ... (the config says which)
         raise UserError(str(e)) from None
-    spec = models.parse_name(a.model)
+    spec = arch.parse_name(a.model)
     steps = config.epochs * config.steps_per_epoch
     images, labels = make_batches(data_dir, steps, a.batch_size, a.seed)
 
     keras.utils.set_random_seed(a.seed)
-    initial = training.build_and_compile(config).get_weights()
+    initial = loop.build_and_compile(config).get_weights()
     if a.initial_weights:
         trained = reference_weights.reference_model(reference_weights.load_state_dict(
             os.path.expandvars(os.path.expanduser(a.initial_weights))))
         if trained.name != a.model:
             sys.exit(f"error: --initial_weights holds {trained.name}, not {a.model}")
         initial = trained.get_weights()
-    template = models.build_model(a.model)
+    template = networks.build_model(a.model)
     template.set_weights(initial)
     initial_state = reference_weights.to_state_dict(template)
     kernels = [k for k in initial_state if k.endswith("weight") and initial_state[k].ndim > 1]

@@ -44,9 +44,9 @@ BATCH_SIZE = 128
 
 def recalibration_batches(train, seed: int):
     """``BATCHES`` augmented training batches of ``BATCH_SIZE`` from the project's pipeline."""
-    from keras_resnet_cifar import input_pipeline
+    from keras_resnet_cifar.data import pipeline
 
-    return [images.numpy() for images, _ in input_pipeline.train_dataset(
+    return [images.numpy() for images, _ in pipeline.train_dataset(
         train, BATCH_SIZE, seed=seed, first_epoch=10_000, steps_per_epoch=BATCHES)]
 
 
@@ -99,7 +99,8 @@ def main():
     with cli.native_logs_muted():
         import keras
 
-        from keras_resnet_cifar import datasets, optimizer  # noqa: F401 (registers ReferenceSGD)
+        from keras_resnet_cifar.data import datasets
+        from keras_resnet_cifar.training import optimizer  # noqa: F401 (registers ReferenceSGD)
     data = datasets.load("cifar10", os.path.expanduser(a.data_dir))
     print(f"{'model':<40} {'test acc':>9} {'re-estimated':>13} {'gain':>7} "
           f"{'lag_mean':>9} {'lag_log_var':>12}")

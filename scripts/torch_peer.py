@@ -8,15 +8,16 @@ PyTorch reference implementations; it is the figure a user would compare against
 It prints one line: `peer=<name> ... img/s=<float>` for training (SGD momentum 0.9,
 weight decay 1e-4, cross-entropy, batch 128 by default) on random CIFAR-shaped data
 (data loading excluded: this is the model's compute ceiling, the best case for the peer).
-`python -m keras_resnet_cifar.benchmark --peer=<this environment's python>` runs it
-between its own timed repeats (docs/performance.md).
+`python -m keras_resnet_cifar.benchmark --peer=<this environment's python>`, from a
+checkout of the repository, runs it between its own timed repeats, once per
+`--peer_modes` name (its `--mode`; docs/performance.md).
 
 Setup, in an environment of its own (the project never imports torch):
     python3 -m venv ~/venvs/torch-peer
     ~/venvs/torch-peer/bin/pip install torch==2.13.0 numpy
 Usage:
     ~/venvs/torch-peer/bin/python scripts/torch_peer.py --model resnet20 --steps 20 \
-        [--threads 2] [--batch 128] [--channels_last] [--compile]
+        [--threads 2] [--batch 128] [--channels_last] [--compile] [--mode channels_last]
 On a 2-core AMD EPYC CPU (2026-11-27) --channels_last alone was fastest; torch.compile
 was slower. The benchmark runs --channels_last by default (its --peer_modes).
 """
@@ -26,6 +27,11 @@ import time
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+
+# The configurations the benchmark asks for by name (--mode): name -> the flags it sets.
+MODES = {"default": (), "channels_last": ("channels_last",), "compile": ("compile",),
+         "channels_last+compile": ("channels_last", "compile")}
 
 
 class Block(nn.Module):
@@ -75,7 +81,11 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--channels_last", action="store_true", help="NHWC memory format (faster on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (inductor)")
+    p.add_argument("--mode", choices=MODES, default="default",
+                   help="a named configuration: the flags of MODES (the benchmark's --peer_modes)")
     a = p.parse_args()
+    for flag in MODES[a.mode]:
+        setattr(a, flag, True)
     if a.threads:
         torch.set_num_threads(a.threads)
     residual = a.model.startswith("resnet")

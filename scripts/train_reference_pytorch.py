@@ -47,7 +47,9 @@ from pathlib import Path
 
 from absl import app, flags
 
-from keras_resnet_cifar import arch, datasets, fileio, train_flags
+from keras_resnet_cifar import fileio, train_flags
+from keras_resnet_cifar.data import datasets
+from keras_resnet_cifar.models import arch
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.errors import UserError, exit_with, message_of
 
@@ -63,7 +65,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_torch  # noqa: E402
 
 # The study's curve subset and the project's normalisation, without importing Keras.
-CIFAR10_MEAN = (125.307, 122.950, 113.865)  # = keras_resnet_cifar.models.CIFAR10_MEAN
+CIFAR10_MEAN = (125.307, 122.950, 113.865)  # = keras_resnet_cifar.models.networks.CIFAR10_MEAN
 CIFAR10_STD = (62.993, 62.089, 66.705)
 RECALIBRATION_BATCHES = 60  # 0.9 ** 60 = 0.2%: the old running averages are gone
 SMALL_FILES = ("config.json", "history.json", "metrics.json", "curve.json")
@@ -137,7 +139,7 @@ def batch_norm_check(net, data: datasets.Cifar10, config: TrainConfig, epoch: in
 
 
 def point_steps(steps: int, points: int) -> list[int]:
-    """As keras_resnet_cifar.curves.point_steps (the 1-based steps that end a segment)."""
+    """As keras_resnet_cifar.analysis.curves.point_steps (the 1-based steps that end a segment)."""
     return sorted({max(1, steps * i // points) for i in range(1, points + 1)})
 
 

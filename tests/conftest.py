@@ -58,7 +58,50 @@ def cifar10_local(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cifar10_test_set(cifar10_local) -> tuple[np.ndarray, np.ndarray]:
     """The 10,000 original test images as the project reads them: (uint8 N,32,32,3), labels."""
-    from keras_resnet_cifar import datasets
+    from keras_resnet_cifar.data import datasets
 
     test = datasets.read_local(str(cifar10_local)).test
     return test.images, test.labels
+
+
+# --- Image files (data/images.py and the predict command) ---------------------------------
+
+@pytest.fixture(scope="session")
+def image_pixels() -> np.ndarray:
+    """Eight synthetic 32x32 RGB test images (uint8), the same on every call."""
+    from keras_resnet_cifar.data import datasets
+
+    return datasets.synthetic(0, 8, seed=3).test.images
+
+
+@pytest.fixture()
+def image_files(tmp_path, image_pixels):
+    """Inputs of every kind in tmp_path: PNG, JPEG, npy batch, gray, RGBA, big, corrupt."""
+    from PIL import Image
+
+    pixels = image_pixels
+    Image.fromarray(pixels[0]).save(tmp_path / "a.png")
+    Image.fromarray(pixels[1]).save(tmp_path / "b.jpg", quality=95)
+    np.save(tmp_path / "batch.npy", pixels[2:5])
+    Image.fromarray(pixels[5]).convert("L").save(tmp_path / "gray.png")
+    Image.fromarray(pixels[6]).convert("RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(pixels[7]).resize((64, 48)).save(tmp_path / "big.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+@pytest.fixture()
+def png_header_only():
+    """Writes a tiny PNG file that declares a huge image (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def write(path: Path, width: int, height: int) -> None:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return (struct.pack(">I", len(data)) + kind + data
+                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                         + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return write

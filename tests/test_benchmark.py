@@ -1,4 +1,4 @@
-"""The benchmark command on a tiny model, and the fused BatchNormalization it measures.
+"""The benchmark command on a tiny model.
 
 No timing assertions: figures depend on the machine and its load.
 """
@@ -6,15 +6,15 @@ No timing assertions: figures depend on the machine and its load.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from keras_resnet_cifar import benchmark, benchmarking, models, training
-from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.analysis import benchmark_table, benchmarking
+from keras_resnet_cifar.models import networks
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--models=resnet8", "--batch_size=32", "--steps=2", "--repeats=2",
         "--synthetic_train_size=128", "--synthetic_test_size=64", "--pipeline_batches=3",
         "--inference_runs=3"]
@@ -28,11 +28,11 @@ def _benchmark(*args, timeout=600):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A SavedModel folder holding a float32 .tflite too, of an untrained resnet8."""
-    from keras_resnet_cifar import serving, tflite
-    from keras_resnet_cifar.labels import CIFAR10_CLASSES
+    from keras_resnet_cifar.deploy import serving, tflite
+    from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
     folder = tmp_path_factory.mktemp("export") / "1"
-    model = models.build_model("resnet8")
+    model = networks.build_model("resnet8")
     serving.save(model, folder, CIFAR10_CLASSES)
     (folder / "model_float32.tflite").write_bytes(tflite.convert(model, "float32"))
     return folder
@@ -40,9 +40,12 @@ def exported(tmp_path_factory):
 
 @pytest.fixture
 def fake_peer(tmp_path):
-    """A stand-in for the PyTorch peer: prints its line; 60 img/s with --channels_last."""
+    """A stand-in for the PyTorch peer: prints its line; 60 img/s in --mode channels_last."""
     script = tmp_path / "peer.py"
-    script.write_text("import sys\nrate = 60.0 if '--channels_last' in sys.argv else 50.0\n"
+    script.write_text("import sys\nmode = sys.argv[sys.argv.index('--mode') + 1]\n"
+                      "if mode not in ('default', 'channels_last'):\n"
+                      "    sys.exit('peer.py: error: argument --mode: invalid choice: %r' % mode)\n"
+                      "rate = 60.0 if mode == 'channels_last' else 50.0\n"
                       "print('peer=%s params=1 threads=1 img/s=%s' % (sys.argv[2], rate))\n")
     return script
 
@@ -100,23 +103,19 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
 
 
 def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp_path):
-    """--json: JSON on stdout, nothing else. The old --export/--json=- spellings still work."""
+    """--json: JSON on stdout, nothing else."""
     model = tmp_path / "m.keras"
-    models.build_model("resnet8").save(model)
+    networks.build_model("resnet8").save(model)
     r = _benchmark(*[a for a in TINY if not a.startswith("--models")], "--repeats=1",
-                   f"--export={model},{exported / 'model_float32.tflite'}", "--json=-")
+                   f"--model_path={model},{exported / 'model_float32.tflite'}", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stderr.splitlines()[:2] == [
-        "warning: --json=- is now --json (JSON instead of the table); the old spelling "
-        "still works for now.",
-        "warning: --export is now --model_path; the old spelling still works for now."]
     report = json.loads(r.stdout)
     assert report["training"] == {} and report["evaluation"] == {}
     assert "skipped" in report["pipeline"]
     assert list(report["inference"]) == ["keras:m.keras", "tflite:model_float32.tflite"]
     assert report["settings"]["num_threads"] == 0  # every core
     # Inference only: the table states inference settings, none of training's.
-    table = benchmarking.format_table(report)
+    table = benchmark_table.format_table(report)
     assert "settings: batch" not in table and "jit_compile" not in table
     assert ("inference settings: 3 timed batch-1 calls and batch-128 throughput per model "
             "after a warm-up, every core for .tflite models") in table
@@ -130,7 +129,8 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
     (["--steps=0"], "--steps must be positive"),
     (["--models="], "--models is empty"),
-    (["--peer_modes=fastest"], "--peer_modes must name some of"),
+    ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
+      "--peer_modes="], "--peer_modes is empty"),
     (["--num_threads=-1"], "--num_threads must be >= 0"),
     (["--learning_rate=-1"], "--learning_rate must be a finite number > 0"),
     (["--out=/"], "--out=/ is a folder"),
@@ -142,19 +142,15 @@ def test_user_errors_are_one_line(args, message):
     assert last.startswith("error: ") and message in last
 
 
-def test_old_json_path_is_out_and_old_json_dash_is_the_switch():
-    argv, notices = benchmark.old_json_to_stdout(
-        ["prog", "--json=-", "--models=resnet8", "--json", "-"])
-    assert argv == ["prog", "--json", "--models=resnet8", "--json"] and len(notices) == 1
-    assert benchmark.old_json_to_stdout(["prog", "--json", "--out=a.json"]) == (
-        ["prog", "--json", "--out=a.json"], [])
-    from keras_resnet_cifar import cli
-
-    argv, notices = cli.rename_deprecated(
-        ["prog", "--json=b.json", "--json", "--json=true", "--json", "c.json"],
-        benchmark.RENAMED)
-    assert argv == ["prog", "--out=b.json", "--json", "--json=true", "--out=c.json"]
-    assert notices == ["warning: --json is now --out; the old spelling still works for now."]
+def test_a_peer_that_fails_is_said_before_any_measurement(fake_peer):
+    """One tiny step per mode first, before TensorFlow loads: here a mode it refuses."""
+    r = _benchmark(*TINY, f"--peer={sys.executable}", f"--peer_script={fake_peer}",
+                   "--peer_modes=channels_last,fastest", timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"error: The peer failed ({sys.executable} {fake_peer} --model resnet8 --batch 2 "
+        "--steps 1 --warmup 0 --mode fastest): peer.py: error: argument --mode: invalid "
+        "choice: 'fastest'"]
 
 
 def test_serving_rates_times_batch_1_and_full_batches_of_128():
@@ -176,74 +172,3 @@ def test_summarize():
     s = benchmarking.summarize([3.0, 1.0, 2.0])
     assert (s["median"], s["min"], s["max"]) == (2.0, 1.0, 3.0)
     assert s["spread_pct"] == pytest.approx(100.0)
-
-
-# --- The fused BatchNormalization of the training path ---------------------------
-
-def _bn_model():
-    inputs = keras.Input((8, 8, 16))
-    outputs = models._bn("bn")(inputs)
-    return keras.Model(inputs, outputs)
-
-
-def _step(model, x, dy):
-    with tf.GradientTape() as tape:
-        y = model(x, training=True)
-        loss = tf.reduce_sum(y * dy)
-    return y.numpy(), [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
-
-
-def test_fused_batch_norm_is_keras_arithmetic():
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(3.0, 2.0, (16, 8, 8, 16)), tf.float32)
-    dy = tf.constant(rng.normal(size=(16, 8, 8, 16)), tf.float32)
-    stock, fused = _bn_model(), _bn_model()
-    fused.set_weights([w + rng.normal(0, 0.1, w.shape) for w in stock.get_weights()])
-    stock.set_weights(fused.get_weights())
-    moving_mean, moving_var = (w.numpy() for w in fused.non_trainable_weights)
-    assert training.fuse_batch_norm(fused) == 1
-    (y0, g0), (y1, g1) = _step(stock, x, dy), _step(fused, x, dy)
-    np.testing.assert_allclose(y1, y0, atol=2e-5)
-    for a, b in zip(g1, g0):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
-    # Moving averages as torch.nn.BatchNorm2d (the reference trainers): the mean, and
-    # the *unbiased* batch variance (Keras' own layer averages the biased one).
-    momentum, pixels = models.BN_MOMENTUM, x.numpy().astype(np.float64)
-    np.testing.assert_allclose(
-        fused.non_trainable_weights[0].numpy(),
-        momentum * moving_mean + (1 - momentum) * pixels.mean(axis=(0, 1, 2)), rtol=1e-5)
-    np.testing.assert_allclose(
-        fused.non_trainable_weights[1].numpy(),
-        momentum * moving_var + (1 - momentum) * pixels.var(axis=(0, 1, 2), ddof=1),
-        rtol=1e-5)
-    assert not np.allclose(stock.non_trainable_weights[1].numpy(),
-                           fused.non_trainable_weights[1].numpy(), rtol=1e-5, atol=0)
-    # Inference takes Keras' own path: with the same moving averages, bitwise the same.
-    stock.set_weights(fused.get_weights())
-    np.testing.assert_array_equal(fused(x, training=False).numpy(),
-                                  stock(x, training=False).numpy())
-
-
-def _fused_ops(model) -> int:
-    """FusedBatchNormV3 ops in the graph of a training-mode forward pass of ``model``."""
-    forward = tf.function(lambda x: model(x, training=True))
-    graph = forward.get_concrete_function(tf.TensorSpec((2, 32, 32, 3), tf.float32)).graph
-    return sum(op.type == "FusedBatchNormV3" for op in graph.get_operations())
-
-
-def test_training_runs_fused_kernels_and_saved_models_stay_stock(tmp_path):
-    model = training.build_and_compile(TrainConfig(model="resnet8"))
-    batch_norms = [layer for layer in model.layers
-                   if isinstance(layer, keras.layers.BatchNormalization)]
-    # The training path: one fused kernel per BatchNormalization layer (fails when
-    # build_and_compile stops fusing, or the fused path falls back to Keras').
-    assert len(batch_norms) == 7 and _fused_ops(model) == len(batch_norms)
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-    # The saved file holds stock layers: loaded, they run Keras' own (unfused) path,
-    # with the same weights and the same inference output.
-    assert _fused_ops(loaded) == 0
-    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
-    np.testing.assert_array_equal(loaded(x, training=False).numpy(),
-                                  model(x, training=False).numpy())

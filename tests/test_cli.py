@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -44,22 +45,6 @@ def _run(tool, *args, cwd=None, **env):
                           env=_env(**env), cwd=cwd, capture_output=True, text=True)
 
 
-def test_renamed_flags_are_rewritten_with_one_notice():
-    rules = [cli.Renamed("model_dir", "model_path"),
-             cli.Renamed("verbose", "progress", values="auto|[012]")]
-    argv, notices = cli.rename_deprecated(
-        ["prog", "--model_dir=a", "--model_dir", "b", "--verbose=2", "--verbose", "x.png",
-         "--", "--model_dir=c"], rules)
-    assert argv == ["prog", "--model_path=a", "--model_path=b", "--progress=2", "--verbose",
-                    "x.png", "--", "--model_dir=c"]
-    assert notices == ["warning: --model_dir is now --model_path; the old spelling still "
-                       "works for now.",
-                       "warning: --verbose is now --progress; the old spelling still works "
-                       "for now."]
-    assert cli.rename_deprecated(["prog", "--model_pathx=1"], rules) == (
-        ["prog", "--model_pathx=1"], [])
-
-
 def test_expand_path(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KRC_DATA", "/data")
@@ -76,71 +61,86 @@ def test_progress_lines_when_not_a_terminal(capsys):
     assert lines == ["scoring: 10/30 images (33%)", "scoring: 30/30 images (100%)"]
 
 
-def test_flag_errors_and_help_answer_before_tensorflow_loads(tmp_path):
-    (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
-    block = str(tmp_path)
-    (tmp_path / "sm").mkdir()  # a SavedModel without this project's model card
-    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
-    for tool in TOOLS:
-        bad = _run(tool, "--no_such_flag=1", block=block)
-        assert bad.returncode == 1, (tool, bad.stderr)
-        assert bad.stderr.splitlines() == [
-            "error: Unknown command line flag 'no_such_flag' (--helpfull lists every flag)."]
-        helped = _run(tool, "--help", block=block)
-        assert "--[no]verbose" in helped.stdout and not helped.stderr, (tool, helped.stderr)
-        assert helped.returncode == 0, tool  # asking for help is not a mistake
-    # Required flags, stray arguments, bad values and bad model names: one line, no TF.
-    for tool, args, message in (
-            ("evaluate", (), "error: --model_path is required: "),
-            ("predict", ("a.png",), "error: --model_path is required: "),
-            ("serving_client", ("a.png",), "error: --model_name is required: "),
-            ("import_weights", (), "error: --weights is required: "),
-            ("export", (), "error: Give exactly one of --model_path"),
-            ("export", ("--weights=w.npz", "--calibration_images=0"),
-             "error: --calibration_images must be >= 1, got 0."),
-            ("train", ("stray",), "error: Unexpected arguments: stray"),
-            ("evaluate", ("--model_path=x", "extra"), "error: Unexpected arguments: extra"),
-            ("serving_client", ("--model_name=m", "--timeout=0", "a.png"),
-             "error: --timeout must be a positive number of seconds, got 0.0."),
-            ("serving_client", ("--model_name=m", "--url=localhost:8501", "a.png"),
-             "error: --url must start with http:// or https://, got 'localhost:8501'."),
-            ("serving_client", ("--model_name=a/b", "a.png"),
-             "error: --model_name must be letters, digits, '.', '_' or '-' (one path "
-             "segment of the URL), got 'a/b'."),
-            # Issue 16, item 9: these were tracebacks or went to another endpoint.
-            *(("serving_client", ("--model_name=m", f"--url={url}", "a.png"),
-               f"error: --url {problem}") for url, problem in (
-                ("http://127.0.0.1:99999", "is malformed (Port out of range 0-65535)"),
-                ("http://127.0.0.1:abc", "is malformed (Port could not be cast"),
-                ("http://[::1", "is malformed (Invalid IPv6 URL)"),
-                ("http://", "has no host name"),
-                ("http://h:8501/?x=1#frag", "must not hold a query (?...) or fragment"))),
-            *(("serving_client", (f"--model_name={name}", "a.png"),
-               "error: --model_name must be letters, digits") for name in ("a?b", "a#b", "..")),
-            # Issue 16, item 6: a SavedModel is a program; one from elsewhere needs the opt-in.
-            *((tool, ("--model_path=sm", *extra), "error: sm has no model_card.json of "
-               "keras_resnet_cifar.export. A SavedModel is a program") for tool, extra in (
-                ("evaluate", ()), ("export", ()), ("predict", ("--dataset=synthetic",)),
-                ("benchmark", ("--models=resnet8",)))),
-            ("serving_client", ("--model_name=m", "--timeout=1e10", "a.png"),
-             "error: --timeout must be at most 86400 seconds (a day), got 10000000000.0."),
-            # Model names and TrainConfig's values are checked without Keras (arch.py).
-            ("train", ("--model=foo",), "error: Unknown model name 'foo'"),
-            ("train", ("--learning_rate=-1",),
-             "error: --learning_rate must be a finite number > 0"),
-            ("benchmark", ("--models=",), "error: --models is empty"),
-            ("benchmark", ("--models=resnet20,foo",), "error: Unknown model name 'foo'"),
-            ("convert_checkpoint", (), "error: Give the reference's .th checkpoints"),
-            ("report", ("runs/a",), "error: --out is required: "),
-            ("report", ("--out=r",), "error: Give the run directories to report on"),
-            ("report", ("--out=r", "--accuracy_levels=2", "runs/a"),
-             "error: --accuracy_levels must be fractions in (0, 1)"),
-            ("study", ("--models=plain21",), "error: Invalid depth 21 in 'plain21'"),
-            ("study", ("--accuracy_levels=x",), "error: --accuracy_levels must be numbers")):
-        done = _run(tool, *args, block=block, cwd=tmp_path)
-        assert done.returncode == 1, (tool, args, done.stderr)
-        assert done.stderr.splitlines()[-1].startswith(message), (tool, args, done.stderr)
-        assert "Traceback" not in done.stderr
+@pytest.fixture(scope="module")
+def blocked(tmp_path_factory):
+    """A folder for PYTHONPATH whose sitecustomize refuses TensorFlow and Keras, and a
+    SavedModel without this project's model card (``sm``) beside it."""
+    folder = tmp_path_factory.mktemp("blocked")
+    (folder / "sitecustomize.py").write_text(_BLOCKER)
+    (folder / "sm").mkdir()
+    (folder / "sm" / "saved_model.pb").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_flag_errors_and_help_answer_before_tensorflow_loads(tool, blocked):
+    bad = _run(tool, "--no_such_flag=1", block=str(blocked))
+    assert bad.returncode == 1, bad.stderr
+    assert bad.stderr.splitlines() == [
+        "error: Unknown command line flag 'no_such_flag' (--helpfull lists every flag)."]
+    helped = _run(tool, "--help", block=str(blocked))
+    assert "--[no]verbose" in helped.stdout and not helped.stderr, helped.stderr
+    assert helped.returncode == 0  # asking for help is not a mistake
+
+
+# Required flags, stray arguments, bad values and bad model names: one line, no TF.
+@pytest.mark.parametrize("tool, args, message", [
+    ("evaluate", (), "error: --model_path is required: "),
+    ("predict", ("a.png",), "error: --model_path is required: "),
+    ("serving_client", ("a.png",), "error: --model_name is required: "),
+    ("import_weights", (), "error: --weights is required: "),
+    ("export", (), "error: Give exactly one of --model_path"),
+    ("export", ("--weights=w.npz", "--calibration_images=0"),
+     "error: --calibration_images must be >= 1, got 0."),
+    ("train", ("stray",), "error: Unexpected arguments: stray"),
+    ("evaluate", ("--model_path=x", "extra"), "error: Unexpected arguments: extra"),
+    ("serving_client", ("--model_name=m", "--timeout=0", "a.png"),
+     "error: --timeout must be a positive number of seconds, got 0.0."),
+    ("serving_client", ("--model_name=m", "--url=localhost:8501", "a.png"),
+     "error: --url must start with http:// or https://, got 'localhost:8501'."),
+    ("serving_client", ("--model_name=a/b", "a.png"),
+     "error: --model_name must be letters, digits, '.', '_' or '-' (one path "
+     "segment of the URL), got 'a/b'."),
+    # Issue 16, item 9: these were tracebacks or went to another endpoint.
+    *(("serving_client", ("--model_name=m", f"--url={url}", "a.png"),
+       f"error: --url {problem}") for url, problem in (
+        ("http://127.0.0.1:99999", "is malformed (Port out of range 0-65535)"),
+        ("http://127.0.0.1:abc", "is malformed (Port could not be cast"),
+        ("http://[::1", "is malformed (Invalid IPv6 URL)"),
+        ("http://", "has no host name"),
+        ("http://h:8501/?x=1#frag", "must not hold a query (?...) or fragment"))),
+    *(("serving_client", (f"--model_name={name}", "a.png"),
+       "error: --model_name must be letters, digits") for name in ("a?b", "a#b", "..")),
+    # Issue 16, item 6: a SavedModel is a program; one from elsewhere needs the opt-in.
+    *((tool, ("--model_path=sm", *extra), "error: sm has no model_card.json of "
+       "keras_resnet_cifar.export. A SavedModel is a program") for tool, extra in (
+        ("evaluate", ()), ("export", ()), ("predict", ("--dataset=synthetic",)),
+        ("benchmark", ("--models=resnet8",)))),
+    ("serving_client", ("--model_name=m", "--timeout=1e10", "a.png"),
+     "error: --timeout must be at most 86400 seconds (a day), got 10000000000.0."),
+    # Model names and TrainConfig's values are checked without Keras (arch.py).
+    ("train", ("--model=foo",), "error: Unknown model name 'foo'"),
+    ("train", ("--learning_rate=-1",),
+     "error: --learning_rate must be a finite number > 0"),
+    ("benchmark", ("--models=",), "error: --models is empty"),
+    ("benchmark", ("--models=resnet20,foo",), "error: Unknown model name 'foo'"),
+    ("convert_checkpoint", (), "error: Give the reference's .th checkpoints"),
+    ("report", ("runs/a",), "error: --out is required: "),
+    ("report", ("--out=r",), "error: Give the run directories to report on"),
+    ("report", ("--out=r", "--accuracy_levels=2", "runs/a"),
+     "error: --accuracy_levels must be fractions in (0, 1)"),
+    ("study", ("--models=plain21",), "error: Invalid depth 21 in 'plain21'"),
+    ("study", ("--accuracy_levels=x",), "error: --accuracy_levels must be numbers"),
+    # The spellings of the package's first days are gone: unknown flags like any other.
+    ("predict", ("--model=x",), "error: Unknown command line flag 'model'"),
+    ("export", ("--export_dir=x",), "error: Unknown command line flag 'export_dir'"),
+    ("benchmark", ("--json=out.json",), "error: flag --json=out.json: ('Non-boolean"),
+])
+def test_mistakes_are_one_line_before_tensorflow_loads(tool, args, message, blocked):
+    done = _run(tool, *args, block=str(blocked), cwd=blocked)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(message), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("argv, asked", [
@@ -159,7 +159,6 @@ def test_helpfull_exits_0():
 def test_train_refuses_a_busy_run_directory_and_a_wrong_data_dir_before_tensorflow(tmp_path):
     """The lock, the data path and the recipe are checked before TensorFlow loads."""
     import fcntl
-    import json
 
     (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
     block = str(tmp_path)
@@ -213,7 +212,7 @@ def test_help_lists_the_flags_a_tool_takes_from_shared_modules():
 
 
 @pytest.mark.parametrize("raised, code, line", [
-    ("cli.Terminated()", 143, "error: terminated (SIGTERM)"),
+    ("cli.signals.Interrupted('SIGTERM')", 143, "error: terminated (SIGTERM)"),
     # What a library that stops on signals itself raises (training's resumable stop).
     ("KeyboardInterrupt('SIGTERM')", 143, "error: terminated (SIGTERM)"),
     ("KeyboardInterrupt('SIGINT')", 130, "error: interrupted"),
@@ -253,16 +252,19 @@ def _imports(path: Path) -> set[str]:
 
 def test_tools_sit_on_top_of_libraries():
     """No module of the package imports a tool (a CLI module), and only the shared
-    command-line layer (cli, train_flags) and the tools read flags."""
+    command-line layer (cli, train_flags) and the tools read flags or import that layer."""
     package = sorted((REPO / "keras_resnet_cifar").rglob("*.py"))
     tools = {_module_name(p) for p in _cli_modules() if p in package}
-    assert {"keras_resnet_cifar.study", "keras_resnet_cifar.report.__main__"} <= tools
+    assert {"keras_resnet_cifar.study", "keras_resnet_cifar.report"} <= tools
     for path in package:
         name, imported = _module_name(path), _imports(path)
         assert not imported & (tools - {name}), f"{name} imports the tool(s) " \
             f"{sorted(imported & tools)}: move what it needs into a library"
-        if name not in tools | {"keras_resnet_cifar.cli", "keras_resnet_cifar.train_flags"}:
+        flag_layer = {"keras_resnet_cifar.cli", "keras_resnet_cifar.train_flags"}
+        if name not in tools | flag_layer:
             assert "absl.flags" not in imported, f"{name} is a library but reads flags"
+            assert not imported & flag_layer, f"{name} is a library but imports the " \
+                f"flag layer ({sorted(imported & flag_layer)})"
 
 
 def test_help_shows_every_docstring_line_as_written():
@@ -306,11 +308,12 @@ def test_tilde_and_variables_in_path_flags(tmp_path):
 
 
 def test_positional_files_are_expanded_too(tmp_path):
-    from keras_resnet_cifar import tflite, models
+    from keras_resnet_cifar.deploy import tflite
+    from keras_resnet_cifar.models import networks
 
     home = tmp_path / "home"
     home.mkdir()
-    (home / "m.tflite").write_bytes(tflite.convert(models.build_model("resnet8"), "float32"))
+    (home / "m.tflite").write_bytes(tflite.convert(networks.build_model("resnet8"), "float32"))
     np.save(home / "x.npy", np.zeros((2, 32, 32, 3), np.uint8))
     done = _run("predict", "--model_path=~/m.tflite", "--json", "~/x.npy", HOME=str(home))
     assert done.returncode == 0, done.stderr
@@ -320,9 +323,9 @@ def test_positional_files_are_expanded_too(tmp_path):
 @pytest.mark.slow
 def test_quiet_by_default_and_verbose_on_request(tmp_path):
     """No TensorFlow start-up lines (cuInit, oneDNN, CUDA) unless --verbose."""
-    from keras_resnet_cifar import models
+    from keras_resnet_cifar.models import networks
 
-    models.build_model("resnet8").save(tmp_path / "m.keras")
+    networks.build_model("resnet8").save(tmp_path / "m.keras")
     np.save(tmp_path / "x.npy", np.zeros((1, 32, 32, 3), np.uint8))
     quiet = _run("predict", f"--model_path={tmp_path / 'm.keras'}", "x.npy", cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
@@ -342,7 +345,7 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
         return std_logging.LogRecord("absl", level, path, 1, "message", None, None)
 
     library = "/venv/lib/python3.11/site-packages/tensorflow/python/saved_model/builder_impl.py"
-    ours = "/repo/keras_resnet_cifar/exporting.py"
+    ours = "/repo/keras_resnet_cifar/deploy/exporter.py"
     quiet = cli.QuietLibraries()
     monkeypatch.setitem(cli._state, "verbose", False)
     assert not quiet.filter(record(library))
@@ -354,19 +357,6 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
     assert quiet.filter(record(tfds, std_logging.ERROR))
     monkeypatch.setitem(cli._state, "verbose", True)
     assert quiet.filter(record(library))
-
-
-def test_a_sigterm_that_a_library_turned_into_another_error_still_ends_as_sigterm(
-        monkeypatch):
-    """TensorFlow, interrupted while tracing, re-raises the signal as a TypeError."""
-    monkeypatch.setitem(cli._state, "signal", None)
-    with pytest.raises(cli.Terminated):
-        cli._on_sigterm(15, None)
-    assert cli._stopped_by(TypeError("Failed to convert elements")) == "SIGTERM"
-    monkeypatch.setitem(cli._state, "signal", None)
-    assert cli._stopped_by(TypeError("a bug")) is None
-    assert cli._stopped_by(KeyboardInterrupt()) == "SIGINT"
-    assert cli._stopped_by(KeyboardInterrupt("SIGTERM")) == "SIGTERM"  # training's Interrupted
 
 
 def test_log_lines_read_plainly():
@@ -388,3 +378,18 @@ def test_predict_reports_missing_inputs_before_loading_a_model(tmp_path):
     assert r.returncode == 1, r.stderr
     assert r.stderr.splitlines() == ["error: missing.png: no such file.",
                                      "error: other.npy: no such file."]
+
+
+def test_print_ranked_prints_the_table_or_json_then_the_errors(capsys):
+    """The printer predict and serving_client share: errors last, on stderr, exit 1."""
+    rows = [{"input": "a.png", "top": [{"class": "cat", "probability": 0.75}]}]
+    cli.print_ranked(rows, [], as_json=False, footer="cifar10 test: accuracy 50.00% (1/2)")
+    assert capsys.readouterr() == ("a.png  cat  75.0%\ncifar10 test: accuracy 50.00% (1/2)\n",
+                                   "")
+    with pytest.raises(SystemExit) as stopped:
+        cli.print_ranked(rows, ["b.png: no such file."], as_json=True, footer="not in JSON",
+                         model={"kind": "tflite"})
+    out, err = capsys.readouterr()
+    assert stopped.value.code == 1 and err == "error: b.png: no such file.\n"
+    assert json.loads(out) == {"model": {"kind": "tflite"}, "predictions": rows,
+                               "errors": ["b.png: no such file."]}

@@ -1,4 +1,4 @@
-"""The .th -> .npz converter, against arrays torch itself saved (tests/data, see its script)."""
+"""The .th -> .npz converter, against arrays torch itself saved (tests/fixtures, see its script)."""
 
 import pickle
 import subprocess
@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_resnet_cifar import convert_checkpoint, torch_checkpoint
+from keras_resnet_cifar import convert_checkpoint
+from keras_resnet_cifar.models import torch_checkpoint
 from keras_resnet_cifar.errors import UserError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "fixtures"
 EXPECTED = dict(np.load(DATA / "torch_tiny.npz"))
 
 
@@ -47,7 +48,7 @@ def test_cli_writes_an_npz_import_weights_can_read(tmp_path):
     licence = (tmp_path / "LICENSE.weights").read_text()
     assert licence == convert_checkpoint.LICENCE_TEXT and "Yerlan Idelbayev" in licence
     assert licence.count("\n\n") == 4  # five paragraphs, each on one line
-    from keras_resnet_cifar import reference_weights
+    from keras_resnet_cifar.models import reference_weights
 
     state = reference_weights.load_state_dict(out)  # allow_pickle=False
     assert set(state) == {k for k in EXPECTED if not k.endswith("num_batches_tracked")}
@@ -70,12 +71,6 @@ def test_cli_several_checkpoints_into_a_folder_and_old_spellings(tmp_path):
     assert unwritable[0].startswith(f"error: Cannot write {tmp_path / 'file' / 'a.npz'} (")
     assert _convert().stderr.splitlines() == [
         "error: Give the reference's .th checkpoints to convert, e.g. resnet20-12fca82f.th."]
-    old = _convert(f"--checkpoint={both[0]}", f"--output={tmp_path / 'old.npz'}")
-    assert old.returncode == 0 and (tmp_path / "old.npz").is_file()
-    assert old.stderr.splitlines() == [
-        "warning: --output is now --out; the old spelling still works for now.",
-        "warning: --checkpoint=FILE is now an argument (convert_checkpoint FILE); the old "
-        "spelling still works for now."]
 
 
 class _Evil:

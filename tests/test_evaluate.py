@@ -11,8 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet_cifar import datasets, evaluation, models, predictor, rundir, serving
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.data import datasets
+from keras_resnet_cifar.deploy import evaluation, predictor, serving
+from keras_resnet_cifar.models import networks
+from keras_resnet_cifar.training import rundir
 
 CLASSES = ("a", "b", "c")
 
@@ -47,7 +49,7 @@ def trained(tmp_path_factory):
     """resnet8 after a few steps on synthetic data, saved as a run directory."""
     data = datasets.synthetic(256, 96, seed=0)
     keras.utils.set_random_seed(0)
-    model = models.build_model("resnet8")
+    model = networks.build_model("resnet8")
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
     model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=32,
               epochs=2, verbose=0)
@@ -93,18 +95,6 @@ def test_keras_file_and_saved_model_give_the_same_probabilities(trained, tmp_pat
     np.testing.assert_allclose(from_file, from_saved_model, atol=1e-5)
 
 
-def test_unusable_paths_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="No run directory"):
-        predictor.load(tmp_path / "missing")
-    with pytest.raises(UserError, match="has no model.keras"):
-        predictor.load(tmp_path)
-    (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(UserError, match="is not a model"):
-        predictor.load(tmp_path / "notes.txt")
-    with pytest.raises(UserError, match="Unknown --checkpoint"):
-        predictor.load(tmp_path, checkpoint="middle")
-
-
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate", *args],
                           capture_output=True, text=True, cwd=cwd)
@@ -143,10 +133,9 @@ def test_cli_evaluates_and_prints_a_table(trained, tmp_path):
     data = datasets.synthetic(0, 64, seed=0)
     expected = model.predict(data.test.images.astype(np.float32), verbose=0).argmax(1)
     assert saved["accuracy"] == pytest.approx(np.mean(expected == data.test.labels))
-    bad = _cli(f"--model_dir={tmp_path / 'nothing'}")
+    bad = _cli(f"--model_path={tmp_path / 'nothing'}")
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
-        "warning: --model_dir is now --model_path; the old spelling still works for now.",
         f"error: No run directory, .keras file, SavedModel or .tflite file at "
         f"{tmp_path / 'nothing'}."]
 

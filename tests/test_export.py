@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_resnet_cifar import contract, datasets, edge, exporting, models, predictor, tflite
+from keras_resnet_cifar.data import datasets
+from keras_resnet_cifar.deploy import contract, edge, exporter, predictor, sources, tflite
+from keras_resnet_cifar.models import networks
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.labels import CIFAR10_CLASSES
+from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -30,12 +32,12 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 def _listing(folder: Path) -> list[str]:
     """Everything in ``folder`` but the export lock (which stays, empty, on purpose)."""
-    return sorted(p.name for p in folder.iterdir() if p.name != exporting.LOCK)
+    return sorted(p.name for p in folder.iterdir() if p.name != exporter.LOCK)
 
 
-def _small_data(real=False) -> exporting.EvalData:
+def _small_data(real=False) -> sources.EvalData:
     data = datasets.synthetic(200, 64, seed=1)
-    return exporting.EvalData(calibration=data.train.images[:32], test_images=data.test.images,
+    return sources.EvalData(calibration=data.train.images[:32], test_images=data.test.images,
                            test_labels=data.test.labels, description="synthetic (test)",
                            real=real)
 
@@ -44,7 +46,7 @@ def _small_data(real=False) -> exporting.EvalData:
 def run_dir(tmp_path_factory) -> Path:
     """A fake finished training run: model.keras, config.json, metrics.json."""
     run = tmp_path_factory.mktemp("run")
-    model = models.build_model("resnet8")
+    model = networks.build_model("resnet8")
     model.save(run / "model.keras")
     (run / "config.json").write_text(json.dumps({"model": "resnet8", "seed": 0,
                                                  "dataset": "synthetic"}))
@@ -57,10 +59,13 @@ def run_dir(tmp_path_factory) -> Path:
 def exported(run_dir, tmp_path_factory):
     """(export_dir, version folder, model card, the source) of one export."""
     out = tmp_path_factory.mktemp("exports")
-    source = exporting.load_source(run_dir)
-    folder, card = exporting.export(source, out, name="tiny", data=_small_data(real=True),
-                                 parity_images=64, latency_runs=2)
-    return out, folder, card, source
+    source = sources.load_source(run_dir)
+    done = exporter.export(source, out, name="tiny", data=_small_data(real=True),
+                           parity_images=64, latency_runs=2)
+    # What export returns is what it wrote.
+    assert done.parity == json.loads((done.folder / contract.PARITY).read_text())
+    assert done.card == json.loads((done.folder / contract.MODEL_CARD).read_text())
+    return out, done.folder, done.card, source
 
 
 def test_tf_serving_layout_and_model_card(exported, run_dir):
@@ -75,7 +80,7 @@ def test_tf_serving_layout_and_model_card(exported, run_dir):
     assert on_disk == card
     assert card["class_names"] == list(CIFAR10_CLASSES)
     assert card["architecture"] == "resnet8"
-    assert card["params_trainable"] == models.count_trainable_params(source.keras_model)
+    assert card["params_trainable"] == networks.count_trainable_params(source.keras_model)
     assert card["test_accuracy"] == 0.5 and card["test_accuracy_eval_set"] == "test"
     assert card["source"]["kind"] == "run_dir"
     assert card["source"]["config"]["model"] == "resnet8"
@@ -89,8 +94,8 @@ def test_tf_serving_layout_and_model_card(exported, run_dir):
 
 def test_next_export_takes_the_next_version(exported, tmp_path):
     out, folder, _, source = exported
-    assert exporting.next_version(out / "tiny") == 2
-    assert exporting.next_version(tmp_path / "nothing") == 1
+    assert exporter.next_version(out / "tiny") == 2
+    assert exporter.next_version(tmp_path / "nothing") == 1
 
 
 def test_parity_report(exported):
@@ -179,7 +184,7 @@ def test_saved_model_runs_in_a_fresh_process_without_the_package(exported, tmp_p
 
 
 def test_interrupted_export_leaves_nothing(run_dir, tmp_path, monkeypatch):
-    source = exporting.load_source(run_dir)
+    source = sources.load_source(run_dir)
     scratch = []
 
     def boom(model, folder):  # inside the converter's scratch folder, mid-conversion
@@ -188,7 +193,7 @@ def test_interrupted_export_leaves_nothing(run_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tflite, "_saved_model", boom)
     with pytest.raises(KeyboardInterrupt):
-        exporting.export(source, tmp_path, name="tiny", data=_small_data(), parity_images=0)
+        exporter.export(source, tmp_path, name="tiny", data=_small_data(), parity_images=0)
     assert _listing(tmp_path / "tiny") == []  # no version, no hidden temp
     assert scratch and scratch[0].parent.parent == tmp_path / "tiny"  # not in /tmp
     assert not scratch[0].exists()
@@ -200,10 +205,10 @@ def test_next_export_removes_what_a_killed_one_left(run_dir, tmp_path):
     stale = root / ".1.abc123.tmp"
     (stale / "krc_tflite_x").mkdir(parents=True)
     (root / ".notes.tmp").write_text("not an export's")  # not ours: left alone
-    source = exporting.load_source(run_dir)
-    folder, _ = exporting.export(source, tmp_path, name="tiny", data=_small_data(),
-                                 variants=["float32"], parity_images=0)
-    assert folder == root / "1" and not stale.exists()
+    source = sources.load_source(run_dir)
+    done = exporter.export(source, tmp_path, name="tiny", data=_small_data(),
+                           variants=["float32"], parity_images=0)
+    assert done.folder == root / "1" and not stale.exists() and done.parity is None
     assert _listing(root) == [".notes.tmp", "1"]
 
 
@@ -212,10 +217,10 @@ def test_a_second_export_to_the_same_name_is_refused_while_one_runs(run_dir, tmp
 
     root = tmp_path / "tiny"
     root.mkdir()
-    with open(root / exporting.LOCK, "a") as held:
+    with open(root / exporter.LOCK, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running export holds it
         with pytest.raises(UserError, match="Another export to .* is running"):
-            exporting.export(exporting.load_source(run_dir), tmp_path, name="tiny",
+            exporter.export(sources.load_source(run_dir), tmp_path, name="tiny",
                              data=_small_data(), parity_images=0)
     assert _listing(root) == []
 
@@ -223,11 +228,11 @@ def test_a_second_export_to_the_same_name_is_refused_while_one_runs(run_dir, tmp
 def test_a_saved_model_exports_again(exported, tmp_path):
     """A SavedModel is a source like the others: copied unchanged, converted, compared."""
     _, folder, card, source = exported
-    again = exporting.load_source(folder)
+    again = sources.load_source(folder)
     assert again.keras_model is None and again.model.kind == "saved_model"
-    new, new_card = exporting.export(again, tmp_path, name="copy", data=_small_data(real=True),
-                                     variants=["float32", "int8"], parity_images=64,
-                                     latency_runs=2)
+    done = exporter.export(again, tmp_path, name="copy", data=_small_data(real=True),
+                           variants=["float32", "int8"], parity_images=64, latency_runs=2)
+    new, new_card = done.folder, done.card
     assert (new / "saved_model.pb").read_bytes() == (folder / "saved_model.pb").read_bytes()
     assert (new_card["architecture"], new_card["params_trainable"]) == (
         card["architecture"], card["params_trainable"])
@@ -246,44 +251,35 @@ def test_existing_version_is_refused_and_untouched(exported):
     out, folder, _, source = exported
     before = sorted(p.name for p in folder.iterdir())
     with pytest.raises(UserError, match="already exists"):
-        exporting.export(source, out, name="tiny", version=1, data=_small_data())
+        exporter.export(source, out, name="tiny", version=1, data=_small_data())
     assert sorted(p.name for p in folder.iterdir()) == before
     assert _listing(out / "tiny") == ["1"]
 
 
 def test_unwritable_place_is_refused(run_dir, tmp_path):
-    source = exporting.load_source(run_dir)
+    source = sources.load_source(run_dir)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     with pytest.raises(UserError, match="Cannot create"):
-        exporting.export(source, blocker / "exports", name="tiny", data=_small_data())
+        exporter.export(source, blocker / "exports", name="tiny", data=_small_data())
 
 
 def test_bad_sources(tmp_path, run_dir):
-    (tmp_path / "empty_run").mkdir()
-    with pytest.raises(UserError, match="has no model.keras"):
-        exporting.load_source(tmp_path / "empty_run")
-    with pytest.raises(UserError, match="No run directory"):
-        exporting.load_source(tmp_path / "missing")
-    (tmp_path / "junk.keras").write_bytes(b"not a zip")
-    with pytest.raises(UserError, match="exists but is not a .keras model"):
-        exporting.load_source(tmp_path / "junk.keras")
-    with pytest.raises(UserError, match="Unknown --checkpoint"):
-        exporting.load_source(tmp_path / "empty_run", checkpoint="newest")
+    """What export refuses beyond the predictor's own refusals (tests/deploy/test_predictor.py)."""
     (tmp_path / "m.tflite").write_bytes(b"x")
     with pytest.raises(UserError, match="already an export"):
-        exporting.load_source(tmp_path / "m.tflite")
-    with pytest.raises(UserError, match="must not be negative"):
-        exporting.export(exporting.load_source(run_dir), tmp_path, name="t",
+        sources.load_source(tmp_path / "m.tflite")
+    with pytest.raises(UserError, match="--parity_images must be >= 0, got -1"):
+        exporter.export(sources.load_source(run_dir), tmp_path, name="t",
                          data=_small_data(), parity_images=-1)
 
 
 def test_models_made_from_reference_weights_carry_their_licence(tmp_path):
-    from keras_resnet_cifar import reference_weights
+    from keras_resnet_cifar.models import reference_weights
 
-    model = models.build_model("resnet8", mean=models.IMAGENET_MEAN, std=models.IMAGENET_STD)
+    model = networks.build_model("resnet8", mean=networks.IMAGENET_MEAN, std=networks.IMAGENET_STD)
     model.save(tmp_path / "imported.keras")
-    assert exporting.load_source(tmp_path / "imported.keras").licence_note == \
+    assert sources.load_source(tmp_path / "imported.keras").licence_note == \
         reference_weights.LICENSE_NOTE
 
 
@@ -346,7 +342,7 @@ def test_a_saved_model_from_elsewhere_runs_only_with_trust_savedmodel(exported, 
     replaced = tmp_path / "replaced"
     shutil.copytree(folder, replaced)
     (replaced / "saved_model.pb").write_bytes((hostile / "saved_model.pb").read_bytes())
-    for load in (predictor.load, exporting.load_source):
+    for load in (predictor.load, sources.load_source):
         with pytest.raises(UserError, match="differs from the sha256 its model_card.json"):
             load(replaced)
     # A card that records nothing (an older export, or a hand-written one) neither.
@@ -394,7 +390,7 @@ def test_a_saved_model_without_the_float_signature_is_one_line(tmp_path):
     source = _hostile_saved_model(tmp_path / "sm", tmp_path / "x.txt", float_signature=False)
     with pytest.raises(UserError, match="has no serving_float32 signature: not a SavedModel "
                                         "of keras_resnet_cifar.export"):
-        exporting.load_source(source, trust_savedmodel=True)
+        sources.load_source(source, trust_savedmodel=True)
     with pytest.raises(UserError, match="has no serving_float32 signature to convert"):
         tflite.convert(source, "float32")
     done = _cli(f"--model_path={source}", "--trust_savedmodel", "--out=ex",
@@ -429,15 +425,13 @@ def test_cli_errors_are_one_line_and_leave_nothing(exported, tmp_path):
 
 @pytest.mark.slow
 def test_cli_exports_a_keras_file(run_dir, tmp_path):
-    done = _cli(f"--model_dir={run_dir / 'model.keras'}", "--export_dir=ex", "--name=m",
+    done = _cli(f"--model_path={run_dir / 'model.keras'}", "--out=ex", "--name=m",
                 "--tflite=float32", "--parity_images=32", "--latency_runs=2",
                 "--dataset=synthetic", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tflite_float32" in done.stdout and "exported resnet8" in done.stdout
     assert _listing(tmp_path / "ex" / "m") == ["1"]
-    # The old spellings worked, each with one notice; the converter's own lines are hidden.
-    assert "warning: --model_dir is now --model_path" in done.stderr
-    assert "warning: --export_dir is now --out" in done.stderr
+    # The converter's own lines are hidden.
     assert not re.search(r"^[IWE]0000 ", done.stderr, re.M), done.stderr
 
 
@@ -475,12 +469,13 @@ _MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from keras_resnet_cifar import datasets, models
+    from keras_resnet_cifar.data import datasets
+    from keras_resnet_cifar.models import networks
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     data = datasets.synthetic(64, 16, seed=0)
     with strategy.scope():
-        model = models.build_model("resnet8")
+        model = networks.build_model("resnet8")
         model.compile(optimizer=keras.optimizers.SGD(0.01),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(data.train.images.astype("float32"), data.train.labels, batch_size=32,
@@ -496,7 +491,7 @@ def test_model_trained_under_mirrored_strategy_exports_and_runs_on_one_cpu(tmp_p
     import keras
     import tensorflow as tf
 
-    from keras_resnet_cifar import edge, serving
+    from keras_resnet_cifar.deploy import edge, serving
 
     (tmp_path / "train.py").write_text(_MIRRORED)
     done = subprocess.run([sys.executable, str(tmp_path / "train.py"), str(tmp_path)],
@@ -509,9 +504,9 @@ def test_model_trained_under_mirrored_strategy_exports_and_runs_on_one_cpu(tmp_p
     # so each replica keeps its own copy and a distributed predict mixes them.)
     expected = keras.saving.load_model(tmp_path / "model.keras").predict(
         pixels.astype(np.float32), verbose=0)
-    source = exporting.load_source(tmp_path / "model.keras")
-    folder, _ = exporting.export(source, tmp_path / "exports", name="mirrored",
-                              data=_small_data(), variants=["float32"], parity_images=0)
+    source = sources.load_source(tmp_path / "model.keras")
+    folder = exporter.export(source, tmp_path / "exports", name="mirrored",
+                             data=_small_data(), variants=["float32"], parity_images=0).folder
     np.testing.assert_allclose(serving.load_classifier(folder)(pixels), expected, atol=1e-5)
     runner = edge.TFLiteClassifier(folder / "model_float32.tflite")
     np.testing.assert_allclose(runner.predict(pixels), expected, atol=1e-5)
@@ -521,7 +516,8 @@ def test_model_trained_under_mirrored_strategy_exports_and_runs_on_one_cpu(tmp_p
 @pytest.mark.realdata
 def test_int8_accuracy_on_real_images(reference_dir, cifar10_local):
     """Reference ResNet-20 on 2,000 original test images: int8 within 0.5 points of float."""
-    from keras_resnet_cifar import edge, reference_weights
+    from keras_resnet_cifar.deploy import edge
+    from keras_resnet_cifar.models import reference_weights
 
     model = reference_weights.reference_model(
         reference_weights.load_state_dict(reference_dir / "resnet20.npz"))

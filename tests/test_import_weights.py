@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import keras
 
-from keras_resnet_cifar import reference_weights
+from keras_resnet_cifar.models import reference_weights
 from keras_resnet_cifar.errors import UserError
 
 
@@ -58,7 +58,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     bad.write_bytes(b"not a zip")
     for weights in (bad, tmp_path / "missing.npz"):
         r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.import_weights",
-                            f"--weights={weights}", f"--output={tmp_path / 'o.keras'}"],
+                            f"--weights={weights}", f"--out={tmp_path / 'o.keras'}"],
                            capture_output=True, text=True)
         assert r.returncode == 1
         assert "Traceback" not in r.stderr
@@ -79,7 +79,7 @@ def test_reference_weights_reproduce_reference_accuracy(depth, correct, referenc
     """
     out = tmp_path / f"resnet{depth}.keras"
     subprocess.run([sys.executable, "-m", "keras_resnet_cifar.import_weights",
-                    f"--weights={reference_dir / f'resnet{depth}.npz'}", f"--output={out}"],
+                    f"--weights={reference_dir / f'resnet{depth}.npz'}", f"--out={out}"],
                    check=True, capture_output=True)
     model = keras.saving.load_model(out, safe_mode=True)
     x, y = cifar10_test_set
@@ -96,9 +96,9 @@ def test_to_state_dict_inverts_the_import():
 
 
 def test_to_state_dict_of_plain_and_option_b_nets():
-    from keras_resnet_cifar import models
+    from keras_resnet_cifar.models import networks
 
-    plain = reference_weights.to_state_dict(models.build_model("plain8"))
+    plain = reference_weights.to_state_dict(networks.build_model("plain8"))
     assert sorted(plain) == sorted(_fake_state(8, np.random.default_rng(0)))
     with pytest.raises(ValueError, match="Option-B"):
-        reference_weights.to_state_dict(models.build_model("resnet8", shortcut="B"))
+        reference_weights.to_state_dict(networks.build_model("resnet8", shortcut="B"))

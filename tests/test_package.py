@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 _SAVE = textwrap.dedent("""
     import sys
-    from keras_resnet_cifar import config, training
-    model = training.build_and_compile(config.TrainConfig(model="resnet8"))
+    from keras_resnet_cifar import config
+    from keras_resnet_cifar.training import loop
+    model = loop.build_and_compile(config.TrainConfig(model="resnet8"))
     model.optimizer.build(model.trainable_variables)
     model.save(sys.argv[1])
 """)
@@ -62,7 +63,25 @@ def test_model_keras_loads_without_the_package_when_not_compiled(saved_model):
 
 def test_importing_the_package_loads_neither_keras_nor_tensorflow():
     """The edge path and the tools' --help rely on a light package import."""
-    done = _python("import sys, keras_resnet_cifar, keras_resnet_cifar.edge\n"
+    done = _python("import sys, keras_resnet_cifar, keras_resnet_cifar.deploy.edge\n"
                    "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_folders_and_config_import_nothing_heavy():
+    """The domain folders' __init__ import nothing; config (the flags' checks, with the
+    data room's DATASETS) imports neither Keras nor TensorFlow."""
+    done = _python(
+        "import sys, importlib\n"
+        "folders = ('data', 'models', 'training', 'deploy', 'analysis')\n"
+        "for name in folders:\n"
+        "    importlib.import_module(f'keras_resnet_cifar.{name}')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('keras_resnet_cifar.')))\n"
+        "import keras_resnet_cifar.config\n"
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    assert done.returncode == 0, done.stderr[-2000:]
+    folders, heavy = done.stdout.strip().splitlines()
+    assert folders == str([f"keras_resnet_cifar.{n}" for n in sorted(
+        ("data", "models", "training", "deploy", "analysis"))])
+    assert heavy == "[]"

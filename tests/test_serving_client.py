@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_resnet_cifar import rest_client
+from keras_resnet_cifar.deploy import rest_client
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.labels import CIFAR10_CLASSES
+from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
 
 def _fake_model(pixels: np.ndarray) -> np.ndarray:

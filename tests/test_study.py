@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from absl import flags
 
-from keras_resnet_cifar import rundir, study, studying
+from keras_resnet_cifar import study
+from keras_resnet_cifar.analysis import depth_study
+from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.errors import UserError
 
@@ -30,14 +32,14 @@ def test_flags_become_a_spec():
     spec = parse("--epochs=30", "--lr_boundaries=10,20.5", "--seeds=0,1",
                  "--layer_stats_epochs=0,15.5,30", "--curve_points_per_epoch=4",
                  "--curve_test_images=500")
-    assert spec.models == studying.SEED_MODELS and spec.seeds == (0, 1)
+    assert spec.models == depth_study.SEED_MODELS and spec.seeds == (0, 1)
     assert spec.base.epochs == 30 and spec.base.lr_boundaries == (10, 20.5)
     assert spec.layer_stats_epochs == (0, 15.5, 30)
     assert (spec.curve_points_per_epoch, spec.curve_test_images) == (4, 500)
     configs = spec.configs()
     assert [(c.model, c.seed) for c in configs][:5] == [
         ("plain20", 0), ("resnet20", 0), ("plain56", 0), ("resnet56", 0), ("plain20", 1)]
-    assert studying.run_dir("out", configs[1]) == Path("out/runs/resnet20-seed0")
+    assert depth_study.run_dir("out", configs[1]) == Path("out/runs/resnet20-seed0")
 
 
 def test_quick_and_depth_sweep():
@@ -117,34 +119,35 @@ def test_bad_flags_are_user_errors(bad, message):
 
 @pytest.mark.slow
 def test_tiny_study_trains_evaluates_reports_and_resumes(tmp_path, monkeypatch):
-    from keras_resnet_cifar import datasets
+    from keras_resnet_cifar.data import datasets
 
     loads = []
     real_load = datasets.load
     monkeypatch.setattr(datasets, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     base = TrainConfig(dataset="synthetic", synthetic_train_size=64, synthetic_test_size=32,
                        epochs=1, batch_size=16, steps_per_epoch=1, eval_steps=1)
-    spec = studying.StudySpec(models=("plain8", "resnet8"), base=base,
+    spec = depth_study.StudySpec(models=("plain8", "resnet8"), base=base,
                            layer_stats_epochs=(0, 1), layer_stats_batch=8)
-    data = studying.DataCache()
-    dirs = studying.train_all(spec, tmp_path, verbose=0, data=data)
+    data = depth_study.DataCache()
+    dirs = depth_study.train_all(spec, tmp_path, verbose=0, data=data)
     assert [d.name for d in dirs] == ["plain8-seed0", "resnet8-seed0"]
-    studying.evaluate_all(dirs, base, batch_size=16, data=data)
+    depth_study.evaluate_all(dirs, base, batch_size=16, data=data)
     assert len(loads) == 1  # one data set, loaded once for two runs and their evaluations
     for d in dirs:
         assert len(json.loads((d / "history.json").read_text())["epochs"]) == 1
         assert [e["epoch"] for e in json.loads((d / "layer_stats.json").read_text())
                 ["epochs"]] == [0, 1]
         assert rundir.read_evaluation(d)["images"] == 32
+        assert (d / rundir.CURVES).read_bytes()[:4] == b"\x89PNG"  # the study draws it
     # Resuming: nothing is retrained or re-evaluated.
     stamps = {p: p.stat().st_mtime_ns for d in dirs
               for p in (d / "model.keras", d / "evaluation.json")}
-    assert studying.train_all(spec, tmp_path, verbose=0) == dirs
-    studying.evaluate_all(dirs, base, batch_size=16)
+    assert depth_study.train_all(spec, tmp_path, verbose=0) == dirs
+    depth_study.evaluate_all(dirs, base, batch_size=16)
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
 
     # The whole study again, with its report: still nothing retrained or re-evaluated.
-    done = studying.run_study(spec, tmp_path, report_dir=tmp_path / "report",
+    done = depth_study.run_study(spec, tmp_path, report_dir=tmp_path / "report",
                               command="python -m keras_resnet_cifar.study --tiny", verbose=0)
     assert done.run_dirs == dirs and done.report == tmp_path / "report" / "report.md"
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
@@ -153,7 +156,7 @@ def test_tiny_study_trains_evaluates_reports_and_resumes(tmp_path, monkeypatch):
     assert "At depth 8, the residual net is more accurate" in md
     assert "python -m keras_resnet_cifar.study --tiny" in md
     assert {p.name for p in (tmp_path / "report" / "runs").iterdir()} == {d.name for d in dirs}
-    assert studying.run_study(spec, tmp_path, verbose=0).report is None
+    assert depth_study.run_study(spec, tmp_path, verbose=0).report is None
 
 
 @pytest.mark.slow
@@ -181,10 +184,10 @@ def test_wrapper_script_says_what_python_it_needs(tmp_path):
 INTERRUPTING_DRIVER = textwrap.dedent("""
     import runpy, sys
     import keras
-    from keras_resnet_cifar import training
+    from keras_resnet_cifar.training import loop
 
     model, stop_epoch, stop_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    real = training.train_and_evaluate
+    real = loop.train_and_evaluate
 
     class CtrlC(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -199,7 +202,7 @@ INTERRUPTING_DRIVER = textwrap.dedent("""
             callbacks = [*callbacks, CtrlC()]
         return real(config, workdir, callbacks=callbacks, **kwargs)
 
-    training.train_and_evaluate = cut
+    loop.train_and_evaluate = cut
     sys.argv = ["keras_resnet_cifar.study", *sys.argv[4:]]
     runpy.run_module("keras_resnet_cifar.study", run_name="__main__")
 """)

@@ -7,7 +7,7 @@ import pytest
 from absl import flags
 
 from keras_resnet_cifar import train_flags
-from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.config import TrainConfig, changed_flags
 from keras_resnet_cifar.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,7 +19,7 @@ CHANGED = TrainConfig(
     validation_split=100, synthetic_train_size=640, synthetic_test_size=320, epochs=7,
     batch_size=64, learning_rate=0.05, lr_boundaries=(2, 5.5), lr_decay=0.2, momentum=0.8,
     weight_decay=5e-4, weight_decay_scope="kernels", warmup_epochs=1,
-    warmup_learning_rate=0.001, steps_per_epoch=3,
+    warmup_learning_rate=0.001, steps_per_epoch=4,
     eval_steps=2, seed=4, deterministic=True, distribute="none",
     mixed_precision="mixed_bfloat16", jit_compile=True, steps_per_execution=2)
 
@@ -40,7 +40,7 @@ def test_every_field_is_a_flag_with_its_default_and_help():
 
 
 def test_changed_flags_round_trip_every_field():
-    args = train_flags.changed_flags(CHANGED)
+    args = changed_flags(CHANGED)
     assert "--lr_boundaries=2,5.5" in args and "--deterministic=true" in args
     assert train_flags.config_from_flags(parse(*args)) == CHANGED
 
@@ -52,7 +52,7 @@ def test_a_tool_changes_defaults_and_sets_excluded_fields_itself():
     config = train_flags.config_from_flags(fv, model="plain20", seed=3)
     assert (config.model, config.seed, config.dataset, config.batch_size) == (
         "plain20", 3, "synthetic", 32)
-    assert train_flags.changed_flags(config, exclude=("model", "seed")) == [
+    assert changed_flags(config, exclude=("model", "seed")) == [
         "--dataset=synthetic", "--batch_size=32"]
 
 
@@ -78,7 +78,7 @@ def test_recipe_files_hold_only_what_differs_from_the_defaults(path):
     # Every line but the model's (each file names its model, even the default one)
     # changes the config, and the config has nothing the file does not say.
     assert f"--model={config.model}" in lines
-    assert sorted(train_flags.changed_flags(config, exclude=("model",))) == sorted(
+    assert sorted(changed_flags(config, exclude=("model",))) == sorted(
         line for line in lines if not line.startswith("--model=")), path.name
 
 

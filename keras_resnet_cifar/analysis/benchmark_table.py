@@ -1,0 +1,76 @@
+"""The benchmark's report as the text table the command prints.
+
+The figures are :func:`keras_resnet_cifar.analysis.benchmarking.run`'s; this
+module only lays them out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a fixed-width text table (every figure of the JSON but the samples)."""
+    m = report["machine"]
+    s = report["settings"]
+    when = (f"{m['date']}; load average (1, 5, 15 min) {' '.join(map(str, m['load_average']))}"
+            f" before, {' '.join(map(str, m['load_average_after']))} after")
+    lines = [
+        f"machine: {m['cpu']}, {m['cpu_cores']} cores, GPUs {m['gpus'] or 'none'}; "
+        f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}; "
+        f"TF_ENABLE_ONEDNN_OPTS={m['onednn']}; threads intra {m['intra_op_threads']} "
+        f"inter {m['inter_op_threads']} (0 = TF default); {when}",
+    ]
+    if report["training"]:  # training settings only when training was measured
+        lines.append(
+            f"settings: batch {s['batch_size']}, {s['steps']} steps x {s['repeats']} repeats "
+            f"after a warm-up, {s['mixed_precision']}, jit_compile={s['jit_compile']}, "
+            f"steps_per_execution={s['steps_per_execution']}, data: {s['data']}")
+    if "skipped" not in report["inference"]:
+        threads = (f"{s['num_threads']} thread(s)" if s.get("num_threads")
+                   else "every core")
+        lines.append(
+            f"inference settings: {s.get('inference_runs')} timed batch-1 calls and batch-128 "
+            f"throughput per model after a warm-up, {threads} for .tflite models, "
+            f"images: {s['data']}")
+    lines.append("")
+    rows: list[tuple[str, str]] = []  # (label, figures)
+
+    def row(name, stats, fmt="{:10.1f}"):
+        rows.append((name, " ".join(fmt.format(stats[k]) for k in ("median", "min", "max"))
+                     + f" {stats['spread_pct']:6.1f}%"))
+
+    ratios = []
+    for name, entry in report["training"].items():
+        row(f"train {name} (img/s, {entry['params']:,} params)", entry["images_per_sec"])
+        for mode, theirs in entry.get("peer", {}).items():
+            row(f"peer  {name} (img/s, PyTorch, {mode})", theirs["images_per_sec"])
+            ratio = theirs["ratio"]
+            label = f"ratio {name} (project / peer {mode})"
+            rows.append((label, f"{ratio['median']:10.3f}   pairs: "
+                         + " ".join(f"{r:.3f}" for r in ratio["pairs"])))
+            ratios.append(f"{name} {ratio['median']:.2f}x vs {mode}")
+    for name, entry in report["evaluation"].items():
+        row(f"evaluate {name} (img/s)", entry["images_per_sec"])
+    p = report["pipeline"]
+    if "skipped" in p:
+        rows.append(("input pipeline", f"skipped: {p['skipped']}"))
+    else:
+        row("input pipeline alone (img/s)", p["images_per_sec"], "{:10.0f}")
+        rows.append(("input pipeline / fastest training", f"{p['times_fastest_training']:10.1f}x"))
+    inference = report["inference"]
+    if "skipped" in inference:
+        rows.append(("inference", f"skipped: {inference['skipped']}"))
+    else:
+        for key, entry in inference.items():
+            row(f"{key} batch-1 (ms)", entry["latency_ms_batch1"], "{:10.2f}")
+            row(f"{key} batch-128 (img/s)", entry["images_per_sec_batch128"])
+    width = max([44] + [len(label) for label, _ in rows])
+    lines.append(f"{'measurement':{width}s} {'median':>10s} {'min':>10s} {'max':>10s} "
+                 f"{'spread':>7s}")
+    lines += [f"{label:{width}s} {figures}" for label, figures in rows]
+    if ratios:
+        lines += ["", f"project / PyTorch peer, median of A B pairs: {'; '.join(ratios)} "
+                      f"(measured {when}; compare only runs at a load near the benchmark's "
+                      "own, about 2 on 2 cores)"]
+    return "\n".join(lines)

@@ -1,0 +1,344 @@
+"""Measures how fast the project trains, reads data, evaluates and serves (the library).
+
+:func:`run` takes a :class:`Plan` (the benchmark's own options and one
+:class:`~keras_resnet_cifar.config.TrainConfig`) and returns every figure as one
+JSON-ready dict (data only, no models);
+:func:`keras_resnet_cifar.analysis.benchmark_table.format_table` makes the text
+table the command line prints. The measurements, each a :func:`summarize` of
+timed repeats after an untimed warm-up:
+
+* :func:`train_rate`: training images/s of ``model.fit`` on the real training
+  path (``loop.build_and_compile``, ``pipeline.train_dataset``);
+* :func:`pipeline_rate`: the training input pipeline alone;
+* :func:`eval_rate`: ``model.evaluate`` on the evaluation pipeline;
+* :func:`inference_rates`: batch-1 latency and batch-128 images/s of saved
+  models, loaded by :func:`keras_resnet_cifar.deploy.predictor.load`;
+* a peer's training rate (:mod:`keras_resnet_cifar.analysis.peer`: another
+  framework's script in its own process, e.g. the repository's
+  ``scripts/torch_peer.py``), run after each timed training repeat so that the
+  two alternate A B A B on the same machine.
+
+The command line is :mod:`keras_resnet_cifar.benchmark`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from absl import logging
+
+from keras_resnet_cifar.analysis import peer
+from keras_resnet_cifar.models import arch  # no Keras on import: the CLI checks its flags first
+from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.errors import UserError
+
+# TrainConfig fields that do not bear on the speed of a training step: not benchmark flags.
+NOT_SPEED = ("model", "epochs", "lr_boundaries", "lr_decay", "warmup_epochs",
+             "warmup_learning_rate", "steps_per_epoch", "eval_steps", "validation_split")
+
+
+def summarize(samples: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max, spread ((max - min) / median, in %) and the samples themselves."""
+    samples = [float(s) for s in samples]
+    median = statistics.median(samples)
+    return {"median": median, "min": min(samples), "max": max(samples),
+            "spread_pct": 100.0 * (max(samples) - min(samples)) / median if median else 0.0,
+            "samples": samples}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPU, cores, versions, threads, load, date."""
+    import tensorflow as tf
+
+    from keras_resnet_cifar import environment
+
+    return {
+        **environment.describe(),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def build(config) -> tuple[Any, Any]:
+    """(compiled model, strategy) of ``config``, as training builds them."""
+    import keras
+
+    from keras_resnet_cifar.training import distribution, loop
+
+    strategy = distribution.make_strategy(config.distribute)
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = loop.build_and_compile(config, strategy.num_replicas_in_sync)
+    return model, strategy
+
+
+def train_rate(model, config, split, *, steps: int, repeats: int,
+               between: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Training images/s of ``model.fit`` on the real training path.
+
+    One ``fit`` of ``repeats + 1`` epochs of ``steps`` steps over the repeated
+    training pipeline; the first epoch (tracing, pipeline start) is the warm-up.
+    Only each epoch's training is timed (there is no validation); ``between(i)``
+    runs after timed epoch ``i``, outside the timing (the peer, for A B A B).
+
+    Args:
+        model: the compiled model (:func:`build`).
+        config: its :class:`~keras_resnet_cifar.config.TrainConfig` (batch, seed).
+        split: the training images.
+        steps: training steps per timed repeat.
+        repeats: timed repeats.
+        between: called with the repeat index after each timed repeat.
+
+    Returns:
+        :func:`summarize` of the images/s of the repeats.
+    """
+    import keras
+
+    from keras_resnet_cifar.data import pipeline
+
+    ds = pipeline.train_dataset(split, config.batch_size, seed=config.seed).repeat()
+    rates = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            elapsed = time.perf_counter() - self.start
+            if epoch == 0:  # warm-up
+                logging.info("%s: warm-up done (%.0f s)", config.model, elapsed)
+                return
+            rates.append(steps * config.batch_size / elapsed)
+            logging.info("%s: training repeat %d/%d: %.1f img/s", config.model, epoch,
+                         repeats, rates[-1])
+            if between is not None:
+                between(epoch - 1)
+
+    model.fit(ds, epochs=repeats + 1, steps_per_epoch=steps, verbose=0, callbacks=[Timer()],
+              shuffle=False)  # tf.data shuffles
+    return summarize(rates)
+
+
+def per_second(work: Callable[[], int], repeats: int) -> dict[str, Any]:
+    """:func:`summarize` of the rates of ``repeats`` timed calls of ``work``.
+
+    ``work()`` returns how many items (images) it handled; each sample is items/s.
+    """
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        done = work()
+        rates.append(done / (time.perf_counter() - start))
+    return summarize(rates)
+
+
+def pipeline_rate(split, batch_size: int, *, batches: int, repeats: int,
+                  seed: int = 0) -> dict[str, Any]:
+    """Images/s of the training input pipeline alone (shuffle, augment, cast, prefetch)."""
+    from keras_resnet_cifar.data import pipeline
+
+    iterator = iter(pipeline.train_dataset(split, batch_size, seed=seed).repeat())
+    for _ in range(min(batches, 10)):  # warm-up: shuffle buffer, autotuning
+        next(iterator)
+    return per_second(lambda: sum(int(next(iterator)[1].shape[0]) for _ in range(batches)),
+                      repeats)
+
+
+def eval_rate(model, split, batch_size: int, *, repeats: int) -> dict[str, Any]:
+    """Images/s of ``model.evaluate`` on the evaluation pipeline (one warm-up pass)."""
+    from keras_resnet_cifar.data import pipeline
+
+    ds = pipeline.eval_dataset(split, batch_size)
+
+    def evaluate_all() -> int:
+        model.evaluate(ds, verbose=0)
+        return len(split)
+
+    evaluate_all()
+    return per_second(evaluate_all, repeats)
+
+
+def serving_rates(predict: Callable[..., Any], images, *, runs: int,
+                  batch_size: int = 128) -> dict[str, Any]:
+    """Batch-1 latency (ms) and batch-``batch_size`` images/s of a classifier's ``predict``.
+
+    With fewer than ``batch_size`` images, the batch repeats them.
+    """
+    one = images[:1]
+    batch = np.resize(images[:batch_size], (batch_size, *np.shape(images)[1:]))
+    for _ in range(3):  # warm-up: first calls trace, allocate, resize
+        predict(one, batch_size=1)
+        predict(batch, batch_size=batch_size)
+    calls = per_second(lambda: len(predict(one, batch_size=1)), runs)
+    rates = per_second(lambda: len(predict(batch, batch_size=batch_size)), max(3, runs // 10))
+    return {"latency_ms_batch1": summarize([1e3 / r for r in calls["samples"]]),
+            f"images_per_sec_batch{batch_size}": rates}
+
+
+def inference_key(path: str | os.PathLike, kind: str) -> str:
+    """A short label: ``saved_model:resnet56/1``, ``tflite:model_int8.tflite``."""
+    path = Path(path)
+    return f"{kind}:{'/'.join(path.parts[-2:]) if path.is_dir() else path.name}"
+
+
+def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
+                    num_threads: int, trust_savedmodel: bool = False) -> dict[str, Any]:
+    """:func:`serving_rates` of each model in ``paths``, loaded by :func:`predictor.load`.
+
+    Args:
+        paths: run directories, ``.keras`` files, SavedModel folders, ``.tflite`` files.
+        images: uint8 (N, 32, 32, 3) pixels to predict (N >= 128 for a full batch).
+        runs: timed batch-1 calls per model.
+        num_threads: CPU threads of a ``.tflite`` model.
+
+    Returns:
+        label (:func:`inference_key`; the path where two labels would clash) ->
+        {"path", "kind", "latency_ms_batch1", "images_per_sec_batch128"}.
+
+    Raises:
+        UserError: a path that is not a model, or whose runtime is not installed.
+    """
+    from keras_resnet_cifar.deploy import predictor
+
+    results: dict[str, Any] = {}
+    for path in paths:
+        model = predictor.load(path, num_threads=num_threads,
+                               trust_savedmodel=trust_savedmodel)
+        key = inference_key(path, model.kind)
+        key = key if key not in results else f"{model.kind}:{path}"
+        logging.info("timing %s: %d batch-1 calls", key, runs)
+        results[key] = {"path": os.fspath(path), "kind": model.kind,
+                        **serving_rates(model.predict, images, runs=runs)}
+    return results
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What :func:`run` measures: the benchmark's own options and one training config.
+
+    ``base`` holds everything about training (batch, precision, XLA, distribution,
+    data; the flags of :mod:`keras_resnet_cifar.train_flags`); each model of
+    ``models`` is timed with ``base`` and that model. ``model_paths`` are models
+    to time at inference (:func:`inference_rates`).
+    """
+
+    base: TrainConfig
+    models: tuple[str, ...] = ("resnet20", "resnet56")
+    steps: int = 20
+    repeats: int = 5
+    pipeline_batches: int = 200
+    model_paths: tuple[str, ...] = ()
+    inference_runs: int = 100
+    num_threads: int = 0  # of a .tflite model; 0: every core
+    trust_savedmodel: bool = False  # load SavedModels that the exporter did not write
+    peer: tuple[str, ...] = ()  # the peer's command (interpreter, script); () for none
+    peer_modes: tuple[str, ...] = ("channels_last",)  # the peer's configurations (--mode)
+
+
+def check_plan(plan: Plan) -> None:
+    """Checks ``plan`` before any work (and before TensorFlow loads).
+
+    Raises:
+        UserError: nothing to measure, a bad or repeated model name, a count that
+            is not positive, no peer mode, a path that is not a model.
+    """
+    from keras_resnet_cifar.deploy import predictor
+
+    if not plan.models and not plan.model_paths:
+        raise UserError("--models is empty: name models to train (e.g. --models=resnet20), "
+                        "or give --model_path to measure saved models only.")
+    for name in plan.models:
+        try:
+            arch.parse_name(name)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    if len(set(plan.models)) < len(plan.models):
+        raise UserError(f"--models names a model twice: {','.join(plan.models)}.")
+    for name in ("steps", "repeats", "pipeline_batches", "inference_runs"):
+        if getattr(plan, name) < 1:
+            raise UserError(f"--{name} must be positive, got {getattr(plan, name)}.")
+    if plan.num_threads < 0:
+        raise UserError(f"--num_threads must be >= 0 (0: every core), got {plan.num_threads}.")
+    if plan.peer and not plan.peer_modes:
+        raise UserError("--peer_modes is empty: name the peer's configurations to run.")
+    for path in plan.model_paths:  # before minutes of training
+        predictor.resolve(path, trust_savedmodel=plan.trust_savedmodel)
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    """Every measurement of ``plan``, as one JSON-ready dict (data only, no models).
+
+    The models of ``plan.model_paths`` are timed first (a model that cannot be
+    loaded fails before minutes of training), then each of ``plan.models``.
+
+    Raises:
+        UserError: see :func:`check_plan`; a model that cannot be loaded; the peer fails
+            (:func:`keras_resnet_cifar.analysis.peer.check` finds that out before).
+    """
+    from keras_resnet_cifar.data import datasets
+    from keras_resnet_cifar.models import networks as model_lib
+
+    check_plan(plan)
+    base = plan.base
+    data = datasets.load(base.dataset, base.data_dir, seed=0,
+                         synthetic_sizes=(base.synthetic_train_size, base.synthetic_test_size))
+    settings = {k: v for k, v in dataclasses.asdict(plan).items() if k != "base"}
+    settings.update({k: v for k, v in dataclasses.asdict(base).items() if k not in NOT_SPEED})
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "settings": {**settings, "data": data.source},
+        "training": {}, "evaluation": {},
+        "inference": (inference_rates(plan.model_paths, data.test.images,
+                                      runs=plan.inference_runs,
+                                      num_threads=plan.num_threads or os.cpu_count() or 1,
+                                      trust_savedmodel=plan.trust_savedmodel)
+                      if plan.model_paths else {"skipped": "no --model_path given"}),
+    }
+    for config in (dataclasses.replace(base, model=m) for m in plan.models):
+        peer_rates: dict[str, list[float]] = {mode: [] for mode in plan.peer_modes}
+
+        def between(_, model=config.model):
+            for mode in plan.peer_modes:
+                peer_rates[mode].append(peer.rate(plan.peer, model, base.batch_size,
+                                                  plan.steps, mode))
+                logging.info("%s: peer (%s): %.1f img/s", model, mode, peer_rates[mode][-1])
+
+        logging.info("timing %s: training, 1 warm-up + %d x %d steps%s; then evaluation",
+                     config.model, plan.repeats, plan.steps,
+                     " (the peer after each)" if plan.peer else "")
+        model, strategy = build(config)
+        rates = train_rate(model, config, data.train, steps=plan.steps, repeats=plan.repeats,
+                           between=between if plan.peer else None)
+        entry: dict[str, Any] = {"images_per_sec": rates,
+                                 "params": model_lib.count_trainable_params(model),
+                                 "replicas": strategy.num_replicas_in_sync}
+        if plan.peer:
+            entry["peer"] = {}
+            for mode, samples in peer_rates.items():
+                entry["peer"][mode] = {"images_per_sec": summarize(samples),
+                                       "ratio": peer.ratios(rates["samples"], samples)}
+        report["training"][config.model] = entry
+        report["evaluation"][config.model] = {
+            "images_per_sec": eval_rate(model, data.test, base.batch_size,
+                                        repeats=plan.repeats)}
+        del model
+    if report["training"]:
+        logging.info("timing the input pipeline alone")
+        pipeline = pipeline_rate(data.train, base.batch_size, batches=plan.pipeline_batches,
+                                 repeats=plan.repeats)
+        fastest = max(e["images_per_sec"]["median"] for e in report["training"].values())
+        report["pipeline"] = {"images_per_sec": pipeline,
+                              "times_fastest_training": pipeline["median"] / fastest}
+    else:
+        report["pipeline"] = {"skipped": "no training measured (--models is empty)"}
+    # Other work on the machine slows both sides, the peer's OpenMP threads most.
+    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return report

@@ -1,0 +1,40 @@
+r"""The study's report: Table 1, the findings with verdicts, the figures, report.md.
+
+    python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
+    python -m keras_resnet_cifar.report docs/study/runs/* \
+        --reference_runs=docs/study/reference --out=docs/study
+
+One module per part, each usable alone:
+
+* :mod:`~keras_resnet_cifar.analysis.report.runs`: loading run directories (through
+  :mod:`keras_resnet_cifar.training.rundir`), the per-run numbers, the accuracy levels;
+* :mod:`~keras_resnet_cifar.analysis.report.recipes`: their recipe (runs of different
+  recipes are never pooled);
+* :mod:`~keras_resnet_cifar.analysis.report.stats`: the verdict rule (Welch's t-test over
+  seeds; p < 0.05 with the claimed sign);
+* :mod:`~keras_resnet_cifar.analysis.report.tables`: Table 1 (mean ± std over seeds, n),
+  the study's cost, as Markdown and CSV;
+* :mod:`~keras_resnet_cifar.analysis.report.findings`: the reproduction paper's four
+  claims and He et al.'s, each with a verdict over seeds, made of
+  :mod:`~keras_resnet_cifar.analysis.report.evidence` (one measure compared over seeds);
+* :mod:`~keras_resnet_cifar.analysis.report.reference`: the project's runs beside the
+  reference PyTorch trainer's;
+* :mod:`~keras_resnet_cifar.analysis.report.figures`: the figures (every seed faintly, the
+  mean ± std), drawn by :mod:`keras_resnet_cifar.analysis.plots`;
+* :mod:`~keras_resnet_cifar.analysis.report.markdown`: report.md's text.
+
+The report needs no TensorFlow (model names are read by :mod:`keras_resnet_cifar.models.arch`,
+not :mod:`keras_resnet_cifar.models.networks`): importing the package stays quick and quiet.
+
+:func:`~keras_resnet_cifar.analysis.report.report.build` returns every file's content;
+:func:`~keras_resnet_cifar.analysis.report.report.write_report` writes them into a folder:
+
+    report.md            the report: setup, hardware, commands, table, findings, figures
+    table1.md/.csv       one row per model: mean (± std over seeds) and n
+    runs.csv             one row per run
+    cost.csv             per run: training time, load average
+    findings.json        every finding with its numbers and verdict
+    reference.json       the reference comparison (with reference runs)
+    figures/*.png/.svg   error curves inside the runs (He et al. Fig. 1 / 6), per depth,
+                         confusion matrices, layer stats, the reference comparison
+"""

@@ -1,0 +1,180 @@
+"""The report's figures, as {file stem: matplotlib Figure}, from loaded runs.
+
+Every figure shows all seeds of a network: each seed's curve faintly, the mean
+over seeds bold, a band of ± one standard deviation over seeds (the reference
+comparison: ± the standard error of the mean), and n in the legend. Curves of
+several seeds are aligned on the curve steps all of them recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from keras_resnet_cifar.analysis import plots
+from keras_resnet_cifar.models import arch  # arch, not networks: no TensorFlow in the report
+from keras_resnet_cifar.analysis.report.runs import Run, by_model
+
+
+def xlabel(run: Run) -> str:
+    """The x-axis label: an epoch, and how many training images it held when capped."""
+    n = run.images_per_epoch
+    return f"epoch ({n:,} training images each)" if n else "epoch"
+
+
+def curve_xlabel(run: Run) -> str:
+    """The x axis of the curve figure: passes over the run's training set."""
+    return f"passes over the {run.train_set_size:,} training images"
+
+
+def curve_data(runs: Sequence[Run]) -> dict[str, Any] | None:
+    """One network's curves over its seeds: {"x", "train_error", "test_error" (seeds x
+    points, on the steps every seed recorded), "final_test_error" (per seed, or None)}."""
+    runs = [r for r in runs if r.curve_points]
+    if not runs:
+        return None
+    steps = sorted(set.intersection(*({p["step"] for p in r.curve_points} for r in runs)))
+    if not steps:
+        return None
+    rows = [{p["step"]: p for p in r.curve_points} for r in runs]
+    run = runs[0]
+    finals = [r.final_test_error for r in runs]
+    return {"x": [s / run.steps_per_epoch * run.passes_per_epoch for s in steps],
+            "train_error": [[row[s]["train_error"] for s in steps] for row in rows],
+            "test_error": [[row[s]["test_error"] for s in steps] for row in rows],
+            "final_test_error": None if None in finals else finals,
+            "n": len(runs)}
+
+
+def _marks(run: Run) -> list[float]:
+    return [b * run.passes_per_epoch for b in run.config.get("lr_boundaries", [])
+            if b < run.config["epochs"]]
+
+
+def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
+    """He et al.'s Figure 1 / Figure 6 analogue from the runs' curve points, or None.
+
+    Plain networks left, residual right, each depth a colour; x in passes over
+    the training set (iterations on the top axis); the training error of each
+    segment dashed, the test-subset error solid, the whole test set's final error a
+    star; mean ± std over seeds, each seed faintly.
+    """
+    families: dict[str, dict[str, Any]] = {}
+    first = None
+    for model, group in by_model(runs).items():
+        data = curve_data(group)
+        if data is None:
+            continue
+        first = first or group[0]
+        family = "Residual networks" if group[0].spec.residual else "Plain networks"
+        families.setdefault(family, {})[model] = data
+    if first is None:
+        return None
+    return plots.error_curves(
+        families, xlabel=curve_xlabel(first),
+        steps_per_unit=first.steps_per_epoch / first.passes_per_epoch, marks=_marks(first),
+        title=title or "Error during training (dashed: training, solid: test; dotted "
+                       "verticals: learning-rate drops)")
+
+
+def reference_curves(project: Sequence[Run], reference: Sequence[Run]) -> Any | None:
+    """The project's runs of one network beside the reference trainer's: error curves,
+    mean ± SE over seeds, each seed faintly; None without curve points on both sides."""
+    mine, theirs = curve_data(project), curve_data(reference)
+    if mine is None or theirs is None:
+        return None
+    model = project[0].model
+    run = project[0]
+    return plots.error_curves(
+        {"mean ± SE over seeds, each seed faint": {
+            "keras_resnet_cifar": {**mine, "colour": plots.RESIDUAL_COLOUR},
+                 "reference (PyTorch)": {**theirs, "colour": "tab:red"}}},
+        xlabel=curve_xlabel(run), steps_per_unit=run.steps_per_epoch / run.passes_per_epoch,
+        marks=_marks(run), spread="se",
+        title=f"{model}: this project vs the reference trainer")
+
+
+def figures(runs: Sequence[Run]) -> dict[str, Any]:
+    """{file stem: matplotlib Figure} for the runs, every seed of every model."""
+    groups = by_model(runs)
+    depths = sorted({r.spec.depth for r in runs})
+    any_run = runs[0]
+    figs = {}
+    curves_figure = error_curves(runs)
+    have_curves = curves_figure is not None
+    if have_curves:
+        figs["error_curves"] = curves_figure
+    for depth in depths:
+        pair = [groups[m] for m in (f"plain{depth}", f"resnet{depth}") if m in groups]
+        if have_curves:
+            fig = error_curves([r for g in pair for r in g],
+                               title=f"{depth} layers: plain vs residual (He et al., Figure 1)")
+            if fig is not None:
+                figs[f"curves_{depth}"] = fig
+        else:
+            # No curve points: per-epoch history of the lowest seed, as its title says.
+            figs[f"curves_{depth}"] = plots.training_curves(
+                {g[0].model: g[0].history for g in pair}, eval_set=any_run.eval_set,
+                xlabel=xlabel(any_run),
+                title=f"Training dynamics, {depth} layers (seed {pair[0][0].seed} only)")
+        evaluated = [[r for r in g if r.evaluation] for g in pair]
+        evaluated = [g for g in evaluated if g]
+        if evaluated:
+            n = sorted({len(g) for g in evaluated})
+            figs[f"confusion_{depth}"] = plots.confusion_matrices(
+                {g[0].model + (f" ({len(g)} seeds)" if len(g) > 1 else ""):
+                 np.sum([np.asarray(r.evaluation["confusion_matrix"]) for r in g], axis=0)
+                 for g in evaluated},
+                evaluated[0][0].evaluation["class_names"],
+                title=f"Confusion matrices on {evaluated[0][0].evaluation['images']:,} test "
+                      "images, % of each true class"
+                      + (f", counts summed over {'/'.join(map(str, n))} seeds"
+                         if max(n) > 1 else ""))
+    if not have_curves:
+        plain = {m: g[0].history for m, g in groups.items() if not g[0].spec.residual}
+        residual = {m: g[0].history for m, g in groups.items() if g[0].spec.residual}
+        if plain and residual:
+            figs["depth_sweep"] = plots.depth_sweep(
+                plain, residual, xlabel=xlabel(any_run), eval_set=any_run.eval_set,
+                title=f"Error vs epochs (thin dashed: training, bold: {any_run.eval_set}; "
+                      "lowest seed of each network)")
+    figs.update(layer_figures(runs))
+    return figs
+
+
+def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
+    """Per-layer response std and gradient norms, every seed (mean ± std over seeds)."""
+    groups = {m: [r for r in g if r.layer_stats] for m, g in by_model(runs).items()}
+    groups = {m: g for m, g in groups.items() if g}
+    if not groups:
+        return {}
+    figs = {}
+    epochs = sorted({e["epoch"] for g in groups.values() for r in g
+                     for e in r.layer_stats["epochs"]})
+    for key, stem, ylabel, log, title in (
+            ("response_std", "layer_response_std", "std of BN output", False,
+             "Layer responses (3x3 conv after BN, before ReLU/addition)"),
+            ("gradient_norm", "layer_gradient_norm", "||dL/dkernel||_2", True,
+             "Gradient norm per layer (mean cross-entropy, one fixed batch)")):
+        panels = {}
+        # In inference mode BN at initialisation is the identity (moving averages 0
+        # and 1), so responses "after BN" only mean something once trained.
+        for epoch in [e for e in epochs if e > 0 or key == "gradient_norm"]:
+            lines = {}
+            for model in sorted(groups, key=lambda m: (arch.parse_name(m).depth,
+                                                      arch.parse_name(m).residual)):
+                rows = [next((e for e in r.layer_stats["epochs"] if e["epoch"] == epoch), None)
+                        for r in groups[model]]
+                rows = [row[key] for row in rows if row]
+                if rows:
+                    lines[model] = rows
+            panels[f"after epoch {epoch:g}" if epoch else "at initialisation"] = lines
+        if not panels:
+            continue
+        figs[stem] = plots.per_layer(panels, ylabel=ylabel, log_scale=log, title=title)
+        if key == "response_std":
+            figs[f"{stem}_sorted"] = plots.per_layer(
+                panels, ylabel=ylabel, sort_descending=True,
+                title=title + ", sorted by magnitude")
+    return figs

@@ -1,0 +1,303 @@
+"""report.md's text, from loaded runs, Table 1's rows, the findings and the figure names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from keras_resnet_cifar.config import TrainConfig, changed_flags
+from keras_resnet_cifar.analysis.report import stats
+from keras_resnet_cifar.analysis.report.runs import Run, by_model
+from keras_resnet_cifar.analysis.report.tables import beside_published, table1_markdown
+
+# Published CIFAR-10 test accuracies to set ours beside (200 epochs / 64k iterations).
+# He et al. (2016), "Deep Residual Learning for Image Recognition", Table 6 (CIFAR-10
+# test error: ResNet-20 8.75%, ResNet-56 6.97%); plain nets appear there only in figures.
+HE_ET_AL_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
+# The reproduction this project was specified from, its Table 1 (200 epochs on a GPU).
+REPRODUCTION_TABLE1 = {"plain20": 0.9084, "resnet20": 0.9195, "plain56": 0.8671,
+                       "resnet56": 0.9325}
+PAPER_EPOCHS = TrainConfig().epochs
+# He et al. trained for 64k iterations of batch 128 on 45k images (a 5k validation hold-out).
+HE_ET_AL_SCHEDULE = "64k iterations (about 182 passes over their 45k training images)"
+REPRODUCTION_SCHEDULE = f"{PAPER_EPOCHS} epochs"
+
+SEEDS_CAPTION = ("Each seed's curve is drawn faintly, the mean over seeds bold, the band "
+                 "± one standard deviation over seeds; the legend gives n.")
+CAPTIONS = {
+    "error_curves": "He et al.'s Figures 1 and 6 from points inside the runs: error against "
+                    "passes over the training set (iterations on the top axis); dashed: "
+                    "training error over the augmented batches since the previous point, "
+                    "solid: test error on a fixed subset of the test set (the same images at "
+                    "every point, for every network), star: the whole test set at the end "
+                    "(± std over seeds). " + SEEDS_CAPTION,
+    "curves": "Plain and residual net of one depth on the same axes (He et al.'s Figure 1): "
+              "training error (dashed) and test error on the fixed test subset (solid) "
+              "against passes. " + SEEDS_CAPTION,
+    "curves_history": "Training dynamics of the lowest seed (the runs have no curve points): "
+                      "accuracy (left) and loss (right); dashed training, solid {eval_set}.",
+    "confusion": "Confusion matrices on the full test set, rows normalised to 100% (counts "
+                 "summed over the evaluated seeds: the mean of the seeds' percentages).",
+    "depth_sweep": "He et al.'s Figure 6 layout: error vs epochs; thin dashed training, "
+                   "bold {eval_set}; plain left, residual right.",
+    "layer_response_std": "He et al.'s Figure 7: std of each 3x3 layer's output after BN "
+                          "(inference mode, one fixed batch of training images), input to "
+                          "output, at the recorded epochs after initialisation (BN in "
+                          "inference mode is the identity before training). With several "
+                          "seeds: each faint, the mean bold, ± std.",
+    "layer_response_std_sorted": "The same, each curve sorted by magnitude.",
+    "layer_gradient_norm": "L2 norm of the gradient of the mean cross-entropy w.r.t. each "
+                           "conv/dense kernel on one fixed batch of training images (training "
+                           "mode), log scale.",
+}
+
+
+def portable(path: str | os.PathLike) -> str:
+    """``path`` as a reader can use it: relative to the working folder when inside it,
+    ``~/...`` when inside the home folder, else as given."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.as_posix()
+
+
+def portable_command(argv: Sequence[str]) -> str:
+    """A shell command line with every absolute path in it made :func:`portable`."""
+    import shlex
+
+    def fix(arg: str) -> str:
+        name, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if os.path.isabs(value):
+            value = portable(value)
+        return f"{name}{eq}{value}"
+
+    return shlex.join([fix(a) for a in argv])
+
+
+def train_command(run: Run) -> str:
+    """The ``train`` command that reproduces ``run`` into its own run directory."""
+    try:
+        config = TrainConfig.from_dict(run.config)
+        args = changed_flags(config)
+    except ValueError:  # a config written by another version: show it as it is
+        args = [f"--{k}={v}" for k, v in run.config.items()]
+    args = [f"--data_dir={portable(run.config['data_dir'])}" if a.startswith("--data_dir=")
+            else a for a in args]
+    return " ".join(["python -m keras_resnet_cifar.train", *args,
+                     f"--model_dir={portable(run.path)}"])
+
+
+def _published(levels_table: dict[str, float], models: Sequence[str]) -> str:
+    """"resnet20 91.25%, ..." for the models the table has; says so when it has none."""
+    found = ", ".join(f"{m} {100 * levels_table[m]:.2f}%" for m in models if m in levels_table)
+    return found or f"none of this report's models (it gives {', '.join(levels_table)})"
+
+
+def _plural(n: float, word: str) -> str:
+    return f"{n:g} {word}" + ("" if n == 1 else "s")
+
+
+def _schedule(run: Run) -> str:
+    config = run.config
+    steps = config.get("steps_per_epoch")
+    epoch = (f"{steps} steps x {config['batch_size']} = {steps * config['batch_size']:,} "
+             "shuffled, augmented training images" if steps else
+             f"one full pass over the {run.train_set_size:,} training images, reshuffled "
+             f"every pass ({run.steps_per_epoch:,} steps)")
+    warm = (f"{config['warmup_learning_rate']} for {config['warmup_epochs']} epoch(s), then "
+            if config.get("warmup_epochs") else "")
+    epochs = config["epochs"]
+    inside = [b for b in config["lr_boundaries"] if b < epochs]
+    beyond = [b for b in config["lr_boundaries"] if b >= epochs]
+    if inside:
+        share = ", ".join(f"{100 * b / epochs:g}%" for b in inside)
+        rate = (f"{config['learning_rate']}, x{config['lr_decay']} after epochs "
+                f"{', '.join(map(str, inside))} ({share} of the steps; set before every step)")
+    else:
+        rate = f"{config['learning_rate']} throughout"
+    if beyond:
+        rate += (f" (--lr_boundaries {', '.join(map(str, beyond))} lie at or beyond its "
+                 f"{_plural(epochs, 'epoch')}: never reached)")
+    return (f"{_plural(epochs, 'epoch')}, an epoch being {epoch}; SGD momentum "
+            f"{config['momentum']}, weight decay {config['weight_decay']}, batch "
+            f"{config['batch_size']}; learning rate {warm}{rate}.")
+
+
+def _evaluation(runs: Sequence[Run]) -> str:
+    """Which runs were evaluated after every epoch, in words."""
+    every = [r for r in runs if r.evaluated_every_epoch]
+    config = runs[0].config
+    where = (f"the first {config['eval_steps'] * config['batch_size']:,} images of the "
+             f"{runs[0].eval_set} set" if config.get("eval_steps") else
+             f"the whole {runs[0].eval_set} set")
+    if len(every) == len(runs):
+        return f"after every epoch on {where} (history.json's val_* columns)."
+    if not every:
+        return ("none per epoch (the curve points evaluate the test subset during each "
+                "epoch); the test set once, at the end.")
+    return (f"after every epoch on {where} for {_names(every)}; the others were evaluated "
+            "once, at the end (their history.json has no val_* columns). Nothing in this "
+            "report mixes the two.")
+
+
+def _names(runs: Sequence[Run]) -> str:
+    """"plain20 seeds 0, 1, 2; resnet20 seed 0"."""
+    parts = []
+    for model, group in by_model(runs).items():
+        seeds = [r.seed for r in group]
+        parts.append(f"{model} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+    return "; ".join(parts)
+
+
+def verdict_lines() -> list[str]:
+    """"How verdicts are decided", as report.md states it."""
+    from keras_resnet_cifar.analysis.report.findings import CONVERGENCE_RULE
+
+    return ["## How verdicts are decided", "", stats.RULE, "", CONVERGENCE_RULE, ""]
+
+
+def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
+                    found: Sequence[dict[str, Any]], figure_stems: Sequence[str],
+                    levels: Sequence[float], command: str | None = None,
+                    levels_note: str | None = None, *, source: str | None = None,
+                    source_note: str | None = None,
+                    reference_lines: Sequence[str] = (), cost: str | None = None) -> str:
+    """report.md's text.
+
+    Args:
+        runs: the loaded runs (one recipe).
+        rows: Table 1's rows.
+        found: the findings.
+        figure_stems: the figures written (``figures/<stem>.png`` and ``.svg``).
+        levels: the accuracy levels of the "time to X%" columns.
+        command: the command line that wrote the report.
+        levels_note: how the levels were chosen, or why there are none.
+        source: where "time to X%" is measured (runs.CURVE or runs.HISTORY).
+        source_note: a sentence naming it.
+        reference_lines: the "Reference trainer" section.
+        cost: the study cost table (Markdown).
+    """
+    first = sorted(runs, key=lambda r: (r.spec.residual, r.spec.depth, r.seed))
+    metrics = next((r.metrics for r in first if r.metrics), {}) or {}
+    models_shown = [r["model"] for r in rows]
+    lines = ["# Plain vs residual networks on CIFAR-10: the study", ""]
+    seen = max(r.images_seen for r in first)
+    train_size = first[0].train_set_size
+    if seen < PAPER_EPOCHS * train_size:
+        lines += [f"> **Reduced schedule.** Each run saw at most {seen:,} training images "
+                  f"({seen / train_size:.2f} passes over the {train_size:,}), not the "
+                  f"paper's {PAPER_EPOCHS} epochs: these numbers are not comparable with "
+                  "the published ones below, which need the full schedule.", ""]
+    seeds = sorted({len(g) for g in by_model(first).values()})
+    lines += ["## Setup", ""]
+    lines.append(f"- Runs: {len(runs)} ({_names(first)}), all with the same recipe; "
+                 f"{'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''} per network. "
+                 "Numbers are means over seeds (± sample standard deviation, n given) "
+                 "unless a table says otherwise.")
+    lines.append(f"- Schedule: {_schedule(first[0])}")
+    lines.append(f"- Evaluation: {_evaluation(first)}")
+    curve = next((r.curve for r in first if r.curve), None)
+    if curve:
+        lines.append(f"- Curve points: {curve['points_per_epoch']} per epoch (every "
+                     f"~{curve['steps_per_epoch'] / curve['points_per_epoch']:.0f} steps): the "
+                     "training error over the augmented batches since the previous point "
+                     "and the test error on "
+                     f"{curve['test_subset']['images']:,} fixed test images (the same for every "
+                     "point, network and seed); the final test error on the whole test set.")
+    counts = sorted({r["final_test_images"] for r in rows if r["final_test_images"]})
+    data_source = metrics.get("data_source", "n/a")
+    if first[0].config.get("data_dir"):
+        data_source = data_source.replace(first[0].config["data_dir"],
+                                          portable(first[0].config["data_dir"]))
+    lines.append(f"- Data: {data_source}; final test numbers on "
+                 f"{' / '.join(f'{c:,}' for c in counts) or 'n/a'} test images"
+                 + (" (keras_resnet_cifar.evaluate)." if all(r.evaluation for r in first)
+                    else " (see runs.csv, final_test_source)."))
+    lines.append(f"- Hardware: {metrics.get('cpu', 'n/a')}, {metrics.get('cpu_cores', '?')} "
+                 f"cores, GPUs: {', '.join(metrics.get('gpus') or []) or 'none'}; TensorFlow "
+                 f"{metrics.get('tensorflow', '?')}, Keras {metrics.get('keras', '?')}, "
+                 f"Python {metrics.get('python', '?')}. Time and load per run: Study cost, below.")
+    lines += ["", "## Commands", ""]
+    if command:
+        lines += ["The command that wrote this report:", "", "```",
+                  command, "```", ""]
+    lines += ["Each run is equivalent to:", "", "```"]
+    lines += [train_command(r) for r in first]
+    lines += ["```", ""]
+    lines += verdict_lines()
+    lines += ["## Table 1", "",
+              "Mean ± sample standard deviation over seeds where n > 1. \"Best\" is the "
+              "highest per-epoch accuracy on the set named in the header (when that is the "
+              "test set, an optimistic, test-selected number); runs trained without a "
+              "per-epoch evaluation have none, and the column says over how many runs it is. "
+              + (f"Time to each accuracy level: {source_note}. " if source else
+                 f"Time to an accuracy level: {source_note}. " if source_note else "")
+              + (f"Accuracy levels {levels_note}" if levels_note else ""), "",
+              "Published test accuracies after the full schedule: He et al. (2016), "
+              "\"Deep Residual Learning for Image Recognition\", Table 6: "
+              + _published(HE_ET_AL_TABLE6, models_shown) + "; the reproduction this "
+              "project was specified from, Table 1: "
+              + _published(REPRODUCTION_TABLE1, models_shown) + ".", "",
+              table1_markdown(rows, levels, source), "Also as [table1.csv](table1.csv); "
+              "per run: [runs.csv](runs.csv).", ""]
+    run = max(first, key=lambda r: r.images_seen)
+    ours = f"{run.passes:g} passes ({run.iterations:,} iterations)"
+    last_points = {m: [r.last_point for r in g if r.last_point]
+                   for m, g in by_model(first).items()}
+    lines += ["## Beside the published numbers", "",
+              f"**Ours are after {ours}; He et al.'s after {HE_ET_AL_SCHEDULE}; the "
+              f"reproduction's after {REPRODUCTION_SCHEDULE}.** They are set side by side "
+              "to show how far the short schedule gets, not as a like-for-like comparison. "
+              "Standard errors: of the mean over seeds for several seeds; for one run, "
+              "binomial on the test images, or over the last curve segment's batches for the "
+              "training error (information only)."
+              + ("" if any(m in HE_ET_AL_TABLE6 or m in REPRODUCTION_TABLE1
+                           for m in models_shown) else
+                 " The published columns are empty because the published tables give "
+                 + ", ".join(sorted(set(HE_ET_AL_TABLE6) | set(REPRODUCTION_TABLE1)))
+                 + f", none of this report's models ({', '.join(models_shown)})."), "",
+              beside_published(rows, last_points, HE_ET_AL_TABLE6, REPRODUCTION_TABLE1,
+                               ours=ours, theirs=HE_ET_AL_SCHEDULE,
+                               reproduction_schedule=REPRODUCTION_SCHEDULE), ""]
+    lines += ["## Findings", ""]
+    for title, source_name in (("The reproduction paper's four claims (V. R. Shinde, 2025, "
+                                "\"Deep Residual Learning for Image Recognition: "
+                                "Implementation and Analysis\"), at this budget", "Shinde"),
+                               ("He et al.'s (2016) further claims", "He")):
+        part = [f for f in found if f.get("source", "").startswith(source_name)]
+        if part:
+            lines += [f"### {title}", ""]
+            lines += [f"- **{f['verdict'].upper()}**: {f['claim']}. {f['evidence']}"
+                      for f in part]
+            lines.append("")
+    one_seed = [f for f in found if f["verdict"] == stats.ONE_SEED]
+    if one_seed:
+        lines += [f"{len(one_seed)} of {len(found)} findings rest on one seed per network: "
+                  "they are not decided, whatever the difference; more seeds decide them.", ""]
+    if reference_lines:
+        lines += list(reference_lines)
+    if cost:
+        lines += ["## Study cost", "",
+                  "Per network and seed: training wall time (the sum of the epochs' times; "
+                  "evaluations and the report not included) and the machine's mean 1-minute "
+                  "load average over the epochs (the reference trainer records it once, at "
+                  "the end). The machine's cores are shared: a load above the core count "
+                  "slows every run.", "", cost, ""]
+    lines += ["## Figures", ""]
+    eval_set = first[0].eval_set
+    for stem in figure_stems:
+        kind = stem.rsplit("_", 1)[0] if stem.split("_")[-1].isdigit() else stem
+        if kind == "curves" and not all(r.curve_points for r in first):
+            kind = "curves_history"
+        if kind == "reference_curves":
+            continue  # shown in its section
+        caption = CAPTIONS.get(kind, stem).format(eval_set=eval_set)
+        lines += [f"![{stem}](figures/{stem}.png)", "", f"*{caption}* "
+                  f"([SVG](figures/{stem}.svg))", ""]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Which runs a report may pool: runs of one training *recipe* only.
+
+A recipe is every TrainConfig field except the model, the seed and how the run
+executed (:data:`NOT_RECIPE`); the reference trainer's runs carry ``"trainer"`` in
+config.json, which is not part of the recipe either.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from keras_resnet_cifar.analysis.report.runs import Run
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.training import rundir
+
+# What a run's recipe is not: the network, the seed (several seeds of one recipe are
+# pooled), how the run executed (rundir.EXECUTION_FIELDS) and which trainer ran it.
+NOT_RECIPE = ("model", "seed", "trainer", *rundir.EXECUTION_FIELDS)
+
+
+def recipe_of(run: Run) -> dict[str, Any]:
+    """The run's training recipe: its config without :data:`NOT_RECIPE`, with
+    TrainConfig's defaults for fields an older config.json lacks."""
+    from keras_resnet_cifar.config import TrainConfig  # no TensorFlow
+
+    defaults = json.loads(TrainConfig().to_json())
+    return {k: v for k, v in {**defaults, **run.config}.items() if k not in NOT_RECIPE}
+
+
+def recipes(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """The distinct recipes of ``runs``, in the order they first appear."""
+    out: list[dict[str, Any]] = []
+    for run in runs:
+        if recipe_of(run) not in out:
+            out.append(recipe_of(run))
+    return out
+
+
+def recipe_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """"epochs 3 vs 1, lr_boundaries [1.2, 1.8] vs [80, 120]": where two recipes differ."""
+    return ", ".join(f"{k} {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b))
+                     if a.get(k) != b.get(k))
+
+
+def check_one_recipe(runs: Sequence[Run], what: str = "runs") -> dict[str, Any]:
+    """The recipe all ``runs`` share.
+
+    Raises:
+        UserError: two recipes (one line naming a run of each and how they differ).
+    """
+    known = recipes(runs)
+    if len(known) > 1:
+        a = next(r for r in runs if recipe_of(r) == known[0])
+        b = next(r for r in runs if recipe_of(r) == known[1])
+        raise UserError(
+            f"The {what} were trained with {len(known)} different recipes, which a report "
+            f"never pools: {a.path} and {b.path} differ in "
+            f"{recipe_differences(known[0], known[1])}; report each recipe's runs separately.")
+    return known[0] if known else {}

@@ -1,0 +1,159 @@
+"""This project's runs beside the reference PyTorch trainer's, at the same recipe.
+
+The reference runs are written by ``scripts/train_reference_pytorch.py`` (their
+config.json says ``"trainer": "pytorch-reference"``): the same recipe, data and
+schedule, another framework and training loop. For each network both trainers
+ran, :func:`compare` gives, per trainer, the mean ± standard error over seeds of
+
+* the final test error (all 10,000 test images), and
+* the training error of the last curve segment (curve.json's last point),
+
+their difference (project minus reference), its combined standard error
+sqrt(SE_project^2 + SE_reference^2), whether the difference is within two
+combined standard errors (the bar of "trains like the reference"), and Welch's
+t-test over seeds. The reference runs also record how far BatchNorm's running
+averages lag the weights (``bn_*`` per pass, :func:`batch_norm_rows`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from keras_resnet_cifar.analysis.report import stats
+from keras_resnet_cifar.analysis.report.recipes import recipe_differences, recipe_of
+from keras_resnet_cifar.analysis.report.runs import Run, by_model
+
+QUANTITIES = (("final_test_error", "final test error, whole test set"),
+              ("last_segment_train_error", "training error, last curve segment"))
+
+
+def _value(run: Run, key: str) -> float | None:
+    if key == "final_test_error":
+        return run.final_test_error
+    return run.last_point["train_error"] if run.last_point else None
+
+
+def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
+    """The comparison, as data.
+
+    Returns:
+        {"recipe_note": a sentence when the recipes differ (then nothing is compared),
+         "rows": [{"model", "quantity", "project": (mean, se, n), "reference": ...,
+                   "difference", "combined_se", "within_2se", "test"}],
+         "models": the networks compared}.
+    """
+    if not project or not reference:
+        return {"recipe_note": None, "rows": [], "models": []}
+    mine = recipe_of(project[0])
+    for run in reference:
+        theirs = recipe_of(run)
+        if theirs != mine:
+            return {"recipe_note": (
+                f"Not compared: the reference run {run.path} was trained with another recipe "
+                f"than the study's ({recipe_differences(mine, theirs)}), and runs of "
+                "different recipes are never pooled or compared."), "rows": [], "models": []}
+    ours, refs = by_model(project), by_model(reference)
+    rows, models = [], []
+    for model in [m for m in ours if m in refs]:
+        models.append(model)
+        for key, name in QUANTITIES:
+            a = [_value(r, key) for r in ours[model]]
+            b = [_value(r, key) for r in refs[model]]
+            pa, pb = stats.mean_se(a), stats.mean_se(b)
+            if pa[0] is None or pb[0] is None:
+                continue
+            diff = pa[0] - pb[0]
+            combined = (math.hypot(pa[1], pb[1])
+                        if pa[1] is not None and pb[1] is not None else None)
+            test = stats.welch(a, b)
+            rows.append({"model": model, "quantity": name, "key": key,
+                         "project": pa, "reference": pb, "difference": diff,
+                         "combined_se": combined,
+                         "within_2se": None if combined is None else abs(diff) <= 2 * combined,
+                         "test": test.as_dict() if test else None,
+                         "project_values": a, "reference_values": b})
+    return {"recipe_note": None, "rows": rows, "models": models}
+
+
+def batch_norm_rows(reference: Sequence[Run]) -> list[dict[str, Any]]:
+    """Per pass, over the reference seeds: test error with the saved BatchNorm statistics
+    and with statistics re-estimated from the final weights, and the two lag measures."""
+    out = []
+    epochs = sorted({r["epoch"] for run in reference for r in run.history
+                     if r.get("bn_lag_mean") is not None})
+    for epoch in epochs:
+        rows = [next((r for r in run.history if r["epoch"] == epoch), None) for run in reference]
+        rows = [r for r in rows if r and r.get("bn_lag_mean") is not None]
+        out.append({
+            "epoch": epoch, "n": len(rows),
+            "test_error": stats.mean_se([1 - r["val_accuracy"] for r in rows
+                                         if r.get("val_accuracy") is not None]),
+            "recalibrated_test_error": stats.mean_se(
+                [1 - r["bn_recalibrated_val_accuracy"] for r in rows
+                 if r.get("bn_recalibrated_val_accuracy") is not None]),
+            "lag_mean": stats.mean_se([r["bn_lag_mean"] for r in rows]),
+            "lag_log_variance": stats.mean_se([r.get("bn_lag_log_variance") for r in rows]),
+        })
+    return out
+
+
+def _mse(value: tuple[float | None, float | None, int], scale: float = 100,
+         digits: int = 2) -> str:
+    mean, se, n = value
+    if mean is None:
+        return "n/a"
+    return (f"{scale * mean:.{digits}f} ± {scale * se:.{digits}f} (n={n})" if se is not None
+            else f"{scale * mean:.{digits}f} (n={n})")
+
+
+def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
+             figure: str | None) -> list[str]:
+    """The report's "Reference trainer" section, as lines."""
+    lines = ["## Reference trainer", "",
+             "This project's runs beside the reference PyTorch trainer's "
+             "(`scripts/train_reference_pytorch.py`: akamaster/pytorch_resnet_cifar10's "
+             "network and initialisation, `torch.optim.SGD`, torchvision's augmentation) at "
+             "the same recipe, data and schedule. Mean ± standard error over seeds; the "
+             "difference is project minus reference, its combined SE "
+             "sqrt(SE_project² + SE_reference²). The bar for \"trains like the reference\": "
+             "the difference within two combined standard errors. Welch's t-test over seeds "
+             "as well.", ""]
+    if result["recipe_note"]:
+        return lines + [result["recipe_note"], ""]
+    if not result["rows"]:
+        return lines + ["Not compared: no network was trained by both trainers.", ""]
+    head = ["model", "quantity", "this project (%)", "reference (%)", "difference (points)",
+            "combined SE", "within 2 combined SE", "Welch test"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["rows"]:
+        test = r["test"]
+        lines.append("| " + " | ".join([
+            r["model"], r["quantity"], _mse(r["project"]), _mse(r["reference"]),
+            f"{100 * r['difference']:+.2f}",
+            f"{100 * r['combined_se']:.2f}" if r["combined_se"] is not None else "n/a",
+            ("yes" if r["within_2se"] else "**no**") if r["within_2se"] is not None
+            else "not decided (one seed)",
+            (f"t = {test['t']:.2f}, df = {test['df']:.1f}, p = {stats.format_p(test['p'])}"
+             if test else "none (one seed)")]) + " |")
+    lines.append("")
+    if figure:
+        lines += [f"![{figure}](figures/{figure}.png)", "",
+                  "*Training error (dashed) and test error on the fixed test subset (solid) "
+                  "against passes; each seed faint, the mean bold, the band ± SE over seeds; "
+                  f"star: the whole test set at the end.* ([SVG](figures/{figure}.svg))", ""]
+    if batch_norm:
+        lines += ["BatchNorm's running averages in the reference runs, per pass (mean ± SE "
+                  "over seeds): the whole test set's error with the saved statistics and "
+                  "with statistics re-estimated from the pass's final weights (60 augmented "
+                  "training batches), and the lag of the saved statistics (over the BatchNorm "
+                  "layers, the mean of RMS((saved mean - re-estimated mean) / re-estimated std)"
+                  ", and of |log(saved variance / re-estimated variance)|).", "",
+                  "| pass | test error, saved statistics (%) | test error, re-estimated (%) | "
+                  "lag of the mean | lag of the log variance |", "|---|---|---|---|---|"]
+        for b in batch_norm:
+            lines.append(f"| {b['epoch']} | {_mse(b['test_error'])} | "
+                         f"{_mse(b['recalibrated_test_error'])} | "
+                         f"{_mse(b['lag_mean'], 1, 3)} | {_mse(b['lag_log_variance'], 1, 3)} |")
+        lines.append("")
+    return lines

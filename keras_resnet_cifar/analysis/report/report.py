@@ -1,0 +1,110 @@
+"""The report assembled from its parts: :func:`build` returns every file's content,
+:func:`write_report` writes them into a folder (the files: see the package docstring)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from keras_resnet_cifar import fileio
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.analysis.report import (figures, findings, markdown, recipes, reference,
+                                                runs, tables)
+
+
+@dataclasses.dataclass
+class Report:
+    """Everything a report consists of, before it is written."""
+
+    texts: dict[str, str]          # file name -> content
+    figures: dict[str, Any]        # figure stem -> matplotlib Figure
+    levels: tuple[float, ...]      # the accuracy levels of "epochs to X%"
+    findings: list[dict[str, Any]]
+
+
+def build(run_dirs: Sequence[str | os.PathLike], *,
+          reference_dirs: Sequence[str | os.PathLike] = (),
+          accuracy_levels: Sequence[float] | None = None,
+          command: str | None = None) -> Report:
+    """Loads the runs and computes the tables, findings, figures and report.md.
+
+    Args:
+        run_dirs: the study's run directories (one recipe; any number of seeds).
+        reference_dirs: run directories of the reference trainer
+            (scripts/train_reference_pytorch.py), compared at the same recipe.
+        accuracy_levels: levels for "time to X%"; None chooses them from the
+            runs (:func:`keras_resnet_cifar.analysis.report.runs.choose_levels`).
+        command: the command line to record in report.md.
+
+    Raises:
+        UserError: no run directories, one that is not a run, runs of different
+            recipes, or a reference run among the study's runs.
+    """
+    if not run_dirs:
+        raise UserError("No run directories given.")
+    loaded = [runs.load_run(d) for d in run_dirs]
+    stray = next((r for r in loaded if r.trainer != runs.PROJECT_TRAINER), None)
+    if stray is not None:
+        raise UserError(f"{stray.path} was written by another trainer ({stray.trainer}): "
+                        "give it as a reference run (--reference_runs), not as a study run.")
+    recipes.check_one_recipe(loaded, "study's runs")
+    refs = [runs.load_run(d) for d in reference_dirs]
+    source, source_note = runs.convergence_source(loaded)
+    if accuracy_levels is None:
+        levels, note = runs.choose_levels(loaded)
+    else:
+        levels, note = tuple(accuracy_levels), None
+    if source is None:
+        levels = ()
+    summaries = [runs.run_summary(r, levels, source) for r in loaded]
+    rows = tables.table1(summaries, levels)
+    found = findings.derive(loaded)
+    figs = figures.figures(loaded)
+    compared = reference.compare(loaded, refs)
+    for model in compared["models"][:1]:
+        fig = figures.reference_curves([r for r in loaded if r.model == model],
+                                       [r for r in refs if r.model == model])
+        if fig is not None:
+            figs["reference_curves"] = fig
+    reference_lines = (reference.markdown(compared, reference.batch_norm_rows(refs),
+                                          "reference_curves" if "reference_curves" in figs
+                                          else None) if refs else [])
+    cost = tables.cost_rows(summaries + [runs.run_summary(r, ()) for r in refs])
+    texts = {
+        "table1.md": tables.table1_markdown(rows, levels, source),
+        "table1.csv": tables.to_csv(rows),
+        "runs.csv": tables.to_csv(summaries),
+        "cost.csv": tables.to_csv(cost),
+        "findings.json": json.dumps(found, indent=2) + "\n",
+        "report.md": markdown.render_markdown(
+            loaded, rows, found, list(figs), levels, command, levels_note=note,
+            source=source, source_note=source_note, reference_lines=reference_lines,
+            cost=tables.cost_markdown(cost)),
+    }
+    if refs:
+        texts["reference.json"] = json.dumps(compared, indent=2, default=str) + "\n"
+    return Report(texts=texts, figures=figs, levels=levels, findings=found)
+
+
+def write(report: Report, out: str | os.PathLike) -> Path:
+    """Writes ``report`` into ``out`` (each file atomically); returns report.md's path."""
+    from keras_resnet_cifar.analysis import plots
+
+    out = Path(out)
+    for stem, fig in report.figures.items():
+        plots.save(fig, out / "figures" / stem)
+    for name, text in report.texts.items():
+        fileio.write_text(out / name, text)
+    return out / "report.md"
+
+
+def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                 reference_dirs: Sequence[str | os.PathLike] = (),
+                 accuracy_levels: Sequence[float] | None = None,
+                 command: str | None = None) -> Path:
+    """:func:`build` then :func:`write`; returns report.md's path."""
+    return write(build(run_dirs, reference_dirs=reference_dirs,
+                       accuracy_levels=accuracy_levels, command=command), out)

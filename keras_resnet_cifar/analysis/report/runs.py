@@ -1,0 +1,399 @@
+"""Loading run directories and the per-run numbers the report aggregates.
+
+Definitions. *Final test accuracy*: on the whole test set from evaluation.json
+when the run was evaluated, else metrics.json's (possibly capped) test accuracy.
+*Best test accuracy*: the highest per-epoch accuracy on the run's eval set,
+which is the set named in metrics.json ``best.chosen_on`` (choosing it on the
+test set makes it an optimistic number; the table says which); runs trained
+without a per-epoch evaluation have none. *Training error over the last epoch*
+(``final_train_error``): 100% minus the training accuracy of the last epoch
+(running mean over its augmented batches). *Training error of the last
+segment*: curve.json's last point (the batches since the point before).
+*Passes (or epochs) to X%*: the first curve point (or per-epoch evaluation)
+whose test accuracy reaches X; one source for all runs of a report
+(:func:`convergence_source`), never a mix.
+Which runs may be pooled (one recipe) is :mod:`keras_resnet_cifar.analysis.report.recipes`'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from keras_resnet_cifar.data import cifar_files  # no TensorFlow in the report
+from keras_resnet_cifar.models import arch
+from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar.errors import UserError
+
+CHANCE_ACCURACY = 1 / cifar_files.NUM_CLASSES
+CHANCE_ERROR = 1 - CHANCE_ACCURACY
+PROJECT_TRAINER = "keras_resnet_cifar"
+# The training set of CIFAR-10 (five batches of 10,000), before any validation hold-out.
+CIFAR10_TRAIN_IMAGES = len(cifar_files.TRAIN_BATCHES) * cifar_files.RECORDS_PER_BATCH
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Everything a run directory holds that the report uses."""
+
+    path: Path
+    config: dict[str, Any]
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any] | None
+    evaluation: dict[str, Any] | None
+    layer_stats: dict[str, Any] | None
+    curve: dict[str, Any] | None = None  # curve.json: points inside the epochs
+
+    @property
+    def model(self) -> str:
+        return self.config["model"]
+
+    @property
+    def trainer(self) -> str:
+        """Which trainer wrote the run: this project's, or e.g. "pytorch-reference"."""
+        return self.config.get("trainer", PROJECT_TRAINER)
+
+    @property
+    def evaluated_every_epoch(self) -> bool:
+        """Whether history.json has per-epoch evaluations (``val_*`` columns)."""
+        return any(r.get("val_accuracy") is not None for r in self.history)
+
+    @property
+    def final_test(self) -> tuple[float | None, int | None, str]:
+        """(final test accuracy, images it was measured on, the file it comes from)."""
+        metrics = self.metrics or {}
+        if self.evaluation:
+            return self.evaluation["accuracy"], self.evaluation["images"], rundir.EVALUATION
+        if metrics.get("test_accuracy") is not None:
+            return metrics["test_accuracy"], metrics.get("test_images"), rundir.METRICS
+        last = self.history[-1] if self.history else {}
+        images = (self.config["eval_steps"] * self.config["batch_size"]
+                  if self.config.get("eval_steps") else None)
+        return (last.get("val_accuracy"), images,
+                f"{rundir.HISTORY_JSON} (unfinished, {self.eval_set} set)")
+
+    @property
+    def final_test_error(self) -> float | None:
+        accuracy = self.final_test[0]
+        return None if accuracy is None else 1 - accuracy
+
+    @property
+    def last_point(self) -> dict[str, Any] | None:
+        """curve.json's last point (the training error of the last segment), or None."""
+        points = self.curve_points
+        return points[-1] if points else None
+
+    @property
+    def train_time_s(self) -> float | None:
+        """Training wall time: the sum of the epochs' ``epoch_time_s``."""
+        times = [r["epoch_time_s"] for r in self.history if r.get("epoch_time_s") is not None]
+        if times:
+            return float(sum(times))
+        return (self.metrics or {}).get("wall_time_s")
+
+    @property
+    def load_average(self) -> float | None:
+        """The mean of the epochs' 1-minute load averages, when recorded."""
+        loads = [r["load_average"] for r in self.history if r.get("load_average") is not None]
+        if loads:
+            return float(sum(loads) / len(loads))
+        return (self.metrics or {}).get("load_average_1min_at_end")
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def spec(self) -> arch.ArchSpec:
+        return arch.parse_name(self.model)
+
+    @property
+    def eval_set(self) -> str:
+        """The set evaluated after each epoch (as TrainConfig.eval_set)."""
+        return "validation" if self.config.get("validation_split") else "test"
+
+    @property
+    def images_per_epoch(self) -> int | None:
+        """Training images per epoch when ``steps_per_epoch`` capped it, else None."""
+        steps = self.config.get("steps_per_epoch")
+        return steps * self.config["batch_size"] if steps else None
+
+    @property
+    def train_set_size(self) -> int:
+        """Images the run trained on: the training set less the validation hold-out."""
+        return train_set_size(self.config)
+
+    @property
+    def images_seen(self) -> int:
+        """Training images drawn over the epochs completed so far."""
+        return (self.images_per_epoch or self.train_set_size) * len(self.history)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps (iterations) per epoch."""
+        return (self.config.get("steps_per_epoch")
+                or math.ceil(self.train_set_size / self.config["batch_size"]))
+
+    @property
+    def passes_per_epoch(self) -> float:
+        """Passes over the training set per epoch (1 unless ``steps_per_epoch`` capped it)."""
+        return (self.images_per_epoch or self.train_set_size) / self.train_set_size
+
+    @property
+    def passes(self) -> float:
+        """Passes over the training set in the epochs completed so far."""
+        return self.passes_per_epoch * len(self.history)
+
+    @property
+    def iterations(self) -> int:
+        """Training steps in the epochs completed so far."""
+        return self.steps_per_epoch * len(self.history)
+
+    @property
+    def curve_points(self) -> list[dict[str, Any]]:
+        """curve.json's points, in step order (empty when the run recorded none)."""
+        return sorted((self.curve or {}).get("points", []), key=lambda p: p["step"])
+
+
+def train_set_size(config: dict[str, Any]) -> int:
+    """The size of a run's training set, from its config."""
+    held_out = config.get("validation_split") or 0
+    if config.get("dataset") == "synthetic":
+        return int(config.get("synthetic_train_size", 0)) - held_out
+    return CIFAR10_TRAIN_IMAGES - held_out
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Reads a run directory.
+
+    Raises:
+        UserError: not a run directory (no config.json or no history.json).
+    """
+    path = Path(path)
+    config = rundir.read_config(path)
+    if config is None or not rundir.path(path, rundir.HISTORY_JSON).is_file():
+        raise UserError(f"{path} is not a run directory: it needs {rundir.CONFIG} and "
+                        f"{rundir.HISTORY_JSON} (written by keras_resnet_cifar.train).")
+    try:
+        arch.parse_name(config.get("model"))
+    except ValueError as e:
+        raise UserError(f"{path / rundir.CONFIG}: {e}") from None
+    return Run(path=path, config=config, history=rundir.read_history(path),
+               metrics=rundir.read_metrics(path), evaluation=rundir.read_evaluation(path),
+               layer_stats=rundir.read_layer_stats(path), curve=rundir.read_curve(path))
+
+
+def epochs_to_reach(history: Sequence[dict[str, Any]], level: float,
+                    key: str = "val_accuracy") -> int | None:
+    """The first epoch whose ``key`` is at least ``level``; None if none is."""
+    for row in history:
+        if row.get(key) is not None and row[key] >= level:
+            return int(row["epoch"])
+    return None
+
+
+CURVE, HISTORY = "curve", "history"
+
+
+def convergence_source(runs: Sequence[Run]) -> tuple[str | None, str]:
+    """Where "how fast" is measured for all of ``runs``, and a sentence saying so.
+
+    The curve points (test accuracy on the fixed test subset, several times per
+    pass) when every run has them; else the per-epoch evaluations when every run
+    has them; else nothing: a mix would compare different test sets silently.
+    """
+    if runs and all(r.curve_points for r in runs):
+        images = sorted({p.get("test_images") for r in runs for p in r.curve_points} - {None})
+        return CURVE, (f"curve points (test accuracy on the fixed "
+                       f"{'/'.join(f'{i:,}' for i in images)}-image test subset, in passes "
+                       "over the training set)")
+    if runs and all(r.evaluated_every_epoch for r in runs):
+        return HISTORY, f"per-epoch evaluations on the {runs[0].eval_set} set, in epochs"
+    lacking = sorted(f"{r.model} seed {r.seed}" for r in runs
+                     if not r.curve_points and not r.evaluated_every_epoch)
+    return None, ("not measured: not every run has curve points, nor every run per-epoch "
+                  "evaluations" + (f" ({', '.join(lacking)} have neither)" if lacking else
+                                   " (the sets would differ between runs)"))
+
+
+def accuracy_series(run: Run, source: str | None) -> list[tuple[float, float]]:
+    """(passes or epochs, test accuracy) along the run, from ``source``."""
+    if source == CURVE:
+        return [(p["epoch"] * run.passes_per_epoch, 1 - p["test_error"])
+                for p in run.curve_points]
+    if source == HISTORY:
+        return [(float(r["epoch"]), r["val_accuracy"]) for r in run.history
+                if r.get("val_accuracy") is not None]
+    return []
+
+
+def time_to_reach(series: Sequence[tuple[float, float]], level: float) -> float | None:
+    """The first x whose accuracy is at least ``level``; None if none is."""
+    return next((x for x, accuracy in series if accuracy >= level), None)
+
+
+def passes_to_train_error(run: Run, level: float) -> float | None:
+    """Passes over the training set until the training error falls to ``level``.
+
+    From the curve points: each point's training error (over the segment before
+    it) is placed at the point's pass, the run starts at (0 passes, chance
+    error), and the crossing is interpolated linearly between the two points
+    around it. None when the run never gets there or has no curve points.
+    """
+    points = [(0.0, CHANCE_ERROR)] + [(p["epoch"] * run.passes_per_epoch, p["train_error"])
+                                      for p in run.curve_points]
+    if len(points) < 2:
+        return None
+    for (x0, e0), (x1, e1) in zip(points, points[1:]):
+        if e1 <= level:
+            if e0 <= level or e0 == e1:
+                return x0 if e0 <= level else x1
+            return x0 + (x1 - x0) * (e0 - level) / (e0 - e1)
+    return None
+
+
+def level_key(level: float) -> str:
+    """The column name of "time to reach ``level``"."""
+    return f"to_{100 * level:g}pct"
+
+
+def choose_levels(runs: Sequence[Run], count: int = 3,
+                  margin: float = 0.05) -> tuple[tuple[float, ...], str]:
+    """Accuracy levels for "passes to X%" that the runs actually reach, and why these.
+
+    Fixed levels (50/80/90%) suit the paper's 200 epochs; a short study never
+    reaches them and every convergence comparison would read "not measured". The
+    levels here split the way from chance to the *lowest* best accuracy (on the
+    :func:`convergence_source`) among the runs that learned (best above chance +
+    ``margin``) into ``count`` equal steps, rounded down to whole percent, so that
+    every learning run reaches every level.
+
+    Returns:
+        (levels, a sentence saying how they were chosen); no levels when no run
+        rose above chance or there is no common source.
+    """
+    source, where = convergence_source(runs)
+    if source is None:
+        return (), where + "."
+    bests = [max(a for _, a in accuracy_series(run, source)) for run in runs
+             if accuracy_series(run, source)]
+    learned = [b for b in bests if b > CHANCE_ACCURACY + margin]
+    if not learned:
+        return (), (f"no run's test accuracy rose above chance "
+                    f"({100 * CHANCE_ACCURACY:.0f}%) by {100 * margin:g} points, so there is "
+                    "no level to time.")
+    top = min(learned)
+    levels = sorted({math.floor(100 * (CHANCE_ACCURACY + (top - CHANCE_ACCURACY) * k / count))
+                     / 100 for k in range(1, count + 1)})
+    levels = tuple(v for v in levels if v > CHANCE_ACCURACY)
+    return levels, (f"chosen from the runs: {count} equal steps from chance "
+                    f"({100 * CHANCE_ACCURACY:.0f}%) to {100 * top:.1f}%, the lowest best "
+                    "test accuracy of the runs that learned, rounded down to whole "
+                    "percent, so that every such run reaches every level.")
+
+
+def parse_levels(values: list[str]) -> tuple[float, ...] | None:
+    """--accuracy_levels as numbers in (0, 1); None (choose from the runs) when empty.
+
+    Raises:
+        UserError: not numbers, or outside (0, 1).
+    """
+    if not values:
+        return None
+    try:
+        levels = tuple(float(v) for v in values)
+    except ValueError:
+        raise UserError(f"--accuracy_levels must be numbers, got {','.join(values)}.") from None
+    if not all(0 < v < 1 for v in levels):
+        raise UserError(f"--accuracy_levels must be fractions in (0, 1), got "
+                        f"{','.join(values)}.")
+    return levels
+
+
+def run_summary(run: Run, levels: Sequence[float],
+                source: str | None = None) -> dict[str, Any]:
+    """One run's row: the numbers Table 1 aggregates.
+
+    Args:
+        run: the run.
+        levels: test accuracy levels whose first time the row gives.
+        source: where that time is measured (:func:`convergence_source`).
+    """
+    metrics = run.metrics or {}
+    last = run.history[-1] if run.history else {}
+    eval_images = (run.config["eval_steps"] * run.config["batch_size"]
+                   if run.config.get("eval_steps") else None)
+    final, images, origin = run.final_test
+    best = metrics.get("best") or {}
+    point = run.last_point or {}
+    row = {
+        "model": run.model,
+        "seed": run.seed,
+        "trainer": run.trainer,
+        "architecture": "residual" if run.spec.residual else "plain",
+        "layers": run.spec.depth,
+        "params": metrics.get("params_trainable"),
+        "epochs": int(last["epoch"]) if last else 0,
+        "images_per_epoch": run.images_per_epoch,
+        "train_images_per_epoch": run.images_per_epoch or run.train_set_size,
+        "eval_images_per_epoch": eval_images if run.evaluated_every_epoch else None,
+        "evaluated_every_epoch": run.evaluated_every_epoch,
+        "final_test_accuracy": final,
+        "final_test_images": images,
+        "final_test_source": origin,
+        "best_test_accuracy": best.get("value"),
+        "best_epoch": best.get("epoch"),
+        "best_chosen_on": best.get("chosen_on", run.eval_set) if best else None,
+        "final_train_error": (1 - last["accuracy"]) if last.get("accuracy") is not None else None,
+        "last_segment_train_error": point.get("train_error"),
+        "last_segment_train_error_se": point.get("train_error_se"),
+        "wall_time_s": metrics.get("wall_time_s"),
+        "train_time_s": run.train_time_s,
+        "load_average_mean": run.load_average,
+        "train_images_per_sec": metrics.get("train_images_per_sec"),
+    }
+    series = accuracy_series(run, source)
+    for level in levels:
+        row[level_key(level)] = time_to_reach(series, level)
+    return row
+
+
+def by_model(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """{model: its runs, lowest seed first}, plain before residual, shallow before deep."""
+    out: dict[str, list[Run]] = {}
+    for run in sorted(runs, key=lambda r: (r.spec.residual, r.spec.depth, r.model, r.seed)):
+        out.setdefault(run.model, []).append(run)
+    return out
+
+
+def first_of_each_model(runs: Sequence[Run]) -> dict[str, Run]:
+    """{model: its run with the lowest seed}."""
+    return {m: rs[0] for m, rs in by_model(runs).items()}
+
+
+def expand_run_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
+    """Run directories named by ``patterns``: run directories, folders of run
+    directories (their sub-folders that are runs), or glob patterns of either.
+
+    Raises:
+        UserError: a pattern that names no run directory.
+    """
+    found: list[Path] = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(str(pattern))
+        matches = sorted(glob.glob(pattern)) or [pattern]
+        hits = []
+        for match in map(Path, matches):
+            if rundir.is_run_dir(match):
+                hits.append(match)
+            elif match.is_dir():
+                hits += sorted(d for d in match.iterdir() if rundir.is_run_dir(d))
+        if not hits:
+            raise UserError(f"{pattern}: no run directory there (a run directory has a "
+                            f"{rundir.CONFIG}).")
+        found += [h for h in hits if h not in found]
+    return found

@@ -1,0 +1,205 @@
+"""Table 1: one row per model, mean (± sample std over seeds) and n, as Markdown and CSV;
+the study's cost per run."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Sequence
+
+from keras_resnet_cifar.analysis.report.runs import CURVE, level_key
+from keras_resnet_cifar.analysis.report.stats import mean_se, mean_std
+
+# Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
+FIGURE_6_ONLY = ("plain20", "plain32", "plain44", "plain56")
+NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error",
+           "last_segment_train_error")
+
+
+def table1(summaries: Sequence[dict[str, Any]],
+           levels: Sequence[float]) -> list[dict[str, Any]]:
+    """Aggregates run rows per model: mean, sample std (n > 1) and n.
+
+    Rows are ordered plain before residual, shallow before deep. For a number
+    some runs lack (e.g. "best", which needs per-epoch evaluations), the mean is
+    over the runs that have it and ``<key>_n`` counts them; for "time to X%",
+    over the runs that reached X (``<key>_reached``).
+    """
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for s in summaries:
+        by_model.setdefault(s["model"], []).append(s)
+    rows = []
+    for model, runs in sorted(by_model.items(), key=lambda kv: (
+            kv[1][0]["architecture"] != "plain", kv[1][0]["layers"])):
+        first = runs[0]
+        row = {"model": model, "architecture": first["architecture"],
+               "layers": first["layers"], "params": first["params"], "n": len(runs),
+               "seeds": sorted(r["seed"] for r in runs),
+               "epochs": first["epochs"], "final_test_images": first["final_test_images"],
+               "train_images_per_epoch": first["train_images_per_epoch"],
+               "eval_images_per_epoch": first["eval_images_per_epoch"],
+               "best_chosen_on": next((r["best_chosen_on"] for r in runs
+                                       if r["best_chosen_on"]), None)}
+        for key in NUMERIC:
+            row[f"{key}_mean"], row[f"{key}_std"], row[f"{key}_n"] = mean_std(
+                [r[key] for r in runs])
+        for level in levels:
+            key = level_key(level)
+            mean, std, reached = mean_std([r[key] for r in runs])
+            row[f"{key}_mean"], row[f"{key}_std"], row[f"{key}_reached"] = mean, std, reached
+        rows.append(row)
+    return rows
+
+
+def pct(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def stat(row: dict[str, Any], key: str, spread: bool = True) -> str:
+    """A row's mean (± std) of ``key`` in percent, "(k of n runs)" when some lack it."""
+    text = pct(row[f"{key}_mean"], row[f"{key}_std"] if spread else None)
+    have = row.get(f"{key}_n", row["n"])
+    if row[f"{key}_mean"] is None:
+        return "n/a"
+    return text if have == row["n"] else f"{text} ({have} of {row['n']} runs)"
+
+
+def _time(mean, std, reached, n) -> str:
+    if not reached:
+        return "not reached"
+    text = f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+    return text if reached == n else f"{text} ({reached} of {n} runs)"
+
+
+def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
+                    source: str | None = None) -> str:
+    """Table 1 as a Markdown table (accuracies and errors in %).
+
+    Args:
+        rows: :func:`table1`'s rows.
+        levels: the accuracy levels of the "time to X%" columns.
+        source: where those are measured (``runs.CURVE``: passes, curve points on the
+            test subset; ``runs.HISTORY``: epochs, per-epoch evaluations).
+    """
+    chosen = sorted({str(r["best_chosen_on"]) for r in rows if r["best_chosen_on"]})
+    segment = any(r["last_segment_train_error_mean"] is not None for r in rows)
+    unit = ("passes to {}% test acc. (curve points, test subset)" if source == CURVE else
+            "epochs to {}% " + "/".join(chosen or ["test"]) + " acc. (per-epoch eval)")
+    head = (["architecture", "model", "layers", "params", "n",
+             "final test acc. (%)",
+             f"best test acc. (%), chosen on {'/'.join(chosen)}" if chosen
+             else "best test acc. (%)",
+             "training error, last epoch (%)"]
+            + (["training error, last curve segment (%)"] if segment else [])
+            + [unit.format(f"{100 * level:g}") for level in levels])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["architecture"], r["model"], str(r["layers"]),
+                 f"{r['params']:,}" if r["params"] else "n/a", str(r["n"]),
+                 stat(r, "final_test_accuracy"),
+                 stat(r, "best_test_accuracy") if r["best_test_accuracy_mean"] is not None
+                 else "n/a (no per-epoch evaluation)",
+                 stat(r, "final_train_error")]
+        if segment:
+            cells.append(stat(r, "last_segment_train_error"))
+        for level in levels:
+            key = level_key(level)
+            cells.append(_time(r[f"{key}_mean"], r[f"{key}_std"], r[f"{key}_reached"], r["n"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run: training wall time (sum of the epochs' times) and the mean load average."""
+    return [{"trainer": s["trainer"], "model": s["model"], "seed": s["seed"],
+             "train_time_s": s["train_time_s"], "load_average_mean": s["load_average_mean"],
+             "train_images_per_sec": s["train_images_per_sec"]}
+            for s in sorted(summaries, key=lambda s: (s["trainer"] != "keras_resnet_cifar",
+                                                      s["architecture"] != "plain",
+                                                      s["layers"], s["seed"]))]
+
+
+def cost_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The study's cost as a Markdown table: one row per run."""
+    head = ["trainer", "model", "seed", "training time (min)",
+            "mean 1-min load average", "median training img/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["trainer"], r["model"], str(r["seed"]),
+            f"{r['train_time_s'] / 60:.1f}" if r["train_time_s"] is not None else "n/a",
+            f"{r['load_average_mean']:.1f}" if r["load_average_mean"] is not None
+            else "not recorded",
+            f"{r['train_images_per_sec']:.0f}" if r["train_images_per_sec"] else "n/a"]) + " |")
+    total = sum(r["train_time_s"] or 0 for r in rows)
+    lines.append(f"\nTraining time in all: {total / 60:.1f} min over {len(rows)} runs.")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV (columns: the keys of the first row; lists joined by ';')."""
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ";".join(map(str, v)) if isinstance(v, list) else
+                         ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list[dict[str, Any]]],
+                     published: dict[str, float], reproduction: dict[str, float], *,
+                     ours: str, theirs: str, reproduction_schedule: str) -> str:
+    """Our final errors beside He et al.'s and the reproduction's, as a Markdown table.
+
+    Standard errors: of the mean over seeds when a model has several; for one run,
+    binomial on the test images (test error) or over the last segment's batches
+    (training error), marked so: information, not a verdict.
+
+    Args:
+        rows: Table 1's rows (final test accuracy and its image count).
+        last_points: {model: the last curve point of each of its runs} (training error
+            and its standard error over the segment's batches).
+        published: {model: He et al.'s test accuracy}.
+        reproduction: {model: the reproduction's test accuracy}.
+        ours: our schedule, e.g. "3 passes (1,173 iterations)".
+        theirs: He et al.'s, e.g. "64k iterations".
+        reproduction_schedule: the reproduction's, e.g. "200 epochs".
+    """
+    head = ["model", f"ours: test error (%) ± SE, after {ours}",
+            "ours: training error (%) ± SE, last segment",
+            f"He et al. (2016) test error (%), after {theirs}",
+            f"reproduction test error (%), after {reproduction_schedule}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        acc, n = r["final_test_accuracy_mean"], r["final_test_images"]
+        if acc is None:
+            test = "n/a"
+        elif r["n"] > 1 and r["final_test_accuracy_std"] is not None:
+            test = (f"{100 * (1 - acc):.2f} ± {100 * r['final_test_accuracy_std'] / r['n'] ** 0.5:.2f}"
+                    f" (mean of {r['n']} seeds)")
+        else:
+            se = (acc * (1 - acc) / n) ** 0.5 if n else None
+            test = f"{100 * (1 - acc):.2f}" + (f" ± {100 * se:.2f} (one run: binomial, "
+                                               f"{n:,} images)" if se else "")
+        points = last_points.get(r["model"]) or []
+        if len(points) > 1:
+            mean, se, n = mean_se([p["train_error"] for p in points])
+            train = f"{100 * mean:.2f} ± {100 * se:.2f} (mean of {n} seeds)"
+        elif points:
+            se = points[0].get("train_error_se")
+            train = f"{100 * points[0]['train_error']:.2f}" + (
+                f" ± {100 * se:.2f} (one run: SE over its batches)" if se else "")
+        else:
+            train = "n/a"
+        # He et al.'s Figure 6 shows plain-20/32/44/56 as curves only, without a number.
+        paper = (f"{100 * (1 - published[r['model']]):.2f}" if r["model"] in published
+                 else "figure only" if r["model"] in FIGURE_6_ONLY else "not published")
+        seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction
+                else "not published")
+        lines.append("| " + " | ".join([r["model"], test, train, paper, seed]) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,150 @@
+"""Running an exported ``.tflite`` classifier with the LiteRT runtime only.
+
+What an edge device has: numpy, Pillow and ``ai-edge-litert``. This module (and
+what it imports: ``labels``, ``errors``, ``contract``) never imports TensorFlow or Keras.
+
+The exported TFLite models take raw RGB pixels, (N, 32, 32, 3):
+- ``float32`` and ``dynamic_range``: float32 pixels on the [0, 255] scale;
+- ``int8``: uint8 pixels, quantised with scale 1 and zero point 0, so camera
+  bytes go in unchanged; integer arithmetic inside, float32 probabilities out.
+:class:`TFLiteClassifier` reads the input type and quantisation from the model,
+so callers always pass uint8 pixels (or floats in [0, 255]) whatever the variant.
+
+LiteRT applies its default XNNPACK delegate (``xnnpack=True``) to the operators
+XNNPACK supports, float and int8, and runs any others on its built-in kernels;
+both use ``num_threads`` threads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from keras_resnet_cifar.deploy import contract
+from keras_resnet_cifar.errors import UserError, first_line
+from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
+
+
+class TFLiteClassifier:
+    """A ``.tflite`` image classifier: uint8 pixels in, class probabilities out.
+
+    Args:
+        model: path of a ``.tflite`` file, or its bytes.
+        num_threads: CPU threads for the kernels (>= 1).
+        xnnpack: use the XNNPACK delegate (the default); False runs LiteRT's
+            built-in kernels only, for comparison.
+        class_names: names of the outputs; by default those of the
+            ``model_card.json`` beside the file, else CIFAR-10's.
+
+    Raises:
+        UserError: the file is missing or is not a TFLite model, or
+            ``num_threads`` < 1.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int = 1,
+                 xnnpack: bool = True, class_names: Sequence[str] | None = None):
+        from ai_edge_litert import interpreter as litert
+
+        if num_threads < 1:
+            raise UserError(f"num_threads must be >= 1; got {num_threads}.")
+        resolver = (litert.OpResolverType.AUTO if xnnpack
+                    else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \
+            else {"model_path": os.fspath(model)}
+        what = "the given bytes" if "model_content" in source else source["model_path"]
+        if "model_path" in source and not os.path.isfile(source["model_path"]):
+            raise UserError(f"No TFLite model at {what}.")
+        card = None if "model_content" in source else contract.read_card(model)
+        if card is not None:
+            # LiteRT runs a bit-flipped model without a word and may answer "cat 100%":
+            # an exported file is checked against the sha256 its card records.
+            contract.check_file(card, os.path.dirname(what) or ".", os.path.basename(what))
+        try:
+            self._interpreter = litert.Interpreter(
+                **source, num_threads=num_threads, experimental_op_resolver_type=resolver)
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"{what} is not a loadable TFLite model ({first_line(e)}).") from None
+        inputs = self._interpreter.get_input_details()
+        outputs = self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1 or tuple(inputs[0]["shape"][1:]) != (32, 32, 3):
+            raise UserError(f"{what} is not a 32x32x3 image classifier with one input "
+                            "and one output.")
+        self._input, self._output = inputs[0], outputs[0]
+        self._what = what
+        self._batch = None
+        self.num_threads = num_threads
+        self.input_dtype = np.dtype(self._input["dtype"])
+        # (scale, zero point) of the input; (0.0, 0) when it is not quantised.
+        self.input_quantization = tuple(self._input["quantization"])
+        self.num_classes = int(self._output["shape"][-1])
+        if class_names is None:
+            class_names = contract.class_names(card) or CIFAR10_CLASSES
+        if len(class_names) != self.num_classes:
+            raise UserError(f"{len(class_names)} class names for a model with "
+                            f"{self.num_classes} outputs.")
+        self.class_names = tuple(class_names)
+
+    def _resize(self, batch: int) -> None:
+        if batch == self._batch:
+            return
+        if batch != 1 and self._input["shape_signature"][0] != -1:
+            raise UserError("This TFLite model has a fixed batch size of "
+                            f"{self._input['shape'][0]}.")
+        try:
+            self._interpreter.resize_tensor_input(self._input["index"], [batch, 32, 32, 3])
+            self._interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as e:
+            raise UserError(f"{self._what} cannot be prepared to run ({first_line(e)}): the "
+                            "model file is damaged or not an image classifier.") from None
+        self._batch = batch
+
+    def _quantise(self, pixels: np.ndarray) -> np.ndarray:
+        scale, zero_point = self.input_quantization
+        if self.input_dtype == np.float32:
+            return pixels.astype(np.float32)
+        if scale == 1.0 and zero_point == 0 and self.input_dtype == np.uint8:
+            return pixels.astype(np.uint8)
+        info = np.iinfo(self.input_dtype)
+        q = np.rint(pixels.astype(np.float32) / scale + zero_point)
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+
+    def _dequantise(self, values: np.ndarray) -> np.ndarray:
+        scale, zero_point = self._output["quantization"]
+        if values.dtype == np.float32:
+            return values
+        return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+    def predict(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities of uint8 (or [0, 255] float) pixels (N, 32, 32, 3).
+
+        Runs in batches of ``batch_size`` (the last one padded), so the
+        interpreter is resized at most once per call.
+
+        Returns:
+            float32 (N, num_classes).
+        """
+        pixels = np.asarray(pixels)
+        n = len(pixels)
+        batch = max(1, min(batch_size, n))
+        out = np.empty((n, self.num_classes), np.float32)
+        for start in range(0, n, batch):
+            chunk = pixels[start:start + batch]
+            if len(chunk) < batch:
+                chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), 32, 32, 3),
+                                                        chunk.dtype)])
+            self._resize(batch)
+            try:
+                self._interpreter.set_tensor(self._input["index"], self._quantise(chunk))
+                self._interpreter.invoke()
+                result = self._interpreter.get_tensor(self._output["index"])
+            except (RuntimeError, ValueError) as e:  # e.g. "Input tensor 21 lacks data"
+                raise UserError(f"{self._what} failed to run ({first_line(e)}): the model "
+                                "file is damaged or not an image classifier.") from None
+            out[start:start + batch] = self._dequantise(result)[:n - start]
+        return out
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return self.predict(pixels)
+

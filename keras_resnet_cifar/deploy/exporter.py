@@ -1,0 +1,275 @@
+"""Exports a classifier for TF Serving and for edge devices, with proof (the library).
+
+:func:`export` writes, atomically, one new version in TF Serving's layout:
+
+    <out>/<name>/<version>/
+        saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (serving.py)
+        model_float32.tflite, model_dynamic_range.tflite,
+        model_int8.tflite                                     TFLite (tflite.py)
+        model_card.json        class names, input contract, provenance, licence
+                               (model_card.py)
+        parity.json            agreement with the source model (parity.py)
+        LICENSE.weights        when made from the reference weights
+
+The version is built in a hidden temporary folder beside it (same filesystem)
+and renamed into place at the end, so a TF Serving process polling
+``<out>/<name>/`` never sees a half-written version, and a failed or interrupted
+export leaves nothing behind. One export per model name runs at a time (a lock
+file, ``.export.lock``, that the system releases when the process ends however
+it ends); the next export removes the hidden folder a killed one left.
+
+The source and the images that calibrate and check it come from
+:mod:`keras_resnet_cifar.deploy.sources`; a SavedModel source is copied as it is
+(its TFLite models are converted from its ``serving_float32`` signature). The
+command line is :mod:`keras_resnet_cifar.export`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from absl import logging
+
+from keras_resnet_cifar import fileio
+# None of these imports TensorFlow or Keras (serving and tflite do: they are imported
+# where they are used), so the export command's checks answer before TensorFlow loads.
+from keras_resnet_cifar.deploy import contract, edge, model_card, parity, sources
+from keras_resnet_cifar.deploy.sources import EvalData, Source
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.text import plural
+
+LOCK = ".export.lock"
+# The SavedModel's own files, which a SavedModel source contributes to an export.
+SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+
+
+def next_version(model_root: str | os.PathLike) -> int:
+    """1 + the largest numeric version folder under ``model_root`` (1 if none)."""
+    root = Path(model_root)
+    versions = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def _tflite_info(variant: str, blob: bytes) -> dict:
+    from keras_resnet_cifar.deploy import tflite
+
+    runner = edge.TFLiteClassifier(blob)
+    scale, zero_point = runner.input_quantization
+    info = {"file": contract.tflite_file(variant), "bytes": len(blob),
+            "input_dtype": str(runner.input_dtype), "ops": tflite.ops_used(blob)}
+    if variant == "int8":
+        info["input_quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+        if (scale, zero_point) != (1.0, 0):
+            logging.warning("The int8 model's input is quantised with scale %g, zero point "
+                            "%d, not (1, 0): feed it through edge.TFLiteClassifier, which "
+                            "quantises, rather than raw bytes.", scale, zero_point)
+    return info
+
+
+def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalData,
+            latency_runs: int) -> dict:
+    """The parity report: the source model is the reference, every export is compared."""
+    images, labels = data.test_images, data.test_labels
+    logging.info("Parity: the source model on %s", plural(len(images), "image"))
+    reference = source.model.predict(images)
+    keras_model = source.keras_model
+    one = (source.model.predict if keras_model is None
+           else lambda x: keras_model.predict_on_batch(x.astype(np.float32)))
+    variants = {source.model.kind: {"predict": lambda x: reference, "predict_one": one}}
+    if keras_model is not None:  # the SavedModel was made here: measure it too
+        from keras_resnet_cifar.deploy import serving
+
+        saved = serving.load_classifier(folder)
+        variants["saved_model"] = {"predict": saved, "predict_one": saved,
+                                   "size_bytes": _folder_size(folder)}
+    else:  # the SavedModel is the source, copied unchanged
+        variants[source.model.kind]["size_bytes"] = _folder_size(folder)
+    for variant, blob in blobs.items():
+        runner = edge.TFLiteClassifier(folder / contract.tflite_file(variant), num_threads=1)
+        variants[f"tflite_{variant}"] = {"predict": runner.predict, "predict_one": runner.predict,
+                                         "size_bytes": len(blob),
+                                         "file": contract.tflite_file(variant)}
+    report = parity.report(reference, variants, images, labels if data.real else None,
+                           latency_runs=latency_runs,
+                           progress=lambda name: logging.info(
+                               "Parity: %s on %s, %s", name, plural(len(images), "image"),
+                               plural(latency_runs, "timed batch-1 call")))
+    report["reference"] = source.model.kind
+    report["data"] = data.description
+    report["latency_threads"] = 1
+    return report
+
+
+def _folder_size(folder: Path) -> int:
+    """Bytes of the SavedModel files (not the TFLite models or reports beside them)."""
+    files = [folder / "saved_model.pb", *(folder / "variables").rglob("*")]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+@contextlib.contextmanager
+def _export_lock(model_root: Path) -> Iterator[None]:
+    """Holds ``model_root/.export.lock``; refuses if another export holds it.
+
+    An flock (:func:`keras_resnet_cifar.fileio.exclusive_lock`): a killed export
+    never leaves the next one locked out. Stale folders of killed exports are
+    removed only under the lock, where no live export owns one.
+    """
+    busy = f"Another export to {model_root} is running; try again when it has finished."
+    with fileio.exclusive_lock(model_root / LOCK, lambda pid: busy) as locked:
+        if locked:
+            _remove_stale_temps(model_root)
+        yield
+
+
+def _remove_stale_temps(model_root: Path) -> None:
+    """Removes hidden ``.<version>.*.tmp`` folders of exports that were killed.
+
+    Called with the lock held, so no live export owns one.
+    """
+    for tmp in model_root.glob(".*.tmp"):
+        if tmp.is_dir() and tmp.name.split(".")[1].isdigit():
+            logging.info("Removing %s, left by an export that was killed.", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    """What :func:`export` wrote: the version folder, its model card, its parity report."""
+
+    folder: Path
+    card: dict
+    parity: dict | None  # None when no parity images were used
+
+
+def check_options(*, variants: Sequence[str] = contract.TFLITE_VARIANTS,
+                  parity_images: int = 0, latency_runs: int = 0, version: int | None = None,
+                  calibration_images: int = 1) -> None:
+    """Checks an export's options, without TensorFlow (the command calls it first).
+
+    Raises:
+        UserError: a count out of range, a version that is not positive, an
+            unknown TFLite variant, or TFLite variants without the LiteRT runtime,
+            which the export runs every ``.tflite`` model it writes on (the int8
+            model's input quantisation, the parity report) as an edge device does.
+    """
+    for flag, value, least in (("calibration_images", calibration_images, 1),
+                               ("parity_images", parity_images, 0),
+                               ("latency_runs", latency_runs, 0)):
+        if value < least:
+            raise UserError(f"--{flag} must be >= {least}, got {value}.")
+    if version is not None and version < 1:
+        raise UserError(f"--version must be a positive integer, got {version}.")
+    unknown = [v for v in variants if v not in contract.TFLITE_VARIANTS]
+    if unknown:
+        raise UserError(f"Unknown --tflite variant {unknown[0]!r}: expected some of "
+                        f"{', '.join(contract.TFLITE_VARIANTS)}.")
+    if variants:
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError:
+            raise UserError("export runs the TFLite models it writes on the LiteRT runtime, "
+                            "which is not installed here: pip install ai-edge-litert (or "
+                            "give --tflite= to write the SavedModel only).") from None
+
+
+def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
+           name: str | None = None, version: int | None = None,
+           class_names: Sequence[str] | None = None,
+           variants: Sequence[str] = contract.TFLITE_VARIANTS, parity_images: int = 10000,
+           latency_runs: int = 100) -> Exported:
+    """Writes ``export_dir/name/version/`` (see the module docstring), atomically.
+
+    Args:
+        source: the model and its provenance.
+        export_dir: the folder TF Serving's ``--model_base_path`` parent is.
+        data: calibration and parity images.
+        name: the model name (TF Serving's MODEL_NAME); None: the source's
+            (:func:`keras_resnet_cifar.deploy.sources.default_name`).
+        version: the version number; None takes the next free one.
+        class_names: names of the model's outputs, in order (default: the
+            source's own).
+        variants: TFLite variants to write (any of ``contract.TFLITE_VARIANTS``).
+        parity_images: how many test images the parity report uses (0: none).
+        latency_runs: timed batch-1 calls per variant in the report.
+
+    Returns:
+        The version folder, its model card and its parity report.
+
+    Raises:
+        UserError: the version exists, the place is not writable, another
+            export to the same name is running, bad name, version, counts or
+            variants.
+    """
+    check_options(variants=variants, parity_images=parity_images,
+                  latency_runs=latency_runs, version=version)
+    name = sources.default_name(source) if name is None else name
+    if not name or name.startswith(".") or "/" in name or os.sep in name:
+        raise UserError(f"Bad model name {name!r}: it must be one folder name.")
+    class_names = tuple(class_names or source.model.class_names)
+    model_root = Path(export_dir) / name
+    fileio.make_dir(model_root)
+    if not os.access(model_root, os.W_OK | os.X_OK):
+        raise UserError(f"Cannot write to {model_root}.")
+    with _export_lock(model_root):
+        if version is None:
+            version = next_version(model_root)
+        final = model_root / str(version)
+        if final.exists():
+            raise UserError(f"{final} already exists: versions are never overwritten "
+                            "(omit --version to take the next free one).")
+        with fileio.atomic_path(final, is_dir=True) as tmp:
+            os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving container must read it
+            card, report = _write_version(
+                source, tmp, name=name, version=version, class_names=class_names, data=data,
+                variants=variants, parity_images=parity_images, latency_runs=latency_runs)
+            if final.exists():  # something else made this version meanwhile
+                raise UserError(f"{final} appeared during the export; nothing was written.")
+    return Exported(final, card, report)
+
+
+def _write_version(source: Source, tmp: Path, *, name: str, version: int,
+                   class_names: Sequence[str], data: EvalData, variants: Sequence[str],
+                   parity_images: int, latency_runs: int) -> tuple[dict, dict | None]:
+    """Writes the version into ``tmp``; returns its model card and parity report."""
+    from keras_resnet_cifar.deploy import serving, tflite  # TensorFlow loads here
+
+    if source.keras_model is not None:
+        logging.info("Writing the SavedModel")
+        serving.save(source.keras_model, tmp, class_names)
+    else:
+        logging.info("Copying the SavedModel %s", source.model.path)
+        for item in SAVED_MODEL_FILES:
+            origin = source.model.path / item
+            if origin.is_dir():
+                shutil.copytree(origin, tmp / item)
+            elif origin.is_file():
+                shutil.copyfile(origin, tmp / item)
+    convertible = source.keras_model if source.keras_model is not None else source.model.path
+    blobs = {}
+    for variant in variants:
+        logging.info("Converting to TFLite (%s)", variant)
+        # The converter's scratch folder goes inside the version's temporary one, so
+        # whatever an interrupted export leaves is removed with it.
+        blobs[variant] = tflite.convert(convertible, variant, data.calibration, workdir=tmp)
+        (tmp / contract.tflite_file(variant)).write_bytes(blobs[variant])
+    files = {v: _tflite_info(v, b) for v, b in blobs.items()}
+    report = None
+    if parity_images:
+        sub = dataclasses.replace(data, test_images=data.test_images[:parity_images],
+                                  test_labels=data.test_labels[:parity_images])
+        report = _parity(source, tmp, blobs, sub, latency_runs)
+        fileio.write_json(tmp / contract.PARITY, report)
+    if source.licence_file:
+        shutil.copyfile(source.licence_file, tmp / contract.LICENCE)
+    card = model_card.build(source.model, source.provenance, licence=source.licence_note,
+                            name=name, version=version, class_names=class_names,
+                            tflite_files=files, data_description=data.description,
+                            parity_report=report, files=contract.file_hashes(tmp))
+    fileio.write_json(tmp / contract.MODEL_CARD, card)
+    return card, report

@@ -1,0 +1,123 @@
+"""The model card of an export: what travels with it (``model_card.json``).
+
+Contract, provenance, headline figures, licence and the sha256 of every other
+file of the version; :mod:`keras_resnet_cifar.deploy.exporter` writes it,
+:mod:`keras_resnet_cifar.deploy.contract` reads it. Importing this module loads
+neither TensorFlow nor Keras (they load when a card is built).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Sequence
+
+import numpy as np
+
+from keras_resnet_cifar.deploy import contract
+
+
+def normalisation(keras_model) -> dict | None:
+    """The per-channel mean and std of the model's ``normalize`` layer (None without one)."""
+    if keras_model is None:
+        return None
+    try:
+        layer = keras_model.get_layer("normalize")
+    except ValueError:
+        return None
+    mean = np.asarray(layer.mean, np.float64).ravel()
+    std = np.sqrt(np.asarray(layer.variance, np.float64).ravel())
+    return {"mean": [round(float(m), 4) for m in mean], "std": [round(float(s), 4) for s in std],
+            "scale": "pixels on [0, 255]"}
+
+
+def uses_reference_normalisation(keras_model) -> bool:
+    """Whether the model normalises with the reference PyTorch weights' ImageNet statistics.
+
+    :func:`keras_resnet_cifar.models.reference_weights.reference_model` (and so
+    ``import_weights``'s ``.keras`` files) puts them in the ``normalize`` layer;
+    this package's training never does, so such a model was made from those weights.
+    """
+    from keras_resnet_cifar.models import networks
+
+    stats = normalisation(keras_model)
+    return bool(stats) and np.allclose(stats["mean"], networks.IMAGENET_MEAN, atol=1e-3) \
+        and np.allclose(stats["std"], networks.IMAGENET_STD, atol=1e-3)
+
+
+def _architecture(model) -> dict[str, Any]:
+    """Name, parameter counts and normalisation: from the Keras model, or the source's card."""
+    keras_model = model.keras_model
+    if keras_model is not None:
+        from keras_resnet_cifar.models import networks
+
+        return {"architecture": keras_model.name,
+                "params_trainable": networks.count_trainable_params(keras_model),
+                "params_total": int(keras_model.count_params()),
+                "normalisation": normalisation(keras_model)}
+    card = model.card or {}
+    return {"architecture": card.get("architecture"),
+            "params_trainable": card.get("params_trainable"),
+            "params_total": card.get("params_total"),
+            "normalisation": (card.get("input") or {}).get("normalisation")}
+
+
+def build(model, provenance: dict, *, licence: str | None, name: str, version: int,
+          class_names: Sequence[str], tflite_files: dict, data_description: str,
+          parity_report: dict | None, files: dict[str, str] | None = None) -> dict[str, Any]:
+    """The model card of one export version.
+
+    Args:
+        model: the source predictor (:class:`keras_resnet_cifar.deploy.predictor.Predictor`):
+            its Keras model, or for a SavedModel source its own card, gives the
+            architecture.
+        provenance: where the source came from (kind, path, sha256; a run's config
+            and metrics).
+        licence: a notice that must travel with the export, or None.
+        name: the model name (TF Serving's MODEL_NAME).
+        version: the version number.
+        class_names: the names of the model's outputs, in order.
+        tflite_files: variant -> what the exporter recorded of its ``.tflite`` file.
+        data_description: where the calibration and parity images came from.
+        parity_report: the parity report, or None when none was made.
+        files: {relative path: sha256} of every other file of the version. It lets
+            the tools find a damaged file (``edge.py`` checks a ``.tflite`` against
+            it) and tells them which SavedModels this project wrote: a SavedModel is
+            code, and one the card does not vouch for loads only with
+            ``--trust_savedmodel``.
+    """
+    import keras
+    import tensorflow as tf
+
+    arch = _architecture(model)
+    metrics = provenance.get("metrics") or {}
+    reference_row = (parity_report or {}).get("variants", {}).get(model.kind, {})
+    return {
+        "name": name,
+        "version": version,
+        contract.WRITTEN_BY: contract.WRITER,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "architecture": arch["architecture"],
+        "params_trainable": arch["params_trainable"],
+        "params_total": arch["params_total"],
+        "class_names": list(class_names),
+        "input": {"name": contract.INPUT_KEY, "shape": list(contract.IMAGE_SHAPE),
+                  "pixels": "raw RGB, [0, 255]; the model normalises them itself",
+                  "normalisation": arch["normalisation"]},
+        "signatures": {
+            contract.DEFAULT_SIGNATURE: "image uint8 (None, 32, 32, 3)",
+            contract.FLOAT_SIGNATURE: "image float32 (None, 32, 32, 3) on [0, 255]",
+            "outputs": "probabilities float32 (None, C), class_id int64 (None,), "
+                       "class_name string (None,)"},
+        "tflite": tflite_files,
+        "calibration_data": data_description if "int8" in tflite_files else None,
+        "source": provenance,
+        # What the training run measured (and on which set), if it was a run.
+        "test_accuracy": metrics.get("test_accuracy"),
+        "test_accuracy_eval_set": metrics.get("eval_set", "test" if metrics else None),
+        # What the export measured itself on the parity images, with the source model.
+        "parity_accuracy": reference_row.get("accuracy"),
+        "parity_data": data_description if parity_report else None,
+        "licence": licence,
+        "software": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        contract.FILES: dict(files or {}),
+    }

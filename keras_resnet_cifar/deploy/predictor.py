@@ -1,0 +1,340 @@
+"""One interface for everything that predicts: a run directory, a .keras file, a SavedModel, a .tflite.
+
+    p = predictor.load("runs/resnet20-seed0")                       # the run's model.keras
+    p = predictor.load("runs/resnet20-seed0", checkpoint="best")    # checkpoints/best.keras
+    p = predictor.load("exports/resnet20/1")                        # SavedModel (TF Serving's)
+    p = predictor.load("exports/resnet20/1/model_int8.tflite", num_threads=2)
+    probabilities = p.predict(pixels)     # uint8 (N, 32, 32, 3) -> float32 (N, C)
+    p.kind, p.class_names, p.describe()
+    predictor.classify(p, pixels, names, k=3)   # top-k classes per image
+    predictor.score(p, pixels, labels)          # top-1 accuracy
+
+Every tool that takes a model (evaluate, export, predict, benchmark) goes through
+:func:`load`, so each accepts the same inputs. :func:`resolve` finds what a path
+is without loading anything (and without TensorFlow), so a tool can check its
+flags first. A ``.tflite`` file needs only LiteRT (``edge.py``); the other kinds
+need TensorFlow, and say so in one line where it is not installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from keras_resnet_cifar.deploy import contract
+from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar.errors import UserError, first_line
+from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
+
+# The help of every tool's --trust_savedmodel (predict, evaluate, export, benchmark).
+TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write (its "
+              "model_card.json does not vouch for it by sha256). A SavedModel is a program: "
+              "its graph runs whatever operations it holds, file writes included. Only for "
+              "SavedModels from a source you trust.")
+# A .keras file is a zip (config.json, metadata.json, model.weights.h5) whose JSON
+# Keras reads whole into memory, and a zip can announce gigabytes in a few megabytes.
+# The largest model here, ResNet-1202 with its optimiser state, is about 160 MB.
+MAX_KERAS_BYTES = 1 << 30
+MAX_KERAS_JSON_BYTES = 16 << 20
+CHECKPOINTS = tuple(rundir.MODEL_FILES)  # final, last, best
+
+Progress = Callable[[int, int], None]  # (images done, images in all)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What a model path names, found without loading it.
+
+    Attributes:
+        path: the path as given.
+        file: the file or folder to load (a run's checkpoint file for a run).
+        kind: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
+        run_dir: the run directory, when ``path`` is one.
+        checkpoint: which model of the run (``final``, ``last``, ``best``), or None.
+    """
+
+    path: Path
+    file: Path
+    kind: str
+    run_dir: Path | None = None
+    checkpoint: str | None = None
+
+
+def resolve(path: str | os.PathLike, checkpoint: str = "final", *,
+            trust_savedmodel: bool = False) -> Resolved:
+    """Finds what ``path`` is: a run directory, ``.keras``, SavedModel or ``.tflite``.
+
+    Args:
+        path: the model path.
+        checkpoint: in a run directory: ``"final"`` (``model.keras``), ``"last"``
+            or ``"best"`` (``checkpoints/<which>.keras``).
+        trust_savedmodel: accept a SavedModel that this project's exporter did
+            not write (see :func:`check_trusted`).
+
+    Raises:
+        UserError: nothing there, something that is not a model, a run without
+            that checkpoint, an unknown checkpoint, a checkpoint given for a
+            path that is not a run directory, or an untrusted SavedModel.
+    """
+    resolved = _resolve(path, checkpoint)
+    check_trusted(resolved, trust_savedmodel)
+    return resolved
+
+
+def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
+    """Refuses a SavedModel that the model card beside it does not vouch for.
+
+    A SavedModel is code: loading it and calling its signatures runs whatever
+    TensorFlow operations its graph holds (``tf.io.write_file`` included), so one
+    from elsewhere is loaded only with ``trust_savedmodel``. An export of this
+    project records the sha256 of its graph and variables in its model card
+    (:func:`keras_resnet_cifar.deploy.contract.saved_model_problem`). That catches a
+    SavedModel from elsewhere, or one changed after the export; it is not a
+    signature: whoever makes a hostile SavedModel can write a matching card too,
+    so a SavedModel from an untrusted source is never safe to load.
+
+    Raises:
+        UserError: a SavedModel the card does not vouch for, without ``trust_savedmodel``.
+    """
+    if resolved.kind != "saved_model" or trust_savedmodel:
+        return
+    problem = contract.saved_model_problem(resolved.file)
+    if problem:
+        raise UserError(f"{resolved.path} {problem}. A SavedModel is a program (its graph "
+                        "runs whatever operations it holds, file writes included): load it "
+                        "only if you trust where it came from, with --trust_savedmodel.")
+
+
+def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
+    path = Path(path)
+    if checkpoint not in rundir.MODEL_FILES:
+        raise UserError(f"Unknown --checkpoint {checkpoint!r}: expected one of "
+                        f"{', '.join(CHECKPOINTS)}.")
+    if not path.exists():
+        raise UserError(f"No run directory, .keras file, SavedModel or .tflite file at {path}.")
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        resolved = Resolved(path, path, "saved_model")
+    elif path.is_dir():
+        file = rundir.path(path, rundir.MODEL_FILES[checkpoint])
+        if not file.is_file():
+            hint = "" if checkpoint != "final" else " (--checkpoint=last for an unfinished run)"
+            raise UserError(f"{path} has no {rundir.MODEL_FILES[checkpoint]} and no "
+                            f"saved_model.pb: not a finished run directory nor a "
+                            f"SavedModel{hint}.")
+        return Resolved(path, file, "keras", run_dir=path, checkpoint=checkpoint)
+    elif path.suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"{path} exists but is not a .keras model (not a zip archive).")
+        resolved = Resolved(path, path, "keras")
+    elif path.suffix == ".tflite":
+        resolved = Resolved(path, path, "tflite")
+    else:
+        raise UserError(f"{path} is not a model: expected a run directory, a .keras file, "
+                        "a SavedModel folder or a .tflite file.")
+    if checkpoint != "final":
+        raise UserError(f"--checkpoint={checkpoint} applies to run directories; {path} is "
+                        f"a {resolved.kind.replace('_', ' ')} model.")
+    return resolved
+
+
+class Predictor:
+    """A model as a function from uint8 pixels to class probabilities.
+
+    Use :func:`load` to make one. ``predict`` runs in batches and reports
+    progress; ``describe`` says what was loaded; ``keras_model`` is the Keras
+    model for run directories and ``.keras`` files (None otherwise).
+    """
+
+    def __init__(self, resolved: Resolved, run_batch: Callable[[np.ndarray], np.ndarray],
+                 class_names: Sequence[str], keras_model=None, card: dict | None = None):
+        self.source = resolved
+        self._run_batch = run_batch
+        self.class_names = tuple(class_names)
+        self.keras_model = keras_model
+        self.card = card
+
+    @property
+    def kind(self) -> str:
+        """``"keras"``, ``"saved_model"`` or ``"tflite"``."""
+        return self.source.kind
+
+    @property
+    def path(self) -> Path:
+        """The file or folder that was loaded."""
+        return self.source.file
+
+    def predict(self, pixels: np.ndarray, batch_size: int = 256,
+                progress: Progress | None = None) -> np.ndarray:
+        """Class probabilities of uint8 pixels (N, 32, 32, 3), as float32 (N, C).
+
+        Args:
+            pixels: uint8 RGB images, raw (the models normalise them).
+            batch_size: images per call of the model.
+            progress: called with (images done, images in all) after each batch.
+        """
+        pixels = np.asarray(pixels)
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (32, 32, 3):
+            raise ValueError(f"Expected uint8 pixels (N, 32, 32, 3), got {pixels.dtype} "
+                             f"{pixels.shape}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        parts = []
+        for start in range(0, len(pixels), batch_size):
+            parts.append(np.asarray(self._run_batch(pixels[start:start + batch_size]),
+                                    np.float32))
+            if progress:
+                progress(min(start + batch_size, len(pixels)), len(pixels))
+        if not parts:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return np.concatenate(parts)
+
+    __call__ = predict
+
+    def describe(self) -> dict[str, Any]:
+        """What was loaded: kind, path, run directory and checkpoint, class names."""
+        return {"kind": self.kind, "path": str(self.source.path), "model_file": str(self.path),
+                "run_dir": str(self.source.run_dir) if self.source.run_dir else None,
+                "checkpoint": self.source.checkpoint, "class_names": list(self.class_names)}
+
+
+def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
+         num_threads: int = 1, trust_savedmodel: bool = False) -> Predictor:
+    """Loads a run directory, ``.keras`` file, SavedModel or ``.tflite`` as a :class:`Predictor`.
+
+    Args:
+        path: the model path (see :func:`resolve`), or what :func:`resolve`
+            returned for it (then ``checkpoint`` is the resolved one).
+        checkpoint: in a run directory, which model: ``final``, ``last``, ``best``.
+        num_threads: CPU threads of a ``.tflite`` model (LiteRT).
+        trust_savedmodel: load a SavedModel that this project's exporter did not
+            write (:func:`check_trusted`).
+
+    Raises:
+        UserError: nothing loadable there, an untrusted SavedModel, or TensorFlow
+            is needed and absent.
+    """
+    resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
+    check_trusted(resolved, trust_savedmodel)  # also for a Resolved made elsewhere
+    if resolved.kind == "tflite":
+        from keras_resnet_cifar.deploy import edge
+
+        try:
+            import ai_edge_litert  # noqa: F401
+        except ModuleNotFoundError:
+            raise UserError(f"{resolved.path} is a .tflite model, which needs the LiteRT "
+                            "runtime: pip install ai-edge-litert.") from None
+        runner = edge.TFLiteClassifier(resolved.file, num_threads=num_threads)
+        return Predictor(resolved, lambda x: runner.predict(x, batch_size=len(x)),
+                         runner.class_names, card=contract.read_card(resolved.file))
+    try:
+        if resolved.kind == "saved_model":
+            return _load_saved_model(resolved)
+        return _load_keras(resolved)
+    except ImportError as e:  # ModuleNotFoundError where TensorFlow is not installed
+        if (e.name or "").split(".")[0] in ("tensorflow", "keras"):
+            kind = "a SavedModel" if resolved.kind == "saved_model" else "a Keras model"
+            raise UserError(f"{resolved.path} is {kind}, which needs TensorFlow (not installed "
+                            "here); a .tflite model (e.g. model_int8.tflite of an export) "
+                            "runs without it.") from None
+        raise
+
+
+
+def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
+             k: int = 3) -> list[dict]:
+    """The top-``k`` classes of every image, in input order.
+
+    Args:
+        model: the predictor.
+        pixels: uint8 (N, 32, 32, 3) images.
+        inputs: N names, one per image (a file name, ``batch.npy[3]``).
+        k: how many classes to keep per image.
+
+    Returns:
+        One {"input": name, "top": [{"class": str, "probability": float}, ...]}
+        per image (the shape :func:`keras_resnet_cifar.data.labels.format_ranked` prints).
+    """
+    if len(pixels) != len(inputs):
+        raise ValueError(f"{len(pixels)} images but {len(inputs)} input names.")
+    if not len(pixels):
+        return []
+    probabilities = model.predict(pixels)
+    return [{"input": name, "top": [{"class": c, "probability": p} for c, p in ranked]}
+            for name, ranked in zip(inputs, top_k(probabilities, model.class_names, k))]
+
+
+def score(model: Predictor, pixels: np.ndarray, labels: np.ndarray,
+          progress: Progress | None = None) -> dict:
+    """Top-1 accuracy of ``model`` on labelled images: {"images", "correct", "accuracy"}.
+
+    Needs only numpy (a ``.tflite`` model scores without TensorFlow); the full
+    metrics are :func:`keras_resnet_cifar.deploy.evaluation.evaluate_split`'s.
+    """
+    predicted = model.predict(pixels, progress=progress).argmax(axis=1)
+    correct = int(np.sum(predicted == np.asarray(labels)))
+    return {"images": int(len(labels)), "correct": correct,
+            "accuracy": correct / len(labels) if len(labels) else None}
+
+def _load_saved_model(resolved: Resolved) -> Predictor:
+    from keras_resnet_cifar.deploy import serving
+
+    classifier = serving.load_classifier(resolved.file)
+    card = contract.read_card(resolved.file)
+    names = contract.class_names(card) or CIFAR10_CLASSES
+    return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)), names,
+                     card=card)
+
+
+def check_keras_archive(file: str | os.PathLike) -> None:
+    """Checks a ``.keras`` file's zip directory before Keras reads it.
+
+    Reads only the central directory: the announced (uncompressed) size of each
+    member, which zipfile never reads beyond, so a zip bomb is refused for the
+    cost of its directory.
+
+    Raises:
+        UserError: not a zip (truncated or corrupt), or members larger than
+            :data:`MAX_KERAS_BYTES` in all or :data:`MAX_KERAS_JSON_BYTES` for a
+            JSON member.
+    """
+    try:
+        with zipfile.ZipFile(file) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise UserError(f"{file} exists but is not a readable .keras model (truncated or "
+                        f"corrupt: {first_line(e)}).") from None
+    total = sum(m.file_size for m in members)
+    if total > MAX_KERAS_BYTES:
+        raise UserError(f"{file} announces {total:,} bytes uncompressed, more than the "
+                        f"{MAX_KERAS_BYTES:,} any model of this project needs: refused "
+                        "before reading.")
+    for m in members:
+        if m.filename.endswith(".json") and m.file_size > MAX_KERAS_JSON_BYTES:
+            raise UserError(f"{file}: its {m.filename} announces {m.file_size:,} bytes "
+                            f"uncompressed, more than {MAX_KERAS_JSON_BYTES:,}: refused "
+                            "before reading.")
+
+
+def _load_keras(resolved: Resolved) -> Predictor:
+    import keras
+
+    check_keras_archive(resolved.file)
+    try:
+        # compile=False: a run's optimiser (optimizer.ReferenceSGD) is not needed to predict.
+        model = keras.saving.load_model(resolved.file, compile=False)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise UserError(f"{resolved.file} is not a loadable .keras model "
+                        f"({first_line(e)}).") from None
+    outputs = int(model.output_shape[-1])
+    names = CIFAR10_CLASSES if outputs == len(CIFAR10_CLASSES) else tuple(
+        str(i) for i in range(outputs))
+
+    def run_batch(x: np.ndarray) -> np.ndarray:
+        return model(x.astype(np.float32), training=False)
+
+    return Predictor(resolved, run_batch, names, keras_model=model)

@@ -1,0 +1,282 @@
+"""A small client for TF Serving's REST predict API, for the exported SavedModel (the library).
+
+:func:`predict` sends ``POST <url>/v1/models/<name>[/versions/<N>]:predict``
+(:func:`predict_url`) with the row ("instances") format and the named input
+``image`` (:func:`build_request`):
+
+    {"signature_name": "serving_default",
+     "instances": [{"image": [[[r, g, b], ...], ...]}, ...]}
+
+and reads TF Serving's answer (:func:`parse_response`), one object per instance
+since the signature has several named outputs:
+
+    {"predictions": [{"probabilities": [...], "class_id": 3, "class_name": "cat"}, ...]}
+
+(The columnar form, ``{"inputs": {"image": [...]}}`` answered by
+``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
+supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status;
+they, an unreachable server and an answer that is not a predict response raise
+:class:`~keras_resnet_cifar.errors.UserError`. The timeout bounds the whole
+request, from connecting to the last byte of the answer. Only the standard
+library and numpy are used. The command line is
+:mod:`keras_resnet_cifar.serving_client`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import re
+import socket
+import threading
+import time
+import urllib.parse
+
+import numpy as np
+
+from keras_resnet_cifar.deploy.contract import INPUT_KEY, OUTPUT_KEYS
+from keras_resnet_cifar.errors import UserError, first_line, printable
+from keras_resnet_cifar.text import plural
+
+MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
+URL_SCHEMES = ("http://", "https://")  # what a server address must start with
+# A model name is one path segment of the predict URL: anything else ("a?b", "a#b",
+# "a/b") would send the request to another endpoint.
+MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_TIMEOUT_S = 86400.0  # a day; Python's timers overflow on far larger values
+
+
+def url_problem(base_url: str) -> str | None:
+    """What is wrong with a server address, or None: ``http(s)://host[:port][/prefix]``.
+
+    A query or fragment is refused: the predict path would end up inside it.
+    """
+    if not base_url.startswith(URL_SCHEMES):
+        return f"must start with {' or '.join(URL_SCHEMES)}"
+    if any(c.isspace() or not c.isprintable() for c in base_url):
+        return "holds spaces or control characters"
+    if "?" in base_url or "#" in base_url:
+        return "must not hold a query (?...) or fragment (#...): the predict path follows it"
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError as e:
+        return f"is malformed ({first_line(e)})"
+    if not parts.hostname:
+        return "has no host name"
+    return None
+
+
+def name_problem(model_name: str) -> str | None:
+    """What is wrong with a model name, or None (letters, digits, ``.``, ``_``, ``-``)."""
+    if not model_name or not MODEL_NAME.fullmatch(model_name) or model_name in (".", ".."):
+        return "must be letters, digits, '.', '_' or '-' (one path segment of the URL)"
+    return None
+
+
+def timeout_problem(timeout) -> str | None:
+    """What is wrong with a timeout in seconds, or None."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        return "must be a positive number of seconds"
+    if timeout > MAX_TIMEOUT_S:
+        return f"must be at most {MAX_TIMEOUT_S:g} seconds (a day)"
+    return None
+
+
+def predict_url(base_url: str, model_name: str, version: int | None = None) -> str:
+    """``<base_url>/v1/models/<model_name>[/versions/<version>]:predict``.
+
+    Raises:
+        UserError: ``base_url`` is not an http(s) address (see :func:`url_problem`),
+            or ``model_name`` is not one path segment (:func:`name_problem`).
+    """
+    problem = url_problem(base_url)
+    if problem:
+        raise UserError(f"The server URL {problem}, got {base_url!r}.")
+    problem = name_problem(model_name)
+    if problem:
+        raise UserError(f"The model name {problem}, got {model_name!r}.")
+    path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
+    return base_url.rstrip("/") + path + ":predict"
+
+
+def build_request(pixels: np.ndarray, *, signature: str | None = None,
+                  columnar: bool = False) -> dict:
+    """The JSON body for uint8 pixels (N, 32, 32, 3): row or columnar format."""
+    pixels = np.asarray(pixels, np.uint8)
+    body = {"signature_name": signature} if signature else {}
+    if columnar:
+        body["inputs"] = {INPUT_KEY: pixels.tolist()}
+    else:
+        body["instances"] = [{INPUT_KEY: image.tolist()} for image in pixels]
+    return body
+
+
+def parse_response(body: dict, count: int) -> list[dict]:
+    """TF Serving's answer -> one {"probabilities", "class_id", "class_name"} per image.
+
+    Raises:
+        UserError: the answer is an error, or not a predict response for
+            ``count`` images with this model's outputs.
+    """
+    if not isinstance(body, dict):
+        raise UserError("TF Serving's answer is not a JSON object.")
+    if "error" in body:
+        raise UserError(f"TF Serving: {printable(first_line(body['error']))}")
+    if "predictions" in body:
+        rows = body["predictions"]
+    elif "outputs" in body and isinstance(body["outputs"], dict):
+        columns = body["outputs"]
+        if not all(isinstance(columns.get(k), list) for k in OUTPUT_KEYS):
+            raise UserError(f"TF Serving's outputs lack one of {', '.join(OUTPUT_KEYS)}.")
+        rows = [dict(zip(OUTPUT_KEYS, values)) for values in
+                zip(*(columns[k] for k in OUTPUT_KEYS))]
+    else:
+        raise UserError("TF Serving's answer has neither 'predictions' nor 'outputs'.")
+    if not isinstance(rows, list) or len(rows) != count:
+        answered = len(rows) if isinstance(rows, list) else 0
+        raise UserError(f"TF Serving answered {plural(answered, 'prediction')} for "
+                        f"{plural(count, 'image')}.")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or any(k not in row for k in OUTPUT_KEYS):
+            raise UserError("TF Serving's predictions are not objects with "
+                            f"{', '.join(OUTPUT_KEYS)}: is this model's signature the "
+                            "one keras_resnet_cifar.export writes?")
+        _check_row(row, i, width=_width(rows[0]))
+    return [{"probabilities": [float(p) for p in row["probabilities"]],
+             "class_id": int(row["class_id"]), "class_name": printable(row["class_name"])}
+            for row in rows]
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int of hundreds of digits
+        return False
+
+
+def _width(row: dict) -> int | None:
+    p = row.get("probabilities") if isinstance(row, dict) else None
+    return len(p) if isinstance(p, list) else None
+
+
+def _check_row(row: dict, i: int, width: int | None) -> None:
+    """Raises UserError unless ``row`` holds a list of numbers, an int and a string."""
+    p = row["probabilities"]
+    if not isinstance(p, list) or not p or not all(_is_number(v) for v in p):
+        raise UserError(f"TF Serving's prediction {i} has probabilities that are not a "
+                        "list of finite numbers.")
+    if not all(0 <= v <= 1 for v in p):
+        raise UserError(f"TF Serving's prediction {i} has probabilities outside [0, 1]: "
+                        "not this model's softmax.")
+    if len(p) != width:
+        raise UserError(f"TF Serving's predictions are ragged: prediction {i} has {len(p)} "
+                        f"probabilities, prediction 0 has {width}.")
+    class_id = row["class_id"]
+    if not (_is_number(class_id) and float(class_id).is_integer() and 0 <= class_id < len(p)):
+        raise UserError(f"TF Serving's prediction {i} has class_id {str(class_id)[:40]!r}, "
+                        f"not an integer in [0, {len(p)}).")
+    if not isinstance(row["class_name"], str):
+        raise UserError(f"TF Serving's prediction {i} has a class_name that is not a string.")
+
+
+def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
+            version: int | None = None, signature: str | None = None,
+            columnar: bool = False, timeout: float = 30.0) -> list[dict]:
+    """Asks a TF Serving model about uint8 pixels (N, 32, 32, 3).
+
+    Returns:
+        One {"probabilities", "class_id", "class_name"} per image.
+
+    Raises:
+        UserError: a bad address, model name or timeout; the server is
+            unreachable, times out, or answers an error or something that is not
+            a predict response.
+    """
+    problem = timeout_problem(timeout)
+    if problem:
+        raise UserError(f"The timeout {problem}, got {timeout!r}.")
+    url = predict_url(base_url, model_name, version)
+    data = json.dumps(build_request(pixels, signature=signature, columnar=columnar)).encode()
+    status, raw = _post(url, data, timeout)
+    if 300 <= status < 400:  # http.client follows no redirect: its body is not the answer
+        raise UserError(f"TF Serving at {url} answered HTTP {status}, a redirect: give the "
+                        "server's own address.")
+    if not 200 <= status < 300:
+        raise UserError(f"TF Serving at {url} answered HTTP {status}: {_error_message(raw)}")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." thousands deep
+        raise UserError(f"TF Serving at {url} answered something that is not JSON.") from None
+    return parse_response(body, len(pixels))
+
+
+def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
+    """POSTs ``data`` as JSON; (status, body). The whole exchange ends within ``timeout``.
+
+    A watchdog shuts the connection down when the deadline passes, which ends any
+    read or write in progress, however slowly the server sends.
+    """
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    deadline = time.monotonic() + timeout
+    conn = kind(parts.hostname, parts.port, timeout=timeout)
+    expired = threading.Event()
+
+    def stop():
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(timeout, stop)
+    watchdog.daemon = True
+    watchdog.start()
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        chunks, size = [], 0
+        while True:
+            chunk = (response.read1(1 << 16) if hasattr(response, "read1")
+                     else response.read(1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise UserError(f"TF Serving at {url} answered more than "
+                                f"{MAX_ANSWER_BYTES >> 20} MB; stopped reading.")
+            if time.monotonic() > deadline:
+                raise TimeoutError
+        if expired.is_set():
+            raise TimeoutError
+        return response.status, b"".join(chunks)
+    except (socket.timeout, TimeoutError):
+        raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
+    except ConnectionRefusedError:
+        raise UserError(f"Cannot reach TF Serving at {url}: connection refused.") from None
+    except (OSError, http.client.HTTPException) as e:
+        if expired.is_set():
+            raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
+        if isinstance(e, socket.gaierror):
+            raise UserError(f"Cannot reach TF Serving at {url}: {e.strerror or e}.") from None
+        raise UserError(f"The connection to TF Serving at {url} failed: {e}.") from None
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def _error_message(raw: bytes) -> str:
+    """The first line of an error answer, control characters escaped."""
+    try:
+        text = str(json.loads(raw)["error"]).strip()
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        text = raw.decode("utf-8", "replace").strip()
+    return printable(text.splitlines()[0]) if text else "(empty body)"

@@ -1,0 +1,128 @@
+"""The SavedModel that TF Serving loads: signatures over raw pixels.
+
+Two signatures, both returning the same three outputs:
+
+    serving_default   image: uint8   (None, 32, 32, 3)  raw RGB pixels
+    serving_float32   image: float32 (None, 32, 32, 3)  RGB pixels on [0, 255]
+      -> probabilities: float32 (None, C)   softmax
+         class_id:      int64   (None,)     argmax
+         class_name:    string  (None,)     class_names[class_id]
+
+The normalisation is the model's own ``normalize`` layer, so clients send pixels
+and nothing of this package is needed to load or serve the SavedModel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_resnet_cifar.deploy.contract import (DEFAULT_SIGNATURE, FLOAT_SIGNATURE, IMAGE_SHAPE,
+                                         INPUT_KEY, OUTPUT_KEYS)
+from keras_resnet_cifar.errors import UserError, first_line
+
+
+def _check(model: keras.Model, class_names: Sequence[str]) -> None:
+    if tuple(model.input_shape) != IMAGE_SHAPE:
+        raise UserError(f"The model takes {model.input_shape}, not {IMAGE_SHAPE} images.")
+    if model.output_shape[-1] != len(class_names):
+        raise UserError(f"The model has {model.output_shape[-1]} outputs but "
+                        f"{len(class_names)} class names were given.")
+
+
+def build_archive(model: keras.Model, class_names: Sequence[str]) -> keras.export.ExportArchive:
+    """An ExportArchive holding ``model`` with the two signatures above.
+
+    Raises:
+        UserError: the model does not take 32x32x3 images or its output size
+            differs from the number of class names.
+    """
+    _check(model, class_names)
+    names = tf.constant(list(class_names), tf.string)
+
+    def classify(pixels):
+        probabilities = tf.cast(model(pixels, training=False), tf.float32)
+        class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        return dict(zip(OUTPUT_KEYS, (probabilities, class_id, tf.gather(names, class_id))))
+
+    def serve_uint8(image):
+        return classify(tf.cast(image, tf.float32))
+
+    def serve_float32(image):
+        return classify(image)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # The first endpoint is also what ExportArchive aliases as serving_default.
+    archive.add_endpoint(DEFAULT_SIGNATURE, serve_uint8, input_signature=[
+        tf.TensorSpec(IMAGE_SHAPE, tf.uint8, name=INPUT_KEY)])
+    archive.add_endpoint(FLOAT_SIGNATURE, serve_float32, input_signature=[
+        tf.TensorSpec(IMAGE_SHAPE, tf.float32, name=INPUT_KEY)])
+    return archive
+
+
+def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]) -> None:
+    """Writes the SavedModel (``saved_model.pb``, ``variables/``) into ``path``."""
+    build_archive(model, class_names).write_out(os.fspath(path), verbose=False)
+
+
+class SavedModelClassifier:
+    """An exported SavedModel as a function: uint8 pixels -> float32 probabilities.
+
+    Calls ``serving_default`` exactly as TF Serving would.
+
+    Args:
+        path: the version folder (``exports/<name>/<version>``).
+
+    Raises:
+        UserError: ``path`` is not a SavedModel with a ``serving_default``
+            signature taking ``image``.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        try:
+            self._loaded = tf.saved_model.load(os.fspath(path))
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise UserError(f"{path} is not a loadable SavedModel ({first_line(e)}).") from None
+        self._signature = self._loaded.signatures.get(DEFAULT_SIGNATURE)
+        if (self._signature is None
+                or INPUT_KEY not in self._signature.structured_input_signature[1]):
+            raise UserError(f"{path} has no {DEFAULT_SIGNATURE} signature taking "
+                            f"{INPUT_KEY!r}: not exported by keras_resnet_cifar.export.")
+
+    def predict(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, C) of uint8 pixels (N, 32, 32, 3), in batches."""
+        pixels = np.asarray(pixels, np.uint8)
+        parts = [self._signature(image=tf.constant(pixels[i:i + batch_size]))
+                 [OUTPUT_KEYS[0]].numpy() for i in range(0, len(pixels), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+    __call__ = predict
+
+
+def signature_names(path: str | os.PathLike) -> list[str]:
+    """The signature names of the SavedModel in ``path``, read from ``saved_model.pb``.
+
+    Reads the protocol buffer only: nothing of the graph is loaded or run.
+
+    Raises:
+        UserError: ``saved_model.pb`` is missing or unreadable.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    except (OSError, ValueError) as e:  # DecodeError is a ValueError
+        raise UserError(f"{path} is not a loadable SavedModel ({first_line(e)}).") from None
+    return sorted({name for graph in proto.meta_graphs for name in graph.signature_def})
+
+
+def load_classifier(path: str | os.PathLike) -> SavedModelClassifier:
+    """Loads an exported SavedModel (see :class:`SavedModelClassifier`)."""
+    return SavedModelClassifier(path)

@@ -1,0 +1,178 @@
+"""What an export is made from: the model (:class:`Source`) and the images that
+calibrate and check it (:class:`EvalData`).
+
+The source is anything :mod:`keras_resnet_cifar.deploy.predictor` loads except a
+``.tflite`` file (already an export): a training run directory, a ``.keras``
+file or a SavedModel (:func:`load_source`), or the reference PyTorch weights
+(:func:`load_reference`). Importing this module loads neither TensorFlow nor
+Keras: the export command's checks (a ``.tflite`` source, an untrusted
+SavedModel, a missing model) answer at once. The writer is
+:mod:`keras_resnet_cifar.deploy.exporter`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from keras_resnet_cifar.data import datasets
+from keras_resnet_cifar.deploy import contract, model_card, predictor
+from keras_resnet_cifar.models import reference_weights
+from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A model to export and where it came from.
+
+    Attributes:
+        model: the predictor (raw pixels in, probabilities out): a Keras model
+            (``model.keras_model``) or a SavedModel.
+        provenance: what the model card records about the source: kind, path,
+            sha256, and the run's config and metrics when there is a run.
+        licence_note: a notice that must travel with the export, or None.
+        licence_file: a licence file to copy into the export, or None.
+    """
+
+    model: predictor.Predictor
+    provenance: dict
+    licence_note: str | None = None
+    licence_file: str | None = None
+
+    @property
+    def keras_model(self):
+        """The Keras model, or None for a SavedModel source."""
+        return self.model.keras_model
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalData:
+    """Images for int8 calibration and the parity report."""
+
+    calibration: np.ndarray       # uint8 (N, 32, 32, 3), from the training split
+    test_images: np.ndarray       # uint8 (M, 32, 32, 3)
+    test_labels: np.ndarray       # int (M,)
+    description: str              # where they came from, for the model card
+    real: bool                    # False for the synthetic fallback
+
+
+def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
+                trust_savedmodel: bool = False) -> Source:
+    """Loads a run directory's model, a ``.keras`` file or a SavedModel for export.
+
+    Args:
+        path: a training run directory, a ``.keras`` file or a SavedModel folder.
+        checkpoint: in a run directory, ``"final"`` (``model.keras``),
+            ``"last"`` or ``"best"`` (``checkpoints/<which>.keras``).
+        trust_savedmodel: accept a SavedModel that this project's exporter did
+            not write (:func:`keras_resnet_cifar.deploy.predictor.check_trusted`).
+
+    Raises:
+        UserError: nothing there, no model in the run directory, unknown
+            checkpoint, an unreadable model, a ``.tflite`` file, an untrusted
+            SavedModel, or one without this project's two signatures.
+    """
+    resolved = predictor.resolve(path, checkpoint, trust_savedmodel=trust_savedmodel)
+    if resolved.kind == "tflite":
+        raise UserError(f"{path} is a .tflite model, already an export: export its run "
+                        "directory, .keras file or SavedModel instead.")
+    model = predictor.load(resolved, trust_savedmodel=trust_savedmodel)
+    if resolved.kind == "saved_model":
+        from keras_resnet_cifar.deploy import serving
+
+        # Its TFLite models are converted from serving_float32: said now, not as a
+        # KeyError after the copy.
+        missing = [name for name in (contract.DEFAULT_SIGNATURE, contract.FLOAT_SIGNATURE)
+                   if name not in serving.signature_names(resolved.file)]
+        if missing:
+            raise UserError(f"{path} has no {' and no '.join(missing)} signature: not a "
+                            "SavedModel of keras_resnet_cifar.export, which this exporter "
+                            "converts; export its .keras file or run directory instead.")
+        card = model.card or {}
+        licence = resolved.file / contract.LICENCE
+        return Source(model, {"kind": "saved_model", "path": str(resolved.file.resolve()),
+                              "sha256": contract.sha256(resolved.file / "saved_model.pb"),
+                              "source": card.get("source")},
+                      licence_note=card.get("licence"),
+                      licence_file=str(licence) if licence.is_file() else None)
+    if resolved.run_dir is None:
+        return _with_licence(Source(model, {
+            "kind": "keras_file", "path": str(resolved.file.resolve()),
+            "sha256": contract.sha256(resolved.file)}))
+    provenance = {"kind": "run_dir", "path": str(resolved.run_dir.resolve()),
+                  "model_file": rundir.MODEL_FILES[checkpoint],
+                  "sha256": contract.sha256(resolved.file),
+                  "config": rundir.read_config(resolved.run_dir),
+                  "metrics": rundir.read_metrics(resolved.run_dir)}
+    return _with_licence(Source(model, provenance))
+
+
+def _with_licence(source: Source) -> Source:
+    """Adds the reference weights' licence note to a model that looks made from them.
+
+    :func:`reference_weights.reference_model` (and so ``import_weights``'s
+    ``.keras`` files) puts the reference's ImageNet statistics in the
+    ``normalize`` layer, which this package's training never uses; such a model
+    carries the weights' licence obligation into its exports.
+    """
+    if model_card.uses_reference_normalisation(source.keras_model):
+        logging.warning("The model uses the reference weights' ImageNet normalisation: "
+                        "recording their licence note in the model card.")
+        return dataclasses.replace(source, licence_note=reference_weights.LICENSE_NOTE)
+    return source
+
+
+def load_reference(npz_path: str | os.PathLike) -> Source:
+    """Builds the reference ResNet from PyTorch weights (``resnetN.npz``) for export.
+
+    The weights' licence note goes into the model card, and their
+    ``LICENSE.weights`` (beside the ``.npz``) into the export.
+    """
+    model = reference_weights.reference_model(reference_weights.load_state_dict(npz_path))
+    licence = Path(npz_path).with_name(contract.LICENCE)
+    resolved = predictor.Resolved(Path(npz_path), Path(npz_path), "keras")
+    wrapped = predictor.Predictor(
+        resolved, lambda x: model(x.astype(np.float32), training=False), CIFAR10_CLASSES,
+        keras_model=model)
+    return Source(wrapped, {"kind": "reference_weights",
+                            "path": str(Path(npz_path).resolve()),
+                            "sha256": contract.sha256(npz_path)},
+                  licence_note=reference_weights.LICENSE_NOTE,
+                  licence_file=str(licence) if licence.is_file() else None)
+
+
+def default_name(source: Source) -> str:
+    """The model name an export takes by default: the architecture, e.g. ``resnet20``."""
+    if source.keras_model is not None:
+        return source.keras_model.name
+    return (source.model.card or {}).get("name") or source.model.path.parent.name
+
+
+
+def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: int,
+              seed: int = 0) -> EvalData:
+    """Calibration and parity images from a data set, or the synthetic fallback."""
+    from keras_resnet_cifar.deploy import tflite
+
+    if calibration_images < 1:
+        raise UserError(f"--calibration_images must be >= 1, got {calibration_images}.")
+    if dataset is None and data_dir is None:
+        logging.warning("No --data_dir: calibrating int8 and measuring parity on SYNTHETIC "
+                        "images. The int8 model's accuracy on real images is unverified.")
+        dataset = "synthetic"
+    data = datasets.load(dataset or "cifar10", data_dir, seed=seed,
+                         synthetic_sizes=(2000, 1000))
+    real = dataset != "synthetic"
+    where = f"{data.source}" if real else "synthetic data set (no real images given)"
+    calibration = tflite.representative_images(data.train.images, calibration_images, seed)
+    return EvalData(calibration=calibration, test_images=data.test.images,
+                    test_labels=data.test.labels,
+                    description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} "
+                                "training images for calibration, test split for parity",
+                    real=real)

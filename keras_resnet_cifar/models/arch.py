@@ -1,0 +1,52 @@
+"""The architecture as data: what ``plainN`` / ``resnetN`` means, without Keras.
+
+:mod:`keras_resnet_cifar.models.networks` builds networks from an :class:`ArchSpec`; this
+module only names and checks them, so the configuration and the command-line
+tools can reject a bad model name at once, before TensorFlow loads (seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+# He et al.: "The numbers of filters are {16, 32, 64} respectively."
+STAGE_WIDTHS = (16, 32, 64)
+# Shortcut options where a block changes the shape: A (zero-padded identity, the
+# paper's CIFAR choice, no parameters) or B (1x1 convolution + BN projection).
+SHORTCUTS = ("A", "B")
+# Which weights weight decay applies to (models.build_model's weight_decay_scope).
+WEIGHT_DECAY_SCOPES = ("all", "kernels")
+
+_NAME = re.compile(r"^(plain|resnet)(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSpec:
+    """The architecture as data: what a model name means."""
+
+    name: str
+    residual: bool
+    depth: int
+    blocks_per_stage: int
+    widths: tuple[int, ...] = STAGE_WIDTHS
+
+
+def parse_name(name: str) -> ArchSpec:
+    """Turns ``plainN`` / ``resnetN`` (N = 6n + 2) into an :class:`ArchSpec`.
+
+    Raises:
+        ValueError: the name is not of that form or N is not 6n + 2.
+    """
+    match = _NAME.match(name) if isinstance(name, str) else None
+    if not match:
+        raise ValueError(
+            f"Unknown model name {name!r}: expected 'plainN' or 'resnetN' with "
+            "N = 6n+2, e.g. plain20, resnet20, plain56, resnet56, resnet110.")
+    family, depth = match.group(1), int(match.group(2))
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            f"Invalid depth {depth} in {name!r}: the CIFAR networks have 6n+2 layers "
+            "(n >= 1), e.g. 8, 14, 20, 32, 44, 56, 110.")
+    return ArchSpec(name=name, residual=family == "resnet", depth=depth,
+                    blocks_per_stage=(depth - 2) // 6)

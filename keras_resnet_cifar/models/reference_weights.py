@@ -1,0 +1,138 @@
+"""The reference PyTorch CIFAR ResNets' weights in this package's builder, and back (the library).
+
+The reference weights (``resnetN.npz``, converted from the reference's released
+``.th`` checkpoints by ``keras_resnet_cifar.convert_checkpoint``; BSD 2-clause,
+Copyright (c) 2018 Yerlan Idelbayev, a licence that must travel with any model
+made from them: docs/exactness.md, "Reference weights", and :data:`LICENSE_NOTE`) are a
+PyTorch state dict saved as NumPy arrays. Their network is this package's
+``resnetN`` with option-A shortcuts to the letter: 1-pixel padding on every 3x3
+convolution including the strided ones, x[::2, ::2] subsampling, zero channels
+half before and half after, BatchNorm eps 1e-5. Only the input normalisation
+differs: the reference uses ImageNet statistics on [0, 1] pixels, so
+:func:`reference_model` stores those (rescaled to [0, 255]) in its ``normalize``
+layer and the model still takes raw pixels.
+
+:func:`load_state_dict` reads a ``.npz``, :func:`reference_model` builds the
+Keras model holding it, :func:`to_state_dict` is the inverse mapping. The
+command line that writes a ``.keras`` file is :mod:`keras_resnet_cifar.import_weights`.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import Mapping
+
+import numpy as np
+
+from keras_resnet_cifar.errors import UserError, first_line
+from keras_resnet_cifar.models import arch
+
+LICENSE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
+                "Idelbayev, BSD 2-clause licence (see LICENSE.weights beside the .npz).")
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a state dict saved as ``.npz`` (no pickled objects allowed).
+
+    Raises:
+        UserError: no file there, or not a readable ``.npz`` of arrays.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"No weights file at {path}.")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} exists but is not a .npz weights file (not a zip archive).")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{path} is not a readable .npz state dict ({first_line(e)}).") from None
+
+
+def _depth_of(state: Mapping[str, np.ndarray]) -> int:
+    blocks = {k.split(".")[1] for k in state if k.startswith("layer1.")}
+    if not blocks:
+        raise UserError("The state dict has no layer1.* keys: not a CIFAR ResNet state dict.")
+    return 6 * len(blocks) + 2
+
+
+def _keras_to_torch_names(spec) -> dict[str, str]:
+    """Keras layer name -> PyTorch module prefix."""
+    names = {"stem_conv": "conv1", "stem_bn": "bn1", "logits": "linear"}
+    for s in range(1, 4):
+        for b in range(1, spec.blocks_per_stage + 1):
+            for i in (1, 2):
+                names[f"stage{s}_block{b}_conv{i}"] = f"layer{s}.{b - 1}.conv{i}"
+                names[f"stage{s}_block{b}_bn{i}"] = f"layer{s}.{b - 1}.bn{i}"
+    return names
+
+
+def reference_model(state: Mapping[str, np.ndarray]):
+    """Builds ``resnetN`` (option A, reference normalisation) holding ``state``.
+
+    Raises:
+        UserError: keys missing or left over, or shapes that do not fit.
+    """
+    from keras_resnet_cifar.models import networks  # Keras loads here, not on import
+
+    depth = _depth_of(state)
+    model = networks.build_model(f"resnet{depth}", mean=networks.IMAGENET_MEAN,
+                               std=networks.IMAGENET_STD)
+    spec = arch.parse_name(f"resnet{depth}")
+    used = set()
+
+    def take(key, shape):
+        if key not in state:
+            raise UserError(f"The state dict lacks {key!r} needed by resnet{depth}.")
+        value = np.asarray(state[key], np.float32)
+        if value.shape != shape:
+            raise UserError(f"{key!r} has shape {value.shape}, resnet{depth} needs {shape}.")
+        used.add(key)
+        return value
+
+    for keras_name, torch_name in _keras_to_torch_names(spec).items():
+        layer = model.get_layer(keras_name)
+        if keras_name.endswith(("conv", "conv1", "conv2")):
+            kernel = layer.kernel
+            kh, kw, cin, cout = kernel.shape
+            w = take(f"{torch_name}.weight", (cout, cin, kh, kw))  # OIHW -> HWIO
+            layer.set_weights([w.transpose(2, 3, 1, 0)])
+        elif keras_name == "logits":
+            cin, cout = layer.kernel.shape
+            layer.set_weights([take("linear.weight", (cout, cin)).T,
+                               take("linear.bias", (cout,))])
+        else:
+            c = layer.gamma.shape[0]
+            layer.set_weights([take(f"{torch_name}.{k}", (c,)) for k in
+                               ("weight", "bias", "running_mean", "running_var")])
+    extra = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
+    if extra:
+        raise UserError(f"The state dict has {len(extra)} keys resnet{depth} does not use, "
+                        f"e.g. {extra[0]!r}.")
+    return model
+
+
+def to_state_dict(model) -> dict[str, np.ndarray]:
+    """The reference PyTorch state dict of a ``plainN``/``resnetN`` (option A) model.
+
+    The inverse of :func:`reference_model`'s mapping: OIHW kernels, (out, in)
+    linear weight, BatchNorm weight/bias/running_mean/running_var. The input
+    normalisation stays in the Keras model and has no PyTorch counterpart here.
+
+    Raises:
+        ValueError: the model has an option-B projection (no reference layout).
+    """
+    if any(layer.name.endswith("_shortcut_conv") for layer in model.layers):
+        raise ValueError("Option-B shortcuts have no counterpart in the reference network.")
+    spec = arch.parse_name(model.name)
+    state = {}
+    for keras_name, torch_name in _keras_to_torch_names(spec).items():
+        weights = model.get_layer(keras_name).get_weights()
+        if keras_name == "logits":
+            state["linear.weight"], state["linear.bias"] = weights[0].T, weights[1]
+        elif keras_name.endswith(("conv", "conv1", "conv2")):
+            state[f"{torch_name}.weight"] = weights[0].transpose(3, 2, 0, 1)  # HWIO -> OIHW
+        else:
+            for key, value in zip(("weight", "bias", "running_mean", "running_var"), weights):
+                state[f"{torch_name}.{key}"] = value
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}

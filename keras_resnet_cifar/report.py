@@ -1,0 +1,61 @@
+r"""The report CLI: run directories in, report.md, tables and figures out.
+
+    python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
+    python -m keras_resnet_cifar.report docs/study/runs/* --out=docs/study
+    python -m keras_resnet_cifar.report runs/a runs/b --out=report --accuracy_levels=0.5,0.8
+    python -m keras_resnet_cifar.report docs/study/runs/* \
+        --reference_runs=docs/study/reference --out=docs/study
+
+``--reference_runs`` takes run directories of the reference PyTorch trainer
+(scripts/train_reference_pytorch.py), folders holding them, or glob patterns
+(quoted or not: the report expands them itself, since a shell does not expand a
+pattern after ``=``).
+
+A run directory needs only its small files (config, history, metrics, evaluation,
+layer statistics, curve; :data:`keras_resnet_cifar.training.rundir.SMALL_FILES`), so a
+committed copy without models reports as well as the original. See
+:mod:`keras_resnet_cifar.report` for what is written; the shared command-line
+conventions are :mod:`keras_resnet_cifar.cli`'s.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags, logging
+
+from keras_resnet_cifar import cli
+from keras_resnet_cifar.errors import UserError
+
+
+def define_flags() -> None:
+    """The report CLI's flags."""
+    flags.DEFINE_string("out", None, "Folder for report.md, tables and figures.")
+    flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch "
+                      "Table 1 gives. Default: chosen from the runs, so that every run "
+                      "that learned reaches them.")
+    flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer "
+                      "(scripts/train_reference_pytorch.py) to set beside the study's: run "
+                      "directories, folders of them, or glob patterns, e.g. "
+                      "docs/study/reference or 'docs/study/reference/*'.")
+
+
+def main(argv):
+    FLAGS = flags.FLAGS
+    if len(argv) < 2:
+        raise UserError("Give the run directories to report on, e.g. runs/study/runs/*.")
+    from keras_resnet_cifar.analysis.report import report
+    from keras_resnet_cifar.analysis.report import markdown, runs
+
+    references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []
+    path = report.write_report(
+        argv[1:], FLAGS.out, reference_dirs=references,
+        accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels),
+        command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
+                                           *sys.argv[1:]]))
+    logging.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main, takes_files=True, required={"out": "the folder the report goes to"})

@@ -1,0 +1,97 @@
+"""Stopping on SIGINT and SIGTERM: one implementation for the tools and the training loop.
+
+Cluster schedulers and preemptible machines send SIGTERM; it stops a tool as
+Ctrl-C does, by raising :class:`Interrupted` (a ``KeyboardInterrupt``, so that
+cleanup code runs). :mod:`keras_resnet_cifar.cli` holds :class:`StopSignals`
+around every tool and turns the stop into one line and exit status 130 or 143
+(:func:`stopped_by`); the training loop holds its own around a run and defers
+the stop while it writes an epoch (:meth:`StopSignals.deferred`), so the run
+directory is never left between an epoch's files.
+
+Standard library only: the tools import it before TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# The last stop signal this process received, by any handler of this module.
+_received: dict[str, str | None] = {"name": None}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM stopped the process; ``args[0]`` is the signal's name."""
+
+    @property
+    def signal_name(self) -> str:
+        return self.args[0] if self.args else "SIGINT"
+
+
+class StopSignals:
+    """Turns SIGINT and SIGTERM into :class:`Interrupted` inside the block.
+
+    Inside :meth:`deferred` a signal waits until that block ends. Blocks may
+    nest (the tool's around the training loop's): each restores the handlers it
+    found. Only the main thread can install handlers; elsewhere this does nothing.
+
+    Attributes:
+        received: the name of the last signal this block received, or None.
+    """
+
+    def __init__(self):
+        self._previous = {}
+        self._deferring = False
+        self._pending = None
+        self.received = None
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+        return False
+
+    def _handle(self, signum, frame):
+        # Remembered as well as raised: raised at an arbitrary instant, the exception
+        # can surface inside a library that turns it into one of its own (TensorFlow
+        # tracing a function reports a TypeError); the process still stops because of it.
+        self.received = _received["name"] = signal.Signals(signum).name
+        if self._deferring:
+            self._pending = self.received
+        else:
+            raise Interrupted(self.received)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Holds a signal back until the block ends, then raises it."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self._pending:
+            raise Interrupted(self._pending)
+
+
+def stopped_by(error: BaseException) -> str | None:
+    """"SIGTERM" or "SIGINT" when ``error`` ended the process because of that signal.
+
+    A SIGTERM received before ``error`` counts even when a library turned it into
+    another exception; a ``KeyboardInterrupt`` without a signal's name is Ctrl-C.
+    """
+    if _received["name"] == "SIGTERM" or (
+            isinstance(error, KeyboardInterrupt) and error.args[:1] == ("SIGTERM",)):
+        return "SIGTERM"
+    if isinstance(error, KeyboardInterrupt) or _received["name"] == "SIGINT":
+        return "SIGINT"
+    return None

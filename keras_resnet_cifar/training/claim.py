@@ -1,0 +1,247 @@
+"""Claiming a run directory: one process at a time, one recipe, and how the run continues.
+
+**One process.** A training process holds the directory's lock (:func:`lock`); a
+second one is refused at once. The lock is an ``flock``
+(:func:`keras_resnet_cifar.fileio.exclusive_lock`), which the kernel releases
+when its process dies, so a crash never leaves it stuck.
+
+**One recipe.** A run is resumed only with the flags that started it
+(:func:`recipe_differences`), except how it executes
+(:data:`keras_resnet_cifar.training.rundir.EXECUTION_FIELDS`) and ``--epochs``,
+which may grow (recorded in extensions.json).
+
+**Never silently over trained work.** :func:`plan` refuses a directory whose
+epochs were trained but whose resume state is missing or unreadable.
+
+No Keras here: train checks all of this before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from keras_resnet_cifar import fileio
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.training import resume_state, rundir
+
+
+# --- The lock -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def lock(workdir: str | os.PathLike) -> Iterator[None]:
+    """Holds ``workdir``'s lock for the block; refuses at once if another process has it.
+
+    Raises:
+        UserError: another process is training in ``workdir``.
+        OSError: the lock file cannot be opened.
+    """
+    def busy(pid: int | None) -> str:
+        return (f"{workdir} is in use by another training process"
+                f"{f' (pid {pid})' if pid else ''}; wait for it to end, or choose another "
+                "--model_dir.")
+
+    with fileio.exclusive_lock(rundir.path(workdir, rundir.LOCK), busy):
+        yield
+
+
+def ensure_unlocked(workdir: str | os.PathLike) -> None:
+    """Refuses at once when another process holds ``workdir``'s lock.
+
+    Only a probe, made before anything slow (TensorFlow, the data): the lock is
+    taken and released. Training then takes it for good with :func:`claim`.
+
+    Raises:
+        UserError: another process is training in ``workdir``, or the lock file
+            cannot be opened.
+    """
+    try:
+        with lock(workdir):
+            pass
+    except OSError as e:
+        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
+
+
+def claim(workdir: Path, config: Any, stack: contextlib.ExitStack) -> "Plan":
+    """Locks ``workdir`` (for the rest of ``stack``) and decides how to continue it.
+
+    Raises:
+        UserError: ``workdir`` is not a directory or its lock cannot be taken, or
+            :func:`plan` refuses it.
+    """
+    if not workdir.is_dir():
+        raise UserError(f"Cannot write to --model_dir {workdir}: not a directory.")
+    try:
+        stack.enter_context(lock(workdir))
+    except OSError as e:
+        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
+    return plan(workdir, config)
+
+
+# --- The resume policy ----------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What to do with a run directory for a given config."""
+
+    state_epoch: int          # epochs the resume state holds (0: start afresh)
+    finished: bool            # metrics.json describes config.epochs epochs: nothing to do
+    new: bool                 # no config.json yet: a new run
+    extended_from: int | None = None  # the run's --epochs when the flags raise it
+
+
+def recipe_differences(saved: dict[str, Any], config: Any) -> list[str]:
+    """The recipe flags where ``config`` differs from a run's config.json (``saved``).
+
+    ``--epochs`` is not compared (a run may be extended), nor the
+    :data:`~keras_resnet_cifar.training.rundir.EXECUTION_FIELDS`. A field that
+    ``saved`` lacks (a run older than the field) counts as having its default.
+
+    Returns:
+        One ``--name=value (the run has value)`` per difference.
+    """
+    current = json.loads(config.to_json())
+    out = []
+    for field in dataclasses.fields(config):
+        name = field.name
+        if name in rundir.EXECUTION_FIELDS or name == "epochs":
+            continue
+        default = field.default
+        if isinstance(default, tuple):
+            default = list(default)
+        before = saved.get(name, default)
+        if before != current[name]:
+            given = (f"--{name}={_flag_value(current[name])}" if current[name] is not None
+                     else f"no --{name}")
+            out.append(f"{given} (the run has {_flag_value(before, name)})")
+    return out
+
+
+# How a run's unset optional field reads in a sentence.
+_UNSET = {"steps_per_epoch": "no cap", "eval_steps": "no cap", "data_dir": "none"}
+
+
+def _flag_value(value: Any, name: str = "") -> str:
+    if value is None:
+        return _UNSET.get(name, "it unset")
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def plan(workdir: str | os.PathLike, config: Any) -> Plan:
+    """Decides how ``config`` continues the run in ``workdir`` (call holding its lock).
+
+    Raises:
+        UserError: the directory holds a run of another recipe, or asks for fewer
+            epochs than the run has, or has trained epochs but no readable resume
+            state (it is never silently started over).
+    """
+    workdir = Path(workdir)
+    saved = rundir.read_config(workdir)
+    history = rundir.read_history(workdir)
+    if saved is None:
+        if history or rundir.path(workdir, rundir.STATE).exists():
+            raise UserError(f"{workdir} holds training files but no {rundir.CONFIG}; it "
+                            "cannot be resumed: choose another --model_dir.")
+        return Plan(state_epoch=0, finished=False, new=True)
+    differences = recipe_differences(saved, config)
+    if differences:
+        try:
+            done = resume_state.read_state_epoch(workdir) or 0
+        except UserError:
+            done = None
+        held = ("it has no completed epoch yet" if done == 0 else
+                f"it has {done} completed epoch(s)" if done else "its resume state is unreadable")
+        raise UserError(
+            f"{workdir} holds a run with other training flags: {'; '.join(differences)}; "
+            f"{held}. To continue it, give the flags it was started with (its "
+            f"{rundir.CONFIG}); to start over with these flags, give another --model_dir, or "
+            f"delete {workdir} first.")
+    epochs = int(saved.get("epochs", config.epochs))
+    if config.epochs < epochs:
+        raise UserError(f"{workdir} holds a run of {epochs} epochs, not --epochs="
+                        f"{config.epochs}: give --epochs={epochs} to resume it (or more, to "
+                        "extend it), or choose another --model_dir.")
+    metrics = rundir.read_metrics(workdir)
+    if metrics and metrics.get("epochs_completed") == config.epochs:
+        return Plan(state_epoch=config.epochs, finished=True, new=False)
+    state_epoch = resume_state.read_state_epoch(workdir)
+    if state_epoch is None and history:
+        raise UserError(
+            f"{workdir} has {len(history)} trained epoch(s) but no resume state "
+            f"({rundir.path(workdir, rundir.STATE)}): it cannot be resumed exactly. Choose "
+            "another --model_dir, or delete this one to start the run over.")
+    if state_epoch is None:
+        evidence = trained_epoch_evidence(workdir)
+        if evidence:
+            raise UserError(
+                f"{workdir} shows that epochs were trained ({', '.join(evidence)}) but its "
+                f"resume state {rundir.path(workdir, rundir.STATE)} is missing: restore it "
+                "from a backup, or choose another --model_dir (or delete this one) to start "
+                "the run over; "
+                "it is not retrained from epoch 0 over them.")
+    return Plan(state_epoch=state_epoch or 0, finished=False, new=False,
+                extended_from=epochs if config.epochs > epochs else None)
+
+
+def trained_epoch_evidence(workdir: str | os.PathLike) -> list[str]:
+    """The files of ``workdir`` that only a completed epoch writes (empty for a fresh run).
+
+    Every one of them is written after the resume state of its epoch, so a run
+    killed before its first epoch ended has none; with them but without a resume
+    state, starting afresh would silently overwrite trained work. TensorBoard's
+    event files count once they hold an epoch's summary (``epoch_loss``): the
+    callback creates them when training starts.
+    """
+    found = [name for name in (rundir.LAST, rundir.BEST, rundir.BEST_JSON, rundir.MODEL,
+                               rundir.METRICS, rundir.HISTORY_CSV)
+             if rundir.path(workdir, name).exists()]
+    logs = rundir.path(workdir, rundir.TENSORBOARD)
+    if logs.is_dir() and any(_holds(f, b"epoch_loss") for f in logs.rglob("*tfevents*")
+                             if f.is_file()):
+        found.append(f"{rundir.TENSORBOARD}/ epoch summaries")
+    return found
+
+
+def _holds(file: Path, needle: bytes, block: int = 1 << 20) -> bool:
+    """Whether ``file`` contains ``needle`` (read in blocks: event files can be large)."""
+    tail = b""
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            if needle in tail + chunk:
+                return True
+            tail = chunk[-len(needle):]
+    return False
+
+
+def start(workdir: str | os.PathLike, config: Any, plan_: Plan) -> None:
+    """Readies ``workdir`` for a session that trains (call holding its lock).
+
+    Removes temporaries of interrupted writes, writes config.json of a new run,
+    records an extension of --epochs, and removes metrics.json (the run is
+    unfinished until the session ends, and model.keras is about to change).
+    """
+    workdir = Path(workdir)
+    for sub in ("", rundir.CHECKPOINTS, rundir.BACKUP):
+        fileio.remove_temporaries(workdir / sub)
+    if plan_.new:
+        rundir.write_config(workdir, config)
+    elif plan_.extended_from is not None:
+        saved = rundir.read_config(workdir)
+        entry = {"epochs": plan_.extended_from, "extended_to": config.epochs,
+                 "epochs_completed": plan_.state_epoch,
+                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        fileio.write_json(rundir.path(workdir, rundir.EXTENSIONS),
+                          rundir.read_extensions(workdir) + [entry])
+        # The run now trains to the new --epochs; everything else is as it started.
+        fileio.write_json(rundir.path(workdir, rundir.CONFIG),
+                          {**saved, "epochs": config.epochs})
+    rundir.path(workdir, rundir.METRICS).unlink(missing_ok=True)

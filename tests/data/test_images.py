@@ -1,0 +1,84 @@
+"""Reading user images (data/images.py): PNG, JPEG and .npy batches, their conversions and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_resnet_cifar.data import images
+
+
+@pytest.fixture()
+def pixels(image_pixels):
+    return image_pixels
+
+
+def test_load_file_kinds(image_files, pixels):
+    files = image_files
+    a = images.load_file(files / "a.png")
+    assert a.pixels.shape == (1, 32, 32, 3) and a.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(a.pixels[0], pixels[0])
+    assert a.names == (str(files / "a.png"),) and a.warnings == ()
+    with Image.open(files / "b.jpg") as jpeg:  # lossy: compare with Pillow's decoding
+        np.testing.assert_array_equal(images.load_file(files / "b.jpg").pixels[0],
+                                      np.asarray(jpeg.convert("RGB")))
+    batch = images.load_file(files / "batch.npy")
+    np.testing.assert_array_equal(batch.pixels, pixels[2:5])
+    assert batch.names[1] == f"{files / 'batch.npy'}[1]"
+    gray = images.load_file(files / "gray.png")
+    assert gray.pixels.shape == (1, 32, 32, 3) and "converted L to RGB" in gray.warnings[0]
+    rgba = images.load_file(files / "rgba.png")
+    np.testing.assert_array_equal(rgba.pixels[0], pixels[6])
+    big = images.load_file(files / "big.png")
+    assert big.pixels.shape == (1, 32, 32, 3) and "resized 64x48 to 32x32" in big.warnings[0]
+    with pytest.raises(images.ImageError, match="--strict"):
+        images.load_file(files / "big.png", strict=True)
+
+
+def test_load_file_errors(image_files, tmp_path):
+    files = image_files
+    for name, message in (("corrupt.png", "not a readable image"),
+                          ("notes.txt", "not a readable image"),
+                          ("missing.png", "no such file")):
+        with pytest.raises(images.ImageError, match=message):
+            images.load_file(files / name)
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 28, 28, 3), np.uint8))
+    with pytest.raises(images.ImageError, match="not \\(N,\\) 32x32"):
+        images.load_file(tmp_path / "wrong.npy")
+    np.save(tmp_path / "range.npy", np.full((32, 32, 3), 300.0))
+    with pytest.raises(images.ImageError, match="not pixels"):
+        images.load_file(tmp_path / "range.npy")
+    np.save(tmp_path / "single.npy", np.zeros((32, 32, 3), np.float32))
+    assert images.load_file(tmp_path / "single.npy").names == (str(tmp_path / "single.npy"),)
+
+def test_hostile_images_are_refused_per_file(tmp_path, pixels, png_header_only):
+    png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    with pytest.raises(images.ImageError, match="more than the 25,000,000 pixels"):
+        images.load_file(tmp_path / "bomb.png")  # Pillow's own bomb check, at open
+    png_header_only(tmp_path / "wide.png", images.MAX_PIXELS + 1, 1)
+    with pytest.raises(images.ImageError, match="25000001x1 pixels, more than"):
+        images.load_file(tmp_path / "wide.png")  # below Pillow's limit, above ours
+    np.save(tmp_path / "unit.npy", pixels[:2].astype(np.float32) / 255)
+    with pytest.raises(images.ImageError, match="multiply by 255"):
+        images.load_file(tmp_path / "unit.npy")
+    # Floats on the 0-255 scale are pixels; an all-black float image is too.
+    np.save(tmp_path / "scaled.npy", pixels[:2].astype(np.float32))
+    np.testing.assert_array_equal(images.load_file(tmp_path / "scaled.npy").pixels, pixels[:2])
+    np.save(tmp_path / "black.npy", np.zeros((32, 32, 3), np.float32))
+    assert images.load_file(tmp_path / "black.npy").pixels.max() == 0
+    Image.fromarray(pixels[0]).save(tmp_path / "a.png")
+    loaded, errors = images.load_files([tmp_path / "bomb.png", tmp_path / "a.png",
+                                        tmp_path / "unit.npy"])
+    assert [item.path for item in loaded] == [str(tmp_path / "a.png")]
+    assert len(errors) == 2
+
+def test_a_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path, pixels):
+    # Issue 16, item 8: Pillow's convert("RGB") clipped 99.4% of the pixels at 255.
+    gray = np.asarray(Image.fromarray(pixels[0]).convert("L"), np.uint16)
+    Image.fromarray(gray * 257).save(tmp_path / "g16.png")  # the same image, 16 bits
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    loaded = images.load_file(tmp_path / "g16.png")
+    for c in range(3):
+        np.testing.assert_array_equal(loaded.pixels[0, :, :, c], gray)
+    assert "converted 16-bit grayscale" in loaded.warnings[0]
