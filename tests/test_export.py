@@ -31,7 +31,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def _listing(folder: Path) -> list[str]:
-    """Everything in ``folder`` but the export lock (which stays, empty, on purpose)."""
+    """Everything in ``folder`` but the export lock (which stays on purpose, holding the
+    last exporter's process id)."""
     return sorted(p.name for p in folder.iterdir() if p.name != exporter.LOCK)
 
 

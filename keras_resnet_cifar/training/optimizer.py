@@ -84,8 +84,9 @@ class StepSchedule(keras.callbacks.Callback):
     second epoch) at the step it names. With :class:`ReferenceSGD` the new rate
     applies to the whole accumulated velocity from that step on. The rate is
     assigned only when it changes. With ``steps_per_execution > 1`` Keras calls
-    back once per execution, so a change lands on the first step of the execution
-    that reaches the boundary. Adds ``learning_rate`` (the last step's) to each
+    back once per execution, so a change applies from the first execution that
+    starts at or after the boundary: up to ``steps_per_execution - 1`` steps late
+    (tests/test_train.py pins it). Adds ``learning_rate`` (the last step's) to each
     epoch's logs, as ``keras.callbacks.LearningRateScheduler`` does.
 
     Args:
