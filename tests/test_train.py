@@ -188,19 +188,34 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_as_one_device(tmp_path):
 
 # Bad values of TrainConfig are test_config's; that train turns them into one line
 # before TensorFlow loads, and refuses a wrong --data_dir or another run's directory,
-# is test_cli's. These are the refusals made only once the data are in memory.
-@pytest.mark.parametrize("flag,message", [
-    ("--validation_split=512", "--validation_split=512 leaves no training images"),
-    ("--synthetic_train_size=4611686018427387904", "Cannot hold 4,611,686,018,427,387,904"),
-    ("--batch_size=1000000000", "--batch_size=1000000000 is larger than the 512 training"),
+# is test_cli's. These are the refusals made only once the data are in memory: in
+# process (a new interpreter per case would cost seconds each), and once through the
+# command, for its one line.
+@pytest.mark.parametrize("overrides,message", [
+    (dict(validation_split=512), "--validation_split=512 leaves no training images"),
+    (dict(synthetic_train_size=4611686018427387904), "Cannot hold 4,611,686,018,427,387,904"),
+    (dict(batch_size=1000000000), "--batch_size=1000000000 is larger than the 512 training"),
 ])
-def test_user_errors_are_one_line_without_traceback(tmp_path, flag, message):
-    r = run_train(f"--model_dir={tmp_path / 'x'}", "--epochs=1", flag, check=False)
-    assert r.returncode != 0
-    assert "Traceback" not in r.stderr
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and message in last
+def test_refusals_once_the_data_are_in_memory(tmp_path, overrides, message):
+    from keras_resnet_cifar.errors import UserError
+    from keras_resnet_cifar.training import loop
+
+    smoke = dict(model="resnet8", dataset="synthetic", synthetic_train_size=512,
+                 synthetic_test_size=256, epochs=1, batch_size=64, steps_per_epoch=4,
+                 eval_steps=2)
+    with pytest.raises(UserError, match=re.escape(message)):
+        loop.train_and_evaluate(config_lib.TrainConfig(**{**smoke, **overrides}),
+                                tmp_path / "x", verbose=0)
     assert not (tmp_path / "x").exists()  # a refused run leaves no run directory
+
+
+def test_a_refusal_after_the_data_load_is_one_line_without_traceback(tmp_path):
+    r = run_train(f"--model_dir={tmp_path / 'x'}", "--epochs=1", "--validation_split=512",
+                  check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "leaves no training images" in last
+    assert not (tmp_path / "x").exists()
 
 
 def test_unwritable_model_dir(tmp_path):
