@@ -33,7 +33,7 @@ def main(argv):
     import keras
 
     from keras_resnet_cifar.deploy import edge, tflite
-    from keras_resnet_cifar.models import networks
+    from keras_resnet_cifar.models import arch, networks
 
     if FLAGS.weights:
         from keras_resnet_cifar.models import reference_weights
@@ -49,7 +49,7 @@ def main(argv):
                                         num_threads=FLAGS.num_threads)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
-    normalised = ((pixels - np.array(networks.CIFAR10_MEAN)) / np.array(networks.CIFAR10_STD))
+    normalised = ((pixels - np.array(arch.CIFAR10_MEAN)) / np.array(arch.CIFAR10_STD))
     normalised = normalised.astype(np.float32)
     # The bare model's input is float32 already; TFLiteClassifier passes it through.
     runs = {"with_preprocessing": (full_runner, pixels), "bare": (bare_runner, normalised)}

@@ -111,8 +111,8 @@ def run_torch(config: TrainConfig, spec, initial_state, images, labels, channels
               every=1):
     """Parameters of torch.optim.SGD on the reference network every ``every`` steps, and
     the trained network."""
-    net = reference_torch.CifarNet(spec.blocks_per_stage, spec.residual, networks.CIFAR10_MEAN,
-                                   networks.CIFAR10_STD, widths=spec.widths)
+    net = reference_torch.CifarNet(spec.blocks_per_stage, spec.residual, arch.CIFAR10_MEAN,
+                                   arch.CIFAR10_STD, widths=spec.widths)
     net.load_state_dict({k: torch.from_numpy(v) for k, v in initial_state.items()},
                         strict=False)
     net.train()

@@ -64,9 +64,6 @@ except ImportError:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_torch  # noqa: E402
 
-# The study's curve subset and the project's normalisation, without importing Keras.
-CIFAR10_MEAN = (125.307, 122.950, 113.865)  # = keras_resnet_cifar.models.networks.CIFAR10_MEAN
-CIFAR10_STD = (62.993, 62.089, 66.705)
 RECALIBRATION_BATCHES = 60  # 0.9 ** 60 = 0.2%: the old running averages are gone
 SMALL_FILES = ("config.json", "history.json", "metrics.json", "curve.json")
 
@@ -147,7 +144,8 @@ def train_one(config: TrainConfig, data: datasets.Cifar10, workdir: Path) -> dic
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     spec = arch.parse_name(config.model)
-    net = reference_torch.CifarNet(spec.blocks_per_stage, spec.residual, CIFAR10_MEAN, CIFAR10_STD)
+    net = reference_torch.CifarNet(spec.blocks_per_stage, spec.residual, arch.CIFAR10_MEAN,
+                                   arch.CIFAR10_STD)
     reference_torch.init_weights(net)
     net = net.to(memory_format=torch.channels_last if FLAGS.channels_last
                  else torch.contiguous_format)

@@ -22,7 +22,7 @@ import pytest
 
 from keras_resnet_cifar.data import datasets
 from keras_resnet_cifar.deploy import contract, edge, exporter, predictor, sources, tflite
-from keras_resnet_cifar.models import networks
+from keras_resnet_cifar.models import arch, networks
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
@@ -278,7 +278,7 @@ def test_bad_sources(tmp_path, run_dir):
 def test_models_made_from_reference_weights_carry_their_licence(tmp_path):
     from keras_resnet_cifar.models import reference_weights
 
-    model = networks.build_model("resnet8", mean=networks.IMAGENET_MEAN, std=networks.IMAGENET_STD)
+    model = networks.build_model("resnet8", mean=arch.IMAGENET_MEAN, std=arch.IMAGENET_STD)
     model.save(tmp_path / "imported.keras")
     assert sources.load_source(tmp_path / "imported.keras").licence_note == \
         reference_weights.LICENSE_NOTE

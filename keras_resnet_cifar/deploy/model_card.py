@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_resnet_cifar.deploy import contract
+from keras_resnet_cifar.models import arch
 
 
 def normalisation(keras_model) -> dict | None:
@@ -37,11 +38,9 @@ def uses_reference_normalisation(keras_model) -> bool:
     ``import_weights``'s ``.keras`` files) puts them in the ``normalize`` layer;
     this package's training never does, so such a model was made from those weights.
     """
-    from keras_resnet_cifar.models import networks
-
     stats = normalisation(keras_model)
-    return bool(stats) and np.allclose(stats["mean"], networks.IMAGENET_MEAN, atol=1e-3) \
-        and np.allclose(stats["std"], networks.IMAGENET_STD, atol=1e-3)
+    return bool(stats) and np.allclose(stats["mean"], arch.IMAGENET_MEAN, atol=1e-3) \
+        and np.allclose(stats["std"], arch.IMAGENET_STD, atol=1e-3)
 
 
 def _architecture(model) -> dict[str, Any]:

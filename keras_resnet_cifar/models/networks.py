@@ -39,15 +39,6 @@ from keras import layers
 # before TensorFlow loads).
 from keras_resnet_cifar.models import arch
 
-# Per-channel statistics of the 50,000 CIFAR-10 training images, on the [0, 255]
-# pixel scale (the usual published values, e.g. in the reference Torch code).
-CIFAR10_MEAN = (125.307, 122.950, 113.865)
-CIFAR10_STD = (62.993, 62.089, 66.705)
-# What the reference PyTorch weights were trained with (ImageNet statistics on
-# [0, 1] pixels), rescaled to [0, 255] (akamaster/pytorch_resnet_cifar10's trainer).
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-
 # The reference Torch/PyTorch BatchNorm: eps 1e-5, running averages updated with
 # 0.1 of the batch statistic (Keras' momentum is the weight of the old value).
 BN_EPSILON = 1e-5
@@ -132,8 +123,8 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str,
 
 
 def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
-                mean: Sequence[float] = CIFAR10_MEAN,
-                std: Sequence[float] = CIFAR10_STD,
+                mean: Sequence[float] = arch.CIFAR10_MEAN,
+                std: Sequence[float] = arch.CIFAR10_STD,
                 weight_decay: float = 1e-4,
                 weight_decay_scope: str = "all",
                 sync_batchnorm: bool = False) -> keras.Model:

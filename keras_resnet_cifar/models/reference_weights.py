@@ -76,8 +76,8 @@ def reference_model(state: Mapping[str, np.ndarray]):
     from keras_resnet_cifar.models import networks  # Keras loads here, not on import
 
     depth = _depth_of(state)
-    model = networks.build_model(f"resnet{depth}", mean=networks.IMAGENET_MEAN,
-                               std=networks.IMAGENET_STD)
+    model = networks.build_model(f"resnet{depth}", mean=arch.IMAGENET_MEAN,
+                               std=arch.IMAGENET_STD)
     spec = arch.parse_name(f"resnet{depth}")
     used = set()
 

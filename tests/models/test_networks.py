@@ -82,9 +82,9 @@ def test_exactness_settings():
 def test_normalisation_lives_in_the_model():
     model = networks.build_model("plain20")
     norm = keras.Model(model.input, model.get_layer("normalize").output)
-    pixels = np.broadcast_to(np.asarray(networks.CIFAR10_MEAN, np.float32), (1, 32, 32, 3))
+    pixels = np.broadcast_to(np.asarray(arch.CIFAR10_MEAN, np.float32), (1, 32, 32, 3))
     np.testing.assert_allclose(norm(pixels), 0.0, atol=1e-4)
-    one_std = pixels + np.asarray(networks.CIFAR10_STD, np.float32)
+    one_std = pixels + np.asarray(arch.CIFAR10_STD, np.float32)
     np.testing.assert_allclose(norm(one_std), 1.0, atol=1e-4)
 
 
