@@ -62,9 +62,10 @@ except ImportError:
     sys.exit("error: this script needs PyTorch beside the project: pip install torch==2.13.0")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import measure_batch_norm_lag  # noqa: E402  (the lag's definition, shared with the project's runs)
 import reference_torch  # noqa: E402
 
-RECALIBRATION_BATCHES = 60  # 0.9 ** 60 = 0.2%: the old running averages are gone
+RECALIBRATION_BATCHES = measure_batch_norm_lag.BATCHES  # 0.9 ** 60 = 0.2%: the old averages are gone
 SMALL_FILES = ("config.json", "history.json", "metrics.json", "curve.json")
 
 FLAGS = flags.FLAGS
@@ -124,15 +125,13 @@ def batch_norm_check(net, data: datasets.Cifar10, config: TrainConfig, epoch: in
                 break
             copy(reference_torch.to_nchw(x.numpy(), FLAGS.channels_last))
     error, _ = evaluate(copy, data.test.images, data.test.labels)
-    saved, fresh = net.state_dict(), copy.state_dict()
-    means, variances = [], []
-    for key in saved:
-        if key.endswith("running_mean"):
-            var = key.replace("running_mean", "running_var")
-            means.append(float(torch.sqrt(torch.mean((saved[key] - fresh[key]) ** 2 / fresh[var]))))
-            variances.append(float(torch.mean(torch.abs(torch.log(saved[var] / fresh[var])))))
+
+    def averages(state):  # [(running mean, running variance)] per BatchNorm layer
+        return [(state[k].numpy(), state[k.replace("running_mean", "running_var")].numpy())
+                for k in state if k.endswith("running_mean")]
+
     return {"bn_recalibrated_val_accuracy": 1 - error,
-            "bn_lag_mean": float(np.mean(means)), "bn_lag_log_variance": float(np.mean(variances))}
+            **measure_batch_norm_lag.lag(averages(net.state_dict()), averages(copy.state_dict()))}
 
 
 def point_steps(steps: int, points: int) -> list[int]:
