@@ -313,7 +313,7 @@ def test_cli(server, pixels, tmp_path):
 def test_serve_script_mounts_the_model_folder(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "serve.sh")
     (tmp_path / "ex" / "resnet20" / "1").mkdir(parents=True)
-    env = {**os.environ, "DRY_RUN": "1", "REST_PORT": "9501"}
+    env = {**os.environ, "DRY_RUN": "1", "REST_PORT": "9501", "PYTHON": sys.executable}
     done = subprocess.run(["bash", script, "resnet20", str(tmp_path / "ex")], env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -31,8 +31,8 @@ from keras_resnet_cifar.errors import UserError, first_line, printable
 
 SCHEME = "grpc://"
 DEFAULT_PORT = 8500  # TF Serving's --port
-MISSING = ("gRPC needs the serving extra: pip install 'keras-resnet-cifar[serving]' "
-           "(tensorflow-serving-api and grpcio).")
+MISSING = ("TF Serving's gRPC stubs and protos are not installed: pip install "
+           "'keras-resnet-cifar[serving]' (tensorflow-serving-api and grpcio).")
 
 
 def apis():

@@ -92,7 +92,12 @@ def model_config(name: str, base_path: str, available: Sequence[int], *,
         UserError: no versions, or a label naming a version that is not there.
     """
     from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
+
+    from keras_resnet_cifar.deploy import grpc_client
+    try:
+        from tensorflow_serving.config import model_server_config_pb2
+    except ImportError:
+        raise UserError(grpc_client.MISSING) from None
 
     if not available:
         raise UserError(f"No numbered version folder to serve for {name}: export one first.")
