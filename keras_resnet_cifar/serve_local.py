@@ -9,7 +9,8 @@ server to deploy (no batching, model config, labels, warm-up or TLS; one version
 127.0.0.1 only). ``--model_path`` is a model base path (``exports/<name>``: its
 highest version is served) or one version folder; the model name is the base
 path's folder name unless ``--model_name`` says otherwise. It runs until Ctrl-C or
-SIGTERM. The library is :mod:`keras_resnet_cifar.deploy.local_server`.
+SIGTERM, which end it with
+exit status 0. The library is :mod:`keras_resnet_cifar.deploy.local_server`.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def main(argv):
     try:
         print(f"{BANNER}\nserving {name} version {version} from {folder}\n"
               f"REST {running.rest_url}\ngRPC {running.grpc_url}\nCtrl-C stops.", flush=True)
-        threading.Event().wait()  # until a signal ends the process
+        threading.Event().wait()  # until Ctrl-C or SIGTERM (cli's StopSignals) ends it
+    except KeyboardInterrupt:  # stopping is how a server ends: no error line, exit 0
+        print("stopped", flush=True)
     finally:
         running.close()
 

@@ -255,9 +255,13 @@ def test_serve_local_command_and_client_over_both_transports(saved_model, pixels
         assert bad.returncode == 1
         assert bad.stderr.strip().splitlines() == [
             "error: --columnar is a REST request form; gRPC always sends one tensor."]
+        server.send_signal(signal.SIGTERM)  # how a server is stopped: not an error
+        out, err = server.communicate(timeout=60)
+        assert server.returncode == 0 and out.strip() == "stopped", err
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 def test_serve_local_refuses_an_unvouched_saved_model(saved_model):
