@@ -78,8 +78,6 @@ def main(argv):
     # too, but its messages name values, not flags.
     grpc = grpc_client.is_grpc(FLAGS.url)
     url_problem = (grpc_client.address_problem if grpc else rest_client.url_problem)(FLAGS.url)
-    if url_problem and not grpc and "://" not in FLAGS.url:
-        url_problem += f" (or {grpc_client.SCHEME} for gRPC)"
     for flag, problem in (("timeout", rest_client.timeout_problem(FLAGS.timeout)),
                           ("url", url_problem),
                           ("model_name", rest_client.name_problem(FLAGS.model_name)),
