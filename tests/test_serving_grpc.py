@@ -224,6 +224,25 @@ def test_missing_extra_is_one_line(monkeypatch):
 
 # --- The commands, as a user runs them ---------------------------------------------------
 
+def test_cli_without_the_extra_says_what_to_install(tmp_path):
+    """A fresh interpreter where grpc and tensorflow_serving do not import (the base install)."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        "class _Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('grpc', 'tensorflow_serving'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, _Block())\n")
+    np.save(tmp_path / "batch.npy", np.zeros((1, 32, 32, 3), np.uint8))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_resnet_cifar.serving_client", "--url=grpc://127.0.0.1:1",
+         "--model_name=m", "batch.npy"], cwd=tmp_path, capture_output=True, text=True,
+        env={**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), repo])}, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"error: {grpc_client.MISSING}"]
+
+
 def test_serve_local_command_and_client_over_both_transports(saved_model, pixels, tmp_path):
     """serve_local in its own process on free ports; serving_client against it over both."""
     np.save(tmp_path / "batch.npy", pixels[:2])
