@@ -209,8 +209,8 @@ def predict(url: str, model_name: str, pixels: np.ndarray, *, version: int | Non
 def _status_message(grpc, error, url: str, timeout: float) -> str:
     """One line for a failed call: unreachable, deadline, too large, or the server's status."""
     code = error.code() if hasattr(error, "code") else None
-    details = printable(first_line(Exception(error.details() or ""))) \
-        if hasattr(error, "details") else ""
+    lines = str((error.details() if hasattr(error, "details") else "") or "").strip().splitlines()
+    details = printable(lines[0]) if lines else ""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"TF Serving at {url} did not answer within {timeout:g} s."
     if code == grpc.StatusCode.UNAVAILABLE:
