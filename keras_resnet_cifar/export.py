@@ -6,8 +6,9 @@ r"""Exports a trained classifier for TF Serving and for edge devices, with proof
     python -m keras_resnet_cifar.export --weights=resnet56.npz --data_dir=~/data/cifar10
 
 writes, atomically, one new version ``<out>/<name>/<version>/`` in TF Serving's
-layout (``--out`` defaults to ``exports``): the SavedModel, float32 /
-dynamic-range / int8 TFLite models, ``model_card.json`` and ``parity.json``
+layout (``--out`` defaults to ``exports``): the SavedModel with TF Serving's warm-up
+requests, float32 / float16 / dynamic-range / int8 TFLite models,
+``model_card.json`` and ``parity.json``
 (see :mod:`keras_resnet_cifar.deploy.exporter` and ``exports/README.md``). The
 command is flags in, :func:`keras_resnet_cifar.deploy.exporter.export`, and the
 parity report and a summary printed.

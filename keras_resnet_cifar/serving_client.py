@@ -1,10 +1,13 @@
-r"""A small client for TF Serving's REST predict API, for the exported SavedModel.
+r"""A small client for TF Serving's predict API, over REST or gRPC, for the exported SavedModel.
 
     python -m keras_resnet_cifar.serving_client --url=http://localhost:8501 \
         --model_name=resnet20 cat.png batch.npy
+    python -m keras_resnet_cifar.serving_client --url=grpc://localhost:8500 \
+        --model_name=resnet20 --model_label=stable cat.png
 
-sends ``POST <url>/v1/models/<name>[/versions/<N>]:predict`` with the row
-("instances") format and the named input ``image``:
+The address's scheme picks the transport. ``http(s)://`` sends
+``POST <url>/v1/models/<name>[/versions/<N>]:predict`` with the row ("instances")
+format and the named input ``image``:
 
     {"signature_name": "serving_default",
      "instances": [{"image": [[[r, g, b], ...], ...]}, ...]}
@@ -17,8 +20,10 @@ several named outputs:
 (The columnar form, ``{"inputs": {"image": [...]}}`` answered by
 ``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
 supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status.
-Only the standard library and numpy are used (the client is
-:mod:`keras_resnet_cifar.deploy.rest_client`).
+``grpc://host:port`` calls ``PredictionService/Predict`` with a uint8 tensor
+(:mod:`keras_resnet_cifar.deploy.grpc_client`; needs the ``serving`` extra). The
+input contract, the output and the checks of what the server answers are the same
+for both (:mod:`keras_resnet_cifar.deploy.rest_client`).
 
 ``--timeout`` bounds the whole request, from connecting to the last byte of the
 answer: a server that trickles its answer cannot hold the client longer.
@@ -33,18 +38,21 @@ import numpy as np
 from absl import flags
 
 from keras_resnet_cifar import cli
-from keras_resnet_cifar.deploy import rest_client
+from keras_resnet_cifar.deploy import grpc_client, rest_client
 from keras_resnet_cifar.data import images as images_lib
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("url", "http://localhost:8501", "TF Serving's REST address.")
+    flags.DEFINE_string("url", "http://localhost:8501", "TF Serving's address: "
+                        "http(s)://host:8501 for REST, grpc://host:8500 for gRPC.")
     flags.DEFINE_string("model_name", None, "TF Serving MODEL_NAME.")
     flags.DEFINE_integer("model_version", None, "A specific version; default: the latest.")
+    flags.DEFINE_string("model_label", None, "A version label of the model config "
+                        "(e.g. stable, canary) instead of --model_version.")
     flags.DEFINE_string("signature", None, "Signature name; default: serving_default.")
-    flags.DEFINE_boolean("columnar", False, "Send the columnar 'inputs' form.")
+    flags.DEFINE_boolean("columnar", False, "Send the columnar 'inputs' form (REST only).")
     flags.DEFINE_float("timeout", 30.0, "Seconds the whole request may take, from "
                        "connecting to the last byte of the answer.")
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
@@ -68,11 +76,21 @@ def main(argv):
         raise UserError("Nothing to classify: give image or .npy files.")
     # The address, name and timeout before any image is read; the library checks them
     # too, but its messages name values, not flags.
+    grpc = grpc_client.is_grpc(FLAGS.url)
+    url_problem = (grpc_client.address_problem if grpc else rest_client.url_problem)(FLAGS.url)
     for flag, problem in (("timeout", rest_client.timeout_problem(FLAGS.timeout)),
-                          ("url", rest_client.url_problem(FLAGS.url)),
-                          ("model_name", rest_client.name_problem(FLAGS.model_name))):
+                          ("url", url_problem),
+                          ("model_name", rest_client.name_problem(FLAGS.model_name)),
+                          ("model_label", FLAGS.model_label is not None
+                           and rest_client.name_problem(FLAGS.model_label))):
         if problem:
             raise UserError(f"--{flag} {problem}, got {FLAGS[flag].value!r}.")
+    if FLAGS.model_label is not None and FLAGS.model_version is not None:
+        raise UserError("Give --model_version or --model_label, not both.")
+    if grpc and FLAGS.columnar:
+        raise UserError("--columnar is a REST request form; gRPC always sends one tensor.")
+    if grpc:
+        grpc_client.apis()  # a missing extra is said before any image is read
     if FLAGS.top_k < 1:
         raise UserError(f"--top_k must be >= 1, got {FLAGS.top_k}.")
     if FLAGS.model_version is not None and FLAGS.model_version < 1:
@@ -85,9 +103,11 @@ def main(argv):
     predictions = []
     if loaded:
         pixels = np.concatenate([item.pixels for item in loaded])
-        results = rest_client.predict(FLAGS.url, FLAGS.model_name, pixels,
-                                      version=FLAGS.model_version, signature=FLAGS.signature,
-                                      columnar=FLAGS.columnar, timeout=FLAGS.timeout)
+        ask = dict(version=FLAGS.model_version, label=FLAGS.model_label,
+                   signature=FLAGS.signature, timeout=FLAGS.timeout)
+        results = (grpc_client.predict(FLAGS.url, FLAGS.model_name, pixels, **ask) if grpc
+                   else rest_client.predict(FLAGS.url, FLAGS.model_name, pixels,
+                                            columnar=FLAGS.columnar, **ask))
         names = [n for item in loaded for n in item.names]
         predictions = [{"input": n, **r} for n, r in
                        zip(names, _rank(results, CIFAR10_CLASSES, FLAGS.top_k))]

@@ -17,7 +17,7 @@ from keras_resnet_cifar import cli
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights",
-         "benchmark", "convert_checkpoint", "report", "study")
+         "benchmark", "convert_checkpoint", "report", "study", "serve_local", "serving_config")
 
 # Installed as sitecustomize: importing TensorFlow or Keras fails at once, so a tool
 # that answers correctly under it provably answered before loading TensorFlow.

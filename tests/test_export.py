@@ -75,8 +75,8 @@ def test_tf_serving_layout_and_model_card(exported, run_dir):
     assert _listing(out / "tiny") == ["1"]  # no temp left
     names = {p.name for p in folder.iterdir()}
     assert {"saved_model.pb", "variables", "model_card.json", "parity.json",
-            "model_float32.tflite", "model_dynamic_range.tflite",
-            "model_int8.tflite"} <= names
+            "model_float32.tflite", "model_float16.tflite", "model_dynamic_range.tflite",
+            "model_int8.tflite", "assets.extra"} <= names
     on_disk = json.loads((folder / "model_card.json").read_text())
     assert on_disk == card
     assert card["class_names"] == list(CIFAR10_CLASSES)
@@ -103,8 +103,8 @@ def test_parity_report(exported):
     _, folder, _, _ = exported
     report = json.loads((folder / "parity.json").read_text())
     rows = report["variants"]
-    assert set(rows) == {"keras", "saved_model", "tflite_float32", "tflite_dynamic_range",
-                         "tflite_int8"}
+    assert set(rows) == {"keras", "saved_model", "tflite_float32", "tflite_float16",
+                         "tflite_dynamic_range", "tflite_int8"}
     assert report["images"] == 64
     for name in ("saved_model", "tflite_float32"):
         assert rows[name]["top1_agreement"] == 1.0, name
@@ -119,6 +119,57 @@ def test_parity_report(exported):
     assert rows["keras"]["accuracy"] == pytest.approx(np.mean(keras_top == labels))
     assert report["reference"] == "keras"
     assert rows["tflite_float32"]["size_bytes"] == (folder / "model_float32.tflite").stat().st_size
+
+
+def test_float16_model_halves_the_weights_and_agrees(exported):
+    """The float16 TFLite model: its row in the report, and predict runs it as the others."""
+    _, folder, card, source = exported
+    rows = json.loads((folder / "parity.json").read_text())["variants"]
+    half, full = rows["tflite_float16"], rows["tflite_float32"]
+    assert half["file"] == "model_float16.tflite"
+    assert half["size_bytes"] < 0.6 * full["size_bytes"]  # float16 weights, not float32
+    assert half["max_prob_diff"] < 1e-2 and half["top1_agreement"] >= 0.95
+    assert card["tflite"]["float16"]["input_dtype"] == "float32"
+    assert "DEQUANTIZE" in card["tflite"]["float16"]["ops"]  # the weights are stored float16
+    images = _small_data().test_images[:8]
+    expected = source.keras_model.predict(images.astype(np.float32), verbose=0)
+    model = predictor.load(folder / "model_float16.tflite")
+    assert model.kind == "tflite"
+    np.testing.assert_allclose(model.predict(images), expected, atol=1e-2)
+
+
+def test_warmup_requests_replay_against_the_saved_model(exported):
+    """assets.extra/tf_serving_warmup_requests: PredictionLog records TF Serving can replay."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from keras_resnet_cifar.deploy import serving, tf_serving
+
+    _, folder, card, _ = exported
+    assert card["tf_serving_warmup"]["file"] == contract.WARMUP_FILE
+    assert contract.WARMUP_FILE in card[contract.FILES]
+    loaded = tf.saved_model.load(str(folder))
+    classifier = serving.load_classifier(folder)
+    images = _small_data().test_images
+    sizes = []
+    for record in tf.data.TFRecordDataset(str(folder / contract.WARMUP_FILE)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        assert request.model_spec.name == "tiny"
+        assert request.model_spec.signature_name == contract.DEFAULT_SIGNATURE
+        assert list(request.inputs) == [contract.INPUT_KEY]
+        pixels = tf.make_ndarray(request.inputs[contract.INPUT_KEY])
+        assert pixels.dtype == np.uint8 and pixels.shape[1:] == (32, 32, 3)
+        # Real-shaped inputs: the export's own test images, repeated to fill the batch.
+        np.testing.assert_array_equal(pixels, images[np.arange(len(pixels)) % len(images)])
+        # Replayed as TF Serving replays it: the named signature on the named inputs.
+        signature = loaded.signatures[request.model_spec.signature_name]
+        outputs = signature(**{k: tf.constant(tf.make_ndarray(v))
+                               for k, v in request.inputs.items()})
+        np.testing.assert_allclose(outputs["probabilities"].numpy(),
+                                   classifier.predict(pixels), atol=1e-6)
+        sizes.append(len(pixels))
+    assert sizes == list(tf_serving.BATCH_SIZES) == card["tf_serving_warmup"]["batch_sizes"]
 
 
 def test_saved_model_cli_shows_exactly_the_signatures(exported):

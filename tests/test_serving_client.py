@@ -93,6 +93,11 @@ def test_url():
             == "http://h:8501/v1/models/resnet20:predict")
     assert (rest_client.predict_url("http://h:8501", "resnet20", 3)
             == "http://h:8501/v1/models/resnet20/versions/3:predict")
+    # A version label of the model config (docs/deployment.md, models.config).
+    assert (rest_client.predict_url("http://h:8501", "resnet20", label="canary")
+            == "http://h:8501/v1/models/resnet20/labels/canary:predict")
+    with pytest.raises(UserError, match="The version label must be letters"):
+        rest_client.predict_url("http://h:8501", "resnet20", label="a/b")
     # A library: its messages name the value, not a command-line flag.
     with pytest.raises(UserError) as bad_url:
         rest_client.predict_url("h:8501", "resnet20")
@@ -313,7 +318,7 @@ def test_cli(server, pixels, tmp_path):
 def test_serve_script_mounts_the_model_folder(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "serve.sh")
     (tmp_path / "ex" / "resnet20" / "1").mkdir(parents=True)
-    env = {**os.environ, "DRY_RUN": "1", "REST_PORT": "9501"}
+    env = {**os.environ, "DRY_RUN": "1", "REST_PORT": "9501", "PYTHON": sys.executable}
     done = subprocess.run(["bash", script, "resnet20", str(tmp_path / "ex")], env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

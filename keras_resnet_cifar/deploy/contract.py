@@ -24,7 +24,7 @@ OUTPUT_KEYS = ("probabilities", "class_id", "class_name")
 IMAGE_SHAPE = (None, 32, 32, 3)
 
 # Files beside the models of an export version (exports/<name>/<version>/).
-TFLITE_VARIANTS = ("float32", "dynamic_range", "int8")
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 MODEL_CARD = "model_card.json"
 PARITY = "parity.json"
 LICENCE = "LICENSE.weights"
@@ -34,6 +34,8 @@ WRITTEN_BY = "written_by"
 WRITER = "keras_resnet_cifar.export"
 FILES = "files"
 SAVED_MODEL_GRAPH = "saved_model.pb"
+# The warm-up requests TF Serving replays when it loads a version (deploy/tf_serving.py).
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 
 
 def tflite_file(variant: str) -> str:

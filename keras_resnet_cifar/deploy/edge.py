@@ -4,7 +4,8 @@ What an edge device has: numpy, Pillow and ``ai-edge-litert``. This module (and
 what it imports: ``labels``, ``errors``, ``contract``) never imports TensorFlow or Keras.
 
 The exported TFLite models take raw RGB pixels, (N, 32, 32, 3):
-- ``float32`` and ``dynamic_range``: float32 pixels on the [0, 255] scale;
+- ``float32``, ``float16`` (float16 weights) and ``dynamic_range``: float32 pixels on the
+  [0, 255] scale;
 - ``int8``: uint8 pixels, quantised with scale 1 and zero point 0, so camera
   bytes go in unchanged; integer arithmetic inside, float32 probabilities out.
 :class:`TFLiteClassifier` reads the input type and quantisation from the model,

@@ -4,8 +4,10 @@
 
     <out>/<name>/<version>/
         saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (serving.py)
-        model_float32.tflite, model_dynamic_range.tflite,
-        model_int8.tflite                                     TFLite (tflite.py)
+        assets.extra/tf_serving_warmup_requests               TF Serving's warm-up
+                                                              (tf_serving.py)
+        model_float32.tflite, model_float16.tflite,
+        model_dynamic_range.tflite, model_int8.tflite         TFLite (tflite.py)
         model_card.json        class names, input contract, provenance, licence
                                (model_card.py)
         parity.json            agreement with the source model (parity.py)
@@ -70,6 +72,23 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
                             "%d, not (1, 0): feed it through edge.TFLiteClassifier, which "
                             "quantises, rather than raw bytes.", scale, zero_point)
     return info
+
+
+def _write_warmup(folder: Path, name: str, data: EvalData) -> dict | None:
+    """Writes TF Serving's warm-up requests (real-shaped: the parity or calibration
+    images); what the model card says of them, or None without the serving extra."""
+    from keras_resnet_cifar.deploy import grpc_client, tf_serving
+
+    try:
+        grpc_client.apis()
+    except UserError as missing:
+        logging.warning("No TF Serving warm-up file: %s", missing)
+        return None
+    images = data.test_images if len(data.test_images) else data.calibration
+    records = tf_serving.warmup_records(name, images)
+    return {"file": tf_serving.write_warmup(folder, records),
+            "signature": contract.DEFAULT_SIGNATURE,
+            "batch_sizes": list(tf_serving.BATCH_SIZES), "images": data.description}
 
 
 def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalData,
@@ -250,6 +269,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
                 shutil.copytree(origin, tmp / item)
             elif origin.is_file():
                 shutil.copyfile(origin, tmp / item)
+    warmup = _write_warmup(tmp, name, data)
     convertible = source.keras_model if source.keras_model is not None else source.model.path
     blobs = {}
     for variant in variants:
@@ -270,6 +290,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
     card = model_card.build(source.model, source.provenance, licence=source.licence_note,
                             name=name, version=version, class_names=class_names,
                             tflite_files=files, data_description=data.description,
-                            parity_report=report, files=contract.file_hashes(tmp))
+                            parity_report=report, warmup=warmup,
+                            files=contract.file_hashes(tmp))
     fileio.write_json(tmp / contract.MODEL_CARD, card)
     return card, report

@@ -62,7 +62,8 @@ def _architecture(model) -> dict[str, Any]:
 
 def build(model, provenance: dict, *, licence: str | None, name: str, version: int,
           class_names: Sequence[str], tflite_files: dict, data_description: str,
-          parity_report: dict | None, files: dict[str, str] | None = None) -> dict[str, Any]:
+          parity_report: dict | None, warmup: dict | None = None,
+          files: dict[str, str] | None = None) -> dict[str, Any]:
     """The model card of one export version.
 
     Args:
@@ -78,6 +79,8 @@ def build(model, provenance: dict, *, licence: str | None, name: str, version: i
         tflite_files: variant -> what the exporter recorded of its ``.tflite`` file.
         data_description: where the calibration and parity images came from.
         parity_report: the parity report, or None when none was made.
+        warmup: TF Serving's warm-up file (its path, signature and batch sizes),
+            or None when none was written.
         files: {relative path: sha256} of every other file of the version. It lets
             the tools find a damaged file (``edge.py`` checks a ``.tflite`` against
             it) and tells them which SavedModels this project wrote: a SavedModel is
@@ -108,6 +111,7 @@ def build(model, provenance: dict, *, licence: str | None, name: str, version: i
             "outputs": "probabilities float32 (None, C), class_id int64 (None,), "
                        "class_name string (None,)"},
         "tflite": tflite_files,
+        "tf_serving_warmup": warmup,
         "calibration_data": data_description if "int8" in tflite_files else None,
         "source": provenance,
         # What the training run measured (and on which set), if it was a run.

@@ -84,20 +84,23 @@ def timeout_problem(timeout) -> str | None:
     return None
 
 
-def predict_url(base_url: str, model_name: str, version: int | None = None) -> str:
-    """``<base_url>/v1/models/<model_name>[/versions/<version>]:predict``.
+def predict_url(base_url: str, model_name: str, version: int | None = None,
+                label: str | None = None) -> str:
+    """``<base_url>/v1/models/<model_name>[/versions/<version> | /labels/<label>]:predict``.
 
     Raises:
         UserError: ``base_url`` is not an http(s) address (see :func:`url_problem`),
-            or ``model_name`` is not one path segment (:func:`name_problem`).
+            or ``model_name`` or ``label`` is not one path segment (:func:`name_problem`).
     """
     problem = url_problem(base_url)
     if problem:
         raise UserError(f"The server URL {problem}, got {base_url!r}.")
-    problem = name_problem(model_name)
-    if problem:
-        raise UserError(f"The model name {problem}, got {model_name!r}.")
-    path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
+    for what, value in (("model name", model_name), ("version label", label)):
+        problem = name_problem(value) if value is not None or what == "model name" else None
+        if problem:
+            raise UserError(f"The {what} {problem}, got {value!r}.")
+    path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version
+                                         else f"/labels/{label}" if label else "")
     return base_url.rstrip("/") + path + ":predict"
 
 
@@ -184,9 +187,13 @@ def _check_row(row: dict, i: int, width: int | None) -> None:
 
 
 def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
-            version: int | None = None, signature: str | None = None,
-            columnar: bool = False, timeout: float = 30.0) -> list[dict]:
+            version: int | None = None, label: str | None = None,
+            signature: str | None = None, columnar: bool = False,
+            timeout: float = 30.0) -> list[dict]:
     """Asks a TF Serving model about uint8 pixels (N, 32, 32, 3).
+
+    ``version`` or a version ``label`` of the model config (``stable``) picks a
+    version; neither: the latest.
 
     Returns:
         One {"probabilities", "class_id", "class_name"} per image.
@@ -199,7 +206,7 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
     problem = timeout_problem(timeout)
     if problem:
         raise UserError(f"The timeout {problem}, got {timeout!r}.")
-    url = predict_url(base_url, model_name, version)
+    url = predict_url(base_url, model_name, version, label)
     data = json.dumps(build_request(pixels, signature=signature, columnar=columnar)).encode()
     status, raw = _post(url, data, timeout)
     if 300 <= status < 400:  # http.client follows no redirect: its body is not the answer

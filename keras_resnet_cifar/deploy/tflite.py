@@ -1,9 +1,12 @@
 """TFLite conversion: a Keras classifier over raw pixels -> ``.tflite`` bytes.
 
-Three variants, all with built-in ops only (no Flex / SELECT_TF_OPS), all taking
+Four variants, all with built-in ops only (no Flex / SELECT_TF_OPS), all taking
 raw RGB pixels (the model's ``normalize`` layer is part of the graph):
 
     float32        float32 weights and arithmetic; float32 pixels in [0, 255]
+    float16        float16 weights (half the size), float32 pixels in and
+                   probabilities out; for GPU delegates, which compute in
+                   float16; a CPU runs it in float32 (weights dequantised)
     dynamic_range  int8 weights, float activations; float32 pixels in [0, 255]
     int8           int8 weights and activations, calibrated on representative
                    images; uint8 pixels in (scale 1, zero point 0: raw bytes),
@@ -95,8 +98,10 @@ def convert(model: keras.Model | str | os.PathLike, variant: str,
         _saved_model(model, folder)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder, [_ENDPOINT])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if variant in ("dynamic_range", "int8"):
+        if variant in ("float16", "dynamic_range", "int8"):
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant == "float16":
+            converter.target_spec.supported_types = [tf.float16]
         if variant == "int8":
             converter.representative_dataset = lambda: _calibration_feed(calibration)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -1,0 +1,222 @@
+"""A client for TF Serving's gRPC PredictionService, for the exported SavedModel (the library).
+
+:func:`predict` sends one ``PredictionService/Predict`` call to ``grpc://host[:port]``
+(TF Serving's gRPC port is 8500) through the stub and protos of
+``tensorflow-serving-api``: a ``PredictRequest`` naming the model (and a version or
+a version label), the signature and the input ``image`` as a uint8 tensor
+(N, 32, 32, 3). The ``PredictResponse``'s three output tensors are decoded here,
+strictly (dtype, a shape that the values fill exactly: a tensor cannot declare
+more elements than it carries), into the columnar form of the REST API and then
+go through the same validation as a REST answer
+(:func:`keras_resnet_cifar.deploy.rest_client.parse_response`): one check of what
+a server returns, whatever the transport.
+
+Non-OK statuses, an unreachable server, the deadline and an answer larger than
+:data:`~keras_resnet_cifar.deploy.rest_client.MAX_ANSWER_BYTES` raise
+:class:`~keras_resnet_cifar.errors.UserError` in one line. ``tensorflow-serving-api``
+(and ``grpcio``, which it brings) is the optional extra ``serving``; without it the
+error says what to install. The command line is :mod:`keras_resnet_cifar.serving_client`.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.parse
+
+import numpy as np
+
+from keras_resnet_cifar.deploy import rest_client
+from keras_resnet_cifar.deploy.contract import DEFAULT_SIGNATURE, INPUT_KEY, OUTPUT_KEYS
+from keras_resnet_cifar.errors import UserError, first_line, printable
+
+SCHEME = "grpc://"
+DEFAULT_PORT = 8500  # TF Serving's --port
+MISSING = ("TF Serving's gRPC stubs and protos are not installed: pip install "
+           "'keras-resnet-cifar[serving]' (tensorflow-serving-api and grpcio).")
+
+
+def apis():
+    """(grpc, predict_pb2, prediction_service_pb2_grpc, types_pb2), or one line naming the
+    extra to install. Imported here, not at module level: the REST client must not need them."""
+    try:
+        import grpc
+        from tensorflow.core.framework import types_pb2
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    except ImportError:
+        raise UserError(MISSING) from None
+    return grpc, predict_pb2, prediction_service_pb2_grpc, types_pb2
+
+
+def is_grpc(url: str) -> bool:
+    """Whether a server address picks the gRPC transport (``grpc://``)."""
+    return url.startswith(SCHEME)
+
+
+def address_problem(url: str) -> str | None:
+    """What is wrong with a gRPC address, or None: ``grpc://host[:port]``, nothing after."""
+    if not is_grpc(url):
+        return f"must start with {SCHEME}"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "holds spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError as e:
+        return f"is malformed ({first_line(e)})"
+    if not parts.hostname:
+        return "has no host name"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        return "must be grpc://host[:port] with nothing after the port"
+    return None
+
+
+def target(url: str) -> str:
+    """``host:port`` of a ``grpc://`` address, as gRPC's channel takes it.
+
+    Raises:
+        UserError: not a ``grpc://host[:port]`` address.
+    """
+    problem = address_problem(url)
+    if problem:
+        raise UserError(f"The gRPC address {problem}, got {url!r}.")
+    parts = urllib.parse.urlsplit(url)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or DEFAULT_PORT}"
+
+
+def build_request(model_name: str, pixels: np.ndarray, *, version: int | None = None,
+                  label: str | None = None, signature: str | None = None):
+    """The ``PredictRequest`` for uint8 pixels (N, 32, 32, 3)."""
+    _, predict_pb2, _, types_pb2 = apis()
+    pixels = np.ascontiguousarray(pixels, np.uint8)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature or DEFAULT_SIGNATURE
+    if version is not None:
+        request.model_spec.version.value = version
+    elif label:
+        request.model_spec.version_label = label
+    tensor = request.inputs[INPUT_KEY]
+    tensor.dtype = types_pb2.DT_UINT8
+    for size in pixels.shape:
+        tensor.tensor_shape.dim.add().size = size
+    tensor.tensor_content = pixels.tobytes()
+    return request
+
+
+# How each output is read: the dtypes it may come as -> (numpy dtype, repeated field).
+_DECODERS = {
+    "DT_FLOAT": ("<f4", "float_val"), "DT_DOUBLE": ("<f8", "double_val"),
+    "DT_INT64": ("<i8", "int64_val"), "DT_INT32": ("<i4", "int_val"),
+    "DT_STRING": (None, "string_val"),
+}
+_EXPECTED = {"probabilities": ("DT_FLOAT", "DT_DOUBLE"), "class_id": ("DT_INT64", "DT_INT32"),
+             "class_name": ("DT_STRING",)}
+
+
+def _decode(key: str, tensor) -> list | object:
+    """A TensorProto -> nested lists, refusing anything a strict reader would not accept.
+
+    The values must fill the declared shape exactly: TensorProto lets one value stand
+    for a whole tensor, and a hostile shape of 10^12 elements would then be built here.
+    """
+    _, _, _, types_pb2 = apis()
+    dtype = types_pb2.DataType.Name(tensor.dtype) if tensor.dtype in types_pb2.DataType.values() \
+        else str(tensor.dtype)
+    if dtype not in _EXPECTED[key]:
+        raise UserError(f"TF Serving's {key} is a {dtype} tensor, not "
+                        f"{' or '.join(_EXPECTED[key])}: is this model's signature the one "
+                        "keras_resnet_cifar.export writes?")
+    if tensor.tensor_shape.unknown_rank or any(d.size < 0 for d in tensor.tensor_shape.dim):
+        raise UserError(f"TF Serving's {key} has no definite shape.")
+    shape = [d.size for d in tensor.tensor_shape.dim]
+    count = math.prod(shape)
+    numpy_dtype, field = _DECODERS[dtype]
+    if numpy_dtype and tensor.tensor_content:
+        width = np.dtype(numpy_dtype).itemsize
+        if len(tensor.tensor_content) != count * width:
+            raise UserError(f"TF Serving's {key} holds {len(tensor.tensor_content)} bytes for "
+                            f"shape {shape}: not a tensor.")
+        values = np.frombuffer(tensor.tensor_content, numpy_dtype)
+    else:
+        repeated = getattr(tensor, field)
+        if len(repeated) != count:
+            raise UserError(f"TF Serving's {key} holds {len(repeated)} values for shape "
+                            f"{shape}.")
+        values = (np.array([v.decode("utf-8", "replace") for v in repeated], object)
+                  if numpy_dtype is None else np.array(repeated, numpy_dtype))
+    return values.reshape(shape).tolist()
+
+
+def parse_response(response, count: int) -> list[dict]:
+    """A ``PredictResponse`` -> one {"probabilities", "class_id", "class_name"} per image.
+
+    Raises:
+        UserError: an output is missing, of the wrong type or not a tensor, or the
+            answer fails :func:`keras_resnet_cifar.deploy.rest_client.parse_response`.
+    """
+    missing = [k for k in OUTPUT_KEYS if k not in response.outputs]
+    if missing:
+        raise UserError(f"TF Serving's outputs lack {', '.join(missing)}: is this model's "
+                        "signature the one keras_resnet_cifar.export writes?")
+    columns = {k: _decode(k, response.outputs[k]) for k in OUTPUT_KEYS}
+    return rest_client.parse_response({"outputs": columns}, count)
+
+
+def predict(url: str, model_name: str, pixels: np.ndarray, *, version: int | None = None,
+            label: str | None = None, signature: str | None = None,
+            timeout: float = 30.0) -> list[dict]:
+    """Asks a TF Serving model about uint8 pixels (N, 32, 32, 3) over gRPC.
+
+    Args:
+        url: ``grpc://host[:port]`` (port 8500 when omitted).
+        model_name: TF Serving's model name.
+        version: a version number, or None for the latest (or ``label``).
+        label: a version label (``stable``, ``canary``) of the model config.
+        signature: the signature name (default ``serving_default``).
+        timeout: seconds for the whole call (gRPC's deadline).
+
+    Returns:
+        One {"probabilities", "class_id", "class_name"} per image.
+
+    Raises:
+        UserError: a bad address, model name, label or timeout; the extra is not
+            installed; the server is unreachable, times out, answers a non-OK
+            status or something that is not this model's prediction.
+    """
+    problem = rest_client.timeout_problem(timeout)
+    if problem:
+        raise UserError(f"The timeout {problem}, got {timeout!r}.")
+    where = target(url)
+    for what, value in (("model name", model_name), ("version label", label)):
+        problem = None if what == "version label" and label is None \
+            else rest_client.name_problem(value)
+        if problem:
+            raise UserError(f"The {what} {problem}, got {value!r}.")
+    grpc, _, service, _ = apis()
+    request = build_request(model_name, pixels, version=version, label=label,
+                            signature=signature)
+    options = [("grpc.max_receive_message_length", rest_client.MAX_ANSWER_BYTES),
+               ("grpc.max_send_message_length", -1)]
+    with grpc.insecure_channel(where, options=options) as channel:
+        try:
+            response = service.PredictionServiceStub(channel).Predict(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise UserError(_status_message(grpc, e, url, timeout)) from None
+    return parse_response(response, len(pixels))
+
+
+def _status_message(grpc, error, url: str, timeout: float) -> str:
+    """One line for a failed call: unreachable, deadline, too large, or the server's status."""
+    code = error.code() if hasattr(error, "code") else None
+    lines = str((error.details() if hasattr(error, "details") else "") or "").strip().splitlines()
+    details = printable(lines[0]) if lines else ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"TF Serving at {url} did not answer within {timeout:g} s."
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"Cannot reach TF Serving at {url}: {details or 'unavailable'}."
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (details or ""):
+        return (f"TF Serving at {url} answered more than "
+                f"{rest_client.MAX_ANSWER_BYTES >> 20} MB; stopped reading.")
+    name = code.name if code is not None else "an unknown status"
+    return f"TF Serving at {url} answered {name}: {details or '(no details)'}"
