@@ -42,30 +42,19 @@ def define_flags() -> None:
                         f"{DEFAULT_OUT}/<resnetN>.keras).")
 
 
-def load_state(weights: str, base_url: str = pretrained.BASE_URL) -> dict:
-    """The reference state dict named by ``--weights`` (see the module docstring)."""
-    from keras_resnet_cifar import convert_checkpoint
-
-    if weights in pretrained.RELEASES:
-        path = pretrained.fetch(weights, base_url=base_url)
-        checked = ("its sha256" if pretrained.RELEASES[weights].sha256
-                   else "only the 8 hex digits of its name: no full sha256 is pinned")
-        print(f"using {path} (checked: {checked})")
-        return convert_checkpoint.convert(path)
-    if weights.endswith(".th"):
-        return convert_checkpoint.convert(weights)
-    if weights.endswith(".npz"):
-        return reference_weights.load_state_dict(weights)
-    raise UserError(f"--weights={weights} is neither a released model "
-                    f"({', '.join(pretrained.RELEASES)}) nor a .th or .npz file.")
-
-
 def main(argv):
     del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     if FLAGS.out and not FLAGS.out.endswith(".keras"):
         raise UserError(f"--out must end in .keras, got {FLAGS.out!r}.")
-    state = load_state(FLAGS.weights, FLAGS.weights_url)
+    weights = FLAGS.weights
+    if weights in pretrained.RELEASES:
+        path = pretrained.fetch(weights, base_url=FLAGS.weights_url)
+        checked = ("its sha256" if pretrained.RELEASES[weights].sha256
+                   else "only the 8 hex digits of its name: no full sha256 is pinned")
+        print(f"using {path} (checked: {checked})")
+        weights = str(path)
+    state = pretrained.load_weights(weights)
     from keras_resnet_cifar import convert_checkpoint, fileio
     from keras_resnet_cifar.models import networks  # Keras loads here
 

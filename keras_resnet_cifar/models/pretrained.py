@@ -152,3 +152,30 @@ def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | Non
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return cached
+
+
+def load_weights(weights: str, *, base_url: str = BASE_URL) -> dict:
+    """The reference state dict (NumPy arrays under PyTorch's names) that ``weights`` names.
+
+    Args:
+        weights: a released model's name (:data:`RELEASES`: fetched with
+            :func:`fetch`), or the path of a released ``.th`` checkpoint, or of a
+            ``.npz`` made from one by ``keras_resnet_cifar.convert_checkpoint``.
+        base_url: where released checkpoints are downloaded from.
+
+    Raises:
+        UserError: none of those, or what :func:`fetch` or the readers refuse.
+    """
+    import numpy as np
+
+    from keras_resnet_cifar.models import reference_weights, torch_checkpoint
+
+    weights = str(fetch(weights, base_url=base_url)) if weights in RELEASES \
+        else os.path.expanduser(str(weights))
+    if str(weights).endswith(".th"):
+        state = torch_checkpoint.state_dict(torch_checkpoint.load(weights))
+        return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in state.items()}
+    if str(weights).endswith(".npz"):
+        return reference_weights.load_state_dict(weights)
+    raise UserError(f"{weights} is neither a released model ({', '.join(RELEASES)}) nor a "
+                    ".th or .npz file.")
