@@ -357,4 +357,33 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                 exit_with("interrupted", 130)
             raise
 
-    app.run(wrapped, argv=sys.argv, flags_parser=_parse_flags)
+    try:
+        app.run(wrapped, argv=sys.argv, flags_parser=_parse_flags)
+    except SystemExit:
+        _flush_stdout()
+        raise
+    except BrokenPipeError:
+        _reader_gone()
+    _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    """Flushes stdout now, while a closed pipe can still be handled (not at exit)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
+
+
+def _reader_gone() -> None:
+    """Ends quietly when stdout's reader has gone (``--help | head -3``).
+
+    What is left in the buffer cannot be delivered; stdout is pointed at
+    /dev/null so that Python's own flush at exit does not print a traceback. The
+    status is 0 when help was asked for (it was shown as far as it was read),
+    else 1 (the output was cut short).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(0 if asked_for_help(sys.argv) else 1)
