@@ -397,7 +397,7 @@ def test_print_ranked_prints_the_table_or_json_then_the_errors(capsys):
 
 @pytest.mark.parametrize("tool", ["train", "study"])
 def test_help_into_a_pipe_closed_early_ends_quietly(tool):
-    """``python -m keras_resnet_cifar.train --helpfull | head -3``: a real pipe, closed early.
+    """``python -m keras_resnet_cifar.train --help | head -3``: a real pipe, closed early.
 
     The pipe is shrunk to one page, so the help cannot all fit in it: the reader
     takes its first bytes and closes it while the tool is still writing, and every
@@ -407,7 +407,7 @@ def test_help_into_a_pipe_closed_early_ends_quietly(tool):
 
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ (Linux): one page
-    proc = subprocess.Popen([sys.executable, "-m", f"keras_resnet_cifar.{tool}", "--helpfull"],
+    proc = subprocess.Popen([sys.executable, "-m", f"keras_resnet_cifar.{tool}", "--help"],
                             stdout=write_end, stderr=subprocess.PIPE, env=_env(), text=True)
     os.close(write_end)
     assert os.read(read_end, 200)
