@@ -349,6 +349,11 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                     return main(argv)
         except UserError as e:
             exit_with(message_of(e))
+        except ModuleNotFoundError as e:
+            missing = _missing_dependency(e)
+            if missing is None:
+                raise
+            exit_with(missing)
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
             stopped = signals.stopped_by(error)
             if stopped == "SIGTERM":
@@ -365,6 +370,26 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
     except BrokenPipeError:
         _reader_gone()
     _flush_stdout()
+
+
+# The project's dependencies by import name -> what pip installs. The edge install
+# (docs/deployment.md) has only numpy, Pillow, absl-py and LiteRT: predict runs there,
+# and the other tools say in one line what they need instead of a traceback.
+_DEPENDENCIES = {"tensorflow": "tensorflow", "keras": "keras", "matplotlib": "matplotlib",
+                 "sklearn": "scikit-learn", "tensorflow_datasets": "tensorflow-datasets",
+                 "tensorboard": "tensorboard", "PIL": "pillow",
+                 "ai_edge_litert": "ai-edge-litert"}
+
+
+def _missing_dependency(error: ModuleNotFoundError) -> str | None:
+    """The one line for a dependency that is not installed, or None (then it is a bug)."""
+    top = (error.name or "").split(".")[0]
+    if top not in _DEPENDENCIES:
+        return None
+    tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    return (f"{tool} needs {_DEPENDENCIES[top]}, which is not installed here (pip install "
+            f"{_DEPENDENCIES[top]}, or pip install -e . in the checkout for all dependencies); "
+            "without TensorFlow, predict runs .tflite models (docs/deployment.md).")
 
 
 def _flush_stdout() -> None:

@@ -415,3 +415,65 @@ def test_help_into_a_pipe_closed_early_ends_quietly(tool):
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, stderr
     assert stderr == ""
+
+
+# Installed as sitecustomize: TensorFlow, Keras, matplotlib and scikit-learn are "not
+# installed" (ModuleNotFoundError, as in the edge install of docs/deployment.md).
+_NOT_INSTALLED = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class _NotInstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "matplotlib", "sklearn"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, _NotInstalled())
+""")
+
+
+@pytest.mark.parametrize("tool,args,needs", [
+    ("train", ["--flagfile=flags/smoke.cfg"], "keras"),
+    ("import_weights", ["--weights=tests/fixtures/resnet20-12fca82f.th"], "keras"),
+    ("benchmark", ["--models=resnet8", "--steps=2"], "tensorflow"),
+    ("report", ["docs/study/runs/resnet20-seed0"], "matplotlib")])
+def test_a_missing_dependency_is_one_line(tool, args, needs, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(_NOT_INSTALLED)
+    out = tmp_path / ("run" if tool == "train" else "out")
+    extra = [f"--model_dir={out}"] if tool == "train" else (
+        [f"--out={out}.keras"] if tool == "import_weights" else [f"--out={out}"])
+    r = _run(tool, *args, *extra, cwd=REPO, block=str(blocker))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: {tool} needs {needs}, which is not installed here"), \
+        r.stderr
+
+
+@pytest.mark.slow
+def test_the_edge_install_answers_every_tool_in_one_line(tmp_path):
+    """docs/deployment.md's edge install, for real: a venv of numpy, Pillow, absl-py and
+    LiteRT, the package installed without its dependencies (no TensorFlow, Keras,
+    matplotlib or scikit-learn). Needs PyPI or pip's cache; skips without either."""
+    venv = tmp_path / "edge"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    got = subprocess.run([*pip, "numpy", "pillow", "absl-py", "ai-edge-litert"],
+                         capture_output=True, text=True)
+    if got.returncode:
+        pytest.skip(f"cannot install the edge dependencies here: {got.stderr[-300:]}")
+    subprocess.run([*pip, "--no-deps", "-e", str(REPO)], check=True, capture_output=True)
+    missing = subprocess.run([python, "-c", "import tensorflow"], capture_output=True)
+    assert missing.returncode == 1  # the venv really lacks it
+    for tool, *args in (["train", "--flagfile=flags/smoke.cfg", f"--model_dir={tmp_path}/r"],
+                        ["import_weights", "--weights=tests/fixtures/resnet20-12fca82f.th",
+                         f"--out={tmp_path}/r.keras"],
+                        ["benchmark", "--models=resnet8", "--steps=2"],
+                        ["report", "docs/study/runs/resnet20-seed0", f"--out={tmp_path}/rep"]):
+        r = subprocess.run([python, "-m", f"keras_resnet_cifar.{tool}", *args], cwd=REPO,
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (tool, r.stderr)
+        assert r.stderr.strip().splitlines()[-1].startswith(f"error: {tool} needs "), r.stderr
