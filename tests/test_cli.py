@@ -477,3 +477,12 @@ def test_the_edge_install_answers_every_tool_in_one_line(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 1 and "Traceback" not in r.stderr, (tool, r.stderr)
         assert r.stderr.strip().splitlines()[-1].startswith(f"error: {tool} needs "), r.stderr
+
+
+@pytest.mark.parametrize("script", ["serve.sh", "launch_multiworker.sh", "run_study.sh"])
+def test_every_script_answers_help(script):
+    r = subprocess.run([str(REPO / "scripts" / script), "--help"], capture_output=True,
+                       text=True, env=_env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "error" not in r.stderr.lower()
+    assert f"scripts/{script}" in r.stdout or "keras_resnet_cifar.study" in r.stdout
