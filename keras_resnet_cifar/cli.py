@@ -259,6 +259,19 @@ class PlainFormatter(std_logging.Formatter):
         return text
 
 
+# Sphinx roles and literals in a command's docstring: the docstring is also its --help,
+# where a person reads "TrainConfig", not ":class:`~keras_resnet_cifar.config.TrainConfig`".
+_ROLE = re.compile(r":(?:class|mod|func|meth|data|attr|exc):`(~?)([^`]+)`")
+_LITERAL = re.compile(r"``(.+?)``", re.S)
+
+
+def plain_text(doc: str) -> str:
+    """``doc`` without Sphinx markup: roles become their target (``~``: its last part),
+    double-backquoted literals their text."""
+    doc = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), doc)
+    return _LITERAL.sub(r"\1", doc)
+
+
 # absl's help flags: they print the usage and exit before main.
 _HELP_FLAG = re.compile(r"--?(\?|help|helpshort|helpfull|helpxml)(=.*)?", re.S)
 
@@ -318,6 +331,9 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
         trains: the tool trains: oneDNN's CPU kernels by default.
         paths: further path flags of this tool (besides :data:`PATH_FLAGS`).
     """
+    main_module = sys.modules["__main__"]
+    if main_module.__doc__:  # absl prints it as --help
+        main_module.__doc__ = plain_text(main_module.__doc__)
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import json
 import os
 import subprocess
@@ -410,7 +411,7 @@ def test_help_into_a_pipe_closed_early_ends_quietly(tool):
     proc = subprocess.Popen([sys.executable, "-m", f"keras_resnet_cifar.{tool}", "--help"],
                             stdout=write_end, stderr=subprocess.PIPE, env=_env(), text=True)
     os.close(write_end)
-    assert os.read(read_end, 200)
+    assert os.read(read_end, 100)
     os.close(read_end)
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, stderr
@@ -486,3 +487,16 @@ def test_every_script_answers_help(script):
     assert r.returncode == 0, r.stderr
     assert "error" not in r.stderr.lower()
     assert f"scripts/{script}" in r.stdout or "keras_resnet_cifar.study" in r.stdout
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help_has_no_sphinx_markup(tool):
+    """--help prints the module docstring: read as plain text, without :class:`...` or ``x``."""
+    r = _run(tool, "--help")
+    assert r.returncode == 0
+    assert not re.search(r":(class|mod|func|meth|data|attr|exc):`|``", r.stdout), r.stdout
+
+
+def test_plain_text():
+    assert cli.plain_text("see :class:`~a.b.C`, :mod:`a.b` and ``--x=1``") == \
+        "see C, a.b and --x=1"
