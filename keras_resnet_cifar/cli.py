@@ -37,7 +37,8 @@ Behaviour that every tool gets from :func:`run`:
 - ``--help``, ``--helpshort`` and ``--helpfull`` print the help and exit 0.
 - A flag error, a missing required flag, a stray positional argument or a
   :class:`~keras_resnet_cifar.errors.UserError` ends in one ``error: ...`` line and
-  exit status 1; Ctrl-C and SIGTERM in ``interrupted`` and 130 / 143. Any other
+  exit status 1; Ctrl-C in ``stopped (Ctrl-C)`` and 130, SIGTERM in
+  ``error: terminated (SIGTERM)`` and 143. Any other
   exception is a bug and keeps its traceback.
 - ``~`` and ``$VARS`` are expanded in path flags (:data:`PATH_FLAGS`) and in
   positional file arguments (the shell does not expand ``~`` after ``--flag=``).
@@ -374,8 +375,9 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
             stopped = signals.stopped_by(error)
             if stopped == "SIGTERM":
                 exit_with("terminated (SIGTERM)", 143)
-            if stopped == "SIGINT":
-                exit_with("interrupted", 130)
+            if stopped == "SIGINT":  # asked for: said plainly, not as an error
+                print("stopped (Ctrl-C)", file=sys.stderr)
+                raise SystemExit(130) from None
             raise
 
     try:

@@ -216,8 +216,8 @@ def test_help_lists_the_flags_a_tool_takes_from_shared_modules():
     ("cli.signals.Interrupted('SIGTERM')", 143, "error: terminated (SIGTERM)"),
     # What a library that stops on signals itself raises (training's resumable stop).
     ("KeyboardInterrupt('SIGTERM')", 143, "error: terminated (SIGTERM)"),
-    ("KeyboardInterrupt('SIGINT')", 130, "error: interrupted"),
-    ("KeyboardInterrupt()", 130, "error: interrupted")])
+    ("KeyboardInterrupt('SIGINT')", 130, "stopped (Ctrl-C)"),
+    ("KeyboardInterrupt()", 130, "stopped (Ctrl-C)")])
 def test_signals_end_in_one_line_and_their_exit_status(tmp_path, raised, code, line):
     tool = tmp_path / "tool.py"
     tool.write_text(f"from keras_resnet_cifar import cli\n\n"

@@ -220,7 +220,7 @@ def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
     # and the mid-run layer statistics of that epoch, which must be taken again.
     cut = subprocess.run([sys.executable, "-c", INTERRUPTING_DRIVER, "resnet8", "1", "5",
                           *args], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert cut.returncode == 130 and cut.stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert cut.returncode == 130 and cut.stderr.strip().splitlines()[-1] == "stopped (Ctrl-C)"
     plain, residual = tmp_path / "runs" / "plain8-seed0", tmp_path / "runs" / "resnet8-seed0"
     assert rundir.read_metrics(plain) and not rundir.read_metrics(residual)
     cut_steps = [p["step"] for p in rundir.read_curve(residual)["points"]]

@@ -304,6 +304,45 @@ def test_progress_on_a_terminal_leaves_one_clean_line_per_epoch(tmp_path):
     assert not any("step " in line or "evaluating" in line for line in screen), screen
 
 
+@pytest.mark.slow
+def test_ctrl_c_on_a_terminal_starts_its_own_line_and_is_no_error(tmp_path):
+    """Ctrl-C in a terminal (a pseudo-terminal here): the progress line is erased before
+    the stop is reported, and a stop asked for does not end in "error:"."""
+    import pty
+    import select
+    import signal
+    import time
+
+    main, child = pty.openpty()
+    cmd = [sys.executable, "-m", "keras_resnet_cifar.train", f"--flagfile={SMOKE}",
+           f"--model_dir={tmp_path / 'run'}", "--epochs=3", "--steps_per_epoch=200",
+           "--synthetic_train_size=4096"]
+    proc = subprocess.Popen(cmd, stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    chunks, sent, deadline = [], False, time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if not select.select([main], [], [], 1.0)[0]:
+            continue
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+        if not sent and b": step " in b"".join(chunks):
+            proc.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+            sent = True
+    os.close(main)
+    assert sent and proc.wait(timeout=60) == 130
+    screen = [line for line in _screen(b"".join(chunks).decode(errors="replace"))
+              if line.strip()]
+    stopped = [line for line in screen if "training stopped" in line]
+    assert len(stopped) == 1 and stopped[0].startswith("warning: "), screen
+    assert screen[-1] == "stopped (Ctrl-C)"
+    assert not any("error" in line for line in screen), screen
+
+
 def test_progress_line_when_piped_prints_full_lines_at_its_interval():
     import io
 

@@ -249,11 +249,16 @@ def _train(config: TrainConfig, workdir: Path, plan: claim.Plan,
             distribution.build_from_spec(model, strategy, train_ds)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             distribution.vector_logs(model)
-        model.fit(train_ds, initial_epoch=initial_epoch, epochs=config.epochs,
-                  steps_per_epoch=steps,
-                  validation_data=(_eval_ds(evaluation, config) if evaluate_every_epoch
-                                   else None),
-                  callbacks=run_callbacks, verbose=keras_verbose, shuffle=False)
+        try:
+            model.fit(train_ds, initial_epoch=initial_epoch, epochs=config.epochs,
+                      steps_per_epoch=steps,
+                      validation_data=(_eval_ds(evaluation, config) if evaluate_every_epoch
+                                       else None),
+                      callbacks=run_callbacks, verbose=keras_verbose, shuffle=False)
+        except KeyboardInterrupt:
+            if progress:  # the stop's message starts a line of its own
+                progress.clear()
+            raise
     fit_seconds = time.perf_counter() - started
 
     rows, best = writer.rows, writer.best
