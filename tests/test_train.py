@@ -378,7 +378,36 @@ def test_a_lagging_batch_norm_gets_a_note():
 
     note = callbacks.lagging_batch_norm_note(
         {"cross_entropy": 2.3, "val_cross_entropy": 68.9}, "test")
-    assert note.startswith("note: the test cross-entropy (68.9) is far above the training "
-                           "one (2.30)") and "BatchNormalization's moving averages" in note
+    assert note.startswith("note: test cross-entropy 68.9 against 2.30 in training: "
+                           "BatchNormalization's moving averages lag")
+    assert len(note) <= 150 and "docs/training.md" in note  # one line; the rest is there
     assert callbacks.lagging_batch_norm_note(
         {"cross_entropy": 0.5, "val_cross_entropy": 0.9}, "test") is None
+
+
+def test_the_epoch_line_says_what_its_seconds_and_rate_count():
+    """The rate is the training phase's; the seconds are the epoch's, evaluation included."""
+    from keras_resnet_cifar.training import callbacks
+
+    row = {"epoch_time_s": 27.1, "images_per_sec": 389.2}
+    assert callbacks.epoch_timing(row, {"train_time_s": 12.9}) == \
+        "27.1 s: training 12.9 s at 389 img/s, evaluation 14.2 s"
+    assert callbacks.epoch_timing(row, {"train_time_s": 27.1}) == \
+        "27.1 s training at 389 img/s"
+
+
+def test_a_short_run_says_each_fact_once(tmp_path):
+    """The data's source, the test accuracy and the BatchNorm note: each once."""
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.train", f"--flagfile={SMOKE}",
+                        f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    finals = [line for line in lines if re.match(r"(resnet8: test|final) ", line)]
+    assert len(finals) == 1, lines
+    assert sum(line.startswith("data: ") for line in lines) == 1, lines
+    final = finals[0]
+    assert re.search(r"test accuracy [\d.]+ on 128 images, test loss [\d.]+ "
+                     r"\(cross-entropy from the logits\)", final), final
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert all(re.search(r"\d s: training [\d.]+ s at \d+ img/s, evaluation [\d.]+ s$", e)
+               for e in epochs), epochs

@@ -283,8 +283,9 @@ def _train(config: TrainConfig, workdir: Path, plan: claim.Plan,
     metrics = _metrics(config, model, rows, best, data, strategy, test_loss, test_accuracy,
                        fit_seconds)
     rundir.write_metrics(workdir, metrics)
-    logging.info("%s: test accuracy %.4f, test loss %.4f (from the logits); wrote %s",
-                 model.name, test_accuracy, test_loss, workdir)
+    logging.info("%s: test accuracy %.4f on %s, test loss %.4f (cross-entropy from the "
+                 "logits); wrote %s", model.name, test_accuracy,
+                 plural(metrics["test_images"], "image"), test_loss, workdir)
     return metrics
 
 
