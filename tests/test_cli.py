@@ -175,7 +175,7 @@ def test_train_refuses_a_busy_run_directory_and_a_wrong_data_dir_before_tensorfl
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.splitlines()[-1] == (
         f"error: {busy} is in use by another training process (pid 4242); wait for it to "
-        "end, or choose another --model_dir.")
+        "end, or choose another run directory.")
     wrong = _run("train", f"--model_dir={tmp_path / 'new'}", f"--data_dir={tmp_path / 'no'}",
                  block=block)
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr, wrong.stderr

@@ -223,7 +223,7 @@ def test_unwritable_model_dir(tmp_path):
     blocker.write_text("")
     r = run_train(f"--model_dir={blocker / 'run'}", check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "Cannot create --model_dir" in r.stderr
+    assert "Cannot create the run directory" in r.stderr
 
 
 _REPLICA_SCRIPT = r'''

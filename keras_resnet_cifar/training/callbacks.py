@@ -189,7 +189,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 f"the training loss became {float(np.asarray(loss).reshape(-1)[0])} in epoch "
                 f"{self.epoch + 1} (learning rate {learning_rate_at(self.epoch, self.config):g}); "
                 "training stopped, the run directory keeps the epochs before it. Train with "
-                "a lower --learning_rate in another --model_dir.")
+                "a lower --learning_rate in another run directory.")
 
 
 class RunWriter(keras.callbacks.Callback):

@@ -170,11 +170,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                 tf.config.experimental.enable_op_determinism()
             data_splits = load_data(config, data)
         if plan is None:
-            fileio.make_dir(workdir, what=f"--model_dir {workdir}")
+            fileio.make_dir(workdir, what=f"the run directory {workdir}")
             plan = claim.claim(workdir, config, stack)
         if plan.finished:
             logging.info("%s already holds a finished %d-epoch run; nothing to train "
-                         "(raise --epochs to continue it, or use another --model_dir).",
+                         "(raise --epochs to continue it, or use another run directory).",
                          workdir, config.epochs)
             return rundir.read_metrics(workdir)
         claim.start(workdir, config, plan)
