@@ -55,14 +55,14 @@ def main(argv):
         print(f"using {path} (checked: {checked})")
         weights = str(path)
     state = pretrained.load_weights(weights)
-    from keras_resnet_cifar import convert_checkpoint, fileio
+    from keras_resnet_cifar import fileio
     from keras_resnet_cifar.models import networks  # Keras loads here
 
     model = reference_weights.reference_model(state)
     out = Path(FLAGS.out) if FLAGS.out else DEFAULT_OUT / f"{model.name}.keras"
     with fileio.atomic_path(out) as tmp:
         model.save(tmp)
-    licence = convert_checkpoint.write_licence(out.parent)
+    licence = reference_weights.write_licence(out.parent)
     print(f"wrote {out}: {model.name}, "
           f"{networks.count_trainable_params(model):,} trainable parameters")
     print(f"wrote {licence}: the weights' BSD 2-clause licence (Copyright (c) 2018 Yerlan "
