@@ -480,7 +480,8 @@ def test_the_edge_install_answers_every_tool_in_one_line(tmp_path):
         assert r.stderr.strip().splitlines()[-1].startswith(f"error: {tool} needs "), r.stderr
 
 
-@pytest.mark.parametrize("script", ["serve.sh", "launch_multiworker.sh", "run_study.sh"])
+@pytest.mark.parametrize("script", ["serve.sh", "launch_multiworker.sh", "run_study.sh",
+                                    "full_recipe.sh"])
 def test_every_script_answers_help(script):
     r = subprocess.run([str(REPO / "scripts" / script), "--help"], capture_output=True,
                        text=True, env=_env(), timeout=60)
