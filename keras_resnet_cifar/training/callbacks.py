@@ -114,8 +114,8 @@ class ProgressLine(keras.callbacks.Callback):
         self._last = now
         line = f"{self._prefix()}: {text}, {now - self._start:.0f} s"
         if tty:
+            self._shown = True  # first: a stop signal may arrive during the write
             self.stream.write(f"\r{line}\x1b[K")
-            self._shown = True
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
