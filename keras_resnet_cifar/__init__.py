@@ -1,5 +1,14 @@
 """keras-resnet-cifar: He et al. (2016) plain and residual CIFAR-10 networks in Keras 3.
 
+The public API (docs/api.md) is this package's top level::
+
+    from keras_resnet_cifar import build_model, TrainConfig, train_and_evaluate, load_model
+
+Each name is looked up in its module only when first used (PEP 562's module
+``__getattr__``), so ``import keras_resnet_cifar`` stays as light as before: every
+command's ``--help`` answers at once, and the edge install, which has no
+TensorFlow, can still import what runs a ``.tflite`` model.
+
 Importing the package registers its training optimiser, ``ReferenceSGD``, with
 Keras, so that ``keras.saving.load_model("runs/<run>/model.keras")`` finds it.
 The package import itself never loads Keras or TensorFlow (the edge path and the
@@ -70,3 +79,36 @@ def _register_after_keras() -> None:
 
 
 _register_after_keras()
+
+
+# The public API: name -> (module, attribute). The tests pin these names.
+_PUBLIC = {
+    "TrainConfig": ("keras_resnet_cifar.config", "TrainConfig"),
+    "build_model": ("keras_resnet_cifar.models.networks", "build_model"),
+    "load_data": ("keras_resnet_cifar.data.datasets", "load"),
+    "train_and_evaluate": ("keras_resnet_cifar.training.loop", "train_and_evaluate"),
+    "load_model": ("keras_resnet_cifar.deploy.predictor", "load"),
+    "Predictor": ("keras_resnet_cifar.deploy.predictor", "Predictor"),
+    "classify": ("keras_resnet_cifar.deploy.predictor", "classify"),
+    "evaluate": ("keras_resnet_cifar.api", "evaluate"),
+    "export": ("keras_resnet_cifar.api", "export"),
+    "read_run": ("keras_resnet_cifar.api", "read_run"),
+    "reference_model": ("keras_resnet_cifar.api", "reference_model"),
+    "UserError": ("keras_resnet_cifar.errors", "UserError"),
+    "CLASS_NAMES": ("keras_resnet_cifar.data.labels", "CIFAR10_CLASSES"),
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _PUBLIC[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_PUBLIC})

@@ -37,7 +37,8 @@ Behaviour that every tool gets from :func:`run`:
 - ``--help``, ``--helpshort`` and ``--helpfull`` print the help and exit 0.
 - A flag error, a missing required flag, a stray positional argument or a
   :class:`~keras_resnet_cifar.errors.UserError` ends in one ``error: ...`` line and
-  exit status 1; Ctrl-C and SIGTERM in ``interrupted`` and 130 / 143. Any other
+  exit status 1; Ctrl-C in ``stopped (Ctrl-C)`` and 130, SIGTERM in
+  ``error: terminated (SIGTERM)`` and 143. Any other
   exception is a bug and keeps its traceback.
 - ``~`` and ``$VARS`` are expanded in path flags (:data:`PATH_FLAGS`) and in
   positional file arguments (the shell does not expand ``~`` after ``--flag=``).
@@ -259,6 +260,19 @@ class PlainFormatter(std_logging.Formatter):
         return text
 
 
+# Sphinx roles and literals in a command's docstring: the docstring is also its --help,
+# where a person reads "TrainConfig", not ":class:`~keras_resnet_cifar.config.TrainConfig`".
+_ROLE = re.compile(r":(?:class|mod|func|meth|data|attr|exc):`(~?)([^`]+)`")
+_LITERAL = re.compile(r"``(.+?)``", re.S)
+
+
+def plain_text(doc: str) -> str:
+    """``doc`` without Sphinx markup: roles become their target (``~``: its last part),
+    double-backquoted literals their text."""
+    doc = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), doc)
+    return _LITERAL.sub(r"\1", doc)
+
+
 # absl's help flags: they print the usage and exit before main.
 _HELP_FLAG = re.compile(r"--?(\?|help|helpshort|helpfull|helpxml)(=.*)?", re.S)
 
@@ -318,6 +332,9 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
         trains: the tool trains: oneDNN's CPU kernels by default.
         paths: further path flags of this tool (besides :data:`PATH_FLAGS`).
     """
+    main_module = sys.modules["__main__"]
+    if main_module.__doc__:  # absl prints it as --help
+        main_module.__doc__ = plain_text(main_module.__doc__)
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")
@@ -349,12 +366,67 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                     return main(argv)
         except UserError as e:
             exit_with(message_of(e))
+        except ModuleNotFoundError as e:
+            missing = _missing_dependency(e)
+            if missing is None:
+                raise
+            exit_with(missing)
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
             stopped = signals.stopped_by(error)
             if stopped == "SIGTERM":
                 exit_with("terminated (SIGTERM)", 143)
-            if stopped == "SIGINT":
-                exit_with("interrupted", 130)
+            if stopped == "SIGINT":  # asked for: said plainly, not as an error
+                print("stopped (Ctrl-C)", file=sys.stderr)
+                raise SystemExit(130) from None
             raise
 
-    app.run(wrapped, argv=sys.argv, flags_parser=_parse_flags)
+    try:
+        app.run(wrapped, argv=sys.argv, flags_parser=_parse_flags)
+    except SystemExit:
+        _flush_stdout()
+        raise
+    except BrokenPipeError:
+        _reader_gone()
+    _flush_stdout()
+
+
+# The project's dependencies by import name -> what pip installs. The edge install
+# (docs/deployment.md) has only numpy, Pillow, absl-py and LiteRT: predict runs there,
+# and the other tools say in one line what they need instead of a traceback.
+_DEPENDENCIES = {"tensorflow": "tensorflow", "keras": "keras", "matplotlib": "matplotlib",
+                 "sklearn": "scikit-learn", "tensorflow_datasets": "tensorflow-datasets",
+                 "tensorboard": "tensorboard", "PIL": "pillow",
+                 "ai_edge_litert": "ai-edge-litert"}
+
+
+def _missing_dependency(error: ModuleNotFoundError) -> str | None:
+    """The one line for a dependency that is not installed, or None (then it is a bug)."""
+    top = (error.name or "").split(".")[0]
+    if top not in _DEPENDENCIES:
+        return None
+    tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    return (f"{tool} needs {_DEPENDENCIES[top]}, which is not installed here (pip install "
+            f"{_DEPENDENCIES[top]}, or pip install -e . in the checkout for all dependencies); "
+            "without TensorFlow, predict runs .tflite models (docs/deployment.md).")
+
+
+def _flush_stdout() -> None:
+    """Flushes stdout now, while a closed pipe can still be handled (not at exit)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
+
+
+def _reader_gone() -> None:
+    """Ends quietly when stdout's reader has gone (``--help | head -3``).
+
+    What is left in the buffer cannot be delivered; stdout is pointed at
+    /dev/null so that Python's own flush at exit does not print a traceback. The
+    status is 0 when help was asked for (it was shown as far as it was read),
+    else 1 (the output was cut short).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(0 if asked_for_help(sys.argv) else 1)

@@ -30,35 +30,10 @@ import numpy as np
 from absl import flags
 
 from keras_resnet_cifar import cli, fileio
-from keras_resnet_cifar.deploy import contract
 from keras_resnet_cifar.models import torch_checkpoint
+from keras_resnet_cifar.models.reference_weights import write_licence
 from keras_resnet_cifar.errors import UserError
 
-# The reference's licence (github.com/akamaster/pytorch_resnet_cifar10, LICENSE),
-# which must travel with the weights and with anything made from them.
-LICENCE_TEXT = """\
-Copyright (c) 2018, Yerlan Idelbayev
-
-Redistribution and use in source and binary forms, with or without modification, are \
-permitted provided that the following conditions are met:
-
-1. Redistributions of source code must retain the above copyright notice, this list of \
-conditions and the following disclaimer.
-
-2. Redistributions in binary form must reproduce the above copyright notice, this list of \
-conditions and the following disclaimer in the documentation and/or other materials \
-provided with the distribution.
-
-THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS" AND ANY EXPRESS \
-OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF \
-MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE \
-COPYRIGHT HOLDER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, \
-EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF \
-SUBSTITUTE GOODS OR SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) \
-HOWEVER CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR \
-TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE OF THIS \
-SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
-"""
 
 
 def convert(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -82,20 +57,6 @@ def write_npz(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:
             np.savez(f, **state)
     except OSError as e:
         raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
-
-
-def write_licence(folder: str | os.PathLike) -> Path:
-    """Writes the reference's licence as ``LICENSE.weights`` into ``folder``, atomically.
-
-    Raises:
-        UserError: it cannot be written.
-    """
-    path = Path(folder) / contract.LICENCE
-    try:
-        fileio.write_text(path, LICENCE_TEXT)
-    except OSError as e:
-        raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
-    return path
 
 
 def output_paths(checkpoints: Sequence[str | os.PathLike],

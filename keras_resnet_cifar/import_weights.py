@@ -1,18 +1,22 @@
-"""Loads trained reference PyTorch CIFAR ResNet weights into this package's builder.
+"""Builds this package's ResNet holding the reference PyTorch implementation's trained weights.
 
 Usage:
+    python -m keras_resnet_cifar.import_weights --weights=resnet56
+    python -m keras_resnet_cifar.import_weights --weights=~/Downloads/resnet56-4bfd9763.th
     python -m keras_resnet_cifar.import_weights --weights=~/data/reference/resnet56.npz
 
-writes ``runs/reference/resnet56.keras`` (``runs/`` is not tracked by git), or
-the ``.keras`` path given as ``--out``: this package's ``resnetN`` (option-A
-shortcuts) holding the reference weights, with the reference's input
-normalisation in its ``normalize`` layer, so it takes raw pixels like every
-model here (see :mod:`keras_resnet_cifar.models.reference_weights`).
+``--weights`` is a released model's name (resnet20, resnet32, resnet44, resnet56,
+resnet110, resnet1202: its checkpoint is downloaded once from the reference
+repository, checked against its pinned hash and cached, see
+keras_resnet_cifar/models/pretrained.py), a released ``.th`` file, or a ``.npz``
+made from one by convert_checkpoint. It writes runs/reference/resnetN.keras (or
+the .keras path given as --out) with the reference's licence beside it as
+LICENSE.weights: this package's resnetN (option-A shortcuts) with the reference's
+input normalisation in its normalize layer, so it takes raw pixels like every
+model here.
 
-The reference weights (``resnetN.npz``, converted from the reference's released
-``.th`` checkpoints by ``keras_resnet_cifar.convert_checkpoint``) are BSD
-2-clause, Copyright (c) 2018 Yerlan Idelbayev: the licence must travel with any
-model made from them (docs/exactness.md, "Reference weights").
+The reference weights are BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev: the
+licence must travel with any model made from them (docs/exactness.md).
 """
 
 from __future__ import annotations
@@ -22,14 +26,18 @@ from pathlib import Path
 from absl import flags
 
 from keras_resnet_cifar import cli
-from keras_resnet_cifar.models import reference_weights
+from keras_resnet_cifar.models import pretrained, reference_weights
 from keras_resnet_cifar.errors import UserError
 
 DEFAULT_OUT = Path("runs") / "reference"  # <DEFAULT_OUT>/resnetN.keras
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("weights", None, "Reference state dict, resnetN.npz.")
+    flags.DEFINE_string("weights", None, "A released model (resnet20, resnet32, resnet44, "
+                        "resnet56, resnet110, resnet1202: downloaded once and cached), or a "
+                        "reference .th checkpoint, or a .npz made from one.")
+    flags.DEFINE_string("weights_url", pretrained.BASE_URL, "The folder the released "
+                        "checkpoints are downloaded from (a mirror's).")
     flags.DEFINE_string("out", None, f"Where to write the .keras model (default: "
                         f"{DEFAULT_OUT}/<resnetN>.keras).")
 
@@ -39,7 +47,14 @@ def main(argv):
     FLAGS = flags.FLAGS
     if FLAGS.out and not FLAGS.out.endswith(".keras"):
         raise UserError(f"--out must end in .keras, got {FLAGS.out!r}.")
-    state = reference_weights.load_state_dict(FLAGS.weights)
+    weights = FLAGS.weights
+    if weights in pretrained.RELEASES:
+        path = pretrained.fetch(weights, base_url=FLAGS.weights_url)
+        checked = ("its sha256" if pretrained.RELEASES[weights].sha256
+                   else "only the 8 hex digits of its name: no full sha256 is pinned")
+        print(f"using {path} (checked: {checked})")
+        weights = str(path)
+    state = pretrained.load_weights(weights)
     from keras_resnet_cifar import fileio
     from keras_resnet_cifar.models import networks  # Keras loads here
 
@@ -47,11 +62,14 @@ def main(argv):
     out = Path(FLAGS.out) if FLAGS.out else DEFAULT_OUT / f"{model.name}.keras"
     with fileio.atomic_path(out) as tmp:
         model.save(tmp)
+    licence = reference_weights.write_licence(out.parent)
     print(f"wrote {out}: {model.name}, "
           f"{networks.count_trainable_params(model):,} trainable parameters")
-    print(reference_weights.LICENSE_NOTE)
+    print(f"wrote {licence}: the weights' BSD 2-clause licence (Copyright (c) 2018 Yerlan "
+          "Idelbayev); keep it with the model and anything made from it")
 
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, required={"weights": "the reference weights, resnetN.npz"})
+    cli.run(main, required={"weights": "a released model (resnet20 ... resnet1202) or "
+                                       "a reference .th or .npz file"})

@@ -47,6 +47,17 @@ def define_flags() -> None:
                          "images (0: all).")
 
 
+# TFLite's int8 softmax always outputs in steps of 1/256 (scale 1/256, zero point -128);
+# the model dequantises them to float32, where they stay exact multiples.
+INT8_STEP = 1 / 256
+
+
+def _quantised(predictions) -> bool:
+    """Whether every probability shown is a multiple of INT8_STEP (an int8 softmax's)."""
+    shown = np.array([t["probability"] for p in predictions for t in p["top"]])
+    return bool(np.all(np.abs(shown / INT8_STEP - np.rint(shown / INT8_STEP)) < 1e-4))
+
+
 def main(argv):
     FLAGS = flags.FLAGS
     paths = argv[1:]
@@ -85,6 +96,11 @@ def main(argv):
     footer = scored and (f"{scored['dataset']} {scored['split']}: accuracy "
                          f"{100 * scored['accuracy']:.2f}% "
                          f"({scored['correct']}/{scored['images']})")
+    if model.kind == "tflite" and predictions and _quantised(predictions):
+        note = (f"({model.path.name} is quantised: its probabilities come in steps of "
+                f"{INT8_STEP:.4f} (1/256), so a confident answer shows as "
+                f"{100 * (1 - INT8_STEP):.1f}%, not 100%)")
+        footer = f"{footer}\n{note}" if footer else note
     cli.print_ranked(predictions, errors, as_json=FLAGS.json, footer=footer,
                      model=model.describe(), score=scored)
 

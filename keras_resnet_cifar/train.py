@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from absl import flags, logging
+from absl import flags
 
 # None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
 from keras_resnet_cifar import cli, train_flags
@@ -26,7 +26,6 @@ from keras_resnet_cifar.data import cifar_files
 from keras_resnet_cifar.training import claim
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.text import plural
 
 
 def define_flags() -> None:
@@ -83,13 +82,11 @@ def main(argv):
     from keras_resnet_cifar.training import distribution, loop  # TensorFlow loads here
 
     verbose = "auto" if FLAGS.progress == "auto" else int(FLAGS.progress)
-    metrics = loop.train_and_evaluate(config, model_dir, verbose=verbose)
+    loop.train_and_evaluate(config, model_dir, verbose=verbose)  # its last line: the result
     if distribution.is_chief_process(config.distribute):  # the chief writes the run dir
         from keras_resnet_cifar.analysis import run_curves
 
         run_curves.write(model_dir)
-    logging.info("final %s accuracy on %s: %.4f", config.model,
-                 plural(metrics["test_images"], "test image"), metrics["test_accuracy"])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@
 # The script stops at the first network that did not finish (Ctrl-C, a kill, an error),
 # so the next call resumes it rather than starting the next one.
 set -uo pipefail
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then  # the comment above, without its "# "
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0
+fi
 [[ $# -ge 2 ]] || { echo "usage: $0 OUT_DIR DATA_DIR [NET ...]" >&2; exit 2; }
 out=$1 data=$2; shift 2
 nets=("$@"); [[ ${#nets[@]} -gt 0 ]] || nets=(resnet20 plain20 resnet56 plain56)

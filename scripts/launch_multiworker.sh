@@ -41,6 +41,7 @@ while [[ $# -gt 0 ]]; do
     --workers=*) workers="${1#*=}" ;;
     --index=*) index="${1#*=}" ;;
     --local=*) local_n="${1#*=}" ;;
+    -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;  # the comment above
     --) shift; break ;;
     *) echo "error: unknown option $1 (options: --workers=h:p,... --index=i | --local=N, then -- train flags)" >&2; exit 2 ;;
   esac

@@ -21,6 +21,10 @@
 # nothing), PYTHON (see scripts/project_python.sh).
 set -euo pipefail
 
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then  # the comment above, without its "# "
+  sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0
+fi
+
 die() { echo "error: $*" >&2; exit 1; }
 
 [[ $# -ge 1 && $# -le 2 ]] || die "usage: scripts/serve.sh MODEL_NAME [EXPORT_DIR]"

@@ -105,3 +105,54 @@ def png_header_only():
         path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
                          + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
     return write
+
+
+# --- Downloads: a loopback HTTP server, never the internet --------------------------
+
+RELEASED_RESNET20 = REPO / "tests" / "fixtures" / "resnet20-12fca82f.th"
+
+
+@pytest.fixture(scope="session")
+def released_resnet20() -> Path:
+    """The reference's released ResNet-20 checkpoint, byte for byte (tests/fixtures/README.md)."""
+    return RELEASED_RESNET20
+
+
+@pytest.fixture
+def http_server():
+    """Serves folders over loopback HTTP: ``http_server(folder)`` -> (base URL of
+    ``folder/models/``, the paths asked for so far). Stopped at the test's end."""
+    import functools
+    import http.server
+    import threading
+
+    servers = []
+
+    def start(folder: Path):
+        asked = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                asked.append(self.path)
+
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/models/", asked
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (a machine without internet, fast)."""
+    import socket
+
+    with socket.socket() as s:  # bound, then closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/models/"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_resnet_cifar import convert_checkpoint
-from keras_resnet_cifar.models import torch_checkpoint
+from keras_resnet_cifar.models import reference_weights, torch_checkpoint
 from keras_resnet_cifar.errors import UserError
 
 DATA = Path(__file__).resolve().parent / "fixtures"
@@ -46,10 +46,8 @@ def test_cli_writes_an_npz_import_weights_can_read(tmp_path):
     assert f"wrote {out}: 17 arrays" in r.stdout and not r.stderr
     # The licence travels with the weights, where import_weights and export look for it.
     licence = (tmp_path / "LICENSE.weights").read_text()
-    assert licence == convert_checkpoint.LICENCE_TEXT and "Yerlan Idelbayev" in licence
+    assert licence == reference_weights.LICENCE_TEXT and "Yerlan Idelbayev" in licence
     assert licence.count("\n\n") == 4  # five paragraphs, each on one line
-    from keras_resnet_cifar.models import reference_weights
-
     state = reference_weights.load_state_dict(out)  # allow_pickle=False
     assert set(state) == {k for k in EXPECTED if not k.endswith("num_batches_tracked")}
     np.testing.assert_array_equal(state["linear.weight"], EXPECTED["linear.weight"])

@@ -151,3 +151,19 @@ def test_cli_never_writes_into_an_export(trained, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "on 20 images" in r.stdout and "not written: give --out" in r.stdout
     assert sorted(p.name for p in (tmp_path / "1").iterdir()) == before
+
+
+def test_a_loss_clipped_for_underflowing_probabilities_is_explained():
+    """evaluate's loss (from probabilities) is below train's (from the logits) exactly
+    when a true class's probability underflows; the table says how many and why."""
+    probabilities = np.full((3, 3), 1 / 3)
+    probabilities[2] = [0.0, 0.5, 0.5]  # image 2, class 0: probability 0
+    result = evaluation.metrics_from_probabilities(probabilities, np.array([1, 2, 0]), CLASSES)
+    assert result["loss_clipped_images"] == 1
+    table = evaluation.format_table(result)
+    assert "(1 image gave their true class a probability below 1e-12, counted as 1e-12 " \
+           "(loss 27.6 each): train's test loss, from the logits, counts them in full" in table
+    ordinary = evaluation.metrics_from_probabilities(np.full((2, 3), 1 / 3), np.array([1, 2]),
+                                                    CLASSES)
+    assert ordinary["loss_clipped_images"] == 0
+    assert "below 1e-12" not in evaluation.format_table(ordinary)

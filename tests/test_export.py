@@ -585,3 +585,34 @@ def test_int8_accuracy_on_real_images(reference_dir, cifar10_local):
     assert np.mean(float_probs.argmax(1) == keras_probs.argmax(1)) >= 0.999
     assert acc(keras_probs) > 0.89  # the reference scores 91.73% on all 10,000
     assert acc(float_probs) - acc(int8_probs) <= 0.005, (acc(float_probs), acc(int8_probs))
+
+
+def test_low_int8_agreement_is_explained_by_the_near_ties():
+    """A briefly trained model's int8 export can agree with Keras on few images: the table
+    says how many of the disagreements are near ties that quantisation tips either way."""
+    from keras_resnet_cifar.deploy import parity
+
+    reference = np.array([[0.500, 0.495, 0.005], [0.9, 0.05, 0.05], [0.2, 0.7, 0.1]])
+    int8 = np.array([[0.48, 0.51, 0.01], [0.05, 0.9, 0.05], [0.2, 0.7, 0.1]])
+    row = parity.compare(reference, int8)
+    assert (row["disagreements"], row["close_disagreements"]) == (2, 1)
+    table = parity.format_table({"images": 3, "variants": {
+        "tflite_int8": {**row, "size_bytes": None, "latency_ms": None}}})
+    assert "note: tflite_int8 disagrees on 2 images; 1 of them are near ties" in table
+    agreeing = parity.compare(reference, reference)
+    assert "note:" not in parity.format_table({"images": 3, "variants": {
+        "keras": {**agreeing, "size_bytes": None, "latency_ms": None}}})
+
+
+def test_predict_says_an_int8_models_probabilities_are_quantised(exported, tmp_path):
+    _, folder, _, _ = exported
+    batch = tmp_path / "batch.npy"
+    np.save(batch, _small_data().test_images[:2])
+    for name, quantised in (("model_int8.tflite", True), ("model_float32.tflite", False)):
+        r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.predict",
+                            f"--model_path={folder / name}", str(batch)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        said = (f"({name} is quantised: its probabilities come in steps of 0.0039 (1/256), "
+                "so a confident answer shows as 99.6%, not 100%)")
+        assert (said in r.stdout) == quantised, r.stdout

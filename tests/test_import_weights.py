@@ -1,5 +1,7 @@
 """Fidelity to the reference PyTorch network: its trained weights give its figures here."""
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 import keras
 
+from keras_resnet_cifar import convert_checkpoint
 from keras_resnet_cifar.models import reference_weights
 from keras_resnet_cifar.errors import UserError
 
@@ -102,3 +105,61 @@ def test_to_state_dict_of_plain_and_option_b_nets():
     assert sorted(plain) == sorted(_fake_state(8, np.random.default_rng(0)))
     with pytest.raises(ValueError, match="Option-B"):
         reference_weights.to_state_dict(networks.build_model("resnet8", shortcut="B"))
+
+
+def _import(tmp_path, *flags):
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras_home")}
+    return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.import_weights", *flags],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+
+
+def test_a_released_model_in_one_step(tmp_path, released_resnet20, http_server,
+                                      closed_port_url):
+    """--weights=resnet20: downloaded (a loopback server), checked, cached, converted, written."""
+    site = tmp_path / "site" / "models"
+    site.mkdir(parents=True)
+    shutil.copy(released_resnet20, site)
+    base, asked = http_server(tmp_path / "site")
+    r = _import(tmp_path, "--weights=resnet20", f"--weights_url={base}")
+    assert r.returncode == 0, r.stderr
+    assert asked == ["/models/resnet20-12fca82f.th"]
+    cached = tmp_path / "keras_home" / "models" / "resnet20-12fca82f.th"
+    assert cached.read_bytes() == released_resnet20.read_bytes()
+    out = tmp_path / "runs" / "reference" / "resnet20.keras"
+    assert f"wrote {out.relative_to(tmp_path)}: resnet20, 269,722 trainable" in r.stdout
+    assert "Yerlan Idelbayev" in (out.parent / "LICENSE.weights").read_text()
+    model = keras.saving.load_model(out, safe_mode=True)
+    state = convert_checkpoint.convert(released_resnet20)
+    np.testing.assert_array_equal(model.get_layer("logits").get_weights()[0],
+                                  state["linear.weight"].T)
+    # The cache answers the next time: no server at all.
+    r = _import(tmp_path, "--weights=resnet20", f"--weights_url={closed_port_url}",
+                f"--out={tmp_path / 'again.keras'}")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "again.keras").is_file()
+
+
+def test_offline_is_one_line_naming_the_url(tmp_path, closed_port_url):
+    base = closed_port_url
+    r = _import(tmp_path, "--weights=resnet56", f"--weights_url={base}")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: Cannot download {base}resnet56-4bfd9763.th (")
+    assert "resnet56-4bfd9763.th (it is checked against the same hash)" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_th_file_is_taken_directly(tmp_path, released_resnet20):
+    r = _import(tmp_path, f"--weights={released_resnet20}", f"--out={tmp_path / 'r20.keras'}")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "r20.keras").is_file() and (tmp_path / "LICENSE.weights").is_file()
+
+
+@pytest.mark.realdata
+def test_the_released_file_converts_to_the_reference_arrays(reference_dir, released_resnet20):
+    """The fixture (the real release) gives exactly the arrays the exactness tests score."""
+    state = convert_checkpoint.convert(released_resnet20)
+    with np.load(reference_dir / "resnet20.npz") as ref:
+        assert sorted(ref.files) == sorted(state)
+        for key in ref.files:
+            np.testing.assert_array_equal(state[key], ref[key], err_msg=key)

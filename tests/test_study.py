@@ -220,7 +220,7 @@ def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
     # and the mid-run layer statistics of that epoch, which must be taken again.
     cut = subprocess.run([sys.executable, "-c", INTERRUPTING_DRIVER, "resnet8", "1", "5",
                           *args], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert cut.returncode == 130 and cut.stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert cut.returncode == 130 and cut.stderr.strip().splitlines()[-1] == "stopped (Ctrl-C)"
     plain, residual = tmp_path / "runs" / "plain8-seed0", tmp_path / "runs" / "resnet8-seed0"
     assert rundir.read_metrics(plain) and not rundir.read_metrics(residual)
     cut_steps = [p["step"] for p in rundir.read_curve(residual)["points"]]
@@ -233,6 +233,7 @@ def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
                            capture_output=True, text=True, env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert finished.stat().st_mtime_ns == stamp  # the finished run was not retrained
+    assert "--model_dir" not in again.stderr  # a flag study does not have
     points_per_run = spec.curve_points_per_epoch * spec.base.epochs
     for run in (plain, residual):
         curve = rundir.read_curve(run)
@@ -256,3 +257,10 @@ def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
         copied = {p.name for p in (published / "runs" / run.name).iterdir()}
         assert copied == {n for n in rundir.SMALL_FILES if (run / n).exists()}
         assert rundir.MODEL not in copied
+
+
+def test_the_training_library_names_no_flag_of_train_only():
+    """The run-directory messages reach study users too, who have --out, not --model_dir:
+    the library says "run directory" (the commands name their own flags)."""
+    for path in (REPO / "keras_resnet_cifar" / "training").glob("*.py"):
+        assert "--model_dir" not in path.read_text(), path.name

@@ -226,7 +226,7 @@ def test_unwritable_model_dir(tmp_path):
     blocker.write_text("")
     r = run_train(f"--model_dir={blocker / 'run'}", check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "Cannot create --model_dir" in r.stderr
+    assert "Cannot create the run directory" in r.stderr
 
 
 _REPLICA_SCRIPT = r'''
@@ -307,6 +307,45 @@ def test_progress_on_a_terminal_leaves_one_clean_line_per_epoch(tmp_path):
     assert not any("step " in line or "evaluating" in line for line in screen), screen
 
 
+@pytest.mark.slow
+def test_ctrl_c_on_a_terminal_starts_its_own_line_and_is_no_error(tmp_path):
+    """Ctrl-C in a terminal (a pseudo-terminal here): the progress line is erased before
+    the stop is reported, and a stop asked for does not end in "error:"."""
+    import pty
+    import select
+    import signal
+    import time
+
+    main, child = pty.openpty()
+    cmd = [sys.executable, "-m", "keras_resnet_cifar.train", f"--flagfile={SMOKE}",
+           f"--model_dir={tmp_path / 'run'}", "--epochs=3", "--steps_per_epoch=200",
+           "--synthetic_train_size=4096"]
+    proc = subprocess.Popen(cmd, stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    chunks, sent, deadline = [], False, time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if not select.select([main], [], [], 1.0)[0]:
+            continue
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+        if not sent and b": step " in b"".join(chunks):
+            proc.send_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
+            sent = True
+    os.close(main)
+    assert sent and proc.wait(timeout=60) == 130
+    screen = [line for line in _screen(b"".join(chunks).decode(errors="replace"))
+              if line.strip()]
+    stopped = [line for line in screen if "training stopped" in line]
+    assert len(stopped) == 1 and stopped[0].startswith("warning: "), screen
+    assert screen[-1] == "stopped (Ctrl-C)"
+    assert not any("error" in line for line in screen), screen
+
+
 def test_progress_line_when_piped_prints_full_lines_at_its_interval():
     import io
 
@@ -342,7 +381,36 @@ def test_a_lagging_batch_norm_gets_a_note():
 
     note = callbacks.lagging_batch_norm_note(
         {"cross_entropy": 2.3, "val_cross_entropy": 68.9}, "test")
-    assert note.startswith("note: the test cross-entropy (68.9) is far above the training "
-                           "one (2.30)") and "BatchNormalization's moving averages" in note
+    assert note.startswith("note: test cross-entropy 68.9 against 2.30 in training: "
+                           "BatchNormalization's moving averages lag")
+    assert len(note) <= 150 and "docs/training.md" in note  # one line; the rest is there
     assert callbacks.lagging_batch_norm_note(
         {"cross_entropy": 0.5, "val_cross_entropy": 0.9}, "test") is None
+
+
+def test_the_epoch_line_says_what_its_seconds_and_rate_count():
+    """The rate is the training phase's; the seconds are the epoch's, evaluation included."""
+    from keras_resnet_cifar.training import callbacks
+
+    row = {"epoch_time_s": 27.1, "images_per_sec": 389.2}
+    assert callbacks.epoch_timing(row, {"train_time_s": 12.9}) == \
+        "27.1 s: training 12.9 s at 389 img/s, evaluation 14.2 s"
+    assert callbacks.epoch_timing(row, {"train_time_s": 27.1}) == \
+        "27.1 s training at 389 img/s"
+
+
+def test_a_short_run_says_each_fact_once(tmp_path):
+    """The data's source, the test accuracy and the BatchNorm note: each once."""
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.train", f"--flagfile={SMOKE}",
+                        f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.strip().splitlines()
+    finals = [line for line in lines if re.match(r"(resnet8: test|final) ", line)]
+    assert len(finals) == 1, lines
+    assert sum(line.startswith("data: ") for line in lines) == 1, lines
+    final = finals[0]
+    assert re.search(r"test accuracy [\d.]+ on 128 images, test loss [\d.]+ "
+                     r"\(cross-entropy from the logits\)", final), final
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert all(re.search(r"\d s: training [\d.]+ s at \d+ img/s, evaluation [\d.]+ s$", e)
+               for e in epochs), epochs

@@ -111,7 +111,8 @@ def read(path: str, *, records_per_batch: int = RECORDS_PER_BATCH
              np.concatenate([labels for _, labels in batches[:-1]]))
     test = (_planes_to_hwc([batches[-1][0]]), batches[-1][1])
     where = os.path.abspath(where)
-    logging.info("Read CIFAR-10 (%s) from %s: %d train, %d test images.",
+    # Debug only: the tools say where their data came from (the source returned here).
+    logging.debug("Read CIFAR-10 (%s) from %s: %d train, %d test images.",
                  fmt, where, len(train[1]), len(test[1]))
     return train, test, f"{os.path.basename(where)} at {os.path.dirname(where)}"
 

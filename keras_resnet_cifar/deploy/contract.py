@@ -14,6 +14,7 @@ from typing import Any
 
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.models import reference_weights
 
 # SavedModel signatures (TF Serving's ``signature_name``).
 DEFAULT_SIGNATURE = "serving_default"   # image: uint8 (None, 32, 32, 3)
@@ -27,7 +28,7 @@ IMAGE_SHAPE = (None, 32, 32, 3)
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 MODEL_CARD = "model_card.json"
 PARITY = "parity.json"
-LICENCE = "LICENSE.weights"
+LICENCE = reference_weights.LICENCE_FILE
 # Model-card keys: who wrote the export, and the sha256 of every other file in it
 # (relative POSIX path -> hex digest), so that a damaged or replaced file is found.
 WRITTEN_BY = "written_by"

@@ -33,6 +33,10 @@ from keras_resnet_cifar.text import plural
 
 RESULT_FILES = (rundir.EVALUATION, rundir.PER_CLASS, rundir.CONFUSION)
 
+# The smallest probability the loss takes: a predictor gives probabilities, not logits,
+# and one that underflows to 0 would make the loss infinite.
+LOSS_FLOOR = 1e-12
+
 
 def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
                                class_names: Sequence[str]) -> dict[str, Any]:
@@ -57,7 +61,8 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
     precision, recall, _, support = metrics.precision_recall_fscore_support(
         labels, predicted, labels=ids, zero_division=0)
     picked = probabilities[np.arange(len(labels)), labels]
-    loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))) if len(labels) else float("nan")
+    loss = (float(-np.mean(np.log(np.clip(picked, LOSS_FLOOR, 1.0)))) if len(labels)
+            else float("nan"))
     # A class's accuracy (correct / images of the class) is its recall: not repeated.
     per_class = [{"class": name, "precision": float(precision[i]),
                   "recall": float(recall[i]), "support": int(support[i])}
@@ -71,6 +76,9 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
         "loss_definition": "mean cross-entropy -log p(true class) from the predicted "
                            "probabilities, clipped at 1e-12 (equal to the logits' value "
                            "except where a probability underflows)",
+        # Images whose true class got less than LOSS_FLOOR: each counts -log 1e-12 = 27.6
+        # here, more in a loss from the logits (train's): the two figures differ by them.
+        "loss_clipped_images": int(np.sum(picked < LOSS_FLOOR)),
         "macro_precision": float(np.mean(precision)),
         "macro_recall": float(np.mean(recall)),
         "per_class": per_class,
@@ -111,6 +119,12 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
                  f"(from the probabilities) on {plural(result['images'], 'image')}; a "
                  "class's accuracy is its recall")
+    clipped = result.get("loss_clipped_images", 0)
+    if clipped:
+        lines.append(
+            f"({plural(clipped, 'image')} gave their true class a probability below "
+            f"{LOSS_FLOOR:g}, counted as {LOSS_FLOOR:g} (loss {-np.log(LOSS_FLOOR):.1f} each): "
+            "train's test loss, from the logits, counts them in full and is higher)")
     return "\n".join(lines)
 
 

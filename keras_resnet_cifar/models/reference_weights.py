@@ -21,12 +21,43 @@ from __future__ import annotations
 
 import os
 import zipfile
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.models import arch
+
+# The file that carries the licence beside the weights and in exports made from them.
+LICENCE_FILE = "LICENSE.weights"
+
+# The reference's licence (github.com/akamaster/pytorch_resnet_cifar10, LICENSE),
+# which must travel with the weights and with anything made from them.
+LICENCE_TEXT = """\
+Copyright (c) 2018, Yerlan Idelbayev
+
+Redistribution and use in source and binary forms, with or without modification, are \
+permitted provided that the following conditions are met:
+
+1. Redistributions of source code must retain the above copyright notice, this list of \
+conditions and the following disclaimer.
+
+2. Redistributions in binary form must reproduce the above copyright notice, this list of \
+conditions and the following disclaimer in the documentation and/or other materials \
+provided with the distribution.
+
+THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS" AND ANY EXPRESS \
+OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF \
+MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE \
+COPYRIGHT HOLDER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, \
+EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF \
+SUBSTITUTE GOODS OR SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) \
+HOWEVER CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR \
+TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE OF THIS \
+SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+"""
 
 LICENSE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
                 "Idelbayev, BSD 2-clause licence (see LICENSE.weights beside the .npz).")
@@ -136,3 +167,17 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
             for key, value in zip(("weight", "bias", "running_mean", "running_var"), weights):
                 state[f"{torch_name}.{key}"] = value
     return {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}
+
+
+def write_licence(folder: str | os.PathLike) -> Path:
+    """Writes the reference's licence as ``LICENSE.weights`` into ``folder``, atomically.
+
+    Raises:
+        UserError: it cannot be written.
+    """
+    path = Path(folder) / LICENCE_FILE
+    try:
+        fileio.write_text(path, LICENCE_TEXT)
+    except OSError as e:
+        raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
+    return path

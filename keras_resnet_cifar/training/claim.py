@@ -44,7 +44,7 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
     def busy(pid: int | None) -> str:
         return (f"{workdir} is in use by another training process"
                 f"{f' (pid {pid})' if pid else ''}; wait for it to end, or choose another "
-                "--model_dir.")
+                "run directory.")
 
     with fileio.exclusive_lock(rundir.path(workdir, rundir.LOCK), busy):
         yield
@@ -64,7 +64,7 @@ def ensure_unlocked(workdir: str | os.PathLike) -> None:
         with lock(workdir):
             pass
     except OSError as e:
-        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
+        raise UserError(f"Cannot write to the run directory {workdir}: {e.strerror}.") from None
 
 
 def claim(workdir: Path, config: Any, stack: contextlib.ExitStack) -> "Plan":
@@ -75,11 +75,11 @@ def claim(workdir: Path, config: Any, stack: contextlib.ExitStack) -> "Plan":
             :func:`plan` refuses it.
     """
     if not workdir.is_dir():
-        raise UserError(f"Cannot write to --model_dir {workdir}: not a directory.")
+        raise UserError(f"Cannot write to the run directory {workdir}: not a directory.")
     try:
         stack.enter_context(lock(workdir))
     except OSError as e:
-        raise UserError(f"Cannot write to --model_dir {workdir}: {e.strerror}.") from None
+        raise UserError(f"Cannot write to the run directory {workdir}: {e.strerror}.") from None
     return plan(workdir, config)
 
 
@@ -150,7 +150,7 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
     if saved is None:
         if history or rundir.path(workdir, rundir.STATE).exists():
             raise UserError(f"{workdir} holds training files but no {rundir.CONFIG}; it "
-                            "cannot be resumed: choose another --model_dir.")
+                            "cannot be resumed: choose another run directory.")
         return Plan(state_epoch=0, finished=False, new=True)
     differences = recipe_differences(saved, config)
     if differences:
@@ -163,13 +163,13 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
         raise UserError(
             f"{workdir} holds a run with other training flags: {'; '.join(differences)}; "
             f"{held}. To continue it, give the flags it was started with (its "
-            f"{rundir.CONFIG}); to start over with these flags, give another --model_dir, or "
+            f"{rundir.CONFIG}); to start over with these flags, give another run directory, or "
             f"delete {workdir} first.")
     epochs = int(saved.get("epochs", config.epochs))
     if config.epochs < epochs:
         raise UserError(f"{workdir} holds a run of {epochs} epochs, not --epochs="
                         f"{config.epochs}: give --epochs={epochs} to resume it (or more, to "
-                        "extend it), or choose another --model_dir.")
+                        "extend it), or choose another run directory.")
     metrics = rundir.read_metrics(workdir)
     if metrics and metrics.get("epochs_completed") == config.epochs:
         return Plan(state_epoch=config.epochs, finished=True, new=False)
@@ -178,14 +178,14 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
         raise UserError(
             f"{workdir} has {len(history)} trained epoch(s) but no resume state "
             f"({rundir.path(workdir, rundir.STATE)}): it cannot be resumed exactly. Choose "
-            "another --model_dir, or delete this one to start the run over.")
+            "another run directory, or delete this one to start the run over.")
     if state_epoch is None:
         evidence = trained_epoch_evidence(workdir)
         if evidence:
             raise UserError(
                 f"{workdir} shows that epochs were trained ({', '.join(evidence)}) but its "
                 f"resume state {rundir.path(workdir, rundir.STATE)} is missing: restore it "
-                "from a backup, or choose another --model_dir (or delete this one) to start "
+                "from a backup, or choose another run directory (or delete this one) to start "
                 "the run over; "
                 "it is not retrained from epoch 0 over them.")
     return Plan(state_epoch=state_epoch or 0, finished=False, new=False,

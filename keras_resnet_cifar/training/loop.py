@@ -170,11 +170,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                 tf.config.experimental.enable_op_determinism()
             data_splits = load_data(config, data)
         if plan is None:
-            fileio.make_dir(workdir, what=f"--model_dir {workdir}")
+            fileio.make_dir(workdir, what=f"the run directory {workdir}")
             plan = claim.claim(workdir, config, stack)
         if plan.finished:
             logging.info("%s already holds a finished %d-epoch run; nothing to train "
-                         "(raise --epochs to continue it, or use another --model_dir).",
+                         "(raise --epochs to continue it, or use another run directory).",
                          workdir, config.epochs)
             return rundir.read_metrics(workdir)
         claim.start(workdir, config, plan)
@@ -249,11 +249,16 @@ def _train(config: TrainConfig, workdir: Path, plan: claim.Plan,
             distribution.build_from_spec(model, strategy, train_ds)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             distribution.vector_logs(model)
-        model.fit(train_ds, initial_epoch=initial_epoch, epochs=config.epochs,
-                  steps_per_epoch=steps,
-                  validation_data=(_eval_ds(evaluation, config) if evaluate_every_epoch
-                                   else None),
-                  callbacks=run_callbacks, verbose=keras_verbose, shuffle=False)
+        try:
+            model.fit(train_ds, initial_epoch=initial_epoch, epochs=config.epochs,
+                      steps_per_epoch=steps,
+                      validation_data=(_eval_ds(evaluation, config) if evaluate_every_epoch
+                                       else None),
+                      callbacks=run_callbacks, verbose=keras_verbose, shuffle=False)
+        except KeyboardInterrupt:
+            if progress:  # the stop's message starts a line of its own
+                progress.clear()
+            raise
     fit_seconds = time.perf_counter() - started
 
     rows, best = writer.rows, writer.best
@@ -278,8 +283,9 @@ def _train(config: TrainConfig, workdir: Path, plan: claim.Plan,
     metrics = _metrics(config, model, rows, best, data, strategy, test_loss, test_accuracy,
                        fit_seconds)
     rundir.write_metrics(workdir, metrics)
-    logging.info("%s: test accuracy %.4f, test loss %.4f (from the logits); wrote %s",
-                 model.name, test_accuracy, test_loss, workdir)
+    logging.info("%s: test accuracy %.4f on %s, test loss %.4f (cross-entropy from the "
+                 "logits); wrote %s", model.name, test_accuracy,
+                 plural(metrics["test_images"], "image"), test_loss, workdir)
     return metrics
 
 

@@ -95,7 +95,7 @@ def restore_state(workdir: str | os.PathLike, model: Any) -> State | None:
             for (p, shape), v in zip(saved, variables))
         if mismatch:
             raise UserError(f"{target} was written by another model or optimiser than "
-                            "this run's; choose another --model_dir, or delete this one to "
+                            "this run's; choose another run directory, or delete this one to "
                             "start the run over.")
         try:
             values = [state[f"v{i:05d}"] for i in range(len(variables))]

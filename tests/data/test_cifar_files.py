@@ -331,3 +331,14 @@ def test_archive_of_something_else(tmp_path):
         cifar_files.detect_format(str(archive))
 
 
+
+
+def test_reading_says_nothing_at_info_level(tmp_path, monkeypatch):
+    """F3: the tools say where their data came from (the source returned here) once;
+    the reader does not say it a second time."""
+    from absl import logging
+
+    said = []
+    monkeypatch.setattr(logging, "info", lambda *args: said.append(args))
+    _read(_make(tmp_path, "bin"))
+    assert said == []

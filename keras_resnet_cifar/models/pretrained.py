@@ -1,0 +1,181 @@
+"""The reference implementation's released checkpoints: where they are, their hashes, fetching.
+
+The reference CIFAR-10 ResNets (github.com/akamaster/pytorch_resnet_cifar10, BSD
+2-clause, Copyright (c) 2018 Yerlan Idelbayev) are released as ``.th`` files in its
+``pretrained_models/`` folder, named like torch hub files: ``resnet20-12fca82f.th``,
+where ``12fca82f`` is the start of the file's sha256. :func:`fetch` downloads one
+with Keras' own utility (``keras.utils.get_file``), checks it and keeps it in the
+Keras cache (``$KERAS_HOME/models``, else ``~/.keras/models``, as Keras
+Applications do); later calls use the cached file, checked again.
+
+The hashes: the full sha256 of ResNet-20, 32, 44 and 56 are pinned; they were
+computed from the files as they sit in the reference repository's git history
+(commit d5489e8995e81e91ce6b1d69dcc98ad579b0b153, 2021-07-20; each file's git blob
+id matches its content, and each hash starts with the 8 hex digits of its name), and
+those four files, converted, equal the arrays the exactness tests score at the
+published accuracies. The ResNet-110 and 1202 files could not be read here (the
+repository copy available lacked them), so for those only the 8 hex digits of the
+file name are checked: a weaker check, said where it is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from keras_resnet_cifar.errors import UserError, first_line
+
+REPOSITORY = "https://github.com/akamaster/pytorch_resnet_cifar10"
+BASE_URL = f"{REPOSITORY}/raw/master/pretrained_models/"
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """One released checkpoint: its file name and, when known, its whole sha256."""
+
+    file: str
+    sha256: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The 8 hex digits of the file name (torch hub's convention: the sha256's start)."""
+        return self.file.rsplit("-", 1)[1].split(".")[0]
+
+
+RELEASES = {
+    "resnet20": Release("resnet20-12fca82f.th",
+                        "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8"),
+    "resnet32": Release("resnet32-d509ac18.th",
+                        "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850"),
+    "resnet44": Release("resnet44-014dd654.th",
+                        "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4"),
+    "resnet56": Release("resnet56-4bfd9763.th",
+                        "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367"),
+    "resnet110": Release("resnet110-1d1ed7c2.th"),   # full sha256 not established
+    "resnet1202": Release("resnet1202-f3b1deed.th"),  # full sha256 not established
+}
+
+
+def release(name: str) -> Release:
+    """The release of ``name`` (``resnet20`` ... ``resnet1202``).
+
+    Raises:
+        UserError: no released checkpoint of that name.
+    """
+    if name not in RELEASES:
+        raise UserError(f"No released reference checkpoint {name!r}: there are "
+                        f"{', '.join(RELEASES)}.")
+    return RELEASES[name]
+
+
+def url(name: str, base_url: str = BASE_URL) -> str:
+    """Where ``name``'s checkpoint is downloaded from (``base_url``: a mirror's folder)."""
+    return base_url.rstrip("/") + "/" + release(name).file
+
+
+def cache_dir() -> Path:
+    """Keras' cache of downloaded models: ``$KERAS_HOME/models``, else ``~/.keras/models``."""
+    return Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser() / "models"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check(path: str | os.PathLike, name: str) -> str | None:
+    """Why ``path`` is not ``name``'s released file, or None when it is.
+
+    The whole sha256 is compared where it is pinned, else its first 8 hex digits
+    (the file name's).
+    """
+    rel, actual = release(name), _sha256(Path(path))
+    expected = rel.sha256 or rel.prefix
+    if actual.startswith(expected):
+        return None
+    return f"its sha256 is {actual}, not {expected}{'' if rel.sha256 else '...'}"
+
+
+def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | None = None
+          ) -> Path:
+    """The checked local copy of ``name``'s released checkpoint, downloaded if needed.
+
+    The download goes to a temporary folder beside the cache and enters the cache
+    only once its hash is right: a wrong file is never kept (``get_file`` itself
+    would leave it in place, and it cannot check an 8-digit prefix).
+
+    Args:
+        name: ``resnet20``, ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``
+            or ``resnet1202``.
+        base_url: the folder the file is downloaded from (a mirror's, a test's).
+        cache: the cache folder (default :func:`cache_dir`).
+
+    Raises:
+        UserError: an unknown name; the download failed (offline: the message names
+            the URL and where to put the file by hand); the file's hash is wrong; the
+            cache cannot be written.
+    """
+    rel = release(name)
+    folder = Path(cache) if cache is not None else cache_dir()
+    cached = folder / rel.file
+    if cached.is_file() and check(cached, name) is None:
+        return cached
+    source = url(name, base_url)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
+    except OSError as e:
+        raise UserError(f"Cannot write to the cache {folder}: {e.strerror}.") from None
+    try:
+        import keras  # only now: downloading is the one thing here that needs it
+
+        try:
+            downloaded = Path(keras.utils.get_file(rel.file, source, cache_dir=str(tmp),
+                                                   cache_subdir="."))
+        except Exception as e:  # get_file raises a bare Exception for HTTP and URL errors
+            raise UserError(
+                f"Cannot download {source} ({first_line(e)}). Without internet, download it "
+                f"on another machine and put it at {cached} (it is checked against the same "
+                "hash), or give its path as --weights.") from None
+        problem = check(downloaded, name)
+        if problem:
+            raise UserError(f"{source} is not the released {rel.file}: {problem}. Nothing "
+                            "was kept.")
+        os.replace(downloaded, cached)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cached
+
+
+def load_weights(weights: str, *, base_url: str = BASE_URL) -> dict:
+    """The reference state dict (NumPy arrays under PyTorch's names) that ``weights`` names.
+
+    Args:
+        weights: a released model's name (:data:`RELEASES`: fetched with
+            :func:`fetch`), or the path of a released ``.th`` checkpoint, or of a
+            ``.npz`` made from one by ``keras_resnet_cifar.convert_checkpoint``.
+        base_url: where released checkpoints are downloaded from.
+
+    Raises:
+        UserError: none of those, or what :func:`fetch` or the readers refuse.
+    """
+    import numpy as np
+
+    from keras_resnet_cifar.models import reference_weights, torch_checkpoint
+
+    weights = str(fetch(weights, base_url=base_url)) if weights in RELEASES \
+        else os.path.expanduser(str(weights))
+    if str(weights).endswith(".th"):
+        state = torch_checkpoint.state_dict(torch_checkpoint.load(weights))
+        return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in state.items()}
+    if str(weights).endswith(".npz"):
+        return reference_weights.load_state_dict(weights)
+    raise UserError(f"{weights} is neither a released model ({', '.join(RELEASES)}) nor a "
+                    ".th or .npz file.")
