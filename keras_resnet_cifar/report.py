@@ -34,6 +34,11 @@ def define_flags() -> None:
     flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch "
                       "Table 1 gives. Default: chosen from the runs, so that every run "
                       "that learned reaches them.")
+    flags.DEFINE_enum("mode", "auto", ["auto", "study", "full_recipe"],
+                      "study: several seeds, verdicts over them. full_recipe: Table 1 at the "
+                      "default 200-epoch recipe, one seed per network, finished or still "
+                      "running, beside the published figures. auto: full_recipe when every "
+                      "run has the default recipe's epochs and one seed per network.")
     flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer "
                       "(scripts/train_reference_pytorch.py) to set beside the study's: run "
                       "directories, folders of them, or glob patterns, e.g. "
@@ -51,6 +56,7 @@ def main(argv):
     path = report.write_report(
         argv[1:], FLAGS.out, reference_dirs=references,
         accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels),
+        mode=FLAGS.mode,
         command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
                                            *sys.argv[1:]]))
     logging.info("wrote %s", path)

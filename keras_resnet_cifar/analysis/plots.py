@@ -326,6 +326,36 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
     return fig
 
 
+def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, ylabel: str,
+                    xlabel: str = "epoch", title: str | None = None) -> Figure:
+    """One signed value per network, seed and epoch: each seed a dot, the mean over seeds a
+    line, a horizontal line at 0 (e.g. the signed log ratio of early to late gradients).
+
+    Args:
+        series: {network label: {epoch: one value per seed}}.
+    """
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    depths = sorted({_depth(label) for label in series})
+    styles = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+    for label, by_epoch in series.items():
+        epochs = sorted(by_epoch)
+        colour = family_colour(label)
+        for e in epochs:
+            ax.plot([e] * len(by_epoch[e]), by_epoch[e], "o", color=colour, alpha=0.35,
+                    markersize=4)
+        ax.plot(epochs, [float(np.mean(by_epoch[e])) for e in epochs], styles[_depth(label)],
+                color=colour, marker="o", linewidth=1.8,
+                label=f"{label} (n = {max(len(v) for v in by_epoch.values())})")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> list[Path]:
     """Writes ``fig`` as ``<path>.png`` and ``<path>.svg``; returns both paths."""
     path = Path(path)
