@@ -55,12 +55,13 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
                                   else "")
 
 
-def given_flag(name: str, default: object = None) -> object:
+def given_flag(name: str, default: object = None, flag_values=None) -> object:
     """A command-line flag's value as the user gave it (``~`` and ``$VARS`` unexpanded),
-    when this process parsed absl flags that define ``name``; else ``default``."""
+    when this process parsed absl flags (default: the global ones) that define ``name``;
+    else ``default``."""
     from absl import flags
 
-    values = flags.FLAGS
+    values = flag_values if flag_values is not None else flags.FLAGS
     try:
         if values.is_parsed() and name in values:
             return values[name].value

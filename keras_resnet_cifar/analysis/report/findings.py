@@ -459,7 +459,8 @@ def _stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
 def _residual_vs_plain(claim: str, measure: Callable[[Run], float], residual: Sequence[Run],
                        plain: Sequence[Run], depth: int, epoch: float, evidence: str,
                        digits: int, after: str = "", sign: int = -1,
-                       source: str = HE) -> tuple[dict[str, Any], dict | None]:
+                       source: str = HE, signed: bool = False
+                       ) -> tuple[dict[str, Any], dict | None]:
     """A finding that ``measure`` (per seed) is lower (``sign`` -1) or higher (+1) in the
     residual net than the plain one, and its decision.
 
@@ -467,10 +468,11 @@ def _residual_vs_plain(claim: str, measure: Callable[[Run], float], residual: Se
     """
     a, b = [measure(x) for x in residual], [measure(x) for x in plain]
     test = stats.welch(a, b)
+    plus = "+" if signed else ""
     return finding(
         claim, source, stats.verdict(test, sign),
-        f"{evidence}resnet{depth} {', '.join(f'{v:+.{digits}f}' for v in a)} vs plain{depth} "
-        f"{', '.join(f'{v:+.{digits}f}' for v in b)}{after}; "
+        f"{evidence}resnet{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in a)} vs "
+        f"plain{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in b)}{after}; "
         + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
         depth=depth, epoch=epoch, residual=a, plain=b, test=test.as_dict() if test else None,
     ), stats.decision(test, sign)
@@ -502,7 +504,7 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
             lambda run, epoch=epoch: gradient_log_ratio(run, epoch), r, p, depth, epoch,
             "signed log10 of the median kernel-gradient norm of the first third of conv "
             "layers over the last third (0 = even; positive = the early layers' gradients "
-            "larger), per seed: ", digits=2, sign=+1, source=PAPER)
+            "larger), per seed: ", digits=2, sign=+1, source=PAPER, signed=True)
         found["evidence"] += (" A positive plain value means the plain net's early-layer "
                               "gradients are larger, not vanishing.")
         found["measured"] = (f"signed log10 early/late gradient-norm ratio, resnet{depth} "

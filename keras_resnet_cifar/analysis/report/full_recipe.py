@@ -199,7 +199,7 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
 def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: Sequence[str],
            command: str | None = None) -> str:
     """report.md of the full-recipe runs."""
-    from keras_resnet_cifar.analysis.report.markdown import train_command
+    from keras_resnet_cifar.analysis.report.markdown import measured, train_command
 
     rows = table1_rows(runs)
     done = all(r["epochs_done"] >= recipe_epochs() for r in rows)
@@ -217,12 +217,13 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
               table1_markdown(rows), "",
               "## The paper's comparisons, beside the spread between runs", ""]
     lines += between_nets(rows) or ["- (needs at least two of the four networks)"]
-    undecided = [f for f in found if f["verdict"] in (stats.ONE_SEED, stats.NOT_TESTABLE)]
+    undecided = [f for f in found
+                 if f["verdict"] in (stats.ONE_SEED, stats.NOT_TESTABLE, stats.DESCRIBED)]
     lines += ["", "With one seed per network no verdict rests on seed statistics. Claims "
               "one seed cannot decide (or, for unfinished runs, that this budget cannot "
-              "test):", ""]
+              "test), with what was measured:", ""]
     lines += [f"- {f['claim']} [{f['source']}, {f.get('section', 'section not recorded')}]: "
-              f"{f['verdict']}." for f in undecided] or ["- none"]
+              f"{f['verdict']}; {measured(f)}." for f in undecided] or ["- none"]
     lines += ["", "Every finding, with the rules of the study report, is in "
               "[findings.json](findings.json).", ""]
     per_class = per_class_markdown(runs)
