@@ -106,7 +106,8 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     they have them, else ``loss`` / ``val_loss`` (which include weight decay), on a
     log scale when the values span more than a factor of 100.
 
-    Both networks of a pair on the same axes (as He et al.'s Figure 1); training
+    Both networks of a pair on the same axes (He et al.'s Figure 1 pairs plain-20 with
+    plain-56; the report pairs plain and residual nets of one depth); training
     curves dashed, evaluation curves solid, one colour per network.
 
     Args:
