@@ -56,11 +56,16 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
 
 
 def given_flag(name: str, default: object = None, flag_values=None) -> object:
-    """A command-line flag's value as the user gave it (``~`` and ``$VARS`` unexpanded),
-    when this process parsed absl flags (default: the global ones) that define ``name``;
-    else ``default``."""
+    """A command-line flag's value as the user gave it (``~`` and ``$VARS`` unexpanded):
+    what :mod:`keras_resnet_cifar.cli` recorded before expanding its path flags, else the
+    parsed absl flag (default: the global flags), else ``default``."""
+    import sys
+
     from absl import flags
 
+    cli = sys.modules.get("keras_resnet_cifar.cli")  # only when a tool's CLI ran
+    if flag_values is None and cli is not None and name in cli.GIVEN:
+        return cli.GIVEN[name]
     values = flag_values if flag_values is not None else flags.FLAGS
     try:
         if values.is_parsed() and name in values:

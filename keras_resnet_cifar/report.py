@@ -5,6 +5,14 @@ r"""The report CLI: run directories in, report.md, tables and figures out.
     python -m keras_resnet_cifar.report runs/a runs/b --out=report --accuracy_levels=0.5,0.8
     python -m keras_resnet_cifar.report docs/study/runs/* \
         --reference_runs=docs/study/reference --out=docs/study
+    python -m keras_resnet_cifar.report runs/resnet20-seed0 runs/plain20-seed0 \
+        runs/resnet56-seed0 runs/plain56-seed0 --out=report --mode=full_recipe
+
+``--mode=full_recipe`` (chosen by the default ``auto`` when every run has the default
+200-epoch recipe and one seed per network) reports Table 1 runs, finished or still
+training: this project's test accuracy beside the reproduction paper's, He et al.'s and
+the reference implementation's published figures, each difference beside the known
+run-to-run spread, where each run stands, curves, per-class accuracy, time and machine.
 
 ``--reference_runs`` takes run directories of the reference PyTorch trainer
 (scripts/train_reference_pytorch.py), folders holding them, or glob patterns

@@ -20,6 +20,14 @@ def test_the_data_path_is_recorded_as_the_user_gave_it():
     assert environment.given_flag("data_dir", "/x", unparsed) == "/x"
 
 
+def test_the_cli_records_path_flags_before_expanding_them(monkeypatch):
+    from keras_resnet_cifar import cli
+
+    monkeypatch.setitem(cli.GIVEN, "data_dir", "~/data/cifar10")
+    assert environment.given_flag("data_dir", "/root/data/cifar10") == "~/data/cifar10"
+    assert environment.provenance("/root/data/cifar10")["data_dir_given"] == "~/data/cifar10"
+
+
 def test_the_git_commit_inside_and_outside_a_checkout(tmp_path):
     assert environment.git_commit(tmp_path) is None
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,

@@ -205,7 +205,7 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     done = all(r["epochs_done"] >= recipe_epochs() for r in rows)
     lines = ["# Table 1 at the full recipe: this project's runs", ""]
     if not done:
-        lines += [f"> **In progress.** Not every run has finished its {recipe_epochs()} "
+        lines += [f"> **In progress.** Not every run has completed the recipe's {recipe_epochs()} "
                   "epochs: the figures below are as far as each run got, not the "
                   "end-of-schedule figures, and the published ones are not yet comparable.",
                   ""]
