@@ -53,7 +53,8 @@ def _marks(run: Run) -> list[float]:
 
 
 def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
-    """He et al.'s Figure 1 / Figure 6 analogue from the runs' curve points, or None.
+    """He et al.'s Figure 6 layout (plain left, residual right) from the runs' curve points,
+    or None.
 
     Plain networks left, residual right, each depth a colour; x in passes over
     the training set (iterations on the top axis); the training error of each
