@@ -55,24 +55,16 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
                                   else "")
 
 
-def given_flag(name: str, default: object = None, flag_values=None) -> object:
-    """A command-line flag's value as the user gave it (``~`` and ``$VARS`` unexpanded):
-    what :mod:`keras_resnet_cifar.cli` recorded before expanding its path flags, else the
-    parsed absl flag (default: the global flags), else ``default``."""
+def given_flag(name: str, default: object = None) -> object:
+    """A path flag's value as the user gave it (``~`` and ``$VARS`` unexpanded), as
+    :mod:`keras_resnet_cifar.cli` recorded it before expanding it; ``default`` when no
+    tool's command line ran in this process (a library call) or the flag was not given.
+    Reads no flags itself (libraries never do)."""
     import sys
 
-    from absl import flags
-
-    cli = sys.modules.get("keras_resnet_cifar.cli")  # only when a tool's CLI ran
-    if flag_values is None and cli is not None and name in cli.GIVEN:
-        return cli.GIVEN[name]
-    values = flag_values if flag_values is not None else flags.FLAGS
-    try:
-        if values.is_parsed() and name in values:
-            return values[name].value
-    except Exception:  # flags of another process layout: fall back
-        pass
-    return default
+    cli = sys.modules.get("keras_resnet_cifar.cli")
+    given = getattr(cli, "GIVEN", {}) if cli is not None else {}
+    return given.get(name, default)
 
 
 def provenance(data_dir: str | None = None) -> dict[str, object]:

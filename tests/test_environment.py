@@ -3,26 +3,16 @@
 import subprocess
 from pathlib import Path
 
-from absl import flags
-
 from keras_resnet_cifar import environment
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_data_path_is_recorded_as_the_user_gave_it():
-    values = flags.FlagValues()
-    flags.DEFINE_string("data_dir", None, "", flag_values=values)
-    values(["train", "--data_dir=~/data/cifar10"])
-    assert environment.given_flag("data_dir", "/root/data/cifar10", values) == "~/data/cifar10"
-    unparsed = flags.FlagValues()
-    flags.DEFINE_string("data_dir", None, "", flag_values=unparsed)
-    assert environment.given_flag("data_dir", "/x", unparsed) == "/x"
-
-
 def test_the_cli_records_path_flags_before_expanding_them(monkeypatch):
     from keras_resnet_cifar import cli
 
+    monkeypatch.setattr(cli, "GIVEN", {})
+    assert environment.given_flag("data_dir", "/root/data/cifar10") == "/root/data/cifar10"
     monkeypatch.setitem(cli.GIVEN, "data_dir", "~/data/cifar10")
     assert environment.given_flag("data_dir", "/root/data/cifar10") == "~/data/cifar10"
     assert environment.provenance("/root/data/cifar10")["data_dir_given"] == "~/data/cifar10"
@@ -37,3 +27,23 @@ def test_the_git_commit_inside_and_outside_a_checkout(tmp_path):
     recorded = environment.provenance("/root/data/cifar10")
     assert set(recorded) == {"git_commit", "data_dir_given", "load_average_1min_at_end"}
     assert recorded["load_average_1min_at_end"] >= 0
+
+
+def test_train_records_the_data_path_as_typed(tmp_path):
+    """The train command expands --data_dir=~/... for its own use and records it as typed."""
+    import sys
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    code = ("import sys; from keras_resnet_cifar import cli, environment\n"
+            "from absl import flags\n"
+            "flags.DEFINE_string('data_dir', None, '')\n"
+            "def main(argv):\n"
+            "    print(flags.FLAGS.data_dir, environment.provenance(flags.FLAGS.data_dir)"
+            "['data_dir_given'])\n"
+            "cli.run(main)\n")
+    done = subprocess.run([sys.executable, "-c", code, "--data_dir=~/data"],
+                          capture_output=True, text=True, env={"HOME": str(home),
+                                                                "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [f"{home}/data", "~/data"]
