@@ -81,7 +81,8 @@ def status(run: Run) -> dict[str, Any]:
             "epochs": total, "test_accuracy": accuracy, "test_accuracy_from": origin,
             "images_per_sec": statistics.median(rates) if rates else None,
             "train_time_h": sum(times) / 3600 if times else None,
-            "remaining_h": left * statistics.median(times) / 3600 if times and left else 0.0,
+            "remaining_h": (left * statistics.median(times) / 3600 if times else None)
+            if left else 0.0,
             "finished": not left}
 
 
@@ -175,7 +176,8 @@ def status_markdown(runs: Sequence[Run]) -> str:
             f"{_pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
             f"{r['images_per_sec']:.0f}" if r["images_per_sec"] else "not recorded",
             f"{r['train_time_h']:.2f}" if r["train_time_h"] is not None else "not recorded",
-            "finished" if r["finished"] else f"{r['remaining_h']:.1f}"]) + " |")
+            "finished" if r["finished"] else f"{r['remaining_h']:.1f}"
+            if r["remaining_h"] is not None else "not known (no epoch times)"]) + " |")
     return "\n".join(lines) + "\n"
 
 
