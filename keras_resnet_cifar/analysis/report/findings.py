@@ -561,6 +561,7 @@ def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
             found = convergence_finding(p, r, depth, STUDY)
             found["claim"] += (" (claim (d), made for 20 layers, checked at this depth: "
                                "this study's extension, not a claim of either paper)")
+            found["section"] = "none: not a claim of either paper"
             out.append(found)
     for depth in depths:
         p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
