@@ -76,6 +76,8 @@ from keras_resnet_cifar.errors import UserError, exit_with, message_of
 PATH_FLAGS = ("data_dir", "model_dir", "model_path", "out", "weights", "report_dir")
 
 _state = {"verbose": False}
+# The path flags as the user gave them, before expansion (what a run records as "given").
+GIVEN: dict[str, object] = {}
 
 
 def expand_path(value: str) -> str:
@@ -307,6 +309,7 @@ def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[s
     for name in (*PATH_FLAGS, *paths):
         if name in FLAGS and FLAGS[name].value:
             value = FLAGS[name].value
+            GIVEN[name] = value
             FLAGS[name].value = ([expand_path(v) for v in value] if isinstance(value, list)
                                  else expand_path(value))
     if len(argv) > 1 and not takes_files:

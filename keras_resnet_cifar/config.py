@@ -1,13 +1,15 @@
 """The training configuration: one frozen dataclass, parsed once, saved with every run.
 
-Defaults: He et al.'s (2016, section 4.2) optimiser and data, SGD with momentum
-0.9, weight decay 1e-4, batch 128, learning rate 0.1, with the schedule of the
-reproduction paper (V. R. Shinde, "Deep Residual Learning for Image Recognition:
-Implementation and Analysis", 2025): the rate divided by 10 after epochs 80 and
-120 of 200. He et al. count iterations instead: they divide at 32k and 48k and stop
-at 64k (50% and 75% of the run), on 45k training images (a 45k/5k split), i.e.
-about 91, 136 and 182 epochs; the reference PyTorch trainer divides after epochs
-100 and 150 of 200.
+Defaults: He et al.'s (2016, section 4.2) optimiser and augmentation, SGD with
+momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1, pad-4 crop and flip,
+with the schedule of the reproduction paper (V. R. Shinde, "Deep Residual Learning for
+Image Recognition: Implementation and Analysis", 2025): the rate divided by 10 after
+epochs 80 and 120 of 200. Two defaults come from the reference PyTorch implementation,
+not from He et al.: inputs normalised per channel (mean and std; He et al. subtract the
+per-pixel mean) and weight decay on every parameter. He et al. count iterations: they
+divide at 32k and 48k and stop at 64k iterations of batch 128 on the 50k training images
+(about 82, 123 and 164 passes); the 64k stop was chosen on a 45k/5k train/validation
+split. The reference PyTorch trainer divides after epochs 100 and 150 of 200.
 
 Learning-rate boundaries may be fractions of an epoch (``--lr_boundaries=1.2,1.8``):
 the schedule is evaluated before every training step on the fractional epoch

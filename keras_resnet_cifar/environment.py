@@ -32,3 +32,47 @@ def describe() -> dict[str, object]:
         "keras": keras.__version__,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
     }
+
+
+def git_commit(path: str | os.PathLike | None = None) -> str | None:
+    """The commit of the git checkout holding ``path`` (default: this package), with
+    "+changes" when tracked files differ from it; None outside a git checkout or
+    without git."""
+    import subprocess
+
+    where = os.fspath(path) if path else os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.returncode == 0 and dirty.stdout.strip()
+                                  else "")
+
+
+def given_flag(name: str, default: object = None) -> object:
+    """A path flag's value as the user gave it (``~`` and ``$VARS`` unexpanded), as
+    :mod:`keras_resnet_cifar.cli` recorded it before expanding it; ``default`` when no
+    tool's command line ran in this process (a library call) or the flag was not given.
+    Reads no flags itself (libraries never do)."""
+    import sys
+
+    cli = sys.modules.get("keras_resnet_cifar.cli")
+    given = getattr(cli, "GIVEN", {}) if cli is not None else {}
+    return given.get(name, default)
+
+
+def provenance(data_dir: str | None = None) -> dict[str, object]:
+    """What a run ran from, beside :func:`describe`: the code's git commit (None outside a
+    checkout), the data path as the user gave it (unexpanded; ``data_dir`` when no flag
+    was parsed) and the machine's 1-minute load average now."""
+    return {
+        "git_commit": git_commit(),
+        "data_dir_given": given_flag("data_dir", data_dir) or data_dir,
+        "load_average_1min_at_end": os.getloadavg()[0],
+    }

@@ -62,6 +62,11 @@ def test_smoke_run_lowers_loss_and_writes_a_complete_run_directory(tmp_path):
     assert metrics["eval_set"] == "test" and metrics["best"]["chosen_on"] == "test"
     assert metrics["params_trainable"] == 75_290  # resnet8
     assert metrics["epochs_completed"] == 3
+    # Provenance: the code's commit (None outside a git checkout), the data path as the
+    # user gave it (none for synthetic data), the load, the CPU and library versions.
+    assert {"git_commit", "data_dir_given", "load_average_1min_at_end", "cpu", "tensorflow",
+            "keras"} <= set(metrics)
+    assert metrics["data_dir_given"] is None
     # The last epoch evaluated this model on the same (capped) test images: reused.
     assert metrics["test_images"] == 2 * 64  # --eval_steps=2 of smoke.cfg
     assert (metrics["test_loss"], metrics["test_accuracy"]) == \

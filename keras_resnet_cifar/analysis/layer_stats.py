@@ -1,7 +1,10 @@
 """Per-layer statistics on a fixed batch: response std and gradient norms.
 
-Two measurements that test the "identity mapping" and "gradient highway" claims
-made for residual networks rather than assert them:
+Two measurements that test claims made for residual networks rather than assert
+them: He et al.'s (2016, Figure 7) weaker responses of residual functions, and the
+reproduction paper's (V. R. Shinde, 2025, section 4.1) "gradient highway" (He et al.,
+section 4.1, say instead that the gradients of their BN-trained plain nets have healthy
+norms):
 
 * **Response std** (He et al. 2016, Figure 7): the standard deviation of the
   output of every 3x3 convolution *after its batch normalisation and before any

@@ -106,7 +106,8 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     they have them, else ``loss`` / ``val_loss`` (which include weight decay), on a
     log scale when the values span more than a factor of 100.
 
-    Both networks of a pair on the same axes (as He et al.'s Figure 1); training
+    Both networks of a pair on the same axes (He et al.'s Figure 1 pairs plain-20 with
+    plain-56; the report pairs plain and residual nets of one depth); training
     curves dashed, evaluation curves solid, one colour per network.
 
     Args:
@@ -323,6 +324,36 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
     axes[0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, ylabel: str,
+                    xlabel: str = "epoch", title: str | None = None) -> Figure:
+    """One signed value per network, seed and epoch: each seed a dot, the mean over seeds a
+    line, a horizontal line at 0 (e.g. the signed log ratio of early to late gradients).
+
+    Args:
+        series: {network label: {epoch: one value per seed}}.
+    """
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    depths = sorted({_depth(label) for label in series})
+    styles = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+    for label, by_epoch in series.items():
+        epochs = sorted(by_epoch)
+        colour = family_colour(label)
+        for e in epochs:
+            ax.plot([e] * len(by_epoch[e]), by_epoch[e], "o", color=colour, alpha=0.35,
+                    markersize=4)
+        ax.plot(epochs, [float(np.mean(by_epoch[e])) for e in epochs], styles[_depth(label)],
+                color=colour, marker="o", linewidth=1.8,
+                label=f"{label} (n = {max(len(v) for v in by_epoch.values())})")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
     return fig
 
 

@@ -357,5 +357,6 @@ def _metrics(config, model, history, best, data, strategy, test_loss, test_accur
         "data_source": data.source,
         "replicas": strategy.num_replicas_in_sync,
         **environment.describe(),
+        **environment.provenance(config.data_dir),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -130,15 +130,21 @@ def test_findings_verdicts_and_numbers(study):
     assert "chance" not in degradation["evidence"]
 
     at20 = by_claim["At depth 20, the residual net is more accurate than the plain one"]
-    # Test error 20.5 vs 28.0 (std 0.7 and 2.8 points over 2 seeds): Welch p = 0.16.
-    assert at20["verdict"] == "not decided"
+    # Test error 20.5 vs 28.0 (std 0.7 and 2.8 points over 2 seeds): Welch p = 0.16, shown;
+    # but a claim about final accuracies is not testable after 3 of 200 epochs, and stays
+    # outside the tested family.
+    assert at20["verdict"] == "not testable at this budget"
+    assert at20["verdict_unadjusted"] == "not decided" and at20["p_adjusted"] is None
+    assert at20["p_raw"] == pytest.approx(at20["numbers"]["test"]["p"])
+    assert at20["source"] == "Shinde (2025)" and at20["section"].startswith("Table 1")
     assert at20["numbers"]["test"]["difference"] == pytest.approx(-0.075)
     assert "difference -7.50 ±" in at20["evidence"] and "Welch t = " in at20["evidence"]
     at56 = by_claim["At depth 56, the residual net is more accurate than the plain one"]
-    assert at56["verdict"] == "not decided (one seed)"
+    assert at56["verdict"] == "not testable at this budget"
+    assert at56["verdict_unadjusted"] == "not decided (one seed)"
 
     growth = next(f for f in found if f["claim"].startswith("(c)"))
-    assert growth["numbers"]["seeds"] == [0] and growth["verdict"] == "not decided (one seed)"
+    assert growth["numbers"]["seeds"] == [0] and growth["verdict"] == "not testable at this budget"
     assert "1.11 points at 20 layers, 6.54 at 56" in growth["claim"]
 
     responses = by_claim["At depth 56, residual functions respond more weakly than plain "
@@ -195,9 +201,11 @@ def test_write_report_files_and_markdown(study, tmp_path):
         assert {f"{stem}.png", f"{stem}.svg"} <= figures
         assert f"![{stem}](figures/{stem}.png)" in text
     assert "confusion_56.png" not in figures  # neither 56-layer run was evaluated
-    assert "run it" in text and "Test CPU, 2 cores" in text
+    assert "run it" in text and "Test CPU (6 runs); cores: 2" in text
+    assert "## Provenance" in text and "| keras_resnet_cifar | plain20 | 0 | 3 | Test CPU |" in text
     assert "--model=plain56 --epochs=3 --lr_boundaries=3 --steps_per_epoch=10" in text
-    assert "**NOT DECIDED (ONE SEED)**: (a) plain-56 is below plain-20" in text
+    assert "**NOT DECIDED (ONE SEED)** (no p): (a) plain-56 is below plain-20" in text
+    assert "### Every claim of the reproduction paper" in text
     assert "## How verdicts are decided" in text and "Welch's two-sample t-test" in text
     assert "## Study cost" in text
     assert "Reduced schedule" in text
@@ -324,3 +332,27 @@ def test_the_report_command_is_quiet_by_default(study, tmp_path):
              if re.match(r"[IWE]0000 ", line)
              or re.search(r"cpu_feature_guard|oneDNN|cuda", line, re.I)]
     assert not noise, done.stderr
+
+
+def test_adjust_holm_over_the_family_budget_in_the_verdict_scope(study):
+    loaded = [runs.load_run(r) for r in study]
+
+    def tested(p, end=False):
+        return {"claim": f"p {p}", "source": "x", "verdict": "supported" if p < 0.05
+                else "not decided", "evidence": "", "numbers": {}, "end_of_schedule": end,
+                "decision": {"p": p, "if_significant": "supported"}}
+
+    found = findings.adjust([tested(0.001), tested(0.03), tested(0.04),
+                             tested(0.01, end=True),
+                             {"claim": "one seed", "source": "x", "verdict":
+                              "not decided (one seed)", "evidence": "", "numbers": {}}], loaded)
+    # Family of 3 (the end-of-schedule claim and the one-seed one are outside it):
+    # 0.001 * 3 = 0.003 survives; 0.03 * 2 = 0.06 and 0.04 * 1 -> 0.06 fall.
+    assert [f["verdict"] for f in found] == [
+        "supported at 0.08 passes", "not decided at 0.08 passes", "not decided at 0.08 passes",
+        "not testable at this budget", "not decided (one seed)"]
+    assert [f["p_adjusted"] for f in found[:3]] == pytest.approx([0.003, 0.06, 0.06])
+    assert found[1]["verdict_unadjusted"] == "supported" and found[3]["p_raw"] == 0.01
+    assert found[0]["family_size"] == 3 and found[3]["p_adjusted"] is None
+    # 3 epochs of 10 steps of 128 images: 0.08 passes over the 50,000
+    assert findings.budget(loaded) == "0.08 passes" and not findings.full_schedule(loaded)

@@ -115,8 +115,13 @@ def by_claim(found, prefix):
 def test_one_seed_gives_not_decided_however_large_the_difference(tmp_path):
     loaded = [runs.load_run(d) for d in make_study(tmp_path, seeds=(0,))]
     found = findings.derive(loaded)
-    assert {f["verdict"] for f in found} == {"not decided (one seed)"}
+    # Nothing is decided: claims a short run can test rest on one seed; the others are
+    # about the end of the full schedule; counts and spreads are described, not tested.
+    assert {f["verdict"] for f in found} <= {"not decided (one seed)",
+                                             "not testable at this budget",
+                                             "no verdict (described, not tested)"}
     a = by_claim(found, "(a)")
+    assert a["verdict"] == "not decided (one seed)" and a["p_adjusted"] is None
     # The within-run binomial SE is shown, as information only.
     assert "within-run binomial SE" in a["evidence"] and "information only" in a["evidence"]
 
@@ -124,7 +129,7 @@ def test_one_seed_gives_not_decided_however_large_the_difference(tmp_path):
 def test_three_seeds_decide_the_papers_claims(tmp_path):
     loaded = [runs.load_run(d) for d in make_study(tmp_path)]
     found = findings.paper_claims(loaded)
-    a, b, c, d = found
+    a, b, c, d = (by_claim(found, f"({x})") for x in "abcd")
     assert a["verdict"] == "supported"  # plain56 ~80% vs plain20 ~43%, std 1 point
     assert a["numbers"]["test_error"]["test"]["n"] == [3, 3] or \
         tuple(a["numbers"]["test_error"]["test"]["n"]) == (3, 3)

@@ -29,3 +29,21 @@ def test_welch_matches_scipy_and_the_verdict_rule():
     assert stats.combine(["supported", "supported"]) == "supported"
     paired = stats.one_sample([0.1, 0.2, 0.15])
     assert paired.p == pytest.approx(scipy_stats.ttest_1samp([0.1, 0.2, 0.15], 0).pvalue)
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    # m = 4: the smallest times 4, the next times 3 (but never below the one before), ...
+    adjusted = stats.holm([0.04, 0.001, 0.03, 0.2])
+    assert adjusted == pytest.approx([0.09, 0.004, 0.09, 0.2])
+    assert stats.holm([]) == [] and stats.holm([0.7, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_all_of_is_an_intersection_union_test():
+    sup = {"p": 0.01, "if_significant": stats.SUPPORTED}
+    weaker = {"p": 0.04, "if_significant": stats.SUPPORTED}
+    against = {"p": 0.02, "if_significant": stats.CONTRADICTED}
+    assert stats.all_of([sup, weaker]) == {"p": 0.04, "if_significant": stats.SUPPORTED}
+    assert stats.all_of([sup, against]) == {"p": 0.04, "if_significant": stats.CONTRADICTED}
+    assert stats.all_of([sup, None]) is None
+    assert stats.decide(weaker) == stats.SUPPORTED
+    assert stats.decide(weaker, 0.08) == stats.NOT_DECIDED

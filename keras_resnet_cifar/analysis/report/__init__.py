@@ -11,12 +11,20 @@ One module per part, each usable alone:
 * :mod:`~keras_resnet_cifar.analysis.report.recipes`: their recipe (runs of different
   recipes are never pooled);
 * :mod:`~keras_resnet_cifar.analysis.report.stats`: the verdict rule (Welch's t-test over
-  seeds; p < 0.05 with the claimed sign);
+  seeds, or a one-sample t-test of a per-seed quantity; Holm-Bonferroni over the family of
+  tested claims; adjusted p < 0.05 with the claimed sign);
 * :mod:`~keras_resnet_cifar.analysis.report.tables`: Table 1 (mean ± std over seeds, n),
   the study's cost, as Markdown and CSV;
-* :mod:`~keras_resnet_cifar.analysis.report.findings`: the reproduction paper's four
-  claims and He et al.'s, each with a verdict over seeds, made of
-  :mod:`~keras_resnet_cifar.analysis.report.evidence` (one measure compared over seeds);
+* :mod:`~keras_resnet_cifar.analysis.report.findings`: every claim of the reproduction
+  paper and He et al.'s, each with a verdict over seeds that names its budget (claims
+  about the end of the full schedule: "not testable at this budget" on shorter runs),
+  made of :mod:`~keras_resnet_cifar.analysis.report.evidence` (one measure compared over
+  seeds);
+* :mod:`~keras_resnet_cifar.analysis.report.provenance`: what each run ran on and from
+  (CPU, load, versions, code commit, data path), per run;
+* :mod:`~keras_resnet_cifar.analysis.report.full_recipe`: the report of full-recipe
+  Table 1 runs (one seed per network, finished or in progress) beside the published
+  figures;
 * :mod:`~keras_resnet_cifar.analysis.report.reference`: the project's runs beside the
   reference PyTorch trainer's;
 * :mod:`~keras_resnet_cifar.analysis.report.figures`: the figures (every seed faintly, the
@@ -33,8 +41,15 @@ not :mod:`keras_resnet_cifar.models.networks`): importing the package stays quic
     table1.md/.csv       one row per model: mean (± std over seeds) and n
     runs.csv             one row per run
     cost.csv             per run: training time, load average
+    provenance.csv       per run: CPU, cores, load, versions, code commit, data path
     findings.json        every finding with its numbers and verdict
     reference.json       the reference comparison (with reference runs)
-    figures/*.png/.svg   error curves inside the runs (He et al. Fig. 1 / 6), per depth,
-                         confusion matrices, layer stats, the reference comparison
+    figures/*.png/.svg   error curves inside the runs (He et al. Fig. 6 layout), per depth,
+                         confusion matrices, layer stats, the signed early/late gradient
+                         ratio, the reference comparison
+
+For full-recipe runs (``--mode=full_recipe``, chosen by ``auto`` when every run has the
+default 200-epoch recipe and one seed per network) the folder holds report.md,
+table1.csv (ours beside the published figures), status.csv (where each run stands),
+provenance.csv, findings.json and figures/table1_curves.png/.svg.
 """

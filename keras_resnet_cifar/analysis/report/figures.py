@@ -53,7 +53,8 @@ def _marks(run: Run) -> list[float]:
 
 
 def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
-    """He et al.'s Figure 1 / Figure 6 analogue from the runs' curve points, or None.
+    """He et al.'s Figure 6 layout (plain left, residual right) from the runs' curve points,
+    or None.
 
     Plain networks left, residual right, each depth a colour; x in passes over
     the training set (iterations on the top axis); the training error of each
@@ -109,7 +110,7 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
         pair = [groups[m] for m in (f"plain{depth}", f"resnet{depth}") if m in groups]
         if have_curves:
             fig = error_curves([r for g in pair for r in g],
-                               title=f"{depth} layers: plain vs residual (He et al., Figure 1)")
+                               title=f"{depth} layers: plain vs residual")
             if fig is not None:
                 figs[f"curves_{depth}"] = fig
         else:
@@ -177,4 +178,28 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
             figs[f"{stem}_sorted"] = plots.per_layer(
                 panels, ylabel=ylabel, sort_descending=True,
                 title=title + ", sorted by magnitude")
+    figs.update(gradient_ratio_figure(groups))
     return figs
+
+
+def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
+    """The signed log10 early/late gradient-norm ratio per network, seed and epoch (the
+    measure of the "gradient highway" finding), or nothing without layer statistics."""
+    from keras_resnet_cifar.analysis.report.findings import gradient_log_ratio
+
+    series = {}
+    for model in sorted(groups, key=lambda m: (arch.parse_name(m).depth,
+                                               arch.parse_name(m).residual)):
+        by_epoch: dict[float, list[float]] = {}
+        for run in groups[model]:
+            for row in run.layer_stats["epochs"]:
+                by_epoch.setdefault(row["epoch"], []).append(
+                    gradient_log_ratio(run, row["epoch"]))
+        if by_epoch:
+            series[model] = by_epoch
+    if not series:
+        return {}
+    return {"gradient_ratio": plots.values_by_epoch(
+        series, ylabel="log10(early / late gradient norm)",
+        xlabel="epoch (0: at initialisation)",
+        title="Early vs late layers' gradient norms (> 0: early larger)")}

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from keras_resnet_cifar.config import TrainConfig, changed_flags
 from keras_resnet_cifar.analysis.report import stats
+from keras_resnet_cifar.analysis.report.provenance import machines
 from keras_resnet_cifar.analysis.report.runs import Run, by_model
 from keras_resnet_cifar.analysis.report.tables import beside_published, table1_markdown
 
@@ -19,20 +20,25 @@ HE_ET_AL_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
 REPRODUCTION_TABLE1 = {"plain20": 0.9084, "resnet20": 0.9195, "plain56": 0.8671,
                        "resnet56": 0.9325}
 PAPER_EPOCHS = TrainConfig().epochs
-# He et al. trained for 64k iterations of batch 128 on 45k images (a 5k validation hold-out).
-HE_ET_AL_SCHEDULE = "64k iterations (about 182 passes over their 45k training images)"
+# He et al. trained for 64k iterations of batch 128 on the 50k training images (about 164
+# passes); the stop at 64k was chosen on a 45k/5k training/validation split.
+HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over "
+                     "the 50,000 images; the 64k stop was chosen on a 45k/5k split)")
 REPRODUCTION_SCHEDULE = f"{PAPER_EPOCHS} epochs"
 
 SEEDS_CAPTION = ("Each seed's curve is drawn faintly, the mean over seeds bold, the band "
                  "± one standard deviation over seeds; the legend gives n.")
 CAPTIONS = {
-    "error_curves": "He et al.'s Figures 1 and 6 from points inside the runs: error against "
+    "error_curves": "He et al.'s Figure 6 layout (plain left, residual right; its left panel's "
+                    "plain-20/plain-56 pair is their Figure 1) from points inside the runs: "
+                    "error against "
                     "passes over the training set (iterations on the top axis); dashed: "
                     "training error over the augmented batches since the previous point, "
                     "solid: test error on a fixed subset of the test set (the same images at "
                     "every point, for every network), star: the whole test set at the end "
                     "(± std over seeds). " + SEEDS_CAPTION,
-    "curves": "Plain and residual net of one depth on the same axes (He et al.'s Figure 1): "
+    "curves": "Plain and residual net of one depth on the same axes (this report's view; "
+              "He et al.'s Figure 1 compares plain-20 with plain-56): "
               "training error (dashed) and test error on the fixed test subset (solid) "
               "against passes. " + SEEDS_CAPTION,
     "curves_history": "Training dynamics of the lowest seed (the runs have no curve points): "
@@ -50,6 +56,11 @@ CAPTIONS = {
     "layer_gradient_norm": "L2 norm of the gradient of the mean cross-entropy w.r.t. each "
                            "conv/dense kernel on one fixed batch of training images (training "
                            "mode), log scale.",
+    "gradient_ratio": "Signed log10 of the early/late gradient-norm ratio (median kernel-"
+                      "gradient norm of the first third of conv layers over the last third) "
+                      "at each recorded epoch: above 0 the early layers' gradients are larger, "
+                      "below 0 smaller (vanishing toward the input). Each seed a dot, the mean "
+                      "a line.",
 }
 
 
@@ -157,9 +168,84 @@ def _names(runs: Sequence[Run]) -> str:
 
 def verdict_lines() -> list[str]:
     """"How verdicts are decided", as report.md states it."""
-    from keras_resnet_cifar.analysis.report.findings import CONVERGENCE_RULE
+    from keras_resnet_cifar.analysis.report.findings import CONVERGENCE_RULE, SCOPE_RULE
 
-    return ["## How verdicts are decided", "", stats.RULE, "", CONVERGENCE_RULE, ""]
+    return ["## How verdicts are decided", "", stats.RULE, "", SCOPE_RULE, "",
+            CONVERGENCE_RULE, ""]
+
+
+def _p(value: float | None) -> str:
+    return stats.format_p(value) if value is not None else "n/a"
+
+
+def measured(f: dict[str, Any]) -> str:
+    """A finding's measurement in short: its "measured" or the evidence's first clause."""
+    return f.get("measured") or f["evidence"].split("; ")[0].rstrip(".")
+
+
+def p_text(f: dict[str, Any]) -> str:
+    """"p = 0.039 raw, 0.47 Holm-adjusted (family of 12)", or why there is none."""
+    if f.get("p_adjusted") is not None:
+        return (f"p = {_p(f['p_raw'])} raw, {_p(f['p_adjusted'])} Holm-adjusted (family of "
+                f"{f['family_size']})")
+    if f.get("p_raw") is not None:
+        return f"p = {_p(f['p_raw'])} raw, information only: outside the tested family"
+    return "no p"
+
+
+def claims_table(found: Sequence[dict[str, Any]]) -> str:
+    """Every claim of the reproduction paper: its wording, where it stands, what was
+    measured, the verdict (or why none)."""
+    head = ["claim (as this project states it)", "the paper's phrase", "where in the paper",
+            "measured here", "verdict", "p"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for f in found:
+        if not f.get("source", "").startswith("Shinde"):
+            continue
+        cells = [f["claim"], f"\"{f['wording']}\"" if f.get("wording") else "not recorded "
+                 "verbatim",
+                 f.get("section") or "section not recorded", measured(f), f["verdict"],
+                 p_text(f)]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def findings_lines(found: Sequence[dict[str, Any]]) -> list[str]:
+    """The "Findings" section: the family's correction, the reproduction paper's claims as
+    a table, then every finding with its evidence, grouped by who makes the claim."""
+    family = next((f["family_size"] for f in found if f.get("family_size")), 0)
+    untestable = [f for f in found if f["verdict"] == stats.NOT_TESTABLE]
+    at = found[0].get("budget", "this budget") if found else "this budget"
+    lines = ["## Findings", "",
+             f"Runs at {at}. {family} claims are tested here; their p-values form one family, "
+             "adjusted together by Holm-Bonferroni, and each verdict follows the adjusted p "
+             "(raw and adjusted p beside every verdict). "
+             + (f"{len(untestable)} claims are about the end of the full schedule (final "
+                "accuracies) and are not testable at this budget: their numbers are shown as "
+                "measured, untested. " if untestable else "")
+             + "Every verdict names the budget it was reached at; none says anything of the "
+             "end of a full schedule unless the runs completed it.", "",
+             "### Every claim of the reproduction paper", "",
+             "V. R. Shinde (2025), \"Deep Residual Learning for Image Recognition: "
+             "Implementation and Analysis\". Where the paper's section or exact wording is not "
+             "recorded in this project, the table says so.", "", claims_table(found)]
+    for title, source_name in (("The reproduction paper's claims, with their evidence, at "
+                                + at, "Shinde"),
+                               (f"He et al.'s (2016) claims, with their evidence, at {at}",
+                                "He"),
+                               (f"This study's exploratory checks, at {at}", "this study")):
+        part = [f for f in found if f.get("source", "").startswith(source_name)]
+        if part:
+            lines += [f"### {title}", ""]
+            lines += [f"- **{f['verdict'].upper()}** ({p_text(f)}): {f['claim']} "
+                      f"[{f.get('section') or 'section not recorded'}]. {f['evidence']}"
+                      for f in part]
+            lines.append("")
+    one_seed = [f for f in found if f["verdict"] == stats.ONE_SEED]
+    if one_seed:
+        lines += [f"{len(one_seed)} of {len(found)} findings rest on one seed per network: "
+                  "they are not decided, whatever the difference; more seeds decide them.", ""]
+    return lines
 
 
 def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
@@ -167,7 +253,8 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
                     levels: Sequence[float], command: str | None = None,
                     levels_note: str | None = None, *, source: str | None = None,
                     source_note: str | None = None,
-                    reference_lines: Sequence[str] = (), cost: str | None = None) -> str:
+                    reference_lines: Sequence[str] = (), cost: str | None = None,
+                    provenance: str | None = None) -> str:
     """report.md's text.
 
     Args:
@@ -182,9 +269,9 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
         source_note: a sentence naming it.
         reference_lines: the "Reference trainer" section.
         cost: the study cost table (Markdown).
+        provenance: the per-run provenance table (Markdown).
     """
     first = sorted(runs, key=lambda r: (r.spec.residual, r.spec.depth, r.seed))
-    metrics = next((r.metrics for r in first if r.metrics), {}) or {}
     models_shown = [r["model"] for r in rows]
     lines = ["# Plain vs residual networks on CIFAR-10: the study", ""]
     seen = max(r.images_seen for r in first)
@@ -211,18 +298,15 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
                      f"{curve['test_subset']['images']:,} fixed test images (the same for every "
                      "point, network and seed); the final test error on the whole test set.")
     counts = sorted({r["final_test_images"] for r in rows if r["final_test_images"]})
-    data_source = metrics.get("data_source", "n/a")
-    if first[0].config.get("data_dir"):
-        data_source = data_source.replace(first[0].config["data_dir"],
-                                          portable(first[0].config["data_dir"]))
+    sources = sorted({(r.metrics or {}).get("data_source", "not recorded") for r in first})
+    data_source = "; ".join(sources) + (" (as each run recorded it; per run: Provenance, "
+                                        "below)" if len(sources) > 1 else "")
     lines.append(f"- Data: {data_source}; final test numbers on "
                  f"{' / '.join(f'{c:,}' for c in counts) or 'n/a'} test images"
                  + (" (keras_resnet_cifar.evaluate)." if all(r.evaluation for r in first)
                     else " (see runs.csv, final_test_source)."))
-    lines.append(f"- Hardware: {metrics.get('cpu', 'n/a')}, {metrics.get('cpu_cores', '?')} "
-                 f"cores, GPUs: {', '.join(metrics.get('gpus') or []) or 'none'}; TensorFlow "
-                 f"{metrics.get('tensorflow', '?')}, Keras {metrics.get('keras', '?')}, "
-                 f"Python {metrics.get('python', '?')}. Time and load per run: Study cost, below.")
+    lines.append(f"- Hardware: {machines(first)}. Per run (CPU, load, versions, code "
+                 "commit, data path): Provenance, below; time and load: Study cost, below.")
     lines += ["", "## Commands", ""]
     if command:
         lines += ["The command that wrote this report:", "", "```",
@@ -265,23 +349,13 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
               beside_published(rows, last_points, HE_ET_AL_TABLE6, REPRODUCTION_TABLE1,
                                ours=ours, theirs=HE_ET_AL_SCHEDULE,
                                reproduction_schedule=REPRODUCTION_SCHEDULE), ""]
-    lines += ["## Findings", ""]
-    for title, source_name in (("The reproduction paper's four claims (V. R. Shinde, 2025, "
-                                "\"Deep Residual Learning for Image Recognition: "
-                                "Implementation and Analysis\"), at this budget", "Shinde"),
-                               ("He et al.'s (2016) further claims", "He")):
-        part = [f for f in found if f.get("source", "").startswith(source_name)]
-        if part:
-            lines += [f"### {title}", ""]
-            lines += [f"- **{f['verdict'].upper()}**: {f['claim']}. {f['evidence']}"
-                      for f in part]
-            lines.append("")
-    one_seed = [f for f in found if f["verdict"] == stats.ONE_SEED]
-    if one_seed:
-        lines += [f"{len(one_seed)} of {len(found)} findings rest on one seed per network: "
-                  "they are not decided, whatever the difference; more seeds decide them.", ""]
+    lines += findings_lines(found)
     if reference_lines:
         lines += list(reference_lines)
+    if provenance:
+        lines += ["## Provenance", "", "What each run ran on and from, as its own files record "
+                  "it (metrics.json, history.json); \"not recorded\": the run was written "
+                  "before the field existed, or is still in progress.", "", provenance, ""]
     if cost:
         lines += ["## Study cost", "",
                   "Per network and seed: training wall time (the sum of the epochs' times; "

@@ -12,7 +12,9 @@ from typing import Any, Sequence
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.analysis.report import (figures, findings, markdown, recipes, reference,
-                                                runs, tables)
+                                                full_recipe, provenance, runs, tables)
+
+MODES = ("auto", "study", "full_recipe")
 
 
 @dataclasses.dataclass
@@ -28,7 +30,7 @@ class Report:
 def build(run_dirs: Sequence[str | os.PathLike], *,
           reference_dirs: Sequence[str | os.PathLike] = (),
           accuracy_levels: Sequence[float] | None = None,
-          command: str | None = None) -> Report:
+          command: str | None = None, mode: str = "auto") -> Report:
     """Loads the runs and computes the tables, findings, figures and report.md.
 
     Args:
@@ -38,6 +40,10 @@ def build(run_dirs: Sequence[str | os.PathLike], *,
         accuracy_levels: levels for "time to X%"; None chooses them from the
             runs (:func:`keras_resnet_cifar.analysis.report.runs.choose_levels`).
         command: the command line to record in report.md.
+        mode: "study" (seeds, verdicts over them), "full_recipe" (Table 1 at the default
+            recipe, one seed per network, finished or in progress:
+            :mod:`keras_resnet_cifar.analysis.report.full_recipe`) or "auto" (full_recipe
+            when the runs are such runs, else study).
 
     Raises:
         UserError: no run directories, one that is not a run, runs of different
@@ -52,6 +58,10 @@ def build(run_dirs: Sequence[str | os.PathLike], *,
                         "give it as a reference run (--reference_runs), not as a study run.")
     recipes.check_one_recipe(loaded, "study's runs")
     refs = [runs.load_run(d) for d in reference_dirs]
+    if mode not in MODES:
+        raise UserError(f"Unknown report mode {mode!r}: one of {', '.join(MODES)}.")
+    if mode == "full_recipe" or (mode == "auto" and full_recipe.is_full_recipe(loaded)):
+        return _full_recipe(loaded, command)
     source, source_note = runs.convergence_source(loaded)
     if accuracy_levels is None:
         levels, note = runs.choose_levels(loaded)
@@ -78,15 +88,31 @@ def build(run_dirs: Sequence[str | os.PathLike], *,
         "table1.csv": tables.to_csv(rows),
         "runs.csv": tables.to_csv(summaries),
         "cost.csv": tables.to_csv(cost),
+        "provenance.csv": tables.to_csv(provenance.rows(loaded + refs)),
         "findings.json": json.dumps(found, indent=2) + "\n",
         "report.md": markdown.render_markdown(
             loaded, rows, found, list(figs), levels, command, levels_note=note,
             source=source, source_note=source_note, reference_lines=reference_lines,
-            cost=tables.cost_markdown(cost)),
+            cost=tables.cost_markdown(cost),
+            provenance=provenance.markdown(loaded + refs)),
     }
     if refs:
         texts["reference.json"] = json.dumps(compared, indent=2, default=str) + "\n"
     return Report(texts=texts, figures=figs, levels=levels, findings=found)
+
+
+def _full_recipe(loaded: Sequence[runs.Run], command: str | None) -> Report:
+    """The full-recipe Table 1 report (see :mod:`full_recipe`)."""
+    found = findings.derive(loaded)
+    figs = full_recipe.figures(loaded)
+    texts = {
+        "report.md": full_recipe.render(loaded, found, list(figs), command),
+        "table1.csv": tables.to_csv(full_recipe.table1_rows(loaded)),
+        "status.csv": tables.to_csv([full_recipe.status(r) for r in loaded]),
+        "provenance.csv": tables.to_csv(provenance.rows(loaded)),
+        "findings.json": json.dumps(found, indent=2) + "\n",
+    }
+    return Report(texts=texts, figures=figs, levels=(), findings=found)
 
 
 def write(report: Report, out: str | os.PathLike) -> Path:
@@ -104,7 +130,7 @@ def write(report: Report, out: str | os.PathLike) -> Path:
 def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                  reference_dirs: Sequence[str | os.PathLike] = (),
                  accuracy_levels: Sequence[float] | None = None,
-                 command: str | None = None) -> Path:
+                 command: str | None = None, mode: str = "auto") -> Path:
     """:func:`build` then :func:`write`; returns report.md's path."""
     return write(build(run_dirs, reference_dirs=reference_dirs,
-                       accuracy_levels=accuracy_levels, command=command), out)
+                       accuracy_levels=accuracy_levels, command=command, mode=mode), out)

@@ -32,17 +32,34 @@ CONTRADICTED = "contradicted"
 NOT_DECIDED = "not decided"
 ONE_SEED = "not decided (one seed)"
 NOT_MEASURED = "not measured"
-VERDICTS = (SUPPORTED, CONTRADICTED, NOT_DECIDED, ONE_SEED, NOT_MEASURED)
+NOT_TESTABLE = "not testable at this budget"
+DESCRIBED = "no verdict (described, not tested)"
+VERDICTS = (SUPPORTED, CONTRADICTED, NOT_DECIDED, ONE_SEED, NOT_MEASURED, NOT_TESTABLE,
+            DESCRIBED)
+# Verdicts that a multiplicity correction and a budget qualify ("supported at 3 passes").
+TESTED = (SUPPORTED, CONTRADICTED, NOT_DECIDED)
 
 RULE = ("A verdict rests on the spread between seeds, never on the images of one run: "
-        "per-seed values are compared with Welch's two-sample t-test (unequal variances), "
-        "or, for a quantity computed per seed (a seed-paired difference, a log ratio), a "
-        "one-sample t-test. **Supported**: the difference has the claimed sign and the "
-        f"two-sided p < {ALPHA:g}. **Contradicted**: the opposite sign with p < {ALPHA:g}. "
-        "**Not decided**: neither. **Not decided (one seed)**: fewer than two seeds on a "
+        "per-seed values of two networks are compared with Welch's two-sample t-test "
+        "(unequal variances); a quantity computed per seed (a seed-paired difference, a log "
+        "ratio) with a one-sample t-test (claims (c) and (d) and the convergence rows). "
+        "Each tested claim has one p-value its verdict rests on (for a claim made of parts "
+        "that must all hold, the largest of the parts' p-values). **Multiplicity**: the "
+        "p-values of all tested claims of a report form one family, adjusted by "
+        "Holm-Bonferroni (step-down; the family-wise error rate of the verdicts is at most "
+        f"{ALPHA:g}); each verdict gives the raw and the adjusted p, and the verdict follows "
+        "the adjusted one. **Supported**: the difference has the claimed sign and the "
+        f"adjusted two-sided p < {ALPHA:g}. **Contradicted**: the opposite sign with adjusted "
+        f"p < {ALPHA:g}. **Not decided**: neither. Every such verdict names the budget it "
+        "was reached at (\"at 3 passes\"): it says nothing of the end of a full schedule. "
+        "**Not testable at this budget**: the claim is about the end of the full schedule "
+        "(final accuracies), which a short run does not reach; its numbers are shown, "
+        "untested, outside the family. **Not decided (one seed)**: fewer than two seeds on a "
         "side, so no spread to test against; a within-run standard error (binomial on the "
         "test images, or over a training segment's batches) may be shown as information, "
-        "but it is never a verdict. **Not measured**: the runs lack what the claim needs.")
+        "but it is never a verdict. **No verdict (described, not tested)**: a count or a "
+        "spread shown for a claim that three seeds cannot test. **Not measured**: the runs "
+        "lack what the claim needs.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +151,52 @@ def verdict(test: Test | None, claimed_sign: int) -> str:
     if test.p < ALPHA and test.difference * claimed_sign < 0:
         return CONTRADICTED
     return NOT_DECIDED
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given (step-down: the k-th smallest
+    of m times (m - k + 1), made non-decreasing, capped at 1). Rejecting where the
+    adjusted p < alpha keeps the family-wise error rate at most alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        adjusted[i] = running
+    return adjusted
+
+
+def decision(test: Test | None, claimed_sign: int) -> dict | None:
+    """What a verdict rests on: {"p": the raw two-sided p, "if_significant": the verdict
+    when (the adjusted) p < ALPHA}; None without a test."""
+    if test is None:
+        return None
+    return {"p": test.p, "if_significant": SUPPORTED if test.difference * claimed_sign > 0
+            else CONTRADICTED if test.difference else NOT_DECIDED}
+
+
+def all_of(decisions: Sequence[dict | None]) -> dict | None:
+    """The decision of a claim whose parts must all hold (an intersection-union test):
+    supported needs every part supported, at the largest of their p-values; contradicted
+    when a part is contradicted, at the smallest such p times their number (Bonferroni
+    over the parts)."""
+    if not decisions or any(d is None for d in decisions):
+        return None
+    against = [d["p"] for d in decisions if d["if_significant"] == CONTRADICTED]
+    if against:
+        return {"p": min(1.0, min(against) * len(decisions)), "if_significant": CONTRADICTED}
+    if all(d["if_significant"] == SUPPORTED for d in decisions):
+        return {"p": max(d["p"] for d in decisions), "if_significant": SUPPORTED}
+    return {"p": 1.0, "if_significant": NOT_DECIDED}
+
+
+def decide(decided: dict | None, p: float | None = None) -> str:
+    """The verdict of a decision at ``p`` (default: its raw p)."""
+    if decided is None:
+        return ONE_SEED
+    p = decided["p"] if p is None else p
+    return decided["if_significant"] if p < ALPHA else NOT_DECIDED
 
 
 def combine(verdicts: Sequence[str]) -> str:
