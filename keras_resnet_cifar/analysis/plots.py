@@ -213,7 +213,8 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
         ax.set(xlabel=xlabel, title=name.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if runs:  # a panel with no run yet (Table 1 in progress) has nothing to name
+            ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
     if title:
         fig.suptitle(title)
