@@ -32,8 +32,9 @@ from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
 
 # The help of every tool's --trust_savedmodel (predict, evaluate, export, benchmark).
-TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write (its "
-              "model_card.json does not vouch for it by sha256). A SavedModel is a program: "
+TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on this "
+              "machine (its model card carries no seal of this user's key, "
+              "~/.config/keras-resnet-cifar/export.key). A SavedModel is a program: "
               "its graph runs whatever operations it holds, file writes included. Only for "
               "SavedModels from a source you trust.")
 # A .keras file is a zip (config.json, metadata.json, model.weights.h5) whose JSON
@@ -91,12 +92,13 @@ def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
 
     A SavedModel is code: loading it and calling its signatures runs whatever
     TensorFlow operations its graph holds (``tf.io.write_file`` included), so one
-    from elsewhere is loaded only with ``trust_savedmodel``. An export of this
-    project records the sha256 of its graph and variables in its model card
-    (:func:`keras_resnet_cifar.deploy.contract.saved_model_problem`). That catches a
-    SavedModel from elsewhere, or one changed after the export; it is not a
-    signature: whoever makes a hostile SavedModel can write a matching card too,
-    so a SavedModel from an untrusted source is never safe to load.
+    from elsewhere is loaded only with ``trust_savedmodel``. Without it, only a
+    SavedModel that this user's export wrote on this machine loads: its model
+    card records the sha256 of every file and carries a seal (HMAC-SHA256) made
+    with a key that never leaves the machine (:mod:`keras_resnet_cifar.deploy.seal`,
+    :func:`keras_resnet_cifar.deploy.contract.saved_model_problem`). The card's
+    sha256 alone are never enough: whoever makes a hostile SavedModel writes a
+    matching card too.
 
     Raises:
         UserError: a SavedModel the card does not vouch for, without ``trust_savedmodel``.
