@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 from absl import logging
 
+from keras_resnet_cifar import fileio
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 from keras_resnet_cifar.errors import DataError, first_line as _first_line
 
@@ -205,7 +206,7 @@ def _tar_members(archive: str, want: Callable[[str], bool],
     folders can ever be named; nothing is written to disk anyway.
     """
     try:
-        with open(archive, "rb") as raw:
+        with fileio.open_regular(archive, follow_links=True) as raw:
             gzipped = raw.read(2) == b"\x1f\x8b"
             raw.seek(0)
             stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw

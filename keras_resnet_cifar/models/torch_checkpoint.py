@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
 
 # torch's storage classes and the dtypes of their elements.
@@ -211,6 +212,7 @@ def load(path: str | os.PathLike) -> Any:
             that refers to anything but tensors and plain containers.
     """
     try:
+        fileio.check_regular(path, follow_links=True)  # a FIFO or device never ends
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 obj = _load_zip(archive)

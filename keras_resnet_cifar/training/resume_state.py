@@ -117,6 +117,7 @@ def _local(variable_path: str) -> str:
 def _open_state(workdir):
     target = rundir.path(workdir, rundir.STATE)
     try:
+        fileio.check_regular(target)  # no link, FIFO or device is read as the state
         return np.load(target, allow_pickle=False)
     except FileNotFoundError:
         return None

@@ -409,3 +409,61 @@ def test_a_loss_that_becomes_nan_stops_the_run_with_a_clear_error(tmp_path):
     assert not (run_dir / rundir.METRICS).exists()
     assert not (run_dir / rundir.BEST).exists() and not (run_dir / rundir.BEST_JSON).exists()
     assert resume_state.read_state_epoch(run_dir) is None
+
+
+# --- Issue 29: links planted in a run directory -----------------------------------------
+
+def test_a_planted_checkpoints_link_or_lock_link_is_refused_before_any_write(tmp_path):
+    # Issue 29: a `checkpoints` symlink made train write best.keras and best.json outside
+    # the run folder; a `.lock` symlink had its target overwritten with a pid.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for name, target, message in (
+            (rundir.CHECKPOINTS, outside, "checkpoints is a symbolic link, where a folder "
+                                          "belongs"),
+            (rundir.LOCK, victim, r"\.lock is a symbolic link, where a regular file belongs"),
+            (rundir.BACKUP, victim, "backup is a symbolic link")):
+        run = tmp_path / f"run-{name.strip('.')}"
+        run.mkdir()
+        (run / name).symlink_to(target)
+        for check in (claim.ensure_unlocked, lambda d: claim.lock(d).__enter__()):
+            with pytest.raises(UserError, match=message):
+                check(run)
+    (tmp_path / "run-fifo").mkdir()
+    os.mkfifo(tmp_path / "run-fifo" / rundir.CONFIG)
+    with pytest.raises(UserError, match="config.json is a FIFO"):
+        claim.ensure_unlocked(tmp_path / "run-fifo")
+    assert list(outside.iterdir()) == [] and victim.read_text() == "precious"
+
+
+def test_train_refuses_a_planted_checkpoints_link_in_one_line(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / rundir.CHECKPOINTS).symlink_to(outside)
+    code, err = _train_cli(run)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"error: {run / rundir.CHECKPOINTS} is a symbolic link, where a folder belongs: "
+        "refused (nothing is written through a link or into a special file)."]
+    assert list(outside.iterdir()) == [] and sorted(p.name for p in run.iterdir()) == [
+        rundir.CHECKPOINTS]
+
+
+def test_small_files_are_never_copied_through_a_link(tmp_path):
+    # Issue 29: a study run whose per_class.csv was a symlink had a system file copied
+    # into the report folder meant for committing.
+    run, dest = tmp_path / "run", tmp_path / "report"
+    run.mkdir()
+    (run / rundir.CONFIG).write_text("{}")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a system file")
+    (run / rundir.PER_CLASS).symlink_to(secret)
+    with pytest.raises(UserError, match="per_class.csv is a symbolic link"):
+        rundir.copy_small_files(run, dest)
+    assert not (dest / rundir.PER_CLASS).exists()
+    (run / rundir.PER_CLASS).unlink()
+    assert rundir.copy_small_files(run, dest) == [dest / rundir.CONFIG]
