@@ -176,7 +176,7 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
     metrics = rundir.read_metrics(workdir)
     if metrics and metrics.get("epochs_completed") == config.epochs:
         return Plan(state_epoch=config.epochs, finished=True, new=False)
-    state_epoch = resume_state.read_state_epoch(workdir)
+    state_epoch = resume_state.check_against_run(workdir, epochs, history)
     if state_epoch is None and history:
         raise UserError(
             f"{workdir} has {len(history)} trained epoch(s) but no resume state "
