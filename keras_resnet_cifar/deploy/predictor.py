@@ -187,8 +187,10 @@ class Predictor:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         parts = []
         for start in range(0, len(pixels), batch_size):
-            parts.append(np.asarray(self._run_batch(pixels[start:start + batch_size]),
-                                    np.float32))
+            batch = pixels[start:start + batch_size]
+            parts.append(check_probabilities(np.asarray(self._run_batch(batch), np.float32),
+                                             len(batch), len(self.class_names),
+                                             self.source.path))
             if progress:
                 progress(min(start + batch_size, len(pixels)), len(pixels))
         if not parts:
@@ -202,6 +204,44 @@ class Predictor:
         return {"kind": self.kind, "path": str(self.source.path), "model_file": str(self.path),
                 "run_dir": str(self.source.run_dir) if self.source.run_dir else None,
                 "checkpoint": self.source.checkpoint, "class_names": list(self.class_names)}
+
+
+# How far a probability may stray from [0, 1], and a row's sum from 1: float32 softmax
+# rounds by about 1e-6, an int8 model's dequantised outputs by half a step (1/512) each,
+# 0.02 over a row of 10; logits stray by whole units.
+PROBABILITY_TOLERANCE = 0.05
+
+
+def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
+                        what: str | os.PathLike) -> np.ndarray:
+    """Returns ``probabilities`` when they are ``images`` rows of ``classes`` probabilities.
+
+    A model with damaged (NaN) weights, one that outputs logits, or one with another
+    number of classes than its names would otherwise have its output printed or
+    scored as if it were probabilities ("airplane 1903164.1%").
+
+    Raises:
+        UserError: a wrong shape, a non-finite value, or values outside [0, 1] or
+            rows that do not sum to 1 (:data:`PROBABILITY_TOLERANCE`).
+    """
+    if probabilities.shape != (images, classes):
+        raise UserError(f"{what} gave outputs of shape {probabilities.shape} for {images} "
+                        f"image(s), not ({images}, {classes}): its outputs do not match its "
+                        f"{classes} class names.")
+    finite = np.isfinite(probabilities).all(axis=1)
+    if not finite.all():
+        raise UserError(f"{what} gave non-finite outputs (NaN or infinity) for "
+                        f"{int((~finite).sum())} of {images} image(s): its weights are "
+                        "damaged; nothing was scored or printed.")
+    sums = probabilities.sum(axis=1)
+    if images and (probabilities.min() < -PROBABILITY_TOLERANCE
+                   or probabilities.max() > 1 + PROBABILITY_TOLERANCE
+                   or np.abs(sums - 1).max() > PROBABILITY_TOLERANCE):
+        raise UserError(f"{what} gave outputs that are not probabilities (values "
+                        f"{probabilities.min():.4g} to {probabilities.max():.4g}, rows summing "
+                        f"to {sums.min():.4g} to {sums.max():.4g}): a model that ends in "
+                        "logits, not a softmax, is not a classifier these tools can score.")
+    return probabilities
 
 
 def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
