@@ -49,6 +49,9 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     """
     path = Path(path)
     tmp = None
+    if not is_dir and path.is_dir() and not path.is_symlink():
+        raise UserError(f"{path} is a directory, where the file it names is written: "
+                        "remove or rename it.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if is_dir:

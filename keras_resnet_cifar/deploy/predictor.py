@@ -43,6 +43,10 @@ TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on
 MAX_KERAS_BYTES = 1 << 30
 MAX_KERAS_JSON_BYTES = 16 << 20
 CHECKPOINTS = tuple(rundir.MODEL_FILES)  # final, last, best
+# Threads a tool's --num_threads (and benchmark's TF thread flags) may ask for: far
+# beyond any machine's cores, well within the C int the runtimes take (2**31 was a
+# traceback).
+MAX_THREADS = 1024
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 

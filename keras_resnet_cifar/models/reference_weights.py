@@ -56,9 +56,33 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
                                 f"bytes, more than the {MAX_NPZ_MEMBERS:,} arrays and "
                                 f"{MAX_NPZ_BYTES:,} bytes of any reference network: refused "
                                 "before reading.")
+            for member in members:
+                _check_member(z.zip, member, path)
             return {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise UserError(f"{path} is not a readable .npz state dict ({first_line(e)}).") from None
+
+
+def _check_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path) -> None:
+    """Refuses a member that is not a numeric ``.npy`` array as large as its header says.
+
+    Only the member's .npy header is read: an array whose header claims more bytes than
+    the member holds (400 GB) is refused before NumPy allocates it.
+    """
+    fmt = np.lib.format
+    if not member.filename.endswith(".npy"):
+        raise UserError(f"{path} holds {member.filename!r:.80}, not an array (.npy): not a "
+                        ".npz state dict.")
+    with archive.open(member) as f:
+        version = fmt.read_magic(f)
+        read_header = (fmt.read_array_header_1_0 if version == (1, 0)
+                       else fmt.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if dtype.kind not in "biuf" or size > member.file_size:
+        raise UserError(f"{path}: its {member.filename!r:.80} claims a {dtype} array of shape "
+                        f"{shape!s:.80} ({size:,} bytes in {member.file_size:,}): not an array "
+                        "of weights.")
 
 
 def _depth_of(state: Mapping[str, np.ndarray]) -> int:
