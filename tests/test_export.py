@@ -415,7 +415,7 @@ def test_cli_errors_are_one_line_and_leave_nothing(exported, tmp_path):
     for args, message in (
             (("--model_path=empty_run",), "has no model.keras"),
             (("--weights=notes.txt",), "notes.txt exists but is not a .npz weights file"),
-            (("--model_path=empty_run", "--version=0"), "--version must be a positive"),
+            (("--model_path=empty_run", "--version=0"), "--version must be an integer in [1, "),
             (("--model_path=empty_run", "--latency_runs=-1"), "--latency_runs must be >= 0")):
         done = _cli(*args, "--out=ex", cwd=tmp_path)
         assert done.returncode == 1

@@ -82,3 +82,14 @@ def test_a_directory_where_a_file_is_written_is_one_line(tmp_path):
     with pytest.raises(UserError, match="evaluation.json is a directory, not a regular file"):
         fileio.read_json(tmp_path / "evaluation.json")
     assert [p.name for p in tmp_path.iterdir()] == ["evaluation.json"]
+
+
+def test_an_export_version_beyond_int64_is_refused_before_anything_is_made():
+    # Issue 29: export --version=1e20 wrote a version folder TF Serving cannot load.
+    from keras_resnet_cifar.deploy import exporter
+
+    exporter.check_options(version=2**63 - 1, variants=())
+    for version in (2**63, 10**20, 0):
+        with pytest.raises(UserError, match=rf"--version must be an integer in \[1, "
+                                            rf"{2**63 - 1}\] .*got {version}\."):
+            exporter.check_options(version=version, variants=())

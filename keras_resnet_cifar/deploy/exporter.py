@@ -45,6 +45,7 @@ from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.text import plural
 
 LOCK = ".export.lock"
+MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
 # The SavedModel's own files, which a SavedModel source contributes to an export.
 SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
@@ -163,8 +164,9 @@ def check_options(*, variants: Sequence[str] = contract.TFLITE_VARIANTS,
                                ("latency_runs", latency_runs, 0)):
         if value < least:
             raise UserError(f"--{flag} must be >= {least}, got {value}.")
-    if version is not None and version < 1:
-        raise UserError(f"--version must be a positive integer, got {version}.")
+    if version is not None and not 1 <= version <= MAX_VERSION:
+        raise UserError(f"--version must be an integer in [1, {MAX_VERSION}] (TF Serving's "
+                        f"int64 versions), got {version}.")
     unknown = [v for v in variants if v not in contract.TFLITE_VARIANTS]
     if unknown:
         raise UserError(f"Unknown --tflite variant {unknown[0]!r}: expected some of "
