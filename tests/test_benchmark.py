@@ -127,11 +127,11 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     (["--model_path=/nonexistent/model"], "No run directory, .keras file"),
     (["--peer=/nonexistent/python"], "is not a Python interpreter"),
     ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
-    (["--steps=0"], "--steps must be positive"),
+    (["--steps=0"], "--steps must be in [1, 10,000], got 0"),
     (["--models="], "--models is empty"),
     ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
       "--peer_modes="], "--peer_modes is empty"),
-    (["--num_threads=-1"], "--num_threads must be >= 0"),
+    (["--num_threads=-1"], "--num_threads must be in [0, 1024] (0: the default), got -1"),
     (["--learning_rate=-1"], "--learning_rate must be a finite number > 0"),
     (["--out=/"], "--out=/ is a folder"),
 ])
