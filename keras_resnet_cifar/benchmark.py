@@ -102,9 +102,10 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
     models = tuple(flag_values.models)
     if flag_values.model_path and not flag_values["models"].present:
         models = ()  # --model_path alone: time those models, train nothing
-    for name in ("intra_op_threads", "inter_op_threads"):
-        if flag_values[name].value < 0:
-            raise UserError(f"--{name} must be >= 0 (0: TF's default), got "
+    for name in ("intra_op_threads", "inter_op_threads", "num_threads"):
+        if not 0 <= flag_values[name].value <= predictor.MAX_THREADS:
+            raise UserError(f"--{name} must be in [0, {predictor.MAX_THREADS}] (0: the "
+                            "default), got "
                             f"{flag_values[name].value}.")
     if flag_values.out and Path(flag_values.out).is_dir():
         raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")

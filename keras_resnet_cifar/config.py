@@ -34,6 +34,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # up in TensorFlow's int64 tensors (dataset sizes, the optimiser's step counter).
 MAX_SEED = 2**32 - 1
 MAX_COUNT = 2**63 - 1
+# Synthetic images are made in memory (3,072 bytes each): 60,000 per split is CIFAR-10's
+# size, about 184 MB, where 1e8 would take hundreds of gigabytes.
+MAX_SYNTHETIC_IMAGES = 60_000
 COUNT_FIELDS = ("epochs", "batch_size", "synthetic_train_size", "synthetic_test_size",
                 "steps_per_execution", "steps_per_epoch", "eval_steps", "validation_split",
                 "warmup_epochs")
@@ -88,6 +91,10 @@ class TrainConfig:
         for name in ("steps_per_epoch", "eval_steps"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
+        for name in ("synthetic_train_size", "synthetic_test_size"):
+            if getattr(self, name) > MAX_SYNTHETIC_IMAGES:
+                raise ValueError(f"--{name} must be at most {MAX_SYNTHETIC_IMAGES:,} "
+                                 f"(CIFAR-10's size), got {getattr(self, name)}.")
         # Out-of-range integers are refused here, before a run directory exists, rather
         # than overflowing inside NumPy or TensorFlow as a traceback.
         if not 0 <= self.seed <= MAX_SEED:

@@ -54,9 +54,20 @@ def write_npz(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:
     """
     try:
         with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **state)
+            _savez(f, state)
     except OSError as e:
         raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
+
+
+def _savez(file, arrays: dict[str, np.ndarray]) -> None:
+    """What ``np.savez(file, **arrays)`` writes, for any key: savez takes a key named
+    ``allow_pickle`` (or ``file``) as its own argument, and an array of that name was lost."""
+    import zipfile
+
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def output_paths(checkpoints: Sequence[str | os.PathLike],

@@ -50,6 +50,9 @@ def main(argv):
                         ("num_threads", 1)):
         if FLAGS[name].value < least:
             raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
+    if FLAGS.num_threads > predictor.MAX_THREADS:
+        raise UserError(f"--num_threads must be at most {predictor.MAX_THREADS}, got "
+                        f"{FLAGS.num_threads}.")
     try:  # the edge install (numpy, Pillow, absl-py, LiteRT) has no scikit-learn
         import sklearn.metrics  # noqa: F401
     except ImportError:

@@ -14,11 +14,12 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.errors import UserError, first_line
 
 try:
     import fcntl
@@ -48,6 +49,9 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     """
     path = Path(path)
     tmp = None
+    if not is_dir and path.is_dir() and not path.is_symlink():
+        raise UserError(f"{path} is a directory, where the file it names is written: "
+                        "remove or rename it.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if is_dir:
@@ -159,18 +163,137 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: str | os.PathLike):
-    """The JSON at ``path``, or None when there is no file.
+# The JSON files of a run or an export (config, history, model card) are kilobytes; a
+# history of thousands of epochs is a few megabytes.
+MAX_JSON_BYTES = 16 << 20
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike, *, follow_links: bool = False,
+                 max_bytes: int | None = None) -> BinaryIO:
+    """Opens an existing regular file for reading, refusing anything else in one line.
+
+    The one place where a tool opens a file that someone else may have planted (a
+    run folder's files, an export's, an image to classify): a symbolic link is not
+    followed (unless ``follow_links``: a path the user typed), and a FIFO or a
+    device is refused without blocking on it (it is opened ``O_NONBLOCK`` and
+    checked with ``fstat`` on the same descriptor, so nothing can be swapped in
+    between the check and the read).
+
+    Args:
+        path: the file.
+        follow_links: follow a symbolic link at the last component of ``path``.
+        max_bytes: refuse a file larger than this, before reading it.
 
     Raises:
-        UserError: the file exists but is not readable JSON.
+        FileNotFoundError: there is no file (callers decide what absence means).
+        UserError: a link (without ``follow_links``), a directory, FIFO, device or
+            socket, a file larger than ``max_bytes``, or unreadable.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link: refused (a file here is read only "
+                            "as itself, never through a link).") from None
+        if e.errno in (errno.ENXIO, errno.EISDIR):  # a socket; a directory on some systems
+            raise UserError(f"{path} is not a regular file: refused.") from None
+        raise UserError(f"Cannot read {path}: {e.strerror or e}.") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path} is {_kind(info.st_mode)}, not a regular file: refused "
+                            "(it is never read, so it cannot block or run on forever).")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise UserError(f"{path} holds {info.st_size:,} bytes, more than the "
+                            f"{max_bytes:,} it may: refused before reading.")
+        if fcntl is not None:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: str | os.PathLike, *, max_bytes: int, follow_links: bool = False) -> bytes:
+    """The content of the regular file ``path`` (:func:`open_regular`), at most ``max_bytes``.
+
+    The size is checked before reading and the read is bounded too (a file that
+    grows meanwhile is refused, not read whole).
+    """
+    with open_regular(path, follow_links=follow_links, max_bytes=max_bytes) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UserError(f"{path} grew beyond {max_bytes:,} bytes while it was read: refused.")
+    return data
+
+
+def check_regular(path: str | os.PathLike, *, follow_links: bool = False) -> None:
+    """Refuses ``path`` unless it is a regular file (see :func:`open_regular`).
+
+    For libraries that open a file by name themselves (numpy's memory map):
+    the file is opened and checked the same way, then closed.
+    """
+    open_regular(path, follow_links=follow_links).close()
+
+
+def check_not_link(path: str | os.PathLike, *, directory: bool = False) -> None:
+    """Refuses ``path`` when it is a symbolic link or not a file (or folder) as expected.
+
+    For the fixed names inside a folder a tool writes to (a run folder's
+    ``checkpoints/``, ``.lock``): a link planted there would send the writes
+    outside the folder. Absent is fine.
+
+    Raises:
+        UserError: a symbolic link, or something other than a regular file
+            (``directory`` False) or a folder (``directory`` True).
     """
     try:
-        return json.loads(Path(path).read_text())
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UserError(f"Cannot inspect {path}: {e.strerror or e}.") from None
+    wanted = stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode)
+    if not wanted:
+        raise UserError(f"{path} is {_kind(mode)}, where a "
+                        f"{'folder' if directory else 'regular file'} belongs: refused "
+                        "(nothing is written through a link or into a special file).")
+
+
+def read_json(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES):
+    """The JSON at ``path``, or None when there is no file.
+
+    The file is opened with :func:`open_regular` (no link followed, no FIFO or
+    device read) and refused beyond ``max_bytes``.
+
+    Raises:
+        UserError: the file exists but is not a regular file, is too large, or is
+            not readable JSON.
+    """
+    try:
+        text = read_bytes(path, max_bytes=max_bytes).decode()
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is not readable JSON ({e}).") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{path} is not readable JSON ({first_line(e)}).") from None
 
 
 def make_dir(path: str | os.PathLike, *, what: str | None = None) -> Path:
@@ -218,8 +341,18 @@ def exclusive_lock(path: str | os.PathLike,
     if fcntl is None:
         yield False
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0),
+                     0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # a link planted as the lock: its target is never written
+            raise UserError(f"{path} is a symbolic link: refused (a lock file is written "
+                            "only as itself, never through a link).") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"{path} is {_kind(os.fstat(fd).st_mode)}, not a lock file: "
+                            "refused.")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

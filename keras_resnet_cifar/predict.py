@@ -66,6 +66,9 @@ def main(argv):
     for name, least in (("top_k", 1), ("num_threads", 1), ("max_images", 0)):
         if FLAGS[name].value < least:
             raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
+    if FLAGS.num_threads > predictor.MAX_THREADS:
+        raise UserError(f"--num_threads must be at most {predictor.MAX_THREADS}, got "
+                        f"{FLAGS.num_threads}.")
     # The inputs first (no TensorFlow needed): a typo in a file name is said at once.
     loaded, errors = images_lib.load_files(paths, strict=FLAGS.strict)
     for item in loaded:

@@ -121,6 +121,10 @@ def _epochs(flag_values: flags.FlagValues, name: str) -> tuple[int | float, ...]
     return epochs
 
 
+# The fixed batch of the layer statistics is run through the model at once.
+MAX_LAYER_STATS_BATCH = 10_000
+
+
 def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
     """The StudySpec of the parsed flags.
 
@@ -133,6 +137,9 @@ def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
                         "--models=plain20,resnet20.")
     quick = {k: v for k, v in QUICK.items()
              if flag_values.quick and not flag_values[k].present}
+    if not 1 <= flag_values.layer_stats_batch <= MAX_LAYER_STATS_BATCH:
+        raise UserError(f"--layer_stats_batch must be in [1, {MAX_LAYER_STATS_BATCH:,}], got "
+                        f"{flag_values.layer_stats_batch}.")
     seeds = _ints(flag_values, "seeds")
     if not seeds:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")

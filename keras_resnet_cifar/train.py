@@ -41,6 +41,10 @@ def define_flags() -> None:
                       "epoch as well, on stdout).")
 
 
+# Logical CPU devices a test of distribution may split the CPU into (each one a replica).
+MAX_CPU_DEVICES = 64
+
+
 def _split_cpu(n: int) -> None:
     import tensorflow as tf
 
@@ -75,6 +79,9 @@ def main(argv):
     del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     config = train_flags.config_from_flags(FLAGS)  # UserError on a bad value
+    if not 0 <= FLAGS.cpu_devices <= MAX_CPU_DEVICES:
+        raise UserError(f"--cpu_devices must be in [0, {MAX_CPU_DEVICES}], got "
+                        f"{FLAGS.cpu_devices}.")
     model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model}-seed{config.seed}")
     check_before_loading(config, model_dir)
     if FLAGS.cpu_devices:

@@ -9,9 +9,12 @@ as CI lays it out, and skip, saying so, when nothing is there.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +159,11 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/models/"
+
+
+# --- This user's export key (deploy/seal.py) -------------------------------------------
+# Exports made by the tests are sealed with a key of their own, never the user's
+# ~/.config/keras-resnet-cifar/export.key; subprocesses inherit the variable.
+_CONFIG_HOME = tempfile.mkdtemp(prefix="krc-test-config-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
+atexit.register(shutil.rmtree, _CONFIG_HOME, True)

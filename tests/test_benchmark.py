@@ -127,11 +127,11 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     (["--model_path=/nonexistent/model"], "No run directory, .keras file"),
     (["--peer=/nonexistent/python"], "is not a Python interpreter"),
     ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
-    (["--steps=0"], "--steps must be positive"),
+    (["--steps=0"], "--steps must be in [1, 10,000], got 0"),
     (["--models="], "--models is empty"),
     ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
       "--peer_modes="], "--peer_modes is empty"),
-    (["--num_threads=-1"], "--num_threads must be >= 0"),
+    (["--num_threads=-1"], "--num_threads must be in [0, 1024] (0: the default), got -1"),
     (["--learning_rate=-1"], "--learning_rate must be a finite number > 0"),
     (["--out=/"], "--out=/ is a folder"),
 ])
@@ -172,3 +172,20 @@ def test_summarize():
     s = benchmarking.summarize([3.0, 1.0, 2.0])
     assert (s["median"], s["min"], s["max"]) == (2.0, 1.0, 3.0)
     assert s["spread_pct"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("name", ["steps", "repeats", "pipeline_batches", "inference_runs"])
+def test_counts_beyond_their_bound_are_refused_before_any_work(name):
+    # Issue 29: benchmark --repeats=1e20 or --inference_runs=1e20 never ended.
+    import dataclasses
+
+    from keras_resnet_cifar import config as config_lib
+    from keras_resnet_cifar.errors import UserError
+
+    plan = benchmarking.Plan(base=config_lib.TrainConfig(), models=("resnet8",))
+    most = benchmarking.MAX_COUNTS[name]
+    benchmarking.check_plan(dataclasses.replace(plan, **{name: most}))
+    for value in (most + 1, 10**20, 0):
+        with pytest.raises(UserError, match=rf"--{name} must be in \[1, {most:,}\], got "
+                                            f"{value}"):
+            benchmarking.check_plan(dataclasses.replace(plan, **{name: value}))

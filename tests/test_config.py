@@ -144,3 +144,21 @@ def test_keras_runs_an_execution_past_the_end_of_an_epoch():
     model.fit(x, x[:, :1], batch_size=4, epochs=2, steps_per_epoch=8, callbacks=[done],
               verbose=0, shuffle=False)
     assert steps_after_epoch[0] == 9
+
+
+# --- Issue 29: sizes and names bounded before anything is made ---------------------------
+
+@pytest.mark.parametrize("field,value,message", [
+    ("synthetic_train_size", 10**8, "--synthetic_train_size must be at most 60,000"),
+    ("synthetic_test_size", 60_001, "--synthetic_test_size must be at most 60,000"),
+    ("model", "resnet" + "9" * 20, "Unknown model name"),  # 1e20: never read as a depth
+    ("model", "resnet12002", "Depth 12002 in 'resnet12002' is beyond 1202"),
+    ("model", "resnet\uff12\uff10", "Unknown model name"),  # full-width digits
+    ("model", "resnet20\n", "Unknown model name"),
+])
+def test_sizes_and_depths_beyond_the_bounds_are_refused(field, value, message):
+    # Issue 29: --synthetic_train_size=1e8 took 2.2 GB; a model name of depth 1e20 hung
+    # at 2.4 GB; Unicode digits and a trailing newline were tracebacks.
+    with pytest.raises(ValueError, match=message):
+        config_lib.TrainConfig(**{field: value})
+    config_lib.TrainConfig(synthetic_train_size=60_000, model="resnet1202")

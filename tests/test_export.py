@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from keras_resnet_cifar.data import datasets
-from keras_resnet_cifar.deploy import contract, edge, exporter, predictor, sources, tflite
+from keras_resnet_cifar.deploy import contract, edge, exporter, predictor, seal, sources, tflite
 from keras_resnet_cifar.models import arch, networks
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
@@ -466,7 +466,7 @@ def test_cli_errors_are_one_line_and_leave_nothing(exported, tmp_path):
     for args, message in (
             (("--model_path=empty_run",), "has no model.keras"),
             (("--weights=notes.txt",), "notes.txt exists but is not a .npz weights file"),
-            (("--model_path=empty_run", "--version=0"), "--version must be a positive"),
+            (("--model_path=empty_run", "--version=0"), "--version must be an integer in [1, "),
             (("--model_path=empty_run", "--latency_runs=-1"), "--latency_runs must be >= 0")):
         done = _cli(*args, "--out=ex", cwd=tmp_path)
         assert done.returncode == 1
@@ -616,3 +616,104 @@ def test_predict_says_an_int8_models_probabilities_are_quantised(exported, tmp_p
         said = (f"({name} is quantised: its probabilities come in steps of 0.0039 (1/256), "
                 "so a confident answer shows as 99.6%, not 100%)")
         assert (said in r.stdout) == quantised, r.stdout
+
+
+# --- Issue 29: trust that cannot be forged ---------------------------------------------
+
+def test_a_card_whose_sha256_match_a_hostile_graph_does_not_vouch_for_it(exported, tmp_path):
+    # Issue 29: a SavedModel whose graph writes a file, shipped with a card recording its
+    # own sha256, wrote that file under predict, evaluate and benchmark.
+    _, folder, _, _ = exported
+    target = tmp_path / "pwned.txt"
+    hostile = _hostile_saved_model(tmp_path / "hostile", target)
+    forged = {**json.loads((folder / contract.MODEL_CARD).read_text()),
+              contract.FILES: contract.file_hashes(hostile)}
+    forged.pop(seal.SEAL)
+    (hostile / contract.MODEL_CARD).write_text(json.dumps(forged))
+    with pytest.raises(UserError, match="has a model card without this machine's seal"):
+        predictor.resolve(hostile)
+    # A seal copied from a real export, or one made with another key, neither.
+    forged[seal.SEAL] = json.loads((folder / contract.MODEL_CARD).read_text())[seal.SEAL]
+    (hostile / contract.MODEL_CARD).write_text(json.dumps(forged))
+    with pytest.raises(UserError, match="does not match its model card's seal"):
+        predictor.load(hostile)
+    forged[seal.SEAL] = {"algorithm": seal.ALGORITHM, "key_id": "0" * 16, "tag": "0" * 64}
+    (hostile / contract.MODEL_CARD).write_text(json.dumps(forged))
+    with pytest.raises(UserError, match="sealed with another key than this user's"):
+        sources.load_source(hostile)
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    for command, args in (("predict", ["a.png"]), ("evaluate", ["--dataset=synthetic"]),
+                          ("benchmark", ["--dataset=synthetic"])):
+        done = subprocess.run([sys.executable, "-m", f"keras_resnet_cifar.{command}",
+                               f"--model_path={hostile}", *args], cwd=tmp_path, env=ENV,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(
+            f"error: {hostile} has a model card sealed with another key"), done.stderr
+    assert not target.exists()
+
+
+def test_the_seal_covers_every_file_and_the_card_and_only_this_key(exported, tmp_path,
+                                                                   monkeypatch):
+    _, folder, _, _ = exported
+    assert contract.saved_model_problem(folder) is None
+    copy = tmp_path / "1"
+    shutil.copytree(folder, copy)
+    assert contract.saved_model_problem(copy) is None  # a copy on this machine still loads
+    # A class name changed in the card, or a file added beside the SavedModel: refused.
+    card = json.loads((copy / contract.MODEL_CARD).read_text())
+    (copy / contract.MODEL_CARD).write_text(json.dumps({**card, "class_names": ["x"] * 10}))
+    assert "does not match its model card's seal" in contract.saved_model_problem(copy)
+    (copy / contract.MODEL_CARD).write_text(json.dumps(card))
+    (copy / "variables" / "extra").write_bytes(b"x")
+    assert "does not match its model card's seal" in contract.saved_model_problem(copy)
+    (copy / "variables" / "extra").unlink()
+    assert contract.saved_model_problem(copy) is None
+    # On another machine (another user's key, or none), the seal vouches for nothing.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "elsewhere"))
+    assert "sealed with another key" in contract.saved_model_problem(copy)
+    assert not (tmp_path / "elsewhere").exists()  # checking never makes a key
+
+
+def test_the_key_is_private_and_never_read_through_a_link(tmp_path, monkeypatch):
+    import stat as stat_
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    made = seal.seal({"name": "x"}, {"saved_model.pb": "0" * 64})
+    key = seal.key_path()
+    assert key == tmp_path / "config" / "keras-resnet-cifar" / "export.key"
+    assert stat_.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat_.S_IMODE(key.parent.stat().st_mode) == 0o700
+    assert seal.seal({"name": "x"}, {"saved_model.pb": "0" * 64}) == made  # the same key
+    assert [p.name for p in key.parent.iterdir()] == ["export.key"]  # no temporary left
+    key.chmod(0o644)
+    with pytest.raises(UserError, match="can be read by other users"):
+        seal.load_key()
+    key.chmod(0o600)
+    moved = tmp_path / "elsewhere.key"
+    key.rename(moved)
+    key.symlink_to(moved)
+    with pytest.raises(UserError, match="is a symbolic link: refused"):
+        seal.load_key()
+
+
+def test_export_never_copies_a_link_out_of_the_saved_model(exported, tmp_path):
+    # Issue 29: re-exporting a model whose assets/ held a symlink copied its target, a
+    # system file outside the model, into the new export.
+    _, folder, _, _ = exported
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a file outside the model")
+    copy = tmp_path / "src" / "1"
+    shutil.copytree(folder, copy)
+    (copy / "assets").mkdir(exist_ok=True)
+    (copy / "assets" / "vocab.txt").symlink_to(secret)
+    # Its own card no longer vouches for it (a link is not an export's file) ...
+    with pytest.raises(UserError, match="assets/vocab.txt is a symbolic link"):
+        sources.load_source(copy)
+    # ... and trusted by hand, the copy refuses the link instead of following it.
+    source = sources.load_source(copy, trust_savedmodel=True)
+    with pytest.raises(UserError, match="assets/vocab.txt is a symbolic link"):
+        exporter.export(source, tmp_path / "out", name="again", data=_small_data(),
+                        variants=[], parity_images=0)
+    assert _listing(tmp_path / "out" / "again") == []

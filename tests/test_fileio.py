@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,92 @@ def test_make_dir_makes_parents_accepts_an_existing_one_and_fails_in_one_sentenc
         fileio.make_dir(blocker / "run")
     with pytest.raises(UserError, match=r"^Cannot create --model_dir x: Not a directory\.$"):
         fileio.make_dir(blocker / "run", what="--model_dir x")
+
+
+# --- Issue 29: planted links and special files ------------------------------------------
+
+def test_open_regular_refuses_links_and_special_files_and_reads_regular_ones(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside")
+    (tmp_path / "link").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    with fileio.open_regular(secret) as f:
+        assert f.read() == b"outside"
+    with fileio.open_regular(tmp_path / "link", follow_links=True) as f:  # a path one typed
+        assert f.read() == b"outside"
+    for name, what in (("link", "is a symbolic link"), ("fifo", "is a FIFO, not a regular"),
+                       ("dir", "not a regular file")):
+        with pytest.raises(UserError, match=what):
+            fileio.open_regular(tmp_path / name)
+    with pytest.raises(UserError, match="is a FIFO"):
+        fileio.open_regular(tmp_path / "fifo", follow_links=True)
+    with pytest.raises(UserError, match="is a character device"):
+        fileio.open_regular("/dev/zero", follow_links=True)
+    with pytest.raises(UserError, match="holds 7 bytes, more than the 6"):
+        fileio.read_bytes(secret, max_bytes=6)
+    with pytest.raises(FileNotFoundError):
+        fileio.open_regular(tmp_path / "absent")
+    fileio.check_not_link(tmp_path / "absent")
+    fileio.check_not_link(tmp_path / "dir", directory=True)
+    with pytest.raises(UserError, match="is a symbolic link, where a regular file belongs"):
+        fileio.check_not_link(tmp_path / "link")
+    with pytest.raises(UserError, match="is a directory, where a regular file belongs"):
+        fileio.check_not_link(tmp_path / "dir")
+
+
+def test_no_reader_blocks_on_a_fifo_or_reads_an_endless_device(tmp_path):
+    # Issue 29: a FIFO given as an image to predict or serving_client hung forever; an
+    # endless device given as a checkpoint, or as a run's config.json, was read into
+    # gigabytes. Run in a fresh interpreter with a timeout: a reader that blocks fails the
+    # test instead of hanging it.
+    os.mkfifo(tmp_path / "image.png")
+    os.mkfifo(tmp_path / "batch.npy")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "model_card.json")
+    script = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+        from keras_resnet_cifar.data import images
+        from keras_resnet_cifar.deploy import contract
+        from keras_resnet_cifar.errors import UserError
+        from keras_resnet_cifar.models import torch_checkpoint
+        from keras_resnet_cifar.training import rundir
+        folder = {str(tmp_path)!r}
+        for load in (lambda: images.load_file(folder + "/image.png"),
+                     lambda: images.load_file(folder + "/batch.npy"),
+                     lambda: rundir.read_config(folder + "/run"),
+                     lambda: contract.read_card(folder + "/model.tflite"),
+                     lambda: torch_checkpoint.load("/dev/zero"),
+                     lambda: torch_checkpoint.load(folder + "/image.png")):
+            try:
+                load()
+                print("accepted")
+            except UserError as e:
+                print("refused:", e)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6 and all(line.startswith("refused: ") for line in lines), lines
+    for line, what in zip(lines, ("image.png is a FIFO", "batch.npy is a FIFO",
+                                  "config.json is a symbolic link", "model_card.json is a FIFO",
+                                  "/dev/zero is a character device", "image.png is a FIFO")):
+        assert what in line, line
+
+
+def test_a_lock_planted_as_a_link_is_refused_and_its_target_untouched(tmp_path):
+    # Issue 29: train, resume and export overwrote the target of a .lock symlink with a pid.
+    target = tmp_path / "victim.txt"
+    target.write_text("precious")
+    (tmp_path / ".lock").symlink_to(target)
+    with pytest.raises(UserError, match=r"\.lock is a symbolic link: refused"):
+        with fileio.exclusive_lock(tmp_path / ".lock", lambda pid: "busy"):
+            pass
+    os.mkfifo(tmp_path / "fifo.lock")
+    with pytest.raises(UserError, match="is a FIFO, not a lock file"):
+        with fileio.exclusive_lock(tmp_path / "fifo.lock", lambda pid: "busy"):
+            pass
+    assert target.read_text() == "precious"

@@ -163,3 +163,27 @@ def test_the_released_file_converts_to_the_reference_arrays(reference_dir, relea
         assert sorted(ref.files) == sorted(state)
         for key in ref.files:
             np.testing.assert_array_equal(state[key], ref[key], err_msg=key)
+
+
+def test_weights_that_would_cost_gigabytes_are_refused_before_they_are_read(tmp_path):
+    # Issue 29: weights whose key names implied ResNet-12002 took 3.5 GB and 114 s; an
+    # .npz member of 2 GB was read whole.
+    import zipfile
+
+    from keras_resnet_cifar.errors import UserError
+
+    deep = {f"layer1.{i}.conv1.weight": np.zeros(1, np.float32) for i in range(2000)}
+    with pytest.raises(UserError, match="2,000 blocks per stage, a ResNet-12002: deeper than "
+                                        "ResNet-1202"):
+        reference_weights.reference_model(deep)
+    path = tmp_path / "bomb.npz"
+    np.savez(path, a=np.zeros(4, np.float32))
+    raw = bytearray(path.read_bytes())
+    entry = raw.rindex(b"a.npy") - 46  # the member's central directory entry
+    assert raw[entry:entry + 4] == b"PK\x01\x02"
+    raw[entry + 24:entry + 28] = (2_000_000_000).to_bytes(4, "little")  # a size that lies
+    path.write_bytes(bytes(raw))
+    assert zipfile.ZipFile(path).getinfo("a.npy").file_size == 2_000_000_000
+    with pytest.raises(UserError, match=r"announces 1 arrays of 2,000,000,000 bytes, more "
+                                        r"than the 10,000 arrays and 268,435,456 bytes"):
+        reference_weights.load_state_dict(path)

@@ -201,7 +201,8 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_as_one_device(tmp_path):
 # command, for its one line.
 @pytest.mark.parametrize("overrides,message", [
     (dict(validation_split=512), "--validation_split=512 leaves no training images"),
-    (dict(synthetic_train_size=4611686018427387904), "Cannot hold 4,611,686,018,427,387,904"),
+    # A synthetic size beyond memory is refused earlier now, by TrainConfig's bound
+    # (config.MAX_SYNTHETIC_IMAGES; test_config, issue 29).
     (dict(batch_size=1000000000), "--batch_size=1000000000 is larger than the 512 training"),
 ])
 def test_refusals_once_the_data_are_in_memory(tmp_path, overrides, message):

@@ -243,6 +243,12 @@ class Plan:
     peer_modes: tuple[str, ...] = ("channels_last",)  # the peer's configurations (--mode)
 
 
+# The counts a benchmark may ask for: far beyond any useful measurement (minutes), but
+# never an endless one (--repeats=1e20).
+MAX_COUNTS = {"steps": 10_000, "repeats": 1_000, "pipeline_batches": 100_000,
+              "inference_runs": 100_000}
+
+
 def check_plan(plan: Plan) -> None:
     """Checks ``plan`` before any work (and before TensorFlow loads).
 
@@ -262,9 +268,9 @@ def check_plan(plan: Plan) -> None:
             raise UserError(str(e)) from None
     if len(set(plan.models)) < len(plan.models):
         raise UserError(f"--models names a model twice: {','.join(plan.models)}.")
-    for name in ("steps", "repeats", "pipeline_batches", "inference_runs"):
-        if getattr(plan, name) < 1:
-            raise UserError(f"--{name} must be positive, got {getattr(plan, name)}.")
+    for name, most in MAX_COUNTS.items():
+        if not 1 <= getattr(plan, name) <= most:
+            raise UserError(f"--{name} must be in [1, {most:,}], got {getattr(plan, name)}.")
     if plan.num_threads < 0:
         raise UserError(f"--num_threads must be >= 0 (0: every core), got {plan.num_threads}.")
     if plan.peer and not plan.peer_modes:

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError, first_line
 
 SIZE = 32
@@ -75,6 +76,10 @@ def load_file(path: str | os.PathLike, *, strict: bool = False) -> Loaded:
         raise ImageError(f"{path}: no such file.")
     if os.path.isdir(path):
         raise ImageError(f"{path}: is a directory, not an image.")
+    try:  # a FIFO or a device would block or never end: refused unread
+        fileio.check_regular(path, follow_links=True)
+    except UserError as e:
+        raise ImageError(str(e)) from None
     if path.lower().endswith(NPY_SUFFIX):
         return _load_npy(path)
     return _load_image(path, strict)
@@ -84,7 +89,8 @@ def _load_image(path: str, strict: bool) -> Loaded:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        # Opened once, as the regular file checked in load_file (not one swapped in since).
+        with fileio.open_regular(path, follow_links=True) as f, Image.open(f) as img:
             mode, size, fmt = img.mode, img.size, img.format  # the header: nothing decoded
             if size[0] * size[1] > MAX_PIXELS:
                 raise ImageError(f"{path}: is {size[0]}x{size[1]} pixels, more than the "

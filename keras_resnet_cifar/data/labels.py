@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from keras_resnet_cifar.errors import printable
+
 # In label order: index i is the name of label i.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -41,6 +43,11 @@ def format_ranked(predictions: Sequence[dict]) -> str:
         predictions: {"input": name, "top": [{"class": str, "probability": float}]}
             per image, as ``predict`` and ``serving_client`` make them.
     """
+    # Names come from files (a model card's class names, a file name): escaped, so that
+    # a control character in them cannot drive the terminal.
+    predictions = [{"input": printable(p["input"], 1000),
+                    "top": [{**t, "class": printable(t["class"])} for t in p["top"]]}
+                   for p in predictions]
     width = max((len(p["input"]) for p in predictions), default=0)
     # Every column as wide as its widest class name, so that ranks line up.
     columns = max((len(p["top"]) for p in predictions), default=0)

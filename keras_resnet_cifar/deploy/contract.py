@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_resnet_cifar import fileio
+from keras_resnet_cifar.deploy import seal
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import reference_weights
 
@@ -68,20 +69,39 @@ def class_names(card: dict[str, Any] | None) -> tuple[str, ...] | None:
     return None
 
 
-def sha256(path: str | os.PathLike) -> str:
-    """The hex sha256 of a file, read in blocks."""
+def sha256(path: str | os.PathLike, *, follow_links: bool = False) -> str:
+    """The hex sha256 of a regular file, read in blocks.
+
+    Raises:
+        UserError: a link (unless ``follow_links``), a FIFO, device or folder
+            (:func:`keras_resnet_cifar.fileio.open_regular`).
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fileio.open_regular(path, follow_links=follow_links) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
 def file_hashes(folder: str | os.PathLike) -> dict[str, str]:
-    """{relative POSIX path: sha256} of every file under ``folder`` but the model card."""
+    """{relative POSIX path: sha256} of every file under ``folder`` but the model card.
+
+    Raises:
+        UserError: something under ``folder`` is a symbolic link or a special
+            file (FIFO, device, socket): an export holds regular files only.
+    """
     folder = Path(folder)
-    return {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.relative_to(folder).as_posix() != MODEL_CARD}
+    hashes = {}
+    for root, dirs, files in os.walk(folder):  # never descends into a linked folder
+        for name in sorted(dirs + files):
+            entry = Path(root) / name
+            if name in dirs and not entry.is_symlink():
+                continue
+            relative = entry.relative_to(folder).as_posix()
+            if relative != MODEL_CARD:
+                fileio.check_not_link(entry)
+                hashes[relative] = sha256(entry)
+    return dict(sorted(hashes.items()))
 
 
 def _recorded(card: dict[str, Any] | None) -> dict[str, str]:
@@ -97,7 +117,7 @@ def check_file(card: dict[str, Any] | None, folder: str | os.PathLike, name: str
     """
     expected = _recorded(card).get(name)
     file = Path(folder) / name
-    if isinstance(expected, str) and sha256(file) != expected:
+    if isinstance(expected, str) and sha256(file, follow_links=True) != expected:
         raise UserError(f"{file} does not match the sha256 its model card records: it was "
                         "damaged or modified after the export. Export the model again, or "
                         "restore the file.")
@@ -106,11 +126,15 @@ def check_file(card: dict[str, Any] | None, folder: str | os.PathLike, name: str
 def saved_model_problem(folder: str | os.PathLike) -> str | None:
     """Why the model card beside a SavedModel does not vouch for it, or None when it does.
 
-    It vouches when this project's exporter wrote it and the SavedModel's graph and
-    variables are the files it records (by sha256).
+    It vouches when this project's exporter wrote it, the SavedModel's graph and
+    variables are the files it records (by sha256), and this machine's seal
+    (:mod:`keras_resnet_cifar.deploy.seal`) says that this user's export wrote
+    exactly the card and the files there now. The sha256 alone prove nothing:
+    whoever writes a hostile SavedModel writes a matching card too.
 
     Raises:
-        UserError: the card exists but is not readable JSON.
+        UserError: the card exists but is not readable JSON; a link or special
+            file in the folder; an unusable key file.
     """
     card = read_card(folder)
     if card is None:
@@ -125,4 +149,5 @@ def saved_model_problem(folder: str | os.PathLike) -> str | None:
             if not file.is_file() or sha256(file) != expected:
                 return (f"has a {name} that differs from the sha256 its {MODEL_CARD} records "
                         "(modified after the export)")
-    return None
+    # Anyone can write a card whose sha256 match; only this machine's key seals one.
+    return seal.problem(card, file_hashes(folder))

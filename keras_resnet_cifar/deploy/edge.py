@@ -23,9 +23,14 @@ from typing import Sequence
 
 import numpy as np
 
+from keras_resnet_cifar import fileio
 from keras_resnet_cifar.deploy import contract
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
+
+# ResNet-1202 in float32 is about 78 MB as a .tflite file; its tensors at batch 256
+# (the largest batch run here) take a few hundred megabytes.
+MAX_TFLITE_BYTES = 256 << 20
 
 
 class TFLiteClassifier:
@@ -57,6 +62,12 @@ class TFLiteClassifier:
         what = "the given bytes" if "model_content" in source else source["model_path"]
         if "model_path" in source and not os.path.isfile(source["model_path"]):
             raise UserError(f"No TFLite model at {what}.")
+        if "model_path" in source:  # LiteRT maps the whole file: its size is the cost
+            fileio.check_regular(what, follow_links=True)
+            if os.path.getsize(what) > MAX_TFLITE_BYTES:
+                raise UserError(f"{what} holds {os.path.getsize(what):,} bytes, more than "
+                                f"the {MAX_TFLITE_BYTES:,} of any model of this project: "
+                                "refused before loading.")
         card = None if "model_content" in source else contract.read_card(model)
         if card is not None:
             # LiteRT runs a bit-flipped model without a word and may answer "cat 100%":

@@ -41,12 +41,13 @@ from absl import logging
 from keras_resnet_cifar import fileio
 # None of these imports TensorFlow or Keras (serving and tflite do: they are imported
 # where they are used), so the export command's checks answer before TensorFlow loads.
-from keras_resnet_cifar.deploy import contract, edge, model_card, parity, sources
+from keras_resnet_cifar.deploy import contract, edge, model_card, parity, seal, sources
 from keras_resnet_cifar.deploy.sources import EvalData, Source
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.text import plural
 
 LOCK = ".export.lock"
+MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
 # The SavedModel's own files, which a SavedModel source contributes to an export.
 SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
@@ -182,8 +183,9 @@ def check_options(*, variants: Sequence[str] = contract.TFLITE_VARIANTS,
                                ("latency_runs", latency_runs, 0)):
         if value < least:
             raise UserError(f"--{flag} must be >= {least}, got {value}.")
-    if version is not None and version < 1:
-        raise UserError(f"--version must be a positive integer, got {version}.")
+    if version is not None and not 1 <= version <= MAX_VERSION:
+        raise UserError(f"--version must be an integer in [1, {MAX_VERSION}] (TF Serving's "
+                        f"int64 versions), got {version}.")
     unknown = [v for v in variants if v not in contract.TFLITE_VARIANTS]
     if unknown:
         raise UserError(f"Unknown --tflite variant {unknown[0]!r}: expected some of "
@@ -264,11 +266,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
     else:
         logging.info("Copying the SavedModel %s", source.model.path)
         for item in SAVED_MODEL_FILES:
-            origin = source.model.path / item
-            if origin.is_dir():
-                shutil.copytree(origin, tmp / item)
-            elif origin.is_file():
-                shutil.copyfile(origin, tmp / item)
+            _copy_without_links(source.model.path / item, tmp / item)
     warmup = _write_warmup(tmp, name, data)
     convertible = source.keras_model if source.keras_model is not None else source.model.path
     blobs = {}
@@ -287,10 +285,35 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
         fileio.write_json(tmp / contract.PARITY, report)
     if source.licence_file:
         shutil.copyfile(source.licence_file, tmp / contract.LICENCE)
+    hashes = contract.file_hashes(tmp)
     card = model_card.build(source.model, source.provenance, licence=source.licence_note,
                             name=name, version=version, class_names=class_names,
                             tflite_files=files, data_description=data.description,
-                            parity_report=report, warmup=warmup,
-                            files=contract.file_hashes(tmp))
+                            parity_report=report, warmup=warmup, files=hashes)
+    # This machine's record that its export wrote exactly these bytes (seal.py): what
+    # lets the tools load the SavedModel without --trust_savedmodel, here only.
+    card[seal.SEAL] = seal.seal(card, hashes)
     fileio.write_json(tmp / contract.MODEL_CARD, card)
     return card, report
+
+
+def _copy_without_links(origin: Path, target: Path) -> None:
+    """Copies a SavedModel's file or folder ``origin`` (if present) to ``target``.
+
+    Only regular files and folders are copied; a symbolic link or a special file
+    anywhere in it is refused, so that an export never carries a file from
+    outside the model it copies (an ``assets/`` link to a system file).
+
+    Raises:
+        UserError: a link or special file under ``origin``.
+    """
+    if not os.path.lexists(origin):
+        return
+    if not origin.is_dir() or origin.is_symlink():
+        fileio.check_not_link(origin)  # a link or a FIFO is refused, a file is copied
+        with fileio.open_regular(origin) as f, open(target, "wb") as out:
+            shutil.copyfileobj(f, out)
+        return
+    target.mkdir()
+    for entry in sorted(origin.iterdir()):
+        _copy_without_links(entry, target / entry.name)

@@ -32,8 +32,9 @@ from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
 
 # The help of every tool's --trust_savedmodel (predict, evaluate, export, benchmark).
-TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write (its "
-              "model_card.json does not vouch for it by sha256). A SavedModel is a program: "
+TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on this "
+              "machine (its model card carries no seal of this user's key, "
+              "~/.config/keras-resnet-cifar/export.key). A SavedModel is a program: "
               "its graph runs whatever operations it holds, file writes included. Only for "
               "SavedModels from a source you trust.")
 # A .keras file is a zip (config.json, metadata.json, model.weights.h5) whose JSON
@@ -42,6 +43,10 @@ TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write (i
 MAX_KERAS_BYTES = 1 << 30
 MAX_KERAS_JSON_BYTES = 16 << 20
 CHECKPOINTS = tuple(rundir.MODEL_FILES)  # final, last, best
+# Threads a tool's --num_threads (and benchmark's TF thread flags) may ask for: far
+# beyond any machine's cores, well within the C int the runtimes take (2**31 was a
+# traceback).
+MAX_THREADS = 1024
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
@@ -91,12 +96,13 @@ def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
 
     A SavedModel is code: loading it and calling its signatures runs whatever
     TensorFlow operations its graph holds (``tf.io.write_file`` included), so one
-    from elsewhere is loaded only with ``trust_savedmodel``. An export of this
-    project records the sha256 of its graph and variables in its model card
-    (:func:`keras_resnet_cifar.deploy.contract.saved_model_problem`). That catches a
-    SavedModel from elsewhere, or one changed after the export; it is not a
-    signature: whoever makes a hostile SavedModel can write a matching card too,
-    so a SavedModel from an untrusted source is never safe to load.
+    from elsewhere is loaded only with ``trust_savedmodel``. Without it, only a
+    SavedModel that this user's export wrote on this machine loads: its model
+    card records the sha256 of every file and carries a seal (HMAC-SHA256) made
+    with a key that never leaves the machine (:mod:`keras_resnet_cifar.deploy.seal`,
+    :func:`keras_resnet_cifar.deploy.contract.saved_model_problem`). The card's
+    sha256 alone are never enough: whoever makes a hostile SavedModel writes a
+    matching card too.
 
     Raises:
         UserError: a SavedModel the card does not vouch for, without ``trust_savedmodel``.
@@ -185,8 +191,10 @@ class Predictor:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         parts = []
         for start in range(0, len(pixels), batch_size):
-            parts.append(np.asarray(self._run_batch(pixels[start:start + batch_size]),
-                                    np.float32))
+            batch = pixels[start:start + batch_size]
+            parts.append(check_probabilities(np.asarray(self._run_batch(batch), np.float32),
+                                             len(batch), len(self.class_names),
+                                             self.source.path))
             if progress:
                 progress(min(start + batch_size, len(pixels)), len(pixels))
         if not parts:
@@ -200,6 +208,44 @@ class Predictor:
         return {"kind": self.kind, "path": str(self.source.path), "model_file": str(self.path),
                 "run_dir": str(self.source.run_dir) if self.source.run_dir else None,
                 "checkpoint": self.source.checkpoint, "class_names": list(self.class_names)}
+
+
+# How far a probability may stray from [0, 1], and a row's sum from 1: float32 softmax
+# rounds by about 1e-6, an int8 model's dequantised outputs by half a step (1/512) each,
+# 0.02 over a row of 10; logits stray by whole units.
+PROBABILITY_TOLERANCE = 0.05
+
+
+def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
+                        what: str | os.PathLike) -> np.ndarray:
+    """Returns ``probabilities`` when they are ``images`` rows of ``classes`` probabilities.
+
+    A model with damaged (NaN) weights, one that outputs logits, or one with another
+    number of classes than its names would otherwise have its output printed or
+    scored as if it were probabilities ("airplane 1903164.1%").
+
+    Raises:
+        UserError: a wrong shape, a non-finite value, or values outside [0, 1] or
+            rows that do not sum to 1 (:data:`PROBABILITY_TOLERANCE`).
+    """
+    if probabilities.shape != (images, classes):
+        raise UserError(f"{what} gave outputs of shape {probabilities.shape} for {images} "
+                        f"image(s), not ({images}, {classes}): its outputs do not match its "
+                        f"{classes} class names.")
+    finite = np.isfinite(probabilities).all(axis=1)
+    if not finite.all():
+        raise UserError(f"{what} gave non-finite outputs (NaN or infinity) for "
+                        f"{int((~finite).sum())} of {images} image(s): its weights are "
+                        "damaged; nothing was scored or printed.")
+    sums = probabilities.sum(axis=1)
+    if images and (probabilities.min() < -PROBABILITY_TOLERANCE
+                   or probabilities.max() > 1 + PROBABILITY_TOLERANCE
+                   or np.abs(sums - 1).max() > PROBABILITY_TOLERANCE):
+        raise UserError(f"{what} gave outputs that are not probabilities (values "
+                        f"{probabilities.min():.4g} to {probabilities.max():.4g}, rows summing "
+                        f"to {sums.min():.4g} to {sums.max():.4g}): a model that ends in "
+                        "logits, not a softmax, is not a classifier these tools can score.")
+    return probabilities
 
 
 def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",

@@ -104,7 +104,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
     if resolved.run_dir is None:
         return _with_licence(Source(model, {
             "kind": "keras_file", "path": str(resolved.file.resolve()),
-            "sha256": contract.sha256(resolved.file)}))
+            "sha256": contract.sha256(resolved.file, follow_links=True)}))
     provenance = {"kind": "run_dir", "path": str(resolved.run_dir.resolve()),
                   "model_file": rundir.MODEL_FILES[checkpoint],
                   "sha256": contract.sha256(resolved.file),
@@ -142,7 +142,7 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
         keras_model=model)
     return Source(wrapped, {"kind": "reference_weights",
                             "path": str(Path(npz_path).resolve()),
-                            "sha256": contract.sha256(npz_path)},
+                            "sha256": contract.sha256(npz_path, follow_links=True)},
                   licence_note=reference_weights.LICENSE_NOTE,
                   licence_file=str(licence) if licence.is_file() else None)
 

@@ -28,7 +28,12 @@ SHORTCUTS = ("A", "B")
 # Which weights weight decay applies to (models.build_model's weight_decay_scope).
 WEIGHT_DECAY_SCOPES = ("all", "kernels")
 
-_NAME = re.compile(r"^(plain|resnet)(\d+)$")
+# ASCII digits only, the whole name (``$`` would accept a trailing newline, ``\d`` any
+# script's digits); six digits at most, so a huge depth is refused before int() reads it.
+_NAME = re.compile(r"(plain|resnet)([0-9]{1,6})")
+# The deepest network of He et al. (2016, Table 6): ResNet-1202 (n = 200). A deeper name
+# would build a model of gigabytes before any check could refuse it.
+MAX_DEPTH = 1202
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +53,15 @@ def parse_name(name: str) -> ArchSpec:
     Raises:
         ValueError: the name is not of that form or N is not 6n + 2.
     """
-    match = _NAME.match(name) if isinstance(name, str) else None
+    match = _NAME.fullmatch(name) if isinstance(name, str) else None
     if not match:
         raise ValueError(
             f"Unknown model name {name!r}: expected 'plainN' or 'resnetN' with "
             "N = 6n+2, e.g. plain20, resnet20, plain56, resnet56, resnet110.")
     family, depth = match.group(1), int(match.group(2))
+    if depth > MAX_DEPTH:
+        raise ValueError(f"Depth {depth} in {name!r} is beyond {MAX_DEPTH}, the deepest "
+                         "network of the paper (ResNet-1202).")
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(
             f"Invalid depth {depth} in {name!r}: the CIFAR networks have 6n+2 layers "

@@ -59,6 +59,12 @@ TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE OF TH
 SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
 """
 
+
+# The reference's largest network, ResNet-1202, has 19.4 M float32 parameters (78 MB):
+# a .npz's members are refused beyond these, from the sizes its zip directory declares.
+MAX_NPZ_BYTES = 256 << 20
+MAX_NPZ_MEMBERS = 10_000  # ResNet-1202's state dict has about 3,000 arrays
+
 LICENSE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
                 "Idelbayev, BSD 2-clause licence (see LICENSE.weights beside the .npz).")
 
@@ -75,16 +81,52 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise UserError(f"{path} exists but is not a .npz weights file (not a zip archive).")
     try:
         with np.load(path, allow_pickle=False) as z:
+            members = z.zip.infolist()
+            declared = sum(m.file_size for m in members)
+            if len(members) > MAX_NPZ_MEMBERS or declared > MAX_NPZ_BYTES:
+                raise UserError(f"{path} announces {len(members):,} arrays of {declared:,} "
+                                f"bytes, more than the {MAX_NPZ_MEMBERS:,} arrays and "
+                                f"{MAX_NPZ_BYTES:,} bytes of any reference network: refused "
+                                "before reading.")
+            for member in members:
+                _check_member(z.zip, member, path)
             return {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise UserError(f"{path} is not a readable .npz state dict ({first_line(e)}).") from None
+
+
+def _check_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path) -> None:
+    """Refuses a member that is not a numeric ``.npy`` array as large as its header says.
+
+    Only the member's .npy header is read: an array whose header claims more bytes than
+    the member holds (400 GB) is refused before NumPy allocates it.
+    """
+    fmt = np.lib.format
+    if not member.filename.endswith(".npy"):
+        raise UserError(f"{path} holds {member.filename!r:.80}, not an array (.npy): not a "
+                        ".npz state dict.")
+    with archive.open(member) as f:
+        version = fmt.read_magic(f)
+        read_header = (fmt.read_array_header_1_0 if version == (1, 0)
+                       else fmt.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if dtype.kind not in "biuf" or size > member.file_size:
+        raise UserError(f"{path}: its {member.filename!r:.80} claims a {dtype} array of shape "
+                        f"{shape!s:.80} ({size:,} bytes in {member.file_size:,}): not an array "
+                        "of weights.")
 
 
 def _depth_of(state: Mapping[str, np.ndarray]) -> int:
     blocks = {k.split(".")[1] for k in state if k.startswith("layer1.")}
     if not blocks:
         raise UserError("The state dict has no layer1.* keys: not a CIFAR ResNet state dict.")
-    return 6 * len(blocks) + 2
+    depth = 6 * len(blocks) + 2
+    if depth > arch.MAX_DEPTH:  # refused before a network of that depth is built
+        raise UserError(f"The state dict's keys name {len(blocks):,} blocks per stage, a "
+                        f"ResNet-{depth}: deeper than ResNet-{arch.MAX_DEPTH}, the deepest "
+                        "reference network.")
+    return depth
 
 
 def _keras_to_torch_names(spec) -> dict[str, str]:

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
 
 # torch's storage classes and the dtypes of their elements.
@@ -40,6 +41,11 @@ STORAGE_DTYPES = {
     "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+# The reference's ResNet-1202 checkpoint holds 19.4 M float32 parameters (78 MB). A file,
+# its storages (declared sizes, read from the zip directory or the legacy counts) and
+# the tensors made from them are refused beyond these, before they are read or made.
+MAX_CHECKPOINT_BYTES = 256 << 20
+MAX_PICKLE_BYTES = 16 << 20
 _LEGACY_PROTOCOL = 1001
 
 
@@ -57,8 +63,18 @@ class _Storage:
         self.dtype, self.data = dtype, data
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *unused) -> "_Tensor":
-    return _Tensor(storage, int(offset), tuple(size), tuple(stride))
+    if not (isinstance(storage, _Storage) and _is_count(offset)
+            and isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
+            and len(size) == len(stride) and all(map(_is_count, size))
+            and all(map(_is_count, stride))):
+        raise UserError(f"A tensor has a malformed layout (offset {offset!r:.40}, shape "
+                        f"{size!r:.60}, strides {stride!r:.60}): a corrupt checkpoint.")
+    return _Tensor(storage, offset, tuple(size), tuple(stride))
 
 
 class _Tensor:
@@ -76,6 +92,13 @@ class _Tensor:
         last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides))
         if self.offset < 0 or min(self.strides, default=0) < 0 or last >= data.size:
             raise UserError("A tensor reaches past the end of its storage: a corrupt checkpoint.")
+        # A tensor of a state dict never has more elements than its storage; one that
+        # repeats them (stride 0) could be made gigabytes from a few bytes.
+        elements = int(np.prod(self.shape, dtype=object))
+        if elements > data.size:
+            raise UserError(f"A tensor of shape {self.shape} repeats its storage of "
+                            f"{data.size:,} elements (strides {self.strides}): refused "
+                            "before it is made.")
         if not self.shape:
             return np.array(data[self.offset])
         item = data.itemsize
@@ -143,6 +166,16 @@ def _load_zip(archive: zipfile.ZipFile) -> Any:
         raise UserError("The zip file is not a torch checkpoint (no single data.pkl).")
     prefix = pickles[0][:-len("data.pkl")]
     names = set(archive.namelist())
+    # The zip directory's declared sizes, checked before any member is read (zipfile
+    # never reads beyond a member's declared size).
+    declared = sum(m.file_size for m in archive.infolist())
+    if declared > MAX_CHECKPOINT_BYTES:
+        raise UserError(f"Its members announce {declared:,} bytes, more than the "
+                        f"{MAX_CHECKPOINT_BYTES:,} of any CIFAR ResNet checkpoint: refused "
+                        "before reading.")
+    if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
+        raise UserError(f"Its {pickles[0]} announces {archive.getinfo(pickles[0]).file_size:,} "
+                        f"bytes, more than {MAX_PICKLE_BYTES:,}: refused before reading.")
     if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder") != b"little":
         raise UserError("The checkpoint was saved big-endian, which is not supported.")
     storages: dict[str, _Storage] = {}
@@ -182,11 +215,19 @@ def _load_legacy(f: BinaryIO) -> Any:
 
     obj = _Unpickler(f, load_storage).load()
     keys = _Unpickler(f, _no_storage).load()
+    if not isinstance(keys, list):
+        raise UserError("Not a torch checkpoint (no list of storage keys).")
+    read = 0
     for key in keys:
         storage = storages.get(key)
         if storage is None:
             raise UserError(f"The checkpoint lists a storage {key!r} no tensor uses.")
         (count,) = struct.unpack("<q", _read_exactly(f, 8))
+        read += max(count, 0) * storage.dtype.itemsize
+        if count < 0 or read > MAX_CHECKPOINT_BYTES:
+            raise UserError(f"A storage announces {count:,} elements, beyond the "
+                            f"{MAX_CHECKPOINT_BYTES:,} bytes of any CIFAR ResNet "
+                            "checkpoint: refused before reading.")
         data = _read_exactly(f, count * storage.dtype.itemsize)
         storage.data = np.frombuffer(data, storage.dtype)
     return obj
@@ -211,18 +252,23 @@ def load(path: str | os.PathLike) -> Any:
             that refers to anything but tensors and plain containers.
     """
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                obj = _load_zip(archive)
-        else:
-            with open(path, "rb") as f:
+        # One regular file (a FIFO or device never ends), of a bounded size, opened once.
+        with fileio.open_regular(path, follow_links=True,
+                                 max_bytes=MAX_CHECKPOINT_BYTES + MAX_PICKLE_BYTES) as f:
+            if zipfile.is_zipfile(f):
+                f.seek(0)
+                with zipfile.ZipFile(f) as archive:
+                    obj = _load_zip(archive)
+            else:
+                f.seek(0)
                 obj = _load_legacy(f)
     except FileNotFoundError:
         raise UserError(f"No checkpoint at {path}.") from None
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, struct.error, zipfile.BadZipFile,
-            OSError, KeyError, IndexError, TypeError, AttributeError) as e:
+            OSError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
+            MemoryError) as e:
         raise UserError(f"{path} is not a readable torch checkpoint ({e}).") from None
     return _to_numpy(obj)
 

@@ -38,7 +38,8 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
     """Holds ``workdir``'s lock for the block; refuses at once if another process has it.
 
     Raises:
-        UserError: another process is training in ``workdir``.
+        UserError: another process is training in ``workdir``, or a name of the
+            run directory is a planted link or special file (:func:`rundir.check_layout`).
         OSError: the lock file cannot be opened.
     """
     def busy(pid: int | None) -> str:
@@ -46,7 +47,9 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
                 f"{f' (pid {pid})' if pid else ''}; wait for it to end, or choose another "
                 "run directory.")
 
+    rundir.check_layout(workdir)  # no planted link sends the run's writes elsewhere
     with fileio.exclusive_lock(rundir.path(workdir, rundir.LOCK), busy):
+        rundir.check_layout(workdir)  # and none was planted while the lock was taken
         yield
 
 
@@ -173,7 +176,7 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
     metrics = rundir.read_metrics(workdir)
     if metrics and metrics.get("epochs_completed") == config.epochs:
         return Plan(state_epoch=config.epochs, finished=True, new=False)
-    state_epoch = resume_state.read_state_epoch(workdir)
+    state_epoch = resume_state.check_against_run(workdir, epochs, history)
     if state_epoch is None and history:
         raise UserError(
             f"{workdir} has {len(history)} trained epoch(s) but no resume state "

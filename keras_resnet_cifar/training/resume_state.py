@@ -29,8 +29,12 @@ from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.training import rundir
 
 _STATE_FORMAT = 1
-# What reading a damaged .npz (a zip) can raise.
-_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+# What reading a damaged .npz (a zip) can raise (RecursionError: JSON nested too deep).
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RecursionError)
+# The metadata (history rows of every epoch, variable names and shapes) is kilobytes;
+# an array member may exceed its variable's bytes by no more than its .npy header.
+MAX_META_BYTES = 16 << 20
+_NPY_HEADER_BYTES = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +77,37 @@ def read_state_epoch(workdir: str | os.PathLike) -> int | None:
         return _meta(state, workdir)["epoch"]
 
 
+def check_against_run(workdir: str | os.PathLike, epochs: int,
+                      history: list[dict[str, Any]]) -> int | None:
+    """The epochs the resume state holds, checked against the run it belongs to; None without one.
+
+    The state is the truth a run resumes from, so it must not lie: it may hold
+    no more epochs than the run trains (``epochs``, from config.json), and the
+    run's history.json, written after it at each epoch, may lag behind it but
+    never hold more epochs or other rows than it.
+
+    Raises:
+        UserError: unreadable, malformed (:func:`_meta`), or at odds with the run.
+    """
+    state = _open_state(workdir)
+    if state is None:
+        return None
+    target = rundir.path(workdir, rundir.STATE)
+    with state:
+        meta = _meta(state, workdir)
+    epoch = meta["epoch"]
+    if epoch > epochs:
+        raise _lies(target, f"claims {epoch} completed epochs of a run of {epochs}")
+    if len(history) > epoch or _canonical(history) != _canonical(meta["history"][:len(history)]):
+        raise _lies(target, f"holds {epoch} epoch(s) whose rows differ from the "
+                            f"{len(history)} of {rundir.path(workdir, rundir.HISTORY_JSON)}")
+    return epoch
+
+
+def _canonical(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, sort_keys=True)  # NaN == NaN here, unlike between floats
+
+
 def restore_state(workdir: str | os.PathLike, model: Any) -> State | None:
     """Loads the resume state into ``model`` and its (built) optimizer.
 
@@ -97,10 +132,22 @@ def restore_state(workdir: str | os.PathLike, model: Any) -> State | None:
             raise UserError(f"{target} was written by another model or optimiser than "
                             "this run's; choose another run directory, or delete this one to "
                             "start the run over.")
-        try:
-            values = [state[f"v{i:05d}"] for i in range(len(variables))]
-        except _READ_ERRORS as e:
-            raise _unreadable(target, e) from None
+        values = []
+        for i, variable in enumerate(variables):
+            shape, dtype = tuple(variable.shape), np.dtype(variable.dtype)
+            try:
+                # The declared size first: a member of gigabytes is refused unread.
+                declared = state.zip.getinfo(f"v{i:05d}.npy").file_size
+                if declared > int(np.prod(shape)) * dtype.itemsize + _NPY_HEADER_BYTES:
+                    raise _lies(target, f"declares {declared:,} bytes for {variable.path} "
+                                        f"{dtype.name} {shape}")
+                value = state[f"v{i:05d}"]
+            except _READ_ERRORS as e:
+                raise _unreadable(target, e) from None
+            if value.shape != shape or value.dtype != dtype:
+                raise _lies(target, f"holds {value.dtype.name} {value.shape} for "
+                                    f"{variable.path}, which is {dtype.name} {shape}")
+            values.append(value)
     for variable, value in zip(variables, values):
         variable.assign(value)
     return State(epoch=meta["epoch"], history=meta["history"], best=meta["best"])
@@ -117,6 +164,7 @@ def _local(variable_path: str) -> str:
 def _open_state(workdir):
     target = rundir.path(workdir, rundir.STATE)
     try:
+        fileio.check_regular(target)  # no link, FIFO or device is read as the state
         return np.load(target, allow_pickle=False)
     except FileNotFoundError:
         return None
@@ -125,14 +173,74 @@ def _open_state(workdir):
 
 
 def _meta(state, workdir) -> dict[str, Any]:
+    """The state's metadata, every field's type and range checked.
+
+    Raises:
+        UserError: unreadable, larger than :data:`MAX_META_BYTES`, or a field
+            of the wrong type or out of range (named in the message).
+    """
     target = rundir.path(workdir, rundir.STATE)
     try:
-        meta = json.loads(str(state["meta"]))
-        if meta.get("format") != _STATE_FORMAT:
-            raise ValueError(f"format {meta.get('format')}")
-        return meta
+        declared = state.zip.getinfo("meta.npy").file_size
+        if declared > MAX_META_BYTES:
+            raise _lies(target, f"declares {declared:,} bytes of metadata, more than "
+                                f"{MAX_META_BYTES:,}")
+        raw = state["meta"]
+        if raw.dtype.kind != "U" or raw.shape != ():
+            raise ValueError(f"metadata of {raw.dtype} {raw.shape}, not one string")
+        meta = json.loads(str(raw))
     except _READ_ERRORS as e:
         raise _unreadable(target, e) from None
+    problem = _meta_problem(meta)
+    if problem:
+        raise _lies(target, problem)
+    return meta
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _meta_problem(meta: Any) -> str | None:
+    """What is wrong with the metadata of a resume state, or None."""
+    if not isinstance(meta, dict):
+        return f"holds a JSON {type(meta).__name__} as metadata, not an object"
+    if meta.get("format") != _STATE_FORMAT:
+        return f"is of format {meta.get('format')!r}, not {_STATE_FORMAT}"
+    epoch, history, best, variables = (meta.get(k) for k in ("epoch", "history", "best",
+                                                              "variables"))
+    if not (_is_int(epoch) and epoch >= 0):
+        return f"has epoch={epoch!r}, not a count of completed epochs"
+    if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
+        return "has no list of history rows"
+    if [r.get("epoch") for r in history] != list(range(1, epoch + 1)):
+        return f"claims {epoch} completed epoch(s) but its history rows are not epochs 1-{epoch}"
+    for row in history:
+        bad = [k for k, v in row.items() if k not in rundir.HISTORY_FIELDS or not
+               (v is None or _is_number(v))]
+        if bad:
+            return f"has a history row of epoch {row['epoch']} with a bad field {bad[0]!r}"
+    if best is not None and not (
+            isinstance(best, dict) and _is_int(best.get("epoch"))
+            and 1 <= best["epoch"] <= epoch and isinstance(best.get("metric"), str)
+            and _is_number(best.get("value"))):
+        return f"has best={best!r:.80}, not an epoch of the run with its value"
+    if not (isinstance(variables, list) and all(
+            isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
+            and isinstance(v[1], list) and all(_is_int(d) and d >= 0 for d in v[1])
+            for v in variables)):
+        return "has no list of [variable path, shape] pairs"
+    return None
+
+
+def _lies(target: Path, problem: str) -> UserError:
+    return UserError(f"the resume state {target} {problem}: it is not the state of this run, "
+                     "which cannot continue from it. Restore that file from a backup, or "
+                     "delete the run directory to start the run over.")
 
 
 def _unreadable(target: Path, error: BaseException) -> UserError:

@@ -97,6 +97,29 @@ def path(workdir: str | os.PathLike, name: str) -> Path:
     return Path(workdir) / name
 
 
+# The folders of a run; every other name above is a file.
+FOLDERS = (CHECKPOINTS, BACKUP, TENSORBOARD)
+_FILES = (CONFIG, EXTENSIONS, HISTORY_JSON, HISTORY_CSV, METRICS, MODEL, CURVES, LAST, BEST,
+          BEST_JSON, EVALUATION, PER_CLASS, CONFUSION, LAYER_STATS, CURVE, STATE, LOCK)
+
+
+def check_layout(workdir: str | os.PathLike) -> None:
+    """Refuses a run directory where a name of this module is a link or of the wrong kind.
+
+    A symbolic link planted as ``.lock`` or ``checkpoints/`` would send a training
+    process's writes (its pid, best.keras) outside the run directory; a FIFO
+    would block it. The run directory itself may be a link: the user named it.
+
+    Raises:
+        UserError: a link, a special file, a folder where a file belongs or a
+            file where a folder belongs (the message names it).
+    """
+    for name in FOLDERS:
+        fileio.check_not_link(path(workdir, name), directory=True)
+    for name in _FILES:
+        fileio.check_not_link(path(workdir, name))
+
+
 def is_run_dir(workdir: str | os.PathLike) -> bool:
     """Whether ``workdir`` looks like a training run (it has a config.json)."""
     return path(workdir, CONFIG).is_file()
@@ -179,15 +202,22 @@ def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> lis
 
     Returns:
         The files written.
+
+    Raises:
+        UserError: one of them is a link, not a regular file, or larger than
+            :data:`keras_resnet_cifar.fileio.MAX_JSON_BYTES`.
     """
     written = []
     if Path(workdir).resolve() == Path(dest).resolve():
         return written
     for name in SMALL_FILES:
         source = path(workdir, name)
-        if source.is_file():
-            with fileio.atomic_path(path(dest, name)) as tmp:
-                shutil.copyfile(source, tmp)
+        if os.path.lexists(source):
+            # Never through a link (a system file would land in a folder meant for
+            # committing), never from a FIFO or device, never more than a small file.
+            with fileio.open_regular(source, max_bytes=fileio.MAX_JSON_BYTES) as f, \
+                    fileio.atomic_path(path(dest, name)) as tmp, open(tmp, "wb") as out:
+                shutil.copyfileobj(f, out)
             written.append(path(dest, name))
     return written
 

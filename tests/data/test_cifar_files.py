@@ -342,3 +342,58 @@ def test_reading_says_nothing_at_info_level(tmp_path, monkeypatch):
     monkeypatch.setattr(logging, "info", lambda *args: said.append(args))
     _read(_make(tmp_path, "bin"))
     assert said == []
+
+
+def _bounded(script: str) -> "subprocess.CompletedProcess":
+    """Runs ``script`` in a fresh interpreter limited to 1.5 GB of address space and 60 s."""
+    import subprocess
+    import sys
+    import textwrap
+
+    limit = ("import resource\n"
+             "resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))\n")
+    return subprocess.run([sys.executable, "-c", limit + textwrap.dedent(script)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_extended_tar_headers_are_bounded_before_they_are_read(tmp_path):
+    # Issue 29: a tar with a 1.5 GB pax header (3.6 GB resident) and a GNU long-name
+    # member (3.1 GB); a 414-byte archive whose pax header holds 300,000 digits (91 s of
+    # CPU in the standard library's tar parser). Each is built small: a header that lies,
+    # or digits that gzip squeezes to a few hundred bytes.
+    import gzip
+    import time
+
+    cases = {}
+    for name, kind, size in (("pax", tarfile.XHDTYPE, 1_500_000_000),
+                             ("longname", tarfile.GNUTYPE_LONGNAME, 3_100_000_000)):
+        header = tarfile.TarInfo("././@LongLink")
+        header.type, header.size = kind, size
+        cases[name] = header.tobuf(tarfile.GNU_FORMAT) + b"\0" * 4096
+    digits = b"9" * 300_000 + b" path=x\n"
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, len(digits)
+    cases["digits"] = (header.tobuf(tarfile.USTAR_FORMAT) + digits
+                       + b"\0" * (-len(digits) % 512) + b"\0" * 1024)
+    for name, raw in cases.items():
+        archive = tmp_path / name / cifar_files.BIN_TAR
+        archive.parent.mkdir()
+        with gzip.open(archive, "wb") as f:
+            f.write(raw)
+        assert archive.stat().st_size < 2048
+        start = time.monotonic()
+        done = _bounded(f"""
+            from keras_resnet_cifar.data import cifar_files
+            from keras_resnet_cifar.errors import DataError
+            try:
+                cifar_files.read({str(archive)!r}, records_per_batch={RECORDS})
+            except DataError as e:
+                print(e)
+        """)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        announced = {"pax": 1_500_000_000, "longname": 3_100_000_000, "digits": len(digits)}
+        assert done.stdout.splitlines() == [
+            f"{archive}: a tar header announces {announced[name]:,} bytes of extended header "
+            "(pax or long name), more than 8,192: not a genuine CIFAR-10 archive; refused "
+            "before reading it."]
+        assert time.monotonic() - start < 30

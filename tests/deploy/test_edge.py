@@ -113,6 +113,14 @@ def test_bad_models_and_threads(tiny, tmp_path):
         edge.TFLiteClassifier(tmp_path / "junk.tflite")
     with pytest.raises(UserError, match="num_threads"):
         edge.TFLiteClassifier(folder / "model_float32.tflite", num_threads=0)
+    # Issue 29: a .tflite bomb took 3.6 GB. The file's size is bounded before LiteRT maps
+    # it (a sparse file: it costs no disk); a FIFO is refused without blocking.
+    bomb = tmp_path / "bomb.tflite"
+    bomb.write_bytes((folder / "model_float32.tflite").read_bytes())
+    os.truncate(bomb, edge.MAX_TFLITE_BYTES + 1)
+    with pytest.raises(UserError, match=f"holds {edge.MAX_TFLITE_BYTES + 1:,} bytes, more "
+                                        "than the 268,435,456 of any model"):
+        edge.TFLiteClassifier(bomb)
 
 
 _EDGE_SCRIPT = textwrap.dedent("""

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -409,3 +410,155 @@ def test_a_loss_that_becomes_nan_stops_the_run_with_a_clear_error(tmp_path):
     assert not (run_dir / rundir.METRICS).exists()
     assert not (run_dir / rundir.BEST).exists() and not (run_dir / rundir.BEST_JSON).exists()
     assert resume_state.read_state_epoch(run_dir) is None
+
+
+# --- Issue 29: links planted in a run directory -----------------------------------------
+
+def test_a_planted_checkpoints_link_or_lock_link_is_refused_before_any_write(tmp_path):
+    # Issue 29: a `checkpoints` symlink made train write best.keras and best.json outside
+    # the run folder; a `.lock` symlink had its target overwritten with a pid.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for name, target, message in (
+            (rundir.CHECKPOINTS, outside, "checkpoints is a symbolic link, where a folder "
+                                          "belongs"),
+            (rundir.LOCK, victim, r"\.lock is a symbolic link, where a regular file belongs"),
+            (rundir.BACKUP, victim, "backup is a symbolic link")):
+        run = tmp_path / f"run-{name.strip('.')}"
+        run.mkdir()
+        (run / name).symlink_to(target)
+        for check in (claim.ensure_unlocked, lambda d: claim.lock(d).__enter__()):
+            with pytest.raises(UserError, match=message):
+                check(run)
+    (tmp_path / "run-fifo").mkdir()
+    os.mkfifo(tmp_path / "run-fifo" / rundir.CONFIG)
+    with pytest.raises(UserError, match="config.json is a FIFO"):
+        claim.ensure_unlocked(tmp_path / "run-fifo")
+    assert list(outside.iterdir()) == [] and victim.read_text() == "precious"
+
+
+def test_train_refuses_a_planted_checkpoints_link_in_one_line(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / rundir.CHECKPOINTS).symlink_to(outside)
+    code, err = _train_cli(run)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"error: {run / rundir.CHECKPOINTS} is a symbolic link, where a folder belongs: "
+        "refused (nothing is written through a link or into a special file)."]
+    assert list(outside.iterdir()) == [] and sorted(p.name for p in run.iterdir()) == [
+        rundir.CHECKPOINTS]
+
+
+def test_small_files_are_never_copied_through_a_link(tmp_path):
+    # Issue 29: a study run whose per_class.csv was a symlink had a system file copied
+    # into the report folder meant for committing.
+    run, dest = tmp_path / "run", tmp_path / "report"
+    run.mkdir()
+    (run / rundir.CONFIG).write_text("{}")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a system file")
+    (run / rundir.PER_CLASS).symlink_to(secret)
+    with pytest.raises(UserError, match="per_class.csv is a symbolic link"):
+        rundir.copy_small_files(run, dest)
+    assert not (dest / rundir.PER_CLASS).exists()
+    (run / rundir.PER_CLASS).unlink()
+    assert rundir.copy_small_files(run, dest) == [dest / rundir.CONFIG]
+
+
+# --- Issue 29: a resume state that cannot lie --------------------------------------------
+
+def _rewrite_state(run_dir, change_meta=None, change_arrays=None, compressed=False):
+    """Rewrites backup/state.npz (a valid zip, CRCs and all) with its metadata or arrays
+    changed: what someone who edits the file can write."""
+    target = run_dir / rundir.STATE
+    with np.load(target) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    if change_meta:
+        meta = change_meta(meta)
+    if change_arrays:
+        change_arrays(arrays)
+    save = np.savez_compressed if compressed else np.savez
+    with open(target, "wb") as f:
+        save(f, meta=np.array(meta if isinstance(meta, str) else json.dumps(meta)), **arrays)
+
+
+def _rows(n):
+    return [{"epoch": i, "loss": 1.0} for i in range(1, n + 1)]
+
+
+def test_a_resume_state_that_lies_is_refused_in_one_line(tmp_path):
+    # Issue 29: a CRC-valid state claiming epoch 99 of 3 was accepted ("resuming from epoch
+    # 99 of 3") and the run written as finished; epoch 0 retrained a finished epoch
+    # silently; malformed metadata ended in tracebacks.
+    run_dir = _one_epoch_run(tmp_path)
+    longer = dataclasses.replace(CONFIG, epochs=3)
+    history_before = (run_dir / rundir.HISTORY_JSON).read_text()
+    metrics_before = (run_dir / rundir.METRICS).read_text()
+    deep = "[" * 100_000 + "]" * 100_000
+    cases = [
+        (lambda m: {**m, "epoch": 99, "history": _rows(99)},
+         "claims 99 completed epochs of a run of 1"),  # config.json: 1 until it resumes
+        (lambda m: {**m, "epoch": 0, "history": [], "best": None},
+         "holds 0 epoch\\(s\\) whose rows differ from the 1 of"),
+        (lambda m: {**m, "epoch": -1}, "has epoch=-1, not a count"),
+        (lambda m: {**m, "epoch": "1"}, "has epoch='1', not a count"),
+        (lambda m: {**m, "epoch": 1.0}, "has epoch=1.0, not a count"),
+        (lambda m: {**m, "epoch": 2, "history": _rows(2)}, "claims 2 completed epochs of a "
+                                                            "run of 1"),
+        (lambda m: {**m, "history": [{"epoch": 1, "loss": 123.0}]},
+         "holds 1 epoch\\(s\\) whose rows differ from the 1 of"),
+        (lambda m: {**m, "history": [{"epoch": 1, "loss": "low"}]},
+         "has a history row of epoch 1 with a bad field 'loss'"),
+        (lambda m: {**m, "history": {"epoch": 1}}, "has no list of history rows"),
+        (lambda m: {**m, "best": {"epoch": 7, "metric": "val_accuracy", "value": 0.5}},
+         "has best="),
+        (lambda m: {**m, "variables": "all"}, "has no list of \\[variable path, shape\\]"),
+        (lambda m: {k: v for k, v in m.items() if k != "variables"}, "has no list of"),
+        (lambda m: [m], "holds a JSON list as metadata"),
+        (lambda m: deep, "is unreadable \\(RecursionError"),
+    ]
+    for change, message in cases:
+        copy = tmp_path / "copy"
+        shutil.copytree(run_dir, copy)
+        _rewrite_state(copy, change_meta=change)
+        with pytest.raises(UserError, match=f"the resume state {copy / rundir.STATE} {message}"):
+            loop.train_and_evaluate(longer, copy, verbose=0)
+        assert (copy / rundir.HISTORY_JSON).read_text() == history_before  # nothing trained
+        assert (copy / rundir.METRICS).read_text() == metrics_before
+        shutil.rmtree(copy)
+
+
+def test_a_resume_state_whose_arrays_are_not_the_models_is_refused(tmp_path):
+    run_dir = _one_epoch_run(tmp_path)
+    longer = dataclasses.replace(CONFIG, epochs=2)
+
+    def shape(arrays):
+        arrays["v00000"] = arrays["v00000"][..., :1]
+
+    def dtype(arrays):
+        arrays["v00000"] = arrays["v00000"].astype(np.float64)
+
+    def bomb(arrays):  # 64 MB of zeros, compressed to a few kilobytes on disk
+        arrays["v00001"] = np.zeros(16 << 20, np.float32)
+
+    def missing(arrays):
+        del arrays["v00002"]
+
+    for change, message in ((shape, r"holds float32 \(3, 3, 3, 1\) for"),
+                            (dtype, "holds float64 .* for .*, which is float32"),
+                            (bomb, "declares 67,108,992 bytes for"),
+                            (missing, "is unreadable \\(KeyError")):
+        copy = tmp_path / "copy"
+        shutil.copytree(run_dir, copy)
+        _rewrite_state(copy, change_arrays=change, compressed=True)
+        assert (copy / rundir.STATE).stat().st_size < 2 << 20
+        with pytest.raises(UserError, match=f"the resume state {copy / rundir.STATE} {message}"):
+            loop.train_and_evaluate(longer, copy, verbose=0)
+        assert [r["epoch"] for r in rundir.read_history(copy)] == [1]
+        shutil.rmtree(copy)
