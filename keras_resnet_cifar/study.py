@@ -48,7 +48,6 @@ oneDNN's CPU kernels on x86 because the study trains) are
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -57,7 +56,7 @@ from absl import flags, logging
 # No Keras in these: flags answer at once, TensorFlow loads when training starts.
 from keras_resnet_cifar import cli, train_flags
 from keras_resnet_cifar.analysis import depth_study
-from keras_resnet_cifar.config import TrainConfig, as_epoch
+from keras_resnet_cifar.config import as_epoch
 from keras_resnet_cifar.errors import UserError
 
 # --quick: a schedule that runs in minutes per model on a CPU (curves, not accuracy).
@@ -153,11 +152,10 @@ def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
     if too_late:
         raise UserError(f"--layer_stats_epochs {', '.join(map(str, too_late))} lie beyond "
                         f"--epochs={base.epochs}.")
-    for config in spec.configs():  # checks every model name before anything trains
-        try:
-            TrainConfig.from_dict(dataclasses.asdict(config))
-        except ValueError as e:
-            raise UserError(str(e)) from None
+    try:  # builds every run's TrainConfig, so every model name is checked before training
+        spec.configs()
+    except ValueError as e:
+        raise UserError(str(e)) from None
     return spec
 
 

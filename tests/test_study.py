@@ -106,7 +106,7 @@ def test_every_training_flag_reaches_the_runs():
 
 
 @pytest.mark.parametrize("bad,message", [
-    (["--models=plain21"], "21"), (["--seeds=a"], "--seeds must be integers"),
+    (["--models=plain21"], "21"), (["--models=plain20,plain21"], "21"), (["--seeds=a"], "--seeds must be integers"),
     (["--models="], "--models is empty"), (["--momentum=2"], "--momentum"),
     (["--seeds="], "--seeds is empty"),
     (["--layer_stats_epochs=a"], "--layer_stats_epochs must be numbers"),
