@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_resnet_cifar.deploy import rest_client
 from keras_resnet_cifar.deploy.contract import DEFAULT_SIGNATURE, INPUT_KEY, OUTPUT_KEYS
-from keras_resnet_cifar.errors import UserError, first_line, printable
+from keras_resnet_cifar.errors import UserError, printable
 
 SCHEME = "grpc://"
 DEFAULT_PORT = 8500  # TF Serving's --port
@@ -58,13 +58,9 @@ def address_problem(url: str) -> str | None:
         return f"must start with {SCHEME}"
     if any(c.isspace() or not c.isprintable() for c in url):
         return "holds spaces or control characters"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
-    except ValueError as e:
-        return f"is malformed ({first_line(e)})"
-    if not parts.hostname:
-        return "has no host name"
+    parts, problem = rest_client.split_address(url)
+    if problem:
+        return problem
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         return "must be grpc://host[:port] with nothing after the port"
     return None

@@ -58,14 +58,19 @@ def url_problem(base_url: str) -> str | None:
         return "holds spaces or control characters"
     if "?" in base_url or "#" in base_url:
         return "must not hold a query (?...) or fragment (#...): the predict path follows it"
+    return split_address(base_url)[1]
+
+
+def split_address(url: str) -> tuple[urllib.parse.SplitResult | None, str | None]:
+    """``url`` split, or what is wrong with its host and port (both transports' check)."""
     try:
-        parts = urllib.parse.urlsplit(base_url)
+        parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError for a port that is not one)
     except ValueError as e:
-        return f"is malformed ({first_line(e)})"
+        return None, f"is malformed ({first_line(e)})"
     if not parts.hostname:
-        return "has no host name"
-    return None
+        return None, "has no host name"
+    return parts, None
 
 
 def name_problem(model_name: str) -> str | None:
