@@ -177,6 +177,7 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     (["--peer=/nonexistent/python"], "is not a Python interpreter"),
     ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
     (["--steps=0"], "--steps must be in [1, 10,000], got 0"),
+    (["--steps=1"], "--steps must be at least 2 x --steps_per_execution (2), got 1"),
     (["--models="], "--models is empty"),
     ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
       "--peer_modes="], "--peer_modes is empty"),

@@ -88,12 +88,13 @@ def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int
                 ) -> dict[str, dict[str, Any]]:
     """Training images/s of ``model.fit`` on the real training path, models alternating.
 
-    Each model (its config) is timed by one ``fit`` of one epoch of ``steps`` steps
-    over the repeated training pipeline per repeat, after an untimed first ``fit``
+    Each model (its config) is timed by one ``fit`` of ``steps`` steps over the
+    repeated training pipeline per repeat, after an untimed first ``fit``
     (tracing); repeat ``i`` of every model runs before repeat ``i + 1`` of any, so
-    that they alternate A B A B on the same machine. Only each epoch's training is
-    timed; ``between(i)`` runs after repeat ``i`` of the last model, outside the timing
-    (the peer, for A B A B).
+    that they alternate A B A B on the same machine. A ``fit`` starts a new
+    iterator: the steps of its first train-function call (which wait for the
+    first batch) are not timed, the others are. ``between(i)`` runs after repeat
+    ``i`` of the last model, outside the timing (the peer, for A B A B).
 
     Args:
         models: label -> (compiled model, its config), each model warmed up
@@ -111,24 +112,27 @@ def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int
     from keras_resnet_cifar.data import pipeline
 
     class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+        """Times the steps after the first call of the train function of a ``fit``."""
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.elapsed = time.perf_counter() - self.start
+        def on_train_begin(self, logs=None):
+            self.ends = []
 
-    def fit(model, ds) -> float:
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+    def fit(model, config, ds) -> float:
         timer = Timer()
         model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer],
                   shuffle=False)  # tf.data shuffles
-        return timer.elapsed
+        timed = steps - steps // len(timer.ends)  # the first call's steps are not
+        return timed * config.batch_size / (timer.ends[-1] - timer.ends[0])
 
     datasets = {label: pipeline.train_dataset(split, c.batch_size, seed=c.seed).repeat()
                 for label, (_, c) in models.items()}
     rates: dict[str, list[float]] = {label: [] for label in models}
     for i in range(repeats):
         for label, (model, config) in models.items():
-            rates[label].append(steps * config.batch_size / fit(model, datasets[label]))
+            rates[label].append(fit(model, config, datasets[label]))
             logging.info("%s: training repeat %d/%d: %.1f img/s", label, i + 1, repeats,
                          rates[label][-1])
         if between is not None:
@@ -328,6 +332,10 @@ def check_plan(plan: Plan) -> None:
         raise UserError(f"--num_threads must be >= 0 (0: every core), got {plan.num_threads}.")
     if plan.peer and not plan.peer_modes:
         raise UserError("--peer_modes is empty: name the peer's configurations to run.")
+    spe = plan.base.steps_per_execution
+    if plan.models and plan.steps < 2 * spe:  # the first call of each repeat is untimed
+        raise UserError(f"--steps must be at least 2 x --steps_per_execution ({2 * spe}), "
+                        f"got {plan.steps}.")
     variant_configs(plan)
     for path in plan.model_paths:  # before minutes of training
         predictor.resolve(path, trust_savedmodel=plan.trust_savedmodel)
