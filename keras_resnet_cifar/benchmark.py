@@ -4,6 +4,7 @@ r"""Measures, on this machine, how fast the project trains, reads data, evaluate
     python -m keras_resnet_cifar.benchmark --models=resnet20 --peer=~/venvs/torch-peer/bin/python
     python -m keras_resnet_cifar.benchmark --model_path=exports/resnet20/1 --out=bench.json
     python -m keras_resnet_cifar.benchmark --models=resnet20 --repeats=3 --json > bench.json
+    python -m keras_resnet_cifar.benchmark --models=resnet20 --variants=float32,mixed_bfloat16
 
 Prints a table (``--json``: the same figures as JSON instead; ``--out=PATH``:
 also writes that JSON to PATH) of:
@@ -13,7 +14,10 @@ also writes that JSON to PATH) of:
   augmentation included) over synthetic or ``--data_dir`` data. Every training
   flag of ``keras_resnet_cifar.train`` that bears on speed is a flag here too
   (``--batch_size``, ``--mixed_precision``, ``--jit_compile``, ``--distribute``,
-  ``--weight_decay``, ...); ``--models`` replaces ``--model``;
+  ``--weight_decay``, ...); ``--models`` replaces ``--model``. ``--variants``
+  times several precisions / XLA in turn, repeat by repeat, with each one's
+  ratio to the first, pair by pair; the machine line names the CPU's bfloat16
+  flags (avx512_bf16, amx_bf16, amx_tile; none: bfloat16 is emulated);
 * the input pipeline alone (images/s, no model), and how many times the fastest
   training rate it is;
 * evaluation images/s (``model.evaluate`` on the evaluation pipeline);
@@ -31,7 +35,8 @@ in its own environment: this project never imports torch; setup in that script)
 runs once per mode for one tiny step first, so that a broken peer fails at once,
 then after each timed training repeat, in each of ``--peer_modes`` (default: its
 fastest CPU configuration, ``channels_last``), so the two alternate A B A B ... on
-the same machine (:mod:`keras_resnet_cifar.analysis.peer`), and the ratio is reported pair
+the same machine (:mod:`keras_resnet_cifar.analysis.peer`), in each variant's precision
+(a bfloat16 variant against the peer's bfloat16 autocast), and the ratio is reported pair
 by pair and as a median, with the date and the load average: this machine's
 speed drifts, and other work sharing its cores slows the peer most.
 
@@ -86,6 +91,11 @@ def define_flags() -> None:
                       "The peer's configurations to run (its --mode), each labelled: "
                       "default, channels_last, compile, channels_last+compile for "
                       "torch_peer.py. channels_last is its fastest on CPU.")
+    flags.DEFINE_list("variants", list(defaults.variants),
+                      "Training variants to time in turn, repeat by repeat: a precision "
+                      "(float32, mixed_bfloat16, mixed_float16), +xla for XLA, e.g. "
+                      "float32,mixed_bfloat16,float32+xla; ratios are to the first. "
+                      "Empty: the one of --mixed_precision and --jit_compile.")
     flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default).")
     flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
     flags.DEFINE_string("out", None, "Also write the figures as JSON to this file.")
@@ -115,6 +125,10 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
     if python and not Path(flag_values.peer_script).is_file():
         raise UserError(f"No peer script at {flag_values.peer_script} (run from a checkout "
                         "of the repository, or set --peer_script).")
+    if flag_values.variants and any(flag_values[name].present
+                                    for name in ("mixed_precision", "jit_compile")):
+        raise UserError("--variants names the precisions and XLA to time: give it or "
+                        "--mixed_precision / --jit_compile, not both.")
     steps = flag_values.steps
     if steps > 0 and steps % flag_values.steps_per_execution:
         raise UserError(f"--steps_per_execution={flag_values.steps_per_execution} must divide "
@@ -128,10 +142,11 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
         model_paths=tuple(flag_values.model_path), inference_runs=flag_values.inference_runs,
         num_threads=flag_values.num_threads, trust_savedmodel=flag_values.trust_savedmodel,
         peer=(python, flag_values.peer_script) if python else (),
-        peer_modes=tuple(flag_values.peer_modes))
+        peer_modes=tuple(flag_values.peer_modes), variants=tuple(flag_values.variants))
     benchmarking.check_plan(plan)
     if plan.peer:  # one tiny step per mode: a broken peer fails now, not after training
-        peer.check(plan.peer, plan.peer_modes)
+        precisions = {c.mixed_precision for c in benchmarking.variant_configs(plan).values()}
+        peer.check(plan.peer, plan.peer_modes, sorted(precisions))
     return plan
 
 

@@ -18,6 +18,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The /proc/cpuinfo flags of native bfloat16 arithmetic: AVX512_BF16 (AMD Zen 4, Intel
+# Cooper Lake and later) and AMX (Intel Sapphire Rapids and later).
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def bfloat16_support(cpuinfo: str = "/proc/cpuinfo") -> list[str] | None:
+    """The :data:`BFLOAT16_FLAGS` this CPU reports ([] for none); None where unknown
+    (no Linux /proc/cpuinfo)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in BFLOAT16_FLAGS if flag in present]
+    except OSError:
+        pass
+    return None
+
+
 def describe() -> dict[str, object]:
     """CPU, cores, accelerators and library versions, for results files."""
     import keras

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from absl import flags
+from absl import flags, logging
 
 # None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
 from keras_resnet_cifar import cli, train_flags
@@ -75,6 +75,18 @@ def check_before_loading(config: TrainConfig, model_dir: str) -> None:
     claim.plan(model_dir, config)  # a run of another recipe is refused here
 
 
+def bfloat16_hint(config: TrainConfig) -> str | None:
+    """One line for a float32 run on a CPU with native bfloat16 arithmetic, else None."""
+    from keras_resnet_cifar import environment
+
+    found = environment.bfloat16_support()
+    if config.mixed_precision != "float32" or not found:
+        return None
+    return (f"hint: this CPU computes bfloat16 natively ({', '.join(found)}): "
+            "--mixed_precision=mixed_bfloat16 may train faster (docs/performance.md); "
+            "this run stays float32.")
+
+
 def main(argv):
     del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
@@ -84,6 +96,8 @@ def main(argv):
                         f"{FLAGS.cpu_devices}.")
     model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model}-seed{config.seed}")
     check_before_loading(config, model_dir)
+    if hint := bfloat16_hint(config):
+        logging.info(hint)
     if FLAGS.cpu_devices:
         _split_cpu(FLAGS.cpu_devices)
     from keras_resnet_cifar.training import distribution, loop  # TensorFlow loads here

@@ -17,11 +17,16 @@ Setup, in an environment of its own (the project never imports torch):
     ~/venvs/torch-peer/bin/pip install torch==2.13.0 numpy
 Usage:
     ~/venvs/torch-peer/bin/python scripts/torch_peer.py --model resnet20 --steps 20 \
-        [--threads 2] [--batch 128] [--channels_last] [--compile] [--mode channels_last]
+        [--threads 2] [--batch 128] [--channels_last] [--compile] [--mode channels_last] \
+        [--precision bfloat16]
 On a 2-core AMD EPYC CPU (2026-11-27) --channels_last alone was fastest; torch.compile
 was slower. The benchmark runs --channels_last by default (its --peer_modes).
+--precision bfloat16 (float16) runs forward and loss under torch.autocast("cpu", dtype),
+PyTorch's mixed precision (weights and optimizer stay float32), as the benchmark asks
+when it times the project's --mixed_precision=mixed_bfloat16 (mixed_float16).
 """
 import argparse
+import contextlib
 import time
 
 import torch
@@ -81,6 +86,8 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--channels_last", action="store_true", help="NHWC memory format (faster on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (inductor)")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="compute dtype of forward and loss (torch.autocast); float32: none")
     p.add_argument("--mode", choices=MODES, default="default",
                    help="a named configuration: the flags of MODES (the benchmark's --peer_modes)")
     a = p.parse_args()
@@ -96,16 +103,20 @@ def main():
     if a.channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if a.compile else model
+    autocast = (contextlib.nullcontext() if a.precision == "float32"
+                else torch.autocast("cpu", dtype=getattr(torch, a.precision)))
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(step_model(x), y).backward()
+        with autocast:
+            loss = F.cross_entropy(step_model(x), y)
+        loss.backward()
         opt.step()
     dt = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
     print(f"peer={a.model} params={params} threads={torch.get_num_threads()} "
-          f"channels_last={int(a.channels_last)} compile={int(a.compile)} "
+          f"channels_last={int(a.channels_last)} compile={int(a.compile)} precision={a.precision} "
           f"img/s={a.steps * a.batch / dt:.1f}")
 
 

@@ -40,12 +40,14 @@ def exported(tmp_path_factory):
 
 @pytest.fixture
 def fake_peer(tmp_path):
-    """A stand-in for the PyTorch peer: prints its line; 60 img/s in --mode channels_last."""
+    """A stand-in for the PyTorch peer: prints its line; 60 img/s in --mode channels_last,
+    half as fast with --precision bfloat16."""
     script = tmp_path / "peer.py"
     script.write_text("import sys\nmode = sys.argv[sys.argv.index('--mode') + 1]\n"
                       "if mode not in ('default', 'channels_last'):\n"
                       "    sys.exit('peer.py: error: argument --mode: invalid choice: %r' % mode)\n"
                       "rate = 60.0 if mode == 'channels_last' else 50.0\n"
+                      "if sys.argv[-2:] == ['--precision', 'bfloat16']: rate /= 2\n"
                       "print('peer=%s params=1 threads=1 img/s=%s' % (sys.argv[2], rate))\n")
     return script
 
@@ -102,6 +104,53 @@ def test_cli_prints_every_figure_and_valid_json(tmp_path, fake_peer, exported):
         assert entry["images_per_sec_batch128"]["median"] > 0
 
 
+def test_variants_alternate_repeat_by_repeat_against_the_peer_in_their_precision(fake_peer):
+    r = _benchmark(*TINY, "--variants=float32,mixed_bfloat16", f"--peer={sys.executable}",
+                   f"--peer_script={fake_peer}", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout)
+    from keras_resnet_cifar import environment
+
+    assert report["machine"]["bfloat16_cpu_flags"] == environment.bfloat16_support()
+    assert report["settings"]["variants"] == ["float32", "mixed_bfloat16"]
+    f32, bf16 = report["training"]["resnet8 float32"], report["training"]["resnet8 mixed_bfloat16"]
+    assert (f32["variant"], bf16["variant"]) == ("float32", "mixed_bfloat16")
+    assert "ratio_to_first" not in f32 and bf16["ratio_to_first"]["of"] == "float32"
+    assert bf16["ratio_to_first"]["pairs"] == pytest.approx(
+        [b / f for b, f in zip(bf16["images_per_sec"]["samples"],
+                               f32["images_per_sec"]["samples"])])
+    assert f32["peer"]["channels_last"]["images_per_sec"]["samples"] == [60.0, 60.0]
+    assert bf16["peer"]["channels_last"]["images_per_sec"]["samples"] == [30.0, 30.0]
+    assert bf16["peer"]["channels_last"]["precision"] == "mixed_bfloat16"
+    assert set(report["evaluation"]) == set(report["training"])
+    # In turn: repeat 1 of each variant, the peer in both precisions, then repeat 2.
+    lines = [line.split("] ", 1)[-1] for line in r.stderr.splitlines()]
+    order = [next(i for i, line in enumerate(lines) if line.startswith(text)) for text in (
+        "resnet8 float32: training repeat 1/2", "resnet8 mixed_bfloat16: training repeat 1/2",
+        "resnet8: peer (channels_last): 60.0", "resnet8: peer (channels_last, mixed_bfloat16): "
+        "30.0", "resnet8 float32: training repeat 2/2")]
+    assert order == sorted(order)
+    table = benchmark_table.format_table(report)
+    for text in ("bfloat16 CPU flags: ", "variants in turn: float32, mixed_bfloat16",
+                 "ratio resnet8 mixed_bfloat16 / float32",
+                 "peer  resnet8 mixed_bfloat16 (img/s, PyTorch, channels_last, bfloat16 "
+                 "autocast)"):
+        assert text in table, text
+
+
+def test_bfloat16_support_reads_the_cpu_flags(tmp_path):
+    from keras_resnet_cifar import environment
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: X\nflags\t\t: fpu avx2 amx_tile avx512_bf16 sse\n")
+    assert environment.bfloat16_support(cpuinfo) == ["avx512_bf16", "amx_tile"]
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f\n")
+    assert environment.bfloat16_support(cpuinfo) == []
+    assert environment.bfloat16_support(tmp_path / "missing") is None
+    assert "unknown" in benchmark_table._bf16(None) and benchmark_table._bf16([]).startswith(
+        "none")
+
+
 def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp_path):
     """--json: JSON on stdout, nothing else."""
     model = tmp_path / "m.keras"
@@ -128,12 +177,17 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     (["--peer=/nonexistent/python"], "is not a Python interpreter"),
     ([f"--peer={sys.executable}", "--peer_script=/nonexistent.py"], "No peer script"),
     (["--steps=0"], "--steps must be in [1, 10,000], got 0"),
+    (["--steps=1"], "--steps must be at least 2 x --steps_per_execution (2), got 1"),
     (["--models="], "--models is empty"),
     ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
       "--peer_modes="], "--peer_modes is empty"),
     (["--num_threads=-1"], "--num_threads must be in [0, 1024] (0: the default), got -1"),
     (["--learning_rate=-1"], "--learning_rate must be a finite number > 0"),
     (["--out=/"], "--out=/ is a folder"),
+    (["--variants=float32,float32"], "--variants names a variant twice"),
+    (["--variants=float64"], "'float64' is not one of float32, mixed_float16"),
+    (["--variants=float32+fast"], "'float32+fast' is not a precision with an optional +xla"),
+    (["--variants=float32,mixed_bfloat16", "--jit_compile"], "not both"),
 ])
 def test_user_errors_are_one_line(args, message):
     r = _benchmark(*TINY, *args, timeout=300)

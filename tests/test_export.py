@@ -538,6 +538,50 @@ _MIRRORED = textwrap.dedent("""
 
 
 @pytest.mark.slow
+def test_a_run_trained_in_mixed_bfloat16_exports_evaluates_and_serves_in_float32(tmp_path):
+    """Issue 27: TFLite has no bfloat16 kernels; the export computes in float32, same weights."""
+    import keras
+    import tensorflow as tf
+
+    from keras_resnet_cifar.deploy import serving
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.train",
+                           f"--flagfile={REPO / 'flags' / 'smoke.cfg'}",
+                           "--mixed_precision=mixed_bfloat16", f"--model_dir={run}"],
+                          env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained = keras.saving.load_model(run / "model.keras", compile=False)
+    assert trained.get_layer("probabilities").compute_dtype == "float32"  # softmax
+    assert {layer.compute_dtype for layer in trained.layers} >= {"bfloat16"}
+    source = sources.load_source(run)
+    assert source.provenance["computes_float32_trained_in"] == "mixed_bfloat16"
+    assert {layer.compute_dtype for layer in source.keras_model.layers} == {"float32"}
+    data = _small_data()
+    export = exporter.export(source, tmp_path / "exports", name="bf16", data=data,
+                             parity_images=64, latency_runs=2)
+    assert export.card["source"]["computes_float32_trained_in"] == "mixed_bfloat16"
+    float_sig = tf.saved_model.load(str(export.folder)).signatures[contract.FLOAT_SIGNATURE]
+    assert [s.dtype for s in float_sig.structured_input_signature[1].values()] == [tf.float32]
+    assert float_sig.structured_outputs["probabilities"].dtype == tf.float32
+    rows = export.parity["variants"]
+    for name in ("saved_model", "tflite_float32"):
+        assert rows[name]["top1_agreement"] == 1.0 and rows[name]["max_prob_diff"] < 1e-4, name
+    assert rows["tflite_int8"]["top1_agreement"] > 0  # calibrated, converted and run
+    assert export.card["tflite"]["int8"]["input_dtype"] == "uint8"
+    pixels = data.test_images
+    served = serving.load_classifier(export.folder)(pixels)
+    as_trained = trained.predict(pixels.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(served, as_trained, atol=0.05)  # bfloat16: 8 bits of mantissa
+    evaluated = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.evaluate",
+                                f"--model_path={run}", "--dataset=synthetic",
+                                "--synthetic_test_size=64"],
+                               env=ENV, capture_output=True, text=True)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "test accuracy" in evaluated.stdout + evaluated.stderr
+
+
+@pytest.mark.slow
 def test_model_trained_under_mirrored_strategy_exports_and_runs_on_one_cpu(tmp_path):
     """Trained on 2 replicas in a subprocess; exported and run here, on one CPU."""
     import keras

@@ -405,12 +405,30 @@ def test_the_epoch_line_says_what_its_seconds_and_rate_count():
         "27.1 s training at 389 img/s"
 
 
+def test_the_bfloat16_hint_is_for_float32_runs_on_cpus_that_have_it(monkeypatch):
+    from keras_resnet_cifar import environment, train
+
+    monkeypatch.setattr(environment, "bfloat16_support", lambda: ["avx512_bf16", "amx_bf16"])
+    hint = train.bfloat16_hint(config_lib.TrainConfig())
+    assert hint.startswith("hint: this CPU computes bfloat16 natively (avx512_bf16, amx_bf16)")
+    assert "--mixed_precision=mixed_bfloat16" in hint and "\n" not in hint
+    assert train.bfloat16_hint(config_lib.TrainConfig(mixed_precision="mixed_bfloat16")) is None
+    for found in ([], None):  # none, or unknown
+        monkeypatch.setattr(environment, "bfloat16_support", lambda: found)
+        assert train.bfloat16_hint(config_lib.TrainConfig()) is None
+
+
 def test_a_short_run_says_each_fact_once(tmp_path):
-    """The data's source, the test accuracy and the BatchNorm note: each once."""
-    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.train", f"--flagfile={SMOKE}",
-                        f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    """The data's source, the test accuracy, the BatchNorm note and, on a CPU with
+    bfloat16 (patched in), the bfloat16 hint: each once."""
+    code = ("import runpy, sys\nfrom keras_resnet_cifar import environment\n"
+            "environment.bfloat16_support = lambda: ['avx512_bf16']\n"
+            f"sys.argv = ['train', '--flagfile={SMOKE}', '--model_dir={tmp_path / 'run'}']\n"
+            "runpy.run_module('keras_resnet_cifar.train', run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.strip().splitlines()
+    assert sum(line.startswith("hint: this CPU computes bfloat16") for line in lines) == 1
     finals = [line for line in lines if re.match(r"(resnet8: test|final) ", line)]
     assert len(finals) == 1, lines
     assert sum(line.startswith("data: ") for line in lines) == 1, lines

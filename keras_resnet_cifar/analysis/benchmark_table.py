@@ -19,13 +19,16 @@ def format_table(report: dict[str, Any]) -> str:
         f"machine: {m['cpu']}, {m['cpu_cores']} cores, GPUs {m['gpus'] or 'none'}; "
         f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}; "
         f"TF_ENABLE_ONEDNN_OPTS={m['onednn']}; threads intra {m['intra_op_threads']} "
-        f"inter {m['inter_op_threads']} (0 = TF default); {when}",
+        f"inter {m['inter_op_threads']} (0 = TF default); bfloat16 CPU flags: "
+        f"{_bf16(m.get('bfloat16_cpu_flags'))}; {when}",
     ]
     if report["training"]:  # training settings only when training was measured
         lines.append(
             f"settings: batch {s['batch_size']}, {s['steps']} steps x {s['repeats']} repeats "
-            f"after a warm-up, {s['mixed_precision']}, jit_compile={s['jit_compile']}, "
-            f"steps_per_execution={s['steps_per_execution']}, data: {s['data']}")
+            f"after a warm-up, "
+            + (f"variants in turn: {', '.join(s['variants'])}, " if s.get("variants") else
+               f"{s['mixed_precision']}, jit_compile={s['jit_compile']}, ")
+            + f"steps_per_execution={s['steps_per_execution']}, data: {s['data']}")
     if "skipped" not in report["inference"]:
         threads = (f"{s['num_threads']} thread(s)" if s.get("num_threads")
                    else "every core")
@@ -43,7 +46,13 @@ def format_table(report: dict[str, Any]) -> str:
     ratios = []
     for name, entry in report["training"].items():
         row(f"train {name} (img/s, {entry['params']:,} params)", entry["images_per_sec"])
+        if "ratio_to_first" in entry:
+            ratio = entry["ratio_to_first"]
+            rows.append((f"ratio {name} / {ratio['of']}", f"{ratio['median']:10.3f}   pairs: "
+                         + " ".join(f"{r:.3f}" for r in ratio["pairs"])))
         for mode, theirs in entry.get("peer", {}).items():
+            if theirs.get("precision", "float32") != "float32":
+                mode = f"{mode}, {theirs['precision'].removeprefix('mixed_')} autocast"
             row(f"peer  {name} (img/s, PyTorch, {mode})", theirs["images_per_sec"])
             ratio = theirs["ratio"]
             label = f"ratio {name} (project / peer {mode})"
@@ -74,3 +83,9 @@ def format_table(report: dict[str, Any]) -> str:
                       f"(measured {when}; compare only runs at a load near the benchmark's "
                       "own, about 2 on 2 cores)"]
     return "\n".join(lines)
+
+
+def _bf16(flags: list[str] | None) -> str:
+    if flags is None:
+        return "unknown"
+    return " ".join(flags) if flags else "none (no native bfloat16 arithmetic)"

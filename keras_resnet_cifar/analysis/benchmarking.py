@@ -7,8 +7,9 @@ JSON-ready dict (data only, no models);
 table the command line prints. The measurements, each a :func:`summarize` of
 timed repeats after an untimed warm-up:
 
-* :func:`train_rate`: training images/s of ``model.fit`` on the real training
-  path (``loop.build_and_compile``, ``pipeline.train_dataset``);
+* :func:`train_rates`: training images/s of ``model.fit`` on the real training
+  path (``loop.build_and_compile``, ``pipeline.train_dataset``), of each training
+  variant (:attr:`Plan.variants`: float32, mixed_bfloat16, XLA) in turn;
 * :func:`pipeline_rate`: the training input pipeline alone;
 * :func:`eval_rate`: ``model.evaluate`` on the evaluation pipeline;
 * :func:`inference_rates`: batch-1 latency and batch-128 images/s of saved
@@ -16,7 +17,7 @@ timed repeats after an untimed warm-up:
 * a peer's training rate (:mod:`keras_resnet_cifar.analysis.peer`: another
   framework's script in its own process, e.g. the repository's
   ``scripts/torch_peer.py``), run after each timed training repeat so that the
-  two alternate A B A B on the same machine.
+  two alternate A B A B on the same machine, in each variant's precision.
 
 The command line is :mod:`keras_resnet_cifar.benchmark`.
 """
@@ -35,7 +36,7 @@ from absl import logging
 
 from keras_resnet_cifar.analysis import peer
 from keras_resnet_cifar.models import arch  # no Keras on import: the CLI checks its flags first
-from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.config import PRECISIONS, TrainConfig
 from keras_resnet_cifar.errors import UserError
 
 # TrainConfig fields that do not bear on the speed of a training step: not benchmark flags.
@@ -60,6 +61,8 @@ def machine() -> dict[str, Any]:
 
     return {
         **environment.describe(),
+        # Native bfloat16 arithmetic: what mixed_bfloat16 can gain here (None: unknown).
+        "bfloat16_cpu_flags": environment.bfloat16_support(),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -80,51 +83,71 @@ def build(config) -> tuple[Any, Any]:
     return model, strategy
 
 
-def train_rate(model, config, split, *, steps: int, repeats: int,
-               between: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Training images/s of ``model.fit`` on the real training path.
+def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int,
+                repeats: int, between: Callable[[int], None] | None = None
+                ) -> dict[str, dict[str, Any]]:
+    """Training images/s of ``model.fit`` on the real training path, models alternating.
 
-    One ``fit`` of ``repeats + 1`` epochs of ``steps`` steps over the repeated
-    training pipeline; the first epoch (tracing, pipeline start) is the warm-up.
-    Only each epoch's training is timed (there is no validation); ``between(i)``
-    runs after timed epoch ``i``, outside the timing (the peer, for A B A B).
+    Each model (its config) is timed by one ``fit`` of ``steps`` steps over the
+    repeated training pipeline per repeat, after an untimed first ``fit``
+    (tracing); repeat ``i`` of every model runs before repeat ``i + 1`` of any, so
+    that they alternate A B A B on the same machine. A ``fit`` starts a new
+    iterator: the steps of its first train-function call (which wait for the
+    first batch) are not timed, the others are. ``between(i)`` runs after repeat
+    ``i`` of the last model, outside the timing (the peer, for A B A B).
 
     Args:
-        model: the compiled model (:func:`build`).
-        config: its :class:`~keras_resnet_cifar.config.TrainConfig` (batch, seed).
+        models: label -> (compiled model, its config), each model warmed up
+            (:func:`warm_up`) right after :func:`build`: the dtype policy is global.
         split: the training images.
         steps: training steps per timed repeat.
         repeats: timed repeats.
         between: called with the repeat index after each timed repeat.
 
     Returns:
-        :func:`summarize` of the images/s of the repeats.
+        label -> :func:`summarize` of the images/s of its repeats.
     """
     import keras
 
     from keras_resnet_cifar.data import pipeline
 
-    ds = pipeline.train_dataset(split, config.batch_size, seed=config.seed).repeat()
-    rates = []
-
     class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+        """Times the steps after the first call of the train function of a ``fit``."""
 
-        def on_epoch_end(self, epoch, logs=None):
-            elapsed = time.perf_counter() - self.start
-            if epoch == 0:  # warm-up
-                logging.info("%s: warm-up done (%.0f s)", config.model, elapsed)
-                return
-            rates.append(steps * config.batch_size / elapsed)
-            logging.info("%s: training repeat %d/%d: %.1f img/s", config.model, epoch,
-                         repeats, rates[-1])
-            if between is not None:
-                between(epoch - 1)
+        def on_train_begin(self, logs=None):
+            self.ends = []
 
-    model.fit(ds, epochs=repeats + 1, steps_per_epoch=steps, verbose=0, callbacks=[Timer()],
-              shuffle=False)  # tf.data shuffles
-    return summarize(rates)
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+    def fit(model, config, ds) -> float:
+        timer = Timer()
+        model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer],
+                  shuffle=False)  # tf.data shuffles
+        timed = steps - steps // len(timer.ends)  # the first call's steps are not
+        return timed * config.batch_size / (timer.ends[-1] - timer.ends[0])
+
+    datasets = {label: pipeline.train_dataset(split, c.batch_size, seed=c.seed).repeat()
+                for label, (_, c) in models.items()}
+    rates: dict[str, list[float]] = {label: [] for label in models}
+    for i in range(repeats):
+        for label, (model, config) in models.items():
+            rates[label].append(fit(model, config, datasets[label]))
+            logging.info("%s: training repeat %d/%d: %.1f img/s", label, i + 1, repeats,
+                         rates[label][-1])
+        if between is not None:
+            between(i)
+    return {label: summarize(samples) for label, samples in rates.items()}
+
+
+def warm_up(label: str, model, config, split, *, steps: int) -> None:
+    """One untimed ``fit`` of ``steps`` steps: traces the step under the current policy."""
+    from keras_resnet_cifar.data import pipeline
+
+    start = time.perf_counter()
+    model.fit(pipeline.train_dataset(split, config.batch_size, seed=config.seed).repeat(),
+              epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+    logging.info("%s: warm-up done (%.0f s)", label, time.perf_counter() - start)
 
 
 def per_second(work: Callable[[], int], repeats: int) -> dict[str, Any]:
@@ -241,12 +264,46 @@ class Plan:
     trust_savedmodel: bool = False  # load SavedModels that the exporter did not write
     peer: tuple[str, ...] = ()  # the peer's command (interpreter, script); () for none
     peer_modes: tuple[str, ...] = ("channels_last",)  # the peer's configurations (--mode)
+    # Training variants timed in turn, each a precision with "+xla" for XLA
+    # ("float32", "mixed_bfloat16", "float32+xla"); () for base's own.
+    variants: tuple[str, ...] = ()
 
 
 # The counts a benchmark may ask for: far beyond any useful measurement (minutes), but
 # never an endless one (--repeats=1e20).
 MAX_COUNTS = {"steps": 10_000, "repeats": 1_000, "pipeline_batches": 100_000,
               "inference_runs": 100_000}
+
+
+def variant_label(config: TrainConfig) -> str:
+    """``config``'s precision, ``+xla`` with XLA: the name of a :attr:`Plan.variants` entry."""
+    return config.mixed_precision + ("+xla" if config.jit_compile else "")
+
+
+def variant_configs(plan: Plan) -> dict[str, TrainConfig]:
+    """Label -> the training config of each of ``plan.variants`` (``plan.base`` alone
+    when there are none).
+
+    Raises:
+        UserError: an unknown precision or suffix, a variant named twice.
+    """
+    if not plan.variants:
+        return {variant_label(plan.base): plan.base}
+    if len(set(plan.variants)) < len(plan.variants):
+        raise UserError(f"--variants names a variant twice: {','.join(plan.variants)}.")
+    configs = {}
+    for variant in plan.variants:
+        precision, _, suffix = variant.partition("+")
+        if suffix not in ("", "xla"):
+            raise UserError(f"--variants: {variant!r} is not a precision with an optional "
+                            "+xla (e.g. float32, mixed_bfloat16, float32+xla).")
+        try:
+            configs[variant] = dataclasses.replace(plan.base, mixed_precision=precision,
+                                                   jit_compile=bool(suffix))
+        except ValueError:
+            raise UserError(f"--variants: {precision!r} is not one of "
+                            f"{', '.join(PRECISIONS)}.") from None
+    return configs
 
 
 def check_plan(plan: Plan) -> None:
@@ -275,6 +332,11 @@ def check_plan(plan: Plan) -> None:
         raise UserError(f"--num_threads must be >= 0 (0: every core), got {plan.num_threads}.")
     if plan.peer and not plan.peer_modes:
         raise UserError("--peer_modes is empty: name the peer's configurations to run.")
+    spe = plan.base.steps_per_execution
+    if plan.models and plan.steps < 2 * spe:  # the first call of each repeat is untimed
+        raise UserError(f"--steps must be at least 2 x --steps_per_execution ({2 * spe}), "
+                        f"got {plan.steps}.")
+    variant_configs(plan)
     for path in plan.model_paths:  # before minutes of training
         predictor.resolve(path, trust_savedmodel=plan.trust_savedmodel)
 
@@ -308,34 +370,54 @@ def run(plan: Plan) -> dict[str, Any]:
                                       trust_savedmodel=plan.trust_savedmodel)
                       if plan.model_paths else {"skipped": "no --model_path given"}),
     }
-    for config in (dataclasses.replace(base, model=m) for m in plan.models):
-        peer_rates: dict[str, list[float]] = {mode: [] for mode in plan.peer_modes}
+    variants = variant_configs(plan)
+    precisions = sorted({c.mixed_precision for c in variants.values()})
+    for name in plan.models:
+        # One variant: keyed by the model's name, as before variants existed.
+        labels = {v: name if len(variants) == 1 else f"{name} {v}" for v in variants}
+        peer_rates = {(mode, p): [] for mode in plan.peer_modes for p in precisions}
 
-        def between(_, model=config.model):
-            for mode in plan.peer_modes:
-                peer_rates[mode].append(peer.rate(plan.peer, model, base.batch_size,
-                                                  plan.steps, mode))
-                logging.info("%s: peer (%s): %.1f img/s", model, mode, peer_rates[mode][-1])
+        def between(_, model=name):
+            for mode, precision in peer_rates:
+                peer_rates[mode, precision].append(peer.rate(
+                    plan.peer, model, base.batch_size, plan.steps, mode, precision=precision))
+                logging.info("%s: peer (%s%s): %.1f img/s", model, mode,
+                             "" if precision == "float32" else f", {precision}",
+                             peer_rates[mode, precision][-1])
 
-        logging.info("timing %s: training, 1 warm-up + %d x %d steps%s; then evaluation",
-                     config.model, plan.repeats, plan.steps,
+        logging.info("timing %s: training (%s in turn), 1 warm-up + %d x %d steps%s; then "
+                     "evaluation", name, ", ".join(variants), plan.repeats, plan.steps,
                      " (the peer after each)" if plan.peer else "")
-        model, strategy = build(config)
-        rates = train_rate(model, config, data.train, steps=plan.steps, repeats=plan.repeats,
-                           between=between if plan.peer else None)
-        entry: dict[str, Any] = {"images_per_sec": rates,
-                                 "params": model_lib.count_trainable_params(model),
-                                 "replicas": strategy.num_replicas_in_sync}
-        if plan.peer:
-            entry["peer"] = {}
-            for mode, samples in peer_rates.items():
-                entry["peer"][mode] = {"images_per_sec": summarize(samples),
-                                       "ratio": peer.ratios(rates["samples"], samples)}
-        report["training"][config.model] = entry
-        report["evaluation"][config.model] = {
-            "images_per_sec": eval_rate(model, data.test, base.batch_size,
-                                        repeats=plan.repeats)}
-        del model
+        built = {}
+        for variant, config in variants.items():
+            config = dataclasses.replace(config, model=name)
+            model, strategy = build(config)
+            warm_up(labels[variant], model, config, data.train, steps=plan.steps)
+            built[labels[variant]] = (model, config)
+        rates = train_rates(built, data.train, steps=plan.steps, repeats=plan.repeats,
+                            between=between if plan.peer else None)
+        first = next(iter(variants))
+        for variant, label in labels.items():
+            model, config = built[label]
+            entry: dict[str, Any] = {"variant": variant, "images_per_sec": rates[label],
+                                     "params": model_lib.count_trainable_params(model),
+                                     "replicas": strategy.num_replicas_in_sync}
+            if variant != first:
+                entry["ratio_to_first"] = {"of": first, **peer.ratios(
+                    rates[label]["samples"], rates[labels[first]]["samples"])}
+            if plan.peer:
+                entry["peer"] = {}
+                for mode in plan.peer_modes:
+                    samples = peer_rates[mode, config.mixed_precision]
+                    entry["peer"][mode] = {"precision": config.mixed_precision,
+                                           "images_per_sec": summarize(samples),
+                                           "ratio": peer.ratios(rates[label]["samples"],
+                                                                samples)}
+            report["training"][label] = entry
+            report["evaluation"][label] = {
+                "images_per_sec": eval_rate(model, data.test, base.batch_size,
+                                            repeats=plan.repeats)}
+        del built, model
     if report["training"]:
         logging.info("timing the input pipeline alone")
         pipeline = pipeline_rate(data.train, base.batch_size, batches=plan.pipeline_batches,

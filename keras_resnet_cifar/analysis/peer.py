@@ -7,7 +7,8 @@ and prints ``img/s=<float>`` on its last line; the repository's PyTorch one is
 ``scripts/torch_peer.py`` (it lives in the repository, not in the installed
 package, and runs in an environment of its own: this project never imports
 torch). Its modes (``default``, ``channels_last``, ...) are its own: the peer
-refuses one it does not know.
+refuses one it does not know. For a run in a mixed precision it also gets
+``--precision bfloat16`` (or ``float16``): the peer then trains in that precision.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _RATE = re.compile(r"img/s=([0-9.]+)")
 
 
 def rate(command: Sequence[str], model: str, batch_size: int, steps: int, mode: str,
-         warmup: int = 3, timeout: float = 1800) -> float:
+         warmup: int = 3, timeout: float = 1800, precision: str = "float32") -> float:
     """Images/s of one run of the peer (``command --model ... --mode mode``).
 
     Args:
@@ -33,12 +34,16 @@ def rate(command: Sequence[str], model: str, batch_size: int, steps: int, mode: 
         mode: the peer's configuration.
         warmup: untimed steps first.
         timeout: seconds the run may take.
+        precision: the project's (``float32``, ``mixed_bfloat16``, ...): the peer trains
+            in the same one.
 
     Raises:
         UserError: the peer could not run, failed, or printed no rate.
     """
     cmd = [*command, "--model", model, "--batch", str(batch_size), "--steps", str(steps),
            "--warmup", str(warmup), "--mode", mode]
+    if precision != "float32":  # float32 peers need not know the flag
+        cmd += ["--precision", precision.removeprefix("mixed_")]
     try:
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -50,15 +55,18 @@ def rate(command: Sequence[str], model: str, batch_size: int, steps: int, mode: 
     return float(match.group(1))
 
 
-def check(command: Sequence[str], modes: Sequence[str]) -> None:
-    """Runs the peer once per mode, one tiny step, before minutes of measurement.
+def check(command: Sequence[str], modes: Sequence[str],
+          precisions: Sequence[str] = ("float32",)) -> None:
+    """Runs the peer once per mode and precision, one tiny step, before minutes of
+    measurement.
 
     Raises:
         UserError: as :func:`rate`: a missing interpreter or script, a missing
             framework, a mode the peer does not know.
     """
-    for mode in modes:
-        rate(command, "resnet8", 2, 1, mode, warmup=0, timeout=600)
+    for precision in precisions:
+        for mode in modes:
+            rate(command, "resnet8", 2, 1, mode, warmup=0, timeout=600, precision=precision)
 
 
 def ratios(ours: Sequence[float], theirs: Sequence[float]) -> dict:

@@ -83,6 +83,9 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
         raise UserError(f"{path} is a .tflite model, already an export: export its run "
                         "directory, .keras file or SavedModel instead.")
     model = predictor.load(resolved, trust_savedmodel=trust_savedmodel)
+    trained_in = _mixed_precision(model.keras_model)
+    if trained_in:
+        model = _float32_compute(model)
     if resolved.kind == "saved_model":
         from keras_resnet_cifar.deploy import serving
 
@@ -101,16 +104,44 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
                               "source": card.get("source")},
                       licence_note=card.get("licence"),
                       licence_file=str(licence) if licence.is_file() else None)
+    converted = {"computes_float32_trained_in": trained_in} if trained_in else {}
     if resolved.run_dir is None:
         return _with_licence(Source(model, {
             "kind": "keras_file", "path": str(resolved.file.resolve()),
-            "sha256": contract.sha256(resolved.file, follow_links=True)}))
+            "sha256": contract.sha256(resolved.file, follow_links=True), **converted}))
     provenance = {"kind": "run_dir", "path": str(resolved.run_dir.resolve()),
                   "model_file": rundir.MODEL_FILES[checkpoint],
                   "sha256": contract.sha256(resolved.file),
                   "config": rundir.read_config(resolved.run_dir),
-                  "metrics": rundir.read_metrics(resolved.run_dir)}
+                  "metrics": rundir.read_metrics(resolved.run_dir), **converted}
     return _with_licence(Source(model, provenance))
+
+
+def _mixed_precision(keras_model) -> str | None:
+    """The mixed dtype policy ``keras_model`` computes in (``mixed_bfloat16``), or None."""
+    if keras_model is None:
+        return None
+    mixed = {layer.dtype_policy.name for layer in keras_model.layers} - {"float32"}
+    return sorted(mixed)[0] if mixed else None
+
+
+def _float32_compute(model: predictor.Predictor) -> predictor.Predictor:
+    """``model`` computing in float32, with the same weights.
+
+    A model trained under a mixed policy keeps float32 weights and computes in
+    bfloat16 (float16): TFLite has no bfloat16 kernels, and a CPU without native
+    bfloat16 runs float32 faster, so the export computes in float32.
+    """
+    import keras
+
+    def clone_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    clone = keras.models.clone_model(model.keras_model, clone_function=clone_layer)
+    clone.set_weights(model.keras_model.get_weights())
+    return predictor.Predictor(model.source, lambda x: clone(x.astype(np.float32),
+                                                             training=False),
+                               model.class_names, keras_model=clone, card=model.card)
 
 
 def _with_licence(source: Source) -> Source:
