@@ -222,21 +222,21 @@ def _mismatch(value: Any, schema: Any, where: str) -> str | None:
             return f"{where or 'the file'} is not an object"
         for key, inner in schema.items():
             name = key.rstrip("!")
+            inside = f"{where}.{name}" if where else name
             if value.get(name) is None:
                 if key.endswith("!"):
-                    return f"{where}{name} is missing"
+                    return f"{inside} is missing"
                 continue
-            problem = _mismatch(value[name], inner, f"{where}{name}")
+            problem = _mismatch(value[name], inner, inside)
             if problem:
                 return problem
         return None
     if isinstance(schema, list):
         if not isinstance(value, list):
             return f"{where} is not a list"
-        return next(filter(None, (_mismatch(v, schema[0], f"{where}[{i}].")
+        return next(filter(None, (_mismatch(v, schema[0], f"{where}[{i}]")
                                   for i, v in enumerate(value))), None)
     what, ok = _KINDS[schema]
-    where = where.rstrip(".")
     return None if ok(value) else f"{where} is {printable(repr(value), 60)}, not {what}"
 
 
