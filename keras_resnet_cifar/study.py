@@ -172,6 +172,10 @@ def main(argv):
     for flag, folder in (("out", FLAGS.out), ("report_dir", report_dir)):
         if folder is not None:  # before hours of training
             fileio.check_can_make_dir(folder, what=f"--{flag} {folder}")
+    if report_dir is not None:  # the report's other runs, read now rather than after training
+        planned = [depth_study.run_dir(FLAGS.out, c) for c in spec.configs()]
+        for run in [*depth_study.report_runs(planned, report_dir)[len(planned):], *references]:
+            report_runs.load_run(run)
     command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
                                          *sys.argv[1:]])
     result = depth_study.run_study(spec, FLAGS.out, report_dir=report_dir,

@@ -92,12 +92,24 @@ def test_the_report_command_publishes_no_nan_and_refuses_an_out_that_is_a_file(t
     assert (tmp_path / "file").read_text() == "x"
 
 
-def test_study_refuses_a_report_dir_that_is_a_file_before_training(tmp_path):
-    (tmp_path / "report").write_text("x")
+@pytest.mark.parametrize("case", ["report_dir_is_a_file", "reference_run", "published_run"])
+def test_study_refuses_what_its_report_could_not_use_before_training(tmp_path, case):
+    # Found after the training (hours) before: a traceback, or NaN in the report.
+    args = [f"--out={tmp_path / 'study'}", f"--report_dir={tmp_path / 'report'}"]
+    if case == "report_dir_is_a_file":
+        (tmp_path / "report").write_text("x")
+        message = (f"Cannot create --report_dir {tmp_path / 'report'}: {tmp_path / 'report'} "
+                   "is not a folder.")
+    else:
+        folder = tmp_path / ("reference" if case == "reference_run" else "report/runs")
+        run = make_run(folder, "resnet20", 0, [0.6, 0.8, 0.9], [0.55, 0.7, 0.8])
+        _edit(run, "history.json", _row(1, accuracy="x"))
+        args += [f"--reference_dir={folder}"] if case == "reference_run" else []
+        message = (f"{run / 'history.json'}: epochs[1].accuracy is 'x', not a finite number in "
+                   "[0, 1]: a report never publishes it; restore the file or leave the run out.")
+    before = sorted(tmp_path.rglob("*"))
     done = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.study", "--models=resnet8",
-                           f"--out={tmp_path / 'study'}", f"--report_dir={tmp_path / 'report'}"],
-                          env=ENV, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and done.stderr.splitlines() == [
-        f"error: Cannot create --report_dir {tmp_path / 'report'}: {tmp_path / 'report'} is "
-        "not a folder."], done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+                           *args], env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.splitlines() == [f"error: {message}"], \
+        done.stderr
+    assert sorted(tmp_path.rglob("*")) == before
