@@ -64,6 +64,8 @@ def main(argv):
     from keras_resnet_cifar.deploy import evaluation
 
     out = FLAGS.out or resolved.run_dir
+    if out:  # before the model and the data load
+        evaluation.check_destination(out)
     model = predictor.load(resolved, num_threads=FLAGS.num_threads,
                            trust_savedmodel=FLAGS.trust_savedmodel)
     data = datasets.load(FLAGS.dataset, FLAGS.data_dir,

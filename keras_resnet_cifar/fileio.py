@@ -317,6 +317,25 @@ def make_dir(path: str | os.PathLike, *, what: str | None = None) -> Path:
     return path
 
 
+def check_can_make_dir(path: str | os.PathLike, *, what: str | None = None) -> None:
+    """Refuses, without making anything, a folder that could not be made or written.
+
+    For a folder a tool fills at the end (a report after hours of training): a
+    file in the way, or a nearest existing ancestor that is not a writable folder.
+
+    Raises:
+        UserError: the message names ``what`` (default: the path).
+    """
+    path = Path(path).absolute()
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            if os.access(folder, os.W_OK | os.X_OK):
+                return
+            raise UserError(f"Cannot create {what or path}: {folder} is not writable.")
+        if os.path.lexists(folder):
+            raise UserError(f"Cannot create {what or path}: {folder} is not a folder.")
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike,
                    busy: Callable[[int | None], str]) -> Iterator[bool]:

@@ -32,7 +32,7 @@ import sys
 
 from absl import flags, logging
 
-from keras_resnet_cifar import cli
+from keras_resnet_cifar import cli, fileio
 from keras_resnet_cifar.errors import UserError
 
 
@@ -60,6 +60,7 @@ def main(argv):
     from keras_resnet_cifar.analysis.report import report
     from keras_resnet_cifar.analysis.report import markdown, runs
 
+    fileio.check_can_make_dir(FLAGS.out, what=f"--out {FLAGS.out}")
     references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []
     path = report.write_report(
         argv[1:], FLAGS.out, reference_dirs=references,

@@ -54,7 +54,7 @@ from pathlib import Path
 from absl import flags, logging
 
 # No Keras in these: flags answer at once, TensorFlow loads when training starts.
-from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import depth_study
 from keras_resnet_cifar.config import as_epoch
 from keras_resnet_cifar.errors import UserError
@@ -169,6 +169,13 @@ def main(argv):
     references = (report_runs.expand_run_paths([FLAGS.reference_dir])
                   if FLAGS.reference_dir and not FLAGS.skip_report else [])
     report_dir = None if FLAGS.skip_report else (FLAGS.report_dir or Path(FLAGS.out) / "report")
+    for flag, folder in (("out", FLAGS.out), ("report_dir", report_dir)):
+        if folder is not None:  # before hours of training
+            fileio.check_can_make_dir(folder, what=f"--{flag} {folder}")
+    if report_dir is not None:  # the report's other runs, read now rather than after training
+        planned = [depth_study.run_dir(FLAGS.out, c) for c in spec.configs()]
+        for run in [*depth_study.report_runs(planned, report_dir)[len(planned):], *references]:
+            report_runs.load_run(run)
     command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
                                          *sys.argv[1:]])
     result = depth_study.run_study(spec, FLAGS.out, report_dir=report_dir,

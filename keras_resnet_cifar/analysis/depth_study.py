@@ -208,8 +208,10 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
     evaluate_all(dirs, spec.base, data=data)
     if report_dir is None:
         return StudyResult(run_dirs=dirs, report=None)
+    from keras_resnet_cifar import fileio
     from keras_resnet_cifar.analysis.report import report
 
+    fileio.make_dir(report_dir)
     publish_runs(dirs, report_dir)
     written = report.write_report(report_runs(dirs, report_dir), report_dir,
                                   reference_dirs=reference_dirs,

@@ -28,6 +28,7 @@ import numpy as np
 
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.deploy import predictor
+from keras_resnet_cifar.errors import printable
 from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.text import plural
 
@@ -108,11 +109,12 @@ def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,
 
 def format_table(result: dict[str, Any]) -> str:
     """A readable per-class table with the overall numbers underneath."""
-    width = max(len("class"), *(len(r["class"]) for r in result["per_class"]))
+    names = [printable(r["class"]) for r in result["per_class"]]  # from a model's card
+    width = max(len("class"), *map(len, names))
     # A class's accuracy (correct / images of the class) is its recall: one column.
     lines = [f"{'class':<{width}}  precision  recall  support"]
-    for r in result["per_class"]:
-        lines.append(f"{r['class']:<{width}}  {r['precision']:9.4f}  "
+    for name, r in zip(names, result["per_class"]):
+        lines.append(f"{name:<{width}}  {r['precision']:9.4f}  "
                      f"{r['recall']:6.4f}  {r['support']:7d}")
     lines.append(f"{'macro':<{width}}  {result['macro_precision']:9.4f}  "
                  f"{result['macro_recall']:6.4f}  {result['images']:7d}")
@@ -134,9 +136,23 @@ def _csv(rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
+def check_destination(out_dir: str | os.PathLike) -> None:
+    """Refuses a folder the results could not all be written to, before any is.
+
+    Raises:
+        UserError: ``out_dir`` cannot be made, or one of :data:`RESULT_FILES` there is
+            a folder, a link or a special file.
+    """
+    fileio.check_can_make_dir(out_dir)
+    for name in RESULT_FILES:
+        fileio.check_not_link(Path(out_dir) / name)
+
+
 def write_results(result: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
     """Writes evaluation.json, per_class.csv and confusion_matrix.csv; returns their paths."""
     out = Path(out_dir)
+    check_destination(out)
+    fileio.make_dir(out)
     names = result["class_names"]
     per_class = [("class", "precision", "recall", "support")] + [
         (r["class"], f"{r['precision']:.6f}", f"{r['recall']:.6f}", r["support"])

@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 
 from keras_resnet_cifar.data import datasets
-from keras_resnet_cifar.deploy import contract, model_card, predictor
+from keras_resnet_cifar.deploy import contract, model_card, predictor, rest_client
 from keras_resnet_cifar.models import reference_weights
 from keras_resnet_cifar.training import rundir
 from keras_resnet_cifar.errors import UserError
@@ -182,7 +182,10 @@ def default_name(source: Source) -> str:
     """The model name an export takes by default: the architecture, e.g. ``resnet20``."""
     if source.keras_model is not None:
         return source.keras_model.name
-    return (source.model.card or {}).get("name") or source.model.path.parent.name
+    name = (source.model.card or {}).get("name")  # a card's: any JSON, an escape sequence
+    if isinstance(name, str) and rest_client.name_problem(name) is None:
+        return name
+    return source.model.path.parent.name
 
 
 

@@ -116,10 +116,15 @@ def _full_recipe(loaded: Sequence[runs.Run], command: str | None) -> Report:
 
 
 def write(report: Report, out: str | os.PathLike) -> Path:
-    """Writes ``report`` into ``out`` (each file atomically); returns report.md's path."""
+    """Writes ``report`` into ``out`` (each file atomically); returns report.md's path.
+
+    Raises:
+        UserError: ``out`` or its figures folder cannot be made (a file in the way).
+    """
     from keras_resnet_cifar.analysis import plots
 
     out = Path(out)
+    fileio.make_dir(out / "figures" if report.figures else out)
     for stem, fig in report.figures.items():
         plots.save(fig, out / "figures" / stem)
     for name, text in report.texts.items():

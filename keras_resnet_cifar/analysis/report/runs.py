@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from keras_resnet_cifar.data import cifar_files  # no TensorFlow in the report
 from keras_resnet_cifar.models import arch
 from keras_resnet_cifar.training import rundir
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.errors import UserError, printable
 
 CHANCE_ACCURACY = 1 / cifar_files.NUM_CLASSES
 CHANCE_ERROR = 1 - CHANCE_ACCURACY
@@ -167,11 +167,108 @@ def train_set_size(config: dict[str, Any]) -> int:
     return CIFAR10_TRAIN_IMAGES - held_out
 
 
-def load_run(path: str | os.PathLike) -> Run:
-    """Reads a run directory.
+# What the report reads from each file of a run, and what each value must be (a key
+# ending in "!" must be present; others may be absent or null; [kind]: a list of them).
+_KINDS = {
+    "count": ("an integer in [1, 2**53]", lambda v: _integer(v) and 1 <= v <= 2**53),
+    "index": ("an integer in [0, 2**53]", lambda v: _integer(v) and 0 <= v <= 2**53),
+    "number": ("a finite number", lambda v: _finite(v)),
+    "fraction": ("a finite number in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1),
+    "text": ("a string", lambda v: isinstance(v, str)),
+}
+_HISTORY_ROW = {"epoch!": "count", "accuracy": "fraction", "val_accuracy": "fraction",
+                **{k: "number" for k in rundir.HISTORY_FIELDS
+                   if k not in ("epoch", "accuracy", "val_accuracy")}}
+_SCHEMA = {
+    rundir.CONFIG: {"batch_size!": "count", "epochs!": "count", "seed": "index",
+                    "steps_per_epoch": "count", "eval_steps": "count",
+                    "validation_split": "index", "synthetic_train_size": "count",
+                    "lr_boundaries": ["number"], "trainer": "text"},
+    rundir.HISTORY_JSON: {"epochs!": [_HISTORY_ROW]},
+    rundir.METRICS: {"test_accuracy": "fraction", "test_images": "count",
+                     "params_trainable": "count", "wall_time_s": "number",
+                     "train_images_per_sec": "number", "load_average_1min_at_end": "number",
+                     "best": {"epoch": "count", "value": "fraction", "chosen_on": "text"}},
+    rundir.EVALUATION: {"accuracy!": "fraction", "images!": "count", "class_names": ["text"],
+                        "confusion_matrix": [["index"]],
+                        "per_class": [{"class!": "text", "recall": "fraction",
+                                       "precision": "fraction", "support": "index"}]},
+    rundir.CURVE: {"points_per_epoch!": "count", "steps_per_epoch!": "count",
+                   "points!": [{"step!": "index", "epoch!": "number", "test_error!": "fraction",
+                                "train_error!": "fraction", "train_error_se": "number",
+                                "test_images": "count"}]},
+    rundir.LAYER_STATS: {"response_layers!": ["text"], "gradient_layers!": ["text"],
+                         "epochs!": [{"epoch!": "number", "response_std!": ["number"],
+                                      "gradient_norm!": ["number"]}]},
+}
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+    except OverflowError:  # an integer beyond a float's range
+        return False
+
+
+def _mismatch(value: Any, schema: Any, where: str) -> str | None:
+    """Where ``value`` departs from ``schema`` (see :data:`_SCHEMA`), or None."""
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'the file'} is not an object"
+        for key, inner in schema.items():
+            name = key.rstrip("!")
+            inside = f"{where}.{name}" if where else name
+            if value.get(name) is None:
+                if key.endswith("!"):
+                    return f"{inside} is missing"
+                continue
+            problem = _mismatch(value[name], inner, inside)
+            if problem:
+                return problem
+        return None
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return f"{where} is not a list"
+        return next(filter(None, (_mismatch(v, schema[0], f"{where}[{i}]")
+                                  for i, v in enumerate(value))), None)
+    what, ok = _KINDS[schema]
+    return None if ok(value) else f"{where} is {printable(repr(value), 60)}, not {what}"
+
+
+def check_run(run: Run) -> None:
+    """Refuses a run whose files hold values the report cannot use as figures.
 
     Raises:
-        UserError: not a run directory (no config.json or no history.json).
+        UserError: the file and the value (a string where a number belongs, NaN,
+            an accuracy outside [0, 1], a missing key, epochs not 1, 2, ...).
+    """
+    files = {rundir.CONFIG: run.config, rundir.HISTORY_JSON: {"epochs": run.history},
+             rundir.METRICS: run.metrics, rundir.EVALUATION: run.evaluation,
+             rundir.CURVE: run.curve, rundir.LAYER_STATS: run.layer_stats}
+    for name, content in files.items():
+        problem = None if content is None else _mismatch(content, _SCHEMA[name], "")
+        if problem is None and name == rundir.HISTORY_JSON:
+            epochs = [r["epoch"] for r in run.history]
+            if epochs != list(range(1, len(epochs) + 1)):
+                problem = f"its epochs are not 1, 2, ... in order (got {epochs[:10]})"
+        if problem is None and name == rundir.CONFIG and train_set_size(run.config) < 1:
+            problem = "validation_split leaves no training image"
+        if problem:
+            raise UserError(f"{rundir.path(run.path, name)}: {problem}: a report never "
+                            "publishes it; restore the file or leave the run out.")
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Reads a run directory and checks it (:func:`check_run`).
+
+    Raises:
+        UserError: not a run directory (no config.json or no history.json), or a
+            file whose values the report cannot use.
     """
     path = Path(path)
     config = rundir.read_config(path)
@@ -182,9 +279,11 @@ def load_run(path: str | os.PathLike) -> Run:
         arch.parse_name(config.get("model"))
     except ValueError as e:
         raise UserError(f"{path / rundir.CONFIG}: {e}") from None
-    return Run(path=path, config=config, history=rundir.read_history(path),
-               metrics=rundir.read_metrics(path), evaluation=rundir.read_evaluation(path),
-               layer_stats=rundir.read_layer_stats(path), curve=rundir.read_curve(path))
+    run = Run(path=path, config=config, history=rundir.read_history(path),
+              metrics=rundir.read_metrics(path), evaluation=rundir.read_evaluation(path),
+              layer_stats=rundir.read_layer_stats(path), curve=rundir.read_curve(path))
+    check_run(run)
+    return run
 
 
 def epochs_to_reach(history: Sequence[dict[str, Any]], level: float,
