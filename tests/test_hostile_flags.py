@@ -65,7 +65,13 @@ def test_npz_members_that_are_not_weights_are_one_line(tmp_path):
         with z.open("a.npy", "w") as f:
             np.lib.format.write_array_header_1_0(f, header)
             f.write(b"\0" * 16)
+    header["shape"] = (1 << 40, -(1 << 40))  # its byte count is negative: it passed
+    with zipfile.ZipFile(tmp_path / "negative.npz", "w") as z:
+        with z.open("a.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            f.write(b"\0" * 16)
     for name, message in (("strings", r"claims a <U1 array of shape \(2,\)"),
+                          ("negative", r"shape \(1099511627776, -1099511627776\)"),
                           ("other", "holds 'notes.txt', not an array"),
                           ("huge", r"claims a float32 array of shape \(100000, 1000000\) "
                                    r"\(400,000,000,000 bytes")):
