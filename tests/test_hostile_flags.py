@@ -23,6 +23,11 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 @pytest.mark.parametrize("command,args,message", [
     ("train", ["--cpu_devices=-1"], "--cpu_devices must be in [0, 64], got -1."),
     ("train", ["--cpu_devices=100000"], "--cpu_devices must be in [0, 64], got 100000."),
+    # Refused before the run directory exists (a NaN loss in it was the refusal).
+    ("train", ["--learning_rate=1e300"], "--learning_rate must be at most 1,000, got 1e+300."),
+    ("train", ["--warmup_learning_rate=1e300"],
+     "--warmup_learning_rate must be at most 1,000, got 1e+300."),
+    ("train", ["--weight_decay=1e300"], "--weight_decay must be at most 1, got 1e+300."),
     ("predict", ["--num_threads=2147483648", "--model_path=m.keras", "a.png"],
      "--num_threads must be at most 1024, got 2147483648."),
     ("evaluate", ["--num_threads=2147483648", "--model_path=m.keras"],
