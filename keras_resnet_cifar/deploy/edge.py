@@ -172,7 +172,6 @@ class TFLiteClassifier:
         return self.predict(pixels)
 
 
-
 def check_tensors(data: bytes, what: str) -> None:
     """Refuses a model whose tensors declare more than :data:`MAX_TFLITE_TENSOR_BYTES`,
     or whose buffers reach past its end, from its flatbuffer alone (nothing allocated)."""
