@@ -37,6 +37,11 @@ MAX_COUNT = 2**63 - 1
 # Synthetic images are made in memory (3,072 bytes each): 60,000 per split is CIFAR-10's
 # size, about 184 MB, where 1e8 would take hundreds of gigabytes.
 MAX_SYNTHETIC_IMAGES = 60_000
+# He et al. train at 0.1 with decay 1e-4. A rate beyond 1,000 or a decay beyond 1 only
+# diverges (1e300 is infinite in float32): refused before a run directory exists, not
+# found out as a NaN loss in it.
+MAX_LEARNING_RATE = 1_000.0
+MAX_WEIGHT_DECAY = 1.0
 COUNT_FIELDS = ("epochs", "batch_size", "synthetic_train_size", "synthetic_test_size",
                 "steps_per_execution", "steps_per_epoch", "eval_steps", "validation_split",
                 "warmup_epochs")
@@ -114,6 +119,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"--{name} must be a finite number > 0, got {value}.")
+            if value > MAX_LEARNING_RATE:
+                raise ValueError(f"--{name} must be at most {MAX_LEARNING_RATE:,g}, "
+                                 f"got {value:g}.")
         if not (math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
             raise ValueError(f"--lr_decay must be in (0, 1], got {self.lr_decay}.")
         if not 0 <= self.momentum < 1:
@@ -121,6 +129,9 @@ class TrainConfig:
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"--weight_decay must be a finite number >= 0, "
                              f"got {self.weight_decay}.")
+        if self.weight_decay > MAX_WEIGHT_DECAY:
+            raise ValueError(f"--weight_decay must be at most {MAX_WEIGHT_DECAY:g}, "
+                             f"got {self.weight_decay:g}.")
         for name in ("warmup_epochs", "validation_split"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}.")

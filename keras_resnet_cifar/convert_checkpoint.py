@@ -42,7 +42,11 @@ def convert(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
     Raises:
         UserError: not a readable torch checkpoint holding a state dict.
     """
-    state = torch_checkpoint.state_dict(torch_checkpoint.load(checkpoint))
+    loaded = torch_checkpoint.load(checkpoint)
+    try:
+        state = torch_checkpoint.state_dict(loaded)
+    except UserError as e:
+        raise UserError(f"{checkpoint}: {e}") from None
     return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in state.items()}
 
 

@@ -191,3 +191,26 @@ def test_a_checkpoint_that_would_cost_gigabytes_is_refused_before_it_is_read(tmp
                        + pickle.dumps(["0"], protocol=2) + struct.pack("<q", 1 << 40))
     with pytest.raises(UserError, match="A storage announces 1,099,511,627,776 elements"):
         torch_checkpoint.load(legacy)
+
+
+def test_state_dicts_of_other_keys_values_or_depths_are_one_line(tmp_path):
+    # Issue 29: int keys and nesting thousands deep were tracebacks; an int storage was
+    # written to the .npz as weights.
+    int_key = _zip_th(tmp_path / "int_key.th", {7: ((4,), (1,))}, 4)
+    int_storage = tmp_path / "int_storage.th"
+    with zipfile.ZipFile(int_storage, "w") as z:
+        z.writestr("bomb/data.pkl", _fake_torch_pickle({"w": ((4,), (1,))}, 4).replace(
+            b"FloatStorage", b"IntStorage"))
+        z.writestr("bomb/data/0", np.zeros(4, np.int32).tobytes())
+    deep = tmp_path / "deep.th"
+    with zipfile.ZipFile(deep, "w") as z:  # {"state_dict": [[[...]]]}, 100,000 deep
+        z.writestr("bomb/data.pkl", b"\x80\x02}X\n\x00\x00\x00state_dict"
+                   + b"]" * 100_001 + b"a" * 100_000 + b"s.")
+    for path, message in ((int_key, r"int_key.th: The checkpoint holds no state dict of "
+                                    r"tensors \(names to tensors\)"),
+                          (int_storage, r"int_storage.th: The checkpoint's 'w' holds int32 "
+                                        r"values, not float weights"),
+                          (deep, r"deep.th is not a readable torch checkpoint \(maximum "
+                                 r"recursion depth exceeded")):
+        with pytest.raises(UserError, match=message):
+            convert_checkpoint.convert(path)

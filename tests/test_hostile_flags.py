@@ -23,6 +23,11 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 @pytest.mark.parametrize("command,args,message", [
     ("train", ["--cpu_devices=-1"], "--cpu_devices must be in [0, 64], got -1."),
     ("train", ["--cpu_devices=100000"], "--cpu_devices must be in [0, 64], got 100000."),
+    # Refused before the run directory exists (a NaN loss in it was the refusal).
+    ("train", ["--learning_rate=1e300"], "--learning_rate must be at most 1,000, got 1e+300."),
+    ("train", ["--warmup_learning_rate=1e300"],
+     "--warmup_learning_rate must be at most 1,000, got 1e+300."),
+    ("train", ["--weight_decay=1e300"], "--weight_decay must be at most 1, got 1e+300."),
     ("predict", ["--num_threads=2147483648", "--model_path=m.keras", "a.png"],
      "--num_threads must be at most 1024, got 2147483648."),
     ("evaluate", ["--num_threads=2147483648", "--model_path=m.keras"],
@@ -65,7 +70,13 @@ def test_npz_members_that_are_not_weights_are_one_line(tmp_path):
         with z.open("a.npy", "w") as f:
             np.lib.format.write_array_header_1_0(f, header)
             f.write(b"\0" * 16)
+    header["shape"] = (1 << 40, -(1 << 40))  # its byte count is negative: it passed
+    with zipfile.ZipFile(tmp_path / "negative.npz", "w") as z:
+        with z.open("a.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            f.write(b"\0" * 16)
     for name, message in (("strings", r"claims a <U1 array of shape \(2,\)"),
+                          ("negative", r"shape \(1099511627776, -1099511627776\)"),
                           ("other", "holds 'notes.txt', not an array"),
                           ("huge", r"claims a float32 array of shape \(100000, 1000000\) "
                                    r"\(400,000,000,000 bytes")):

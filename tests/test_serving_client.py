@@ -204,7 +204,7 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
     BODIES = {
         "huge_number": b'{"predictions": [{"probabilities": [1' + b"0" * 400 + b'], '
                        b'"class_id": 0, "class_name": "a"}]}',
-        "deep": b"[" * 100000,
+        "deep": b"[" * 60000,
         "negative": json.dumps({"predictions": [{"probabilities": [-5.0, 6.0], "class_id": 1,
                                                  "class_name": "b"}]}).encode(),
         "escape": json.dumps({"error": "boom \x1b[2J\x1b]0;pwned\x07 done"}).encode(),
@@ -330,3 +330,52 @@ def test_serve_script_mounts_the_model_folder(tmp_path):
     missing = subprocess.run(["bash", script, "other", str(tmp_path / "ex")], env=env,
                              capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr.startswith("error: no ")
+
+
+class _Lists(http.server.BaseHTTPRequestHandler):
+    """Announces 250 MB of empty lists and sends up to 4 MB of them (a real 250 MB
+    answer took 3 GB to parse)."""
+
+    sent = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 250000000\r\n\r\n"
+                         b'{"predictions": [')
+        chunk = b"[]," * (1 << 14)
+        try:
+            while _Lists.sent < 4 << 20:
+                self.wfile.write(chunk)
+                _Lists.sent += len(chunk)
+        except OSError:
+            pass
+
+
+def test_answers_are_bounded_by_the_images_asked_about(pixels):
+    # Issue 29: a serving answer of 250 MB of empty lists took 3 GB to parse; the bound
+    # (256 MB) was the answer's, not the request's.
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lists)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(UserError, match=r"answered more than 81,920 bytes; stopped "
+                                            r"reading"):
+            rest_client.predict(f"http://127.0.0.1:{httpd.server_address[1]}", "m",
+                                pixels[:1], timeout=30)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    # Within the bytes, the nesting is bounded too: 5,000 lists for one image.
+    _Hostile.BODIES["lists"] = b'{"predictions": [' + b"[]," * 4999 + b"[]]}"
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(UserError, match=r"not JSON of a predict response \(5,002 lists "
+                                            r"and objects for 1 image\)"):
+            rest_client.predict(f"http://127.0.0.1:{httpd.server_address[1]}/200/lists", "m",
+                                pixels[:1], timeout=30)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -144,7 +144,8 @@ def _load_npy(path: str) -> Loaded:
     try:
         # Memory-mapped: a header that claims a huge array costs nothing until read.
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, OverflowError) as e:
+        # OverflowError: a header with a negative shape (mmap's length)
         raise ImageError(f"{path}: not a readable .npy array ({first_line(e)}).") from None
     pixels = to_pixels(array, what=path)
     batch = array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4))

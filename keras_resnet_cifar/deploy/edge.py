@@ -18,7 +18,9 @@ both use ``num_threads`` threads.
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from typing import Sequence
 
 import numpy as np
@@ -31,6 +33,11 @@ from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 # ResNet-1202 in float32 is about 78 MB as a .tflite file; its tensors at batch 256
 # (the largest batch run here) take a few hundred megabytes.
 MAX_TFLITE_BYTES = 256 << 20
+# What its tensors declare (shapes times element sizes, summed over every tensor at the
+# model's own batch): 2.5 MB for ResNet-20 and 6.9 MB for ResNet-56 in float32, so about
+# 150 MB for ResNet-1202. A file of kilobytes can declare gigabytes that LiteRT allocates
+# on loading.
+MAX_TFLITE_TENSOR_BYTES = 512 << 20
 
 
 class TFLiteClassifier:
@@ -68,6 +75,10 @@ class TFLiteClassifier:
                 raise UserError(f"{what} holds {os.path.getsize(what):,} bytes, more than "
                                 f"the {MAX_TFLITE_BYTES:,} of any model of this project: "
                                 "refused before loading.")
+            check_tensors(fileio.read_bytes(what, max_bytes=MAX_TFLITE_BYTES,
+                                            follow_links=True), what)
+        else:
+            check_tensors(source["model_content"], what)
         card = None if "model_content" in source else contract.read_card(model)
         if card is not None:
             # LiteRT runs a bit-flipped model without a word and may answer "cat 100%":
@@ -160,3 +171,34 @@ class TFLiteClassifier:
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         return self.predict(pixels)
 
+
+def check_tensors(data: bytes, what: str) -> None:
+    """Refuses a model whose tensors declare more than :data:`MAX_TFLITE_TENSOR_BYTES`,
+    or whose buffers reach past its end, from its flatbuffer alone (nothing allocated)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    sizes = {value: np.dtype(name.lower()).itemsize if name.lower() in np.sctypeDict else 8
+             for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+    total = 0
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        for g in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(g)
+            for t in range(graph.TensorsLength()):
+                tensor = graph.Tensors(t)
+                shape = [tensor.Shape(i) for i in range(tensor.ShapeLength())]
+                if any(n < 0 for n in shape):
+                    raise UserError(f"{what} declares a tensor of shape {shape!s:.80}: not "
+                                    "a loadable TFLite model.")
+                total += math.prod(shape) * sizes.get(tensor.Type(), 8)
+        reach = max((model.Buffers(b).Offset() + model.Buffers(b).Size()
+                     for b in range(model.BuffersLength())), default=0)
+    except (struct.error, IndexError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{what} is not a loadable TFLite model ({first_line(e)}).") from None
+    if total > MAX_TFLITE_TENSOR_BYTES:
+        raise UserError(f"{what} declares tensors of {total:,} bytes, more than the "
+                        f"{MAX_TFLITE_TENSOR_BYTES:,} of any model of this project: "
+                        "refused before loading.")
+    if reach > len(data):
+        raise UserError(f"{what} declares a buffer reaching byte {reach:,} of a "
+                        f"{len(data):,}-byte file: not a loadable TFLite model.")

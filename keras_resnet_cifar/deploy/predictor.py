@@ -19,6 +19,7 @@ need TensorFlow, and say so in one line where it is not installed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -42,6 +43,11 @@ TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on
 # The largest model here, ResNet-1202 with its optimiser state, is about 160 MB.
 MAX_KERAS_BYTES = 1 << 30
 MAX_KERAS_JSON_BYTES = 16 << 20
+# Keras writes its members stored and its HDF5 datasets contiguous: a member that
+# inflates, or a dataset that declares more than it stores (a fill value, compressed
+# zeros), is a bomb. Keras (3.15) refuses such datasets only beyond 4 GiB.
+MAX_KERAS_INFLATION = 64
+MAX_KERAS_WEIGHT_BYTES = 512 << 20
 CHECKPOINTS = tuple(rundir.MODEL_FILES)  # final, last, best
 # Threads a tool's --num_threads (and benchmark's TF thread flags) may ask for: far
 # beyond any machine's cores, well within the C int the runtimes take (2**31 was a
@@ -364,6 +370,36 @@ def check_keras_archive(file: str | os.PathLike) -> None:
             raise UserError(f"{file}: its {m.filename} announces {m.file_size:,} bytes "
                             f"uncompressed, more than {MAX_KERAS_JSON_BYTES:,}: refused "
                             "before reading.")
+        if m.file_size > MAX_KERAS_INFLATION * m.compress_size + (1 << 20):
+            raise UserError(f"{file}: its {m.filename} inflates {m.compress_size:,} bytes "
+                            f"to {m.file_size:,}: a zip bomb, refused before reading.")
+    if any(m.filename.endswith(".h5") for m in members):
+        _check_weights(file, [m for m in members if m.filename.endswith(".h5")])
+
+
+def _check_weights(file, members) -> None:
+    """Refuses HDF5 datasets that declare more than they store, or too much in all."""
+    import h5py
+
+    datasets = []
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for member in members:
+                with archive.open(member) as f, h5py.File(f, "r") as h5:
+                    h5.visititems(lambda name, obj: datasets.append(
+                        (name, math.prod(obj.shape or ()) * obj.dtype.itemsize,
+                         obj.id.get_storage_size())) if isinstance(obj, h5py.Dataset) else None)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise UserError(f"{file} is not a loadable .keras model ({first_line(e)}).") from None
+    for name, declared, stored in datasets:
+        if declared > MAX_KERAS_INFLATION * stored + (1 << 20):
+            raise UserError(f"{file}: its weight {name} declares {declared:,} bytes and "
+                            f"stores {stored:,}: a bomb, refused before loading.")
+    total = sum(declared for _, declared, _ in datasets)
+    if total > MAX_KERAS_WEIGHT_BYTES:
+        raise UserError(f"{file}: its weights declare {total:,} bytes, more than the "
+                        f"{MAX_KERAS_WEIGHT_BYTES:,} of any model of this project: refused "
+                        "before loading.")
 
 
 def _load_keras(resolved: Resolved) -> Predictor:
@@ -376,9 +412,14 @@ def _load_keras(resolved: Resolved) -> Predictor:
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
         raise UserError(f"{resolved.file} is not a loadable .keras model "
                         f"({first_line(e)}).") from None
-    outputs = int(model.output_shape[-1])
-    names = CIFAR10_CLASSES if outputs == len(CIFAR10_CLASSES) else tuple(
-        str(i) for i in range(outputs))
+    # A .keras file carries no class names: it must be a CIFAR-10 classifier.
+    if not (isinstance(model.input_shape, tuple) and isinstance(model.output_shape, tuple)
+            and tuple(model.input_shape[1:]) == (32, 32, 3)
+            and tuple(model.output_shape[1:]) == (len(CIFAR10_CLASSES),)):
+        raise UserError(f"{resolved.file} maps {model.input_shape} to {model.output_shape}: "
+                        "not a classifier of 32x32 RGB images into CIFAR-10's 10 classes "
+                        "((None, 32, 32, 3) to (None, 10)).")
+    names = CIFAR10_CLASSES
 
     def run_batch(x: np.ndarray) -> np.ndarray:
         return model(x.astype(np.float32), training=False)

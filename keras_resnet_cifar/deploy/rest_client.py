@@ -40,6 +40,12 @@ from keras_resnet_cifar.errors import UserError, first_line, printable
 from keras_resnet_cifar.text import plural
 
 MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
+# An answer is bounded by the images asked about, before json.loads (which costs up to
+# 20 times the text: a Python list for every "[]"): a prediction of 10 classes is ~300
+# bytes, one object and one list; 16 KiB and 8 of them per image leave room for
+# a model of a thousand classes.
+ANSWER_BYTES_PER_IMAGE = 16 << 10
+ANSWER_NESTS_PER_IMAGE = 8
 URL_SCHEMES = ("http://", "https://")  # what a server address must start with
 # A model name is one path segment of the predict URL: anything else ("a?b", "a#b",
 # "a/b") would send the request to another endpoint.
@@ -213,20 +219,28 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
         raise UserError(f"The timeout {problem}, got {timeout!r}.")
     url = predict_url(base_url, model_name, version, label)
     data = json.dumps(build_request(pixels, signature=signature, columnar=columnar)).encode()
-    status, raw = _post(url, data, timeout)
+    count = len(pixels)
+    status, raw = _post(url, data, timeout,
+                        min(MAX_ANSWER_BYTES, (64 << 10) + ANSWER_BYTES_PER_IMAGE * count))
     if 300 <= status < 400:  # http.client follows no redirect: its body is not the answer
         raise UserError(f"TF Serving at {url} answered HTTP {status}, a redirect: give the "
                         "server's own address.")
     if not 200 <= status < 300:
         raise UserError(f"TF Serving at {url} answered HTTP {status}: {_error_message(raw)}")
+    nests = raw.count(b"[") + raw.count(b"{")
+    if nests > 16 + ANSWER_NESTS_PER_IMAGE * count:
+        raise UserError(f"TF Serving at {url} answered something that is not JSON of a "
+                        f"predict response ({nests:,} lists and objects for "
+                        f"{plural(count, 'image')}).")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." thousands deep
         raise UserError(f"TF Serving at {url} answered something that is not JSON.") from None
-    return parse_response(body, len(pixels))
+    return parse_response(body, count)
 
 
-def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
+def _post(url: str, data: bytes, timeout: float,
+          max_bytes: int = MAX_ANSWER_BYTES) -> tuple[int, bytes]:
     """POSTs ``data`` as JSON; (status, body). The whole exchange ends within ``timeout``.
 
     A watchdog shuts the connection down when the deadline passes, which ends any
@@ -262,9 +276,9 @@ def _post(url: str, data: bytes, timeout: float) -> tuple[int, bytes]:
                 break
             chunks.append(chunk)
             size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise UserError(f"TF Serving at {url} answered more than "
-                                f"{MAX_ANSWER_BYTES >> 20} MB; stopped reading.")
+            if size > max_bytes:
+                raise UserError(f"TF Serving at {url} answered more than {max_bytes:,} "
+                                "bytes; stopped reading.")
             if time.monotonic() > deadline:
                 raise TimeoutError
         if expired.is_set():

@@ -111,7 +111,7 @@ def _check_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path) -> No
                        else fmt.read_array_header_2_0)
         shape, _, dtype = read_header(f)
     size = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if dtype.kind not in "biuf" or size > member.file_size:
+    if dtype.kind not in "biuf" or size > member.file_size or min(shape, default=0) < 0:
         raise UserError(f"{path}: its {member.filename!r:.80} claims a {dtype} array of shape "
                         f"{shape!s:.80} ({size:,} bytes in {member.file_size:,}): not an array "
                         "of weights.")

@@ -262,6 +262,7 @@ def load(path: str | os.PathLike) -> Any:
             else:
                 f.seek(0)
                 obj = _load_legacy(f)
+            return _to_numpy(obj)  # recursive: a nesting thousands deep is RecursionError
     except FileNotFoundError:
         raise UserError(f"No checkpoint at {path}.") from None
     except UserError as e:
@@ -270,7 +271,6 @@ def load(path: str | os.PathLike) -> Any:
             OSError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
             MemoryError) as e:
         raise UserError(f"{path} is not a readable torch checkpoint ({e}).") from None
-    return _to_numpy(obj)
 
 
 def state_dict(checkpoint: Any, *, drop: tuple[str, ...] = ("num_batches_tracked",)
@@ -287,11 +287,15 @@ def state_dict(checkpoint: Any, *, drop: tuple[str, ...] = ("num_batches_tracked
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not checkpoint or not all(
-            isinstance(v, np.ndarray) for v in checkpoint.values()):
-        raise UserError("The checkpoint holds no state dict of tensors.")
+            isinstance(k, str) and isinstance(v, np.ndarray) for k, v in checkpoint.items()):
+        raise UserError("The checkpoint holds no state dict of tensors (names to tensors).")
     out = {}
     for key, value in checkpoint.items():
         key = key[len("module."):] if key.startswith("module.") else key
-        if not key.endswith(drop):
-            out[key] = value
+        if key.endswith(drop):
+            continue
+        if value.dtype.kind != "f":
+            raise UserError(f"The checkpoint's {key!r:.80} holds {value.dtype} values, not "
+                            "float weights.")
+        out[key] = value
     return out

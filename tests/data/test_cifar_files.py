@@ -207,6 +207,9 @@ def test_bad_label(tmp_path, fmt):
      "b'labels' of 21 items"),
     ({b"data": np.zeros((RECORDS, 3072), np.uint8), b"labels": ["0"] * RECORDS},
      "list of 20 non-negative ints"),
+    # Issue 29: a label beyond int64 was an OverflowError.
+    ({b"data": np.zeros((RECORDS, 3072), np.uint8), b"labels": [2**70] * RECORDS},
+     "has label 1180591620717411303424; CIFAR-10 labels are 0..9"),
     ([1, 2, 3], "expected a dict"),
 ])
 def test_malformed_pickle_contents(tmp_path, batch, message):

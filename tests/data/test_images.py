@@ -82,3 +82,18 @@ def test_a_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path, pixels):
     for c in range(3):
         np.testing.assert_array_equal(loaded.pixels[0, :, :, c], gray)
     assert "converted 16-bit grayscale" in loaded.warnings[0]
+
+
+@pytest.mark.parametrize("shape", ["(-1, 32, 32, 3)", "(2, -32, 32, 3)"])
+def test_npy_headers_with_negative_shapes_are_one_line(tmp_path, shape):
+    # Issue 29: a negative shape in a .npy header was an OverflowError from mmap.
+    header = {"descr": "|u1", "fortran_order": False, "shape": (2, 32, 32, 3)}
+    path = tmp_path / "negative.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 64)
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"(2, 32, 32, 3)", shape.encode()).replace(
+        b" " * len(shape) + b"\n", b" " * 14 + b"\n"))
+    with pytest.raises(images.ImageError, match="negative.npy: not a readable .npy array"):
+        images.load_file(path)

@@ -123,6 +123,30 @@ def test_bad_models_and_threads(tiny, tmp_path):
         edge.TFLiteClassifier(bomb)
 
 
+def test_tensors_declaring_gigabytes_are_refused_before_litert_allocates(tiny, tmp_path):
+    # Issue 29: a .tflite bomb took 3.6 GB: a file of kilobytes whose tensors declare
+    # gigabytes, which LiteRT allocated on loading (2 GB for this one, and ran it).
+    import resource
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    folder, _, _ = tiny
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(
+        (folder / "model_float32.tflite").read_bytes(), 0))
+    [tensor] = [t for t in model.subgraphs[0].tensors if list(t.shape) == [1, 8, 8, 64]][:1]
+    tensor.shape = np.array([1 << 17, 8, 8, 64], np.int32)  # 2 GiB of float32
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    (tmp_path / "bomb.tflite").write_bytes(builder.Output())
+    assert (tmp_path / "bomb.tflite").stat().st_size < 1 << 20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UserError, match=r"bomb.tflite declares tensors of [0-9,]+ bytes, "
+                                        r"more than the 536,870,912 of any model"):
+        edge.TFLiteClassifier(tmp_path / "bomb.tflite")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 << 10  # KiB
+
+
 _EDGE_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
