@@ -352,6 +352,8 @@ def run(plan: Plan) -> dict[str, Any]:
             (:func:`keras_resnet_cifar.analysis.peer.check` finds that out before).
     """
     from keras_resnet_cifar.data import datasets
+    import keras
+
     from keras_resnet_cifar.models import networks as model_lib
 
     check_plan(plan)
@@ -414,6 +416,10 @@ def run(plan: Plan) -> dict[str, Any]:
                                            "ratio": peer.ratios(rates[label]["samples"],
                                                                 samples)}
             report["training"][label] = entry
+            # Keras reads the global dtype policy when it traces evaluate: a bfloat16
+            # model traced under float32 (the policy the last build left) computes in
+            # float32 at float32's speed.
+            keras.mixed_precision.set_global_policy(config.mixed_precision)
             report["evaluation"][label] = {
                 "images_per_sec": eval_rate(model, data.test, base.batch_size,
                                             repeats=plan.repeats)}
