@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -354,28 +355,27 @@ class _Lists(http.server.BaseHTTPRequestHandler):
             pass
 
 
+@contextlib.contextmanager
+def _serving(handler):
+    """A stand-in server with ``handler`` on a free port; yields its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_answers_are_bounded_by_the_images_asked_about(pixels):
     # Issue 29: a serving answer of 250 MB of empty lists took 3 GB to parse; the bound
     # (256 MB) was the answer's, not the request's.
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lists)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(UserError, match=r"answered more than 81,920 bytes; stopped "
-                                            r"reading"):
-            rest_client.predict(f"http://127.0.0.1:{httpd.server_address[1]}", "m",
-                                pixels[:1], timeout=30)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(_Lists) as url, pytest.raises(
+            UserError, match=r"answered more than 81,920 bytes; stopped reading"):
+        rest_client.predict(url, "m", pixels[:1], timeout=30)
     # Within the bytes, the nesting is bounded too: 5,000 lists for one image.
     _Hostile.BODIES["lists"] = b'{"predictions": [' + b"[]," * 4999 + b"[]]}"
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(UserError, match=r"not JSON of a predict response \(5,002 lists "
-                                            r"and objects for 1 image\)"):
-            rest_client.predict(f"http://127.0.0.1:{httpd.server_address[1]}/200/lists", "m",
-                                pixels[:1], timeout=30)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _serving(_Hostile) as url, pytest.raises(
+            UserError, match=r"not JSON of a predict response \(5,002 lists "
+                             r"and objects for 1 image\)"):
+        rest_client.predict(f"{url}/200/lists", "m", pixels[:1], timeout=30)
