@@ -17,7 +17,7 @@ import numpy as np
 from keras_resnet_cifar.deploy import contract, predictor
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import pretrained
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 
 
 def evaluate(model: predictor.Predictor | str | os.PathLike, images: np.ndarray,
@@ -89,12 +89,12 @@ def read_run(model_dir: str | os.PathLike) -> dict[str, Any]:
     Raises:
         UserError: ``model_dir`` is not a run directory.
     """
-    if not rundir.is_run_dir(model_dir):
+    if not run_files.is_run_dir(model_dir):
         raise UserError(f"{model_dir} is not a training run directory (it has no "
-                        f"{rundir.CONFIG}).")
-    return {"config": rundir.read_config(model_dir), "history": rundir.read_history(model_dir),
-            "metrics": rundir.read_metrics(model_dir), "best": rundir.read_best(model_dir),
-            "evaluation": rundir.read_evaluation(model_dir)}
+                        f"{run_files.CONFIG}).")
+    return {"config": run_files.read_config(model_dir), "history": run_files.read_history(model_dir),
+            "metrics": run_files.read_metrics(model_dir), "best": run_files.read_best(model_dir),
+            "evaluation": run_files.read_evaluation(model_dir)}
 
 
 def reference_model(weights: str = "resnet20", *, base_url: str = pretrained.BASE_URL):

@@ -40,7 +40,7 @@ the same machine (:mod:`keras_resnet_cifar.analysis.peer`), in each variant's pr
 by pair and as a median, with the date and the load average: this machine's
 speed drifts, and other work sharing its cores slows the peer most.
 
-The measurements are :mod:`keras_resnet_cifar.analysis.benchmarking`'s.
+The measurements are :mod:`keras_resnet_cifar.analysis.speed`'s.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from absl import flags
 
 # None of these imports Keras or TensorFlow: flag errors answer at once.
 from keras_resnet_cifar import cli, train_flags
-from keras_resnet_cifar.analysis import benchmark_table, benchmarking, peer
+from keras_resnet_cifar.analysis import peer, speed, speed_table
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
@@ -66,8 +66,8 @@ def define_flags() -> None:
     """The benchmark's flags: train's training flags that bear on speed, and its own."""
     train_flags.define_config_flags(defaults=TrainConfig(
         dataset="synthetic", synthetic_train_size=10000, synthetic_test_size=2000),
-        exclude=benchmarking.NOT_SPEED)
-    defaults = benchmarking.Plan(base=TrainConfig())
+        exclude=speed.NOT_SPEED)
+    defaults = speed.Plan(base=TrainConfig())
     flags.DEFINE_list("models", list(defaults.models), "Models to train: plainN / resnetN. "
                       "Not given with --model_path: train nothing.")
     flags.DEFINE_integer("steps", defaults.steps, "Training steps per timed repeat.")
@@ -102,7 +102,7 @@ def define_flags() -> None:
     flags.DEFINE_boolean("json", False, "Print the figures as JSON instead of a table.")
 
 
-def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
+def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
     """The Plan of the parsed flags, checked before any measurement (and before TF loads).
 
     Raises:
@@ -136,16 +136,16 @@ def plan_from_flags(flag_values: flags.FlagValues) -> benchmarking.Plan:
     # A timed repeat is one Keras epoch of --steps steps.
     base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20",
                                          steps_per_epoch=steps if steps > 0 else None)
-    plan = benchmarking.Plan(
+    plan = speed.Plan(
         base=base, models=models, steps=flag_values.steps, repeats=flag_values.repeats,
         pipeline_batches=flag_values.pipeline_batches,
         model_paths=tuple(flag_values.model_path), inference_runs=flag_values.inference_runs,
         num_threads=flag_values.num_threads, trust_savedmodel=flag_values.trust_savedmodel,
         peer=(python, flag_values.peer_script) if python else (),
         peer_modes=tuple(flag_values.peer_modes), variants=tuple(flag_values.variants))
-    benchmarking.check_plan(plan)
+    speed.check_plan(plan)
     if plan.peer:  # one tiny step per mode: a broken peer fails now, not after training
-        precisions = {c.mixed_precision for c in benchmarking.variant_configs(plan).values()}
+        precisions = {c.mixed_precision for c in speed.variant_configs(plan).values()}
         peer.check(plan.peer, plan.peer_modes, sorted(precisions))
     return plan
 
@@ -160,12 +160,12 @@ def main(argv):
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
     if FLAGS.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
-    report = benchmarking.run(plan)
+    report = speed.run(plan)
     text = json.dumps(report, indent=2) + "\n"
     if FLAGS.json:
         print(text, end="")
     else:
-        print(benchmark_table.format_table(report))
+        print(speed_table.format_table(report))
     if FLAGS.out:
         from keras_resnet_cifar import fileio
 

@@ -20,7 +20,7 @@ run-to-run spread, where each run stands, curves, per-class accuracy, time and m
 pattern after ``=``).
 
 A run directory needs only its small files (config, history, metrics, evaluation,
-layer statistics, curve; :data:`keras_resnet_cifar.training.rundir.SMALL_FILES`), so a
+layer statistics, curve; :data:`keras_resnet_cifar.run_files.SMALL_FILES`), so a
 committed copy without models reports as well as the original. See
 :mod:`keras_resnet_cifar.report` for what is written; the shared command-line
 conventions are :mod:`keras_resnet_cifar.cli`'s.
@@ -57,12 +57,12 @@ def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) < 2:
         raise UserError("Give the run directories to report on, e.g. runs/study/runs/*.")
-    from keras_resnet_cifar.analysis.report import report
-    from keras_resnet_cifar.analysis.report import markdown, runs
+    from keras_resnet_cifar.analysis.results import build
+    from keras_resnet_cifar.analysis.results import markdown, runs
 
     fileio.check_can_make_dir(FLAGS.out, what=f"--out {FLAGS.out}")
     references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []
-    path = report.write_report(
+    path = build.write_report(
         argv[1:], FLAGS.out, reference_dirs=references,
         accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels),
         mode=FLAGS.mode,

@@ -18,11 +18,11 @@ distribution, precision, ...), except ``--model`` and ``--seed``, which become
 ``--models`` and ``--seeds``.
 
 Each run lives in ``<out>/runs/<model>-seed<seed>`` (a normal run directory, see
-:mod:`keras_resnet_cifar.training.rundir`) and also records per-layer statistics
+:mod:`keras_resnet_cifar.run_files`) and also records per-layer statistics
 (:mod:`keras_resnet_cifar.analysis.layer_stats`) at ``--layer_stats_epochs`` (fractions
 allowed: 1.5 is mid-way through a 3-pass run) and, with
 ``--curve_points_per_epoch``, learning-curve points inside each epoch
-(:mod:`keras_resnet_cifar.analysis.curves`: the training error of the steps since the
+(:mod:`keras_resnet_cifar.analysis.curve_points`: the training error of the steps since the
 previous point and the test error on a fixed ``--curve_test_images`` subset).
 Running the same command again resumes: finished runs are skipped, an
 interrupted one continues from its last completed epoch (the curve points and
@@ -30,7 +30,7 @@ layer statistics of the epoch that was cut short are recorded again, never
 twice), evaluations are redone only when their model changed.
 
 The report goes to ``<out>/report`` (or ``--report_dir``), with a copy of each
-run's small files (:data:`keras_resnet_cifar.training.rundir.SMALL_FILES`: config,
+run's small files (:data:`keras_resnet_cifar.run_files.SMALL_FILES`: config,
 history, metrics, evaluation, layer statistics, curve; never the models) in its
 ``runs/`` folder, so that the report folder can be committed as it is and
 rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
@@ -163,7 +163,7 @@ def main(argv):
     del argv  # cli.run refuses positional arguments
     FLAGS = flags.FLAGS
     spec = spec_from_flags(FLAGS)
-    from keras_resnet_cifar.analysis.report import markdown, runs as report_runs
+    from keras_resnet_cifar.analysis.results import markdown, runs as report_runs
 
     levels = report_runs.parse_levels(FLAGS.accuracy_levels)  # before hours of training
     references = (report_runs.expand_run_paths([FLAGS.reference_dir])

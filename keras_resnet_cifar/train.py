@@ -23,7 +23,7 @@ from absl import flags, logging
 # None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
 from keras_resnet_cifar import cli, train_flags
 from keras_resnet_cifar.data import cifar_files
-from keras_resnet_cifar.training import claim
+from keras_resnet_cifar.training import lock
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
@@ -71,8 +71,8 @@ def check_before_loading(config: TrainConfig, model_dir: str) -> None:
         return
     if not os.path.isdir(model_dir):
         raise UserError(f"Cannot write to --model_dir {model_dir}: not a directory.")
-    claim.ensure_unlocked(model_dir)
-    claim.plan(model_dir, config)  # a run of another recipe is refused here
+    lock.ensure_unlocked(model_dir)
+    lock.plan(model_dir, config)  # a run of another recipe is refused here
 
 
 def bfloat16_hint(config: TrainConfig) -> str | None:

@@ -85,8 +85,8 @@ print(",".join("127.0.0.1:%d" % s.getsockname()[1] for s in socks))' "$local_n")
   if [[ $status == 0 ]]; then
     echo "all $local_n workers finished; the chief (worker 0) wrote $model_dir:"
     "$PYTHON" -c 'import sys
-from keras_resnet_cifar.training import rundir
-m = rundir.read_metrics(sys.argv[1]) or {}
+from keras_resnet_cifar import run_files
+m = run_files.read_metrics(sys.argv[1]) or {}
 print("  %s: test accuracy %s on %s test images, %s replicas, %s epochs" % (
     m.get("model", "?"), m.get("test_accuracy", "?"), m.get("test_images", "?"),
     m.get("replicas", "?"), m.get("epochs_completed", "?")))' "$model_dir"

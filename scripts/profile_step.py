@@ -46,13 +46,13 @@ def main(argv):
             FLAGS.steps % config.steps_per_execution):
         raise UserError(f"--steps must be a multiple of --steps_per_execution in "
                         f"[{2 * config.steps_per_execution}, 10,000], got {FLAGS.steps}.")
-    from keras_resnet_cifar.analysis import benchmarking, step_profile
+    from keras_resnet_cifar.analysis import speed, step_profile
     from keras_resnet_cifar.data import datasets, pipeline
 
     data = datasets.load(config.dataset, config.data_dir, seed=0, synthetic_sizes=(
         config.synthetic_train_size, config.synthetic_test_size))
-    model, _ = benchmarking.build(config)
-    benchmarking.warm_up(config.model, model, config, data.train, steps=FLAGS.steps)
+    model, _ = speed.build(config)
+    speed.warm_up(config.model, model, config, data.train, steps=FLAGS.steps)
     dataset = pipeline.train_dataset(data.train, config.batch_size, seed=config.seed).repeat()
     logdir = FLAGS.logdir or tempfile.mkdtemp(prefix="profile_step-")
     xplane = step_profile.record(model, dataset, steps=FLAGS.steps, logdir=logdir)

@@ -135,7 +135,7 @@ def batch_norm_check(net, data: datasets.Cifar10, config: TrainConfig, epoch: in
 
 
 def point_steps(steps: int, points: int) -> list[int]:
-    """As keras_resnet_cifar.analysis.curves.point_steps (the 1-based steps that end a segment)."""
+    """As keras_resnet_cifar.analysis.curve_points.point_steps (the 1-based steps that end a segment)."""
     return sorted({max(1, steps * i // points) for i in range(1, points + 1)})
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_resnet_cifar.analysis import benchmark_table, benchmarking
+from keras_resnet_cifar.analysis import speed, speed_table
 from keras_resnet_cifar.models import networks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_variants_alternate_repeat_by_repeat_against_the_peer_in_their_precision
         "resnet8: peer (channels_last): 60.0", "resnet8: peer (channels_last, mixed_bfloat16): "
         "30.0", "resnet8 float32: training repeat 2/2")]
     assert order == sorted(order)
-    table = benchmark_table.format_table(report)
+    table = speed_table.format_table(report)
     for text in ("bfloat16 CPU flags: ", "variants in turn: float32, mixed_bfloat16",
                  "ratio resnet8 mixed_bfloat16 / float32",
                  "peer  resnet8 mixed_bfloat16 (img/s, PyTorch, channels_last, bfloat16 "
@@ -147,7 +147,7 @@ def test_bfloat16_support_reads_the_cpu_flags(tmp_path):
     cpuinfo.write_text("flags\t\t: fpu avx2 avx512f\n")
     assert environment.bfloat16_support(cpuinfo) == []
     assert environment.bfloat16_support(tmp_path / "missing") is None
-    assert "unknown" in benchmark_table._bf16(None) and benchmark_table._bf16([]).startswith(
+    assert "unknown" in speed_table._bf16(None) and speed_table._bf16([]).startswith(
         "none")
 
 
@@ -164,7 +164,7 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     assert list(report["inference"]) == ["keras:m.keras", "tflite:model_float32.tflite"]
     assert report["settings"]["num_threads"] == 0  # every core
     # Inference only: the table states inference settings, none of training's.
-    table = benchmark_table.format_table(report)
+    table = speed_table.format_table(report)
     assert "settings: batch" not in table and "jit_compile" not in table
     assert ("inference settings: 3 timed batch-1 calls and batch-128 throughput per model "
             "after a warm-up, every core for .tflite models") in table
@@ -215,7 +215,7 @@ def test_serving_rates_times_batch_1_and_full_batches_of_128():
         return np.zeros((len(pixels), 10), np.float32)
 
     images = np.zeros((5, 32, 32, 3), np.uint8)  # fewer than a batch: repeated to 128
-    rates = benchmarking.serving_rates(predict, images, runs=20)
+    rates = speed.serving_rates(predict, images, runs=20)
     assert set(calls) == {(1, 1), (128, 128)}
     assert calls.count((1, 1)) == 3 + 20 and calls.count((128, 128)) == 3 + 3  # warm-up + timed
     assert len(rates["latency_ms_batch1"]["samples"]) == 20
@@ -223,7 +223,7 @@ def test_serving_rates_times_batch_1_and_full_batches_of_128():
 
 
 def test_summarize():
-    s = benchmarking.summarize([3.0, 1.0, 2.0])
+    s = speed.summarize([3.0, 1.0, 2.0])
     assert (s["median"], s["min"], s["max"]) == (2.0, 1.0, 3.0)
     assert s["spread_pct"] == pytest.approx(100.0)
 
@@ -236,13 +236,13 @@ def test_counts_beyond_their_bound_are_refused_before_any_work(name):
     from keras_resnet_cifar import config as config_lib
     from keras_resnet_cifar.errors import UserError
 
-    plan = benchmarking.Plan(base=config_lib.TrainConfig(), models=("resnet8",))
-    most = benchmarking.MAX_COUNTS[name]
-    benchmarking.check_plan(dataclasses.replace(plan, **{name: most}))
+    plan = speed.Plan(base=config_lib.TrainConfig(), models=("resnet8",))
+    most = speed.MAX_COUNTS[name]
+    speed.check_plan(dataclasses.replace(plan, **{name: most}))
     for value in (most + 1, 10**20, 0):
         with pytest.raises(UserError, match=rf"--{name} must be in \[1, {most:,}\], got "
                                             f"{value}"):
-            benchmarking.check_plan(dataclasses.replace(plan, **{name: value}))
+            speed.check_plan(dataclasses.replace(plan, **{name: value}))
 
 
 def test_each_variant_is_evaluated_under_its_own_dtype_policy(monkeypatch):
@@ -258,13 +258,13 @@ def test_each_variant_is_evaluated_under_its_own_dtype_policy(monkeypatch):
         seen.append((model.layers[1].dtype_policy.name, keras.config.dtype_policy().name))
         return {"median": 1.0}
 
-    monkeypatch.setattr(benchmarking, "eval_rate", eval_rate)
+    monkeypatch.setattr(speed, "eval_rate", eval_rate)
     base = TrainConfig(dataset="synthetic", batch_size=32, synthetic_train_size=128,
                        synthetic_test_size=64)
-    plan = benchmarking.Plan(base=base, models=("resnet8",), steps=2, repeats=1,
+    plan = speed.Plan(base=base, models=("resnet8",), steps=2, repeats=1,
                              pipeline_batches=2, variants=("mixed_bfloat16", "float32"))
     try:
-        benchmarking.run(plan)
+        speed.run(plan)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert seen == [("mixed_bfloat16", "mixed_bfloat16"), ("float32", "float32")]

@@ -14,7 +14,7 @@ import pytest
 from keras_resnet_cifar.data import datasets
 from keras_resnet_cifar.deploy import evaluation, predictor, serving
 from keras_resnet_cifar.models import networks
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 
 CLASSES = ("a", "b", "c")
 
@@ -72,7 +72,7 @@ def test_evaluate_run_directory_writes_consistent_results(trained):
     paths = evaluation.write_results(result, run)
     assert [p.name for p in paths] == ["evaluation.json", "per_class.csv",
                                        "confusion_matrix.csv"]
-    assert rundir.read_evaluation(run)["accuracy"] == result["accuracy"]
+    assert run_files.read_evaluation(run)["accuracy"] == result["accuracy"]
     assert evaluation.is_current(run)
     rows = list(csv.reader((run / "per_class.csv").open()))
     assert rows[0] == ["class", "precision", "recall", "support"]

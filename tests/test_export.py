@@ -332,7 +332,7 @@ def test_models_made_from_reference_weights_carry_their_licence(tmp_path):
     model = networks.build_model("resnet8", mean=arch.IMAGENET_MEAN, std=arch.IMAGENET_STD)
     model.save(tmp_path / "imported.keras")
     assert sources.load_source(tmp_path / "imported.keras").licence_note == \
-        reference_weights.LICENSE_NOTE
+        reference_weights.LICENCE_NOTE
 
 
 def _hostile_saved_model(folder: Path, target: Path, *, float_signature: bool = True) -> Path:

@@ -157,11 +157,11 @@ def test_no_reader_blocks_on_a_fifo_or_reads_an_endless_device(tmp_path):
         from keras_resnet_cifar.deploy import contract
         from keras_resnet_cifar.errors import UserError
         from keras_resnet_cifar.models import torch_checkpoint
-        from keras_resnet_cifar.training import rundir
+        from keras_resnet_cifar import run_files
         folder = {str(tmp_path)!r}
         for load in (lambda: images.load_file(folder + "/image.png"),
                      lambda: images.load_file(folder + "/batch.npy"),
-                     lambda: rundir.read_config(folder + "/run"),
+                     lambda: run_files.read_config(folder + "/run"),
                      lambda: contract.read_card(folder + "/model.tflite"),
                      lambda: torch_checkpoint.load("/dev/zero"),
                      lambda: torch_checkpoint.load(folder + "/image.png")):

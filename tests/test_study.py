@@ -14,7 +14,7 @@ from absl import flags
 
 from keras_resnet_cifar import study
 from keras_resnet_cifar.analysis import depth_study
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.errors import UserError
 
@@ -137,8 +137,8 @@ def test_tiny_study_trains_evaluates_reports_and_resumes(tmp_path, monkeypatch):
         assert len(json.loads((d / "history.json").read_text())["epochs"]) == 1
         assert [e["epoch"] for e in json.loads((d / "layer_stats.json").read_text())
                 ["epochs"]] == [0, 1]
-        assert rundir.read_evaluation(d)["images"] == 32
-        assert (d / rundir.CURVES).read_bytes()[:4] == b"\x89PNG"  # the study draws it
+        assert run_files.read_evaluation(d)["images"] == 32
+        assert (d / run_files.CURVES).read_bytes()[:4] == b"\x89PNG"  # the study draws it
     # Resuming: nothing is retrained or re-evaluated.
     stamps = {p: p.stat().st_mtime_ns for d in dirs
               for p in (d / "model.keras", d / "evaluation.json")}
@@ -222,11 +222,11 @@ def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
                           *args], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert cut.returncode == 130 and cut.stderr.strip().splitlines()[-1] == "stopped (Ctrl-C)"
     plain, residual = tmp_path / "runs" / "plain8-seed0", tmp_path / "runs" / "resnet8-seed0"
-    assert rundir.read_metrics(plain) and not rundir.read_metrics(residual)
-    cut_steps = [p["step"] for p in rundir.read_curve(residual)["points"]]
+    assert run_files.read_metrics(plain) and not run_files.read_metrics(residual)
+    cut_steps = [p["step"] for p in run_files.read_curve(residual)["points"]]
     assert cut_steps == [2, 4, 6, 8, 10, 12, 14]  # through step 6 of epoch 2
-    assert [e["epoch"] for e in rundir.read_layer_stats(residual)["epochs"]] == [0, 1.5]
-    finished = plain / rundir.MODEL
+    assert [e["epoch"] for e in run_files.read_layer_stats(residual)["epochs"]] == [0, 1.5]
+    finished = plain / run_files.MODEL
     stamp = finished.stat().st_mtime_ns
 
     again = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.study", *args],
@@ -236,16 +236,16 @@ def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
     assert "--model_dir" not in again.stderr  # a flag study does not have
     points_per_run = spec.curve_points_per_epoch * spec.base.epochs
     for run in (plain, residual):
-        curve = rundir.read_curve(run)
+        curve = run_files.read_curve(run)
         got = [p["step"] for p in curve["points"]]
         assert got == [steps * (i + 1) // spec.curve_points_per_epoch
                        for i in range(points_per_run)]  # every point once, in order
         assert [p["epoch"] for p in curve["points"]][-1] == spec.base.epochs
         assert all(p["test_images"] == spec.curve_test_images for p in curve["points"])
-        assert [e["epoch"] for e in rundir.read_layer_stats(run)["epochs"]] == [0, 1.5, 3]
-        assert [r["epoch"] for r in rundir.read_history(run)] == [1, 2, 3]
+        assert [e["epoch"] for e in run_files.read_layer_stats(run)["epochs"]] == [0, 1.5, 3]
+        assert [r["epoch"] for r in run_files.read_history(run)] == [1, 2, 3]
     # The rate of each point is the schedule's at its last step (drops at 1.2 and 1.8).
-    rates = [p["learning_rate"] for p in rundir.read_curve(residual)["points"]]
+    rates = [p["learning_rate"] for p in run_files.read_curve(residual)["points"]]
     assert rates == pytest.approx([learning_rate_at((p - 1) / steps, spec.base)
                                    for p in range(2, 25, 2)], rel=1e-6)
 
@@ -255,8 +255,8 @@ def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
     assert "Ours are after 3 passes (24 iterations)" in text
     for run in (plain, residual):
         copied = {p.name for p in (published / "runs" / run.name).iterdir()}
-        assert copied == {n for n in rundir.SMALL_FILES if (run / n).exists()}
-        assert rundir.MODEL not in copied
+        assert copied == {n for n in run_files.SMALL_FILES if (run / n).exists()}
+        assert run_files.MODEL not in copied
 
 
 def test_the_training_library_names_no_flag_of_train_only():

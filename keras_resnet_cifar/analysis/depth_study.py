@@ -7,11 +7,11 @@ learning-curve points recorded by callbacks), :func:`evaluate_all` and
 ``absl.logging``. The command line is :mod:`keras_resnet_cifar.study`.
 
 Each run lives in ``<out>/runs/<model>-seed<seed>`` (:func:`run_dir`, a normal
-run directory, see :mod:`keras_resnet_cifar.training.rundir`). Calling again resumes:
+run directory, see :mod:`keras_resnet_cifar.run_files`). Calling again resumes:
 finished runs are skipped, an interrupted one continues from its last completed
 epoch, evaluations are redone only when their model changed. The report folder
 gets a copy of each run's small files
-(:data:`keras_resnet_cifar.training.rundir.SMALL_FILES`, never the models) in its
+(:data:`keras_resnet_cifar.run_files.SMALL_FILES`, never the models) in its
 ``runs/`` folder, so that it can be committed as it is and rebuilt from itself;
 its report covers every run published there (:func:`report_runs`), so seeds
 trained by separate calls end up in one report.
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from absl import logging
 
-from keras_resnet_cifar.training import rundir  # no Keras here: TensorFlow loads when training starts
+from keras_resnet_cifar import run_files  # no Keras here: TensorFlow loads when training starts
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.text import plural
 
@@ -108,7 +108,7 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = "aut
     """
     import keras
 
-    from keras_resnet_cifar.analysis import curves, layer_stats, run_curves
+    from keras_resnet_cifar.analysis import curve_points, layer_stats, run_curves
     from keras_resnet_cifar.training import distribution, loop
 
     data = data or DataCache()
@@ -128,7 +128,7 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = "aut
             # only by the networks, and the last point's subset error is comparable.
             images, labels = layer_stats.fixed_batch(loaded.test, spec.curve_test_images,
                                                      seed=CURVE_SUBSET_SEED)
-            callbacks.append(curves.CurveRecorder(
+            callbacks.append(curve_points.CurveRecorder(
                 workdir, images, labels, spec.curve_points_per_epoch,
                 batch_size=max(config.batch_size, 256), subset_seed=CURVE_SUBSET_SEED))
         logging.info("study: training %s (seed %d) in %s", config.model, config.seed, workdir)
@@ -153,12 +153,12 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
     for workdir in dirs:
         if evaluation.is_current(workdir):
             continue
-        config = TrainConfig.from_dict(rundir.read_config(workdir) or
+        config = TrainConfig.from_dict(run_files.read_config(workdir) or
                                        dataclasses.asdict(base))
         loaded = data.get(config)
         result = evaluation.evaluate_split(predictor.load(workdir), loaded.test.images,
                                            loaded.test.labels, loaded.class_names, batch_size)
-        result.update(model=str(rundir.path(workdir, rundir.MODEL)), model_kind="keras",
+        result.update(model=str(run_files.path(workdir, run_files.MODEL)), model_kind="keras",
                       checkpoint="final", data_source=loaded.source)
         evaluation.write_results(result, workdir)
         logging.info("study: %s test accuracy %.4f on %s", workdir,
@@ -174,7 +174,7 @@ def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Pa
     copies = []
     for workdir in dirs:
         copy = Path(report_dir) / "runs" / Path(workdir).name
-        rundir.copy_small_files(workdir, copy)
+        run_files.copy_small_files(workdir, copy)
         copies.append(copy)
     return copies
 
@@ -209,11 +209,11 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
     if report_dir is None:
         return StudyResult(run_dirs=dirs, report=None)
     from keras_resnet_cifar import fileio
-    from keras_resnet_cifar.analysis.report import report
+    from keras_resnet_cifar.analysis.results import build
 
     fileio.make_dir(report_dir)
     publish_runs(dirs, report_dir)
-    written = report.write_report(report_runs(dirs, report_dir), report_dir,
+    written = build.write_report(report_runs(dirs, report_dir), report_dir,
                                   reference_dirs=reference_dirs,
                                   accuracy_levels=accuracy_levels, command=command)
     return StudyResult(run_dirs=dirs, report=written)
@@ -226,6 +226,6 @@ def report_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Pat
     names = {Path(d).name for d in dirs}
     published = Path(report_dir) / "runs"
     earlier = sorted(d for d in published.iterdir()
-                     if d.name not in names and rundir.is_run_dir(d)) \
+                     if d.name not in names and run_files.is_run_dir(d)) \
         if published.is_dir() else []
     return [*dirs, *earlier]

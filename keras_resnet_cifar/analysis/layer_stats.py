@@ -47,11 +47,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet_cifar import fileio
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.config import as_epoch
 from keras_resnet_cifar.data.datasets import Split, fixed_subset
 
-FILENAME = rundir.LAYER_STATS
+FILENAME = run_files.LAYER_STATS
 
 
 def _producer(tensor) -> keras.layers.Layer | None:
@@ -153,7 +153,7 @@ def fixed_batch(split: Split, size: int = 256, seed: int = 0) -> tuple[np.ndarra
 
 def read(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The layer_stats.json of a run directory, or None when it has none."""
-    return rundir.read_layer_stats(run_dir)
+    return run_files.read_layer_stats(run_dir)
 
 
 class LayerStatsRecorder(keras.callbacks.Callback):
@@ -174,14 +174,14 @@ class LayerStatsRecorder(keras.callbacks.Callback):
     def __init__(self, run_dir: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
                  epochs: Sequence[float]):
         super().__init__()
-        self.path = rundir.path(run_dir, rundir.LAYER_STATS)
+        self.path = run_files.path(run_dir, run_files.LAYER_STATS)
         self.images = np.asarray(images)
         self.labels = np.asarray(labels)
         self.epochs = sorted(set(as_epoch(e) for e in epochs))
         if any(e < 0 for e in self.epochs):
             raise ValueError(f"Layer-statistics epochs must be >= 0, got {list(epochs)}.")
         self.records: dict[int | float, dict[str, Any]] = {}
-        existing = rundir.read_layer_stats(run_dir)
+        existing = run_files.read_layer_stats(run_dir)
         if existing:
             self.records = {as_epoch(r["epoch"]): r for r in existing["epochs"]}
         self._epoch = 0

@@ -1,7 +1,7 @@
 """Runs a training-speed peer, another framework's script, in its own process.
 
 The benchmark compares its training rate with a peer's, A B A B on the same
-machine (:func:`keras_resnet_cifar.analysis.benchmarking.run`). A peer is any
+machine (:func:`keras_resnet_cifar.analysis.speed.run`). A peer is any
 script that takes ``--model plainN|resnetN --batch B --steps S --warmup W --mode M``
 and prints ``img/s=<float>`` on its last line; the repository's PyTorch one is
 ``scripts/torch_peer.py`` (it lives in the repository, not in the installed

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from keras_resnet_cifar.config import TrainConfig
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 
 
 def write(workdir: str | os.PathLike) -> Path | None:
@@ -20,8 +20,8 @@ def write(workdir: str | os.PathLike) -> Path | None:
     Returns:
         The file written, or None when the run has no config or no epoch yet.
     """
-    saved = rundir.read_config(workdir)
-    rows = rundir.read_history(workdir)
+    saved = run_files.read_config(workdir)
+    rows = run_files.read_history(workdir)
     if saved is None or not rows:
         return None
     from keras_resnet_cifar.analysis import plots  # matplotlib: only when a figure is drawn
@@ -29,5 +29,5 @@ def write(workdir: str | os.PathLike) -> Path | None:
     config = TrainConfig.from_dict(saved)
     figure = plots.training_curves({config.model: rows}, eval_set=config.eval_set,
                                    title=f"{config.model} (seed {config.seed})")
-    rundir.save_figure(figure, workdir)
-    return rundir.path(workdir, rundir.CURVES)
+    run_files.save_figure(figure, workdir)
+    return run_files.path(workdir, run_files.CURVES)

@@ -6,7 +6,7 @@ of the accuracy, the loss, per-class precision / recall / support, macro
 averages and the confusion matrix. A class's accuracy (correct / images of the
 class) is its recall, so it has no column of its own; precision and recall are
 scikit-learn's. :func:`write_results` writes the dict into a folder (a run
-directory, see :mod:`keras_resnet_cifar.training.rundir`, or any other):
+directory, see :mod:`keras_resnet_cifar.run_files`, or any other):
 
     evaluation.json        the dict
     per_class.csv          class, precision, recall, support
@@ -29,10 +29,10 @@ import numpy as np
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.errors import printable
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.text import plural
 
-RESULT_FILES = (rundir.EVALUATION, rundir.PER_CLASS, rundir.CONFUSION)
+RESULT_FILES = (run_files.EVALUATION, run_files.PER_CLASS, run_files.CONFUSION)
 
 # The smallest probability the loss takes: a predictor gives probabilities, not logits,
 # and one that underflows to 0 would make the loss infinite.
@@ -167,6 +167,6 @@ def write_results(result: dict[str, Any], out_dir: str | os.PathLike) -> list[Pa
 
 def is_current(run_dir: str | os.PathLike) -> bool:
     """Whether the run's evaluation.json is newer than its model.keras."""
-    result, model = rundir.path(run_dir, rundir.EVALUATION), rundir.path(run_dir, rundir.MODEL)
+    result, model = run_files.path(run_dir, run_files.EVALUATION), run_files.path(run_dir, run_files.MODEL)
     return (result.exists() and model.exists()
             and result.stat().st_mtime >= model.stat().st_mtime)

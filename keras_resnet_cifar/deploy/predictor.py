@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from keras_resnet_cifar.deploy import contract
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
 
@@ -48,7 +48,7 @@ MAX_KERAS_JSON_BYTES = 16 << 20
 # zeros), is a bomb. Keras (3.15) refuses such datasets only beyond 4 GiB.
 MAX_KERAS_INFLATION = 64
 MAX_KERAS_WEIGHT_BYTES = 512 << 20
-CHECKPOINTS = tuple(rundir.MODEL_FILES)  # final, last, best
+CHECKPOINTS = tuple(run_files.MODEL_FILES)  # final, last, best
 # Threads a tool's --num_threads (and benchmark's TF thread flags) may ask for: far
 # beyond any machine's cores, well within the C int the runtimes take (2**31 was a
 # traceback).
@@ -124,7 +124,7 @@ def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
 
 def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
     path = Path(path)
-    if checkpoint not in rundir.MODEL_FILES:
+    if checkpoint not in run_files.MODEL_FILES:
         raise UserError(f"Unknown --checkpoint {checkpoint!r}: expected one of "
                         f"{', '.join(CHECKPOINTS)}.")
     if not path.exists():
@@ -132,10 +132,10 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
     if path.is_dir() and (path / "saved_model.pb").is_file():
         resolved = Resolved(path, path, "saved_model")
     elif path.is_dir():
-        file = rundir.path(path, rundir.MODEL_FILES[checkpoint])
+        file = run_files.path(path, run_files.MODEL_FILES[checkpoint])
         if not file.is_file():
             hint = "" if checkpoint != "final" else " (--checkpoint=last for an unfinished run)"
-            raise UserError(f"{path} has no {rundir.MODEL_FILES[checkpoint]} and no "
+            raise UserError(f"{path} has no {run_files.MODEL_FILES[checkpoint]} and no "
                             f"saved_model.pb: not a finished run directory nor a "
                             f"SavedModel{hint}.")
         return Resolved(path, file, "keras", run_dir=path, checkpoint=checkpoint)

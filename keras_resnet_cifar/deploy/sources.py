@@ -22,7 +22,7 @@ from absl import logging
 from keras_resnet_cifar.data import datasets
 from keras_resnet_cifar.deploy import contract, model_card, predictor, rest_client
 from keras_resnet_cifar.models import reference_weights
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
@@ -110,10 +110,10 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
             "kind": "keras_file", "path": str(resolved.file.resolve()),
             "sha256": contract.sha256(resolved.file, follow_links=True), **converted}))
     provenance = {"kind": "run_dir", "path": str(resolved.run_dir.resolve()),
-                  "model_file": rundir.MODEL_FILES[checkpoint],
+                  "model_file": run_files.MODEL_FILES[checkpoint],
                   "sha256": contract.sha256(resolved.file),
-                  "config": rundir.read_config(resolved.run_dir),
-                  "metrics": rundir.read_metrics(resolved.run_dir), **converted}
+                  "config": run_files.read_config(resolved.run_dir),
+                  "metrics": run_files.read_metrics(resolved.run_dir), **converted}
     return _with_licence(Source(model, provenance))
 
 
@@ -155,7 +155,7 @@ def _with_licence(source: Source) -> Source:
     if model_card.uses_reference_normalisation(source.keras_model):
         logging.warning("The model uses the reference weights' ImageNet normalisation: "
                         "recording their licence note in the model card.")
-        return dataclasses.replace(source, licence_note=reference_weights.LICENSE_NOTE)
+        return dataclasses.replace(source, licence_note=reference_weights.LICENCE_NOTE)
     return source
 
 
@@ -174,7 +174,7 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
     return Source(wrapped, {"kind": "reference_weights",
                             "path": str(Path(npz_path).resolve()),
                             "sha256": contract.sha256(npz_path, follow_links=True)},
-                  licence_note=reference_weights.LICENSE_NOTE,
+                  licence_note=reference_weights.LICENCE_NOTE,
                   licence_file=str(licence) if licence.is_file() else None)
 
 

@@ -3,7 +3,7 @@
 The reference weights (``resnetN.npz``, converted from the reference's released
 ``.th`` checkpoints by ``keras_resnet_cifar.convert_checkpoint``; BSD 2-clause,
 Copyright (c) 2018 Yerlan Idelbayev, a licence that must travel with any model
-made from them: docs/exactness.md, "Reference weights", and :data:`LICENSE_NOTE`) are a
+made from them: docs/exactness.md, "Reference weights", and :data:`LICENCE_NOTE`) are a
 PyTorch state dict saved as NumPy arrays. Their network is this package's
 ``resnetN`` with option-A shortcuts to the letter: 1-pixel padding on every 3x3
 convolution including the strided ones, x[::2, ::2] subsampling, zero channels
@@ -65,7 +65,7 @@ SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
 MAX_NPZ_BYTES = 256 << 20
 MAX_NPZ_MEMBERS = 10_000  # ResNet-1202's state dict has about 3,000 arrays
 
-LICENSE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
+LICENCE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
                 "Idelbayev, BSD 2-clause licence (see LICENSE.weights beside the .npz).")
 
 

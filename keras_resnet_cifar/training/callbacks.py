@@ -22,7 +22,8 @@ from absl import logging
 from keras_resnet_cifar import signals
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.training import resume_state, rundir
+from keras_resnet_cifar.training import resume_state
+from keras_resnet_cifar import run_files
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -218,7 +219,7 @@ class RunWriter(keras.callbacks.Callback):
         logs = logs or {}
         row = {"epoch": epoch + 1}
         row.update({k: float(np.asarray(logs[k]).reshape(-1)[0])
-                    for k in rundir.HISTORY_FIELDS[1:] if k in logs})
+                    for k in run_files.HISTORY_FIELDS[1:] if k in logs})
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
         value = row.get("val_accuracy")
         improved = value is not None and math.isfinite(value) and (
@@ -229,12 +230,12 @@ class RunWriter(keras.callbacks.Callback):
             resume_state.save_state(
                 self.workdir, self.model,
                 resume_state.State(epoch=epoch + 1, history=self.rows, best=self.best))
-            rundir.write_history(self.workdir, self.eval_set, self.rows)
+            run_files.write_history(self.workdir, self.eval_set, self.rows)
             if self.chief:
-                rundir.save_model(self.model, self.workdir, rundir.LAST)
+                run_files.save_model(self.model, self.workdir, run_files.LAST)
                 if improved:
-                    rundir.save_model(self.model, self.workdir, rundir.BEST)
-                    rundir.write_best(self.workdir, self.best)
+                    run_files.save_model(self.model, self.workdir, run_files.BEST)
+                    run_files.write_best(self.workdir, self.best)
         evaluated = (f"{self.eval_set} cross-entropy {row['val_cross_entropy']:.4f}, "
                      f"{self.eval_set} accuracy {row['val_accuracy']:.4f}, "
                      if "val_accuracy" in row else "")

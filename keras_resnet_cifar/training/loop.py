@@ -1,8 +1,8 @@
 """Training library: ``train_and_evaluate(config, workdir)`` with ``model.fit``.
 
 A run directory holds everything a run produces (the file names and formats are
-:mod:`keras_resnet_cifar.training.rundir`'s, its rules
-:mod:`~keras_resnet_cifar.training.claim`'s and
+:mod:`keras_resnet_cifar.run_files`'s, its rules
+:mod:`~keras_resnet_cifar.training.lock`'s and
 :mod:`~keras_resnet_cifar.training.resume_state`'s):
 
     config.json            the TrainConfig that produced the run
@@ -55,7 +55,8 @@ from keras_resnet_cifar.data import datasets, pipeline
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import arch, networks
 from keras_resnet_cifar.text import plural
-from keras_resnet_cifar.training import batch_norm, claim, distribution, resume_state, rundir
+from keras_resnet_cifar.training import batch_norm, distribution, lock, resume_state
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.training import callbacks as callbacks_lib
 from keras_resnet_cifar.training.optimizer import ReferenceSGD, StepSchedule
 
@@ -133,7 +134,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
     """Trains ``config`` in ``workdir`` (resuming what is there) and returns metrics.json.
 
     The rules of the run directory (one process, one recipe, the resume state) are
-    :mod:`keras_resnet_cifar.training.claim`'s and
+    :mod:`keras_resnet_cifar.training.lock`'s and
     :mod:`keras_resnet_cifar.training.resume_state`'s. The data are loaded and checked before a
     new run directory is created, so a run refused for its input leaves none.
 
@@ -163,7 +164,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
     workdir = distribution.worker_dir(workdir, strategy)
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(signals.StopSignals())
-        plan = claim.claim(workdir, config, stack) if workdir.exists() else None
+        plan = lock.acquire(workdir, config, stack) if workdir.exists() else None
         if plan is None or not plan.finished:
             keras.utils.set_random_seed(config.seed)
             if config.deterministic:
@@ -171,13 +172,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
             data_splits = load_data(config, data)
         if plan is None:
             fileio.make_dir(workdir, what=f"the run directory {workdir}")
-            plan = claim.claim(workdir, config, stack)
+            plan = lock.acquire(workdir, config, stack)
         if plan.finished:
             logging.info("%s already holds a finished %d-epoch run; nothing to train "
                          "(raise --epochs to continue it, or use another run directory).",
                          workdir, config.epochs)
-            return rundir.read_metrics(workdir)
-        claim.start(workdir, config, plan)
+            return run_files.read_metrics(workdir)
+        lock.start(workdir, config, plan)
         try:
             return _train(config, workdir, plan, strategy, chief, *data_splits,
                           callbacks=callbacks, verbose=verbose, stop=stop,
@@ -189,7 +190,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
             raise
 
 
-def _train(config: TrainConfig, workdir: Path, plan: claim.Plan,
+def _train(config: TrainConfig, workdir: Path, plan: lock.Plan,
            strategy: tf.distribute.Strategy, chief: bool, train: datasets.Split,
            evaluation: datasets.Split, data: datasets.Cifar10, *,
            callbacks: Sequence[keras.callbacks.Callback], verbose: int | str,
@@ -235,7 +236,7 @@ def _train(config: TrainConfig, workdir: Path, plan: claim.Plan,
     ]
     if chief:
         run_callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=str(rundir.path(workdir, rundir.TENSORBOARD)), profile_batch=0))
+            log_dir=str(run_files.path(workdir, run_files.TENSORBOARD)), profile_batch=0))
     run_callbacks += list(callbacks)
 
     started = time.perf_counter()
@@ -279,10 +280,10 @@ def _train(config: TrainConfig, workdir: Path, plan: claim.Plan,
         test_loss, test_accuracy = (float(np.asarray(test[k]).reshape(-1)[0])
                                     for k in ("cross_entropy", "accuracy"))
     if chief:
-        rundir.save_model(model, workdir, rundir.MODEL)
+        run_files.save_model(model, workdir, run_files.MODEL)
     metrics = _metrics(config, model, rows, best, data, strategy, test_loss, test_accuracy,
                        fit_seconds)
-    rundir.write_metrics(workdir, metrics)
+    run_files.write_metrics(workdir, metrics)
     logging.info("%s: test accuracy %.4f on %s, test loss %.4f (cross-entropy from the "
                  "logits); wrote %s", model.name, test_accuracy,
                  plural(metrics["test_images"], "image"), test_loss, workdir)
@@ -305,25 +306,25 @@ def _repair(workdir: Path, model: keras.Model, state: resume_state.State,
             config: TrainConfig,
             chief: bool) -> None:
     """Rewrites the files that lag the restored resume state (a kill between writes)."""
-    rundir.write_history(workdir, config.eval_set, state.history)
+    run_files.write_history(workdir, config.eval_set, state.history)
     if chief:
-        rundir.save_model(model, workdir, rundir.LAST)
+        run_files.save_model(model, workdir, run_files.LAST)
         # checkpoints/best.keras is checked, not trusted: a damaged one would only be
         # found when a tool loads it, long after this session.
-        damaged = rundir.is_damaged_model(workdir, rundir.BEST)
+        damaged = run_files.is_damaged_model(workdir, run_files.BEST)
         if state.best and state.best["epoch"] == state.epoch and (
-                damaged or rundir.read_best(workdir) != state.best):
-            rundir.save_model(model, workdir, rundir.BEST)
-            rundir.write_best(workdir, state.best)
+                damaged or run_files.read_best(workdir) != state.best):
+            run_files.save_model(model, workdir, run_files.BEST)
+            run_files.write_best(workdir, state.best)
             if damaged:
                 logging.warning("%s was damaged (truncated or corrupt); rewritten from the "
-                                "resume state (epoch %d).", rundir.path(workdir, rundir.BEST),
+                                "resume state (epoch %d).", run_files.path(workdir, run_files.BEST),
                                 state.epoch)
         elif damaged:
             logging.warning(
                 "%s is damaged (truncated or corrupt) and cannot be rebuilt: its weights "
                 "(epoch %s) exist nowhere else. It is replaced when an epoch improves on "
-                "that one; until then use --checkpoint=last.", rundir.path(workdir, rundir.BEST),
+                "that one; until then use --checkpoint=last.", run_files.path(workdir, run_files.BEST),
                 (state.best or {}).get("epoch", "?"))
 
 

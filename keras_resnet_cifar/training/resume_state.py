@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 
 _STATE_FORMAT = 1
 # What reading a damaged .npz (a zip) can raise (RecursionError: JSON nested too deep).
@@ -58,7 +58,7 @@ def save_state(workdir: str | os.PathLike, model: Any, state: State) -> None:
             "best": state.best,
             "variables": [[v.path, list(v.shape)] for v in variables]}
     arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
-    target = rundir.path(workdir, rundir.STATE)
+    target = run_files.path(workdir, run_files.STATE)
     with fileio.atomic_path(target) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
@@ -92,7 +92,7 @@ def check_against_run(workdir: str | os.PathLike, epochs: int,
     state = _open_state(workdir)
     if state is None:
         return None
-    target = rundir.path(workdir, rundir.STATE)
+    target = run_files.path(workdir, run_files.STATE)
     with state:
         meta = _meta(state, workdir)
     epoch = meta["epoch"]
@@ -100,7 +100,7 @@ def check_against_run(workdir: str | os.PathLike, epochs: int,
         raise _lies(target, f"claims {epoch} completed epochs of a run of {epochs}")
     if len(history) > epoch or _canonical(history) != _canonical(meta["history"][:len(history)]):
         raise _lies(target, f"holds {epoch} epoch(s) whose rows differ from the "
-                            f"{len(history)} of {rundir.path(workdir, rundir.HISTORY_JSON)}")
+                            f"{len(history)} of {run_files.path(workdir, run_files.HISTORY_JSON)}")
     return epoch
 
 
@@ -120,7 +120,7 @@ def restore_state(workdir: str | os.PathLike, model: Any) -> State | None:
     state = _open_state(workdir)
     if state is None:
         return None
-    target = rundir.path(workdir, rundir.STATE)
+    target = run_files.path(workdir, run_files.STATE)
     with state:
         meta = _meta(state, workdir)
         variables = _variables(model)
@@ -162,7 +162,7 @@ def _local(variable_path: str) -> str:
 
 
 def _open_state(workdir):
-    target = rundir.path(workdir, rundir.STATE)
+    target = run_files.path(workdir, run_files.STATE)
     try:
         fileio.check_regular(target)  # no link, FIFO or device is read as the state
         return np.load(target, allow_pickle=False)
@@ -179,7 +179,7 @@ def _meta(state, workdir) -> dict[str, Any]:
         UserError: unreadable, larger than :data:`MAX_META_BYTES`, or a field
             of the wrong type or out of range (named in the message).
     """
-    target = rundir.path(workdir, rundir.STATE)
+    target = run_files.path(workdir, run_files.STATE)
     try:
         declared = state.zip.getinfo("meta.npy").file_size
         if declared > MAX_META_BYTES:
@@ -220,7 +220,7 @@ def _meta_problem(meta: Any) -> str | None:
     if [r.get("epoch") for r in history] != list(range(1, epoch + 1)):
         return f"claims {epoch} completed epoch(s) but its history rows are not epochs 1-{epoch}"
     for row in history:
-        bad = [k for k, v in row.items() if k not in rundir.HISTORY_FIELDS or not
+        bad = [k for k, v in row.items() if k not in run_files.HISTORY_FIELDS or not
                (v is None or _is_number(v))]
         if bad:
             return f"has a history row of epoch {row['epoch']} with a bad field {bad[0]!r}"

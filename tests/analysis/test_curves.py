@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resnet_cifar.analysis import curves
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar.analysis import curve_points
+from keras_resnet_cifar import run_files
 
 
 def _model():
@@ -34,19 +34,19 @@ def _data(n=40, seed=0):
 
 
 def test_point_steps():
-    assert curves.point_steps(391, 4) == [97, 195, 293, 391]
-    assert curves.point_steps(8, 4) == [2, 4, 6, 8]
-    assert curves.point_steps(3, 5) == [1, 2, 3]  # never a step twice, never step 0
+    assert curve_points.point_steps(391, 4) == [97, 195, 293, 391]
+    assert curve_points.point_steps(8, 4) == [2, 4, 6, 8]
+    assert curve_points.point_steps(3, 5) == [1, 2, 3]  # never a step twice, never step 0
 
 
 def test_segments_weigh_partial_batches_and_test_error_is_the_subsets(tmp_path):
     model = _model()
     x, y = _data()  # 40 images, batch 16: batches of 16, 16 and 8
     test_x, test_y = _data(24, seed=1)
-    recorder = curves.CurveRecorder(tmp_path, test_x, test_y, points_per_epoch=2, batch_size=8)
+    recorder = curve_points.CurveRecorder(tmp_path, test_x, test_y, points_per_epoch=2, batch_size=8)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     model.fit(ds, epochs=1, verbose=0, shuffle=False, callbacks=[recorder])
-    points = rundir.read_curve(tmp_path)["points"]
+    points = run_files.read_curve(tmp_path)["points"]
     assert [p["step"] for p in points] == [1, 3]
 
     # The truth, computed apart: each batch's errors.
@@ -78,16 +78,16 @@ def test_a_resumed_epoch_replaces_its_points(tmp_path):
     model = _model()
     x, y = _data()
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-    first = curves.CurveRecorder(tmp_path, x[:8], y[:8], points_per_epoch=3)
+    first = curve_points.CurveRecorder(tmp_path, x[:8], y[:8], points_per_epoch=3)
     with pytest.raises(KeyboardInterrupt):
         model.fit(ds, epochs=2, verbose=0, shuffle=False, callbacks=[first, _CtrlC()])
-    assert [p["step"] for p in rundir.read_curve(tmp_path)["points"]] == [1, 2, 3, 4, 5]
-    marked = rundir.read_curve(tmp_path)
+    assert [p["step"] for p in run_files.read_curve(tmp_path)["points"]] == [1, 2, 3, 4, 5]
+    marked = run_files.read_curve(tmp_path)
     marked["points"][-1]["test_error"] = -1.0  # would survive if not recorded again
-    rundir.path(tmp_path, rundir.CURVE).write_text(__import__("json").dumps(marked))
+    run_files.path(tmp_path, run_files.CURVE).write_text(__import__("json").dumps(marked))
 
-    again = curves.CurveRecorder(tmp_path, x[:8], y[:8], points_per_epoch=3)
+    again = curve_points.CurveRecorder(tmp_path, x[:8], y[:8], points_per_epoch=3)
     model.fit(ds, epochs=2, initial_epoch=1, verbose=0, shuffle=False, callbacks=[again])
-    points = rundir.read_curve(tmp_path)["points"]
+    points = run_files.read_curve(tmp_path)["points"]
     assert [p["step"] for p in points] == [1, 2, 3, 4, 5, 6]
     assert points[4]["test_error"] >= 0

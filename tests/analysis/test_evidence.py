@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from keras_resnet_cifar.analysis.report import evidence
-from keras_resnet_cifar.analysis.report.runs import Run
+from keras_resnet_cifar.analysis.results import evidence
+from keras_resnet_cifar.analysis.results.runs import Run
 
 
 def _run(model, seed, test_accuracy, train_accuracy=0.8, test_images=512):

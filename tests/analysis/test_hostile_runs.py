@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from keras_resnet_cifar.analysis.report import runs
+from keras_resnet_cifar.analysis.results import runs
 from keras_resnet_cifar.errors import UserError
 from tests.analysis.test_report import evaluation, make_run
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from keras_resnet_cifar.analysis.report import recipes
-from keras_resnet_cifar.analysis.report.runs import Run
+from keras_resnet_cifar.analysis.results import recipes
+from keras_resnet_cifar.analysis.results.runs import Run
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 

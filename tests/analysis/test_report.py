@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from keras_resnet_cifar.analysis.report import report
-from keras_resnet_cifar.analysis.report import evidence, figures, findings, markdown, runs, tables
+from keras_resnet_cifar.analysis.results import build
+from keras_resnet_cifar.analysis.results import evidence, figures, findings, markdown, runs, tables
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
@@ -193,7 +193,7 @@ def test_degradation_contradicted_when_the_deep_plain_net_trains_better(tmp_path
 
 def test_write_report_files_and_markdown(study, tmp_path):
     out = tmp_path / "report"
-    path = report.write_report(study, out, accuracy_levels=(0.5, 0.7), command="run it")
+    path = build.write_report(study, out, accuracy_levels=(0.5, 0.7), command="run it")
     text = path.read_text()
     figures = {p.name for p in (out / "figures").iterdir()}
     for stem in ("curves_20", "curves_56", "confusion_20", "depth_sweep",
@@ -238,7 +238,7 @@ def test_bad_inputs_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not a run directory"):
         runs.load_run(tmp_path)
     with pytest.raises(UserError, match="No run directories"):
-        report.write_report([], tmp_path)
+        build.write_report([], tmp_path)
     r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.report", str(tmp_path),
                         f"--out={tmp_path / 'out'}"], capture_output=True, text=True)
     assert r.returncode == 1 and "is not a run directory" in r.stderr.splitlines()[-1]
@@ -294,7 +294,7 @@ def test_an_empty_report_part_says_why(tmp_path):
     for row in history["epochs"]:
         del row["val_accuracy"], row["val_loss"]
     (b / "history.json").write_text(json.dumps(history))
-    built = report.build([a, b])
+    built = build.report([a, b])
     assert built.levels == ()
     assert "not measured: not every run has curve points, nor every run per-epoch " \
         "evaluations (resnet20 seed 0 have neither)" in built.texts["report.md"]

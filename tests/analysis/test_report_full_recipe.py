@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from keras_resnet_cifar.analysis.report import full_recipe, report, runs, stats
+from keras_resnet_cifar.analysis.results import build, full_recipe, runs, stats
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
@@ -49,7 +49,7 @@ def finished(tmp_path):
 
 def test_auto_mode_picks_full_recipe_and_sets_ours_beside_the_published(finished, tmp_path):
     out = tmp_path / "out"
-    report.write_report(finished, out, command="python -m keras_resnet_cifar.report x")
+    build.write_report(finished, out, command="python -m keras_resnet_cifar.report x")
     text = (out / "report.md").read_text()
     assert text.startswith("# Table 1 at the full recipe")
     assert "In progress" not in text
@@ -79,7 +79,7 @@ def test_partial_runs_say_where_they_stand(tmp_path):
     dirs = [make_full_run(tmp_path, "resnet20", 40, 0.85),
             make_full_run(tmp_path, "plain20", 12, 0.70)]
     out = tmp_path / "out"
-    report.write_report(dirs, out)
+    build.write_report(dirs, out)
     text = (out / "report.md").read_text()
     assert "**In progress.**" in text
     # 40 of 200 epochs done; 160 left at 90 s each = 4.0 h
@@ -100,6 +100,6 @@ def test_study_mode_is_kept_for_short_recipes_and_modes_are_checked(finished, tm
     config = dict(run.config, epochs=3)
     assert not full_recipe.is_full_recipe([runs.Run(**{**run.__dict__, "config": config})])
     with pytest.raises(UserError, match="mode"):
-        report.build(finished, mode="table")
-    study = report.build(finished, mode="study")
+        build.report(finished, mode="table")
+    study = build.report(finished, mode="study")
     assert study.texts["report.md"].startswith("# Plain vs residual")

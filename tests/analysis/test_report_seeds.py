@@ -16,10 +16,10 @@ import pytest
 from scipy import stats as scipy_stats
 
 from keras_resnet_cifar.analysis import plots
-from keras_resnet_cifar.analysis.report import report
+from keras_resnet_cifar.analysis.results import build
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.analysis.report import figures, findings, reference, runs, stats, tables
+from keras_resnet_cifar.analysis.results import figures, findings, reference, runs, stats, tables
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 391          # one full pass of 50,000 images in batches of 128
@@ -179,25 +179,25 @@ def test_runs_of_different_recipes_are_refused_in_one_line(tmp_path):
     b = make_run(tmp_path / "b", "resnet20", 1, decay(0.8, 0.4), decay(0.8, 0.4), 0.4,
                  epochs=200, lr_boundaries=(80, 120))
     with pytest.raises(UserError, match="2 different recipes") as e:
-        report.build([a, b])
+        build.report([a, b])
     assert "\n" not in str(e.value) and "epochs 3 vs 200" in str(e.value)
     # How a run executed is not its recipe: another data_dir pools.
     c = make_run(tmp_path / "c", "resnet20", 2, decay(0.8, 0.4), decay(0.8, 0.4), 0.4,
                  data_dir="/elsewhere", jit_compile=True)
-    assert len(report.build([a, c]).texts["runs.csv"].splitlines()) == 3
+    assert len(build.report([a, c]).texts["runs.csv"].splitlines()) == 3
 
 
 def test_a_reference_run_among_the_study_runs_is_refused(tmp_path):
     a = make_run(tmp_path, "resnet20", 0, decay(0.8, 0.4), decay(0.8, 0.4), 0.4,
                  trainer="pytorch-reference")
     with pytest.raises(UserError, match="--reference_runs"):
-        report.build([a])
+        build.report([a])
 
 
 def test_boundaries_beyond_the_run_are_never_reached_not_thousands_of_percent(tmp_path):
     run = make_run(tmp_path, "resnet20", 0, decay(0.8, 0.4), decay(0.8, 0.4), 0.4,
                    lr_boundaries=(80, 120))
-    text = report.build([run]).texts["report.md"]
+    text = build.report([run]).texts["report.md"]
     assert "2666.67%" not in text and "4000%" not in text
     assert "learning rate 0.1 throughout (--lr_boundaries 80, 120 lie at or beyond its " \
            "3 epochs: never reached)" in text
@@ -207,7 +207,7 @@ def test_boundaries_beyond_the_run_are_never_reached_not_thousands_of_percent(tm
 
 def test_runs_without_val_columns_are_reported_from_their_curves(tmp_path):
     dirs = make_study(tmp_path)  # no val_* columns, as seeds >= 1 are trained
-    built = report.build(dirs)
+    built = build.report(dirs)
     table = built.texts["table1.md"]
     assert "n/a (no per-epoch evaluation)" in table
     assert "passes to" in table and "curve points, test subset" in table
@@ -218,7 +218,7 @@ def test_runs_without_val_columns_are_reported_from_their_curves(tmp_path):
 def test_a_mix_of_evaluated_and_unevaluated_runs_times_levels_on_the_curves(tmp_path):
     dirs = (make_study(tmp_path / "a", seeds=(0,), val_columns=True)
             + make_study(tmp_path / "b", seeds=(1,)))
-    built = report.build(dirs)
+    built = build.report(dirs)
     text = built.texts["report.md"]
     assert "for plain20 seed 0; plain56 seed 0; resnet20 seed 0; resnet56 seed 0" in text
     assert "Nothing in this report mixes the two" in text
@@ -228,7 +228,7 @@ def test_a_mix_of_evaluated_and_unevaluated_runs_times_levels_on_the_curves(tmp_
     # Without curves, a mix has no common source: the levels say why they are missing.
     for d in dirs:
         (d / "curve.json").unlink()
-    text = report.build(dirs).texts["report.md"]
+    text = build.report(dirs).texts["report.md"]
     assert "not measured: not every run has curve points" in text
 
 
@@ -275,7 +275,7 @@ def make_reference(root, seeds=(0, 1, 2), final=0.39, **recipe):
 def test_reference_section_compares_means_within_two_combined_standard_errors(tmp_path):
     study = make_study(tmp_path / "runs")
     refs = make_reference(tmp_path / "reference")
-    built = report.build(study, reference_dirs=refs)
+    built = build.report(study, reference_dirs=refs)
     text = built.texts["report.md"]
     assert "## Reference trainer" in text
     assert "![reference_curves](figures/reference_curves.png)" in text
@@ -315,14 +315,14 @@ def test_a_reference_far_off_is_not_within_two_standard_errors(tmp_path):
 def test_a_reference_of_another_recipe_is_not_compared(tmp_path):
     study = make_study(tmp_path / "runs", seeds=(0,))
     refs = make_reference(tmp_path / "reference", seeds=(0,), epochs=1, lr_boundaries=(80,))
-    text = report.build(study, reference_dirs=refs).texts["report.md"]
+    text = build.report(study, reference_dirs=refs).texts["report.md"]
     assert "Not compared: the reference run" in text and "epochs 3 vs 1" in text
 
 
 def test_one_reference_seed_is_not_decided(tmp_path):
     study = make_study(tmp_path / "runs", seeds=(0,))
     refs = make_reference(tmp_path / "reference", seeds=(0,))
-    text = report.build(study, reference_dirs=refs).texts["report.md"]
+    text = build.report(study, reference_dirs=refs).texts["report.md"]
     assert "not decided (one seed)" in text.split("## Reference trainer")[1]
 
 
@@ -415,7 +415,7 @@ def test_per_layer_figures_draw_each_seed():
 def test_models_no_published_table_lists_are_said_so(tmp_path):
     dirs = [make_run(tmp_path, m, 0, decay(0.8, 0.5), decay(0.8, 0.5), 0.5)
             for m in ("plain8", "resnet8")]
-    text = report.build(dirs).texts["report.md"]
+    text = build.report(dirs).texts["report.md"]
     assert "Table 6: ;" not in text and "Table 1: ." not in text
     assert "Table 6: none of this report's models (it gives resnet20, resnet56)" in text
     assert "none of this report's models (plain8, resnet8)." in text

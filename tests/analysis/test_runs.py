@@ -1,6 +1,6 @@
 """runs: the per-run numbers read from a run directory's records."""
 
-from keras_resnet_cifar.analysis.report import runs
+from keras_resnet_cifar.analysis.results import runs
 
 
 def test_epochs_to_reach():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from keras_resnet_cifar.analysis.report import stats
+from keras_resnet_cifar.analysis.results import stats
 
 
 def test_welch_matches_scipy_and_the_verdict_rule():

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from keras_resnet_cifar import config as config_lib
-from keras_resnet_cifar.training import claim, loop, resume_state, rundir
+from keras_resnet_cifar.training import lock, loop, resume_state
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,7 +107,7 @@ def _wait_for(condition, proc, what):
 
 def _history(run_dir):
     """history.json without the timings and the machine's load (which differ from run to run)."""
-    rows = rundir.read_history(run_dir)
+    rows = run_files.read_history(run_dir)
     return [{k: v for k, v in r.items()
              if k not in ("epoch_time_s", "images_per_sec", "load_average")} for r in rows]
 
@@ -118,18 +119,18 @@ def _weights(model_path):
 
 def _assert_same_run(run_dir, reference):
     """Bit-identical final weights, history (minus timings) and test figures."""
-    for a, b in zip(_weights(run_dir / rundir.MODEL), _weights(reference / rundir.MODEL),
+    for a, b in zip(_weights(run_dir / run_files.MODEL), _weights(reference / run_files.MODEL),
                     strict=True):
         np.testing.assert_array_equal(a, b)
     assert _history(run_dir) == _history(reference)
-    ours, theirs = rundir.read_metrics(run_dir), rundir.read_metrics(reference)
+    ours, theirs = run_files.read_metrics(run_dir), run_files.read_metrics(reference)
     assert ours["epochs_completed"] == theirs["epochs_completed"] == 3
     assert (ours["test_loss"], ours["test_accuracy"], ours["best"]) == \
         (theirs["test_loss"], theirs["test_accuracy"], theirs["best"])
 
 
 def _temporaries(run_dir):
-    return [p for p in run_dir.rglob(".*") if p.name != rundir.LOCK]
+    return [p for p in run_dir.rglob(".*") if p.name != run_files.LOCK]
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +154,9 @@ def test_killed_inside_the_resume_state_write_resumes_bit_identical(reference, t
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     temporary = Path(ready.read_text())
-    assert temporary.exists() and temporary.parent == run_dir / rundir.BACKUP
+    assert temporary.exists() and temporary.parent == run_dir / run_files.BACKUP
     assert resume_state.read_state_epoch(run_dir) == 1  # the previous state is intact
-    assert not (run_dir / rundir.METRICS).exists()
+    assert not (run_dir / run_files.METRICS).exists()
 
     code, err = _train_cli(run_dir)
     assert code == 0, err[-3000:]
@@ -173,7 +174,7 @@ def test_killed_at_random_instants_resumes_bit_identical(reference, tmp_path):
     rng = random.Random(seed)
     for attempt in range(2):  # two kills, each at a random instant after the first epoch
         proc = _popen(run_dir)
-        _wait_for(lambda: rundir.read_history(run_dir) or False, proc, "an epoch")
+        _wait_for(lambda: run_files.read_history(run_dir) or False, proc, "an epoch")
         time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is not None:
             break  # finished before this kill: the check below still applies
@@ -188,7 +189,7 @@ def test_killed_at_random_instants_resumes_bit_identical(reference, tmp_path):
 def test_sigterm_stops_cleanly_and_the_run_resumes(reference, tmp_path):
     run_dir = tmp_path / "run"
     proc = _popen(run_dir)
-    _wait_for(lambda: rundir.read_history(run_dir) or False, proc, "an epoch")
+    _wait_for(lambda: run_files.read_history(run_dir) or False, proc, "an epoch")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=TIMEOUT_S)
     if "epoch 3/3:" in err:
@@ -197,7 +198,7 @@ def test_sigterm_stops_cleanly_and_the_run_resumes(reference, tmp_path):
     assert "Traceback" not in err
     assert "SIGTERM: training stopped" in err and "run the same command to resume" in err
     assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
-    assert not (run_dir / rundir.METRICS).exists()
+    assert not (run_dir / run_files.METRICS).exists()
 
     code, err = _train_cli(run_dir)
     assert code == 0, err[-3000:]
@@ -208,24 +209,24 @@ def test_sigterm_stops_cleanly_and_the_run_resumes(reference, tmp_path):
 # --- One process, one recipe -----------------------------------------------------------
 
 def test_lock_refuses_a_second_holder_and_is_freed_by_a_crash(tmp_path):
-    with claim.lock(tmp_path):
+    with lock.lock(tmp_path):
         with pytest.raises(UserError, match=rf"in use by another training process \(pid "
                                             rf"{os.getpid()}\)"):
-            with claim.lock(tmp_path):
+            with lock.lock(tmp_path):
                 pass
     # A process that dies holding the lock does not leave it stuck.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from keras_resnet_cifar.training import claim\n"
-        f"with claim.lock({str(tmp_path)!r}):\n"
+        "import sys, time; from keras_resnet_cifar.training import lock\n"
+        f"with lock.lock({str(tmp_path)!r}):\n"
         "    print('locked', flush=True); time.sleep(60)\n")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(UserError, match=f"pid {holder.pid}"):
-        with claim.lock(tmp_path):
+        with lock.lock(tmp_path):
             pass
     holder.kill()
     holder.wait()
-    with claim.lock(tmp_path):
+    with lock.lock(tmp_path):
         pass
 
 
@@ -233,32 +234,32 @@ def test_lock_refuses_a_second_holder_and_is_freed_by_a_crash(tmp_path):
 def test_a_second_process_on_the_same_run_directory_is_refused(reference, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    with claim.lock(run_dir):
+    with lock.lock(run_dir):
         code, err = _train_cli(run_dir)
     assert code == 1 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(f"error: {run_dir} is in use by another "
                                                    "training process")
-    assert list(run_dir.iterdir()) == [run_dir / rundir.LOCK]
+    assert list(run_dir.iterdir()) == [run_dir / run_files.LOCK]
 
 
 def test_changed_recipe_is_refused_with_every_difference(tmp_path):
-    rundir.write_config(tmp_path, CONFIG)
-    before = (tmp_path / rundir.CONFIG).read_text()
+    run_files.write_config(tmp_path, CONFIG)
+    before = (tmp_path / run_files.CONFIG).read_text()
     changed = config_lib.TrainConfig(**{**json.loads(CONFIG.to_json()), "lr_boundaries": (2,),
                                         "learning_rate": 0.05, "seed": 4, "data_dir": "/x",
                                         "jit_compile": True})
     with pytest.raises(UserError) as error:
-        claim.plan(tmp_path, changed)
+        lock.plan(tmp_path, changed)
     message = str(error.value)
     assert "--learning_rate=0.05 (the run has 0.1)" in message
     assert "--seed=4 (the run has 3)" in message
     assert "--lr_boundaries=2 (the run has 1)" in message
     assert "data_dir" not in message and "jit_compile" not in message  # execution only
-    assert (tmp_path / rundir.CONFIG).read_text() == before
+    assert (tmp_path / run_files.CONFIG).read_text() == before
     # A run older than a field counts as having its default.
     saved = json.loads(before)
     del saved["warmup_epochs"]
-    assert claim.recipe_differences(saved, CONFIG) == []
+    assert lock.recipe_differences(saved, CONFIG) == []
 
 
 def test_fewer_epochs_are_refused_and_more_extend_the_run(tmp_path):
@@ -267,9 +268,9 @@ def test_fewer_epochs_are_refused_and_more_extend_the_run(tmp_path):
     longer = dataclasses.replace(CONFIG, epochs=2)
     metrics = loop.train_and_evaluate(longer, tmp_path, verbose=0)
     assert metrics["epochs_completed"] == 2
-    assert [r["epoch"] for r in rundir.read_history(tmp_path)] == [1, 2]
-    assert rundir.read_config(tmp_path)["epochs"] == 2
-    [extension] = rundir.read_extensions(tmp_path)
+    assert [r["epoch"] for r in run_files.read_history(tmp_path)] == [1, 2]
+    assert run_files.read_config(tmp_path)["epochs"] == 2
+    [extension] = run_files.read_extensions(tmp_path)
     assert (extension["epochs"], extension["extended_to"], extension["epochs_completed"]) == \
         (1, 2, 1)
     with pytest.raises(UserError, match="holds a run of 2 epochs, not --epochs=1"):
@@ -291,7 +292,7 @@ def _one_epoch_run(tmp_path):
 def test_unreadable_or_missing_resume_state_is_never_silently_restarted(tmp_path):
     run_dir = _one_epoch_run(tmp_path)
     longer = dataclasses.replace(CONFIG, epochs=2)
-    state = run_dir / rundir.STATE
+    state = run_dir / run_files.STATE
     good = state.read_bytes()
     state.write_bytes(good[: len(good) // 2])  # truncated
     with pytest.raises(UserError, match=f"the resume state {state} is unreadable"):
@@ -299,7 +300,7 @@ def test_unreadable_or_missing_resume_state_is_never_silently_restarted(tmp_path
     state.unlink()
     with pytest.raises(UserError, match=r"has 1 trained epoch\(s\) but no resume state"):
         loop.train_and_evaluate(longer, run_dir, verbose=0)
-    assert [r["epoch"] for r in rundir.read_history(run_dir)] == [1]
+    assert [r["epoch"] for r in run_files.read_history(run_dir)] == [1]
 
 
 def test_trained_epochs_without_state_or_history_are_never_retrained_from_scratch(tmp_path):
@@ -307,15 +308,15 @@ def test_trained_epochs_without_state_or_history_are_never_retrained_from_scratc
     # to retrain from epoch 0 and overwrite checkpoints/last.keras without a word.
     run_dir = _one_epoch_run(tmp_path)
     longer = dataclasses.replace(CONFIG, epochs=2)
-    for name in (rundir.STATE, rundir.HISTORY_JSON, rundir.HISTORY_CSV):
+    for name in (run_files.STATE, run_files.HISTORY_JSON, run_files.HISTORY_CSV):
         (run_dir / name).unlink()
-    last = (run_dir / rundir.LAST).read_bytes()
+    last = (run_dir / run_files.LAST).read_bytes()
     with pytest.raises(UserError, match=r"shows that epochs were trained \(checkpoints/"
                                         r"last\.keras, .*resume state .* is missing"):
         loop.train_and_evaluate(longer, run_dir, verbose=0)
-    assert (run_dir / rundir.LAST).read_bytes() == last
+    assert (run_dir / run_files.LAST).read_bytes() == last
     # TensorBoard's epoch summaries alone still show it.
-    for name in (rundir.LAST, rundir.BEST, rundir.BEST_JSON, rundir.MODEL, rundir.METRICS):
+    for name in (run_files.LAST, run_files.BEST, run_files.BEST_JSON, run_files.MODEL, run_files.METRICS):
         (run_dir / name).unlink(missing_ok=True)
     with pytest.raises(UserError, match="tensorboard/ epoch summaries"):
         loop.train_and_evaluate(longer, run_dir, verbose=0)
@@ -324,56 +325,56 @@ def test_trained_epochs_without_state_or_history_are_never_retrained_from_scratc
 def test_a_run_killed_before_its_first_epoch_ended_starts_afresh(tmp_path):
     # What the check above must not refuse: config.json, and the event file that
     # TensorBoard opens when training starts, without any epoch summary.
-    rundir.write_config(tmp_path, CONFIG)
-    events = tmp_path / rundir.TENSORBOARD / "train"
+    run_files.write_config(tmp_path, CONFIG)
+    events = tmp_path / run_files.TENSORBOARD / "train"
     events.mkdir(parents=True)
     (events / "events.out.tfevents.1.host").write_bytes(b"\0" * 64 + b"brain.Event:2")
-    assert claim.trained_epoch_evidence(tmp_path) == []
-    assert claim.plan(tmp_path, CONFIG).state_epoch == 0
+    assert lock.trained_epoch_evidence(tmp_path) == []
+    assert lock.plan(tmp_path, CONFIG).state_epoch == 0
 
 
 def test_a_damaged_best_checkpoint_is_rebuilt_or_reported_on_resume(tmp_path, monkeypatch):
     # Issue 16, item 2: a truncated checkpoints/best.keras stayed corrupt after a resume.
     run_dir = _one_epoch_run(tmp_path)  # best epoch 1 = the resume state's epoch
-    best = run_dir / rundir.BEST
+    best = run_dir / run_files.BEST
     best.write_bytes(best.read_bytes()[:1000])
-    assert rundir.is_damaged_model(run_dir, rundir.BEST)
-    assert not rundir.is_damaged_model(run_dir, rundir.LAST)
-    (run_dir / rundir.METRICS).unlink()  # killed after the last epoch's state
+    assert run_files.is_damaged_model(run_dir, run_files.BEST)
+    assert not run_files.is_damaged_model(run_dir, run_files.LAST)
+    (run_dir / run_files.METRICS).unlink()  # killed after the last epoch's state
     loop.train_and_evaluate(dataclasses.replace(CONFIG, epochs=1), run_dir, verbose=0)
-    assert not rundir.is_damaged_model(run_dir, rundir.BEST)
+    assert not run_files.is_damaged_model(run_dir, run_files.BEST)
     keras.saving.load_model(best, compile=False)
     # A best epoch older than the state cannot be rebuilt: said, not hidden.
     best.write_bytes(best.read_bytes()[:1000])
     warnings = []
     monkeypatch.setattr(loop.logging, "warning", lambda *a: warnings.append(a[0] % a[1:]))
-    model = keras.saving.load_model(run_dir / rundir.LAST)
-    state = resume_state.State(epoch=2, history=rundir.read_history(run_dir),
-                         best=rundir.read_best(run_dir))
+    model = keras.saving.load_model(run_dir / run_files.LAST)
+    state = resume_state.State(epoch=2, history=run_files.read_history(run_dir),
+                         best=run_files.read_best(run_dir))
     loop._repair(run_dir, model, state, CONFIG, chief=True)
     assert any("best.keras is damaged (truncated or corrupt) and cannot be rebuilt" in w
                for w in warnings)
 
 
 @pytest.mark.parametrize("name,text", [
-    (rundir.CONFIG, "[]"),
-    (rundir.CONFIG, '{"epochs": "3"}'),
-    (rundir.HISTORY_JSON, "[1]"),
-    (rundir.HISTORY_JSON, '{"rows": []}'),
-    (rundir.BEST_JSON, "7"),
+    (run_files.CONFIG, "[]"),
+    (run_files.CONFIG, '{"epochs": "3"}'),
+    (run_files.HISTORY_JSON, "[1]"),
+    (run_files.HISTORY_JSON, '{"rows": []}'),
+    (run_files.BEST_JSON, "7"),
 ])
 def test_run_files_of_the_wrong_json_type_are_named_in_one_line(tmp_path, name, text):
     # Issue 16, item 4: these gave tracebacks (AttributeError, TypeError, KeyError).
-    rundir.write_config(tmp_path, CONFIG)
+    run_files.write_config(tmp_path, CONFIG)
     (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / name).write_text(text)
-    readers = {rundir.CONFIG: rundir.read_config, rundir.HISTORY_JSON: rundir.read_history,
-               rundir.BEST_JSON: rundir.read_best}
+    readers = {run_files.CONFIG: run_files.read_config, run_files.HISTORY_JSON: run_files.read_history,
+               run_files.BEST_JSON: run_files.read_best}
     with pytest.raises(UserError, match=f"{tmp_path / name} "):
         readers[name](tmp_path)
-    if name != rundir.BEST_JSON:
+    if name != run_files.BEST_JSON:
         with pytest.raises(UserError, match=f"{tmp_path / name} "):
-            claim.plan(tmp_path, CONFIG)
+            lock.plan(tmp_path, CONFIG)
 
 
 def test_full_disk_is_one_clear_error_and_the_same_command_resumes(tmp_path, monkeypatch):
@@ -409,8 +410,8 @@ def test_a_loss_that_becomes_nan_stops_the_run_with_a_clear_error(tmp_path, monk
     with pytest.raises(UserError, match=r"the training loss became (nan|inf) in epoch 1 "
                                         r"\(learning rate 1e\+30\)"):
         loop.train_and_evaluate(diverging, run_dir, verbose=0)
-    assert not (run_dir / rundir.METRICS).exists()
-    assert not (run_dir / rundir.BEST).exists() and not (run_dir / rundir.BEST_JSON).exists()
+    assert not (run_dir / run_files.METRICS).exists()
+    assert not (run_dir / run_files.BEST).exists() and not (run_dir / run_files.BEST_JSON).exists()
     assert resume_state.read_state_epoch(run_dir) is None
 
 
@@ -424,20 +425,20 @@ def test_a_planted_checkpoints_link_or_lock_link_is_refused_before_any_write(tmp
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     for name, target, message in (
-            (rundir.CHECKPOINTS, outside, "checkpoints is a symbolic link, where a folder "
+            (run_files.CHECKPOINTS, outside, "checkpoints is a symbolic link, where a folder "
                                           "belongs"),
-            (rundir.LOCK, victim, r"\.lock is a symbolic link, where a regular file belongs"),
-            (rundir.BACKUP, victim, "backup is a symbolic link")):
+            (run_files.LOCK, victim, r"\.lock is a symbolic link, where a regular file belongs"),
+            (run_files.BACKUP, victim, "backup is a symbolic link")):
         run = tmp_path / f"run-{name.strip('.')}"
         run.mkdir()
         (run / name).symlink_to(target)
-        for check in (claim.ensure_unlocked, lambda d: claim.lock(d).__enter__()):
+        for check in (lock.ensure_unlocked, lambda d: lock.lock(d).__enter__()):
             with pytest.raises(UserError, match=message):
                 check(run)
     (tmp_path / "run-fifo").mkdir()
-    os.mkfifo(tmp_path / "run-fifo" / rundir.CONFIG)
+    os.mkfifo(tmp_path / "run-fifo" / run_files.CONFIG)
     with pytest.raises(UserError, match="config.json is a FIFO"):
-        claim.ensure_unlocked(tmp_path / "run-fifo")
+        lock.ensure_unlocked(tmp_path / "run-fifo")
     assert list(outside.iterdir()) == [] and victim.read_text() == "precious"
 
 
@@ -446,14 +447,14 @@ def test_train_refuses_a_planted_checkpoints_link_in_one_line(tmp_path):
     outside.mkdir()
     run = tmp_path / "run"
     run.mkdir()
-    (run / rundir.CHECKPOINTS).symlink_to(outside)
+    (run / run_files.CHECKPOINTS).symlink_to(outside)
     code, err = _train_cli(run)
     assert code == 1 and "Traceback" not in err
     assert err.strip().splitlines() == [
-        f"error: {run / rundir.CHECKPOINTS} is a symbolic link, where a folder belongs: "
+        f"error: {run / run_files.CHECKPOINTS} is a symbolic link, where a folder belongs: "
         "refused (nothing is written through a link or into a special file)."]
     assert list(outside.iterdir()) == [] and sorted(p.name for p in run.iterdir()) == [
-        rundir.CHECKPOINTS]
+        run_files.CHECKPOINTS]
 
 
 def test_small_files_are_never_copied_through_a_link(tmp_path):
@@ -461,15 +462,15 @@ def test_small_files_are_never_copied_through_a_link(tmp_path):
     # into the report folder meant for committing.
     run, dest = tmp_path / "run", tmp_path / "report"
     run.mkdir()
-    (run / rundir.CONFIG).write_text("{}")
+    (run / run_files.CONFIG).write_text("{}")
     secret = tmp_path / "secret.txt"
     secret.write_text("a system file")
-    (run / rundir.PER_CLASS).symlink_to(secret)
+    (run / run_files.PER_CLASS).symlink_to(secret)
     with pytest.raises(UserError, match="per_class.csv is a symbolic link"):
-        rundir.copy_small_files(run, dest)
-    assert not (dest / rundir.PER_CLASS).exists()
-    (run / rundir.PER_CLASS).unlink()
-    assert rundir.copy_small_files(run, dest) == [dest / rundir.CONFIG]
+        run_files.copy_small_files(run, dest)
+    assert not (dest / run_files.PER_CLASS).exists()
+    (run / run_files.PER_CLASS).unlink()
+    assert run_files.copy_small_files(run, dest) == [dest / run_files.CONFIG]
 
 
 # --- Issue 29: a resume state that cannot lie --------------------------------------------
@@ -477,7 +478,7 @@ def test_small_files_are_never_copied_through_a_link(tmp_path):
 def _rewrite_state(run_dir, change_meta=None, change_arrays=None, compressed=False):
     """Rewrites backup/state.npz (a valid zip, CRCs and all) with its metadata or arrays
     changed: what someone who edits the file can write."""
-    target = run_dir / rundir.STATE
+    target = run_dir / run_files.STATE
     with np.load(target) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(str(arrays.pop("meta")))
@@ -500,8 +501,8 @@ def test_a_resume_state_that_lies_is_refused_in_one_line(tmp_path):
     # silently; malformed metadata ended in tracebacks.
     run_dir = _one_epoch_run(tmp_path)
     longer = dataclasses.replace(CONFIG, epochs=3)
-    history_before = (run_dir / rundir.HISTORY_JSON).read_text()
-    metrics_before = (run_dir / rundir.METRICS).read_text()
+    history_before = (run_dir / run_files.HISTORY_JSON).read_text()
+    metrics_before = (run_dir / run_files.METRICS).read_text()
     deep = "[" * 100_000 + "]" * 100_000
     cases = [
         (lambda m: {**m, "epoch": 99, "history": _rows(99)},
@@ -529,10 +530,10 @@ def test_a_resume_state_that_lies_is_refused_in_one_line(tmp_path):
         copy = tmp_path / "copy"
         shutil.copytree(run_dir, copy)
         _rewrite_state(copy, change_meta=change)
-        with pytest.raises(UserError, match=f"the resume state {copy / rundir.STATE} {message}"):
+        with pytest.raises(UserError, match=f"the resume state {copy / run_files.STATE} {message}"):
             loop.train_and_evaluate(longer, copy, verbose=0)
-        assert (copy / rundir.HISTORY_JSON).read_text() == history_before  # nothing trained
-        assert (copy / rundir.METRICS).read_text() == metrics_before
+        assert (copy / run_files.HISTORY_JSON).read_text() == history_before  # nothing trained
+        assert (copy / run_files.METRICS).read_text() == metrics_before
         shutil.rmtree(copy)
 
 
@@ -559,8 +560,8 @@ def test_a_resume_state_whose_arrays_are_not_the_models_is_refused(tmp_path):
         copy = tmp_path / "copy"
         shutil.copytree(run_dir, copy)
         _rewrite_state(copy, change_arrays=change, compressed=True)
-        assert (copy / rundir.STATE).stat().st_size < 2 << 20
-        with pytest.raises(UserError, match=f"the resume state {copy / rundir.STATE} {message}"):
+        assert (copy / run_files.STATE).stat().st_size < 2 << 20
+        with pytest.raises(UserError, match=f"the resume state {copy / run_files.STATE} {message}"):
             loop.train_and_evaluate(longer, copy, verbose=0)
-        assert [r["epoch"] for r in rundir.read_history(copy)] == [1]
+        assert [r["epoch"] for r in run_files.read_history(copy)] == [1]
         shutil.rmtree(copy)

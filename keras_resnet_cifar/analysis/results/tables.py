@@ -7,8 +7,8 @@ import csv
 import io
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.report.runs import CURVE, level_key
-from keras_resnet_cifar.analysis.report.stats import mean_se, mean_std
+from keras_resnet_cifar.analysis.results.runs import CURVE, level_key
+from keras_resnet_cifar.analysis.results.stats import mean_se, mean_std
 
 # Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
 FIGURE_6_ONLY = ("plain20", "plain32", "plain44", "plain56")

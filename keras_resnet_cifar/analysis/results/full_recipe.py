@@ -15,8 +15,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.report import findings, provenance, stats
-from keras_resnet_cifar.analysis.report.runs import Run, by_model
+from keras_resnet_cifar.analysis.results import findings, provenance, stats
+from keras_resnet_cifar.analysis.results.runs import Run, by_model
 
 # Published CIFAR-10 test accuracies at the full schedule.
 REPRODUCTION = ("Shinde (2025), Table 1 (200 epochs)", findings.REPRODUCTION)
@@ -201,7 +201,7 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
 def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: Sequence[str],
            command: str | None = None) -> str:
     """report.md of the full-recipe runs."""
-    from keras_resnet_cifar.analysis.report.markdown import measured, train_command
+    from keras_resnet_cifar.analysis.results.markdown import measured, train_command
 
     rows = table1_rows(runs)
     done = all(r["epochs_done"] >= recipe_epochs() for r in rows)

@@ -3,7 +3,7 @@
 :func:`run` takes a :class:`Plan` (the benchmark's own options and one
 :class:`~keras_resnet_cifar.config.TrainConfig`) and returns every figure as one
 JSON-ready dict (data only, no models);
-:func:`keras_resnet_cifar.analysis.benchmark_table.format_table` makes the text
+:func:`keras_resnet_cifar.analysis.speed_table.format_table` makes the text
 table the command line prints. The measurements, each a :func:`summarize` of
 timed repeats after an untimed warm-up:
 

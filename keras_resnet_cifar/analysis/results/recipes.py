@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.report.runs import Run
+from keras_resnet_cifar.analysis.results.runs import Run
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 
 # What a run's recipe is not: the network, the seed (several seeds of one recipe are
-# pooled), how the run executed (rundir.EXECUTION_FIELDS) and which trainer ran it.
-NOT_RECIPE = ("model", "seed", "trainer", *rundir.EXECUTION_FIELDS)
+# pooled), how the run executed (run_files.EXECUTION_FIELDS) and which trainer ran it.
+NOT_RECIPE = ("model", "seed", "trainer", *run_files.EXECUTION_FIELDS)
 
 
 def recipe_of(run: Run) -> dict[str, Any]:

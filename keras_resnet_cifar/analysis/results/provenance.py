@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.report.runs import Run
+from keras_resnet_cifar.analysis.results.runs import Run
 
 NOT_RECORDED = "not recorded"
 

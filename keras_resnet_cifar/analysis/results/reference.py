@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.report import stats
-from keras_resnet_cifar.analysis.report.recipes import recipe_differences, recipe_of
-from keras_resnet_cifar.analysis.report.runs import Run, by_model
+from keras_resnet_cifar.analysis.results import stats
+from keras_resnet_cifar.analysis.results.recipes import recipe_differences, recipe_of
+from keras_resnet_cifar.analysis.results.runs import Run, by_model
 
 QUANTITIES = (("final_test_error", "final test error, whole test set"),
               ("last_segment_train_error", "training error, last curve segment"))

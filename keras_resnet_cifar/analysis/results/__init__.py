@@ -6,36 +6,36 @@ r"""The study's report: Table 1, the findings with verdicts, the figures, report
 
 One module per part, each usable alone:
 
-* :mod:`~keras_resnet_cifar.analysis.report.runs`: loading run directories (through
-  :mod:`keras_resnet_cifar.training.rundir`), the per-run numbers, the accuracy levels;
-* :mod:`~keras_resnet_cifar.analysis.report.recipes`: their recipe (runs of different
+* :mod:`~keras_resnet_cifar.analysis.results.runs`: loading run directories (through
+  :mod:`keras_resnet_cifar.run_files`), the per-run numbers, the accuracy levels;
+* :mod:`~keras_resnet_cifar.analysis.results.recipes`: their recipe (runs of different
   recipes are never pooled);
-* :mod:`~keras_resnet_cifar.analysis.report.stats`: the verdict rule (Welch's t-test over
+* :mod:`~keras_resnet_cifar.analysis.results.stats`: the verdict rule (Welch's t-test over
   seeds, or a one-sample t-test of a per-seed quantity; Holm-Bonferroni over the family of
   tested claims; adjusted p < 0.05 with the claimed sign);
-* :mod:`~keras_resnet_cifar.analysis.report.tables`: Table 1 (mean ± std over seeds, n),
+* :mod:`~keras_resnet_cifar.analysis.results.tables`: Table 1 (mean ± std over seeds, n),
   the study's cost, as Markdown and CSV;
-* :mod:`~keras_resnet_cifar.analysis.report.findings`: every claim of the reproduction
+* :mod:`~keras_resnet_cifar.analysis.results.findings`: every claim of the reproduction
   paper and He et al.'s, each with a verdict over seeds that names its budget (claims
   about the end of the full schedule: "not testable at this budget" on shorter runs),
-  made of :mod:`~keras_resnet_cifar.analysis.report.evidence` (one measure compared over
+  made of :mod:`~keras_resnet_cifar.analysis.results.evidence` (one measure compared over
   seeds);
-* :mod:`~keras_resnet_cifar.analysis.report.provenance`: what each run ran on and from
+* :mod:`~keras_resnet_cifar.analysis.results.provenance`: what each run ran on and from
   (CPU, load, versions, code commit, data path), per run;
-* :mod:`~keras_resnet_cifar.analysis.report.full_recipe`: the report of full-recipe
+* :mod:`~keras_resnet_cifar.analysis.results.full_recipe`: the report of full-recipe
   Table 1 runs (one seed per network, finished or in progress) beside the published
   figures;
-* :mod:`~keras_resnet_cifar.analysis.report.reference`: the project's runs beside the
+* :mod:`~keras_resnet_cifar.analysis.results.reference`: the project's runs beside the
   reference PyTorch trainer's;
-* :mod:`~keras_resnet_cifar.analysis.report.figures`: the figures (every seed faintly, the
+* :mod:`~keras_resnet_cifar.analysis.results.figures`: the figures (every seed faintly, the
   mean ± std), drawn by :mod:`keras_resnet_cifar.analysis.plots`;
-* :mod:`~keras_resnet_cifar.analysis.report.markdown`: report.md's text.
+* :mod:`~keras_resnet_cifar.analysis.results.markdown`: report.md's text.
 
 The report needs no TensorFlow (model names are read by :mod:`keras_resnet_cifar.models.arch`,
 not :mod:`keras_resnet_cifar.models.networks`): importing the package stays quick and quiet.
 
-:func:`~keras_resnet_cifar.analysis.report.report.build` returns every file's content;
-:func:`~keras_resnet_cifar.analysis.report.report.write_report` writes them into a folder:
+:func:`~keras_resnet_cifar.analysis.results.build.build` returns every file's content;
+:func:`~keras_resnet_cifar.analysis.results.build.write_report` writes them into a folder:
 
     report.md            the report: setup, hardware, commands, table, findings, figures
     table1.md/.csv       one row per model: mean (± std over seeds) and n

@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_resnet_cifar.analysis import plots
 from keras_resnet_cifar.models import arch  # arch, not networks: no TensorFlow in the report
-from keras_resnet_cifar.analysis.report.runs import Run, by_model
+from keras_resnet_cifar.analysis.results.runs import Run, by_model
 
 
 def xlabel(run: Run) -> str:
@@ -185,7 +185,7 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
 def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
     """The signed log10 early/late gradient-norm ratio per network, seed and epoch (the
     measure of the "gradient highway" finding), or nothing without layer statistics."""
-    from keras_resnet_cifar.analysis.report.findings import gradient_log_ratio
+    from keras_resnet_cifar.analysis.results.findings import gradient_log_ratio
 
     series = {}
     for model in sorted(groups, key=lambda m: (arch.parse_name(m).depth,

@@ -1,4 +1,4 @@
-"""The report assembled from its parts: :func:`build` returns every file's content,
+"""The report assembled from its parts: :func:`report` returns every file's content,
 :func:`write_report` writes them into a folder (the files: see the package docstring)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.analysis.report import (figures, findings, markdown, recipes, reference,
+from keras_resnet_cifar.analysis.results import (figures, findings, markdown, recipes, reference,
                                                 full_recipe, provenance, runs, tables)
 
 MODES = ("auto", "study", "full_recipe")
@@ -27,7 +27,7 @@ class Report:
     findings: list[dict[str, Any]]
 
 
-def build(run_dirs: Sequence[str | os.PathLike], *,
+def report(run_dirs: Sequence[str | os.PathLike], *,
           reference_dirs: Sequence[str | os.PathLike] = (),
           accuracy_levels: Sequence[float] | None = None,
           command: str | None = None, mode: str = "auto") -> Report:
@@ -38,11 +38,11 @@ def build(run_dirs: Sequence[str | os.PathLike], *,
         reference_dirs: run directories of the reference trainer
             (scripts/train_reference_pytorch.py), compared at the same recipe.
         accuracy_levels: levels for "time to X%"; None chooses them from the
-            runs (:func:`keras_resnet_cifar.analysis.report.runs.choose_levels`).
+            runs (:func:`keras_resnet_cifar.analysis.results.runs.choose_levels`).
         command: the command line to record in report.md.
         mode: "study" (seeds, verdicts over them), "full_recipe" (Table 1 at the default
             recipe, one seed per network, finished or in progress:
-            :mod:`keras_resnet_cifar.analysis.report.full_recipe`) or "auto" (full_recipe
+            :mod:`keras_resnet_cifar.analysis.results.full_recipe`) or "auto" (full_recipe
             when the runs are such runs, else study).
 
     Raises:
@@ -136,6 +136,6 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
                  reference_dirs: Sequence[str | os.PathLike] = (),
                  accuracy_levels: Sequence[float] | None = None,
                  command: str | None = None, mode: str = "auto") -> Path:
-    """:func:`build` then :func:`write`; returns report.md's path."""
-    return write(build(run_dirs, reference_dirs=reference_dirs,
+    """:func:`report` then :func:`write`; returns report.md's path."""
+    return write(report(run_dirs, reference_dirs=reference_dirs,
                        accuracy_levels=accuracy_levels, command=command, mode=mode), out)

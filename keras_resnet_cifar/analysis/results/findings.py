@@ -13,14 +13,14 @@
   gradient norms with BatchNorm (section 4.1, said of ImageNet nets); and this study's
   exploratory extension of (d) to 56 layers.
 
-Every verdict follows :mod:`keras_resnet_cifar.analysis.report.stats`: Welch's t-test over
+Every verdict follows :mod:`keras_resnet_cifar.analysis.results.stats`: Welch's t-test over
 seeds, or a one-sample t-test of a per-seed quantity; each tested claim has one p-value
 (a "decision"), and :func:`adjust` adjusts the family of them by Holm-Bonferroni, names
 the budget in each verdict ("supported at 3 passes") and marks claims about the end of the
 full schedule "not testable at this budget" when the runs did not complete it. A finding
 is a dict: "claim", "source", "section", "wording", "verdict", "evidence" (a sentence
 with the numbers), "numbers", "decision", "p_raw", "p_adjusted", made with
-:mod:`keras_resnet_cifar.analysis.report.evidence`.
+:mod:`keras_resnet_cifar.analysis.results.evidence`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from keras_resnet_cifar.analysis.report import stats
-from keras_resnet_cifar.analysis.report.evidence import (
+from keras_resnet_cifar.analysis.results import stats
+from keras_resnet_cifar.analysis.results.evidence import (
     at_chance, compare, finding, pct_spread, test_error, training_error_measure,
     within_run_note)
-from keras_resnet_cifar.analysis.report.runs import CHANCE_ERROR, Run, by_model, passes_to_train_error
+from keras_resnet_cifar.analysis.results.runs import CHANCE_ERROR, Run, by_model, passes_to_train_error
 
 PAPER = "Shinde (2025)"
 HE = "He et al. (2016)"
@@ -138,7 +138,7 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
     """"The residual net converges at least 2x faster" at one depth, measured per seed.
 
     Definition: passes over the training set until the training error (curve
-    points, interpolated; :func:`~keras_resnet_cifar.analysis.report.runs.passes_to_train_error`)
+    points, interpolated; :func:`~keras_resnet_cifar.analysis.results.runs.passes_to_train_error`)
     falls to the level half-way from chance to the highest final training error of
     the runs compared (:func:`convergence_level`: every run gets there). Per seed
     (the same seed of both nets sees the same batches), the ratio plain / residual.

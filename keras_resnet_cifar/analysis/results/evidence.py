@@ -1,6 +1,6 @@
 """Comparing runs over seeds: a verdict and one sentence of evidence with the numbers.
 
-What every finding of :mod:`keras_resnet_cifar.analysis.report.findings` is made of:
+What every finding of :mod:`keras_resnet_cifar.analysis.results.findings` is made of:
 the per-run measures (test error, training error), Welch's t-test of one measure
 over the seeds of two networks (:func:`compare`, with the within-run standard
 error as information when there is one seed each), the chance-level warning, and
@@ -14,8 +14,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from keras_resnet_cifar.analysis.report import stats
-from keras_resnet_cifar.analysis.report.runs import CHANCE_ERROR, Run
+from keras_resnet_cifar.analysis.results import stats
+from keras_resnet_cifar.analysis.results.runs import CHANCE_ERROR, Run
 
 
 def finding(claim: str, source: str, verdict: str, evidence: str,

@@ -1,6 +1,6 @@
 """The benchmark's report as the text table the command prints.
 
-The figures are :func:`keras_resnet_cifar.analysis.benchmarking.run`'s; this
+The figures are :func:`keras_resnet_cifar.analysis.speed.run`'s; this
 module only lays them out.
 """
 

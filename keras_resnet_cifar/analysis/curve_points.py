@@ -41,7 +41,7 @@ import keras
 import numpy as np
 
 from keras_resnet_cifar import fileio
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 
 
 def point_steps(steps_per_epoch: int, points_per_epoch: int) -> list[int]:
@@ -90,13 +90,13 @@ class CurveRecorder(keras.callbacks.Callback):
         super().__init__()
         if points_per_epoch < 1:
             raise ValueError(f"points_per_epoch must be >= 1, got {points_per_epoch}.")
-        self.path = rundir.path(run_dir, rundir.CURVE)
+        self.path = run_files.path(run_dir, run_files.CURVE)
         self.images = np.asarray(images, np.float32)
         self.labels = np.asarray(labels, np.int64)
         self.points_per_epoch = points_per_epoch
         self.batch_size = batch_size
         self.subset_seed = subset_seed
-        existing = rundir.read_curve(run_dir) or {}
+        existing = run_files.read_curve(run_dir) or {}
         self.points = {p["step"]: p for p in existing.get("points", [])}
         self._epoch = 0
 

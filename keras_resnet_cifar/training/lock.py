@@ -7,7 +7,7 @@ when its process dies, so a crash never leaves it stuck.
 
 **One recipe.** A run is resumed only with the flags that started it
 (:func:`recipe_differences`), except how it executes
-(:data:`keras_resnet_cifar.training.rundir.EXECUTION_FIELDS`) and ``--epochs``,
+(:data:`keras_resnet_cifar.run_files.EXECUTION_FIELDS`) and ``--epochs``,
 which may grow (recorded in extensions.json).
 
 **Never silently over trained work.** :func:`plan` refuses a directory whose
@@ -28,7 +28,8 @@ from typing import Any, Iterator
 
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.training import resume_state, rundir
+from keras_resnet_cifar.training import resume_state
+from keras_resnet_cifar import run_files
 
 
 # --- The lock -------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
 
     Raises:
         UserError: another process is training in ``workdir``, or a name of the
-            run directory is a planted link or special file (:func:`rundir.check_layout`).
+            run directory is a planted link or special file (:func:`run_files.check_layout`).
         OSError: the lock file cannot be opened.
     """
     def busy(pid: int | None) -> str:
@@ -47,9 +48,9 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
                 f"{f' (pid {pid})' if pid else ''}; wait for it to end, or choose another "
                 "run directory.")
 
-    rundir.check_layout(workdir)  # no planted link sends the run's writes elsewhere
-    with fileio.exclusive_lock(rundir.path(workdir, rundir.LOCK), busy):
-        rundir.check_layout(workdir)  # and none was planted while the lock was taken
+    run_files.check_layout(workdir)  # no planted link sends the run's writes elsewhere
+    with fileio.exclusive_lock(run_files.path(workdir, run_files.LOCK), busy):
+        run_files.check_layout(workdir)  # and none was planted while the lock was taken
         yield
 
 
@@ -57,7 +58,7 @@ def ensure_unlocked(workdir: str | os.PathLike) -> None:
     """Refuses at once when another process holds ``workdir``'s lock.
 
     Only a probe, made before anything slow (TensorFlow, the data): the lock is
-    taken and released. Training then takes it for good with :func:`claim`.
+    taken and released. Training then takes it for good with :func:`acquire`.
 
     Raises:
         UserError: another process is training in ``workdir``, or the lock file
@@ -70,7 +71,7 @@ def ensure_unlocked(workdir: str | os.PathLike) -> None:
         raise UserError(f"Cannot write to the run directory {workdir}: {e.strerror}.") from None
 
 
-def claim(workdir: Path, config: Any, stack: contextlib.ExitStack) -> "Plan":
+def acquire(workdir: Path, config: Any, stack: contextlib.ExitStack) -> "Plan":
     """Locks ``workdir`` (for the rest of ``stack``) and decides how to continue it.
 
     Raises:
@@ -102,7 +103,7 @@ def recipe_differences(saved: dict[str, Any], config: Any) -> list[str]:
     """The recipe flags where ``config`` differs from a run's config.json (``saved``).
 
     ``--epochs`` is not compared (a run may be extended), nor the
-    :data:`~keras_resnet_cifar.training.rundir.EXECUTION_FIELDS`. A field that
+    :data:`~keras_resnet_cifar.run_files.EXECUTION_FIELDS`. A field that
     ``saved`` lacks (a run older than the field) counts as having its default.
 
     Returns:
@@ -112,7 +113,7 @@ def recipe_differences(saved: dict[str, Any], config: Any) -> list[str]:
     out = []
     for field in dataclasses.fields(config):
         name = field.name
-        if name in rundir.EXECUTION_FIELDS or name == "epochs":
+        if name in run_files.EXECUTION_FIELDS or name == "epochs":
             continue
         default = field.default
         if isinstance(default, tuple):
@@ -148,11 +149,11 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
             state (it is never silently started over).
     """
     workdir = Path(workdir)
-    saved = rundir.read_config(workdir)
-    history = rundir.read_history(workdir)
+    saved = run_files.read_config(workdir)
+    history = run_files.read_history(workdir)
     if saved is None:
-        if history or rundir.path(workdir, rundir.STATE).exists():
-            raise UserError(f"{workdir} holds training files but no {rundir.CONFIG}; it "
+        if history or run_files.path(workdir, run_files.STATE).exists():
+            raise UserError(f"{workdir} holds training files but no {run_files.CONFIG}; it "
                             "cannot be resumed: choose another run directory.")
         return Plan(state_epoch=0, finished=False, new=True)
     differences = recipe_differences(saved, config)
@@ -166,28 +167,28 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
         raise UserError(
             f"{workdir} holds a run with other training flags: {'; '.join(differences)}; "
             f"{held}. To continue it, give the flags it was started with (its "
-            f"{rundir.CONFIG}); to start over with these flags, give another run directory, or "
+            f"{run_files.CONFIG}); to start over with these flags, give another run directory, or "
             f"delete {workdir} first.")
     epochs = int(saved.get("epochs", config.epochs))
     if config.epochs < epochs:
         raise UserError(f"{workdir} holds a run of {epochs} epochs, not --epochs="
                         f"{config.epochs}: give --epochs={epochs} to resume it (or more, to "
                         "extend it), or choose another run directory.")
-    metrics = rundir.read_metrics(workdir)
+    metrics = run_files.read_metrics(workdir)
     if metrics and metrics.get("epochs_completed") == config.epochs:
         return Plan(state_epoch=config.epochs, finished=True, new=False)
     state_epoch = resume_state.check_against_run(workdir, epochs, history)
     if state_epoch is None and history:
         raise UserError(
             f"{workdir} has {len(history)} trained epoch(s) but no resume state "
-            f"({rundir.path(workdir, rundir.STATE)}): it cannot be resumed exactly. Choose "
+            f"({run_files.path(workdir, run_files.STATE)}): it cannot be resumed exactly. Choose "
             "another run directory, or delete this one to start the run over.")
     if state_epoch is None:
         evidence = trained_epoch_evidence(workdir)
         if evidence:
             raise UserError(
                 f"{workdir} shows that epochs were trained ({', '.join(evidence)}) but its "
-                f"resume state {rundir.path(workdir, rundir.STATE)} is missing: restore it "
+                f"resume state {run_files.path(workdir, run_files.STATE)} is missing: restore it "
                 "from a backup, or choose another run directory (or delete this one) to start "
                 "the run over; "
                 "it is not retrained from epoch 0 over them.")
@@ -204,13 +205,13 @@ def trained_epoch_evidence(workdir: str | os.PathLike) -> list[str]:
     event files count once they hold an epoch's summary (``epoch_loss``): the
     callback creates them when training starts.
     """
-    found = [name for name in (rundir.LAST, rundir.BEST, rundir.BEST_JSON, rundir.MODEL,
-                               rundir.METRICS, rundir.HISTORY_CSV)
-             if rundir.path(workdir, name).exists()]
-    logs = rundir.path(workdir, rundir.TENSORBOARD)
+    found = [name for name in (run_files.LAST, run_files.BEST, run_files.BEST_JSON, run_files.MODEL,
+                               run_files.METRICS, run_files.HISTORY_CSV)
+             if run_files.path(workdir, name).exists()]
+    logs = run_files.path(workdir, run_files.TENSORBOARD)
     if logs.is_dir() and any(_holds(f, b"epoch_loss") for f in logs.rglob("*tfevents*")
                              if f.is_file()):
-        found.append(f"{rundir.TENSORBOARD}/ epoch summaries")
+        found.append(f"{run_files.TENSORBOARD}/ epoch summaries")
     return found
 
 
@@ -233,18 +234,18 @@ def start(workdir: str | os.PathLike, config: Any, plan_: Plan) -> None:
     unfinished until the session ends, and model.keras is about to change).
     """
     workdir = Path(workdir)
-    for sub in ("", rundir.CHECKPOINTS, rundir.BACKUP):
+    for sub in ("", run_files.CHECKPOINTS, run_files.BACKUP):
         fileio.remove_temporaries(workdir / sub)
     if plan_.new:
-        rundir.write_config(workdir, config)
+        run_files.write_config(workdir, config)
     elif plan_.extended_from is not None:
-        saved = rundir.read_config(workdir)
+        saved = run_files.read_config(workdir)
         entry = {"epochs": plan_.extended_from, "extended_to": config.epochs,
                  "epochs_completed": plan_.state_epoch,
                  "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        fileio.write_json(rundir.path(workdir, rundir.EXTENSIONS),
-                          rundir.read_extensions(workdir) + [entry])
+        fileio.write_json(run_files.path(workdir, run_files.EXTENSIONS),
+                          run_files.read_extensions(workdir) + [entry])
         # The run now trains to the new --epochs; everything else is as it started.
-        fileio.write_json(rundir.path(workdir, rundir.CONFIG),
+        fileio.write_json(run_files.path(workdir, run_files.CONFIG),
                           {**saved, "epochs": config.epochs})
-    rundir.path(workdir, rundir.METRICS).unlink(missing_ok=True)
+    run_files.path(workdir, run_files.METRICS).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ segment*: curve.json's last point (the batches since the point before).
 *Passes (or epochs) to X%*: the first curve point (or per-epoch evaluation)
 whose test accuracy reaches X; one source for all runs of a report
 (:func:`convergence_source`), never a mix.
-Which runs may be pooled (one recipe) is :mod:`keras_resnet_cifar.analysis.report.recipes`'.
+Which runs may be pooled (one recipe) is :mod:`keras_resnet_cifar.analysis.results.recipes`'.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from keras_resnet_cifar.data import cifar_files  # no TensorFlow in the report
 from keras_resnet_cifar.models import arch
-from keras_resnet_cifar.training import rundir
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.errors import UserError, printable
 
 CHANCE_ACCURACY = 1 / cifar_files.NUM_CLASSES
@@ -67,14 +67,14 @@ class Run:
         """(final test accuracy, images it was measured on, the file it comes from)."""
         metrics = self.metrics or {}
         if self.evaluation:
-            return self.evaluation["accuracy"], self.evaluation["images"], rundir.EVALUATION
+            return self.evaluation["accuracy"], self.evaluation["images"], run_files.EVALUATION
         if metrics.get("test_accuracy") is not None:
-            return metrics["test_accuracy"], metrics.get("test_images"), rundir.METRICS
+            return metrics["test_accuracy"], metrics.get("test_images"), run_files.METRICS
         last = self.history[-1] if self.history else {}
         images = (self.config["eval_steps"] * self.config["batch_size"]
                   if self.config.get("eval_steps") else None)
         return (last.get("val_accuracy"), images,
-                f"{rundir.HISTORY_JSON} (unfinished, {self.eval_set} set)")
+                f"{run_files.HISTORY_JSON} (unfinished, {self.eval_set} set)")
 
     @property
     def final_test_error(self) -> float | None:
@@ -177,27 +177,27 @@ _KINDS = {
     "text": ("a string", lambda v: isinstance(v, str)),
 }
 _HISTORY_ROW = {"epoch!": "count", "accuracy": "fraction", "val_accuracy": "fraction",
-                **{k: "number" for k in rundir.HISTORY_FIELDS
+                **{k: "number" for k in run_files.HISTORY_FIELDS
                    if k not in ("epoch", "accuracy", "val_accuracy")}}
 _SCHEMA = {
-    rundir.CONFIG: {"batch_size!": "count", "epochs!": "count", "seed": "index",
+    run_files.CONFIG: {"batch_size!": "count", "epochs!": "count", "seed": "index",
                     "steps_per_epoch": "count", "eval_steps": "count",
                     "validation_split": "index", "synthetic_train_size": "count",
                     "lr_boundaries": ["number"], "trainer": "text"},
-    rundir.HISTORY_JSON: {"epochs!": [_HISTORY_ROW]},
-    rundir.METRICS: {"test_accuracy": "fraction", "test_images": "count",
+    run_files.HISTORY_JSON: {"epochs!": [_HISTORY_ROW]},
+    run_files.METRICS: {"test_accuracy": "fraction", "test_images": "count",
                      "params_trainable": "count", "wall_time_s": "number",
                      "train_images_per_sec": "number", "load_average_1min_at_end": "number",
                      "best": {"epoch": "count", "value": "fraction", "chosen_on": "text"}},
-    rundir.EVALUATION: {"accuracy!": "fraction", "images!": "count", "class_names": ["text"],
+    run_files.EVALUATION: {"accuracy!": "fraction", "images!": "count", "class_names": ["text"],
                         "confusion_matrix": [["index"]],
                         "per_class": [{"class!": "text", "recall": "fraction",
                                        "precision": "fraction", "support": "index"}]},
-    rundir.CURVE: {"points_per_epoch!": "count", "steps_per_epoch!": "count",
+    run_files.CURVE: {"points_per_epoch!": "count", "steps_per_epoch!": "count",
                    "points!": [{"step!": "index", "epoch!": "number", "test_error!": "fraction",
                                 "train_error!": "fraction", "train_error_se": "number",
                                 "test_images": "count"}]},
-    rundir.LAYER_STATS: {"response_layers!": ["text"], "gradient_layers!": ["text"],
+    run_files.LAYER_STATS: {"response_layers!": ["text"], "gradient_layers!": ["text"],
                          "epochs!": [{"epoch!": "number", "response_std!": ["number"],
                                       "gradient_norm!": ["number"]}]},
 }
@@ -247,19 +247,19 @@ def check_run(run: Run) -> None:
         UserError: the file and the value (a string where a number belongs, NaN,
             an accuracy outside [0, 1], a missing key, epochs not 1, 2, ...).
     """
-    files = {rundir.CONFIG: run.config, rundir.HISTORY_JSON: {"epochs": run.history},
-             rundir.METRICS: run.metrics, rundir.EVALUATION: run.evaluation,
-             rundir.CURVE: run.curve, rundir.LAYER_STATS: run.layer_stats}
+    files = {run_files.CONFIG: run.config, run_files.HISTORY_JSON: {"epochs": run.history},
+             run_files.METRICS: run.metrics, run_files.EVALUATION: run.evaluation,
+             run_files.CURVE: run.curve, run_files.LAYER_STATS: run.layer_stats}
     for name, content in files.items():
         problem = None if content is None else _mismatch(content, _SCHEMA[name], "")
-        if problem is None and name == rundir.HISTORY_JSON:
+        if problem is None and name == run_files.HISTORY_JSON:
             epochs = [r["epoch"] for r in run.history]
             if epochs != list(range(1, len(epochs) + 1)):
                 problem = f"its epochs are not 1, 2, ... in order (got {epochs[:10]})"
-        if problem is None and name == rundir.CONFIG and train_set_size(run.config) < 1:
+        if problem is None and name == run_files.CONFIG and train_set_size(run.config) < 1:
             problem = "validation_split leaves no training image"
         if problem:
-            raise UserError(f"{rundir.path(run.path, name)}: {problem}: a report never "
+            raise UserError(f"{run_files.path(run.path, name)}: {problem}: a report never "
                             "publishes it; restore the file or leave the run out.")
 
 
@@ -271,17 +271,17 @@ def load_run(path: str | os.PathLike) -> Run:
             file whose values the report cannot use.
     """
     path = Path(path)
-    config = rundir.read_config(path)
-    if config is None or not rundir.path(path, rundir.HISTORY_JSON).is_file():
-        raise UserError(f"{path} is not a run directory: it needs {rundir.CONFIG} and "
-                        f"{rundir.HISTORY_JSON} (written by keras_resnet_cifar.train).")
+    config = run_files.read_config(path)
+    if config is None or not run_files.path(path, run_files.HISTORY_JSON).is_file():
+        raise UserError(f"{path} is not a run directory: it needs {run_files.CONFIG} and "
+                        f"{run_files.HISTORY_JSON} (written by keras_resnet_cifar.train).")
     try:
         arch.parse_name(config.get("model"))
     except ValueError as e:
-        raise UserError(f"{path / rundir.CONFIG}: {e}") from None
-    run = Run(path=path, config=config, history=rundir.read_history(path),
-              metrics=rundir.read_metrics(path), evaluation=rundir.read_evaluation(path),
-              layer_stats=rundir.read_layer_stats(path), curve=rundir.read_curve(path))
+        raise UserError(f"{path / run_files.CONFIG}: {e}") from None
+    run = Run(path=path, config=config, history=run_files.read_history(path),
+              metrics=run_files.read_metrics(path), evaluation=run_files.read_evaluation(path),
+              layer_stats=run_files.read_layer_stats(path), curve=run_files.read_curve(path))
     check_run(run)
     return run
 
@@ -487,12 +487,12 @@ def expand_run_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
         matches = sorted(glob.glob(pattern)) or [pattern]
         hits = []
         for match in map(Path, matches):
-            if rundir.is_run_dir(match):
+            if run_files.is_run_dir(match):
                 hits.append(match)
             elif match.is_dir():
-                hits += sorted(d for d in match.iterdir() if rundir.is_run_dir(d))
+                hits += sorted(d for d in match.iterdir() if run_files.is_run_dir(d))
         if not hits:
             raise UserError(f"{pattern}: no run directory there (a run directory has a "
-                            f"{rundir.CONFIG}).")
+                            f"{run_files.CONFIG}).")
         found += [h for h in hits if h not in found]
     return found

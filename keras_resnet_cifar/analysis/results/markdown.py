@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from keras_resnet_cifar.config import TrainConfig, changed_flags
-from keras_resnet_cifar.analysis.report import stats
-from keras_resnet_cifar.analysis.report.provenance import machines
-from keras_resnet_cifar.analysis.report.runs import Run, by_model
-from keras_resnet_cifar.analysis.report.tables import beside_published, table1_markdown
+from keras_resnet_cifar.analysis.results import stats
+from keras_resnet_cifar.analysis.results.provenance import machines
+from keras_resnet_cifar.analysis.results.runs import Run, by_model
+from keras_resnet_cifar.analysis.results.tables import beside_published, table1_markdown
 
 # Published CIFAR-10 test accuracies to set ours beside (200 epochs / 64k iterations).
 # He et al. (2016), "Deep Residual Learning for Image Recognition", Table 6 (CIFAR-10
@@ -168,7 +168,7 @@ def _names(runs: Sequence[Run]) -> str:
 
 def verdict_lines() -> list[str]:
     """"How verdicts are decided", as report.md states it."""
-    from keras_resnet_cifar.analysis.report.findings import CONVERGENCE_RULE, SCOPE_RULE
+    from keras_resnet_cifar.analysis.results.findings import CONVERGENCE_RULE, SCOPE_RULE
 
     return ["## How verdicts are decided", "", stats.RULE, "", SCOPE_RULE, "",
             CONVERGENCE_RULE, ""]

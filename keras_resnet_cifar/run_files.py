@@ -28,7 +28,7 @@ The rules of a run directory live beside this module:
   completed epochs, their history rows and the best epoch; it is written first
   at the end of every epoch, and everything else is derived from it, so a run
   killed at any instant resumes from its last complete epoch, bit-identical.
-- **One recipe, one process** (:mod:`~keras_resnet_cifar.training.claim`). A run
+- **One recipe, one process** (:mod:`~keras_resnet_cifar.training.lock`). A run
   is resumed only with the flags that started it, except how it executes
   (:data:`EXECUTION_FIELDS`) and ``--epochs``, which may grow; one process at a
   time holds the directory's lock.
