@@ -16,7 +16,16 @@ from typing import NoReturn
 
 
 class UserError(Exception):
-    """A mistake in the user's input: bad flag, missing file, corrupt data."""
+    """A mistake in the user's input: bad argument, missing file, corrupt data.
+
+    ``argument`` names the library argument at fault, as the message spells it
+    (``"learning_rate must be at most 1,000, got 1e+300"``); a command that took
+    it from a flag prints that word as the flag (``--learning_rate``).
+    """
+
+    def __init__(self, message: str = "", *, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
 
 
 class DataError(UserError):
