@@ -63,7 +63,6 @@ import os
 import platform
 import re
 import sys
-import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from absl import app, flags
@@ -191,33 +190,6 @@ def native_logs_muted() -> Iterator[None]:
         if faulthandler.is_enabled():
             faulthandler.enable(file=sys.__stderr__)
         python_stderr.close()
-
-
-class Progress:
-    """Prints ``label: done/total unit (NN%)`` on stderr for long work.
-
-    On a terminal the line is rewritten in place; otherwise one line is printed
-    at most every ``every`` seconds, and at the end. Pass it as the
-    ``progress`` callback of library functions (``progress(done, total)``).
-    """
-
-    def __init__(self, label: str, unit: str = "images", every: float = 10.0):
-        self.label, self.unit, self.every = label, unit, every
-        self._last = float("-inf")  # the first call prints
-        self._tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        final = done >= total
-        if not final and now - self._last < (0.2 if self._tty else self.every):
-            return
-        self._last = now
-        percent = f" ({100 * done / total:.0f}%)" if total else ""
-        text = f"{self.label}: {done:,}/{total:,} {self.unit}{percent}"
-        if self._tty:
-            print(f"\r{text}", end="\n" if final else "", file=sys.stderr, flush=True)
-        else:
-            print(text, file=sys.stderr, flush=True)
 
 
 # Python modules of the libraries underneath: their own INFO lines (the SavedModel

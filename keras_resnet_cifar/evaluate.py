@@ -28,6 +28,7 @@ from __future__ import annotations
 from absl import flags
 
 from keras_resnet_cifar import cli
+from keras_resnet_cifar.progress import Progress
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.errors import UserError
 
@@ -73,7 +74,7 @@ def main(argv):
     n = FLAGS.max_images or len(data.test)
     result = evaluation.evaluate_split(model, data.test.images[:n], data.test.labels[:n],
                                        data.class_names, FLAGS.batch_size,
-                                       progress=cli.Progress("evaluating"))
+                                       progress=Progress("evaluating"))
     result.update(model=model.describe(), data_source=data.source)
     print(evaluation.format_table(result))
     if out:

@@ -29,6 +29,7 @@ import numpy as np
 from absl import flags
 
 from keras_resnet_cifar import cli
+from keras_resnet_cifar.progress import Progress
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.data import images as images_lib
 from keras_resnet_cifar.errors import UserError
@@ -93,7 +94,7 @@ def main(argv):
         # Only the test split is scored: do not generate a synthetic training split.
         test = datasets.load(FLAGS.dataset, FLAGS.data_dir, synthetic_sizes=(0, 10000)).test
         n = FLAGS.max_images or len(test)
-        progress = cli.Progress(f"scoring {FLAGS.dataset} test images")
+        progress = Progress(f"scoring {FLAGS.dataset} test images")
         scored = {"dataset": FLAGS.dataset, "split": "test",
                   **predictor.score(model, test.images[:n], test.labels[:n], progress=progress)}
     footer = scored and (f"{scored['dataset']} {scored['split']}: accuracy "

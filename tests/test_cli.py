@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from keras_resnet_cifar import cli
+from keras_resnet_cifar.progress import Progress
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights",
@@ -55,7 +56,7 @@ def test_expand_path(monkeypatch, tmp_path):
 
 
 def test_progress_lines_when_not_a_terminal(capsys):
-    progress = cli.Progress("scoring", every=3600)
+    progress = Progress("scoring", every=3600)
     for done in (10, 20, 30):
         progress(done, 30)
     lines = capsys.readouterr().err.splitlines()
