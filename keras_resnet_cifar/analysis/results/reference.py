@@ -1,19 +1,7 @@
-"""This project's runs beside the reference PyTorch trainer's, at the same recipe.
-
-The reference runs are written by ``scripts/train_reference_pytorch.py`` (their
-config.json says ``"trainer": "pytorch-reference"``): the same recipe, data and
-schedule, another framework and training loop. For each network both trainers
-ran, :func:`compare` gives, per trainer, the mean ± standard error over seeds of
-
-* the final test error (all 10,000 test images), and
-* the training error of the last curve segment (curve.json's last point),
-
-their difference (project minus reference), its combined standard error
-sqrt(SE_project^2 + SE_reference^2), whether the difference is within two
-combined standard errors (the bar of "trains like the reference"), and Welch's
-t-test over seeds. The reference runs also record how far BatchNorm's running
-averages lag the weights (``bn_*`` per pass, :func:`batch_norm_rows`).
-"""
+"""This project's runs beside the reference PyTorch trainer's (scripts/train_reference_pytorch.py)
+at the same recipe: per network, the mean ± SE over seeds of the final test error and the
+last segment's training error, their difference, whether it is within two combined SEs
+(the bar of "trains like the reference"), Welch's t-test; and BatchNorm's lag (bn_*)."""
 
 from __future__ import annotations
 
@@ -35,14 +23,8 @@ def _value(run: Run, key: str) -> float | None:
 
 
 def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
-    """The comparison, as data.
-
-    Returns:
-        {"recipe_note": a sentence when the recipes differ (then nothing is compared),
-         "rows": [{"model", "quantity", "project": (mean, se, n), "reference": ...,
-                   "difference", "combined_se", "within_2se", "test"}],
-         "models": the networks compared}.
-    """
+    """{"recipe_note": why nothing is compared (other recipes) or None, "rows": per network
+    and quantity, "models": the networks compared}."""
     if not project or not reference:
         return {"recipe_note": None, "rows": [], "models": []}
     mine = recipe_of(project[0])
@@ -109,7 +91,6 @@ def _mse(value: tuple[float | None, float | None, int], scale: float = 100,
 
 def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
              figure: str | None) -> list[str]:
-    """The report's "Reference trainer" section, as lines."""
     lines = ["## Reference trainer", "",
              "This project's runs beside the reference PyTorch trainer's "
              "(`scripts/train_reference_pytorch.py`: akamaster/pytorch_resnet_cifar10's "

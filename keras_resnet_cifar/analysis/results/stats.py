@@ -1,21 +1,6 @@
-"""The verdict rule: tests over seeds, never over the images of one run.
-
-Every verdict of the report compares per-seed values (one number per run):
-
-* two groups of runs (e.g. plain-56's seeds against plain-20's): **Welch's
-  two-sample t-test** (unequal variances, ``scipy.stats.ttest_ind(equal_var=False)``);
-* one per-seed quantity against a value (e.g. a seed-paired difference of
-  differences against 0, or a log speed ratio against log 2): a **one-sample
-  t-test** (``scipy.stats.ttest_1samp``), the paired t-test when the quantity is a
-  difference of runs with the same seed.
-
-A claim is **supported** when the measured difference has the claimed sign and
-the two-sided p-value is below :data:`ALPHA` (0.05); **contradicted** when the
-opposite sign is that significant; **not decided** otherwise. With fewer than
-two seeds on either side there is no spread to test against: **not decided (one
-seed)**, whatever a within-run standard error (binomial on the test images, over
-the batches of a training segment) says; that error may be shown, as information.
-"""
+"""The verdict rule (RULE): tests over seeds, never over the images of one run. Welch's
+two-sample t-test of per-seed values, or a one-sample t-test of a per-seed quantity;
+Holm-Bonferroni over the family; adjusted p < ALPHA with the claimed sign."""
 
 from __future__ import annotations
 
@@ -64,8 +49,6 @@ RULE = ("A verdict rests on the spread between seeds, never on the images of one
 
 @dataclasses.dataclass(frozen=True)
 class Test:
-    """A t-test's numbers: the difference, its standard error over seeds, t, df, p."""
-
     kind: str                   # "Welch" or "one-sample"
     difference: float           # mean(a) - mean(b), or mean(values) - null
     se: float                   # its standard error over seeds
@@ -75,7 +58,6 @@ class Test:
     n: tuple[int, ...]          # seeds per side
 
     def describe(self, scale: float = 100, unit: str = " points", digits: int = 2) -> str:
-        """"difference +1.23 ± 0.45 points (SE over seeds), Welch t = 2.7, df = 3.9, p = 0.055, n = 3, 3"."""
         t = f"{self.t:.2f}" if math.isfinite(self.t) else ("inf" if self.t > 0 else "-inf")
         return (f"difference {scale * self.difference:+.{digits}f} ± {scale * self.se:.{digits}f}"
                 f"{unit} (SE over seeds), {self.kind} t = {t}, df = {self.df:.1f}, "
@@ -86,7 +68,7 @@ class Test:
 
 
 def format_p(p: float) -> str:
-    """A p-value as a reader wants it: 0.032, 0.0004, < 1e-6."""
+    """0.032, 0.0004, < 1e-6."""
     if not math.isfinite(p):
         return "n/a"
     if p < 1e-6:
@@ -100,11 +82,8 @@ def _clean(values: Sequence[float | None]) -> np.ndarray:
 
 
 def welch(a: Sequence[float | None], b: Sequence[float | None]) -> Test | None:
-    """Welch's two-sample t-test of mean(a) - mean(b); None with fewer than 2 values a side.
-
-    Two groups without any spread (every seed the same value) give t = ±inf and
-    p = 0 when their means differ, t = 0 and p = 1 when they do not.
-    """
+    """Welch's t-test of mean(a) - mean(b); None with fewer than 2 values a side. Without
+    any spread: t = ±inf and p = 0 when the means differ, t = 0 and p = 1 when not."""
     from scipy import stats  # through scikit-learn's dependencies; imported when needed
 
     a, b = _clean(a), _clean(b)
@@ -125,7 +104,6 @@ def welch(a: Sequence[float | None], b: Sequence[float | None]) -> Test | None:
 
 
 def one_sample(values: Sequence[float | None], null: float = 0.0) -> Test | None:
-    """One-sample t-test of mean(values) - null; None with fewer than 2 values."""
     from scipy import stats
 
     x = _clean(values)
@@ -143,7 +121,6 @@ def one_sample(values: Sequence[float | None], null: float = 0.0) -> Test | None
 
 
 def verdict(test: Test | None, claimed_sign: int) -> str:
-    """The verdict on "the difference has ``claimed_sign``" (+1 or -1); see the module."""
     if test is None:
         return ONE_SEED
     if test.p < ALPHA and test.difference * claimed_sign > 0:
@@ -155,8 +132,7 @@ def verdict(test: Test | None, claimed_sign: int) -> str:
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values, in the order given (step-down: the k-th smallest
-    of m times (m - k + 1), made non-decreasing, capped at 1). Rejecting where the
-    adjusted p < alpha keeps the family-wise error rate at most alpha."""
+    of m times (m - k + 1), made non-decreasing, capped at 1)."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
     adjusted = [1.0] * m
@@ -168,8 +144,8 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 def decision(test: Test | None, claimed_sign: int) -> dict | None:
-    """What a verdict rests on: {"p": the raw two-sided p, "if_significant": the verdict
-    when (the adjusted) p < ALPHA}; None without a test."""
+    """What a verdict rests on: {"p": the raw p, "if_significant": the verdict when (the
+    adjusted) p < ALPHA}; None without a test."""
     if test is None:
         return None
     return {"p": test.p, "if_significant": SUPPORTED if test.difference * claimed_sign > 0
@@ -177,10 +153,8 @@ def decision(test: Test | None, claimed_sign: int) -> dict | None:
 
 
 def all_of(decisions: Sequence[dict | None]) -> dict | None:
-    """The decision of a claim whose parts must all hold (an intersection-union test):
-    supported needs every part supported, at the largest of their p-values; contradicted
-    when a part is contradicted, at the smallest such p times their number (Bonferroni
-    over the parts)."""
+    """A claim whose parts must all hold (intersection-union): supported at the largest p
+    when every part is; contradicted at the smallest contradicting p times the parts."""
     if not decisions or any(d is None for d in decisions):
         return None
     against = [d["p"] for d in decisions if d["if_significant"] == CONTRADICTED]
@@ -192,7 +166,6 @@ def all_of(decisions: Sequence[dict | None]) -> dict | None:
 
 
 def decide(decided: dict | None, p: float | None = None) -> str:
-    """The verdict of a decision at ``p`` (default: its raw p)."""
     if decided is None:
         return ONE_SEED
     p = decided["p"] if p is None else p
@@ -200,11 +173,7 @@ def decide(decided: dict | None, p: float | None = None) -> str:
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """One verdict for a claim made of parts that must all hold.
-
-    Contradicted when any part is; supported when every part is; not measured
-    when any part is; one seed when any part had one; otherwise not decided.
-    """
+    """One verdict for a claim made of parts that must all hold."""
     if CONTRADICTED in verdicts:
         return CONTRADICTED
     if verdicts and all(v == SUPPORTED for v in verdicts):
@@ -216,7 +185,6 @@ def combine(verdicts: Sequence[str]) -> str:
 
 
 def mean_se(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
-    """(mean, standard error of the mean over the values (n > 1), n)."""
     x = _clean(values)
     if not len(x):
         return None, None, 0
@@ -225,7 +193,6 @@ def mean_se(values: Sequence[float | None]) -> tuple[float | None, float | None,
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
-    """(mean, sample standard deviation (n > 1), n)."""
     x = _clean(values)
     if not len(x):
         return None, None, 0

@@ -7,7 +7,7 @@ import csv
 import io
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.results.runs import CURVE, level_key
+from keras_resnet_cifar.analysis.results.runs import CURVE_POINTS, level_key
 from keras_resnet_cifar.analysis.results.stats import mean_se, mean_std
 
 # Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
@@ -18,13 +18,9 @@ NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error",
 
 def table1(summaries: Sequence[dict[str, Any]],
            levels: Sequence[float]) -> list[dict[str, Any]]:
-    """Aggregates run rows per model: mean, sample std (n > 1) and n.
-
-    Rows are ordered plain before residual, shallow before deep. For a number
-    some runs lack (e.g. "best", which needs per-epoch evaluations), the mean is
-    over the runs that have it and ``<key>_n`` counts them; for "time to X%",
-    over the runs that reached X (``<key>_reached``).
-    """
+    """Run rows aggregated per model: mean, sample std (n > 1) and n, plain before residual,
+    shallow before deep. A number some runs lack (e.g. "best") is averaged over the runs
+    that have it, <key>_n counting them; "time to X%" over those that reached X."""
     by_model: dict[str, list[dict[str, Any]]] = {}
     for s in summaries:
         by_model.setdefault(s["model"], []).append(s)
@@ -75,17 +71,10 @@ def _time(mean, std, reached, n) -> str:
 
 def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
                     source: str | None = None) -> str:
-    """Table 1 as a Markdown table (accuracies and errors in %).
-
-    Args:
-        rows: :func:`table1`'s rows.
-        levels: the accuracy levels of the "time to X%" columns.
-        source: where those are measured (``runs.CURVE``: passes, curve points on the
-            test subset; ``runs.HISTORY``: epochs, per-epoch evaluations).
-    """
+    """Table 1 in Markdown (in %); "time to X%" in passes (CURVE_POINTS) or epochs."""
     chosen = sorted({str(r["best_chosen_on"]) for r in rows if r["best_chosen_on"]})
     segment = any(r["last_segment_train_error_mean"] is not None for r in rows)
-    unit = ("passes to {}% test acc. (curve points, test subset)" if source == CURVE else
+    unit = ("passes to {}% test acc. (curve points, test subset)" if source == CURVE_POINTS else
             "epochs to {}% " + "/".join(chosen or ["test"]) + " acc. (per-epoch eval)")
     head = (["architecture", "model", "layers", "params", "n",
              "final test acc. (%)",
@@ -112,7 +101,6 @@ def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
 
 
 def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per run: training wall time (sum of the epochs' times) and the mean load average."""
     return [{"trainer": s["trainer"], "model": s["model"], "seed": s["seed"],
              "train_time_s": s["train_time_s"], "load_average_mean": s["load_average_mean"],
              "train_images_per_sec": s["train_images_per_sec"]}
@@ -122,7 +110,6 @@ def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def cost_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The study's cost as a Markdown table: one row per run."""
     head = ["trainer", "model", "seed", "training time (min)",
             "mean 1-min load average", "median training img/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -154,22 +141,10 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
 def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list[dict[str, Any]]],
                      published: dict[str, float], reproduction: dict[str, float], *,
                      ours: str, theirs: str, reproduction_schedule: str) -> str:
-    """Our final errors beside He et al.'s and the reproduction's, as a Markdown table.
-
-    Standard errors: of the mean over seeds when a model has several; for one run,
-    binomial on the test images (test error) or over the last segment's batches
-    (training error), marked so: information, not a verdict.
-
-    Args:
-        rows: Table 1's rows (final test accuracy and its image count).
-        last_points: {model: the last curve point of each of its runs} (training error
-            and its standard error over the segment's batches).
-        published: {model: He et al.'s test accuracy}.
-        reproduction: {model: the reproduction's test accuracy}.
-        ours: our schedule, e.g. "3 passes (1,173 iterations)".
-        theirs: He et al.'s, e.g. "64k iterations".
-        reproduction_schedule: the reproduction's, e.g. "200 epochs".
-    """
+    """Our final errors beside He et al.'s (`published`) and the reproduction's, in
+    Markdown. `last_points`: {model: the last curve point of each of its runs}. Standard
+    errors: of the mean over seeds; for one run, binomial on the test images or over the
+    last segment's batches, marked so (information, not a verdict)."""
     head = ["model", f"ours: test error (%) ± SE, after {ours}",
             "ours: training error (%) ± SE, last segment",
             f"He et al. (2016) test error (%), after {theirs}",

@@ -14,7 +14,7 @@ import pytest
 
 from keras_resnet_cifar.analysis.results import runs
 from keras_resnet_cifar.errors import UserError
-from tests.analysis.test_report import evaluation, make_run
+from tests.analysis.results.fake_runs import epoch_run as make_run, evaluation
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 NAN = float("nan")
