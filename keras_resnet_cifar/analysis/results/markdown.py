@@ -14,7 +14,8 @@ from keras_resnet_cifar.analysis.results.findings import (
     CONVERGENCE_RULE, HE_TABLE6, REPRODUCTION, SCOPE_RULE)
 from keras_resnet_cifar.analysis.results.provenance import machines
 from keras_resnet_cifar.analysis.results.runs import FULL_EPOCHS, Levels, Run, by_model
-from keras_resnet_cifar.analysis.results.tables import beside_published, table1_markdown
+from keras_resnet_cifar.analysis.results.tables import (
+    beside_published, markdown_table, table1_markdown)
 
 # He et al. trained for 64k iterations of batch 128 on the 50k training images (about 164
 # passes); the stop at 64k was chosen on a 45k/5k training/validation split.
@@ -183,16 +184,10 @@ def p_text(f: dict[str, Any]) -> str:
 def claims_table(found: Sequence[dict[str, Any]]) -> str:
     head = ["claim (as this project states it)", "the paper's phrase", "where in the paper",
             "measured here", "verdict", "p"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for f in found:
-        if not f.get("source", "").startswith("Shinde"):
-            continue
-        cells = [f["claim"], f"\"{f['wording']}\"" if f.get("wording") else "not recorded "
-                 "verbatim",
-                 f.get("section") or "section not recorded", measured(f), f["verdict"],
-                 p_text(f)]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[c.replace("|", "/") for c in [
+        f["claim"], f"\"{f['wording']}\"" if f.get("wording") else "not recorded verbatim",
+        f.get("section") or "section not recorded", measured(f), f["verdict"], p_text(f)]]
+        for f in found if f.get("source", "").startswith("Shinde")])
 
 
 def findings_lines(found: Sequence[dict[str, Any]]) -> list[str]:

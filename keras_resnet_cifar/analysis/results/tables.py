@@ -47,6 +47,11 @@ def table1(summaries: Sequence[dict[str, Any]],
     return rows
 
 
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows]) + "\n"
+
+
 def pct(mean: float | None, std: float | None) -> str:
     if mean is None:
         return "n/a"
@@ -83,7 +88,7 @@ def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
              "training error, last epoch (%)"]
             + (["training error, last curve segment (%)"] if segment else [])
             + [unit.format(f"{100 * level:g}") for level in levels])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for r in rows:
         cells = [r["architecture"], r["model"], str(r["layers"]),
                  f"{r['params']:,}" if r["params"] else "n/a", str(r["n"]),
@@ -96,8 +101,8 @@ def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
         for level in levels:
             key = level_key(level)
             cells.append(_time(r[f"{key}_mean"], r[f"{key}_std"], r[f"{key}_reached"], r["n"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.append(cells)
+    return markdown_table(head, table)
 
 
 def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,17 +117,14 @@ def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def cost_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = ["trainer", "model", "seed", "training time (min)",
             "mean 1-min load average", "median training img/s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["trainer"], r["model"], str(r["seed"]),
-            f"{r['train_time_s'] / 60:.1f}" if r["train_time_s"] is not None else "n/a",
-            f"{r['load_average_mean']:.1f}" if r["load_average_mean"] is not None
-            else "not recorded",
-            f"{r['train_images_per_sec']:.0f}" if r["train_images_per_sec"] else "n/a"]) + " |")
     total = sum(r["train_time_s"] or 0 for r in rows)
-    lines.append(f"\nTraining time in all: {total / 60:.1f} min over {len(rows)} runs.")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[
+        r["trainer"], r["model"], str(r["seed"]),
+        f"{r['train_time_s'] / 60:.1f}" if r["train_time_s"] is not None else "n/a",
+        f"{r['load_average_mean']:.1f}" if r["load_average_mean"] is not None
+        else "not recorded",
+        f"{r['train_images_per_sec']:.0f}" if r["train_images_per_sec"] else "n/a"]
+        for r in rows]) + f"\nTraining time in all: {total / 60:.1f} min over {len(rows)} runs.\n"
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -149,7 +151,7 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list
             "ours: training error (%) ± SE, last segment",
             f"He et al. (2016) test error (%), after {theirs}",
             f"reproduction test error (%), after {reproduction_schedule}"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for r in rows:
         acc, n = r["final_test_accuracy_mean"], r["final_test_images"]
         if acc is None:
@@ -176,5 +178,5 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list
                  else "figure only" if r["model"] in FIGURE_6_ONLY else "not published")
         seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction
                 else "not published")
-        lines.append("| " + " | ".join([r["model"], test, train, paper, seed]) + " |")
-    return "\n".join(lines) + "\n"
+        table.append([r["model"], test, train, paper, seed])
+    return markdown_table(head, table)
