@@ -71,7 +71,8 @@ def test_study_mode_is_kept_for_short_recipes_and_modes_are_checked(finished, tm
     assert full_recipe.is_full_recipe([run])
     config = dict(run.config, epochs=3)
     assert not full_recipe.is_full_recipe([runs.Run(**{**run.__dict__, "config": config})])
-    with pytest.raises(UserError, match="mode"):
+    with pytest.raises(UserError, match="'table'") as e:
         build.report(finished, mode="table")
+    assert e.value.argument == "mode"
     study = build.report(finished, mode="study")
     assert study.texts["report.md"].startswith("# Plain vs residual")

@@ -42,7 +42,7 @@ def test_expand_run_paths_takes_folders_runs_and_patterns(tmp_path):
     assert runs.expand_run_paths([tmp_path / "reference"]) == refs
     assert runs.expand_run_paths([str(tmp_path / "reference" / "*")]) == refs
     assert runs.expand_run_paths([refs[1]]) == [refs[1]]
-    with pytest.raises(UserError, match="no run directory there"):
+    with pytest.raises(UserError, match="nothing"):
         runs.expand_run_paths([tmp_path / "nothing*"])
 
 
@@ -50,3 +50,12 @@ def test_train_set_size_follows_the_config():
     assert runs.train_set_size({"dataset": "cifar10"}) == 50_000
     assert runs.train_set_size({"dataset": "cifar10", "validation_split": 5000}) == 45_000
     assert runs.train_set_size({"dataset": "synthetic", "synthetic_train_size": 640}) == 640
+
+
+def test_accuracy_levels_are_fractions_and_errors_name_the_argument():
+    assert runs.parse_levels([]) is None
+    assert runs.parse_levels(["0.5", "0.8"]) == (0.5, 0.8)
+    for values in (["x"], ["0.5", "2"]):
+        with pytest.raises(UserError, match=",".join(values)) as e:
+            runs.parse_levels(values)
+        assert e.value.argument == "accuracy_levels" and "--" not in str(e.value)
