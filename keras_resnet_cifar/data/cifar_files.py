@@ -231,9 +231,7 @@ def _parse_binary(data: bytes, where: str, records: int) -> Arrays:
                         f"{records * RECORD_BYTES:,} (truncated or not CIFAR-10?).")
     rows = np.frombuffer(data, np.uint8).reshape(records, RECORD_BYTES)
     labels = rows[:, 0].astype(np.int64)
-    if labels.size and labels.max() >= NUM_CLASSES:
-        raise DataError(f"{where} has label {int(labels.max())}; CIFAR-10 labels are "
-                        f"0..{NUM_CLASSES - 1}.")
+    _check_label(int(labels.max(initial=0)), where)
     return rows[:, 1:], labels
 
 
@@ -254,10 +252,14 @@ def _parse_pickle(data: bytes, where: str, records: int) -> Arrays:
         got = f"{len(labels)} items" if isinstance(labels, list) else type(labels).__name__
         raise DataError(f"{where} has b'labels' of {got}; expected a list of "
                         f"{records} non-negative ints.")
-    if labels and max(labels) >= NUM_CLASSES:  # before int64 (2**70 overflows it)
-        raise DataError(f"{where} has label {max(labels)!s:.40}; CIFAR-10 labels are "
-                        f"0..{NUM_CLASSES - 1}.")
+    _check_label(max(labels, default=0), where)  # before int64 (2**70 overflows it)
     return images, np.asarray(labels, np.int64)
+
+
+def _check_label(largest: int, where: str) -> None:
+    if largest >= NUM_CLASSES:
+        raise DataError(f"{where} has label {largest!s:.40}; CIFAR-10 labels are "
+                        f"0..{NUM_CLASSES - 1}.")
 
 
 def _latin1_encode(text, encoding="latin1"):

@@ -116,16 +116,11 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
                 sync_batchnorm: bool = False) -> keras.Model:
     """plainN or resnetN (N = 6n + 2) for raw 32x32 RGB pixels; ValueError for bad arguments.
 
-    shortcut: "A" (zero-padded identity where the shape changes; the paper's CIFAR choice,
-    no parameters) or "B" (1x1 conv + BN projection there); plain nets ignore it.
-    weight_decay is lambda of the reference SGD update g += lambda * w, applied as the L2
-    term lambda / 2 * ||w||^2 whose gradient is exactly lambda * w and which, like the
-    reference, goes through momentum (Keras' SGD(weight_decay=...) is decoupled).
-    weight_decay_scope "all" (the reference trainers) decays conv and dense kernels,
-    BatchNorm gamma and beta and the dense bias; "kernels" the kernels only.
-    sync_batchnorm: batch statistics over the global batch across replicas, as the
-    reference's one device does (per-replica moving averages would drift apart: Keras 3
-    does not aggregate them).
+    weight_decay is lambda of the reference SGD update g += lambda * w, as the L2 term
+    lambda / 2 * ||w||^2 (gradient lambda * w, through momentum like the reference; Keras'
+    SGD(weight_decay=...) is decoupled). Scope "all" (the reference trainers) also decays
+    BatchNorm gamma, beta and the dense bias. sync_batchnorm: statistics over the global
+    batch, as the reference's one device (Keras 3 does not aggregate per-replica averages).
     """
     spec = arch.parse_name(name)
     if shortcut not in arch.SHORTCUTS:

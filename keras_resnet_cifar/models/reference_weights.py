@@ -115,13 +115,15 @@ def _depth_of(state: Mapping[str, np.ndarray]) -> int:
     return depth
 
 
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+
+
 def _keras_to_torch_names(spec) -> dict[str, str]:  # Keras layer -> PyTorch module prefix
     names = {"stem_conv": "conv1", "stem_bn": "bn1", "logits": "linear"}
     for s in range(1, 4):
         for b in range(1, spec.blocks_per_stage + 1):
-            for i in (1, 2):
-                names[f"stage{s}_block{b}_conv{i}"] = f"layer{s}.{b - 1}.conv{i}"
-                names[f"stage{s}_block{b}_bn{i}"] = f"layer{s}.{b - 1}.bn{i}"
+            for layer in ("conv1", "bn1", "conv2", "bn2"):
+                names[f"stage{s}_block{b}_{layer}"] = f"layer{s}.{b - 1}.{layer}"
     return names
 
 
@@ -157,8 +159,7 @@ def reference_model(state: Mapping[str, np.ndarray]):
                                take("linear.bias", (cout,))])
         else:
             c = layer.gamma.shape[0]
-            layer.set_weights([take(f"{torch_name}.{k}", (c,)) for k in
-                               ("weight", "bias", "running_mean", "running_var")])
+            layer.set_weights([take(f"{torch_name}.{k}", (c,)) for k in _BN_KEYS])
     extra = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
     if extra:
         raise UserError(f"The state dict has {len(extra)} keys resnet{depth} does not use, "
@@ -180,8 +181,7 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
         elif keras_name.endswith(("conv", "conv1", "conv2")):
             state[f"{torch_name}.weight"] = weights[0].transpose(3, 2, 0, 1)  # HWIO -> OIHW
         else:
-            for key, value in zip(("weight", "bias", "running_mean", "running_var"), weights):
-                state[f"{torch_name}.{key}"] = value
+            state.update({f"{torch_name}.{k}": v for k, v in zip(_BN_KEYS, weights)})
     return {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}
 
 
