@@ -35,8 +35,7 @@ NUM_CLASSES = len(CIFAR10_CLASSES)
 
 # The official layout: five training batches and one test batch of 10,000
 # records each. Tests pass a smaller records_per_batch to read tiny fakes.
-TRAIN_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
-                 "data_batch_5")
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 _BATCHES = (*TRAIN_BATCHES, TEST_BATCH)
 RECORDS_PER_BATCH = 10_000
@@ -205,8 +204,8 @@ def _tar_members(archive: str, want: Callable[[str], bool],
 def _check_size(size: int, where: str) -> None:
     if size > MAX_FILE_BYTES:
         raise DataError(f"{where} announces {size:,} bytes, more than any CIFAR-10 file "
-                        f"(at most {MAX_FILE_BYTES >> 20} MB): not a genuine copy; "
-                        "refused before reading it.")
+                        f"(at most {MAX_FILE_BYTES >> 20} MB): not a genuine copy; refused "
+                        "before reading it.")
 
 
 def _planes_to_hwc(batches: list[np.ndarray]) -> np.ndarray:
@@ -226,9 +225,9 @@ def _planes_to_hwc(batches: list[np.ndarray]) -> np.ndarray:
 
 def _parse_binary(data: bytes, where: str, records: int) -> Arrays:
     if len(data) != records * RECORD_BYTES:
-        raise DataError(f"{where} has {len(data):,} bytes; a CIFAR-10 batch file has "
-                        f"{records:,} records of {RECORD_BYTES} bytes = "
-                        f"{records * RECORD_BYTES:,} (truncated or not CIFAR-10?).")
+        raise DataError(f"{where} has {len(data):,} bytes; a CIFAR-10 batch file has {records:,} "
+                        f"records of {RECORD_BYTES} bytes = {records * RECORD_BYTES:,} (truncated "
+                        "or not CIFAR-10?).")
     rows = np.frombuffer(data, np.uint8).reshape(records, RECORD_BYTES)
     labels = rows[:, 0].astype(np.int64)
     _check_label(int(labels.max(initial=0)), where)

@@ -20,8 +20,7 @@ def top_k(probabilities: np.ndarray, class_names: Sequence[str],
     k = max(1, min(k, probabilities.shape[1]))
     # Stable sort on the negated values: ties keep label order, like argmax.
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return [[(class_names[j], float(p[j])) for j in row]
-            for row, p in zip(order, probabilities)]
+    return [[(class_names[j], float(p[j])) for j in row] for row, p in zip(order, probabilities)]
 
 
 def format_ranked(predictions: Sequence[dict]) -> str:

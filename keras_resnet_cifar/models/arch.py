@@ -45,16 +45,14 @@ def parse_name(name: str) -> ArchSpec:
     """The spec of plainN / resnetN (N = 6n + 2); ValueError for anything else."""
     match = _NAME.fullmatch(name) if isinstance(name, str) else None
     if not match:
-        raise ValueError(
-            f"Unknown model name {name!r}: expected 'plainN' or 'resnetN' with "
-            "N = 6n+2, e.g. plain20, resnet20, plain56, resnet56, resnet110.")
+        raise ValueError(f"Unknown model name {name!r}: expected 'plainN' or 'resnetN' with "
+                         "N = 6n+2, e.g. plain20, resnet20, plain56, resnet56, resnet110.")
     family, depth = match.group(1), int(match.group(2))
     if depth > MAX_DEPTH:
         raise ValueError(f"Depth {depth} in {name!r} is beyond {MAX_DEPTH}, the deepest "
                          "network of the paper (ResNet-1202).")
     if depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"Invalid depth {depth} in {name!r}: the CIFAR networks have 6n+2 layers "
-            "(n >= 1), e.g. 8, 14, 20, 32, 44, 56, 110.")
+        raise ValueError(f"Invalid depth {depth} in {name!r}: the CIFAR networks have 6n+2 "
+                         "layers (n >= 1), e.g. 8, 14, 20, 32, 44, 56, 110.")
     return ArchSpec(name=name, residual=family == "resnet", depth=depth,
                     blocks_per_stage=(depth - 2) // 6)

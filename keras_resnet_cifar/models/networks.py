@@ -57,12 +57,12 @@ def _bn(name, synchronized=False, weight_decay=0.0):
     # weight_decay of gamma and beta: the reference trainers pass every parameter to
     # SGD(weight_decay=1e-4), BatchNorm's included.
     return layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                     synchronized=synchronized,
+                                     synchronized=synchronized, name=name,
                                      gamma_regularizer=_l2(weight_decay),
-                                     beta_regularizer=_l2(weight_decay), name=name)
+                                     beta_regularizer=_l2(weight_decay))
 
 
-def _shortcut(x, filters, strides, option, name, weight_decay, sync_bn=False,
+def _shortcut(x, filters, strides, option, name, weight_decay, *, sync_bn=False,
               bn_weight_decay=0.0):
     in_filters = x.shape[-1]
     if strides == 1 and in_filters == filters:
@@ -103,7 +103,7 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str, na
     y = _bn(f"{name}_bn2", sync_bn, bn_weight_decay)(y)
     if residual:
         s = _shortcut(x, filters, strides, shortcut, f"{name}_shortcut", weight_decay,
-                      sync_bn, bn_weight_decay)
+                      sync_bn=sync_bn, bn_weight_decay=bn_weight_decay)
         y = layers.Add(name=f"{name}_add")([y, s])
     return layers.ReLU(name=f"{name}_out")(y)
 
@@ -145,9 +145,8 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
                             weight_decay=weight_decay, sync_bn=sync_batchnorm,
                             bn_weight_decay=bn_decay)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dense(num_classes, kernel_initializer=_kernel_init(),
-                     kernel_regularizer=_l2(weight_decay),
-                     bias_regularizer=_l2(bn_decay), name="logits")(x)
+    x = layers.Dense(num_classes, kernel_initializer=_kernel_init(), name="logits",
+                     kernel_regularizer=_l2(weight_decay), bias_regularizer=_l2(bn_decay))(x)
     # float32 even under a mixed-precision policy, for a stable softmax and loss.
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     suffix = "" if not spec.residual or shortcut == "A" else "_B"

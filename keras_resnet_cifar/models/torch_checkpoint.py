@@ -79,15 +79,13 @@ class _Tensor:  # a tensor before its storage's bytes are known
         # repeats them (stride 0) could be made gigabytes from a few bytes.
         elements = int(np.prod(self.shape, dtype=object))
         if elements > data.size:
-            raise UserError(f"A tensor of shape {self.shape} repeats its storage of "
-                            f"{data.size:,} elements (strides {self.strides}): refused "
-                            "before it is made.")
+            raise UserError(f"A tensor of shape {self.shape} repeats its storage of {data.size:,} "
+                            f"elements (strides {self.strides}): refused before it is made.")
         if not self.shape:
             return np.array(data[self.offset])
-        item = data.itemsize
         view = np.lib.stride_tricks.as_strided(
             data[self.offset:], shape=self.shape,
-            strides=tuple(s * item for s in self.strides), writeable=False)
+            strides=tuple(s * data.itemsize for s in self.strides), writeable=False)
         return np.array(view)
 
 
