@@ -1,22 +1,11 @@
-"""Reads PyTorch checkpoints (``torch.save`` files) into NumPy arrays, without torch.
+"""Reads PyTorch checkpoints (torch.save files) into NumPy arrays, without torch.
 
-The reference CIFAR ResNets are published as ``.th`` checkpoints: a dict
-``{"state_dict": ..., "best_prec1": ...}`` whose state-dict keys carry
-``DataParallel``'s ``module.`` prefix. This module reads both formats
-``torch.save`` has written:
-
-* the zip format (torch >= 1.6): ``<name>/data.pkl`` plus one file per storage
-  under ``<name>/data/``;
-* the legacy format (before 1.6, and ``_use_new_zipfile_serialization=False``):
-  consecutive pickles (magic number, protocol version, system info, the object,
-  the storage keys) followed by each storage's bytes, each preceded by its
-  element count as a little-endian int64. Checkpoints saved in 2018 are in this
-  format.
-
-Pickles are read with a restricted unpickler that resolves only the few names
-torch's format uses (tensor rebuild functions, storage types, OrderedDict); any
-other global (code a malicious file would run) is refused. Tensors come back as
-NumPy arrays, copied out of their storage with their offset, shape and strides.
+Both formats torch.save has written: zip (torch >= 1.6: <name>/data.pkl plus one file per
+storage under <name>/data/) and legacy (before 1.6, as the reference's 2018 checkpoints:
+consecutive pickles of magic number, protocol, system info, the object and the storage
+keys, then each storage's bytes after its element count as a little-endian int64).
+A pickle is a program: the unpickler resolves only the names torch's format uses and
+refuses any other global (code a malicious file would run).
 """
 
 from __future__ import annotations
@@ -49,16 +38,12 @@ MAX_PICKLE_BYTES = 16 << 20
 _LEGACY_PROTOCOL = 1001
 
 
-class _StorageType:
-    """Stands in for ``torch.FloatStorage`` etc. in a pickle: only its dtype matters."""
-
+class _StorageType:  # stands in for torch.FloatStorage etc.: only its dtype matters
     def __init__(self, name: str):
         self.name, self.dtype = name, np.dtype(STORAGE_DTYPES[name])
 
 
-class _Storage:
-    """A storage's elements, filled in when its bytes are read (legacy format: later)."""
-
+class _Storage:  # its elements are filled in when its bytes are read (legacy: last)
     def __init__(self, dtype: np.dtype, data: np.ndarray | None = None):
         self.dtype, self.data = dtype, data
 
@@ -77,9 +62,7 @@ def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *unused) -> "_
     return _Tensor(storage, offset, tuple(size), tuple(stride))
 
 
-class _Tensor:
-    """A tensor before its storage's bytes are known (the legacy format reads them last)."""
-
+class _Tensor:  # a tensor before its storage's bytes are known
     def __init__(self, storage: _Storage, offset: int, shape: tuple, strides: tuple):
         self.storage, self.offset, self.shape, self.strides = storage, offset, shape, strides
 
@@ -96,15 +79,13 @@ class _Tensor:
         # repeats them (stride 0) could be made gigabytes from a few bytes.
         elements = int(np.prod(self.shape, dtype=object))
         if elements > data.size:
-            raise UserError(f"A tensor of shape {self.shape} repeats its storage of "
-                            f"{data.size:,} elements (strides {self.strides}): refused "
-                            "before it is made.")
+            raise UserError(f"A tensor of shape {self.shape} repeats its storage of {data.size:,} "
+                            f"elements (strides {self.strides}): refused before it is made.")
         if not self.shape:
             return np.array(data[self.offset])
-        item = data.itemsize
         view = np.lib.stride_tricks.as_strided(
             data[self.offset:], shape=self.shape,
-            strides=tuple(s * item for s in self.strides), writeable=False)
+            strides=tuple(s * data.itemsize for s in self.strides), writeable=False)
         return np.array(view)
 
 
@@ -122,8 +103,6 @@ _ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {
 
 
 class _Unpickler(pickle.Unpickler):
-    """An unpickler that knows torch's storages and nothing else."""
-
     def __init__(self, file: BinaryIO, load_storage: Callable[[tuple], _Storage]):
         super().__init__(file)
         self._load_storage = load_storage
@@ -142,8 +121,7 @@ class _Unpickler(pickle.Unpickler):
         return self._load_storage(pid)
 
 
-def _to_numpy(obj):
-    """Replaces every tensor inside dicts, lists and tuples by its NumPy array."""
+def _to_numpy(obj):  # every tensor in dicts, lists and tuples by its array
     if isinstance(obj, _Tensor):
         return obj.numpy()
     if isinstance(obj, dict):
@@ -245,12 +223,7 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes:
 
 
 def load(path: str | os.PathLike) -> Any:
-    """The object a ``torch.save`` file holds, with NumPy arrays for its tensors.
-
-    Raises:
-        UserError: no such file, not a torch checkpoint, truncated, or a pickle
-            that refers to anything but tensors and plain containers.
-    """
+    """The object a torch.save file holds, with NumPy arrays for its tensors."""
     try:
         # One regular file (a FIFO or device never ends), of a bounded size, opened once.
         with fileio.open_regular(path, follow_links=True,
@@ -275,15 +248,8 @@ def load(path: str | os.PathLike) -> Any:
 
 def state_dict(checkpoint: Any, *, drop: tuple[str, ...] = ("num_batches_tracked",)
                ) -> dict[str, np.ndarray]:
-    """The float state dict of a loaded checkpoint, keys without ``module.``.
-
-    Accepts a bare state dict or a dict holding one under ``"state_dict"`` (the
-    reference's ``{"state_dict": ..., "best_prec1": ...}``). Keys ending in one of
-    ``drop`` (BatchNorm's step counters) are left out.
-
-    Raises:
-        UserError: no state dict of arrays in it.
-    """
+    """The float state dict of a loaded checkpoint, bare or under "state_dict" (the
+    reference's), keys without DataParallel's "module.", those ending in `drop` left out."""
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not checkpoint or not all(
