@@ -1,17 +1,7 @@
-"""The training flags: one per TrainConfig field, shared by train, study and benchmark.
-
-Every field of :class:`keras_resnet_cifar.config.TrainConfig` becomes a flag with
-the same name, type and default (a tool may change a default or leave a field
-out, e.g. the study replaces ``--model`` and ``--seed`` with ``--models`` and
-``--seeds``). The flags are derived from the dataclass, so a new field is a new
-flag everywhere without touching this module; it only needs a line of help text
-in :data:`HELP` (a field without one gets a generic line, and a test says so).
-
-The parsed flags become a config in one place, :func:`config_from_flags`, which
-the config validates: a bad value raises :class:`~keras_resnet_cifar.errors.UserError`
-with one sentence. The way back, the flags that reproduce a config, is
-:func:`keras_resnet_cifar.config.changed_flags` (libraries need it too, without the
-flag layer).
+"""The training flags: one per TrainConfig field (same name, type and default), shared by
+train, study and benchmark. A new field is a new flag everywhere; it only needs its line
+in HELP (a test says so). TrainConfig checks the values; its errors name the field,
+which is the flag's name.
 """
 
 from __future__ import annotations
@@ -23,8 +13,7 @@ from typing import Any, Collection
 
 from absl import flags
 
-from keras_resnet_cifar.config import TrainConfig, as_epoch
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.config import TrainConfig
 
 PATH_FIELDS = ("data_dir",)  # expanded: ~ and environment variables
 
@@ -69,25 +58,18 @@ HELP = {
 
 
 def config_fields(exclude: Collection[str] = ()) -> list[dataclasses.Field]:
-    """The TrainConfig fields that are flags, in declaration order."""
     return [f for f in dataclasses.fields(TrainConfig) if f.name not in exclude]
 
 
 def help_text(name: str) -> str:
-    """The help line of field ``name`` (a generic one for a field :data:`HELP` lacks)."""
     return HELP.get(name, f"TrainConfig.{name} (see keras_resnet_cifar/config.py).")
 
 
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
                         defaults: TrainConfig | None = None,
                         exclude: Collection[str] = ()) -> None:
-    """Defines one flag per TrainConfig field (same name and type).
-
-    Args:
-        flag_values: where to define them (absl's global FLAGS by default).
-        defaults: the config whose values are the defaults (``TrainConfig()``).
-        exclude: fields the tool sets itself and does not take as flags.
-    """
+    """Defines one flag per TrainConfig field but `exclude`d ones, defaulting to
+    `defaults`' values (TrainConfig()'s by default)."""
     defaults = defaults or TrainConfig()
     hints = typing.get_type_hints(TrainConfig)
     for field in config_fields(exclude):
@@ -108,33 +90,22 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS,
                       **overrides: Any) -> TrainConfig:
-    """The frozen config of the parsed flags, with ``overrides`` for the excluded fields.
-
-    Fields that are neither flags nor overrides keep TrainConfig's defaults.
+    """The config of the parsed flags, with `overrides` for the excluded fields (fields
+    that are neither keep TrainConfig's defaults).
 
     Raises:
-        UserError: a value the config rejects (one sentence naming the flag).
+        config.ConfigError (a UserError naming the field): a value the config refuses.
     """
-    hints = typing.get_type_hints(TrainConfig)
     values = {}
     for field in dataclasses.fields(TrainConfig):
         if field.name in overrides:
             values[field.name] = overrides[field.name]
         elif field.name in flag_values:
             value = flag_values[field.name].value
-            if hints[field.name] in (tuple[int, ...], tuple[float, ...]):
-                number, what = ((int, "integers") if hints[field.name] == tuple[int, ...]
-                                else (as_epoch, "numbers"))
-                try:
-                    value = tuple(number(v) for v in value)
-                except ValueError:
-                    raise UserError(f"--{field.name} must be {what}, got "
-                                    f"{','.join(value)}.") from None
+            if isinstance(value, list):  # TrainConfig turns the texts into numbers
+                value = tuple(value)
             if field.name in PATH_FIELDS and value:
                 # The shell leaves "~" after "--flag=" alone: expand it (and $VARS) here.
                 value = os.path.expanduser(os.path.expandvars(value))
             values[field.name] = value
-    try:
-        return TrainConfig(**values)
-    except ValueError as e:  # the config validates; its messages name the flag
-        raise UserError(str(e)) from None
+    return TrainConfig(**values)
