@@ -251,9 +251,9 @@ def test_changed_recipe_is_refused_with_every_difference(tmp_path):
     with pytest.raises(UserError) as error:
         lock.plan(tmp_path, changed)
     message = str(error.value)
-    assert "--learning_rate=0.05 (the run has 0.1)" in message
-    assert "--seed=4 (the run has 3)" in message
-    assert "--lr_boundaries=2 (the run has 1)" in message
+    assert "learning_rate=0.05 (the run has 0.1)" in message
+    assert "seed=4 (the run has 3)" in message
+    assert "lr_boundaries=2 (the run has 1)" in message
     assert "data_dir" not in message and "jit_compile" not in message  # execution only
     assert (tmp_path / run_files.CONFIG).read_text() == before
     # A run older than a field counts as having its default.
@@ -273,7 +273,7 @@ def test_fewer_epochs_are_refused_and_more_extend_the_run(tmp_path):
     [extension] = run_files.read_extensions(tmp_path)
     assert (extension["epochs"], extension["extended_to"], extension["epochs_completed"]) == \
         (1, 2, 1)
-    with pytest.raises(UserError, match="holds a run of 2 epochs, not --epochs=1"):
+    with pytest.raises(UserError, match="holds a run of 2 epochs, not epochs=1"):
         loop.train_and_evaluate(config, tmp_path, verbose=0)
     # A finished run is not retrained.
     assert loop.train_and_evaluate(longer, tmp_path, verbose=0) == metrics
