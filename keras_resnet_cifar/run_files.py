@@ -7,6 +7,7 @@ resumes from, bit-identical) and training.lock (one process, one recipe).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import shutil
@@ -111,36 +112,23 @@ def read_config(workdir: str | os.PathLike) -> dict[str, Any] | None:
     return config
 
 
-def _read_history_file(workdir: str | os.PathLike) -> dict[str, Any] | None:
+def read_history(workdir: str | os.PathLike) -> list[dict[str, Any]]:
+    """history.json's per-epoch rows (empty when the run has none yet)."""
     history = _read_object(workdir, HISTORY_JSON)
-    if history is None:
-        return None
-    rows = history.get("epochs")
-    if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+    rows = (history or {}).get("epochs", [])
+    if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)) or (
+            history is not None and "epochs" not in history):
         raise UserError(f"{path(workdir, HISTORY_JSON)} has no list of epoch rows under "
                         "\"epochs\": restore it or remove the run directory.")
-    return history
+    return rows
 
 
-def read_history(workdir: str | os.PathLike) -> list[dict[str, Any]]:
-    history = _read_history_file(workdir)
-    return history["epochs"] if history else []
-
-
-def read_metrics(workdir: str | os.PathLike) -> dict[str, Any] | None:
-    return _read_object(workdir, METRICS)
-
-
-def read_evaluation(workdir: str | os.PathLike) -> dict[str, Any] | None:
-    return _read_object(workdir, EVALUATION)
-
-
-def read_layer_stats(workdir: str | os.PathLike) -> dict[str, Any] | None:
-    return _read_object(workdir, LAYER_STATS)
-
-
-def read_curve(workdir: str | os.PathLike) -> dict[str, Any] | None:
-    return _read_object(workdir, CURVE)
+# The JSON objects of a run, or None when it has not written them (yet).
+read_metrics = functools.partial(_read_object, name=METRICS)
+read_evaluation = functools.partial(_read_object, name=EVALUATION)
+read_layer_stats = functools.partial(_read_object, name=LAYER_STATS)
+read_curve = functools.partial(_read_object, name=CURVE)
+read_best = functools.partial(_read_object, name=BEST_JSON)
 
 
 def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
@@ -159,10 +147,6 @@ def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> lis
                 shutil.copyfileobj(f, out)
             written.append(path(dest, name))
     return written
-
-
-def read_best(workdir: str | os.PathLike) -> dict[str, Any] | None:
-    return _read_object(workdir, BEST_JSON)
 
 
 def read_extensions(workdir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -82,7 +82,7 @@ class ProgressLine(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
-        figures = "".join(f", {name} {_scalar(logs[key]):.4f}"
+        figures = "".join(f", {name} {scalar(logs[key]):.4f}"
                           for key, name in (("cross_entropy", "cross-entropy"),
                                             ("accuracy", "accuracy")) if key in logs)
         self._show(f"step {batch + 1}/{self.steps} "
@@ -107,7 +107,8 @@ class ProgressLine(keras.callbacks.Callback):
         self._epoch = None
 
 
-def _scalar(value) -> float:
+def scalar(value) -> float:
+    """A log value as a float (a 1-element vector under vector_logs)."""
     return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
 
 
@@ -125,10 +126,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.all(np.isfinite(np.asarray(loss, dtype=np.float64))):
+        loss = scalar((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
             raise UserError(
-                f"the training loss became {float(np.asarray(loss).reshape(-1)[0])} in epoch "
+                f"the training loss became {loss} in epoch "
                 f"{self.epoch + 1} (learning rate {learning_rate_at(self.epoch, self.config):g}); "
                 "training stopped, the run directory keeps the epochs before it. Train with "
                 "a lower learning_rate in another run directory.", argument="learning_rate")
@@ -145,11 +146,8 @@ class RunWriter(keras.callbacks.Callback):
     def __init__(self, workdir: Path, config: TrainConfig, chief: bool,
                  state: resume_state.State | None, stop: signals.StopSignals):
         super().__init__()
-        self.workdir = workdir
-        self.eval_set = config.eval_set
-        self.total_epochs = config.epochs
-        self.chief = chief
-        self.stop = stop
+        self.workdir, self.chief, self.stop = workdir, chief, stop
+        self.eval_set, self.total_epochs = config.eval_set, config.epochs
         self.rows = list(state.history) if state else []
         self.best = state.best if state else None
         self._noted = False  # the BatchNorm note is printed once per session
@@ -157,8 +155,7 @@ class RunWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         row = {"epoch": epoch + 1}
-        row.update({k: float(np.asarray(logs[k]).reshape(-1)[0])
-                    for k in run_files.HISTORY_FIELDS[1:] if k in logs})
+        row.update({k: scalar(logs[k]) for k in run_files.HISTORY_FIELDS[1:] if k in logs})
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
         value = row.get("val_accuracy")
         improved = value is not None and math.isfinite(value) and (
@@ -206,9 +203,8 @@ def lagging_batch_norm_note(row: dict[str, Any], eval_set: str) -> str | None:
     run lag the fast-changing weights: 68.9 against 2.3 after 20 steps is not a bug.
     """
     train, held = row.get("cross_entropy"), row.get("val_cross_entropy")
-    if train is None or held is None or not (math.isfinite(train) and math.isfinite(held)):
-        return None
-    if held < max(5.0, 3.0 * train):
+    if train is None or held is None or not (math.isfinite(train) and math.isfinite(held)
+                                              and held >= max(5.0, 3.0 * train)):
         return None
     return (f"note: {eval_set} cross-entropy {held:.1f} against {train:.2f} in training: "
             "BatchNormalization's moving averages lag the weights early in a run "

@@ -67,17 +67,11 @@ class Plan:
 def recipe_differences(saved: dict[str, Any], config: Any) -> list[str]:
     """"name=value (the run has value)" for each recipe field where `config` differs from
     a run's config.json (`saved`); a field `saved` lacks (an older run) has its default."""
-    current = json.loads(config.to_json())
-    out = []
+    current, out = json.loads(config.to_json()), []
     for field in dataclasses.fields(config):
-        name = field.name
-        if name in run_files.EXECUTION_FIELDS or name == "epochs":
-            continue
-        default = field.default
-        if isinstance(default, tuple):
-            default = list(default)
-        before = saved.get(name, default)
-        if before != current[name]:
+        name, default = field.name, field.default
+        before = saved.get(name, list(default) if isinstance(default, tuple) else default)
+        if name not in (*run_files.EXECUTION_FIELDS, "epochs") and before != current[name]:
             given = (f"{name}={_value_text(current[name])}" if current[name] is not None
                      else f"no {name}")
             out.append(f"{given} (the run has {_value_text(before, name)})")
@@ -118,11 +112,10 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
             done = None
         held = ("it has no completed epoch yet" if done == 0 else
                 f"it has {done} completed epoch(s)" if done else "its resume state is unreadable")
-        raise UserError(
-            f"{workdir} holds a run of another recipe: {'; '.join(differences)}; "
-            f"{held}. To continue it, give the values it was started with (its "
-            f"{run_files.CONFIG}); to start over with these values, give another run directory, or "
-            f"delete {workdir} first.")
+        raise UserError(f"{workdir} holds a run of another recipe: {'; '.join(differences)}; "
+                        f"{held}. To continue it, give the values it was started with (its "
+                        f"{run_files.CONFIG}); to start over with these values, give another "
+                        f"run directory, or delete {workdir} first.")
     epochs = int(saved.get("epochs", config.epochs))
     if config.epochs < epochs:
         raise UserError(f"{workdir} holds a run of {epochs} epochs, not epochs="
@@ -132,20 +125,17 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
     if metrics and metrics.get("epochs_completed") == config.epochs:
         return Plan(state_epoch=config.epochs, finished=True, new=False)
     state_epoch = resume_state.check_against_run(workdir, epochs, history)
+    state = run_files.path(workdir, run_files.STATE)
     if state_epoch is None and history:
-        raise UserError(
-            f"{workdir} has {len(history)} trained epoch(s) but no resume state "
-            f"({run_files.path(workdir, run_files.STATE)}): it cannot be resumed exactly. Choose "
-            "another run directory, or delete this one to start the run over.")
-    if state_epoch is None:
-        evidence = trained_epoch_evidence(workdir)
-        if evidence:
-            raise UserError(
-                f"{workdir} shows that epochs were trained ({', '.join(evidence)}) but its "
-                f"resume state {run_files.path(workdir, run_files.STATE)} is missing: restore it "
-                "from a backup, or choose another run directory (or delete this one) to start "
-                "the run over; "
-                "it is not retrained from epoch 0 over them.")
+        raise UserError(f"{workdir} has {len(history)} trained epoch(s) but no resume state "
+                        f"({state}): it cannot be resumed exactly. Choose another run "
+                        "directory, or delete this one to start the run over.")
+    evidence = trained_epoch_evidence(workdir) if state_epoch is None else []
+    if evidence:
+        raise UserError(f"{workdir} shows that epochs were trained ({', '.join(evidence)}) but "
+                        f"its resume state {state} is missing: restore it from a backup, or "
+                        "choose another run directory (or delete this one) to start the run "
+                        "over; it is not retrained from epoch 0 over them.")
     return Plan(state_epoch=state_epoch or 0, finished=False, new=False,
                 extended_from=epochs if config.epochs > epochs else None)
 
@@ -154,8 +144,8 @@ def trained_epoch_evidence(workdir: str | os.PathLike) -> list[str]:
     """The files of `workdir` that only a completed epoch writes, each after its resume
     state (so a run killed in its first epoch has none). TensorBoard's event files count
     once they hold an epoch's summary: the callback creates them when training starts."""
-    found = [name for name in (run_files.LAST, run_files.BEST, run_files.BEST_JSON, run_files.MODEL,
-                               run_files.METRICS, run_files.HISTORY_CSV)
+    found = [name for name in (run_files.LAST, run_files.BEST, run_files.BEST_JSON,
+                               run_files.MODEL, run_files.METRICS, run_files.HISTORY_CSV)
              if run_files.path(workdir, name).exists()]
     logs = run_files.path(workdir, run_files.TENSORBOARD)
     if logs.is_dir() and any(_holds(f, b"epoch_loss") for f in logs.rglob("*tfevents*")

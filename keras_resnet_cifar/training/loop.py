@@ -34,14 +34,10 @@ from keras_resnet_cifar.training.optimizer import ReferenceSGD, StepSchedule
 
 
 def build_and_compile(config: TrainConfig, replicas: int = 1) -> keras.Model:
-    """The model of `config`, compiled with the reference SGD (call inside a strategy scope).
-
-    Sets Keras' global dtype policy to config.mixed_precision (BatchNormalization then
-    computes in float32). With several replicas BatchNormalization synchronises its
-    batch statistics, as one device would: Keras 3 does not aggregate per-replica
-    moving statistics, which would drift apart and make evaluation under the strategy
-    disagree with the saved model.
-    """
+    """The model of `config`, compiled with the reference SGD (call inside a strategy scope);
+    sets Keras' global dtype policy. With several replicas BatchNormalization syncs its
+    batch statistics: Keras 3 does not aggregate per-replica moving statistics, which
+    would drift apart from the saved model's."""
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     model = networks.build_model(config.model, shortcut=config.shortcut,
                                  weight_decay=config.weight_decay,
@@ -65,9 +61,8 @@ def build_and_compile(config: TrainConfig, replicas: int = 1) -> keras.Model:
 
 def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
               ) -> tuple[datasets.Split, datasets.Split, datasets.Cifar10]:
-    """(training split, per-epoch eval split, the whole data set) for `config`; `data` is
-    the data set when the caller already holds it (the study trains several models on it).
-    """
+    """(training split, per-epoch eval split, the whole data set); `data`: the data set
+    when the caller holds it already (the study trains several models on it)."""
     if data is None:
         data = datasets.load(config.dataset, config.data_dir, seed=config.seed,
                              synthetic_sizes=(config.synthetic_train_size,
@@ -94,21 +89,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                        evaluate_every_epoch: bool = True) -> dict[str, Any]:
     """Trains `config` in `workdir` (resuming what is there) and returns metrics.json.
 
-    The data are loaded and checked before a new run directory is created, so a run
-    refused for its input leaves none.
-
-    Args:
-        verbose: "auto", a progress line inside each epoch on stderr and one summary
-            line per epoch; 0 the summaries only; 1 or 2 Keras' own output as well.
-        data: the data set of `config` if already loaded.
-        evaluate_every_epoch: False (the study, whose curve points evaluate the test set
-            during each epoch) leaves out history's val_* columns and the best
-            checkpoint, and evaluates the test set once, at the end.
-
-    Raises:
-        UserError: unusable workdir, data or resume state, a workdir of another run or
-            in use, a full disk, a non-finite loss.
-        keras_resnet_cifar.signals.Interrupted: SIGINT or SIGTERM (the same command resumes).
+    The data are checked before a new run directory is made, so a refused run leaves none.
+    verbose: "auto", a progress line in each epoch and a summary line per epoch; 0 the
+    summaries only; 1 or 2 Keras' own output as well. evaluate_every_epoch=False (the
+    study, whose curve points evaluate during each epoch) leaves out the val_* columns
+    and the best checkpoint, and evaluates the test set once, at the end. Raises
+    UserError, or signals.Interrupted on SIGINT or SIGTERM (the same command resumes).
     """
     # The strategy first: MultiWorkerMirroredStrategy must exist before TF starts.
     strategy = distribution.make_strategy(config.distribute)
@@ -165,7 +151,7 @@ class _Session:
                  evaluation: datasets.Split, data: datasets.Cifar10, *,
                  verbose: int | str, stop: signals.StopSignals):
         self.config, self.workdir, self.strategy, self.chief = config, workdir, strategy, chief
-        self.train, self.evaluation, self.data = train, evaluation, data
+        self.train, self.evaluation, self.data, self.fit_seconds = train, evaluation, data, 0.0
         logging.info("data: %s; %s, %s", data.source,
                      plural(len(train.labels), "training image"),
                      plural(len(evaluation.labels), f"{config.eval_set} image"))
@@ -192,21 +178,17 @@ class _Session:
                                                     _eval_batches(evaluation, config),
                                                     config.eval_set)
                          if verbose == "auto" else None)
-        self.fit_seconds = 0.0
 
     def _callbacks(self, extra: Sequence[keras.callbacks.Callback]) -> list:
         config = self.config
         images_per_epoch = (self.steps * config.batch_size if config.steps_per_epoch
                             else len(self.train.labels))
-        run_callbacks = [StepSchedule(config), callbacks_lib.EpochTimer(images_per_epoch),
-                         callbacks_lib.StopOnNonFiniteLoss(config),
-                         # before the writer: it clears its line first
-                         *([self.progress] if self.progress else []), self.writer]
-        if self.chief:
-            run_callbacks.append(keras.callbacks.TensorBoard(
-                log_dir=str(run_files.path(self.workdir, run_files.TENSORBOARD)),
-                profile_batch=0))
-        return run_callbacks + list(extra)
+        board = [keras.callbacks.TensorBoard(profile_batch=0, log_dir=str(
+            run_files.path(self.workdir, run_files.TENSORBOARD)))] if self.chief else []
+        # The progress line before the writer: it clears its line first.
+        return [StepSchedule(config), callbacks_lib.EpochTimer(images_per_epoch),
+                callbacks_lib.StopOnNonFiniteLoss(config),
+                *([self.progress] if self.progress else []), self.writer, *board, *extra]
 
     def fit(self, extra_callbacks: Sequence[keras.callbacks.Callback],
             evaluate_every_epoch: bool) -> None:
@@ -250,8 +232,7 @@ class _Session:
         test = self.model.evaluate(_eval_ds(self.data.test, config),
                                    verbose=self.keras_verbose, return_dict=True,
                                    callbacks=[self.progress] if self.progress else None)
-        return tuple(float(np.asarray(test[k]).reshape(-1)[0])
-                     for k in ("cross_entropy", "accuracy"))
+        return callbacks_lib.scalar(test["cross_entropy"]), callbacks_lib.scalar(test["accuracy"])
 
     def finish(self) -> dict[str, Any]:
         """Tests the final model, saves it and writes metrics.json."""
@@ -296,16 +277,12 @@ def _repair(workdir: Path, model: keras.Model, state: resume_state.State,
 
 def _metrics(config, model, history, best, data, strategy, test_loss, test_accuracy,
              fit_seconds) -> dict[str, Any]:
-    if best:
-        best = {**best, "chosen_on": config.eval_set}
     rates = [r["images_per_sec"] for r in history if "images_per_sec" in r]
+    name = arch.parse_name(config.model)
     return {
-        "model": config.model,
-        "shortcut": config.shortcut,
-        "residual": arch.parse_name(config.model).residual,
-        "depth": arch.parse_name(config.model).depth,
-        "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss),
+        "model": config.model, "shortcut": config.shortcut,
+        "residual": name.residual, "depth": name.depth,
+        "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
         # Keras takes the softmax's logits: -log p is exact even where p underflows
         # (a tool that only sees probabilities must clip them, and differs there).
         "test_loss_definition": "mean cross-entropy -log p(true class), computed from "
@@ -313,7 +290,7 @@ def _metrics(config, model, history, best, data, strategy, test_loss, test_accur
         "test_images": len(data.test.labels) if not config.eval_steps
         else min(len(data.test.labels), config.eval_steps * config.batch_size),
         "eval_set": config.eval_set,
-        "best": best,
+        "best": {**best, "chosen_on": config.eval_set} if best else best,
         "final_train_accuracy": history[-1].get("accuracy") if history else None,
         "epochs_completed": history[-1]["epoch"] if history else 0,
         "params_trainable": networks.count_trainable_params(model),

@@ -169,12 +169,12 @@ def _meta(state: Any, target: Path) -> dict[str, Any]:
     return meta
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_int(value: Any, types: type | tuple = int) -> bool:
+    return isinstance(value, types) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return _is_int(value, (int, float))
 
 
 def _meta_problem(meta: Any) -> str | None:

@@ -1,0 +1,33 @@
+"""loop: what train_and_evaluate repairs on resume (its crash safety: test_resume.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from keras_resnet_cifar import run_files
+from keras_resnet_cifar.training import loop, resume_state
+
+
+def test_a_damaged_best_checkpoint_is_rebuilt_or_reported_on_resume(tmp_path, monkeypatch, tiny, one_epoch_run):
+    # Issue 16, item 2: a truncated checkpoints/best.keras stayed corrupt after a resume.
+    run_dir = one_epoch_run  # best epoch 1 = the resume state's epoch
+    best = run_dir / run_files.BEST
+    best.write_bytes(best.read_bytes()[:1000])
+    assert run_files.is_damaged_model(run_dir, run_files.BEST)
+    assert not run_files.is_damaged_model(run_dir, run_files.LAST)
+    (run_dir / run_files.METRICS).unlink()  # killed after the last epoch's state
+    loop.train_and_evaluate(dataclasses.replace(tiny, epochs=1), run_dir, verbose=0)
+    assert not run_files.is_damaged_model(run_dir, run_files.BEST)
+    keras.saving.load_model(best, compile=False)
+    # A best epoch older than the state cannot be rebuilt: said, not hidden.
+    best.write_bytes(best.read_bytes()[:1000])
+    warnings = []
+    monkeypatch.setattr(loop.logging, "warning", lambda *a: warnings.append(a[0] % a[1:]))
+    model = keras.saving.load_model(run_dir / run_files.LAST)
+    state = resume_state.State(epoch=2, history=run_files.read_history(run_dir),
+                         best=run_files.read_best(run_dir))
+    loop._repair(run_dir, model, state, tiny, chief=True)
+    assert any("best.keras is damaged (truncated or corrupt) and cannot be rebuilt" in w
+               for w in warnings)
