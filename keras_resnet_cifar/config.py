@@ -42,14 +42,11 @@ _SYNTHETIC = ("synthetic_train_size", "synthetic_test_size")
 # (fields, what each value must satisfy, the rule in words), checked in this order.
 # Out-of-range integers are refused here rather than overflowing in NumPy or TensorFlow;
 # NaN fails every comparison, so each rule is written as what must hold.
+_CHOICES = {"shortcut": arch.SHORTCUTS, "dataset": DATASETS, "distribute": DISTRIBUTE,
+            "mixed_precision": PRECISIONS, "weight_decay_scope": arch.WEIGHT_DECAY_SCOPES}
 _RULES = (
-    (("shortcut",), lambda v: v in arch.SHORTCUTS, "must be A or B"),
-    (("dataset",), lambda v: v in DATASETS, f"must be one of {', '.join(DATASETS)}"),
-    (("distribute",), lambda v: v in DISTRIBUTE, f"must be one of {', '.join(DISTRIBUTE)}"),
-    (("mixed_precision",), lambda v: v in PRECISIONS,
-     f"must be one of {', '.join(PRECISIONS)}"),
-    (("weight_decay_scope",), lambda v: v in arch.WEIGHT_DECAY_SCOPES,
-     f"must be one of {', '.join(arch.WEIGHT_DECAY_SCOPES)}"),
+    *(((name,), valid.__contains__, f"must be one of {', '.join(valid)}")
+      for name, valid in _CHOICES.items()),
     (("epochs", "batch_size", *_SYNTHETIC, "steps_per_execution"), lambda v: v > 0,
      "must be positive"),
     (("steps_per_epoch", "eval_steps"), lambda v: v is None or v > 0, "must be positive"),
@@ -68,8 +65,7 @@ _RULES = (
 
 
 class ConfigError(UserError, ValueError):
-    """A value TrainConfig refuses: a UserError for the commands, and a ValueError for
-    callers that build configs from values of their own."""
+    """A value TrainConfig refuses (a ValueError too, for callers that catch that)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,12 +156,9 @@ def batches(images: int, batch_size: int, drop_remainder: bool = False) -> int:
 
 
 def check_steps_per_execution(steps: int, steps_per_execution: int) -> None:
-    """Refuses a `steps_per_execution` that does not divide an epoch's `steps`.
-
-    Keras (3.15) runs every execution whole: an epoch would run past its end into the
-    next one's batches (measured: 9 and 7 steps for epochs of 8 at 3), shifting every
-    later epoch's data and learning rates, and the last epoch would run out of data.
-    """
+    """Refuses a `steps_per_execution` that does not divide an epoch's `steps`: Keras
+    (3.15) runs every execution whole, so an epoch would run into the next one's batches
+    (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data and rates."""
     if steps % steps_per_execution:
         divisors = [d for d in range(1, steps + 1) if steps % d == 0]
         shown = ", ".join(map(str, divisors[:8])) + (", ..." if len(divisors) > 8 else "")
@@ -188,11 +181,7 @@ def _boundaries(values) -> tuple[int | float, ...]:
 
 
 def as_epoch(value: float | int | str) -> int | float:
-    """An epoch count as a number: an int when whole ("3", 3.0 -> 3), else a float.
-
-    Raises:
-        ValueError: not a finite number.
-    """
+    """An epoch count as a number: an int when whole ("3", 3.0 -> 3), else a float."""
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"not a finite number: {value!r}")
@@ -200,11 +189,8 @@ def as_epoch(value: float | int | str) -> int | float:
 
 
 def learning_rate_at(epoch: float, config: TrainConfig) -> float:
-    """The learning rate at 0-based, possibly fractional `epoch`: warm-up, then step decay.
-
-    The schedule is evaluated before step s of epoch e at e + s / steps_per_epoch, so a
-    boundary b applies from the first step with epoch >= b: for a whole b, the first
-    step of epoch b; for 1.2, the step 20% into the second epoch.
+    """The learning rate at 0-based `epoch`, e + s / steps_per_epoch before step s of
+    epoch e: a boundary b applies from the first step with epoch >= b.
 
     >>> [learning_rate_at(e, TrainConfig()) for e in (0, 79, 80, 119, 120)]
     [0.1, 0.1, 0.010000000000000002, 0.010000000000000002, 0.0010000000000000002]

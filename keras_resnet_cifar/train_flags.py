@@ -19,38 +19,36 @@ PATH_FIELDS = ("data_dir",)  # expanded: ~ and environment variables
 
 HELP = {
     "model": "plainN or resnetN with N = 6n+2: 20, 32, 44, 56, 110, ...",
-    "shortcut": "Residual shortcut where the shape changes: A (zero-padded identity, "
-                "the paper's CIFAR choice) or B (1x1 conv + BN projection).",
+    "shortcut": "Residual shortcut where the shape changes: A (zero-padded identity, the "
+                "paper's CIFAR choice) or B (1x1 conv + BN projection).",
     "dataset": "cifar10 (tensorflow-datasets, or --data_dir) or synthetic.",
-    "data_dir": "A local CIFAR-10 copy: cifar-10-batches-bin/, cifar-10-batches-py/, "
-                "their .tar.gz archives, or a folder holding one of them.",
-    "validation_split": "Hold this many training images out for model selection "
-                        "(He et al.: 5000). 0: evaluate on the test set after each epoch.",
+    "data_dir": "A local CIFAR-10 copy: cifar-10-batches-bin/, cifar-10-batches-py/, their "
+                ".tar.gz archives, or a folder holding one of them.",
+    "validation_split": "Hold this many training images out for model selection (He et al.: "
+                        "5000). 0: evaluate on the test set after each epoch.",
     "synthetic_train_size": "Training images of --dataset=synthetic.",
     "synthetic_test_size": "Test images of --dataset=synthetic.",
     "epochs": "Epochs to train (the default recipe: 200).",
     "batch_size": "Global batch size, split across replicas.",
     "learning_rate": "Initial learning rate.",
-    "lr_boundaries": "Epochs after which the learning rate is multiplied by --lr_decay "
-                     "(default 80,120 of 200: the reproduction paper's; He et al. drop at "
-                     "50% and 75% of their iterations); fractions of an epoch work (e.g. 1.2,1.8: the rate changes at that "
-                     "step).",
+    "lr_boundaries": "Epochs after which the learning rate is multiplied by --lr_decay (default "
+                     "80,120 of 200: the reproduction paper's; He et al. drop at 50% and 75% of "
+                     "their iterations); fractions of an epoch work (e.g. 1.2,1.8: the rate "
+                     "changes at that step).",
     "lr_decay": "Learning-rate factor at each boundary.",
     "momentum": "SGD momentum.",
     "weight_decay": "Weight decay lambda, coupled as in torch.optim.SGD (gradient += lambda*w).",
     "weight_decay_scope": "Which weights are decayed: all (every parameter, as the reference "
                           "trainers) or kernels (conv and dense kernels only).",
-    "warmup_epochs": "Epochs at --warmup_learning_rate first (He et al. did this for "
-                     "ResNet-110).",
+    "warmup_epochs": "Epochs at --warmup_learning_rate first (He et al. did this for ResNet-110).",
     "warmup_learning_rate": "Learning rate during warm-up.",
-    "steps_per_epoch": "Cap on training steps per epoch (short runs): an epoch is then "
-                       "steps x batch shuffled, augmented images drawn from the whole "
-                       "training set.",
+    "steps_per_epoch": "Cap on training steps per epoch (short runs): an epoch is then steps x "
+                       "batch shuffled, augmented images drawn from the whole training set.",
     "eval_steps": "Cap on evaluation steps (short runs).",
     "seed": "Random seed (weights, shuffling, augmentation).",
     "deterministic": "Enable TensorFlow op determinism (slower).",
-    "distribute": "auto (MirroredStrategy when there are several GPUs), none, mirrored, "
-                  "or multi_worker (TF_CONFIG).",
+    "distribute": "auto (MirroredStrategy when there are several GPUs), none, mirrored, or "
+                  "multi_worker (TF_CONFIG).",
     "mixed_precision": "float32, mixed_float16 (GPUs) or mixed_bfloat16.",
     "jit_compile": "Compile the train step with XLA.",
     "steps_per_execution": "Training steps per tf.function call.",
@@ -82,7 +80,7 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
             flags.DEFINE_integer(name, default, help_, **kwargs)
         elif hint is float:
             flags.DEFINE_float(name, default, help_, **kwargs)
-        elif hint in (tuple[int, ...], tuple[float, ...]):
+        elif hint == tuple[float, ...]:
             flags.DEFINE_list(name, [str(v) for v in default], help_, **kwargs)
         else:
             flags.DEFINE_string(name, default, help_, **kwargs)

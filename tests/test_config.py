@@ -51,7 +51,7 @@ def test_the_data_set_names_are_the_data_rooms():
     (dict(model="resnet21"), "Invalid depth 21 in 'resnet21'"),
     (dict(epochs=0), "epochs must be positive, got 0"),
     (dict(epochs=-1), "epochs must be positive, got -1"),
-    (dict(shortcut="C"), "shortcut must be A or B"),
+    (dict(shortcut="C"), "shortcut must be one of A, B, got .C."),
     (dict(lr_boundaries=(120, 80)), "lr_boundaries must be increasing positive epochs"),
     (dict(lr_boundaries=("a",)), "lr_boundaries must be numbers"),
     (dict(dataset="mnist"), "dataset must be one of cifar10, synthetic, got 'mnist'"),

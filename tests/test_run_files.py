@@ -1,4 +1,4 @@
-"""run_files: the run directory's readers refuse damaged files in one line, copies never follow links."""
+"""run_files: damaged run files are refused in one line; copies never follow links."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def test_run_files_of_the_wrong_json_type_are_named_in_one_line(tmp_path, name, 
     run_files.write_config(tmp_path, CONFIG)
     (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / name).write_text(text)
-    readers = {run_files.CONFIG: run_files.read_config, run_files.HISTORY_JSON: run_files.read_history,
+    readers = {run_files.CONFIG: run_files.read_config,
+               run_files.HISTORY_JSON: run_files.read_history,
                run_files.BEST_JSON: run_files.read_best}
     with pytest.raises(UserError, match=f"{tmp_path / name} "):
         readers[name](tmp_path)

@@ -21,11 +21,8 @@ from keras_resnet_cifar.training import resume_state
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds epoch_time_s, images_per_sec (training phase only) and load_average to the logs.
-
-    The 1-minute load average says how far other work slowed the timings (a 2-core
-    machine at load 4 runs each job at about half speed).
-    """
+    """Adds epoch_time_s, images_per_sec (training phase only) and load_average (how far
+    other work slowed the timings: 2 cores at load 4 run each job at about half speed)."""
 
     def __init__(self, images_per_epoch: int):
         super().__init__()
@@ -50,12 +47,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 class ProgressLine(keras.callbacks.Callback):
     """Progress inside an epoch (the step, running loss and accuracy, then the evaluation's
-    batches) on a progress.Line, erased before each epoch's summary line.
-
-    Keras' own output (verbose 1 or 2) prints each epoch a second time beside that
-    summary, shows nothing during the per-epoch evaluation, and its bar shares a line
-    with the summary. In a pipe a line comes every `every` seconds, so an epoch shorter
-    than that prints only its summary.
+    batches) on a progress.Line, erased before each epoch's summary line. Keras' own
+    (verbose 1 or 2) repeats each epoch beside that summary and is silent in evaluation.
     """
 
     def __init__(self, total_epochs: int, steps: int, eval_batches: int,
@@ -136,12 +129,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class RunWriter(keras.callbacks.Callback):
-    """Writes the run directory at the end of every epoch, SIGINT/SIGTERM deferred.
-
-    Order: resume state (the truth), history, then (chief only) last.keras and, on a
-    better val_accuracy, best.keras and best.json. A kill between them leaves files
-    that lag the state, which a resumed run rewrites (loop._repair).
-    """
+    """Writes the run directory at every epoch's end, SIGINT/SIGTERM deferred: resume state
+    (the truth), history, then (chief only) last.keras and, on a better val_accuracy,
+    best.keras and best.json; files that lag the state are rewritten on resume."""
 
     def __init__(self, workdir: Path, config: TrainConfig, chief: bool,
                  state: resume_state.State | None, stop: signals.StopSignals):
@@ -197,11 +187,9 @@ def epoch_timing(row: dict[str, Any], logs: dict[str, Any]) -> str:
 
 
 def lagging_batch_norm_note(row: dict[str, Any], eval_set: str) -> str | None:
-    """A note for an epoch whose evaluation loss is far above its training loss, or None.
-
-    Evaluation normalises with BatchNormalization's moving averages, which early in a
-    run lag the fast-changing weights: 68.9 against 2.3 after 20 steps is not a bug.
-    """
+    """A note for an epoch whose evaluation loss is far above its training loss: early in
+    a run BatchNormalization's moving averages lag the weights (68.9 against 2.3 after 20
+    steps is not a bug)."""
     train, held = row.get("cross_entropy"), row.get("val_cross_entropy")
     if train is None or held is None or not (math.isfinite(train) and math.isfinite(held)
                                               and held >= max(5.0, 3.0 * train)):

@@ -64,17 +64,17 @@ class Plan:
     extended_from: int | None = None  # the run's epochs when the config raises them
 
 
-def recipe_differences(saved: dict[str, Any], config: Any) -> list[str]:
-    """"name=value (the run has value)" for each recipe field where `config` differs from
-    a run's config.json (`saved`); a field `saved` lacks (an older run) has its default."""
-    current, out = json.loads(config.to_json()), []
+def recipe_differences(saved: dict[str, Any], config: Any) -> dict[str, str]:
+    """{name: "name=value (the run has value)"} for each recipe field where `config` differs
+    from a run's config.json (`saved`); a field `saved` lacks (an older run) has its default."""
+    current, out = json.loads(config.to_json()), {}
     for field in dataclasses.fields(config):
         name, default = field.name, field.default
         before = saved.get(name, list(default) if isinstance(default, tuple) else default)
         if name not in (*run_files.EXECUTION_FIELDS, "epochs") and before != current[name]:
             given = (f"{name}={_value_text(current[name])}" if current[name] is not None
                      else f"no {name}")
-            out.append(f"{given} (the run has {_value_text(before, name)})")
+            out[name] = f"{given} (the run has {_value_text(before, name)})"
     return out
 
 
@@ -112,10 +112,11 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
             done = None
         held = ("it has no completed epoch yet" if done == 0 else
                 f"it has {done} completed epoch(s)" if done else "its resume state is unreadable")
-        raise UserError(f"{workdir} holds a run of another recipe: {'; '.join(differences)}; "
-                        f"{held}. To continue it, give the values it was started with (its "
-                        f"{run_files.CONFIG}); to start over with these values, give another "
-                        f"run directory, or delete {workdir} first.")
+        raise UserError(
+            f"{workdir} holds a run of another recipe: {'; '.join(differences.values())}; "
+            f"{held}. To continue it, give the values it was started with (its "
+            f"{run_files.CONFIG}); to start over with these values, give another run "
+            f"directory, or delete {workdir} first.", argument=next(iter(differences)))
     epochs = int(saved.get("epochs", config.epochs))
     if config.epochs < epochs:
         raise UserError(f"{workdir} holds a run of {epochs} epochs, not epochs="

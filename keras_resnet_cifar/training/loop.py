@@ -1,11 +1,6 @@
-"""Training library: train_and_evaluate(config, workdir) with model.fit.
-
-The run directory's files are run_files' (its module docstring lists them); its rules
-are lock's (one process, one recipe) and resume_state's (the truth a run resumes from).
-Every file is written atomically, so a run stopped at any instant resumes from its last
-complete epoch with the same command, and with deterministic=True ends bit-identical to
-a run never stopped. Under multi_worker only the chief writes the run directory; other
-workers keep their own state in workertemp_<task id>/ below it (distribution.worker_dir).
+"""Training library: train_and_evaluate(config, workdir) with model.fit, in a run directory
+(its files: run_files; its rules: lock and resume_state). A run stopped at any instant
+resumes with the same command and, with deterministic=True, ends bit-identical.
 """
 
 from __future__ import annotations
@@ -135,8 +130,8 @@ def _eval_batches(split: datasets.Split, config: TrainConfig) -> int:
 
 
 def _eval_ds(split: datasets.Split, config: TrainConfig) -> tf.data.Dataset:
-    """The evaluation pipeline, cut at eval_steps batches here: with validation_steps
-    Keras keeps a capped iterator across epochs, so each epoch would see the next slice."""
+    # Cut here: with validation_steps Keras keeps a capped iterator across epochs, so
+    # each epoch would see the next slice of the set.
     ds = pipeline.eval_dataset(split, config.batch_size)
     if config.eval_steps:
         ds = ds.take(config.eval_steps)
@@ -239,14 +234,42 @@ class _Session:
         test_loss, test_accuracy = self._test()
         if self.chief:
             run_files.save_model(self.model, self.workdir, run_files.MODEL)
-        metrics = _metrics(self.config, self.model, self.writer.rows, self.writer.best,
-                           self.data, self.strategy, test_loss, test_accuracy,
-                           self.fit_seconds)
+        metrics = self._metrics(test_loss, test_accuracy)
         run_files.write_metrics(self.workdir, metrics)
         logging.info("%s: test accuracy %.4f on %s, test loss %.4f (cross-entropy from the "
                      "logits); wrote %s", self.model.name, test_accuracy,
                      plural(metrics["test_images"], "image"), test_loss, self.workdir)
         return metrics
+
+    def _metrics(self, test_loss: float, test_accuracy: float) -> dict[str, Any]:
+        config, rows, best = self.config, self.writer.rows, self.writer.best
+        rates = [r["images_per_sec"] for r in self.writer.rows if "images_per_sec" in r]
+        name = arch.parse_name(config.model)
+        return {
+            "model": config.model, "shortcut": config.shortcut,
+            "residual": name.residual, "depth": name.depth,
+            "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+            # Keras takes the softmax's logits: -log p is exact even where p underflows
+            # (a tool that only sees probabilities must clip them, and differs there).
+            "test_loss_definition": "mean cross-entropy -log p(true class), computed from "
+                                    "the logits (unclipped), without the weight-decay term",
+            "test_images": len(self.data.test.labels) if not config.eval_steps
+            else min(len(self.data.test.labels), config.eval_steps * config.batch_size),
+            "eval_set": config.eval_set,
+            "best": {**best, "chosen_on": config.eval_set} if best else best,
+            "final_train_accuracy": rows[-1].get("accuracy") if rows else None,
+            "epochs_completed": rows[-1]["epoch"] if rows else 0,
+            "params_trainable": networks.count_trainable_params(self.model),
+            "params_total": int(self.model.count_params()),
+            "wall_time_s": float(sum(r.get("epoch_time_s", 0.0) for r in self.writer.rows)),
+            "last_session_fit_s": self.fit_seconds,
+            "train_images_per_sec": float(np.median(rates)) if rates else None,
+            "data_source": self.data.source,
+            "replicas": self.strategy.num_replicas_in_sync,
+            **environment.describe(),
+            **environment.provenance(config.data_dir),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
 
 
 def _repair(workdir: Path, model: keras.Model, state: resume_state.State,
@@ -273,34 +296,3 @@ def _repair(workdir: Path, model: keras.Model, state: resume_state.State,
             "(epoch %s) exist nowhere else. It is replaced when an epoch improves on "
             "that one; until then use the last checkpoint.", best,
             (state.best or {}).get("epoch", "?"))
-
-
-def _metrics(config, model, history, best, data, strategy, test_loss, test_accuracy,
-             fit_seconds) -> dict[str, Any]:
-    rates = [r["images_per_sec"] for r in history if "images_per_sec" in r]
-    name = arch.parse_name(config.model)
-    return {
-        "model": config.model, "shortcut": config.shortcut,
-        "residual": name.residual, "depth": name.depth,
-        "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
-        # Keras takes the softmax's logits: -log p is exact even where p underflows
-        # (a tool that only sees probabilities must clip them, and differs there).
-        "test_loss_definition": "mean cross-entropy -log p(true class), computed from "
-                                "the logits (unclipped), without the weight-decay term",
-        "test_images": len(data.test.labels) if not config.eval_steps
-        else min(len(data.test.labels), config.eval_steps * config.batch_size),
-        "eval_set": config.eval_set,
-        "best": {**best, "chosen_on": config.eval_set} if best else best,
-        "final_train_accuracy": history[-1].get("accuracy") if history else None,
-        "epochs_completed": history[-1]["epoch"] if history else 0,
-        "params_trainable": networks.count_trainable_params(model),
-        "params_total": int(model.count_params()),
-        "wall_time_s": float(sum(r.get("epoch_time_s", 0.0) for r in history)),
-        "last_session_fit_s": fit_seconds,
-        "train_images_per_sec": float(np.median(rates)) if rates else None,
-        "data_source": data.source,
-        "replicas": strategy.num_replicas_in_sync,
-        **environment.describe(),
-        **environment.provenance(config.data_dir),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }

@@ -1,12 +1,8 @@
-"""The resume state of a run, backup/state.npz: the truth a run resumes from.
-
-One file holds every variable of the model (weights, BatchNormalization statistics)
-and of the optimiser (step count, momentum), the completed epochs, their history rows
-and the best epoch. It is written first at each epoch's end, atomically (the previous
-state stays until the new one is complete); history, checkpoints, model and metrics are
-derived from it and rewritten when they lag. So a run killed at any instant resumes
-from its last complete epoch and, as data.pipeline draws each epoch from (seed, epoch),
-ends bit-identical to a run never interrupted. NumPy only: the model is passed in.
+"""backup/state.npz, the truth a run resumes from: every variable of the model and the
+optimiser, the completed epochs, their history rows and the best epoch. Written first
+at each epoch's end, atomically; everything else is derived from it and rewritten when
+it lags. So a killed run resumes from its last complete epoch and, as data.pipeline
+draws each epoch from (seed, epoch), ends bit-identical. NumPy only.
 """
 
 from __future__ import annotations
@@ -81,11 +77,8 @@ def read_state_epoch(workdir: str | os.PathLike) -> int | None:
 
 def check_against_run(workdir: str | os.PathLike, epochs: int,
                       history: list[dict[str, Any]]) -> int | None:
-    """The epochs the resume state holds, checked against its run; None without one.
-
-    The truth must not lie: it may hold no more epochs than the run trains, and
-    history.json, written after it, may lag it but never hold more or other rows.
-    """
+    """The epochs the resume state holds (None without one), checked: no more than the run
+    trains, and history.json (written after it) may lag it but not differ."""
     with _opened(workdir) as opened:
         if opened is None:
             return None
@@ -209,13 +202,14 @@ def _meta_problem(meta: Any) -> str | None:
     return None
 
 
+_REMEDY = "Restore that file from a backup, or delete the run directory to start the run over."
+
+
 def _lies(target: Path, problem: str) -> UserError:
     return UserError(f"the resume state {target} {problem}: it is not the state of this run, "
-                     "which cannot continue from it. Restore that file from a backup, or "
-                     "delete the run directory to start the run over.")
+                     f"which cannot continue from it. {_REMEDY}")
 
 
 def _unreadable(target: Path, error: BaseException) -> UserError:
     return UserError(f"the resume state {target} is unreadable ({type(error).__name__}: "
-                     f"{error}); the run cannot continue from it. Restore that file from a "
-                     "backup, or delete the run directory to start the run over.")
+                     f"{error}); the run cannot continue from it. {_REMEDY}")

@@ -1,4 +1,7 @@
-"""callbacks: a diverging run stops with one clear error (ProgressLine, epoch lines: tests/test_train.py)."""
+"""callbacks: a diverging run stops with one clear error.
+
+ProgressLine and the epoch lines are tested through the command, in tests/test_train.py.
+"""
 
 from __future__ import annotations
 

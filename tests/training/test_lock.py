@@ -43,25 +43,27 @@ def test_lock_refuses_a_second_holder_and_is_freed_by_a_crash(tmp_path):
 
 def test_changed_recipe_is_refused_with_every_difference(tmp_path, tiny):
     run_files.write_config(tmp_path, tiny)
-    before = (tmp_path / run_files.tiny).read_text()
+    before = (tmp_path / run_files.CONFIG).read_text()
     changed = config_lib.TrainConfig(**{**json.loads(tiny.to_json()), "lr_boundaries": (2,),
                                         "learning_rate": 0.05, "seed": 4, "data_dir": "/x",
                                         "jit_compile": True})
     with pytest.raises(UserError) as error:
         lock.plan(tmp_path, changed)
     message = str(error.value)
+    assert error.value.argument == "learning_rate"  # the first field that differs
     assert "learning_rate=0.05 (the run has 0.1)" in message
     assert "seed=4 (the run has 3)" in message
     assert "lr_boundaries=2 (the run has 1)" in message
     assert "data_dir" not in message and "jit_compile" not in message  # execution only
-    assert (tmp_path / run_files.tiny).read_text() == before
+    assert (tmp_path / run_files.CONFIG).read_text() == before
     # A run older than a field counts as having its default.
     saved = json.loads(before)
     del saved["warmup_epochs"]
-    assert lock.recipe_differences(saved, tiny) == []
+    assert lock.recipe_differences(saved, tiny) == {}
 
 
-def test_unreadable_or_missing_resume_state_is_never_silently_restarted(tmp_path, tiny, one_epoch_run):
+def test_unreadable_or_missing_resume_state_is_never_silently_restarted(
+        tmp_path, tiny, one_epoch_run):
     run_dir = one_epoch_run
     longer = dataclasses.replace(tiny, epochs=2)
     state = run_dir / run_files.STATE
@@ -75,7 +77,8 @@ def test_unreadable_or_missing_resume_state_is_never_silently_restarted(tmp_path
     assert [r["epoch"] for r in run_files.read_history(run_dir)] == [1]
 
 
-def test_trained_epochs_without_state_or_history_are_never_retrained_from_scratch(tmp_path, tiny, one_epoch_run):
+def test_trained_epochs_without_state_or_history_are_never_retrained_from_scratch(
+        tmp_path, tiny, one_epoch_run):
     # Issue 16, item 1: with backup/state.npz and both history files gone, the run used
     # to retrain from epoch 0 and overwrite checkpoints/last.keras without a word.
     run_dir = one_epoch_run
@@ -88,7 +91,8 @@ def test_trained_epochs_without_state_or_history_are_never_retrained_from_scratc
         loop.train_and_evaluate(longer, run_dir, verbose=0)
     assert (run_dir / run_files.LAST).read_bytes() == last
     # TensorBoard's epoch summaries alone still show it.
-    for name in (run_files.LAST, run_files.BEST, run_files.BEST_JSON, run_files.MODEL, run_files.METRICS):
+    for name in (run_files.LAST, run_files.BEST, run_files.BEST_JSON, run_files.MODEL,
+                 run_files.METRICS):
         (run_dir / name).unlink(missing_ok=True)
     with pytest.raises(UserError, match="tensorboard/ epoch summaries"):
         loop.train_and_evaluate(longer, run_dir, verbose=0)
@@ -124,7 +128,7 @@ def test_a_planted_checkpoints_link_or_lock_link_is_refused_before_any_write(tmp
             with pytest.raises(UserError, match=message):
                 check(run)
     (tmp_path / "run-fifo").mkdir()
-    os.mkfifo(tmp_path / "run-fifo" / run_files.tiny)
+    os.mkfifo(tmp_path / "run-fifo" / run_files.CONFIG)
     with pytest.raises(UserError, match="config.json is a FIFO"):
         lock.ensure_unlocked(tmp_path / "run-fifo")
     assert list(outside.iterdir()) == [] and victim.read_text() == "precious"

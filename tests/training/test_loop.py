@@ -10,7 +10,8 @@ from keras_resnet_cifar import run_files
 from keras_resnet_cifar.training import loop, resume_state
 
 
-def test_a_damaged_best_checkpoint_is_rebuilt_or_reported_on_resume(tmp_path, monkeypatch, tiny, one_epoch_run):
+def test_a_damaged_best_checkpoint_is_rebuilt_or_reported_on_resume(
+        tmp_path, monkeypatch, tiny, one_epoch_run):
     # Issue 16, item 2: a truncated checkpoints/best.keras stayed corrupt after a resume.
     run_dir = one_epoch_run  # best epoch 1 = the resume state's epoch
     best = run_dir / run_files.BEST
