@@ -55,12 +55,12 @@ HELP = {
 }
 
 
-def config_fields(exclude: Collection[str] = ()) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(TrainConfig) if f.name not in exclude]
-
-
 def help_text(name: str) -> str:
     return HELP.get(name, f"TrainConfig.{name} (see keras_resnet_cifar/config.py).")
+
+
+_DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, int | None: flags.DEFINE_integer,
+           float: flags.DEFINE_float, tuple[float, ...]: flags.DEFINE_list}
 
 
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
@@ -69,21 +69,13 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
     """Defines one flag per TrainConfig field but `exclude`d ones, defaulting to
     `defaults`' values (TrainConfig()'s by default)."""
     defaults = defaults or TrainConfig()
-    hints = typing.get_type_hints(TrainConfig)
-    for field in config_fields(exclude):
-        name, hint = field.name, hints[field.name]
-        default, help_ = getattr(defaults, name), help_text(name)
-        kwargs = {"flag_values": flag_values}
-        if hint is bool:
-            flags.DEFINE_boolean(name, default, help_, **kwargs)
-        elif hint is int or hint == (int | None):
-            flags.DEFINE_integer(name, default, help_, **kwargs)
-        elif hint is float:
-            flags.DEFINE_float(name, default, help_, **kwargs)
-        elif hint == tuple[float, ...]:
-            flags.DEFINE_list(name, [str(v) for v in default], help_, **kwargs)
-        else:
-            flags.DEFINE_string(name, default, help_, **kwargs)
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        if name not in exclude:
+            default = getattr(defaults, name)
+            if isinstance(default, tuple):
+                default = [str(v) for v in default]
+            _DEFINE.get(hint, flags.DEFINE_string)(name, default, help_text(name),
+                                                   flag_values=flag_values)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS,
