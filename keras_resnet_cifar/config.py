@@ -144,10 +144,7 @@ class TrainConfig:
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"Unknown configuration keys: {', '.join(unknown)}.")
-        values = dict(values)
-        if "lr_boundaries" in values:
-            values["lr_boundaries"] = tuple(values["lr_boundaries"])
-        return cls(**values)
+        return cls(**values)  # lr_boundaries: any sequence becomes a tuple
 
 
 def batches(images: int, batch_size: int, drop_remainder: bool = False) -> int:
@@ -160,8 +157,9 @@ def check_steps_per_execution(steps: int, steps_per_execution: int) -> None:
     (3.15) runs every execution whole, so an epoch would run into the next one's batches
     (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data and rates."""
     if steps % steps_per_execution:
-        divisors = [d for d in range(1, steps + 1) if steps % d == 0]
-        shown = ", ".join(map(str, divisors[:8])) + (", ..." if len(divisors) > 8 else "")
+        divisors = [d for d in range(1, min(steps, 1000) + 1) if steps % d == 0]
+        shown = ", ".join(map(str, divisors[:8])) + (", ..." if len(divisors) > 8
+                                                       or steps > 1000 else "")
         raise ConfigError(
             f"steps_per_execution={steps_per_execution} does not divide the {steps} steps of "
             f"an epoch (an execution would run into the next epoch); use a divisor of {steps} "

@@ -125,6 +125,14 @@ def test_steps_per_execution_must_divide_the_epoch(kwargs, steps):
         config_lib.TrainConfig(**kwargs)
 
 
+def test_a_huge_epoch_that_steps_per_execution_does_not_divide_is_refused_at_once():
+    # The message listed the divisors by trying every number up to the epoch's steps.
+    with pytest.raises(UserError, match="1099511627776 steps") as e:
+        config_lib.TrainConfig(steps_per_epoch=2**40, steps_per_execution=3, epochs=1,
+                               batch_size=1)
+    assert e.value.argument == "steps_per_execution"
+
+
 def test_steps_per_execution_that_divides_the_epoch_is_accepted():
     assert config_lib.TrainConfig(steps_per_execution=17).epoch_steps() == 391
     config_lib.TrainConfig(steps_per_execution=4, steps_per_epoch=8)
