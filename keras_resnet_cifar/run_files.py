@@ -54,12 +54,11 @@ MODEL_FILES = {"final": MODEL, "last": LAST, "best": BEST}
 EXECUTION_FIELDS = ("data_dir", "distribute", "jit_compile", "steps_per_execution",
                     "deterministic")
 
-# The columns of history.csv: epoch (1-based); loss, cross_entropy and accuracy (training,
-# on augmented batches, running means over the epoch); val_* (on the eval set); the
-# epoch's learning rate, seconds, training images/s and the machine's load. "loss" is what
-# SGD minimises, cross-entropy plus the L2 term; in a deep plain net the kernels' norms
-# grow fast early on (BN makes the loss blind to their scale) and that term can dominate,
-# so curves and tables use "cross_entropy", the data term alone.
+# The columns of history.csv: epoch (1-based); training loss, cross_entropy and accuracy
+# (running means over the epoch's augmented batches); val_* on the eval set; the epoch's
+# learning rate, seconds, images/s and machine load. "loss" adds the L2 term, which can
+# dominate early in a deep plain net (BN makes the loss blind to the kernels' growing
+# norms), so curves and tables use "cross_entropy", the data term alone.
 HISTORY_FIELDS = ("epoch", "loss", "cross_entropy", "accuracy", "val_loss",
                   "val_cross_entropy", "val_accuracy", "learning_rate", "epoch_time_s",
                   "images_per_sec", "load_average")
@@ -76,12 +75,9 @@ _FILES = (CONFIG, EXTENSIONS, HISTORY_JSON, HISTORY_CSV, METRICS, MODEL, CURVES,
 
 
 def check_layout(workdir: str | os.PathLike) -> None:
-    """Refuses (UserError) a name of this module that is a link or of the wrong kind.
-
-    A link planted as .lock or checkpoints/ would send a training process's writes
-    outside the run directory; a FIFO would block it. The run directory itself may
-    be a link: the user named it.
-    """
+    """Refuses (UserError) a name of this module that is a link or of the wrong kind: a
+    planted .lock or checkpoints/ link would send a training process's writes elsewhere, a
+    FIFO would block it. The run directory itself may be a link: the user named it."""
     for name in FOLDERS:
         fileio.check_not_link(path(workdir, name), directory=True)
     for name in _FILES:
@@ -135,11 +131,9 @@ def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> lis
     """Copies the run's SMALL_FILES into `dest` (a run directory a report can read,
     without the models) and returns the files written."""
     written = []
-    if Path(workdir).resolve() == Path(dest).resolve():
-        return written
     for name in SMALL_FILES:
         source = path(workdir, name)
-        if os.path.lexists(source):
+        if os.path.lexists(source) and Path(workdir).resolve() != Path(dest).resolve():
             # Never through a link (a system file would land in a folder meant for
             # committing), never from a FIFO or device, never more than a small file.
             with fileio.open_regular(source, max_bytes=fileio.MAX_JSON_BYTES) as f, \

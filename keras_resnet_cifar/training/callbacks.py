@@ -66,8 +66,11 @@ class ProgressLine(keras.callbacks.Callback):
                  else f"epoch {self._epoch + 1}/{self.total_epochs}")
         self.line.show(f"{where}: {text}, {time.monotonic() - self._start:.0f} s")
 
-    def clear(self) -> None:
+    def clear(self, *_, **__) -> None:
+        """Erases the line: at each epoch's and evaluation's end, and on a stop."""
         self.line.clear()
+
+    on_test_end = on_epoch_end = clear
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -88,12 +91,6 @@ class ProgressLine(keras.callbacks.Callback):
     def on_test_batch_end(self, batch, logs=None):
         self._show(f"evaluating on the {self.eval_set} set, batch {batch + 1}/"
                    f"{self.eval_batches}")
-
-    def on_test_end(self, logs=None):
-        self.clear()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.clear()
 
     def on_train_end(self, logs=None):
         self.clear()

@@ -41,10 +41,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the run directory: the chief task, or worker 0 when
     the cluster has none (TensorFlow's rule)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    if task_type is None:
+    if getattr(resolver, "task_type", None) is None:
         return True
-    return _is_chief_task(task_type, resolver.task_id, resolver.cluster_spec().as_dict())
+    return _is_chief_task(resolver.task_type, resolver.task_id,
+                          resolver.cluster_spec().as_dict())
 
 
 def is_chief_process(distribute: str) -> bool:
@@ -61,17 +61,15 @@ def is_chief_process(distribute: str) -> bool:
 
 
 def _is_chief_task(task_type: str | None, task_id: int, cluster: dict) -> bool:
-    if task_type is None or task_type == "chief":
-        return True
-    return task_type == "worker" and task_id == 0 and "chief" not in cluster
+    return task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and "chief" not in cluster)
 
 
 def worker_dir(workdir: str | os.PathLike, strategy: tf.distribute.Strategy) -> Path:
     """`workdir` for the chief, else workertemp_<task id>/ below it, as the TensorFlow
     multi-worker guide recommends (so that all workers take the same resume decisions)."""
-    if is_chief(strategy):
-        return Path(workdir)
-    return Path(workdir) / f"workertemp_{strategy.cluster_resolver.task_id}"
+    return Path(workdir) if is_chief(strategy) else (
+        Path(workdir) / f"workertemp_{strategy.cluster_resolver.task_id}")
 
 
 def build_from_spec(model: keras.Model, strategy: tf.distribute.Strategy,

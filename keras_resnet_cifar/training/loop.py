@@ -18,7 +18,8 @@ import tensorflow as tf
 from absl import logging
 
 from keras_resnet_cifar import environment, fileio, run_files, signals
-from keras_resnet_cifar.config import TrainConfig, check_steps_per_execution, learning_rate_at
+from keras_resnet_cifar.config import (TrainConfig, batches, check_steps_per_execution,
+                                       learning_rate_at)
 from keras_resnet_cifar.data import datasets, pipeline
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import arch, networks
@@ -125,17 +126,14 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
 
 
 def _eval_batches(split: datasets.Split, config: TrainConfig) -> int:
-    batches = math.ceil(len(split.labels) / config.batch_size)
-    return min(batches, config.eval_steps) if config.eval_steps else batches
+    return min(batches(len(split.labels), config.batch_size), config.eval_steps or math.inf)
 
 
 def _eval_ds(split: datasets.Split, config: TrainConfig) -> tf.data.Dataset:
-    # Cut here: with validation_steps Keras keeps a capped iterator across epochs, so
-    # each epoch would see the next slice of the set.
-    ds = pipeline.eval_dataset(split, config.batch_size)
-    if config.eval_steps:
-        ds = ds.take(config.eval_steps)
-    return distribution.shard_by_data(ds)
+    # Cut here (take(-1): all): with validation_steps Keras keeps a capped iterator
+    # across epochs, so each epoch would see the next slice of the set.
+    return distribution.shard_by_data(pipeline.eval_dataset(split, config.batch_size).take(
+        config.eval_steps or -1))
 
 
 class _Session:

@@ -176,8 +176,7 @@ def _meta_problem(meta: Any) -> str | None:
         return f"holds a JSON {type(meta).__name__} as metadata, not an object"
     if meta.get("format") != _STATE_FORMAT:
         return f"is of format {meta.get('format')!r}, not {_STATE_FORMAT}"
-    epoch, history, best, variables = (meta.get(k) for k in ("epoch", "history", "best",
-                                                              "variables"))
+    epoch, history, best, variables = map(meta.get, ("epoch", "history", "best", "variables"))
     if not (_is_int(epoch) and epoch >= 0):
         return f"has epoch={epoch!r}, not a count of completed epochs"
     if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
