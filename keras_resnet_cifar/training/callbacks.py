@@ -109,8 +109,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
     def __init__(self, config: TrainConfig):
         super().__init__()
-        self.config = config
-        self.epoch = 0
+        self.config, self.epoch = config, 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

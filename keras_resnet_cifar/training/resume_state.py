@@ -45,8 +45,7 @@ def save_state(workdir: str | os.PathLike, model: Any, state: State) -> None:
     """Writes the resume state of `model` (built, with a built optimizer) atomically."""
     variables = _variables(model)
     meta = {"format": _STATE_FORMAT, "epoch": state.epoch, "history": state.history,
-            "best": state.best,
-            "variables": [[v.path, list(v.shape)] for v in variables]}
+            "best": state.best, "variables": [[v.path, list(v.shape)] for v in variables]}
     arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
     with fileio.atomic_path(run_files.path(workdir, run_files.STATE)) as tmp:
         with open(tmp, "wb") as f:
@@ -136,10 +135,8 @@ def _array(state: Any, i: int, variable: Any, target: Path) -> np.ndarray:
 
 
 def _local(variable_path: str) -> str:
-    """A variable's path below its owner ("sgd_1/x_momentum" -> "x_momentum").
-
-    Keras numbers optimisers (and unnamed models) by creation order in a process.
-    """
+    """"sgd_1/x_momentum" -> "x_momentum": Keras numbers optimisers (and unnamed models)
+    by creation order in a process."""
     return variable_path.split("/", 1)[-1]
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import keras
+import pytest
 
+from keras_resnet_cifar import config as config_lib
 from keras_resnet_cifar import run_files
+from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.training import loop, resume_state
 
 
@@ -32,3 +36,22 @@ def test_a_damaged_best_checkpoint_is_rebuilt_or_reported_on_resume(
     loop._repair(run_dir, model, state, tiny, chief=True)
     assert any("best.keras is damaged (truncated or corrupt) and cannot be rebuilt" in w
                for w in warnings)
+
+
+# Bad values of TrainConfig are test_config's. These are the refusals made only once the
+# data are in memory, in process (the command's one line: tests/test_train.py).
+@pytest.mark.parametrize("overrides,message", [
+    (dict(validation_split=512), "validation_split=512 leaves no training images"),
+    # A synthetic size beyond memory is refused earlier now, by TrainConfig's bound
+    # (config.MAX_SYNTHETIC_IMAGES; test_config, issue 29).
+    (dict(batch_size=1000000000), "batch_size=1000000000 is larger than the 512 training"),
+])
+def test_refusals_once_the_data_are_in_memory(tmp_path, overrides, message):
+    smoke = dict(model="resnet8", dataset="synthetic", synthetic_train_size=512,
+                 synthetic_test_size=256, epochs=1, batch_size=64, steps_per_epoch=4,
+                 eval_steps=2)
+    with pytest.raises(UserError, match=re.escape(message)) as e:
+        loop.train_and_evaluate(config_lib.TrainConfig(**{**smoke, **overrides}),
+                                tmp_path / "x", verbose=0)
+    assert e.value.argument == next(iter(overrides))  # the command names it as its flag
+    assert not (tmp_path / "x").exists()  # a refused run leaves no run directory
