@@ -15,7 +15,6 @@ import numpy as np
 from absl import logging
 
 from keras_resnet_cifar import progress, run_files, signals
-from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.training import resume_state
 
@@ -107,9 +106,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     TerminateOnNaN stops quietly, exit status 0); raised before the epoch's end, so the
     run directory keeps the last finite epoch and nothing NaN becomes "best"."""
 
-    def __init__(self, config: TrainConfig):
-        super().__init__()
-        self.config, self.epoch = config, 0
+    epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -117,9 +114,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = scalar((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
+            rate = scalar(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             raise UserError(
-                f"the training loss became {loss} in epoch "
-                f"{self.epoch + 1} (learning rate {learning_rate_at(self.epoch, self.config):g}); "
+                f"the training loss became {loss} in epoch {self.epoch + 1} (learning rate "
+                f"{rate:g}); "
                 "training stopped, the run directory keeps the epochs before it. Train with "
                 "a lower learning_rate in another run directory.", argument="learning_rate")
 
@@ -129,11 +127,11 @@ class RunWriter(keras.callbacks.Callback):
     (the truth), history, then (chief only) last.keras and, on a better val_accuracy,
     best.keras and best.json; files that lag the state are rewritten on resume."""
 
-    def __init__(self, workdir: Path, config: TrainConfig, chief: bool,
+    def __init__(self, workdir: Path, eval_set: str, total_epochs: int, chief: bool,
                  state: resume_state.State | None, stop: signals.StopSignals):
         super().__init__()
         self.workdir, self.chief, self.stop = workdir, chief, stop
-        self.eval_set, self.total_epochs = config.eval_set, config.epochs
+        self.eval_set, self.total_epochs = eval_set, total_epochs
         self.rows = list(state.history) if state else []
         self.best = state.best if state else None
         self._noted = False  # the BatchNorm note is printed once per session

@@ -18,10 +18,9 @@ import tensorflow as tf
 from absl import logging
 
 from keras_resnet_cifar import environment, fileio, run_files, signals
-from keras_resnet_cifar.config import (TrainConfig, batches, check_steps_per_execution,
-                                       learning_rate_at)
+from keras_resnet_cifar.config import (ConfigError, TrainConfig, batches,
+                                       check_steps_per_execution, learning_rate_at)
 from keras_resnet_cifar.data import datasets, pipeline
-from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import arch, networks
 from keras_resnet_cifar.text import plural
 from keras_resnet_cifar.training import batch_norm, distribution, lock, resume_state
@@ -65,7 +64,7 @@ def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
                                               config.synthetic_test_size))
     if config.validation_split:
         if config.validation_split >= len(data.train.labels):
-            raise UserError(f"validation_split={config.validation_split} leaves no "
+            raise ConfigError(f"validation_split={config.validation_split} leaves no "
                             "training images.", argument="validation_split")
         train, held_out = datasets.holdout(data.train, config.validation_split, config.seed)
     else:
@@ -73,7 +72,7 @@ def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
     # A batch larger than the training set is a typo, and one of millions of images
     # exhausts the memory in the input pipeline (SIGSEGV) instead of failing cleanly.
     if config.batch_size > len(train.labels):
-        raise UserError(f"batch_size={config.batch_size} is larger than the "
+        raise ConfigError(f"batch_size={config.batch_size} is larger than the "
                         f"{len(train.labels):,} training images.", argument="batch_size")
     return train, held_out, data
 
@@ -164,7 +163,8 @@ class _Session:
                      "" if chief else f"; this worker writes only to {workdir}")
         self.steps = config.epoch_steps(len(train.labels))
         check_steps_per_execution(self.steps, config.steps_per_execution)
-        self.writer = callbacks_lib.RunWriter(workdir, config, chief, state, stop)
+        self.writer = callbacks_lib.RunWriter(workdir, config.eval_set, config.epochs, chief,
+                                              state, stop)
         # "auto": the progress line and no Keras output; 1 or 2: Keras' own as well.
         self.keras_verbose = verbose if verbose in (1, 2) else 0
         self.progress = (callbacks_lib.ProgressLine(config.epochs, self.steps,
@@ -180,7 +180,7 @@ class _Session:
             run_files.path(self.workdir, run_files.TENSORBOARD)))] if self.chief else []
         # The progress line before the writer: it clears its line first.
         return [StepSchedule(config), callbacks_lib.EpochTimer(images_per_epoch),
-                callbacks_lib.StopOnNonFiniteLoss(config),
+                callbacks_lib.StopOnNonFiniteLoss(),
                 *([self.progress] if self.progress else []), self.writer, *board, *extra]
 
     def fit(self, extra_callbacks: Sequence[keras.callbacks.Callback],
