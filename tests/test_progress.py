@@ -1,12 +1,18 @@
-"""progress: one throttled line, in place on a terminal, whole lines in a pipe.
-
-Progress (the library callbacks' line) is also tested in tests/test_cli.py, and
-training's ProgressLine, built on Line, in tests/test_train.py.
-"""
+"""The progress line of long work on stderr: one throttled line, in place on a terminal,
+whole lines in a pipe (training's ProgressLine on it: tests/training/test_callbacks.py)."""
 
 import io
 
 from keras_resnet_cifar import progress
+from keras_resnet_cifar.progress import Progress
+
+
+def test_progress_lines_when_not_a_terminal(capsys):
+    progress = Progress("scoring", every=3600)
+    for done in (10, 20, 30):
+        progress(done, 30)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["scoring: 10/30 images (33%)", "scoring: 30/30 images (100%)"]
 
 
 class _Terminal(io.StringIO):
