@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from keras_resnet_cifar.config import batches
 from keras_resnet_cifar.data.datasets import Split
 
 PAD = 4  # pixels of zeros on each side before the random 32x32 crop
@@ -60,7 +61,7 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
     if last_epoch <= first_epoch:
         raise ValueError(f"last_epoch must be > first_epoch; got {first_epoch}, {last_epoch}.")
     n = len(split.labels)
-    per_pass = n // batch_size if drop_remainder else -(-n // batch_size)
+    per_pass = batches(n, batch_size, drop_remainder)
     if per_pass == 0:
         raise ValueError(f"A pass over {n} images with drop_remainder has no batch of "
                          f"{batch_size}.")

@@ -1,11 +1,8 @@
 """BatchNormalization for training: one fused TF kernel per layer; float32 under mixed precision.
 
-:func:`fuse_batch_norm` replaces each layer instance's ``call`` with the fused
-kernel (``FusedBatchNormV3``) in training mode, using private attributes of
-Keras 3.15's layer (``_reduction_axes``, ``_flatten_layers``); the class, its
-config and its weights stay stock Keras, so saved files are unaffected. It is
-measured by ``keras_resnet_cifar.benchmark`` and tested in
-``tests/training/test_batch_norm.py``.
+fuse_batch_norm swaps each layer instance's call for FusedBatchNormV3 in training mode,
+using private attributes of Keras 3.15's layer (_reduction_axes, _flatten_layers); the
+class, config and weights stay stock Keras, so saved files are unaffected.
 """
 
 from __future__ import annotations
@@ -17,11 +14,8 @@ import tensorflow as tf
 
 
 def float32_batch_norm(model: keras.Model) -> keras.Model:
-    """The same model (same weights) with its BatchNormalization layers in float32.
-
-    Under a mixed-precision policy their inputs are then cast to float32: the batch
-    statistics are computed in float32, and the fused kernel (float32 only) applies.
-    """
+    """The same model (same weights) with BatchNormalization in float32: under mixed
+    precision the batch statistics are then float32, and the fused kernel applies."""
 
     def clone_layer(layer):
         layer_config = layer.get_config()
@@ -35,23 +29,13 @@ def float32_batch_norm(model: keras.Model) -> keras.Model:
 
 
 def fuse_batch_norm(model: keras.Model) -> int:
-    """Makes the training-mode BatchNormalization of ``model`` one fused TF kernel each.
+    """Makes each training-mode BatchNormalization of `model` one fused kernel; returns
+    how many layers were switched.
 
-    Keras 3.15's BatchNormalization on TensorFlow computes ``tf.nn.moments`` and
-    ``tf.nn.batch_normalization``: about ten small element-wise kernels forward
-    and twenty backward per layer, each a pass over the activations. Here the same
-    arithmetic (batch mean, biased batch variance, epsilon, gamma, beta) runs as
-    ``FusedBatchNormV3`` and its gradient: two passes each way (oneDNN's kernels
-    on CPU, cuDNN's on GPU). The moving variance averages the unbiased batch variance, as PyTorch's
-    BatchNorm in the reference trainers does (Keras' layer averages the biased
-    one: a relative difference of 1/n, n = batch x height x width, at most 1.2e-4
-    here). Only each layer instance's ``call`` changes: the class, config and
-    weights stay stock Keras, so saved files are unaffected, and anything the fused
-    kernel does not cover (inference, masks, renorm, synchronized BN, other axes,
-    non-float32 inputs, other backends) takes Keras' own path.
-
-    Returns:
-        How many layers were switched.
+    Keras 3.15 runs about ten element-wise kernels forward and twenty backward per
+    layer; FusedBatchNormV3 does the same arithmetic in two passes each way. Anything
+    it does not cover (inference, masks, renorm, synchronized BN, other axes or dtypes,
+    other backends) takes Keras' own path.
     """
     if keras.backend.backend() != "tensorflow":
         return 0
