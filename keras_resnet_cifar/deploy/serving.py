@@ -1,15 +1,12 @@
-"""The SavedModel that TF Serving loads: signatures over raw pixels.
-
-Two signatures, both returning the same three outputs:
+"""The SavedModel that TF Serving loads: two signatures over raw pixels, with one set of
+outputs.
 
     serving_default   image: uint8   (None, 32, 32, 3)  raw RGB pixels
     serving_float32   image: float32 (None, 32, 32, 3)  RGB pixels on [0, 255]
-      -> probabilities: float32 (None, C)   softmax
-         class_id:      int64   (None,)     argmax
-         class_name:    string  (None,)     class_names[class_id]
+      -> probabilities float32 (None, C), class_id int64 (None,), class_name string (None,)
 
-The normalisation is the model's own ``normalize`` layer, so clients send pixels
-and nothing of this package is needed to load or serve the SavedModel.
+The model's own `normalize` layer normalises, so clients send pixels and serving needs
+nothing of this package.
 """
 
 from __future__ import annotations
@@ -36,12 +33,6 @@ def _check(model: keras.Model, class_names: Sequence[str]) -> None:
 
 
 def build_archive(model: keras.Model, class_names: Sequence[str]) -> keras.export.ExportArchive:
-    """An ExportArchive holding ``model`` with the two signatures above.
-
-    Raises:
-        UserError: the model does not take 32x32x3 images or its output size
-            differs from the number of class names.
-    """
     _check(model, class_names)
     names = tf.constant(list(class_names), tf.string)
 
@@ -67,22 +58,12 @@ def build_archive(model: keras.Model, class_names: Sequence[str]) -> keras.expor
 
 
 def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]) -> None:
-    """Writes the SavedModel (``saved_model.pb``, ``variables/``) into ``path``."""
     build_archive(model, class_names).write_out(os.fspath(path), verbose=False)
 
 
 class SavedModelClassifier:
-    """An exported SavedModel as a function: uint8 pixels -> float32 probabilities.
-
-    Calls ``serving_default`` exactly as TF Serving would.
-
-    Args:
-        path: the version folder (``exports/<name>/<version>``).
-
-    Raises:
-        UserError: ``path`` is not a SavedModel with a ``serving_default``
-            signature taking ``image``.
-    """
+    """An exported SavedModel as uint8 pixels -> float32 probabilities, through
+    serving_default as TF Serving calls it."""
 
     def __init__(self, path: str | os.PathLike):
         try:
@@ -96,7 +77,6 @@ class SavedModelClassifier:
                             f"{INPUT_KEY!r}: not exported by keras_resnet_cifar.export.")
 
     def predict(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Probabilities (N, C) of uint8 pixels (N, 32, 32, 3), in batches."""
         pixels = np.asarray(pixels, np.uint8)
         parts = [self._signature(image=tf.constant(pixels[i:i + batch_size]))
                  [OUTPUT_KEYS[0]].numpy() for i in range(0, len(pixels), batch_size)]
@@ -106,13 +86,8 @@ class SavedModelClassifier:
 
 
 def signature_names(path: str | os.PathLike) -> list[str]:
-    """The signature names of the SavedModel in ``path``, read from ``saved_model.pb``.
-
-    Reads the protocol buffer only: nothing of the graph is loaded or run.
-
-    Raises:
-        UserError: ``saved_model.pb`` is missing or unreadable.
-    """
+    """The SavedModel's signature names, from saved_model.pb alone: nothing of the graph
+    is loaded or run."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
@@ -124,5 +99,4 @@ def signature_names(path: str | os.PathLike) -> list[str]:
 
 
 def load_classifier(path: str | os.PathLike) -> SavedModelClassifier:
-    """Loads an exported SavedModel (see :class:`SavedModelClassifier`)."""
     return SavedModelClassifier(path)
