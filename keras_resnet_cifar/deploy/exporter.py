@@ -101,10 +101,8 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
                            progress=lambda name: logging.info(
                                "Parity: %s on %s, %s", name, plural(len(images), "image"),
                                plural(latency_runs, "timed batch-1 call")))
-    report["reference"] = source.model.kind
-    report["data"] = data.description
-    report["latency_threads"] = 1
-    return report
+    return {**report, "reference": source.model.kind, "data": data.description,
+            "latency_threads": 1}
 
 
 def _folder_size(folder: Path) -> int:
@@ -118,21 +116,15 @@ def _export_lock(model_root: Path) -> Iterator[None]:
     under it, where no live export owns one."""
     busy = f"Another export to {model_root} is running; try again when it has finished."
     with fileio.exclusive_lock(model_root / LOCK, lambda pid: busy) as locked:
-        if locked:
-            _remove_stale_temps(model_root)
+        for tmp in model_root.glob(".*.tmp") if locked else ():
+            if tmp.is_dir() and tmp.name.split(".")[1].isdigit():
+                logging.info("Removing %s, left by an export that was killed.", tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
         yield
-
-
-def _remove_stale_temps(model_root: Path) -> None:
-    for tmp in model_root.glob(".*.tmp"):
-        if tmp.is_dir() and tmp.name.split(".")[1].isdigit():
-            logging.info("Removing %s, left by an export that was killed.", tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class Exported:
-
     folder: Path
     card: dict
     parity: dict | None  # None when no parity images were used
@@ -238,7 +230,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
                             tflite_files=files, data_description=data.description,
                             parity_report=report, warmup=warmup, files=hashes)
     # This machine's record that its export wrote exactly these bytes (seal.py): what
-    # lets the tools load the SavedModel without --trust_savedmodel, here only.
+    # lets the tools load the SavedModel without trust_savedmodel, here only.
     card[seal.SEAL] = seal.seal(card, hashes)
     fileio.write_json(tmp / contract.MODEL_CARD, card)
     return card, report
