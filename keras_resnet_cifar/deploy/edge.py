@@ -46,22 +46,21 @@ class TFLiteClassifier:
                             argument="num_threads")
         resolver = (litert.OpResolverType.AUTO if xnnpack
                     else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \
-            else {"model_path": os.fspath(model)}
-        what = "the given bytes" if "model_content" in source else source["model_path"]
-        if "model_path" in source and not os.path.isfile(source["model_path"]):
-            raise UserError(f"No TFLite model at {what}.")
-        if "model_path" in source:  # LiteRT maps the whole file: its size is the cost
-            fileio.check_regular(what, follow_links=True)
+        if isinstance(model, (bytes, bytearray)):
+            source, what, card = {"model_content": bytes(model)}, "the given bytes", None
+            check_tensors(source["model_content"], what)
+        else:
+            what = os.fspath(model)
+            source = {"model_path": what}
+            if not os.path.isfile(what):
+                raise UserError(f"No TFLite model at {what}.")
+            fileio.check_regular(what, follow_links=True)  # LiteRT maps the whole file
             contract.check_size(f"{what} holds", os.path.getsize(what), MAX_TFLITE_BYTES)
             check_tensors(fileio.read_bytes(what, max_bytes=MAX_TFLITE_BYTES,
                                             follow_links=True), what)
-        else:
-            check_tensors(source["model_content"], what)
-        card = None if "model_content" in source else contract.read_card(model)
-        if card is not None:
             # LiteRT runs a bit-flipped model without a word and may answer "cat 100%":
             # an exported file is checked against the sha256 its card records.
+            card = contract.read_card(what)
             contract.check_file(card, os.path.dirname(what) or ".", os.path.basename(what))
         try:
             self._interpreter = litert.Interpreter(
@@ -73,9 +72,7 @@ class TFLiteClassifier:
         if len(inputs) != 1 or len(outputs) != 1 or tuple(inputs[0]["shape"][1:]) != (32, 32, 3):
             raise UserError(f"{what} is not a 32x32x3 image classifier with one input "
                             "and one output.")
-        self._input, self._output = inputs[0], outputs[0]
-        self._what = what
-        self._batch = None
+        self._input, self._output, self._what, self._batch = inputs[0], outputs[0], what, None
         self.num_threads = num_threads
         self.input_dtype = np.dtype(self._input["dtype"])
         # (scale, zero point) of the input; (0.0, 0) when it is not quantised.

@@ -1,5 +1,5 @@
 """Exports a classifier for TF Serving and edge devices, with proof: one new version,
-atomically, in TF Serving's layout (docs/deployment.md lists its files).
+atomically, in TF Serving's layout (exports/README.md lists its files).
 
 The version is built in a hidden temporary folder beside it (same filesystem) and renamed
 into place at the end, so a TF Serving process polling `<out>/<name>/` never sees a

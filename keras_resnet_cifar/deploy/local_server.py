@@ -110,8 +110,6 @@ class Servable:
         return {k: v.numpy() for k, v in outputs.items()}
 
 
-# --- REST ---------------------------------------------------------------------------------
-
 def _json_outputs(outputs: dict[str, np.ndarray]) -> dict[str, list]:
     text = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])
     return {k: (text(v) if v.dtype == object else v).tolist() for k, v in outputs.items()}
@@ -183,8 +181,6 @@ def _rest_handler(servable: Servable):
     return Handler
 
 
-# --- gRPC ---------------------------------------------------------------------------------
-
 def _grpc_servicer(servable: Servable):
     grpc, predict_pb2, service, _ = grpc_client.apis()
     import tensorflow as tf
@@ -213,11 +209,8 @@ def _grpc_servicer(servable: Servable):
     return grpc, service, Servicer()
 
 
-# --- Both ---------------------------------------------------------------------------------
-
 @dataclasses.dataclass
 class Running:
-
     rest_url: str
     grpc_url: str
     _stop: list

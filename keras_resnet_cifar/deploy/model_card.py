@@ -45,9 +45,7 @@ def _architecture(model) -> dict[str, Any]:
                 "params_total": int(keras_model.count_params()),
                 "normalisation": normalisation(keras_model)}
     card = model.card or {}
-    return {"architecture": card.get("architecture"),
-            "params_trainable": card.get("params_trainable"),
-            "params_total": card.get("params_total"),
+    return {**{k: card.get(k) for k in ("architecture", "params_trainable", "params_total")},
             "normalisation": (card.get("input") or {}).get("normalisation")}
 
 
@@ -62,20 +60,17 @@ def build(model, provenance: dict, *, licence: str | None, name: str, version: i
     import tensorflow as tf
 
     arch = _architecture(model)
+    normalisation = arch.pop("normalisation")
     metrics = provenance.get("metrics") or {}
     reference_row = (parity_report or {}).get("variants", {}).get(model.kind, {})
     return {
-        "name": name,
-        "version": version,
-        contract.WRITTEN_BY: contract.WRITER,
+        "name": name, "version": version, contract.WRITTEN_BY: contract.WRITER,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "architecture": arch["architecture"],
-        "params_trainable": arch["params_trainable"],
-        "params_total": arch["params_total"],
+        **arch,  # architecture, params_trainable, params_total
         "class_names": list(class_names),
         "input": {"name": contract.INPUT_KEY, "shape": list(contract.IMAGE_SHAPE),
                   "pixels": "raw RGB, [0, 255]; the model normalises them itself",
-                  "normalisation": arch["normalisation"]},
+                  "normalisation": normalisation},
         "signatures": {
             contract.DEFAULT_SIGNATURE: "image uint8 (None, 32, 32, 3)",
             contract.FLOAT_SIGNATURE: "image float32 (None, 32, 32, 3) on [0, 255]",

@@ -22,7 +22,7 @@ import numpy as np
 
 from keras_resnet_cifar import run_files
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
-from keras_resnet_cifar.deploy import contract
+from keras_resnet_cifar.deploy import contract, edge  # neither imports TensorFlow
 from keras_resnet_cifar.errors import UserError, first_line
 
 # The help of every command's --trust_savedmodel (predict, evaluate, export, benchmark).
@@ -122,14 +122,8 @@ class Predictor:
         self.keras_model = keras_model
         self.card = card
 
-    @property
-    def kind(self) -> str:
-        return self.source.kind
-
-    @property
-    def path(self) -> Path:
-        """The file or folder that was loaded."""
-        return self.source.file
+    kind = property(lambda self: self.source.kind)
+    path = property(lambda self: self.source.file)  # the file or folder loaded
 
     def predict(self, pixels: np.ndarray, batch_size: int = 256,
                 progress: Progress | None = None) -> np.ndarray:
@@ -191,23 +185,20 @@ def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
     model's (LiteRT)."""
     resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
     check_trusted(resolved, trust_savedmodel)  # also for a Resolved made elsewhere
-    if resolved.kind == "tflite":
-        from keras_resnet_cifar.deploy import edge  # LiteRT, which a TF user may lack
-
-        try:
-            import ai_edge_litert  # noqa: F401
-        except ModuleNotFoundError:
-            raise UserError(f"{resolved.path} is a .tflite model, which needs the LiteRT "
-                            "runtime: pip install ai-edge-litert.") from None
-        runner = edge.TFLiteClassifier(resolved.file, num_threads=num_threads)
-        return Predictor(resolved, lambda x: runner.predict(x, batch_size=len(x)),
-                         runner.class_names, card=contract.read_card(resolved.file))
     try:
+        if resolved.kind == "tflite":
+            runner = edge.TFLiteClassifier(resolved.file, num_threads=num_threads)
+            return Predictor(resolved, lambda x: runner.predict(x, batch_size=len(x)),
+                             runner.class_names, card=contract.read_card(resolved.file))
         if resolved.kind == "saved_model":
             return _load_saved_model(resolved)
         return _load_keras(resolved)
-    except ImportError as e:  # ModuleNotFoundError where TensorFlow is not installed
-        if (e.name or "").split(".")[0] in ("tensorflow", "keras"):
+    except ImportError as e:  # ModuleNotFoundError where a runtime is not installed
+        package = (e.name or "").split(".")[0]
+        if package == "ai_edge_litert":
+            raise UserError(f"{resolved.path} is a .tflite model, which needs the LiteRT "
+                            "runtime: pip install ai-edge-litert.") from None
+        if package in ("tensorflow", "keras"):
             kind = "a SavedModel" if resolved.kind == "saved_model" else "a Keras model"
             raise UserError(f"{resolved.path} is {kind}, which needs TensorFlow (not installed "
                             "here); a .tflite model (e.g. model_int8.tflite of an export) "

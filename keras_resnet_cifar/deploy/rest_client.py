@@ -235,8 +235,7 @@ def _post(url: str, data: bytes, timeout: float,
         response = conn.getresponse()
         chunks, size = [], 0
         while True:
-            chunk = (response.read1(1 << 16) if hasattr(response, "read1")
-                     else response.read(1 << 16))
+            chunk = response.read1(1 << 16)
             if not chunk:
                 break
             chunks.append(chunk)

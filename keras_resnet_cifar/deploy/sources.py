@@ -19,7 +19,6 @@ from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 from keras_resnet_cifar.deploy import contract, model_card, predictor, rest_client
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import reference_weights
-from keras_resnet_cifar.models.reference_weights import LICENCE_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +37,6 @@ class Source:
 
 @dataclasses.dataclass(frozen=True)
 class EvalData:
-
     calibration: np.ndarray       # uint8 (N, 32, 32, 3), from the training split
     test_images: np.ndarray       # uint8 (M, 32, 32, 3)
     test_labels: np.ndarray       # int (M,)
@@ -70,7 +68,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
                             "SavedModel of keras_resnet_cifar.export, which this exporter "
                             "converts; export its .keras file or run directory instead.")
         card = model.card or {}
-        licence = resolved.file / LICENCE_FILE
+        licence = resolved.file / reference_weights.LICENCE_FILE
         return Source(model, {"kind": "saved_model", "path": str(resolved.file.resolve()),
                               "sha256": contract.sha256(resolved.file / "saved_model.pb"),
                               "source": card.get("source")},
@@ -126,7 +124,7 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
     """The reference ResNet of PyTorch weights (resnetN.npz); their licence note goes into
     the model card, the licence file beside the .npz into the export."""
     model = reference_weights.reference_model(reference_weights.load_state_dict(npz_path))
-    licence = Path(npz_path).with_name(LICENCE_FILE)
+    licence = Path(npz_path).with_name(reference_weights.LICENCE_FILE)
     resolved = predictor.Resolved(Path(npz_path), Path(npz_path), "keras")
     wrapped = predictor.Predictor(
         resolved, lambda x: model(x.astype(np.float32), training=False), CIFAR10_CLASSES,
