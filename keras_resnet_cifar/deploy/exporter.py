@@ -23,7 +23,8 @@ from absl import logging
 from keras_resnet_cifar import fileio
 # None of these imports TensorFlow or Keras (serving and tflite do: they are imported
 # where they are used), so the export command's checks answer before TensorFlow loads.
-from keras_resnet_cifar.deploy import contract, edge, model_card, parity, seal, sources
+from keras_resnet_cifar.deploy import (contract, edge, grpc_client, model_card, parity, seal,
+                                       sources, tf_serving)
 from keras_resnet_cifar.deploy.sources import EvalData, Source
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models.reference_weights import LICENCE_FILE
@@ -36,9 +37,7 @@ SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
 
 def next_version(model_root: str | os.PathLike) -> int:
-    root = Path(model_root)
-    versions = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.is_dir() else []
-    return max(versions, default=0) + 1
+    return max(tf_serving.versions(model_root), default=0) + 1
 
 
 def _tflite_info(variant: str, blob: bytes) -> dict:
@@ -60,8 +59,6 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
 def _write_warmup(folder: Path, name: str, data: EvalData) -> dict | None:
     """Writes TF Serving's warm-up requests (of the parity or calibration images); what
     the model card says of them, or None without the serving extra."""
-    from keras_resnet_cifar.deploy import grpc_client, tf_serving
-
     try:
         grpc_client.apis()
     except UserError as missing:

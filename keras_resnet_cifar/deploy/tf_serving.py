@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_resnet_cifar.deploy import contract
+from keras_resnet_cifar.deploy import contract, grpc_client
 from keras_resnet_cifar.errors import UserError
 
 # The batch sizes the batcher pads to (TF Serving: the last must be max_batch_size),
@@ -30,8 +30,7 @@ def warmup_records(model_name: str, images: np.ndarray,
                    batch_sizes: Sequence[int] = BATCH_SIZES) -> list[bytes]:
     """Serialized PredictionLog records: one serving_default request per batch size, of
     `images` repeated to fill it."""
-    from keras_resnet_cifar.deploy import grpc_client
-    from tensorflow_serving.apis import prediction_log_pb2
+    from tensorflow_serving.apis import prediction_log_pb2  # the optional extra
 
     images = np.asarray(images, np.uint8)
     if len(images) == 0:
@@ -69,10 +68,8 @@ def model_config(name: str, base_path: str, available: Sequence[int], *,
     """A ModelServerConfig in text format serving the `stable` version (default: the
     highest) and the `canary` one by label (/v1/models/<name>/labels/stable)."""
     from google.protobuf import text_format
-
-    from keras_resnet_cifar.deploy import grpc_client
     try:
-        from tensorflow_serving.config import model_server_config_pb2
+        from tensorflow_serving.config import model_server_config_pb2  # the optional extra
     except ImportError:
         raise UserError(grpc_client.MISSING) from None
 
