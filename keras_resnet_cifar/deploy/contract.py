@@ -44,14 +44,11 @@ def check_size(subject: str, size: int, limit: int) -> None:
                         "of this project: refused before loading.")
 
 
-def card_path(model_path: str | os.PathLike) -> Path:
-    """The model card of `model_path`: inside a folder, beside a file."""
-    model_path = Path(model_path)
-    return (model_path if model_path.is_dir() else model_path.parent) / MODEL_CARD
-
-
 def read_card(model_path: str | os.PathLike) -> dict[str, Any] | None:
-    card = fileio.read_json(card_path(model_path))
+    """The model card of a model: inside its folder, beside a file."""
+    model_path = Path(model_path)
+    card = fileio.read_json((model_path if model_path.is_dir() else model_path.parent)
+                            / MODEL_CARD)
     return card if isinstance(card, dict) else None
 
 

@@ -24,41 +24,28 @@ from keras_resnet_cifar.deploy.contract import (DEFAULT_SIGNATURE, FLOAT_SIGNATU
 from keras_resnet_cifar.errors import UserError, first_line
 
 
-def _check(model: keras.Model, class_names: Sequence[str]) -> None:
+def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]) -> None:
+    """Writes the SavedModel of `model` with the two signatures above into `path`."""
     if tuple(model.input_shape) != IMAGE_SHAPE:
         raise UserError(f"The model takes {model.input_shape}, not {IMAGE_SHAPE} images.")
     if model.output_shape[-1] != len(class_names):
         raise UserError(f"The model has {model.output_shape[-1]} outputs but "
                         f"{len(class_names)} class names were given.")
-
-
-def build_archive(model: keras.Model, class_names: Sequence[str]) -> keras.export.ExportArchive:
-    _check(model, class_names)
     names = tf.constant(list(class_names), tf.string)
 
-    def classify(pixels):
-        probabilities = tf.cast(model(pixels, training=False), tf.float32)
+    def classify(image):  # the argument's name is the signatures' input key
+        probabilities = tf.cast(model(image, training=False), tf.float32)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return dict(zip(OUTPUT_KEYS, (probabilities, class_id, tf.gather(names, class_id))))
-
-    def serve_uint8(image):
-        return classify(tf.cast(image, tf.float32))
-
-    def serve_float32(image):
-        return classify(image)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     # The first endpoint is also what ExportArchive aliases as serving_default.
-    archive.add_endpoint(DEFAULT_SIGNATURE, serve_uint8, input_signature=[
-        tf.TensorSpec(IMAGE_SHAPE, tf.uint8, name=INPUT_KEY)])
-    archive.add_endpoint(FLOAT_SIGNATURE, serve_float32, input_signature=[
+    archive.add_endpoint(DEFAULT_SIGNATURE, lambda image: classify(tf.cast(image, tf.float32)),
+                         input_signature=[tf.TensorSpec(IMAGE_SHAPE, tf.uint8, name=INPUT_KEY)])
+    archive.add_endpoint(FLOAT_SIGNATURE, classify, input_signature=[
         tf.TensorSpec(IMAGE_SHAPE, tf.float32, name=INPUT_KEY)])
-    return archive
-
-
-def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]) -> None:
-    build_archive(model, class_names).write_out(os.fspath(path), verbose=False)
+    archive.write_out(os.fspath(path), verbose=False)
 
 
 class SavedModelClassifier:

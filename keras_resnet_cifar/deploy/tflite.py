@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Iterator
 
 import keras
 import numpy as np
@@ -82,16 +81,12 @@ def convert(model: keras.Model | str | os.PathLike, variant: str,
         if variant == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if variant == "int8":
-            converter.representative_dataset = lambda: _calibration_feed(calibration)
+            converter.representative_dataset = lambda: (
+                [image[None].astype(np.float32)] for image in calibration)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.float32
         return converter.convert()
-
-
-def _calibration_feed(images: np.ndarray) -> Iterator[list[np.ndarray]]:
-    for image in images:
-        yield [image[None].astype(np.float32)]
 
 
 def ops_used(tflite_bytes: bytes) -> list[str]:

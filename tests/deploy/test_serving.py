@@ -22,6 +22,11 @@ def test_both_signatures_and_the_classifier(tmp_path):
         serving.save(model, tmp_path / "bad", ["a", "b"])
     serving.save(model, tmp_path / "m", ["a", "b", "c"])
     assert {"serving_default", "serving_float32"} <= set(serving.signature_names(tmp_path / "m"))
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(tmp_path / "m"))
+    for name in ("serving_default", "serving_float32"):
+        assert list(loaded.signatures[name].structured_input_signature[1]) == ["image"]
     pixels = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), np.uint8)
     np.testing.assert_allclose(serving.load_classifier(tmp_path / "m").predict(pixels, 2),
                                model(pixels.astype(np.float32)), atol=1e-6)
