@@ -1,18 +1,13 @@
-"""A stand-in for TF Serving on the loopback: one exported SavedModel over REST and gRPC.
+"""A stand-in for TF Serving on the loopback: one exported SavedModel over REST and gRPC,
+for trying the serving client without Docker, and for the tests.
 
-For trying :mod:`keras_resnet_cifar.serving_client` without Docker, and for the
-tests. It is NOT TF Serving and not a server to deploy: no batching, no model
-config, no version polling or labels, no warm-up replay, no TLS, one model version,
-and it listens on 127.0.0.1 only. What it does speak is the part of TF Serving's
-two APIs that the client uses, with TF Serving's own wire formats:
+NOT TF Serving and not a server to deploy: no batching, model config, version polling,
+labels, warm-up or TLS; one version; 127.0.0.1 only. It speaks the part of TF Serving's
+two APIs the client uses, with TF Serving's wire formats and error wording ("Servable not
+found for request: ..."):
 
     REST  POST /v1/models/<name>[/versions/<N>]:predict   rows ("instances") or columns
-    gRPC  tensorflow.serving.PredictionService/Predict    (tensorflow-serving-api protos)
-
-Both run the SavedModel's signatures as TF Serving would (any signature it has;
-``serving_default`` by default) and answer errors the way TF Serving words them
-(``Servable not found for request: ...``). The command line is
-:mod:`keras_resnet_cifar.serve_local`.
+    gRPC  tensorflow.serving.PredictionService/Predict
 """
 
 from __future__ import annotations
@@ -46,12 +41,8 @@ class BadRequest(Exception):
 
 
 def model_version(path: str | os.PathLike) -> tuple[Path, int]:
-    """(version folder, version) of a model base path (its highest numbered version) or of
-    a version folder itself.
-
-    Raises:
-        UserError: neither a SavedModel folder nor a folder of numbered versions.
-    """
+    """(version folder, version) of a version folder, or of a model base path (its highest
+    numbered version)."""
     path = Path(path)
     if (path / contract.SAVED_MODEL_GRAPH).is_file():
         return path, int(path.name) if path.name.isdigit() else 1
@@ -64,26 +55,11 @@ def model_version(path: str | os.PathLike) -> tuple[Path, int]:
 
 
 class Servable:
-    """One loaded SavedModel version, answering predict requests as TF Serving does.
-
-    Args:
-        folder: the SavedModel (a version folder of an export).
-        name: the model name it answers to.
-        version: its version number.
-        trust_savedmodel: load it even if no model card of this project vouches
-            for it (a SavedModel is a program).
-
-    Raises:
-        UserError: not loadable, or not vouched for without ``trust_savedmodel``.
-    """
+    """One loaded SavedModel version, answering predict requests as TF Serving does."""
 
     def __init__(self, folder: str | os.PathLike, name: str, version: int, *,
                  trust_savedmodel: bool = False):
-        problem = None if trust_savedmodel else contract.saved_model_problem(folder)
-        if problem:
-            raise UserError(f"{folder} {problem}. A SavedModel is a program (its graph runs "
-                            "whatever operations it holds, file writes included): load it "
-                            "only if you trust where it came from, with --trust_savedmodel.")
+        contract.check_trusted(folder, trust_savedmodel)
         import tensorflow as tf
 
         try:
@@ -95,7 +71,6 @@ class Servable:
         self.signatures = dict(self._loaded.signatures)
 
     def check(self, name: str, version: int | None, label: str | None) -> None:
-        """Raises BadRequest unless the request is for this model (and this version)."""
         if label:
             raise BadRequest(f"Servable not found for request: Label({name}, {label}) "
                              "(this stand-in serves no version labels)", not_found=True)
@@ -106,12 +81,7 @@ class Servable:
                              not_found=True)
 
     def run(self, signature: str | None, inputs: dict) -> dict[str, np.ndarray]:
-        """Runs a signature on {input name: array-like}; {output name: numpy array}.
-
-        Raises:
-            BadRequest: no such signature, missing or extra inputs, a shape or
-                value the signature does not take.
-        """
+        """{output name: array} of a signature run on {input name: array-like}."""
         import tensorflow as tf
 
         name = signature or DEFAULT_SIGNATURE
@@ -140,16 +110,12 @@ class Servable:
         return {k: v.numpy() for k, v in outputs.items()}
 
 
-# --- REST ---------------------------------------------------------------------------------
-
 def _json_outputs(outputs: dict[str, np.ndarray]) -> dict[str, list]:
-    """Outputs as JSON values; strings (bytes in TensorFlow) decoded as UTF-8."""
     text = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])
     return {k: (text(v) if v.dtype == object else v).tolist() for k, v in outputs.items()}
 
 
 def _rest_answer(servable: Servable, path: str, body) -> dict:
-    """The JSON answer of a REST predict call (raises BadRequest)."""
     match = _PATH.fullmatch(path)
     if not match:
         raise BadRequest(f"Malformed request: POST {path[:100]}", not_found=True)
@@ -215,8 +181,6 @@ def _rest_handler(servable: Servable):
     return Handler
 
 
-# --- gRPC ---------------------------------------------------------------------------------
-
 def _grpc_servicer(servable: Servable):
     grpc, predict_pb2, service, _ = grpc_client.apis()
     import tensorflow as tf
@@ -245,12 +209,8 @@ def _grpc_servicer(servable: Servable):
     return grpc, service, Servicer()
 
 
-# --- Both ---------------------------------------------------------------------------------
-
 @dataclasses.dataclass
 class Running:
-    """A running stand-in: its addresses, and :meth:`close` to stop it."""
-
     rest_url: str
     grpc_url: str
     _stop: list
@@ -267,19 +227,8 @@ def _port_in_use(what: str, port: int) -> UserError:
 
 def serve(servable: Servable, *, rest_port: int = 8501, grpc_port: int = 8500,
           threads: int = 4) -> Running:
-    """Starts the REST and gRPC servers on the loopback, in background threads.
-
-    Args:
-        servable: the loaded model.
-        rest_port, grpc_port: ports on 127.0.0.1 (0: any free one).
-        threads: gRPC worker threads (REST takes one thread per connection).
-
-    Returns:
-        The addresses (with the ports actually taken) and a way to stop.
-
-    Raises:
-        UserError: a port is in use, or the gRPC extra is not installed.
-    """
+    """Starts the REST and gRPC servers on 127.0.0.1 in background threads (port 0: any
+    free one); `threads` are gRPC's, REST takes one per connection."""
     grpc, service, servicer = _grpc_servicer(servable)
     try:
         httpd = http.server.ThreadingHTTPServer((HOST, rest_port), _rest_handler(servable))
