@@ -39,6 +39,7 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 _BATCHES = (*TRAIN_BATCHES, TEST_BATCH)
 RECORDS_PER_BATCH = 10_000
+TRAIN_IMAGES = len(TRAIN_BATCHES) * RECORDS_PER_BATCH
 IMAGE_BYTES = 32 * 32 * 3
 RECORD_BYTES = 1 + IMAGE_BYTES  # one label byte, then the R, G and B planes
 

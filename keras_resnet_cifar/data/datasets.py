@@ -19,7 +19,7 @@ from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 from keras_resnet_cifar.errors import DataError, UserError, first_line as _first_line
 
 DATASETS = ("cifar10", "synthetic")
-TRAIN_IMAGES = 50_000  # CIFAR-10's training split (five batches of 10,000)
+TRAIN_IMAGES = cifar_files.TRAIN_IMAGES
 CLASS_NAMES = CIFAR10_CLASSES
 NUM_CLASSES = cifar_files.NUM_CLASSES
 

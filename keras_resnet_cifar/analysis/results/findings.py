@@ -23,7 +23,8 @@ from keras_resnet_cifar.analysis.results.evidence import (
     at_chance, compare, finding, pct_spread, test_error, training_error_measure,
     within_run_note)
 from keras_resnet_cifar.analysis.results.runs import (
-    CHANCE_ERROR, FULL_EPOCHS, Run, by_model, passes_to_train_error)
+    CHANCE_ERROR, Run, by_model, passes_to_train_error)
+from keras_resnet_cifar.config import FULL_EPOCHS
 
 PAPER = "Shinde (2025)"
 HE = "He et al. (2016)"

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 from keras_resnet_cifar.analysis import plots
 from keras_resnet_cifar.analysis.results import findings, provenance, stats
 from keras_resnet_cifar.analysis.results.markdown import measured, train_command
-from keras_resnet_cifar.analysis.results.runs import FULL_EPOCHS, Run, by_model
+from keras_resnet_cifar.analysis.results.runs import Run, by_model
+from keras_resnet_cifar.config import FULL_EPOCHS
 
 # Published CIFAR-10 test accuracies at the full schedule.
 REPRODUCTION = ("Shinde (2025), Table 1 (200 epochs)", findings.REPRODUCTION)

@@ -8,12 +8,12 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
-from keras_resnet_cifar.config import TrainConfig, changed_flags
+from keras_resnet_cifar.config import FULL_EPOCHS, TrainConfig, changed_flags
 from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.findings import (
     CONVERGENCE_RULE, HE_TABLE6, REPRODUCTION, SCOPE_RULE)
 from keras_resnet_cifar.analysis.results.provenance import machines
-from keras_resnet_cifar.analysis.results.runs import FULL_EPOCHS, Levels, Run, by_model
+from keras_resnet_cifar.analysis.results.runs import Levels, Run, by_model
 from keras_resnet_cifar.analysis.results.tables import (
     beside_published, markdown_table, table1_markdown)
 

@@ -15,9 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.data import cifar_files  # no TensorFlow in the report
-from keras_resnet_cifar.data.datasets import TRAIN_IMAGES
 from keras_resnet_cifar.models import arch
 from keras_resnet_cifar import run_files
 from keras_resnet_cifar.errors import UserError, printable
@@ -25,8 +23,6 @@ from keras_resnet_cifar.errors import UserError, printable
 CHANCE_ACCURACY = 1 / cifar_files.NUM_CLASSES
 CHANCE_ERROR = 1 - CHANCE_ACCURACY
 PROJECT_TRAINER = "keras_resnet_cifar"
-# The full schedule: the default recipe's epochs (the reproduction paper's 200).
-FULL_EPOCHS = TrainConfig().epochs
 # Where "time to X%" is measured (convergence_source).
 CURVE_POINTS, PER_EPOCH = "curve points", "per-epoch evaluations"
 
@@ -145,7 +141,7 @@ def train_set_size(config: dict[str, Any]) -> int:
     held_out = config.get("validation_split") or 0
     if config.get("dataset") == "synthetic":
         return int(config.get("synthetic_train_size", 0)) - held_out
-    return TRAIN_IMAGES - held_out
+    return cifar_files.TRAIN_IMAGES - held_out
 
 
 # What a report reads from each file of a run and what each value must be, by the Run
