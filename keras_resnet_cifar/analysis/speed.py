@@ -1,25 +1,9 @@
-"""Measures how fast the project trains, reads data, evaluates and serves (the library).
+"""Measures how fast the project trains, reads data, evaluates and serves (the benchmark's library).
 
-:func:`run` takes a :class:`Plan` (the benchmark's own options and one
-:class:`~keras_resnet_cifar.config.TrainConfig`) and returns every figure as one
-JSON-ready dict (data only, no models);
-:func:`keras_resnet_cifar.analysis.speed_table.format_table` makes the text
-table the command line prints. The measurements, each a :func:`summarize` of
-timed repeats after an untimed warm-up:
-
-* :func:`train_rates`: training images/s of ``model.fit`` on the real training
-  path (``loop.build_and_compile``, ``pipeline.train_dataset``), of each training
-  variant (:attr:`Plan.variants`: float32, mixed_bfloat16, XLA) in turn;
-* :func:`pipeline_rate`: the training input pipeline alone;
-* :func:`eval_rate`: ``model.evaluate`` on the evaluation pipeline;
-* :func:`inference_rates`: batch-1 latency and batch-128 images/s of saved
-  models, loaded by :func:`keras_resnet_cifar.deploy.predictor.load`;
-* a peer's training rate (:mod:`keras_resnet_cifar.analysis.peer`: another
-  framework's script in its own process, e.g. the repository's
-  ``scripts/torch_peer.py``), run after each timed training repeat so that the
-  two alternate A B A B on the same machine, in each variant's precision.
-
-The command line is :mod:`keras_resnet_cifar.benchmark`.
+`run(plan)` returns every figure as one JSON-ready dict; speed_table lays it out and
+benchmark.py is the command. Each figure is a `summarize` of timed repeats after an
+untimed warm-up; a peer (peer.py) runs after each timed training repeat so that the two
+alternate A B A B on the same machine.
 """
 
 from __future__ import annotations
@@ -42,6 +26,30 @@ from keras_resnet_cifar.errors import UserError
 # TrainConfig fields that do not bear on the speed of a training step: not benchmark flags.
 NOT_SPEED = ("model", "epochs", "lr_boundaries", "lr_decay", "warmup_epochs",
              "warmup_learning_rate", "steps_per_epoch", "eval_steps", "validation_split")
+# Far beyond any useful measurement (minutes), but never an endless one (repeats=1e20).
+MAX_COUNTS = {"steps": 10_000, "repeats": 1_000, "pipeline_batches": 100_000,
+              "inference_runs": 100_000}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What `run` measures: each of `models` trained with `base` (batch, precision, XLA,
+    distribution, data), and the saved models of `model_paths` at inference."""
+
+    base: TrainConfig
+    models: tuple[str, ...] = ("resnet20", "resnet56")
+    steps: int = 20
+    repeats: int = 5
+    pipeline_batches: int = 200
+    model_paths: tuple[str, ...] = ()
+    inference_runs: int = 100
+    num_threads: int = 0  # of a .tflite model; 0: every core
+    trust_savedmodel: bool = False  # load SavedModels that the exporter did not write
+    peer: tuple[str, ...] = ()  # the peer's command (interpreter, script); () for none
+    peer_modes: tuple[str, ...] = ("channels_last",)  # the peer's configurations (--mode)
+    # Training variants timed in turn, each a precision with "+xla" for XLA
+    # ("float32", "mixed_bfloat16", "float32+xla"); () for base's own.
+    variants: tuple[str, ...] = ()
 
 
 def summarize(samples: Sequence[float]) -> dict[str, Any]:
@@ -54,7 +62,6 @@ def summarize(samples: Sequence[float]) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on: CPU, cores, versions, threads, load, date."""
     import tensorflow as tf
 
     from keras_resnet_cifar import environment
@@ -71,7 +78,7 @@ def machine() -> dict[str, Any]:
 
 
 def build(config) -> tuple[Any, Any]:
-    """(compiled model, strategy) of ``config``, as training builds them."""
+    """(compiled model, strategy) of `config`, as training builds them."""
     import keras
 
     from keras_resnet_cifar.training import distribution, loop
@@ -86,34 +93,17 @@ def build(config) -> tuple[Any, Any]:
 def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int,
                 repeats: int, between: Callable[[int], None] | None = None
                 ) -> dict[str, dict[str, Any]]:
-    """Training images/s of ``model.fit`` on the real training path, models alternating.
+    """Label -> `summarize` of the training images/s of each (warmed-up model, config).
 
-    Each model (its config) is timed by one ``fit`` of ``steps`` steps over the
-    repeated training pipeline per repeat, after an untimed first ``fit``
-    (tracing); repeat ``i`` of every model runs before repeat ``i + 1`` of any, so
-    that they alternate A B A B on the same machine. A ``fit`` starts a new
-    iterator: the steps of its first train-function call (which wait for the
-    first batch) are not timed, the others are. ``between(i)`` runs after repeat
-    ``i`` of the last model, outside the timing (the peer, for A B A B).
-
-    Args:
-        models: label -> (compiled model, its config), each model warmed up
-            (:func:`warm_up`) right after :func:`build`: the dtype policy is global.
-        split: the training images.
-        steps: training steps per timed repeat.
-        repeats: timed repeats.
-        between: called with the repeat index after each timed repeat.
-
-    Returns:
-        label -> :func:`summarize` of the images/s of its repeats.
+    Repeat i of every model runs before repeat i + 1 of any (A B A B); `between(i)` runs
+    after repeat i, untimed. Each repeat is one `fit`, which starts a new iterator: the
+    steps of its first train-function call (waiting for the first batch) are not timed.
     """
     import keras
 
     from keras_resnet_cifar.data import pipeline
 
     class Timer(keras.callbacks.Callback):
-        """Times the steps after the first call of the train function of a ``fit``."""
-
         def on_train_begin(self, logs=None):
             self.ends = []
 
@@ -141,7 +131,7 @@ def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int
 
 
 def warm_up(label: str, model, config, split, *, steps: int) -> None:
-    """One untimed ``fit`` of ``steps`` steps: traces the step under the current policy."""
+    """One untimed `fit`: traces the step under the current dtype policy."""
     from keras_resnet_cifar.data import pipeline
 
     start = time.perf_counter()
@@ -151,10 +141,7 @@ def warm_up(label: str, model, config, split, *, steps: int) -> None:
 
 
 def per_second(work: Callable[[], int], repeats: int) -> dict[str, Any]:
-    """:func:`summarize` of the rates of ``repeats`` timed calls of ``work``.
-
-    ``work()`` returns how many items (images) it handled; each sample is items/s.
-    """
+    """`summarize` of items/s over `repeats` timed calls of `work` (which returns its items)."""
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -176,7 +163,7 @@ def pipeline_rate(split, batch_size: int, *, batches: int, repeats: int,
 
 
 def eval_rate(model, split, batch_size: int, *, repeats: int) -> dict[str, Any]:
-    """Images/s of ``model.evaluate`` on the evaluation pipeline (one warm-up pass)."""
+    """Images/s of `model.evaluate` on the evaluation pipeline (after one warm-up pass)."""
     from keras_resnet_cifar.data import pipeline
 
     ds = pipeline.eval_dataset(split, batch_size)
@@ -191,10 +178,7 @@ def eval_rate(model, split, batch_size: int, *, repeats: int) -> dict[str, Any]:
 
 def serving_rates(predict: Callable[..., Any], images, *, runs: int,
                   batch_size: int = 128) -> dict[str, Any]:
-    """Batch-1 latency (ms) and batch-``batch_size`` images/s of a classifier's ``predict``.
-
-    With fewer than ``batch_size`` images, the batch repeats them.
-    """
+    """Batch-1 latency (ms) and full-batch images/s of `predict` (a short `images` repeats)."""
     one = images[:1]
     batch = np.resize(images[:batch_size], (batch_size, *np.shape(images)[1:]))
     for _ in range(3):  # warm-up: first calls trace, allocate, resize
@@ -207,28 +191,15 @@ def serving_rates(predict: Callable[..., Any], images, *, runs: int,
 
 
 def inference_key(path: str | os.PathLike, kind: str) -> str:
-    """A short label: ``saved_model:resnet56/1``, ``tflite:model_int8.tflite``."""
+    """A short label: `saved_model:resnet56/1`, `tflite:model_int8.tflite`."""
     path = Path(path)
     return f"{kind}:{'/'.join(path.parts[-2:]) if path.is_dir() else path.name}"
 
 
 def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
                     num_threads: int, trust_savedmodel: bool = False) -> dict[str, Any]:
-    """:func:`serving_rates` of each model in ``paths``, loaded by :func:`predictor.load`.
-
-    Args:
-        paths: run directories, ``.keras`` files, SavedModel folders, ``.tflite`` files.
-        images: uint8 (N, 32, 32, 3) pixels to predict (N >= 128 for a full batch).
-        runs: timed batch-1 calls per model.
-        num_threads: CPU threads of a ``.tflite`` model.
-
-    Returns:
-        label (:func:`inference_key`; the path where two labels would clash) ->
-        {"path", "kind", "latency_ms_batch1", "images_per_sec_batch128"}.
-
-    Raises:
-        UserError: a path that is not a model, or whose runtime is not installed.
-    """
+    """`serving_rates` of each model (anything predictor.load takes), keyed by
+    `inference_key` (by path where two keys would clash)."""
     from keras_resnet_cifar.deploy import predictor
 
     results: dict[str, Any] = {}
@@ -243,118 +214,74 @@ def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
     return results
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What :func:`run` measures: the benchmark's own options and one training config.
-
-    ``base`` holds everything about training (batch, precision, XLA, distribution,
-    data; the flags of :mod:`keras_resnet_cifar.train_flags`); each model of
-    ``models`` is timed with ``base`` and that model. ``model_paths`` are models
-    to time at inference (:func:`inference_rates`).
-    """
-
-    base: TrainConfig
-    models: tuple[str, ...] = ("resnet20", "resnet56")
-    steps: int = 20
-    repeats: int = 5
-    pipeline_batches: int = 200
-    model_paths: tuple[str, ...] = ()
-    inference_runs: int = 100
-    num_threads: int = 0  # of a .tflite model; 0: every core
-    trust_savedmodel: bool = False  # load SavedModels that the exporter did not write
-    peer: tuple[str, ...] = ()  # the peer's command (interpreter, script); () for none
-    peer_modes: tuple[str, ...] = ("channels_last",)  # the peer's configurations (--mode)
-    # Training variants timed in turn, each a precision with "+xla" for XLA
-    # ("float32", "mixed_bfloat16", "float32+xla"); () for base's own.
-    variants: tuple[str, ...] = ()
-
-
-# The counts a benchmark may ask for: far beyond any useful measurement (minutes), but
-# never an endless one (--repeats=1e20).
-MAX_COUNTS = {"steps": 10_000, "repeats": 1_000, "pipeline_batches": 100_000,
-              "inference_runs": 100_000}
-
-
 def variant_label(config: TrainConfig) -> str:
-    """``config``'s precision, ``+xla`` with XLA: the name of a :attr:`Plan.variants` entry."""
     return config.mixed_precision + ("+xla" if config.jit_compile else "")
 
 
 def variant_configs(plan: Plan) -> dict[str, TrainConfig]:
-    """Label -> the training config of each of ``plan.variants`` (``plan.base`` alone
-    when there are none).
-
-    Raises:
-        UserError: an unknown precision or suffix, a variant named twice.
-    """
+    """Label -> training config of each of `plan.variants` (`plan.base` alone without)."""
     if not plan.variants:
         return {variant_label(plan.base): plan.base}
     if len(set(plan.variants)) < len(plan.variants):
-        raise UserError(f"--variants names a variant twice: {','.join(plan.variants)}.")
+        raise UserError(f"variants names a variant twice: {','.join(plan.variants)}.",
+                        argument="variants")
     configs = {}
     for variant in plan.variants:
         precision, _, suffix = variant.partition("+")
         if suffix not in ("", "xla"):
-            raise UserError(f"--variants: {variant!r} is not a precision with an optional "
-                            "+xla (e.g. float32, mixed_bfloat16, float32+xla).")
+            raise UserError(f"variants: {variant!r} is not a precision with an optional "
+                            "+xla (e.g. float32, mixed_bfloat16, float32+xla).",
+                            argument="variants")
         try:
             configs[variant] = dataclasses.replace(plan.base, mixed_precision=precision,
                                                    jit_compile=bool(suffix))
         except ValueError:
-            raise UserError(f"--variants: {precision!r} is not one of "
-                            f"{', '.join(PRECISIONS)}.") from None
+            raise UserError(f"variants: {precision!r} is not one of "
+                            f"{', '.join(PRECISIONS)}.", argument="variants") from None
     return configs
 
 
 def check_plan(plan: Plan) -> None:
-    """Checks ``plan`` before any work (and before TensorFlow loads).
-
-    Raises:
-        UserError: nothing to measure, a bad or repeated model name, a count that
-            is not positive, no peer mode, a path that is not a model.
-    """
+    """Raises UserError for a plan that cannot run, before any work (and TensorFlow)."""
     from keras_resnet_cifar.deploy import predictor
 
     if not plan.models and not plan.model_paths:
-        raise UserError("--models is empty: name models to train (e.g. --models=resnet20), "
-                        "or give --model_path to measure saved models only.")
+        raise UserError("models is empty: name models to train (e.g. resnet20), or give "
+                        "model_paths to measure saved models only.", argument="models")
     for name in plan.models:
         try:
             arch.parse_name(name)
         except ValueError as e:
             raise UserError(str(e)) from None
     if len(set(plan.models)) < len(plan.models):
-        raise UserError(f"--models names a model twice: {','.join(plan.models)}.")
+        raise UserError(f"models names a model twice: {','.join(plan.models)}.",
+                        argument="models")
     for name, most in MAX_COUNTS.items():
         if not 1 <= getattr(plan, name) <= most:
-            raise UserError(f"--{name} must be in [1, {most:,}], got {getattr(plan, name)}.")
+            raise UserError(f"{name} must be in [1, {most:,}], got {getattr(plan, name)}.",
+                            argument=name)
     if plan.num_threads < 0:
-        raise UserError(f"--num_threads must be >= 0 (0: every core), got {plan.num_threads}.")
+        raise UserError(f"num_threads must be >= 0 (0: every core), got {plan.num_threads}.",
+                        argument="num_threads")
     if plan.peer and not plan.peer_modes:
-        raise UserError("--peer_modes is empty: name the peer's configurations to run.")
+        raise UserError("peer_modes is empty: name the peer's configurations to run.",
+                        argument="peer_modes")
     spe = plan.base.steps_per_execution
     if plan.models and plan.steps < 2 * spe:  # the first call of each repeat is untimed
-        raise UserError(f"--steps must be at least 2 x --steps_per_execution ({2 * spe}), "
-                        f"got {plan.steps}.")
+        raise UserError(f"steps must be at least 2 x steps_per_execution ({2 * spe}), "
+                        f"got {plan.steps}.", argument="steps")
     variant_configs(plan)
     for path in plan.model_paths:  # before minutes of training
         predictor.resolve(path, trust_savedmodel=plan.trust_savedmodel)
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    """Every measurement of ``plan``, as one JSON-ready dict (data only, no models).
+    """Every measurement of `plan` as one JSON-ready dict (data only, no models).
 
-    The models of ``plan.model_paths`` are timed first (a model that cannot be
-    loaded fails before minutes of training), then each of ``plan.models``.
-
-    Raises:
-        UserError: see :func:`check_plan`; a model that cannot be loaded; the peer fails
-            (:func:`keras_resnet_cifar.analysis.peer.check` finds that out before).
+    The saved models are timed first: one that cannot be loaded fails before minutes
+    of training.
     """
     from keras_resnet_cifar.data import datasets
-    import keras
-
-    from keras_resnet_cifar.models import networks as model_lib
 
     check_plan(plan)
     base = plan.base
@@ -372,58 +299,10 @@ def run(plan: Plan) -> dict[str, Any]:
                                       trust_savedmodel=plan.trust_savedmodel)
                       if plan.model_paths else {"skipped": "no --model_path given"}),
     }
-    variants = variant_configs(plan)
-    precisions = sorted({c.mixed_precision for c in variants.values()})
     for name in plan.models:
-        # One variant: keyed by the model's name, as before variants existed.
-        labels = {v: name if len(variants) == 1 else f"{name} {v}" for v in variants}
-        peer_rates = {(mode, p): [] for mode in plan.peer_modes for p in precisions}
-
-        def between(_, model=name):
-            for mode, precision in peer_rates:
-                peer_rates[mode, precision].append(peer.rate(
-                    plan.peer, model, base.batch_size, plan.steps, mode, precision=precision))
-                logging.info("%s: peer (%s%s): %.1f img/s", model, mode,
-                             "" if precision == "float32" else f", {precision}",
-                             peer_rates[mode, precision][-1])
-
-        logging.info("timing %s: training (%s in turn), 1 warm-up + %d x %d steps%s; then "
-                     "evaluation", name, ", ".join(variants), plan.repeats, plan.steps,
-                     " (the peer after each)" if plan.peer else "")
-        built = {}
-        for variant, config in variants.items():
-            config = dataclasses.replace(config, model=name)
-            model, strategy = build(config)
-            warm_up(labels[variant], model, config, data.train, steps=plan.steps)
-            built[labels[variant]] = (model, config)
-        rates = train_rates(built, data.train, steps=plan.steps, repeats=plan.repeats,
-                            between=between if plan.peer else None)
-        first = next(iter(variants))
-        for variant, label in labels.items():
-            model, config = built[label]
-            entry: dict[str, Any] = {"variant": variant, "images_per_sec": rates[label],
-                                     "params": model_lib.count_trainable_params(model),
-                                     "replicas": strategy.num_replicas_in_sync}
-            if variant != first:
-                entry["ratio_to_first"] = {"of": first, **peer.ratios(
-                    rates[label]["samples"], rates[labels[first]]["samples"])}
-            if plan.peer:
-                entry["peer"] = {}
-                for mode in plan.peer_modes:
-                    samples = peer_rates[mode, config.mixed_precision]
-                    entry["peer"][mode] = {"precision": config.mixed_precision,
-                                           "images_per_sec": summarize(samples),
-                                           "ratio": peer.ratios(rates[label]["samples"],
-                                                                samples)}
-            report["training"][label] = entry
-            # Keras reads the global dtype policy when it traces evaluate: a bfloat16
-            # model traced under float32 (the policy the last build left) computes in
-            # float32 at float32's speed.
-            keras.mixed_precision.set_global_policy(config.mixed_precision)
-            report["evaluation"][label] = {
-                "images_per_sec": eval_rate(model, data.test, base.batch_size,
-                                            repeats=plan.repeats)}
-        del built, model
+        training, evaluation = _time_model(plan, name, data)
+        report["training"].update(training)
+        report["evaluation"].update(evaluation)
     if report["training"]:
         logging.info("timing the input pipeline alone")
         pipeline = pipeline_rate(data.train, base.batch_size, batches=plan.pipeline_batches,
@@ -436,3 +315,59 @@ def run(plan: Plan) -> dict[str, Any]:
     # Other work on the machine slows both sides, the peer's OpenMP threads most.
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
+
+
+def _time_model(plan: Plan, name: str, data) -> tuple[dict, dict]:
+    """The training and evaluation entries of model `name`, every variant in turn."""
+    import keras
+
+    from keras_resnet_cifar.models import networks
+
+    variants = variant_configs(plan)
+    # One variant: keyed by the model's name, as before variants existed.
+    labels = {v: name if len(variants) == 1 else f"{name} {v}" for v in variants}
+    precisions = sorted({c.mixed_precision for c in variants.values()})
+    peer_rates = {(mode, p): [] for mode in plan.peer_modes for p in precisions}
+
+    def between(_):
+        for mode, precision in peer_rates:
+            peer_rates[mode, precision].append(peer.rate(
+                plan.peer, name, plan.base.batch_size, plan.steps, mode, precision=precision))
+            logging.info("%s: peer (%s%s): %.1f img/s", name, mode,
+                         "" if precision == "float32" else f", {precision}",
+                         peer_rates[mode, precision][-1])
+
+    logging.info("timing %s: training (%s in turn), 1 warm-up + %d x %d steps%s; then "
+                 "evaluation", name, ", ".join(variants), plan.repeats, plan.steps,
+                 " (the peer after each)" if plan.peer else "")
+    built = {}
+    for variant, config in variants.items():
+        config = dataclasses.replace(config, model=name)
+        model, strategy = build(config)
+        warm_up(labels[variant], model, config, data.train, steps=plan.steps)
+        built[labels[variant]] = (model, config)
+    rates = train_rates(built, data.train, steps=plan.steps, repeats=plan.repeats,
+                        between=between if plan.peer else None)
+    first = next(iter(variants))
+    training, evaluation = {}, {}
+    for variant, label in labels.items():
+        model, config = built[label]
+        entry: dict[str, Any] = {"variant": variant, "images_per_sec": rates[label],
+                                 "params": networks.count_trainable_params(model),
+                                 "replicas": strategy.num_replicas_in_sync}
+        if variant != first:
+            entry["ratio_to_first"] = {"of": first, **peer.ratios(
+                rates[label]["samples"], rates[labels[first]]["samples"])}
+        if plan.peer:
+            entry["peer"] = {mode: {"precision": config.mixed_precision,
+                                    "images_per_sec": summarize(samples),
+                                    "ratio": peer.ratios(rates[label]["samples"], samples)}
+                             for mode in plan.peer_modes
+                             for samples in [peer_rates[mode, config.mixed_precision]]}
+        training[label] = entry
+        # Keras reads the global dtype policy when it traces evaluate: a bfloat16 model
+        # traced under float32 (the policy the last build left) runs at float32's speed.
+        keras.mixed_precision.set_global_policy(config.mixed_precision)
+        evaluation[label] = {"images_per_sec": eval_rate(model, data.test, plan.base.batch_size,
+                                                         repeats=plan.repeats)}
+    return training, evaluation
