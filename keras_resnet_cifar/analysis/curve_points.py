@@ -1,20 +1,14 @@
 """Learning-curve points inside a run: training and test error several times per epoch.
 
 He et al.'s Figures 1 and 6 plot the running training error (on the augmented batches
-SGD trains on) and the test error against iterations; a short run has too few epochs for
-per-epoch points. CurveRecorder writes curve.json: {"points_per_epoch", "steps_per_epoch",
-"test_subset": {"images", "seed"}, "points": [{"step", "epoch" (step / steps_per_epoch),
-"learning_rate", "train_images", "train_batches", "train_error", "train_error_se",
-"train_cross_entropy", "test_error", "test_cross_entropy", "test_images"}, ...]}.
-
-- train_error: image-weighted over the steps since the previous point (the segment),
-  each batch with the weights before its update, as He et al. plot it; train_error_se is
-  the std of the per-batch errors over sqrt(batches).
-- test_error: on a fixed test subset (the same images for every point and every run),
-  in inference mode; its binomial standard error is sqrt(p (1 - p) / test_images).
-
-A resumed run drops the points of its interrupted epoch and records them anew: the file
-never holds a step twice.
+SGD trains on, each with the weights before its update) and the test error against
+iterations; a short run has too few epochs for per-epoch points. curve.json:
+{"points_per_epoch", "steps_per_epoch", "test_subset": {"images", "seed"}, "points":
+[{"step", "epoch", "learning_rate", "train_images", "train_batches", "train_error",
+"train_error_se", "train_cross_entropy", "test_error", "test_cross_entropy",
+"test_images"}, ...]}. The training figures are over the steps since the previous point
+(the segment), image-weighted; test figures over a fixed test subset, the same for every
+point and run. A resumed run drops its interrupted epoch's points and records them anew.
 """
 
 from __future__ import annotations
@@ -30,12 +24,13 @@ from keras_resnet_cifar import run_files
 
 
 def point_steps(steps_per_epoch: int, points_per_epoch: int) -> list[int]:
-    """The 1-based steps of an epoch after which a point is taken: (391, 4) -> [97, 195, 293, 391]."""
+    """The 1-based steps of an epoch that end a segment: (391, 4) -> [97, 195, 293, 391]."""
     return sorted({max(1, steps_per_epoch * i // points_per_epoch)
                    for i in range(1, points_per_epoch + 1)})
 
 
-def segment_stats(batch_errors: list[float], batch_images: list[float]) -> tuple[float, float | None]:
+def segment_stats(batch_errors: list[float],
+                  batch_images: list[float]) -> tuple[float, float | None]:
     """(Image-weighted mean error, its standard error over the batches or None for one)."""
     errors = np.asarray(batch_errors, np.float64)
     weights = np.asarray(batch_images, np.float64)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from absl import logging
 
-from keras_resnet_cifar import run_files  # no Keras here: TensorFlow loads when training starts
+from keras_resnet_cifar import fileio, run_files  # no Keras: TensorFlow loads when training starts
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.data import datasets  # no TensorFlow on import
 from keras_resnet_cifar.text import plural
@@ -132,11 +132,9 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
 
 def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Path]:
     """Copies each run's small files into `<report_dir>/runs/<run name>/`; returns the copies."""
-    copies = []
-    for workdir in dirs:
-        copy = Path(report_dir) / "runs" / Path(workdir).name
+    copies = [Path(report_dir) / "runs" / Path(workdir).name for workdir in dirs]
+    for workdir, copy in zip(dirs, copies):
         run_files.copy_small_files(workdir, copy)
-        copies.append(copy)
     return copies
 
 
@@ -155,8 +153,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
     evaluate_all(dirs, spec.base, data=data)
     if report_dir is None:
         return StudyResult(run_dirs=dirs, report=None)
-    from keras_resnet_cifar import fileio
-    from keras_resnet_cifar.analysis.results import build
+    from keras_resnet_cifar.analysis.results import build  # matplotlib
 
     fileio.make_dir(report_dir)
     publish_runs(dirs, report_dir)

@@ -1,18 +1,12 @@
-"""Per-layer statistics on a fixed batch, to test claims made for residual networks:
+"""Per-layer statistics on a fixed batch, to test claims made for residual networks.
 
-- response std (He et al. 2016, Figure 7: residual functions respond more weakly than
-  plain layers): the std over all elements of each 3x3 convolution's output after its BN,
-  before any ReLU or addition, in inference mode (BN with its moving averages, as the paper
-  analyses a trained net; before training they are 0 and 1, so epoch 0 is the raw conv);
-- gradient norm (the reproduction paper's "gradient highway", Shinde 2025, section 4.1;
-  He et al. 4.1 say their BN-trained plain nets have healthy gradient norms instead): the
-  L2 norm of the gradient of the batch's mean cross-entropy (no weight decay) w.r.t. each
-  kernel, in training mode (BN with the batch's statistics, as SGD sees it).
-
-LayerStatsRecorder writes them at chosen epochs into layer_stats.json:
-{"batch_size", "response_layers", "gradient_layers", "epochs": [{"epoch", "loss",
-"response_std", "gradient_norm"}, ...]}; epoch 0 is the initialised network, epoch e
-(maybe fractional: 1.5) the network after the step that completes it.
+Response std (He et al. 2016, Figure 7: residual functions respond more weakly): the std
+of each 3x3 convolution's output after its BN, before any ReLU or addition, in inference
+mode as the paper analyses a trained net (at epoch 0 BN is the identity). Gradient norm
+(the "gradient highway" of Shinde 2025, 4.1; He et al. 4.1 find healthy norms in their
+BN-trained plain nets): of the mean cross-entropy without weight decay w.r.t. each kernel,
+in training mode as SGD sees it. layer_stats.json: {"batch_size", "response_layers",
+"gradient_layers", "epochs": [{"epoch", "loss", "response_std", "gradient_norm"}, ...]}.
 """
 
 from __future__ import annotations
@@ -29,21 +23,14 @@ from keras_resnet_cifar import run_files
 from keras_resnet_cifar.config import as_epoch
 
 
-def _producer(tensor) -> keras.layers.Layer | None:
-    history = getattr(tensor, "_keras_history", None)
-    return history.operation if history is not None else None
-
-
 def response_layers(model: keras.Model) -> list[str]:
     """The BN layers fed directly by a 3x3 convolution (not 1x1 shortcuts), in model order."""
-    names = []
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        conv = _producer(layer.input)
-        if isinstance(conv, keras.layers.Conv2D) and tuple(conv.kernel_size) == (3, 3):
-            names.append(layer.name)
-    return names
+    def after_3x3(layer) -> bool:
+        conv = getattr(getattr(layer.input, "_keras_history", None), "operation", None)
+        return isinstance(conv, keras.layers.Conv2D) and tuple(conv.kernel_size) == (3, 3)
+
+    return [layer.name for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization) and after_3x3(layer)]
 
 
 def kernel_layers(model: keras.Model) -> list[str]:
@@ -51,10 +38,9 @@ def kernel_layers(model: keras.Model) -> list[str]:
             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
 
 
-def response_std(model: keras.Model, images: np.ndarray,
-                 layer_names: Sequence[str] | None = None) -> dict[str, float]:
-    """{layer: std over all elements of its output on `images`}, in inference mode."""
-    names = list(layer_names) if layer_names is not None else response_layers(model)
+def response_std(model: keras.Model, images: np.ndarray) -> dict[str, float]:
+    """{response layer: std over all elements of its output on `images`}, in inference mode."""
+    names = response_layers(model)
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     outputs = probe(tf.convert_to_tensor(images, tf.float32), training=False)
     if len(names) == 1:
@@ -63,11 +49,11 @@ def response_std(model: keras.Model, images: np.ndarray,
             for n, o in zip(names, outputs)}
 
 
-def gradient_norms(model: keras.Model, images: np.ndarray, labels: np.ndarray,
-                   layer_names: Sequence[str] | None = None) -> tuple[float, dict[str, float]]:
+def gradient_norms(model: keras.Model, images: np.ndarray,
+                   labels: np.ndarray) -> tuple[float, dict[str, float]]:
     """(loss, {layer: ||d loss / d kernel||_2}) in training mode; the BN moving averages
     that the forward pass updates are restored, so measuring never changes the model."""
-    names = list(layer_names) if layer_names is not None else kernel_layers(model)
+    names = kernel_layers(model)
     kernels = [model.get_layer(n).kernel for n in names]
     saved = [v.numpy() for v in model.non_trainable_variables]
     x = tf.convert_to_tensor(images, tf.float32)
@@ -107,10 +93,8 @@ class LayerStatsRecorder(keras.callbacks.Callback):
         self.epochs = sorted(set(as_epoch(e) for e in epochs))
         if any(e < 0 for e in self.epochs):
             raise ValueError(f"Layer-statistics epochs must be >= 0, got {list(epochs)}.")
-        self.records: dict[int | float, dict[str, Any]] = {}
-        existing = run_files.read_layer_stats(run_dir)
-        if existing:
-            self.records = {as_epoch(r["epoch"]): r for r in existing["epochs"]}
+        existing = run_files.read_layer_stats(run_dir) or {"epochs": []}
+        self.records = {as_epoch(r["epoch"]): r for r in existing["epochs"]}
         self._epoch = 0
 
     def on_train_begin(self, logs=None):

@@ -40,6 +40,22 @@ def family_colour(label: str) -> str:
     return PLAIN_COLOUR if label.lower().startswith("plain") else RESIDUAL_COLOUR
 
 
+def _depth_styles(labels) -> dict[int, str]:
+    """One line style per depth named in `labels`, shallow to deep."""
+    depths = sorted({_depth(label) for label in labels})
+    return {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+
+
+def _finish(fig: Figure, axes, title: str | None, legend: int = 8) -> Figure:
+    """A grid and a legend on every axis, the title on the figure."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 SEED_ALPHA = 0.3   # each seed's curve, under the mean
 BAND_ALPHA = 0.15  # the band of ± std (or SE) over seeds
 SPREADS = ("std", "se")
@@ -102,14 +118,12 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     loss_keys = ("cross_entropy", "val_cross_entropy") if pure else ("loss", "val_loss")
     for i, (label, rows) in enumerate(histories.items()):
         colour = family_colour(label) if len(histories) <= 2 else DEPTH_COLOURS[i % 8]
-        for key, style, what in (("accuracy", "--", "training"), ("val_accuracy", "-", eval_set)):
-            x, y = _column(rows, key)
-            acc_ax.plot(x, 100 * y, style, color=colour, marker=_marker(x),
+        for ax, keys, scale in ((acc_ax, ("accuracy", "val_accuracy"), 100),
+                                (loss_ax, loss_keys, 1)):
+            for key, style, what in zip(keys, ("--", "-"), ("training", eval_set)):
+                x, y = _column(rows, key)
+                ax.plot(x, scale * y, style, color=colour, marker=_marker(x),
                         label=f"{label} {what}")
-        for key, style, what in ((loss_keys[0], "--", "training"), (loss_keys[1], "-", eval_set)):
-            x, y = _column(rows, key)
-            loss_ax.plot(x, y, style, color=colour, marker=_marker(x),
-                         label=f"{label} {what}")
     values = np.concatenate([line.get_ydata() for line in loss_ax.lines] or [np.ones(1)])
     values = values[np.isfinite(values) & (values > 0)]
     if values.size and values.max() > 100 * values.min():
@@ -120,11 +134,7 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
                 else "Loss: cross-entropy + weight-decay term")
     for ax in (acc_ax, loss_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (acc_ax, loss_ax), title)
 
 
 def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence[str],
@@ -165,12 +175,11 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
                            (axes[1], residual, "residual networks")):
         for i, (label, rows) in enumerate(runs.items()):
             colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
-            x, y = _column(rows, "accuracy")
-            ax.plot(x, 100 * (1 - y), "--", color=colour, linewidth=0.9,
-                    marker=_marker(x), label=f"{label} training")
-            x, y = _column(rows, "val_accuracy")
-            ax.plot(x, 100 * (1 - y), "-", color=colour, linewidth=2.4,
-                    marker=_marker(x), label=f"{label} {eval_set}")
+            for key, style, width, what in (("accuracy", "--", 0.9, "training"),
+                                            ("val_accuracy", "-", 2.4, eval_set)):
+                x, y = _column(rows, key)
+                ax.plot(x, 100 * (1 - y), style, color=colour, linewidth=width,
+                        marker=_marker(x), label=f"{label} {what}")
         ax.set(xlabel=xlabel, title=name.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -217,12 +226,8 @@ def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
             top = ax.secondary_xaxis("top", functions=(lambda v: v * steps_per_unit,
                                                        lambda v: v / steps_per_unit))
             top.set_xlabel("iterations")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     axes[0].set_ylabel("error (%)")
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, axes[:len(families)], title, legend=7)
 
 
 def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: str,
@@ -233,10 +238,8 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
     n = len(panels)
     fig = Figure(figsize=(5.5 * n, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
-    # One line style per depth (the number in the label), shallow to deep, the same
-    # in every panel; colour says plain or residual.
-    depths = sorted({_depth(label) for lines in panels.values() for label in lines})
-    styles = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+    # The same line style per depth in every panel; colour says plain or residual.
+    styles = _depth_styles(label for lines in panels.values() for label in lines)
     for ax, (panel, lines) in zip(axes, panels.items()):
         for label, values in lines.items():
             values = np.atleast_2d(np.asarray(values, float))
@@ -255,12 +258,8 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if log_scale:
             ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     axes[0].set_ylabel(ylabel)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, axes[:len(panels)], title)
 
 
 def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, ylabel: str,
@@ -268,8 +267,7 @@ def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, yl
     """{label: {epoch: one signed value per seed}}: seeds as dots, their mean a line, and 0."""
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     ax = fig.subplots()
-    depths = sorted({_depth(label) for label in series})
-    styles = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+    styles = _depth_styles(series)
     for label, by_epoch in series.items():
         epochs = sorted(by_epoch)
         colour = family_colour(label)

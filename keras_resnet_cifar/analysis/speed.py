@@ -18,9 +18,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from absl import logging
 
+from keras_resnet_cifar import environment
 from keras_resnet_cifar.analysis import peer
 from keras_resnet_cifar.models import arch  # no Keras on import: the CLI checks its flags first
 from keras_resnet_cifar.config import PRECISIONS, TrainConfig
+from keras_resnet_cifar.data import datasets  # no TensorFlow on import
 from keras_resnet_cifar.errors import UserError
 
 # TrainConfig fields that do not bear on the speed of a training step: not benchmark flags.
@@ -33,8 +35,7 @@ MAX_COUNTS = {"steps": 10_000, "repeats": 1_000, "pipeline_batches": 100_000,
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What `run` measures: each of `models` trained with `base` (batch, precision, XLA,
-    distribution, data), and the saved models of `model_paths` at inference."""
+    """Each of `models` trained with `base`, and the saved models of `model_paths`."""
 
     base: TrainConfig
     models: tuple[str, ...] = ("resnet20", "resnet56")
@@ -63,8 +64,6 @@ def summarize(samples: Sequence[float]) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     import tensorflow as tf
-
-    from keras_resnet_cifar import environment
 
     return {
         **environment.describe(),
@@ -103,26 +102,21 @@ def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int
 
     from keras_resnet_cifar.data import pipeline
 
-    class Timer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.ends = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.ends.append(time.perf_counter())
-
     def fit(model, config, ds) -> float:
-        timer = Timer()
+        ends = []
+        timer = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
         model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer],
                   shuffle=False)  # tf.data shuffles
-        timed = steps - steps // len(timer.ends)  # the first call's steps are not
-        return timed * config.batch_size / (timer.ends[-1] - timer.ends[0])
+        timed = steps - steps // len(ends)  # the first call's steps are not
+        return timed * config.batch_size / (ends[-1] - ends[0])
 
-    datasets = {label: pipeline.train_dataset(split, c.batch_size, seed=c.seed).repeat()
-                for label, (_, c) in models.items()}
+    streams = {label: pipeline.train_dataset(split, c.batch_size, seed=c.seed).repeat()
+               for label, (_, c) in models.items()}
     rates: dict[str, list[float]] = {label: [] for label in models}
     for i in range(repeats):
         for label, (model, config) in models.items():
-            rates[label].append(fit(model, config, datasets[label]))
+            rates[label].append(fit(model, config, streams[label]))
             logging.info("%s: training repeat %d/%d: %.1f img/s", label, i + 1, repeats,
                          rates[label][-1])
         if between is not None:
@@ -190,23 +184,18 @@ def serving_rates(predict: Callable[..., Any], images, *, runs: int,
             f"images_per_sec_batch{batch_size}": rates}
 
 
-def inference_key(path: str | os.PathLike, kind: str) -> str:
-    """A short label: `saved_model:resnet56/1`, `tflite:model_int8.tflite`."""
-    path = Path(path)
-    return f"{kind}:{'/'.join(path.parts[-2:]) if path.is_dir() else path.name}"
-
-
 def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
                     num_threads: int, trust_savedmodel: bool = False) -> dict[str, Any]:
-    """`serving_rates` of each model (anything predictor.load takes), keyed by
-    `inference_key` (by path where two keys would clash)."""
+    """`serving_rates` of each model (anything predictor.load takes), keyed by a short
+    label (saved_model:resnet56/1, tflite:model_int8.tflite), or by path where two clash."""
     from keras_resnet_cifar.deploy import predictor
 
     results: dict[str, Any] = {}
     for path in paths:
         model = predictor.load(path, num_threads=num_threads,
                                trust_savedmodel=trust_savedmodel)
-        key = inference_key(path, model.kind)
+        where = Path(path)
+        key = f"{model.kind}:{'/'.join(where.parts[-2:]) if where.is_dir() else where.name}"
         key = key if key not in results else f"{model.kind}:{path}"
         logging.info("timing %s: %d batch-1 calls", key, runs)
         results[key] = {"path": os.fspath(path), "kind": model.kind,
@@ -214,14 +203,10 @@ def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
     return results
 
 
-def variant_label(config: TrainConfig) -> str:
-    return config.mixed_precision + ("+xla" if config.jit_compile else "")
-
-
 def variant_configs(plan: Plan) -> dict[str, TrainConfig]:
     """Label -> training config of each of `plan.variants` (`plan.base` alone without)."""
     if not plan.variants:
-        return {variant_label(plan.base): plan.base}
+        return {plan.base.mixed_precision + ("+xla" if plan.base.jit_compile else ""): plan.base}
     if len(set(plan.variants)) < len(plan.variants):
         raise UserError(f"variants names a variant twice: {','.join(plan.variants)}.",
                         argument="variants")
@@ -246,8 +231,8 @@ def check_plan(plan: Plan) -> None:
     from keras_resnet_cifar.deploy import predictor
 
     if not plan.models and not plan.model_paths:
-        raise UserError("models is empty: name models to train (e.g. resnet20), or give "
-                        "model_paths to measure saved models only.", argument="models")
+        raise UserError("models is empty: name models to train (e.g. resnet20), or saved "
+                        "models to time.", argument="models")
     for name in plan.models:
         try:
             arch.parse_name(name)
@@ -281,8 +266,6 @@ def run(plan: Plan) -> dict[str, Any]:
     The saved models are timed first: one that cannot be loaded fails before minutes
     of training.
     """
-    from keras_resnet_cifar.data import datasets
-
     check_plan(plan)
     base = plan.base
     data = datasets.load(base.dataset, base.data_dir, seed=0,

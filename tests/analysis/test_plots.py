@@ -1,4 +1,5 @@
-"""The figures, inspected as matplotlib objects: lines, data, labels, titles, files; a run's curves.png."""
+"""The figures, inspected as matplotlib objects (lines, data, labels, titles), their files,
+and a run's curves.png."""
 
 import numpy as np
 from matplotlib.colors import to_hex
