@@ -9,7 +9,7 @@ Every field of :class:`keras_resnet_cifar.config.TrainConfig` is a flag with the
 same name and default; the run directory is ``--model_dir`` (default
 ``runs/<model>-seed<seed>``). Running the same command again resumes an
 interrupted run from its last completed epoch. At the end it draws the run's
-curves.png (:mod:`keras_resnet_cifar.analysis.run_curves`). The shared command-line
+curves.png (:func:`keras_resnet_cifar.analysis.plots.save_run_curves`). The shared command-line
 conventions (quiet output, ``--verbose``, ``~`` in paths, oneDNN on x86) are
 :mod:`keras_resnet_cifar.cli`'s.
 """
@@ -105,9 +105,9 @@ def main(argv):
     verbose = "auto" if FLAGS.progress == "auto" else int(FLAGS.progress)
     loop.train_and_evaluate(config, model_dir, verbose=verbose)  # its last line: the result
     if distribution.is_chief_process(config.distribute):  # the chief writes the run dir
-        from keras_resnet_cifar.analysis import run_curves
+        from keras_resnet_cifar.analysis import plots  # matplotlib: only once trained
 
-        run_curves.write(model_dir)
+        plots.save_run_curves(model_dir)
 
 
 if __name__ == "__main__":
