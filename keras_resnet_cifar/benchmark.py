@@ -6,41 +6,16 @@ r"""Measures, on this machine, how fast the project trains, reads data, evaluate
     python -m keras_resnet_cifar.benchmark --models=resnet20 --repeats=3 --json > bench.json
     python -m keras_resnet_cifar.benchmark --models=resnet20 --variants=float32,mixed_bfloat16
 
-Prints a table (``--json``: the same figures as JSON instead; ``--out=PATH``:
-also writes that JSON to PATH) of:
-
-* training images/s of ``model.fit`` on the real training path: the project's
-  ``build_and_compile`` and ``pipeline.train_dataset`` (shuffle and
-  augmentation included) over synthetic or ``--data_dir`` data. Every training
-  flag of ``keras_resnet_cifar.train`` that bears on speed is a flag here too
-  (``--batch_size``, ``--mixed_precision``, ``--jit_compile``, ``--distribute``,
-  ``--weight_decay``, ...); ``--models`` replaces ``--model``. ``--variants``
-  times several precisions / XLA in turn, repeat by repeat, with each one's
-  ratio to the first, pair by pair; the machine line names the CPU's bfloat16
-  flags (avx512_bf16, amx_bf16, amx_tile; none: bfloat16 is emulated);
-* the input pipeline alone (images/s, no model), and how many times the fastest
-  training rate it is;
-* evaluation images/s (``model.evaluate`` on the evaluation pipeline);
-* with ``--model_path``, the batch-1 latency and batch-128 images/s of each model
-  named (a run directory, a ``.keras`` file, a SavedModel folder or a ``.tflite``
-  file, loaded as every tool loads them: ``keras_resnet_cifar.deploy.predictor``).
-  ``--model_path`` alone measures only those; add ``--models`` to train too.
-  A SavedModel that ``keras_resnet_cifar.export`` did not write needs
-  ``--trust_savedmodel``: it is a program.
-
-Each figure is the median of ``--repeats`` timed repeats after a warm-up that is
-not counted, with the spread (min, max). With ``--peer=<python>`` the PyTorch peer
-(``--peer_script``: ``scripts/torch_peer.py`` of a checkout of the repository, run
-in its own environment: this project never imports torch; setup in that script)
-runs once per mode for one tiny step first, so that a broken peer fails at once,
-then after each timed training repeat, in each of ``--peer_modes`` (default: its
-fastest CPU configuration, ``channels_last``), so the two alternate A B A B ... on
-the same machine (:mod:`keras_resnet_cifar.analysis.peer`), in each variant's precision
-(a bfloat16 variant against the peer's bfloat16 autocast), and the ratio is reported pair
-by pair and as a median, with the date and the load average: this machine's
-speed drifts, and other work sharing its cores slows the peer most.
-
-The measurements are :mod:`keras_resnet_cifar.analysis.speed`'s.
+Prints a table (--json: JSON instead; --out: also writes the JSON) of training
+images/s on the real training path (every speed-related flag of train is a flag
+here; --variants times precisions / XLA in turn, with each one's ratio to the
+first), the input pipeline alone, evaluation images/s and, with --model_path,
+batch-1 latency and batch-128 images/s of each model named (--model_path alone
+trains nothing). Each figure is the median of --repeats timed repeats after an
+uncounted warm-up, with its spread. --peer=<python> runs the PyTorch peer
+(--peer_script, in its own environment) after each timed training repeat, so the
+two alternate on the same machine, and reports the ratio pair by pair. The
+measurements are analysis/speed.py's.
 """
 
 from __future__ import annotations

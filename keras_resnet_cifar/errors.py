@@ -1,12 +1,9 @@
-"""The one exception type that means "the user asked for something we cannot do".
+"""UserError, the one exception meaning "the user asked for something we cannot do", and
+the helpers that turn errors and counts into printed sentences.
 
-Library code raises :class:`UserError` (or a subclass) with one clear sentence;
-command-line entry points (:mod:`keras_resnet_cifar.cli`) catch it, print that
-sentence and exit non-zero, so a bad flag, a missing file or corrupt data never
-ends in a traceback. Anything else that escapes, ``ValueError`` included, is a
-programming error and keeps its traceback: code that validates with
-``ValueError`` (e.g. ``TrainConfig``) is converted to :class:`UserError`
-explicitly where the user's values enter.
+cli prints a UserError as one `error:` line; anything else that escapes (ValueError
+included) is a programming error and keeps its traceback, so code that validates
+with ValueError (TrainConfig) is converted to UserError where the user's values enter.
 """
 
 from __future__ import annotations
@@ -18,9 +15,8 @@ from typing import NoReturn
 class UserError(Exception):
     """A mistake in the user's input: bad argument, missing file, corrupt data.
 
-    ``argument`` names the library argument at fault, as the message spells it
-    (``"learning_rate must be at most 1,000, got 1e+300"``); a command that took
-    it from a flag prints that word as the flag (``--learning_rate``).
+    `argument` names the library argument at fault, as the message spells it
+    ("learning_rate must be at most 1,000, got 1e+300"); cli prints it as the flag.
     """
 
     def __init__(self, message: str = "", *, argument: str | None = None):
@@ -46,17 +42,20 @@ def message_of(e: BaseException) -> str:
 
 
 def printable(text: str, limit: int = 200) -> str:
-    """``text`` (at most ``limit`` characters) with control characters escaped.
-
-    For text that comes from outside (a server's error body, a class name it
-    sends): written raw, an escape sequence in it would drive the user's terminal.
-    """
+    """`text` (at most `limit` characters) with control characters escaped: text from
+    outside (a server's answer), written raw, could drive the user's terminal."""
     text = str(text)[:limit]
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                    for c in text)
 
 
 def exit_with(message: str, code: int = 1) -> NoReturn:
-    """Prints ``message`` as one line on stderr and exits with ``code``."""
+    """Prints `message` as one `error:` line on stderr and exits with `code`."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """"1 image", "10,000 test images": a count and its noun."""
+    word = noun if count == 1 else (plural_form or f"{noun}s")
+    return f"{count:,} {word}"

@@ -5,13 +5,9 @@ reproduction paper's 200-epoch schedule; see keras_resnet_cifar/config.py).
     python -m keras_resnet_cifar.train --flagfile=flags/resnet56.cfg --data_dir=~/data/cifar10
     python -m keras_resnet_cifar.train --flagfile=flags/smoke.cfg
 
-Every field of :class:`keras_resnet_cifar.config.TrainConfig` is a flag with the
-same name and default; the run directory is ``--model_dir`` (default
-``runs/<model>-seed<seed>``). Running the same command again resumes an
-interrupted run from its last completed epoch. At the end it draws the run's
-curves.png (:mod:`keras_resnet_cifar.analysis.run_curves`). The shared command-line
-conventions (quiet output, ``--verbose``, ``~`` in paths, oneDNN on x86) are
-:mod:`keras_resnet_cifar.cli`'s.
+Every TrainConfig field is a flag of the same name and default. The same command
+again resumes an interrupted run from its last completed epoch; at the end it
+draws the run's curves.png.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from keras_resnet_cifar import fileio
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.errors import printable
 from keras_resnet_cifar import run_files
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.errors import plural
 
 RESULT_FILES = (run_files.EVALUATION, run_files.PER_CLASS, run_files.CONFUSION)
 
