@@ -38,7 +38,6 @@ PEER_SCRIPT = "scripts/torch_peer.py"
 
 
 def define_flags() -> None:
-    """The benchmark's flags: train's training flags that bear on speed, and its own."""
     train_flags.define_config_flags(defaults=TrainConfig(
         dataset="synthetic", synthetic_train_size=10000, synthetic_test_size=2000),
         exclude=speed.NOT_SPEED)
@@ -78,12 +77,7 @@ def define_flags() -> None:
 
 
 def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
-    """The Plan of the parsed flags, checked before any measurement (and before TF loads).
-
-    Raises:
-        UserError: a bad value, a --model_path that is not a model, a missing or
-            failing peer.
-    """
+    """The Plan of the parsed flags, checked (the peer run once) before TensorFlow loads."""
     models = tuple(flag_values.models)
     if flag_values.model_path and not flag_values["models"].present:
         models = ()  # --model_path alone: time those models, train nothing

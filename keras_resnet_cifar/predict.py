@@ -47,7 +47,6 @@ INT8_STEP = 1 / 256
 
 
 def _quantised(predictions) -> bool:
-    """Whether every probability shown is a multiple of INT8_STEP (an int8 softmax's)."""
     shown = np.array([t["probability"] for p in predictions for t in p["top"]])
     return bool(np.all(np.abs(shown / INT8_STEP - np.rint(shown / INT8_STEP)) < 1e-4))
 

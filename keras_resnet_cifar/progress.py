@@ -7,12 +7,8 @@ import time
 
 
 class Progress:
-    """Prints ``label: done/total unit (NN%)`` on stderr for long work.
-
-    On a terminal the line is rewritten in place; otherwise one line is printed
-    at most every ``every`` seconds, and at the end. Pass it as the
-    ``progress`` callback of library functions (``progress(done, total)``).
-    """
+    """`label: done/total unit (NN%)`, at most every `every` seconds in a pipe; pass it as
+    a library function's `progress(done, total)` callback."""
 
     def __init__(self, label: str, unit: str = "images", every: float = 10.0):
         self.label, self.unit, self.every = label, unit, every

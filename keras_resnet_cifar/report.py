@@ -27,7 +27,6 @@ from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    """The report CLI's flags."""
     flags.DEFINE_string("out", None, "Folder for report.md, tables and figures.")
     flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch "
                       "Table 1 gives. Default: chosen from the runs, so that every run "

@@ -44,7 +44,7 @@ def define_flags() -> None:
 
 
 def _rank(results: Sequence[dict], names: Sequence[str], k: int) -> list[dict]:
-    """Top-``k`` of each result, as ``predict`` shows them (``labels.format_ranked``)."""
+    """Top-`k` of each result, as predict shows them."""
     probabilities = np.array([r["probabilities"] for r in results], np.float64)
     if probabilities.shape[1] != len(names):
         names = [str(i) for i in range(probabilities.shape[1])]

@@ -39,7 +39,6 @@ PER_RUN = ("model", "seed")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """The study's flags: train's training flags, what to train, where to write."""
     train_flags.define_config_flags(flag_values, exclude=PER_RUN)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.", **fv)
@@ -98,11 +97,7 @@ MAX_LAYER_STATS_BATCH = 10_000
 
 
 def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
-    """The StudySpec of the parsed flags.
-
-    Raises:
-        UserError: a bad value (every model name is checked before anything trains).
-    """
+    """The StudySpec of the parsed flags, every value and model name checked."""
     models = depth_study.SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
     if not models:
         raise UserError("--models is empty: name the models to train, e.g. "

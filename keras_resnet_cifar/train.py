@@ -25,7 +25,6 @@ from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    """One flag per TrainConfig field (keras_resnet_cifar.train_flags), plus run options."""
     train_flags.define_config_flags()
     flags.DEFINE_string("model_dir", None, "Run directory (default runs/<model>-seed<seed>).")
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
@@ -50,17 +49,9 @@ def _split_cpu(n: int) -> None:
 
 
 def check_before_loading(config: TrainConfig, model_dir: str) -> None:
-    """The refusals that need neither TensorFlow nor the data, made at once.
-
-    A ``--data_dir`` that holds no CIFAR-10 copy, a ``--model_dir`` that another
-    process is training in, or one that holds a run of another recipe would
-    otherwise be found only after TensorFlow and the data set have loaded (tens
-    of seconds). The lock is only probed here; training takes it for good later.
-    Multi-worker runs skip the run-directory checks: their workers share it.
-
-    Raises:
-        UserError: one of the above, in one sentence.
-    """
+    """Refuses, before TensorFlow and the data load (tens of seconds), a --data_dir without
+    CIFAR-10 and a --model_dir that is busy or holds another recipe's run (multi-worker
+    runs share theirs: not checked). The lock is only probed; training takes it later."""
     if config.dataset == "cifar10" and config.data_dir:
         cifar_files.detect_format(config.data_dir)  # DataError (a UserError) when it is not one
     if config.distribute == "multi_worker" or not os.path.exists(model_dir):
