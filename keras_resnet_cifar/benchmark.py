@@ -21,13 +21,14 @@ measurements are analysis/speed.py's.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from absl import flags
 
 # None of these imports Keras or TensorFlow: flag errors answer at once.
-from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import peer, speed, speed_table
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.config import TrainConfig
@@ -89,7 +90,7 @@ def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
     if flag_values.out and Path(flag_values.out).is_dir():
         raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
     python = flag_values.peer  # the peer's interpreter
-    if python and not (Path(python).is_file() or _on_path(python)):
+    if python and not (Path(python).is_file() or shutil.which(python)):
         raise UserError(f"--peer={python} is not a Python interpreter that exists.")
     if python and not Path(flag_values.peer_script).is_file():
         raise UserError(f"No peer script at {flag_values.peer_script} (run from a checkout "
@@ -136,18 +137,11 @@ def main(argv):
     else:
         print(speed_table.format_table(report))
     if FLAGS.out:
-        from keras_resnet_cifar import fileio
-
         try:
             fileio.write_text(Path(FLAGS.out), text)
         except OSError as e:  # the figures are printed above: only the file is lost
             raise UserError(f"Cannot write --out={FLAGS.out} ({e.strerror or e}).") from None
         print(f"wrote {FLAGS.out}", file=sys.stderr if FLAGS.json else sys.stdout)
-
-
-def _on_path(name: str) -> bool:
-    import shutil
-    return shutil.which(name) is not None
 
 
 if __name__ == "__main__":

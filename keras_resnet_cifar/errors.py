@@ -28,17 +28,15 @@ class DataError(UserError):
     """A data set that is missing, malformed or cannot be fetched."""
 
 
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters, no final
-    full stop, to quote inside a sentence), or its type name when it has none."""
-    text = str(e).strip().splitlines()
-    return (text[0].rstrip(".") if text else type(e).__name__)[:200]
-
-
 def message_of(e: BaseException) -> str:
-    """The first line of an exception's message, whole, to print as an error line."""
+    """The first line of an exception's message (its type's name when it has none)."""
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+def first_line(e: BaseException) -> str:
+    """message_of(e) to quote inside a sentence: no final full stop, at most 200 characters."""
+    return message_of(e).rstrip(".")[:200]
 
 
 def printable(text: str, limit: int = 200) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from absl import flags
 
-from keras_resnet_cifar import cli
+from keras_resnet_cifar import cli, fileio
 from keras_resnet_cifar.models import pretrained, reference_weights
 from keras_resnet_cifar.errors import UserError
 
@@ -47,7 +47,6 @@ def main(argv):
         print(f"using {path} (checked: {checked})")
         weights = str(path)
     state = pretrained.load_weights(weights)
-    from keras_resnet_cifar import fileio
     from keras_resnet_cifar.models import networks  # Keras loads here
 
     model = reference_weights.reference_model(state)

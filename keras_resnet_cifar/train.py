@@ -17,7 +17,7 @@ import os
 from absl import flags, logging
 
 # None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
-from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar import cli, environment, train_flags
 from keras_resnet_cifar.data import cifar_files
 from keras_resnet_cifar.training import lock
 from keras_resnet_cifar.config import TrainConfig
@@ -64,8 +64,6 @@ def check_before_loading(config: TrainConfig, model_dir: str) -> None:
 
 def bfloat16_hint(config: TrainConfig) -> str | None:
     """One line for a float32 run on a CPU with native bfloat16 arithmetic, else None."""
-    from keras_resnet_cifar import environment
-
     found = environment.bfloat16_support()
     if config.mixed_precision != "float32" or not found:
         return None

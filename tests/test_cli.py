@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from keras_resnet_cifar import cli
-from keras_resnet_cifar.progress import Progress
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights",
@@ -53,14 +52,6 @@ def test_expand_path(monkeypatch, tmp_path):
     assert cli.expand_path("~/data/cifar10") == f"{tmp_path}/data/cifar10"
     assert cli.expand_path("$KRC_DATA/cifar10") == "/data/cifar10"
     assert cli.expand_path("") == "" and cli.expand_path("-") == "-"
-
-
-def test_progress_lines_when_not_a_terminal(capsys):
-    progress = Progress("scoring", every=3600)
-    for done in (10, 20, 30):
-        progress(done, 30)
-    lines = capsys.readouterr().err.splitlines()
-    assert lines == ["scoring: 10/30 images (33%)", "scoring: 30/30 images (100%)"]
 
 
 @pytest.fixture(scope="module")

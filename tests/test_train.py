@@ -199,22 +199,23 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_as_one_device(tmp_path):
 # is test_cli's. These are the refusals made only once the data are in memory: in
 # process (a new interpreter per case would cost seconds each), and once through the
 # command, for its one line.
-@pytest.mark.parametrize("overrides,message", [
-    (dict(validation_split=512), "--validation_split=512 leaves no training images"),
+@pytest.mark.parametrize("overrides,words", [
+    (dict(validation_split=512), ("validation_split", "512")),
     # A synthetic size beyond memory is refused earlier now, by TrainConfig's bound
     # (config.MAX_SYNTHETIC_IMAGES; test_config, issue 29).
-    (dict(batch_size=1000000000), "--batch_size=1000000000 is larger than the 512 training"),
+    (dict(batch_size=1000000000), ("batch_size", "1000000000", "512")),
 ])
-def test_refusals_once_the_data_are_in_memory(tmp_path, overrides, message):
+def test_refusals_once_the_data_are_in_memory(tmp_path, overrides, words):
     from keras_resnet_cifar.errors import UserError
     from keras_resnet_cifar.training import loop
 
     smoke = dict(model="resnet8", dataset="synthetic", synthetic_train_size=512,
                  synthetic_test_size=256, epochs=1, batch_size=64, steps_per_epoch=4,
                  eval_steps=2)
-    with pytest.raises(UserError, match=re.escape(message)):
+    with pytest.raises(UserError) as e:  # the argument and its value, however worded
         loop.train_and_evaluate(config_lib.TrainConfig(**{**smoke, **overrides}),
                                 tmp_path / "x", verbose=0)
+    assert all(word in str(e.value) for word in words), e.value
     assert not (tmp_path / "x").exists()  # a refused run leaves no run directory
 
 
