@@ -120,15 +120,11 @@ def native_logs_muted() -> Iterator[None]:
         python_stderr.close()
 
 
-# Python modules of the libraries underneath: their own INFO lines (the SavedModel
-# writer's "Assets written to", "Sharding callback duration", ...) are theirs, not
-# the tool's, and go through absl's handler like the tools' progress does.
+# The libraries' own INFO lines (the SavedModel writer's "Assets written to", ...) go
+# through absl's handler like the tools' progress, and are dropped; so are the warnings
+# tensorflow-datasets gives about its cache while it looks for a data set (the tools
+# say what matters, that the data set cannot be had, in one line).
 _LIBRARY_PATH = re.compile(r"[/\\](tensorflow|tensorflow_datasets|keras|ai_edge_litert)[/\\]")
-
-
-# tensorflow-datasets warns about its own cache while it looks for a data set ("Variant
-# folder ... has no dataset_info.json" before a first download); the tools report
-# what matters (the data set cannot be had) themselves, in one line.
 _TFDS_PATH = re.compile(r"[/\\]tensorflow_datasets[/\\]")
 
 
