@@ -1,10 +1,6 @@
-"""UserError, the one exception meaning "the user asked for something we cannot do", and
-the helpers that turn errors and counts into printed sentences.
-
-cli prints a UserError as one `error:` line; anything else that escapes (ValueError
-included) is a programming error and keeps its traceback, so code that validates
-with ValueError (TrainConfig) is converted to UserError where the user's values enter.
-"""
+"""UserError ("the user asked for something we cannot do": cli prints one `error:` line;
+anything else, ValueError included, is a bug and keeps its traceback), and the helpers
+that turn errors and counts into printed sentences."""
 
 from __future__ import annotations
 
