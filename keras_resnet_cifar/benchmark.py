@@ -6,53 +6,29 @@ r"""Measures, on this machine, how fast the project trains, reads data, evaluate
     python -m keras_resnet_cifar.benchmark --models=resnet20 --repeats=3 --json > bench.json
     python -m keras_resnet_cifar.benchmark --models=resnet20 --variants=float32,mixed_bfloat16
 
-Prints a table (``--json``: the same figures as JSON instead; ``--out=PATH``:
-also writes that JSON to PATH) of:
-
-* training images/s of ``model.fit`` on the real training path: the project's
-  ``build_and_compile`` and ``pipeline.train_dataset`` (shuffle and
-  augmentation included) over synthetic or ``--data_dir`` data. Every training
-  flag of ``keras_resnet_cifar.train`` that bears on speed is a flag here too
-  (``--batch_size``, ``--mixed_precision``, ``--jit_compile``, ``--distribute``,
-  ``--weight_decay``, ...); ``--models`` replaces ``--model``. ``--variants``
-  times several precisions / XLA in turn, repeat by repeat, with each one's
-  ratio to the first, pair by pair; the machine line names the CPU's bfloat16
-  flags (avx512_bf16, amx_bf16, amx_tile; none: bfloat16 is emulated);
-* the input pipeline alone (images/s, no model), and how many times the fastest
-  training rate it is;
-* evaluation images/s (``model.evaluate`` on the evaluation pipeline);
-* with ``--model_path``, the batch-1 latency and batch-128 images/s of each model
-  named (a run directory, a ``.keras`` file, a SavedModel folder or a ``.tflite``
-  file, loaded as every tool loads them: ``keras_resnet_cifar.deploy.predictor``).
-  ``--model_path`` alone measures only those; add ``--models`` to train too.
-  A SavedModel that ``keras_resnet_cifar.export`` did not write needs
-  ``--trust_savedmodel``: it is a program.
-
-Each figure is the median of ``--repeats`` timed repeats after a warm-up that is
-not counted, with the spread (min, max). With ``--peer=<python>`` the PyTorch peer
-(``--peer_script``: ``scripts/torch_peer.py`` of a checkout of the repository, run
-in its own environment: this project never imports torch; setup in that script)
-runs once per mode for one tiny step first, so that a broken peer fails at once,
-then after each timed training repeat, in each of ``--peer_modes`` (default: its
-fastest CPU configuration, ``channels_last``), so the two alternate A B A B ... on
-the same machine (:mod:`keras_resnet_cifar.analysis.peer`), in each variant's precision
-(a bfloat16 variant against the peer's bfloat16 autocast), and the ratio is reported pair
-by pair and as a median, with the date and the load average: this machine's
-speed drifts, and other work sharing its cores slows the peer most.
-
-The measurements are :mod:`keras_resnet_cifar.analysis.speed`'s.
+Prints a table (--json: JSON instead; --out: also writes the JSON) of training
+images/s on the real training path (every speed-related flag of train is a flag
+here; --variants times precisions / XLA in turn, with each one's ratio to the
+first), the input pipeline alone, evaluation images/s and, with --model_path,
+batch-1 latency and batch-128 images/s of each model named (--model_path alone
+trains nothing). Each figure is the median of --repeats timed repeats after an
+uncounted warm-up, with its spread. --peer=<python> runs the PyTorch peer
+(--peer_script, in its own environment) after each timed training repeat, so the
+two alternate on the same machine, and reports the ratio pair by pair. The
+measurements are analysis/speed.py's.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from absl import flags
 
 # None of these imports Keras or TensorFlow: flag errors answer at once.
-from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import peer, speed, speed_table
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.config import TrainConfig
@@ -63,7 +39,6 @@ PEER_SCRIPT = "scripts/torch_peer.py"
 
 
 def define_flags() -> None:
-    """The benchmark's flags: train's training flags that bear on speed, and its own."""
     train_flags.define_config_flags(defaults=TrainConfig(
         dataset="synthetic", synthetic_train_size=10000, synthetic_test_size=2000),
         exclude=speed.NOT_SPEED)
@@ -103,12 +78,7 @@ def define_flags() -> None:
 
 
 def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
-    """The Plan of the parsed flags, checked before any measurement (and before TF loads).
-
-    Raises:
-        UserError: a bad value, a --model_path that is not a model, a missing or
-            failing peer.
-    """
+    """The Plan of the parsed flags, checked (the peer run once) before TensorFlow loads."""
     models = tuple(flag_values.models)
     if flag_values.model_path and not flag_values["models"].present:
         models = ()  # --model_path alone: time those models, train nothing
@@ -120,7 +90,7 @@ def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
     if flag_values.out and Path(flag_values.out).is_dir():
         raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
     python = flag_values.peer  # the peer's interpreter
-    if python and not (Path(python).is_file() or _on_path(python)):
+    if python and not (Path(python).is_file() or shutil.which(python)):
         raise UserError(f"--peer={python} is not a Python interpreter that exists.")
     if python and not Path(flag_values.peer_script).is_file():
         raise UserError(f"No peer script at {flag_values.peer_script} (run from a checkout "
@@ -167,18 +137,11 @@ def main(argv):
     else:
         print(speed_table.format_table(report))
     if FLAGS.out:
-        from keras_resnet_cifar import fileio
-
         try:
             fileio.write_text(Path(FLAGS.out), text)
         except OSError as e:  # the figures are printed above: only the file is lost
             raise UserError(f"Cannot write --out={FLAGS.out} ({e.strerror or e}).") from None
         print(f"wrote {FLAGS.out}", file=sys.stderr if FLAGS.json else sys.stdout)
-
-
-def _on_path(name: str) -> bool:
-    import shutil
-    return shutil.which(name) is not None
 
 
 if __name__ == "__main__":

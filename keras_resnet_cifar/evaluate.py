@@ -4,23 +4,10 @@
     python -m keras_resnet_cifar.evaluate --model_path=exports/resnet20/1 --out=runs/eval-r20
     python -m keras_resnet_cifar.evaluate --model_path=model_int8.tflite --max_images=1000
 
-``--model_path`` is anything :mod:`keras_resnet_cifar.deploy.predictor` loads: a training
-run directory (its ``model.keras``, or ``checkpoints/{best,last}.keras`` with
-``--checkpoint``), a ``.keras`` file, an exported SavedModel or a ``.tflite``
-file (a SavedModel that ``keras_resnet_cifar.export`` did not write needs
-``--trust_savedmodel``: it is a program). The results go into the run directory,
-or into ``--out``:
-
-    evaluation.json        accuracy, loss, per-class precision / recall / support,
-                           macro averages, the confusion matrix
-    per_class.csv          class, precision, recall, support
-    confusion_matrix.csv   rows: true class, columns: predicted class (counts)
-
-Other models are evaluated without writing anything unless ``--out`` is given
-(an export's version folder is what TF Serving polls: nothing is added to it).
-A readable table is always printed. A class's accuracy (correct / images of the
-class) is its recall, which has the column; precision and recall are scikit-learn's
-(see :mod:`keras_resnet_cifar.deploy.evaluation`).
+Prints a table, and writes evaluation.json, per_class.csv and confusion_matrix.csv
+into the run directory (--model_path a run) or --out. Other models are written only
+with --out: an export's version folder is what TF Serving polls. A class's accuracy
+is its recall.
 """
 
 from __future__ import annotations

@@ -1,22 +1,14 @@
 """Builds this package's ResNet holding the reference PyTorch implementation's trained weights.
 
-Usage:
     python -m keras_resnet_cifar.import_weights --weights=resnet56
     python -m keras_resnet_cifar.import_weights --weights=~/Downloads/resnet56-4bfd9763.th
     python -m keras_resnet_cifar.import_weights --weights=~/data/reference/resnet56.npz
 
-``--weights`` is a released model's name (resnet20, resnet32, resnet44, resnet56,
-resnet110, resnet1202: its checkpoint is downloaded once from the reference
-repository, checked against its pinned hash and cached, see
-keras_resnet_cifar/models/pretrained.py), a released ``.th`` file, or a ``.npz``
-made from one by convert_checkpoint. It writes runs/reference/resnetN.keras (or
-the .keras path given as --out) with the reference's licence beside it as
-LICENSE.weights: this package's resnetN (option-A shortcuts) with the reference's
-input normalisation in its normalize layer, so it takes raw pixels like every
-model here.
-
-The reference weights are BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev: the
-licence must travel with any model made from them (docs/exactness.md).
+--weights is a released model's name (downloaded once, checked against its pinned
+hash, cached), a released .th file or a .npz made by convert_checkpoint. Writes
+runs/reference/resnetN.keras (or --out), taking raw pixels like every model here,
+with the weights' licence beside it as LICENSE.weights (BSD 2-clause, Copyright (c)
+2018 Yerlan Idelbayev: it travels with any model made from them).
 """
 
 from __future__ import annotations
@@ -25,7 +17,7 @@ from pathlib import Path
 
 from absl import flags
 
-from keras_resnet_cifar import cli
+from keras_resnet_cifar import cli, fileio
 from keras_resnet_cifar.models import pretrained, reference_weights
 from keras_resnet_cifar.errors import UserError
 
@@ -55,7 +47,6 @@ def main(argv):
         print(f"using {path} (checked: {checked})")
         weights = str(path)
     state = pretrained.load_weights(weights)
-    from keras_resnet_cifar import fileio
     from keras_resnet_cifar.models import networks  # Keras loads here
 
     model = reference_weights.reference_model(state)

@@ -6,19 +6,12 @@ r"""Classifies images with a model: a run directory, a .keras file, a SavedModel
     python -m keras_resnet_cifar.predict --model_path=runs/resnet20-seed0 \
         --dataset=cifar10 --data_dir=~/data/cifar10
 
-Prints the top classes of every image (a table, or JSON with ``--json``), or the
-accuracy on the test split with ``--dataset``. Inputs are PNG/JPEG files and
-``.npy`` batches (see ``images.py``: grayscale/RGBA converted, other sizes
-resized with a warning, refused with ``--strict``). A file that cannot be read is
-reported in one line and the others are still classified; the exit status is 1
-if any failed.
-
-Every kind of model is loaded, run and scored by ``keras_resnet_cifar.deploy.predictor``.
-A ``.tflite`` model runs on the LiteRT runtime alone (XNNPACK, ``--num_threads``):
-this path imports neither TensorFlow nor Keras, so it runs on an edge device
-with numpy, Pillow, absl-py and ai-edge-litert. The other kinds need TensorFlow.
-A SavedModel is a program (its graph runs whatever operations it holds): one that
-``keras_resnet_cifar.export`` did not write needs ``--trust_savedmodel``.
+Prints the top classes of every PNG/JPEG/.npy input (--json: as JSON), or the test
+accuracy with --dataset. Other sizes are resized with a warning (refused with
+--strict); an unreadable file is one error line, the others are still classified,
+and the exit status is 1. A .tflite model runs on LiteRT alone, without
+TensorFlow (the edge install). A SavedModel that export did not write needs
+--trust_savedmodel: it is a program.
 """
 
 from __future__ import annotations
@@ -54,7 +47,6 @@ INT8_STEP = 1 / 256
 
 
 def _quantised(predictions) -> bool:
-    """Whether every probability shown is a multiple of INT8_STEP (an int8 softmax's)."""
     shown = np.array([t["probability"] for p in predictions for t in p["top"]])
     return bool(np.all(np.abs(shown / INT8_STEP - np.rint(shown / INT8_STEP)) < 1e-4))
 

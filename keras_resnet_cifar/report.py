@@ -1,4 +1,4 @@
-r"""The report CLI: run directories in, report.md, tables and figures out.
+r"""Run directories in, report.md, tables and figures out.
 
     python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
     python -m keras_resnet_cifar.report docs/study/runs/* --out=docs/study
@@ -8,22 +8,12 @@ r"""The report CLI: run directories in, report.md, tables and figures out.
     python -m keras_resnet_cifar.report runs/resnet20-seed0 runs/plain20-seed0 \
         runs/resnet56-seed0 runs/plain56-seed0 --out=report --mode=full_recipe
 
-``--mode=full_recipe`` (chosen by the default ``auto`` when every run has the default
-200-epoch recipe and one seed per network) reports Table 1 runs, finished or still
-training: this project's test accuracy beside the reproduction paper's, He et al.'s and
-the reference implementation's published figures, each difference beside the known
-run-to-run spread, where each run stands, curves, per-class accuracy, time and machine.
-
-``--reference_runs`` takes run directories of the reference PyTorch trainer
-(scripts/train_reference_pytorch.py), folders holding them, or glob patterns
-(quoted or not: the report expands them itself, since a shell does not expand a
-pattern after ``=``).
-
-A run directory needs only its small files (config, history, metrics, evaluation,
-layer statistics, curve; :data:`keras_resnet_cifar.run_files.SMALL_FILES`), so a
-committed copy without models reports as well as the original. See
-:mod:`keras_resnet_cifar.report` for what is written; the shared command-line
-conventions are :mod:`keras_resnet_cifar.cli`'s.
+--mode=full_recipe (what auto picks when every run has the default 200-epoch recipe
+and one seed per network) reports Table 1 runs, finished or still training, beside
+the published figures. --reference_runs takes runs of the reference PyTorch
+trainer, folders of them or glob patterns (expanded here: a shell does not expand
+a pattern after "="). A run directory needs only its small files, so a committed
+copy without models reports as well as the original.
 """
 
 from __future__ import annotations
@@ -37,7 +27,6 @@ from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    """The report CLI's flags."""
     flags.DEFINE_string("out", None, "Folder for report.md, tables and figures.")
     flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch "
                       "Table 1 gives. Default: chosen from the runs, so that every run "

@@ -5,12 +5,9 @@ r"""A stand-in for TF Serving: serves one export on the loopback over REST and g
         --model_name=resnet20 batch.npy
 
 For trying the client without Docker, and for the tests: NOT TF Serving and not a
-server to deploy (no batching, model config, labels, warm-up or TLS; one version;
-127.0.0.1 only). ``--model_path`` is a model base path (``exports/<name>``: its
-highest version is served) or one version folder; the model name is the base
-path's folder name unless ``--model_name`` says otherwise. It runs until Ctrl-C or
-SIGTERM, which end it with
-exit status 0. The library is :mod:`keras_resnet_cifar.deploy.local_server`.
+server to deploy (no batching, labels, warm-up or TLS; one version; 127.0.0.1
+only). --model_path is exports/<name> (its highest version) or one version
+folder. Ctrl-C or SIGTERM end it with exit status 0.
 """
 
 from __future__ import annotations

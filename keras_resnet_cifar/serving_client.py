@@ -5,28 +5,11 @@ r"""A small client for TF Serving's predict API, over REST or gRPC, for the expo
     python -m keras_resnet_cifar.serving_client --url=grpc://localhost:8500 \
         --model_name=resnet20 --model_label=stable cat.png
 
-The address's scheme picks the transport. ``http(s)://`` sends
-``POST <url>/v1/models/<name>[/versions/<N>]:predict`` with the row ("instances")
-format and the named input ``image``:
-
-    {"signature_name": "serving_default",
-     "instances": [{"image": [[[r, g, b], ...], ...]}, ...]}
-
-and reads TF Serving's answer, one object per instance since the signature has
-several named outputs:
-
-    {"predictions": [{"probabilities": [...], "class_id": 3, "class_name": "cat"}, ...]}
-
-(The columnar form, ``{"inputs": {"image": [...]}}`` answered by
-``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
-supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status.
-``grpc://host:port`` calls ``PredictionService/Predict`` with a uint8 tensor
-(:mod:`keras_resnet_cifar.deploy.grpc_client`; needs the ``serving`` extra). The
-input contract, the output and the checks of what the server answers are the same
-for both (:mod:`keras_resnet_cifar.deploy.rest_client`).
-
-``--timeout`` bounds the whole request, from connecting to the last byte of the
-answer: a server that trickles its answer cannot hold the client longer.
+http(s):// sends POST <url>/v1/models/<name>[/versions/<N>]:predict in the row
+("instances") form (--columnar: "inputs"); grpc://host:port calls
+PredictionService/Predict with a uint8 tensor (needs the serving extra). Both
+check the answer the same way. --timeout bounds the whole request, from
+connecting to the last byte of the answer.
 """
 
 from __future__ import annotations
@@ -61,7 +44,7 @@ def define_flags() -> None:
 
 
 def _rank(results: Sequence[dict], names: Sequence[str], k: int) -> list[dict]:
-    """Top-``k`` of each result, as ``predict`` shows them (``labels.format_ranked``)."""
+    """Top-`k` of each result, as predict shows them."""
     probabilities = np.array([r["probabilities"] for r in results], np.float64)
     if probabilities.shape[1] != len(names):
         names = [str(i) for i in range(probabilities.shape[1])]

@@ -3,12 +3,10 @@ r"""Writes TF Serving's model config and batching parameters beside an export's 
     python -m keras_resnet_cifar.serving_config --model_name=resnet20 [--out=exports] \
         [--stable=1] [--canary=2]
 
-writes ``<out>/<name>/models.config`` (``--model_config_file``: the versions served
-and their labels ``stable`` and ``canary``) and ``<out>/<name>/batching.config``
-(``--batching_parameters_file`` with ``--enable_batching``), and prints their paths.
-``scripts/serve.sh`` runs it before it starts TF Serving; docs/deployment.md says
-what every field does. TF Serving ignores these files when it polls versions (their
-names are not numbers). The library is :mod:`keras_resnet_cifar.deploy.tf_serving`.
+writes <out>/<name>/models.config (the versions served, labelled stable and canary)
+and <out>/<name>/batching.config, and prints their paths; scripts/serve.sh runs it
+before it starts TF Serving (docs/deployment.md). TF Serving ignores these files
+when it polls versions.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
-"""Stopping on SIGINT and SIGTERM: one implementation for the tools and the training loop.
+"""Stopping on SIGINT and SIGTERM, for the tools and the training loop.
 
-Cluster schedulers and preemptible machines send SIGTERM; it stops a tool as
-Ctrl-C does, by raising :class:`Interrupted` (a ``KeyboardInterrupt``, so that
-cleanup code runs). :mod:`keras_resnet_cifar.cli` holds :class:`StopSignals`
-around every tool and turns the stop into one line and exit status 130 or 143
-(:func:`stopped_by`); the training loop holds its own around a run and defers
-the stop while it writes an epoch (:meth:`StopSignals.deferred`), so the run
-directory is never left between an epoch's files.
-
-Standard library only: the tools import it before TensorFlow.
+SIGTERM (schedulers, preemptible machines) stops a tool as Ctrl-C does, by raising
+Interrupted, a KeyboardInterrupt, so cleanup code runs. The training loop defers
+the stop while it writes an epoch, so a run directory is never left between an
+epoch's files.
 """
 
 from __future__ import annotations
@@ -33,15 +28,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """Turns SIGINT and SIGTERM into :class:`Interrupted` inside the block.
-
-    Inside :meth:`deferred` a signal waits until that block ends. Blocks may
-    nest (the tool's around the training loop's): each restores the handlers it
-    found. Only the main thread can install handlers; elsewhere this does nothing.
-
-    Attributes:
-        received: the name of the last signal this block received, or None.
-    """
+    """Turns SIGINT and SIGTERM into Interrupted inside the block (inside deferred(): when
+    that block ends). Blocks nest, each restoring the handlers it found; outside the
+    main thread this does nothing. `received`: the last signal's name, or None."""
 
     def __init__(self):
         self._previous = {}
@@ -84,11 +73,8 @@ class StopSignals:
 
 
 def stopped_by(error: BaseException) -> str | None:
-    """"SIGTERM" or "SIGINT" when ``error`` ended the process because of that signal.
-
-    A SIGTERM received before ``error`` counts even when a library turned it into
-    another exception; a ``KeyboardInterrupt`` without a signal's name is Ctrl-C.
-    """
+    """"SIGTERM" or "SIGINT" when `error` ended the process because of that signal (a
+    SIGTERM counts even when a library turned it into another exception)."""
     if _received["name"] == "SIGTERM" or (
             isinstance(error, KeyboardInterrupt) and error.args[:1] == ("SIGTERM",)):
         return "SIGTERM"

@@ -1,49 +1,22 @@
-r"""The study CLI: trains plain and residual nets one after another, evaluates, reports.
+r"""Trains plain and residual nets one after another, evaluates them, writes the report.
 
     python -m keras_resnet_cifar.study --data_dir=~/data/cifar10 --out=runs/study
     python -m keras_resnet_cifar.study --flagfile=flags/study/three_passes.cfg \
         --data_dir=~/data/cifar10 --out=runs/three_passes --report_dir=docs/study
     python -m keras_resnet_cifar.study --quick --data_dir=~/data/cifar10 --out=runs/quick
 
-The full study is train's default recipe (He et al.'s optimiser; the reproduction
-paper's schedule: 200 epochs, lr 0.1 / 10 after epochs 80 and 120) for plain-20,
-ResNet-20, plain-56 and ResNet-56; ``--depth_sweep`` adds the
-32- and 44-layer nets of He et al.'s Figure 6 and ``--seeds=0,1,2`` repeats
-every configuration. ``--quick`` (or a flag file such as flags/study/cpu.cfg)
-runs a reduced schedule.
+The full study is train's default recipe for plain-20, ResNet-20, plain-56 and
+ResNet-56; --depth_sweep adds the 32- and 44-layer nets of He et al.'s Figure 6,
+--seeds=0,1,2 repeats each. Every training flag of train is a flag here too, except
+--model and --seed (here --models and --seeds).
 
-Every training flag of ``keras_resnet_cifar.train`` is a flag here too, with the
-same meaning and default (momentum, weight decay, shortcut, validation split,
-distribution, precision, ...), except ``--model`` and ``--seed``, which become
-``--models`` and ``--seeds``.
-
-Each run lives in ``<out>/runs/<model>-seed<seed>`` (a normal run directory, see
-:mod:`keras_resnet_cifar.run_files`) and also records per-layer statistics
-(:mod:`keras_resnet_cifar.analysis.layer_stats`) at ``--layer_stats_epochs`` (fractions
-allowed: 1.5 is mid-way through a 3-pass run) and, with
-``--curve_points_per_epoch``, learning-curve points inside each epoch
-(:mod:`keras_resnet_cifar.analysis.curve_points`: the training error of the steps since the
-previous point and the test error on a fixed ``--curve_test_images`` subset).
-Running the same command again resumes: finished runs are skipped, an
-interrupted one continues from its last completed epoch (the curve points and
-layer statistics of the epoch that was cut short are recorded again, never
-twice), evaluations are redone only when their model changed.
-
-The report goes to ``<out>/report`` (or ``--report_dir``), with a copy of each
-run's small files (:data:`keras_resnet_cifar.run_files.SMALL_FILES`: config,
-history, metrics, evaluation, layer statistics, curve; never the models) in its
-``runs/`` folder, so that the report folder can be committed as it is and
-rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
-The report covers every run published there, so ``--seeds=1`` after an earlier
-``--seeds=0`` into the same ``--report_dir`` gives one report over both seeds
-(runs of another recipe there are refused, in one line).
-``--reference_dir`` names runs of the reference PyTorch trainer
-(``scripts/train_reference_pytorch.py --report_dir``), which the report sets
-beside the study's runs of the same recipe. The study itself is the library :mod:`keras_resnet_cifar.analysis.depth_study`; this module
-turns the flags into its :class:`~keras_resnet_cifar.analysis.depth_study.StudySpec`. The
-shared command-line conventions (quiet output, ``--verbose``, ``~`` in paths,
-oneDNN's CPU kernels on x86 because the study trains) are
-:mod:`keras_resnet_cifar.cli`'s.
+Each run is <out>/runs/<model>-seed<seed>, with per-layer statistics at
+--layer_stats_epochs and, with --curve_points_per_epoch, learning-curve points
+inside each epoch. The same command again resumes (finished runs are skipped).
+The report goes to <out>/report (or --report_dir) with a copy of each run's small
+files, so it can be committed and rebuilt from itself; it covers every run
+published there (runs of another recipe are refused). --reference_dir adds runs
+of the reference PyTorch trainer. The library is analysis/depth_study.py.
 """
 
 from __future__ import annotations
@@ -66,7 +39,6 @@ PER_RUN = ("model", "seed")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """The study's flags: train's training flags, what to train, where to write."""
     train_flags.define_config_flags(flag_values, exclude=PER_RUN)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.", **fv)
@@ -125,11 +97,7 @@ MAX_LAYER_STATS_BATCH = 10_000
 
 
 def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
-    """The StudySpec of the parsed flags.
-
-    Raises:
-        UserError: a bad value (every model name is checked before anything trains).
-    """
+    """The StudySpec of the parsed flags, every value and model name checked."""
     models = depth_study.SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
     if not models:
         raise UserError("--models is empty: name the models to train, e.g. "

@@ -5,13 +5,9 @@ reproduction paper's 200-epoch schedule; see keras_resnet_cifar/config.py).
     python -m keras_resnet_cifar.train --flagfile=flags/resnet56.cfg --data_dir=~/data/cifar10
     python -m keras_resnet_cifar.train --flagfile=flags/smoke.cfg
 
-Every field of :class:`keras_resnet_cifar.config.TrainConfig` is a flag with the
-same name and default; the run directory is ``--model_dir`` (default
-``runs/<model>-seed<seed>``). Running the same command again resumes an
-interrupted run from its last completed epoch. At the end it draws the run's
-curves.png (:func:`keras_resnet_cifar.analysis.plots.save_run_curves`). The shared command-line
-conventions (quiet output, ``--verbose``, ``~`` in paths, oneDNN on x86) are
-:mod:`keras_resnet_cifar.cli`'s.
+Every TrainConfig field is a flag of the same name and default. The same command
+again resumes an interrupted run from its last completed epoch; at the end it
+draws the run's curves.png.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ import os
 from absl import flags, logging
 
 # None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
-from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar import cli, environment, train_flags
 from keras_resnet_cifar.data import cifar_files
 from keras_resnet_cifar.training import lock
 from keras_resnet_cifar.config import TrainConfig
@@ -29,7 +25,6 @@ from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    """One flag per TrainConfig field (keras_resnet_cifar.train_flags), plus run options."""
     train_flags.define_config_flags()
     flags.DEFINE_string("model_dir", None, "Run directory (default runs/<model>-seed<seed>).")
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
@@ -54,17 +49,9 @@ def _split_cpu(n: int) -> None:
 
 
 def check_before_loading(config: TrainConfig, model_dir: str) -> None:
-    """The refusals that need neither TensorFlow nor the data, made at once.
-
-    A ``--data_dir`` that holds no CIFAR-10 copy, a ``--model_dir`` that another
-    process is training in, or one that holds a run of another recipe would
-    otherwise be found only after TensorFlow and the data set have loaded (tens
-    of seconds). The lock is only probed here; training takes it for good later.
-    Multi-worker runs skip the run-directory checks: their workers share it.
-
-    Raises:
-        UserError: one of the above, in one sentence.
-    """
+    """Refuses, before TensorFlow and the data load (tens of seconds), a --data_dir without
+    CIFAR-10 and a --model_dir that is busy or holds another recipe's run (multi-worker
+    runs share theirs: not checked). The lock is only probed; training takes it later."""
     if config.dataset == "cifar10" and config.data_dir:
         cifar_files.detect_format(config.data_dir)  # DataError (a UserError) when it is not one
     if config.distribute == "multi_worker" or not os.path.exists(model_dir):
@@ -77,8 +64,6 @@ def check_before_loading(config: TrainConfig, model_dir: str) -> None:
 
 def bfloat16_hint(config: TrainConfig) -> str | None:
     """One line for a float32 run on a CPU with native bfloat16 arithmetic, else None."""
-    from keras_resnet_cifar import environment
-
     found = environment.bfloat16_support()
     if config.mixed_precision != "float32" or not found:
         return None

@@ -19,7 +19,7 @@ from absl import logging
 from keras_resnet_cifar import fileio, run_files  # no Keras: TensorFlow loads when training starts
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.data import datasets  # no TensorFlow on import
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.errors import plural
 
 SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 # He et al.'s Figure 6: plain and residual nets of 20, 32, 44 and 56 layers.

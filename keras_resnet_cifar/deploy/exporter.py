@@ -28,7 +28,7 @@ from keras_resnet_cifar.deploy import (contract, edge, grpc_client, model_card, 
 from keras_resnet_cifar.deploy.sources import EvalData, Source
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models.reference_weights import LICENCE_FILE
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.errors import plural
 
 LOCK = ".export.lock"
 MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64

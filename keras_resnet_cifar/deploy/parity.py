@@ -10,7 +10,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.errors import plural
 
 Predict = Callable[[np.ndarray], np.ndarray]
 

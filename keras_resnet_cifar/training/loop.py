@@ -22,7 +22,7 @@ from keras_resnet_cifar.config import (ConfigError, TrainConfig, batches,
                                        check_steps_per_execution, learning_rate_at)
 from keras_resnet_cifar.data import datasets, pipeline
 from keras_resnet_cifar.models import arch, networks
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.errors import plural
 from keras_resnet_cifar.training import batch_norm, distribution, lock, resume_state
 from keras_resnet_cifar.training import callbacks as callbacks_lib
 from keras_resnet_cifar.training.optimizer import ReferenceSGD, StepSchedule
