@@ -83,9 +83,8 @@ def _seed(runs: Sequence[Run], seed: int) -> Run:
 def _with(found: dict[str, Any], *, section: str = NOT_RECORDED,
           end_of_schedule: bool = False, decision: dict | None = None,
           wording: str | None = None, measured: str | None = None) -> dict[str, Any]:
-    """`found` with where the claim stands in its paper, whether it is about the end of
-    the full schedule (a short run cannot test it), the decision its verdict rests on
-    (stats.decision), the claim's words where recorded verbatim, a short "measured"."""
+    """`found` with its place in the paper, whether it is about the end of the full
+    schedule (a short run cannot test it) and the decision its verdict rests on."""
     found.update(section=section, end_of_schedule=end_of_schedule, decision=decision,
                  wording=wording or found.get("wording"))
     if measured or found.get("measured"):
@@ -491,36 +490,33 @@ def gradient_log_ratio(run: Run, epoch: float) -> float:
 def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """He et al.'s claims beyond the paper's four (see the module)."""
     groups = by_model(runs)
-    depths = sorted({r.spec.depth for r in runs})
+    pairs = [(d, groups[f"plain{d}"], groups[f"resnet{d}"])
+             for d in sorted({r.spec.depth for r in runs})
+             if f"plain{d}" in groups and f"resnet{d}" in groups]
     out = []
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r:
-            verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
-            out.append(_with(finding(f"At depth {depth}, the residual net is more accurate "
-                                     "than the plain one (lower test error)", PAPER, verdict,
-                                     text + ".", depth=depth, **numbers),
-                             section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
-                                     f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
-                             if f"plain{depth}" in REPRODUCTION else "Table 1",
-                             end_of_schedule=True, decision=_test_decision(numbers, -1)))
+    for depth, p, r in pairs:
+        verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
+        out.append(_with(finding(f"At depth {depth}, the residual net is more accurate than "
+                                 "the plain one (lower test error)", PAPER, verdict, text + ".",
+                                 depth=depth, **numbers),
+                         section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
+                                 f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
+                         if f"plain{depth}" in REPRODUCTION else "Table 1",
+                         end_of_schedule=True, decision=_test_decision(numbers, -1)))
     for family, residual in (("plain", False), ("resnet", True)):
         nets = [m for m in groups if m.startswith(family)]
         nets.sort(key=lambda m: groups[m][0].spec.depth)
         if len(nets) >= 2 and all(x.curve_points for m in nets for x in groups[m]):
             out.append(curve_finding(groups[nets[0]], groups[nets[-1]], residual))
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r and depth != 20:
+    for depth, p, r in pairs:
+        if depth != 20:
             found = convergence_finding(p, r, depth, STUDY)
             found["claim"] += (" (claim (d), made for 20 layers, checked at this depth: "
                                "this study's extension, not a claim of either paper)")
             found["section"] = "none: not a claim of either paper"
             out.append(found)
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r:
-            out.extend(layer_findings(p, r, depth))
+    for depth, p, r in pairs:
+        out.extend(layer_findings(p, r, depth))
     return out
 
 
