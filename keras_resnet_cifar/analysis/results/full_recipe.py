@@ -12,6 +12,7 @@ from keras_resnet_cifar.analysis import plots
 from keras_resnet_cifar.analysis.results import findings, provenance, stats
 from keras_resnet_cifar.analysis.results.markdown import measured, train_command
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
+from keras_resnet_cifar.analysis.results.tables import markdown_table
 from keras_resnet_cifar.config import FULL_EPOCHS
 
 # Published CIFAR-10 test accuracies at the full schedule.
@@ -104,17 +105,14 @@ def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = ["network", "epochs done", "this project: test acc. (%)", "Shinde (2025), Table 1",
             "ours - Shinde", "He et al., Table 6", "ours - He et al.",
             "reference impl., published", "ours - reference"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["model"], str(r["epochs_done"]), f"{_pct(r['test_accuracy'])} ({r['from']})",
-            _pct(r["reproduction"]) if r["reproduction"] else "-",
-            _diff(r["test_accuracy"], r["reproduction"]),
-            _pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
-            _diff(r["test_accuracy"], r["he_et_al"]),
-            _pct(r["reference"]) if r["reference"] else "-",
-            _diff(r["test_accuracy"], r["reference"])]) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[
+        r["model"], str(r["epochs_done"]), f"{_pct(r['test_accuracy'])} ({r['from']})",
+        _pct(r["reproduction"]) if r["reproduction"] else "-",
+        _diff(r["test_accuracy"], r["reproduction"]),
+        _pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
+        _diff(r["test_accuracy"], r["he_et_al"]),
+        _pct(r["reference"]) if r["reference"] else "-",
+        _diff(r["test_accuracy"], r["reference"])] for r in rows])
 
 
 def between_nets(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -145,25 +143,21 @@ def per_class_markdown(runs: Sequence[Run]) -> str | None:
     classes = [c["class"] for c in evaluated[0].evaluation["per_class"]]
     table = {r.model: {c["class"]: c.get("accuracy", c.get("recall"))
                        for c in r.evaluation["per_class"]} for r in evaluated}
-    lines = ["| class | " + " | ".join(table) + " |", "|" + "---|" * (len(table) + 1)]
-    for c in classes:
-        lines.append(f"| {c} | " + " | ".join(_pct(table[m].get(c)) for m in table) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(["class", *table],
+                          [[c, *(_pct(table[m].get(c)) for m in table)] for c in classes])
 
 
 def status_markdown(runs: Sequence[Run]) -> str:
     head = ["network", "seed", "epochs done", "test acc. so far (%)", "median img/s",
             "training time so far (h)", "remaining at the median epoch time (h)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in map(status, ordered(runs)):
-        lines.append("| " + " | ".join([
-            r["model"], str(r["seed"]), f"{r['epochs_done']} of {r['epochs']}",
-            f"{_pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
-            f"{r['images_per_sec']:.0f}" if r["images_per_sec"] else "not recorded",
-            f"{r['train_time_h']:.2f}" if r["train_time_h"] is not None else "not recorded",
-            "finished" if r["finished"] else f"{r['remaining_h']:.1f}"
-            if r["remaining_h"] is not None else "not known (no epoch times)"]) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[
+        r["model"], str(r["seed"]), f"{r['epochs_done']} of {r['epochs']}",
+        f"{_pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
+        f"{r['images_per_sec']:.0f}" if r["images_per_sec"] else "not recorded",
+        f"{r['train_time_h']:.2f}" if r["train_time_h"] is not None else "not recorded",
+        "finished" if r["finished"] else f"{r['remaining_h']:.1f}"
+        if r["remaining_h"] is not None else "not known (no epoch times)"]
+        for r in map(status, ordered(runs))])
 
 
 def figures(runs: Sequence[Run]) -> dict[str, Any]:
