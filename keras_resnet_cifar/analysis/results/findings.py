@@ -76,6 +76,14 @@ def _common_seeds(*groups: Sequence[Run]) -> list[int]:
     return sorted(set.intersection(*({r.seed for r in g} for g in groups)))
 
 
+def _pairs(runs: Sequence[Run]) -> list[tuple[int, list[Run], list[Run]]]:
+    """(depth, plain runs, residual runs) for each depth that has both networks."""
+    groups = by_model(runs)
+    return [(d, groups[f"plain{d}"], groups[f"resnet{d}"])
+            for d in sorted({r.spec.depth for r in runs})
+            if f"plain{d}" in groups and f"resnet{d}" in groups]
+
+
 def _seed(runs: Sequence[Run], seed: int) -> Run:
     return next(r for r in runs if r.seed == seed)
 
@@ -276,7 +284,7 @@ def amplification_finding(adv20: Sequence[float], adv56: Sequence[float]) -> dic
                  wording=f"{PAPER_AMPLIFICATION} amplification")
 
 
-def _class_accuracies(run: Run) -> dict[str, float] | None:
+def class_accuracies(run: Run) -> dict[str, float] | None:
     rows = (run.evaluation or {}).get("per_class")
     # A class's accuracy is its recall (older evaluation.json files have only that).
     return ({r["class"]: float(r.get("accuracy", r.get("recall"))) for r in rows}
@@ -289,8 +297,8 @@ def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
     groups = by_model(runs)
     out = []
     for depth in sorted({r.spec.depth for r in runs}):
-        p = [c for c in map(_class_accuracies, groups.get(f"plain{depth}", [])) if c]
-        r = [c for c in map(_class_accuracies, groups.get(f"resnet{depth}", [])) if c]
+        p = [c for c in map(class_accuracies, groups.get(f"plain{depth}", [])) if c]
+        r = [c for c in map(class_accuracies, groups.get(f"resnet{depth}", [])) if c]
         claim = f"At depth {depth}, the residual net is better across all classes"
         if not p or not r:
             out.append(_with(finding(claim, PAPER, stats.NOT_MEASURED, "needs evaluated "
@@ -315,12 +323,8 @@ def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
 def stability_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Training stability: the seed-to-seed spread of the final test error, residual against
     plain (described: a variance ratio over a few seeds has almost no power)."""
-    groups = by_model(runs)
     out = []
-    for depth in sorted({r.spec.depth for r in runs}):
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if not p or not r:
-            continue
+    for depth, p, r in _pairs(runs):
         claim = f"At depth {depth}, the residual net trains more stably (less seed-to-seed spread)"
         sp, sr = (stats.mean_std([test_error(x) for x in g])[1] for g in (p, r))
         if sp is None or sr is None:
@@ -400,13 +404,6 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
                  end_of_schedule=residual, decision=decided)
 
 
-def _early_late_ratio(names: Sequence[str], norms: Sequence[float]) -> float:
-    """Median gradient norm of the first third of conv layers over that of the last third."""
-    conv = [v for n, v in zip(names, norms) if n != "logits"]
-    third = max(1, len(conv) // 3)
-    return float(np.median(conv[:third]) / max(np.median(conv[-third:]), 1e-30))
-
-
 def _stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
     return next((e for e in (run.layer_stats or {}).get("epochs", []) if e["epoch"] == epoch),
                 None)
@@ -480,19 +477,17 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
 
 
 def gradient_log_ratio(run: Run, epoch: float) -> float:
-    """Signed log10 of the early/late gradient-norm ratio: positive when the early layers'
-    gradients are larger."""
-    row = _stats_at(run, epoch)
-    return math.log10(_early_late_ratio(run.layer_stats["gradient_layers"],
-                                        row["gradient_norm"]))
+    """Signed log10 of the median gradient norm of the first third of conv layers over that
+    of the last third: positive when the early layers' gradients are larger."""
+    conv = [v for n, v in zip(run.layer_stats["gradient_layers"],
+                              _stats_at(run, epoch)["gradient_norm"]) if n != "logits"]
+    third = max(1, len(conv) // 3)
+    return math.log10(float(np.median(conv[:third]) / max(np.median(conv[-third:]), 1e-30)))
 
 
 def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """He et al.'s claims beyond the paper's four (see the module)."""
-    groups = by_model(runs)
-    pairs = [(d, groups[f"plain{d}"], groups[f"resnet{d}"])
-             for d in sorted({r.spec.depth for r in runs})
-             if f"plain{d}" in groups and f"resnet{d}" in groups]
+    groups, pairs = by_model(runs), _pairs(runs)
     out = []
     for depth, p, r in pairs:
         verdict, text, numbers = compare(r, p, test_error, -1, "final test error")

@@ -10,9 +10,9 @@ from typing import Any, Sequence
 
 from keras_resnet_cifar.analysis import plots
 from keras_resnet_cifar.analysis.results import findings, provenance, stats
-from keras_resnet_cifar.analysis.results.markdown import measured, train_command
+from keras_resnet_cifar.analysis.results.markdown import commands, measured
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
-from keras_resnet_cifar.analysis.results.tables import markdown_table
+from keras_resnet_cifar.analysis.results.tables import markdown_table, pct
 from keras_resnet_cifar.config import FULL_EPOCHS
 
 # Published CIFAR-10 test accuracies at the full schedule.
@@ -75,10 +75,6 @@ def status(run: Run) -> dict[str, Any]:
             "finished": not left}
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}"
-
-
 def _diff(ours: float | None, theirs: float | None) -> str:
     if ours is None or theirs is None:
         return ""
@@ -106,12 +102,12 @@ def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
             "ours - Shinde", "He et al., Table 6", "ours - He et al.",
             "reference impl., published", "ours - reference"]
     return markdown_table(head, [[
-        r["model"], str(r["epochs_done"]), f"{_pct(r['test_accuracy'])} ({r['from']})",
-        _pct(r["reproduction"]) if r["reproduction"] else "-",
+        r["model"], str(r["epochs_done"]), f"{pct(r['test_accuracy'])} ({r['from']})",
+        pct(r["reproduction"]) if r["reproduction"] else "-",
         _diff(r["test_accuracy"], r["reproduction"]),
-        _pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
+        pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
         _diff(r["test_accuracy"], r["he_et_al"]),
-        _pct(r["reference"]) if r["reference"] else "-",
+        pct(r["reference"]) if r["reference"] else "-",
         _diff(r["test_accuracy"], r["reference"])] for r in rows])
 
 
@@ -141,10 +137,9 @@ def per_class_markdown(runs: Sequence[Run]) -> str | None:
     if not evaluated:
         return None
     classes = [c["class"] for c in evaluated[0].evaluation["per_class"]]
-    table = {r.model: {c["class"]: c.get("accuracy", c.get("recall"))
-                       for c in r.evaluation["per_class"]} for r in evaluated}
+    table = {r.model: findings.class_accuracies(r) for r in evaluated}
     return markdown_table(["class", *table],
-                          [[c, *(_pct(table[m].get(c)) for m in table)] for c in classes])
+                          [[c, *(pct(table[m].get(c)) for m in table)] for c in classes])
 
 
 def status_markdown(runs: Sequence[Run]) -> str:
@@ -152,7 +147,7 @@ def status_markdown(runs: Sequence[Run]) -> str:
             "training time so far (h)", "remaining at the median epoch time (h)"]
     return markdown_table(head, [[
         r["model"], str(r["seed"]), f"{r['epochs_done']} of {r['epochs']}",
-        f"{_pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
+        f"{pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
         f"{r['images_per_sec']:.0f}" if r["images_per_sec"] else "not recorded",
         f"{r['train_time_h']:.2f}" if r["train_time_h"] is not None else "not recorded",
         "finished" if r["finished"] else f"{r['remaining_h']:.1f}"
@@ -208,10 +203,7 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     lines += ["## Training time and machine per run", "", provenance.markdown(ordered(runs)),
               ""]
     if command:
-        lines += ["## Commands", "", "The command that wrote this report:", "", "```",
-                  command, "```", "", "Each run is equivalent to:", "", "```"]
-        lines += [train_command(r) for r in ordered(runs)]
-        lines += ["```", ""]
+        lines += commands(ordered(runs), command)
     for stem in figure_stems:
         lines += [f"![{stem}](figures/{stem}.png)", "",
                   "*Error against epochs: plain networks left, residual right, dashed "

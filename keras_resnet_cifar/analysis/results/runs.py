@@ -287,10 +287,6 @@ def accuracy_series(run: Run, source: str | None) -> list[tuple[float, float]]:
     return []
 
 
-def time_to_reach(series: Sequence[tuple[float, float]], level: float) -> float | None:
-    return next((x for x, accuracy in series if accuracy >= level), None)
-
-
 def passes_to_train_error(run: Run, level: float) -> float | None:
     """Passes until the training error falls to `level`, or None: each curve point's
     training error (over the segment before it) sits at its pass, the run starts at
@@ -398,7 +394,7 @@ def run_summary(run: Run, levels: Sequence[float],
     }
     series = accuracy_series(run, source)
     for level in levels:
-        row[level_key(level)] = time_to_reach(series, level)
+        row[level_key(level)] = next((x for x, accuracy in series if accuracy >= level), None)
     return row
 
 

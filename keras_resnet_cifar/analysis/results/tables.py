@@ -52,7 +52,7 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows]) + "\n"
 
 
-def pct(mean: float | None, std: float | None) -> str:
+def pct(mean: float | None, std: float | None = None) -> str:
     if mean is None:
         return "n/a"
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
