@@ -41,35 +41,34 @@ HE_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
 
 CONVERGENCE_RULE = (
     "\"Converges 2x faster\" (claim (d)) is measured as the passes over the training set a "
-    "network needs until its training error falls to a level: half-way from chance (90%) "
-    "to the highest final training error among the runs compared, so that every run "
-    "reaches it, and early enough to be about the speed of descent rather than where each "
-    "run ends. The passes come from the curve points (each point's training error, over "
-    "the batches since the point before, placed at the point; a run starts at chance; the "
-    "crossing interpolated linearly between two points), not from the per-epoch "
-    "evaluations, which seeds >= 1 do not have and which give one number per pass. Per seed "
-    "(both networks of one seed see the same batches) the ratio plain / residual; ratios "
-    "multiply, so the test is a one-sample t-test of the log ratios. **Supported**: the "
-    "geometric mean ratio is at least 2 and the ratio is significantly above 1 (adjusted "
-    "p < 0.05): faster, and by about the claimed factor. **Contradicted**: the ratio is "
-    "significantly below 2. Otherwise not decided (the p of the row is that of the test its "
-    "estimate points to). Claim (c) is tested on the seed-paired growth of the "
-    "advantage, (plain56 - resnet56) - (plain20 - resnet20) in test error per seed, with a "
-    "one-sample t-test against 0 (a paired test: the four networks of a seed share its data "
-    "order). Claim (a) needs both its parts (training and test error) supported: its p is "
-    "the larger of the two (an intersection-union test).")
+    "network needs until its training error falls to a level: half-way from chance (90%) to the "
+    "highest final training error among the runs compared, so that every run reaches it, and "
+    "early enough to be about the speed of descent rather than where each run ends. The passes "
+    "come from the curve points (each point's training error, over the batches since the point "
+    "before, placed at the point; a run starts at chance; the crossing interpolated linearly "
+    "between two points), not from the per-epoch evaluations, which seeds >= 1 do not have and "
+    "which give one number per pass. Per seed (both networks of one seed see the same batches) "
+    "the ratio plain / residual; ratios multiply, so the test is a one-sample t-test of the log "
+    "ratios. **Supported**: the geometric mean ratio is at least 2 and the ratio is significantly "
+    "above 1 (adjusted p < 0.05): faster, and by about the claimed factor. **Contradicted**: the "
+    "ratio is significantly below 2. Otherwise not decided (the p of the row is that of the test "
+    "its estimate points to). Claim (c) is tested on the seed-paired growth of the advantage, "
+    "(plain56 - resnet56) - (plain20 - resnet20) in test error per seed, with a one-sample t-test "
+    "against 0 (a paired test: the four networks of a seed share its data order). Claim (a) needs "
+    "both its parts (training and test error) supported: its p is the larger of the two (an "
+    "intersection-union test).")
 
 SCOPE_RULE = (
-    "**What a short budget can test.** Claims about the ordering of final accuracies after "
-    "the full schedule (the reproduction paper's (b) ResNet-56 above ResNet-20, (c) the "
-    "growing advantage and its \"6-fold amplification\", residual above plain at each depth, "
-    "\"better across all classes\"; He et al.'s deeper ResNet with the lower training error, "
-    "Figure 6 right) are *not testable at this budget* unless every run completed the "
-    "full schedule: a deeper net descends later, so an early ordering says nothing of the "
-    "final one. Claims about what training shows throughout (the plain nets' degradation, "
-    "present from the first iterations in He et al.'s Figure 1; the speed of the early "
-    "descent; layer responses and gradients at the recorded epochs) are tested, and their "
-    "verdict names the budget (\"supported at 3 passes\").")
+    "**What a short budget can test.** Claims about the ordering of final accuracies after the "
+    "full schedule (the reproduction paper's (b) ResNet-56 above ResNet-20, (c) the growing "
+    "advantage and its \"6-fold amplification\", residual above plain at each depth, \"better "
+    "across all classes\"; He et al.'s deeper ResNet with the lower training error, Figure 6 "
+    "right) are *not testable at this budget* unless every run completed the full schedule: a "
+    "deeper net descends later, so an early ordering says nothing of the final one. Claims about "
+    "what training shows throughout (the plain nets' degradation, present from the first "
+    "iterations in He et al.'s Figure 1; the speed of the early descent; layer responses and "
+    "gradients at the recorded epochs) are tested, and their verdict names the budget "
+    "(\"supported at 3 passes\").")
 
 
 def _common_seeds(*groups: Sequence[Run]) -> list[int]:
@@ -365,29 +364,21 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
             f"({steps[-1]:,} iterations)"
     decided = None
     if last_test is None:
-        verdict = stats.ONE_SEED
-        counts = ""
+        verdict, counts = stats.ONE_SEED, ""
     else:
-        if not residual:
-            # Above at every point: an intersection-union test (the largest p); below at
-            # some point: Bonferroni over the points (the smallest such p times their number).
-            below_p = [t.p for *_, t in tests if t.difference < 0]
-            decided = ({"p": min(1.0, min(below_p) * len(tests)),
-                        "if_significant": stats.CONTRADICTED} if below_p else
-                       {"p": max(t.p for *_, t in tests), "if_significant": stats.SUPPORTED}
-                       if all(t.difference > 0 for *_, t in tests) else
-                       {"p": 1.0, "if_significant": stats.NOT_DECIDED})
-        else:
-            decided = stats.decision(last_test, -1)
         above = sum(t.p < stats.ALPHA and t.difference > 0 for *_, t in tests)
         below = sum(t.p < stats.ALPHA and t.difference < 0 for *_, t in tests)
         counts = (f"{a} significantly above at {above} of {len(steps)} common curve points, "
                   f"significantly below at {below}; ")
-        if not residual:
+        if residual:
+            decided = stats.decision(last_test, -1)
+            verdict = stats.decide(decided)
+        else:
+            # Above at every point: an intersection-union test (the largest p); below at
+            # some point: Bonferroni over the points (the smallest such p times their number).
+            decided = stats.all_of([stats.decision(t, +1) for *_, t in tests])
             verdict = (stats.CONTRADICTED if below else
                        stats.SUPPORTED if above == len(steps) else stats.NOT_DECIDED)
-        else:
-            verdict = stats.verdict(last_test, -1)
     evidence = (counts + f"over the last curve segment, up to {where}: {a} {pct_spread(last_d)}"
                 f" vs {b} {pct_spread(last_s)}; "
                 + (last_test.describe() if last_test else

@@ -23,12 +23,11 @@ REFERENCE = ("the reference implementation's published figures "
              "(akamaster/pytorch_resnet_cifar10: 8.27% / 6.61% test error)",
              {"resnet20": 0.9173, "resnet56": 0.9339})
 PUBLISHED = (REPRODUCTION, HE_ET_AL, REFERENCE)
-# He et al. (2016), Table 6: ResNet-110 over 5 runs, "best (mean±std)" 6.43 (6.61±0.16).
-SEED_SD = 0.0016
-SEED_SD_SOURCE = ("He et al. (2016), Table 6: ResNet-110 trained 5 times, test error "
-                  "\"best (mean±std)\" 6.43 (6.61±0.16)%: a standard deviation of 0.16 points "
-                  "between runs at the full recipe (the only run-to-run spread either paper "
-                  "gives; nothing is published for these four nets)")
+SEED_SD = 0.0016  # He et al. (2016), Table 6 (see SEED_SD_SOURCE)
+SEED_SD_SOURCE = (
+    "He et al. (2016), Table 6: ResNet-110 trained 5 times, test error \"best (mean±std)\" 6.43 "
+    "(6.61±0.16)%: a standard deviation of 0.16 points between runs at the full recipe (the only "
+    "run-to-run spread either paper gives; nothing is published for these four nets)")
 TABLE1_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 
 

@@ -17,8 +17,6 @@ from keras_resnet_cifar.analysis.results.runs import Levels, Run, by_model
 from keras_resnet_cifar.analysis.results.tables import (
     beside_published, markdown_table, table1_markdown)
 
-# He et al. trained for 64k iterations of batch 128 on the 50k training images (about 164
-# passes); the stop at 64k was chosen on a 45k/5k training/validation split.
 HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over "
                      "the 50,000 images; the 64k stop was chosen on a 45k/5k split)")
 REPRODUCTION_SCHEDULE = f"{FULL_EPOCHS} epochs"
@@ -223,7 +221,8 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
     first = sorted(runs, key=lambda r: (r.spec.residual, r.spec.depth, r.seed))
     return "\n".join(_title(first) + _setup(first, rows) + [""] + commands(first, command)
                      + ["## How verdicts are decided", "", stats.RULE, "", SCOPE_RULE, "",
-                        CONVERGENCE_RULE, ""] + _table1(rows, levels) + _beside_published(first, rows)
+                        CONVERGENCE_RULE, ""]
+                     + _table1(rows, levels) + _beside_published(first, rows)
                      + findings_lines(found) + list(sections) + _figures(first, figure_stems))
 
 

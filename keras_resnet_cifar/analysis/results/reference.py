@@ -26,18 +26,17 @@ def _value(run: Run, key: str) -> float | None:
 def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
     """{"recipe_note": why nothing is compared (other recipes) or None, "rows": per network
     and quantity, "models": the networks compared}."""
+    rows, models = [], []
     if not project or not reference:
-        return {"recipe_note": None, "rows": [], "models": []}
+        return {"recipe_note": None, "rows": rows, "models": models}
     mine = recipe_of(project[0])
     for run in reference:
-        theirs = recipe_of(run)
-        if theirs != mine:
+        if (theirs := recipe_of(run)) != mine:
             return {"recipe_note": (
                 f"Not compared: the reference run {run.path} was trained with another recipe "
                 f"than the study's ({recipe_differences(mine, theirs)}), and runs of "
-                "different recipes are never pooled or compared."), "rows": [], "models": []}
+                "different recipes are never pooled or compared."), "rows": rows, "models": models}
     ours, refs = by_model(project), by_model(reference)
-    rows, models = [], []
     for model in [m for m in ours if m in refs]:
         models.append(model)
         for key, name in QUANTITIES:

@@ -121,13 +121,7 @@ def one_sample(values: Sequence[float | None], null: float = 0.0) -> Test | None
 
 
 def verdict(test: Test | None, claimed_sign: int) -> str:
-    if test is None:
-        return ONE_SEED
-    if test.p < ALPHA and test.difference * claimed_sign > 0:
-        return SUPPORTED
-    if test.p < ALPHA and test.difference * claimed_sign < 0:
-        return CONTRADICTED
-    return NOT_DECIDED
+    return decide(decision(test, claimed_sign))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
