@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_resnet_cifar.analysis import plots
-from keras_resnet_cifar.analysis.results.findings import gradient_log_ratio
+from keras_resnet_cifar.analysis.results.findings import gradient_log_ratio, stats_at
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
 
 
@@ -154,9 +154,7 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
         for epoch in [e for e in epochs if e > 0 or key == "gradient_norm"]:
             lines = {}
             for model in sorted(groups, key=_depth_first(groups)):
-                rows = [next((e for e in r.layer_stats["epochs"] if e["epoch"] == epoch), None)
-                        for r in groups[model]]
-                rows = [row[key] for row in rows if row]
+                rows = [row[key] for row in (stats_at(r, epoch) for r in groups[model]) if row]
                 if rows:
                     lines[model] = rows
             panels[f"after epoch {epoch:g}" if epoch else "at initialisation"] = lines

@@ -395,7 +395,7 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
                  end_of_schedule=residual, decision=decided)
 
 
-def _stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
+def stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
     return next((e for e in (run.layer_stats or {}).get("epochs", []) if e["epoch"] == epoch),
                 None)
 
@@ -433,7 +433,7 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
         last = trained[-1]
         found, decided = _residual_vs_plain(
             f"At depth {depth}, residual functions respond more weakly than plain layers",
-            lambda run: float(np.mean(_stats_at(run, last)["response_std"])), r, p, depth, last,
+            lambda run: float(np.mean(stats_at(run, last)["response_std"])), r, p, depth, last,
             f"after epoch {last:g}, mean std of the 3x3 layers' BN outputs on one fixed batch: ",
             digits=3, after=" (per seed)")
         out.append(_with(found, section="Figure 7 (on trained networks)", decision=decided,
@@ -471,7 +471,7 @@ def gradient_log_ratio(run: Run, epoch: float) -> float:
     """Signed log10 of the median gradient norm of the first third of conv layers over that
     of the last third: positive when the early layers' gradients are larger."""
     conv = [v for n, v in zip(run.layer_stats["gradient_layers"],
-                              _stats_at(run, epoch)["gradient_norm"]) if n != "logits"]
+                              stats_at(run, epoch)["gradient_norm"]) if n != "logits"]
     third = max(1, len(conv) // 3)
     return math.log10(float(np.median(conv[:third]) / max(np.median(conv[-third:]), 1e-30)))
 
