@@ -1,15 +1,9 @@
-"""The claims the study tests, each with a verdict decided over seeds.
-
-paper_claims: the reproduction's (V. R. Shinde, 2025, "Deep Residual Learning for Image
-Recognition: Implementation and Analysis"): (a) plain-56 below plain-20, (b) ResNet-56
-above ResNet-20, (c) the residual advantage grows with depth (1.11 -> 6.54 points) and
-its "6-fold amplification", (d) ResNet-20 converges "2x faster", "better across all
-classes", stability. he_claims: He et al.'s (2016) residual-above-plain per depth,
-degradation through the run (Figures 1 and 6), weaker residual responses (Figure 7),
-the "gradient highway" and plain nets' healthy gradients (section 4.1), and this study's
-extension of (d) to 56 layers. adjust applies Holm-Bonferroni over the tested claims
-and names the budget in every verdict (stats.RULE, SCOPE_RULE).
-"""
+"""The claims the study tests, each with a verdict decided over seeds: paper_claims, the
+reproduction's (V. R. Shinde, 2025, "Deep Residual Learning for Image Recognition:
+Implementation and Analysis"; _PAPER_CLAIMS, "better across all classes", stability);
+he_claims, He et al.'s (2016: Figures 1, 6 and 7, section 4.1) and this study's extension
+of (d) to 56 layers. adjust applies Holm-Bonferroni over the tested claims and names the
+budget in every verdict (stats.RULE, SCOPE_RULE)."""
 
 from __future__ import annotations
 

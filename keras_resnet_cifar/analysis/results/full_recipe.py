@@ -157,11 +157,10 @@ def status_markdown(runs: Sequence[Run]) -> str:
 def figures(runs: Sequence[Run]) -> dict[str, Any]:
     """He et al.'s Figure 6 layout over the epochs, every network on one figure."""
     groups = by_model(runs)
+    if not any(g[0].evaluated_every_epoch for g in groups.values()):
+        return {}
     plain = {m: g[0].history for m, g in groups.items() if not g[0].spec.residual}
     residual = {m: g[0].history for m, g in groups.items() if g[0].spec.residual}
-    if not any(r.get("val_accuracy") is not None for g in groups.values()
-               for r in g[0].history):
-        return {}
     return {"table1_curves": plots.depth_sweep(
         plain, residual, xlabel="epoch (one pass over the 50,000 training images)",
         eval_set="test",

@@ -143,11 +143,8 @@ def _evaluation(runs: Sequence[Run]) -> str:
 
 def _names(runs: Sequence[Run]) -> str:
     """"plain20 seeds 0, 1, 2; resnet20 seed 0"."""
-    parts = []
-    for model, group in by_model(runs).items():
-        seeds = [r.seed for r in group]
-        parts.append(f"{model} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
-    return "; ".join(parts)
+    return "; ".join(f"{model} seed{'s' if len(g) > 1 else ''} {', '.join(str(r.seed) for r in g)}"
+                     for model, g in by_model(runs).items())
 
 
 def _p(value: float | None) -> str:
