@@ -80,8 +80,7 @@ def portable_command(argv: Sequence[str]) -> str:
 def train_command(run: Run) -> str:
     """The train command that reproduces `run` into its own run directory."""
     try:
-        config = TrainConfig.from_dict(run.config)
-        args = changed_flags(config)
+        args = changed_flags(TrainConfig.from_dict(run.config))
     except ValueError:  # a config written by another version: show it as it is
         args = [f"--{k}={v}" for k, v in run.config.items()]
     args = [f"--data_dir={portable(run.config['data_dir'])}" if a.startswith("--data_dir=")
