@@ -190,11 +190,10 @@ def findings_lines(found: Sequence[dict[str, Any]]) -> list[str]:
              "V. R. Shinde (2025), \"Deep Residual Learning for Image Recognition: "
              "Implementation and Analysis\". Where the paper's section or exact wording is not "
              "recorded in this project, the table says so.", "", claims_table(found)]
-    for title, source_name in (("The reproduction paper's claims, with their evidence, at "
-                                + at, "Shinde"),
-                               (f"He et al.'s (2016) claims, with their evidence, at {at}",
-                                "He"),
-                               (f"This study's exploratory checks, at {at}", "this study")):
+    for source_name, title in (
+            ("Shinde", f"The reproduction paper's claims, with their evidence, at {at}"),
+            ("He", f"He et al.'s (2016) claims, with their evidence, at {at}"),
+            ("this study", f"This study's exploratory checks, at {at}")):
         part = [f for f in found if f.get("source", "").startswith(source_name)]
         if part:
             lines += [f"### {title}", ""]
