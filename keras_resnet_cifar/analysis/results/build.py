@@ -32,14 +32,10 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
            reference_dirs: Sequence[str | os.PathLike] = (),
            accuracy_levels: Sequence[float] | None = None,
            command: str | None = None, mode: str = "auto") -> Report:
-    """Loads the runs and computes the tables, findings, figures and report.md.
-
-    `reference_dirs`: runs of the reference trainer, compared at the same recipe.
-    `accuracy_levels`: for "time to X%"; None chooses them from the runs. `mode`: "study"
-    (seeds, verdicts over them), "full_recipe" (full_recipe.py) or "auto" (full_recipe
-    when the runs are such runs). UserError: no runs, a directory that is not a run,
-    runs of different recipes, or a reference run among the study's.
-    """
+    """The tables, findings, figures and report.md of the runs. `accuracy_levels` None: chosen
+    from the runs; `mode` "auto": full_recipe when the runs are such runs, else "study".
+    UserError: no runs, a directory that is not a run, runs of different recipes, or a
+    reference run among the study's."""
     if not run_dirs:
         raise UserError("No run directories given.")
     loaded = [runs.load_run(d) for d in run_dirs]

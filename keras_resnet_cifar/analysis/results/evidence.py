@@ -62,8 +62,7 @@ def within_run_note(a: Run, b: Run, what: str) -> str:
 def compare(a_runs: Sequence[Run], b_runs: Sequence[Run], measure: Callable[[Run], Any],
             claimed_sign: int, what: str, kind: str = "test") -> tuple[str, str, dict]:
     """(verdict, evidence sentence, numbers) of Welch's t-test of `measure`, a minus b."""
-    a = [measure(r) for r in a_runs]
-    b = [measure(r) for r in b_runs]
+    a, b = [measure(r) for r in a_runs], [measure(r) for r in b_runs]
     test = stats.welch(a, b)
     verdict = stats.verdict(test, claimed_sign)
     name_a, name_b = a_runs[0].model, b_runs[0].model

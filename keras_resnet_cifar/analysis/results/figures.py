@@ -9,8 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_resnet_cifar.analysis import plots
-from keras_resnet_cifar.models import arch  # arch, not networks: no TensorFlow in the report
-from keras_resnet_cifar.analysis.results.findings import gradient_log_ratio
+from keras_resnet_cifar.analysis.results.findings import gradient_log_ratio, stats_at
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
 
 
@@ -73,15 +72,14 @@ def reference_curves(project: Sequence[Run], reference: Sequence[Run]) -> Any | 
     mine, theirs = curve_data(project), curve_data(reference)
     if mine is None or theirs is None:
         return None
-    model = project[0].model
     run = project[0]
     return plots.error_curves(
         {"mean ± SE over seeds, each seed faint": {
             "keras_resnet_cifar": {**mine, "colour": plots.RESIDUAL_COLOUR},
-                 "reference (PyTorch)": {**theirs, "colour": "tab:red"}}},
+            "reference (PyTorch)": {**theirs, "colour": "tab:red"}}},
         xlabel=curve_xlabel(run), steps_per_unit=run.steps_per_epoch / run.passes_per_epoch,
         marks=_marks(run), spread="se",
-        title=f"{model}: this project vs the reference trainer")
+        title=f"{run.model}: this project vs the reference trainer")
 
 
 def figures(runs: Sequence[Run]) -> dict[str, Any]:
@@ -131,6 +129,11 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
     return figs
 
 
+def _depth_first(groups: dict[str, Sequence[Run]]):
+    """A sort key for the networks of `groups`: shallow first, plain before residual."""
+    return lambda m: (groups[m][0].spec.depth, groups[m][0].spec.residual)
+
+
 def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
     """Per-layer response std and gradient norms, every seed (mean ± std over seeds)."""
     groups = {m: [r for r in g if r.layer_stats] for m, g in by_model(runs).items()}
@@ -150,11 +153,8 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
         # and 1), so responses "after BN" only mean something once trained.
         for epoch in [e for e in epochs if e > 0 or key == "gradient_norm"]:
             lines = {}
-            for model in sorted(groups, key=lambda m: (arch.parse_name(m).depth,
-                                                      arch.parse_name(m).residual)):
-                rows = [next((e for e in r.layer_stats["epochs"] if e["epoch"] == epoch), None)
-                        for r in groups[model]]
-                rows = [row[key] for row in rows if row]
+            for model in sorted(groups, key=_depth_first(groups)):
+                rows = [row[key] for row in (stats_at(r, epoch) for r in groups[model]) if row]
                 if rows:
                     lines[model] = rows
             panels[f"after epoch {epoch:g}" if epoch else "at initialisation"] = lines
@@ -172,8 +172,7 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
 def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
     """The "gradient highway" finding's measure per network, seed and epoch."""
     series = {}
-    for model in sorted(groups, key=lambda m: (arch.parse_name(m).depth,
-                                               arch.parse_name(m).residual)):
+    for model in sorted(groups, key=_depth_first(groups)):
         by_epoch: dict[float, list[float]] = {}
         for run in groups[model]:
             for row in run.layer_stats["epochs"]:

@@ -1,15 +1,9 @@
-"""The claims the study tests, each with a verdict decided over seeds.
-
-paper_claims: the reproduction's (V. R. Shinde, 2025, "Deep Residual Learning for Image
-Recognition: Implementation and Analysis"): (a) plain-56 below plain-20, (b) ResNet-56
-above ResNet-20, (c) the residual advantage grows with depth (1.11 -> 6.54 points) and
-its "6-fold amplification", (d) ResNet-20 converges "2x faster", "better across all
-classes", stability. he_claims: He et al.'s (2016) residual-above-plain per depth,
-degradation through the run (Figures 1 and 6), weaker residual responses (Figure 7),
-the "gradient highway" and plain nets' healthy gradients (section 4.1), and this study's
-extension of (d) to 56 layers. adjust applies Holm-Bonferroni over the tested claims
-and names the budget in every verdict (stats.RULE, SCOPE_RULE).
-"""
+"""The claims the study tests, each with a verdict decided over seeds: paper_claims, the
+reproduction's (V. R. Shinde, 2025, "Deep Residual Learning for Image Recognition:
+Implementation and Analysis"; _PAPER_CLAIMS, "better across all classes", stability);
+he_claims, He et al.'s (2016: Figures 1, 6 and 7, section 4.1) and this study's extension
+of (d) to 56 layers. adjust applies Holm-Bonferroni over the tested claims and names the
+budget in every verdict (stats.RULE, SCOPE_RULE)."""
 
 from __future__ import annotations
 
@@ -41,39 +35,46 @@ HE_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
 
 CONVERGENCE_RULE = (
     "\"Converges 2x faster\" (claim (d)) is measured as the passes over the training set a "
-    "network needs until its training error falls to a level: half-way from chance (90%) "
-    "to the highest final training error among the runs compared, so that every run "
-    "reaches it, and early enough to be about the speed of descent rather than where each "
-    "run ends. The passes come from the curve points (each point's training error, over "
-    "the batches since the point before, placed at the point; a run starts at chance; the "
-    "crossing interpolated linearly between two points), not from the per-epoch "
-    "evaluations, which seeds >= 1 do not have and which give one number per pass. Per seed "
-    "(both networks of one seed see the same batches) the ratio plain / residual; ratios "
-    "multiply, so the test is a one-sample t-test of the log ratios. **Supported**: the "
-    "geometric mean ratio is at least 2 and the ratio is significantly above 1 (adjusted "
-    "p < 0.05): faster, and by about the claimed factor. **Contradicted**: the ratio is "
-    "significantly below 2. Otherwise not decided (the p of the row is that of the test its "
-    "estimate points to). Claim (c) is tested on the seed-paired growth of the "
-    "advantage, (plain56 - resnet56) - (plain20 - resnet20) in test error per seed, with a "
-    "one-sample t-test against 0 (a paired test: the four networks of a seed share its data "
-    "order). Claim (a) needs both its parts (training and test error) supported: its p is "
-    "the larger of the two (an intersection-union test).")
+    "network needs until its training error falls to a level: half-way from chance (90%) to the "
+    "highest final training error among the runs compared, so that every run reaches it, and "
+    "early enough to be about the speed of descent rather than where each run ends. The passes "
+    "come from the curve points (each point's training error, over the batches since the point "
+    "before, placed at the point; a run starts at chance; the crossing interpolated linearly "
+    "between two points), not from the per-epoch evaluations, which seeds >= 1 do not have and "
+    "which give one number per pass. Per seed (both networks of one seed see the same batches) "
+    "the ratio plain / residual; ratios multiply, so the test is a one-sample t-test of the log "
+    "ratios. **Supported**: the geometric mean ratio is at least 2 and the ratio is significantly "
+    "above 1 (adjusted p < 0.05): faster, and by about the claimed factor. **Contradicted**: the "
+    "ratio is significantly below 2. Otherwise not decided (the p of the row is that of the test "
+    "its estimate points to). Claim (c) is tested on the seed-paired growth of the advantage, "
+    "(plain56 - resnet56) - (plain20 - resnet20) in test error per seed, with a one-sample t-test "
+    "against 0 (a paired test: the four networks of a seed share its data order). Claim (a) needs "
+    "both its parts (training and test error) supported: its p is the larger of the two (an "
+    "intersection-union test).")
 
 SCOPE_RULE = (
-    "**What a short budget can test.** Claims about the ordering of final accuracies after "
-    "the full schedule (the reproduction paper's (b) ResNet-56 above ResNet-20, (c) the "
-    "growing advantage and its \"6-fold amplification\", residual above plain at each depth, "
-    "\"better across all classes\"; He et al.'s deeper ResNet with the lower training error, "
-    "Figure 6 right) are *not testable at this budget* unless every run completed the "
-    "full schedule: a deeper net descends later, so an early ordering says nothing of the "
-    "final one. Claims about what training shows throughout (the plain nets' degradation, "
-    "present from the first iterations in He et al.'s Figure 1; the speed of the early "
-    "descent; layer responses and gradients at the recorded epochs) are tested, and their "
-    "verdict names the budget (\"supported at 3 passes\").")
+    "**What a short budget can test.** Claims about the ordering of final accuracies after the "
+    "full schedule (the reproduction paper's (b) ResNet-56 above ResNet-20, (c) the growing "
+    "advantage and its \"6-fold amplification\", residual above plain at each depth, \"better "
+    "across all classes\"; He et al.'s deeper ResNet with the lower training error, Figure 6 "
+    "right) are *not testable at this budget* unless every run completed the full schedule: a "
+    "deeper net descends later, so an early ordering says nothing of the final one. Claims about "
+    "what training shows throughout (the plain nets' degradation, present from the first "
+    "iterations in He et al.'s Figure 1; the speed of the early descent; layer responses and "
+    "gradients at the recorded epochs) are tested, and their verdict names the budget "
+    "(\"supported at 3 passes\").")
 
 
 def _common_seeds(*groups: Sequence[Run]) -> list[int]:
     return sorted(set.intersection(*({r.seed for r in g} for g in groups)))
+
+
+def _pairs(runs: Sequence[Run]) -> list[tuple[int, list[Run], list[Run]]]:
+    """(depth, plain runs, residual runs) for each depth that has both networks."""
+    groups = by_model(runs)
+    return [(d, groups[f"plain{d}"], groups[f"resnet{d}"])
+            for d in sorted({r.spec.depth for r in runs})
+            if f"plain{d}" in groups and f"resnet{d}" in groups]
 
 
 def _seed(runs: Sequence[Run], seed: int) -> Run:
@@ -83,9 +84,8 @@ def _seed(runs: Sequence[Run], seed: int) -> Run:
 def _with(found: dict[str, Any], *, section: str = NOT_RECORDED,
           end_of_schedule: bool = False, decision: dict | None = None,
           wording: str | None = None, measured: str | None = None) -> dict[str, Any]:
-    """`found` with where the claim stands in its paper, whether it is about the end of
-    the full schedule (a short run cannot test it), the decision its verdict rests on
-    (stats.decision), the claim's words where recorded verbatim, a short "measured"."""
+    """`found` with its place in the paper, whether it is about the end of the full
+    schedule (a short run cannot test it) and the decision its verdict rests on."""
     found.update(section=section, end_of_schedule=end_of_schedule, decision=decision,
                  wording=wording or found.get("wording"))
     if measured or found.get("measured"):
@@ -277,7 +277,7 @@ def amplification_finding(adv20: Sequence[float], adv56: Sequence[float]) -> dic
                  wording=f"{PAPER_AMPLIFICATION} amplification")
 
 
-def _class_accuracies(run: Run) -> dict[str, float] | None:
+def class_accuracies(run: Run) -> dict[str, float] | None:
     rows = (run.evaluation or {}).get("per_class")
     # A class's accuracy is its recall (older evaluation.json files have only that).
     return ({r["class"]: float(r.get("accuracy", r.get("recall"))) for r in rows}
@@ -290,8 +290,8 @@ def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
     groups = by_model(runs)
     out = []
     for depth in sorted({r.spec.depth for r in runs}):
-        p = [c for c in map(_class_accuracies, groups.get(f"plain{depth}", [])) if c]
-        r = [c for c in map(_class_accuracies, groups.get(f"resnet{depth}", [])) if c]
+        p = [c for c in map(class_accuracies, groups.get(f"plain{depth}", [])) if c]
+        r = [c for c in map(class_accuracies, groups.get(f"resnet{depth}", [])) if c]
         claim = f"At depth {depth}, the residual net is better across all classes"
         if not p or not r:
             out.append(_with(finding(claim, PAPER, stats.NOT_MEASURED, "needs evaluated "
@@ -316,12 +316,8 @@ def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
 def stability_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Training stability: the seed-to-seed spread of the final test error, residual against
     plain (described: a variance ratio over a few seeds has almost no power)."""
-    groups = by_model(runs)
     out = []
-    for depth in sorted({r.spec.depth for r in runs}):
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if not p or not r:
-            continue
+    for depth, p, r in _pairs(runs):
         claim = f"At depth {depth}, the residual net trains more stably (less seed-to-seed spread)"
         sp, sr = (stats.mean_std([test_error(x) for x in g])[1] for g in (p, r))
         if sp is None or sr is None:
@@ -362,29 +358,21 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
             f"({steps[-1]:,} iterations)"
     decided = None
     if last_test is None:
-        verdict = stats.ONE_SEED
-        counts = ""
+        verdict, counts = stats.ONE_SEED, ""
     else:
-        if not residual:
-            # Above at every point: an intersection-union test (the largest p); below at
-            # some point: Bonferroni over the points (the smallest such p times their number).
-            below_p = [t.p for *_, t in tests if t.difference < 0]
-            decided = ({"p": min(1.0, min(below_p) * len(tests)),
-                        "if_significant": stats.CONTRADICTED} if below_p else
-                       {"p": max(t.p for *_, t in tests), "if_significant": stats.SUPPORTED}
-                       if all(t.difference > 0 for *_, t in tests) else
-                       {"p": 1.0, "if_significant": stats.NOT_DECIDED})
-        else:
-            decided = stats.decision(last_test, -1)
         above = sum(t.p < stats.ALPHA and t.difference > 0 for *_, t in tests)
         below = sum(t.p < stats.ALPHA and t.difference < 0 for *_, t in tests)
         counts = (f"{a} significantly above at {above} of {len(steps)} common curve points, "
                   f"significantly below at {below}; ")
-        if not residual:
+        if residual:
+            decided = stats.decision(last_test, -1)
+            verdict = stats.decide(decided)
+        else:
+            # Above at every point: an intersection-union test (the largest p); below at
+            # some point: Bonferroni over the points (the smallest such p times their number).
+            decided = stats.all_of([stats.decision(t, +1) for *_, t in tests])
             verdict = (stats.CONTRADICTED if below else
                        stats.SUPPORTED if above == len(steps) else stats.NOT_DECIDED)
-        else:
-            verdict = stats.verdict(last_test, -1)
     evidence = (counts + f"over the last curve segment, up to {where}: {a} {pct_spread(last_d)}"
                 f" vs {b} {pct_spread(last_s)}; "
                 + (last_test.describe() if last_test else
@@ -401,14 +389,7 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
                  end_of_schedule=residual, decision=decided)
 
 
-def _early_late_ratio(names: Sequence[str], norms: Sequence[float]) -> float:
-    """Median gradient norm of the first third of conv layers over that of the last third."""
-    conv = [v for n, v in zip(names, norms) if n != "logits"]
-    third = max(1, len(conv) // 3)
-    return float(np.median(conv[:third]) / max(np.median(conv[-third:]), 1e-30))
-
-
-def _stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
+def stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
     return next((e for e in (run.layer_stats or {}).get("epochs", []) if e["epoch"] == epoch),
                 None)
 
@@ -446,7 +427,7 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
         last = trained[-1]
         found, decided = _residual_vs_plain(
             f"At depth {depth}, residual functions respond more weakly than plain layers",
-            lambda run: float(np.mean(_stats_at(run, last)["response_std"])), r, p, depth, last,
+            lambda run: float(np.mean(stats_at(run, last)["response_std"])), r, p, depth, last,
             f"after epoch {last:g}, mean std of the 3x3 layers' BN outputs on one fixed batch: ",
             digits=3, after=" (per seed)")
         out.append(_with(found, section="Figure 7 (on trained networks)", decision=decided,
@@ -481,46 +462,41 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
 
 
 def gradient_log_ratio(run: Run, epoch: float) -> float:
-    """Signed log10 of the early/late gradient-norm ratio: positive when the early layers'
-    gradients are larger."""
-    row = _stats_at(run, epoch)
-    return math.log10(_early_late_ratio(run.layer_stats["gradient_layers"],
-                                        row["gradient_norm"]))
+    """Signed log10 of the median gradient norm of the first third of conv layers over that
+    of the last third: positive when the early layers' gradients are larger."""
+    conv = [v for n, v in zip(run.layer_stats["gradient_layers"],
+                              stats_at(run, epoch)["gradient_norm"]) if n != "logits"]
+    third = max(1, len(conv) // 3)
+    return math.log10(float(np.median(conv[:third]) / max(np.median(conv[-third:]), 1e-30)))
 
 
 def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """He et al.'s claims beyond the paper's four (see the module)."""
-    groups = by_model(runs)
-    depths = sorted({r.spec.depth for r in runs})
+    groups, pairs = by_model(runs), _pairs(runs)
     out = []
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r:
-            verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
-            out.append(_with(finding(f"At depth {depth}, the residual net is more accurate "
-                                     "than the plain one (lower test error)", PAPER, verdict,
-                                     text + ".", depth=depth, **numbers),
-                             section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
-                                     f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
-                             if f"plain{depth}" in REPRODUCTION else "Table 1",
-                             end_of_schedule=True, decision=_test_decision(numbers, -1)))
+    for depth, p, r in pairs:
+        verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
+        out.append(_with(finding(f"At depth {depth}, the residual net is more accurate than "
+                                 "the plain one (lower test error)", PAPER, verdict, text + ".",
+                                 depth=depth, **numbers),
+                         section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
+                                 f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
+                         if f"plain{depth}" in REPRODUCTION else "Table 1",
+                         end_of_schedule=True, decision=_test_decision(numbers, -1)))
     for family, residual in (("plain", False), ("resnet", True)):
         nets = [m for m in groups if m.startswith(family)]
         nets.sort(key=lambda m: groups[m][0].spec.depth)
         if len(nets) >= 2 and all(x.curve_points for m in nets for x in groups[m]):
             out.append(curve_finding(groups[nets[0]], groups[nets[-1]], residual))
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r and depth != 20:
+    for depth, p, r in pairs:
+        if depth != 20:
             found = convergence_finding(p, r, depth, STUDY)
             found["claim"] += (" (claim (d), made for 20 layers, checked at this depth: "
                                "this study's extension, not a claim of either paper)")
             found["section"] = "none: not a claim of either paper"
             out.append(found)
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r:
-            out.extend(layer_findings(p, r, depth))
+    for depth, p, r in pairs:
+        out.extend(layer_findings(p, r, depth))
     return out
 
 

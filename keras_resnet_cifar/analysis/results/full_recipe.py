@@ -10,8 +10,9 @@ from typing import Any, Sequence
 
 from keras_resnet_cifar.analysis import plots
 from keras_resnet_cifar.analysis.results import findings, provenance, stats
-from keras_resnet_cifar.analysis.results.markdown import measured, train_command
+from keras_resnet_cifar.analysis.results.markdown import commands, measured
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
+from keras_resnet_cifar.analysis.results.tables import markdown_table, pct
 from keras_resnet_cifar.config import FULL_EPOCHS
 
 # Published CIFAR-10 test accuracies at the full schedule.
@@ -22,12 +23,11 @@ REFERENCE = ("the reference implementation's published figures "
              "(akamaster/pytorch_resnet_cifar10: 8.27% / 6.61% test error)",
              {"resnet20": 0.9173, "resnet56": 0.9339})
 PUBLISHED = (REPRODUCTION, HE_ET_AL, REFERENCE)
-# He et al. (2016), Table 6: ResNet-110 over 5 runs, "best (mean±std)" 6.43 (6.61±0.16).
-SEED_SD = 0.0016
-SEED_SD_SOURCE = ("He et al. (2016), Table 6: ResNet-110 trained 5 times, test error "
-                  "\"best (mean±std)\" 6.43 (6.61±0.16)%: a standard deviation of 0.16 points "
-                  "between runs at the full recipe (the only run-to-run spread either paper "
-                  "gives; nothing is published for these four nets)")
+SEED_SD = 0.0016  # He et al. (2016), Table 6 (see SEED_SD_SOURCE)
+SEED_SD_SOURCE = (
+    "He et al. (2016), Table 6: ResNet-110 trained 5 times, test error \"best (mean±std)\" 6.43 "
+    "(6.61±0.16)%: a standard deviation of 0.16 points between runs at the full recipe (the only "
+    "run-to-run spread either paper gives; nothing is published for these four nets)")
 TABLE1_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 
 
@@ -74,10 +74,6 @@ def status(run: Run) -> dict[str, Any]:
             "finished": not left}
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}"
-
-
 def _diff(ours: float | None, theirs: float | None) -> str:
     if ours is None or theirs is None:
         return ""
@@ -104,17 +100,14 @@ def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = ["network", "epochs done", "this project: test acc. (%)", "Shinde (2025), Table 1",
             "ours - Shinde", "He et al., Table 6", "ours - He et al.",
             "reference impl., published", "ours - reference"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["model"], str(r["epochs_done"]), f"{_pct(r['test_accuracy'])} ({r['from']})",
-            _pct(r["reproduction"]) if r["reproduction"] else "-",
-            _diff(r["test_accuracy"], r["reproduction"]),
-            _pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
-            _diff(r["test_accuracy"], r["he_et_al"]),
-            _pct(r["reference"]) if r["reference"] else "-",
-            _diff(r["test_accuracy"], r["reference"])]) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[
+        r["model"], str(r["epochs_done"]), f"{pct(r['test_accuracy'])} ({r['from']})",
+        pct(r["reproduction"]) if r["reproduction"] else "-",
+        _diff(r["test_accuracy"], r["reproduction"]),
+        pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
+        _diff(r["test_accuracy"], r["he_et_al"]),
+        pct(r["reference"]) if r["reference"] else "-",
+        _diff(r["test_accuracy"], r["reference"])] for r in rows])
 
 
 def between_nets(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -143,37 +136,31 @@ def per_class_markdown(runs: Sequence[Run]) -> str | None:
     if not evaluated:
         return None
     classes = [c["class"] for c in evaluated[0].evaluation["per_class"]]
-    table = {r.model: {c["class"]: c.get("accuracy", c.get("recall"))
-                       for c in r.evaluation["per_class"]} for r in evaluated}
-    lines = ["| class | " + " | ".join(table) + " |", "|" + "---|" * (len(table) + 1)]
-    for c in classes:
-        lines.append(f"| {c} | " + " | ".join(_pct(table[m].get(c)) for m in table) + " |")
-    return "\n".join(lines) + "\n"
+    table = {r.model: findings.class_accuracies(r) for r in evaluated}
+    return markdown_table(["class", *table],
+                          [[c, *(pct(table[m].get(c)) for m in table)] for c in classes])
 
 
 def status_markdown(runs: Sequence[Run]) -> str:
     head = ["network", "seed", "epochs done", "test acc. so far (%)", "median img/s",
             "training time so far (h)", "remaining at the median epoch time (h)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in map(status, ordered(runs)):
-        lines.append("| " + " | ".join([
-            r["model"], str(r["seed"]), f"{r['epochs_done']} of {r['epochs']}",
-            f"{_pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
-            f"{r['images_per_sec']:.0f}" if r["images_per_sec"] else "not recorded",
-            f"{r['train_time_h']:.2f}" if r["train_time_h"] is not None else "not recorded",
-            "finished" if r["finished"] else f"{r['remaining_h']:.1f}"
-            if r["remaining_h"] is not None else "not known (no epoch times)"]) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[
+        r["model"], str(r["seed"]), f"{r['epochs_done']} of {r['epochs']}",
+        f"{pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
+        f"{r['images_per_sec']:.0f}" if r["images_per_sec"] else "not recorded",
+        f"{r['train_time_h']:.2f}" if r["train_time_h"] is not None else "not recorded",
+        "finished" if r["finished"] else f"{r['remaining_h']:.1f}"
+        if r["remaining_h"] is not None else "not known (no epoch times)"]
+        for r in map(status, ordered(runs))])
 
 
 def figures(runs: Sequence[Run]) -> dict[str, Any]:
     """He et al.'s Figure 6 layout over the epochs, every network on one figure."""
     groups = by_model(runs)
+    if not any(g[0].evaluated_every_epoch for g in groups.values()):
+        return {}
     plain = {m: g[0].history for m, g in groups.items() if not g[0].spec.residual}
     residual = {m: g[0].history for m, g in groups.items() if g[0].spec.residual}
-    if not any(r.get("val_accuracy") is not None for g in groups.values()
-               for r in g[0].history):
-        return {}
     return {"table1_curves": plots.depth_sweep(
         plain, residual, xlabel="epoch (one pass over the 50,000 training images)",
         eval_set="test",
@@ -214,10 +201,7 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     lines += ["## Training time and machine per run", "", provenance.markdown(ordered(runs)),
               ""]
     if command:
-        lines += ["## Commands", "", "The command that wrote this report:", "", "```",
-                  command, "```", "", "Each run is equivalent to:", "", "```"]
-        lines += [train_command(r) for r in ordered(runs)]
-        lines += ["```", ""]
+        lines += commands(ordered(runs), command)
     for stem in figure_stems:
         lines += [f"![{stem}](figures/{stem}.png)", "",
                   "*Error against epochs: plain networks left, residual right, dashed "

@@ -17,8 +17,6 @@ from keras_resnet_cifar.analysis.results.runs import Levels, Run, by_model
 from keras_resnet_cifar.analysis.results.tables import (
     beside_published, markdown_table, table1_markdown)
 
-# He et al. trained for 64k iterations of batch 128 on the 50k training images (about 164
-# passes); the stop at 64k was chosen on a 45k/5k training/validation split.
 HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over "
                      "the 50,000 images; the 64k stop was chosen on a 45k/5k split)")
 REPRODUCTION_SCHEDULE = f"{FULL_EPOCHS} epochs"
@@ -27,37 +25,31 @@ SEEDS_CAPTION = ("Each seed's curve is drawn faintly, the mean over seeds bold, 
                  "± one standard deviation over seeds; the legend gives n.")
 CAPTIONS = {
     "error_curves": "He et al.'s Figure 6 layout (plain left, residual right; its left panel's "
-                    "plain-20/plain-56 pair is their Figure 1) from points inside the runs: "
-                    "error against "
-                    "passes over the training set (iterations on the top axis); dashed: "
-                    "training error over the augmented batches since the previous point, "
-                    "solid: test error on a fixed subset of the test set (the same images at "
-                    "every point, for every network), star: the whole test set at the end "
-                    "(± std over seeds). " + SEEDS_CAPTION,
-    "curves": "Plain and residual net of one depth on the same axes (this report's view; "
-              "He et al.'s Figure 1 compares plain-20 with plain-56): "
-              "training error (dashed) and test error on the fixed test subset (solid) "
-              "against passes. " + SEEDS_CAPTION,
+    "plain-20/plain-56 pair is their Figure 1) from points inside the runs: error against passes "
+    "over the training set (iterations on the top axis); dashed: training error over the "
+    "augmented batches since the previous point, solid: test error on a fixed subset of the test "
+    "set (the same images at every point, for every network), star: the whole test set at the "
+    "end (± std over seeds). " + SEEDS_CAPTION,
+    "curves": "Plain and residual net of one depth on the same axes (this report's view; He et "
+    "al.'s Figure 1 compares plain-20 with plain-56): training error (dashed) and test error on "
+    "the fixed test subset (solid) against passes. " + SEEDS_CAPTION,
     "curves_history": "Training dynamics of the lowest seed (the runs have no curve points): "
-                      "accuracy (left) and loss (right); dashed training, solid {eval_set}.",
-    "confusion": "Confusion matrices on the full test set, rows normalised to 100% (counts "
-                 "summed over the evaluated seeds: the mean of the seeds' percentages).",
-    "depth_sweep": "He et al.'s Figure 6 layout: error vs epochs; thin dashed training, "
-                   "bold {eval_set}; plain left, residual right.",
+    "accuracy (left) and loss (right); dashed training, solid {eval_set}.",
+    "confusion": "Confusion matrices on the full test set, rows normalised to 100% (counts summed "
+    "over the evaluated seeds: the mean of the seeds' percentages).",
+    "depth_sweep": "He et al.'s Figure 6 layout: error vs epochs; thin dashed training, bold "
+    "{eval_set}; plain left, residual right.",
     "layer_response_std": "He et al.'s Figure 7: std of each 3x3 layer's output after BN "
-                          "(inference mode, one fixed batch of training images), input to "
-                          "output, at the recorded epochs after initialisation (BN in "
-                          "inference mode is the identity before training). With several "
-                          "seeds: each faint, the mean bold, ± std.",
+    "(inference mode, one fixed batch of training images), input to output, at the recorded "
+    "epochs after initialisation (BN in inference mode is the identity before training). With "
+    "several seeds: each faint, the mean bold, ± std.",
     "layer_response_std_sorted": "The same, each curve sorted by magnitude.",
     "layer_gradient_norm": "L2 norm of the gradient of the mean cross-entropy w.r.t. each "
-                           "conv/dense kernel on one fixed batch of training images (training "
-                           "mode), log scale.",
-    "gradient_ratio": "Signed log10 of the early/late gradient-norm ratio (median kernel-"
-                      "gradient norm of the first third of conv layers over the last third) "
-                      "at each recorded epoch: above 0 the early layers' gradients are larger, "
-                      "below 0 smaller (vanishing toward the input). Each seed a dot, the mean "
-                      "a line.",
+    "conv/dense kernel on one fixed batch of training images (training mode), log scale.",
+    "gradient_ratio": "Signed log10 of the early/late gradient-norm ratio (median kernel-gradient "
+    "norm of the first third of conv layers over the last third) at each recorded epoch: above 0 "
+    "the early layers' gradients are larger, below 0 smaller (vanishing toward the input). Each "
+    "seed a dot, the mean a line.",
 }
 
 
@@ -88,8 +80,7 @@ def portable_command(argv: Sequence[str]) -> str:
 def train_command(run: Run) -> str:
     """The train command that reproduces `run` into its own run directory."""
     try:
-        config = TrainConfig.from_dict(run.config)
-        args = changed_flags(config)
+        args = changed_flags(TrainConfig.from_dict(run.config))
     except ValueError:  # a config written by another version: show it as it is
         args = [f"--{k}={v}" for k, v in run.config.items()]
     args = [f"--data_dir={portable(run.config['data_dir'])}" if a.startswith("--data_dir=")
@@ -151,16 +142,8 @@ def _evaluation(runs: Sequence[Run]) -> str:
 
 def _names(runs: Sequence[Run]) -> str:
     """"plain20 seeds 0, 1, 2; resnet20 seed 0"."""
-    parts = []
-    for model, group in by_model(runs).items():
-        seeds = [r.seed for r in group]
-        parts.append(f"{model} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
-    return "; ".join(parts)
-
-
-def verdict_lines() -> list[str]:
-    return ["## How verdicts are decided", "", stats.RULE, "", SCOPE_RULE, "",
-            CONVERGENCE_RULE, ""]
+    return "; ".join(f"{model} seed{'s' if len(g) > 1 else ''} {', '.join(str(r.seed) for r in g)}"
+                     for model, g in by_model(runs).items())
 
 
 def _p(value: float | None) -> str:
@@ -207,11 +190,10 @@ def findings_lines(found: Sequence[dict[str, Any]]) -> list[str]:
              "V. R. Shinde (2025), \"Deep Residual Learning for Image Recognition: "
              "Implementation and Analysis\". Where the paper's section or exact wording is not "
              "recorded in this project, the table says so.", "", claims_table(found)]
-    for title, source_name in (("The reproduction paper's claims, with their evidence, at "
-                                + at, "Shinde"),
-                               (f"He et al.'s (2016) claims, with their evidence, at {at}",
-                                "He"),
-                               (f"This study's exploratory checks, at {at}", "this study")):
+    for source_name, title in (
+            ("Shinde", f"The reproduction paper's claims, with their evidence, at {at}"),
+            ("He", f"He et al.'s (2016) claims, with their evidence, at {at}"),
+            ("this study", f"This study's exploratory checks, at {at}")):
         part = [f for f in found if f.get("source", "").startswith(source_name)]
         if part:
             lines += [f"### {title}", ""]
@@ -232,8 +214,10 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
                     sections: Sequence[str] = ()) -> str:
     """report.md's text; `sections` (lines) go between the findings and the figures."""
     first = sorted(runs, key=lambda r: (r.spec.residual, r.spec.depth, r.seed))
-    return "\n".join(_title(first) + _setup(first, rows) + _commands(first, command)
-                     + verdict_lines() + _table1(rows, levels) + _beside_published(first, rows)
+    return "\n".join(_title(first) + _setup(first, rows) + [""] + commands(first, command)
+                     + ["## How verdicts are decided", "", stats.RULE, "", SCOPE_RULE, "",
+                        CONVERGENCE_RULE, ""]
+                     + _table1(rows, levels) + _beside_published(first, rows)
                      + findings_lines(found) + list(sections) + _figures(first, figure_stems))
 
 
@@ -278,8 +262,8 @@ def _setup(first: Sequence[Run], rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _commands(first: Sequence[Run], command: str | None) -> list[str]:
-    lines = ["", "## Commands", ""]
+def commands(first: Sequence[Run], command: str | None) -> list[str]:
+    lines = ["## Commands", ""]
     if command:
         lines += ["The command that wrote this report:", "", "```", command, "```", ""]
     return lines + ["Each run is equivalent to:", "", "```",

@@ -60,34 +60,33 @@ class Run:
         if metrics.get("test_accuracy") is not None:
             return metrics["test_accuracy"], metrics.get("test_images"), run_files.METRICS
         last = self.history[-1] if self.history else {}
-        images = (self.config["eval_steps"] * self.config["batch_size"]
-                  if self.config.get("eval_steps") else None)
-        return (last.get("val_accuracy"), images,
+        return (last.get("val_accuracy"), self.eval_images,
                 f"{run_files.HISTORY_JSON} (unfinished, {self.eval_set} set)")
 
     @property
+    def eval_images(self) -> int | None:
+        """Images of each per-epoch evaluation when eval_steps capped it, else None."""
+        steps = self.config.get("eval_steps")
+        return steps * self.config["batch_size"] if steps else None
+
+    @property
     def final_test_error(self) -> float | None:
-        accuracy = self.final_test[0]
-        return None if accuracy is None else 1 - accuracy
+        return None if self.final_test[0] is None else 1 - self.final_test[0]
 
     @property
     def last_point(self) -> dict[str, Any] | None:
-        points = self.curve_points
-        return points[-1] if points else None
+        return self.curve_points[-1] if self.curve_points else None
 
     @property
     def train_time_s(self) -> float | None:
         times = [r["epoch_time_s"] for r in self.history if r.get("epoch_time_s") is not None]
-        if times:
-            return float(sum(times))
-        return (self.metrics or {}).get("wall_time_s")
+        return float(sum(times)) if times else (self.metrics or {}).get("wall_time_s")
 
     @property
     def load_average(self) -> float | None:
         loads = [r["load_average"] for r in self.history if r.get("load_average") is not None]
-        if loads:
-            return float(sum(loads) / len(loads))
-        return (self.metrics or {}).get("load_average_1min_at_end")
+        return (float(sum(loads) / len(loads)) if loads
+                else (self.metrics or {}).get("load_average_1min_at_end"))
 
     @property
     def seed(self) -> int:
@@ -288,10 +287,6 @@ def accuracy_series(run: Run, source: str | None) -> list[tuple[float, float]]:
     return []
 
 
-def time_to_reach(series: Sequence[tuple[float, float]], level: float) -> float | None:
-    return next((x for x, accuracy in series if accuracy >= level), None)
-
-
 def passes_to_train_error(run: Run, level: float) -> float | None:
     """Passes until the training error falls to `level`, or None: each curve point's
     training error (over the segment before it) sits at its pass, the run starts at
@@ -376,8 +371,6 @@ def run_summary(run: Run, levels: Sequence[float],
     measured on `source` (convergence_source)."""
     metrics = run.metrics or {}
     last = run.history[-1] if run.history else {}
-    eval_images = (run.config["eval_steps"] * run.config["batch_size"]
-                   if run.config.get("eval_steps") else None)
     final, images, origin = run.final_test
     best = metrics.get("best") or {}
     point = run.last_point or {}
@@ -387,7 +380,7 @@ def run_summary(run: Run, levels: Sequence[float],
         "params": metrics.get("params_trainable"), "epochs": int(last["epoch"]) if last else 0,
         "images_per_epoch": run.images_per_epoch,
         "train_images_per_epoch": run.images_per_epoch or run.train_set_size,
-        "eval_images_per_epoch": eval_images if run.evaluated_every_epoch else None,
+        "eval_images_per_epoch": run.eval_images if run.evaluated_every_epoch else None,
         "evaluated_every_epoch": run.evaluated_every_epoch,
         "final_test_accuracy": final, "final_test_images": images, "final_test_source": origin,
         "best_test_accuracy": best.get("value"), "best_epoch": best.get("epoch"),
@@ -401,7 +394,7 @@ def run_summary(run: Run, levels: Sequence[float],
     }
     series = accuracy_series(run, source)
     for level in levels:
-        row[level_key(level)] = time_to_reach(series, level)
+        row[level_key(level)] = next((x for x, accuracy in series if accuracy >= level), None)
     return row
 
 

@@ -81,26 +81,32 @@ def _clean(values: Sequence[float | None]) -> np.ndarray:
                       np.float64)
 
 
+def _t_test(kind: str, diff: float, se: float, df: float, n: tuple[int, ...],
+            scipy_test) -> Test:
+    """Without any spread (se 0): t = ±inf and p = 0 when the difference is not 0, else t = 0
+    and p = 1; otherwise scipy's t and p (one side without spread: scipy warns, it holds)."""
+    if se == 0:
+        return Test(kind, diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0, df,
+                    0.0 if diff else 1.0, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy_test()
+    return Test(kind, diff, se, float(result.statistic), df, float(result.pvalue), n)
+
+
 def welch(a: Sequence[float | None], b: Sequence[float | None]) -> Test | None:
-    """Welch's t-test of mean(a) - mean(b); None with fewer than 2 values a side. Without
-    any spread: t = ±inf and p = 0 when the means differ, t = 0 and p = 1 when not."""
+    """Welch's t-test of mean(a) - mean(b); None with fewer than 2 values a side."""
     from scipy import stats  # through scikit-learn's dependencies; imported when needed
 
     a, b = _clean(a), _clean(b)
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
-    if se == 0:
-        return Test("Welch", diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0,
-                    float(len(a) + len(b) - 2), 0.0 if diff else 1.0, (len(a), len(b)))
-    with warnings.catch_warnings():  # one side without spread: scipy warns, the result holds
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_ind(a, b, equal_var=False)
-    # Welch-Satterthwaite degrees of freedom (what ttest_ind used).
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return Test("Welch", diff, se, float(result.statistic), float(df), float(result.pvalue),
-                (len(a), len(b)))
+    # Welch-Satterthwaite degrees of freedom (what ttest_ind uses).
+    df = (float(len(a) + len(b) - 2) if va + vb == 0 else
+          float((va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))))
+    return _t_test("Welch", float(a.mean() - b.mean()), math.sqrt(va + vb), df,
+                   (len(a), len(b)), lambda: stats.ttest_ind(a, b, equal_var=False))
 
 
 def one_sample(values: Sequence[float | None], null: float = 0.0) -> Test | None:
@@ -109,25 +115,13 @@ def one_sample(values: Sequence[float | None], null: float = 0.0) -> Test | None
     x = _clean(values)
     if len(x) < 2:
         return None
-    diff, se = float(x.mean() - null), float(x.std(ddof=1) / math.sqrt(len(x)))
-    if se == 0:
-        return Test("one-sample", diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0,
-                    float(len(x) - 1), 0.0 if diff else 1.0, (len(x),))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_1samp(x, null)
-    return Test("one-sample", diff, se, float(result.statistic), float(len(x) - 1),
-                float(result.pvalue), (len(x),))
+    return _t_test("one-sample", float(x.mean() - null),
+                   float(x.std(ddof=1) / math.sqrt(len(x))), float(len(x) - 1), (len(x),),
+                   lambda: stats.ttest_1samp(x, null))
 
 
 def verdict(test: Test | None, claimed_sign: int) -> str:
-    if test is None:
-        return ONE_SEED
-    if test.p < ALPHA and test.difference * claimed_sign > 0:
-        return SUPPORTED
-    if test.p < ALPHA and test.difference * claimed_sign < 0:
-        return CONTRADICTED
-    return NOT_DECIDED
+    return decide(decision(test, claimed_sign))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -184,16 +178,13 @@ def combine(verdicts: Sequence[str]) -> str:
     return NOT_DECIDED
 
 
-def mean_se(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
-    x = _clean(values)
-    if not len(x):
-        return None, None, 0
-    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else None
-    return float(x.mean()), se, len(x)
-
-
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
     x = _clean(values)
     if not len(x):
         return None, None, 0
     return float(x.mean()), (float(x.std(ddof=1)) if len(x) > 1 else None), len(x)
+
+
+def mean_se(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    mean, std, n = mean_std(values)
+    return mean, (None if std is None else std / math.sqrt(n)), n

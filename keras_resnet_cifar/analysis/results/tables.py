@@ -7,7 +7,7 @@ import csv
 import io
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.results.runs import CURVE_POINTS, level_key
+from keras_resnet_cifar.analysis.results.runs import CURVE_POINTS, PROJECT_TRAINER, level_key
 from keras_resnet_cifar.analysis.results.stats import mean_se, mean_std
 
 # Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
@@ -52,7 +52,7 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows]) + "\n"
 
 
-def pct(mean: float | None, std: float | None) -> str:
+def pct(mean: float | None, std: float | None = None) -> str:
     if mean is None:
         return "n/a"
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
@@ -109,7 +109,7 @@ def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"trainer": s["trainer"], "model": s["model"], "seed": s["seed"],
              "train_time_s": s["train_time_s"], "load_average_mean": s["load_average_mean"],
              "train_images_per_sec": s["train_images_per_sec"]}
-            for s in sorted(summaries, key=lambda s: (s["trainer"] != "keras_resnet_cifar",
+            for s in sorted(summaries, key=lambda s: (s["trainer"] != PROJECT_TRAINER,
                                                       s["architecture"] != "plain",
                                                       s["layers"], s["seed"]))]
 
