@@ -40,7 +40,6 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
     picked = probabilities[np.arange(len(labels)), labels]
     loss = (float(-np.mean(np.log(np.clip(picked, LOSS_FLOOR, 1.0)))) if len(labels)
             else float("nan"))
-    # A class's accuracy (correct / images of the class) is its recall: not repeated.
     per_class = [{"class": name, "precision": float(precision[i]),
                   "recall": float(recall[i]), "support": int(support[i])}
                  for i, name in enumerate(class_names)]
@@ -70,11 +69,9 @@ def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,
     """metrics_from_probabilities of `predict` (a Predictor) on a split, with eval_seconds."""
     started = time.perf_counter()
     images = np.asarray(images, np.uint8)
-    if progress is None:
-        probabilities = predict(images, batch_size)
-    else:
-        probabilities = predict(images, batch_size, progress=progress)
-    result = metrics_from_probabilities(probabilities, labels, class_names)
+    kwargs = {} if progress is None else {"progress": progress}
+    result = metrics_from_probabilities(predict(images, batch_size, **kwargs), labels,
+                                        class_names)
     result["eval_seconds"] = time.perf_counter() - started
     return result
 
@@ -82,13 +79,11 @@ def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,
 def format_table(result: dict[str, Any]) -> str:
     names = [printable(r["class"]) for r in result["per_class"]]  # from a model's card
     width = max(len("class"), *map(len, names))
-    # A class's accuracy (correct / images of the class) is its recall: one column.
-    lines = [f"{'class':<{width}}  precision  recall  support"]
-    for name, r in zip(names, result["per_class"]):
-        lines.append(f"{name:<{width}}  {r['precision']:9.4f}  "
-                     f"{r['recall']:6.4f}  {r['support']:7d}")
-    lines.append(f"{'macro':<{width}}  {result['macro_precision']:9.4f}  "
-                 f"{result['macro_recall']:6.4f}  {result['images']:7d}")
+    rows = [(name, r["precision"], r["recall"], r["support"])
+            for name, r in zip(names, result["per_class"])]
+    rows.append(("macro", result["macro_precision"], result["macro_recall"], result["images"]))
+    lines = [f"{'class':<{width}}  precision  recall  support"] + [
+        f"{n:<{width}}  {p:9.4f}  {r:6.4f}  {s:7d}" for n, p, r, s in rows]
     lines.append(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
                  f"(from the probabilities) on {plural(result['images'], 'image')}; a "
                  "class's accuracy is its recall")

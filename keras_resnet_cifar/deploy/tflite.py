@@ -8,9 +8,8 @@
     int8           int8 weights and activations, calibrated on representative images;
                    uint8 pixels in (scale 1, zero point 0: raw bytes), float32 out
 
-As Keras' own LiteRT export: an ExportArchive SavedModel, then
-TFLiteConverter.from_saved_model. A SavedModel of this exporter converts through its
-serving_float32 signature.
+As Keras' own LiteRT export: an ExportArchive SavedModel, then from_saved_model; a SavedModel
+of this exporter converts through its serving_float32 signature.
 """
 
 from __future__ import annotations
@@ -95,9 +94,6 @@ def ops_used(tflite_bytes: bytes) -> list[str]:
 
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = []
-    for code in m.operatorCodes:
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        ops.append(code.customCode.decode() if code.customCode
-                   else names.get(builtin, str(builtin)))
-    return sorted(set(ops))
+    builtin = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
+    return sorted({c.customCode.decode() if c.customCode else names.get(b, str(b))
+                   for c, b in zip(m.operatorCodes, builtin)})
