@@ -1,11 +1,8 @@
-"""Exports a classifier for TF Serving and edge devices, with proof: one new version,
-atomically, in TF Serving's layout (exports/README.md lists its files).
-
-The version is built in a hidden temporary folder beside it (same filesystem) and renamed
-into place at the end, so a TF Serving process polling `<out>/<name>/` never sees a
-half-written version and a failed or killed export leaves nothing behind. One export per
-model name runs at a time (an flock, `.export.lock`, that the system releases however the
-process ends); the next export removes the hidden folder a killed one left.
+"""Exports a classifier for TF Serving and edge devices, with proof: one new version, in TF
+Serving's layout (exports/README.md lists its files), built in a hidden folder beside it and
+renamed into place, so a TF Serving process polling `<out>/<name>/` never sees half of one
+and a failed export leaves nothing. One export per model name runs at a time (an flock,
+`.export.lock`); the next export removes the hidden folder a killed one left.
 """
 
 from __future__ import annotations
@@ -57,8 +54,8 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
 
 
 def _write_warmup(folder: Path, name: str, data: EvalData) -> dict | None:
-    """Writes TF Serving's warm-up requests (of the parity or calibration images); what
-    the model card says of them, or None without the serving extra."""
+    """Writes TF Serving's warm-up requests; what the card says of them (None without the
+    serving extra)."""
     try:
         grpc_client.apis()
     except UserError as missing:
@@ -130,9 +127,8 @@ class Exported:
 def check_options(*, variants: Sequence[str] = contract.TFLITE_VARIANTS,
                   parity_images: int = 0, latency_runs: int = 0, version: int | None = None,
                   calibration_images: int = 1) -> None:
-    """Checks an export's options without TensorFlow (the command calls it first). The
-    export runs every .tflite model it writes (the int8 input quantisation, the parity
-    report) as an edge device does, so TFLite variants need LiteRT."""
+    """Checks an export's options without TensorFlow. The export runs every .tflite model it
+    writes (int8 input quantisation, parity) as an edge device does: variants need LiteRT."""
     for name, value, least in (("calibration_images", calibration_images, 1),
                                ("parity_images", parity_images, 0),
                                ("latency_runs", latency_runs, 0)):
@@ -234,9 +230,8 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
 
 
 def _copy_without_links(origin: Path, target: Path) -> None:
-    """Copies a SavedModel's file or folder (if present), refusing a link or special file
-    anywhere in it: an export never carries a file from outside the model (an `assets/`
-    link to a system file)."""
+    """Copies a SavedModel's file or folder (if present), refusing a link or special file in
+    it: an export never carries a file from outside the model (an `assets/` link)."""
     if not os.path.lexists(origin):
         return
     if not origin.is_dir() or origin.is_symlink():

@@ -1,12 +1,10 @@
-"""The SavedModel that TF Serving loads: two signatures over raw pixels, with one set of
-outputs.
+"""The SavedModel that TF Serving loads: two signatures over raw pixels, one set of outputs.
 
     serving_default   image: uint8   (None, 32, 32, 3)  raw RGB pixels
     serving_float32   image: float32 (None, 32, 32, 3)  RGB pixels on [0, 255]
       -> probabilities float32 (None, C), class_id int64 (None,), class_name string (None,)
 
-The model's own `normalize` layer normalises, so clients send pixels and serving needs
-nothing of this package.
+The model's own `normalize` layer normalises: clients send pixels, serving needs no package.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ from keras_resnet_cifar.errors import UserError, first_line
 
 
 def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]) -> None:
-    """Writes the SavedModel of `model` with the two signatures above into `path`."""
     if tuple(model.input_shape) != IMAGE_SHAPE:
         raise UserError(f"The model takes {model.input_shape}, not {IMAGE_SHAPE} images.")
     if model.output_shape[-1] != len(class_names):

@@ -1,7 +1,6 @@
-"""What an export is made from: the model (Source) and the images that calibrate and check
-it (EvalData). A source is a run directory, a .keras file, a SavedModel or the reference
-PyTorch weights; importing this module loads no TensorFlow, so the export command's checks
-answer at once.
+"""What an export is made from: the model (Source: a run directory, .keras file, SavedModel
+or the reference PyTorch weights) and the images that calibrate and check it (EvalData).
+No TensorFlow on import, so the export command's checks answer at once.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from keras_resnet_cifar.models import reference_weights
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """A model to export and where it came from."""
-
     model: predictor.Predictor
     provenance: dict                 # for the model card: kind, path, sha256; a run's config
     licence_note: str | None = None  # a notice that must travel with the export

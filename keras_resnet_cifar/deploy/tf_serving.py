@@ -1,12 +1,8 @@
 """The files TF Serving reads besides the SavedModel: warm-up requests, model config and
-batching parameters.
-
-Warm-up: TF Serving replays the PredictionLog records of a version's
-assets.extra/tf_serving_warmup_requests before it serves it, so the first requests do not
-pay for graph initialisation; one request per batch size the batcher pads to, each a
-shape TensorFlow prepares once. The model config is a ModelServerConfig proto;
-BatchingParameters' proto is not in tensorflow-serving-api's wheel, so its text format is
-written field by field.
+batching parameters. TF Serving replays a version's warm-up PredictionLogs before serving
+it, so the first requests do not pay for graph initialisation: one per batch size the
+batcher pads to. BatchingParameters' proto is not in tensorflow-serving-api's wheel, so its
+text format is written field by field.
 """
 
 from __future__ import annotations
@@ -28,8 +24,7 @@ BATCHING_CONFIG = "batching.config"
 
 def warmup_records(model_name: str, images: np.ndarray,
                    batch_sizes: Sequence[int] = BATCH_SIZES) -> list[bytes]:
-    """Serialized PredictionLog records: one serving_default request per batch size, of
-    `images` repeated to fill it."""
+    """Serialized PredictionLogs: one request per batch size, of `images` repeated."""
     from tensorflow_serving.apis import prediction_log_pb2  # the optional extra
 
     images = np.asarray(images, np.uint8)
