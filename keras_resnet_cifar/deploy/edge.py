@@ -19,8 +19,7 @@ from keras_resnet_cifar.deploy import contract
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
-# ResNet-1202 in float32 is about 78 MB as a .tflite file; its tensors at batch 256
-# (the largest batch run here) take a few hundred megabytes.
+# ResNet-1202 in float32 is ~78 MB as a .tflite file; its tensors at batch 256, a few 100 MB.
 MAX_TFLITE_BYTES = 256 << 20
 # What its tensors declare (summed over every tensor at the model's own batch): 2.5 MB for
 # ResNet-20, 6.9 MB for ResNet-56 in float32, so about 150 MB for ResNet-1202. A file of
@@ -54,8 +53,7 @@ class TFLiteClassifier:
             contract.check_size(f"{what} holds", os.path.getsize(what), MAX_TFLITE_BYTES)
             check_tensors(fileio.read_bytes(what, max_bytes=MAX_TFLITE_BYTES,
                                             follow_links=True), what)
-            # LiteRT runs a bit-flipped model without a word and may answer "cat 100%":
-            # an exported file is checked against the sha256 its card records.
+            # LiteRT runs a bit-flipped model silently ("cat 100%"): check the card's sha256.
             card = contract.read_card(what)
             contract.check_file(card, os.path.dirname(what) or ".", os.path.basename(what))
         try:

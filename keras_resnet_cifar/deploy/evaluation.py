@@ -17,8 +17,7 @@ from keras_resnet_cifar.deploy.evaluation_files import (  # noqa: F401
 from keras_resnet_cifar.errors import printable
 from keras_resnet_cifar.text import plural
 
-# The smallest probability the loss takes: a predictor gives probabilities, not logits,
-# and one that underflows to 0 would make the loss infinite.
+# The smallest probability the loss takes: one that underflows to 0 would make it infinite.
 LOSS_FLOOR = 1e-12
 
 
@@ -47,13 +46,11 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
         "images": int(len(labels)),
         "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
         "loss": loss,
-        # Any predictor (a SavedModel, a .tflite file) gives probabilities only, so
-        # they are clipped; a run's metrics.json takes Keras' loss from the logits.
+        # Predictors give probabilities only; a run's metrics.json has Keras' from the logits.
         "loss_definition": "mean cross-entropy -log p(true class) from the predicted "
                            "probabilities, clipped at 1e-12 (equal to the logits' value "
                            "except where a probability underflows)",
-        # Images whose true class got less than LOSS_FLOOR: each counts -log 1e-12 = 27.6
-        # here, more in a loss from the logits (train's): the two figures differ by them.
+        # Each counts -log 1e-12 = 27.6 here, more in train's loss: the two differ by them.
         "loss_clipped_images": int(np.sum(picked < LOSS_FLOOR)),
         "macro_precision": float(np.mean(precision)),
         "macro_recall": float(np.mean(recall)),

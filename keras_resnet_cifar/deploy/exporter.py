@@ -18,8 +18,7 @@ import numpy as np
 from absl import logging
 
 from keras_resnet_cifar import fileio
-# None of these imports TensorFlow or Keras (serving and tflite do: they are imported
-# where they are used), so the export command's checks answer before TensorFlow loads.
+# None of these imports TensorFlow (serving and tflite do): the checks answer before it loads.
 from keras_resnet_cifar.deploy import (contract, edge, grpc_client, model_card, parity, seal,
                                        sources, tf_serving)
 from keras_resnet_cifar.deploy.sources import EvalData, Source
@@ -62,8 +61,7 @@ def _write_warmup(folder: Path, name: str, data: EvalData) -> dict | None:
         logging.warning("No TF Serving warm-up file: %s", missing)
         return None
     images = data.test_images if len(data.test_images) else data.calibration
-    records = tf_serving.warmup_records(name, images)
-    return {"file": tf_serving.write_warmup(folder, records),
+    return {"file": tf_serving.write_warmup(folder, name, images),
             "signature": contract.DEFAULT_SIGNATURE,
             "batch_sizes": list(tf_serving.BATCH_SIZES), "images": data.description}
 
@@ -204,8 +202,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
     blobs = {}
     for variant in variants:
         logging.info("Converting to TFLite (%s)", variant)
-        # The converter's scratch folder goes inside the version's temporary one, so
-        # whatever an interrupted export leaves is removed with it.
+        # The converter's scratch folder is inside tmp: an interrupted export's goes with it.
         blobs[variant] = tflite.convert(convertible, variant, data.calibration, workdir=tmp)
         (tmp / contract.tflite_file(variant)).write_bytes(blobs[variant])
     files = {v: _tflite_info(v, b) for v, b in blobs.items()}
@@ -222,8 +219,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
                             name=name, version=version, class_names=class_names,
                             tflite_files=files, data_description=data.description,
                             parity_report=report, warmup=warmup, files=hashes)
-    # This machine's record that its export wrote exactly these bytes (seal.py): what
-    # lets the tools load the SavedModel without trust_savedmodel, here only.
+    # This machine's seal of these bytes (seal.py): loaded without trust_savedmodel, here only.
     card[seal.SEAL] = seal.seal(card, hashes)
     fileio.write_json(tmp / contract.MODEL_CARD, card)
     return card, report

@@ -56,8 +56,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
     if resolved.kind == "saved_model":
         from keras_resnet_cifar.deploy import serving
 
-        # Its TFLite models are converted from serving_float32: said now, not as a
-        # KeyError after the copy.
+        # TFLite converts from serving_float32: said now, not as a KeyError after the copy.
         missing = [name for name in (contract.DEFAULT_SIGNATURE, contract.FLOAT_SIGNATURE)
                    if name not in serving.signature_names(resolved.file)]
         if missing:
