@@ -89,7 +89,6 @@ def _recorded(card: dict[str, Any] | None) -> dict[str, str]:
 
 
 def check_file(card: dict[str, Any] | None, folder: str | os.PathLike, name: str) -> None:
-    """Refuses `folder/name` when it differs from the sha256 its model card records."""
     expected = _recorded(card).get(name)
     file = Path(folder) / name
     if isinstance(expected, str) and sha256(file, follow_links=True) != expected:

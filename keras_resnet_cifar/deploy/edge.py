@@ -28,9 +28,8 @@ MAX_TFLITE_TENSOR_BYTES = 512 << 20
 
 
 class TFLiteClassifier:
-    """A .tflite image classifier: uint8 pixels in, class probabilities out. `model` is a
-    path or bytes; `xnnpack=False` runs LiteRT's built-in kernels only, for comparison;
-    `class_names` default to the model card's beside the file, else CIFAR-10's."""
+    """uint8 pixels -> class probabilities of a .tflite path or bytes. `xnnpack=False` runs
+    LiteRT's built-in kernels only; `class_names` default to the card's, else CIFAR-10's."""
 
     def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int = 1,
                  xnnpack: bool = True, class_names: Sequence[str] | None = None):

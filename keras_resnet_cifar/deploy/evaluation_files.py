@@ -26,8 +26,7 @@ def _csv(rows: Sequence[Sequence[Any]]) -> str:
 
 
 def check_destination(out_dir: str | os.PathLike) -> None:
-    """Refuses a folder the results could not all be written to (one of them a folder, a
-    link or a special file), before any is written."""
+    """Refuses, before writing any, a folder where a result is a folder, link or special file."""
     fileio.check_can_make_dir(out_dir)
     for name in RESULT_FILES:
         fileio.check_not_link(Path(out_dir) / name)

@@ -154,9 +154,8 @@ def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
            class_names: Sequence[str] | None = None,
            variants: Sequence[str] = contract.TFLITE_VARIANTS, parity_images: int = 10000,
            latency_runs: int = 100) -> Exported:
-    """Writes `export_dir/name/version/` atomically. `name` defaults to the source's
-    (sources.default_name), `version` to the next free one; the parity report compares
-    every variant with the source on `parity_images` test images (0: none)."""
+    """Writes `export_dir/name/version/` atomically (default: sources.default_name, the next
+    free version); parity compares every variant with the source on `parity_images`."""
     check_options(variants=variants, parity_images=parity_images,
                   latency_runs=latency_runs, version=version)
     name = sources.default_name(source) if name is None else name

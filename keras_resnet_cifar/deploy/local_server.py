@@ -62,8 +62,7 @@ class Servable:
         try:
             self._loaded = tf.saved_model.load(os.fspath(folder))
         except (OSError, ValueError, tf.errors.OpError) as e:
-            raise UserError(f"{folder} is not a loadable SavedModel ({first_line(e)}).") \
-                from None
+            raise UserError(f"{folder} is not a loadable SavedModel ({first_line(e)}).") from None
         self.name, self.version = name, version
         self.signatures = dict(self._loaded.signatures)
 
@@ -78,7 +77,6 @@ class Servable:
                              not_found=True)
 
     def run(self, signature: str | None, inputs: dict) -> dict[str, np.ndarray]:
-        """{output name: array} of a signature run on {input name: array-like}."""
         import tensorflow as tf
 
         name = signature or DEFAULT_SIGNATURE

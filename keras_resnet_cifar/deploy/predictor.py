@@ -121,7 +121,6 @@ class Predictor:
 
     def predict(self, pixels: np.ndarray, batch_size: int = 256,
                 progress: Progress | None = None) -> np.ndarray:
-        """float32 (N, C) probabilities of raw uint8 pixels (N, 32, 32, 3), in batches."""
         pixels = np.asarray(pixels)
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (32, 32, 3):
             raise ValueError(f"Expected uint8 pixels (N, 32, 32, 3), got {pixels.dtype} "
@@ -149,9 +148,8 @@ class Predictor:
 
 def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
                         what: str | os.PathLike) -> np.ndarray:
-    """`probabilities` when they are `images` rows of `classes` probabilities. Otherwise a
-    model with NaN weights, one ending in logits, or one with another number of classes
-    than names would be printed or scored as if it were right ("airplane 1903164.1%")."""
+    """`probabilities`, checked: else a model with NaN weights, logits or another number of
+    classes than names would be printed or scored as if right ("airplane 1903164.1%")."""
     if probabilities.shape != (images, classes):
         raise UserError(f"{what} gave outputs of shape {probabilities.shape} for {images} "
                         f"image(s), not ({images}, {classes}): its outputs do not match its "
@@ -200,8 +198,7 @@ def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
 
 def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
              k: int = 3) -> list[dict]:
-    """One {"input": name, "top": [{"class", "probability"}, ...]} per image, `inputs`
-    naming the images (what data.labels.format_ranked prints)."""
+    """One {"input": name, "top": [{"class", "probability"}, ...]} per image of `inputs`."""
     if len(pixels) != len(inputs):
         raise ValueError(f"{len(pixels)} images but {len(inputs)} input names.")
     if not len(pixels):
@@ -213,8 +210,7 @@ def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
 
 def score(model: Predictor, pixels: np.ndarray, labels: np.ndarray,
           progress: Progress | None = None) -> dict:
-    """Top-1 accuracy with numpy only, so a .tflite model scores without TensorFlow (the
-    full metrics are evaluation.py's)."""
+    """Top-1 accuracy with numpy only: a .tflite model scores without TensorFlow."""
     predicted = model.predict(pixels, progress=progress).argmax(axis=1)
     correct = int(np.sum(predicted == np.asarray(labels)))
     return {"images": int(len(labels)), "correct": correct,

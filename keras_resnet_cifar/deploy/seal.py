@@ -48,9 +48,8 @@ def _read_key(path: Path) -> bytes:
 
 
 def load_key(*, create: bool = False) -> bytes | None:
-    """This user's export key (checked: theirs, private, 32 bytes); made when absent and
-    `create`, else None. A new key is linked into place from a private temporary file, so
-    two exports starting together agree on one key and none reads half of it."""
+    """This user's export key (checked), made if absent and `create`, else None. A new key is
+    linked into place from a private file: exports starting together agree on one, whole."""
     path = key_path()
     try:
         return _read_key(path)

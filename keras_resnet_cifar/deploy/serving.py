@@ -46,8 +46,7 @@ def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]
 
 
 class SavedModelClassifier:
-    """An exported SavedModel as uint8 pixels -> float32 probabilities, through
-    serving_default as TF Serving calls it."""
+    """An exported SavedModel: uint8 pixels -> probabilities, through serving_default."""
 
     def __init__(self, path: str | os.PathLike):
         try:
@@ -70,8 +69,7 @@ class SavedModelClassifier:
 
 
 def signature_names(path: str | os.PathLike) -> list[str]:
-    """The SavedModel's signature names, from saved_model.pb alone: nothing of the graph
-    is loaded or run."""
+    """The SavedModel's signature names, from saved_model.pb alone (nothing loaded or run)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()

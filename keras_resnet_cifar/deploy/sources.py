@@ -43,8 +43,7 @@ class EvalData:
 
 def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
                 trust_savedmodel: bool = False) -> Source:
-    """A run directory's model, a .keras file or a SavedModel (with this exporter's two
-    signatures), as predictor.load takes them."""
+    """A run directory's model, a .keras file or a SavedModel of this exporter."""
     resolved = predictor.resolve(path, checkpoint, trust_savedmodel=trust_savedmodel)
     if resolved.kind == "tflite":
         raise UserError(f"{path} is a .tflite model, already an export: export its run "
@@ -160,5 +159,4 @@ def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: 
     return EvalData(calibration=calibration, test_images=data.test.images,
                     test_labels=data.test.labels,
                     description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} "
-                                "training images for calibration, test split for parity",
-                    real=real)
+                                "training images for calibration, test split for parity", real=real)

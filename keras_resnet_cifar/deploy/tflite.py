@@ -44,15 +44,13 @@ def _saved_model(model: keras.Model | str | os.PathLike, folder: str) -> None:
         return
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        _ENDPOINT, lambda image: {"probabilities": model(image, training=False)},
-        input_signature=[spec])
+    archive.add_endpoint(_ENDPOINT, lambda image: {"probabilities": model(image, training=False)},
+                         input_signature=[spec])
     archive.write_out(folder, verbose=False)
 
 
 def representative_images(images: np.ndarray, count: int = 500,
                           seed: int = 0) -> np.ndarray:
-    """A fixed random sample of `count` images for calibration."""
     if len(images) == 0:
         raise UserError("No images to calibrate the int8 model on.")
     rng = np.random.default_rng(seed)
@@ -62,10 +60,9 @@ def representative_images(images: np.ndarray, count: int = 500,
 def convert(model: keras.Model | str | os.PathLike, variant: str,
             calibration: np.ndarray | None = None, *,
             workdir: str | os.PathLike | None = None) -> bytes:
-    """The .tflite flatbuffer of a Keras model or a SavedModel folder of serving.save.
-    int8 `calibration` images should hold pixels of 0 and 255, so that the uint8 input is
-    the identity on raw pixels; the scratch folder goes in `workdir` (removed on any
-    exception)."""
+    """The .tflite flatbuffer of a Keras model or a SavedModel of serving.save. int8
+    `calibration` images should hold pixels of 0 and 255, so that the uint8 input is the
+    identity on raw pixels; the scratch folder goes in `workdir`."""
     if variant not in VARIANTS:
         raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}.",
                         argument="variant")
@@ -89,7 +86,6 @@ def convert(model: keras.Model | str | os.PathLike, variant: str,
 
 
 def ops_used(tflite_bytes: bytes) -> list[str]:
-    """The operator names of a .tflite model (for checking built-ins)."""
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
