@@ -29,7 +29,7 @@ from keras_resnet_cifar.text import plural
 LOCK = ".export.lock"
 MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
 # The SavedModel's own files, which a SavedModel source contributes to an export.
-SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+SAVED_MODEL_FILES = (contract.SAVED_MODEL_GRAPH, "fingerprint.pb", "variables", "assets")
 
 
 def next_version(model_root: str | os.PathLike) -> int:
@@ -98,7 +98,7 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
 
 
 def _folder_size(folder: Path) -> int:
-    files = [folder / "saved_model.pb", *(folder / "variables").rglob("*")]
+    files = [folder / contract.SAVED_MODEL_GRAPH, *(folder / "variables").rglob("*")]
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
@@ -135,8 +135,7 @@ def check_options(*, variants: Sequence[str] = contract.TFLITE_VARIANTS,
     if version is not None and not 1 <= version <= MAX_VERSION:
         raise UserError(f"version must be an integer in [1, {MAX_VERSION}] (TF Serving's "
                         f"int64 versions), got {version}.", argument="version")
-    unknown = [v for v in variants if v not in contract.TFLITE_VARIANTS]
-    if unknown:
+    if unknown := [v for v in variants if v not in contract.TFLITE_VARIANTS]:
         raise UserError(f"variants must be some of {', '.join(contract.TFLITE_VARIANTS)}, "
                         f"got {unknown[0]!r}.", argument="variants")
     if variants:
@@ -167,8 +166,7 @@ def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
     if not os.access(model_root, os.W_OK | os.X_OK):
         raise UserError(f"Cannot write to {model_root}.")
     with _export_lock(model_root):
-        if version is None:
-            version = next_version(model_root)
+        version = next_version(model_root) if version is None else version
         final = model_root / str(version)
         if final.exists():
             raise UserError(f"{final} already exists: versions are never overwritten "

@@ -80,7 +80,7 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
                         f"{checkpoint!r}.", argument="checkpoint")
     if not path.exists():
         raise UserError(f"No run directory, .keras file, SavedModel or .tflite file at {path}.")
-    if path.is_dir() and (path / "saved_model.pb").is_file():
+    if path.is_dir() and (path / contract.SAVED_MODEL_GRAPH).is_file():
         resolved = Resolved(path, path, "saved_model")
     elif path.is_dir():
         file = run_files.path(path, run_files.MODEL_FILES[checkpoint])

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet_cifar.deploy.contract import (DEFAULT_SIGNATURE, FLOAT_SIGNATURE, IMAGE_SHAPE,
-                                         INPUT_KEY, OUTPUT_KEYS)
+                                                INPUT_KEY, OUTPUT_KEYS, SAVED_MODEL_GRAPH)
 from keras_resnet_cifar.errors import UserError, first_line
 
 
@@ -68,17 +68,17 @@ class SavedModelClassifier:
     __call__ = predict
 
 
+load_classifier = SavedModelClassifier
+
+
 def signature_names(path: str | os.PathLike) -> list[str]:
     """The SavedModel's signature names, from saved_model.pb alone (nothing loaded or run)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     try:
-        proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+        proto.ParseFromString((Path(path) / SAVED_MODEL_GRAPH).read_bytes())
     except (OSError, ValueError) as e:  # DecodeError is a ValueError
         raise UserError(f"{path} is not a loadable SavedModel ({first_line(e)}).") from None
     return sorted({name for graph in proto.meta_graphs for name in graph.signature_def})
 
-
-def load_classifier(path: str | os.PathLike) -> SavedModelClassifier:
-    return SavedModelClassifier(path)

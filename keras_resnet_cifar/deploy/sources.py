@@ -65,7 +65,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
         card = model.card or {}
         licence = resolved.file / reference_weights.LICENCE_FILE
         return Source(model, {"kind": "saved_model", "path": str(resolved.file.resolve()),
-                              "sha256": contract.sha256(resolved.file / "saved_model.pb"),
+                              "sha256": contract.sha256(resolved.file / contract.SAVED_MODEL_GRAPH),
                               "source": card.get("source")},
                       licence_note=card.get("licence"),
                       licence_file=str(licence) if licence.is_file() else None)
