@@ -81,4 +81,3 @@ def signature_names(path: str | os.PathLike) -> list[str]:
     except (OSError, ValueError) as e:  # DecodeError is a ValueError
         raise UserError(f"{path} is not a loadable SavedModel ({first_line(e)}).") from None
     return sorted({name for graph in proto.meta_graphs for name in graph.signature_def})
-
