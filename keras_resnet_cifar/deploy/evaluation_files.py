@@ -1,9 +1,6 @@
-"""The evaluation files of a folder (a run directory or any other): writing them, and
-whether they are newer than the run's model.
-
-    evaluation.json        evaluation.metrics_from_probabilities' dict
-    per_class.csv          class, precision, recall, support
-    confusion_matrix.csv   rows: true class, columns: predicted class (counts)
+"""The evaluation files of a folder (a run directory or any other): evaluation.json (the
+metrics' dict), per_class.csv and confusion_matrix.csv (rows: true class, columns: predicted);
+writing them, and whether they are newer than the run's model.
 """
 
 from __future__ import annotations

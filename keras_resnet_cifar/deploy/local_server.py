@@ -118,6 +118,7 @@ def _rest_answer(servable: Servable, path: str, body) -> dict:
     servable.check(name, None if version is None else int(version), label)
     if not isinstance(body, dict):
         raise BadRequest("JSON Value: not an object")
+    signature = body.get("signature_name")
     if "instances" in body:
         rows = body["instances"]
         if not isinstance(rows, list) or not rows:
@@ -127,14 +128,13 @@ def _rest_answer(servable: Servable, path: str, body) -> dict:
                 raise BadRequest("instances do not all have the same named inputs")
             inputs = {k: [r[k] for r in rows] for k in rows[0]}
         else:  # the single-input short form: a list of bare tensors
-            specs = servable.signatures.get(body.get("signature_name") or DEFAULT_SIGNATURE)
+            specs = servable.signatures.get(signature or DEFAULT_SIGNATURE)
             inputs = {next(iter(specs.structured_input_signature[1])) if specs else "": rows}
-        columns = _json_outputs(servable.run(body.get("signature_name"), inputs))
+        columns = _json_outputs(servable.run(signature, inputs))
         return {"predictions": [{k: v[i] for k, v in columns.items()}
                                 for i in range(len(rows))]}
     if isinstance(body.get("inputs"), dict):
-        return {"outputs": _json_outputs(servable.run(body.get("signature_name"),
-                                                      body["inputs"]))}
+        return {"outputs": _json_outputs(servable.run(signature, body["inputs"]))}
     raise BadRequest("Missing 'inputs' or 'instances' key")
 
 

@@ -11,6 +11,7 @@ the whole exchange, from connecting to the last byte.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -211,10 +212,8 @@ def _post(url: str, data: bytes, timeout: float,
         expired.set()
         sock = conn.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     watchdog = threading.Timer(timeout, stop)
     watchdog.daemon = True

@@ -1,10 +1,6 @@
-"""The SavedModel that TF Serving loads: two signatures over raw pixels, one set of outputs.
-
-    serving_default   image: uint8   (None, 32, 32, 3)  raw RGB pixels
-    serving_float32   image: float32 (None, 32, 32, 3)  RGB pixels on [0, 255]
-      -> probabilities float32 (None, C), class_id int64 (None,), class_name string (None,)
-
-The model's own `normalize` layer normalises: clients send pixels, serving needs no package.
+"""The SavedModel that TF Serving loads: contract.py's two signatures over raw pixels, one set
+of outputs (exports/README.md). The model's own `normalize` layer normalises: clients send
+pixels, serving needs nothing of this package.
 """
 
 from __future__ import annotations

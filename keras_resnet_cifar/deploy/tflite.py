@@ -1,15 +1,8 @@
 """TFLite conversion: a Keras classifier over raw pixels -> .tflite bytes, built-in ops only
-(no Flex), the model's `normalize` layer inside the graph.
-
-    float32        float32 weights and arithmetic; float32 pixels in [0, 255]
-    float16        float16 weights (half the size), float32 in and out; GPU delegates
-                   compute in float16, a CPU in float32 (weights dequantised)
-    dynamic_range  int8 weights, float activations; float32 pixels in [0, 255]
-    int8           int8 weights and activations, calibrated on representative images;
-                   uint8 pixels in (scale 1, zero point 0: raw bytes), float32 out
-
-As Keras' own LiteRT export: an ExportArchive SavedModel, then from_saved_model; a SavedModel
-of this exporter converts through its serving_float32 signature.
+(no Flex), the model's `normalize` layer inside the graph; the variants are exports/README.md's
+(float16 computes in float16 on GPU delegates only: a CPU dequantises its weights). As Keras'
+own LiteRT export: an ExportArchive SavedModel, then from_saved_model; a SavedModel of this
+exporter converts through its serving_float32 signature.
 """
 
 from __future__ import annotations
