@@ -237,10 +237,10 @@ def _post(url: str, data: bytes, timeout: float,
             raise TimeoutError
         return response.status, b"".join(chunks)
     except (OSError, http.client.HTTPException) as e:
-        if expired.is_set() or isinstance(e, TimeoutError):  # socket.timeout is TimeoutError
-            raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
         if isinstance(e, ConnectionRefusedError):
             raise UserError(f"Cannot reach TF Serving at {url}: connection refused.") from None
+        if expired.is_set() or isinstance(e, TimeoutError):  # socket.timeout is TimeoutError
+            raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
         if isinstance(e, socket.gaierror):
             raise UserError(f"Cannot reach TF Serving at {url}: {e.strerror or e}.") from None
         raise UserError(f"The connection to TF Serving at {url} failed: {e}.") from None
