@@ -22,8 +22,7 @@ IMAGE_SHAPE = (None, 32, 32, 3)
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 MODEL_CARD = "model_card.json"
 PARITY = "parity.json"
-# Model-card keys: who wrote the export, and the sha256 of every other file in it
-# (relative POSIX path -> hex digest), so that a damaged or replaced file is found.
+# Model-card keys: who wrote the export, and {relative POSIX path: sha256} of its other files.
 WRITTEN_BY = "written_by"
 WRITER = "keras_resnet_cifar.export"
 FILES = "files"
@@ -36,9 +35,8 @@ def tflite_file(variant: str) -> str:
 
 
 def check_size(subject: str, size: int, limit: int) -> None:
-    """Refuses a size that a file or an answer declares, before anything of it is
-    allocated or parsed: a few kilobytes can declare gigabytes (issue 29).
-    `subject` ends in its verb: "m.tflite declares tensors of"."""
+    """Refuses a declared size before anything is allocated or parsed: a few kilobytes can
+    declare gigabytes (issue 29). `subject` ends in its verb: "m.tflite declares tensors of"."""
     if size > limit:
         raise UserError(f"{subject} {size:,} bytes, more than the {limit:,} of any model "
                         "of this project: refused before loading.")
@@ -53,7 +51,6 @@ def read_card(model_path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def class_names(card: dict[str, Any] | None) -> tuple[str, ...] | None:
-    """The card's class names when they are a list of strings, else None."""
     names = (card or {}).get("class_names")
     if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
         return tuple(names)
@@ -92,7 +89,6 @@ def _recorded(card: dict[str, Any] | None) -> dict[str, str]:
 
 
 def check_file(card: dict[str, Any] | None, folder: str | os.PathLike, name: str) -> None:
-    """Refuses `folder/name` when it differs from the sha256 its model card records."""
     expected = _recorded(card).get(name)
     file = Path(folder) / name
     if isinstance(expected, str) and sha256(file, follow_links=True) != expected:
@@ -102,9 +98,8 @@ def check_file(card: dict[str, Any] | None, folder: str | os.PathLike, name: str
 
 
 def saved_model_problem(folder: str | os.PathLike) -> str | None:
-    """Why the model card beside a SavedModel does not vouch for it, or None when it does:
-    written by this exporter, the graph and variables match its sha256, and this machine's
-    seal covers the card and every file there now."""
+    """Why the model card beside a SavedModel does not vouch for it, or None: written by this
+    exporter, graph and variables match, and this machine's seal covers every file now."""
     card = read_card(folder)
     if card is None:
         return f"has no {MODEL_CARD} of keras_resnet_cifar.export"
@@ -118,8 +113,7 @@ def saved_model_problem(folder: str | os.PathLike) -> str | None:
             if not file.is_file() or sha256(file) != expected:
                 return (f"has a {name} that differs from the sha256 its {MODEL_CARD} records "
                         "(modified after the export)")
-    # Whoever writes a hostile SavedModel writes a card whose sha256 match; only this
-    # machine's key seals one.
+    # Whoever writes a hostile SavedModel writes matching sha256; only this machine seals.
     return seal.problem(card, file_hashes(folder))
 
 

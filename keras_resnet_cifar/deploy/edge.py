@@ -1,11 +1,8 @@
-"""Running an exported .tflite classifier with the LiteRT runtime only: what an edge device
-has (numpy, Pillow, ai-edge-litert). Never imports TensorFlow or Keras.
-
-The float32, float16 and dynamic_range models take float32 pixels on [0, 255]; the int8
-one uint8 pixels (scale 1, zero point 0: camera bytes go in unchanged). TFLiteClassifier
-reads the input type from the model, so callers pass uint8 pixels whatever the variant.
-LiteRT's default XNNPACK delegate runs the operators it supports, float and int8, and its
-built-in kernels the others.
+"""Running an exported .tflite classifier with what an edge device has (numpy, Pillow,
+ai-edge-litert); never TensorFlow or Keras. The int8 model takes uint8 pixels (scale 1, zero
+point 0), the others float32 on [0, 255]: TFLiteClassifier reads the input type from the
+model, so callers pass uint8 pixels whatever the variant. LiteRT's default XNNPACK delegate
+runs the operators it supports, its built-in kernels the others.
 """
 
 from __future__ import annotations
@@ -22,20 +19,17 @@ from keras_resnet_cifar.deploy import contract
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
-# ResNet-1202 in float32 is about 78 MB as a .tflite file; its tensors at batch 256
-# (the largest batch run here) take a few hundred megabytes.
+# ResNet-1202 in float32 is ~78 MB as a .tflite file; its tensors at batch 256, a few 100 MB.
 MAX_TFLITE_BYTES = 256 << 20
-# What its tensors declare (shapes times element sizes, summed over every tensor at the
-# model's own batch): 2.5 MB for ResNet-20 and 6.9 MB for ResNet-56 in float32, so about
-# 150 MB for ResNet-1202. A file of kilobytes can declare gigabytes that LiteRT allocates
-# on loading.
+# What its tensors declare (summed over every tensor at the model's own batch): 2.5 MB for
+# ResNet-20, 6.9 MB for ResNet-56 in float32, so about 150 MB for ResNet-1202. A file of
+# kilobytes can declare gigabytes that LiteRT allocates on loading.
 MAX_TFLITE_TENSOR_BYTES = 512 << 20
 
 
 class TFLiteClassifier:
-    """A .tflite image classifier: uint8 pixels in, class probabilities out. `model` is a
-    path or bytes; `xnnpack=False` runs LiteRT's built-in kernels only, for comparison;
-    `class_names` default to the model card's beside the file, else CIFAR-10's."""
+    """uint8 pixels -> class probabilities of a .tflite path or bytes. `xnnpack=False` runs
+    LiteRT's built-in kernels only; `class_names` default to the card's, else CIFAR-10's."""
 
     def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int = 1,
                  xnnpack: bool = True, class_names: Sequence[str] | None = None):
@@ -58,8 +52,7 @@ class TFLiteClassifier:
             contract.check_size(f"{what} holds", os.path.getsize(what), MAX_TFLITE_BYTES)
             check_tensors(fileio.read_bytes(what, max_bytes=MAX_TFLITE_BYTES,
                                             follow_links=True), what)
-            # LiteRT runs a bit-flipped model without a word and may answer "cat 100%":
-            # an exported file is checked against the sha256 its card records.
+            # LiteRT runs a bit-flipped model silently ("cat 100%"): check the card's sha256.
             card = contract.read_card(what)
             contract.check_file(card, os.path.dirname(what) or ".", os.path.basename(what))
         try:
@@ -110,9 +103,9 @@ class TFLiteClassifier:
         return np.clip(q, info.min, info.max).astype(self.input_dtype)
 
     def _dequantise(self, values: np.ndarray) -> np.ndarray:
-        scale, zero_point = self._output["quantization"]
         if values.dtype == np.float32:
             return values
+        scale, zero_point = self._output["quantization"]
         return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
     def predict(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -138,8 +131,7 @@ class TFLiteClassifier:
             out[start:start + batch] = self._dequantise(result)[:n - start]
         return out
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        return self.predict(pixels)
+    __call__ = predict
 
 
 def check_tensors(data: bytes, what: str) -> None:

@@ -16,8 +16,7 @@ from keras_resnet_cifar.deploy.evaluation_files import (  # noqa: F401
     check_destination, is_current, write_results)
 from keras_resnet_cifar.errors import plural, printable
 
-# The smallest probability the loss takes: a predictor gives probabilities, not logits,
-# and one that underflows to 0 would make the loss infinite.
+# The smallest probability the loss takes: one that underflows to 0 would make it infinite.
 LOSS_FLOOR = 1e-12
 
 
@@ -39,7 +38,6 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
     picked = probabilities[np.arange(len(labels)), labels]
     loss = (float(-np.mean(np.log(np.clip(picked, LOSS_FLOOR, 1.0)))) if len(labels)
             else float("nan"))
-    # A class's accuracy (correct / images of the class) is its recall: not repeated.
     per_class = [{"class": name, "precision": float(precision[i]),
                   "recall": float(recall[i]), "support": int(support[i])}
                  for i, name in enumerate(class_names)]
@@ -47,13 +45,11 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
         "images": int(len(labels)),
         "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
         "loss": loss,
-        # Any predictor (a SavedModel, a .tflite file) gives probabilities only, so
-        # they are clipped; a run's metrics.json takes Keras' loss from the logits.
+        # Predictors give probabilities only; a run's metrics.json has Keras' from the logits.
         "loss_definition": "mean cross-entropy -log p(true class) from the predicted "
                            "probabilities, clipped at 1e-12 (equal to the logits' value "
                            "except where a probability underflows)",
-        # Images whose true class got less than LOSS_FLOOR: each counts -log 1e-12 = 27.6
-        # here, more in a loss from the logits (train's): the two figures differ by them.
+        # Each counts -log 1e-12 = 27.6 here, more in train's loss: the two differ by them.
         "loss_clipped_images": int(np.sum(picked < LOSS_FLOOR)),
         "macro_precision": float(np.mean(precision)),
         "macro_recall": float(np.mean(recall)),
@@ -69,11 +65,9 @@ def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,
     """metrics_from_probabilities of `predict` (a Predictor) on a split, with eval_seconds."""
     started = time.perf_counter()
     images = np.asarray(images, np.uint8)
-    if progress is None:
-        probabilities = predict(images, batch_size)
-    else:
-        probabilities = predict(images, batch_size, progress=progress)
-    result = metrics_from_probabilities(probabilities, labels, class_names)
+    kwargs = {} if progress is None else {"progress": progress}
+    result = metrics_from_probabilities(predict(images, batch_size, **kwargs), labels,
+                                        class_names)
     result["eval_seconds"] = time.perf_counter() - started
     return result
 
@@ -81,13 +75,11 @@ def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,
 def format_table(result: dict[str, Any]) -> str:
     names = [printable(r["class"]) for r in result["per_class"]]  # from a model's card
     width = max(len("class"), *map(len, names))
-    # A class's accuracy (correct / images of the class) is its recall: one column.
-    lines = [f"{'class':<{width}}  precision  recall  support"]
-    for name, r in zip(names, result["per_class"]):
-        lines.append(f"{name:<{width}}  {r['precision']:9.4f}  "
-                     f"{r['recall']:6.4f}  {r['support']:7d}")
-    lines.append(f"{'macro':<{width}}  {result['macro_precision']:9.4f}  "
-                 f"{result['macro_recall']:6.4f}  {result['images']:7d}")
+    rows = [(name, r["precision"], r["recall"], r["support"])
+            for name, r in zip(names, result["per_class"])]
+    rows.append(("macro", result["macro_precision"], result["macro_recall"], result["images"]))
+    lines = [f"{'class':<{width}}  precision  recall  support"] + [
+        f"{n:<{width}}  {p:9.4f}  {r:6.4f}  {s:7d}" for n, p, r, s in rows]
     lines.append(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
                  f"(from the probabilities) on {plural(result['images'], 'image')}; a "
                  "class's accuracy is its recall")

@@ -1,9 +1,6 @@
-"""The evaluation files of a folder (a run directory or any other): writing them, and
-whether they are newer than the run's model.
-
-    evaluation.json        evaluation.metrics_from_probabilities' dict
-    per_class.csv          class, precision, recall, support
-    confusion_matrix.csv   rows: true class, columns: predicted class (counts)
+"""The evaluation files of a folder (a run directory or any other): evaluation.json (the
+metrics' dict), per_class.csv and confusion_matrix.csv (rows: true class, columns: predicted);
+writing them, and whether they are newer than the run's model.
 """
 
 from __future__ import annotations
@@ -26,8 +23,7 @@ def _csv(rows: Sequence[Sequence[Any]]) -> str:
 
 
 def check_destination(out_dir: str | os.PathLike) -> None:
-    """Refuses a folder the results could not all be written to (one of them a folder, a
-    link or a special file), before any is written."""
+    """Refuses, before writing any, a folder where a result is a folder, link or special file."""
     fileio.check_can_make_dir(out_dir)
     for name in RESULT_FILES:
         fileio.check_not_link(Path(out_dir) / name)

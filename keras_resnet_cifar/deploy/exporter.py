@@ -1,11 +1,8 @@
-"""Exports a classifier for TF Serving and edge devices, with proof: one new version,
-atomically, in TF Serving's layout (exports/README.md lists its files).
-
-The version is built in a hidden temporary folder beside it (same filesystem) and renamed
-into place at the end, so a TF Serving process polling `<out>/<name>/` never sees a
-half-written version and a failed or killed export leaves nothing behind. One export per
-model name runs at a time (an flock, `.export.lock`, that the system releases however the
-process ends); the next export removes the hidden folder a killed one left.
+"""Exports a classifier for TF Serving and edge devices, with proof: one new version, in TF
+Serving's layout (exports/README.md lists its files), built in a hidden folder beside it and
+renamed into place, so a TF Serving process polling `<out>/<name>/` never sees half of one
+and a failed export leaves nothing. One export per model name runs at a time (an flock,
+`.export.lock`); the next export removes the hidden folder a killed one left.
 """
 
 from __future__ import annotations
@@ -21,8 +18,7 @@ import numpy as np
 from absl import logging
 
 from keras_resnet_cifar import fileio
-# None of these imports TensorFlow or Keras (serving and tflite do: they are imported
-# where they are used), so the export command's checks answer before TensorFlow loads.
+# None of these imports TensorFlow (serving and tflite do): the checks answer before it loads.
 from keras_resnet_cifar.deploy import (contract, edge, grpc_client, model_card, parity, seal,
                                        sources, tf_serving)
 from keras_resnet_cifar.deploy.sources import EvalData, Source
@@ -33,7 +29,7 @@ from keras_resnet_cifar.errors import plural
 LOCK = ".export.lock"
 MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
 # The SavedModel's own files, which a SavedModel source contributes to an export.
-SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+SAVED_MODEL_FILES = (contract.SAVED_MODEL_GRAPH, "fingerprint.pb", "variables", "assets")
 
 
 def next_version(model_root: str | os.PathLike) -> int:
@@ -57,16 +53,15 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
 
 
 def _write_warmup(folder: Path, name: str, data: EvalData) -> dict | None:
-    """Writes TF Serving's warm-up requests (of the parity or calibration images); what
-    the model card says of them, or None without the serving extra."""
+    """Writes TF Serving's warm-up requests; what the card says of them (None without the
+    serving extra)."""
     try:
         grpc_client.apis()
     except UserError as missing:
         logging.warning("No TF Serving warm-up file: %s", missing)
         return None
     images = data.test_images if len(data.test_images) else data.calibration
-    records = tf_serving.warmup_records(name, images)
-    return {"file": tf_serving.write_warmup(folder, records),
+    return {"file": tf_serving.write_warmup(folder, name, images),
             "signature": contract.DEFAULT_SIGNATURE,
             "batch_sizes": list(tf_serving.BATCH_SIZES), "images": data.description}
 
@@ -103,7 +98,7 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
 
 
 def _folder_size(folder: Path) -> int:
-    files = [folder / "saved_model.pb", *(folder / "variables").rglob("*")]
+    files = [folder / contract.SAVED_MODEL_GRAPH, *(folder / "variables").rglob("*")]
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
@@ -130,9 +125,8 @@ class Exported:
 def check_options(*, variants: Sequence[str] = contract.TFLITE_VARIANTS,
                   parity_images: int = 0, latency_runs: int = 0, version: int | None = None,
                   calibration_images: int = 1) -> None:
-    """Checks an export's options without TensorFlow (the command calls it first). The
-    export runs every .tflite model it writes (the int8 input quantisation, the parity
-    report) as an edge device does, so TFLite variants need LiteRT."""
+    """Checks an export's options without TensorFlow. The export runs every .tflite model it
+    writes (int8 input quantisation, parity) as an edge device does: variants need LiteRT."""
     for name, value, least in (("calibration_images", calibration_images, 1),
                                ("parity_images", parity_images, 0),
                                ("latency_runs", latency_runs, 0)):
@@ -141,8 +135,7 @@ def check_options(*, variants: Sequence[str] = contract.TFLITE_VARIANTS,
     if version is not None and not 1 <= version <= MAX_VERSION:
         raise UserError(f"version must be an integer in [1, {MAX_VERSION}] (TF Serving's "
                         f"int64 versions), got {version}.", argument="version")
-    unknown = [v for v in variants if v not in contract.TFLITE_VARIANTS]
-    if unknown:
+    if unknown := [v for v in variants if v not in contract.TFLITE_VARIANTS]:
         raise UserError(f"variants must be some of {', '.join(contract.TFLITE_VARIANTS)}, "
                         f"got {unknown[0]!r}.", argument="variants")
     if variants:
@@ -160,9 +153,8 @@ def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
            class_names: Sequence[str] | None = None,
            variants: Sequence[str] = contract.TFLITE_VARIANTS, parity_images: int = 10000,
            latency_runs: int = 100) -> Exported:
-    """Writes `export_dir/name/version/` atomically. `name` defaults to the source's
-    (sources.default_name), `version` to the next free one; the parity report compares
-    every variant with the source on `parity_images` test images (0: none)."""
+    """Writes `export_dir/name/version/` atomically (default: sources.default_name, the next
+    free version); parity compares every variant with the source on `parity_images`."""
     check_options(variants=variants, parity_images=parity_images,
                   latency_runs=latency_runs, version=version)
     name = sources.default_name(source) if name is None else name
@@ -174,8 +166,7 @@ def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
     if not os.access(model_root, os.W_OK | os.X_OK):
         raise UserError(f"Cannot write to {model_root}.")
     with _export_lock(model_root):
-        if version is None:
-            version = next_version(model_root)
+        version = next_version(model_root) if version is None else version
         final = model_root / str(version)
         if final.exists():
             raise UserError(f"{final} already exists: versions are never overwritten "
@@ -208,8 +199,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
     blobs = {}
     for variant in variants:
         logging.info("Converting to TFLite (%s)", variant)
-        # The converter's scratch folder goes inside the version's temporary one, so
-        # whatever an interrupted export leaves is removed with it.
+        # The converter's scratch folder is inside tmp: an interrupted export's goes with it.
         blobs[variant] = tflite.convert(convertible, variant, data.calibration, workdir=tmp)
         (tmp / contract.tflite_file(variant)).write_bytes(blobs[variant])
     files = {v: _tflite_info(v, b) for v, b in blobs.items()}
@@ -226,17 +216,15 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
                             name=name, version=version, class_names=class_names,
                             tflite_files=files, data_description=data.description,
                             parity_report=report, warmup=warmup, files=hashes)
-    # This machine's record that its export wrote exactly these bytes (seal.py): what
-    # lets the tools load the SavedModel without trust_savedmodel, here only.
+    # This machine's seal of these bytes (seal.py): loaded without trust_savedmodel, here only.
     card[seal.SEAL] = seal.seal(card, hashes)
     fileio.write_json(tmp / contract.MODEL_CARD, card)
     return card, report
 
 
 def _copy_without_links(origin: Path, target: Path) -> None:
-    """Copies a SavedModel's file or folder (if present), refusing a link or special file
-    anywhere in it: an export never carries a file from outside the model (an `assets/`
-    link to a system file)."""
+    """Copies a SavedModel's file or folder (if present), refusing a link or special file in
+    it: an export never carries a file from outside the model (an `assets/` link)."""
     if not os.path.lexists(origin):
         return
     if not origin.is_dir() or origin.is_symlink():

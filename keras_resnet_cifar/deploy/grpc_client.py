@@ -1,10 +1,7 @@
-"""A client for TF Serving's gRPC PredictionService (tensorflow-serving-api's stub and protos,
-the optional extra "serving"; without it the error says what to install).
-
-The PredictResponse's output tensors are decoded strictly (dtype, and values that fill
-the shape exactly: a tensor cannot declare more elements than it carries) into the REST
-API's columnar form, then checked by rest_client.parse_response: one check of what a
-server returns, whatever the transport.
+"""A client for TF Serving's gRPC PredictionService (tensorflow-serving-api, the extra
+"serving"). Output tensors are decoded strictly (dtype; values that fill the shape exactly)
+into the REST API's columnar form, then checked by rest_client.parse_response: one check of
+what a server returns, whatever the transport.
 """
 
 from __future__ import annotations
@@ -25,8 +22,8 @@ MISSING = ("TF Serving's gRPC stubs and protos are not installed: pip install "
 
 
 def apis():
-    """(grpc, predict_pb2, prediction_service_pb2_grpc, types_pb2), or one line naming the
-    extra. Imported here, not at the top: the REST client must not need them."""
+    """(grpc, predict_pb2, prediction_service_pb2_grpc, types_pb2), or a UserError naming
+    the extra; not imported at the top: the REST client must not need them."""
     try:
         import grpc
         from tensorflow.core.framework import types_pb2
@@ -56,8 +53,7 @@ def address_problem(url: str) -> str | None:
 
 def target(url: str) -> str:
     """`host:port` of a `grpc://` address, as gRPC's channel takes it."""
-    problem = address_problem(url)
-    if problem:
+    if problem := address_problem(url):
         raise UserError(f"The gRPC address {problem}, got {url!r}.")
     parts = urllib.parse.urlsplit(url)
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -84,19 +80,16 @@ def build_request(model_name: str, pixels: np.ndarray, *, version: int | None = 
 
 
 # How each output is read: the dtypes it may come as -> (numpy dtype, repeated field).
-_DECODERS = {
-    "DT_FLOAT": ("<f4", "float_val"), "DT_DOUBLE": ("<f8", "double_val"),
-    "DT_INT64": ("<i8", "int64_val"), "DT_INT32": ("<i4", "int_val"),
-    "DT_STRING": (None, "string_val"),
-}
+_DECODERS = {"DT_FLOAT": ("<f4", "float_val"), "DT_DOUBLE": ("<f8", "double_val"),
+             "DT_INT64": ("<i8", "int64_val"), "DT_INT32": ("<i4", "int_val"),
+             "DT_STRING": (None, "string_val")}
 _EXPECTED = {"probabilities": ("DT_FLOAT", "DT_DOUBLE"), "class_id": ("DT_INT64", "DT_INT32"),
              "class_name": ("DT_STRING",)}
 
 
 def _decode(key: str, tensor) -> list | object:
-    """A TensorProto -> nested lists. Its values must fill its shape exactly: TensorProto
-    lets one value stand for a whole tensor, and a hostile shape of 10^12 elements would
-    be built here."""
+    """A TensorProto -> nested lists. Its values must fill its shape exactly: TensorProto lets
+    one value stand for a whole tensor, and a hostile shape of 10^12 would be built here."""
     _, _, _, types_pb2 = apis()
     dtype = types_pb2.DataType.Name(tensor.dtype) if tensor.dtype in types_pb2.DataType.values() \
         else str(tensor.dtype)

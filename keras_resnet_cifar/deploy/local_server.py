@@ -1,10 +1,8 @@
-"""A stand-in for TF Serving on the loopback: one exported SavedModel over REST and gRPC,
-for trying the serving client without Docker, and for the tests.
-
-NOT TF Serving and not a server to deploy: no batching, model config, version polling,
-labels, warm-up or TLS; one version; 127.0.0.1 only. It speaks the part of TF Serving's
-two APIs the client uses, with TF Serving's wire formats and error wording ("Servable not
-found for request: ..."):
+"""A stand-in for TF Serving on the loopback, serving one exported SavedModel over REST and
+gRPC: for trying the client without Docker, and for the tests. NOT a server to deploy: no
+batching, model config, version polling, labels, warm-up or TLS; one version; 127.0.0.1
+only. It speaks the part of TF Serving's APIs the client uses, with its wire formats and
+error wording ("Servable not found for request: ..."):
 
     REST  POST /v1/models/<name>[/versions/<N>]:predict   rows ("instances") or columns
     gRPC  tensorflow.serving.PredictionService/Predict
@@ -41,8 +39,7 @@ class BadRequest(Exception):
 
 
 def model_version(path: str | os.PathLike) -> tuple[Path, int]:
-    """(version folder, version) of a version folder, or of a model base path (its highest
-    numbered version)."""
+    """(version folder, version) of a version folder, or of a base path's highest version."""
     path = Path(path)
     if (path / contract.SAVED_MODEL_GRAPH).is_file():
         return path, int(path.name) if path.name.isdigit() else 1
@@ -65,8 +62,7 @@ class Servable:
         try:
             self._loaded = tf.saved_model.load(os.fspath(folder))
         except (OSError, ValueError, tf.errors.OpError) as e:
-            raise UserError(f"{folder} is not a loadable SavedModel ({first_line(e)}).") \
-                from None
+            raise UserError(f"{folder} is not a loadable SavedModel ({first_line(e)}).") from None
         self.name, self.version = name, version
         self.signatures = dict(self._loaded.signatures)
 
@@ -81,7 +77,6 @@ class Servable:
                              not_found=True)
 
     def run(self, signature: str | None, inputs: dict) -> dict[str, np.ndarray]:
-        """{output name: array} of a signature run on {input name: array-like}."""
         import tensorflow as tf
 
         name = signature or DEFAULT_SIGNATURE
@@ -123,25 +118,23 @@ def _rest_answer(servable: Servable, path: str, body) -> dict:
     servable.check(name, None if version is None else int(version), label)
     if not isinstance(body, dict):
         raise BadRequest("JSON Value: not an object")
+    signature = body.get("signature_name")
     if "instances" in body:
         rows = body["instances"]
         if not isinstance(rows, list) or not rows:
             raise BadRequest("'instances' must be a non-empty list")
         if all(isinstance(r, dict) for r in rows):
-            keys = set(rows[0])
-            if any(set(r) != keys for r in rows):
+            if any(set(r) != set(rows[0]) for r in rows):
                 raise BadRequest("instances do not all have the same named inputs")
-            inputs = {k: [r[k] for r in rows] for k in keys}
+            inputs = {k: [r[k] for r in rows] for k in rows[0]}
         else:  # the single-input short form: a list of bare tensors
-            specs = servable.signatures.get(body.get("signature_name") or DEFAULT_SIGNATURE)
+            specs = servable.signatures.get(signature or DEFAULT_SIGNATURE)
             inputs = {next(iter(specs.structured_input_signature[1])) if specs else "": rows}
-        outputs = servable.run(body.get("signature_name"), inputs)
-        columns = _json_outputs(outputs)
+        columns = _json_outputs(servable.run(signature, inputs))
         return {"predictions": [{k: v[i] for k, v in columns.items()}
                                 for i in range(len(rows))]}
     if isinstance(body.get("inputs"), dict):
-        return {"outputs": _json_outputs(servable.run(body.get("signature_name"),
-                                                      body["inputs"]))}
+        return {"outputs": _json_outputs(servable.run(signature, body["inputs"]))}
     raise BadRequest("Missing 'inputs' or 'instances' key")
 
 
@@ -169,9 +162,8 @@ def _rest_handler(servable: Servable):
                 self.close_connection = True
                 return self._send(413, {"error": f"A request body of at most "
                                                  f"{MAX_REQUEST_BYTES} bytes is taken"})
-            raw = self.rfile.read(size)
             try:
-                body = json.loads(raw)
+                body = json.loads(self.rfile.read(size))
                 self._send(200, _rest_answer(servable, self.path, body))
             except (ValueError, RecursionError) as e:
                 self._send(400, {"error": f"JSON Parse error: {first_line(e)}"})
@@ -227,8 +219,8 @@ def _port_in_use(what: str, port: int) -> UserError:
 
 def serve(servable: Servable, *, rest_port: int = 8501, grpc_port: int = 8500,
           threads: int = 4) -> Running:
-    """Starts the REST and gRPC servers on 127.0.0.1 in background threads (port 0: any
-    free one); `threads` are gRPC's, REST takes one per connection."""
+    """Starts the REST and gRPC servers in background threads (port 0: any free one);
+    `threads` are gRPC's, REST takes one per connection."""
     grpc, service, servicer = _grpc_servicer(servable)
     try:
         httpd = http.server.ThreadingHTTPServer((HOST, rest_port), _rest_handler(servable))
@@ -247,8 +239,7 @@ def serve(servable: Servable, *, rest_port: int = 8501, grpc_port: int = 8500,
         httpd.server_close()
         raise _port_in_use("gRPC", grpc_port)
     server.start()
-    thread = threading.Thread(target=httpd.serve_forever, name="stand-in REST", daemon=True)
-    thread.start()
+    threading.Thread(target=httpd.serve_forever, name="stand-in REST", daemon=True).start()
 
     def stop_rest():
         httpd.shutdown()

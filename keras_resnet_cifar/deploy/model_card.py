@@ -53,9 +53,8 @@ def build(model, provenance: dict, *, licence: str | None, name: str, version: i
           class_names: Sequence[str], tflite_files: dict, data_description: str,
           parity_report: dict | None, warmup: dict | None = None,
           files: dict[str, str] | None = None) -> dict[str, Any]:
-    """The model card of one export version. The architecture comes from the source's Keras
-    model, or a SavedModel source's own card; `files` ({relative path: sha256}) lets the
-    tools find a damaged file and, with the seal, trust the SavedModel."""
+    """The architecture comes from the source's Keras model, or a SavedModel source's card;
+    `files` ({relative path: sha256}) lets the tools find a damaged file."""
     import keras
     import tensorflow as tf
 

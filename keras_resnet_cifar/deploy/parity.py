@@ -23,8 +23,8 @@ def compare(reference: np.ndarray, probabilities: np.ndarray,
     """How an export's (N, C) probabilities differ from the reference's; a close
     disagreement is one where the reference's two top probabilities are within CLOSE."""
     ref_top, top = reference.argmax(axis=1), probabilities.argmax(axis=1)
-    two = np.sort(reference, axis=1)[:, -2:] if reference.shape[1] > 1 else None
-    close = (two[:, 1] - two[:, 0] < CLOSE) if two is not None else np.zeros(len(ref_top), bool)
+    two = np.sort(reference, axis=1)[:, -2:]
+    close = (two[:, 1] - two[:, 0] < CLOSE) if two.shape[1] > 1 else np.zeros(len(top), bool)
     return {
         "top1_agreement": float(np.mean(ref_top == top)),
         "disagreements": int(np.sum(ref_top != top)),
@@ -58,12 +58,10 @@ def report(reference: np.ndarray, variants: Mapping[str, dict], images: np.ndarr
     for name, v in variants.items():
         if progress:
             progress(name)
-        row = compare(reference, np.asarray(v["predict"](images)), labels)
-        row["size_bytes"] = v.get("size_bytes")
-        row["file"] = v.get("file")
-        row["latency_ms"] = (latency_ms(v["predict_one"], images[:1], runs=latency_runs)
-                             if latency_runs else None)
-        out[name] = row
+        out[name] = {**compare(reference, np.asarray(v["predict"](images)), labels),
+                     "size_bytes": v.get("size_bytes"), "file": v.get("file"),
+                     "latency_ms": (latency_ms(v["predict_one"], images[:1], runs=latency_runs)
+                                    if latency_runs else None)}
     return {"images": int(len(images)), "labelled": labels is not None, "variants": out}
 
 

@@ -1,12 +1,11 @@
-"""One interface for everything that predicts: a run directory, a .keras file, a SavedModel,
-a .tflite file.
+"""One interface for all that predicts: a run directory, a .keras, SavedModel or .tflite file.
 
     p = predictor.load("runs/resnet20-seed0", checkpoint="best")   # checkpoints/best.keras
     p = predictor.load("exports/resnet20/1/model_int8.tflite", num_threads=2)
     probabilities = p.predict(pixels)     # uint8 (N, 32, 32, 3) -> float32 (N, C)
 
-`resolve` finds what a path is without TensorFlow, so a command checks its arguments
-first. A .tflite file needs only LiteRT (edge.py); the other kinds need TensorFlow.
+`resolve` needs no TensorFlow, so a command checks its arguments first. A .tflite file
+needs only LiteRT (edge.py); the other kinds need TensorFlow.
 """
 
 from __future__ import annotations
@@ -31,20 +30,17 @@ TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on
               "~/.config/keras-resnet-cifar/export.key). A SavedModel is a program: "
               "its graph runs whatever operations it holds, file writes included. Only for "
               "SavedModels from a source you trust.")
-# A .keras file is a zip (config.json, metadata.json, model.weights.h5) whose JSON
-# Keras reads whole into memory, and a zip can announce gigabytes in a few megabytes.
-# The largest model here, ResNet-1202 with its optimiser state, is about 160 MB.
+# A .keras file is a zip whose JSON Keras reads whole, and a zip can announce gigabytes in
+# a few megabytes; the largest model here (ResNet-1202, optimiser state) is about 160 MB.
 MAX_KERAS_BYTES = 1 << 30
 MAX_KERAS_JSON_BYTES = 16 << 20
-# Keras writes its members stored and its HDF5 datasets contiguous: a member that
-# inflates, or a dataset that declares more than it stores (a fill value, compressed
-# zeros), is a bomb. Keras (3.15) refuses such datasets only beyond 4 GiB.
+# Keras writes members stored and HDF5 datasets contiguous: one that inflates, or declares
+# more than it stores (a fill value), is a bomb. Keras (3.15) refuses those beyond 4 GiB only.
 MAX_KERAS_INFLATION = 64
 MAX_KERAS_WEIGHT_BYTES = 512 << 20
 CHECKPOINTS = tuple(run_files.MODEL_FILES)  # final, last, best
-# Threads a command's --num_threads (and benchmark's TF thread flags) may ask for: far
-# beyond any machine's cores, well within the C int the runtimes take (2**31 was a
-# traceback).
+# The most threads a command may ask for: far beyond any machine's cores, well within the
+# C int the runtimes take (2**31 was a traceback).
 MAX_THREADS = 1024
 # How far a probability may stray from [0, 1], and a row's sum from 1: float32 softmax
 # rounds by about 1e-6, an int8 model's dequantised outputs by half a step (1/512) each,
@@ -85,7 +81,7 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
                         f"{checkpoint!r}.", argument="checkpoint")
     if not path.exists():
         raise UserError(f"No run directory, .keras file, SavedModel or .tflite file at {path}.")
-    if path.is_dir() and (path / "saved_model.pb").is_file():
+    if path.is_dir() and (path / contract.SAVED_MODEL_GRAPH).is_file():
         resolved = Resolved(path, path, "saved_model")
     elif path.is_dir():
         file = run_files.path(path, run_files.MODEL_FILES[checkpoint])
@@ -111,8 +107,7 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
 
 
 class Predictor:
-    """A model as a function from uint8 pixels to class probabilities; `keras_model` is
-    None for a SavedModel or a .tflite file."""
+    """uint8 pixels -> class probabilities; `keras_model` is None but for a Keras model."""
 
     def __init__(self, resolved: Resolved, run_batch: Callable[[np.ndarray], np.ndarray],
                  class_names: Sequence[str], keras_model=None, card: dict | None = None):
@@ -127,7 +122,6 @@ class Predictor:
 
     def predict(self, pixels: np.ndarray, batch_size: int = 256,
                 progress: Progress | None = None) -> np.ndarray:
-        """float32 (N, C) probabilities of raw uint8 pixels (N, 32, 32, 3), in batches."""
         pixels = np.asarray(pixels)
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (32, 32, 3):
             raise ValueError(f"Expected uint8 pixels (N, 32, 32, 3), got {pixels.dtype} "
@@ -142,9 +136,8 @@ class Predictor:
                                              self.source.path))
             if progress:
                 progress(min(start + batch_size, len(pixels)), len(pixels))
-        if not parts:
-            return np.zeros((0, len(self.class_names)), np.float32)
-        return np.concatenate(parts)
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)),
+                                                            np.float32)
 
     __call__ = predict
 
@@ -156,9 +149,8 @@ class Predictor:
 
 def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
                         what: str | os.PathLike) -> np.ndarray:
-    """`probabilities` when they are `images` rows of `classes` probabilities. Otherwise a
-    model with NaN weights, one ending in logits, or one with another number of classes
-    than names would be printed or scored as if it were right ("airplane 1903164.1%")."""
+    """`probabilities`, checked: else a model with NaN weights, logits or another number of
+    classes than names would be printed or scored as if right ("airplane 1903164.1%")."""
     if probabilities.shape != (images, classes):
         raise UserError(f"{what} gave outputs of shape {probabilities.shape} for {images} "
                         f"image(s), not ({images}, {classes}): its outputs do not match its "
@@ -181,8 +173,7 @@ def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
 
 def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
          num_threads: int = 1, trust_savedmodel: bool = False) -> Predictor:
-    """Loads a model path, or what `resolve` returned for one; `num_threads` is a .tflite
-    model's (LiteRT)."""
+    """Loads a model path or a Resolved; `num_threads` is a .tflite model's (LiteRT)."""
     resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
     check_trusted(resolved, trust_savedmodel)  # also for a Resolved made elsewhere
     try:
@@ -208,8 +199,7 @@ def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
 
 def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
              k: int = 3) -> list[dict]:
-    """One {"input": name, "top": [{"class", "probability"}, ...]} per image, `inputs`
-    naming the images (what data.labels.format_ranked prints)."""
+    """One {"input": name, "top": [{"class", "probability"}, ...]} per image of `inputs`."""
     if len(pixels) != len(inputs):
         raise ValueError(f"{len(pixels)} images but {len(inputs)} input names.")
     if not len(pixels):
@@ -221,8 +211,7 @@ def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
 
 def score(model: Predictor, pixels: np.ndarray, labels: np.ndarray,
           progress: Progress | None = None) -> dict:
-    """Top-1 accuracy with numpy only, so a .tflite model scores without TensorFlow (the
-    full metrics are evaluation.py's)."""
+    """Top-1 accuracy with numpy only: a .tflite model scores without TensorFlow."""
     predicted = model.predict(pixels, progress=progress).argmax(axis=1)
     correct = int(np.sum(predicted == np.asarray(labels)))
     return {"images": int(len(labels)), "correct": correct,
@@ -234,9 +223,8 @@ def _load_saved_model(resolved: Resolved) -> Predictor:
 
     classifier = serving.load_classifier(resolved.file)
     card = contract.read_card(resolved.file)
-    names = contract.class_names(card) or CIFAR10_CLASSES
-    return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)), names,
-                     card=card)
+    return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)),
+                     contract.class_names(card) or CIFAR10_CLASSES, card=card)
 
 
 def check_keras_archive(file: str | os.PathLike) -> None:
@@ -257,8 +245,8 @@ def check_keras_archive(file: str | os.PathLike) -> None:
         if m.file_size > MAX_KERAS_INFLATION * m.compress_size + (1 << 20):
             raise UserError(f"{file}: its {m.filename} inflates {m.compress_size:,} bytes "
                             f"to {m.file_size:,}: a zip bomb, refused before reading.")
-    if any(m.filename.endswith(".h5") for m in members):
-        _check_weights(file, [m for m in members if m.filename.endswith(".h5")])
+    if weights := [m for m in members if m.filename.endswith(".h5")]:
+        _check_weights(file, weights)
 
 
 def _check_weights(file, members) -> None:

@@ -1,17 +1,17 @@
-"""A client for TF Serving's REST predict API, for the exported SavedModel (standard library
-and numpy only).
+"""A client (standard library and numpy only) for TF Serving's REST predict API.
 
     POST <url>/v1/models/<name>[/versions/<N> | /labels/<label>]:predict
     {"signature_name": "serving_default", "instances": [{"image": [[[r, g, b], ...]]}, ...]}
     -> {"predictions": [{"probabilities": [...], "class_id": 3, "class_name": "cat"}, ...]}
 
-The columnar form ({"inputs": {"image": [...]}} -> {"outputs": {...}}) works too. An
-error answer, an unreachable server and anything that is not a predict response raise
-UserError; the timeout bounds the whole exchange, from connecting to the last byte.
+The columnar form ({"inputs": ...} -> {"outputs": ...}) works too. An error answer, an
+unreachable server or anything but a predict response raise UserError; the timeout bounds
+the whole exchange, from connecting to the last byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -28,15 +28,13 @@ from keras_resnet_cifar.errors import UserError, first_line, printable
 from keras_resnet_cifar.errors import plural
 
 MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
-# An answer is bounded by the images asked about, before json.loads (which costs up to
-# 20 times the text: a Python list for every "[]"): a prediction of 10 classes is ~300
-# bytes, one object and one list; 16 KiB and 8 of them per image leave room for
-# a model of a thousand classes.
+# An answer is bounded by the images asked about before json.loads (which costs up to 20
+# times the text): a prediction of 10 classes is ~300 bytes, one object and one list;
+# 16 KiB and 8 of them per image leave room for a model of a thousand classes.
 ANSWER_BYTES_PER_IMAGE = 16 << 10
 ANSWER_NESTS_PER_IMAGE = 8
 URL_SCHEMES = ("http://", "https://")  # what a server address must start with
-# A model name is one path segment of the predict URL: anything else ("a?b", "a#b",
-# "a/b") would send the request to another endpoint.
+# One path segment of the predict URL: "a?b", "a#b", "a/b" would reach another endpoint.
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_TIMEOUT_S = 86400.0  # a day; Python's timers overflow on far larger values
 
@@ -79,8 +77,7 @@ def timeout_problem(timeout) -> str | None:
 
 
 def check_timeout(timeout) -> None:
-    problem = timeout_problem(timeout)
-    if problem:
+    if problem := timeout_problem(timeout):
         raise UserError(f"The timeout {problem}, got {timeout!r}.")
 
 
@@ -93,8 +90,7 @@ def check_names(model_name: str, label: str | None) -> None:
 
 def predict_url(base_url: str, model_name: str, version: int | None = None,
                 label: str | None = None) -> str:
-    problem = url_problem(base_url)
-    if problem:
+    if problem := url_problem(base_url):
         raise UserError(f"The server URL {problem}, got {base_url!r}.")
     check_names(model_name, label)
     path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version
@@ -107,10 +103,8 @@ def build_request(pixels: np.ndarray, *, signature: str | None = None,
     pixels = np.asarray(pixels, np.uint8)
     body = {"signature_name": signature} if signature else {}
     if columnar:
-        body["inputs"] = {INPUT_KEY: pixels.tolist()}
-    else:
-        body["instances"] = [{INPUT_KEY: image.tolist()} for image in pixels]
-    return body
+        return {**body, "inputs": {INPUT_KEY: pixels.tolist()}}
+    return {**body, "instances": [{INPUT_KEY: image.tolist()} for image in pixels]}
 
 
 def parse_response(body: dict, count: int) -> list[dict]:
@@ -134,12 +128,14 @@ def parse_response(body: dict, count: int) -> list[dict]:
         answered = len(rows) if isinstance(rows, list) else 0
         raise UserError(f"TF Serving answered {plural(answered, 'prediction')} for "
                         f"{plural(count, 'image')}.")
+    first = rows[0].get("probabilities") if rows and isinstance(rows[0], dict) else None
+    width = len(first) if isinstance(first, list) else None
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or any(k not in row for k in OUTPUT_KEYS):
             raise UserError("TF Serving's predictions are not objects with "
                             f"{', '.join(OUTPUT_KEYS)}: is this model's signature the "
                             "one keras_resnet_cifar.export writes?")
-        _check_row(row, i, width=_width(rows[0]))
+        _check_row(row, i, width=width)
     return [{"probabilities": [float(p) for p in row["probabilities"]],
              "class_id": int(row["class_id"]), "class_name": printable(row["class_name"])}
             for row in rows]
@@ -152,11 +148,6 @@ def _is_number(value) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int of hundreds of digits
         return False
-
-
-def _width(row: dict) -> int | None:
-    p = row.get("probabilities") if isinstance(row, dict) else None
-    return len(p) if isinstance(p, list) else None
 
 
 def _check_row(row: dict, i: int, width: int | None) -> None:
@@ -221,17 +212,14 @@ def _post(url: str, data: bytes, timeout: float,
         expired.set()
         sock = conn.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     watchdog = threading.Timer(timeout, stop)
     watchdog.daemon = True
     watchdog.start()
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        conn.request("POST", parts.path, body=data, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         chunks, size = [], 0
         while True:
@@ -248,12 +236,10 @@ def _post(url: str, data: bytes, timeout: float,
         if expired.is_set():
             raise TimeoutError
         return response.status, b"".join(chunks)
-    except (socket.timeout, TimeoutError):
-        raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
-    except ConnectionRefusedError:
-        raise UserError(f"Cannot reach TF Serving at {url}: connection refused.") from None
     except (OSError, http.client.HTTPException) as e:
-        if expired.is_set():
+        if isinstance(e, ConnectionRefusedError):
+            raise UserError(f"Cannot reach TF Serving at {url}: connection refused.") from None
+        if expired.is_set() or isinstance(e, TimeoutError):  # socket.timeout is TimeoutError
             raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
         if isinstance(e, socket.gaierror):
             raise UserError(f"Cannot reach TF Serving at {url}: {e.strerror or e}.") from None

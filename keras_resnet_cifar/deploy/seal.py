@@ -1,11 +1,9 @@
 """This machine's own record that this project exported a model: an HMAC-SHA256 seal.
 
-A SavedModel is a program, and whoever writes a hostile one writes a matching model card
-too; the card's sha256 prove nothing. The exporter signs the card and the sha256 of every
-file with a key only this user on this machine has (`key_path()`: 32 random bytes, 0600
-in a 0700 folder, made by the first export), so a seal vouches only where the model was
-exported: a copy taken elsewhere needs trust_savedmodel. Removing the key revokes every
-seal. No TensorFlow here: trust is checked before it loads.
+A SavedModel is a program, and whoever writes a hostile one writes a matching card too. The
+exporter signs the card and every file's sha256 with a key only this user here has
+(`key_path()`: 32 random bytes, 0600 in a 0700 folder, made by the first export): a copy
+taken elsewhere needs trust_savedmodel; removing the key revokes every seal. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -29,8 +27,7 @@ _DOMAIN = b"keras_resnet_cifar export seal v1\n"
 
 
 def key_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
-                                                             ".config")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
     return Path(base) / "keras-resnet-cifar" / "export.key"
 
 
@@ -51,9 +48,8 @@ def _read_key(path: Path) -> bytes:
 
 
 def load_key(*, create: bool = False) -> bytes | None:
-    """This user's export key (checked: theirs, private, 32 bytes); made when absent and
-    `create`, else None. A new key is linked into place from a private temporary file, so
-    two exports starting together agree on one key and none reads half of it."""
+    """This user's export key (checked), made if absent and `create`, else None. A new key is
+    linked into place from a private file: exports starting together agree on one, whole."""
     path = key_path()
     try:
         return _read_key(path)

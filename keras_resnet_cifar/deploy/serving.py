@@ -1,12 +1,6 @@
-"""The SavedModel that TF Serving loads: two signatures over raw pixels, with one set of
-outputs.
-
-    serving_default   image: uint8   (None, 32, 32, 3)  raw RGB pixels
-    serving_float32   image: float32 (None, 32, 32, 3)  RGB pixels on [0, 255]
-      -> probabilities float32 (None, C), class_id int64 (None,), class_name string (None,)
-
-The model's own `normalize` layer normalises, so clients send pixels and serving needs
-nothing of this package.
+"""The SavedModel that TF Serving loads: contract.py's two signatures over raw pixels, one set
+of outputs (exports/README.md). The model's own `normalize` layer normalises: clients send
+pixels, serving needs nothing of this package.
 """
 
 from __future__ import annotations
@@ -20,12 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet_cifar.deploy.contract import (DEFAULT_SIGNATURE, FLOAT_SIGNATURE, IMAGE_SHAPE,
-                                         INPUT_KEY, OUTPUT_KEYS)
+                                                INPUT_KEY, OUTPUT_KEYS, SAVED_MODEL_GRAPH)
 from keras_resnet_cifar.errors import UserError, first_line
 
 
 def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]) -> None:
-    """Writes the SavedModel of `model` with the two signatures above into `path`."""
     if tuple(model.input_shape) != IMAGE_SHAPE:
         raise UserError(f"The model takes {model.input_shape}, not {IMAGE_SHAPE} images.")
     if model.output_shape[-1] != len(class_names):
@@ -49,8 +42,7 @@ def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]
 
 
 class SavedModelClassifier:
-    """An exported SavedModel as uint8 pixels -> float32 probabilities, through
-    serving_default as TF Serving calls it."""
+    """An exported SavedModel: uint8 pixels -> probabilities, through serving_default."""
 
     def __init__(self, path: str | os.PathLike):
         try:
@@ -72,18 +64,16 @@ class SavedModelClassifier:
     __call__ = predict
 
 
+load_classifier = SavedModelClassifier
+
+
 def signature_names(path: str | os.PathLike) -> list[str]:
-    """The SavedModel's signature names, from saved_model.pb alone: nothing of the graph
-    is loaded or run."""
+    """The SavedModel's signature names, from saved_model.pb alone (nothing loaded or run)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     try:
-        proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+        proto.ParseFromString((Path(path) / SAVED_MODEL_GRAPH).read_bytes())
     except (OSError, ValueError) as e:  # DecodeError is a ValueError
         raise UserError(f"{path} is not a loadable SavedModel ({first_line(e)}).") from None
     return sorted({name for graph in proto.meta_graphs for name in graph.signature_def})
-
-
-def load_classifier(path: str | os.PathLike) -> SavedModelClassifier:
-    return SavedModelClassifier(path)

@@ -1,7 +1,6 @@
-"""What an export is made from: the model (Source) and the images that calibrate and check
-it (EvalData). A source is a run directory, a .keras file, a SavedModel or the reference
-PyTorch weights; importing this module loads no TensorFlow, so the export command's checks
-answer at once.
+"""What an export is made from: the model (Source: a run directory, .keras file, SavedModel
+or the reference PyTorch weights) and the images that calibrate and check it (EvalData).
+No TensorFlow on import, so the export command's checks answer at once.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from keras_resnet_cifar.models import reference_weights
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """A model to export and where it came from."""
-
     model: predictor.Predictor
     provenance: dict                 # for the model card: kind, path, sha256; a run's config
     licence_note: str | None = None  # a notice that must travel with the export
@@ -46,8 +43,7 @@ class EvalData:
 
 def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
                 trust_savedmodel: bool = False) -> Source:
-    """A run directory's model, a .keras file or a SavedModel (with this exporter's two
-    signatures), as predictor.load takes them."""
+    """A run directory's model, a .keras file or a SavedModel of this exporter."""
     resolved = predictor.resolve(path, checkpoint, trust_savedmodel=trust_savedmodel)
     if resolved.kind == "tflite":
         raise UserError(f"{path} is a .tflite model, already an export: export its run "
@@ -59,8 +55,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
     if resolved.kind == "saved_model":
         from keras_resnet_cifar.deploy import serving
 
-        # Its TFLite models are converted from serving_float32: said now, not as a
-        # KeyError after the copy.
+        # TFLite converts from serving_float32: said now, not as a KeyError after the copy.
         missing = [name for name in (contract.DEFAULT_SIGNATURE, contract.FLOAT_SIGNATURE)
                    if name not in serving.signature_names(resolved.file)]
         if missing:
@@ -70,7 +65,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
         card = model.card or {}
         licence = resolved.file / reference_weights.LICENCE_FILE
         return Source(model, {"kind": "saved_model", "path": str(resolved.file.resolve()),
-                              "sha256": contract.sha256(resolved.file / "saved_model.pb"),
+                              "sha256": contract.sha256(resolved.file / contract.SAVED_MODEL_GRAPH),
                               "source": card.get("source")},
                       licence_note=card.get("licence"),
                       licence_file=str(licence) if licence.is_file() else None)
@@ -164,5 +159,4 @@ def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: 
     return EvalData(calibration=calibration, test_images=data.test.images,
                     test_labels=data.test.labels,
                     description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} "
-                                "training images for calibration, test split for parity",
-                    real=real)
+                                "training images for calibration, test split for parity", real=real)

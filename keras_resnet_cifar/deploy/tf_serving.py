@@ -1,12 +1,8 @@
 """The files TF Serving reads besides the SavedModel: warm-up requests, model config and
-batching parameters.
-
-Warm-up: TF Serving replays the PredictionLog records of a version's
-assets.extra/tf_serving_warmup_requests before it serves it, so the first requests do not
-pay for graph initialisation; one request per batch size the batcher pads to, each a
-shape TensorFlow prepares once. The model config is a ModelServerConfig proto;
-BatchingParameters' proto is not in tensorflow-serving-api's wheel, so its text format is
-written field by field.
+batching parameters. TF Serving replays a version's warm-up PredictionLogs before serving
+it, so the first requests do not pay for graph initialisation: one per batch size the
+batcher pads to. BatchingParameters' proto is not in tensorflow-serving-api's wheel, so its
+text format is written field by field.
 """
 
 from __future__ import annotations
@@ -19,41 +15,32 @@ import numpy as np
 from keras_resnet_cifar.deploy import contract, grpc_client
 from keras_resnet_cifar.errors import UserError
 
-# The batch sizes the batcher pads to (TF Serving: the last must be max_batch_size),
-# and so the sizes the warm-up requests prepare.
+# The batch sizes the batcher pads to (the last must be max_batch_size) and warm-up prepares.
 BATCH_SIZES = (1, 8, 32, 128)
 MODEL_CONFIG = "models.config"
 BATCHING_CONFIG = "batching.config"
 
 
-def warmup_records(model_name: str, images: np.ndarray,
-                   batch_sizes: Sequence[int] = BATCH_SIZES) -> list[bytes]:
-    """Serialized PredictionLog records: one serving_default request per batch size, of
-    `images` repeated to fill it."""
+def write_warmup(folder: str | os.PathLike, model_name: str, images: np.ndarray,
+                 batch_sizes: Sequence[int] = BATCH_SIZES) -> str:
+    """Writes the warm-up TFRecord file in `folder`, one PredictionLog per batch size (of
+    `images` repeated); its relative path."""
+    import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2  # the optional extra
 
     images = np.asarray(images, np.uint8)
     if len(images) == 0:
         raise UserError("No images to build the warm-up requests from.")
-    records = []
-    for size in batch_sizes:
-        request = grpc_client.build_request(model_name, images[np.arange(size) % len(images)],
-                                            signature=contract.DEFAULT_SIGNATURE)
-        log = prediction_log_pb2.PredictionLog()
-        log.predict_log.request.CopyFrom(request)
-        records.append(log.SerializeToString())
-    return records
-
-
-def write_warmup(folder: str | os.PathLike, records: Sequence[bytes]) -> str:
-    """Writes `records` as the warm-up TFRecord file in `folder`; its relative path."""
-    import tensorflow as tf
-
+    logs = [prediction_log_pb2.PredictionLog() for _ in batch_sizes]
+    for log, size in zip(logs, batch_sizes):
+        log.predict_log.request.CopyFrom(grpc_client.build_request(
+            model_name, images[np.arange(size) % len(images)],
+            signature=contract.DEFAULT_SIGNATURE))
     path = os.path.join(os.fspath(folder), contract.WARMUP_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
-        for record in records:
-            writer.write(record)
+        for log in logs:
+            writer.write(log.SerializeToString())
     return contract.WARMUP_FILE
 
 

@@ -1,16 +1,8 @@
 """TFLite conversion: a Keras classifier over raw pixels -> .tflite bytes, built-in ops only
-(no Flex), the model's `normalize` layer inside the graph.
-
-    float32        float32 weights and arithmetic; float32 pixels in [0, 255]
-    float16        float16 weights (half the size), float32 in and out; GPU delegates
-                   compute in float16, a CPU in float32 (weights dequantised)
-    dynamic_range  int8 weights, float activations; float32 pixels in [0, 255]
-    int8           int8 weights and activations, calibrated on representative images;
-                   uint8 pixels in (scale 1, zero point 0: raw bytes), float32 out
-
-As Keras' own LiteRT export: an ExportArchive SavedModel, then
-TFLiteConverter.from_saved_model. A SavedModel of this exporter converts through its
-serving_float32 signature.
+(no Flex), the model's `normalize` layer inside the graph; the variants are exports/README.md's
+(float16 computes in float16 on GPU delegates only: a CPU dequantises its weights). As Keras'
+own LiteRT export: an ExportArchive SavedModel, then from_saved_model; a SavedModel of this
+exporter converts through its serving_float32 signature.
 """
 
 from __future__ import annotations
@@ -45,15 +37,13 @@ def _saved_model(model: keras.Model | str | os.PathLike, folder: str) -> None:
         return
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        _ENDPOINT, lambda image: {"probabilities": model(image, training=False)},
-        input_signature=[spec])
+    archive.add_endpoint(_ENDPOINT, lambda image: {"probabilities": model(image, training=False)},
+                         input_signature=[spec])
     archive.write_out(folder, verbose=False)
 
 
 def representative_images(images: np.ndarray, count: int = 500,
                           seed: int = 0) -> np.ndarray:
-    """A fixed random sample of `count` images for calibration."""
     if len(images) == 0:
         raise UserError("No images to calibrate the int8 model on.")
     rng = np.random.default_rng(seed)
@@ -63,10 +53,9 @@ def representative_images(images: np.ndarray, count: int = 500,
 def convert(model: keras.Model | str | os.PathLike, variant: str,
             calibration: np.ndarray | None = None, *,
             workdir: str | os.PathLike | None = None) -> bytes:
-    """The .tflite flatbuffer of a Keras model or a SavedModel folder of serving.save.
-    int8 `calibration` images should hold pixels of 0 and 255, so that the uint8 input is
-    the identity on raw pixels; the scratch folder goes in `workdir` (removed on any
-    exception)."""
+    """The .tflite flatbuffer of a Keras model or a SavedModel of serving.save. int8
+    `calibration` images should hold pixels of 0 and 255, so that the uint8 input is the
+    identity on raw pixels; the scratch folder goes in `workdir`."""
     if variant not in VARIANTS:
         raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}.",
                         argument="variant")
@@ -90,14 +79,10 @@ def convert(model: keras.Model | str | os.PathLike, variant: str,
 
 
 def ops_used(tflite_bytes: bytes) -> list[str]:
-    """The operator names of a .tflite model (for checking built-ins)."""
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = []
-    for code in m.operatorCodes:
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        ops.append(code.customCode.decode() if code.customCode
-                   else names.get(builtin, str(builtin)))
-    return sorted(set(ops))
+    builtin = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
+    return sorted({c.customCode.decode() if c.customCode else names.get(b, str(b))
+                   for c, b in zip(m.operatorCodes, builtin)})
