@@ -49,11 +49,11 @@ def main(argv):
     resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint,  # before TF loads
                                  trust_savedmodel=FLAGS.trust_savedmodel)
     from keras_resnet_cifar.data import datasets
-    from keras_resnet_cifar.deploy import evaluation
+    from keras_resnet_cifar.deploy import evaluation, evaluation_files
 
     out = FLAGS.out or resolved.run_dir
     if out:  # before the model and the data load
-        evaluation.check_destination(out)
+        evaluation_files.check_destination(out)
     model = predictor.load(resolved, num_threads=FLAGS.num_threads,
                            trust_savedmodel=FLAGS.trust_savedmodel)
     data = datasets.load(FLAGS.dataset, FLAGS.data_dir,
@@ -65,7 +65,7 @@ def main(argv):
     result.update(model=model.describe(), data_source=data.source)
     print(evaluation.format_table(result))
     if out:
-        paths = evaluation.write_results(result, out)
+        paths = evaluation_files.write_results(result, out)
         print(f"wrote {', '.join(str(p) for p in paths)}")
     else:
         print("(not written: give --out=FOLDER to keep the results)")

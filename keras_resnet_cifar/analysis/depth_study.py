@@ -112,11 +112,11 @@ def train_all(spec: StudySpec, out: str | os.PathLike, verbose: int | str = "aut
 def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
                  data: DataCache | None = None) -> None:
     """Evaluates each run's final model on the whole test set (skips up-to-date ones)."""
-    from keras_resnet_cifar.deploy import evaluation, predictor
+    from keras_resnet_cifar.deploy import evaluation, evaluation_files, predictor
 
     data = data or DataCache()
     for workdir in dirs:
-        if evaluation.is_current(workdir):
+        if evaluation_files.is_current(workdir):
             continue
         config = TrainConfig.from_dict(run_files.read_config(workdir) or
                                        dataclasses.asdict(base))
@@ -125,7 +125,7 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
                                            loaded.test.labels, loaded.class_names, batch_size)
         result.update(model=str(run_files.path(workdir, run_files.MODEL)), model_kind="keras",
                       checkpoint="final", data_source=loaded.source)
-        evaluation.write_results(result, workdir)
+        evaluation_files.write_results(result, workdir)
         logging.info("study: %s test accuracy %.4f on %s", workdir,
                      result["accuracy"], plural(result["images"], "image"))
 

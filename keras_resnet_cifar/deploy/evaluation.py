@@ -11,9 +11,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_resnet_cifar.deploy import predictor
-# Where the results are written; imported here for the callers that have not moved yet.
-from keras_resnet_cifar.deploy.evaluation_files import (  # noqa: F401
-    check_destination, is_current, write_results)
 from keras_resnet_cifar.errors import plural, printable
 
 # The smallest probability the loss takes: one that underflows to 0 would make it infinite.
