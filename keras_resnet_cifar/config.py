@@ -111,8 +111,7 @@ class TrainConfig:
         for names, holds, rule in _RULES:
             for name in names:
                 if not holds(getattr(self, name)):
-                    raise ConfigError(f"{name} {rule}, got {getattr(self, name)!r}.",
-                                      argument=name)
+                    raise ConfigError(f"{name} {rule}, got {getattr(self, name)!r}.", argument=name)
         if self.steps_per_epoch is not None and \
                 self.epochs * self.steps_per_epoch * self.batch_size > MAX_COUNT:
             raise ConfigError(f"epochs x steps_per_epoch x batch_size must be at most {MAX_COUNT}"

@@ -50,8 +50,7 @@ MODEL_FILES = {"final": MODEL, "last": LAST, "best": BEST}
 # TrainConfig fields that say how a run executes, not what it computes: a resumed
 # run may change them (a moved data copy, another device count). Every other
 # field is the recipe, which a resumed run must keep (epochs may only grow).
-EXECUTION_FIELDS = ("data_dir", "distribute", "jit_compile", "steps_per_execution",
-                    "deterministic")
+EXECUTION_FIELDS = ("data_dir", "distribute", "jit_compile", "steps_per_execution", "deterministic")
 
 # history.csv's columns: epoch (1-based); training loss, cross_entropy, accuracy (running
 # means over the epoch's augmented batches); val_* on the eval set; rate, seconds, images/s,

@@ -62,8 +62,7 @@ _DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, int | None: fl
 
 
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
-                        defaults: TrainConfig | None = None,
-                        exclude: Collection[str] = ()) -> None:
+                        defaults: TrainConfig | None = None, exclude: Collection[str] = ()) -> None:
     """Defines one flag per TrainConfig field but `exclude`d ones, defaulting to `defaults`."""
     defaults = defaults or TrainConfig()
     for name, hint in typing.get_type_hints(TrainConfig).items():
@@ -75,8 +74,7 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
                                                    flag_values=flag_values)
 
 
-def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS,
-                      **overrides: Any) -> TrainConfig:
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS, **overrides: Any) -> TrainConfig:
     """The config of the parsed flags, with `overrides` for the excluded fields (fields
     that are neither keep TrainConfig's defaults); ConfigError for a refused value."""
     values = {}

@@ -76,12 +76,10 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
         def load(index, batch):
             x = tf.gather(images, batch)
             if augment:  # one [2]-shaped key per batch
-                x = augment_batch(x, tf.random.experimental.stateless_fold_in(augment_key,
-                                                                               index))
+                x = augment_batch(x, tf.random.experimental.stateless_fold_in(augment_key, index))
             return x, tf.gather(labels, batch)
 
-        return ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                                  deterministic=True)
+        return ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def one_epoch(epoch):
         ds = tf.data.Dataset.range(passes).flat_map(lambda p: one_pass(epoch, p))

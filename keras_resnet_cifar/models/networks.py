@@ -71,8 +71,7 @@ def _shortcut(x, filters, strides, option, name, weight_decay, *, sync_bn=False,
     # Option A. A stride-2 1x1 max-pool keeps x[:, ::2, ::2, :]: the pixels the stride-2
     # 3x3 convolution (padded 1 on each side) is centred on.
     if strides != 1:
-        x = layers.MaxPooling2D(pool_size=1, strides=strides,
-                                name=f"{name}_subsample")(x)
+        x = layers.MaxPooling2D(pool_size=1, strides=strides, name=f"{name}_subsample")(x)
     # Zero channels, half before and half after (as the reference implementations); with
     # no channel padding layer, channels are a third spatial axis for ZeroPadding3D.
     extra = filters - in_filters
@@ -105,10 +104,8 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str, na
 
 
 def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
-                mean: Sequence[float] = arch.CIFAR10_MEAN,
-                std: Sequence[float] = arch.CIFAR10_STD,
-                weight_decay: float = 1e-4,
-                weight_decay_scope: str = "all",
+                mean: Sequence[float] = arch.CIFAR10_MEAN, std: Sequence[float] = arch.CIFAR10_STD,
+                weight_decay: float = 1e-4, weight_decay_scope: str = "all",
                 sync_batchnorm: bool = False) -> keras.Model:
     """plainN or resnetN (N = 6n + 2) for raw 32x32 RGB pixels; ValueError for bad arguments.
     weight_decay: lambda of the reference update g += lambda * w, as the L2 term lambda / 2

@@ -127,8 +127,7 @@ def reference_model(state: Mapping[str, np.ndarray]):
     from keras_resnet_cifar.models import networks  # Keras loads here, not on import
 
     depth = _depth_of(state)
-    model = networks.build_model(f"resnet{depth}", mean=arch.IMAGENET_MEAN,
-                               std=arch.IMAGENET_STD)
+    model = networks.build_model(f"resnet{depth}", mean=arch.IMAGENET_MEAN, std=arch.IMAGENET_STD)
     spec = arch.parse_name(f"resnet{depth}")
     used = set()
 
@@ -150,8 +149,7 @@ def reference_model(state: Mapping[str, np.ndarray]):
             layer.set_weights([w.transpose(2, 3, 1, 0)])
         elif keras_name == "logits":
             cin, cout = layer.kernel.shape
-            layer.set_weights([take("linear.weight", (cout, cin)).T,
-                               take("linear.bias", (cout,))])
+            layer.set_weights([take("linear.weight", (cout, cin)).T, take("linear.bias", (cout,))])
         else:
             c = layer.gamma.shape[0]
             layer.set_weights([take(f"{torch_name}.{k}", (c,)) for k in _BN_KEYS])

@@ -52,8 +52,7 @@ def _fused_batch_norm_call(layer, inputs, training=None, mask=None):
     outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
         x=inputs, scale=tf.cast(layer.gamma, tf.float32),
         offset=tf.cast(layer.beta, tf.float32), mean=empty, variance=empty,
-        epsilon=layer.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-        is_training=True)
+        epsilon=layer.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
     # The kernel returns the unbiased (n - 1) batch variance for the moving average, as
     # torch.nn.BatchNorm2d (the reference) averages; Keras averages the biased one (all
     # three normalise with the biased one).

@@ -42,8 +42,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if getattr(resolver, "task_type", None) is None:
         return True
-    return _is_chief_task(resolver.task_type, resolver.task_id,
-                          resolver.cluster_spec().as_dict())
+    return _is_chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
 
 
 def is_chief_process(distribute: str) -> bool:

@@ -172,8 +172,7 @@ def start(workdir: str | os.PathLike, config: Any, plan_: Plan) -> None:
     elif plan_.extended_from is not None:
         saved = run_files.read_config(workdir)
         entry = {"epochs": plan_.extended_from, "extended_to": config.epochs,
-                 "epochs_completed": plan_.state_epoch,
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                 "epochs_completed": plan_.state_epoch, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         fileio.write_json(run_files.path(workdir, run_files.EXTENSIONS),
                           run_files.read_extensions(workdir) + [entry])
         fileio.write_json(run_files.path(workdir, run_files.CONFIG),

@@ -42,14 +42,12 @@ def build_and_compile(config: TrainConfig, replicas: int = 1) -> keras.Model:
     batch_norm.fuse_batch_norm(model)
     # Weight decay is the models' L2 term (gradient lambda * w, through momentum), as in
     # torch.optim.SGD, not Keras' decoupled SGD(weight_decay=...).
-    optimizer = ReferenceSGD(learning_rate=learning_rate_at(0, config),
-                             momentum=config.momentum)
+    optimizer = ReferenceSGD(learning_rate=learning_rate_at(0, config), momentum=config.momentum)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                            keras.metrics.SparseCategoricalCrossentropy(name="cross_entropy")],
-                  jit_compile=config.jit_compile,
-                  steps_per_execution=config.steps_per_execution)
+                  jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     return model
 
 
@@ -78,8 +76,7 @@ def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
 
 def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                        callbacks: Sequence[keras.callbacks.Callback] = (),
-                       verbose: int | str = "auto",
-                       data: datasets.Cifar10 | None = None,
+                       verbose: int | str = "auto", data: datasets.Cifar10 | None = None,
                        evaluate_every_epoch: bool = True) -> dict[str, Any]:
     """Trains `config` in `workdir` (resuming what is there) and returns metrics.json. The
     data are checked before a new run directory is made, so a refused run leaves none.
@@ -254,10 +251,8 @@ class _Session:
             "wall_time_s": float(sum(r.get("epoch_time_s", 0.0) for r in rows)),
             "last_session_fit_s": self.fit_seconds,
             "train_images_per_sec": float(np.median(rates)) if rates else None,
-            "data_source": self.data.source,
-            "replicas": self.strategy.num_replicas_in_sync,
-            **environment.describe(),
-            **environment.provenance(config.data_dir),
+            "data_source": self.data.source, "replicas": self.strategy.num_replicas_in_sync,
+            **environment.describe(), **environment.provenance(config.data_dir),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 

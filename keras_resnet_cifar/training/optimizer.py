@@ -69,5 +69,4 @@ class StepSchedule(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(ops.convert_to_numpy(
-                self.model.optimizer.learning_rate))
+            logs["learning_rate"] = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
