@@ -40,9 +40,9 @@ COUNT_FIELDS = ("epochs", "batch_size", "synthetic_train_size", "synthetic_test_
 _RATES = ("learning_rate", "warmup_learning_rate")
 _SYNTHETIC = ("synthetic_train_size", "synthetic_test_size")
 
-# (fields, what each value must satisfy, the rule in words), checked in this order.
-# Out-of-range integers are refused here rather than overflowing in NumPy or TensorFlow;
-# NaN fails every comparison, so each rule is written as what must hold.
+# (fields, what each value must satisfy, the rule in words), checked in order; integers are
+# bounded here, not overflowing in TensorFlow; NaN fails every comparison, so each rule says
+# what must hold.
 _CHOICES = {"shortcut": arch.SHORTCUTS, "dataset": DATASETS, "distribute": DISTRIBUTE,
             "mixed_precision": PRECISIONS, "weight_decay_scope": arch.WEIGHT_DECAY_SCOPES}
 _RULES = (
@@ -117,8 +117,8 @@ class TrainConfig:
             raise ConfigError(f"epochs x steps_per_epoch x batch_size must be at most {MAX_COUNT}"
                               f" images (int64), got {self.epochs} x {self.steps_per_epoch} x "
                               f"{self.batch_size}.", argument="steps_per_epoch")
-        # 80 and 80.0 are the same boundary: whole numbers are kept as ints (config.json
-        # then reads as before), fractions as floats; "1.5" (a flag's text) becomes 1.5.
+        # 80 and 80.0 are one boundary: whole numbers stay ints (config.json reads as before),
+        # fractions floats; "1.5" (a flag's text) becomes 1.5.
         object.__setattr__(self, "lr_boundaries", _boundaries(self.lr_boundaries))
         check_steps_per_execution(self.epoch_steps(), self.steps_per_execution)
 

@@ -47,9 +47,8 @@ SMALL_FILES = (CONFIG, EXTENSIONS, HISTORY_JSON, HISTORY_CSV, METRICS, EVALUATIO
 # Which saved model of a run a tool means by a short name.
 MODEL_FILES = {"final": MODEL, "last": LAST, "best": BEST}
 
-# TrainConfig fields that say how a run executes, not what it computes: a resumed
-# run may change them (a moved data copy, another device count). Every other
-# field is the recipe, which a resumed run must keep (epochs may only grow).
+# TrainConfig fields of how a run executes, which a resumed run may change (a moved data
+# copy, another device count); the others are the recipe it keeps (epochs may only grow).
 EXECUTION_FIELDS = ("data_dir", "distribute", "jit_compile", "steps_per_execution", "deterministic")
 
 # history.csv's columns: epoch (1-based); training loss, cross_entropy, accuracy (running
