@@ -1,12 +1,11 @@
 """The training configuration: one frozen dataclass, checked once, saved with every run.
 
-Defaults: He et al.'s (2016, section 4.2) SGD (momentum 0.9, weight decay 1e-4, batch
-128, learning rate 0.1) and pad-4 crop and flip, with the schedule of the reproduction
-paper (V. R. Shinde, 2025): the rate divided by 10 after epochs 80 and 120 of 200. From
-the reference PyTorch code, not He et al.: per-channel normalisation (He et al. subtract
-the per-pixel mean) and weight decay on every parameter. He et al. divide at 32k and 48k
-and stop at 64k iterations of batch 128 (about 82, 123 and 164 passes; the stop chosen on
-a 45k/5k split); the reference PyTorch trainer divides after epochs 100 and 150 of 200.
+Defaults: He et al.'s (2016, section 4.2) SGD (momentum 0.9, weight decay 1e-4, batch 128,
+learning rate 0.1) and pad-4 crop and flip, with the reproduction paper's schedule (V. R.
+Shinde, 2025): lr / 10 after epochs 80 and 120 of 200. From the reference PyTorch code, not
+He et al.: per-channel normalisation (He et al.: per-pixel mean) and weight decay on every
+parameter. He et al. divide at 32k and 48k and stop at 64k iterations of batch 128 (about
+82, 123, 164 passes; the stop chosen on a 45k/5k split); the reference trainer at 100, 150.
 """
 
 from __future__ import annotations
@@ -41,9 +40,9 @@ COUNT_FIELDS = ("epochs", "batch_size", "synthetic_train_size", "synthetic_test_
 _RATES = ("learning_rate", "warmup_learning_rate")
 _SYNTHETIC = ("synthetic_train_size", "synthetic_test_size")
 
-# (fields, what each value must satisfy, the rule in words), checked in this order.
-# Out-of-range integers are refused here rather than overflowing in NumPy or TensorFlow;
-# NaN fails every comparison, so each rule is written as what must hold.
+# (fields, what each value must satisfy, the rule in words), checked in order; integers are
+# bounded here, not overflowing in TensorFlow; NaN fails every comparison, so each rule says
+# what must hold.
 _CHOICES = {"shortcut": arch.SHORTCUTS, "dataset": DATASETS, "distribute": DISTRIBUTE,
             "mixed_precision": PRECISIONS, "weight_decay_scope": arch.WEIGHT_DECAY_SCOPES}
 _RULES = (
@@ -86,8 +85,7 @@ class TrainConfig:
     epochs: int = FULL_EPOCHS
     batch_size: int = 128              # global batch, split across replicas
     learning_rate: float = 0.1
-    lr_boundaries: tuple[float, ...] = (80, 120)  # epochs (may be fractional) after which
-                                                  # lr *= lr_decay
+    lr_boundaries: tuple[float, ...] = (80, 120)  # epochs (or fractions) after which lr *= lr_decay
     lr_decay: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -113,21 +111,19 @@ class TrainConfig:
         for names, holds, rule in _RULES:
             for name in names:
                 if not holds(getattr(self, name)):
-                    raise ConfigError(f"{name} {rule}, got {getattr(self, name)!r}.",
-                                      argument=name)
+                    raise ConfigError(f"{name} {rule}, got {getattr(self, name)!r}.", argument=name)
         if self.steps_per_epoch is not None and \
                 self.epochs * self.steps_per_epoch * self.batch_size > MAX_COUNT:
             raise ConfigError(f"epochs x steps_per_epoch x batch_size must be at most {MAX_COUNT}"
                               f" images (int64), got {self.epochs} x {self.steps_per_epoch} x "
                               f"{self.batch_size}.", argument="steps_per_epoch")
-        # 80 and 80.0 are the same boundary: whole numbers are kept as ints (config.json
-        # then reads as before), fractions as floats; "1.5" (a flag's text) becomes 1.5.
+        # 80 and 80.0 are one boundary: whole numbers stay ints (config.json reads as before),
+        # fractions floats; "1.5" (a flag's text) becomes 1.5.
         object.__setattr__(self, "lr_boundaries", _boundaries(self.lr_boundaries))
         check_steps_per_execution(self.epoch_steps(), self.steps_per_execution)
 
     def epoch_steps(self, train_images: int | None = None) -> int:
-        """Training steps per epoch: `steps_per_epoch`, else one pass over the training
-        images (by default the data set's, less `validation_split`)."""
+        """`steps_per_epoch`, else one pass over `train_images` (default: the data set's)."""
         if train_images is None:
             images = self.synthetic_train_size if self.dataset == "synthetic" else TRAIN_IMAGES
             train_images = max(1, images - self.validation_split)
@@ -206,8 +202,7 @@ def learning_rate_at(epoch: float, config: TrainConfig) -> float:
 
 
 def changed_flags(config: TrainConfig, exclude: Collection[str] = ()) -> list[str]:
-    """`--name=value` for every field of `config` that differs from the default: the
-    flags that reproduce it with `python -m keras_resnet_cifar.train`.
+    """The `--name=value` flags of `python -m keras_resnet_cifar.train` that reproduce `config`.
 
     >>> changed_flags(TrainConfig(model="plain20", lr_boundaries=(1.5, 2)))
     ['--model=plain20', '--lr_boundaries=1.5,2']

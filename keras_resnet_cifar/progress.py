@@ -1,4 +1,4 @@
-"""The progress line of long work on stderr: rewritten in place on a terminal, throttled in a pipe."""
+"""The progress line of long work on stderr: in place on a terminal, throttled in a pipe."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ import time
 
 
 class Line:
-    """One progress line: on a terminal rewritten in place at most every `tty_every`
-    seconds; elsewhere (a pipe, a log) printed whole at most every `every` seconds.
-
-    `stream` defaults to sys.stderr as it is when writing (the tools redirect it).
-    """
+    """On a terminal rewritten in place at most every `tty_every` s, elsewhere printed whole at
+    most every `every` s, to `stream` or sys.stderr as it is when writing (tools redirect it)."""
 
     def __init__(self, every: float, tty_every: float = 0.2, stream=None):
         self.every, self.tty_every, self._stream = every, tty_every, stream
@@ -29,15 +26,14 @@ class Line:
             return False
 
     def restart(self) -> float:
-        """Starts timing anew: a terminal shows the next line at once, a pipe after an
-        interval (so work shorter than that prints nothing). Returns the time now."""
+        """Starts timing anew (a terminal shows the next line at once, a pipe after an
+        interval); returns the time now."""
         now = time.monotonic()
         self._last = float("-inf") if self.tty() else now
         return now
 
     def show(self, text: str, final: bool = False) -> None:
-        """Writes `text` if an interval has passed (always when `final`; a final line on
-        a terminal ends with a newline)."""
+        """Writes `text` if an interval has passed, or when `final` (ending the line)."""
         now, tty = time.monotonic(), self.tty()
         if not final and now - self._last < (self.tty_every if tty else self.every):
             return
@@ -50,7 +46,7 @@ class Line:
         self.stream.flush()
 
     def clear(self) -> None:
-        """Erases the in-place line (a terminal only), so the next line starts clean."""
+        """Erases the in-place line (a terminal only)."""
         if self._shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()

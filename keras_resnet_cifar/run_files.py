@@ -1,7 +1,6 @@
-"""The run directory's file names, formats, readers and writers: other modules name its
-files through these constants and read them through these readers. Every file is written
-atomically (fileio). Its rules: training.resume_state (backup/state.npz is the truth a run
-resumes from, bit-identical) and training.lock (one process, one recipe).
+"""The run directory's file names, readers and writers (every file written atomically).
+Its rules: training.resume_state (backup/state.npz, the truth a run resumes from) and
+training.lock (one process, one recipe).
 """
 
 from __future__ import annotations
@@ -48,17 +47,14 @@ SMALL_FILES = (CONFIG, EXTENSIONS, HISTORY_JSON, HISTORY_CSV, METRICS, EVALUATIO
 # Which saved model of a run a tool means by a short name.
 MODEL_FILES = {"final": MODEL, "last": LAST, "best": BEST}
 
-# TrainConfig fields that say how a run executes, not what it computes: a resumed
-# run may change them (a moved data copy, another device count). Every other
-# field is the recipe, which a resumed run must keep (epochs may only grow).
-EXECUTION_FIELDS = ("data_dir", "distribute", "jit_compile", "steps_per_execution",
-                    "deterministic")
+# TrainConfig fields of how a run executes, which a resumed run may change (a moved data
+# copy, another device count); the others are the recipe it keeps (epochs may only grow).
+EXECUTION_FIELDS = ("data_dir", "distribute", "jit_compile", "steps_per_execution", "deterministic")
 
-# The columns of history.csv: epoch (1-based); training loss, cross_entropy and accuracy
-# (running means over the epoch's augmented batches); val_* on the eval set; the epoch's
-# learning rate, seconds, images/s and machine load. "loss" adds the L2 term, which can
-# dominate early in a deep plain net (BN makes the loss blind to the kernels' growing
-# norms), so curves and tables use "cross_entropy", the data term alone.
+# history.csv's columns: epoch (1-based); training loss, cross_entropy, accuracy (running
+# means over the epoch's augmented batches); val_* on the eval set; rate, seconds, images/s,
+# load. "loss" adds the L2 term, which can dominate early in a deep plain net (BN makes the
+# loss blind to the kernels' growing norms): curves and tables use "cross_entropy".
 HISTORY_FIELDS = ("epoch", "loss", "cross_entropy", "accuracy", "val_loss",
                   "val_cross_entropy", "val_accuracy", "learning_rate", "epoch_time_s",
                   "images_per_sec", "load_average")
@@ -75,9 +71,9 @@ _FILES = (CONFIG, EXTENSIONS, HISTORY_JSON, HISTORY_CSV, METRICS, MODEL, CURVES,
 
 
 def check_layout(workdir: str | os.PathLike) -> None:
-    """Refuses (UserError) a name of this module that is a link or of the wrong kind: a
-    planted .lock or checkpoints/ link would send a training process's writes elsewhere, a
-    FIFO would block it. The run directory itself may be a link: the user named it."""
+    """Refuses (UserError) a name of this module that is a link or of the wrong kind (a planted
+    .lock or checkpoints/ link would redirect a run's writes, a FIFO block it); the run
+    directory itself may be a link: the user named it."""
     for name in FOLDERS:
         fileio.check_not_link(path(workdir, name), directory=True)
     for name in _FILES:
@@ -89,8 +85,7 @@ def is_run_dir(workdir: str | os.PathLike) -> bool:
 
 
 def _read_object(workdir: str | os.PathLike, name: str) -> dict[str, Any] | None:
-    """The JSON object in `workdir/name`, or None without the file; another JSON type
-    (a hand-edited `[]`) is a UserError here, not a TypeError deep inside a tool."""
+    """The JSON object in `workdir/name`, or None; another JSON type is a UserError here."""
     value = fileio.read_json(path(workdir, name))
     if value is not None and not isinstance(value, dict):
         raise UserError(f"{path(workdir, name)} holds a JSON {type(value).__name__}, not "
@@ -128,8 +123,7 @@ read_best = functools.partial(_read_object, name=BEST_JSON)
 
 
 def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
-    """Copies the run's SMALL_FILES into `dest` (a run directory a report can read,
-    without the models) and returns the files written."""
+    """Copies the run's SMALL_FILES into `dest` and returns the files written."""
     written = []
     for name in SMALL_FILES:
         source = path(workdir, name)

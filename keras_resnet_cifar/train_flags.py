@@ -1,7 +1,5 @@
-"""The training flags: one per TrainConfig field (same name, type and default), shared by
-train, study and benchmark. A new field is a new flag everywhere; it only needs its line
-in HELP (a test says so). TrainConfig checks the values; its errors name the field,
-which is the flag's name.
+"""The training flags of train, study and benchmark: one per TrainConfig field (same name,
+type and default; a new field needs only its line in HELP). TrainConfig checks the values.
 """
 
 from __future__ import annotations
@@ -64,10 +62,8 @@ _DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, int | None: fl
 
 
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
-                        defaults: TrainConfig | None = None,
-                        exclude: Collection[str] = ()) -> None:
-    """Defines one flag per TrainConfig field but `exclude`d ones, defaulting to
-    `defaults`' values (TrainConfig()'s by default)."""
+                        defaults: TrainConfig | None = None, exclude: Collection[str] = ()) -> None:
+    """Defines one flag per TrainConfig field but `exclude`d ones, defaulting to `defaults`."""
     defaults = defaults or TrainConfig()
     for name, hint in typing.get_type_hints(TrainConfig).items():
         if name not in exclude:
@@ -78,14 +74,9 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
                                                    flag_values=flag_values)
 
 
-def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS,
-                      **overrides: Any) -> TrainConfig:
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS, **overrides: Any) -> TrainConfig:
     """The config of the parsed flags, with `overrides` for the excluded fields (fields
-    that are neither keep TrainConfig's defaults).
-
-    Raises:
-        config.ConfigError (a UserError naming the field): a value the config refuses.
-    """
+    that are neither keep TrainConfig's defaults); ConfigError for a refused value."""
     values = {}
     for field in dataclasses.fields(TrainConfig):
         if field.name in overrides:

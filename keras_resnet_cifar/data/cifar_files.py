@@ -1,10 +1,7 @@
-"""Reads a downloaded CIFAR-10 copy in any official layout, extracted or not.
-
-Layouts (https://www.cs.toronto.edu/~kriz/cifar.html): cifar-10-binary.tar.gz ->
-cifar-10-batches-bin/ (data_batch_{1..5}.bin, test_batch.bin); cifar-10-python.tar.gz ->
-cifar-10-batches-py/ (the same batches as pickles). Archives are streamed, never
-extracted; everything is validated before use. The class-name files are not read (a
-genuine copy names the standard classes, and a file not unpickled is safest).
+"""Reads a downloaded CIFAR-10 copy in any official layout (https://www.cs.toronto.edu/~kriz/
+cifar.html): the binary or python batches, extracted or as their .tar.gz (streamed, never
+extracted), all validated before use. The class-name files are not read (a genuine copy names
+the standard classes, and a file not unpickled is safest).
 """
 
 from __future__ import annotations
@@ -33,8 +30,7 @@ except ImportError:  # numpy < 2
 
 NUM_CLASSES = len(CIFAR10_CLASSES)
 
-# The official layout: five training batches and one test batch of 10,000
-# records each. Tests pass a smaller records_per_batch to read tiny fakes.
+# Five training batches and one test batch of 10,000 records (tests read smaller fakes).
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 _BATCHES = (*TRAIN_BATCHES, TEST_BATCH)
@@ -46,10 +42,9 @@ RECORD_BYTES = 1 + IMAGE_BYTES  # one label byte, then the R, G and B planes
 # The largest file of a genuine copy is a 31 MB batch; a file or archive member that
 # announces more is refused before it is read (a few MB of gzip can inflate to GBs).
 MAX_FILE_BYTES = 64 << 20
-# A tar's extended headers (pax, GNU long names) hold a path and a few fields: a PATH_MAX
-# of 4,096 bytes fits twice. The standard library reads such a header whole into memory
-# and parses it in time quadratic in a run of digits (8 KiB: 0.35 s; 64 KiB: 28 s), so a
-# larger one is refused from its 512-byte header, before it is read.
+# A tar's extended headers (pax, GNU long names) hold a path (PATH_MAX 4,096 fits twice).
+# The standard library parses one in time quadratic in a run of digits (8 KiB: 0.35 s;
+# 64 KiB: 28 s), so a larger one is refused from its 512-byte header, before it is read.
 MAX_TAR_HEADER_BYTES = 8 << 10
 _EXTENDED_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                      tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
@@ -74,18 +69,14 @@ class _BoundedTarInfo(tarfile.TarInfo):
 
 
 def detect_format(path: str) -> str:
-    """One of FORMATS; cheap (no batch is read), so a command can refuse a wrong path at once."""
+    """One of FORMATS; cheap (no batch is read), so a command refuses a wrong path at once."""
     return _locate(path)[0]
 
 
 def read(path: str, *, records_per_batch: int = RECORDS_PER_BATCH
          ) -> tuple[Arrays, Arrays, str]:
-    """(train, test, where it was read from) of a copy in any layout, detected.
-
-    `path` is one of the two archives or extracted folders, or a folder holding one
-    (extracted folders preferred). Raises DataError for missing, truncated, malformed
-    or unsafe files.
-    """
+    """(train, test, where it was read from) of the archive or extracted folder `path` or
+    the one in folder `path` (extracted preferred); DataError for a bad or unsafe file."""
     fmt, where = _locate(path)
     binary = fmt.startswith("binary")
     names = tuple(b + (".bin" if binary else "") for b in _BATCHES)
@@ -139,8 +130,8 @@ def _archive_format(path: str) -> str:
         top = name.split("/", 1)[0]
         if top in (BIN_DIR, PY_DIR):
             return "binary-tar" if top == BIN_DIR else "python-tar"
-    raise DataError(f"{path} holds neither {BIN_DIR}/ nor {PY_DIR}/: it is not a "
-                    "CIFAR-10 archive.")
+    raise DataError(f"{path} holds neither {BIN_DIR}/ nor {PY_DIR}/: it is not a CIFAR-10 "
+                    "archive.")
 
 
 def _describe(where: str, fmt: str, name: str) -> str:
@@ -198,8 +189,8 @@ def _tar_members(archive: str, want: Callable[[str], bool],
     except _HeaderTooLarge as e:
         raise DataError(f"{archive}: {e}.") from None
     except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as e:
-        raise DataError(f"{archive} is not a readable tar archive (truncated or "
-                        f"corrupt?): {_first_line(e)}.") from e
+        raise DataError(f"{archive} is not a readable tar archive (truncated or corrupt?): "
+                        f"{_first_line(e)}.") from e
 
 
 def _check_size(size: int, where: str) -> None:
@@ -210,11 +201,8 @@ def _check_size(size: int, where: str) -> None:
 
 
 def _planes_to_hwc(batches: list[np.ndarray]) -> np.ndarray:
-    """(n, 3072) R, G, B planes per batch as one (N, 32, 32, 3) array.
-
-    The same as reshape(N, 3, 32, 32).transpose(0, 2, 3, 1), but copied a plane at a
-    time, about 6x faster than a transposing copy.
-    """
+    """(n, 3072) R, G, B planes per batch as one (N, 32, 32, 3) array: reshape(N, 3, 32,
+    32).transpose(0, 2, 3, 1), but copied a plane at a time, about 6x faster."""
     out = np.empty((sum(len(b) for b in batches), 32 * 32, 3), np.uint8)
     start = 0
     for planes in batches:
@@ -269,17 +257,14 @@ def _latin1_encode(text, encoding="latin1"):
     return codecs.encode(text, "latin1")
 
 
-# A pickle is a program: a plain pickle.load of a downloaded file would run whatever it
-# says. These are every global a genuine CIFAR-10 pickle references (checked with
-# pickletools on make_cifar10.py's protocol-2 pickles and on the authors' Python 2 files,
+# A pickle is a program. These are every global a genuine CIFAR-10 pickle references
+# (pickletools on make_cifar10.py's protocol-2 pickles and the authors' Python 2 files,
 # which name numpy.core): array reconstruction and, for bytes, codecs.encode.
 _PICKLE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): _latin1_encode,
-    ("codecs", "encode"): _latin1_encode,
+    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode, ("codecs", "encode"): _latin1_encode,
 }
 
 

@@ -1,7 +1,5 @@
 """CIFAR-10 as numpy arrays: a user's downloaded copy, tensorflow-datasets, or synthetic.
-
-Imports no TensorFlow, so config.py can read DATASETS before TensorFlow loads.
-"""
+No TensorFlow import: config.py reads DATASETS before TensorFlow loads."""
 
 from __future__ import annotations
 
@@ -23,9 +21,8 @@ TRAIN_IMAGES = cifar_files.TRAIN_IMAGES
 CLASS_NAMES = CIFAR10_CLASSES
 NUM_CLASSES = cifar_files.NUM_CLASSES
 
-# Where tensorflow-datasets downloads cifar10 from (its cifar.py). Offline, its
-# downloader retries for about 3.5 minutes before giving up, so load() first
-# checks in a few seconds that the host can be reached at all.
+# Where tensorflow-datasets downloads cifar10 from (its cifar.py). Offline, it retries for
+# about 3.5 minutes, so load() first checks in a few seconds that the host can be reached.
 _TFDS_HOST = ("www.cs.toronto.edu", 443)
 _PROBE_TIMEOUT_S = 5.0
 _NO_DOWNLOAD_HINT = (f"pass data_dir=<folder with {cifar_files.BIN_DIR}, "
@@ -53,12 +50,9 @@ class Cifar10:
 
 def load(dataset: str = "cifar10", data_dir: str | None = None, *, seed: int = 0,
          synthetic_sizes: tuple[int, int] = (50000, 10000)) -> Cifar10:
-    """Loads "cifar10" or "synthetic" (seed and synthetic_sizes are synthetic's).
-
-    cifar10 comes from the local copy `data_dir` when given (see cifar_files.read), else
-    from tensorflow-datasets, which downloads it on first use into its own folder
-    (~/tensorflow_datasets unless TFDS_DATA_DIR says otherwise).
-    """
+    """Loads "cifar10" or "synthetic" (seed and synthetic_sizes are synthetic's). cifar10
+    comes from the local copy `data_dir` when given (cifar_files.read), else from
+    tensorflow-datasets (downloaded on first use into ~/tensorflow_datasets or TFDS_DATA_DIR)."""
     if dataset == "synthetic":
         if data_dir:
             logging.warning("data_dir=%s is not used by the synthetic data set.", data_dir)
@@ -69,8 +63,7 @@ def load(dataset: str = "cifar10", data_dir: str | None = None, *, seed: int = 0
                     f"{', '.join(repr(d) for d in DATASETS)}.", argument="dataset")
 
 
-def read_local(path: str, *,
-               records_per_batch: int = cifar_files.RECORDS_PER_BATCH) -> Cifar10:
+def read_local(path: str, *, records_per_batch: int = cifar_files.RECORDS_PER_BATCH) -> Cifar10:
     (train_x, train_y), (test_x, test_y), source = cifar_files.read(
         path, records_per_batch=records_per_batch)
     return Cifar10(train=Split(train_x, train_y), test=Split(test_x, test_y),
@@ -104,11 +97,8 @@ def _load_tfds() -> Cifar10:
 
 
 def _reachable(host: str, port: int, timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to `host` (or the configured HTTPS proxy) opens.
-
-    Probed in a daemon thread joined with a timeout: name resolution ignores socket
-    timeouts and can hang on its own.
-    """
+    """Whether a TCP connection to `host` (or the HTTPS proxy) opens; probed in a daemon
+    thread joined with a timeout, as name resolution ignores socket timeouts."""
     proxy = urllib.request.getproxies().get("https")
     if proxy:
         parsed = urllib.parse.urlsplit(proxy if "//" in proxy else f"//{proxy}")
@@ -129,13 +119,10 @@ def _reachable(host: str, port: int, timeout: float = _PROBE_TIMEOUT_S) -> bool:
 
 
 def synthetic(num_train: int, num_test: int, seed: int = 0) -> Cifar10:
-    """Random CIFAR-shaped data that a network can learn, deterministic in `seed`.
-
-    Each class has a prototype (a colour plus a smooth 4x4-cell pattern); an image is
-    its prototype plus pixel noise (std 50). Easy on purpose (a nearest-class-mean rule
-    gets it all right), so a few smoke steps visibly lower the loss. Classes are
-    balanced (to within one image) and shuffled.
-    """
+    """Random CIFAR-shaped data a network can learn, deterministic in `seed`: an image is its
+    class's prototype (a colour plus a smooth 4x4-cell pattern) plus pixel noise (std 50).
+    Easy on purpose (nearest class mean gets it all right), so a few smoke steps visibly lower
+    the loss. Classes are balanced (to within one image) and shuffled."""
     if num_train < 0 or num_test < 0:
         raise UserError(f"Synthetic sizes must be >= 0; got {num_train}, {num_test}.")
     # Independent streams, so the test set does not depend on the training size.
@@ -164,10 +151,8 @@ def synthetic(num_train: int, num_test: int, seed: int = 0) -> Cifar10:
 
 
 def fixed_subset(split: Split, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`size` examples drawn without replacement, fixed by `seed`, in the split's order.
-
-    The same for every run: the study's curve points and layer statistics use them.
-    """
+    """`size` examples drawn without replacement, fixed by `seed`, in the split's order
+    (the same in every run: the study's curve points and layer statistics)."""
     size = min(size, len(split))
     index = np.sort(np.random.default_rng(seed).permutation(len(split))[:size])
     return split.images[index], split.labels[index]

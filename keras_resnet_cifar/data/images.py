@@ -1,8 +1,5 @@
-"""Images for inference (PNG/JPEG files, .npy batches) as uint8 RGB (N, 32, 32, 3).
-
-numpy and Pillow only (no TensorFlow), so an edge device can run it. A file that
-cannot be read gives an ImageError for that file only, so a caller can report it and
-go on with the others.
+"""Images for inference (PNG/JPEG files, .npy batches) as uint8 RGB (N, 32, 32, 3). numpy
+and Pillow only (an edge device runs it); a bad file is an ImageError for that file only.
 """
 
 from __future__ import annotations
@@ -37,12 +34,9 @@ class Loaded:
 
 
 def load_file(path: str | os.PathLike, *, strict: bool = False) -> Loaded:
-    """One PNG/JPEG image or .npy batch.
-
-    Grayscale, palette and RGBA/LA images become RGB (alpha dropped); other sizes are
-    resized to 32x32 (bilinear, Pillow's antialiased downscale) with a warning, or
-    refused when `strict`.
-    """
+    """One PNG/JPEG image or .npy batch. Grayscale, palette and RGBA/LA become RGB (alpha
+    dropped); other sizes are resized to 32x32 (bilinear, antialiased) with a warning, or
+    refused when `strict`."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ImageError(f"{path}: no such file.")
@@ -96,8 +90,7 @@ def _is_wide_gray(mode: str, fmt: str | None) -> bool:
 
 
 def _to_rgb(img):
-    # 16-bit grayscale is scaled (65535 -> 255): Pillow's convert("RGB") clips it at
-    # 255, which turns nearly every pixel white.
+    # 16-bit grayscale scaled (65535 -> 255): Pillow's convert("RGB") clips it, all white.
     from PIL import Image
 
     if _is_wide_gray(img.mode, img.format):
@@ -120,11 +113,8 @@ def _load_npy(path: str) -> Loaded:
 
 
 def to_pixels(array: np.ndarray, what: str = "array") -> np.ndarray:
-    """(32, 32[, C]) or (N, 32, 32[, C]) images, C in {1, 3, 4}, as uint8 RGB (N, 32, 32, 3).
-
-    uint8, or numbers on the [0, 255] scale (rounded). Floats all in [0, 1] are refused:
-    that is the common [0, 1]-scaled form, and the models take 0-255 pixels.
-    """
+    """(32, 32[, C]) or (N, 32, 32[, C]) images, C in {1, 3, 4}, as uint8 RGB (N, 32, 32, 3):
+    uint8, or numbers on the [0, 255] scale (rounded); floats all in [0, 1] are refused."""
     a = np.asarray(array)
     if a.dtype.kind not in "uif" and a.dtype != np.bool_:
         raise ImageError(f"{what}: dtype {a.dtype} is not a pixel type.")

@@ -1,14 +1,12 @@
 """tf.data pipelines over in-memory CIFAR-10 splits, with He et al.'s augmentation.
 
 He et al. (2016), section 4.2: "4 pixels are padded on each side, and a 32x32 crop
-is randomly sampled from the padded image or its horizontal flip." Elements are float32
-(B, 32, 32, 3) raw pixels in [0, 255] (the model normalises them) and int64 labels (B,).
-Augmentation works on whole batches (one pad, one gather doing every crop and flip):
-per-image map calls would spend most of their time in tf.data overhead.
-
-Randomness is stateless, keyed by (seed, epoch): epoch e has the same order and crops
-whether or not epochs 0..e-1 ran in this process, which lets an interrupted run resume
-bit for bit. Nothing carries state between epochs or depends on TF's global seed.
+is randomly sampled from the padded image or its horizontal flip." Elements: float32
+(B, 32, 32, 3) raw pixels in [0, 255] and int64 labels (B,). Augmentation works on whole
+batches (one pad, one gather): per-image map calls spend their time in tf.data overhead.
+Randomness is stateless, keyed by (seed, epoch), nothing else: epoch e has the same order
+and crops whether or not epochs 0..e-1 ran in this process (an interrupted run resumes
+bit for bit).
 """
 
 from __future__ import annotations
@@ -51,11 +49,9 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
                   augment: bool = True, shuffle: bool = True,
                   drop_remainder: bool = False) -> tf.data.Dataset:
     """The batches of 0-based epochs `first_epoch` to `last_epoch - 1` (default: one epoch).
-
-    Epoch e is one pass in an order drawn from (seed, e). With `steps_per_epoch` it is
-    exactly that many batches, continuing into further passes (keys (seed, e, 1), ...)
-    when one pass has fewer. Iterating the dataset again gives the same batches.
-    """
+    Epoch e is one pass in an order drawn from (seed, e), or exactly `steps_per_epoch`
+    batches continuing into further passes (keys (seed, e, 1), ...). Iterating again gives
+    the same batches."""
     _check(split, batch_size)
     last_epoch = first_epoch + 1 if last_epoch is None else last_epoch
     if last_epoch <= first_epoch:
@@ -80,12 +76,10 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
         def load(index, batch):
             x = tf.gather(images, batch)
             if augment:  # one [2]-shaped key per batch
-                x = augment_batch(x, tf.random.experimental.stateless_fold_in(augment_key,
-                                                                               index))
+                x = augment_batch(x, tf.random.experimental.stateless_fold_in(augment_key, index))
             return x, tf.gather(labels, batch)
 
-        return ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                                  deterministic=True)
+        return ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def one_epoch(epoch):
         ds = tf.data.Dataset.range(passes).flat_map(lambda p: one_pass(epoch, p))

@@ -9,17 +9,16 @@ import re
 
 # He et al.: "The numbers of filters are {16, 32, 64} respectively."
 STAGE_WIDTHS = (16, 32, 64)
-# The model's input normalisation (here, so that the PyTorch reference trainer uses the
-# same numbers): per-channel statistics of the 50,000 CIFAR-10 training images on the
-# [0, 255] scale (the usual published values, e.g. in the reference Torch code).
+# The input normalisation (shared with the PyTorch reference trainer): per-channel statistics
+# of the 50,000 training images on [0, 255] (the usual published values, as the Torch code).
 CIFAR10_MEAN = (125.307, 122.950, 113.865)
 CIFAR10_STD = (62.993, 62.089, 66.705)
 # What the reference PyTorch weights were trained with (ImageNet statistics on
 # [0, 1] pixels), rescaled to [0, 255] (akamaster/pytorch_resnet_cifar10's trainer).
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-# Shortcut options where a block changes the shape: A (zero-padded identity, the
-# paper's CIFAR choice, no parameters) or B (1x1 convolution + BN projection).
+# Where a block changes the shape: A (zero-padded identity, the paper's CIFAR choice) or B
+# (1x1 convolution + BN projection).
 SHORTCUTS = ("A", "B")
 # Which weights weight decay applies to (models.build_model's weight_decay_scope).
 WEIGHT_DECAY_SCOPES = ("all", "kernels")

@@ -1,10 +1,8 @@
 """Plain and residual CIFAR-10 networks of He et al. (2016), section 4.2.
 
-One builder makes both families from an arch.ArchSpec; plain differs from residual only
-in the shortcut's addition. Only stock keras.layers (no Lambda, no custom layer), so a
-.keras file loads in safe mode without this package (compile=False: the training
-optimiser is registered when this package is imported). Layer names, as in Keras
-Applications (s in 1..3, b in 1..n):
+One builder for both families (plain lacks the shortcut's addition). Stock keras.layers
+only, so a .keras file loads in safe mode without this package (compile=False: the
+training optimiser is registered on import). Layer names (s in 1..3, b in 1..n):
 
     image, normalize                      raw RGB pixels in [0, 255]; (x - mean) / std
     stem_conv, stem_bn, stem_relu         3x3 conv (16) - BN - ReLU
@@ -70,14 +68,12 @@ def _shortcut(x, filters, strides, option, name, weight_decay, *, sync_bn=False,
     if option == "B":
         x = _conv(filters, 1, strides, "valid", f"{name}_conv", weight_decay)(x)
         return _bn(f"{name}_bn", sync_bn, bn_weight_decay)(x)
-    # Option A. A 1x1 max-pool with stride 2 keeps exactly x[:, ::2, ::2, :]: the
-    # pixels the stride-2 3x3 convolution (padded 1 on each side) is centred on.
+    # Option A. A stride-2 1x1 max-pool keeps x[:, ::2, ::2, :]: the pixels the stride-2
+    # 3x3 convolution (padded 1 on each side) is centred on.
     if strides != 1:
-        x = layers.MaxPooling2D(pool_size=1, strides=strides,
-                                name=f"{name}_subsample")(x)
-    # Zero channels, half before and half after the existing ones (as the reference
-    # implementations do). Keras has no channel padding layer, so the channels are
-    # viewed as a third spatial axis for ZeroPadding3D.
+        x = layers.MaxPooling2D(pool_size=1, strides=strides, name=f"{name}_subsample")(x)
+    # Zero channels, half before and half after (as the reference implementations); with
+    # no channel padding layer, channels are a third spatial axis for ZeroPadding3D.
     extra = filters - in_filters
     h, w = x.shape[1], x.shape[2]
     x = layers.Reshape((h, w, in_filters, 1), name=f"{name}_expand")(x)
@@ -92,9 +88,8 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str, na
     if strides == 1:
         y = _conv(filters, 3, 1, "same", f"{name}_conv1", weight_decay)(x)
     else:
-        # padding="same" would pad 0 before and 1 after for stride 2 on an even size,
-        # sampling odd pixels while the shortcut keeps even ones: pad 1 on every side,
-        # as the reference implementations do.
+        # padding="same" pads 0 before and 1 after for stride 2 on an even size, sampling
+        # odd pixels where the shortcut keeps even ones: pad 1 on every side (the reference).
         y = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
         y = _conv(filters, 3, strides, "valid", f"{name}_conv1", weight_decay)(y)
     y = _bn(f"{name}_bn1", sync_bn, bn_weight_decay)(y)
@@ -109,19 +104,14 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str, na
 
 
 def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
-                mean: Sequence[float] = arch.CIFAR10_MEAN,
-                std: Sequence[float] = arch.CIFAR10_STD,
-                weight_decay: float = 1e-4,
-                weight_decay_scope: str = "all",
+                mean: Sequence[float] = arch.CIFAR10_MEAN, std: Sequence[float] = arch.CIFAR10_STD,
+                weight_decay: float = 1e-4, weight_decay_scope: str = "all",
                 sync_batchnorm: bool = False) -> keras.Model:
     """plainN or resnetN (N = 6n + 2) for raw 32x32 RGB pixels; ValueError for bad arguments.
-
-    weight_decay is lambda of the reference SGD update g += lambda * w, as the L2 term
-    lambda / 2 * ||w||^2 (gradient lambda * w, through momentum like the reference; Keras'
-    SGD(weight_decay=...) is decoupled). Scope "all" (the reference trainers) also decays
-    BatchNorm gamma, beta and the dense bias. sync_batchnorm: statistics over the global
-    batch, as the reference's one device (Keras 3 does not aggregate per-replica averages).
-    """
+    weight_decay: lambda of the reference update g += lambda * w, as the L2 term lambda / 2
+    * ||w||^2 (through momentum; Keras' SGD(weight_decay) is decoupled). Scope "all" (the
+    reference trainers) also decays BatchNorm gamma, beta and the dense bias. sync_batchnorm:
+    statistics over the global batch (Keras 3 does not aggregate per-replica averages)."""
     spec = arch.parse_name(name)
     if shortcut not in arch.SHORTCUTS:
         raise ValueError(f"Unknown shortcut option {shortcut!r}: expected 'A' or 'B'.")

@@ -1,16 +1,12 @@
 """The reference implementation's released checkpoints: where they are, their hashes, fetching.
 
-The reference CIFAR-10 ResNets (github.com/akamaster/pytorch_resnet_cifar10, BSD
-2-clause, Copyright (c) 2018 Yerlan Idelbayev) are released in its pretrained_models/
-folder as .th files named like torch hub files (resnet20-12fca82f.th: the name ends in
-the start of the file's sha256), fetched with keras.utils.get_file into Keras' cache.
-
-The full sha256 of ResNet-20, 32, 44 and 56 are pinned, computed from the files in the
-reference repository's git history (commit d5489e8995e81e91ce6b1d69dcc98ad579b0b153,
-2021-07-20; each git blob id matches its content, each hash starts with its name's 8 hex
-digits); converted, those four equal the arrays the exactness tests score at the
-published accuracies. The ResNet-110 and 1202 files could not be read here, so only their
-names' 8 hex digits are checked: a weaker check, said where it is made.
+The reference CIFAR-10 ResNets (github.com/akamaster/pytorch_resnet_cifar10, BSD 2-clause,
+Copyright (c) 2018 Yerlan Idelbayev), .th files in its pretrained_models/ named like torch
+hub files (resnet20-12fca82f.th: the start of the sha256), fetched into Keras' cache. The
+full sha256 of ResNet-20, 32, 44 and 56 are pinned, from the reference repository's git
+history (commit d5489e8995e81e91ce6b1d69dcc98ad579b0b153, 2021-07-20; blob ids match);
+converted, they equal the arrays the exactness tests score at the published accuracies.
+ResNet-110 and 1202 could not be read here: only their names' 8 hex digits are checked.
 """
 
 from __future__ import annotations
@@ -88,11 +84,8 @@ def check(path: str | os.PathLike, name: str) -> str | None:
 
 def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | None = None
           ) -> Path:
-    """The checked copy of `name`'s released checkpoint in `cache`, downloaded if needed.
-
-    The download enters the cache only once its hash is right: a wrong file is never kept
-    (get_file would leave it in place, and it cannot check an 8-digit prefix).
-    """
+    """The checked copy of `name`'s released checkpoint in `cache`, downloaded if needed; a
+    download enters the cache only once its hash is right (get_file would keep a wrong one)."""
     rel = release(name)
     folder = Path(cache) if cache is not None else cache_dir()
     cached = folder / rel.file

@@ -1,12 +1,11 @@
 """The reference PyTorch CIFAR ResNets' weights in this package's builder, and back.
 
-The weights (resnetN.npz: a PyTorch state dict as NumPy arrays, converted from the
-reference's .th checkpoints; BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev, a licence
-that must travel with any model made from them: docs/exactness.md) fit this package's
-resnetN with option-A shortcuts to the letter: 1-pixel padding on every 3x3 convolution
-including the strided ones, x[::2, ::2] subsampling, zero channels half before and half
-after, BatchNorm eps 1e-5. Only the input normalisation differs: ImageNet statistics on
-[0, 1] pixels, which reference_model stores rescaled so the model still takes raw pixels.
+The weights (resnetN.npz: the reference's state dicts as NumPy arrays; BSD 2-clause,
+Copyright (c) 2018 Yerlan Idelbayev, a licence that travels with any model made from them:
+docs/exactness.md) fit resnetN with option-A shortcuts to the letter: 1-pixel padding on
+every 3x3 convolution, x[::2, ::2] subsampling, zero channels half before and half after,
+BatchNorm eps 1e-5. Only the input normalisation differs: ImageNet statistics on [0, 1]
+pixels, which reference_model stores rescaled so the model still takes raw pixels.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.models import arch
 
-# The file that carries the reference's licence (its LICENSE) beside the weights and in
-# exports made from them.
+# The reference's licence (its LICENSE), beside the weights and in exports made from them.
 LICENCE_FILE = "LICENSE.weights"
 LICENCE_TEXT = """\
 Copyright (c) 2018, Yerlan Idelbayev
@@ -82,11 +80,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _check_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path) -> None:
-    """Refuses a member that is not a numeric .npy array as large as its header says.
-
-    Only the header is read: an array that claims more bytes than the member holds
-    (400 GB) is refused before NumPy allocates it.
-    """
+    """Refuses a member that is not a numeric .npy array as large as its header says; only
+    the header is read, so a claim of 400 GB is refused before NumPy allocates it."""
     fmt = np.lib.format
     if not member.filename.endswith(".npy"):
         raise UserError(f"{path} holds {member.filename!r:.80}, not an array (.npy): not a "
@@ -132,8 +127,7 @@ def reference_model(state: Mapping[str, np.ndarray]):
     from keras_resnet_cifar.models import networks  # Keras loads here, not on import
 
     depth = _depth_of(state)
-    model = networks.build_model(f"resnet{depth}", mean=arch.IMAGENET_MEAN,
-                               std=arch.IMAGENET_STD)
+    model = networks.build_model(f"resnet{depth}", mean=arch.IMAGENET_MEAN, std=arch.IMAGENET_STD)
     spec = arch.parse_name(f"resnet{depth}")
     used = set()
 
@@ -155,8 +149,7 @@ def reference_model(state: Mapping[str, np.ndarray]):
             layer.set_weights([w.transpose(2, 3, 1, 0)])
         elif keras_name == "logits":
             cin, cout = layer.kernel.shape
-            layer.set_weights([take("linear.weight", (cout, cin)).T,
-                               take("linear.bias", (cout,))])
+            layer.set_weights([take("linear.weight", (cout, cin)).T, take("linear.bias", (cout,))])
         else:
             c = layer.gamma.shape[0]
             layer.set_weights([take(f"{torch_name}.{k}", (c,)) for k in _BN_KEYS])

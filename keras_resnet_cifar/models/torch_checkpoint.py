@@ -1,11 +1,9 @@
 """Reads PyTorch checkpoints (torch.save files) into NumPy arrays, without torch.
 
-Both formats torch.save has written: zip (torch >= 1.6: <name>/data.pkl plus one file per
-storage under <name>/data/) and legacy (before 1.6, as the reference's 2018 checkpoints:
-consecutive pickles of magic number, protocol, system info, the object and the storage
-keys, then each storage's bytes after its element count as a little-endian int64).
-A pickle is a program: the unpickler resolves only the names torch's format uses and
-refuses any other global (code a malicious file would run).
+Both formats: zip (torch >= 1.6: <name>/data.pkl plus one file per storage under
+<name>/data/) and legacy (the reference's 2018 checkpoints: pickles of magic number,
+protocol, system info, the object and the storage keys, then each storage's bytes after its
+int64 element count). The unpickler resolves only the names torch's format uses.
 """
 
 from __future__ import annotations
@@ -30,9 +28,8 @@ STORAGE_DTYPES = {
     "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-# The reference's ResNet-1202 checkpoint holds 19.4 M float32 parameters (78 MB). A file,
-# its storages (declared sizes, read from the zip directory or the legacy counts) and
-# the tensors made from them are refused beyond these, before they are read or made.
+# The reference's ResNet-1202 holds 19.4 M float32 parameters (78 MB). A file, its storages
+# (declared sizes) and their tensors are refused beyond these, before they are read or made.
 MAX_CHECKPOINT_BYTES = 256 << 20
 MAX_PICKLE_BYTES = 16 << 20
 _LEGACY_PROTOCOL = 1001
@@ -144,8 +141,7 @@ def _load_zip(archive: zipfile.ZipFile) -> Any:
         raise UserError("The zip file is not a torch checkpoint (no single data.pkl).")
     prefix = pickles[0][:-len("data.pkl")]
     names = set(archive.namelist())
-    # The zip directory's declared sizes, checked before any member is read (zipfile
-    # never reads beyond a member's declared size).
+    # Declared sizes, checked before any member is read (zipfile reads no further).
     declared = sum(m.file_size for m in archive.infolist())
     if declared > MAX_CHECKPOINT_BYTES:
         raise UserError(f"Its members announce {declared:,} bytes, more than the "

@@ -1,9 +1,6 @@
 """BatchNormalization for training: one fused TF kernel per layer; float32 under mixed precision.
-
-fuse_batch_norm swaps each layer instance's call for FusedBatchNormV3 in training mode,
-using private attributes of Keras 3.15's layer (_reduction_axes, _flatten_layers); the
-class, config and weights stay stock Keras, so saved files are unaffected.
-"""
+fuse_batch_norm swaps each layer instance's call (using private attributes of Keras 3.15);
+class, config and weights stay stock Keras, so saved files are unaffected."""
 
 from __future__ import annotations
 
@@ -29,14 +26,10 @@ def float32_batch_norm(model: keras.Model) -> keras.Model:
 
 
 def fuse_batch_norm(model: keras.Model) -> int:
-    """Makes each training-mode BatchNormalization of `model` one fused kernel; returns
-    how many layers were switched.
-
-    Keras 3.15 runs about ten element-wise kernels forward and twenty backward per
-    layer; FusedBatchNormV3 does the same arithmetic in two passes each way. Anything
-    it does not cover (inference, masks, renorm, synchronized BN, other axes or dtypes,
-    other backends) takes Keras' own path.
-    """
+    """Makes each training-mode BatchNormalization of `model` one fused kernel (Keras 3.15
+    runs ~10 element-wise kernels forward and 20 backward; FusedBatchNormV3 two passes each
+    way); returns how many layers were switched. Cases it does not cover (inference, masks,
+    renorm, synchronized, other axes, dtypes or backends) take Keras' own path."""
     if keras.backend.backend() != "tensorflow":
         return 0
     count = 0
@@ -59,14 +52,11 @@ def _fused_batch_norm_call(layer, inputs, training=None, mask=None):
     outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
         x=inputs, scale=tf.cast(layer.gamma, tf.float32),
         offset=tf.cast(layer.beta, tf.float32), mean=empty, variance=empty,
-        epsilon=layer.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-        is_training=True)
-    # The kernel returns the unbiased (n - 1) batch variance for the moving average,
-    # which is what the reference trainers' BatchNorm (torch.nn.BatchNorm2d) averages
-    # too; Keras' own layer averages the biased one (the normalisation itself uses
-    # the biased one in all three).
-    momentum = layer.momentum
-    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
-    layer.moving_variance.assign(layer.moving_variance * momentum
-                                 + variance * (1.0 - momentum))
+        epsilon=layer.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+    # The kernel returns the unbiased (n - 1) batch variance for the moving average, as
+    # torch.nn.BatchNorm2d (the reference) averages; Keras averages the biased one (all
+    # three normalise with the biased one).
+    m = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * m + mean * (1.0 - m))
+    layer.moving_variance.assign(layer.moving_variance * m + variance * (1.0 - m))
     return tf.cast(outputs, layer.compute_dtype)

@@ -1,6 +1,5 @@
 """The training run's Keras callbacks: RunWriter writes the run directory at each epoch's
-end (the resume state first); the others time epochs, show progress and stop a diverging run.
-"""
+end; the others time epochs, show progress and stop a diverging run."""
 
 from __future__ import annotations
 
@@ -45,10 +44,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class ProgressLine(keras.callbacks.Callback):
-    """Progress inside an epoch (the step, running loss and accuracy, then the evaluation's
-    batches) on a progress.Line, erased before each epoch's summary line. Keras' own
-    (verbose 1 or 2) repeats each epoch beside that summary and is silent in evaluation.
-    """
+    """Progress inside an epoch (step, running loss and accuracy, then the evaluation's
+    batches) on a progress.Line, erased before each epoch's summary line."""
 
     def __init__(self, total_epochs: int, steps: int, eval_batches: int,
                  eval_set: str = "test", *, every: float = 60.0, tty_every: float = 0.5,
@@ -117,15 +114,14 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             rate = scalar(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             raise UserError(
                 f"the training loss became {loss} in epoch {self.epoch + 1} (learning rate "
-                f"{rate:g}); "
-                "training stopped, the run directory keeps the epochs before it. Train with "
-                "a lower learning_rate in another run directory.", argument="learning_rate")
+                f"{rate:g}); training stopped, the run directory keeps the epochs before it. "
+                "Train with a lower learning_rate in another run directory.",
+                argument="learning_rate")
 
 
 class RunWriter(keras.callbacks.Callback):
-    """Writes the run directory at every epoch's end, SIGINT/SIGTERM deferred: resume state
-    (the truth), history, then (chief only) last.keras and, on a better val_accuracy,
-    best.keras and best.json; files that lag the state are rewritten on resume."""
+    """Writes at every epoch's end, SIGINT/SIGTERM deferred: the resume state (the truth),
+    history, then (chief only) last.keras and, on a better val_accuracy, best.keras/json."""
 
     def __init__(self, workdir: Path, eval_set: str, total_epochs: int, chief: bool,
                  state: resume_state.State | None, stop: signals.StopSignals):
@@ -138,8 +134,8 @@ class RunWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        row = {"epoch": epoch + 1}
-        row.update({k: scalar(logs[k]) for k in run_files.HISTORY_FIELDS[1:] if k in logs})
+        row = {"epoch": epoch + 1,
+               **{k: scalar(logs[k]) for k in run_files.HISTORY_FIELDS[1:] if k in logs}}
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
         value = row.get("val_accuracy")
         improved = value is not None and math.isfinite(value) and (
@@ -170,8 +166,7 @@ class RunWriter(keras.callbacks.Callback):
 
 
 def epoch_timing(row: dict[str, Any], logs: dict[str, Any]) -> str:
-    """"27.1 s: training 12.9 s at 389 img/s, evaluation 14.2 s" (the rate is the
-    training phase's; the epoch's seconds include its evaluation)."""
+    """"27.1 s: training 12.9 s at 389 img/s, evaluation 14.2 s"."""
     total, rate = row.get("epoch_time_s", math.nan), row.get("images_per_sec", math.nan)
     train = logs.get("train_time_s")
     if train is None or total - train < 0.05:  # no evaluation in the epoch
@@ -181,9 +176,8 @@ def epoch_timing(row: dict[str, Any], logs: dict[str, Any]) -> str:
 
 
 def lagging_batch_norm_note(row: dict[str, Any], eval_set: str) -> str | None:
-    """A note for an epoch whose evaluation loss is far above its training loss: early in
-    a run BatchNormalization's moving averages lag the weights (68.9 against 2.3 after 20
-    steps is not a bug)."""
+    """A note for an epoch whose evaluation loss is far above its training loss (68.9 against
+    2.3 after 20 steps is BatchNorm's moving averages lagging the weights, not a bug)."""
     train, held = row.get("cross_entropy"), row.get("val_cross_entropy")
     if train is None or held is None or not (math.isfinite(train) and math.isfinite(held)
                                               and held >= max(5.0, 3.0 * train)):

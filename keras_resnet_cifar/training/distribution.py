@@ -15,10 +15,9 @@ from keras_resnet_cifar.errors import UserError
 
 
 def make_strategy(distribute: str) -> tf.distribute.Strategy:
-    """"auto": MirroredStrategy when there are several GPUs; "mirrored": over every GPU,
-    or every logical CPU without one (how it is tested); "multi_worker": from TF_CONFIG.
-    Call it before any other TensorFlow work: MultiWorkerMirroredStrategy configures its
-    collective ops when TensorFlow's runtime starts."""
+    """"auto": MirroredStrategy over several GPUs; "mirrored": over every GPU, or every
+    logical CPU without one (how it is tested); "multi_worker": from TF_CONFIG. Call it
+    before other TensorFlow work (MultiWorkerMirroredStrategy configures the runtime)."""
     if distribute == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             logging.warning("distribute=multi_worker without TF_CONFIG: training as a "
@@ -43,8 +42,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if getattr(resolver, "task_type", None) is None:
         return True
-    return _is_chief_task(resolver.task_type, resolver.task_id,
-                          resolver.cluster_spec().as_dict())
+    return _is_chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
 
 
 def is_chief_process(distribute: str) -> bool:
@@ -74,12 +72,9 @@ def worker_dir(workdir: str | os.PathLike, strategy: tf.distribute.Strategy) -> 
 
 def build_from_spec(model: keras.Model, strategy: tf.distribute.Strategy,
                      dataset: tf.data.Dataset) -> None:
-    """Builds `model`'s compile state from `dataset`'s element spec instead of a batch.
-
-    Keras 3.15's fit first pulls a batch and averages it across replicas to learn the
-    shapes (_maybe_symbolic_build): MultiWorkerMirroredStrategy cannot ("Attempt to
-    convert a value (PerReplica...)"), and the pulled batch would restart the pipeline.
-    """
+    """Builds `model`'s compile state from `dataset`'s element spec: Keras 3.15's fit first
+    pulls a batch (restarting the pipeline) and averages it across replicas, which fails
+    under MultiWorkerMirroredStrategy ("Attempt to convert a value (PerReplica...)")."""
     if not (hasattr(model, "_maybe_symbolic_build") and hasattr(model, "_symbolic_build")):
         return  # another Keras: nothing to work around
     batch = tf.nest.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype.name),

@@ -1,7 +1,6 @@
-"""A run directory's rules: one process at a time (an flock, which the kernel releases
-when its process dies), one recipe (a resumed run keeps its config but for
-run_files.EXECUTION_FIELDS, and epochs may grow), and trained work never silently
-started over. No Keras here: train checks all of this before TensorFlow loads.
+"""A run directory's rules: one process at a time (an flock: the kernel releases it when
+its process dies), one recipe (but run_files.EXECUTION_FIELDS; epochs may grow), trained
+work never silently started over. No Keras: train checks this before TensorFlow loads.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ from keras_resnet_cifar.training import resume_state
 
 @contextlib.contextmanager
 def lock(workdir: str | os.PathLike) -> Iterator[None]:
-    """Holds `workdir`'s lock for the block; a UserError at once if another process has
-    it (OSError: the lock file cannot be opened)."""
+    """Holds `workdir`'s lock for the block; UserError at once if another process has it."""
     def busy(pid: int | None) -> str:
         return (f"{workdir} is in use by another training process"
                 f"{f' (pid {pid})' if pid else ''}; wait for it to end, or choose another "
@@ -42,8 +40,7 @@ def _take(workdir: str | os.PathLike, stack: contextlib.ExitStack) -> None:
 
 
 def ensure_unlocked(workdir: str | os.PathLike) -> None:
-    """Refuses at once when another process holds `workdir`'s lock: a probe before
-    anything slow (TensorFlow, the data); training takes the lock with acquire()."""
+    """Refuses at once when another process holds `workdir`'s lock (before anything slow)."""
     with contextlib.ExitStack() as stack:
         _take(workdir, stack)
 
@@ -66,7 +63,7 @@ class Plan:
 
 def recipe_differences(saved: dict[str, Any], config: Any) -> dict[str, str]:
     """{name: "name=value (the run has value)"} for each recipe field where `config` differs
-    from a run's config.json (`saved`); a field `saved` lacks (an older run) has its default."""
+    from config.json's `saved` (where a field is missing, an older run's: its default)."""
     current, out = json.loads(config.to_json()), {}
     for field in dataclasses.fields(config):
         name, default = field.name, field.default
@@ -93,9 +90,8 @@ def _value_text(value: Any, name: str = "") -> str:
 
 
 def plan(workdir: str | os.PathLike, config: Any) -> Plan:
-    """How `config` continues the run in `workdir` (call holding its lock); a UserError
-    for another recipe, fewer epochs than the run has, or trained epochs without a
-    readable resume state."""
+    """How `config` continues the run in `workdir` (call holding its lock); UserError for
+    another recipe, fewer epochs, or trained epochs without a readable resume state."""
     workdir = Path(workdir)
     saved = run_files.read_config(workdir)
     history = run_files.read_history(workdir)
@@ -166,9 +162,8 @@ def _holds(file: Path, needle: bytes, block: int = 1 << 20) -> bool:
 
 
 def start(workdir: str | os.PathLike, config: Any, plan_: Plan) -> None:
-    """Readies `workdir` for a training session (call holding its lock): removes
-    temporaries of interrupted writes, writes config.json of a new run, records an
-    extension of epochs, and removes metrics.json (unfinished until the session ends)."""
+    """Readies `workdir` for a session (call holding its lock): removes temporaries, writes
+    a new run's config.json or records an extension, and removes metrics.json."""
     workdir = Path(workdir)
     for sub in ("", run_files.CHECKPOINTS, run_files.BACKUP):
         fileio.remove_temporaries(workdir / sub)
@@ -177,11 +172,9 @@ def start(workdir: str | os.PathLike, config: Any, plan_: Plan) -> None:
     elif plan_.extended_from is not None:
         saved = run_files.read_config(workdir)
         entry = {"epochs": plan_.extended_from, "extended_to": config.epochs,
-                 "epochs_completed": plan_.state_epoch,
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                 "epochs_completed": plan_.state_epoch, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         fileio.write_json(run_files.path(workdir, run_files.EXTENSIONS),
                           run_files.read_extensions(workdir) + [entry])
-        # The run now trains to the new epochs; everything else is as it started.
         fileio.write_json(run_files.path(workdir, run_files.CONFIG),
                           {**saved, "epochs": config.epochs})
     run_files.path(workdir, run_files.METRICS).unlink(missing_ok=True)

@@ -30,9 +30,8 @@ from keras_resnet_cifar.training.optimizer import ReferenceSGD, StepSchedule
 
 def build_and_compile(config: TrainConfig, replicas: int = 1) -> keras.Model:
     """The model of `config`, compiled with the reference SGD (call inside a strategy scope);
-    sets Keras' global dtype policy. With several replicas BatchNormalization syncs its
-    batch statistics: Keras 3 does not aggregate per-replica moving statistics, which
-    would drift apart from the saved model's."""
+    sets Keras' global dtype policy. Several replicas sync BatchNorm's batch statistics: Keras
+    3 does not aggregate per-replica moving statistics, which would drift apart."""
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     model = networks.build_model(config.model, shortcut=config.shortcut,
                                  weight_decay=config.weight_decay,
@@ -43,14 +42,12 @@ def build_and_compile(config: TrainConfig, replicas: int = 1) -> keras.Model:
     batch_norm.fuse_batch_norm(model)
     # Weight decay is the models' L2 term (gradient lambda * w, through momentum), as in
     # torch.optim.SGD, not Keras' decoupled SGD(weight_decay=...).
-    optimizer = ReferenceSGD(learning_rate=learning_rate_at(0, config),
-                             momentum=config.momentum)
+    optimizer = ReferenceSGD(learning_rate=learning_rate_at(0, config), momentum=config.momentum)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                            keras.metrics.SparseCategoricalCrossentropy(name="cross_entropy")],
-                  jit_compile=config.jit_compile,
-                  steps_per_execution=config.steps_per_execution)
+                  jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     return model
 
 
@@ -79,18 +76,14 @@ def load_data(config: TrainConfig, data: datasets.Cifar10 | None = None
 
 def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
                        callbacks: Sequence[keras.callbacks.Callback] = (),
-                       verbose: int | str = "auto",
-                       data: datasets.Cifar10 | None = None,
+                       verbose: int | str = "auto", data: datasets.Cifar10 | None = None,
                        evaluate_every_epoch: bool = True) -> dict[str, Any]:
-    """Trains `config` in `workdir` (resuming what is there) and returns metrics.json.
-
-    The data are checked before a new run directory is made, so a refused run leaves none.
-    verbose: "auto", a progress line in each epoch and a summary line per epoch; 0 the
-    summaries only; 1 or 2 Keras' own output as well. evaluate_every_epoch=False (the
-    study, whose curve points evaluate during each epoch) leaves out the val_* columns
-    and the best checkpoint, and evaluates the test set once, at the end. Raises
-    UserError, or signals.Interrupted on SIGINT or SIGTERM (the same command resumes).
-    """
+    """Trains `config` in `workdir` (resuming what is there) and returns metrics.json. The
+    data are checked before a new run directory is made, so a refused run leaves none.
+    verbose: "auto", a progress line and a summary line per epoch; 0 the summaries only; 1
+    or 2 Keras' output as well. evaluate_every_epoch=False (the study) leaves out the val_*
+    columns and best checkpoint, and tests once at the end. Raises UserError, or
+    signals.Interrupted on SIGINT or SIGTERM (the same command resumes)."""
     # The strategy first: MultiWorkerMirroredStrategy must exist before TF starts.
     strategy = distribution.make_strategy(config.distribute)
     chief = distribution.is_chief(strategy)
@@ -144,8 +137,7 @@ class _Session:
                  verbose: int | str, stop: signals.StopSignals):
         self.config, self.workdir, self.strategy, self.chief = config, workdir, strategy, chief
         self.train, self.evaluation, self.data, self.fit_seconds = train, evaluation, data, 0.0
-        logging.info("data: %s; %s, %s", data.source,
-                     plural(len(train.labels), "training image"),
+        logging.info("data: %s; %s, %s", data.source, plural(len(train.labels), "training image"),
                      plural(len(evaluation.labels), f"{config.eval_set} image"))
         with strategy.scope():
             self.model = build_and_compile(config, strategy.num_replicas_in_sync)
@@ -165,12 +157,10 @@ class _Session:
         check_steps_per_execution(self.steps, config.steps_per_execution)
         self.writer = callbacks_lib.RunWriter(workdir, config.eval_set, config.epochs, chief,
                                               state, stop)
-        # "auto": the progress line and no Keras output; 1 or 2: Keras' own as well.
         self.keras_verbose = verbose if verbose in (1, 2) else 0
-        self.progress = (callbacks_lib.ProgressLine(config.epochs, self.steps,
-                                                    _eval_batches(evaluation, config),
-                                                    config.eval_set)
-                         if verbose == "auto" else None)
+        self.progress = (callbacks_lib.ProgressLine(
+            config.epochs, self.steps, _eval_batches(evaluation, config), config.eval_set)
+            if verbose == "auto" else None)
 
     def _callbacks(self, extra: Sequence[keras.callbacks.Callback]) -> list:
         config = self.config
@@ -189,8 +179,7 @@ class _Session:
         if self.initial_epoch >= config.epochs:
             return
         started = time.perf_counter()
-        # Epoch e's batches depend on (seed, e) only: a resumed run sees exactly the
-        # batches the uninterrupted one would have.
+        # Epoch e's batches depend on (seed, e) only: a resumed run sees the same batches.
         train_ds = distribution.shard_by_data(pipeline.train_dataset(
             self.train, config.batch_size, seed=config.seed, first_epoch=self.initial_epoch,
             last_epoch=config.epochs, steps_per_epoch=config.steps_per_epoch))
@@ -214,9 +203,9 @@ class _Session:
     def _test(self) -> tuple[float, float]:
         """(test loss, test accuracy) of the final model."""
         config, last = self.config, (self.writer.rows or [{}])[-1]
-        if config.eval_set == "test" and last.get("epoch") == config.epochs \
-                and "val_accuracy" in last:
-            # The last epoch was evaluated on these very test images by this model.
+        # The last epoch evaluated on these very test images by this model?
+        if (config.eval_set == "test" and last.get("epoch") == config.epochs
+                and "val_accuracy" in last):
             return last["val_cross_entropy"], last["val_accuracy"]
         logging.info("evaluating on the test set")
         if self.progress:
@@ -241,14 +230,14 @@ class _Session:
 
     def _metrics(self, test_loss: float, test_accuracy: float) -> dict[str, Any]:
         config, rows, best = self.config, self.writer.rows, self.writer.best
-        rates = [r["images_per_sec"] for r in self.writer.rows if "images_per_sec" in r]
+        rates = [r["images_per_sec"] for r in rows if "images_per_sec" in r]
         name = arch.parse_name(config.model)
         return {
             "model": config.model, "shortcut": config.shortcut,
             "residual": name.residual, "depth": name.depth,
             "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
-            # Keras takes the softmax's logits: -log p is exact even where p underflows
-            # (a tool that only sees probabilities must clip them, and differs there).
+            # From the logits: -log p is exact even where p underflows (a tool that only
+            # sees probabilities must clip them, and differs there).
             "test_loss_definition": "mean cross-entropy -log p(true class), computed from "
                                     "the logits (unclipped), without the weight-decay term",
             "test_images": len(self.data.test.labels) if not config.eval_steps
@@ -259,13 +248,11 @@ class _Session:
             "epochs_completed": rows[-1]["epoch"] if rows else 0,
             "params_trainable": networks.count_trainable_params(self.model),
             "params_total": int(self.model.count_params()),
-            "wall_time_s": float(sum(r.get("epoch_time_s", 0.0) for r in self.writer.rows)),
+            "wall_time_s": float(sum(r.get("epoch_time_s", 0.0) for r in rows)),
             "last_session_fit_s": self.fit_seconds,
             "train_images_per_sec": float(np.median(rates)) if rates else None,
-            "data_source": self.data.source,
-            "replicas": self.strategy.num_replicas_in_sync,
-            **environment.describe(),
-            **environment.provenance(config.data_dir),
+            "data_source": self.data.source, "replicas": self.strategy.num_replicas_in_sync,
+            **environment.describe(), **environment.provenance(config.data_dir),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
@@ -277,8 +264,7 @@ def _repair(workdir: Path, model: keras.Model, state: resume_state.State,
     if not chief:
         return
     run_files.save_model(model, workdir, run_files.LAST)
-    # best.keras is checked, not trusted: a damaged one would only be found when a tool
-    # loads it, long after this session.
+    # Checked, not trusted: a damaged best.keras would be found only when a tool loads it.
     best = run_files.path(workdir, run_files.BEST)
     damaged = run_files.is_damaged_model(workdir, run_files.BEST)
     if state.best and state.best["epoch"] == state.epoch and (
@@ -289,8 +275,7 @@ def _repair(workdir: Path, model: keras.Model, state: resume_state.State,
             logging.warning("%s was damaged (truncated or corrupt); rewritten from the "
                             "resume state (epoch %d).", best, state.epoch)
     elif damaged:
-        logging.warning(
-            "%s is damaged (truncated or corrupt) and cannot be rebuilt: its weights "
-            "(epoch %s) exist nowhere else. It is replaced when an epoch improves on "
-            "that one; until then use the last checkpoint.", best,
-            (state.best or {}).get("epoch", "?"))
+        logging.warning("%s is damaged (truncated or corrupt) and cannot be rebuilt: its weights "
+                        "(epoch %s) exist nowhere else. It is replaced when an epoch improves "
+                        "on that one; until then use the last checkpoint.", best,
+                        (state.best or {}).get("epoch", "?"))

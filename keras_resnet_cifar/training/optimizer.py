@@ -17,9 +17,8 @@ from keras_resnet_cifar.config import TrainConfig, learning_rate_at
 
 @keras.saving.register_keras_serializable(package="keras_resnet_cifar")
 class ReferenceSGD(keras.optimizers.Optimizer):
-    """SGD with heavy-ball momentum exactly as torch.optim.SGD (dampening 0): v = m v + g,
-    w -= lr v, v starting at zero (so the first step is v = g, as PyTorch's). Weight decay
-    is the models' L2 loss term, whose gradient is part of g, as in the reference."""
+    """torch.optim.SGD's momentum (dampening 0): v = m v + g, w -= lr v, v starting at zero
+    (the first step is v = g). Weight decay is the models' L2 term, whose gradient is in g."""
 
     def __init__(self, learning_rate=0.1, momentum: float = 0.9,
                  name: str = "reference_sgd", **kwargs):
@@ -39,21 +38,17 @@ class ReferenceSGD(keras.optimizers.Optimizer):
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         v = self.velocities[self._get_variable_index(variable)]
-        self.assign(v, ops.add(ops.multiply(v, ops.cast(self.momentum, variable.dtype)),
-                               gradient))
+        self.assign(v, ops.add(ops.multiply(v, ops.cast(self.momentum, variable.dtype)), gradient))
         self.assign_sub(variable, ops.multiply(learning_rate, v))
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"momentum": self.momentum})
-        return config
+        return {**super().get_config(), "momentum": self.momentum}
 
 
 class StepSchedule(keras.callbacks.Callback):
-    """Sets the learning rate before every step to learning_rate_at(e + s / steps), and
-    adds it to each epoch's logs. With steps_per_execution > 1 Keras calls back once
-    per execution, so a change comes up to steps_per_execution - 1 steps late
-    (tests/test_train.py pins it)."""
+    """Sets the learning rate before every step to learning_rate_at(e + s / steps) and logs
+    it per epoch. Keras calls back once per execution, so a change comes up to
+    steps_per_execution - 1 steps late (tests/test_train.py pins it)."""
 
     def __init__(self, config: TrainConfig):
         super().__init__()
@@ -74,5 +69,4 @@ class StepSchedule(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(ops.convert_to_numpy(
-                self.model.optimizer.learning_rate))
+            logs["learning_rate"] = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))

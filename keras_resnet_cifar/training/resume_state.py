@@ -1,8 +1,7 @@
-"""backup/state.npz, the truth a run resumes from: every variable of the model and the
-optimiser, the completed epochs, their history rows and the best epoch. Written first
-at each epoch's end, atomically; everything else is derived from it and rewritten when
-it lags. So a killed run resumes from its last complete epoch and, as data.pipeline
-draws each epoch from (seed, epoch), ends bit-identical. NumPy only.
+"""backup/state.npz, the truth a run resumes from: the model's and optimiser's variables,
+the completed epochs' history rows and the best epoch. Written first (atomically) at each
+epoch's end; all else derives from it. So a killed run resumes from its last complete epoch
+and, as data.pipeline draws each epoch from (seed, epoch), ends bit-identical. NumPy only.
 """
 
 from __future__ import annotations
@@ -96,9 +95,8 @@ def _canonical(rows: list[dict[str, Any]]) -> str:
 
 
 def restore_state(workdir: str | os.PathLike, model: Any) -> State | None:
-    """Loads the resume state into `model` and its (built) optimizer and returns its
-    epoch, history and best; None without one. UserError: unreadable, or of another
-    model or optimiser."""
+    """Loads the resume state into `model` and its built optimizer; None without one.
+    UserError: unreadable, or of another model or optimiser."""
     with _opened(workdir) as opened:
         if opened is None:
             return None
@@ -134,9 +132,8 @@ def _array(state: Any, i: int, variable: Any, target: Path) -> np.ndarray:
     return value
 
 
-def _local(variable_path: str) -> str:
-    """"sgd_1/x_momentum" -> "x_momentum": Keras numbers optimisers (and unnamed models)
-    by creation order in a process."""
+def _local(variable_path: str) -> str:  # Keras numbers optimisers by creation order
+    """"sgd_1/x_momentum" -> "x_momentum"."""
     return variable_path.split("/", 1)[-1]
 
 
