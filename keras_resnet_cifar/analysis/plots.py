@@ -47,7 +47,6 @@ def _depth_styles(labels) -> dict[int, str]:
 
 
 def _finish(fig: Figure, axes, title: str | None, legend: int = 8) -> Figure:
-    """A grid and a legend on every axis, the title on the figure."""
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=legend)
@@ -71,8 +70,7 @@ def seeds_mean_and_spread(values: Any, spread: str = "std"
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}.")
     rows = np.atleast_2d(np.asarray(values, float))
-    n = len(rows)
-    mean = rows.mean(axis=0)
+    n, mean = len(rows), rows.mean(axis=0)
     if n < 2:
         return rows, mean, None, n
     sd = rows.std(axis=0, ddof=1)
@@ -159,9 +157,7 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence
         ax.set(xlabel="predicted class", ylabel="true class",
                title=f"{label} (accuracy {accuracy:.1f}%)")
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="% of the true class")
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (), title)
 
 
 def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *,
@@ -186,9 +182,7 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
         if runs:  # a panel with no run yet (Table 1 in progress) has nothing to name
             ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (), title)
 
 
 def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
@@ -245,8 +239,7 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
             values = np.atleast_2d(np.asarray(values, float))
             if sort_descending:
                 values = -np.sort(-values, axis=1)
-            style = styles[_depth(label)]
-            x = np.arange(1, values.shape[1] + 1)
+            style, x = styles[_depth(label)], np.arange(1, values.shape[1] + 1)
             if len(values) > 1:
                 plot_seeds(ax, x, values, style, colour=family_colour(label), linewidth=1.5,
                            label=label)
@@ -278,27 +271,21 @@ def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, yl
                 color=colour, marker="o", linewidth=1.8,
                 label=f"{label} (n = {max(len(v) for v in by_epoch.values())})")
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return fig
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or "")
+    return _finish(fig, (ax,), None)
+
 
 
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> list[Path]:
     """Writes `fig` as `<path>.png` and `<path>.svg`; returns both paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
     # No timestamps and fixed SVG element ids: the same data gives the same bytes,
     # so re-generated figures only show up in a diff when they changed.
     with matplotlib.rc_context({"svg.hashsalt": "keras_resnet_cifar"}):
         for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None})):
-            out = path.with_suffix(suffix)
-            fig.savefig(out, dpi=dpi, metadata=metadata)
-            written.append(out)
-    return written
+            fig.savefig(path.with_suffix(suffix), dpi=dpi, metadata=metadata)
+    return [path.with_suffix(".png"), path.with_suffix(".svg")]
 
 
 def save_run_curves(workdir: str | os.PathLike) -> Path | None:
@@ -308,7 +295,8 @@ def save_run_curves(workdir: str | os.PathLike) -> Path | None:
     if saved is None or not rows:
         return None
     config = TrainConfig.from_dict(saved)
-    figure = training_curves({config.model: rows}, eval_set=config.eval_set,
-                             title=f"{config.model} (seed {config.seed})")
-    run_files.save_figure(figure, workdir)
+    run_files.save_figure(training_curves({config.model: rows}, eval_set=config.eval_set,
+                                          title=f"{config.model} (seed {config.seed})"),
+                          workdir)
+
     return run_files.path(workdir, run_files.CURVES)
