@@ -19,24 +19,13 @@ import os
 import keras
 import numpy as np
 
-from keras_resnet_cifar import fileio
-from keras_resnet_cifar import run_files
+from keras_resnet_cifar import fileio, run_files
 
 
 def point_steps(steps_per_epoch: int, points_per_epoch: int) -> list[int]:
     """The 1-based steps of an epoch that end a segment: (391, 4) -> [97, 195, 293, 391]."""
     return sorted({max(1, steps_per_epoch * i // points_per_epoch)
                    for i in range(1, points_per_epoch + 1)})
-
-
-def segment_stats(batch_errors: list[float],
-                  batch_images: list[float]) -> tuple[float, float | None]:
-    """(Image-weighted mean error, its standard error over the batches or None for one)."""
-    errors = np.asarray(batch_errors, np.float64)
-    weights = np.asarray(batch_images, np.float64)
-    mean = float(np.sum(errors * weights) / np.sum(weights))
-    se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None
-    return mean, se
 
 
 class CurveRecorder(keras.callbacks.Callback):
@@ -94,8 +83,9 @@ class CurveRecorder(keras.callbacks.Callback):
 
     def _record(self, step_in_epoch: int) -> None:
         steps = self._steps()
-        counts, errors, entropies = (list(c) for c in zip(*self._segment))
-        train_error, train_se = segment_stats(errors, counts)
+        counts, errors, entropies = (np.asarray(c, np.float64) for c in zip(*self._segment))
+        # The standard error of the segment's error over its batches (None for one batch).
+        se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None
         probabilities = np.asarray(self.model.predict(self.images, batch_size=self.batch_size,
                                                       verbose=0), np.float64)
         picked = probabilities[np.arange(len(self.labels)), self.labels]
@@ -107,8 +97,8 @@ class CurveRecorder(keras.callbacks.Callback):
                 self.model.optimizer.learning_rate)),
             "train_images": int(round(sum(counts))),
             "train_batches": len(counts),
-            "train_error": train_error,
-            "train_error_se": train_se,
+            "train_error": float(np.sum(errors * counts) / np.sum(counts)),  # image-weighted
+            "train_error_se": se,
             "train_cross_entropy": float(np.average(entropies, weights=counts)),
             "test_error": float(np.mean(probabilities.argmax(axis=1) != self.labels)),
             "test_cross_entropy": float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))),

@@ -18,8 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet_cifar import fileio
-from keras_resnet_cifar import run_files
+from keras_resnet_cifar import fileio, run_files
 from keras_resnet_cifar.config import as_epoch
 
 
@@ -88,8 +87,8 @@ class LayerStatsRecorder(keras.callbacks.Callback):
                  epochs: Sequence[float]):
         super().__init__()
         self.path = run_files.path(run_dir, run_files.LAYER_STATS)
-        self.images = np.asarray(images)
-        self.labels = np.asarray(labels)
+        self.images, self.labels = np.asarray(images), np.asarray(labels)
+
         self.epochs = sorted(set(as_epoch(e) for e in epochs))
         if any(e < 0 for e in self.epochs):
             raise ValueError(f"Layer-statistics epochs must be >= 0, got {list(epochs)}.")

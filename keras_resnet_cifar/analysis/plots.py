@@ -41,7 +41,7 @@ def family_colour(label: str) -> str:
 
 
 def _depth_styles(labels) -> dict[int, str]:
-    """One line style per depth named in `labels`, shallow to deep."""
+
     depths = sorted({_depth(label) for label in labels})
     return {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
 

@@ -260,11 +260,8 @@ def check_plan(plan: Plan) -> None:
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    """Every measurement of `plan` as one JSON-ready dict (data only, no models).
-
-    The saved models are timed first: one that cannot be loaded fails before minutes
-    of training.
-    """
+    """Every measurement of `plan` as one JSON-ready dict (data only, no models); the saved
+    models are timed first: one that cannot be loaded fails before minutes of training."""
     check_plan(plan)
     base = plan.base
     data = datasets.load(base.dataset, base.data_dir, seed=0,
@@ -275,9 +272,9 @@ def run(plan: Plan) -> dict[str, Any]:
         "machine": machine(),
         "settings": {**settings, "data": data.source},
         "training": {}, "evaluation": {},
-        "inference": (inference_rates(plan.model_paths, data.test.images,
-                                      runs=plan.inference_runs,
+        "inference": (inference_rates(plan.model_paths, data.test.images, runs=plan.inference_runs,
                                       num_threads=plan.num_threads or os.cpu_count() or 1,
+
                                       trust_savedmodel=plan.trust_savedmodel)
                       if plan.model_paths else {"skipped": "no --model_path given"}),
     }
