@@ -8,8 +8,7 @@ iterations; a short run has too few epochs for per-epoch points. curve.json:
 "train_error_se", "train_cross_entropy", "test_error", "test_cross_entropy",
 "test_images"}, ...]}. The training figures are over the steps since the previous point
 (the segment), image-weighted; test figures over a fixed test subset, the same for every
-point and run. A resumed run drops its interrupted epoch's points and records them anew.
-"""
+point and run. A resumed run drops its interrupted epoch's points and records them anew."""
 
 from __future__ import annotations
 
@@ -33,8 +32,7 @@ class CurveRecorder(keras.callbacks.Callback):
 
     The model must log `accuracy` and `cross_entropy` (as loop.build_and_compile makes it):
     per-batch figures are recovered from Keras' running means over the epoch and the loss
-    tracker's image count, so partial batches weigh what they hold.
-    """
+    tracker's image count, so partial batches weigh what they hold."""
 
     def __init__(self, run_dir: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
                  points_per_epoch: int = 4, batch_size: int = 256, subset_seed: int = 0):
@@ -91,23 +89,18 @@ class CurveRecorder(keras.callbacks.Callback):
         picked = probabilities[np.arange(len(self.labels)), self.labels]
         step = self._epoch * steps + step_in_epoch
         self.points[step] = {
-            "step": step,
-            "epoch": round(step / steps, 6),
-            "learning_rate": float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate)),
-            "train_images": int(round(sum(counts))),
-            "train_batches": len(counts),
+            "step": step, "epoch": round(step / steps, 6),
+            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "train_images": int(round(sum(counts))), "train_batches": len(counts),
             "train_error": float(np.sum(errors * counts) / np.sum(counts)),  # image-weighted
             "train_error_se": se,
             "train_cross_entropy": float(np.average(entropies, weights=counts)),
             "test_error": float(np.mean(probabilities.argmax(axis=1) != self.labels)),
             "test_cross_entropy": float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))),
-            "test_images": int(len(self.labels)),
-        }
+            "test_images": int(len(self.labels))}
         self._segment = []
         fileio.write_json(self.path, {
-            "points_per_epoch": self.points_per_epoch,
-            "steps_per_epoch": steps,
+            "points_per_epoch": self.points_per_epoch, "steps_per_epoch": steps,
             "test_subset": {"images": int(len(self.labels)), "seed": self.subset_seed},
-            "points": [self.points[s] for s in sorted(self.points)],
-        })
+            "points": [self.points[s] for s in sorted(self.points)]})
+

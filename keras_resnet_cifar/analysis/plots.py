@@ -4,8 +4,7 @@ global state, no backend change in a notebook), and a run directory's curves.png
 Errors and accuracies are drawn in percent; plain networks orange, residual ones blue
 (colour-blind-safe; He et al.'s colours are not standard). Where a function takes one
 value per point it also takes one row per seed: each seed is drawn faintly (gid "seed"),
-the mean bold, and a band of ± one std (spread="std") or ± the standard error ("se").
-"""
+the mean bold, and a band of ± one std (spread="std") or ± the standard error ("se")."""
 
 from __future__ import annotations
 
@@ -104,10 +103,9 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
                     xlabel: str = "epoch", title: str | None = None) -> Figure:
     """Accuracy (left) and loss (right) per epoch of each {label: history rows}, on the
     same axes (as He et al.'s Figure 1 pairs networks); training dashed, `eval_set` solid.
-
     The loss is the cross-entropy when the rows log it, else the loss with weight decay;
-    on a log scale when it spans more than a factor of 100.
-    """
+    on a log scale when it spans more than a factor of 100."""
+
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     acc_ax, loss_ax = fig.subplots(1, 2)
     # Newer histories log the cross-entropy apart from the weight-decay term; older
@@ -194,8 +192,7 @@ def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
     `families` is {panel: {label: {"x", "train_error", "test_error", optionally
     "final_test_error", "colour"}}}, errors as fractions (one row per seed with several);
     the final error on the whole test set is a star at the end of the test curve.
-    `steps_per_unit` adds a top axis of iterations; `marks` are dotted lines (lr drops).
-    """
+    `steps_per_unit` adds a top axis of iterations; `marks` are dotted lines (lr drops)."""
     fig = Figure(figsize=(max(5.5 * len(families), 7.5), 4.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True))
     for ax, (name, runs) in zip(axes, families.items()):
