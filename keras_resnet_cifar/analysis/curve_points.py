@@ -8,8 +8,7 @@ iterations; a short run has too few epochs for per-epoch points. curve.json:
 "train_error_se", "train_cross_entropy", "test_error", "test_cross_entropy",
 "test_images"}, ...]}. The training figures are over the steps since the previous point
 (the segment), image-weighted; test figures over a fixed test subset, the same for every
-point and run. A resumed run drops its interrupted epoch's points and records them anew.
-"""
+point and run. A resumed run drops its interrupted epoch's points and records them anew."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ import os
 import keras
 import numpy as np
 
-from keras_resnet_cifar import fileio
-from keras_resnet_cifar import run_files
+from keras_resnet_cifar import fileio, run_files
 
 
 def point_steps(steps_per_epoch: int, points_per_epoch: int) -> list[int]:
@@ -29,23 +27,12 @@ def point_steps(steps_per_epoch: int, points_per_epoch: int) -> list[int]:
                    for i in range(1, points_per_epoch + 1)})
 
 
-def segment_stats(batch_errors: list[float],
-                  batch_images: list[float]) -> tuple[float, float | None]:
-    """(Image-weighted mean error, its standard error over the batches or None for one)."""
-    errors = np.asarray(batch_errors, np.float64)
-    weights = np.asarray(batch_images, np.float64)
-    mean = float(np.sum(errors * weights) / np.sum(weights))
-    se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None
-    return mean, se
-
-
 class CurveRecorder(keras.callbacks.Callback):
     """Writes curve.json (atomically) after each point; `images`, `labels` are the test subset.
 
     The model must log `accuracy` and `cross_entropy` (as loop.build_and_compile makes it):
     per-batch figures are recovered from Keras' running means over the epoch and the loss
-    tracker's image count, so partial batches weigh what they hold.
-    """
+    tracker's image count, so partial batches weigh what they hold."""
 
     def __init__(self, run_dir: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
                  points_per_epoch: int = 4, batch_size: int = 256, subset_seed: int = 0):
@@ -94,30 +81,26 @@ class CurveRecorder(keras.callbacks.Callback):
 
     def _record(self, step_in_epoch: int) -> None:
         steps = self._steps()
-        counts, errors, entropies = (list(c) for c in zip(*self._segment))
-        train_error, train_se = segment_stats(errors, counts)
+        counts, errors, entropies = (np.asarray(c, np.float64) for c in zip(*self._segment))
+        # The standard error of the segment's error over its batches (None for one batch).
+        se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None
         probabilities = np.asarray(self.model.predict(self.images, batch_size=self.batch_size,
                                                       verbose=0), np.float64)
         picked = probabilities[np.arange(len(self.labels)), self.labels]
         step = self._epoch * steps + step_in_epoch
         self.points[step] = {
-            "step": step,
-            "epoch": round(step / steps, 6),
-            "learning_rate": float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate)),
-            "train_images": int(round(sum(counts))),
-            "train_batches": len(counts),
-            "train_error": train_error,
-            "train_error_se": train_se,
+            "step": step, "epoch": round(step / steps, 6),
+            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "train_images": int(round(sum(counts))), "train_batches": len(counts),
+            "train_error": float(np.sum(errors * counts) / np.sum(counts)),  # image-weighted
+            "train_error_se": se,
             "train_cross_entropy": float(np.average(entropies, weights=counts)),
             "test_error": float(np.mean(probabilities.argmax(axis=1) != self.labels)),
             "test_cross_entropy": float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))),
-            "test_images": int(len(self.labels)),
-        }
+            "test_images": int(len(self.labels))}
         self._segment = []
         fileio.write_json(self.path, {
-            "points_per_epoch": self.points_per_epoch,
-            "steps_per_epoch": steps,
+            "points_per_epoch": self.points_per_epoch, "steps_per_epoch": steps,
             "test_subset": {"images": int(len(self.labels)), "seed": self.subset_seed},
-            "points": [self.points[s] for s in sorted(self.points)],
-        })
+            "points": [self.points[s] for s in sorted(self.points)]})
+

@@ -4,8 +4,7 @@ Each run lives in `<out>/runs/<model>-seed<seed>`. Calling again resumes: finish
 are skipped, an interrupted one continues, evaluations are redone only when their model
 changed. The report folder gets a copy of each run's small files (never the models), so
 it can be committed and rebuilt from itself, and its report covers every run published
-there: seeds trained by separate calls end up in one report.
-"""
+there: seeds trained by separate calls end up in one report."""
 
 from __future__ import annotations
 
@@ -146,8 +145,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
     """Trains, evaluates, then (with `report_dir`) publishes and reports.
 
     `reference_dirs` are runs of the reference PyTorch trainer for the report;
-    `accuracy_levels` its "epochs to X%" levels (None: chosen from the runs).
-    """
+    `accuracy_levels` its "epochs to X%" levels (None: chosen from the runs)."""
     data = DataCache()
     dirs = train_all(spec, out, verbose=verbose, data=data)
     evaluate_all(dirs, spec.base, data=data)

@@ -6,8 +6,7 @@ mode as the paper analyses a trained net (at epoch 0 BN is the identity). Gradie
 (the "gradient highway" of Shinde 2025, 4.1; He et al. 4.1 find healthy norms in their
 BN-trained plain nets): of the mean cross-entropy without weight decay w.r.t. each kernel,
 in training mode as SGD sees it. layer_stats.json: {"batch_size", "response_layers",
-"gradient_layers", "epochs": [{"epoch", "loss", "response_std", "gradient_norm"}, ...]}.
-"""
+"gradient_layers", "epochs": [{"epoch", "loss", "response_std", "gradient_norm"}, ...]}."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet_cifar import fileio
-from keras_resnet_cifar import run_files
+from keras_resnet_cifar import fileio, run_files
 from keras_resnet_cifar.config import as_epoch
 
 
@@ -56,8 +54,7 @@ def gradient_norms(model: keras.Model, images: np.ndarray,
     names = kernel_layers(model)
     kernels = [model.get_layer(n).kernel for n in names]
     saved = [v.numpy() for v in model.non_trainable_variables]
-    x = tf.convert_to_tensor(images, tf.float32)
-    y = tf.convert_to_tensor(labels, tf.int64)
+    x, y = tf.convert_to_tensor(images, tf.float32), tf.convert_to_tensor(labels, tf.int64)
     try:
         with tf.GradientTape() as tape:
             probabilities = model(x, training=True)
@@ -88,8 +85,8 @@ class LayerStatsRecorder(keras.callbacks.Callback):
                  epochs: Sequence[float]):
         super().__init__()
         self.path = run_files.path(run_dir, run_files.LAYER_STATS)
-        self.images = np.asarray(images)
-        self.labels = np.asarray(labels)
+        self.images, self.labels = np.asarray(images), np.asarray(labels)
+
         self.epochs = sorted(set(as_epoch(e) for e in epochs))
         if any(e < 0 for e in self.epochs):
             raise ValueError(f"Layer-statistics epochs must be >= 0, got {list(epochs)}.")
@@ -124,8 +121,7 @@ class LayerStatsRecorder(keras.callbacks.Callback):
                                "response_std": stats["response_std"],
                                "gradient_norm": stats["gradient_norm"]}
         fileio.write_json(self.path, {
-            "batch_size": len(self.labels),
-            "response_layers": stats["response_layers"],
+            "batch_size": len(self.labels), "response_layers": stats["response_layers"],
             "gradient_layers": stats["gradient_layers"],
-            "epochs": [self.records[e] for e in sorted(self.records)],
-        })
+            "epochs": [self.records[e] for e in sorted(self.records)]})
+

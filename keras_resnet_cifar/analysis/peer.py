@@ -3,8 +3,7 @@
 A peer takes `--model plainN|resnetN --batch B --steps S --warmup W --mode M` (and
 `--precision bfloat16|float16` for a mixed-precision run) and prints `img/s=<float>` on
 its last line. The repository's is scripts/torch_peer.py, run in an environment of its
-own (this project never imports torch); its modes are its own and it refuses others.
-"""
+own (this project never imports torch); its modes are its own and it refuses others."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ global state, no backend change in a notebook), and a run directory's curves.png
 Errors and accuracies are drawn in percent; plain networks orange, residual ones blue
 (colour-blind-safe; He et al.'s colours are not standard). Where a function takes one
 value per point it also takes one row per seed: each seed is drawn faintly (gid "seed"),
-the mean bold, and a band of ± one std (spread="std") or ± the standard error ("se").
-"""
+the mean bold, and a band of ± one std (spread="std") or ± the standard error ("se")."""
 
 from __future__ import annotations
 
@@ -41,13 +40,12 @@ def family_colour(label: str) -> str:
 
 
 def _depth_styles(labels) -> dict[int, str]:
-    """One line style per depth named in `labels`, shallow to deep."""
+
     depths = sorted({_depth(label) for label in labels})
     return {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
 
 
 def _finish(fig: Figure, axes, title: str | None, legend: int = 8) -> Figure:
-    """A grid and a legend on every axis, the title on the figure."""
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=legend)
@@ -71,8 +69,7 @@ def seeds_mean_and_spread(values: Any, spread: str = "std"
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}.")
     rows = np.atleast_2d(np.asarray(values, float))
-    n = len(rows)
-    mean = rows.mean(axis=0)
+    n, mean = len(rows), rows.mean(axis=0)
     if n < 2:
         return rows, mean, None, n
     sd = rows.std(axis=0, ddof=1)
@@ -106,10 +103,9 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
                     xlabel: str = "epoch", title: str | None = None) -> Figure:
     """Accuracy (left) and loss (right) per epoch of each {label: history rows}, on the
     same axes (as He et al.'s Figure 1 pairs networks); training dashed, `eval_set` solid.
-
     The loss is the cross-entropy when the rows log it, else the loss with weight decay;
-    on a log scale when it spans more than a factor of 100.
-    """
+    on a log scale when it spans more than a factor of 100."""
+
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     acc_ax, loss_ax = fig.subplots(1, 2)
     # Newer histories log the cross-entropy apart from the weight-decay term; older
@@ -159,9 +155,7 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence
         ax.set(xlabel="predicted class", ylabel="true class",
                title=f"{label} (accuracy {accuracy:.1f}%)")
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="% of the true class")
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (), title)
 
 
 def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *,
@@ -186,9 +180,7 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
         if runs:  # a panel with no run yet (Table 1 in progress) has nothing to name
             ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (), title)
 
 
 def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
@@ -200,8 +192,7 @@ def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
     `families` is {panel: {label: {"x", "train_error", "test_error", optionally
     "final_test_error", "colour"}}}, errors as fractions (one row per seed with several);
     the final error on the whole test set is a star at the end of the test curve.
-    `steps_per_unit` adds a top axis of iterations; `marks` are dotted lines (lr drops).
-    """
+    `steps_per_unit` adds a top axis of iterations; `marks` are dotted lines (lr drops)."""
     fig = Figure(figsize=(max(5.5 * len(families), 7.5), 4.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True))
     for ax, (name, runs) in zip(axes, families.items()):
@@ -245,8 +236,7 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
             values = np.atleast_2d(np.asarray(values, float))
             if sort_descending:
                 values = -np.sort(-values, axis=1)
-            style = styles[_depth(label)]
-            x = np.arange(1, values.shape[1] + 1)
+            style, x = styles[_depth(label)], np.arange(1, values.shape[1] + 1)
             if len(values) > 1:
                 plot_seeds(ax, x, values, style, colour=family_colour(label), linewidth=1.5,
                            label=label)
@@ -278,27 +268,21 @@ def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, yl
                 color=colour, marker="o", linewidth=1.8,
                 label=f"{label} (n = {max(len(v) for v in by_epoch.values())})")
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return fig
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or "")
+    return _finish(fig, (ax,), None)
+
 
 
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> list[Path]:
     """Writes `fig` as `<path>.png` and `<path>.svg`; returns both paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
     # No timestamps and fixed SVG element ids: the same data gives the same bytes,
     # so re-generated figures only show up in a diff when they changed.
     with matplotlib.rc_context({"svg.hashsalt": "keras_resnet_cifar"}):
         for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None})):
-            out = path.with_suffix(suffix)
-            fig.savefig(out, dpi=dpi, metadata=metadata)
-            written.append(out)
-    return written
+            fig.savefig(path.with_suffix(suffix), dpi=dpi, metadata=metadata)
+    return [path.with_suffix(".png"), path.with_suffix(".svg")]
 
 
 def save_run_curves(workdir: str | os.PathLike) -> Path | None:
@@ -308,7 +292,8 @@ def save_run_curves(workdir: str | os.PathLike) -> Path | None:
     if saved is None or not rows:
         return None
     config = TrainConfig.from_dict(saved)
-    figure = training_curves({config.model: rows}, eval_set=config.eval_set,
-                             title=f"{config.model} (seed {config.seed})")
-    run_files.save_figure(figure, workdir)
+    run_files.save_figure(training_curves({config.model: rows}, eval_set=config.eval_set,
+                                          title=f"{config.model} (seed {config.seed})"),
+                          workdir)
+
     return run_files.path(workdir, run_files.CURVES)

@@ -3,8 +3,7 @@
 `run(plan)` returns every figure as one JSON-ready dict; speed_table lays it out and
 benchmark.py is the command. Each figure is a `summarize` of timed repeats after an
 untimed warm-up; a peer (peer.py) runs after each timed training repeat so that the two
-alternate A B A B on the same machine.
-"""
+alternate A B A B on the same machine."""
 
 from __future__ import annotations
 
@@ -65,15 +64,14 @@ def summarize(samples: Sequence[float]) -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     import tensorflow as tf
 
-    return {
-        **environment.describe(),
-        # Native bfloat16 arithmetic: what mixed_bfloat16 can gain here (None: unknown).
-        "bfloat16_cpu_flags": environment.bfloat16_support(),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return {**environment.describe(),
+            # Native bfloat16 arithmetic: what mixed_bfloat16 can gain here (None: unknown).
+            "bfloat16_cpu_flags": environment.bfloat16_support(),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
 
 
 def build(config) -> tuple[Any, Any]:
@@ -96,8 +94,7 @@ def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int
 
     Repeat i of every model runs before repeat i + 1 of any (A B A B); `between(i)` runs
     after repeat i, untimed. Each repeat is one `fit`, which starts a new iterator: the
-    steps of its first train-function call (waiting for the first batch) are not timed.
-    """
+    steps of its first train-function call (waiting for the first batch) are not timed."""
     import keras
 
     from keras_resnet_cifar.data import pipeline
@@ -260,11 +257,8 @@ def check_plan(plan: Plan) -> None:
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    """Every measurement of `plan` as one JSON-ready dict (data only, no models).
-
-    The saved models are timed first: one that cannot be loaded fails before minutes
-    of training.
-    """
+    """Every measurement of `plan` as one JSON-ready dict (data only, no models); the saved
+    models are timed first: one that cannot be loaded fails before minutes of training."""
     check_plan(plan)
     base = plan.base
     data = datasets.load(base.dataset, base.data_dir, seed=0,
@@ -275,9 +269,9 @@ def run(plan: Plan) -> dict[str, Any]:
         "machine": machine(),
         "settings": {**settings, "data": data.source},
         "training": {}, "evaluation": {},
-        "inference": (inference_rates(plan.model_paths, data.test.images,
-                                      runs=plan.inference_runs,
+        "inference": (inference_rates(plan.model_paths, data.test.images, runs=plan.inference_runs,
                                       num_threads=plan.num_threads or os.cpu_count() or 1,
+
                                       trust_savedmodel=plan.trust_savedmodel)
                       if plan.model_paths else {"skipped": "no --model_path given"}),
     }

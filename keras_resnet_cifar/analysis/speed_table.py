@@ -25,13 +25,12 @@ def _settings(report: dict[str, Any]) -> tuple[list[str], str]:
     m, s = report["machine"], report["settings"]
     when = (f"{m['date']}; load average (1, 5, 15 min) {' '.join(map(str, m['load_average']))}"
             f" before, {' '.join(map(str, m['load_average_after']))} after")
-    lines = [
-        f"machine: {m['cpu']}, {m['cpu_cores']} cores, GPUs {m['gpus'] or 'none'}; "
-        f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}; "
-        f"TF_ENABLE_ONEDNN_OPTS={m['onednn']}; threads intra {m['intra_op_threads']} "
-        f"inter {m['inter_op_threads']} (0 = TF default); bfloat16 CPU flags: "
-        f"{_bf16(m.get('bfloat16_cpu_flags'))}; {when}",
-    ]
+    lines = [f"machine: {m['cpu']}, {m['cpu_cores']} cores, GPUs {m['gpus'] or 'none'}; "
+             f"Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}; "
+             f"TF_ENABLE_ONEDNN_OPTS={m['onednn']}; threads intra {m['intra_op_threads']} "
+             f"inter {m['inter_op_threads']} (0 = TF default); bfloat16 CPU flags: "
+             f"{_bf16(m.get('bfloat16_cpu_flags'))}; {when}"]
+
     if report["training"]:  # training settings only when training was measured
         lines.append(
             f"settings: batch {s['batch_size']}, {s['steps']} steps x {s['repeats']} repeats "

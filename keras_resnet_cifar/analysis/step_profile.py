@@ -1,8 +1,7 @@
 """Where a training step's time goes: steps recorded with TensorFlow's profiler, by op category.
 
 `record` writes an XSpace file (TensorBoard's profile plugin opens it too); `summarize`
-reads it with the protocol buffer TensorFlow ships. The command is scripts/profile_step.py.
-"""
+reads it with the protocol buffer TensorFlow ships. The command is scripts/profile_step.py."""
 
 from __future__ import annotations
 
@@ -62,12 +61,10 @@ def summarize(xplane: str | os.PathLike, steps_per_execution: int = 1) -> dict[s
     (which waits for the new iterator's first batch). An op's time is its span on the
     executor thread (its intra-op work inside); ops overlap, so categories may add up to
     more than the wall time. outside_ops is the wall time with no op running and no wait
-    for data (IteratorGetNext, the input_pipeline category): framework overhead and idle.
-    """
+    for data (IteratorGetNext, the input_pipeline category): framework overhead and idle."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    space = xplane_pb2.XSpace()
-    space.ParseFromString(Path(xplane).read_bytes())
+    space = xplane_pb2.XSpace.FromString(Path(xplane).read_bytes())
     host = next(p for p in space.planes if p.name == "/host:CPU")
     steps_spans, ops, waits = [], [], []
     for line in host.lines:
