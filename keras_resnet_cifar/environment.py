@@ -6,8 +6,7 @@ import os
 import platform
 import subprocess
 
-# Path flags as the user typed them (before "~" and $VARS expansion): cli.run records
-# them here, so that a run records the data path portably. Empty in a library call.
+# Path flags as typed (before "~" and $VARS expansion), from cli.run; empty in a library call.
 GIVEN: dict[str, object] = {}
 
 
@@ -70,8 +69,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
                                timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return head.stdout.strip() + ("+changes" if dirty.returncode == 0 and dirty.stdout.strip()
-                                  else "")
+    changed = dirty.returncode == 0 and dirty.stdout.strip()
+    return head.stdout.strip() + ("+changes" if changed else "")
 
 
 def given_flag(name: str, default: object = None) -> object:
@@ -80,8 +79,6 @@ def given_flag(name: str, default: object = None) -> object:
 
 def provenance(data_dir: str | None = None) -> dict[str, object]:
     """The code's git commit, the data path as the user typed it and the load average now."""
-    return {
-        "git_commit": git_commit(),
-        "data_dir_given": given_flag("data_dir", data_dir) or data_dir,
-        "load_average_1min_at_end": os.getloadavg()[0],
-    }
+    return {"git_commit": git_commit(),
+            "data_dir_given": given_flag("data_dir", data_dir) or data_dir,
+            "load_average_1min_at_end": os.getloadavg()[0]}
