@@ -50,9 +50,8 @@ def read_run(model_dir: str | os.PathLike) -> dict[str, Any]:
     if not run_files.is_run_dir(model_dir):
         raise UserError(f"{model_dir} is not a training run directory (it has no "
                         f"{run_files.CONFIG}).")
-    return {"config": run_files.read_config(model_dir), "history": run_files.read_history(model_dir),
-            "metrics": run_files.read_metrics(model_dir), "best": run_files.read_best(model_dir),
-            "evaluation": run_files.read_evaluation(model_dir)}
+    return {name: getattr(run_files, f"read_{name}")(model_dir)
+            for name in ("config", "history", "metrics", "best", "evaluation")}
 
 
 def reference_model(weights: str = "resnet20", *, base_url: str = pretrained.BASE_URL):

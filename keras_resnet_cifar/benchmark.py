@@ -56,15 +56,13 @@ def define_flags() -> None:
                         "torch_peer.py), run after each timed training repeat.")
     flags.DEFINE_string("peer_script", PEER_SCRIPT, "The peer's script (the default is relative "
                         "to a checkout of the repository, where it ships).")
-    flags.DEFINE_list("peer_modes", list(defaults.peer_modes),
-                      "The peer's configurations to run (its --mode), each labelled: "
-                      "default, channels_last, compile, channels_last+compile for "
-                      "torch_peer.py. channels_last is its fastest on CPU.")
-    flags.DEFINE_list("variants", list(defaults.variants),
-                      "Training variants to time in turn, repeat by repeat: a precision "
-                      "(float32, mixed_bfloat16, mixed_float16), +xla for XLA, e.g. "
-                      "float32,mixed_bfloat16,float32+xla; ratios are to the first. "
-                      "Empty: the one of --mixed_precision and --jit_compile.")
+    flags.DEFINE_list("peer_modes", list(defaults.peer_modes), "The peer's configurations to run "
+                      "(its --mode), each labelled: default, channels_last, compile, channels_"
+                      "last+compile for torch_peer.py (channels_last is its fastest on CPU).")
+    flags.DEFINE_list("variants", list(defaults.variants), "Training variants to time in turn, "
+                      "repeat by repeat: a precision (float32, mixed_bfloat16, mixed_float16), "
+                      "+xla for XLA, e.g. float32,mixed_bfloat16,float32+xla; ratios are to the "
+                      "first; empty: the one of --mixed_precision and --jit_compile.")
     flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default).")
     flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
     flags.DEFINE_string("out", None, "Also write the figures as JSON to this file.")

@@ -10,15 +10,21 @@ import subprocess
 GIVEN: dict[str, object] = {}
 
 
-def cpu_model() -> str:
+def _cpuinfo(key: str, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first line of `cpuinfo` that starts with `key`; None without one."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if line.lower().startswith(key):
+                    return line.split(":", 1)[1]
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    name = _cpuinfo("model name")
+    return name.strip() if name is not None else platform.processor() or platform.machine()
 
 
 # The /proc/cpuinfo flags of native bfloat16 arithmetic: AVX512_BF16 (AMD Zen 4, Intel
@@ -28,15 +34,8 @@ BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 def bfloat16_support(cpuinfo: str = "/proc/cpuinfo") -> list[str] | None:
     """The BFLOAT16_FLAGS this CPU reports ([] for none); None without /proc/cpuinfo."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in BFLOAT16_FLAGS if flag in present]
-    except OSError:
-        pass
-    return None
+    flags = _cpuinfo("flags", cpuinfo)
+    return None if flags is None else [f for f in BFLOAT16_FLAGS if f in set(flags.split())]
 
 
 def describe() -> dict[str, object]:

@@ -47,7 +47,9 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
                                         suffix=f".tmp{path.suffix}", dir=path.parent)
             os.close(fd)
             tmp = Path(name)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
         yield tmp
         _fsync_tree(tmp)
         os.replace(tmp, path)
@@ -121,12 +123,6 @@ def _fsync_tree(path: Path) -> None:
             _fsync(Path(root))
     else:
         _fsync(path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -25,15 +25,13 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, "Folder for report.md, tables and figures.")
     flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch Table "
                       "1 gives; default: chosen so that every run that learned reaches them.")
-    flags.DEFINE_enum("mode", "auto", ["auto", "study", "full_recipe"],
-                      "study: several seeds, verdicts over them. full_recipe: Table 1 at the "
-                      "default 200-epoch recipe, one seed per network, finished or still "
-                      "running, beside the published figures. auto: full_recipe when every "
-                      "run has the default recipe's epochs and one seed per network.")
-    flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer "
-                      "(scripts/train_reference_pytorch.py) to set beside the study's: run "
-                      "directories, folders of them, or glob patterns, e.g. "
-                      "docs/study/reference or 'docs/study/reference/*'.")
+    flags.DEFINE_enum("mode", "auto", ["auto", "study", "full_recipe"], "study: several seeds, "
+                      "verdicts over them; full_recipe: Table 1 at the default 200-epoch recipe, "
+                      "one seed per network, finished or still running, beside the published "
+                      "figures; auto: full_recipe when every run has its epochs, one seed per network.")
+    flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer (scripts/train_"
+                      "reference_pytorch.py) to set beside the study's: run directories, folders "
+                      "of them, or glob patterns, e.g. 'docs/study/reference/*'.")
 
 
 def main(argv):

@@ -27,9 +27,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """Turns SIGINT and SIGTERM into Interrupted inside the block (inside deferred(): when
-    that block ends). Blocks nest, each restoring the handlers it found; outside the
-    main thread this does nothing. `received`: the last signal's name, or None."""
+    """Turns SIGINT and SIGTERM into Interrupted inside the block (inside deferred(): when it
+    ends); nested blocks restore the handlers they found; a no-op outside the main thread."""
 
     def __init__(self):
         self._previous = {}

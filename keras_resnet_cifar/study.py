@@ -54,9 +54,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("curve_test_images", 2000, "Test images (a fixed random subset, the "
                          "same for every point and run) of the curve points' test error.",
                          lower_bound=1, **fv)
-    flags.DEFINE_list("accuracy_levels", [], "Test accuracies (e.g. 0.5,0.8) whose first "
-                      "epoch the report gives (convergence speed). Default: chosen from "
-                      "the runs, so that every run that learned reaches them.", **fv)
+    flags.DEFINE_list("accuracy_levels", [], "Test accuracies (e.g. 0.5,0.8) whose first epoch the "
+                      "report gives (convergence speed); default: chosen so that every run that "
+                      "learned reaches them.", **fv)
     flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report), "
                         "with a copy of each run's small files in its runs/ folder.", **fv)
     flags.DEFINE_string("reference_dir", None, "Runs of the reference PyTorch trainer (scripts/"
