@@ -28,7 +28,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("mode", "auto", ["auto", "study", "full_recipe"], "study: several seeds, "
                       "verdicts over them; full_recipe: Table 1 at the default 200-epoch recipe, "
                       "one seed per network, finished or still running, beside the published "
-                      "figures; auto: full_recipe if all runs have its epochs, one seed per network.")
+                      "figures; auto: full_recipe when every run has the default recipe's epochs "
+                      "and one seed per network.")
     flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer (scripts/train_"
                       "reference_pytorch.py) to set beside the study's: run directories, folders "
                       "of them, or glob patterns, e.g. 'docs/study/reference/*'.")
