@@ -1,9 +1,7 @@
 r"""Measures, on this machine, how fast the project trains, reads data, evaluates and serves.
 
-    python -m keras_resnet_cifar.benchmark --models=resnet20,resnet56
     python -m keras_resnet_cifar.benchmark --models=resnet20 --peer=~/venvs/torch-peer/bin/python
     python -m keras_resnet_cifar.benchmark --model_path=exports/resnet20/1 --out=bench.json
-    python -m keras_resnet_cifar.benchmark --models=resnet20 --variants=float32,mixed_bfloat16
 
 Prints a table (--json: JSON instead; --out: also writes the JSON) of training images/s on
 the real training path (every speed flag of train is a flag here; --variants times

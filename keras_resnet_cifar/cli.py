@@ -216,10 +216,14 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
         except UserError as e:
             exit_with(flag_message(e))
         except ModuleNotFoundError as e:
-            missing = _missing_dependency(e)
-            if missing is None:
-                raise
-            exit_with(missing)
+            top = (e.name or "").split(".")[0]
+            if top not in _DEPENDENCIES:
+                raise  # not a dependency: a bug
+            tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+            exit_with(f"{tool} needs {_DEPENDENCIES[top]}, which is not installed here (pip "
+                      f"install {_DEPENDENCIES[top]}, or pip install -e . in the checkout for all "
+                      "dependencies); without TensorFlow, predict runs .tflite models "
+                      "(docs/deployment.md).")
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
             stopped = signals.stopped_by(error)
             if stopped == "SIGTERM":
@@ -254,17 +258,6 @@ def flag_message(error: UserError) -> str:
         text = re.sub(rf"(?<![\w-]){re.escape(error.argument)}(?!\w)",
                       f"--{error.argument}", text)
     return text
-
-
-def _missing_dependency(error: ModuleNotFoundError) -> str | None:
-    """The line for a dependency that is not installed, or None (then it is a bug)."""
-    top = (error.name or "").split(".")[0]
-    if top not in _DEPENDENCIES:
-        return None
-    tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    return (f"{tool} needs {_DEPENDENCIES[top]}, which is not installed here (pip install "
-            f"{_DEPENDENCIES[top]}, or pip install -e . in the checkout for all dependencies); "
-            "without TensorFlow, predict runs .tflite models (docs/deployment.md).")
 
 
 def _flush_stdout() -> None:
