@@ -65,14 +65,6 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.", **fv)
 
 
-def _ints(flag_values: flags.FlagValues, name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in flag_values[name].value)
-    except ValueError:
-        raise UserError(f"--{name} must be integers, got "
-                        f"{','.join(flag_values[name].value)}.") from None
-
-
 def _epochs(flag_values: flags.FlagValues, name: str) -> tuple[int | float, ...]:
     values = flag_values[name].value
     try:
@@ -98,7 +90,10 @@ def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
     if not 1 <= flag_values.layer_stats_batch <= MAX_LAYER_STATS_BATCH:
         raise UserError(f"--layer_stats_batch must be in [1, {MAX_LAYER_STATS_BATCH:,}], got "
                         f"{flag_values.layer_stats_batch}.")
-    seeds = _ints(flag_values, "seeds")
+    try:
+        seeds = tuple(int(v) for v in flag_values.seeds)
+    except ValueError:
+        raise UserError(f"--seeds must be integers, got {','.join(flag_values.seeds)}.") from None
     if not seeds:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
     base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
