@@ -1,10 +1,7 @@
-"""The command-line layer every tool shares: flags, quiet output, one-line errors.
-
-Every tool starts through run(); what each flag means is docs/command-line.md.
-A UserError, a flag error or a missing dependency ends in one `error:` line and
-exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and keeps
-its traceback.
-"""
+"""The command-line layer every tool starts through (run()): flags (docs/command-line.md),
+quiet output, one-line errors. A UserError, a flag error or a missing dependency ends in one
+`error:` line and exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and
+keeps its traceback."""
 
 from __future__ import annotations
 
