@@ -1,9 +1,8 @@
 """keras-resnet-cifar: He et al. (2016) plain and residual CIFAR-10 networks in Keras 3.
 
-The public API (docs/api.md) is this package's top level; each name is imported
-from its module when first used (PEP 562), so `import keras_resnet_cifar` loads
-neither Keras nor TensorFlow: every `--help` answers at once and the edge install
-(no TensorFlow) still runs .tflite models.
+The public API (docs/api.md) is imported name by name when first used (PEP 562): `import
+keras_resnet_cifar` loads no Keras or TensorFlow, so `--help` answers at once and the edge
+install (no TensorFlow) runs .tflite models.
 """
 
 import importlib
@@ -13,10 +12,8 @@ import sys
 
 __version__ = "0.1.0"
 
-# keras.saving.load_model("runs/<run>/model.keras") needs the training optimiser,
-# which training/optimizer.py registers with Keras when it is imported. Importing it
-# here would load Keras, so it is imported as soon as Keras is: at once if Keras is
-# loaded already, else by this finder, which wraps only the loader of `keras`.
+# Loading a run's model.keras needs the optimiser training/optimizer.py registers; importing
+# it here would load Keras, so it is imported with Keras: now, or by this finder of `keras`.
 _OPTIMIZER = "keras_resnet_cifar.training.optimizer"
 
 

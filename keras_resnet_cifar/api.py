@@ -1,8 +1,5 @@
 """The functions of the public API (docs/api.md) that are not simply a library's own.
-
-The modules that load TensorFlow, Keras or scikit-learn are imported inside the
-functions that need them: reading a run or running a .tflite model works without.
-"""
+TensorFlow, Keras and scikit-learn load inside the functions that need them."""
 
 from __future__ import annotations
 
@@ -32,11 +29,8 @@ def export(model: str | os.PathLike, out: str | os.PathLike = "exports", *,
            data_dir: str | None = None, name: str | None = None, version: int | None = None,
            variants: Sequence[str] = contract.TFLITE_VARIANTS, calibration_images: int = 500,
            parity_images: int = 1000, latency_runs: int = 0):
-    """Exports a model as the export command does; returns exporter.Exported.
-
-    Without `data_dir` (a local CIFAR-10 copy) calibration and parity use synthetic
-    images, and the int8 model's accuracy is unknown. `variants=()`: SavedModel only.
-    """
+    """Exports as the export command does; returns exporter.Exported. Without `data_dir`
+    calibration and parity use synthetic images. `variants=()`: SavedModel only."""
     from keras_resnet_cifar.deploy import exporter, sources  # TensorFlow
 
     exporter.check_options(variants=variants, parity_images=parity_images,
@@ -56,19 +50,13 @@ def read_run(model_dir: str | os.PathLike) -> dict[str, Any]:
     if not run_files.is_run_dir(model_dir):
         raise UserError(f"{model_dir} is not a training run directory (it has no "
                         f"{run_files.CONFIG}).")
-    return {"config": run_files.read_config(model_dir), "history": run_files.read_history(model_dir),
-            "metrics": run_files.read_metrics(model_dir), "best": run_files.read_best(model_dir),
-            "evaluation": run_files.read_evaluation(model_dir)}
+    return {name: getattr(run_files, f"read_{name}")(model_dir)
+            for name in ("config", "history", "metrics", "best", "evaluation")}
 
 
 def reference_model(weights: str = "resnet20", *, base_url: str = pretrained.BASE_URL):
-    """This package's ResNet holding the reference PyTorch implementation's trained weights
-    (a released name such as resnet20, or a .th / .npz file), taking raw pixels.
-
-    The weights are BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev: keep the
-    licence with anything made from them.
-    """
+    """This package's ResNet holding the reference PyTorch trained weights (a released name,
+    a .th or .npz file): BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev; keep the licence."""
     from keras_resnet_cifar.models import reference_weights  # Keras, when building
 
-    return reference_weights.reference_model(pretrained.load_weights(weights,
-                                                                     base_url=base_url))
+    return reference_weights.reference_model(pretrained.load_weights(weights, base_url=base_url))

@@ -1,21 +1,15 @@
 r"""Measures, on this machine, how fast the project trains, reads data, evaluates and serves.
 
-    python -m keras_resnet_cifar.benchmark --models=resnet20,resnet56
     python -m keras_resnet_cifar.benchmark --models=resnet20 --peer=~/venvs/torch-peer/bin/python
     python -m keras_resnet_cifar.benchmark --model_path=exports/resnet20/1 --out=bench.json
-    python -m keras_resnet_cifar.benchmark --models=resnet20 --repeats=3 --json > bench.json
-    python -m keras_resnet_cifar.benchmark --models=resnet20 --variants=float32,mixed_bfloat16
 
-Prints a table (--json: JSON instead; --out: also writes the JSON) of training
-images/s on the real training path (every speed-related flag of train is a flag
-here; --variants times precisions / XLA in turn, with each one's ratio to the
-first), the input pipeline alone, evaluation images/s and, with --model_path,
-batch-1 latency and batch-128 images/s of each model named (--model_path alone
-trains nothing). Each figure is the median of --repeats timed repeats after an
-uncounted warm-up, with its spread. --peer=<python> runs the PyTorch peer
-(--peer_script, in its own environment) after each timed training repeat, so the
-two alternate on the same machine, and reports the ratio pair by pair. The
-measurements are analysis/speed.py's.
+Prints a table (--json: JSON instead; --out: also writes the JSON) of training images/s on
+the real training path (every speed flag of train is a flag here; --variants times
+precisions / XLA in turn, each with its ratio to the first), the input pipeline alone,
+evaluation images/s and, with --model_path, batch-1 latency and batch-128 images/s of each
+model named (--model_path alone trains nothing). Each figure is the median of --repeats timed
+repeats after an uncounted warm-up, with its spread. --peer=<python> runs the PyTorch peer
+after each timed training repeat, so the two alternate, and gives the ratio pair by pair.
 """
 
 from __future__ import annotations
@@ -27,7 +21,6 @@ from pathlib import Path
 
 from absl import flags
 
-# None of these imports Keras or TensorFlow: flag errors answer at once.
 from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import peer, speed, speed_table
 from keras_resnet_cifar.deploy import predictor
@@ -43,8 +36,8 @@ def define_flags() -> None:
         dataset="synthetic", synthetic_train_size=10000, synthetic_test_size=2000),
         exclude=speed.NOT_SPEED)
     defaults = speed.Plan(base=TrainConfig())
-    flags.DEFINE_list("models", list(defaults.models), "Models to train: plainN / resnetN. "
-                      "Not given with --model_path: train nothing.")
+    flags.DEFINE_list("models", list(defaults.models), "Models to train: plainN / resnetN "
+                      "(none when only --model_path is given).")
     flags.DEFINE_integer("steps", defaults.steps, "Training steps per timed repeat.")
     flags.DEFINE_integer("repeats", defaults.repeats, "Timed repeats of every measurement.")
     flags.DEFINE_integer("pipeline_batches", defaults.pipeline_batches,
@@ -57,20 +50,17 @@ def define_flags() -> None:
                          "Timed batch-1 calls per --model_path model.")
     flags.DEFINE_integer("num_threads", defaults.num_threads,
                          "CPU threads for a .tflite model (0: every core).")
-    flags.DEFINE_string("peer", None, "Python of the PyTorch peer's environment (see "
-                        "scripts/torch_peer.py): run the peer after each timed training "
-                        "repeat.")
-    flags.DEFINE_string("peer_script", PEER_SCRIPT, "The peer's script (the default is "
-                        "relative to a checkout of the repository, where it ships).")
-    flags.DEFINE_list("peer_modes", list(defaults.peer_modes),
-                      "The peer's configurations to run (its --mode), each labelled: "
-                      "default, channels_last, compile, channels_last+compile for "
-                      "torch_peer.py. channels_last is its fastest on CPU.")
-    flags.DEFINE_list("variants", list(defaults.variants),
-                      "Training variants to time in turn, repeat by repeat: a precision "
-                      "(float32, mixed_bfloat16, mixed_float16), +xla for XLA, e.g. "
-                      "float32,mixed_bfloat16,float32+xla; ratios are to the first. "
-                      "Empty: the one of --mixed_precision and --jit_compile.")
+    flags.DEFINE_string("peer", None, "Python of the PyTorch peer's environment (see scripts/"
+                        "torch_peer.py), run after each timed training repeat.")
+    flags.DEFINE_string("peer_script", PEER_SCRIPT, "The peer's script (the default is relative "
+                        "to a checkout of the repository, where it ships).")
+    flags.DEFINE_list("peer_modes", list(defaults.peer_modes), "The peer's configurations to run "
+                      "(its --mode), each labelled: default, channels_last, compile, channels_"
+                      "last+compile for torch_peer.py (channels_last is its fastest on CPU).")
+    flags.DEFINE_list("variants", list(defaults.variants), "Training variants to time in turn, "
+                      "repeat by repeat: a precision (float32, mixed_bfloat16, mixed_float16), "
+                      "+xla for XLA, e.g. float32,mixed_bfloat16,float32+xla; ratios are to the "
+                      "first; empty: the one of --mixed_precision and --jit_compile.")
     flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default).")
     flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
     flags.DEFINE_string("out", None, "Also write the figures as JSON to this file.")
@@ -78,18 +68,17 @@ def define_flags() -> None:
 
 
 def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
-    """The Plan of the parsed flags, checked (the peer run once) before TensorFlow loads."""
+    """Checked (the peer run once) before TensorFlow loads."""
     models = tuple(flag_values.models)
     if flag_values.model_path and not flag_values["models"].present:
         models = ()  # --model_path alone: time those models, train nothing
     for name in ("intra_op_threads", "inter_op_threads", "num_threads"):
         if not 0 <= flag_values[name].value <= predictor.MAX_THREADS:
             raise UserError(f"--{name} must be in [0, {predictor.MAX_THREADS}] (0: the "
-                            "default), got "
-                            f"{flag_values[name].value}.")
+                            f"default), got {flag_values[name].value}.")
     if flag_values.out and Path(flag_values.out).is_dir():
         raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
-    python = flag_values.peer  # the peer's interpreter
+    python = flag_values.peer
     if python and not (Path(python).is_file() or shutil.which(python)):
         raise UserError(f"--peer={python} is not a Python interpreter that exists.")
     if python and not Path(flag_values.peer_script).is_file():
@@ -121,7 +110,7 @@ def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
 
 
 def main(argv):
-    del argv  # cli.run refuses positional arguments
+    del argv
     FLAGS = flags.FLAGS
     plan = plan_from_flags(FLAGS)
     import tensorflow as tf

@@ -1,10 +1,7 @@
-"""The command-line layer every tool shares: flags, quiet output, one-line errors.
-
-Every tool starts through run(); what each flag means is docs/command-line.md.
-A UserError, a flag error or a missing dependency ends in one `error:` line and
-exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and keeps
-its traceback.
-"""
+"""The command-line layer every tool starts through (run()): flags (docs/command-line.md),
+quiet output, one-line errors. A UserError, a flag error or a missing dependency ends in one
+`error:` line and exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and
+keeps its traceback."""
 
 from __future__ import annotations
 
@@ -24,8 +21,7 @@ from absl import logging
 from keras_resnet_cifar import environment, signals
 from keras_resnet_cifar.errors import UserError, exit_with, message_of
 
-# Flags that hold paths, in every tool that has them: "~" and "$VARS" are expanded
-# (the shell does not expand "~" after "--flag=").
+# Path flags of every tool: "~" and "$VARS" are expanded (no shell does after "--flag=").
 PATH_FLAGS = ("data_dir", "model_dir", "model_path", "out", "weights", "report_dir")
 
 
@@ -33,19 +29,16 @@ def expand_path(value: str) -> str:
     return os.path.expandvars(os.path.expanduser(value)) if value else value
 
 
-# What --model_path names in the tools that load one trained model (evaluate, predict,
-# export): anything keras_resnet_cifar.deploy.predictor loads.
+# What --model_path names in evaluate, predict and export: anything predictor.load loads.
 MODEL_PATH = "a run directory, a .keras file, a SavedModel folder or a .tflite file"
 
 
 def define_model_flags() -> None:
-    """The flags of evaluate, predict and export that name a trained model and the data."""
-    # Neither imports Keras or TensorFlow: --help stays instant.
+    # Neither import loads Keras or TensorFlow: --help stays instant.
     from keras_resnet_cifar import train_flags
     from keras_resnet_cifar.deploy import predictor
 
-    flags.DEFINE_string("model_path", None, f"The model: {MODEL_PATH} (export takes all "
-                        "but the last).")
+    flags.DEFINE_string("model_path", None, f"The model: {MODEL_PATH} (export: all but the last).")
     flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
                       "In a run directory: final (model.keras), or the best or last "
                       "checkpoint (checkpoints/{best,last}.keras).")
@@ -55,8 +48,7 @@ def define_model_flags() -> None:
 
 def print_ranked(predictions: Sequence[dict], errors: Sequence[object], *, as_json: bool,
                  footer: str | None = None, **json_fields: Any) -> None:
-    """Prints predictor.classify's rows as a table (or one JSON object with `json_fields`),
-    then each error on stderr; exits 1 if there were errors."""
+    """Prints the rows as a table (or JSON with `json_fields`), errors on stderr; exit 1 if any."""
     from keras_resnet_cifar.data.labels import format_ranked
 
     if as_json:
@@ -74,25 +66,16 @@ def print_ranked(predictions: Sequence[dict], errors: Sequence[object], *, as_js
 
 
 def use_onednn_by_default() -> None:
-    """Turns TensorFlow's oneDNN CPU kernels on (x86) unless TF_ENABLE_ONEDNN_OPTS is set.
-
-    TF leaves oneDNN off on x86 CPUs without AVX-512 VNNI/BF16/AMX (e.g. AVX2-only
-    EPYC), where its convolution gradients run as thousands of tiny GEMMs: oneDNN
-    trains ResNet-20 ~1.8x faster there (docs/performance.md).
-    """
+    """TF leaves oneDNN off on x86 CPUs without AVX-512 VNNI/BF16/AMX (e.g. AVX2 EPYC), where it
+    trains ResNet-20 ~1.8x faster (docs/performance.md); TF_ENABLE_ONEDNN_OPTS still wins."""
     if platform.machine().lower() in ("x86_64", "amd64"):
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 @contextlib.contextmanager
 def native_logs_muted() -> Iterator[None]:
-    """Drops what native code writes to file descriptor 2 inside the block.
-
-    TensorFlow, its converter and LiteRT write their banners and internals there
-    from C++ (TF_CPP_MIN_LOG_LEVEL does not silence them all), where no Python
-    setting reaches. Python's own stderr (sys.stderr, absl's handler, faulthandler)
-    moves to a copy of the real descriptor meanwhile, so it still shows.
-    """
+    """Drops what native code (TF, its converter, LiteRT: C++ banners TF_CPP_MIN_LOG_LEVEL misses)
+    writes to fd 2 in the block; Python's stderr, absl's and faulthandler move to a copy of it."""
     sys.stderr.flush()
     real = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -120,10 +103,8 @@ def native_logs_muted() -> Iterator[None]:
         python_stderr.close()
 
 
-# The libraries' own INFO lines (the SavedModel writer's "Assets written to", ...) go
-# through absl's handler like the tools' progress, and are dropped; so are the warnings
-# tensorflow-datasets gives about its cache while it looks for a data set (the tools
-# say what matters, that the data set cannot be had, in one line).
+# The libraries' INFO lines ("Assets written to", ...) are dropped, and tensorflow-datasets'
+# cache warnings while it looks for a data set (the tools say in one line what matters).
 _LIBRARY_PATH = re.compile(r"[/\\](tensorflow|tensorflow_datasets|keras|ai_edge_litert)[/\\]")
 _TFDS_PATH = re.compile(r"[/\\]tensorflow_datasets[/\\]")
 
@@ -201,16 +182,12 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
         required: Mapping[str, str] | None = None,
         trains: bool = False, paths: Sequence[str] = ()) -> None:
     """Parses the flags and runs `main(argv)` (argv[1:]: the positional files, expanded).
-
-    `required` maps flag names that must be given to what they are; `trains` turns
-    oneDNN on; `paths` are this tool's path flags besides PATH_FLAGS.
-    """
+    `required`: flag -> what it is; `trains` turns oneDNN on; `paths`: more path flags."""
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")
-    # Key flags of the tool's own module (absl names __main__ by sys.argv[0]), so that
-    # --help lists them beside the tool's flags: --verbose, and the flags the tool
-    # takes from the package's shared modules (train's --model, --epochs, ...).
+    # Key flags of the tool's module (absl names __main__ by sys.argv[0]): --help lists
+    # --verbose and the flags of the package's shared modules (train's --model, ...).
     for module, module_flags in flags.FLAGS.flags_by_module_dict().items():
         if module.startswith("keras_resnet_cifar."):
             for flag in module_flags:
@@ -236,10 +213,14 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
         except UserError as e:
             exit_with(flag_message(e))
         except ModuleNotFoundError as e:
-            missing = _missing_dependency(e)
-            if missing is None:
-                raise
-            exit_with(missing)
+            top = (e.name or "").split(".")[0]
+            if top not in _DEPENDENCIES:
+                raise  # not a dependency: a bug
+            tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+            exit_with(f"{tool} needs {_DEPENDENCIES[top]}, which is not installed here (pip "
+                      f"install {_DEPENDENCIES[top]}, or pip install -e . in the checkout for all "
+                      "dependencies); without TensorFlow, predict runs .tflite models "
+                      "(docs/deployment.md).")
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
             stopped = signals.stopped_by(error)
             if stopped == "SIGTERM":
@@ -259,9 +240,8 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
     _flush_stdout()
 
 
-# The project's dependencies by import name -> what pip installs. The edge install
-# (docs/deployment.md) has only numpy, Pillow, absl-py and LiteRT: predict runs there,
-# and the other tools say in one line what they need instead of a traceback.
+# Import name -> pip name. The edge install (numpy, Pillow, absl-py, LiteRT) runs predict;
+# the other tools say in one line what they need.
 _DEPENDENCIES = {"tensorflow": "tensorflow", "keras": "keras", "matplotlib": "matplotlib",
                  "sklearn": "scikit-learn", "tensorflow_datasets": "tensorflow-datasets",
                  "tensorboard": "tensorboard", "PIL": "pillow",
@@ -277,17 +257,6 @@ def flag_message(error: UserError) -> str:
     return text
 
 
-def _missing_dependency(error: ModuleNotFoundError) -> str | None:
-    """The line for a dependency that is not installed, or None (then it is a bug)."""
-    top = (error.name or "").split(".")[0]
-    if top not in _DEPENDENCIES:
-        return None
-    tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    return (f"{tool} needs {_DEPENDENCIES[top]}, which is not installed here (pip install "
-            f"{_DEPENDENCIES[top]}, or pip install -e . in the checkout for all dependencies); "
-            "without TensorFlow, predict runs .tflite models (docs/deployment.md).")
-
-
 def _flush_stdout() -> None:
     """Flushes stdout now, while a closed pipe can still be handled (not at exit)."""
     try:
@@ -297,10 +266,8 @@ def _flush_stdout() -> None:
 
 
 def _reader_gone() -> None:
-    """Ends quietly when stdout's reader has gone (`--help | head -3`): 0 for help, else 1.
-
-    stdout goes to /dev/null so that Python's flush at exit prints no traceback.
-    """
+    """Ends quietly when stdout's reader has gone (`--help | head -3`): 0 for help, else 1;
+    stdout goes to /dev/null so that Python's flush at exit prints no traceback."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)

@@ -2,12 +2,11 @@ r"""Converts reference PyTorch checkpoints (.th) into the .npz that import_weigh
 
     python -m keras_resnet_cifar.convert_checkpoint resnet20-12fca82f.th --out=resnet20.npz
     python -m keras_resnet_cifar.convert_checkpoint pretrained_models/*.th --out=weights/
-    python -m keras_resnet_cifar.import_weights --weights=resnet20.npz
 
-Each .th goes to --out if it ends in .npz (one checkpoint), into the folder --out
-otherwise, or beside the checkpoint. The weights' licence (BSD 2-clause, Copyright
-(c) 2018 Yerlan Idelbayev) is written beside them as LICENSE.weights: keep it with
-the weights and anything made from them. No torch is needed.
+Each .th goes to --out if it ends in .npz (one checkpoint), into the folder --out otherwise,
+or beside the checkpoint. The weights' licence (BSD 2-clause, Copyright (c) 2018 Yerlan
+Idelbayev) is written beside them as LICENSE.weights: keep it with the weights and anything
+made from them. No torch is needed.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from keras_resnet_cifar.models.reference_weights import write_licence
 
 def output_paths(checkpoints: Sequence[str | os.PathLike],
                  out: str | os.PathLike | None) -> list[Path]:
-    """Where each checkpoint's .npz goes (see the module docstring)."""
     checkpoints = [Path(c) for c in checkpoints]
     if out is None:
         return [c.with_suffix(".npz") for c in checkpoints]
@@ -40,8 +38,8 @@ def output_paths(checkpoints: Sequence[str | os.PathLike],
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("out", None, "The .npz to write (one checkpoint) or a folder "
-                        "(default: beside each checkpoint, with .npz).")
+    flags.DEFINE_string("out", None, "The .npz (one checkpoint) or folder to write; default: "
+                        "beside each checkpoint.")
 
 
 def main(argv):

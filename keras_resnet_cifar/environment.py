@@ -6,20 +6,25 @@ import os
 import platform
 import subprocess
 
-# Path flags as the user typed them (before "~" and $VARS expansion): cli.run records
-# them here, so that a run records the data path portably. Empty in a library call.
+# Path flags as typed (before "~" and $VARS expansion), from cli.run; empty in a library call.
 GIVEN: dict[str, object] = {}
 
 
-def cpu_model() -> str:
+def _cpuinfo(key: str, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first line of `cpuinfo` that starts with `key`; None without one."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if line.lower().startswith(key):
+                    return line.split(":", 1)[1]
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    name = _cpuinfo("model name")
+    return name.strip() if name is not None else platform.processor() or platform.machine()
 
 
 # The /proc/cpuinfo flags of native bfloat16 arithmetic: AVX512_BF16 (AMD Zen 4, Intel
@@ -29,15 +34,8 @@ BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 def bfloat16_support(cpuinfo: str = "/proc/cpuinfo") -> list[str] | None:
     """The BFLOAT16_FLAGS this CPU reports ([] for none); None without /proc/cpuinfo."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in BFLOAT16_FLAGS if flag in present]
-    except OSError:
-        pass
-    return None
+    flags = _cpuinfo("flags", cpuinfo)
+    return None if flags is None else [f for f in BFLOAT16_FLAGS if f in set(flags.split())]
 
 
 def describe() -> dict[str, object]:
@@ -70,8 +68,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
                                timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return head.stdout.strip() + ("+changes" if dirty.returncode == 0 and dirty.stdout.strip()
-                                  else "")
+    changed = dirty.returncode == 0 and dirty.stdout.strip()
+    return head.stdout.strip() + ("+changes" if changed else "")
 
 
 def given_flag(name: str, default: object = None) -> object:
@@ -80,8 +78,6 @@ def given_flag(name: str, default: object = None) -> object:
 
 def provenance(data_dir: str | None = None) -> dict[str, object]:
     """The code's git commit, the data path as the user typed it and the load average now."""
-    return {
-        "git_commit": git_commit(),
-        "data_dir_given": given_flag("data_dir", data_dir) or data_dir,
-        "load_average_1min_at_end": os.getloadavg()[0],
-    }
+    return {"git_commit": git_commit(),
+            "data_dir_given": given_flag("data_dir", data_dir) or data_dir,
+            "load_average_1min_at_end": os.getloadavg()[0]}

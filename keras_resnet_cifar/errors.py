@@ -1,6 +1,5 @@
-"""UserError ("the user asked for something we cannot do": cli prints one `error:` line;
-anything else, ValueError included, is a bug and keeps its traceback), and the helpers
-that turn errors and counts into printed sentences."""
+"""UserError (cli prints one `error:` line; anything else, ValueError included, is a bug
+and keeps its traceback), and helpers that turn errors and counts into sentences."""
 
 from __future__ import annotations
 
@@ -9,11 +8,8 @@ from typing import NoReturn
 
 
 class UserError(Exception):
-    """A mistake in the user's input: bad argument, missing file, corrupt data.
-
-    `argument` names the library argument at fault, as the message spells it
-    ("learning_rate must be at most 1,000, got 1e+300"); cli prints it as the flag.
-    """
+    """A mistake in the user's input: bad argument, missing file, corrupt data. `argument`:
+    the library argument at fault, as the message spells it; cli prints it as the flag."""
 
     def __init__(self, message: str = "", *, argument: str | None = None):
         super().__init__(message)
@@ -44,7 +40,6 @@ def printable(text: str, limit: int = 200) -> str:
 
 
 def exit_with(message: str, code: int = 1) -> NoReturn:
-    """Prints `message` as one `error:` line on stderr and exits with `code`."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
 

@@ -2,12 +2,10 @@
 
     python -m keras_resnet_cifar.evaluate --model_path=runs/resnet20-seed0 --data_dir=~/data/cifar10
     python -m keras_resnet_cifar.evaluate --model_path=exports/resnet20/1 --out=runs/eval-r20
-    python -m keras_resnet_cifar.evaluate --model_path=model_int8.tflite --max_images=1000
 
-Prints a table, and writes evaluation.json, per_class.csv and confusion_matrix.csv
-into the run directory (--model_path a run) or --out. Other models are written only
-with --out: an export's version folder is what TF Serving polls. A class's accuracy
-is its recall.
+Prints a table, and writes evaluation.json, per_class.csv and confusion_matrix.csv into the
+run directory (--model_path a run) or --out. Other models are written only with --out: an
+export's version folder is what TF Serving polls. A class's accuracy is its recall.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ def define_flags() -> None:
 
 
 def main(argv):
-    del argv  # cli.run refuses positional arguments
+    del argv
     FLAGS = flags.FLAGS
     for name, least in (("batch_size", 1), ("max_images", 0), ("synthetic_test_size", 1),
                         ("num_threads", 1)):
@@ -50,7 +48,6 @@ def main(argv):
                                  trust_savedmodel=FLAGS.trust_savedmodel)
     from keras_resnet_cifar.data import datasets
     from keras_resnet_cifar.deploy import evaluation, evaluation_files
-
     out = FLAGS.out or resolved.run_dir
     if out:  # before the model and the data load
         evaluation_files.check_destination(out)

@@ -1,6 +1,5 @@
-"""Files as the tools touch them: written whole or not at all, read only as regular
-files (no link followed, no FIFO or device), folders made or refused in one sentence,
-and the one process-exclusive lock."""
+"""Files written whole or not at all, read only as regular files (no link, FIFO or device),
+folders made or refused in one sentence, and the one process-exclusive lock."""
 
 from __future__ import annotations
 
@@ -29,13 +28,10 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
-    """Yields a hidden temporary path beside `path`; renames it over `path` on success.
-
-    Same folder, so os.replace is atomic: a reader sees the old file or the new one.
-    The content is fsynced before the rename and the folder after it, so a power cut
-    cannot leave a renamed but empty file. On any exception the temporary goes and
-    `path` is untouched. The suffix is kept (Keras checks .keras).
-    """
+    """Yields a hidden temporary path beside `path` (same suffix: Keras checks .keras), renamed
+    over `path` on success: os.replace in one folder is atomic. The content is fsynced before
+    the rename and the folder after it (no renamed but empty file after a power cut); on any
+    exception the temporary goes and `path` is untouched."""
     path = Path(path)
     tmp = None
     if not is_dir and path.is_dir() and not path.is_symlink():
@@ -51,7 +47,9 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
                                         suffix=f".tmp{path.suffix}", dir=path.parent)
             os.close(fd)
             tmp = Path(name)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
         yield tmp
         _fsync_tree(tmp)
         os.replace(tmp, path)
@@ -68,8 +66,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
 
 
 def is_no_space(error: BaseException) -> bool:
-    """Whether `error` is a full disk or quota; libraries (h5py, zipfile, Keras) wrap the
-    OSError, so the chain of causes and the messages are searched."""
+    """A full disk or quota? h5py, zipfile, Keras wrap the OSError: causes and messages count."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -88,8 +85,8 @@ def no_space_error(path: str | os.PathLike) -> UserError:
 
 
 def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Removes (and returns) what killed atomic_path writes left in `directory`: only while
-    no other process writes there (a training run holds its run directory's lock)."""
+    """Removes (and returns) killed atomic_path writes' temporaries: only while no other
+    process writes in `directory` (a training run holds its run directory's lock)."""
     removed = []
     directory = Path(directory)
     if not directory.is_dir():
@@ -128,12 +125,6 @@ def _fsync_tree(path: Path) -> None:
         _fsync(path)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -143,8 +134,7 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-# The JSON files of a run or an export (config, history, model card) are kilobytes; a
-# history of thousands of epochs is a few megabytes.
+# A run's or an export's JSON files are kilobytes; a history of thousands of epochs, megabytes.
 MAX_JSON_BYTES = 16 << 20
 
 
@@ -159,13 +149,9 @@ def _kind(mode: int) -> str:
 
 def open_regular(path: str | os.PathLike, *, follow_links: bool = False,
                  max_bytes: int | None = None) -> BinaryIO:
-    """Opens a regular file that someone else may have planted, refusing anything else.
-
-    A symbolic link is not followed (unless `follow_links`: a path the user typed); a
-    FIFO or device is refused without blocking: opened O_NONBLOCK and checked with
-    fstat on the same descriptor, so nothing can be swapped in between. Absence stays
-    FileNotFoundError (callers decide what it means).
-    """
+    """Opens a regular file someone may have planted; no link followed (unless `follow_links`:
+    a path the user typed); a FIFO or device refused without blocking (O_NONBLOCK, then fstat
+    of the same descriptor: nothing swapped in between). Absence stays FileNotFoundError."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if not follow_links:
         flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -197,8 +183,7 @@ def open_regular(path: str | os.PathLike, *, follow_links: bool = False,
 
 
 def read_bytes(path: str | os.PathLike, *, max_bytes: int, follow_links: bool = False) -> bytes:
-    """The content of the regular file `path`, refused beyond `max_bytes` (also if it grows
-    while it is read)."""
+    """The regular file's content, refused beyond `max_bytes` (also if it grows meanwhile)."""
     with open_regular(path, follow_links=follow_links, max_bytes=max_bytes) as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
@@ -207,15 +192,13 @@ def read_bytes(path: str | os.PathLike, *, max_bytes: int, follow_links: bool = 
 
 
 def check_regular(path: str | os.PathLike, *, follow_links: bool = False) -> None:
-    """open_regular's refusals, for libraries that open the file by name themselves (numpy's
-    memory map)."""
+    """open_regular's refusals, for libraries that open the file themselves (numpy's memmap)."""
     open_regular(path, follow_links=follow_links).close()
 
 
 def check_not_link(path: str | os.PathLike, *, directory: bool = False) -> None:
-    """Refuses a link or anything but a regular file (or folder) at a fixed name inside a
-    folder a tool writes to (checkpoints/, .lock): a planted link would send the writes
-    elsewhere. Absent is fine."""
+    """Refuses a link or anything but a regular file (or folder) at a fixed name a tool writes
+    to (checkpoints/, .lock): a planted link would send the writes elsewhere. Absent is fine."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -244,7 +227,7 @@ def read_json(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES):
 
 
 def make_dir(path: str | os.PathLike, *, what: str | None = None) -> Path:
-    """Creates the folder `path` and its parents; the error names it as `what`."""
+    """The error names the folder as `what`."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -254,8 +237,8 @@ def make_dir(path: str | os.PathLike, *, what: str | None = None) -> Path:
 
 
 def check_can_make_dir(path: str | os.PathLike, *, what: str | None = None) -> None:
-    """Refuses, making nothing, a folder a tool fills at the end (a report after hours of
-    training) that could not be made: a file in the way, an ancestor not writable."""
+    """Refuses, making nothing, a folder filled at the end (a report after hours of training)
+    that could not be made: a file in the way, an ancestor not writable."""
     path = Path(path).absolute()
     for folder in (path, *path.parents):
         if folder.is_dir():
@@ -269,12 +252,9 @@ def check_can_make_dir(path: str | os.PathLike, *, what: str | None = None) -> N
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike,
                    busy: Callable[[int | None], str]) -> Iterator[bool]:
-    """Holds an exclusive flock on the file `path` for the block, refusing at once if taken.
-
-    The kernel releases an flock when its process ends, however it ends: no stale
-    lock. The holder writes its pid into the file; the refusal is busy(pid or None).
-    Yields False (no lock) on a platform without flock.
-    """
+    """Holds an exclusive flock on `path` for the block, refused at once if taken (busy(pid or
+    None) says why); the kernel releases it however the process ends: no stale lock. The
+    holder writes its pid there. Yields False (no lock) on a platform without flock."""
     if fcntl is None:
         yield False
         return

@@ -1,19 +1,14 @@
 r"""Run directories in, report.md, tables and figures out.
 
     python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
-    python -m keras_resnet_cifar.report docs/study/runs/* --out=docs/study
-    python -m keras_resnet_cifar.report runs/a runs/b --out=report --accuracy_levels=0.5,0.8
     python -m keras_resnet_cifar.report docs/study/runs/* \
         --reference_runs=docs/study/reference --out=docs/study
     python -m keras_resnet_cifar.report runs/resnet20-seed0 runs/plain20-seed0 \
         runs/resnet56-seed0 runs/plain56-seed0 --out=report --mode=full_recipe
 
---mode=full_recipe (what auto picks when every run has the default 200-epoch recipe
-and one seed per network) reports Table 1 runs, finished or still training, beside
-the published figures. --reference_runs takes runs of the reference PyTorch
-trainer, folders of them or glob patterns (expanded here: a shell does not expand
-a pattern after "="). A run directory needs only its small files, so a committed
-copy without models reports as well as the original.
+--reference_runs' glob patterns are expanded here (no shell expands a pattern after "=").
+A run directory needs only its small files: a committed copy without models reports as
+well as the original.
 """
 
 from __future__ import annotations
@@ -28,33 +23,29 @@ from keras_resnet_cifar.errors import UserError
 
 def define_flags() -> None:
     flags.DEFINE_string("out", None, "Folder for report.md, tables and figures.")
-    flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch "
-                      "Table 1 gives. Default: chosen from the runs, so that every run "
-                      "that learned reaches them.")
-    flags.DEFINE_enum("mode", "auto", ["auto", "study", "full_recipe"],
-                      "study: several seeds, verdicts over them. full_recipe: Table 1 at the "
-                      "default 200-epoch recipe, one seed per network, finished or still "
-                      "running, beside the published figures. auto: full_recipe when every "
-                      "run has the default recipe's epochs and one seed per network.")
-    flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer "
-                      "(scripts/train_reference_pytorch.py) to set beside the study's: run "
-                      "directories, folders of them, or glob patterns, e.g. "
-                      "docs/study/reference or 'docs/study/reference/*'.")
+    flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch Table "
+                      "1 gives; default: chosen so that every run that learned reaches them.")
+    flags.DEFINE_enum("mode", "auto", ["auto", "study", "full_recipe"], "study: several seeds, "
+                      "verdicts over them; full_recipe: Table 1 at the default 200-epoch recipe, "
+                      "one seed per network, finished or still running, beside the published "
+                      "figures; auto: full_recipe when every run has the default recipe's epochs "
+                      "and one seed per network.")
+    flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer (scripts/train_"
+                      "reference_pytorch.py) to set beside the study's: run directories, folders "
+                      "of them, or glob patterns, e.g. 'docs/study/reference/*'.")
 
 
 def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) < 2:
         raise UserError("Give the run directories to report on, e.g. runs/study/runs/*.")
-    from keras_resnet_cifar.analysis.results import build
-    from keras_resnet_cifar.analysis.results import markdown, runs
+    from keras_resnet_cifar.analysis.results import build, markdown, runs
 
     fileio.check_can_make_dir(FLAGS.out, what=f"--out {FLAGS.out}")
     references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []
     path = build.write_report(
         argv[1:], FLAGS.out, reference_dirs=references,
-        accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels),
-        mode=FLAGS.mode,
+        accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels), mode=FLAGS.mode,
         command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
                                            *sys.argv[1:]]))
     logging.info("wrote %s", path)

@@ -1,9 +1,8 @@
 """Stopping on SIGINT and SIGTERM, for the tools and the training loop.
 
-SIGTERM (schedulers, preemptible machines) stops a tool as Ctrl-C does, by raising
-Interrupted, a KeyboardInterrupt, so cleanup code runs. The training loop defers
-the stop while it writes an epoch, so a run directory is never left between an
-epoch's files.
+SIGTERM (schedulers, preemption) stops a tool as Ctrl-C does, raising Interrupted (a
+KeyboardInterrupt) so cleanup runs. The training loop defers the stop while it writes an
+epoch: a run directory is never left between an epoch's files.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ _received: dict[str, str | None] = {"name": None}
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT (Ctrl-C) or SIGTERM stopped the process; ``args[0]`` is the signal's name."""
+    """SIGINT (Ctrl-C) or SIGTERM stopped the process; `args[0]` is the signal's name."""
 
     @property
     def signal_name(self) -> str:
@@ -28,9 +27,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """Turns SIGINT and SIGTERM into Interrupted inside the block (inside deferred(): when
-    that block ends). Blocks nest, each restoring the handlers it found; outside the
-    main thread this does nothing. `received`: the last signal's name, or None."""
+    """Turns SIGINT and SIGTERM into Interrupted inside the block (inside deferred(): when it
+    ends); nested blocks restore the handlers they found; a no-op outside the main thread."""
 
     def __init__(self):
         self._previous = {}
@@ -51,9 +49,8 @@ class StopSignals:
         return False
 
     def _handle(self, signum, frame):
-        # Remembered as well as raised: raised at an arbitrary instant, the exception
-        # can surface inside a library that turns it into one of its own (TensorFlow
-        # tracing a function reports a TypeError); the process still stops because of it.
+        # Remembered as well as raised: a library may turn the exception into its own
+        # (TensorFlow tracing reports a TypeError); the process still stops because of it.
         self.received = _received["name"] = signal.Signals(signum).name
         if self._deferring:
             self._pending = self.received

@@ -5,9 +5,8 @@ reproduction paper's 200-epoch schedule; see keras_resnet_cifar/config.py).
     python -m keras_resnet_cifar.train --flagfile=flags/resnet56.cfg --data_dir=~/data/cifar10
     python -m keras_resnet_cifar.train --flagfile=flags/smoke.cfg
 
-Every TrainConfig field is a flag of the same name and default. The same command
-again resumes an interrupted run from its last completed epoch; at the end it
-draws the run's curves.png.
+Every TrainConfig field is a flag of the same name and default. The same command again
+resumes an interrupted run from its last completed epoch; at the end it draws curves.png.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import os
 
 from absl import flags, logging
 
-# None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
+# No Keras or TensorFlow in these: flags, paths and the lock answer at once.
 from keras_resnet_cifar import cli, environment, train_flags
 from keras_resnet_cifar.data import cifar_files
 from keras_resnet_cifar.training import lock
@@ -27,13 +26,12 @@ from keras_resnet_cifar.errors import UserError
 def define_flags() -> None:
     train_flags.define_config_flags()
     flags.DEFINE_string("model_dir", None, "Run directory (default runs/<model>-seed<seed>).")
-    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
-                         "(to exercise MirroredStrategy on a machine without GPUs).")
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to test "
+                         "MirroredStrategy without GPUs).")
     flags.DEFINE_enum("progress", "auto", ["auto", "0", "1", "2"],
-                      "Progress output on stderr: auto (one line per epoch, and progress "
-                      "inside it: in place on a terminal, every 60 s otherwise), 0 (the "
-                      "line per epoch only), 1 or 2 (Keras' own progress bar or line per "
-                      "epoch as well, on stdout).")
+                      "Progress on stderr: auto (a line per epoch, and progress inside it: in "
+                      "place on a terminal, every 60 s otherwise), 0 (the line per epoch only), "
+                      "1 or 2 (Keras' own progress bar or line per epoch as well, on stdout).")
 
 
 # Logical CPU devices a test of distribution may split the CPU into (each one a replica).
@@ -63,8 +61,7 @@ def check_before_loading(config: TrainConfig, model_dir: str) -> None:
 
 
 def bfloat16_hint(config: TrainConfig) -> str | None:
-    """One line for a float32 run on a CPU with native bfloat16 arithmetic, else None."""
-    found = environment.bfloat16_support()
+    found = environment.bfloat16_support()  # a hint for float32 runs on such a CPU
     if config.mixed_precision != "float32" or not found:
         return None
     return (f"hint: this CPU computes bfloat16 natively ({', '.join(found)}): "
@@ -73,7 +70,7 @@ def bfloat16_hint(config: TrainConfig) -> str | None:
 
 
 def main(argv):
-    del argv  # cli.run refuses positional arguments
+    del argv
     FLAGS = flags.FLAGS
     config = train_flags.config_from_flags(FLAGS)  # UserError on a bad value
     if not 0 <= FLAGS.cpu_devices <= MAX_CPU_DEVICES:
@@ -91,7 +88,6 @@ def main(argv):
     loop.train_and_evaluate(config, model_dir, verbose=verbose)  # its last line: the result
     if distribution.is_chief_process(config.distribute):  # the chief writes the run dir
         from keras_resnet_cifar.analysis import plots  # matplotlib: only once trained
-
         plots.save_run_curves(model_dir)
 
 
