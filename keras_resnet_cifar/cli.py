@@ -251,9 +251,10 @@ _DEPENDENCIES = {"tensorflow": "tensorflow", "keras": "keras", "matplotlib": "ma
 def flag_message(error: UserError) -> str:
     """The error's line, with the library argument it names spelled as the flag (--name)."""
     text = message_of(error)
-    if error.argument:
-        text = re.sub(rf"(?<![\w-]){re.escape(error.argument)}(?!\w)",
-                      f"--{error.argument}", text)
+    if error.argument:  # the word that opens the message, or names a value (word=, word.)
+        name = re.escape(error.argument)
+        text = re.sub(rf"^{name}(?![\w-])|(?<![\w-]){name}(?=[=.,:;)]|$)",
+                      f"--{error.argument}", text, count=1)
     return text
 
 

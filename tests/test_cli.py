@@ -505,6 +505,13 @@ def test_command_docstrings_are_plain_text():
      "warmup_learning_rate exceeds --learning_rate"),
     ("--out x is a folder", "out", "--out x is a folder"),
     ("model_dir holds another run", None, "model_dir holds another run"),
+    # Only the word that opens the message or names a value; prose keeps its words.
+    ("Unknown model name 'foo'", "model", "Unknown model name 'foo'"),
+    ("models is empty: name models to train", "models", "--models is empty: name models to train"),
+    ("no model.keras yet (checkpoint=last for an unfinished run)", "checkpoint",
+     "no model.keras yet (--checkpoint=last for an unfinished run)"),
+    ("it is not vouched for; load it with trust_savedmodel.", "trust_savedmodel",
+     "it is not vouched for; load it with --trust_savedmodel."),
 ])
 def test_library_arguments_are_printed_as_flags(message, argument, line):
     assert cli.flag_message(cli.UserError(message, argument=argument)) == line
