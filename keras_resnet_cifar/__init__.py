@@ -1,84 +1,47 @@
 """keras-resnet-cifar: He et al. (2016) plain and residual CIFAR-10 networks in Keras 3.
 
-The public API (docs/api.md) is this package's top level::
-
-    from keras_resnet_cifar import build_model, TrainConfig, train_and_evaluate, load_model
-
-Each name is looked up in its module only when first used (PEP 562's module
-``__getattr__``), so ``import keras_resnet_cifar`` stays as light as before: every
-command's ``--help`` answers at once, and the edge install, which has no
-TensorFlow, can still import what runs a ``.tflite`` model.
-
-Importing the package registers its training optimiser, ``ReferenceSGD``, with
-Keras, so that ``keras.saving.load_model("runs/<run>/model.keras")`` finds it.
-The package import itself never loads Keras or TensorFlow (the edge path and the
-tools' ``--help`` must stay light): when Keras is already imported the optimiser
-module is imported at once; otherwise it is imported right after Keras first
-loads, by :func:`_register_after_keras`.
+The public API (docs/api.md) is imported name by name when first used (PEP 562): `import
+keras_resnet_cifar` loads no Keras or TensorFlow, so `--help` answers at once and the edge
+install (no TensorFlow) runs .tflite models.
 """
 
+import importlib
 import importlib.abc
 import importlib.util
 import sys
 
 __version__ = "0.1.0"
 
+# Loading a run's model.keras needs the optimiser training/optimizer.py registers; importing
+# it here would load Keras, so it is imported with Keras: now, or by this finder of `keras`.
 _OPTIMIZER = "keras_resnet_cifar.training.optimizer"
 
 
 class _AfterKeras(importlib.abc.MetaPathFinder):
-    """Imports the optimiser module (which registers ReferenceSGD) once Keras has loaded.
-
-    A finder ahead of the others that answers only for ``keras``: it removes
-    itself, asks the remaining finders for the real spec and wraps its loader so
-    that, after Keras' own module code has run, the optimiser module is imported.
-    Nothing else is touched.
-    """
-
-    _asking = False  # inside find_spec: let the other finders answer
-
     def find_spec(self, name, path=None, target=None):
-        if name != "keras" or self._asking:
+        if name != "keras":
             return None
-        # Only looking (TensorFlow asks importlib.util.find_spec("keras") before it
-        # imports Keras) leaves this finder in place; loading removes it.
-        self._asking = True
+        sys.meta_path.remove(self)  # the other finders answer, as without this one
         try:
-            spec = importlib.util.find_spec(name)  # the other finders, as without this one
+            spec = importlib.util.find_spec(name)
         finally:
-            self._asking = False
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        loader = spec.loader
+            sys.meta_path.insert(0, self)  # only looking (TensorFlow does) keeps it
+        if spec is not None and hasattr(spec.loader, "exec_module"):
+            run_keras = spec.loader.exec_module
 
-        class _Loader(importlib.abc.Loader):
-            def create_module(self, spec):
-                return loader.create_module(spec)
-
-            def exec_module(self, module):
-                _remove_finder()
-                # Keras sees its own loader, as if this finder had never been there.
-                module.__loader__ = module.__spec__.loader = loader
-                loader.exec_module(module)
+            def exec_module(module):
+                sys.meta_path.remove(self)
+                run_keras(module)
                 importlib.import_module(_OPTIMIZER)
 
-        spec.loader = _Loader()
+            spec.loader.exec_module = exec_module  # this spec's own loader object
         return spec
 
 
-def _remove_finder() -> None:
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterKeras)]
-
-
-def _register_after_keras() -> None:
-    """Registers ReferenceSGD now if Keras is loaded, else right after it loads."""
-    if "keras" in sys.modules:
-        importlib.import_module(_OPTIMIZER)
-    elif not any(isinstance(f, _AfterKeras) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterKeras())
-
-
-_register_after_keras()
+if "keras" in sys.modules:
+    importlib.import_module(_OPTIMIZER)
+elif not any(isinstance(f, _AfterKeras) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKeras())
 
 
 # The public API: name -> (module, attribute). The tests pin these names.

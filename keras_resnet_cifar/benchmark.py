@@ -1,58 +1,27 @@
 r"""Measures, on this machine, how fast the project trains, reads data, evaluates and serves.
 
-    python -m keras_resnet_cifar.benchmark --models=resnet20,resnet56
     python -m keras_resnet_cifar.benchmark --models=resnet20 --peer=~/venvs/torch-peer/bin/python
     python -m keras_resnet_cifar.benchmark --model_path=exports/resnet20/1 --out=bench.json
-    python -m keras_resnet_cifar.benchmark --models=resnet20 --repeats=3 --json > bench.json
-    python -m keras_resnet_cifar.benchmark --models=resnet20 --variants=float32,mixed_bfloat16
 
-Prints a table (``--json``: the same figures as JSON instead; ``--out=PATH``:
-also writes that JSON to PATH) of:
-
-* training images/s of ``model.fit`` on the real training path: the project's
-  ``build_and_compile`` and ``pipeline.train_dataset`` (shuffle and
-  augmentation included) over synthetic or ``--data_dir`` data. Every training
-  flag of ``keras_resnet_cifar.train`` that bears on speed is a flag here too
-  (``--batch_size``, ``--mixed_precision``, ``--jit_compile``, ``--distribute``,
-  ``--weight_decay``, ...); ``--models`` replaces ``--model``. ``--variants``
-  times several precisions / XLA in turn, repeat by repeat, with each one's
-  ratio to the first, pair by pair; the machine line names the CPU's bfloat16
-  flags (avx512_bf16, amx_bf16, amx_tile; none: bfloat16 is emulated);
-* the input pipeline alone (images/s, no model), and how many times the fastest
-  training rate it is;
-* evaluation images/s (``model.evaluate`` on the evaluation pipeline);
-* with ``--model_path``, the batch-1 latency and batch-128 images/s of each model
-  named (a run directory, a ``.keras`` file, a SavedModel folder or a ``.tflite``
-  file, loaded as every tool loads them: ``keras_resnet_cifar.deploy.predictor``).
-  ``--model_path`` alone measures only those; add ``--models`` to train too.
-  A SavedModel that ``keras_resnet_cifar.export`` did not write needs
-  ``--trust_savedmodel``: it is a program.
-
-Each figure is the median of ``--repeats`` timed repeats after a warm-up that is
-not counted, with the spread (min, max). With ``--peer=<python>`` the PyTorch peer
-(``--peer_script``: ``scripts/torch_peer.py`` of a checkout of the repository, run
-in its own environment: this project never imports torch; setup in that script)
-runs once per mode for one tiny step first, so that a broken peer fails at once,
-then after each timed training repeat, in each of ``--peer_modes`` (default: its
-fastest CPU configuration, ``channels_last``), so the two alternate A B A B ... on
-the same machine (:mod:`keras_resnet_cifar.analysis.peer`), in each variant's precision
-(a bfloat16 variant against the peer's bfloat16 autocast), and the ratio is reported pair
-by pair and as a median, with the date and the load average: this machine's
-speed drifts, and other work sharing its cores slows the peer most.
-
-The measurements are :mod:`keras_resnet_cifar.analysis.speed`'s.
+Prints a table (--json: JSON instead; --out: also writes the JSON) of training images/s on
+the real training path (every speed flag of train is a flag here; --variants times
+precisions / XLA in turn, each with its ratio to the first), the input pipeline alone,
+evaluation images/s and, with --model_path, batch-1 latency and batch-128 images/s of each
+model named (--model_path alone trains nothing). Each figure is the median of --repeats timed
+repeats after an uncounted warm-up, with its spread. --peer=<python> runs the PyTorch peer
+after each timed training repeat, so the two alternate, and gives the ratio pair by pair.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from absl import flags
 
-# None of these imports Keras or TensorFlow: flag errors answer at once.
-from keras_resnet_cifar import cli, train_flags
+from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import peer, speed, speed_table
 from keras_resnet_cifar.deploy import predictor
 from keras_resnet_cifar.config import TrainConfig
@@ -63,13 +32,12 @@ PEER_SCRIPT = "scripts/torch_peer.py"
 
 
 def define_flags() -> None:
-    """The benchmark's flags: train's training flags that bear on speed, and its own."""
     train_flags.define_config_flags(defaults=TrainConfig(
         dataset="synthetic", synthetic_train_size=10000, synthetic_test_size=2000),
         exclude=speed.NOT_SPEED)
     defaults = speed.Plan(base=TrainConfig())
-    flags.DEFINE_list("models", list(defaults.models), "Models to train: plainN / resnetN. "
-                      "Not given with --model_path: train nothing.")
+    flags.DEFINE_list("models", list(defaults.models), "Models to train: plainN / resnetN "
+                      "(none when only --model_path is given).")
     flags.DEFINE_integer("steps", defaults.steps, "Training steps per timed repeat.")
     flags.DEFINE_integer("repeats", defaults.repeats, "Timed repeats of every measurement.")
     flags.DEFINE_integer("pipeline_batches", defaults.pipeline_batches,
@@ -82,20 +50,17 @@ def define_flags() -> None:
                          "Timed batch-1 calls per --model_path model.")
     flags.DEFINE_integer("num_threads", defaults.num_threads,
                          "CPU threads for a .tflite model (0: every core).")
-    flags.DEFINE_string("peer", None, "Python of the PyTorch peer's environment (see "
-                        "scripts/torch_peer.py): run the peer after each timed training "
-                        "repeat.")
-    flags.DEFINE_string("peer_script", PEER_SCRIPT, "The peer's script (the default is "
-                        "relative to a checkout of the repository, where it ships).")
-    flags.DEFINE_list("peer_modes", list(defaults.peer_modes),
-                      "The peer's configurations to run (its --mode), each labelled: "
-                      "default, channels_last, compile, channels_last+compile for "
-                      "torch_peer.py. channels_last is its fastest on CPU.")
-    flags.DEFINE_list("variants", list(defaults.variants),
-                      "Training variants to time in turn, repeat by repeat: a precision "
-                      "(float32, mixed_bfloat16, mixed_float16), +xla for XLA, e.g. "
-                      "float32,mixed_bfloat16,float32+xla; ratios are to the first. "
-                      "Empty: the one of --mixed_precision and --jit_compile.")
+    flags.DEFINE_string("peer", None, "Python of the PyTorch peer's environment (see scripts/"
+                        "torch_peer.py), run after each timed training repeat.")
+    flags.DEFINE_string("peer_script", PEER_SCRIPT, "The peer's script (the default is relative "
+                        "to a checkout of the repository, where it ships).")
+    flags.DEFINE_list("peer_modes", list(defaults.peer_modes), "The peer's configurations to run "
+                      "(its --mode), each labelled: default, channels_last, compile, channels_"
+                      "last+compile for torch_peer.py (channels_last is its fastest on CPU).")
+    flags.DEFINE_list("variants", list(defaults.variants), "Training variants to time in turn, "
+                      "repeat by repeat: a precision (float32, mixed_bfloat16, mixed_float16), "
+                      "+xla for XLA, e.g. float32,mixed_bfloat16,float32+xla; ratios are to the "
+                      "first; empty: the one of --mixed_precision and --jit_compile.")
     flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default).")
     flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
     flags.DEFINE_string("out", None, "Also write the figures as JSON to this file.")
@@ -103,24 +68,18 @@ def define_flags() -> None:
 
 
 def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
-    """The Plan of the parsed flags, checked before any measurement (and before TF loads).
-
-    Raises:
-        UserError: a bad value, a --model_path that is not a model, a missing or
-            failing peer.
-    """
+    """Checked (the peer run once) before TensorFlow loads."""
     models = tuple(flag_values.models)
     if flag_values.model_path and not flag_values["models"].present:
         models = ()  # --model_path alone: time those models, train nothing
     for name in ("intra_op_threads", "inter_op_threads", "num_threads"):
         if not 0 <= flag_values[name].value <= predictor.MAX_THREADS:
             raise UserError(f"--{name} must be in [0, {predictor.MAX_THREADS}] (0: the "
-                            "default), got "
-                            f"{flag_values[name].value}.")
+                            f"default), got {flag_values[name].value}.")
     if flag_values.out and Path(flag_values.out).is_dir():
         raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
-    python = flag_values.peer  # the peer's interpreter
-    if python and not (Path(python).is_file() or _on_path(python)):
+    python = flag_values.peer
+    if python and not (Path(python).is_file() or shutil.which(python)):
         raise UserError(f"--peer={python} is not a Python interpreter that exists.")
     if python and not Path(flag_values.peer_script).is_file():
         raise UserError(f"No peer script at {flag_values.peer_script} (run from a checkout "
@@ -151,7 +110,7 @@ def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
 
 
 def main(argv):
-    del argv  # cli.run refuses positional arguments
+    del argv
     FLAGS = flags.FLAGS
     plan = plan_from_flags(FLAGS)
     import tensorflow as tf
@@ -167,18 +126,11 @@ def main(argv):
     else:
         print(speed_table.format_table(report))
     if FLAGS.out:
-        from keras_resnet_cifar import fileio
-
         try:
             fileio.write_text(Path(FLAGS.out), text)
         except OSError as e:  # the figures are printed above: only the file is lost
             raise UserError(f"Cannot write --out={FLAGS.out} ({e.strerror or e}).") from None
         print(f"wrote {FLAGS.out}", file=sys.stderr if FLAGS.json else sys.stdout)
-
-
-def _on_path(name: str) -> bool:
-    import shutil
-    return shutil.which(name) is not None
 
 
 if __name__ == "__main__":

@@ -1,57 +1,7 @@
-"""The command-line layer every tool shares: one flag convention, quiet output, clean errors.
-
-Every tool (train, evaluate, export, predict, serving_client, import_weights,
-report, study, benchmark) starts through :func:`run`, so the same flag means the
-same thing everywhere:
-
-==================  =====================================================  ==========================
-flag                meaning                                                tools
-==================  =====================================================  ==========================
-``--model``         an architecture name: ``plainN`` / ``resnetN``         train (study, benchmark:
-                                                                           ``--models``, a list)
-``--model_dir``     the run directory that train writes and resumes        train
-``--model_path``    something that predicts: a run directory, a            evaluate, export, predict,
-                    ``.keras`` file, a SavedModel folder, a ``.tflite``    benchmark
-                    file (:mod:`keras_resnet_cifar.deploy.predictor`)
-``--checkpoint``    in a run directory: ``final``, ``best`` or ``last``     evaluate, export, predict
-``--weights``       reference PyTorch weights, ``resnetN.npz``             import_weights, export
-``--dataset``,      ``cifar10`` or ``synthetic``; a local CIFAR-10 copy    every tool that reads
-``--data_dir``                                                             images
-``--max_images``    use only the first N test images (0: all)              evaluate, predict
-``--out``           where the tool writes (a folder or a file)             evaluate, export,
-                                                                           import_weights, report,
-                                                                           study, benchmark
-``--json``          print JSON on stdout instead of a table (a switch)     predict, serving_client,
-                                                                           benchmark
-``--verbose``       also show TensorFlow's and LiteRT's own log lines      all
-positional args     input files (images, ``.npy``, run directories)        predict, serving_client,
-                                                                           report
-==================  =====================================================  ==========================
-
-``--trust_savedmodel`` (evaluate, export, predict, benchmark) loads a SavedModel
-that ``keras_resnet_cifar.export`` did not write: a SavedModel is a program
-(:func:`keras_resnet_cifar.deploy.predictor.check_trusted`).
-
-Behaviour that every tool gets from :func:`run`:
-
-- ``--help``, ``--helpshort`` and ``--helpfull`` print the help and exit 0.
-- A flag error, a missing required flag, a stray positional argument or a
-  :class:`~keras_resnet_cifar.errors.UserError` ends in one ``error: ...`` line and
-  exit status 1; Ctrl-C in ``stopped (Ctrl-C)`` and 130, SIGTERM in
-  ``error: terminated (SIGTERM)`` and 143. Any other
-  exception is a bug and keeps its traceback.
-- ``~`` and ``$VARS`` are expanded in path flags (:data:`PATH_FLAGS`) and in
-  positional file arguments (the shell does not expand ``~`` after ``--flag=``).
-- Quiet by default: TensorFlow, its TFLite converter and LiteRT write their own
-  log lines (start-up banners, ``cuInit`` on CPU-only machines, converter
-  internals) straight to the process's stderr; unless ``--verbose`` is given,
-  those native lines are dropped while Python's own output (warnings, progress,
-  ``absl.logging``) still shows. ``TF_CPP_MIN_LOG_LEVEL`` defaults to 3 unless set.
-- TensorFlow is imported by the tools only after their flags are checked, so
-  ``--help`` and flag errors answer at once.
-- Tools that train (``trains=True``) get oneDNN's CPU kernels by default on x86
-  (see :func:`use_onednn_by_default`).
-"""
+"""The command-line layer every tool starts through (run()): flags (docs/command-line.md),
+quiet output, one-line errors. A UserError, a flag error or a missing dependency ends in one
+`error:` line and exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and
+keeps its traceback."""
 
 from __future__ import annotations
 
@@ -68,39 +18,27 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from absl import app, flags
 from absl import logging
 
-from keras_resnet_cifar import signals
+from keras_resnet_cifar import environment, signals
 from keras_resnet_cifar.errors import UserError, exit_with, message_of
 
-# Flags that hold paths, in every tool that has them: "~" and "$VARS" are expanded.
+# Path flags of every tool: "~" and "$VARS" are expanded (no shell does after "--flag=").
 PATH_FLAGS = ("data_dir", "model_dir", "model_path", "out", "weights", "report_dir")
-
-_state = {"verbose": False}
-# The path flags as the user gave them, before expansion (what a run records as "given").
-GIVEN: dict[str, object] = {}
 
 
 def expand_path(value: str) -> str:
-    """``~`` and environment variables expanded (``-`` and empty values unchanged)."""
     return os.path.expandvars(os.path.expanduser(value)) if value else value
 
 
-# What --model_path names in the tools that load one trained model (evaluate, predict,
-# export): anything keras_resnet_cifar.deploy.predictor loads.
+# What --model_path names in evaluate, predict and export: anything predictor.load loads.
 MODEL_PATH = "a run directory, a .keras file, a SavedModel folder or a .tflite file"
 
 
 def define_model_flags() -> None:
-    """Defines the flags of the tools that load a trained model, with one help text each.
-
-    ``--model_path``, ``--checkpoint``, ``--trust_savedmodel`` and ``--data_dir``
-    (evaluate, predict and export; train's ``--data_dir`` says the same).
-    """
-    # Neither imports Keras or TensorFlow: --help stays instant.
+    # Neither import loads Keras or TensorFlow: --help stays instant.
     from keras_resnet_cifar import train_flags
     from keras_resnet_cifar.deploy import predictor
 
-    flags.DEFINE_string("model_path", None, f"The model: {MODEL_PATH} (export takes all "
-                        "but the last).")
+    flags.DEFINE_string("model_path", None, f"The model: {MODEL_PATH} (export: all but the last).")
     flags.DEFINE_enum("checkpoint", "final", list(predictor.CHECKPOINTS),
                       "In a run directory: final (model.keras), or the best or last "
                       "checkpoint (checkpoints/{best,last}.keras).")
@@ -110,21 +48,7 @@ def define_model_flags() -> None:
 
 def print_ranked(predictions: Sequence[dict], errors: Sequence[object], *, as_json: bool,
                  footer: str | None = None, **json_fields: Any) -> None:
-    """Prints ranked predictions as predict and serving_client do, then ends like them.
-
-    Args:
-        predictions: {"input": name, "top": [{"class", "probability"}, ...], ...} per
-            image (:func:`keras_resnet_cifar.deploy.predictor.classify`).
-        errors: the inputs that could not be read or classified.
-        as_json: one JSON object (``json_fields``, then ``predictions`` and
-            ``errors``) instead of the table of
-            :func:`keras_resnet_cifar.data.labels.format_ranked`.
-        footer: a line printed after the table (not with ``as_json``).
-        **json_fields: further fields of the JSON object.
-
-    Raises:
-        SystemExit: 1 when there were errors (each already printed on stderr).
-    """
+    """Prints the rows as a table (or JSON with `json_fields`), errors on stderr; exit 1 if any."""
     from keras_resnet_cifar.data.labels import format_ranked
 
     if as_json:
@@ -142,29 +66,16 @@ def print_ranked(predictions: Sequence[dict], errors: Sequence[object], *, as_js
 
 
 def use_onednn_by_default() -> None:
-    """Turns TensorFlow's oneDNN CPU kernels on (x86), unless the user chose.
-
-    TF reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it loads. It leaves oneDNN off
-    on x86 CPUs without AVX-512 VNNI/BF16/AMX (e.g. AVX2-only AMD EPYC), where
-    its own convolution gradients then run as thousands of tiny GEMMs: oneDNN
-    trains ResNet-20 ~1.8x faster there (docs/performance.md). It only changes
-    CPU kernels; ``TF_ENABLE_ONEDNN_OPTS=0`` wins.
-    """
+    """TF leaves oneDNN off on x86 CPUs without AVX-512 VNNI/BF16/AMX (e.g. AVX2 EPYC), where it
+    trains ResNet-20 ~1.8x faster (docs/performance.md); TF_ENABLE_ONEDNN_OPTS still wins."""
     if platform.machine().lower() in ("x86_64", "amd64"):
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 @contextlib.contextmanager
 def native_logs_muted() -> Iterator[None]:
-    """Drops what native code writes to stderr (file descriptor 2) inside the block.
-
-    Python's own stderr (``sys.stderr``, absl's log handler, warnings, progress)
-    is moved to a copy of the real stderr meanwhile, so it still shows; so do
-    fatal-error tracebacks (faulthandler). Does nothing with ``--verbose``.
-    """
-    if _state["verbose"]:
-        yield
-        return
+    """Drops what native code (TF, its converter, LiteRT: C++ banners TF_CPP_MIN_LOG_LEVEL misses)
+    writes to fd 2 in the block; Python's stderr, absl's and faulthandler move to a copy of it."""
     sys.stderr.flush()
     real = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -192,37 +103,23 @@ def native_logs_muted() -> Iterator[None]:
         python_stderr.close()
 
 
-# Python modules of the libraries underneath: their own INFO lines (the SavedModel
-# writer's "Assets written to", "Sharding callback duration", ...) are theirs, not
-# the tool's, and go through absl's handler like the tools' progress does.
+# The libraries' INFO lines ("Assets written to", ...) are dropped, and tensorflow-datasets'
+# cache warnings while it looks for a data set (the tools say in one line what matters).
 _LIBRARY_PATH = re.compile(r"[/\\](tensorflow|tensorflow_datasets|keras|ai_edge_litert)[/\\]")
-
-
-# tensorflow-datasets warns about its own cache while it looks for a data set ("Variant
-# folder ... has no dataset_info.json" before a first download); the tools report
-# what matters (the data set cannot be had) themselves, in one line.
 _TFDS_PATH = re.compile(r"[/\\]tensorflow_datasets[/\\]")
 
 
 class QuietLibraries(std_logging.Filter):
-    """Drops the libraries' own log records below WARNING (everything with --verbose).
-
-    tensorflow-datasets' warnings go too (its errors stay).
-    """
+    """Drops the libraries' own log records below WARNING (tensorflow-datasets': below ERROR)."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
         path = record.pathname or ""
         floor = std_logging.ERROR if _TFDS_PATH.search(path) else std_logging.WARNING
-        return (_state["verbose"] or record.levelno >= floor
-                or not _LIBRARY_PATH.search(path))
+        return record.levelno >= floor or not _LIBRARY_PATH.search(path)
 
 
 class PlainFormatter(std_logging.Formatter):
-    """Log lines as a person reads them: the message, ``warning:``/``error:`` before it.
-
-    absl's own prefix (level letter, date, time, thread id, file:line) is for
-    debugging; it comes back with ``--verbose``.
-    """
+    """The message alone, `warning:`/`error:` before it (absl's prefix: with --verbose)."""
 
     def __init__(self):
         super().__init__("%(message)s")
@@ -234,25 +131,12 @@ class PlainFormatter(std_logging.Formatter):
         return text
 
 
-# Sphinx roles and literals in a command's docstring: the docstring is also its --help,
-# where a person reads "TrainConfig", not ":class:`~keras_resnet_cifar.config.TrainConfig`".
-_ROLE = re.compile(r":(?:class|mod|func|meth|data|attr|exc):`(~?)([^`]+)`")
-_LITERAL = re.compile(r"``(.+?)``", re.S)
-
-
-def plain_text(doc: str) -> str:
-    """``doc`` without Sphinx markup: roles become their target (``~``: its last part),
-    double-backquoted literals their text."""
-    doc = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), doc)
-    return _LITERAL.sub(r"\1", doc)
-
-
 # absl's help flags: they print the usage and exit before main.
 _HELP_FLAG = re.compile(r"--?(\?|help|helpshort|helpfull|helpxml)(=.*)?", re.S)
 
 
 def asked_for_help(argv: Sequence[str]) -> bool:
-    """Whether ``argv`` has one of absl's help flags (before a ``--``)."""
+    """Whether `argv` has one of absl's help flags (before a `--`)."""
     for arg in argv[1:]:
         if arg == "--":
             return False
@@ -281,7 +165,7 @@ def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[s
     for name in (*PATH_FLAGS, *paths):
         if name in FLAGS and FLAGS[name].value:
             value = FLAGS[name].value
-            GIVEN[name] = value
+            environment.GIVEN[name] = value
             FLAGS[name].value = ([expand_path(v) for v in value] if isinstance(value, list)
                                  else expand_path(value))
     if len(argv) > 1 and not takes_files:
@@ -297,25 +181,13 @@ def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[s
 def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
         required: Mapping[str, str] | None = None,
         trains: bool = False, paths: Sequence[str] = ()) -> None:
-    """Parses the flags, applies the shared conventions and runs ``main(argv)``.
-
-    Args:
-        main: the tool's ``main(argv)``; ``argv[1:]`` are the positional
-            arguments (with ``~`` expanded).
-        takes_files: whether positional arguments are allowed.
-        required: flag name -> what it is, for flags that must be given.
-        trains: the tool trains: oneDNN's CPU kernels by default.
-        paths: further path flags of this tool (besides :data:`PATH_FLAGS`).
-    """
-    main_module = sys.modules["__main__"]
-    if main_module.__doc__:  # absl prints it as --help
-        main_module.__doc__ = plain_text(main_module.__doc__)
+    """Parses the flags and runs `main(argv)` (argv[1:]: the positional files, expanded).
+    `required`: flag -> what it is; `trains` turns oneDNN on; `paths`: more path flags."""
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_boolean("verbose", False, "Also show TensorFlow's and LiteRT's own log "
                              "lines (start-up banners, converter internals).")
-    # Key flags of the tool's own module (absl names __main__ by sys.argv[0]), so that
-    # --help lists them beside the tool's flags: --verbose, and the flags the tool
-    # takes from the package's shared modules (train's --model, --epochs, ...).
+    # Key flags of the tool's module (absl names __main__ by sys.argv[0]): --help lists
+    # --verbose and the flags of the package's shared modules (train's --model, ...).
     for module, module_flags in flags.FLAGS.flags_by_module_dict().items():
         if module.startswith("keras_resnet_cifar."):
             for flag in module_flags:
@@ -323,7 +195,6 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
 
     def wrapped(argv: list[str]):
         verbose = bool(flags.FLAGS.verbose)
-        _state["verbose"] = verbose
         if trains:
             use_onednn_by_default()
         if not verbose:
@@ -337,15 +208,19 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
             with signals.StopSignals():
                 argv = _check_and_expand(argv, takes_files=takes_files,
                                          required=required or {}, paths=paths)
-                with native_logs_muted():
+                with contextlib.nullcontext() if verbose else native_logs_muted():
                     return main(argv)
         except UserError as e:
-            exit_with(message_of(e))
+            exit_with(flag_message(e))
         except ModuleNotFoundError as e:
-            missing = _missing_dependency(e)
-            if missing is None:
-                raise
-            exit_with(missing)
+            top = (e.name or "").split(".")[0]
+            if top not in _DEPENDENCIES:
+                raise  # not a dependency: a bug
+            tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+            exit_with(f"{tool} needs {_DEPENDENCIES[top]}, which is not installed here (pip "
+                      f"install {_DEPENDENCIES[top]}, or pip install -e . in the checkout for all "
+                      "dependencies); without TensorFlow, predict runs .tflite models "
+                      "(docs/deployment.md).")
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
             stopped = signals.stopped_by(error)
             if stopped == "SIGTERM":
@@ -365,24 +240,22 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
     _flush_stdout()
 
 
-# The project's dependencies by import name -> what pip installs. The edge install
-# (docs/deployment.md) has only numpy, Pillow, absl-py and LiteRT: predict runs there,
-# and the other tools say in one line what they need instead of a traceback.
+# Import name -> pip name. The edge install (numpy, Pillow, absl-py, LiteRT) runs predict;
+# the other tools say in one line what they need.
 _DEPENDENCIES = {"tensorflow": "tensorflow", "keras": "keras", "matplotlib": "matplotlib",
                  "sklearn": "scikit-learn", "tensorflow_datasets": "tensorflow-datasets",
                  "tensorboard": "tensorboard", "PIL": "pillow",
                  "ai_edge_litert": "ai-edge-litert"}
 
 
-def _missing_dependency(error: ModuleNotFoundError) -> str | None:
-    """The one line for a dependency that is not installed, or None (then it is a bug)."""
-    top = (error.name or "").split(".")[0]
-    if top not in _DEPENDENCIES:
-        return None
-    tool = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    return (f"{tool} needs {_DEPENDENCIES[top]}, which is not installed here (pip install "
-            f"{_DEPENDENCIES[top]}, or pip install -e . in the checkout for all dependencies); "
-            "without TensorFlow, predict runs .tflite models (docs/deployment.md).")
+def flag_message(error: UserError) -> str:
+    """The error's line, with the library argument it names spelled as the flag (--name)."""
+    text = message_of(error)
+    if error.argument:  # the word that opens the message, or names a value (word=, word.)
+        name = re.escape(error.argument)
+        text = re.sub(rf"^{name}(?![\w-])|(?<![\w-]){name}(?=[=.,:;)]|$)",
+                      f"--{error.argument}", text, count=1)
+    return text
 
 
 def _flush_stdout() -> None:
@@ -394,13 +267,8 @@ def _flush_stdout() -> None:
 
 
 def _reader_gone() -> None:
-    """Ends quietly when stdout's reader has gone (``--help | head -3``).
-
-    What is left in the buffer cannot be delivered; stdout is pointed at
-    /dev/null so that Python's own flush at exit does not print a traceback. The
-    status is 0 when help was asked for (it was shown as far as it was read),
-    else 1 (the output was cut short).
-    """
+    """Ends quietly when stdout's reader has gone (`--help | head -3`): 0 for help, else 1;
+    stdout goes to /dev/null so that Python's flush at exit prints no traceback."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)

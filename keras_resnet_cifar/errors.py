@@ -1,13 +1,5 @@
-"""The one exception type that means "the user asked for something we cannot do".
-
-Library code raises :class:`UserError` (or a subclass) with one clear sentence;
-command-line entry points (:mod:`keras_resnet_cifar.cli`) catch it, print that
-sentence and exit non-zero, so a bad flag, a missing file or corrupt data never
-ends in a traceback. Anything else that escapes, ``ValueError`` included, is a
-programming error and keeps its traceback: code that validates with
-``ValueError`` (e.g. ``TrainConfig``) is converted to :class:`UserError`
-explicitly where the user's values enter.
-"""
+"""UserError (cli prints one `error:` line; anything else, ValueError included, is a bug
+and keeps its traceback), and helpers that turn errors and counts into sentences."""
 
 from __future__ import annotations
 
@@ -16,12 +8,8 @@ from typing import NoReturn
 
 
 class UserError(Exception):
-    """A mistake in the user's input: bad argument, missing file, corrupt data.
-
-    ``argument`` names the library argument at fault, as the message spells it
-    (``"learning_rate must be at most 1,000, got 1e+300"``); a command that took
-    it from a flag prints that word as the flag (``--learning_rate``).
-    """
+    """A mistake in the user's input: bad argument, missing file, corrupt data. `argument`:
+    the library argument at fault, as the message spells it; cli prints it as the flag."""
 
     def __init__(self, message: str = "", *, argument: str | None = None):
         super().__init__(message)
@@ -32,31 +20,31 @@ class DataError(UserError):
     """A data set that is missing, malformed or cannot be fetched."""
 
 
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters, no final
-    full stop, to quote inside a sentence), or its type name when it has none."""
-    text = str(e).strip().splitlines()
-    return (text[0].rstrip(".") if text else type(e).__name__)[:200]
-
-
 def message_of(e: BaseException) -> str:
-    """The first line of an exception's message, whole, to print as an error line."""
+    """The first line of an exception's message (its type's name when it has none)."""
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
 
 
-def printable(text: str, limit: int = 200) -> str:
-    """``text`` (at most ``limit`` characters) with control characters escaped.
+def first_line(e: BaseException) -> str:
+    """message_of(e) to quote inside a sentence: no final full stop, at most 200 characters."""
+    return message_of(e).rstrip(".")[:200]
 
-    For text that comes from outside (a server's error body, a class name it
-    sends): written raw, an escape sequence in it would drive the user's terminal.
-    """
+
+def printable(text: str, limit: int = 200) -> str:
+    """`text` (at most `limit` characters) with control characters escaped: text from
+    outside (a server's answer), written raw, could drive the user's terminal."""
     text = str(text)[:limit]
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                    for c in text)
 
 
 def exit_with(message: str, code: int = 1) -> NoReturn:
-    """Prints ``message`` as one line on stderr and exits with ``code``."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """"1 image", "10,000 test images": a count and its noun."""
+    word = noun if count == 1 else (plural_form or f"{noun}s")
+    return f"{count:,} {word}"

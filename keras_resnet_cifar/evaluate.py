@@ -2,25 +2,10 @@
 
     python -m keras_resnet_cifar.evaluate --model_path=runs/resnet20-seed0 --data_dir=~/data/cifar10
     python -m keras_resnet_cifar.evaluate --model_path=exports/resnet20/1 --out=runs/eval-r20
-    python -m keras_resnet_cifar.evaluate --model_path=model_int8.tflite --max_images=1000
 
-``--model_path`` is anything :mod:`keras_resnet_cifar.deploy.predictor` loads: a training
-run directory (its ``model.keras``, or ``checkpoints/{best,last}.keras`` with
-``--checkpoint``), a ``.keras`` file, an exported SavedModel or a ``.tflite``
-file (a SavedModel that ``keras_resnet_cifar.export`` did not write needs
-``--trust_savedmodel``: it is a program). The results go into the run directory,
-or into ``--out``:
-
-    evaluation.json        accuracy, loss, per-class precision / recall / support,
-                           macro averages, the confusion matrix
-    per_class.csv          class, precision, recall, support
-    confusion_matrix.csv   rows: true class, columns: predicted class (counts)
-
-Other models are evaluated without writing anything unless ``--out`` is given
-(an export's version folder is what TF Serving polls: nothing is added to it).
-A readable table is always printed. A class's accuracy (correct / images of the
-class) is its recall, which has the column; precision and recall are scikit-learn's
-(see :mod:`keras_resnet_cifar.deploy.evaluation`).
+Prints a table, and writes evaluation.json, per_class.csv and confusion_matrix.csv into the
+run directory (--model_path a run) or --out. Other models are written only with --out: an
+export's version folder is what TF Serving polls. A class's accuracy is its recall.
 """
 
 from __future__ import annotations
@@ -45,7 +30,7 @@ def define_flags() -> None:
 
 
 def main(argv):
-    del argv  # cli.run refuses positional arguments
+    del argv
     FLAGS = flags.FLAGS
     for name, least in (("batch_size", 1), ("max_images", 0), ("synthetic_test_size", 1),
                         ("num_threads", 1)):
@@ -62,11 +47,10 @@ def main(argv):
     resolved = predictor.resolve(FLAGS.model_path, FLAGS.checkpoint,  # before TF loads
                                  trust_savedmodel=FLAGS.trust_savedmodel)
     from keras_resnet_cifar.data import datasets
-    from keras_resnet_cifar.deploy import evaluation
-
+    from keras_resnet_cifar.deploy import evaluation, evaluation_files
     out = FLAGS.out or resolved.run_dir
     if out:  # before the model and the data load
-        evaluation.check_destination(out)
+        evaluation_files.check_destination(out)
     model = predictor.load(resolved, num_threads=FLAGS.num_threads,
                            trust_savedmodel=FLAGS.trust_savedmodel)
     data = datasets.load(FLAGS.dataset, FLAGS.data_dir,
@@ -78,7 +62,7 @@ def main(argv):
     result.update(model=model.describe(), data_source=data.source)
     print(evaluation.format_table(result))
     if out:
-        paths = evaluation.write_results(result, out)
+        paths = evaluation_files.write_results(result, out)
         print(f"wrote {', '.join(str(p) for p in paths)}")
     else:
         print("(not written: give --out=FOLDER to keep the results)")

@@ -1,29 +1,12 @@
 r"""Exports a trained classifier for TF Serving and for edge devices, with proof.
 
-    python -m keras_resnet_cifar.export --model_path=runs/resnet20-seed0 \
-        --data_dir=~/data/cifar10
-    python -m keras_resnet_cifar.export --model_path=exports/resnet20/1 --name=resnet20-copy
+    python -m keras_resnet_cifar.export --model_path=runs/resnet20-seed0 --data_dir=~/data/cifar10
     python -m keras_resnet_cifar.export --weights=resnet56.npz --data_dir=~/data/cifar10
 
-writes, atomically, one new version ``<out>/<name>/<version>/`` in TF Serving's
-layout (``--out`` defaults to ``exports``): the SavedModel with TF Serving's warm-up
-requests, float32 / float16 / dynamic-range / int8 TFLite models,
-``model_card.json`` and ``parity.json``
-(see :mod:`keras_resnet_cifar.deploy.exporter` and ``exports/README.md``). The
-command is flags in, :func:`keras_resnet_cifar.deploy.exporter.export`, and the
-parity report and a summary printed.
-
-The model is ``--model_path`` (a training run directory, with ``--checkpoint``
-for ``checkpoints/{last,best}.keras``; a ``.keras`` file; or a SavedModel) or
-the reference PyTorch weights (``--weights=resnetN.npz``). A SavedModel is a
-program (its graph runs whatever operations it holds): one that this exporter did
-not write (its ``model_card.json`` does not vouch for it) needs ``--trust_savedmodel``.
-
-Int8 calibration uses ``--calibration_images`` training images and the parity
-report ``--parity_images`` test images of ``--dataset``/``--data_dir``. Without
-any data the export still works but says so loudly: calibration and parity use
-the synthetic data set, so the int8 model's accuracy on real images is unknown
-and the report's accuracy column is not a CIFAR-10 figure.
+writes, atomically, one new version <out>/<name>/<version>/ in TF Serving's layout: the
+SavedModel with warm-up requests, the TFLite models, model_card.json and parity.json
+(exports/README.md). Without data, int8 calibration and the parity report use synthetic
+images, and the export says so: the int8 model's accuracy on real images is then unknown.
 """
 
 from __future__ import annotations
@@ -39,12 +22,11 @@ from keras_resnet_cifar.errors import UserError
 
 def define_flags() -> None:
     cli.define_model_flags()
-    flags.DEFINE_string("weights", None, "Export the reference ResNet built from these "
-                        "resnetN.npz weights instead of --model_path.")
-    flags.DEFINE_string("out", "exports", "Where <name>/<version>/ goes (TF Serving's "
-                        "model base path is <out>/<name>).")
-    flags.DEFINE_string("name", None, "Model name (TF Serving MODEL_NAME); default: the "
-                        "architecture, e.g. resnet20.")
+    flags.DEFINE_string("weights", None, "Export the reference ResNet built from these resnetN.npz "
+                        "weights instead of --model_path.")
+    flags.DEFINE_string("out", "exports", "Where <name>/<version>/ goes (TF Serving's model base "
+                        "path is <out>/<name>).")
+    flags.DEFINE_string("name", None, "TF Serving's MODEL_NAME; default: the architecture.")
     flags.DEFINE_integer("version", None, "Version number; default: the next free one.")
     flags.DEFINE_string("dataset", None, "cifar10 or synthetic, for calibration and "
                         "parity; default: cifar10 when --data_dir is given, else synthetic.")

@@ -1,10 +1,5 @@
-"""Files and folders: atomic writes (temporary path, fsync, rename), locks, directories.
-
-Nothing here is ever half-written: :func:`atomic_path` and its writers replace a
-file only once the new content is complete. :func:`exclusive_lock` is the one
-process-exclusive lock (a run directory's, an export's); :func:`make_dir` makes a
-folder or fails in one clear sentence.
-"""
+"""Files written whole or not at all, read only as regular files (no link, FIFO or device),
+folders made or refused in one sentence, and the one process-exclusive lock."""
 
 from __future__ import annotations
 
@@ -33,20 +28,10 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; renames it over ``path`` on success.
-
-    The temporary lives in the same directory (same filesystem), so the final
-    ``os.replace`` is atomic: a reader sees the old file or the new one, never a
-    partial one, and the old one stays until the new one is complete. The new
-    content is flushed to disk (fsync) before the rename and the directory after
-    it, so that a power cut cannot leave a renamed but empty file either. On any
-    exception the temporary is removed and ``path`` is untouched; a temporary left
-    by a killed process is removed by :func:`remove_temporaries`. The suffix is
-    kept (Keras checks ``.keras``), the name is hidden.
-
-    Raises:
-        UserError: the disk (or quota) is full; the message names the file.
-    """
+    """Yields a hidden temporary path beside `path` (same suffix: Keras checks .keras), renamed
+    over `path` on success: os.replace in one folder is atomic. The content is fsynced before
+    the rename and the folder after it (no renamed but empty file after a power cut); on any
+    exception the temporary goes and `path` is untouched."""
     path = Path(path)
     tmp = None
     if not is_dir and path.is_dir() and not path.is_symlink():
@@ -62,7 +47,9 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
                                         suffix=f".tmp{path.suffix}", dir=path.parent)
             os.close(fd)
             tmp = Path(name)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give what open() would
         yield tmp
         _fsync_tree(tmp)
         os.replace(tmp, path)
@@ -79,11 +66,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
 
 
 def is_no_space(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is a full disk or quota.
-
-    Libraries wrap the ``OSError`` (h5py, zipfile, Keras' saving), so the chain
-    of causes and the message are searched too.
-    """
+    """A full disk or quota? h5py, zipfile, Keras wrap the OSError: causes and messages count."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
@@ -96,18 +79,14 @@ def is_no_space(error: BaseException) -> bool:
 
 
 def no_space_error(path: str | os.PathLike) -> UserError:
-    """The one-line error for a full disk while writing ``path``."""
     return UserError(f"no space left on the device holding {Path(path).parent} (writing "
                      f"{Path(path).name}); nothing was half-written: free some space and "
                      "run the same command again.")
 
 
 def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Removes the temporaries that interrupted :func:`atomic_path` writes left in ``directory``.
-
-    Only call this while no other process writes there (a training run holds its
-    run directory's lock). Returns what was removed.
-    """
+    """Removes (and returns) killed atomic_path writes' temporaries: only while no other
+    process writes in `directory` (a training run holds its run directory's lock)."""
     removed = []
     directory = Path(directory)
     if not directory.is_dir():
@@ -146,25 +125,16 @@ def _fsync_tree(path: Path) -> None:
         _fsync(path)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Atomically writes ``text`` to ``path``."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
-    """Atomically writes ``obj`` as indented JSON."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-# The JSON files of a run or an export (config, history, model card) are kilobytes; a
-# history of thousands of epochs is a few megabytes.
+# A run's or an export's JSON files are kilobytes; a history of thousands of epochs, megabytes.
 MAX_JSON_BYTES = 16 << 20
 
 
@@ -179,25 +149,9 @@ def _kind(mode: int) -> str:
 
 def open_regular(path: str | os.PathLike, *, follow_links: bool = False,
                  max_bytes: int | None = None) -> BinaryIO:
-    """Opens an existing regular file for reading, refusing anything else in one line.
-
-    The one place where a tool opens a file that someone else may have planted (a
-    run folder's files, an export's, an image to classify): a symbolic link is not
-    followed (unless ``follow_links``: a path the user typed), and a FIFO or a
-    device is refused without blocking on it (it is opened ``O_NONBLOCK`` and
-    checked with ``fstat`` on the same descriptor, so nothing can be swapped in
-    between the check and the read).
-
-    Args:
-        path: the file.
-        follow_links: follow a symbolic link at the last component of ``path``.
-        max_bytes: refuse a file larger than this, before reading it.
-
-    Raises:
-        FileNotFoundError: there is no file (callers decide what absence means).
-        UserError: a link (without ``follow_links``), a directory, FIFO, device or
-            socket, a file larger than ``max_bytes``, or unreadable.
-    """
+    """Opens a regular file someone may have planted; no link followed (unless `follow_links`:
+    a path the user typed); a FIFO or device refused without blocking (O_NONBLOCK, then fstat
+    of the same descriptor: nothing swapped in between). Absence stays FileNotFoundError."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if not follow_links:
         flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -229,11 +183,7 @@ def open_regular(path: str | os.PathLike, *, follow_links: bool = False,
 
 
 def read_bytes(path: str | os.PathLike, *, max_bytes: int, follow_links: bool = False) -> bytes:
-    """The content of the regular file ``path`` (:func:`open_regular`), at most ``max_bytes``.
-
-    The size is checked before reading and the read is bounded too (a file that
-    grows meanwhile is refused, not read whole).
-    """
+    """The regular file's content, refused beyond `max_bytes` (also if it grows meanwhile)."""
     with open_regular(path, follow_links=follow_links, max_bytes=max_bytes) as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
@@ -242,25 +192,13 @@ def read_bytes(path: str | os.PathLike, *, max_bytes: int, follow_links: bool = 
 
 
 def check_regular(path: str | os.PathLike, *, follow_links: bool = False) -> None:
-    """Refuses ``path`` unless it is a regular file (see :func:`open_regular`).
-
-    For libraries that open a file by name themselves (numpy's memory map):
-    the file is opened and checked the same way, then closed.
-    """
+    """open_regular's refusals, for libraries that open the file themselves (numpy's memmap)."""
     open_regular(path, follow_links=follow_links).close()
 
 
 def check_not_link(path: str | os.PathLike, *, directory: bool = False) -> None:
-    """Refuses ``path`` when it is a symbolic link or not a file (or folder) as expected.
-
-    For the fixed names inside a folder a tool writes to (a run folder's
-    ``checkpoints/``, ``.lock``): a link planted there would send the writes
-    outside the folder. Absent is fine.
-
-    Raises:
-        UserError: a symbolic link, or something other than a regular file
-            (``directory`` False) or a folder (``directory`` True).
-    """
+    """Refuses a link or anything but a regular file (or folder) at a fixed name a tool writes
+    to (checkpoints/, .lock): a planted link would send the writes elsewhere. Absent is fine."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -275,15 +213,7 @@ def check_not_link(path: str | os.PathLike, *, directory: bool = False) -> None:
 
 
 def read_json(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES):
-    """The JSON at ``path``, or None when there is no file.
-
-    The file is opened with :func:`open_regular` (no link followed, no FIFO or
-    device read) and refused beyond ``max_bytes``.
-
-    Raises:
-        UserError: the file exists but is not a regular file, is too large, or is
-            not readable JSON.
-    """
+    """The JSON at `path` (read as open_regular reads), or None when there is no file."""
     try:
         text = read_bytes(path, max_bytes=max_bytes).decode()
     except FileNotFoundError:
@@ -297,18 +227,7 @@ def read_json(path: str | os.PathLike, *, max_bytes: int = MAX_JSON_BYTES):
 
 
 def make_dir(path: str | os.PathLike, *, what: str | None = None) -> Path:
-    """Creates the folder ``path`` and its parents, unless it exists.
-
-    Args:
-        path: the folder.
-        what: how the error names it (default: the path), e.g. ``--model_dir runs/x``.
-
-    Returns:
-        ``path``, as a Path.
-
-    Raises:
-        UserError: it cannot be made (a file in the way, no permission, a full disk).
-    """
+    """The error names the folder as `what`."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -318,14 +237,8 @@ def make_dir(path: str | os.PathLike, *, what: str | None = None) -> Path:
 
 
 def check_can_make_dir(path: str | os.PathLike, *, what: str | None = None) -> None:
-    """Refuses, without making anything, a folder that could not be made or written.
-
-    For a folder a tool fills at the end (a report after hours of training): a
-    file in the way, or a nearest existing ancestor that is not a writable folder.
-
-    Raises:
-        UserError: the message names ``what`` (default: the path).
-    """
+    """Refuses, making nothing, a folder filled at the end (a report after hours of training)
+    that could not be made: a file in the way, an ancestor not writable."""
     path = Path(path).absolute()
     for folder in (path, *path.parents):
         if folder.is_dir():
@@ -339,24 +252,9 @@ def check_can_make_dir(path: str | os.PathLike, *, what: str | None = None) -> N
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike,
                    busy: Callable[[int | None], str]) -> Iterator[bool]:
-    """Holds an exclusive lock on the file ``path`` for the block; refuses at once if taken.
-
-    The lock is an ``flock``, which the kernel releases when its process ends,
-    however it ends: a crash never leaves it stuck, and there is no stale lock
-    file to clean up. The holder writes its process id into the file, so that a
-    refusal can name it.
-
-    Args:
-        path: the lock file (created if missing; never removed).
-        busy: the refusal's message, given the holder's process id (None when unknown).
-
-    Yields:
-        True while the lock is held; False on a platform without ``flock`` (no lock).
-
-    Raises:
-        UserError: another process holds the lock (message ``busy(pid)``).
-        OSError: the lock file cannot be opened.
-    """
+    """Holds an exclusive flock on `path` for the block, refused at once if taken (busy(pid or
+    None) says why); the kernel releases it however the process ends: no stale lock. The
+    holder writes its pid there. Yields False (no lock) on a platform without flock."""
     if fcntl is None:
         yield False
         return

@@ -1,22 +1,12 @@
 """Builds this package's ResNet holding the reference PyTorch implementation's trained weights.
 
-Usage:
     python -m keras_resnet_cifar.import_weights --weights=resnet56
-    python -m keras_resnet_cifar.import_weights --weights=~/Downloads/resnet56-4bfd9763.th
     python -m keras_resnet_cifar.import_weights --weights=~/data/reference/resnet56.npz
 
-``--weights`` is a released model's name (resnet20, resnet32, resnet44, resnet56,
-resnet110, resnet1202: its checkpoint is downloaded once from the reference
-repository, checked against its pinned hash and cached, see
-keras_resnet_cifar/models/pretrained.py), a released ``.th`` file, or a ``.npz``
-made from one by convert_checkpoint. It writes runs/reference/resnetN.keras (or
-the .keras path given as --out) with the reference's licence beside it as
-LICENSE.weights: this package's resnetN (option-A shortcuts) with the reference's
-input normalisation in its normalize layer, so it takes raw pixels like every
-model here.
-
-The reference weights are BSD 2-clause, Copyright (c) 2018 Yerlan Idelbayev: the
-licence must travel with any model made from them (docs/exactness.md).
+A released model is downloaded once, checked against its pinned hash and cached. Writes
+runs/reference/resnetN.keras (or --out), taking raw pixels like every model here, with the
+weights' licence beside it as LICENSE.weights (BSD 2-clause, Copyright (c) 2018 Yerlan
+Idelbayev: it travels with any model made from them).
 """
 
 from __future__ import annotations
@@ -25,7 +15,7 @@ from pathlib import Path
 
 from absl import flags
 
-from keras_resnet_cifar import cli
+from keras_resnet_cifar import cli, fileio
 from keras_resnet_cifar.models import pretrained, reference_weights
 from keras_resnet_cifar.errors import UserError
 
@@ -36,14 +26,14 @@ def define_flags() -> None:
     flags.DEFINE_string("weights", None, "A released model (resnet20, resnet32, resnet44, "
                         "resnet56, resnet110, resnet1202: downloaded once and cached), or a "
                         "reference .th checkpoint, or a .npz made from one.")
-    flags.DEFINE_string("weights_url", pretrained.BASE_URL, "The folder the released "
-                        "checkpoints are downloaded from (a mirror's).")
+    flags.DEFINE_string("weights_url", pretrained.BASE_URL, "The folder (a mirror's) the released "
+                        "checkpoints are downloaded from.")
     flags.DEFINE_string("out", None, f"Where to write the .keras model (default: "
                         f"{DEFAULT_OUT}/<resnetN>.keras).")
 
 
 def main(argv):
-    del argv  # cli.run refuses positional arguments
+    del argv
     FLAGS = flags.FLAGS
     if FLAGS.out and not FLAGS.out.endswith(".keras"):
         raise UserError(f"--out must end in .keras, got {FLAGS.out!r}.")
@@ -55,7 +45,6 @@ def main(argv):
         print(f"using {path} (checked: {checked})")
         weights = str(path)
     state = pretrained.load_weights(weights)
-    from keras_resnet_cifar import fileio
     from keras_resnet_cifar.models import networks  # Keras loads here
 
     model = reference_weights.reference_model(state)

@@ -1,24 +1,13 @@
 r"""Classifies images with a model: a run directory, a .keras file, a SavedModel or a .tflite file.
 
     python -m keras_resnet_cifar.predict --model_path=exports/resnet20/1 cat.png batch.npy
-    python -m keras_resnet_cifar.predict --model_path=exports/resnet20/1/model_int8.tflite \
-        --num_threads=2 --json photo.jpg
     python -m keras_resnet_cifar.predict --model_path=runs/resnet20-seed0 \
         --dataset=cifar10 --data_dir=~/data/cifar10
 
-Prints the top classes of every image (a table, or JSON with ``--json``), or the
-accuracy on the test split with ``--dataset``. Inputs are PNG/JPEG files and
-``.npy`` batches (see ``images.py``: grayscale/RGBA converted, other sizes
-resized with a warning, refused with ``--strict``). A file that cannot be read is
-reported in one line and the others are still classified; the exit status is 1
-if any failed.
-
-Every kind of model is loaded, run and scored by ``keras_resnet_cifar.deploy.predictor``.
-A ``.tflite`` model runs on the LiteRT runtime alone (XNNPACK, ``--num_threads``):
-this path imports neither TensorFlow nor Keras, so it runs on an edge device
-with numpy, Pillow, absl-py and ai-edge-litert. The other kinds need TensorFlow.
-A SavedModel is a program (its graph runs whatever operations it holds): one that
-``keras_resnet_cifar.export`` did not write needs ``--trust_savedmodel``.
+Prints the top classes of every PNG/JPEG/.npy input (--json: as JSON), or the test accuracy
+with --dataset. An unreadable file is one error line, the others are still classified, and
+the exit status is 1. A .tflite model runs on LiteRT alone, without TensorFlow (the edge
+install).
 """
 
 from __future__ import annotations
@@ -39,13 +28,11 @@ def define_flags() -> None:
     cli.define_model_flags()
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
     flags.DEFINE_integer("top_k", 3, "How many classes to show per image.")
-    flags.DEFINE_boolean("strict", False, "Refuse images that are not 32x32 instead of "
-                         "resizing them.")
+    flags.DEFINE_boolean("strict", False, "Refuse, not resize, images that are not 32x32.")
     flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
-    flags.DEFINE_string("dataset", None, "Score the test split of this data set "
-                        "(cifar10 or synthetic) instead of, or as well as, images.")
-    flags.DEFINE_integer("max_images", 0, "With --dataset: score only the first N test "
-                         "images (0: all).")
+    flags.DEFINE_string("dataset", None, "Score the test split of this data set (cifar10 or "
+                        "synthetic) instead of, or as well as, images.")
+    flags.DEFINE_integer("max_images", 0, "With --dataset: score the first N test images (0: all).")
 
 
 # TFLite's int8 softmax always outputs in steps of 1/256 (scale 1/256, zero point -128);
@@ -54,7 +41,6 @@ INT8_STEP = 1 / 256
 
 
 def _quantised(predictions) -> bool:
-    """Whether every probability shown is a multiple of INT8_STEP (an int8 softmax's)."""
     shown = np.array([t["probability"] for p in predictions for t in p["top"]])
     return bool(np.all(np.abs(shown / INT8_STEP - np.rint(shown / INT8_STEP)) < 1e-4))
 
@@ -76,9 +62,7 @@ def main(argv):
         for warning in item.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     if not loaded and not FLAGS.dataset:
-        for e in errors:
-            print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1)
+        cli.print_ranked([], errors, as_json=False)  # the errors, exit 1
     model = predictor.load(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
                            num_threads=FLAGS.num_threads,
                            trust_savedmodel=FLAGS.trust_savedmodel)
@@ -111,5 +95,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, takes_files=True,
-            required={"model_path": cli.MODEL_PATH})
+    cli.run(main, takes_files=True, required={"model_path": cli.MODEL_PATH})

@@ -1,4 +1,4 @@
-"""The progress line of long work on stderr: rewritten in place on a terminal, throttled in a pipe."""
+"""The progress line of long work on stderr: in place on a terminal, throttled in a pipe."""
 
 from __future__ import annotations
 
@@ -6,28 +6,62 @@ import sys
 import time
 
 
-class Progress:
-    """Prints ``label: done/total unit (NN%)`` on stderr for long work.
+class Line:
+    """On a terminal rewritten in place at most every `tty_every` s, elsewhere printed whole at
+    most every `every` s, to `stream` or sys.stderr as it is when writing (tools redirect it)."""
 
-    On a terminal the line is rewritten in place; otherwise one line is printed
-    at most every ``every`` seconds, and at the end. Pass it as the
-    ``progress`` callback of library functions (``progress(done, total)``).
-    """
+    def __init__(self, every: float, tty_every: float = 0.2, stream=None):
+        self.every, self.tty_every, self._stream = every, tty_every, stream
+        self._last = float("-inf")  # the first line is due at once
+        self._shown = False         # an in-place line is on the terminal
 
-    def __init__(self, label: str, unit: str = "images", every: float = 10.0):
-        self.label, self.unit, self.every = label, unit, every
-        self._last = float("-inf")  # the first call prints
-        self._tty = sys.stderr.isatty()
+    @property
+    def stream(self):
+        return self._stream or sys.stderr
 
-    def __call__(self, done: int, total: int) -> None:
+    def tty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def restart(self) -> float:
+        """Starts timing anew (a terminal shows the next line at once, a pipe after an
+        interval); returns the time now."""
         now = time.monotonic()
-        final = done >= total
-        if not final and now - self._last < (0.2 if self._tty else self.every):
+        self._last = float("-inf") if self.tty() else now
+        return now
+
+    def show(self, text: str, final: bool = False) -> None:
+        """Writes `text` if an interval has passed, or when `final` (ending the line)."""
+        now, tty = time.monotonic(), self.tty()
+        if not final and now - self._last < (self.tty_every if tty else self.every):
             return
         self._last = now
-        percent = f" ({100 * done / total:.0f}%)" if total else ""
-        text = f"{self.label}: {done:,}/{total:,} {self.unit}{percent}"
-        if self._tty:
-            print(f"\r{text}", end="\n" if final else "", file=sys.stderr, flush=True)
+        if tty:
+            self._shown = not final  # first: a stop signal may arrive during the write
+            self.stream.write(f"\r{text}\x1b[K" + ("\n" if final else ""))
         else:
-            print(text, file=sys.stderr, flush=True)
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Erases the in-place line (a terminal only)."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+
+class Progress:
+    """`label: done/total unit (NN%)`, the `progress(done, total)` callback that library
+    functions take; the last call (done >= total) always prints."""
+
+    def __init__(self, label: str, unit: str = "images", every: float = 10.0):
+        self.label, self.unit = label, unit
+        self.line = Line(every)
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = f" ({100 * done / total:.0f}%)" if total else ""
+        self.line.show(f"{self.label}: {done:,}/{total:,} {self.unit}{percent}",
+                       final=done >= total)

@@ -1,29 +1,14 @@
-r"""The report CLI: run directories in, report.md, tables and figures out.
+r"""Run directories in, report.md, tables and figures out.
 
     python -m keras_resnet_cifar.report runs/study/runs/* --out=runs/study/report
-    python -m keras_resnet_cifar.report docs/study/runs/* --out=docs/study
-    python -m keras_resnet_cifar.report runs/a runs/b --out=report --accuracy_levels=0.5,0.8
     python -m keras_resnet_cifar.report docs/study/runs/* \
         --reference_runs=docs/study/reference --out=docs/study
     python -m keras_resnet_cifar.report runs/resnet20-seed0 runs/plain20-seed0 \
         runs/resnet56-seed0 runs/plain56-seed0 --out=report --mode=full_recipe
 
-``--mode=full_recipe`` (chosen by the default ``auto`` when every run has the default
-200-epoch recipe and one seed per network) reports Table 1 runs, finished or still
-training: this project's test accuracy beside the reproduction paper's, He et al.'s and
-the reference implementation's published figures, each difference beside the known
-run-to-run spread, where each run stands, curves, per-class accuracy, time and machine.
-
-``--reference_runs`` takes run directories of the reference PyTorch trainer
-(scripts/train_reference_pytorch.py), folders holding them, or glob patterns
-(quoted or not: the report expands them itself, since a shell does not expand a
-pattern after ``=``).
-
-A run directory needs only its small files (config, history, metrics, evaluation,
-layer statistics, curve; :data:`keras_resnet_cifar.run_files.SMALL_FILES`), so a
-committed copy without models reports as well as the original. See
-:mod:`keras_resnet_cifar.report` for what is written; the shared command-line
-conventions are :mod:`keras_resnet_cifar.cli`'s.
+--reference_runs' glob patterns are expanded here (no shell expands a pattern after "=").
+A run directory needs only its small files: a committed copy without models reports as
+well as the original.
 """
 
 from __future__ import annotations
@@ -37,35 +22,30 @@ from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    """The report CLI's flags."""
     flags.DEFINE_string("out", None, "Folder for report.md, tables and figures.")
-    flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch "
-                      "Table 1 gives. Default: chosen from the runs, so that every run "
-                      "that learned reaches them.")
-    flags.DEFINE_enum("mode", "auto", ["auto", "study", "full_recipe"],
-                      "study: several seeds, verdicts over them. full_recipe: Table 1 at the "
-                      "default 200-epoch recipe, one seed per network, finished or still "
-                      "running, beside the published figures. auto: full_recipe when every "
-                      "run has the default recipe's epochs and one seed per network.")
-    flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer "
-                      "(scripts/train_reference_pytorch.py) to set beside the study's: run "
-                      "directories, folders of them, or glob patterns, e.g. "
-                      "docs/study/reference or 'docs/study/reference/*'.")
+    flags.DEFINE_list("accuracy_levels", [], "Accuracies (e.g. 0.5,0.8) whose first epoch Table "
+                      "1 gives; default: chosen so that every run that learned reaches them.")
+    flags.DEFINE_enum("mode", "auto", ["auto", "study", "full_recipe"], "study: several seeds, "
+                      "verdicts over them; full_recipe: Table 1 at the default 200-epoch recipe, "
+                      "one seed per network, finished or still running, beside the published "
+                      "figures; auto: full_recipe when every run has the default recipe's epochs "
+                      "and one seed per network.")
+    flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer (scripts/train_"
+                      "reference_pytorch.py) to set beside the study's: run directories, folders "
+                      "of them, or glob patterns, e.g. 'docs/study/reference/*'.")
 
 
 def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) < 2:
         raise UserError("Give the run directories to report on, e.g. runs/study/runs/*.")
-    from keras_resnet_cifar.analysis.results import build
-    from keras_resnet_cifar.analysis.results import markdown, runs
+    from keras_resnet_cifar.analysis.results import build, markdown, runs
 
     fileio.check_can_make_dir(FLAGS.out, what=f"--out {FLAGS.out}")
     references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []
     path = build.write_report(
         argv[1:], FLAGS.out, reference_dirs=references,
-        accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels),
-        mode=FLAGS.mode,
+        accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels), mode=FLAGS.mode,
         command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
                                            *sys.argv[1:]]))
     logging.info("wrote %s", path)

@@ -5,12 +5,9 @@ r"""A stand-in for TF Serving: serves one export on the loopback over REST and g
         --model_name=resnet20 batch.npy
 
 For trying the client without Docker, and for the tests: NOT TF Serving and not a
-server to deploy (no batching, model config, labels, warm-up or TLS; one version;
-127.0.0.1 only). ``--model_path`` is a model base path (``exports/<name>``: its
-highest version is served) or one version folder; the model name is the base
-path's folder name unless ``--model_name`` says otherwise. It runs until Ctrl-C or
-SIGTERM, which end it with
-exit status 0. The library is :mod:`keras_resnet_cifar.deploy.local_server`.
+server to deploy (no batching, labels, warm-up or TLS; one version; 127.0.0.1
+only). --model_path is exports/<name> (its highest version) or one version
+folder. Ctrl-C or SIGTERM end it with exit status 0.
 """
 
 from __future__ import annotations
@@ -28,10 +25,10 @@ BANNER = "stand-in for TF Serving, for trying the client and for tests; not for 
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("model_path", None, "exports/<name> (its highest version) or one "
-                        "version folder of an export.")
-    flags.DEFINE_string("model_name", None, "The name to answer to; default: the model "
-                        "base path's folder name.")
+    flags.DEFINE_string("model_path", None, "exports/<name> (its highest version) or one version "
+                        "folder of an export.")
+    flags.DEFINE_string("model_name", None, "The name to answer to; default: the model base "
+                        "path's folder name.")
     flags.DEFINE_integer("rest_port", 8501, "REST port on 127.0.0.1 (0: any free one).")
     flags.DEFINE_integer("grpc_port", 8500, "gRPC port on 127.0.0.1 (0: any free one).")
     flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
@@ -55,8 +52,7 @@ def main(argv):
         raise UserError(f"The model name {problem}, got {name!r}: give --model_name.")
     servable = local_server.Servable(folder, name, version,
                                      trust_savedmodel=FLAGS.trust_savedmodel)
-    running = local_server.serve(servable, rest_port=FLAGS.rest_port,
-                                 grpc_port=FLAGS.grpc_port)
+    running = local_server.serve(servable, rest_port=FLAGS.rest_port, grpc_port=FLAGS.grpc_port)
     try:
         print(f"{BANNER}\nserving {name} version {version} from {folder}\n"
               f"REST {running.rest_url}\ngRPC {running.grpc_url}\nCtrl-C stops.", flush=True)

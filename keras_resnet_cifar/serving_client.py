@@ -5,28 +5,9 @@ r"""A small client for TF Serving's predict API, over REST or gRPC, for the expo
     python -m keras_resnet_cifar.serving_client --url=grpc://localhost:8500 \
         --model_name=resnet20 --model_label=stable cat.png
 
-The address's scheme picks the transport. ``http(s)://`` sends
-``POST <url>/v1/models/<name>[/versions/<N>]:predict`` with the row ("instances")
-format and the named input ``image``:
-
-    {"signature_name": "serving_default",
-     "instances": [{"image": [[[r, g, b], ...], ...]}, ...]}
-
-and reads TF Serving's answer, one object per instance since the signature has
-several named outputs:
-
-    {"predictions": [{"probabilities": [...], "class_id": 3, "class_name": "cat"}, ...]}
-
-(The columnar form, ``{"inputs": {"image": [...]}}`` answered by
-``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
-supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status.
-``grpc://host:port`` calls ``PredictionService/Predict`` with a uint8 tensor
-(:mod:`keras_resnet_cifar.deploy.grpc_client`; needs the ``serving`` extra). The
-input contract, the output and the checks of what the server answers are the same
-for both (:mod:`keras_resnet_cifar.deploy.rest_client`).
-
-``--timeout`` bounds the whole request, from connecting to the last byte of the
-answer: a server that trickles its answer cannot hold the client longer.
+http(s):// sends POST <url>/v1/models/<name>[/versions/<N>]:predict in the row ("instances")
+form (--columnar: "inputs"); grpc://host:port calls PredictionService/Predict with a uint8
+tensor (needs the serving extra). Both check the answer the same way.
 """
 
 from __future__ import annotations
@@ -45,23 +26,22 @@ from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("url", "http://localhost:8501", "TF Serving's address: "
-                        "http(s)://host:8501 for REST, grpc://host:8500 for gRPC.")
+    flags.DEFINE_string("url", "http://localhost:8501", "TF Serving's address: http(s)://host:"
+                        "8501 for REST, grpc://host:8500 for gRPC.")
     flags.DEFINE_string("model_name", None, "TF Serving MODEL_NAME.")
     flags.DEFINE_integer("model_version", None, "A specific version; default: the latest.")
-    flags.DEFINE_string("model_label", None, "A version label of the model config "
-                        "(e.g. stable, canary) instead of --model_version.")
+    flags.DEFINE_string("model_label", None, "A version label (e.g. stable, canary) instead of "
+                        "--model_version.")
     flags.DEFINE_string("signature", None, "Signature name; default: serving_default.")
     flags.DEFINE_boolean("columnar", False, "Send the columnar 'inputs' form (REST only).")
-    flags.DEFINE_float("timeout", 30.0, "Seconds the whole request may take, from "
-                       "connecting to the last byte of the answer.")
+    flags.DEFINE_float("timeout", 30.0, "Seconds the whole request may take, from connecting to "
+                       "the last byte of the answer.")
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
     flags.DEFINE_integer("top_k", 3, "How many classes to show per image.")
     flags.DEFINE_boolean("strict", False, "Refuse images that are not 32x32.")
 
 
 def _rank(results: Sequence[dict], names: Sequence[str], k: int) -> list[dict]:
-    """Top-``k`` of each result, as ``predict`` shows them (``labels.format_ranked``)."""
     probabilities = np.array([r["probabilities"] for r in results], np.float64)
     if probabilities.shape[1] != len(names):
         names = [str(i) for i in range(probabilities.shape[1])]
@@ -74,8 +54,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) < 2:
         raise UserError("Nothing to classify: give image or .npy files.")
-    # The address, name and timeout before any image is read; the library checks them
-    # too, but its messages name values, not flags.
+    # Checked before any image is read (the library's messages name values, not flags).
     grpc = grpc_client.is_grpc(FLAGS.url)
     url_problem = (grpc_client.address_problem if grpc else rest_client.url_problem)(FLAGS.url)
     for flag, problem in (("timeout", rest_client.timeout_problem(FLAGS.timeout)),

@@ -3,12 +3,9 @@ r"""Writes TF Serving's model config and batching parameters beside an export's 
     python -m keras_resnet_cifar.serving_config --model_name=resnet20 [--out=exports] \
         [--stable=1] [--canary=2]
 
-writes ``<out>/<name>/models.config`` (``--model_config_file``: the versions served
-and their labels ``stable`` and ``canary``) and ``<out>/<name>/batching.config``
-(``--batching_parameters_file`` with ``--enable_batching``), and prints their paths.
-``scripts/serve.sh`` runs it before it starts TF Serving; docs/deployment.md says
-what every field does. TF Serving ignores these files when it polls versions (their
-names are not numbers). The library is :mod:`keras_resnet_cifar.deploy.tf_serving`.
+writes <out>/<name>/models.config (the versions served, labelled stable and canary) and
+<out>/<name>/batching.config, and prints their paths; scripts/serve.sh runs it before it
+starts TF Serving (docs/deployment.md), which ignores these files when it polls versions.
 """
 
 from __future__ import annotations
@@ -25,16 +22,13 @@ from keras_resnet_cifar.errors import UserError
 def define_flags() -> None:
     flags.DEFINE_string("out", "exports", "The export folder (holds <name>/<version>/).")
     flags.DEFINE_string("model_name", None, "The model name (a folder of --out).")
-    flags.DEFINE_string("base_path", None, "Where TF Serving sees the model's folder; "
-                        "default: /models/<name>, where scripts/serve.sh mounts it.")
+    flags.DEFINE_string("base_path", None, "Where TF Serving sees the model's folder; default: "
+                        "/models/<name>, where scripts/serve.sh mounts it.")
     flags.DEFINE_integer("stable", None, "The version labelled stable; default: the highest.")
     flags.DEFINE_integer("canary", None, "A version labelled canary, served beside stable.")
-    flags.DEFINE_integer("max_batch_size", tf_serving.BATCH_SIZES[-1], "Largest batch the "
-                         "batcher forms.")
-    flags.DEFINE_integer("batch_timeout_micros", 1000, "How long a batch waits to fill "
-                         "(microseconds).")
-    flags.DEFINE_integer("num_batch_threads", None, "Threads running batches; default: "
-                         "this machine's CPU count.")
+    flags.DEFINE_integer("max_batch_size", tf_serving.BATCH_SIZES[-1], "Largest batch formed.")
+    flags.DEFINE_integer("batch_timeout_micros", 1000, "Microseconds a batch waits to fill.")
+    flags.DEFINE_integer("num_batch_threads", None, "Threads running batches; default: the CPUs.")
 
 
 def main(argv):

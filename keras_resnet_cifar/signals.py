@@ -1,14 +1,8 @@
-"""Stopping on SIGINT and SIGTERM: one implementation for the tools and the training loop.
+"""Stopping on SIGINT and SIGTERM, for the tools and the training loop.
 
-Cluster schedulers and preemptible machines send SIGTERM; it stops a tool as
-Ctrl-C does, by raising :class:`Interrupted` (a ``KeyboardInterrupt``, so that
-cleanup code runs). :mod:`keras_resnet_cifar.cli` holds :class:`StopSignals`
-around every tool and turns the stop into one line and exit status 130 or 143
-(:func:`stopped_by`); the training loop holds its own around a run and defers
-the stop while it writes an epoch (:meth:`StopSignals.deferred`), so the run
-directory is never left between an epoch's files.
-
-Standard library only: the tools import it before TensorFlow.
+SIGTERM (schedulers, preemption) stops a tool as Ctrl-C does, raising Interrupted (a
+KeyboardInterrupt) so cleanup runs. The training loop defers the stop while it writes an
+epoch: a run directory is never left between an epoch's files.
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ _received: dict[str, str | None] = {"name": None}
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT (Ctrl-C) or SIGTERM stopped the process; ``args[0]`` is the signal's name."""
+    """SIGINT (Ctrl-C) or SIGTERM stopped the process; `args[0]` is the signal's name."""
 
     @property
     def signal_name(self) -> str:
@@ -33,15 +27,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """Turns SIGINT and SIGTERM into :class:`Interrupted` inside the block.
-
-    Inside :meth:`deferred` a signal waits until that block ends. Blocks may
-    nest (the tool's around the training loop's): each restores the handlers it
-    found. Only the main thread can install handlers; elsewhere this does nothing.
-
-    Attributes:
-        received: the name of the last signal this block received, or None.
-    """
+    """Turns SIGINT and SIGTERM into Interrupted inside the block (inside deferred(): when it
+    ends); nested blocks restore the handlers they found; a no-op outside the main thread."""
 
     def __init__(self):
         self._previous = {}
@@ -62,9 +49,8 @@ class StopSignals:
         return False
 
     def _handle(self, signum, frame):
-        # Remembered as well as raised: raised at an arbitrary instant, the exception
-        # can surface inside a library that turns it into one of its own (TensorFlow
-        # tracing a function reports a TypeError); the process still stops because of it.
+        # Remembered as well as raised: a library may turn the exception into its own
+        # (TensorFlow tracing reports a TypeError); the process still stops because of it.
         self.received = _received["name"] = signal.Signals(signum).name
         if self._deferring:
             self._pending = self.received
@@ -84,11 +70,8 @@ class StopSignals:
 
 
 def stopped_by(error: BaseException) -> str | None:
-    """"SIGTERM" or "SIGINT" when ``error`` ended the process because of that signal.
-
-    A SIGTERM received before ``error`` counts even when a library turned it into
-    another exception; a ``KeyboardInterrupt`` without a signal's name is Ctrl-C.
-    """
+    """"SIGTERM" or "SIGINT" when `error` ended the process because of that signal (a
+    SIGTERM counts even when a library turned it into another exception)."""
     if _received["name"] == "SIGTERM" or (
             isinstance(error, KeyboardInterrupt) and error.args[:1] == ("SIGTERM",)):
         return "SIGTERM"

@@ -1,49 +1,16 @@
-r"""The study CLI: trains plain and residual nets one after another, evaluates, reports.
+r"""Trains plain and residual nets one after another, evaluates them, writes the report.
 
     python -m keras_resnet_cifar.study --data_dir=~/data/cifar10 --out=runs/study
     python -m keras_resnet_cifar.study --flagfile=flags/study/three_passes.cfg \
         --data_dir=~/data/cifar10 --out=runs/three_passes --report_dir=docs/study
-    python -m keras_resnet_cifar.study --quick --data_dir=~/data/cifar10 --out=runs/quick
 
-The full study is train's default recipe (He et al.'s optimiser; the reproduction
-paper's schedule: 200 epochs, lr 0.1 / 10 after epochs 80 and 120) for plain-20,
-ResNet-20, plain-56 and ResNet-56; ``--depth_sweep`` adds the
-32- and 44-layer nets of He et al.'s Figure 6 and ``--seeds=0,1,2`` repeats
-every configuration. ``--quick`` (or a flag file such as flags/study/cpu.cfg)
-runs a reduced schedule.
-
-Every training flag of ``keras_resnet_cifar.train`` is a flag here too, with the
-same meaning and default (momentum, weight decay, shortcut, validation split,
-distribution, precision, ...), except ``--model`` and ``--seed``, which become
-``--models`` and ``--seeds``.
-
-Each run lives in ``<out>/runs/<model>-seed<seed>`` (a normal run directory, see
-:mod:`keras_resnet_cifar.run_files`) and also records per-layer statistics
-(:mod:`keras_resnet_cifar.analysis.layer_stats`) at ``--layer_stats_epochs`` (fractions
-allowed: 1.5 is mid-way through a 3-pass run) and, with
-``--curve_points_per_epoch``, learning-curve points inside each epoch
-(:mod:`keras_resnet_cifar.analysis.curve_points`: the training error of the steps since the
-previous point and the test error on a fixed ``--curve_test_images`` subset).
-Running the same command again resumes: finished runs are skipped, an
-interrupted one continues from its last completed epoch (the curve points and
-layer statistics of the epoch that was cut short are recorded again, never
-twice), evaluations are redone only when their model changed.
-
-The report goes to ``<out>/report`` (or ``--report_dir``), with a copy of each
-run's small files (:data:`keras_resnet_cifar.run_files.SMALL_FILES`: config,
-history, metrics, evaluation, layer statistics, curve; never the models) in its
-``runs/`` folder, so that the report folder can be committed as it is and
-rebuilt from itself (``python -m keras_resnet_cifar.report <report>/runs/*``).
-The report covers every run published there, so ``--seeds=1`` after an earlier
-``--seeds=0`` into the same ``--report_dir`` gives one report over both seeds
-(runs of another recipe there are refused, in one line).
-``--reference_dir`` names runs of the reference PyTorch trainer
-(``scripts/train_reference_pytorch.py --report_dir``), which the report sets
-beside the study's runs of the same recipe. The study itself is the library :mod:`keras_resnet_cifar.analysis.depth_study`; this module
-turns the flags into its :class:`~keras_resnet_cifar.analysis.depth_study.StudySpec`. The
-shared command-line conventions (quiet output, ``--verbose``, ``~`` in paths,
-oneDNN's CPU kernels on x86 because the study trains) are
-:mod:`keras_resnet_cifar.cli`'s.
+The full study is train's default recipe for plain-20, ResNet-20, plain-56 and ResNet-56;
+--depth_sweep adds the 32- and 44-layer nets of He et al.'s Figure 6, --seeds=0,1,2 repeats
+each. Every flag of train is a flag here, but --model and --seed (here --models, --seeds).
+Each run is <out>/runs/<model>-seed<seed>; the same command again resumes (finished runs are
+skipped). The report goes to <out>/report (or --report_dir) with a copy of each run's small
+files, so it can be committed and rebuilt from itself; it covers every run published there
+(runs of another recipe are refused). The library is analysis/depth_study.py.
 """
 
 from __future__ import annotations
@@ -53,7 +20,6 @@ from pathlib import Path
 
 from absl import flags, logging
 
-# No Keras in these: flags answer at once, TensorFlow loads when training starts.
 from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import depth_study
 from keras_resnet_cifar.config import as_epoch
@@ -66,7 +32,6 @@ PER_RUN = ("model", "seed")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """The study's flags: train's training flags, what to train, where to write."""
     train_flags.define_config_flags(flag_values, exclude=PER_RUN)
     fv = {"flag_values": flag_values}
     flags.DEFINE_string("out", "runs/study", "Study folder: runs/ and report/ go there.", **fv)
@@ -77,36 +42,27 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_boolean("quick", False, "Reduced schedule: "
                          + ", ".join(f"{k}={v}" for k, v in QUICK.items())
                          + " (explicit flags still win).", **fv)
-    flags.DEFINE_list("layer_stats_epochs", [], "Epochs at which to record per-layer "
-                      "response std and gradient norms (0 = at initialisation; fractions "
-                      "such as 1.5 are measured at the step that reaches them).", **fv)
-    flags.DEFINE_integer("layer_stats_batch", 256, "Training images in the fixed batch "
-                         "of the layer statistics.", **fv)
-    flags.DEFINE_integer("curve_points_per_epoch", 0, "Learning-curve points per epoch "
-                         "(curve.json): the training error of the steps since the previous "
-                         "point and the test error on --curve_test_images fixed test images. "
-                         "0: none.", lower_bound=0, **fv)
+    flags.DEFINE_list("layer_stats_epochs", [], "Epochs at which to record per-layer response "
+                      "std and gradient norms (0 = at initialisation; fractions such as 1.5 "
+                      "are measured at the step that reaches them).", **fv)
+    flags.DEFINE_integer("layer_stats_batch", 256, "Training images in the fixed batch of the "
+                         "layer statistics.", **fv)
+    flags.DEFINE_integer("curve_points_per_epoch", 0, "Learning-curve points per epoch (curve."
+                         "json): the training error of the steps since the previous point and "
+                         "the test error on --curve_test_images fixed test images; 0: none.",
+                         lower_bound=0, **fv)
     flags.DEFINE_integer("curve_test_images", 2000, "Test images (a fixed random subset, the "
                          "same for every point and run) of the curve points' test error.",
                          lower_bound=1, **fv)
-    flags.DEFINE_list("accuracy_levels", [], "Test accuracies (e.g. 0.5,0.8) whose first "
-                      "epoch the report gives (convergence speed). Default: chosen from "
-                      "the runs, so that every run that learned reaches them.", **fv)
+    flags.DEFINE_list("accuracy_levels", [], "Test accuracies (e.g. 0.5,0.8) whose first epoch the "
+                      "report gives (convergence speed); default: chosen so that every run that "
+                      "learned reaches them.", **fv)
     flags.DEFINE_string("report_dir", None, "Where the report goes (default <out>/report), "
                         "with a copy of each run's small files in its runs/ folder.", **fv)
-    flags.DEFINE_string("reference_dir", None, "Runs of the reference PyTorch trainer "
-                        "(scripts/train_reference_pytorch.py --report_dir), e.g. "
-                        "docs/study/reference: the report sets them beside the study's runs "
-                        "of the same recipe.", **fv)
+    flags.DEFINE_string("reference_dir", None, "Runs of the reference PyTorch trainer (scripts/"
+                        "train_reference_pytorch.py --report_dir), e.g. docs/study/reference: "
+                        "the report sets them beside the study's runs of the same recipe.", **fv)
     flags.DEFINE_boolean("skip_report", False, "Train and evaluate only.", **fv)
-
-
-def _ints(flag_values: flags.FlagValues, name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in flag_values[name].value)
-    except ValueError:
-        raise UserError(f"--{name} must be integers, got "
-                        f"{','.join(flag_values[name].value)}.") from None
 
 
 def _epochs(flag_values: flags.FlagValues, name: str) -> tuple[int | float, ...]:
@@ -125,11 +81,6 @@ MAX_LAYER_STATS_BATCH = 10_000
 
 
 def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
-    """The StudySpec of the parsed flags.
-
-    Raises:
-        UserError: a bad value (every model name is checked before anything trains).
-    """
     models = depth_study.SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
     if not models:
         raise UserError("--models is empty: name the models to train, e.g. "
@@ -139,7 +90,10 @@ def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
     if not 1 <= flag_values.layer_stats_batch <= MAX_LAYER_STATS_BATCH:
         raise UserError(f"--layer_stats_batch must be in [1, {MAX_LAYER_STATS_BATCH:,}], got "
                         f"{flag_values.layer_stats_batch}.")
-    seeds = _ints(flag_values, "seeds")
+    try:
+        seeds = tuple(int(v) for v in flag_values.seeds)
+    except ValueError:
+        raise UserError(f"--seeds must be integers, got {','.join(flag_values.seeds)}.") from None
     if not seeds:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
     base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
@@ -160,7 +114,7 @@ def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
 
 
 def main(argv):
-    del argv  # cli.run refuses positional arguments
+    del argv
     FLAGS = flags.FLAGS
     spec = spec_from_flags(FLAGS)
     from keras_resnet_cifar.analysis.results import markdown, runs as report_runs
@@ -176,11 +130,9 @@ def main(argv):
         planned = [depth_study.run_dir(FLAGS.out, c) for c in spec.configs()]
         for run in [*depth_study.report_runs(planned, report_dir)[len(planned):], *references]:
             report_runs.load_run(run)
-    command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study",
-                                         *sys.argv[1:]])
-    result = depth_study.run_study(spec, FLAGS.out, report_dir=report_dir,
-                                reference_dirs=references, accuracy_levels=levels,
-                                command=command)
+    command = markdown.portable_command(["python", "-m", "keras_resnet_cifar.study", *sys.argv[1:]])
+    result = depth_study.run_study(spec, FLAGS.out, report_dir=report_dir, command=command,
+                                   reference_dirs=references, accuracy_levels=levels)
     if result.report is not None:
         logging.info("study: report written to %s", result.report)
 

@@ -5,13 +5,8 @@ reproduction paper's 200-epoch schedule; see keras_resnet_cifar/config.py).
     python -m keras_resnet_cifar.train --flagfile=flags/resnet56.cfg --data_dir=~/data/cifar10
     python -m keras_resnet_cifar.train --flagfile=flags/smoke.cfg
 
-Every field of :class:`keras_resnet_cifar.config.TrainConfig` is a flag with the
-same name and default; the run directory is ``--model_dir`` (default
-``runs/<model>-seed<seed>``). Running the same command again resumes an
-interrupted run from its last completed epoch. At the end it draws the run's
-curves.png (:mod:`keras_resnet_cifar.analysis.run_curves`). The shared command-line
-conventions (quiet output, ``--verbose``, ``~`` in paths, oneDNN on x86) are
-:mod:`keras_resnet_cifar.cli`'s.
+Every TrainConfig field is a flag of the same name and default. The same command again
+resumes an interrupted run from its last completed epoch; at the end it draws curves.png.
 """
 
 from __future__ import annotations
@@ -20,8 +15,8 @@ import os
 
 from absl import flags, logging
 
-# None of these imports Keras or TensorFlow: flags, paths and the lock answer at once.
-from keras_resnet_cifar import cli, train_flags
+# No Keras or TensorFlow in these: flags, paths and the lock answer at once.
+from keras_resnet_cifar import cli, environment, train_flags
 from keras_resnet_cifar.data import cifar_files
 from keras_resnet_cifar.training import lock
 from keras_resnet_cifar.config import TrainConfig
@@ -29,16 +24,14 @@ from keras_resnet_cifar.errors import UserError
 
 
 def define_flags() -> None:
-    """One flag per TrainConfig field (keras_resnet_cifar.train_flags), plus run options."""
     train_flags.define_config_flags()
     flags.DEFINE_string("model_dir", None, "Run directory (default runs/<model>-seed<seed>).")
-    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices "
-                         "(to exercise MirroredStrategy on a machine without GPUs).")
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to test "
+                         "MirroredStrategy without GPUs).")
     flags.DEFINE_enum("progress", "auto", ["auto", "0", "1", "2"],
-                      "Progress output on stderr: auto (one line per epoch, and progress "
-                      "inside it: in place on a terminal, every 60 s otherwise), 0 (the "
-                      "line per epoch only), 1 or 2 (Keras' own progress bar or line per "
-                      "epoch as well, on stdout).")
+                      "Progress on stderr: auto (a line per epoch, and progress inside it: in "
+                      "place on a terminal, every 60 s otherwise), 0 (the line per epoch only), "
+                      "1 or 2 (Keras' own progress bar or line per epoch as well, on stdout).")
 
 
 # Logical CPU devices a test of distribution may split the CPU into (each one a replica).
@@ -54,17 +47,9 @@ def _split_cpu(n: int) -> None:
 
 
 def check_before_loading(config: TrainConfig, model_dir: str) -> None:
-    """The refusals that need neither TensorFlow nor the data, made at once.
-
-    A ``--data_dir`` that holds no CIFAR-10 copy, a ``--model_dir`` that another
-    process is training in, or one that holds a run of another recipe would
-    otherwise be found only after TensorFlow and the data set have loaded (tens
-    of seconds). The lock is only probed here; training takes it for good later.
-    Multi-worker runs skip the run-directory checks: their workers share it.
-
-    Raises:
-        UserError: one of the above, in one sentence.
-    """
+    """Refuses, before TensorFlow and the data load (tens of seconds), a --data_dir without
+    CIFAR-10 and a --model_dir that is busy or holds another recipe's run (multi-worker
+    runs share theirs: not checked). The lock is only probed; training takes it later."""
     if config.dataset == "cifar10" and config.data_dir:
         cifar_files.detect_format(config.data_dir)  # DataError (a UserError) when it is not one
     if config.distribute == "multi_worker" or not os.path.exists(model_dir):
@@ -76,10 +61,7 @@ def check_before_loading(config: TrainConfig, model_dir: str) -> None:
 
 
 def bfloat16_hint(config: TrainConfig) -> str | None:
-    """One line for a float32 run on a CPU with native bfloat16 arithmetic, else None."""
-    from keras_resnet_cifar import environment
-
-    found = environment.bfloat16_support()
+    found = environment.bfloat16_support()  # a hint for float32 runs on such a CPU
     if config.mixed_precision != "float32" or not found:
         return None
     return (f"hint: this CPU computes bfloat16 natively ({', '.join(found)}): "
@@ -88,7 +70,7 @@ def bfloat16_hint(config: TrainConfig) -> str | None:
 
 
 def main(argv):
-    del argv  # cli.run refuses positional arguments
+    del argv
     FLAGS = flags.FLAGS
     config = train_flags.config_from_flags(FLAGS)  # UserError on a bad value
     if not 0 <= FLAGS.cpu_devices <= MAX_CPU_DEVICES:
@@ -105,9 +87,8 @@ def main(argv):
     verbose = "auto" if FLAGS.progress == "auto" else int(FLAGS.progress)
     loop.train_and_evaluate(config, model_dir, verbose=verbose)  # its last line: the result
     if distribution.is_chief_process(config.distribute):  # the chief writes the run dir
-        from keras_resnet_cifar.analysis import run_curves
-
-        run_curves.write(model_dir)
+        from keras_resnet_cifar.analysis import plots  # matplotlib: only once trained
+        plots.save_run_curves(model_dir)
 
 
 if __name__ == "__main__":

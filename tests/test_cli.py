@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from keras_resnet_cifar import cli
-from keras_resnet_cifar.progress import Progress
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = ("train", "evaluate", "export", "predict", "serving_client", "import_weights",
@@ -53,14 +52,6 @@ def test_expand_path(monkeypatch, tmp_path):
     assert cli.expand_path("~/data/cifar10") == f"{tmp_path}/data/cifar10"
     assert cli.expand_path("$KRC_DATA/cifar10") == "/data/cifar10"
     assert cli.expand_path("") == "" and cli.expand_path("-") == "-"
-
-
-def test_progress_lines_when_not_a_terminal(capsys):
-    progress = Progress("scoring", every=3600)
-    for done in (10, 20, 30):
-        progress(done, 30)
-    lines = capsys.readouterr().err.splitlines()
-    assert lines == ["scoring: 10/30 images (33%)", "scoring: 30/30 images (100%)"]
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +331,7 @@ def test_quiet_by_default_and_verbose_on_request(tmp_path):
     assert "oneDNN" in loud.stderr or "cuda" in loud.stderr.lower(), loud.stderr
 
 
-def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
+def test_library_info_lines_are_quiet_unless_verbose():
     import logging as std_logging
 
     def record(path, level=std_logging.INFO):
@@ -348,8 +339,7 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
 
     library = "/venv/lib/python3.11/site-packages/tensorflow/python/saved_model/builder_impl.py"
     ours = "/repo/keras_resnet_cifar/deploy/exporter.py"
-    quiet = cli.QuietLibraries()
-    monkeypatch.setitem(cli._state, "verbose", False)
+    quiet = cli.QuietLibraries()  # installed only without --verbose
     assert not quiet.filter(record(library))
     assert quiet.filter(record(library, std_logging.WARNING))
     assert quiet.filter(record(ours))
@@ -357,8 +347,6 @@ def test_library_info_lines_are_quiet_unless_verbose(monkeypatch):
     tfds = "/venv/lib/python3.11/site-packages/tensorflow_datasets/core/utils/file_utils.py"
     assert not quiet.filter(record(tfds, std_logging.WARNING))
     assert quiet.filter(record(tfds, std_logging.ERROR))
-    monkeypatch.setitem(cli._state, "verbose", True)
-    assert quiet.filter(record(library))
 
 
 def test_log_lines_read_plainly():
@@ -501,6 +489,40 @@ def test_help_has_no_sphinx_markup(tool):
     assert not re.search(r":(class|mod|func|meth|data|attr|exc):`|``", r.stdout), r.stdout
 
 
-def test_plain_text():
-    assert cli.plain_text("see :class:`~a.b.C`, :mod:`a.b` and ``--x=1``") == \
-        "see C, a.b and --x=1"
+def test_command_docstrings_are_plain_text():
+    """The docstring is the --help text: written plain, not converted when printed."""
+    for tool in TOOLS:
+        doc = ast.get_docstring(ast.parse((REPO / "keras_resnet_cifar" / f"{tool}.py")
+                                          .read_text()))
+        assert not re.search(r":(class|mod|func|meth|data|attr|exc):`|``", doc), tool
+
+
+@pytest.mark.parametrize("message, argument, line", [
+    ("learning_rate must be at most 1,000, got 1e+300", "learning_rate",
+     "--learning_rate must be at most 1,000, got 1e+300"),
+    # A longer name holding the argument, or one already spelled as a flag, stays.
+    ("warmup_learning_rate exceeds learning_rate", "learning_rate",
+     "warmup_learning_rate exceeds --learning_rate"),
+    ("--out x is a folder", "out", "--out x is a folder"),
+    ("model_dir holds another run", None, "model_dir holds another run"),
+    # Only the word that opens the message or names a value; prose keeps its words.
+    ("Unknown model name 'foo'", "model", "Unknown model name 'foo'"),
+    ("models is empty: name models to train", "models", "--models is empty: name models to train"),
+    ("no model.keras yet (checkpoint=last for an unfinished run)", "checkpoint",
+     "no model.keras yet (--checkpoint=last for an unfinished run)"),
+    ("it is not vouched for; load it with trust_savedmodel.", "trust_savedmodel",
+     "it is not vouched for; load it with --trust_savedmodel."),
+])
+def test_library_arguments_are_printed_as_flags(message, argument, line):
+    assert cli.flag_message(cli.UserError(message, argument=argument)) == line
+
+
+def test_a_library_argument_error_is_one_flag_line(tmp_path):
+    code = ("from keras_resnet_cifar import cli\n"
+            "def main(argv):\n"
+            "    raise cli.UserError('seeds must not be empty, got []', argument='seeds')\n"
+            "cli.run(main)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["error: --seeds must not be empty, got []"]

@@ -9,6 +9,7 @@ import pytest
 
 from keras_resnet_cifar import config as config_lib
 from keras_resnet_cifar.data import datasets
+from keras_resnet_cifar.errors import UserError
 
 
 def test_docstring_examples_run():
@@ -48,18 +49,19 @@ def test_the_data_set_names_are_the_data_rooms():
 
 @pytest.mark.parametrize("bad,message", [
     (dict(model="resnet21"), "Invalid depth 21 in 'resnet21'"),
-    (dict(epochs=0), "--epochs must be positive, got 0"),
-    (dict(epochs=-1), "--epochs must be positive, got -1"),
-    (dict(shortcut="C"), "--shortcut must be A or B"),
-    (dict(lr_boundaries=(120, 80)), "--lr_boundaries must be increasing positive epochs"),
-    (dict(lr_boundaries=("a",)), "--lr_boundaries must be numbers"),
-    (dict(dataset="mnist"), "--dataset must be one of cifar10, synthetic, got 'mnist'"),
-    (dict(momentum=1.5), r"--momentum must be in \[0, 1\)"),
-    (dict(validation_split=-1), "--validation_split must not be negative"),
+    (dict(epochs=0), "epochs must be positive, got 0"),
+    (dict(epochs=-1), "epochs must be positive, got -1"),
+    (dict(shortcut="C"), "shortcut must be one of A, B, got .C."),
+    (dict(lr_boundaries=(120, 80)), "lr_boundaries must be increasing positive epochs"),
+    (dict(lr_boundaries=("a",)), "lr_boundaries must be numbers"),
+    (dict(dataset="mnist"), "dataset must be one of cifar10, synthetic, got 'mnist'"),
+    (dict(momentum=1.5), r"momentum must be in \[0, 1\)"),
+    (dict(validation_split=-1), "validation_split must not be negative"),
 ])
 def test_config_rejects_bad_values(bad, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message) as e:
         config_lib.TrainConfig(**bad)
+    assert e.value.argument == next(iter(bad))  # the command shows it as its flag
 
 
 def test_from_dict_names_unknown_keys():
@@ -68,23 +70,24 @@ def test_from_dict_names_unknown_keys():
 
 
 @pytest.mark.parametrize("bad,message", [
-    (dict(learning_rate=float("inf")), "--learning_rate must be a finite number > 0"),
-    (dict(learning_rate=float("nan")), "--learning_rate must be a finite number > 0"),
-    (dict(learning_rate=0.0), "--learning_rate must be a finite number > 0"),
-    (dict(warmup_learning_rate=float("inf")), "--warmup_learning_rate must be a finite"),
-    (dict(lr_decay=-1.0), r"--lr_decay must be in \(0, 1\]"),
-    (dict(lr_decay=0.0), r"--lr_decay must be in \(0, 1\]"),
-    (dict(lr_decay=1.5), r"--lr_decay must be in \(0, 1\]"),
-    (dict(lr_decay=float("nan")), r"--lr_decay must be in \(0, 1\]"),
-    (dict(momentum=float("nan")), r"--momentum must be in \[0, 1\)"),
-    (dict(momentum=1.0), r"--momentum must be in \[0, 1\)"),
-    (dict(weight_decay=float("nan")), "--weight_decay must be a finite number >= 0"),
-    (dict(weight_decay=float("inf")), "--weight_decay must be a finite number >= 0"),
-    (dict(weight_decay=-1e-4), "--weight_decay must be a finite number >= 0"),
+    (dict(learning_rate=float("inf")), "learning_rate must be a finite number > 0"),
+    (dict(learning_rate=float("nan")), "learning_rate must be a finite number > 0"),
+    (dict(learning_rate=0.0), "learning_rate must be a finite number > 0"),
+    (dict(warmup_learning_rate=float("inf")), "warmup_learning_rate must be a finite"),
+    (dict(lr_decay=-1.0), r"lr_decay must be in \(0, 1\]"),
+    (dict(lr_decay=0.0), r"lr_decay must be in \(0, 1\]"),
+    (dict(lr_decay=1.5), r"lr_decay must be in \(0, 1\]"),
+    (dict(lr_decay=float("nan")), r"lr_decay must be in \(0, 1\]"),
+    (dict(momentum=float("nan")), r"momentum must be in \[0, 1\)"),
+    (dict(momentum=1.0), r"momentum must be in \[0, 1\)"),
+    (dict(weight_decay=float("nan")), "weight_decay must be a finite number >= 0"),
+    (dict(weight_decay=float("inf")), "weight_decay must be a finite number >= 0"),
+    (dict(weight_decay=-1e-4), "weight_decay must be a finite number >= 0"),
 ])
 def test_values_that_cannot_train_are_refused(bad, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message) as e:
         config_lib.TrainConfig(**bad)
+    assert e.value.argument == next(iter(bad))  # the command shows it as its flag
 
 
 def test_edge_values_that_can_train_are_accepted():
@@ -94,19 +97,20 @@ def test_edge_values_that_can_train_are_accepted():
 
 
 @pytest.mark.parametrize("bad,message", [
-    (dict(seed=-1), r"--seed must be in \[0, 4294967295\], got -1"),
-    (dict(seed=10**20), r"--seed must be in \[0, 4294967295\]"),
-    (dict(batch_size=10**23), r"--batch_size must be at most 9223372036854775807"),
-    (dict(steps_per_epoch=10**23), r"--steps_per_epoch must be at most"),
-    (dict(eval_steps=10**23), r"--eval_steps must be at most"),
-    (dict(synthetic_train_size=10**23), r"--synthetic_train_size must be at most"),
+    (dict(seed=-1), r"seed must be in \[0, 4294967295\], got -1"),
+    (dict(seed=10**20), r"seed must be in \[0, 4294967295\]"),
+    (dict(batch_size=10**23), r"batch_size must be at most 9223372036854775807"),
+    (dict(steps_per_epoch=10**23), r"steps_per_epoch must be at most"),
+    (dict(eval_steps=10**23), r"eval_steps must be at most"),
+    (dict(synthetic_train_size=10**23), r"synthetic_train_size must be at most"),
     (dict(steps_per_epoch=2**40, batch_size=2**20, epochs=2**10),
-     r"--epochs x --steps_per_epoch x --batch_size must be at most"),
+     r"epochs x steps_per_epoch x batch_size must be at most"),
 ])
 def test_integers_out_of_range_are_refused(bad, message):
     # Issue 16, item 3: these overflowed later, in NumPy or TensorFlow, as tracebacks.
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message) as e:
         config_lib.TrainConfig(**bad)
+    assert e.value.argument == next(iter(bad))  # the command shows it as its flag
 
 
 @pytest.mark.parametrize("kwargs,steps", [
@@ -117,12 +121,20 @@ def test_integers_out_of_range_are_refused(bad, message):
           batch_size=64), 4),
 ])
 def test_steps_per_execution_must_divide_the_epoch(kwargs, steps):
-    with pytest.raises(ValueError, match=f"does not divide the {steps} steps of an epoch"):
+    with pytest.raises(UserError, match=f"does not divide the {steps} steps of an epoch"):
         config_lib.TrainConfig(**kwargs)
 
 
+def test_a_huge_epoch_that_steps_per_execution_does_not_divide_is_refused_at_once():
+    # The message listed the divisors by trying every number up to the epoch's steps.
+    with pytest.raises(UserError, match="1099511627776 steps") as e:
+        config_lib.TrainConfig(steps_per_epoch=2**40, steps_per_execution=3, epochs=1,
+                               batch_size=1)
+    assert e.value.argument == "steps_per_execution"
+
+
 def test_steps_per_execution_that_divides_the_epoch_is_accepted():
-    assert config_lib.TrainConfig(steps_per_execution=17).full_pass_steps == 391
+    assert config_lib.TrainConfig(steps_per_execution=17).epoch_steps() == 391
     config_lib.TrainConfig(steps_per_execution=4, steps_per_epoch=8)
     config_lib.TrainConfig(steps_per_execution=4, dataset="synthetic",
                            synthetic_train_size=256, batch_size=64)
@@ -149,8 +161,8 @@ def test_keras_runs_an_execution_past_the_end_of_an_epoch():
 # --- Issue 29: sizes and names bounded before anything is made ---------------------------
 
 @pytest.mark.parametrize("field,value,message", [
-    ("synthetic_train_size", 10**8, "--synthetic_train_size must be at most 60,000"),
-    ("synthetic_test_size", 60_001, "--synthetic_test_size must be at most 60,000"),
+    ("synthetic_train_size", 10**8, "synthetic_train_size must be at most 60,000"),
+    ("synthetic_test_size", 60_001, "synthetic_test_size must be at most 60,000"),
     ("model", "resnet" + "9" * 20, "Unknown model name"),  # 1e20: never read as a depth
     ("model", "resnet12002", "Depth 12002 in 'resnet12002' is beyond 1202"),
     ("model", "resnet\uff12\uff10", "Unknown model name"),  # full-width digits
@@ -159,6 +171,6 @@ def test_keras_runs_an_execution_past_the_end_of_an_epoch():
 def test_sizes_and_depths_beyond_the_bounds_are_refused(field, value, message):
     # Issue 29: --synthetic_train_size=1e8 took 2.2 GB; a model name of depth 1e20 hung
     # at 2.4 GB; Unicode digits and a trailing newline were tracebacks.
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         config_lib.TrainConfig(**{field: value})
     config_lib.TrainConfig(synthetic_train_size=60_000, model="resnet1202")

@@ -8,12 +8,10 @@ from keras_resnet_cifar import environment
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_cli_records_path_flags_before_expanding_them(monkeypatch):
-    from keras_resnet_cifar import cli
-
-    monkeypatch.setattr(cli, "GIVEN", {})
+def test_the_path_flags_as_given_win_over_the_library_argument(monkeypatch):
+    monkeypatch.setattr(environment, "GIVEN", {})
     assert environment.given_flag("data_dir", "/root/data/cifar10") == "/root/data/cifar10"
-    monkeypatch.setitem(cli.GIVEN, "data_dir", "~/data/cifar10")
+    monkeypatch.setitem(environment.GIVEN, "data_dir", "~/data/cifar10")
     assert environment.given_flag("data_dir", "/root/data/cifar10") == "~/data/cifar10"
     assert environment.provenance("/root/data/cifar10")["data_dir_given"] == "~/data/cifar10"
 

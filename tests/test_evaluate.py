@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from keras_resnet_cifar.data import datasets
-from keras_resnet_cifar.deploy import evaluation, predictor, serving
+from keras_resnet_cifar.deploy import evaluation, evaluation_files, predictor, serving
 from keras_resnet_cifar.models import networks
 from keras_resnet_cifar import run_files
 
@@ -69,11 +69,11 @@ def test_evaluate_run_directory_writes_consistent_results(trained):
     assert np.sum(result["confusion_matrix"]) == 96
     assert [r["support"] for r in result["per_class"]] == list(np.bincount(data.test.labels,
                                                                              minlength=10))
-    paths = evaluation.write_results(result, run)
+    paths = evaluation_files.write_results(result, run)
     assert [p.name for p in paths] == ["evaluation.json", "per_class.csv",
                                        "confusion_matrix.csv"]
     assert run_files.read_evaluation(run)["accuracy"] == result["accuracy"]
-    assert evaluation.is_current(run)
+    assert evaluation_files.is_current(run)
     rows = list(csv.reader((run / "per_class.csv").open()))
     assert rows[0] == ["class", "precision", "recall", "support"]
     assert [r[0] for r in rows[1:]] == list(data.class_names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -102,10 +103,11 @@ def test_make_dir_makes_parents_accepts_an_existing_one_and_fails_in_one_sentenc
     assert fileio.make_dir(made) == made  # exists: fine
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(UserError, match=rf"^Cannot create {blocker}/run: Not a directory\.$"):
+    with pytest.raises(UserError, match=re.escape(f"{blocker}/run")):
         fileio.make_dir(blocker / "run")
-    with pytest.raises(UserError, match=r"^Cannot create --model_dir x: Not a directory\.$"):
-        fileio.make_dir(blocker / "run", what="--model_dir x")
+    with pytest.raises(UserError, match="model_dir x") as e:  # named as the caller says
+        fileio.make_dir(blocker / "run", what="model_dir x")
+    assert str(blocker) not in str(e.value)
 
 
 # --- Issue 29: planted links and special files ------------------------------------------

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from keras_resnet_cifar.deploy import evaluation, sources
+from keras_resnet_cifar.deploy import evaluation, evaluation_files, sources
 from keras_resnet_cifar.errors import UserError
 
 RESULT = {"images": 2, "accuracy": 0.5, "loss": 1.0, "macro_precision": 0.5, "macro_recall": 0.5,
@@ -19,7 +19,7 @@ def test_no_result_is_written_unless_all_can_be(tmp_path, blocked):
     (tmp_path / blocked).mkdir()
     with pytest.raises(UserError, match=f"{blocked} is a directory, where a regular file "
                                         "belongs"):
-        evaluation.write_results(RESULT, tmp_path)
+        evaluation_files.write_results(RESULT, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [blocked]
 
 
@@ -28,7 +28,7 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path):
     for out in (tmp_path / "f", tmp_path / "f" / "o"):
         with pytest.raises(UserError, match=f"Cannot create {out}: {tmp_path / 'f'} is not a "
                                             "folder"):
-            evaluation.write_results(RESULT, out)
+            evaluation_files.write_results(RESULT, out)
     assert (tmp_path / "f").read_text() == "x"
 
 

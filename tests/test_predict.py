@@ -73,8 +73,9 @@ def test_checkpoints_of_a_run_directory(models_dir, tmp_path):
     best = predictor.resolve(tmp_path, "best")
     assert (best.kind, best.run_dir, best.file) == ("keras", tmp_path,
                                                     tmp_path / "checkpoints" / "best.keras")
-    with pytest.raises(UserError, match="has no model.keras .*--checkpoint=last"):
+    with pytest.raises(UserError, match="has no model.keras .*checkpoint=last") as e:
         predictor.resolve(tmp_path)
+    assert e.value.argument == "checkpoint"
     with pytest.raises(UserError, match="applies to run directories"):
         predictor.resolve(folder / "model.tflite", "best")
 

@@ -105,16 +105,18 @@ def test_every_training_flag_reaches_the_runs():
     assert "model" not in fv and "seed" not in fv  # --models and --seeds instead
 
 
-@pytest.mark.parametrize("bad,message", [
-    (["--models=plain21"], "21"), (["--models=plain20,plain21"], "21"), (["--seeds=a"], "--seeds must be integers"),
-    (["--models="], "--models is empty"), (["--momentum=2"], "--momentum"),
-    (["--seeds="], "--seeds is empty"),
-    (["--layer_stats_epochs=a"], "--layer_stats_epochs must be numbers"),
-    (["--epochs=3", "--layer_stats_epochs=0,4"], "beyond --epochs=3"),
-    (["--lr_boundaries=1.8,1.2"], "--lr_boundaries must be increasing")])
-def test_bad_flags_are_user_errors(bad, message):
-    with pytest.raises(UserError, match=message):
+@pytest.mark.parametrize("bad,words", [
+    (["--models=plain21"], ("plain21",)), (["--models=plain20,plain21"], ("plain21",)),
+    (["--seeds=a"], ("seeds", "a")), (["--models="], ("models", "empty")),
+    (["--momentum=2"], ("momentum", "2")), (["--seeds="], ("seeds", "empty")),
+    (["--layer_stats_epochs=a"], ("layer_stats_epochs", "a")),
+    (["--epochs=3", "--layer_stats_epochs=0,4"], ("layer_stats_epochs", "4", "epochs=3")),
+    (["--lr_boundaries=1.8,1.2"], ("lr_boundaries", "1.8, 1.2"))])
+def test_bad_flags_are_user_errors(bad, words):
+    """The flag (or argument) at fault and its value, however the sentence is worded."""
+    with pytest.raises(UserError) as e:
         parse(*bad)
+    assert all(word in str(e.value) for word in words), e.value
 
 
 @pytest.mark.slow

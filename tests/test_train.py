@@ -194,30 +194,6 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_as_one_device(tmp_path):
     assert _relative_difference(_kernels(runs["half_batch"]), single) > 1e-2
 
 
-# Bad values of TrainConfig are test_config's; that train turns them into one line
-# before TensorFlow loads, and refuses a wrong --data_dir or another run's directory,
-# is test_cli's. These are the refusals made only once the data are in memory: in
-# process (a new interpreter per case would cost seconds each), and once through the
-# command, for its one line.
-@pytest.mark.parametrize("overrides,message", [
-    (dict(validation_split=512), "--validation_split=512 leaves no training images"),
-    # A synthetic size beyond memory is refused earlier now, by TrainConfig's bound
-    # (config.MAX_SYNTHETIC_IMAGES; test_config, issue 29).
-    (dict(batch_size=1000000000), "--batch_size=1000000000 is larger than the 512 training"),
-])
-def test_refusals_once_the_data_are_in_memory(tmp_path, overrides, message):
-    from keras_resnet_cifar.errors import UserError
-    from keras_resnet_cifar.training import loop
-
-    smoke = dict(model="resnet8", dataset="synthetic", synthetic_train_size=512,
-                 synthetic_test_size=256, epochs=1, batch_size=64, steps_per_epoch=4,
-                 eval_steps=2)
-    with pytest.raises(UserError, match=re.escape(message)):
-        loop.train_and_evaluate(config_lib.TrainConfig(**{**smoke, **overrides}),
-                                tmp_path / "x", verbose=0)
-    assert not (tmp_path / "x").exists()  # a refused run leaves no run directory
-
-
 def test_a_refusal_after_the_data_load_is_one_line_without_traceback(tmp_path):
     r = run_train(f"--model_dir={tmp_path / 'x'}", "--epochs=1", "--validation_split=512",
                   check=False)
@@ -350,59 +326,6 @@ def test_ctrl_c_on_a_terminal_starts_its_own_line_and_is_no_error(tmp_path):
     assert len(stopped) == 1 and stopped[0].startswith("warning: "), screen
     assert screen[-1] == "stopped (Ctrl-C)"
     assert not any("error" in line for line in screen), screen
-
-
-def test_progress_line_when_piped_prints_full_lines_at_its_interval():
-    import io
-
-    from keras_resnet_cifar.training import callbacks
-
-    out = io.StringIO()
-    progress = callbacks.ProgressLine(3, 4, 2, "test", every=0.0, stream=out)
-    progress.on_epoch_begin(0)
-    for step in range(4):
-        progress.on_train_batch_end(step, {"cross_entropy": 2.0, "accuracy": np.float32(0.25)})
-    progress.on_test_begin()
-    progress.on_test_batch_end(0)
-    progress.on_test_end()
-    progress.on_epoch_end(0, {})
-    lines = out.getvalue().splitlines()
-    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
-    assert [line.rsplit(",", 1)[0] for line in lines] == [
-        "epoch 1/3: step 1/4 (25%), cross-entropy 2.0000, accuracy 0.2500",
-        "epoch 1/3: step 2/4 (50%), cross-entropy 2.0000, accuracy 0.2500",
-        "epoch 1/3: step 3/4 (75%), cross-entropy 2.0000, accuracy 0.2500",
-        "epoch 1/3: step 4/4 (100%), cross-entropy 2.0000, accuracy 0.2500",
-        "epoch 1/3: evaluating on the test set, batch 1/2"]
-    quiet = io.StringIO()
-    slow = callbacks.ProgressLine(3, 4, 2, every=3600.0, stream=quiet)
-    slow.on_epoch_begin(0)
-    for step in range(4):
-        slow.on_train_batch_end(step, {})
-    assert quiet.getvalue() == ""  # an epoch shorter than the interval: nothing but its summary
-
-
-def test_a_lagging_batch_norm_gets_a_note():
-    from keras_resnet_cifar.training import callbacks
-
-    note = callbacks.lagging_batch_norm_note(
-        {"cross_entropy": 2.3, "val_cross_entropy": 68.9}, "test")
-    assert note.startswith("note: test cross-entropy 68.9 against 2.30 in training: "
-                           "BatchNormalization's moving averages lag")
-    assert len(note) <= 150 and "docs/training.md" in note  # one line; the rest is there
-    assert callbacks.lagging_batch_norm_note(
-        {"cross_entropy": 0.5, "val_cross_entropy": 0.9}, "test") is None
-
-
-def test_the_epoch_line_says_what_its_seconds_and_rate_count():
-    """The rate is the training phase's; the seconds are the epoch's, evaluation included."""
-    from keras_resnet_cifar.training import callbacks
-
-    row = {"epoch_time_s": 27.1, "images_per_sec": 389.2}
-    assert callbacks.epoch_timing(row, {"train_time_s": 12.9}) == \
-        "27.1 s: training 12.9 s at 389 img/s, evaluation 14.2 s"
-    assert callbacks.epoch_timing(row, {"train_time_s": 27.1}) == \
-        "27.1 s training at 389 img/s"
 
 
 def test_the_bfloat16_hint_is_for_float32_runs_on_cpus_that_have_it(monkeypatch):

@@ -1,4 +1,3 @@
-"""Turning runs into evidence: the depth study, curves, layer statistics, plots, benchmarks and the report.
+"""Turning runs into evidence: the study, its statistics and figures, benchmarks, the report.
 
-This package's ``__init__`` imports nothing, so flag errors and ``--help`` stay instant.
-"""
+Imports nothing, so that flag errors and --help stay instant."""

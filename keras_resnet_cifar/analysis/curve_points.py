@@ -1,36 +1,14 @@
-"""Learning curves inside a run: training and test error several times per epoch.
+"""Learning-curve points inside a run: training and test error several times per epoch.
 
-He et al.'s Figures 1 and 6 plot, against iterations, the training error (the
-running error on the augmented mini-batches SGD trains on) and the test error.
-A short run has too few epochs for per-epoch points to make a curve, so
-:class:`CurveRecorder` takes ``points_per_epoch`` points per epoch (e.g. 4: after
-each quarter of a pass) into ``<run>/curve.json``:
-
-    {"points_per_epoch": 4, "steps_per_epoch": 391,
-     "test_subset": {"images": 2000, "seed": 0},
-     "points": [{"step": 97, "epoch": 0.248, "learning_rate": 0.1,
-                 "train_images": 12416, "train_batches": 97,
-                 "train_error": 0.71, "train_error_se": 0.004,
-                 "train_cross_entropy": 1.9,
-                 "test_error": 0.62, "test_cross_entropy": 1.7, "test_images": 2000},
-                ...]}
-
-* ``step`` counts training steps from the start of the run; ``epoch`` is the
-  fractional epoch ``step / steps_per_epoch`` (one epoch is one full pass when
-  ``steps_per_epoch`` is not capped).
-* ``train_error`` is the error over the augmented training images of the steps
-  since the previous point (the *segment*), image-weighted, computed while
-  training (each batch with the weights before its update), as He et al. plot it;
-  ``train_error_se`` is the standard error of that mean over the segment's batches
-  (the sample std of the per-batch errors over sqrt of their number).
-* ``test_error`` is measured on a fixed subset of the test set (the same images
-  for every point and every run with the same subset seed), in inference mode;
-  its binomial standard error is ``sqrt(p (1 - p) / test_images)``.
-
-A resumed run restarts at its last completed epoch: the points of the epoch that
-was interrupted are dropped when it starts again and recorded anew, so the file
-never holds a step twice.
-"""
+He et al.'s Figures 1 and 6 plot the running training error (on the augmented batches
+SGD trains on, each with the weights before its update) and the test error against
+iterations; a short run has too few epochs for per-epoch points. curve.json:
+{"points_per_epoch", "steps_per_epoch", "test_subset": {"images", "seed"}, "points":
+[{"step", "epoch", "learning_rate", "train_images", "train_batches", "train_error",
+"train_error_se", "train_cross_entropy", "test_error", "test_cross_entropy",
+"test_images"}, ...]}. The training figures are over the steps since the previous point
+(the segment), image-weighted; test figures over a fixed test subset, the same for every
+point and run. A resumed run drops its interrupted epoch's points and records them anew."""
 
 from __future__ import annotations
 
@@ -40,50 +18,21 @@ import os
 import keras
 import numpy as np
 
-from keras_resnet_cifar import fileio
-from keras_resnet_cifar import run_files
+from keras_resnet_cifar import fileio, run_files
 
 
 def point_steps(steps_per_epoch: int, points_per_epoch: int) -> list[int]:
-    """The 1-based steps of an epoch after which a point is taken (the last is the epoch's end).
-
-    >>> point_steps(391, 4)
-    [97, 195, 293, 391]
-    """
+    """The 1-based steps of an epoch that end a segment: (391, 4) -> [97, 195, 293, 391]."""
     return sorted({max(1, steps_per_epoch * i // points_per_epoch)
                    for i in range(1, points_per_epoch + 1)})
 
 
-def segment_stats(batch_errors: list[float], batch_images: list[float]) -> tuple[float, float | None]:
-    """The image-weighted mean error of a segment and its standard error over the batches.
-
-    Returns:
-        (mean error, std of the per-batch errors / sqrt(batches)); the standard
-        error is None for a single batch.
-    """
-    errors = np.asarray(batch_errors, np.float64)
-    weights = np.asarray(batch_images, np.float64)
-    mean = float(np.sum(errors * weights) / np.sum(weights))
-    se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None
-    return mean, se
-
-
 class CurveRecorder(keras.callbacks.Callback):
-    """Records curve points (training error of the segment, test error on a fixed subset).
+    """Writes curve.json (atomically) after each point; `images`, `labels` are the test subset.
 
-    The model must be compiled with an ``accuracy`` metric and log
-    ``cross_entropy`` (as :func:`keras_resnet_cifar.training.loop.build_and_compile`
-    does). Per-batch figures are recovered from Keras' running means over the
-    epoch and the loss tracker's image count, so partial batches weigh what they hold.
-
-    Args:
-        run_dir: the run directory (curve.json is rewritten atomically after each point).
-        images: the fixed test subset's images, raw pixels as the model takes them.
-        labels: its integer labels.
-        points_per_epoch: points per epoch (the last at the epoch's end).
-        batch_size: batch size of the subset's evaluation.
-        subset_seed: the seed the subset was drawn with (recorded in the file).
-    """
+    The model must log `accuracy` and `cross_entropy` (as loop.build_and_compile makes it):
+    per-batch figures are recovered from Keras' running means over the epoch and the loss
+    tracker's image count, so partial batches weigh what they hold."""
 
     def __init__(self, run_dir: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
                  points_per_epoch: int = 4, batch_size: int = 256, subset_seed: int = 0):
@@ -132,30 +81,26 @@ class CurveRecorder(keras.callbacks.Callback):
 
     def _record(self, step_in_epoch: int) -> None:
         steps = self._steps()
-        counts, errors, entropies = (list(c) for c in zip(*self._segment))
-        train_error, train_se = segment_stats(errors, counts)
+        counts, errors, entropies = (np.asarray(c, np.float64) for c in zip(*self._segment))
+        # The standard error of the segment's error over its batches (None for one batch).
+        se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None
         probabilities = np.asarray(self.model.predict(self.images, batch_size=self.batch_size,
                                                       verbose=0), np.float64)
         picked = probabilities[np.arange(len(self.labels)), self.labels]
         step = self._epoch * steps + step_in_epoch
         self.points[step] = {
-            "step": step,
-            "epoch": round(step / steps, 6),
-            "learning_rate": float(keras.ops.convert_to_numpy(
-                self.model.optimizer.learning_rate)),
-            "train_images": int(round(sum(counts))),
-            "train_batches": len(counts),
-            "train_error": train_error,
-            "train_error_se": train_se,
+            "step": step, "epoch": round(step / steps, 6),
+            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "train_images": int(round(sum(counts))), "train_batches": len(counts),
+            "train_error": float(np.sum(errors * counts) / np.sum(counts)),  # image-weighted
+            "train_error_se": se,
             "train_cross_entropy": float(np.average(entropies, weights=counts)),
             "test_error": float(np.mean(probabilities.argmax(axis=1) != self.labels)),
             "test_cross_entropy": float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))),
-            "test_images": int(len(self.labels)),
-        }
+            "test_images": int(len(self.labels))}
         self._segment = []
         fileio.write_json(self.path, {
-            "points_per_epoch": self.points_per_epoch,
-            "steps_per_epoch": steps,
+            "points_per_epoch": self.points_per_epoch, "steps_per_epoch": steps,
             "test_subset": {"images": int(len(self.labels)), "seed": self.subset_seed},
-            "points": [self.points[s] for s in sorted(self.points)],
-        })
+            "points": [self.points[s] for s in sorted(self.points)]})
+

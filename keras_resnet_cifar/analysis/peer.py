@@ -1,19 +1,14 @@
 """Runs a training-speed peer, another framework's script, in its own process.
 
-The benchmark compares its training rate with a peer's, A B A B on the same
-machine (:func:`keras_resnet_cifar.analysis.speed.run`). A peer is any
-script that takes ``--model plainN|resnetN --batch B --steps S --warmup W --mode M``
-and prints ``img/s=<float>`` on its last line; the repository's PyTorch one is
-``scripts/torch_peer.py`` (it lives in the repository, not in the installed
-package, and runs in an environment of its own: this project never imports
-torch). Its modes (``default``, ``channels_last``, ...) are its own: the peer
-refuses one it does not know. For a run in a mixed precision it also gets
-``--precision bfloat16`` (or ``float16``): the peer then trains in that precision.
-"""
+A peer takes `--model plainN|resnetN --batch B --steps S --warmup W --mode M` (and
+`--precision bfloat16|float16` for a mixed-precision run) and prints `img/s=<float>` on
+its last line. The repository's is scripts/torch_peer.py, run in an environment of its
+own (this project never imports torch); its modes are its own and it refuses others."""
 
 from __future__ import annotations
 
 import re
+import statistics
 import subprocess
 from typing import Sequence
 
@@ -24,22 +19,7 @@ _RATE = re.compile(r"img/s=([0-9.]+)")
 
 def rate(command: Sequence[str], model: str, batch_size: int, steps: int, mode: str,
          warmup: int = 3, timeout: float = 1800, precision: str = "float32") -> float:
-    """Images/s of one run of the peer (``command --model ... --mode mode``).
-
-    Args:
-        command: the peer's command, e.g. ``(python, "scripts/torch_peer.py")``.
-        model: ``plainN`` or ``resnetN``.
-        batch_size: images per step.
-        steps: timed training steps.
-        mode: the peer's configuration.
-        warmup: untimed steps first.
-        timeout: seconds the run may take.
-        precision: the project's (``float32``, ``mixed_bfloat16``, ...): the peer trains
-            in the same one.
-
-    Raises:
-        UserError: the peer could not run, failed, or printed no rate.
-    """
+    """Images/s of one run of the peer; `precision` is the project's (mixed_bfloat16, ...)."""
     cmd = [*command, "--model", model, "--batch", str(batch_size), "--steps", str(steps),
            "--warmup", str(warmup), "--mode", mode]
     if precision != "float32":  # float32 peers need not know the flag
@@ -57,21 +37,14 @@ def rate(command: Sequence[str], model: str, batch_size: int, steps: int, mode: 
 
 def check(command: Sequence[str], modes: Sequence[str],
           precisions: Sequence[str] = ("float32",)) -> None:
-    """Runs the peer once per mode and precision, one tiny step, before minutes of
-    measurement.
-
-    Raises:
-        UserError: as :func:`rate`: a missing interpreter or script, a missing
-            framework, a mode the peer does not know.
-    """
+    """One tiny step per mode and precision, so that a missing interpreter, framework or
+    mode fails before minutes of measurement."""
     for precision in precisions:
         for mode in modes:
             rate(command, "resnet8", 2, 1, mode, warmup=0, timeout=600, precision=precision)
 
 
 def ratios(ours: Sequence[float], theirs: Sequence[float]) -> dict:
-    """Our rate over the peer's, pair by pair (A B A B), and their median."""
-    import statistics
-
+    """Our rate over theirs, pair by pair (A B A B), and their median."""
     pairs = [a / b for a, b in zip(ours, theirs)]
     return {"pairs": pairs, "median": statistics.median(pairs)}

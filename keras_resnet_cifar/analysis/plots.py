@@ -1,21 +1,10 @@
-"""The study's figures, drawn from data (history rows, matrices, per-layer values).
+"""The study's figures, drawn from data, as matplotlib Figures built without pyplot (no
+global state, no backend change in a notebook), and a run directory's curves.png.
 
-Every function returns a ``matplotlib.figure.Figure`` built without pyplot: no
-global state, no window, and no ``matplotlib.use`` call that would change a
-notebook's backend; ``savefig`` renders PNG with the Agg renderer and SVG with
-the SVG one. :func:`save` writes both. Nothing here loads a model or reads a file.
-
-Conventions: error and accuracy are in percent; "epoch" is whatever the run
-called an epoch (the caller says how many images one holds, via ``xlabel``).
-Plain networks are drawn in orange, residual ones in blue (the colours of He et
-al.'s Figure 6 are not standardised; these are colour-blind-safe).
-
-Several seeds: where a function takes one value per point it also takes one row
-per seed (a 2-D array, seeds x points). It then draws each seed faintly (thin,
-translucent, ``gid="seed"``, no legend entry), the mean over seeds bold, and a
-band of ± one standard deviation over seeds (``spread="std"``) or ± the standard
-error of the mean (``spread="se"``); the legend says n.
-"""
+Errors and accuracies are drawn in percent; plain networks orange, residual ones blue
+(colour-blind-safe; He et al.'s colours are not standard). Where a function takes one
+value per point it also takes one row per seed: each seed is drawn faintly (gid "seed"),
+the mean bold, and a band of ± one std (spread="std") or ± the standard error ("se")."""
 
 from __future__ import annotations
 
@@ -28,26 +17,41 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from keras_resnet_cifar import run_files
+from keras_resnet_cifar.config import TrainConfig
+
 History = Sequence[Mapping[str, Any]]  # rows of history.json: epoch, loss, accuracy, ...
 
 PLAIN_COLOUR, RESIDUAL_COLOUR = "tab:orange", "tab:blue"
 # One colour per depth in the depth sweep (Figure 6 has four depths per family).
 DEPTH_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
                  "tab:brown", "tab:pink", "tab:gray")
-
-
 DEPTH_STYLES = ("-", "--", "-.", ":")  # per depth, shallow to deep (4 depths in Fig. 6)
 
 
 def _depth(label: str) -> int:
-    """The depth a label names ("resnet56 seed 0" -> 56; 0 when it names none)."""
+    """"resnet56 seed 0" -> 56; 0 when the label names no depth."""
     digits = "".join(c for c in label.split()[0] if c.isdigit()) if label.split() else ""
     return int(digits) if digits else 0
 
 
 def family_colour(label: str) -> str:
-    """Orange for plain networks, blue for residual ones (by the label's name)."""
     return PLAIN_COLOUR if label.lower().startswith("plain") else RESIDUAL_COLOUR
+
+
+def _depth_styles(labels) -> dict[int, str]:
+
+    depths = sorted({_depth(label) for label in labels})
+    return {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+
+
+def _finish(fig: Figure, axes, title: str | None, legend: int = 8) -> Figure:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 SEED_ALPHA = 0.3   # each seed's curve, under the mean
@@ -56,8 +60,7 @@ SPREADS = ("std", "se")
 
 
 def _marker(x: Sequence[float]) -> str:
-    """A marker for a curve of one point (a line through one point draws nothing)."""
-    return "o" if len(x) == 1 else ""
+    return "o" if len(x) == 1 else ""  # a line through one point draws nothing
 
 
 def seeds_mean_and_spread(values: Any, spread: str = "std"
@@ -66,8 +69,7 @@ def seeds_mean_and_spread(values: Any, spread: str = "std"
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}.")
     rows = np.atleast_2d(np.asarray(values, float))
-    n = len(rows)
-    mean = rows.mean(axis=0)
+    n, mean = len(rows), rows.mean(axis=0)
     if n < 2:
         return rows, mean, None, n
     sd = rows.std(axis=0, ddof=1)
@@ -76,8 +78,7 @@ def seeds_mean_and_spread(values: Any, spread: str = "std"
 
 def plot_seeds(ax, x: Sequence[float], values: Any, style: str, *, colour: str,
                linewidth: float, label: str, spread: str = "std", scale: float = 1.0) -> None:
-    """Each seed faint, the mean bold, a band of ± spread; ``values`` one row per seed
-    (or a single row). The legend entry says the mean's n and the band's meaning."""
+    """Each seed faint, the mean bold, a band of ± spread; the legend says n and the spread."""
     x = np.asarray(x, float)
     rows, mean, band, n = seeds_mean_and_spread(values, spread)
     if n > 1:
@@ -100,22 +101,11 @@ def _column(rows: History, key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
                     xlabel: str = "epoch", title: str | None = None) -> Figure:
-    """Accuracy (left) and loss (right) per epoch, training and ``eval_set``, all runs.
+    """Accuracy (left) and loss (right) per epoch of each {label: history rows}, on the
+    same axes (as He et al.'s Figure 1 pairs networks); training dashed, `eval_set` solid.
+    The loss is the cross-entropy when the rows log it, else the loss with weight decay;
+    on a log scale when it spans more than a factor of 100."""
 
-    The loss panel shows the rows' ``cross_entropy`` / ``val_cross_entropy`` when
-    they have them, else ``loss`` / ``val_loss`` (which include weight decay), on a
-    log scale when the values span more than a factor of 100.
-
-    Both networks of a pair on the same axes (He et al.'s Figure 1 pairs plain-20 with
-    plain-56; the report pairs plain and residual nets of one depth); training
-    curves dashed, evaluation curves solid, one colour per network.
-
-    Args:
-        histories: {network label: rows of its history.json}.
-        eval_set: what the per-epoch evaluation ran on ("test" or "validation").
-        xlabel: the x-axis label (say what an epoch is when it is not the usual).
-        title: the figure's title.
-    """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     acc_ax, loss_ax = fig.subplots(1, 2)
     # Newer histories log the cross-entropy apart from the weight-decay term; older
@@ -124,14 +114,12 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     loss_keys = ("cross_entropy", "val_cross_entropy") if pure else ("loss", "val_loss")
     for i, (label, rows) in enumerate(histories.items()):
         colour = family_colour(label) if len(histories) <= 2 else DEPTH_COLOURS[i % 8]
-        for key, style, what in (("accuracy", "--", "training"), ("val_accuracy", "-", eval_set)):
-            x, y = _column(rows, key)
-            acc_ax.plot(x, 100 * y, style, color=colour, marker=_marker(x),
+        for ax, keys, scale in ((acc_ax, ("accuracy", "val_accuracy"), 100),
+                                (loss_ax, loss_keys, 1)):
+            for key, style, what in zip(keys, ("--", "-"), ("training", eval_set)):
+                x, y = _column(rows, key)
+                ax.plot(x, scale * y, style, color=colour, marker=_marker(x),
                         label=f"{label} {what}")
-        for key, style, what in ((loss_keys[0], "--", "training"), (loss_keys[1], "-", eval_set)):
-            x, y = _column(rows, key)
-            loss_ax.plot(x, y, style, color=colour, marker=_marker(x),
-                         label=f"{label} {what}")
     values = np.concatenate([line.get_ydata() for line in loss_ax.lines] or [np.ones(1)])
     values = values[np.isfinite(values) & (values > 0)]
     if values.size and values.max() > 100 * values.min():
@@ -142,25 +130,12 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
                 else "Loss: cross-entropy + weight-decay term")
     for ax in (acc_ax, loss_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (acc_ax, loss_ax), title)
 
 
 def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence[str],
                        *, title: str | None = None) -> Figure:
-    """Confusion matrices side by side, each row normalised to the true class's images.
-
-    Cells show the percentage of the true class's images
-    predicted as each class (rows sum to 100%).
-
-    Args:
-        matrices: {network label: counts, rows true class, columns predicted}.
-        class_names: the class names, in label order.
-        title: the figure's title.
-    """
+    """{label: counts (rows true class)} side by side, in % of the true class's images."""
     n = len(matrices)
     fig = Figure(figsize=(6.2 * n, 5.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n))
@@ -180,45 +155,32 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence
         ax.set(xlabel="predicted class", ylabel="true class",
                title=f"{label} (accuracy {accuracy:.1f}%)")
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="% of the true class")
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (), title)
 
 
 def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *,
                 xlabel: str = "epoch", eval_set: str = "test",
                 title: str | None = None) -> Figure:
-    """He et al.'s Figure 6: error against epochs, plain nets left, residual nets right.
-
-    Training error (100 - training accuracy) thin and dashed, ``eval_set`` error
-    bold and solid; one colour per depth, the same depth the same colour on both
-    sides, and both panels share the y axis.
-
-    Args:
-        plain: {label: history rows} of the plain networks, shallow to deep.
-        residual: the same for the residual networks.
-    """
+    """He et al.'s Figure 6 from {label: history rows}, shallow to deep: plain nets left,
+    residual right; training error thin and dashed, `eval_set` error bold; a colour per depth."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, runs, name in ((axes[0], plain, "plain networks"),
                            (axes[1], residual, "residual networks")):
         for i, (label, rows) in enumerate(runs.items()):
             colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
-            x, y = _column(rows, "accuracy")
-            ax.plot(x, 100 * (1 - y), "--", color=colour, linewidth=0.9,
-                    marker=_marker(x), label=f"{label} training")
-            x, y = _column(rows, "val_accuracy")
-            ax.plot(x, 100 * (1 - y), "-", color=colour, linewidth=2.4,
-                    marker=_marker(x), label=f"{label} {eval_set}")
+            for key, style, width, what in (("accuracy", "--", 0.9, "training"),
+                                            ("val_accuracy", "-", 2.4, eval_set)):
+                x, y = _column(rows, key)
+                ax.plot(x, 100 * (1 - y), style, color=colour, linewidth=width,
+                        marker=_marker(x), label=f"{label} {what}")
         ax.set(xlabel=xlabel, title=name.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if runs:  # a panel with no run yet (Table 1 in progress) has nothing to name
             ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, (), title)
 
 
 def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
@@ -227,25 +189,10 @@ def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
                  title: str | None = None, spread: str = "std") -> Figure:
     """He et al.'s Figures 1 and 6 from points inside the runs: error against training time.
 
-    One panel per family (e.g. plain, residual), sharing the y axis; in each, one
-    colour per network (shallow to deep), training error dashed and thin, test
-    error solid and bold, and the final test error on the whole test set as a
-    star at the end of the test curve (with an error bar of the spread over seeds).
-    With several seeds, each seed's curve is drawn faintly under the mean and a
-    band shows ± ``spread`` (see the module).
-
-    Args:
-        families: {panel title: {network label: {"x": [...], "train_error": [...],
-            "test_error": [...], optionally "final_test_error": e}}}, errors as
-            fractions, x in the unit of ``xlabel``; with several seeds the errors are
-            one row per seed (seeds x points) and "final_test_error" one value per seed.
-        xlabel: the x axis (e.g. passes over the 50,000 training images).
-        steps_per_unit: iterations per x unit; when given, a top axis shows iterations.
-        marks: x positions to mark with a dotted vertical line (learning-rate drops).
-        title: the figure's title.
-        spread: the band: "std" (standard deviation over seeds) or "se" (standard
-            error of the mean).
-    """
+    `families` is {panel: {label: {"x", "train_error", "test_error", optionally
+    "final_test_error", "colour"}}}, errors as fractions (one row per seed with several);
+    the final error on the whole test set is a star at the end of the test curve.
+    `steps_per_unit` adds a top axis of iterations; `marks` are dotted lines (lr drops)."""
     fig = Figure(figsize=(max(5.5 * len(families), 7.5), 4.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True))
     for ax, (name, runs) in zip(axes, families.items()):
@@ -270,45 +217,26 @@ def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
             top = ax.secondary_xaxis("top", functions=(lambda v: v * steps_per_unit,
                                                        lambda v: v / steps_per_unit))
             top.set_xlabel("iterations")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     axes[0].set_ylabel("error (%)")
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, axes[:len(families)], title, legend=7)
 
 
 def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: str,
               log_scale: bool = False, sort_descending: bool = False,
               title: str | None = None) -> Figure:
-    """One panel per group (e.g. per epoch): a value per layer, one line per network.
-
-    Used for He et al.'s Figure 7 (response std per layer; with
-    ``sort_descending`` each curve is sorted by magnitude, the figure's lower
-    panel) and for the gradient norm per layer.
-
-    Args:
-        panels: {panel title: {network label: one value per layer, input to output,
-            or one such row per seed (drawn faintly under their mean, ± std)}}.
-        ylabel: what the values are, with units.
-        log_scale: a logarithmic y axis (gradient norms span decades).
-        sort_descending: plot each curve sorted from largest to smallest.
-        title: the figure's title.
-    """
+    """{panel: {label: one value per layer (or a row per seed)}}: He et al.'s Figure 7
+    (response std; `sort_descending` is its lower panel) and gradient norms per layer."""
     n = len(panels)
     fig = Figure(figsize=(5.5 * n, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
-    # One line style per depth (the number in the label), shallow to deep, the same
-    # in every panel; colour says plain or residual.
-    depths = sorted({_depth(label) for lines in panels.values() for label in lines})
-    styles = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+    # The same line style per depth in every panel; colour says plain or residual.
+    styles = _depth_styles(label for lines in panels.values() for label in lines)
     for ax, (panel, lines) in zip(axes, panels.items()):
         for label, values in lines.items():
             values = np.atleast_2d(np.asarray(values, float))
             if sort_descending:
                 values = -np.sort(-values, axis=1)
-            style = styles[_depth(label)]
-            x = np.arange(1, values.shape[1] + 1)
+            style, x = styles[_depth(label)], np.arange(1, values.shape[1] + 1)
             if len(values) > 1:
                 plot_seeds(ax, x, values, style, colour=family_colour(label), linewidth=1.5,
                            label=label)
@@ -320,26 +248,16 @@ def per_layer(panels: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: st
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if log_scale:
             ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     axes[0].set_ylabel(ylabel)
-    if title:
-        fig.suptitle(title)
-    return fig
+    return _finish(fig, axes[:len(panels)], title)
 
 
 def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, ylabel: str,
                     xlabel: str = "epoch", title: str | None = None) -> Figure:
-    """One signed value per network, seed and epoch: each seed a dot, the mean over seeds a
-    line, a horizontal line at 0 (e.g. the signed log ratio of early to late gradients).
-
-    Args:
-        series: {network label: {epoch: one value per seed}}.
-    """
+    """{label: {epoch: one signed value per seed}}: seeds as dots, their mean a line, and 0."""
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     ax = fig.subplots()
-    depths = sorted({_depth(label) for label in series})
-    styles = {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
+    styles = _depth_styles(series)
     for label, by_epoch in series.items():
         epochs = sorted(by_epoch)
         colour = family_colour(label)
@@ -350,24 +268,32 @@ def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, yl
                 color=colour, marker="o", linewidth=1.8,
                 label=f"{label} (n = {max(len(v) for v in by_epoch.values())})")
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return fig
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or "")
+    return _finish(fig, (ax,), None)
+
 
 
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> list[Path]:
-    """Writes ``fig`` as ``<path>.png`` and ``<path>.svg``; returns both paths."""
+    """Writes `fig` as `<path>.png` and `<path>.svg`; returns both paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
     # No timestamps and fixed SVG element ids: the same data gives the same bytes,
     # so re-generated figures only show up in a diff when they changed.
     with matplotlib.rc_context({"svg.hashsalt": "keras_resnet_cifar"}):
         for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None})):
-            out = path.with_suffix(suffix)
-            fig.savefig(out, dpi=dpi, metadata=metadata)
-            written.append(out)
-    return written
+            fig.savefig(path.with_suffix(suffix), dpi=dpi, metadata=metadata)
+    return [path.with_suffix(".png"), path.with_suffix(".svg")]
+
+
+def save_run_curves(workdir: str | os.PathLike) -> Path | None:
+    """Draws a run directory's curves.png from its history; None when it has no epoch yet."""
+    saved = run_files.read_config(workdir)
+    rows = run_files.read_history(workdir)
+    if saved is None or not rows:
+        return None
+    config = TrainConfig.from_dict(saved)
+    run_files.save_figure(training_curves({config.model: rows}, eval_set=config.eval_set,
+                                          title=f"{config.model} (seed {config.seed})"),
+                          workdir)
+
+    return run_files.path(workdir, run_files.CURVES)

@@ -1,26 +1,9 @@
-"""Measures how fast the project trains, reads data, evaluates and serves (the library).
+"""Measures how fast the project trains, reads data, evaluates and serves (the benchmark's library).
 
-:func:`run` takes a :class:`Plan` (the benchmark's own options and one
-:class:`~keras_resnet_cifar.config.TrainConfig`) and returns every figure as one
-JSON-ready dict (data only, no models);
-:func:`keras_resnet_cifar.analysis.speed_table.format_table` makes the text
-table the command line prints. The measurements, each a :func:`summarize` of
-timed repeats after an untimed warm-up:
-
-* :func:`train_rates`: training images/s of ``model.fit`` on the real training
-  path (``loop.build_and_compile``, ``pipeline.train_dataset``), of each training
-  variant (:attr:`Plan.variants`: float32, mixed_bfloat16, XLA) in turn;
-* :func:`pipeline_rate`: the training input pipeline alone;
-* :func:`eval_rate`: ``model.evaluate`` on the evaluation pipeline;
-* :func:`inference_rates`: batch-1 latency and batch-128 images/s of saved
-  models, loaded by :func:`keras_resnet_cifar.deploy.predictor.load`;
-* a peer's training rate (:mod:`keras_resnet_cifar.analysis.peer`: another
-  framework's script in its own process, e.g. the repository's
-  ``scripts/torch_peer.py``), run after each timed training repeat so that the
-  two alternate A B A B on the same machine, in each variant's precision.
-
-The command line is :mod:`keras_resnet_cifar.benchmark`.
-"""
+`run(plan)` returns every figure as one JSON-ready dict; speed_table lays it out and
+benchmark.py is the command. Each figure is a `summarize` of timed repeats after an
+untimed warm-up; a peer (peer.py) runs after each timed training repeat so that the two
+alternate A B A B on the same machine."""
 
 from __future__ import annotations
 
@@ -34,224 +17,24 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from absl import logging
 
+from keras_resnet_cifar import environment
 from keras_resnet_cifar.analysis import peer
 from keras_resnet_cifar.models import arch  # no Keras on import: the CLI checks its flags first
 from keras_resnet_cifar.config import PRECISIONS, TrainConfig
+from keras_resnet_cifar.data import datasets  # no TensorFlow on import
 from keras_resnet_cifar.errors import UserError
 
 # TrainConfig fields that do not bear on the speed of a training step: not benchmark flags.
 NOT_SPEED = ("model", "epochs", "lr_boundaries", "lr_decay", "warmup_epochs",
              "warmup_learning_rate", "steps_per_epoch", "eval_steps", "validation_split")
-
-
-def summarize(samples: Sequence[float]) -> dict[str, Any]:
-    """Median, min, max, spread ((max - min) / median, in %) and the samples themselves."""
-    samples = [float(s) for s in samples]
-    median = statistics.median(samples)
-    return {"median": median, "min": min(samples), "max": max(samples),
-            "spread_pct": 100.0 * (max(samples) - min(samples)) / median if median else 0.0,
-            "samples": samples}
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on: CPU, cores, versions, threads, load, date."""
-    import tensorflow as tf
-
-    from keras_resnet_cifar import environment
-
-    return {
-        **environment.describe(),
-        # Native bfloat16 arithmetic: what mixed_bfloat16 can gain here (None: unknown).
-        "bfloat16_cpu_flags": environment.bfloat16_support(),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def build(config) -> tuple[Any, Any]:
-    """(compiled model, strategy) of ``config``, as training builds them."""
-    import keras
-
-    from keras_resnet_cifar.training import distribution, loop
-
-    strategy = distribution.make_strategy(config.distribute)
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = loop.build_and_compile(config, strategy.num_replicas_in_sync)
-    return model, strategy
-
-
-def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int,
-                repeats: int, between: Callable[[int], None] | None = None
-                ) -> dict[str, dict[str, Any]]:
-    """Training images/s of ``model.fit`` on the real training path, models alternating.
-
-    Each model (its config) is timed by one ``fit`` of ``steps`` steps over the
-    repeated training pipeline per repeat, after an untimed first ``fit``
-    (tracing); repeat ``i`` of every model runs before repeat ``i + 1`` of any, so
-    that they alternate A B A B on the same machine. A ``fit`` starts a new
-    iterator: the steps of its first train-function call (which wait for the
-    first batch) are not timed, the others are. ``between(i)`` runs after repeat
-    ``i`` of the last model, outside the timing (the peer, for A B A B).
-
-    Args:
-        models: label -> (compiled model, its config), each model warmed up
-            (:func:`warm_up`) right after :func:`build`: the dtype policy is global.
-        split: the training images.
-        steps: training steps per timed repeat.
-        repeats: timed repeats.
-        between: called with the repeat index after each timed repeat.
-
-    Returns:
-        label -> :func:`summarize` of the images/s of its repeats.
-    """
-    import keras
-
-    from keras_resnet_cifar.data import pipeline
-
-    class Timer(keras.callbacks.Callback):
-        """Times the steps after the first call of the train function of a ``fit``."""
-
-        def on_train_begin(self, logs=None):
-            self.ends = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.ends.append(time.perf_counter())
-
-    def fit(model, config, ds) -> float:
-        timer = Timer()
-        model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer],
-                  shuffle=False)  # tf.data shuffles
-        timed = steps - steps // len(timer.ends)  # the first call's steps are not
-        return timed * config.batch_size / (timer.ends[-1] - timer.ends[0])
-
-    datasets = {label: pipeline.train_dataset(split, c.batch_size, seed=c.seed).repeat()
-                for label, (_, c) in models.items()}
-    rates: dict[str, list[float]] = {label: [] for label in models}
-    for i in range(repeats):
-        for label, (model, config) in models.items():
-            rates[label].append(fit(model, config, datasets[label]))
-            logging.info("%s: training repeat %d/%d: %.1f img/s", label, i + 1, repeats,
-                         rates[label][-1])
-        if between is not None:
-            between(i)
-    return {label: summarize(samples) for label, samples in rates.items()}
-
-
-def warm_up(label: str, model, config, split, *, steps: int) -> None:
-    """One untimed ``fit`` of ``steps`` steps: traces the step under the current policy."""
-    from keras_resnet_cifar.data import pipeline
-
-    start = time.perf_counter()
-    model.fit(pipeline.train_dataset(split, config.batch_size, seed=config.seed).repeat(),
-              epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-    logging.info("%s: warm-up done (%.0f s)", label, time.perf_counter() - start)
-
-
-def per_second(work: Callable[[], int], repeats: int) -> dict[str, Any]:
-    """:func:`summarize` of the rates of ``repeats`` timed calls of ``work``.
-
-    ``work()`` returns how many items (images) it handled; each sample is items/s.
-    """
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        done = work()
-        rates.append(done / (time.perf_counter() - start))
-    return summarize(rates)
-
-
-def pipeline_rate(split, batch_size: int, *, batches: int, repeats: int,
-                  seed: int = 0) -> dict[str, Any]:
-    """Images/s of the training input pipeline alone (shuffle, augment, cast, prefetch)."""
-    from keras_resnet_cifar.data import pipeline
-
-    iterator = iter(pipeline.train_dataset(split, batch_size, seed=seed).repeat())
-    for _ in range(min(batches, 10)):  # warm-up: shuffle buffer, autotuning
-        next(iterator)
-    return per_second(lambda: sum(int(next(iterator)[1].shape[0]) for _ in range(batches)),
-                      repeats)
-
-
-def eval_rate(model, split, batch_size: int, *, repeats: int) -> dict[str, Any]:
-    """Images/s of ``model.evaluate`` on the evaluation pipeline (one warm-up pass)."""
-    from keras_resnet_cifar.data import pipeline
-
-    ds = pipeline.eval_dataset(split, batch_size)
-
-    def evaluate_all() -> int:
-        model.evaluate(ds, verbose=0)
-        return len(split)
-
-    evaluate_all()
-    return per_second(evaluate_all, repeats)
-
-
-def serving_rates(predict: Callable[..., Any], images, *, runs: int,
-                  batch_size: int = 128) -> dict[str, Any]:
-    """Batch-1 latency (ms) and batch-``batch_size`` images/s of a classifier's ``predict``.
-
-    With fewer than ``batch_size`` images, the batch repeats them.
-    """
-    one = images[:1]
-    batch = np.resize(images[:batch_size], (batch_size, *np.shape(images)[1:]))
-    for _ in range(3):  # warm-up: first calls trace, allocate, resize
-        predict(one, batch_size=1)
-        predict(batch, batch_size=batch_size)
-    calls = per_second(lambda: len(predict(one, batch_size=1)), runs)
-    rates = per_second(lambda: len(predict(batch, batch_size=batch_size)), max(3, runs // 10))
-    return {"latency_ms_batch1": summarize([1e3 / r for r in calls["samples"]]),
-            f"images_per_sec_batch{batch_size}": rates}
-
-
-def inference_key(path: str | os.PathLike, kind: str) -> str:
-    """A short label: ``saved_model:resnet56/1``, ``tflite:model_int8.tflite``."""
-    path = Path(path)
-    return f"{kind}:{'/'.join(path.parts[-2:]) if path.is_dir() else path.name}"
-
-
-def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
-                    num_threads: int, trust_savedmodel: bool = False) -> dict[str, Any]:
-    """:func:`serving_rates` of each model in ``paths``, loaded by :func:`predictor.load`.
-
-    Args:
-        paths: run directories, ``.keras`` files, SavedModel folders, ``.tflite`` files.
-        images: uint8 (N, 32, 32, 3) pixels to predict (N >= 128 for a full batch).
-        runs: timed batch-1 calls per model.
-        num_threads: CPU threads of a ``.tflite`` model.
-
-    Returns:
-        label (:func:`inference_key`; the path where two labels would clash) ->
-        {"path", "kind", "latency_ms_batch1", "images_per_sec_batch128"}.
-
-    Raises:
-        UserError: a path that is not a model, or whose runtime is not installed.
-    """
-    from keras_resnet_cifar.deploy import predictor
-
-    results: dict[str, Any] = {}
-    for path in paths:
-        model = predictor.load(path, num_threads=num_threads,
-                               trust_savedmodel=trust_savedmodel)
-        key = inference_key(path, model.kind)
-        key = key if key not in results else f"{model.kind}:{path}"
-        logging.info("timing %s: %d batch-1 calls", key, runs)
-        results[key] = {"path": os.fspath(path), "kind": model.kind,
-                        **serving_rates(model.predict, images, runs=runs)}
-    return results
+# Far beyond any useful measurement (minutes), but never an endless one (repeats=1e20).
+MAX_COUNTS = {"steps": 10_000, "repeats": 1_000, "pipeline_batches": 100_000,
+              "inference_runs": 100_000}
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What :func:`run` measures: the benchmark's own options and one training config.
-
-    ``base`` holds everything about training (batch, precision, XLA, distribution,
-    data; the flags of :mod:`keras_resnet_cifar.train_flags`); each model of
-    ``models`` is timed with ``base`` and that model. ``model_paths`` are models
-    to time at inference (:func:`inference_rates`).
-    """
+    """Each of `models` trained with `base`, and the saved models of `model_paths`."""
 
     base: TrainConfig
     models: tuple[str, ...] = ("resnet20", "resnet56")
@@ -269,93 +52,213 @@ class Plan:
     variants: tuple[str, ...] = ()
 
 
-# The counts a benchmark may ask for: far beyond any useful measurement (minutes), but
-# never an endless one (--repeats=1e20).
-MAX_COUNTS = {"steps": 10_000, "repeats": 1_000, "pipeline_batches": 100_000,
-              "inference_runs": 100_000}
+def summarize(samples: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max, spread ((max - min) / median, in %) and the samples themselves."""
+    samples = [float(s) for s in samples]
+    median = statistics.median(samples)
+    return {"median": median, "min": min(samples), "max": max(samples),
+            "spread_pct": 100.0 * (max(samples) - min(samples)) / median if median else 0.0,
+            "samples": samples}
 
 
-def variant_label(config: TrainConfig) -> str:
-    """``config``'s precision, ``+xla`` with XLA: the name of a :attr:`Plan.variants` entry."""
-    return config.mixed_precision + ("+xla" if config.jit_compile else "")
+def machine() -> dict[str, Any]:
+    import tensorflow as tf
+
+    return {**environment.describe(),
+            # Native bfloat16 arithmetic: what mixed_bfloat16 can gain here (None: unknown).
+            "bfloat16_cpu_flags": environment.bfloat16_support(),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+
+def build(config) -> tuple[Any, Any]:
+    """(compiled model, strategy) of `config`, as training builds them."""
+    import keras
+
+    from keras_resnet_cifar.training import distribution, loop
+
+    strategy = distribution.make_strategy(config.distribute)
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = loop.build_and_compile(config, strategy.num_replicas_in_sync)
+    return model, strategy
+
+
+def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int,
+                repeats: int, between: Callable[[int], None] | None = None
+                ) -> dict[str, dict[str, Any]]:
+    """Label -> `summarize` of the training images/s of each (warmed-up model, config).
+
+    Repeat i of every model runs before repeat i + 1 of any (A B A B); `between(i)` runs
+    after repeat i, untimed. Each repeat is one `fit`, which starts a new iterator: the
+    steps of its first train-function call (waiting for the first batch) are not timed."""
+    import keras
+
+    from keras_resnet_cifar.data import pipeline
+
+    def fit(model, config, ds) -> float:
+        ends = []
+        timer = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
+        model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer],
+                  shuffle=False)  # tf.data shuffles
+        timed = steps - steps // len(ends)  # the first call's steps are not
+        return timed * config.batch_size / (ends[-1] - ends[0])
+
+    streams = {label: pipeline.train_dataset(split, c.batch_size, seed=c.seed).repeat()
+               for label, (_, c) in models.items()}
+    rates: dict[str, list[float]] = {label: [] for label in models}
+    for i in range(repeats):
+        for label, (model, config) in models.items():
+            rates[label].append(fit(model, config, streams[label]))
+            logging.info("%s: training repeat %d/%d: %.1f img/s", label, i + 1, repeats,
+                         rates[label][-1])
+        if between is not None:
+            between(i)
+    return {label: summarize(samples) for label, samples in rates.items()}
+
+
+def warm_up(label: str, model, config, split, *, steps: int) -> None:
+    """One untimed `fit`: traces the step under the current dtype policy."""
+    from keras_resnet_cifar.data import pipeline
+
+    start = time.perf_counter()
+    model.fit(pipeline.train_dataset(split, config.batch_size, seed=config.seed).repeat(),
+              epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+    logging.info("%s: warm-up done (%.0f s)", label, time.perf_counter() - start)
+
+
+def per_second(work: Callable[[], int], repeats: int) -> dict[str, Any]:
+    """`summarize` of items/s over `repeats` timed calls of `work` (which returns its items)."""
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        rates.append(work() / (time.perf_counter() - start))  # work() runs first
+    return summarize(rates)
+
+
+def pipeline_rate(split, batch_size: int, *, batches: int, repeats: int,
+                  seed: int = 0) -> dict[str, Any]:
+    """Images/s of the training input pipeline alone (shuffle, augment, cast, prefetch)."""
+    from keras_resnet_cifar.data import pipeline
+
+    iterator = iter(pipeline.train_dataset(split, batch_size, seed=seed).repeat())
+    for _ in range(min(batches, 10)):  # warm-up: shuffle buffer, autotuning
+        next(iterator)
+    return per_second(lambda: sum(int(next(iterator)[1].shape[0]) for _ in range(batches)),
+                      repeats)
+
+
+def eval_rate(model, split, batch_size: int, *, repeats: int) -> dict[str, Any]:
+    """Images/s of `model.evaluate` on the evaluation pipeline (after one warm-up pass)."""
+    from keras_resnet_cifar.data import pipeline
+
+    ds = pipeline.eval_dataset(split, batch_size)
+
+    def evaluate_all() -> int:
+        model.evaluate(ds, verbose=0)
+        return len(split)
+
+    evaluate_all()
+    return per_second(evaluate_all, repeats)
+
+
+def serving_rates(predict: Callable[..., Any], images, *, runs: int,
+                  batch_size: int = 128) -> dict[str, Any]:
+    """Batch-1 latency (ms) and full-batch images/s of `predict` (a short `images` repeats)."""
+    one = images[:1]
+    batch = np.resize(images[:batch_size], (batch_size, *np.shape(images)[1:]))
+    for _ in range(3):  # warm-up: first calls trace, allocate, resize
+        predict(one, batch_size=1)
+        predict(batch, batch_size=batch_size)
+    calls = per_second(lambda: len(predict(one, batch_size=1)), runs)
+    rates = per_second(lambda: len(predict(batch, batch_size=batch_size)), max(3, runs // 10))
+    return {"latency_ms_batch1": summarize([1e3 / r for r in calls["samples"]]),
+            f"images_per_sec_batch{batch_size}": rates}
+
+
+def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
+                    num_threads: int, trust_savedmodel: bool = False) -> dict[str, Any]:
+    """`serving_rates` of each model (anything predictor.load takes), keyed by a short
+    label (saved_model:resnet56/1, tflite:model_int8.tflite), or by path where two clash."""
+    from keras_resnet_cifar.deploy import predictor
+
+    results: dict[str, Any] = {}
+    for path in paths:
+        model = predictor.load(path, num_threads=num_threads,
+                               trust_savedmodel=trust_savedmodel)
+        where = Path(path)
+        key = f"{model.kind}:{'/'.join(where.parts[-2:]) if where.is_dir() else where.name}"
+        key = key if key not in results else f"{model.kind}:{path}"
+        logging.info("timing %s: %d batch-1 calls", key, runs)
+        results[key] = {"path": os.fspath(path), "kind": model.kind,
+                        **serving_rates(model.predict, images, runs=runs)}
+    return results
 
 
 def variant_configs(plan: Plan) -> dict[str, TrainConfig]:
-    """Label -> the training config of each of ``plan.variants`` (``plan.base`` alone
-    when there are none).
-
-    Raises:
-        UserError: an unknown precision or suffix, a variant named twice.
-    """
+    """Label -> training config of each of `plan.variants` (`plan.base` alone without)."""
     if not plan.variants:
-        return {variant_label(plan.base): plan.base}
+        return {plan.base.mixed_precision + ("+xla" if plan.base.jit_compile else ""): plan.base}
     if len(set(plan.variants)) < len(plan.variants):
-        raise UserError(f"--variants names a variant twice: {','.join(plan.variants)}.")
+        raise UserError(f"variants names a variant twice: {','.join(plan.variants)}.",
+                        argument="variants")
     configs = {}
     for variant in plan.variants:
         precision, _, suffix = variant.partition("+")
         if suffix not in ("", "xla"):
-            raise UserError(f"--variants: {variant!r} is not a precision with an optional "
-                            "+xla (e.g. float32, mixed_bfloat16, float32+xla).")
+            raise UserError(f"variants: {variant!r} is not a precision with an optional "
+                            "+xla (e.g. float32, mixed_bfloat16, float32+xla).",
+                            argument="variants")
         try:
             configs[variant] = dataclasses.replace(plan.base, mixed_precision=precision,
                                                    jit_compile=bool(suffix))
         except ValueError:
-            raise UserError(f"--variants: {precision!r} is not one of "
-                            f"{', '.join(PRECISIONS)}.") from None
+            raise UserError(f"variants: {precision!r} is not one of "
+                            f"{', '.join(PRECISIONS)}.", argument="variants") from None
     return configs
 
 
 def check_plan(plan: Plan) -> None:
-    """Checks ``plan`` before any work (and before TensorFlow loads).
-
-    Raises:
-        UserError: nothing to measure, a bad or repeated model name, a count that
-            is not positive, no peer mode, a path that is not a model.
-    """
+    """Raises UserError for a plan that cannot run, before any work (and TensorFlow)."""
     from keras_resnet_cifar.deploy import predictor
 
     if not plan.models and not plan.model_paths:
-        raise UserError("--models is empty: name models to train (e.g. --models=resnet20), "
-                        "or give --model_path to measure saved models only.")
+        raise UserError("models is empty: name models to train (e.g. resnet20), or saved "
+                        "models to time.", argument="models")
     for name in plan.models:
         try:
             arch.parse_name(name)
         except ValueError as e:
             raise UserError(str(e)) from None
     if len(set(plan.models)) < len(plan.models):
-        raise UserError(f"--models names a model twice: {','.join(plan.models)}.")
+        raise UserError(f"models names a model twice: {','.join(plan.models)}.",
+                        argument="models")
     for name, most in MAX_COUNTS.items():
         if not 1 <= getattr(plan, name) <= most:
-            raise UserError(f"--{name} must be in [1, {most:,}], got {getattr(plan, name)}.")
+            raise UserError(f"{name} must be in [1, {most:,}], got {getattr(plan, name)}.",
+                            argument=name)
     if plan.num_threads < 0:
-        raise UserError(f"--num_threads must be >= 0 (0: every core), got {plan.num_threads}.")
+        raise UserError(f"num_threads must be >= 0 (0: every core), got {plan.num_threads}.",
+                        argument="num_threads")
     if plan.peer and not plan.peer_modes:
-        raise UserError("--peer_modes is empty: name the peer's configurations to run.")
+        raise UserError("peer_modes is empty: name the peer's configurations to run.",
+                        argument="peer_modes")
     spe = plan.base.steps_per_execution
     if plan.models and plan.steps < 2 * spe:  # the first call of each repeat is untimed
-        raise UserError(f"--steps must be at least 2 x --steps_per_execution ({2 * spe}), "
-                        f"got {plan.steps}.")
+        raise UserError(f"steps must be at least 2 x steps_per_execution ({2 * spe}), "
+                        f"got {plan.steps}.", argument="steps")
     variant_configs(plan)
     for path in plan.model_paths:  # before minutes of training
         predictor.resolve(path, trust_savedmodel=plan.trust_savedmodel)
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    """Every measurement of ``plan``, as one JSON-ready dict (data only, no models).
-
-    The models of ``plan.model_paths`` are timed first (a model that cannot be
-    loaded fails before minutes of training), then each of ``plan.models``.
-
-    Raises:
-        UserError: see :func:`check_plan`; a model that cannot be loaded; the peer fails
-            (:func:`keras_resnet_cifar.analysis.peer.check` finds that out before).
-    """
-    from keras_resnet_cifar.data import datasets
-    import keras
-
-    from keras_resnet_cifar.models import networks as model_lib
-
+    """Every measurement of `plan` as one JSON-ready dict (data only, no models); the saved
+    models are timed first: one that cannot be loaded fails before minutes of training."""
     check_plan(plan)
     base = plan.base
     data = datasets.load(base.dataset, base.data_dir, seed=0,
@@ -366,64 +269,16 @@ def run(plan: Plan) -> dict[str, Any]:
         "machine": machine(),
         "settings": {**settings, "data": data.source},
         "training": {}, "evaluation": {},
-        "inference": (inference_rates(plan.model_paths, data.test.images,
-                                      runs=plan.inference_runs,
+        "inference": (inference_rates(plan.model_paths, data.test.images, runs=plan.inference_runs,
                                       num_threads=plan.num_threads or os.cpu_count() or 1,
+
                                       trust_savedmodel=plan.trust_savedmodel)
                       if plan.model_paths else {"skipped": "no --model_path given"}),
     }
-    variants = variant_configs(plan)
-    precisions = sorted({c.mixed_precision for c in variants.values()})
     for name in plan.models:
-        # One variant: keyed by the model's name, as before variants existed.
-        labels = {v: name if len(variants) == 1 else f"{name} {v}" for v in variants}
-        peer_rates = {(mode, p): [] for mode in plan.peer_modes for p in precisions}
-
-        def between(_, model=name):
-            for mode, precision in peer_rates:
-                peer_rates[mode, precision].append(peer.rate(
-                    plan.peer, model, base.batch_size, plan.steps, mode, precision=precision))
-                logging.info("%s: peer (%s%s): %.1f img/s", model, mode,
-                             "" if precision == "float32" else f", {precision}",
-                             peer_rates[mode, precision][-1])
-
-        logging.info("timing %s: training (%s in turn), 1 warm-up + %d x %d steps%s; then "
-                     "evaluation", name, ", ".join(variants), plan.repeats, plan.steps,
-                     " (the peer after each)" if plan.peer else "")
-        built = {}
-        for variant, config in variants.items():
-            config = dataclasses.replace(config, model=name)
-            model, strategy = build(config)
-            warm_up(labels[variant], model, config, data.train, steps=plan.steps)
-            built[labels[variant]] = (model, config)
-        rates = train_rates(built, data.train, steps=plan.steps, repeats=plan.repeats,
-                            between=between if plan.peer else None)
-        first = next(iter(variants))
-        for variant, label in labels.items():
-            model, config = built[label]
-            entry: dict[str, Any] = {"variant": variant, "images_per_sec": rates[label],
-                                     "params": model_lib.count_trainable_params(model),
-                                     "replicas": strategy.num_replicas_in_sync}
-            if variant != first:
-                entry["ratio_to_first"] = {"of": first, **peer.ratios(
-                    rates[label]["samples"], rates[labels[first]]["samples"])}
-            if plan.peer:
-                entry["peer"] = {}
-                for mode in plan.peer_modes:
-                    samples = peer_rates[mode, config.mixed_precision]
-                    entry["peer"][mode] = {"precision": config.mixed_precision,
-                                           "images_per_sec": summarize(samples),
-                                           "ratio": peer.ratios(rates[label]["samples"],
-                                                                samples)}
-            report["training"][label] = entry
-            # Keras reads the global dtype policy when it traces evaluate: a bfloat16
-            # model traced under float32 (the policy the last build left) computes in
-            # float32 at float32's speed.
-            keras.mixed_precision.set_global_policy(config.mixed_precision)
-            report["evaluation"][label] = {
-                "images_per_sec": eval_rate(model, data.test, base.batch_size,
-                                            repeats=plan.repeats)}
-        del built, model
+        training, evaluation = _time_model(plan, name, data)
+        report["training"].update(training)
+        report["evaluation"].update(evaluation)
     if report["training"]:
         logging.info("timing the input pipeline alone")
         pipeline = pipeline_rate(data.train, base.batch_size, batches=plan.pipeline_batches,
@@ -436,3 +291,59 @@ def run(plan: Plan) -> dict[str, Any]:
     # Other work on the machine slows both sides, the peer's OpenMP threads most.
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
+
+
+def _time_model(plan: Plan, name: str, data) -> tuple[dict, dict]:
+    """The training and evaluation entries of model `name`, every variant in turn."""
+    import keras
+
+    from keras_resnet_cifar.models import networks
+
+    variants = variant_configs(plan)
+    # One variant: keyed by the model's name, as before variants existed.
+    labels = {v: name if len(variants) == 1 else f"{name} {v}" for v in variants}
+    precisions = sorted({c.mixed_precision for c in variants.values()})
+    peer_rates = {(mode, p): [] for mode in plan.peer_modes for p in precisions}
+
+    def between(_):
+        for mode, precision in peer_rates:
+            peer_rates[mode, precision].append(peer.rate(
+                plan.peer, name, plan.base.batch_size, plan.steps, mode, precision=precision))
+            logging.info("%s: peer (%s%s): %.1f img/s", name, mode,
+                         "" if precision == "float32" else f", {precision}",
+                         peer_rates[mode, precision][-1])
+
+    logging.info("timing %s: training (%s in turn), 1 warm-up + %d x %d steps%s; then "
+                 "evaluation", name, ", ".join(variants), plan.repeats, plan.steps,
+                 " (the peer after each)" if plan.peer else "")
+    built = {}
+    for variant, config in variants.items():
+        config = dataclasses.replace(config, model=name)
+        model, strategy = build(config)
+        warm_up(labels[variant], model, config, data.train, steps=plan.steps)
+        built[labels[variant]] = (model, config)
+    rates = train_rates(built, data.train, steps=plan.steps, repeats=plan.repeats,
+                        between=between if plan.peer else None)
+    first = next(iter(variants))
+    training, evaluation = {}, {}
+    for variant, label in labels.items():
+        model, config = built[label]
+        entry: dict[str, Any] = {"variant": variant, "images_per_sec": rates[label],
+                                 "params": networks.count_trainable_params(model),
+                                 "replicas": strategy.num_replicas_in_sync}
+        if variant != first:
+            entry["ratio_to_first"] = {"of": first, **peer.ratios(
+                rates[label]["samples"], rates[labels[first]]["samples"])}
+        if plan.peer:
+            entry["peer"] = {mode: {"precision": config.mixed_precision,
+                                    "images_per_sec": summarize(samples),
+                                    "ratio": peer.ratios(rates[label]["samples"], samples)}
+                             for mode in plan.peer_modes
+                             for samples in [peer_rates[mode, config.mixed_precision]]}
+        training[label] = entry
+        # Keras reads the global dtype policy when it traces evaluate: a bfloat16 model
+        # traced under float32 (the policy the last build left) runs at float32's speed.
+        keras.mixed_precision.set_global_policy(config.mixed_precision)
+        evaluation[label] = {"images_per_sec": eval_rate(model, data.test, plan.base.batch_size,
+                                                         repeats=plan.repeats)}
+    return training, evaluation

@@ -1,12 +1,7 @@
 """Where a training step's time goes: steps recorded with TensorFlow's profiler, by op category.
 
-:func:`record` runs training steps of a compiled, warmed-up model under
-``tf.profiler.experimental`` and returns the XSpace file it wrote
-(``<logdir>/plugins/profile/<run>/<host>.xplane.pb``; TensorBoard's profile
-plugin opens it too). :func:`summarize` reads that file with the XSpace protocol
-buffer TensorFlow itself ships (no TensorBoard plugin needed) and returns data.
-The command line is ``scripts/profile_step.py``.
-"""
+`record` writes an XSpace file (TensorBoard's profile plugin opens it too); `summarize`
+reads it with the protocol buffer TensorFlow ships. The command is scripts/profile_step.py."""
 
 from __future__ import annotations
 
@@ -33,10 +28,8 @@ _STEP = re.compile(r"step_on_(iterator|data)")  # Keras' train function, on the 
 
 
 def record(model, dataset, *, steps: int, logdir: str | os.PathLike) -> Path:
-    """Profiles ``model.fit`` over ``steps`` steps of ``dataset``; returns the .xplane.pb.
-
-    Warm ``model`` up first (one untimed ``fit``): tracing would be recorded too.
-    """
+    """Profiles `steps` steps of `model.fit`; returns the .xplane.pb. Warm the model up
+    first, or its tracing is recorded too."""
     import tensorflow as tf
 
     before = set(Path(logdir).glob("plugins/profile/*/*.xplane.pb"))
@@ -50,7 +43,7 @@ def record(model, dataset, *, steps: int, logdir: str | os.PathLike) -> Path:
 
 
 def category(name: str) -> str | None:
-    """The category of a TensorFlow op event name ("scope/op:Type"), None for no op."""
+    """The category of an op event name ("scope/op:Type"), None for no op."""
     match = _OP.match(name)
     if not match:
         return None
@@ -61,26 +54,17 @@ def category(name: str) -> str | None:
 
 
 def summarize(xplane: str | os.PathLike, steps_per_execution: int = 1) -> dict[str, Any]:
-    """Per training step: wall time, op time by category, and time outside any op.
+    """Per step: {"steps", "wall_ms", "outside_ops_ms", "categories": {category: ms},
+    "top_ops": [[op type, ms], ...] (the 10 longest)}.
 
-    Wall time is the duration of Keras' train-function calls on the calling thread
-    (each ``steps_per_execution`` steps), but the first: it also waits for the new
-    iterator's first batch.
-    An op's time is its span on the executor thread that ran it (its parallel
-    work on the intra-op threads inside); ops of one step may overlap, so the
-    categories may add up to more than the wall time. ``outside_ops`` is the wall
-    time during which no op ran nor the step waited for data: framework overhead
-    (dispatch, executor, Python) and idle threads. ``input_pipeline`` is the time the step waited for
-    its next batch (``IteratorGetNext``).
-
-    Returns:
-        {"steps" (counted), "wall_ms", "outside_ops_ms", "categories": {category: ms},
-        "top_ops": [[op type, ms], ...] (10 longest)}, all per step.
-    """
+    Wall time is that of Keras' train-function calls on the calling thread but the first
+    (which waits for the new iterator's first batch). An op's time is its span on the
+    executor thread (its intra-op work inside); ops overlap, so categories may add up to
+    more than the wall time. outside_ops is the wall time with no op running and no wait
+    for data (IteratorGetNext, the input_pipeline category): framework overhead and idle."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    space = xplane_pb2.XSpace()
-    space.ParseFromString(Path(xplane).read_bytes())
+    space = xplane_pb2.XSpace.FromString(Path(xplane).read_bytes())
     host = next(p for p in space.planes if p.name == "/host:CPU")
     steps_spans, ops, waits = [], [], []
     for line in host.lines:
@@ -123,7 +107,7 @@ def summarize(xplane: str | os.PathLike, steps_per_execution: int = 1) -> dict[s
 
 
 def _outermost(spans, merge: bool = False) -> list[tuple[int, int]]:
-    """Sorted spans without those nested in another (``merge``: overlapping ones joined)."""
+    """Sorted spans without those nested in another (`merge`: overlapping ones joined)."""
     out: list[list[int]] = []
     for s, e in sorted(spans):
         if out and s < out[-1][1]:

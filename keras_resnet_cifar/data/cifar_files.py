@@ -1,19 +1,7 @@
-"""Reading the official CIFAR-10 files: a user's downloaded copy, extracted or not.
-
-A local copy may be given in any of the layouts the data set's authors
-distribute (https://www.cs.toronto.edu/~kriz/cifar.html):
-
-    cifar-10-binary.tar.gz  ->  cifar-10-batches-bin/  data_batch_{1..5}.bin, test_batch.bin
-    cifar-10-python.tar.gz  ->  cifar-10-batches-py/   data_batch_{1..5}, test_batch (pickles)
-
-Archives are read member by member in one forward pass, never extracted to disk.
-Everything is validated before use (record counts, file sizes, labels), and the
-pickles are read with a restricted unpickler that can only rebuild numpy arrays:
-a pickle is a program, and a plain ``pickle.load`` of a downloaded file would run
-whatever it says. The class-name files (``batches.meta.txt``, ``batches.meta``)
-are not read: a genuine copy names the standard classes
-(:data:`keras_resnet_cifar.data.labels.CIFAR10_CLASSES`), and not unpickling a
-file is the safest way to read it.
+"""Reads a downloaded CIFAR-10 copy in any official layout (https://www.cs.toronto.edu/~kriz/
+cifar.html): the binary or python batches, extracted or as their .tar.gz (streamed, never
+extracted), all validated before use. The class-name files are not read (a genuine copy names
+the standard classes, and a file not unpickled is safest).
 """
 
 from __future__ import annotations
@@ -42,25 +30,29 @@ except ImportError:  # numpy < 2
 
 NUM_CLASSES = len(CIFAR10_CLASSES)
 
-# The official layout: five training batches and one test batch of 10,000
-# records each. Tests pass a smaller ``records_per_batch`` to read tiny fakes.
-TRAIN_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
-                 "data_batch_5")
+# Five training batches and one test batch of 10,000 records (tests read smaller fakes).
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
+_BATCHES = (*TRAIN_BATCHES, TEST_BATCH)
 RECORDS_PER_BATCH = 10_000
+TRAIN_IMAGES = len(TRAIN_BATCHES) * RECORDS_PER_BATCH
 IMAGE_BYTES = 32 * 32 * 3
 RECORD_BYTES = 1 + IMAGE_BYTES  # one label byte, then the R, G and B planes
 
 # The largest file of a genuine copy is a 31 MB batch; a file or archive member that
 # announces more is refused before it is read (a few MB of gzip can inflate to GBs).
 MAX_FILE_BYTES = 64 << 20
-# A tar's extended headers (pax, GNU long names) hold a path and a few fields: a PATH_MAX
-# of 4,096 bytes fits twice. The standard library reads such a header whole into memory
-# and parses it in time quadratic in a run of digits (8 KiB: 0.35 s; 64 KiB: 28 s), so a
-# larger one is refused from its 512-byte header, before it is read.
+# A tar's extended headers (pax, GNU long names) hold a path (PATH_MAX 4,096 fits twice).
+# The standard library parses one in time quadratic in a run of digits (8 KiB: 0.35 s;
+# 64 KiB: 28 s), so a larger one is refused from its 512-byte header, before it is read.
 MAX_TAR_HEADER_BYTES = 8 << 10
 _EXTENDED_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                      tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+BIN_DIR, PY_DIR = "cifar-10-batches-bin", "cifar-10-batches-py"
+BIN_TAR, PY_TAR = "cifar-10-binary.tar.gz", "cifar-10-python.tar.gz"
+FORMATS = ("binary-dir", "python-dir", "binary-tar", "python-tar")
+Arrays = tuple[np.ndarray, np.ndarray]  # images (N, 32, 32, 3) uint8, labels (N,) int64
 
 
 class _HeaderTooLarge(tarfile.TarError):
@@ -68,60 +60,26 @@ class _HeaderTooLarge(tarfile.TarError):
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
-    """A tar header that refuses an extended header of more than MAX_TAR_HEADER_BYTES."""
-
     def _proc_member(self, tar):
         if self.type in _EXTENDED_HEADERS and self.size > MAX_TAR_HEADER_BYTES:
             raise _HeaderTooLarge(f"a tar header announces {self.size:,} bytes of extended header "
-                            f"(pax or long name), more than {MAX_TAR_HEADER_BYTES:,}: not a "
-                            "genuine CIFAR-10 archive; refused before reading it")
+                                  f"(pax or long name), more than {MAX_TAR_HEADER_BYTES:,}: not a "
+                                  "genuine CIFAR-10 archive; refused before reading it")
         return super()._proc_member(tar)
-
-BIN_DIR, PY_DIR = "cifar-10-batches-bin", "cifar-10-batches-py"
-BIN_TAR, PY_TAR = "cifar-10-binary.tar.gz", "cifar-10-python.tar.gz"
-FORMATS = ("binary-dir", "python-dir", "binary-tar", "python-tar")
-
-# (images (N, 32, 32, 3) uint8, labels (N,) int64)
-Arrays = tuple[np.ndarray, np.ndarray]
 
 
 def detect_format(path: str) -> str:
-    """Says which layout ``path`` holds (see :func:`read` for what is accepted).
-
-    Cheap (it reads no batch), so a command can refuse a wrong ``--data_dir`` at once.
-
-    Returns:
-        ``"binary-dir"``, ``"python-dir"``, ``"binary-tar"`` or ``"python-tar"``.
-
-    Raises:
-        DataError: ``path`` is missing or holds none of them.
-    """
+    """One of FORMATS; cheap (no batch is read), so a command refuses a wrong path at once."""
     return _locate(path)[0]
 
 
 def read(path: str, *, records_per_batch: int = RECORDS_PER_BATCH
          ) -> tuple[Arrays, Arrays, str]:
-    """Reads a downloaded CIFAR-10 copy in any official layout, detected automatically.
-
-    Args:
-        path: ``cifar-10-binary.tar.gz`` or ``cifar-10-python.tar.gz``; an extracted
-            ``cifar-10-batches-bin/`` or ``cifar-10-batches-py/``; or a folder
-            holding any of those four (extracted folders are preferred).
-        records_per_batch: records expected in each of the six batch files (the
-            official 10,000; tests read smaller fakes).
-
-    Returns:
-        ((train images, train labels), (test images, test labels), where they were
-        read from), with 5 x ``records_per_batch`` training and ``records_per_batch``
-        test images: uint8 (N, 32, 32, 3) RGB and int64 labels in 0..9.
-
-    Raises:
-        DataError: missing, truncated, malformed or unsafe files.
-    """
+    """(train, test, where it was read from) of the archive or extracted folder `path` or
+    the one in folder `path` (extracted preferred); DataError for a bad or unsafe file."""
     fmt, where = _locate(path)
     binary = fmt.startswith("binary")
-    suffix = ".bin" if binary else ""
-    names = tuple(b + suffix for b in (*TRAIN_BATCHES, TEST_BATCH))
+    names = tuple(b + (".bin" if binary else "") for b in _BATCHES)
     files = _read_tar(where) if fmt.endswith("tar") else _read_dir(where, names)
     parse = _parse_binary if binary else _parse_pickle
     batches = []
@@ -134,13 +92,10 @@ def read(path: str, *, records_per_batch: int = RECORDS_PER_BATCH
              np.concatenate([labels for _, labels in batches[:-1]]))
     test = (_planes_to_hwc([batches[-1][0]]), batches[-1][1])
     where = os.path.abspath(where)
-    # Debug only: the tools say where their data came from (the source returned here).
     logging.debug("Read CIFAR-10 (%s) from %s: %d train, %d test images.",
-                 fmt, where, len(train[1]), len(test[1]))
+                  fmt, where, len(train[1]), len(test[1]))
     return train, test, f"{os.path.basename(where)} at {os.path.dirname(where)}"
 
-
-# --- Finding the format -----------------------------------------------------------
 
 def _locate(path: str) -> tuple[str, str]:
     """(format, the file or folder to read) for what the user pointed at."""
@@ -152,10 +107,8 @@ def _locate(path: str) -> tuple[str, str]:
     own = _folder_format(path)
     if own:
         return own, path
-    # A folder holding a copy: extracted folders first (no decompression), binary
-    # before python (no unpickling), then the archives.
-    for name, fmt in ((BIN_DIR, "binary-dir"), (PY_DIR, "python-dir"),
-                      (BIN_TAR, "binary-tar"), (PY_TAR, "python-tar")):
+    # Extracted folders first (no decompression), binary before python (no unpickling).
+    for name, fmt in zip((BIN_DIR, PY_DIR, BIN_TAR, PY_TAR), FORMATS):
         candidate = os.path.join(path, name)
         if os.path.isdir(candidate) if fmt.endswith("dir") else os.path.isfile(candidate):
             return fmt, candidate
@@ -164,33 +117,24 @@ def _locate(path: str) -> tuple[str, str]:
 
 
 def _folder_format(path: str) -> str | None:
-    """The format of an extracted batches folder, by its name or the batch files in it."""
     base = os.path.basename(os.path.normpath(path))
-    if base == BIN_DIR or any(os.path.exists(os.path.join(path, f"{b}.bin"))
-                              for b in (*TRAIN_BATCHES, TEST_BATCH)):
+    if base == BIN_DIR or any(os.path.exists(os.path.join(path, f"{b}.bin")) for b in _BATCHES):
         return "binary-dir"
-    if base == PY_DIR or any(os.path.exists(os.path.join(path, b))
-                             for b in (*TRAIN_BATCHES, TEST_BATCH)):
+    if base == PY_DIR or any(os.path.exists(os.path.join(path, b)) for b in _BATCHES):
         return "python-dir"
     return None
 
 
 def _archive_format(path: str) -> str:
-    """Which top-level folder the archive holds, from its first members."""
     for name, _ in _tar_members(path, lambda name: True):
         top = name.split("/", 1)[0]
-        if top == BIN_DIR:
-            return "binary-tar"
-        if top == PY_DIR:
-            return "python-tar"
-    raise DataError(f"{path} holds neither {BIN_DIR}/ nor {PY_DIR}/: it is not a "
-                    "CIFAR-10 archive.")
+        if top in (BIN_DIR, PY_DIR):
+            return "binary-tar" if top == BIN_DIR else "python-tar"
+    raise DataError(f"{path} holds neither {BIN_DIR}/ nor {PY_DIR}/: it is not a CIFAR-10 "
+                    "archive.")
 
-
-# --- Reading files and archive members ----------------------------------------------
 
 def _describe(where: str, fmt: str, name: str) -> str:
-    """How to name one batch file in a message."""
     top = BIN_DIR if fmt.startswith("binary") else PY_DIR
     return f"{top}/{name} in {where}" if fmt.endswith("tar") else os.path.join(where, name)
 
@@ -208,9 +152,8 @@ def _read_dir(folder: str, names: tuple[str, ...]) -> dict[str, bytes]:
 
 def _read_tar(archive: str) -> dict[str, bytes]:
     """The batch members of either archive layout, keyed by base name."""
-    batches = (*TRAIN_BATCHES, TEST_BATCH)
-    wanted = {f"{BIN_DIR}/{b}.bin": f"{b}.bin" for b in batches}
-    wanted.update({f"{PY_DIR}/{b}": b for b in batches})
+    wanted = {f"{BIN_DIR}/{b}.bin": f"{b}.bin" for b in _BATCHES}
+    wanted.update({f"{PY_DIR}/{b}": b for b in _BATCHES})
     files = {}
     for name, data in _tar_members(archive, wanted.__contains__, read=True):
         if wanted[name] in files:
@@ -222,12 +165,7 @@ def _read_tar(archive: str) -> dict[str, bytes]:
 
 def _tar_members(archive: str, want: Callable[[str], bool],
                  read: bool = False) -> Iterator[tuple[str, bytes | None]]:
-    """Yields (normalised name, bytes or None) for the regular-file members ``want``s.
-
-    Streams the archive in one forward pass (tar mode ``r|``). Members with
-    absolute names or ``..`` are skipped, so nothing outside the archive's own
-    folders can ever be named; nothing is written to disk anyway.
-    """
+    """(normalised name, bytes or None) of the wanted regular files, in one forward pass."""
     try:
         with fileio.open_regular(archive, follow_links=True) as raw:
             gzipped = raw.read(2) == b"\x1f\x8b"
@@ -237,45 +175,34 @@ def _tar_members(archive: str, want: Callable[[str], bool],
                               tarinfo=_BoundedTarInfo) as tar:
                 for member in tar:
                     name = posixpath.normpath(member.name)
+                    # Absolute names and ".." skipped: nothing outside the archive's folders.
                     if not member.isfile() or name.startswith(("/", "..")) or not want(name):
                         continue
                     if read:
                         _check_size(member.size, f"{name} in {archive}")
                     yield name, tar.extractfile(member).read() if read else None
             if read and gzipped:
-                # gzip checks its CRC only at the end of the stream (tarfile's own
-                # stream reader never does): read to the end, so that corruption is
-                # reported as such rather than parsed as garbage.
+                # gzip checks its CRC only at the stream's end (tarfile never reads it):
+                # read to the end, so corruption is reported rather than parsed as garbage.
                 while stream.read(1 << 20):
                     pass
     except _HeaderTooLarge as e:
         raise DataError(f"{archive}: {e}.") from None
     except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as e:
-        raise DataError(f"{archive} is not a readable tar archive (truncated or "
-                        f"corrupt?): {_first_line(e)}.") from e
+        raise DataError(f"{archive} is not a readable tar archive (truncated or corrupt?): "
+                        f"{_first_line(e)}.") from e
 
 
 def _check_size(size: int, where: str) -> None:
-    """Refuses a file that announces more bytes than any file of a CIFAR-10 copy."""
     if size > MAX_FILE_BYTES:
         raise DataError(f"{where} announces {size:,} bytes, more than any CIFAR-10 file "
-                        f"(at most {MAX_FILE_BYTES >> 20} MB): not a genuine copy; "
-                        "refused before reading it.")
-
-
-# --- Parsing batches ----------------------------------------------------------------
-
-def _check_labels(labels: np.ndarray, where: str) -> None:
-    if labels.size and labels.max() >= NUM_CLASSES:
-        bad = int(labels.max())
-        raise DataError(f"{where} has label {bad}; CIFAR-10 labels are 0..{NUM_CLASSES - 1}.")
+                        f"(at most {MAX_FILE_BYTES >> 20} MB): not a genuine copy; refused "
+                        "before reading it.")
 
 
 def _planes_to_hwc(batches: list[np.ndarray]) -> np.ndarray:
-    """Rows of R, G, B planes (each 32x32 row-major), (n, 3072) per batch, as one
-    (N, 32, 32, 3) array: ``reshape(N, 3, 32, 32).transpose(0, 2, 3, 1)``, but
-    copied one plane at a time, which is about 6x faster than a transposing copy.
-    """
+    """(n, 3072) R, G, B planes per batch as one (N, 32, 32, 3) array: reshape(N, 3, 32,
+    32).transpose(0, 2, 3, 1), but copied a plane at a time, about 6x faster."""
     out = np.empty((sum(len(b) for b in batches), 32 * 32, 3), np.uint8)
     start = 0
     for planes in batches:
@@ -285,20 +212,18 @@ def _planes_to_hwc(batches: list[np.ndarray]) -> np.ndarray:
     return out.reshape(-1, 32, 32, 3)
 
 
-def _parse_binary(data: bytes, where: str, records: int) -> tuple[np.ndarray, np.ndarray]:
-    """(planes (records, 3072) uint8, labels int64) of one binary batch file."""
+def _parse_binary(data: bytes, where: str, records: int) -> Arrays:
     if len(data) != records * RECORD_BYTES:
-        raise DataError(f"{where} has {len(data):,} bytes; a CIFAR-10 batch file has "
-                        f"{records:,} records of {RECORD_BYTES} bytes = "
-                        f"{records * RECORD_BYTES:,} (truncated or not CIFAR-10?).")
+        raise DataError(f"{where} has {len(data):,} bytes; a CIFAR-10 batch file has {records:,} "
+                        f"records of {RECORD_BYTES} bytes = {records * RECORD_BYTES:,} (truncated "
+                        "or not CIFAR-10?).")
     rows = np.frombuffer(data, np.uint8).reshape(records, RECORD_BYTES)
     labels = rows[:, 0].astype(np.int64)
-    _check_labels(labels, where)
+    _check_label(int(labels.max(initial=0)), where)
     return rows[:, 1:], labels
 
 
-def _parse_pickle(data: bytes, where: str, records: int) -> tuple[np.ndarray, np.ndarray]:
-    """(planes (records, 3072) uint8, labels int64) of one pickled batch."""
+def _parse_pickle(data: bytes, where: str, records: int) -> Arrays:
     batch = _safe_unpickle(data, where)
     if not isinstance(batch, dict) or not {b"data", b"labels"} <= batch.keys():
         raise DataError(f"{where} is not a CIFAR-10 batch: expected a dict with "
@@ -315,34 +240,31 @@ def _parse_pickle(data: bytes, where: str, records: int) -> tuple[np.ndarray, np
         got = f"{len(labels)} items" if isinstance(labels, list) else type(labels).__name__
         raise DataError(f"{where} has b'labels' of {got}; expected a list of "
                         f"{records} non-negative ints.")
-    if labels and max(labels) >= NUM_CLASSES:  # before int64 (2**70 overflows it)
-        raise DataError(f"{where} has label {max(labels)!s:.40}; CIFAR-10 labels are "
+    _check_label(max(labels, default=0), where)  # before int64 (2**70 overflows it)
+    return images, np.asarray(labels, np.int64)
+
+
+def _check_label(largest: int, where: str) -> None:
+    if largest >= NUM_CLASSES:
+        raise DataError(f"{where} has label {largest!s:.40}; CIFAR-10 labels are "
                         f"0..{NUM_CLASSES - 1}.")
-    labels = np.asarray(labels, np.int64)
-    return images, labels
 
-
-# --- Pickles ----------------------------------------------------------------------
 
 def _latin1_encode(text, encoding="latin1"):
-    """codecs.encode as protocol-2 pickles use it for bytes (Python 3 writes
-    ``b"..."`` as ``_codecs.encode("...", "latin1")``); no other codec."""
+    """codecs.encode as protocol-2 pickles use it for bytes; no other codec."""
     if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
         raise pickle.UnpicklingError(f"codecs.encode with {encoding!r}")
     return codecs.encode(text, "latin1")
 
 
-# Every global a genuine CIFAR-10 pickle references (checked with pickletools on
-# the pickles make_cifar10.py writes, protocol 2 under Python 3, and on the
-# authors' Python 2 files, which name numpy.core instead of numpy._core): numpy's
-# array reconstruction and, for bytes, codecs.encode. Anything else is refused.
+# A pickle is a program. These are every global a genuine CIFAR-10 pickle references
+# (pickletools on make_cifar10.py's protocol-2 pickles and the authors' Python 2 files,
+# which name numpy.core): array reconstruction and, for bytes, codecs.encode.
 _PICKLE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): _latin1_encode,
-    ("codecs", "encode"): _latin1_encode,
+    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode, ("codecs", "encode"): _latin1_encode,
 }
 
 

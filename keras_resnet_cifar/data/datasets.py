@@ -1,13 +1,5 @@
 """CIFAR-10 as numpy arrays: a user's downloaded copy, tensorflow-datasets, or synthetic.
-
-Every loader returns a :class:`Cifar10`: uint8 images (N, 32, 32, 3) in RGB,
-height-width-channel order, and int64 labels in 0..9. Reading the official files
-of a local copy (their layouts, archives, the safe unpickler) is
-:mod:`keras_resnet_cifar.data.cifar_files`'s job.
-
-No TensorFlow is imported here, so :data:`DATASETS` can be read by the flag layer
-(:mod:`keras_resnet_cifar.config`) before TensorFlow loads.
-"""
+No TensorFlow import: config.py reads DATASETS before TensorFlow loads."""
 
 from __future__ import annotations
 
@@ -24,24 +16,22 @@ from keras_resnet_cifar.data import cifar_files
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 from keras_resnet_cifar.errors import DataError, UserError, first_line as _first_line
 
-# The names --dataset accepts (config.py imports this one definition).
 DATASETS = ("cifar10", "synthetic")
-TRAIN_IMAGES = 50_000  # CIFAR-10's training split (five batches of 10,000)
+TRAIN_IMAGES = cifar_files.TRAIN_IMAGES
 CLASS_NAMES = CIFAR10_CLASSES
-NUM_CLASSES = len(CLASS_NAMES)
+NUM_CLASSES = cifar_files.NUM_CLASSES
 
-# Where tensorflow-datasets downloads cifar10 from (its cifar.py). Offline, its
-# downloader retries for about 3.5 minutes before giving up, so load() first
-# checks in a few seconds that the host can be reached at all.
+# Where tensorflow-datasets downloads cifar10 from (its cifar.py). Offline, it retries for
+# about 3.5 minutes, so load() first checks in a few seconds that the host can be reached.
 _TFDS_HOST = ("www.cs.toronto.edu", 443)
 _PROBE_TIMEOUT_S = 5.0
-_NO_DOWNLOAD_HINT = (f"pass --data_dir=<folder with {cifar_files.BIN_DIR}, "
+_NO_DOWNLOAD_HINT = (f"pass data_dir=<folder with {cifar_files.BIN_DIR}, "
                      f"{cifar_files.PY_DIR}, {cifar_files.BIN_TAR} or {cifar_files.PY_TAR}>")
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """One split: uint8 images (N, 32, 32, 3) RGB and int64 labels (N,) in 0..9."""
+    """uint8 images (N, 32, 32, 3) RGB and int64 labels (N,) in 0..9."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -52,8 +42,6 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Cifar10:
-    """The training and test splits, the class names and where they came from."""
-
     train: Split
     test: Split
     class_names: tuple[str, ...]
@@ -62,24 +50,9 @@ class Cifar10:
 
 def load(dataset: str = "cifar10", data_dir: str | None = None, *, seed: int = 0,
          synthetic_sizes: tuple[int, int] = (50000, 10000)) -> Cifar10:
-    """Loads a data set by name.
-
-    Args:
-        dataset: ``"cifar10"`` or ``"synthetic"``.
-        data_dir: for ``cifar10``, a local copy (see :func:`cifar_files.read`); None or ""
-            asks tensorflow-datasets, which downloads it on first use into its own
-            folder (``~/tensorflow_datasets`` unless ``TFDS_DATA_DIR`` says
-            otherwise). Not used by ``synthetic``.
-        seed: seed of the synthetic data.
-        synthetic_sizes: (train, test) sizes of the synthetic data.
-
-    Returns:
-        A :class:`Cifar10`.
-
-    Raises:
-        UserError: unknown data set name.
-        DataError: the data cannot be found, fetched or read.
-    """
+    """Loads "cifar10" or "synthetic" (seed and synthetic_sizes are synthetic's). cifar10
+    comes from the local copy `data_dir` when given (cifar_files.read), else from
+    tensorflow-datasets (downloaded on first use into ~/tensorflow_datasets or TFDS_DATA_DIR)."""
     if dataset == "synthetic":
         if data_dir:
             logging.warning("data_dir=%s is not used by the synthetic data set.", data_dir)
@@ -87,56 +60,45 @@ def load(dataset: str = "cifar10", data_dir: str | None = None, *, seed: int = 0
     if dataset == "cifar10":
         return read_local(data_dir) if data_dir else _load_tfds()
     raise UserError(f"Unknown dataset {dataset!r}: expected one of "
-                    f"{', '.join(repr(d) for d in DATASETS)}.")
+                    f"{', '.join(repr(d) for d in DATASETS)}.", argument="dataset")
 
 
-
-def read_local(path: str, *,
-               records_per_batch: int = cifar_files.RECORDS_PER_BATCH) -> Cifar10:
-    """A downloaded CIFAR-10 copy in any official layout (see :func:`cifar_files.read`).
-
-    Raises:
-        DataError: missing, truncated, malformed or unsafe files.
-    """
+def read_local(path: str, *, records_per_batch: int = cifar_files.RECORDS_PER_BATCH) -> Cifar10:
     (train_x, train_y), (test_x, test_y), source = cifar_files.read(
         path, records_per_batch=records_per_batch)
     return Cifar10(train=Split(train_x, train_y), test=Split(test_x, test_y),
                    class_names=CLASS_NAMES, source=source)
 
 
-# --- tensorflow-datasets ----------------------------------------------------------
-
 def _load_tfds() -> Cifar10:
-    """cifar10 from tensorflow-datasets, downloading it once if needed."""
+    def fail(message):
+        return DataError(f"{message}; {_NO_DOWNLOAD_HINT}.", argument="data_dir")
+
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise DataError(f"tensorflow-datasets is not installed; {_NO_DOWNLOAD_HINT}.") from e
+        raise fail("tensorflow-datasets is not installed") from e
     try:
         prepared = tfds.builder("cifar10").is_prepared()
     except Exception as e:
-        raise DataError(f"tensorflow-datasets cannot provide cifar10 ({_first_line(e)}); "
-                        f"{_NO_DOWNLOAD_HINT}.") from e
+        raise fail(f"tensorflow-datasets cannot provide cifar10 ({_first_line(e)})") from e
     if not prepared and not _reachable(*_TFDS_HOST):
-        raise DataError(f"CIFAR-10 is not in tensorflow-datasets' folder and cannot be "
-                        f"downloaded ({_TFDS_HOST[0]} is unreachable); {_NO_DOWNLOAD_HINT}.")
+        raise fail(f"CIFAR-10 is not in tensorflow-datasets' folder and cannot be "
+                   f"downloaded ({_TFDS_HOST[0]} is unreachable)")
     try:
         train, test = tfds.as_numpy(tfds.load("cifar10", split=["train", "test"],
                                               batch_size=-1, as_supervised=True))
     except Exception as e:  # network, disk, or tfds' own bugs: all mean "use a local copy"
-        raise DataError(f"tensorflow-datasets could not provide cifar10 "
-                        f"({type(e).__name__}: {_first_line(e)}); {_NO_DOWNLOAD_HINT}.") from e
+        raise fail(f"tensorflow-datasets could not provide cifar10 "
+                   f"({type(e).__name__}: {_first_line(e)})") from e
     return Cifar10(train=Split(np.asarray(train[0], np.uint8), np.asarray(train[1], np.int64)),
                    test=Split(np.asarray(test[0], np.uint8), np.asarray(test[1], np.int64)),
                    class_names=CLASS_NAMES, source="tensorflow-datasets cifar10")
 
 
 def _reachable(host: str, port: int, timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to ``host`` (or the configured HTTPS proxy) opens.
-
-    Runs in a daemon thread joined with a timeout, since name resolution ignores
-    socket timeouts and can hang on its own.
-    """
+    """Whether a TCP connection to `host` (or the HTTPS proxy) opens; probed in a daemon
+    thread joined with a timeout, as name resolution ignores socket timeouts."""
     proxy = urllib.request.getproxies().get("https")
     if proxy:
         parsed = urllib.parse.urlsplit(proxy if "//" in proxy else f"//{proxy}")
@@ -156,20 +118,11 @@ def _reachable(host: str, port: int, timeout: float = _PROBE_TIMEOUT_S) -> bool:
     return bool(ok)
 
 
-# --- Synthetic data ---------------------------------------------------------------
-
 def synthetic(num_train: int, num_test: int, seed: int = 0) -> Cifar10:
-    """Random CIFAR-shaped data that a network can learn, deterministic in ``seed``.
-
-    Each class has its own prototype: a colour plus a smooth 4x4-cell pattern.
-    An image is its class's prototype plus independent pixel noise (std 50), so
-    the data is easy on purpose (a nearest-class-mean rule on the pixels gets it
-    all right): a few training steps visibly lower the loss, which is what smoke
-    runs need. Classes are balanced (to within one image) and shuffled.
-
-    Raises:
-        UserError: negative sizes.
-    """
+    """Random CIFAR-shaped data a network can learn, deterministic in `seed`: an image is its
+    class's prototype (a colour plus a smooth 4x4-cell pattern) plus pixel noise (std 50).
+    Easy on purpose (nearest class mean gets it all right), so a few smoke steps visibly lower
+    the loss. Classes are balanced (to within one image) and shuffled."""
     if num_train < 0 or num_test < 0:
         raise UserError(f"Synthetic sizes must be >= 0; got {num_train}, {num_test}.")
     # Independent streams, so the test set does not depend on the training size.
@@ -197,28 +150,16 @@ def synthetic(num_train: int, num_test: int, seed: int = 0) -> Cifar10:
                    class_names=CLASS_NAMES, source=f"synthetic (seed {seed})")
 
 
-# --- Validation split ---------------------------------------------------------------
-
 def fixed_subset(split: Split, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` images and labels of ``split``, drawn without replacement, fixed by ``seed``.
-
-    In the split's order. The study's curve points and layer statistics use these
-    (so does the reference trainer's comparison), the same for every run.
-    """
+    """`size` examples drawn without replacement, fixed by `seed`, in the split's order
+    (the same in every run: the study's curve points and layer statistics)."""
     size = min(size, len(split))
     index = np.sort(np.random.default_rng(seed).permutation(len(split))[:size])
     return split.images[index], split.labels[index]
 
 
 def holdout(split: Split, n: int, seed: int) -> tuple[Split, Split]:
-    """Holds ``n`` random examples out of ``split``, deterministically in ``seed``.
-
-    Returns:
-        (the rest, the held-out ``n``), each in the original order.
-
-    Raises:
-        UserError: ``n`` is negative or larger than the split.
-    """
+    """(the rest, `n` random examples held out), each in the original order."""
     if not 0 <= n <= len(split):
         raise UserError(f"Cannot hold out {n} of {len(split)} training examples.")
     held = np.zeros(len(split), bool)

@@ -1,20 +1,5 @@
-"""Reading images for inference: PNG/JPEG files and ``.npy`` batches, as uint8 pixels.
-
-Only numpy and Pillow are used (no TensorFlow), so an edge device can run it.
-Every input becomes uint8 RGB (N, 32, 32, 3), the pixels the exported models take:
-
-- grayscale, palette and RGBA/LA images are converted to RGB (alpha dropped);
-- images of another size are resized to 32x32 (bilinear, Pillow's antialiased
-  downscale) with a warning, or refused when ``strict`` is set;
-- ``.npy`` files hold one image (32, 32, 3) or a batch (N, 32, 32, 3) of uint8
-  pixels, or floats already on the [0, 255] scale; (32, 32) / (N, 32, 32)
-  grayscale is also accepted. Floats that all lie in [0, 1] are refused: that is
-  the common [0, 1]-scaled form, and the models take 0-255 pixels.
-- Images larger than :data:`MAX_PIXELS` are refused from their header, before
-  decoding, so a decompression bomb (a small file of a huge image) costs nothing.
-
-A file that cannot be read gives an :class:`ImageError` for that file only, so a
-caller can report it and go on with the others.
+"""Images for inference (PNG/JPEG files, .npy batches) as uint8 RGB (N, 32, 32, 3). numpy
+and Pillow only (an edge device runs it); a bad file is an ImageError for that file only.
 """
 
 from __future__ import annotations
@@ -42,35 +27,16 @@ class ImageError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class Loaded:
-    """The pixels read from one file, with a label per image for reports.
-
-    Attributes:
-        path: the file.
-        names: one name per image: the path, or ``path[i]`` for a ``.npy`` batch.
-        pixels: uint8 (N, 32, 32, 3) RGB.
-        warnings: conversions applied (resizing, channel changes), for the user.
-    """
-
     path: str
-    names: tuple[str, ...]
-    pixels: np.ndarray
-    warnings: tuple[str, ...] = ()
+    names: tuple[str, ...]  # one per image: the path, or path[i] for a .npy batch
+    pixels: np.ndarray  # uint8 (N, 32, 32, 3) RGB
+    warnings: tuple[str, ...] = ()  # conversions applied (resizing, channels), for the user
 
 
 def load_file(path: str | os.PathLike, *, strict: bool = False) -> Loaded:
-    """Reads one PNG/JPEG image or ``.npy`` batch as uint8 (N, 32, 32, 3).
-
-    Args:
-        path: the file.
-        strict: refuse images that are not 32x32 instead of resizing them.
-
-    Returns:
-        A :class:`Loaded`.
-
-    Raises:
-        ImageError: missing, unreadable or corrupt file, or a shape that cannot
-            be made into 32x32 RGB (or any size but 32x32 when ``strict``).
-    """
+    """One PNG/JPEG image or .npy batch. Grayscale, palette and RGBA/LA become RGB (alpha
+    dropped); other sizes are resized to 32x32 (bilinear, antialiased) with a warning, or
+    refused when `strict`."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ImageError(f"{path}: no such file.")
@@ -110,7 +76,7 @@ def _load_image(path: str, strict: bool) -> Loaded:
     if size != (SIZE, SIZE):
         if strict:
             raise ImageError(f"{path}: is {size[0]}x{size[1]}, not {SIZE}x{SIZE} "
-                             "(--strict refuses to resize).")
+                             "(strict refuses to resize).", argument="strict")
         warnings.append(f"{path}: resized {size[0]}x{size[1]} to {SIZE}x{SIZE}; "
                         "predictions on resized images are less reliable")
         rgb = rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
@@ -119,19 +85,12 @@ def _load_image(path: str, strict: bool) -> Loaded:
 
 
 def _is_wide_gray(mode: str, fmt: str | None) -> bool:
-    """Whether Pillow opened a 16-bit grayscale image (PNG, TIFF).
-
-    Its modes are ``I;16`` and kin; older Pillows open 16-bit PNGs as ``I``.
-    """
+    """Whether Pillow opened a 16-bit grayscale image (older Pillows: PNGs as mode I)."""
     return mode in ("I;16", "I;16L", "I;16B", "I;16N") or (mode == "I" and fmt == "PNG")
 
 
 def _to_rgb(img):
-    """``img`` as 8-bit RGB, 16-bit grayscale scaled (65535 -> 255) rather than clipped.
-
-    Pillow's ``convert("RGB")`` clips 16-bit values at 255, which turns nearly
-    every pixel of a 16-bit image white.
-    """
+    # 16-bit grayscale scaled (65535 -> 255): Pillow's convert("RGB") clips it, all white.
     from PIL import Image
 
     if _is_wide_gray(img.mode, img.format):
@@ -154,16 +113,8 @@ def _load_npy(path: str) -> Loaded:
 
 
 def to_pixels(array: np.ndarray, what: str = "array") -> np.ndarray:
-    """Checks and converts an array of images to uint8 RGB (N, 32, 32, 3).
-
-    Accepts (32, 32), (32, 32, C), (N, 32, 32) and (N, 32, 32, C) with C in
-    {1, 3, 4}; uint8, or numbers on the [0, 255] scale (rounded).
-
-    Raises:
-        ImageError: another shape, a non-numeric dtype, non-finite values,
-            values outside [0, 255], or floats that all lie in [0, 1] (pixels
-            scaled to [0, 1]: the models take 0-255).
-    """
+    """(32, 32[, C]) or (N, 32, 32[, C]) images, C in {1, 3, 4}, as uint8 RGB (N, 32, 32, 3):
+    uint8, or numbers on the [0, 255] scale (rounded); floats all in [0, 1] are refused."""
     a = np.asarray(array)
     if a.dtype.kind not in "uif" and a.dtype != np.bool_:
         raise ImageError(f"{what}: dtype {a.dtype} is not a pixel type.")

@@ -1,7 +1,4 @@
-"""CIFAR-10 class names and ranked predictions, importable without TensorFlow.
-
-Edge devices and the serving client use this module, so it needs only numpy.
-"""
+"""CIFAR-10 class names and ranked predictions; numpy only (edge devices, the serving client)."""
 
 from __future__ import annotations
 
@@ -18,31 +15,16 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 
 def top_k(probabilities: np.ndarray, class_names: Sequence[str],
           k: int = 3) -> list[list[tuple[str, float]]]:
-    """The ``k`` most probable classes of each row, best first.
-
-    Args:
-        probabilities: (N, C) class probabilities.
-        class_names: C names.
-        k: how many to keep (at most C).
-
-    Returns:
-        One list of (class name, probability) pairs per row.
-    """
+    """The `k` most probable (class name, probability) of each row of (N, C), best first."""
     probabilities = np.asarray(probabilities, np.float64)
     k = max(1, min(k, probabilities.shape[1]))
     # Stable sort on the negated values: ties keep label order, like argmax.
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return [[(class_names[j], float(p[j])) for j in row]
-            for row, p in zip(order, probabilities)]
+    return [[(class_names[j], float(p[j])) for j in row] for row, p in zip(order, probabilities)]
 
 
 def format_ranked(predictions: Sequence[dict]) -> str:
-    """One line per image: its name, then its top classes with probabilities.
-
-    Args:
-        predictions: {"input": name, "top": [{"class": str, "probability": float}]}
-            per image, as ``predict`` and ``serving_client`` make them.
-    """
+    """One line per {"input": name, "top": [{"class", "probability"}]}: name, top classes."""
     # Names come from files (a model card's class names, a file name): escaped, so that
     # a control character in them cannot drive the terminal.
     predictions = [{"input": printable(p["input"], 1000),

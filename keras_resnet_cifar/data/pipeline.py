@@ -1,28 +1,19 @@
 """tf.data pipelines over in-memory CIFAR-10 splits, with He et al.'s augmentation.
 
 He et al. (2016), section 4.2: "4 pixels are padded on each side, and a 32x32 crop
-is randomly sampled from the padded image or its horizontal flip."
-
-Elements are ``(images, labels)``: float32 (B, 32, 32, 3) raw pixel values in
-[0, 255] (the model normalises them itself) and int64 (B,).
-
-Augmentation works on whole batches after ``.batch()``: one zero-pad of the
-batch, then a single gather whose index arithmetic does each image's crop and
-flip at once. Per-image ``map`` calls would spend most of their time in tf.data
-overhead rather than in pixels.
-
-Randomness is stateless and keyed by (seed, epoch): epoch ``e`` of a run with
-``seed`` has the same order and the same crops whether the run went through
-epochs 0..e-1 in this process, in another one, or not at all. That is what lets
-an interrupted run resume bit for bit (:func:`train_dataset` with ``first_epoch``):
-nothing in the pipeline carries state from one epoch to the next, and nothing
-depends on TF's global seed.
+is randomly sampled from the padded image or its horizontal flip." Elements: float32
+(B, 32, 32, 3) raw pixels in [0, 255] and int64 labels (B,). Augmentation works on whole
+batches (one pad, one gather): per-image map calls spend their time in tf.data overhead.
+Randomness is stateless, keyed by (seed, epoch), nothing else: epoch e has the same order
+and crops whether or not epochs 0..e-1 ran in this process (an interrupted run resumes
+bit for bit).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
+from keras_resnet_cifar.config import batches
 from keras_resnet_cifar.data.datasets import Split
 
 PAD = 4  # pixels of zeros on each side before the random 32x32 crop
@@ -30,17 +21,8 @@ SIZE = 32
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Zero-pads by ``PAD``, crops a random 32x32 window and flips half, per image.
-
-    Args:
-        images: (B, 32, 32, C), any dtype (the pipeline passes uint8).
-        seed: int32/int64 shape [2], the seed of this batch's stateless draws.
-
-    Returns:
-        (B, 32, 32, C), same dtype: image i is the window of its padded copy at
-        row ``dy[i]``, column ``dx[i]`` (each uniform in 0..2*PAD), mirrored left
-        to right with probability 1/2.
-    """
+    """Per image: the 32x32 window at a uniform offset (0..2*PAD each way) of its zero-padded
+    copy, mirrored with probability 1/2. `seed` is the [2] key of this batch's draws."""
     batch = tf.shape(images)[0]
     offset_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     offsets = tf.random.stateless_uniform([batch, 2], offset_seed, minval=0,
@@ -57,11 +39,7 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def epoch_key(seed: int, epoch, pass_=0) -> tf.Tensor:
-    """The int64 [2] key of pass ``pass_`` over the data in 0-based ``epoch``.
-
-    Every random draw of that pass (its order, each batch's crops and flips)
-    is a stateless function of this key, so of ``(seed, epoch, pass_)`` alone.
-    """
+    """The [2] key of every draw (order, crops, flips) of pass `pass_` in 0-based `epoch`."""
     key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
     return tf.random.experimental.stateless_fold_in(key, tf.cast(pass_, tf.int64))
 
@@ -70,35 +48,16 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
                   last_epoch: int | None = None, steps_per_epoch: int | None = None,
                   augment: bool = True, shuffle: bool = True,
                   drop_remainder: bool = False) -> tf.data.Dataset:
-    """The training batches of epochs ``first_epoch`` to ``last_epoch - 1``, in a row.
-
-    Epoch ``e`` is one pass over the split in an order drawn from ``(seed, e)``,
-    batched, each batch padded, cropped and flipped with its own draws. With
-    ``steps_per_epoch`` an epoch is exactly that many batches: the first ones of
-    its pass, or of further passes (keys ``(seed, e, 1)``, ...) when one pass has
-    fewer. Iterating the dataset again gives the same batches.
-
-    Args:
-        split: the training images (uint8) and labels, held in memory once.
-        batch_size: images per batch.
-        seed: the run's seed.
-        first_epoch: the 0-based epoch of the first batch (a resumed run starts at
-            the first epoch it has not trained).
-        last_epoch: one past the last epoch; default ``first_epoch + 1`` (one epoch).
-        steps_per_epoch: batches per epoch (default: one pass over the split).
-        augment: pad-crop-flip as He et al.; False yields the images unchanged.
-        shuffle: a new order every epoch; False keeps the split's order.
-        drop_remainder: drop the last, smaller batch of each pass.
-
-    Returns:
-        A finite dataset of ``(images, labels)`` batches.
-    """
+    """The batches of 0-based epochs `first_epoch` to `last_epoch - 1` (default: one epoch).
+    Epoch e is one pass in an order drawn from (seed, e), or exactly `steps_per_epoch`
+    batches continuing into further passes (keys (seed, e, 1), ...). Iterating again gives
+    the same batches."""
     _check(split, batch_size)
     last_epoch = first_epoch + 1 if last_epoch is None else last_epoch
     if last_epoch <= first_epoch:
         raise ValueError(f"last_epoch must be > first_epoch; got {first_epoch}, {last_epoch}.")
     n = len(split.labels)
-    per_pass = n // batch_size if drop_remainder else -(-n // batch_size)
+    per_pass = batches(n, batch_size, drop_remainder)
     if per_pass == 0:
         raise ValueError(f"A pass over {n} images with drop_remainder has no batch of "
                          f"{batch_size}.")
@@ -117,12 +76,10 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
         def load(index, batch):
             x = tf.gather(images, batch)
             if augment:  # one [2]-shaped key per batch
-                x = augment_batch(x, tf.random.experimental.stateless_fold_in(augment_key,
-                                                                               index))
+                x = augment_batch(x, tf.random.experimental.stateless_fold_in(augment_key, index))
             return x, tf.gather(labels, batch)
 
-        return ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                                  deterministic=True)
+        return ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def one_epoch(epoch):
         ds = tf.data.Dataset.range(passes).flat_map(lambda p: one_pass(epoch, p))
@@ -136,7 +93,7 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
 
 
 def eval_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
-    """The evaluation pipeline: in order, unaugmented, batched, float32."""
+    """In order, unaugmented, batched, float32."""
     _check(split, batch_size)
     ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
     return _finish(ds.batch(batch_size))

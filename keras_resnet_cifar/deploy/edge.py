@@ -1,19 +1,8 @@
-"""Running an exported ``.tflite`` classifier with the LiteRT runtime only.
-
-What an edge device has: numpy, Pillow and ``ai-edge-litert``. This module (and
-what it imports: ``labels``, ``errors``, ``contract``) never imports TensorFlow or Keras.
-
-The exported TFLite models take raw RGB pixels, (N, 32, 32, 3):
-- ``float32``, ``float16`` (float16 weights) and ``dynamic_range``: float32 pixels on the
-  [0, 255] scale;
-- ``int8``: uint8 pixels, quantised with scale 1 and zero point 0, so camera
-  bytes go in unchanged; integer arithmetic inside, float32 probabilities out.
-:class:`TFLiteClassifier` reads the input type and quantisation from the model,
-so callers always pass uint8 pixels (or floats in [0, 255]) whatever the variant.
-
-LiteRT applies its default XNNPACK delegate (``xnnpack=True``) to the operators
-XNNPACK supports, float and int8, and runs any others on its built-in kernels;
-both use ``num_threads`` threads.
+"""Running an exported .tflite classifier with what an edge device has (numpy, Pillow,
+ai-edge-litert); never TensorFlow or Keras. The int8 model takes uint8 pixels (scale 1, zero
+point 0), the others float32 on [0, 255]: TFLiteClassifier reads the input type from the
+model, so callers pass uint8 pixels whatever the variant. LiteRT's default XNNPACK delegate
+runs the operators it supports, its built-in kernels the others.
 """
 
 from __future__ import annotations
@@ -30,59 +19,41 @@ from keras_resnet_cifar.deploy import contract
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 
-# ResNet-1202 in float32 is about 78 MB as a .tflite file; its tensors at batch 256
-# (the largest batch run here) take a few hundred megabytes.
+# ResNet-1202 in float32 is ~78 MB as a .tflite file; its tensors at batch 256, a few 100 MB.
 MAX_TFLITE_BYTES = 256 << 20
-# What its tensors declare (shapes times element sizes, summed over every tensor at the
-# model's own batch): 2.5 MB for ResNet-20 and 6.9 MB for ResNet-56 in float32, so about
-# 150 MB for ResNet-1202. A file of kilobytes can declare gigabytes that LiteRT allocates
-# on loading.
+# What its tensors declare (summed over every tensor at the model's own batch): 2.5 MB for
+# ResNet-20, 6.9 MB for ResNet-56 in float32, so about 150 MB for ResNet-1202. A file of
+# kilobytes can declare gigabytes that LiteRT allocates on loading.
 MAX_TFLITE_TENSOR_BYTES = 512 << 20
 
 
 class TFLiteClassifier:
-    """A ``.tflite`` image classifier: uint8 pixels in, class probabilities out.
-
-    Args:
-        model: path of a ``.tflite`` file, or its bytes.
-        num_threads: CPU threads for the kernels (>= 1).
-        xnnpack: use the XNNPACK delegate (the default); False runs LiteRT's
-            built-in kernels only, for comparison.
-        class_names: names of the outputs; by default those of the
-            ``model_card.json`` beside the file, else CIFAR-10's.
-
-    Raises:
-        UserError: the file is missing or is not a TFLite model, or
-            ``num_threads`` < 1.
-    """
+    """uint8 pixels -> class probabilities of a .tflite path or bytes. `xnnpack=False` runs
+    LiteRT's built-in kernels only; `class_names` default to the card's, else CIFAR-10's."""
 
     def __init__(self, model: str | os.PathLike | bytes, *, num_threads: int = 1,
                  xnnpack: bool = True, class_names: Sequence[str] | None = None):
         from ai_edge_litert import interpreter as litert
 
         if num_threads < 1:
-            raise UserError(f"num_threads must be >= 1; got {num_threads}.")
+            raise UserError(f"num_threads must be >= 1, got {num_threads}.",
+                            argument="num_threads")
         resolver = (litert.OpResolverType.AUTO if xnnpack
                     else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \
-            else {"model_path": os.fspath(model)}
-        what = "the given bytes" if "model_content" in source else source["model_path"]
-        if "model_path" in source and not os.path.isfile(source["model_path"]):
-            raise UserError(f"No TFLite model at {what}.")
-        if "model_path" in source:  # LiteRT maps the whole file: its size is the cost
-            fileio.check_regular(what, follow_links=True)
-            if os.path.getsize(what) > MAX_TFLITE_BYTES:
-                raise UserError(f"{what} holds {os.path.getsize(what):,} bytes, more than "
-                                f"the {MAX_TFLITE_BYTES:,} of any model of this project: "
-                                "refused before loading.")
+        if isinstance(model, (bytes, bytearray)):
+            source, what, card = {"model_content": bytes(model)}, "the given bytes", None
+            check_tensors(source["model_content"], what)
+        else:
+            what = os.fspath(model)
+            source = {"model_path": what}
+            if not os.path.isfile(what):
+                raise UserError(f"No TFLite model at {what}.")
+            fileio.check_regular(what, follow_links=True)  # LiteRT maps the whole file
+            contract.check_size(f"{what} holds", os.path.getsize(what), MAX_TFLITE_BYTES)
             check_tensors(fileio.read_bytes(what, max_bytes=MAX_TFLITE_BYTES,
                                             follow_links=True), what)
-        else:
-            check_tensors(source["model_content"], what)
-        card = None if "model_content" in source else contract.read_card(model)
-        if card is not None:
-            # LiteRT runs a bit-flipped model without a word and may answer "cat 100%":
-            # an exported file is checked against the sha256 its card records.
+            # LiteRT runs a bit-flipped model silently ("cat 100%"): check the card's sha256.
+            card = contract.read_card(what)
             contract.check_file(card, os.path.dirname(what) or ".", os.path.basename(what))
         try:
             self._interpreter = litert.Interpreter(
@@ -94,9 +65,7 @@ class TFLiteClassifier:
         if len(inputs) != 1 or len(outputs) != 1 or tuple(inputs[0]["shape"][1:]) != (32, 32, 3):
             raise UserError(f"{what} is not a 32x32x3 image classifier with one input "
                             "and one output.")
-        self._input, self._output = inputs[0], outputs[0]
-        self._what = what
-        self._batch = None
+        self._input, self._output, self._what, self._batch = inputs[0], outputs[0], what, None
         self.num_threads = num_threads
         self.input_dtype = np.dtype(self._input["dtype"])
         # (scale, zero point) of the input; (0.0, 0) when it is not quantised.
@@ -134,20 +103,14 @@ class TFLiteClassifier:
         return np.clip(q, info.min, info.max).astype(self.input_dtype)
 
     def _dequantise(self, values: np.ndarray) -> np.ndarray:
-        scale, zero_point = self._output["quantization"]
         if values.dtype == np.float32:
             return values
+        scale, zero_point = self._output["quantization"]
         return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
     def predict(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities of uint8 (or [0, 255] float) pixels (N, 32, 32, 3).
-
-        Runs in batches of ``batch_size`` (the last one padded), so the
-        interpreter is resized at most once per call.
-
-        Returns:
-            float32 (N, num_classes).
-        """
+        """float32 (N, classes) probabilities of uint8 (or [0, 255] float) pixels, in
+        batches (the last one padded: the interpreter is resized at most once a call)."""
         pixels = np.asarray(pixels)
         n = len(pixels)
         batch = max(1, min(batch_size, n))
@@ -168,13 +131,12 @@ class TFLiteClassifier:
             out[start:start + batch] = self._dequantise(result)[:n - start]
         return out
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        return self.predict(pixels)
+    __call__ = predict
 
 
 def check_tensors(data: bytes, what: str) -> None:
-    """Refuses a model whose tensors declare more than :data:`MAX_TFLITE_TENSOR_BYTES`,
-    or whose buffers reach past its end, from its flatbuffer alone (nothing allocated)."""
+    """Refuses a model whose tensors declare too much, or whose buffers reach past its end,
+    from its flatbuffer alone (nothing allocated)."""
     from ai_edge_litert import schema_py_generated as schema
 
     sizes = {value: np.dtype(name.lower()).itemsize if name.lower() in np.sctypeDict else 8
@@ -195,10 +157,7 @@ def check_tensors(data: bytes, what: str) -> None:
                      for b in range(model.BuffersLength())), default=0)
     except (struct.error, IndexError, TypeError, ValueError, AttributeError) as e:
         raise UserError(f"{what} is not a loadable TFLite model ({first_line(e)}).") from None
-    if total > MAX_TFLITE_TENSOR_BYTES:
-        raise UserError(f"{what} declares tensors of {total:,} bytes, more than the "
-                        f"{MAX_TFLITE_TENSOR_BYTES:,} of any model of this project: "
-                        "refused before loading.")
+    contract.check_size(f"{what} declares tensors of", total, MAX_TFLITE_TENSOR_BYTES)
     if reach > len(data):
         raise UserError(f"{what} declares a buffer reaching byte {reach:,} of a "
                         f"{len(data):,}-byte file: not a loadable TFLite model.")

@@ -1,29 +1,8 @@
-"""Exports a classifier for TF Serving and for edge devices, with proof (the library).
-
-:func:`export` writes, atomically, one new version in TF Serving's layout:
-
-    <out>/<name>/<version>/
-        saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (serving.py)
-        assets.extra/tf_serving_warmup_requests               TF Serving's warm-up
-                                                              (tf_serving.py)
-        model_float32.tflite, model_float16.tflite,
-        model_dynamic_range.tflite, model_int8.tflite         TFLite (tflite.py)
-        model_card.json        class names, input contract, provenance, licence
-                               (model_card.py)
-        parity.json            agreement with the source model (parity.py)
-        LICENSE.weights        when made from the reference weights
-
-The version is built in a hidden temporary folder beside it (same filesystem)
-and renamed into place at the end, so a TF Serving process polling
-``<out>/<name>/`` never sees a half-written version, and a failed or interrupted
-export leaves nothing behind. One export per model name runs at a time (a lock
-file, ``.export.lock``, that the system releases when the process ends however
-it ends); the next export removes the hidden folder a killed one left.
-
-The source and the images that calibrate and check it come from
-:mod:`keras_resnet_cifar.deploy.sources`; a SavedModel source is copied as it is
-(its TFLite models are converted from its ``serving_float32`` signature). The
-command line is :mod:`keras_resnet_cifar.export`.
+"""Exports a classifier for TF Serving and edge devices, with proof: one new version, in TF
+Serving's layout (exports/README.md lists its files), built in a hidden folder beside it and
+renamed into place, so a TF Serving process polling `<out>/<name>/` never sees half of one
+and a failed export leaves nothing. One export per model name runs at a time (an flock,
+`.export.lock`); the next export removes the hidden folder a killed one left.
 """
 
 from __future__ import annotations
@@ -39,24 +18,22 @@ import numpy as np
 from absl import logging
 
 from keras_resnet_cifar import fileio
-# None of these imports TensorFlow or Keras (serving and tflite do: they are imported
-# where they are used), so the export command's checks answer before TensorFlow loads.
-from keras_resnet_cifar.deploy import contract, edge, model_card, parity, seal, sources
+# None of these imports TensorFlow (serving and tflite do): the checks answer before it loads.
+from keras_resnet_cifar.deploy import (contract, edge, grpc_client, model_card, parity, seal,
+                                       sources, tf_serving)
 from keras_resnet_cifar.deploy.sources import EvalData, Source
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.models.reference_weights import LICENCE_FILE
+from keras_resnet_cifar.errors import plural
 
 LOCK = ".export.lock"
 MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
 # The SavedModel's own files, which a SavedModel source contributes to an export.
-SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+SAVED_MODEL_FILES = (contract.SAVED_MODEL_GRAPH, "fingerprint.pb", "variables", "assets")
 
 
 def next_version(model_root: str | os.PathLike) -> int:
-    """1 + the largest numeric version folder under ``model_root`` (1 if none)."""
-    root = Path(model_root)
-    versions = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.is_dir() else []
-    return max(versions, default=0) + 1
+    return max(tf_serving.versions(model_root), default=0) + 1
 
 
 def _tflite_info(variant: str, blob: bytes) -> dict:
@@ -76,25 +53,21 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
 
 
 def _write_warmup(folder: Path, name: str, data: EvalData) -> dict | None:
-    """Writes TF Serving's warm-up requests (real-shaped: the parity or calibration
-    images); what the model card says of them, or None without the serving extra."""
-    from keras_resnet_cifar.deploy import grpc_client, tf_serving
-
+    """Writes TF Serving's warm-up requests; what the card says of them (None without the
+    serving extra)."""
     try:
         grpc_client.apis()
     except UserError as missing:
         logging.warning("No TF Serving warm-up file: %s", missing)
         return None
     images = data.test_images if len(data.test_images) else data.calibration
-    records = tf_serving.warmup_records(name, images)
-    return {"file": tf_serving.write_warmup(folder, records),
+    return {"file": tf_serving.write_warmup(folder, name, images),
             "signature": contract.DEFAULT_SIGNATURE,
             "batch_sizes": list(tf_serving.BATCH_SIZES), "images": data.description}
 
 
 def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalData,
             latency_runs: int) -> dict:
-    """The parity report: the source model is the reference, every export is compared."""
     images, labels = data.test_images, data.test_labels
     logging.info("Parity: the source model on %s", plural(len(images), "image"))
     reference = source.model.predict(images)
@@ -120,48 +93,30 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
                            progress=lambda name: logging.info(
                                "Parity: %s on %s, %s", name, plural(len(images), "image"),
                                plural(latency_runs, "timed batch-1 call")))
-    report["reference"] = source.model.kind
-    report["data"] = data.description
-    report["latency_threads"] = 1
-    return report
+    return {**report, "reference": source.model.kind, "data": data.description,
+            "latency_threads": 1}
 
 
 def _folder_size(folder: Path) -> int:
-    """Bytes of the SavedModel files (not the TFLite models or reports beside them)."""
-    files = [folder / "saved_model.pb", *(folder / "variables").rglob("*")]
+    files = [folder / contract.SAVED_MODEL_GRAPH, *(folder / "variables").rglob("*")]
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
 @contextlib.contextmanager
 def _export_lock(model_root: Path) -> Iterator[None]:
-    """Holds ``model_root/.export.lock``; refuses if another export holds it.
-
-    An flock (:func:`keras_resnet_cifar.fileio.exclusive_lock`): a killed export
-    never leaves the next one locked out. Stale folders of killed exports are
-    removed only under the lock, where no live export owns one.
-    """
+    """Holds `model_root/.export.lock`; stale folders of killed exports are removed only
+    under it, where no live export owns one."""
     busy = f"Another export to {model_root} is running; try again when it has finished."
     with fileio.exclusive_lock(model_root / LOCK, lambda pid: busy) as locked:
-        if locked:
-            _remove_stale_temps(model_root)
+        for tmp in model_root.glob(".*.tmp") if locked else ():
+            if tmp.is_dir() and tmp.name.split(".")[1].isdigit():
+                logging.info("Removing %s, left by an export that was killed.", tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
         yield
-
-
-def _remove_stale_temps(model_root: Path) -> None:
-    """Removes hidden ``.<version>.*.tmp`` folders of exports that were killed.
-
-    Called with the lock held, so no live export owns one.
-    """
-    for tmp in model_root.glob(".*.tmp"):
-        if tmp.is_dir() and tmp.name.split(".")[1].isdigit():
-            logging.info("Removing %s, left by an export that was killed.", tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class Exported:
-    """What :func:`export` wrote: the version folder, its model card, its parity report."""
-
     folder: Path
     card: dict
     parity: dict | None  # None when no parity images were used
@@ -170,33 +125,27 @@ class Exported:
 def check_options(*, variants: Sequence[str] = contract.TFLITE_VARIANTS,
                   parity_images: int = 0, latency_runs: int = 0, version: int | None = None,
                   calibration_images: int = 1) -> None:
-    """Checks an export's options, without TensorFlow (the command calls it first).
-
-    Raises:
-        UserError: a count out of range, a version that is not positive, an
-            unknown TFLite variant, or TFLite variants without the LiteRT runtime,
-            which the export runs every ``.tflite`` model it writes on (the int8
-            model's input quantisation, the parity report) as an edge device does.
-    """
-    for flag, value, least in (("calibration_images", calibration_images, 1),
+    """Checks an export's options without TensorFlow. The export runs every .tflite model it
+    writes (int8 input quantisation, parity) as an edge device does: variants need LiteRT."""
+    for name, value, least in (("calibration_images", calibration_images, 1),
                                ("parity_images", parity_images, 0),
                                ("latency_runs", latency_runs, 0)):
         if value < least:
-            raise UserError(f"--{flag} must be >= {least}, got {value}.")
+            raise UserError(f"{name} must be >= {least}, got {value}.", argument=name)
     if version is not None and not 1 <= version <= MAX_VERSION:
-        raise UserError(f"--version must be an integer in [1, {MAX_VERSION}] (TF Serving's "
-                        f"int64 versions), got {version}.")
-    unknown = [v for v in variants if v not in contract.TFLITE_VARIANTS]
-    if unknown:
-        raise UserError(f"Unknown --tflite variant {unknown[0]!r}: expected some of "
-                        f"{', '.join(contract.TFLITE_VARIANTS)}.")
+        raise UserError(f"version must be an integer in [1, {MAX_VERSION}] (TF Serving's "
+                        f"int64 versions), got {version}.", argument="version")
+    if unknown := [v for v in variants if v not in contract.TFLITE_VARIANTS]:
+        raise UserError(f"variants must be some of {', '.join(contract.TFLITE_VARIANTS)}, "
+                        f"got {unknown[0]!r}.", argument="variants")
     if variants:
         try:
             import ai_edge_litert.interpreter  # noqa: F401
         except ImportError:
             raise UserError("export runs the TFLite models it writes on the LiteRT runtime, "
                             "which is not installed here: pip install ai-edge-litert (or "
-                            "give --tflite= to write the SavedModel only).") from None
+                            "give no variants to write the SavedModel only).",
+                            argument="variants") from None
 
 
 def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
@@ -204,46 +153,25 @@ def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
            class_names: Sequence[str] | None = None,
            variants: Sequence[str] = contract.TFLITE_VARIANTS, parity_images: int = 10000,
            latency_runs: int = 100) -> Exported:
-    """Writes ``export_dir/name/version/`` (see the module docstring), atomically.
-
-    Args:
-        source: the model and its provenance.
-        export_dir: the folder TF Serving's ``--model_base_path`` parent is.
-        data: calibration and parity images.
-        name: the model name (TF Serving's MODEL_NAME); None: the source's
-            (:func:`keras_resnet_cifar.deploy.sources.default_name`).
-        version: the version number; None takes the next free one.
-        class_names: names of the model's outputs, in order (default: the
-            source's own).
-        variants: TFLite variants to write (any of ``contract.TFLITE_VARIANTS``).
-        parity_images: how many test images the parity report uses (0: none).
-        latency_runs: timed batch-1 calls per variant in the report.
-
-    Returns:
-        The version folder, its model card and its parity report.
-
-    Raises:
-        UserError: the version exists, the place is not writable, another
-            export to the same name is running, bad name, version, counts or
-            variants.
-    """
+    """Writes `export_dir/name/version/` atomically (default: sources.default_name, the next
+    free version); parity compares every variant with the source on `parity_images`."""
     check_options(variants=variants, parity_images=parity_images,
                   latency_runs=latency_runs, version=version)
     name = sources.default_name(source) if name is None else name
     if not name or name.startswith(".") or "/" in name or os.sep in name:
-        raise UserError(f"Bad model name {name!r}: it must be one folder name.")
+        raise UserError(f"name must be one folder name, got {name!r}.", argument="name")
     class_names = tuple(class_names or source.model.class_names)
     model_root = Path(export_dir) / name
     fileio.make_dir(model_root)
     if not os.access(model_root, os.W_OK | os.X_OK):
         raise UserError(f"Cannot write to {model_root}.")
     with _export_lock(model_root):
-        if version is None:
-            version = next_version(model_root)
+        version = next_version(model_root) if version is None else version
         final = model_root / str(version)
         if final.exists():
             raise UserError(f"{final} already exists: versions are never overwritten "
-                            "(omit --version to take the next free one).")
+                            "(give no version to take the next free one).",
+                            argument="version")
         with fileio.atomic_path(final, is_dir=True) as tmp:
             os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving container must read it
             card, report = _write_version(
@@ -257,7 +185,6 @@ def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
 def _write_version(source: Source, tmp: Path, *, name: str, version: int,
                    class_names: Sequence[str], data: EvalData, variants: Sequence[str],
                    parity_images: int, latency_runs: int) -> tuple[dict, dict | None]:
-    """Writes the version into ``tmp``; returns its model card and parity report."""
     from keras_resnet_cifar.deploy import serving, tflite  # TensorFlow loads here
 
     if source.keras_model is not None:
@@ -272,8 +199,7 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
     blobs = {}
     for variant in variants:
         logging.info("Converting to TFLite (%s)", variant)
-        # The converter's scratch folder goes inside the version's temporary one, so
-        # whatever an interrupted export leaves is removed with it.
+        # The converter's scratch folder is inside tmp: an interrupted export's goes with it.
         blobs[variant] = tflite.convert(convertible, variant, data.calibration, workdir=tmp)
         (tmp / contract.tflite_file(variant)).write_bytes(blobs[variant])
     files = {v: _tflite_info(v, b) for v, b in blobs.items()}
@@ -284,29 +210,21 @@ def _write_version(source: Source, tmp: Path, *, name: str, version: int,
         report = _parity(source, tmp, blobs, sub, latency_runs)
         fileio.write_json(tmp / contract.PARITY, report)
     if source.licence_file:
-        shutil.copyfile(source.licence_file, tmp / contract.LICENCE)
+        shutil.copyfile(source.licence_file, tmp / LICENCE_FILE)
     hashes = contract.file_hashes(tmp)
     card = model_card.build(source.model, source.provenance, licence=source.licence_note,
                             name=name, version=version, class_names=class_names,
                             tflite_files=files, data_description=data.description,
                             parity_report=report, warmup=warmup, files=hashes)
-    # This machine's record that its export wrote exactly these bytes (seal.py): what
-    # lets the tools load the SavedModel without --trust_savedmodel, here only.
+    # This machine's seal of these bytes (seal.py): loaded without trust_savedmodel, here only.
     card[seal.SEAL] = seal.seal(card, hashes)
     fileio.write_json(tmp / contract.MODEL_CARD, card)
     return card, report
 
 
 def _copy_without_links(origin: Path, target: Path) -> None:
-    """Copies a SavedModel's file or folder ``origin`` (if present) to ``target``.
-
-    Only regular files and folders are copied; a symbolic link or a special file
-    anywhere in it is refused, so that an export never carries a file from
-    outside the model it copies (an ``assets/`` link to a system file).
-
-    Raises:
-        UserError: a link or special file under ``origin``.
-    """
+    """Copies a SavedModel's file or folder (if present), refusing a link or special file in
+    it: an export never carries a file from outside the model (an `assets/` link)."""
     if not os.path.lexists(origin):
         return
     if not origin.is_dir() or origin.is_symlink():

@@ -1,21 +1,7 @@
-"""A client for TF Serving's gRPC PredictionService, for the exported SavedModel (the library).
-
-:func:`predict` sends one ``PredictionService/Predict`` call to ``grpc://host[:port]``
-(TF Serving's gRPC port is 8500) through the stub and protos of
-``tensorflow-serving-api``: a ``PredictRequest`` naming the model (and a version or
-a version label), the signature and the input ``image`` as a uint8 tensor
-(N, 32, 32, 3). The ``PredictResponse``'s three output tensors are decoded here,
-strictly (dtype, a shape that the values fill exactly: a tensor cannot declare
-more elements than it carries), into the columnar form of the REST API and then
-go through the same validation as a REST answer
-(:func:`keras_resnet_cifar.deploy.rest_client.parse_response`): one check of what
-a server returns, whatever the transport.
-
-Non-OK statuses, an unreachable server, the deadline and an answer larger than
-:data:`~keras_resnet_cifar.deploy.rest_client.MAX_ANSWER_BYTES` raise
-:class:`~keras_resnet_cifar.errors.UserError` in one line. ``tensorflow-serving-api``
-(and ``grpcio``, which it brings) is the optional extra ``serving``; without it the
-error says what to install. The command line is :mod:`keras_resnet_cifar.serving_client`.
+"""A client for TF Serving's gRPC PredictionService (tensorflow-serving-api, the extra
+"serving"). Output tensors are decoded strictly (dtype; values that fill the shape exactly)
+into the REST API's columnar form, then checked by rest_client.parse_response: one check of
+what a server returns, whatever the transport.
 """
 
 from __future__ import annotations
@@ -36,8 +22,8 @@ MISSING = ("TF Serving's gRPC stubs and protos are not installed: pip install "
 
 
 def apis():
-    """(grpc, predict_pb2, prediction_service_pb2_grpc, types_pb2), or one line naming the
-    extra to install. Imported here, not at module level: the REST client must not need them."""
+    """(grpc, predict_pb2, prediction_service_pb2_grpc, types_pb2), or a UserError naming
+    the extra; not imported at the top: the REST client must not need them."""
     try:
         import grpc
         from tensorflow.core.framework import types_pb2
@@ -48,12 +34,11 @@ def apis():
 
 
 def is_grpc(url: str) -> bool:
-    """Whether a server address picks the gRPC transport (``grpc://``)."""
     return url.startswith(SCHEME)
 
 
 def address_problem(url: str) -> str | None:
-    """What is wrong with a gRPC address, or None: ``grpc://host[:port]``, nothing after."""
+    """What is wrong with a gRPC address (`grpc://host[:port]`, nothing after), or None."""
     if not is_grpc(url):
         return f"must start with {SCHEME}"
     if any(c.isspace() or not c.isprintable() for c in url):
@@ -67,13 +52,8 @@ def address_problem(url: str) -> str | None:
 
 
 def target(url: str) -> str:
-    """``host:port`` of a ``grpc://`` address, as gRPC's channel takes it.
-
-    Raises:
-        UserError: not a ``grpc://host[:port]`` address.
-    """
-    problem = address_problem(url)
-    if problem:
+    """`host:port` of a `grpc://` address, as gRPC's channel takes it."""
+    if problem := address_problem(url):
         raise UserError(f"The gRPC address {problem}, got {url!r}.")
     parts = urllib.parse.urlsplit(url)
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -82,7 +62,6 @@ def target(url: str) -> str:
 
 def build_request(model_name: str, pixels: np.ndarray, *, version: int | None = None,
                   label: str | None = None, signature: str | None = None):
-    """The ``PredictRequest`` for uint8 pixels (N, 32, 32, 3)."""
     _, predict_pb2, _, types_pb2 = apis()
     pixels = np.ascontiguousarray(pixels, np.uint8)
     request = predict_pb2.PredictRequest()
@@ -101,21 +80,16 @@ def build_request(model_name: str, pixels: np.ndarray, *, version: int | None = 
 
 
 # How each output is read: the dtypes it may come as -> (numpy dtype, repeated field).
-_DECODERS = {
-    "DT_FLOAT": ("<f4", "float_val"), "DT_DOUBLE": ("<f8", "double_val"),
-    "DT_INT64": ("<i8", "int64_val"), "DT_INT32": ("<i4", "int_val"),
-    "DT_STRING": (None, "string_val"),
-}
+_DECODERS = {"DT_FLOAT": ("<f4", "float_val"), "DT_DOUBLE": ("<f8", "double_val"),
+             "DT_INT64": ("<i8", "int64_val"), "DT_INT32": ("<i4", "int_val"),
+             "DT_STRING": (None, "string_val")}
 _EXPECTED = {"probabilities": ("DT_FLOAT", "DT_DOUBLE"), "class_id": ("DT_INT64", "DT_INT32"),
              "class_name": ("DT_STRING",)}
 
 
 def _decode(key: str, tensor) -> list | object:
-    """A TensorProto -> nested lists, refusing anything a strict reader would not accept.
-
-    The values must fill the declared shape exactly: TensorProto lets one value stand
-    for a whole tensor, and a hostile shape of 10^12 elements would then be built here.
-    """
+    """A TensorProto -> nested lists. Its values must fill its shape exactly: TensorProto lets
+    one value stand for a whole tensor, and a hostile shape of 10^12 would be built here."""
     _, _, _, types_pb2 = apis()
     dtype = types_pb2.DataType.Name(tensor.dtype) if tensor.dtype in types_pb2.DataType.values() \
         else str(tensor.dtype)
@@ -145,12 +119,6 @@ def _decode(key: str, tensor) -> list | object:
 
 
 def parse_response(response, count: int) -> list[dict]:
-    """A ``PredictResponse`` -> one {"probabilities", "class_id", "class_name"} per image.
-
-    Raises:
-        UserError: an output is missing, of the wrong type or not a tensor, or the
-            answer fails :func:`keras_resnet_cifar.deploy.rest_client.parse_response`.
-    """
     missing = [k for k in OUTPUT_KEYS if k not in response.outputs]
     if missing:
         raise UserError(f"TF Serving's outputs lack {', '.join(missing)}: is this model's "
@@ -162,33 +130,10 @@ def parse_response(response, count: int) -> list[dict]:
 def predict(url: str, model_name: str, pixels: np.ndarray, *, version: int | None = None,
             label: str | None = None, signature: str | None = None,
             timeout: float = 30.0) -> list[dict]:
-    """Asks a TF Serving model about uint8 pixels (N, 32, 32, 3) over gRPC.
-
-    Args:
-        url: ``grpc://host[:port]`` (port 8500 when omitted).
-        model_name: TF Serving's model name.
-        version: a version number, or None for the latest (or ``label``).
-        label: a version label (``stable``, ``canary``) of the model config.
-        signature: the signature name (default ``serving_default``).
-        timeout: seconds for the whole call (gRPC's deadline).
-
-    Returns:
-        One {"probabilities", "class_id", "class_name"} per image.
-
-    Raises:
-        UserError: a bad address, model name, label or timeout; the extra is not
-            installed; the server is unreachable, times out, answers a non-OK
-            status or something that is not this model's prediction.
-    """
-    problem = rest_client.timeout_problem(timeout)
-    if problem:
-        raise UserError(f"The timeout {problem}, got {timeout!r}.")
+    """rest_client.predict over gRPC: `url` is `grpc://host[:port]` (8500 by default)."""
+    rest_client.check_timeout(timeout)
     where = target(url)
-    for what, value in (("model name", model_name), ("version label", label)):
-        problem = None if what == "version label" and label is None \
-            else rest_client.name_problem(value)
-        if problem:
-            raise UserError(f"The {what} {problem}, got {value!r}.")
+    rest_client.check_names(model_name, label)
     grpc, _, service, _ = apis()
     request = build_request(model_name, pixels, version=version, label=label,
                             signature=signature)
@@ -203,7 +148,6 @@ def predict(url: str, model_name: str, pixels: np.ndarray, *, version: int | Non
 
 
 def _status_message(grpc, error, url: str, timeout: float) -> str:
-    """One line for a failed call: unreachable, deadline, too large, or the server's status."""
     code = error.code() if hasattr(error, "code") else None
     lines = str((error.details() if hasattr(error, "details") else "") or "").strip().splitlines()
     details = printable(lines[0]) if lines else ""

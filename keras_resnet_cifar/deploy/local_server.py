@@ -1,18 +1,11 @@
-"""A stand-in for TF Serving on the loopback: one exported SavedModel over REST and gRPC.
-
-For trying :mod:`keras_resnet_cifar.serving_client` without Docker, and for the
-tests. It is NOT TF Serving and not a server to deploy: no batching, no model
-config, no version polling or labels, no warm-up replay, no TLS, one model version,
-and it listens on 127.0.0.1 only. What it does speak is the part of TF Serving's
-two APIs that the client uses, with TF Serving's own wire formats:
+"""A stand-in for TF Serving on the loopback, serving one exported SavedModel over REST and
+gRPC: for trying the client without Docker, and for the tests. NOT a server to deploy: no
+batching, model config, version polling, labels, warm-up or TLS; one version; 127.0.0.1
+only. It speaks the part of TF Serving's APIs the client uses, with its wire formats and
+error wording ("Servable not found for request: ..."):
 
     REST  POST /v1/models/<name>[/versions/<N>]:predict   rows ("instances") or columns
-    gRPC  tensorflow.serving.PredictionService/Predict    (tensorflow-serving-api protos)
-
-Both run the SavedModel's signatures as TF Serving would (any signature it has;
-``serving_default`` by default) and answer errors the way TF Serving words them
-(``Servable not found for request: ...``). The command line is
-:mod:`keras_resnet_cifar.serve_local`.
+    gRPC  tensorflow.serving.PredictionService/Predict
 """
 
 from __future__ import annotations
@@ -46,12 +39,7 @@ class BadRequest(Exception):
 
 
 def model_version(path: str | os.PathLike) -> tuple[Path, int]:
-    """(version folder, version) of a model base path (its highest numbered version) or of
-    a version folder itself.
-
-    Raises:
-        UserError: neither a SavedModel folder nor a folder of numbered versions.
-    """
+    """(version folder, version) of a version folder, or of a base path's highest version."""
     path = Path(path)
     if (path / contract.SAVED_MODEL_GRAPH).is_file():
         return path, int(path.name) if path.name.isdigit() else 1
@@ -64,38 +52,21 @@ def model_version(path: str | os.PathLike) -> tuple[Path, int]:
 
 
 class Servable:
-    """One loaded SavedModel version, answering predict requests as TF Serving does.
-
-    Args:
-        folder: the SavedModel (a version folder of an export).
-        name: the model name it answers to.
-        version: its version number.
-        trust_savedmodel: load it even if no model card of this project vouches
-            for it (a SavedModel is a program).
-
-    Raises:
-        UserError: not loadable, or not vouched for without ``trust_savedmodel``.
-    """
+    """One loaded SavedModel version, answering predict requests as TF Serving does."""
 
     def __init__(self, folder: str | os.PathLike, name: str, version: int, *,
                  trust_savedmodel: bool = False):
-        problem = None if trust_savedmodel else contract.saved_model_problem(folder)
-        if problem:
-            raise UserError(f"{folder} {problem}. A SavedModel is a program (its graph runs "
-                            "whatever operations it holds, file writes included): load it "
-                            "only if you trust where it came from, with --trust_savedmodel.")
+        contract.check_trusted(folder, trust_savedmodel)
         import tensorflow as tf
 
         try:
             self._loaded = tf.saved_model.load(os.fspath(folder))
         except (OSError, ValueError, tf.errors.OpError) as e:
-            raise UserError(f"{folder} is not a loadable SavedModel ({first_line(e)}).") \
-                from None
+            raise UserError(f"{folder} is not a loadable SavedModel ({first_line(e)}).") from None
         self.name, self.version = name, version
         self.signatures = dict(self._loaded.signatures)
 
     def check(self, name: str, version: int | None, label: str | None) -> None:
-        """Raises BadRequest unless the request is for this model (and this version)."""
         if label:
             raise BadRequest(f"Servable not found for request: Label({name}, {label}) "
                              "(this stand-in serves no version labels)", not_found=True)
@@ -106,12 +77,6 @@ class Servable:
                              not_found=True)
 
     def run(self, signature: str | None, inputs: dict) -> dict[str, np.ndarray]:
-        """Runs a signature on {input name: array-like}; {output name: numpy array}.
-
-        Raises:
-            BadRequest: no such signature, missing or extra inputs, a shape or
-                value the signature does not take.
-        """
         import tensorflow as tf
 
         name = signature or DEFAULT_SIGNATURE
@@ -140,16 +105,12 @@ class Servable:
         return {k: v.numpy() for k, v in outputs.items()}
 
 
-# --- REST ---------------------------------------------------------------------------------
-
 def _json_outputs(outputs: dict[str, np.ndarray]) -> dict[str, list]:
-    """Outputs as JSON values; strings (bytes in TensorFlow) decoded as UTF-8."""
     text = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])
     return {k: (text(v) if v.dtype == object else v).tolist() for k, v in outputs.items()}
 
 
 def _rest_answer(servable: Servable, path: str, body) -> dict:
-    """The JSON answer of a REST predict call (raises BadRequest)."""
     match = _PATH.fullmatch(path)
     if not match:
         raise BadRequest(f"Malformed request: POST {path[:100]}", not_found=True)
@@ -157,25 +118,23 @@ def _rest_answer(servable: Servable, path: str, body) -> dict:
     servable.check(name, None if version is None else int(version), label)
     if not isinstance(body, dict):
         raise BadRequest("JSON Value: not an object")
+    signature = body.get("signature_name")
     if "instances" in body:
         rows = body["instances"]
         if not isinstance(rows, list) or not rows:
             raise BadRequest("'instances' must be a non-empty list")
         if all(isinstance(r, dict) for r in rows):
-            keys = set(rows[0])
-            if any(set(r) != keys for r in rows):
+            if any(set(r) != set(rows[0]) for r in rows):
                 raise BadRequest("instances do not all have the same named inputs")
-            inputs = {k: [r[k] for r in rows] for k in keys}
+            inputs = {k: [r[k] for r in rows] for k in rows[0]}
         else:  # the single-input short form: a list of bare tensors
-            specs = servable.signatures.get(body.get("signature_name") or DEFAULT_SIGNATURE)
+            specs = servable.signatures.get(signature or DEFAULT_SIGNATURE)
             inputs = {next(iter(specs.structured_input_signature[1])) if specs else "": rows}
-        outputs = servable.run(body.get("signature_name"), inputs)
-        columns = _json_outputs(outputs)
+        columns = _json_outputs(servable.run(signature, inputs))
         return {"predictions": [{k: v[i] for k, v in columns.items()}
                                 for i in range(len(rows))]}
     if isinstance(body.get("inputs"), dict):
-        return {"outputs": _json_outputs(servable.run(body.get("signature_name"),
-                                                      body["inputs"]))}
+        return {"outputs": _json_outputs(servable.run(signature, body["inputs"]))}
     raise BadRequest("Missing 'inputs' or 'instances' key")
 
 
@@ -203,9 +162,8 @@ def _rest_handler(servable: Servable):
                 self.close_connection = True
                 return self._send(413, {"error": f"A request body of at most "
                                                  f"{MAX_REQUEST_BYTES} bytes is taken"})
-            raw = self.rfile.read(size)
             try:
-                body = json.loads(raw)
+                body = json.loads(self.rfile.read(size))
                 self._send(200, _rest_answer(servable, self.path, body))
             except (ValueError, RecursionError) as e:
                 self._send(400, {"error": f"JSON Parse error: {first_line(e)}"})
@@ -214,8 +172,6 @@ def _rest_handler(servable: Servable):
 
     return Handler
 
-
-# --- gRPC ---------------------------------------------------------------------------------
 
 def _grpc_servicer(servable: Servable):
     grpc, predict_pb2, service, _ = grpc_client.apis()
@@ -245,12 +201,8 @@ def _grpc_servicer(servable: Servable):
     return grpc, service, Servicer()
 
 
-# --- Both ---------------------------------------------------------------------------------
-
 @dataclasses.dataclass
 class Running:
-    """A running stand-in: its addresses, and :meth:`close` to stop it."""
-
     rest_url: str
     grpc_url: str
     _stop: list
@@ -267,19 +219,8 @@ def _port_in_use(what: str, port: int) -> UserError:
 
 def serve(servable: Servable, *, rest_port: int = 8501, grpc_port: int = 8500,
           threads: int = 4) -> Running:
-    """Starts the REST and gRPC servers on the loopback, in background threads.
-
-    Args:
-        servable: the loaded model.
-        rest_port, grpc_port: ports on 127.0.0.1 (0: any free one).
-        threads: gRPC worker threads (REST takes one thread per connection).
-
-    Returns:
-        The addresses (with the ports actually taken) and a way to stop.
-
-    Raises:
-        UserError: a port is in use, or the gRPC extra is not installed.
-    """
+    """Starts the REST and gRPC servers in background threads (port 0: any free one);
+    `threads` are gRPC's, REST takes one per connection."""
     grpc, service, servicer = _grpc_servicer(servable)
     try:
         httpd = http.server.ThreadingHTTPServer((HOST, rest_port), _rest_handler(servable))
@@ -298,8 +239,7 @@ def serve(servable: Servable, *, rest_port: int = 8501, grpc_port: int = 8500,
         httpd.server_close()
         raise _port_in_use("gRPC", grpc_port)
     server.start()
-    thread = threading.Thread(target=httpd.serve_forever, name="stand-in REST", daemon=True)
-    thread.start()
+    threading.Thread(target=httpd.serve_forever, name="stand-in REST", daemon=True).start()
 
     def stop_rest():
         httpd.shutdown()

@@ -1,10 +1,6 @@
-"""The model card of an export: what travels with it (``model_card.json``).
-
-Contract, provenance, headline figures, licence and the sha256 of every other
-file of the version; :mod:`keras_resnet_cifar.deploy.exporter` writes it,
-:mod:`keras_resnet_cifar.deploy.contract` reads it. Importing this module loads
-neither TensorFlow nor Keras (they load when a card is built).
-"""
+"""The model card of an export (model_card.json): contract, provenance, headline figures,
+licence and the sha256 of every other file of the version. TensorFlow loads only when a
+card is built."""
 
 from __future__ import annotations
 
@@ -18,7 +14,7 @@ from keras_resnet_cifar.models import arch
 
 
 def normalisation(keras_model) -> dict | None:
-    """The per-channel mean and std of the model's ``normalize`` layer (None without one)."""
+    """The per-channel mean and std of the model's `normalize` layer (None without one)."""
     if keras_model is None:
         return None
     try:
@@ -32,19 +28,14 @@ def normalisation(keras_model) -> dict | None:
 
 
 def uses_reference_normalisation(keras_model) -> bool:
-    """Whether the model normalises with the reference PyTorch weights' ImageNet statistics.
-
-    :func:`keras_resnet_cifar.models.reference_weights.reference_model` (and so
-    ``import_weights``'s ``.keras`` files) puts them in the ``normalize`` layer;
-    this package's training never does, so such a model was made from those weights.
-    """
+    """Whether the model normalises with the reference weights' ImageNet statistics, which
+    reference_weights.reference_model puts in and this package's training never does."""
     stats = normalisation(keras_model)
     return bool(stats) and np.allclose(stats["mean"], arch.IMAGENET_MEAN, atol=1e-3) \
         and np.allclose(stats["std"], arch.IMAGENET_STD, atol=1e-3)
 
 
 def _architecture(model) -> dict[str, Any]:
-    """Name, parameter counts and normalisation: from the Keras model, or the source's card."""
     keras_model = model.keras_model
     if keras_model is not None:
         from keras_resnet_cifar.models import networks
@@ -54,9 +45,7 @@ def _architecture(model) -> dict[str, Any]:
                 "params_total": int(keras_model.count_params()),
                 "normalisation": normalisation(keras_model)}
     card = model.card or {}
-    return {"architecture": card.get("architecture"),
-            "params_trainable": card.get("params_trainable"),
-            "params_total": card.get("params_total"),
+    return {**{k: card.get(k) for k in ("architecture", "params_trainable", "params_total")},
             "normalisation": (card.get("input") or {}).get("normalisation")}
 
 
@@ -64,47 +53,23 @@ def build(model, provenance: dict, *, licence: str | None, name: str, version: i
           class_names: Sequence[str], tflite_files: dict, data_description: str,
           parity_report: dict | None, warmup: dict | None = None,
           files: dict[str, str] | None = None) -> dict[str, Any]:
-    """The model card of one export version.
-
-    Args:
-        model: the source predictor (:class:`keras_resnet_cifar.deploy.predictor.Predictor`):
-            its Keras model, or for a SavedModel source its own card, gives the
-            architecture.
-        provenance: where the source came from (kind, path, sha256; a run's config
-            and metrics).
-        licence: a notice that must travel with the export, or None.
-        name: the model name (TF Serving's MODEL_NAME).
-        version: the version number.
-        class_names: the names of the model's outputs, in order.
-        tflite_files: variant -> what the exporter recorded of its ``.tflite`` file.
-        data_description: where the calibration and parity images came from.
-        parity_report: the parity report, or None when none was made.
-        warmup: TF Serving's warm-up file (its path, signature and batch sizes),
-            or None when none was written.
-        files: {relative path: sha256} of every other file of the version. It lets
-            the tools find a damaged file (``edge.py`` checks a ``.tflite`` against
-            it) and tells them which SavedModels this project wrote: a SavedModel is
-            code, and one the card does not vouch for loads only with
-            ``--trust_savedmodel``.
-    """
+    """The architecture comes from the source's Keras model, or a SavedModel source's card;
+    `files` ({relative path: sha256}) lets the tools find a damaged file."""
     import keras
     import tensorflow as tf
 
     arch = _architecture(model)
+    normalisation = arch.pop("normalisation")
     metrics = provenance.get("metrics") or {}
     reference_row = (parity_report or {}).get("variants", {}).get(model.kind, {})
     return {
-        "name": name,
-        "version": version,
-        contract.WRITTEN_BY: contract.WRITER,
+        "name": name, "version": version, contract.WRITTEN_BY: contract.WRITER,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "architecture": arch["architecture"],
-        "params_trainable": arch["params_trainable"],
-        "params_total": arch["params_total"],
+        **arch,  # architecture, params_trainable, params_total
         "class_names": list(class_names),
         "input": {"name": contract.INPUT_KEY, "shape": list(contract.IMAGE_SHAPE),
                   "pixels": "raw RGB, [0, 255]; the model normalises them itself",
-                  "normalisation": arch["normalisation"]},
+                  "normalisation": normalisation},
         "signatures": {
             contract.DEFAULT_SIGNATURE: "image uint8 (None, 32, 32, 3)",
             contract.FLOAT_SIGNATURE: "image float32 (None, 32, 32, 3) on [0, 255]",

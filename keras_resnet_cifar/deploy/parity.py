@@ -1,8 +1,6 @@
-"""Parity of exported models with the Keras model: agreement, accuracy, size, latency.
-
-Pure numpy over callables (pixels -> probabilities), so it measures a SavedModel,
-a TFLite interpreter or the Keras model alike, and needs no TensorFlow itself.
-"""
+"""Parity of exported models with the source model: agreement, accuracy, size, latency.
+Pure numpy over callables (pixels -> probabilities): a SavedModel, a TFLite interpreter or
+the Keras model alike."""
 
 from __future__ import annotations
 
@@ -12,7 +10,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.errors import plural
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -22,23 +20,11 @@ CLOSE = 2 / 256
 
 def compare(reference: np.ndarray, probabilities: np.ndarray,
             labels: np.ndarray | None = None) -> dict:
-    """How ``probabilities`` differ from the ``reference`` ones, image by image.
-
-    Args:
-        reference: (N, C) probabilities of the Keras model.
-        probabilities: (N, C) probabilities of an exported model.
-        labels: (N,) true labels, or None when the images have none.
-
-    Returns:
-        ``top1_agreement`` (fraction of images with the same argmax),
-        ``disagreements`` (count), ``close_disagreements`` (those where the
-        reference's two top probabilities lie within :data:`CLOSE` of each other),
-        ``max_prob_diff`` (largest absolute difference of any probability) and
-        ``accuracy`` (None without labels).
-    """
+    """How an export's (N, C) probabilities differ from the reference's; a close
+    disagreement is one where the reference's two top probabilities are within CLOSE."""
     ref_top, top = reference.argmax(axis=1), probabilities.argmax(axis=1)
-    two = np.sort(reference, axis=1)[:, -2:] if reference.shape[1] > 1 else None
-    close = (two[:, 1] - two[:, 0] < CLOSE) if two is not None else np.zeros(len(ref_top), bool)
+    two = np.sort(reference, axis=1)[:, -2:]
+    close = (two[:, 1] - two[:, 0] < CLOSE) if two.shape[1] > 1 else np.zeros(len(top), bool)
     return {
         "top1_agreement": float(np.mean(ref_top == top)),
         "disagreements": int(np.sum(ref_top != top)),
@@ -50,11 +36,7 @@ def compare(reference: np.ndarray, probabilities: np.ndarray,
 
 def latency_ms(predict: Predict, image: np.ndarray, *, warmup: int = 10,
                runs: int = 100) -> dict:
-    """Batch-1 latency of ``predict`` on ``image`` (1, 32, 32, 3), in milliseconds.
-
-    Returns:
-        ``median`` and ``p90`` over ``runs`` timed calls after ``warmup`` ones.
-    """
+    """Median and p90 milliseconds of `runs` timed batch-1 calls, after `warmup` ones."""
     for _ in range(warmup):
         predict(image)
     times = []
@@ -70,37 +52,20 @@ def latency_ms(predict: Predict, image: np.ndarray, *, warmup: int = 10,
 def report(reference: np.ndarray, variants: Mapping[str, dict], images: np.ndarray,
            labels: np.ndarray | None, *, latency_runs: int = 100,
            progress: Callable[[str], None] | None = None) -> dict:
-    """The parity report of several exported variants against the reference.
-
-    Args:
-        reference: (N, C) Keras probabilities on ``images``.
-        variants: name -> {"predict": batch predict, "predict_one": batch-1
-            predict (may be the same callable), "size_bytes": int,
-            "file": str}. The reference itself may be among them.
-        images: uint8 (N, 32, 32, 3).
-        labels: (N,) or None.
-        latency_runs: timed batch-1 calls per variant (0 skips latency).
-        progress: called with each variant's name before it is measured.
-
-    Returns:
-        {"images": N, "variants": {name: compare(...) + size_bytes, file,
-        latency_ms}}.
-    """
+    """`compare` and `latency_ms` of each variant: name -> {"predict", "predict_one" (batch
+    1), "size_bytes", "file"}; latency_runs=0 skips latency."""
     out = {}
     for name, v in variants.items():
         if progress:
             progress(name)
-        row = compare(reference, np.asarray(v["predict"](images)), labels)
-        row["size_bytes"] = v.get("size_bytes")
-        row["file"] = v.get("file")
-        row["latency_ms"] = (latency_ms(v["predict_one"], images[:1], runs=latency_runs)
-                             if latency_runs else None)
-        out[name] = row
+        out[name] = {**compare(reference, np.asarray(v["predict"](images)), labels),
+                     "size_bytes": v.get("size_bytes"), "file": v.get("file"),
+                     "latency_ms": (latency_ms(v["predict_one"], images[:1], runs=latency_runs)
+                                    if latency_runs else None)}
     return {"images": int(len(images)), "labelled": labels is not None, "variants": out}
 
 
 def format_table(parity: dict) -> str:
-    """A short text table of a :func:`report`."""
     header = (f"{'variant':<22}{'top-1 agree':>12}{'max |dp|':>10}{'accuracy':>10}"
               f"{'size':>10}{'b1 median':>11}")
     lines = [f"parity on {plural(parity['images'], 'image')}", header, "-" * len(header)]

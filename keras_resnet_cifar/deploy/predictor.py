@@ -1,19 +1,11 @@
-"""One interface for everything that predicts: a run directory, a .keras file, a SavedModel, a .tflite.
+"""One interface for all that predicts: a run directory, a .keras, SavedModel or .tflite file.
 
-    p = predictor.load("runs/resnet20-seed0")                       # the run's model.keras
-    p = predictor.load("runs/resnet20-seed0", checkpoint="best")    # checkpoints/best.keras
-    p = predictor.load("exports/resnet20/1")                        # SavedModel (TF Serving's)
+    p = predictor.load("runs/resnet20-seed0", checkpoint="best")   # checkpoints/best.keras
     p = predictor.load("exports/resnet20/1/model_int8.tflite", num_threads=2)
     probabilities = p.predict(pixels)     # uint8 (N, 32, 32, 3) -> float32 (N, C)
-    p.kind, p.class_names, p.describe()
-    predictor.classify(p, pixels, names, k=3)   # top-k classes per image
-    predictor.score(p, pixels, labels)          # top-1 accuracy
 
-Every tool that takes a model (evaluate, export, predict, benchmark) goes through
-:func:`load`, so each accepts the same inputs. :func:`resolve` finds what a path
-is without loading anything (and without TensorFlow), so a tool can check its
-flags first. A ``.tflite`` file needs only LiteRT (``edge.py``); the other kinds
-need TensorFlow, and say so in one line where it is not installed.
+`resolve` needs no TensorFlow, so a command checks its arguments first. A .tflite file
+needs only LiteRT (edge.py); the other kinds need TensorFlow.
 """
 
 from __future__ import annotations
@@ -27,117 +19,77 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from keras_resnet_cifar.deploy import contract
 from keras_resnet_cifar import run_files
-from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES, top_k
+from keras_resnet_cifar.deploy import contract, edge  # neither imports TensorFlow
+from keras_resnet_cifar.errors import UserError, first_line
 
-# The help of every tool's --trust_savedmodel (predict, evaluate, export, benchmark).
+# The help of every command's --trust_savedmodel (predict, evaluate, export, benchmark).
 TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on this "
               "machine (its model card carries no seal of this user's key, "
               "~/.config/keras-resnet-cifar/export.key). A SavedModel is a program: "
               "its graph runs whatever operations it holds, file writes included. Only for "
               "SavedModels from a source you trust.")
-# A .keras file is a zip (config.json, metadata.json, model.weights.h5) whose JSON
-# Keras reads whole into memory, and a zip can announce gigabytes in a few megabytes.
-# The largest model here, ResNet-1202 with its optimiser state, is about 160 MB.
+# A .keras file is a zip whose JSON Keras reads whole, and a zip can announce gigabytes in
+# a few megabytes; the largest model here (ResNet-1202, optimiser state) is about 160 MB.
 MAX_KERAS_BYTES = 1 << 30
 MAX_KERAS_JSON_BYTES = 16 << 20
-# Keras writes its members stored and its HDF5 datasets contiguous: a member that
-# inflates, or a dataset that declares more than it stores (a fill value, compressed
-# zeros), is a bomb. Keras (3.15) refuses such datasets only beyond 4 GiB.
+# Keras writes members stored and HDF5 datasets contiguous: one that inflates, or declares
+# more than it stores (a fill value), is a bomb. Keras (3.15) refuses those beyond 4 GiB only.
 MAX_KERAS_INFLATION = 64
 MAX_KERAS_WEIGHT_BYTES = 512 << 20
 CHECKPOINTS = tuple(run_files.MODEL_FILES)  # final, last, best
-# Threads a tool's --num_threads (and benchmark's TF thread flags) may ask for: far
-# beyond any machine's cores, well within the C int the runtimes take (2**31 was a
-# traceback).
+# The most threads a command may ask for: far beyond any machine's cores, well within the
+# C int the runtimes take (2**31 was a traceback).
 MAX_THREADS = 1024
+# How far a probability may stray from [0, 1], and a row's sum from 1: float32 softmax
+# rounds by about 1e-6, an int8 model's dequantised outputs by half a step (1/512) each,
+# 0.02 over a row of 10; logits stray by whole units.
+PROBABILITY_TOLERANCE = 0.05
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
 
 @dataclasses.dataclass(frozen=True)
 class Resolved:
-    """What a model path names, found without loading it.
+    """What a model path names, found without loading it."""
 
-    Attributes:
-        path: the path as given.
-        file: the file or folder to load (a run's checkpoint file for a run).
-        kind: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
-        run_dir: the run directory, when ``path`` is one.
-        checkpoint: which model of the run (``final``, ``last``, ``best``), or None.
-    """
-
-    path: Path
-    file: Path
-    kind: str
+    path: Path                     # as given
+    file: Path                     # what loads: a run's checkpoint file for a run
+    kind: str                      # "keras", "saved_model" or "tflite"
     run_dir: Path | None = None
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # final, last or best, for a run
 
 
 def resolve(path: str | os.PathLike, checkpoint: str = "final", *,
             trust_savedmodel: bool = False) -> Resolved:
-    """Finds what ``path`` is: a run directory, ``.keras``, SavedModel or ``.tflite``.
-
-    Args:
-        path: the model path.
-        checkpoint: in a run directory: ``"final"`` (``model.keras``), ``"last"``
-            or ``"best"`` (``checkpoints/<which>.keras``).
-        trust_savedmodel: accept a SavedModel that this project's exporter did
-            not write (see :func:`check_trusted`).
-
-    Raises:
-        UserError: nothing there, something that is not a model, a run without
-            that checkpoint, an unknown checkpoint, a checkpoint given for a
-            path that is not a run directory, or an untrusted SavedModel.
-    """
+    """Finds what `path` is; `checkpoint` picks a run directory's model."""
     resolved = _resolve(path, checkpoint)
     check_trusted(resolved, trust_savedmodel)
     return resolved
 
 
 def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
-    """Refuses a SavedModel that the model card beside it does not vouch for.
-
-    A SavedModel is code: loading it and calling its signatures runs whatever
-    TensorFlow operations its graph holds (``tf.io.write_file`` included), so one
-    from elsewhere is loaded only with ``trust_savedmodel``. Without it, only a
-    SavedModel that this user's export wrote on this machine loads: its model
-    card records the sha256 of every file and carries a seal (HMAC-SHA256) made
-    with a key that never leaves the machine (:mod:`keras_resnet_cifar.deploy.seal`,
-    :func:`keras_resnet_cifar.deploy.contract.saved_model_problem`). The card's
-    sha256 alone are never enough: whoever makes a hostile SavedModel writes a
-    matching card too.
-
-    Raises:
-        UserError: a SavedModel the card does not vouch for, without ``trust_savedmodel``.
-    """
-    if resolved.kind != "saved_model" or trust_savedmodel:
-        return
-    problem = contract.saved_model_problem(resolved.file)
-    if problem:
-        raise UserError(f"{resolved.path} {problem}. A SavedModel is a program (its graph "
-                        "runs whatever operations it holds, file writes included): load it "
-                        "only if you trust where it came from, with --trust_savedmodel.")
+    if resolved.kind == "saved_model":
+        contract.check_trusted(resolved.file, trust_savedmodel, resolved.path)
 
 
 def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
     path = Path(path)
     if checkpoint not in run_files.MODEL_FILES:
-        raise UserError(f"Unknown --checkpoint {checkpoint!r}: expected one of "
-                        f"{', '.join(CHECKPOINTS)}.")
+        raise UserError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got "
+                        f"{checkpoint!r}.", argument="checkpoint")
     if not path.exists():
         raise UserError(f"No run directory, .keras file, SavedModel or .tflite file at {path}.")
-    if path.is_dir() and (path / "saved_model.pb").is_file():
+    if path.is_dir() and (path / contract.SAVED_MODEL_GRAPH).is_file():
         resolved = Resolved(path, path, "saved_model")
     elif path.is_dir():
         file = run_files.path(path, run_files.MODEL_FILES[checkpoint])
         if not file.is_file():
-            hint = "" if checkpoint != "final" else " (--checkpoint=last for an unfinished run)"
+            hint = "" if checkpoint != "final" else " (checkpoint=last for an unfinished run)"
             raise UserError(f"{path} has no {run_files.MODEL_FILES[checkpoint]} and no "
                             f"saved_model.pb: not a finished run directory nor a "
-                            f"SavedModel{hint}.")
+                            f"SavedModel{hint}.", argument="checkpoint" if hint else None)
         return Resolved(path, file, "keras", run_dir=path, checkpoint=checkpoint)
     elif path.suffix == ".keras":
         if not zipfile.is_zipfile(path):
@@ -149,18 +101,13 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
         raise UserError(f"{path} is not a model: expected a run directory, a .keras file, "
                         "a SavedModel folder or a .tflite file.")
     if checkpoint != "final":
-        raise UserError(f"--checkpoint={checkpoint} applies to run directories; {path} is "
-                        f"a {resolved.kind.replace('_', ' ')} model.")
+        raise UserError(f"checkpoint={checkpoint} applies to run directories; {path} is "
+                        f"a {resolved.kind.replace('_', ' ')} model.", argument="checkpoint")
     return resolved
 
 
 class Predictor:
-    """A model as a function from uint8 pixels to class probabilities.
-
-    Use :func:`load` to make one. ``predict`` runs in batches and reports
-    progress; ``describe`` says what was loaded; ``keras_model`` is the Keras
-    model for run directories and ``.keras`` files (None otherwise).
-    """
+    """uint8 pixels -> class probabilities; `keras_model` is None but for a Keras model."""
 
     def __init__(self, resolved: Resolved, run_batch: Callable[[np.ndarray], np.ndarray],
                  class_names: Sequence[str], keras_model=None, card: dict | None = None):
@@ -170,25 +117,11 @@ class Predictor:
         self.keras_model = keras_model
         self.card = card
 
-    @property
-    def kind(self) -> str:
-        """``"keras"``, ``"saved_model"`` or ``"tflite"``."""
-        return self.source.kind
-
-    @property
-    def path(self) -> Path:
-        """The file or folder that was loaded."""
-        return self.source.file
+    kind = property(lambda self: self.source.kind)
+    path = property(lambda self: self.source.file)  # the file or folder loaded
 
     def predict(self, pixels: np.ndarray, batch_size: int = 256,
                 progress: Progress | None = None) -> np.ndarray:
-        """Class probabilities of uint8 pixels (N, 32, 32, 3), as float32 (N, C).
-
-        Args:
-            pixels: uint8 RGB images, raw (the models normalise them).
-            batch_size: images per call of the model.
-            progress: called with (images done, images in all) after each batch.
-        """
         pixels = np.asarray(pixels)
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (32, 32, 3):
             raise ValueError(f"Expected uint8 pixels (N, 32, 32, 3), got {pixels.dtype} "
@@ -203,37 +136,21 @@ class Predictor:
                                              self.source.path))
             if progress:
                 progress(min(start + batch_size, len(pixels)), len(pixels))
-        if not parts:
-            return np.zeros((0, len(self.class_names)), np.float32)
-        return np.concatenate(parts)
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)),
+                                                            np.float32)
 
     __call__ = predict
 
     def describe(self) -> dict[str, Any]:
-        """What was loaded: kind, path, run directory and checkpoint, class names."""
         return {"kind": self.kind, "path": str(self.source.path), "model_file": str(self.path),
                 "run_dir": str(self.source.run_dir) if self.source.run_dir else None,
                 "checkpoint": self.source.checkpoint, "class_names": list(self.class_names)}
 
 
-# How far a probability may stray from [0, 1], and a row's sum from 1: float32 softmax
-# rounds by about 1e-6, an int8 model's dequantised outputs by half a step (1/512) each,
-# 0.02 over a row of 10; logits stray by whole units.
-PROBABILITY_TOLERANCE = 0.05
-
-
 def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
                         what: str | os.PathLike) -> np.ndarray:
-    """Returns ``probabilities`` when they are ``images`` rows of ``classes`` probabilities.
-
-    A model with damaged (NaN) weights, one that outputs logits, or one with another
-    number of classes than its names would otherwise have its output printed or
-    scored as if it were probabilities ("airplane 1903164.1%").
-
-    Raises:
-        UserError: a wrong shape, a non-finite value, or values outside [0, 1] or
-            rows that do not sum to 1 (:data:`PROBABILITY_TOLERANCE`).
-    """
+    """`probabilities`, checked: else a model with NaN weights, logits or another number of
+    classes than names would be printed or scored as if right ("airplane 1903164.1%")."""
     if probabilities.shape != (images, classes):
         raise UserError(f"{what} gave outputs of shape {probabilities.shape} for {images} "
                         f"image(s), not ({images}, {classes}): its outputs do not match its "
@@ -256,39 +173,23 @@ def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
 
 def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
          num_threads: int = 1, trust_savedmodel: bool = False) -> Predictor:
-    """Loads a run directory, ``.keras`` file, SavedModel or ``.tflite`` as a :class:`Predictor`.
-
-    Args:
-        path: the model path (see :func:`resolve`), or what :func:`resolve`
-            returned for it (then ``checkpoint`` is the resolved one).
-        checkpoint: in a run directory, which model: ``final``, ``last``, ``best``.
-        num_threads: CPU threads of a ``.tflite`` model (LiteRT).
-        trust_savedmodel: load a SavedModel that this project's exporter did not
-            write (:func:`check_trusted`).
-
-    Raises:
-        UserError: nothing loadable there, an untrusted SavedModel, or TensorFlow
-            is needed and absent.
-    """
+    """Loads a model path or a Resolved; `num_threads` is a .tflite model's (LiteRT)."""
     resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
     check_trusted(resolved, trust_savedmodel)  # also for a Resolved made elsewhere
-    if resolved.kind == "tflite":
-        from keras_resnet_cifar.deploy import edge
-
-        try:
-            import ai_edge_litert  # noqa: F401
-        except ModuleNotFoundError:
-            raise UserError(f"{resolved.path} is a .tflite model, which needs the LiteRT "
-                            "runtime: pip install ai-edge-litert.") from None
-        runner = edge.TFLiteClassifier(resolved.file, num_threads=num_threads)
-        return Predictor(resolved, lambda x: runner.predict(x, batch_size=len(x)),
-                         runner.class_names, card=contract.read_card(resolved.file))
     try:
+        if resolved.kind == "tflite":
+            runner = edge.TFLiteClassifier(resolved.file, num_threads=num_threads)
+            return Predictor(resolved, lambda x: runner.predict(x, batch_size=len(x)),
+                             runner.class_names, card=contract.read_card(resolved.file))
         if resolved.kind == "saved_model":
             return _load_saved_model(resolved)
         return _load_keras(resolved)
-    except ImportError as e:  # ModuleNotFoundError where TensorFlow is not installed
-        if (e.name or "").split(".")[0] in ("tensorflow", "keras"):
+    except ImportError as e:  # ModuleNotFoundError where a runtime is not installed
+        package = (e.name or "").split(".")[0]
+        if package == "ai_edge_litert":
+            raise UserError(f"{resolved.path} is a .tflite model, which needs the LiteRT "
+                            "runtime: pip install ai-edge-litert.") from None
+        if package in ("tensorflow", "keras"):
             kind = "a SavedModel" if resolved.kind == "saved_model" else "a Keras model"
             raise UserError(f"{resolved.path} is {kind}, which needs TensorFlow (not installed "
                             "here); a .tflite model (e.g. model_int8.tflite of an export) "
@@ -296,21 +197,9 @@ def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
         raise
 
 
-
 def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
              k: int = 3) -> list[dict]:
-    """The top-``k`` classes of every image, in input order.
-
-    Args:
-        model: the predictor.
-        pixels: uint8 (N, 32, 32, 3) images.
-        inputs: N names, one per image (a file name, ``batch.npy[3]``).
-        k: how many classes to keep per image.
-
-    Returns:
-        One {"input": name, "top": [{"class": str, "probability": float}, ...]}
-        per image (the shape :func:`keras_resnet_cifar.data.labels.format_ranked` prints).
-    """
+    """One {"input": name, "top": [{"class", "probability"}, ...]} per image of `inputs`."""
     if len(pixels) != len(inputs):
         raise ValueError(f"{len(pixels)} images but {len(inputs)} input names.")
     if not len(pixels):
@@ -322,63 +211,45 @@ def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
 
 def score(model: Predictor, pixels: np.ndarray, labels: np.ndarray,
           progress: Progress | None = None) -> dict:
-    """Top-1 accuracy of ``model`` on labelled images: {"images", "correct", "accuracy"}.
-
-    Needs only numpy (a ``.tflite`` model scores without TensorFlow); the full
-    metrics are :func:`keras_resnet_cifar.deploy.evaluation.evaluate_split`'s.
-    """
+    """Top-1 accuracy with numpy only: a .tflite model scores without TensorFlow."""
     predicted = model.predict(pixels, progress=progress).argmax(axis=1)
     correct = int(np.sum(predicted == np.asarray(labels)))
     return {"images": int(len(labels)), "correct": correct,
             "accuracy": correct / len(labels) if len(labels) else None}
 
+
 def _load_saved_model(resolved: Resolved) -> Predictor:
-    from keras_resnet_cifar.deploy import serving
+    from keras_resnet_cifar.deploy import serving  # TensorFlow
 
     classifier = serving.load_classifier(resolved.file)
     card = contract.read_card(resolved.file)
-    names = contract.class_names(card) or CIFAR10_CLASSES
-    return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)), names,
-                     card=card)
+    return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)),
+                     contract.class_names(card) or CIFAR10_CLASSES, card=card)
 
 
 def check_keras_archive(file: str | os.PathLike) -> None:
-    """Checks a ``.keras`` file's zip directory before Keras reads it.
-
-    Reads only the central directory: the announced (uncompressed) size of each
-    member, which zipfile never reads beyond, so a zip bomb is refused for the
-    cost of its directory.
-
-    Raises:
-        UserError: not a zip (truncated or corrupt), or members larger than
-            :data:`MAX_KERAS_BYTES` in all or :data:`MAX_KERAS_JSON_BYTES` for a
-            JSON member.
-    """
+    """Refuses a zip bomb from the .keras file's central directory (sizes that zipfile
+    never reads beyond) and its HDF5 datasets' headers, before Keras reads anything."""
     try:
         with zipfile.ZipFile(file) as archive:
             members = archive.infolist()
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
         raise UserError(f"{file} exists but is not a readable .keras model (truncated or "
                         f"corrupt: {first_line(e)}).") from None
-    total = sum(m.file_size for m in members)
-    if total > MAX_KERAS_BYTES:
-        raise UserError(f"{file} announces {total:,} bytes uncompressed, more than the "
-                        f"{MAX_KERAS_BYTES:,} any model of this project needs: refused "
-                        "before reading.")
+    contract.check_size(f"{file} announces uncompressed", sum(m.file_size for m in members),
+                        MAX_KERAS_BYTES)
     for m in members:
-        if m.filename.endswith(".json") and m.file_size > MAX_KERAS_JSON_BYTES:
-            raise UserError(f"{file}: its {m.filename} announces {m.file_size:,} bytes "
-                            f"uncompressed, more than {MAX_KERAS_JSON_BYTES:,}: refused "
-                            "before reading.")
+        if m.filename.endswith(".json"):
+            contract.check_size(f"{file}: its {m.filename} announces uncompressed",
+                                m.file_size, MAX_KERAS_JSON_BYTES)
         if m.file_size > MAX_KERAS_INFLATION * m.compress_size + (1 << 20):
             raise UserError(f"{file}: its {m.filename} inflates {m.compress_size:,} bytes "
                             f"to {m.file_size:,}: a zip bomb, refused before reading.")
-    if any(m.filename.endswith(".h5") for m in members):
-        _check_weights(file, [m for m in members if m.filename.endswith(".h5")])
+    if weights := [m for m in members if m.filename.endswith(".h5")]:
+        _check_weights(file, weights)
 
 
 def _check_weights(file, members) -> None:
-    """Refuses HDF5 datasets that declare more than they store, or too much in all."""
     import h5py
 
     datasets = []
@@ -395,11 +266,8 @@ def _check_weights(file, members) -> None:
         if declared > MAX_KERAS_INFLATION * stored + (1 << 20):
             raise UserError(f"{file}: its weight {name} declares {declared:,} bytes and "
                             f"stores {stored:,}: a bomb, refused before loading.")
-    total = sum(declared for _, declared, _ in datasets)
-    if total > MAX_KERAS_WEIGHT_BYTES:
-        raise UserError(f"{file}: its weights declare {total:,} bytes, more than the "
-                        f"{MAX_KERAS_WEIGHT_BYTES:,} of any model of this project: refused "
-                        "before loading.")
+    contract.check_size(f"{file}: its weights declare", sum(d for _, d, _ in datasets),
+                        MAX_KERAS_WEIGHT_BYTES)
 
 
 def _load_keras(resolved: Resolved) -> Predictor:
@@ -419,9 +287,5 @@ def _load_keras(resolved: Resolved) -> Predictor:
         raise UserError(f"{resolved.file} maps {model.input_shape} to {model.output_shape}: "
                         "not a classifier of 32x32 RGB images into CIFAR-10's 10 classes "
                         "((None, 32, 32, 3) to (None, 10)).")
-    names = CIFAR10_CLASSES
-
-    def run_batch(x: np.ndarray) -> np.ndarray:
-        return model(x.astype(np.float32), training=False)
-
-    return Predictor(resolved, run_batch, names, keras_model=model)
+    return Predictor(resolved, lambda x: model(x.astype(np.float32), training=False),
+                     CIFAR10_CLASSES, keras_model=model)

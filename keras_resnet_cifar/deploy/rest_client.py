@@ -1,29 +1,17 @@
-"""A small client for TF Serving's REST predict API, for the exported SavedModel (the library).
+"""A client (standard library and numpy only) for TF Serving's REST predict API.
 
-:func:`predict` sends ``POST <url>/v1/models/<name>[/versions/<N>]:predict``
-(:func:`predict_url`) with the row ("instances") format and the named input
-``image`` (:func:`build_request`):
+    POST <url>/v1/models/<name>[/versions/<N> | /labels/<label>]:predict
+    {"signature_name": "serving_default", "instances": [{"image": [[[r, g, b], ...]]}, ...]}
+    -> {"predictions": [{"probabilities": [...], "class_id": 3, "class_name": "cat"}, ...]}
 
-    {"signature_name": "serving_default",
-     "instances": [{"image": [[[r, g, b], ...], ...]}, ...]}
-
-and reads TF Serving's answer (:func:`parse_response`), one object per instance
-since the signature has several named outputs:
-
-    {"predictions": [{"probabilities": [...], "class_id": 3, "class_name": "cat"}, ...]}
-
-(The columnar form, ``{"inputs": {"image": [...]}}`` answered by
-``{"outputs": {"probabilities": [[...]], "class_id": [...], ...}}``, is also
-supported.) Errors come back as ``{"error": "..."}`` with an HTTP error status;
-they, an unreachable server and an answer that is not a predict response raise
-:class:`~keras_resnet_cifar.errors.UserError`. The timeout bounds the whole
-request, from connecting to the last byte of the answer. Only the standard
-library and numpy are used. The command line is
-:mod:`keras_resnet_cifar.serving_client`.
+The columnar form ({"inputs": ...} -> {"outputs": ...}) works too. An error answer, an
+unreachable server or anything but a predict response raise UserError; the timeout bounds
+the whole exchange, from connecting to the last byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -37,27 +25,22 @@ import numpy as np
 
 from keras_resnet_cifar.deploy.contract import INPUT_KEY, OUTPUT_KEYS
 from keras_resnet_cifar.errors import UserError, first_line, printable
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.errors import plural
 
 MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
-# An answer is bounded by the images asked about, before json.loads (which costs up to
-# 20 times the text: a Python list for every "[]"): a prediction of 10 classes is ~300
-# bytes, one object and one list; 16 KiB and 8 of them per image leave room for
-# a model of a thousand classes.
+# An answer is bounded by the images asked about before json.loads (which costs up to 20
+# times the text): a prediction of 10 classes is ~300 bytes, one object and one list;
+# 16 KiB and 8 of them per image leave room for a model of a thousand classes.
 ANSWER_BYTES_PER_IMAGE = 16 << 10
 ANSWER_NESTS_PER_IMAGE = 8
 URL_SCHEMES = ("http://", "https://")  # what a server address must start with
-# A model name is one path segment of the predict URL: anything else ("a?b", "a#b",
-# "a/b") would send the request to another endpoint.
+# One path segment of the predict URL: "a?b", "a#b", "a/b" would reach another endpoint.
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_TIMEOUT_S = 86400.0  # a day; Python's timers overflow on far larger values
 
 
 def url_problem(base_url: str) -> str | None:
-    """What is wrong with a server address, or None: ``http(s)://host[:port][/prefix]``.
-
-    A query or fragment is refused: the predict path would end up inside it.
-    """
+    """What is wrong with a server address (`http(s)://host[:port][/prefix]`), or None."""
     if not base_url.startswith(URL_SCHEMES):
         return f"must start with {' or '.join(URL_SCHEMES)}"
     if any(c.isspace() or not c.isprintable() for c in base_url):
@@ -68,7 +51,7 @@ def url_problem(base_url: str) -> str | None:
 
 
 def split_address(url: str) -> tuple[urllib.parse.SplitResult | None, str | None]:
-    """``url`` split, or what is wrong with its host and port (both transports' check)."""
+    """`url` split, or what is wrong with its host and port (both transports' check)."""
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError for a port that is not one)
@@ -80,14 +63,12 @@ def split_address(url: str) -> tuple[urllib.parse.SplitResult | None, str | None
 
 
 def name_problem(model_name: str) -> str | None:
-    """What is wrong with a model name, or None (letters, digits, ``.``, ``_``, ``-``)."""
     if not model_name or not MODEL_NAME.fullmatch(model_name) or model_name in (".", ".."):
         return "must be letters, digits, '.', '_' or '-' (one path segment of the URL)"
     return None
 
 
 def timeout_problem(timeout) -> str | None:
-    """What is wrong with a timeout in seconds, or None."""
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         return "must be a positive number of seconds"
     if timeout > MAX_TIMEOUT_S:
@@ -95,21 +76,23 @@ def timeout_problem(timeout) -> str | None:
     return None
 
 
-def predict_url(base_url: str, model_name: str, version: int | None = None,
-                label: str | None = None) -> str:
-    """``<base_url>/v1/models/<model_name>[/versions/<version> | /labels/<label>]:predict``.
+def check_timeout(timeout) -> None:
+    if problem := timeout_problem(timeout):
+        raise UserError(f"The timeout {problem}, got {timeout!r}.")
 
-    Raises:
-        UserError: ``base_url`` is not an http(s) address (see :func:`url_problem`),
-            or ``model_name`` or ``label`` is not one path segment (:func:`name_problem`).
-    """
-    problem = url_problem(base_url)
-    if problem:
-        raise UserError(f"The server URL {problem}, got {base_url!r}.")
+
+def check_names(model_name: str, label: str | None) -> None:
     for what, value in (("model name", model_name), ("version label", label)):
         problem = name_problem(value) if value is not None or what == "model name" else None
         if problem:
             raise UserError(f"The {what} {problem}, got {value!r}.")
+
+
+def predict_url(base_url: str, model_name: str, version: int | None = None,
+                label: str | None = None) -> str:
+    if problem := url_problem(base_url):
+        raise UserError(f"The server URL {problem}, got {base_url!r}.")
+    check_names(model_name, label)
     path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version
                                          else f"/labels/{label}" if label else "")
     return base_url.rstrip("/") + path + ":predict"
@@ -117,23 +100,16 @@ def predict_url(base_url: str, model_name: str, version: int | None = None,
 
 def build_request(pixels: np.ndarray, *, signature: str | None = None,
                   columnar: bool = False) -> dict:
-    """The JSON body for uint8 pixels (N, 32, 32, 3): row or columnar format."""
     pixels = np.asarray(pixels, np.uint8)
     body = {"signature_name": signature} if signature else {}
     if columnar:
-        body["inputs"] = {INPUT_KEY: pixels.tolist()}
-    else:
-        body["instances"] = [{INPUT_KEY: image.tolist()} for image in pixels]
-    return body
+        return {**body, "inputs": {INPUT_KEY: pixels.tolist()}}
+    return {**body, "instances": [{INPUT_KEY: image.tolist()} for image in pixels]}
 
 
 def parse_response(body: dict, count: int) -> list[dict]:
-    """TF Serving's answer -> one {"probabilities", "class_id", "class_name"} per image.
-
-    Raises:
-        UserError: the answer is an error, or not a predict response for
-            ``count`` images with this model's outputs.
-    """
+    """TF Serving's answer -> one {"probabilities", "class_id", "class_name"} per image,
+    checked: what a server returns is untrusted, over REST or gRPC."""
     if not isinstance(body, dict):
         raise UserError("TF Serving's answer is not a JSON object.")
     if "error" in body:
@@ -152,12 +128,14 @@ def parse_response(body: dict, count: int) -> list[dict]:
         answered = len(rows) if isinstance(rows, list) else 0
         raise UserError(f"TF Serving answered {plural(answered, 'prediction')} for "
                         f"{plural(count, 'image')}.")
+    first = rows[0].get("probabilities") if rows and isinstance(rows[0], dict) else None
+    width = len(first) if isinstance(first, list) else None
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or any(k not in row for k in OUTPUT_KEYS):
             raise UserError("TF Serving's predictions are not objects with "
                             f"{', '.join(OUTPUT_KEYS)}: is this model's signature the "
                             "one keras_resnet_cifar.export writes?")
-        _check_row(row, i, width=_width(rows[0]))
+        _check_row(row, i, width=width)
     return [{"probabilities": [float(p) for p in row["probabilities"]],
              "class_id": int(row["class_id"]), "class_name": printable(row["class_name"])}
             for row in rows]
@@ -172,13 +150,7 @@ def _is_number(value) -> bool:
         return False
 
 
-def _width(row: dict) -> int | None:
-    p = row.get("probabilities") if isinstance(row, dict) else None
-    return len(p) if isinstance(p, list) else None
-
-
 def _check_row(row: dict, i: int, width: int | None) -> None:
-    """Raises UserError unless ``row`` holds a list of numbers, an int and a string."""
     p = row["probabilities"]
     if not isinstance(p, list) or not p or not all(_is_number(v) for v in p):
         raise UserError(f"TF Serving's prediction {i} has probabilities that are not a "
@@ -201,22 +173,9 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
             version: int | None = None, label: str | None = None,
             signature: str | None = None, columnar: bool = False,
             timeout: float = 30.0) -> list[dict]:
-    """Asks a TF Serving model about uint8 pixels (N, 32, 32, 3).
-
-    ``version`` or a version ``label`` of the model config (``stable``) picks a
-    version; neither: the latest.
-
-    Returns:
-        One {"probabilities", "class_id", "class_name"} per image.
-
-    Raises:
-        UserError: a bad address, model name or timeout; the server is
-            unreachable, times out, or answers an error or something that is not
-            a predict response.
-    """
-    problem = timeout_problem(timeout)
-    if problem:
-        raise UserError(f"The timeout {problem}, got {timeout!r}.")
+    """One {"probabilities", "class_id", "class_name"} per image of uint8 `pixels`; the
+    model's latest version unless `version` or a `label` of its config picks one."""
+    check_timeout(timeout)
     url = predict_url(base_url, model_name, version, label)
     data = json.dumps(build_request(pixels, signature=signature, columnar=columnar)).encode()
     count = len(pixels)
@@ -241,11 +200,8 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
 
 def _post(url: str, data: bytes, timeout: float,
           max_bytes: int = MAX_ANSWER_BYTES) -> tuple[int, bytes]:
-    """POSTs ``data`` as JSON; (status, body). The whole exchange ends within ``timeout``.
-
-    A watchdog shuts the connection down when the deadline passes, which ends any
-    read or write in progress, however slowly the server sends.
-    """
+    """(status, body) of a JSON POST. A watchdog shuts the connection down at the
+    deadline, which ends any read or write however slowly the server sends."""
     parts = urllib.parse.urlsplit(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     deadline = time.monotonic() + timeout
@@ -256,22 +212,18 @@ def _post(url: str, data: bytes, timeout: float,
         expired.set()
         sock = conn.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     watchdog = threading.Timer(timeout, stop)
     watchdog.daemon = True
     watchdog.start()
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        conn.request("POST", parts.path, body=data, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         chunks, size = [], 0
         while True:
-            chunk = (response.read1(1 << 16) if hasattr(response, "read1")
-                     else response.read(1 << 16))
+            chunk = response.read1(1 << 16)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -284,12 +236,10 @@ def _post(url: str, data: bytes, timeout: float,
         if expired.is_set():
             raise TimeoutError
         return response.status, b"".join(chunks)
-    except (socket.timeout, TimeoutError):
-        raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
-    except ConnectionRefusedError:
-        raise UserError(f"Cannot reach TF Serving at {url}: connection refused.") from None
     except (OSError, http.client.HTTPException) as e:
-        if expired.is_set():
+        if isinstance(e, ConnectionRefusedError):
+            raise UserError(f"Cannot reach TF Serving at {url}: connection refused.") from None
+        if expired.is_set() or isinstance(e, TimeoutError):  # socket.timeout is TimeoutError
             raise UserError(f"TF Serving at {url} did not answer within {timeout:g} s.") from None
         if isinstance(e, socket.gaierror):
             raise UserError(f"Cannot reach TF Serving at {url}: {e.strerror or e}.") from None
@@ -300,7 +250,6 @@ def _post(url: str, data: bytes, timeout: float,
 
 
 def _error_message(raw: bytes) -> str:
-    """The first line of an error answer, control characters escaped."""
     try:
         text = str(json.loads(raw)["error"]).strip()
     except (ValueError, KeyError, TypeError, IndexError, RecursionError):

@@ -1,21 +1,9 @@
 """This machine's own record that this project exported a model: an HMAC-SHA256 seal.
 
-A SavedModel is a program, so a tool runs one only when the user says so
-(``--trust_savedmodel``) or when it can prove that this project exported exactly
-those bytes. A model card cannot prove that by itself: whoever writes a hostile
-SavedModel writes a matching card too. The seal can: the exporter signs the
-sha256 of every file of the version, and the card's other fields, with a key
-that only this user on this machine has, kept outside every model:
-
-    $XDG_CONFIG_HOME/keras-resnet-cifar/export.key   (default ~/.config/...)
-    32 random bytes, mode 0600 in a 0700 folder, made by the first export
-
-and the card carries the tag (:data:`SEAL`). Without the key nobody can make a
-tag that verifies, so a seal vouches only on the machine (and for the user)
-that exported the model; a copy taken elsewhere needs ``--trust_savedmodel``
-there, which is the point. Removing the key revokes every seal it made.
-
-No TensorFlow here (the commands check trust before it loads).
+A SavedModel is a program, and whoever writes a hostile one writes a matching card too. The
+exporter signs the card and every file's sha256 with a key only this user here has
+(`key_path()`: 32 random bytes, 0600 in a 0700 folder, made by the first export): a copy
+taken elsewhere needs trust_savedmodel; removing the key revokes every seal. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -39,14 +27,11 @@ _DOMAIN = b"keras_resnet_cifar export seal v1\n"
 
 
 def key_path() -> Path:
-    """Where this user's key lives: ``$XDG_CONFIG_HOME/keras-resnet-cifar/export.key``."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
-                                                             ".config")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
     return Path(base) / "keras-resnet-cifar" / "export.key"
 
 
 def _read_key(path: Path) -> bytes:
-    """The key at ``path``, checked: a regular file of this user's, private, 32 bytes."""
     with fileio.open_regular(path, max_bytes=KEY_BYTES) as f:
         info = os.fstat(f.fileno())
         key = f.read()
@@ -63,15 +48,8 @@ def _read_key(path: Path) -> bytes:
 
 
 def load_key(*, create: bool = False) -> bytes | None:
-    """This user's export key; made (0600) when absent and ``create``, else None.
-
-    A new key is written to a private temporary file and linked into place, so
-    that two exports starting together agree on one key and none reads half of it.
-
-    Raises:
-        UserError: the key file is a link, not a regular file, readable by others,
-            of another user or of the wrong size; or it cannot be made.
-    """
+    """This user's export key (checked), made if absent and `create`, else None. A new key is
+    linked into place from a private file: exports starting together agree on one, whole."""
     path = key_path()
     try:
         return _read_key(path)
@@ -109,21 +87,14 @@ def _tag(key: bytes, card: dict[str, Any], files: dict[str, str]) -> str:
 
 
 def seal(card: dict[str, Any], files: dict[str, str]) -> dict[str, str]:
-    """The seal of a version: its card (without the seal) and ``files`` ({path: sha256}).
-
-    Makes this user's key on first use.
-    """
+    """The seal of a version's card (without the seal) and `files` ({path: sha256})."""
     key = load_key(create=True)
     return {"algorithm": ALGORITHM, "key_id": _key_id(key), "tag": _tag(key, card, files)}
 
 
 def problem(card: dict[str, Any], files: dict[str, str]) -> str | None:
-    """Why ``card``'s seal does not vouch for a version whose files are ``files``, or None.
-
-    ``files`` are the sha256 of the files on disk now (every file of the version
-    but the card), so a file added, removed or changed since the export breaks
-    the seal as surely as a forged tag.
-    """
+    """Why `card`'s seal does not vouch for a version whose files are now `files`, or None:
+    a file added, removed or changed since the export breaks it as a forged tag does."""
     recorded = card.get(SEAL)
     if not (isinstance(recorded, dict) and recorded.get("algorithm") == ALGORITHM
             and isinstance(recorded.get("tag"), str)):

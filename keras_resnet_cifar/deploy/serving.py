@@ -1,15 +1,6 @@
-"""The SavedModel that TF Serving loads: signatures over raw pixels.
-
-Two signatures, both returning the same three outputs:
-
-    serving_default   image: uint8   (None, 32, 32, 3)  raw RGB pixels
-    serving_float32   image: float32 (None, 32, 32, 3)  RGB pixels on [0, 255]
-      -> probabilities: float32 (None, C)   softmax
-         class_id:      int64   (None,)     argmax
-         class_name:    string  (None,)     class_names[class_id]
-
-The normalisation is the model's own ``normalize`` layer, so clients send pixels
-and nothing of this package is needed to load or serve the SavedModel.
+"""The SavedModel that TF Serving loads: contract.py's two signatures over raw pixels, one set
+of outputs (exports/README.md). The model's own `normalize` layer normalises: clients send
+pixels, serving needs nothing of this package.
 """
 
 from __future__ import annotations
@@ -23,66 +14,35 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet_cifar.deploy.contract import (DEFAULT_SIGNATURE, FLOAT_SIGNATURE, IMAGE_SHAPE,
-                                         INPUT_KEY, OUTPUT_KEYS)
+                                                INPUT_KEY, OUTPUT_KEYS, SAVED_MODEL_GRAPH)
 from keras_resnet_cifar.errors import UserError, first_line
 
 
-def _check(model: keras.Model, class_names: Sequence[str]) -> None:
+def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]) -> None:
     if tuple(model.input_shape) != IMAGE_SHAPE:
         raise UserError(f"The model takes {model.input_shape}, not {IMAGE_SHAPE} images.")
     if model.output_shape[-1] != len(class_names):
         raise UserError(f"The model has {model.output_shape[-1]} outputs but "
                         f"{len(class_names)} class names were given.")
-
-
-def build_archive(model: keras.Model, class_names: Sequence[str]) -> keras.export.ExportArchive:
-    """An ExportArchive holding ``model`` with the two signatures above.
-
-    Raises:
-        UserError: the model does not take 32x32x3 images or its output size
-            differs from the number of class names.
-    """
-    _check(model, class_names)
     names = tf.constant(list(class_names), tf.string)
 
-    def classify(pixels):
-        probabilities = tf.cast(model(pixels, training=False), tf.float32)
+    def classify(image):  # the argument's name is the signatures' input key
+        probabilities = tf.cast(model(image, training=False), tf.float32)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return dict(zip(OUTPUT_KEYS, (probabilities, class_id, tf.gather(names, class_id))))
-
-    def serve_uint8(image):
-        return classify(tf.cast(image, tf.float32))
-
-    def serve_float32(image):
-        return classify(image)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     # The first endpoint is also what ExportArchive aliases as serving_default.
-    archive.add_endpoint(DEFAULT_SIGNATURE, serve_uint8, input_signature=[
-        tf.TensorSpec(IMAGE_SHAPE, tf.uint8, name=INPUT_KEY)])
-    archive.add_endpoint(FLOAT_SIGNATURE, serve_float32, input_signature=[
+    archive.add_endpoint(DEFAULT_SIGNATURE, lambda image: classify(tf.cast(image, tf.float32)),
+                         input_signature=[tf.TensorSpec(IMAGE_SHAPE, tf.uint8, name=INPUT_KEY)])
+    archive.add_endpoint(FLOAT_SIGNATURE, classify, input_signature=[
         tf.TensorSpec(IMAGE_SHAPE, tf.float32, name=INPUT_KEY)])
-    return archive
-
-
-def save(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str]) -> None:
-    """Writes the SavedModel (``saved_model.pb``, ``variables/``) into ``path``."""
-    build_archive(model, class_names).write_out(os.fspath(path), verbose=False)
+    archive.write_out(os.fspath(path), verbose=False)
 
 
 class SavedModelClassifier:
-    """An exported SavedModel as a function: uint8 pixels -> float32 probabilities.
-
-    Calls ``serving_default`` exactly as TF Serving would.
-
-    Args:
-        path: the version folder (``exports/<name>/<version>``).
-
-    Raises:
-        UserError: ``path`` is not a SavedModel with a ``serving_default``
-            signature taking ``image``.
-    """
+    """An exported SavedModel: uint8 pixels -> probabilities, through serving_default."""
 
     def __init__(self, path: str | os.PathLike):
         try:
@@ -96,7 +56,6 @@ class SavedModelClassifier:
                             f"{INPUT_KEY!r}: not exported by keras_resnet_cifar.export.")
 
     def predict(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Probabilities (N, C) of uint8 pixels (N, 32, 32, 3), in batches."""
         pixels = np.asarray(pixels, np.uint8)
         parts = [self._signature(image=tf.constant(pixels[i:i + batch_size]))
                  [OUTPUT_KEYS[0]].numpy() for i in range(0, len(pixels), batch_size)]
@@ -105,24 +64,16 @@ class SavedModelClassifier:
     __call__ = predict
 
 
+load_classifier = SavedModelClassifier
+
+
 def signature_names(path: str | os.PathLike) -> list[str]:
-    """The signature names of the SavedModel in ``path``, read from ``saved_model.pb``.
-
-    Reads the protocol buffer only: nothing of the graph is loaded or run.
-
-    Raises:
-        UserError: ``saved_model.pb`` is missing or unreadable.
-    """
+    """The SavedModel's signature names, from saved_model.pb alone (nothing loaded or run)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     try:
-        proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+        proto.ParseFromString((Path(path) / SAVED_MODEL_GRAPH).read_bytes())
     except (OSError, ValueError) as e:  # DecodeError is a ValueError
         raise UserError(f"{path} is not a loadable SavedModel ({first_line(e)}).") from None
     return sorted({name for graph in proto.meta_graphs for name in graph.signature_def})
-
-
-def load_classifier(path: str | os.PathLike) -> SavedModelClassifier:
-    """Loads an exported SavedModel (see :class:`SavedModelClassifier`)."""
-    return SavedModelClassifier(path)

@@ -1,13 +1,6 @@
-"""What an export is made from: the model (:class:`Source`) and the images that
-calibrate and check it (:class:`EvalData`).
-
-The source is anything :mod:`keras_resnet_cifar.deploy.predictor` loads except a
-``.tflite`` file (already an export): a training run directory, a ``.keras``
-file or a SavedModel (:func:`load_source`), or the reference PyTorch weights
-(:func:`load_reference`). Importing this module loads neither TensorFlow nor
-Keras: the export command's checks (a ``.tflite`` source, an untrusted
-SavedModel, a missing model) answer at once. The writer is
-:mod:`keras_resnet_cifar.deploy.exporter`.
+"""What an export is made from: the model (Source: a run directory, .keras file, SavedModel
+or the reference PyTorch weights) and the images that calibrate and check it (EvalData).
+No TensorFlow on import, so the export command's checks answer at once.
 """
 
 from __future__ import annotations
@@ -19,42 +12,28 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from keras_resnet_cifar.data import datasets
-from keras_resnet_cifar.deploy import contract, model_card, predictor, rest_client
-from keras_resnet_cifar.models import reference_weights
 from keras_resnet_cifar import run_files
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.data import datasets
 from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
+from keras_resnet_cifar.deploy import contract, model_card, predictor, rest_client
+from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.models import reference_weights
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """A model to export and where it came from.
-
-    Attributes:
-        model: the predictor (raw pixels in, probabilities out): a Keras model
-            (``model.keras_model``) or a SavedModel.
-        provenance: what the model card records about the source: kind, path,
-            sha256, and the run's config and metrics when there is a run.
-        licence_note: a notice that must travel with the export, or None.
-        licence_file: a licence file to copy into the export, or None.
-    """
-
     model: predictor.Predictor
-    provenance: dict
-    licence_note: str | None = None
-    licence_file: str | None = None
+    provenance: dict                 # for the model card: kind, path, sha256; a run's config
+    licence_note: str | None = None  # a notice that must travel with the export
+    licence_file: str | None = None  # copied into the export
 
     @property
     def keras_model(self):
-        """The Keras model, or None for a SavedModel source."""
         return self.model.keras_model
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalData:
-    """Images for int8 calibration and the parity report."""
-
     calibration: np.ndarray       # uint8 (N, 32, 32, 3), from the training split
     test_images: np.ndarray       # uint8 (M, 32, 32, 3)
     test_labels: np.ndarray       # int (M,)
@@ -64,20 +43,7 @@ class EvalData:
 
 def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
                 trust_savedmodel: bool = False) -> Source:
-    """Loads a run directory's model, a ``.keras`` file or a SavedModel for export.
-
-    Args:
-        path: a training run directory, a ``.keras`` file or a SavedModel folder.
-        checkpoint: in a run directory, ``"final"`` (``model.keras``),
-            ``"last"`` or ``"best"`` (``checkpoints/<which>.keras``).
-        trust_savedmodel: accept a SavedModel that this project's exporter did
-            not write (:func:`keras_resnet_cifar.deploy.predictor.check_trusted`).
-
-    Raises:
-        UserError: nothing there, no model in the run directory, unknown
-            checkpoint, an unreadable model, a ``.tflite`` file, an untrusted
-            SavedModel, or one without this project's two signatures.
-    """
+    """A run directory's model, a .keras file or a SavedModel of this exporter."""
     resolved = predictor.resolve(path, checkpoint, trust_savedmodel=trust_savedmodel)
     if resolved.kind == "tflite":
         raise UserError(f"{path} is a .tflite model, already an export: export its run "
@@ -89,8 +55,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
     if resolved.kind == "saved_model":
         from keras_resnet_cifar.deploy import serving
 
-        # Its TFLite models are converted from serving_float32: said now, not as a
-        # KeyError after the copy.
+        # TFLite converts from serving_float32: said now, not as a KeyError after the copy.
         missing = [name for name in (contract.DEFAULT_SIGNATURE, contract.FLOAT_SIGNATURE)
                    if name not in serving.signature_names(resolved.file)]
         if missing:
@@ -98,9 +63,9 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
                             "SavedModel of keras_resnet_cifar.export, which this exporter "
                             "converts; export its .keras file or run directory instead.")
         card = model.card or {}
-        licence = resolved.file / contract.LICENCE
+        licence = resolved.file / reference_weights.LICENCE_FILE
         return Source(model, {"kind": "saved_model", "path": str(resolved.file.resolve()),
-                              "sha256": contract.sha256(resolved.file / "saved_model.pb"),
+                              "sha256": contract.sha256(resolved.file / contract.SAVED_MODEL_GRAPH),
                               "source": card.get("source")},
                       licence_note=card.get("licence"),
                       licence_file=str(licence) if licence.is_file() else None)
@@ -118,7 +83,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
 
 
 def _mixed_precision(keras_model) -> str | None:
-    """The mixed dtype policy ``keras_model`` computes in (``mixed_bfloat16``), or None."""
+    """The mixed dtype policy `keras_model` computes in (mixed_bfloat16), or None."""
     if keras_model is None:
         return None
     mixed = {layer.dtype_policy.name for layer in keras_model.layers} - {"float32"}
@@ -126,12 +91,8 @@ def _mixed_precision(keras_model) -> str | None:
 
 
 def _float32_compute(model: predictor.Predictor) -> predictor.Predictor:
-    """``model`` computing in float32, with the same weights.
-
-    A model trained under a mixed policy keeps float32 weights and computes in
-    bfloat16 (float16): TFLite has no bfloat16 kernels, and a CPU without native
-    bfloat16 runs float32 faster, so the export computes in float32.
-    """
+    """`model` computing in float32 with the same (float32) weights: TFLite has no bfloat16
+    kernels, and a CPU without native bfloat16 runs float32 faster."""
     import keras
 
     def clone_layer(layer):
@@ -145,13 +106,8 @@ def _float32_compute(model: predictor.Predictor) -> predictor.Predictor:
 
 
 def _with_licence(source: Source) -> Source:
-    """Adds the reference weights' licence note to a model that looks made from them.
-
-    :func:`reference_weights.reference_model` (and so ``import_weights``'s
-    ``.keras`` files) puts the reference's ImageNet statistics in the
-    ``normalize`` layer, which this package's training never uses; such a model
-    carries the weights' licence obligation into its exports.
-    """
+    """Adds the reference weights' licence note to a model that normalises with their
+    ImageNet statistics (model_card.uses_reference_normalisation): made from them."""
     if model_card.uses_reference_normalisation(source.keras_model):
         logging.warning("The model uses the reference weights' ImageNet normalisation: "
                         "recording their licence note in the model card.")
@@ -160,13 +116,10 @@ def _with_licence(source: Source) -> Source:
 
 
 def load_reference(npz_path: str | os.PathLike) -> Source:
-    """Builds the reference ResNet from PyTorch weights (``resnetN.npz``) for export.
-
-    The weights' licence note goes into the model card, and their
-    ``LICENSE.weights`` (beside the ``.npz``) into the export.
-    """
+    """The reference ResNet of PyTorch weights (resnetN.npz); their licence note goes into
+    the model card, the licence file beside the .npz into the export."""
     model = reference_weights.reference_model(reference_weights.load_state_dict(npz_path))
-    licence = Path(npz_path).with_name(contract.LICENCE)
+    licence = Path(npz_path).with_name(reference_weights.LICENCE_FILE)
     resolved = predictor.Resolved(Path(npz_path), Path(npz_path), "keras")
     wrapped = predictor.Predictor(
         resolved, lambda x: model(x.astype(np.float32), training=False), CIFAR10_CLASSES,
@@ -179,7 +132,7 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
 
 
 def default_name(source: Source) -> str:
-    """The model name an export takes by default: the architecture, e.g. ``resnet20``."""
+    """The architecture (resnet20), else a SavedModel card's name, else its folder's."""
     if source.keras_model is not None:
         return source.keras_model.name
     name = (source.model.card or {}).get("name")  # a card's: any JSON, an escape sequence
@@ -188,16 +141,14 @@ def default_name(source: Source) -> str:
     return source.model.path.parent.name
 
 
-
 def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: int,
               seed: int = 0) -> EvalData:
-    """Calibration and parity images from a data set, or the synthetic fallback."""
-    from keras_resnet_cifar.deploy import tflite
+    """Calibration and parity images of a data set, or synthetic ones (with a warning);
+    exporter.check_options checks `calibration_images`."""
+    from keras_resnet_cifar.deploy import tflite  # TensorFlow
 
-    if calibration_images < 1:
-        raise UserError(f"--calibration_images must be >= 1, got {calibration_images}.")
     if dataset is None and data_dir is None:
-        logging.warning("No --data_dir: calibrating int8 and measuring parity on SYNTHETIC "
+        logging.warning("No data_dir: calibrating int8 and measuring parity on SYNTHETIC "
                         "images. The int8 model's accuracy on real images is unverified.")
         dataset = "synthetic"
     data = datasets.load(dataset or "cifar10", data_dir, seed=seed,
@@ -208,5 +159,4 @@ def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: 
     return EvalData(calibration=calibration, test_images=data.test.images,
                     test_labels=data.test.labels,
                     description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} "
-                                "training images for calibration, test split for parity",
-                    real=real)
+                                "training images for calibration, test split for parity", real=real)

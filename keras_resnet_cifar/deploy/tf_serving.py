@@ -1,22 +1,8 @@
-"""The files TF Serving reads besides the SavedModel: warm-up requests, model config, batching.
-
-    <version>/assets.extra/tf_serving_warmup_requests    warmup_records (export writes it)
-    <out>/<name>/models.config     model_config: --model_config_file
-    <out>/<name>/batching.config   batching_parameters: --enable_batching
-                                   --batching_parameters_file
-
-Warm-up: TF Serving replays the PredictionLog records of that TFRecord file when it
-loads a version, before it serves it, so the first real requests do not pay for
-graph initialisation. One request per allowed batch size (:data:`BATCH_SIZES`):
-with batching, the batcher pads every batch to one of them, and each size is a
-shape TensorFlow has to prepare once.
-
-The model config and the batching parameters are text-format protocol buffers:
-``tensorflow.serving.ModelServerConfig`` (built here with tensorflow-serving-api's
-protos) and ``tensorflow.serving.BatchingParameters`` (its proto,
-``session_bundle_config.proto``, is not in tensorflow-serving-api's wheel, so the
-text is written here field by field). The command that writes them is
-:mod:`keras_resnet_cifar.serving_config`; ``scripts/serve.sh`` runs it.
+"""The files TF Serving reads besides the SavedModel: warm-up requests, model config and
+batching parameters. TF Serving replays a version's warm-up PredictionLogs before serving
+it, so the first requests do not pay for graph initialisation: one per batch size the
+batcher pads to. BatchingParameters' proto is not in tensorflow-serving-api's wheel, so its
+text format is written field by field.
 """
 
 from __future__ import annotations
@@ -26,55 +12,39 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_resnet_cifar.deploy import contract
+from keras_resnet_cifar.deploy import contract, grpc_client
 from keras_resnet_cifar.errors import UserError
 
-# The batch sizes the batcher pads to (TF Serving: the last must be max_batch_size),
-# and so the sizes the warm-up requests prepare.
+# The batch sizes the batcher pads to (the last must be max_batch_size) and warm-up prepares.
 BATCH_SIZES = (1, 8, 32, 128)
 MODEL_CONFIG = "models.config"
 BATCHING_CONFIG = "batching.config"
 
 
-def warmup_records(model_name: str, images: np.ndarray,
-                   batch_sizes: Sequence[int] = BATCH_SIZES) -> list[bytes]:
-    """Serialized ``PredictionLog`` records, one ``serving_default`` request per batch size.
-
-    Args:
-        model_name: the model name the requests name (TF Serving's MODEL_NAME).
-        images: uint8 (N, 32, 32, 3) real-shaped inputs, repeated to fill a batch.
-        batch_sizes: the batch sizes of the requests.
-    """
-    from keras_resnet_cifar.deploy import grpc_client
-    from tensorflow_serving.apis import prediction_log_pb2
+def write_warmup(folder: str | os.PathLike, model_name: str, images: np.ndarray,
+                 batch_sizes: Sequence[int] = BATCH_SIZES) -> str:
+    """Writes the warm-up TFRecord file in `folder`, one PredictionLog per batch size (of
+    `images` repeated); its relative path."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2  # the optional extra
 
     images = np.asarray(images, np.uint8)
     if len(images) == 0:
         raise UserError("No images to build the warm-up requests from.")
-    records = []
-    for size in batch_sizes:
-        request = grpc_client.build_request(model_name, images[np.arange(size) % len(images)],
-                                            signature=contract.DEFAULT_SIGNATURE)
-        log = prediction_log_pb2.PredictionLog()
-        log.predict_log.request.CopyFrom(request)
-        records.append(log.SerializeToString())
-    return records
-
-
-def write_warmup(folder: str | os.PathLike, records: Sequence[bytes]) -> str:
-    """Writes ``records`` as the TFRecord file ``folder/assets.extra/...``; its relative path."""
-    import tensorflow as tf
-
+    logs = [prediction_log_pb2.PredictionLog() for _ in batch_sizes]
+    for log, size in zip(logs, batch_sizes):
+        log.predict_log.request.CopyFrom(grpc_client.build_request(
+            model_name, images[np.arange(size) % len(images)],
+            signature=contract.DEFAULT_SIGNATURE))
     path = os.path.join(os.fspath(folder), contract.WARMUP_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
-        for record in records:
-            writer.write(record)
+        for log in logs:
+            writer.write(log.SerializeToString())
     return contract.WARMUP_FILE
 
 
 def versions(model_root: str | os.PathLike) -> list[int]:
-    """The numbered version folders under ``model_root``, ascending."""
     root = os.fspath(model_root)
     return sorted(int(p) for p in os.listdir(root) if p.isdigit()
                   and os.path.isdir(os.path.join(root, p))) if os.path.isdir(root) else []
@@ -82,20 +52,11 @@ def versions(model_root: str | os.PathLike) -> list[int]:
 
 def model_config(name: str, base_path: str, available: Sequence[int], *,
                  stable: int | None = None, canary: int | None = None) -> str:
-    """A ``ModelServerConfig`` in text format, for ``--model_config_file``.
-
-    Serves the ``stable`` version (default: the highest available) and the
-    ``canary`` one if given, both by label; TF Serving answers
-    ``/v1/models/<name>/labels/stable`` and ``model_spec.version_label``.
-
-    Raises:
-        UserError: no versions, or a label naming a version that is not there.
-    """
+    """A ModelServerConfig in text format serving the `stable` version (default: the
+    highest) and the `canary` one by label (/v1/models/<name>/labels/stable)."""
     from google.protobuf import text_format
-
-    from keras_resnet_cifar.deploy import grpc_client
     try:
-        from tensorflow_serving.config import model_server_config_pb2
+        from tensorflow_serving.config import model_server_config_pb2  # the optional extra
     except ImportError:
         raise UserError(grpc_client.MISSING) from None
 
@@ -121,26 +82,15 @@ def model_config(name: str, base_path: str, available: Sequence[int], *,
 def batching_parameters(*, max_batch_size: int = BATCH_SIZES[-1],
                         batch_timeout_micros: int = 1000, num_batch_threads: int | None = None,
                         max_enqueued_batches: int = 100) -> str:
-    """``BatchingParameters`` in text format, for ``--batching_parameters_file``.
-
-    Args:
-        max_batch_size: the largest batch the batcher forms (requests larger than
-            it are split).
-        batch_timeout_micros: how long a batch waits to fill before it runs anyway.
-        num_batch_threads: threads running batches; default: this machine's CPUs
-            (TF Serving's advice: the serving machine's cores).
-        max_enqueued_batches: batches that may wait; past it requests fail at once.
-
-    Raises:
-        UserError: a value out of range.
-    """
+    """BatchingParameters in text format. `num_batch_threads` defaults to this machine's
+    CPUs (TF Serving's advice: the serving machine's cores)."""
     threads = num_batch_threads or os.cpu_count() or 1
     for what, value, least in (("max_batch_size", max_batch_size, 1),
                                ("batch_timeout_micros", batch_timeout_micros, 0),
                                ("num_batch_threads", threads, 1),
                                ("max_enqueued_batches", max_enqueued_batches, 1)):
         if value < least:
-            raise UserError(f"{what} must be >= {least}, got {value}.")
+            raise UserError(f"{what} must be >= {least}, got {value}.", argument=what)
     # Allowed sizes must increase and end at max_batch_size.
     allowed = [s for s in BATCH_SIZES if s < max_batch_size] + [max_batch_size]
     lines = [f"max_batch_size {{ value: {max_batch_size} }}",

@@ -1,28 +1,14 @@
-"""TFLite conversion: a Keras classifier over raw pixels -> ``.tflite`` bytes.
-
-Four variants, all with built-in ops only (no Flex / SELECT_TF_OPS), all taking
-raw RGB pixels (the model's ``normalize`` layer is part of the graph):
-
-    float32        float32 weights and arithmetic; float32 pixels in [0, 255]
-    float16        float16 weights (half the size), float32 pixels in and
-                   probabilities out; for GPU delegates, which compute in
-                   float16; a CPU runs it in float32 (weights dequantised)
-    dynamic_range  int8 weights, float activations; float32 pixels in [0, 255]
-    int8           int8 weights and activations, calibrated on representative
-                   images; uint8 pixels in (scale 1, zero point 0: raw bytes),
-                   float32 probabilities out
-
-The conversion follows Keras' own LiteRT export: an ExportArchive SavedModel,
-then ``tf.lite.TFLiteConverter.from_saved_model``. A SavedModel written by
-:mod:`keras_resnet_cifar.deploy.serving` converts too, through its ``serving_float32``
-signature (its probabilities only).
+"""TFLite conversion: a Keras classifier over raw pixels -> .tflite bytes, built-in ops only
+(no Flex), the model's `normalize` layer inside the graph; the variants are exports/README.md's
+(float16 computes in float16 on GPU delegates only: a CPU dequantises its weights). As Keras'
+own LiteRT export: an ExportArchive SavedModel, then from_saved_model; a SavedModel of this
+exporter converts through its serving_float32 signature.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import Iterator
 
 import keras
 import numpy as np
@@ -36,7 +22,6 @@ _ENDPOINT = "serve"
 
 
 def _saved_model(model: keras.Model | str | os.PathLike, folder: str) -> None:
-    """Writes a SavedModel with one endpoint, image -> probabilities, into ``folder``."""
     spec = tf.TensorSpec((None, 32, 32, 3), tf.float32, name=contract.INPUT_KEY)
     if not isinstance(model, keras.Model):  # an exported SavedModel
         module = tf.Module()
@@ -52,15 +37,13 @@ def _saved_model(model: keras.Model | str | os.PathLike, folder: str) -> None:
         return
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        _ENDPOINT, lambda image: {"probabilities": model(image, training=False)},
-        input_signature=[spec])
+    archive.add_endpoint(_ENDPOINT, lambda image: {"probabilities": model(image, training=False)},
+                         input_signature=[spec])
     archive.write_out(folder, verbose=False)
 
 
 def representative_images(images: np.ndarray, count: int = 500,
                           seed: int = 0) -> np.ndarray:
-    """A fixed random sample of ``count`` images (uint8 N,32,32,3) for calibration."""
     if len(images) == 0:
         raise UserError("No images to calibrate the int8 model on.")
     rng = np.random.default_rng(seed)
@@ -70,28 +53,12 @@ def representative_images(images: np.ndarray, count: int = 500,
 def convert(model: keras.Model | str | os.PathLike, variant: str,
             calibration: np.ndarray | None = None, *,
             workdir: str | os.PathLike | None = None) -> bytes:
-    """Converts ``model`` (raw pixels in, probabilities out) to TFLite.
-
-    Args:
-        model: a Keras model taking (None, 32, 32, 3) pixels on [0, 255], or
-            the folder of a SavedModel written by ``serving.save``.
-        variant: one of :data:`VARIANTS`.
-        calibration: for ``int8``, uint8 images (N, 32, 32, 3) that go through
-            the model to calibrate the activation ranges (a few hundred training
-            images). They should contain both 0 and 255 pixel values so that the
-            uint8 input is the identity on raw pixels.
-        workdir: where the converter's scratch folder goes (default: the
-            system's temporary folder). It is removed on any exception.
-
-    Returns:
-        The ``.tflite`` flatbuffer.
-
-    Raises:
-        UserError: unknown variant, or ``int8`` without calibration images.
-    """
+    """The .tflite flatbuffer of a Keras model or a SavedModel of serving.save. int8
+    `calibration` images should hold pixels of 0 and 255, so that the uint8 input is the
+    identity on raw pixels; the scratch folder goes in `workdir`."""
     if variant not in VARIANTS:
-        raise UserError(f"Unknown TFLite variant {variant!r}: expected one of "
-                        f"{', '.join(VARIANTS)}.")
+        raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}.",
+                        argument="variant")
     if variant == "int8" and (calibration is None or len(calibration) == 0):
         raise UserError("The int8 TFLite model needs calibration images.")
     with tempfile.TemporaryDirectory(prefix="krc_tflite_", dir=workdir) as folder:
@@ -103,27 +70,19 @@ def convert(model: keras.Model | str | os.PathLike, variant: str,
         if variant == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if variant == "int8":
-            converter.representative_dataset = lambda: _calibration_feed(calibration)
+            converter.representative_dataset = lambda: (
+                [image[None].astype(np.float32)] for image in calibration)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.uint8
             converter.inference_output_type = tf.float32
         return converter.convert()
 
 
-def _calibration_feed(images: np.ndarray) -> Iterator[list[np.ndarray]]:
-    for image in images:
-        yield [image[None].astype(np.float32)]
-
-
 def ops_used(tflite_bytes: bytes) -> list[str]:
-    """The names of the operators in a ``.tflite`` model (for checking built-ins)."""
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite_bytes, 0))
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = []
-    for code in m.operatorCodes:
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        ops.append(code.customCode.decode() if code.customCode
-                   else names.get(builtin, str(builtin)))
-    return sorted(set(ops))
+    builtin = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
+    return sorted({c.customCode.decode() if c.customCode else names.get(b, str(b))
+                   for c, b in zip(m.operatorCodes, builtin)})

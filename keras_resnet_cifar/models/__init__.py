@@ -1,4 +1,2 @@
-"""The networks: the plain/residual builders, their architecture table, and the reference PyTorch weights.
-
-This package's ``__init__`` imports nothing, so flag errors and ``--help`` stay instant.
-"""
+"""The networks, their architecture table and the reference weights. Imports nothing, so that
+--help stays instant."""

@@ -1,8 +1,5 @@
-"""The architecture as data: what ``plainN`` / ``resnetN`` means, without Keras.
-
-:mod:`keras_resnet_cifar.models.networks` builds networks from an :class:`ArchSpec`; this
-module only names and checks them, so the configuration and the command-line
-tools can reject a bad model name at once, before TensorFlow loads (seconds).
+"""The architecture as data: what plainN / resnetN means, Keras-free so that a bad model
+name is refused before TensorFlow loads (seconds). networks.py builds from an ArchSpec.
 """
 
 from __future__ import annotations
@@ -12,23 +9,21 @@ import re
 
 # He et al.: "The numbers of filters are {16, 32, 64} respectively."
 STAGE_WIDTHS = (16, 32, 64)
-# The input normalisation, inside the model (Keras-free here, so that scripts
-# without Keras, e.g. the PyTorch reference trainer, use the very same numbers).
-# Per-channel statistics of the 50,000 CIFAR-10 training images, on the [0, 255]
-# pixel scale (the usual published values, e.g. in the reference Torch code).
+# The input normalisation (shared with the PyTorch reference trainer): per-channel statistics
+# of the 50,000 training images on [0, 255] (the usual published values, as the Torch code).
 CIFAR10_MEAN = (125.307, 122.950, 113.865)
 CIFAR10_STD = (62.993, 62.089, 66.705)
 # What the reference PyTorch weights were trained with (ImageNet statistics on
 # [0, 1] pixels), rescaled to [0, 255] (akamaster/pytorch_resnet_cifar10's trainer).
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-# Shortcut options where a block changes the shape: A (zero-padded identity, the
-# paper's CIFAR choice, no parameters) or B (1x1 convolution + BN projection).
+# Where a block changes the shape: A (zero-padded identity, the paper's CIFAR choice) or B
+# (1x1 convolution + BN projection).
 SHORTCUTS = ("A", "B")
 # Which weights weight decay applies to (models.build_model's weight_decay_scope).
 WEIGHT_DECAY_SCOPES = ("all", "kernels")
 
-# ASCII digits only, the whole name (``$`` would accept a trailing newline, ``\d`` any
+# ASCII digits only, the whole name (`$` would accept a trailing newline, `\d` any
 # script's digits); six digits at most, so a huge depth is refused before int() reads it.
 _NAME = re.compile(r"(plain|resnet)([0-9]{1,6})")
 # The deepest network of He et al. (2016, Table 6): ResNet-1202 (n = 200). A deeper name
@@ -38,8 +33,6 @@ MAX_DEPTH = 1202
 
 @dataclasses.dataclass(frozen=True)
 class ArchSpec:
-    """The architecture as data: what a model name means."""
-
     name: str
     residual: bool
     depth: int
@@ -48,23 +41,17 @@ class ArchSpec:
 
 
 def parse_name(name: str) -> ArchSpec:
-    """Turns ``plainN`` / ``resnetN`` (N = 6n + 2) into an :class:`ArchSpec`.
-
-    Raises:
-        ValueError: the name is not of that form or N is not 6n + 2.
-    """
+    """The spec of plainN / resnetN (N = 6n + 2); ValueError for anything else."""
     match = _NAME.fullmatch(name) if isinstance(name, str) else None
     if not match:
-        raise ValueError(
-            f"Unknown model name {name!r}: expected 'plainN' or 'resnetN' with "
-            "N = 6n+2, e.g. plain20, resnet20, plain56, resnet56, resnet110.")
+        raise ValueError(f"Unknown model name {name!r}: expected 'plainN' or 'resnetN' with "
+                         "N = 6n+2, e.g. plain20, resnet20, plain56, resnet56, resnet110.")
     family, depth = match.group(1), int(match.group(2))
     if depth > MAX_DEPTH:
         raise ValueError(f"Depth {depth} in {name!r} is beyond {MAX_DEPTH}, the deepest "
                          "network of the paper (ResNet-1202).")
     if depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"Invalid depth {depth} in {name!r}: the CIFAR networks have 6n+2 layers "
-            "(n >= 1), e.g. 8, 14, 20, 32, 44, 56, 110.")
+        raise ValueError(f"Invalid depth {depth} in {name!r}: the CIFAR networks have 6n+2 "
+                         "layers (n >= 1), e.g. 8, 14, 20, 32, 44, 56, 110.")
     return ArchSpec(name=name, residual=family == "resnet", depth=depth,
                     blocks_per_stage=(depth - 2) // 6)

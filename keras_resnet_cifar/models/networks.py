@@ -1,31 +1,21 @@
 """Plain and residual CIFAR-10 networks of He et al. (2016), section 4.2.
 
-One functional builder makes both families; the architecture is data
-(:class:`~keras_resnet_cifar.models.arch.ArchSpec`) and the plain twin differs from
-the residual one only in the addition of the shortcut. Everything is built from stock ``keras.layers`` (no
-``Lambda``, no custom layers), so a saved ``.keras`` file loads with
-``keras.saving.load_model`` in safe mode without this package (with ``compile=False``:
-the training optimiser, :class:`keras_resnet_cifar.training.optimizer.ReferenceSGD`, is
-registered when this package is imported).
+One builder for both families (plain lacks the shortcut's addition). Stock keras.layers
+only, so a .keras file loads in safe mode without this package (compile=False: the
+training optimiser is registered on import). Layer names (s in 1..3, b in 1..n):
 
-Layer names are deterministic, in the style of Keras Applications:
-
-    image                                 input, raw RGB pixels in [0, 255]
-    normalize                             per-channel (x - mean) / std, stored in the model
+    image, normalize                      raw RGB pixels in [0, 255]; (x - mean) / std
     stem_conv, stem_bn, stem_relu         3x3 conv (16) - BN - ReLU
     stage{s}_block{b}_pad                 explicit 1-pixel padding (stride-2 blocks only)
-    stage{s}_block{b}_conv1, _bn1, _relu1
-    stage{s}_block{b}_conv2, _bn2
+    stage{s}_block{b}_conv1, _bn1, _relu1, _conv2, _bn2
     stage{s}_block{b}_shortcut_subsample  option A: x[:, ::2, ::2, :] (stride-2 blocks)
     stage{s}_block{b}_shortcut_pad_c      option A: zero channels, half before, half after
     stage{s}_block{b}_shortcut_conv, _bn  option B: 1x1 projection (stride-2 blocks)
-    stage{s}_block{b}_add                 residual nets only
-    stage{s}_block{b}_out                 final ReLU of the block
+    stage{s}_block{b}_add, _out           residual nets only; the block's final ReLU
     pool, logits, probabilities           global average pool, 10-way dense, softmax
 
-with s in 1..3 and b in 1..n. Parameter counts (option A; plain and residual
-identical): 269,722 (20), 464,154 (32), 658,586 (44), 853,018 (56),
-1,727,962 (110).
+Parameter counts (option A; plain and residual identical): 269,722 (20), 464,154 (32),
+658,586 (44), 853,018 (56), 1,727,962 (110).
 """
 
 from __future__ import annotations
@@ -35,23 +25,23 @@ from typing import Sequence
 import keras
 from keras import layers
 
-# The architecture as data lives in the Keras-free arch module (flags are checked
-# before TensorFlow loads).
 from keras_resnet_cifar.models import arch
 
 # The reference Torch/PyTorch BatchNorm: eps 1e-5, running averages updated with
 # 0.1 of the batch statistic (Keras' momentum is the weight of the old value).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
-# He-normal as PyTorch's kaiming_normal_(mode="fan_in"): an untruncated normal with
-# std sqrt(2 / fan_in). (Keras' "he_normal" truncates at two standard deviations.)
+
+
 def _kernel_init():
+    # He-normal as PyTorch's kaiming_normal_(mode="fan_in"): an untruncated normal with
+    # std sqrt(2 / fan_in). (Keras' "he_normal" truncates at two standard deviations.)
     return keras.initializers.VarianceScaling(
         scale=2.0, mode="fan_in", distribution="untruncated_normal")
 
 
 def _l2(weight_decay):
-    """The L2 loss term ``weight_decay / 2 * ||w||^2``: its gradient is ``weight_decay * w``."""
+    """weight_decay / 2 * ||w||^2: its gradient is weight_decay * w."""
     return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
 
@@ -62,31 +52,28 @@ def _conv(filters, kernel_size, strides, padding, name, weight_decay):
 
 
 def _bn(name, synchronized=False, weight_decay=0.0):
-    # weight_decay here is the one for gamma and beta: the reference trainers pass
-    # every parameter to SGD(weight_decay=1e-4), BatchNorm's included.
+    # weight_decay of gamma and beta: the reference trainers pass every parameter to
+    # SGD(weight_decay=1e-4), BatchNorm's included.
     return layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                     synchronized=synchronized,
+                                     synchronized=synchronized, name=name,
                                      gamma_regularizer=_l2(weight_decay),
-                                     beta_regularizer=_l2(weight_decay), name=name)
+                                     beta_regularizer=_l2(weight_decay))
 
 
-def _shortcut(x, filters, strides, option, name, weight_decay, sync_bn=False,
+def _shortcut(x, filters, strides, option, name, weight_decay, *, sync_bn=False,
               bn_weight_decay=0.0):
-    """The identity, or what replaces it where the block changes the shape."""
     in_filters = x.shape[-1]
     if strides == 1 and in_filters == filters:
         return x
     if option == "B":
         x = _conv(filters, 1, strides, "valid", f"{name}_conv", weight_decay)(x)
         return _bn(f"{name}_bn", sync_bn, bn_weight_decay)(x)
-    # Option A. A 1x1 max-pool with stride 2 keeps exactly x[:, ::2, ::2, :]: the
-    # pixels the stride-2 3x3 convolution (padded 1 on each side) is centred on.
+    # Option A. A stride-2 1x1 max-pool keeps x[:, ::2, ::2, :]: the pixels the stride-2
+    # 3x3 convolution (padded 1 on each side) is centred on.
     if strides != 1:
-        x = layers.MaxPooling2D(pool_size=1, strides=strides,
-                                name=f"{name}_subsample")(x)
-    # Zero channels, half before and half after the existing ones (as the reference
-    # implementations do). Keras has no channel padding layer, so the channels are
-    # viewed as a third spatial axis for ZeroPadding3D.
+        x = layers.MaxPooling2D(pool_size=1, strides=strides, name=f"{name}_subsample")(x)
+    # Zero channels, half before and half after (as the reference implementations); with
+    # no channel padding layer, channels are a third spatial axis for ZeroPadding3D.
     extra = filters - in_filters
     h, w = x.shape[1], x.shape[2]
     x = layers.Reshape((h, w, in_filters, 1), name=f"{name}_expand")(x)
@@ -95,20 +82,14 @@ def _shortcut(x, filters, strides, option, name, weight_decay, sync_bn=False,
     return layers.Reshape((h, w, filters), name=f"{name}_squeeze")(x)
 
 
-def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str,
-                name: str, weight_decay: float = 0.0, sync_bn: bool = False,
-                bn_weight_decay: float = 0.0):
-    """conv3x3 - BN - ReLU - conv3x3 - BN (+ shortcut) - ReLU, as a tensor function.
-
-    ``weight_decay`` applies to the convolution kernels, ``bn_weight_decay`` to
-    BatchNorm's gamma and beta.
-    """
+def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str, name: str, *,
+                weight_decay: float = 0.0, sync_bn: bool = False, bn_weight_decay: float = 0.0):
+    """conv3x3 - BN - ReLU - conv3x3 - BN (+ shortcut) - ReLU; bn_weight_decay: gamma, beta."""
     if strides == 1:
         y = _conv(filters, 3, 1, "same", f"{name}_conv1", weight_decay)(x)
     else:
-        # padding="same" would pad 0 before and 1 after for stride 2 on an even
-        # size, sampling odd pixels while the shortcut keeps even ones. Pad one
-        # pixel on every side, as the reference implementations do.
+        # padding="same" pads 0 before and 1 after for stride 2 on an even size, sampling
+        # odd pixels where the shortcut keeps even ones: pad 1 on every side (the reference).
         y = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
         y = _conv(filters, 3, strides, "valid", f"{name}_conv1", weight_decay)(y)
     y = _bn(f"{name}_bn1", sync_bn, bn_weight_decay)(y)
@@ -117,51 +98,20 @@ def basic_block(x, filters: int, strides: int, residual: bool, shortcut: str,
     y = _bn(f"{name}_bn2", sync_bn, bn_weight_decay)(y)
     if residual:
         s = _shortcut(x, filters, strides, shortcut, f"{name}_shortcut", weight_decay,
-                      sync_bn, bn_weight_decay)
+                      sync_bn=sync_bn, bn_weight_decay=bn_weight_decay)
         y = layers.Add(name=f"{name}_add")([y, s])
     return layers.ReLU(name=f"{name}_out")(y)
 
 
 def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
-                mean: Sequence[float] = arch.CIFAR10_MEAN,
-                std: Sequence[float] = arch.CIFAR10_STD,
-                weight_decay: float = 1e-4,
-                weight_decay_scope: str = "all",
+                mean: Sequence[float] = arch.CIFAR10_MEAN, std: Sequence[float] = arch.CIFAR10_STD,
+                weight_decay: float = 1e-4, weight_decay_scope: str = "all",
                 sync_batchnorm: bool = False) -> keras.Model:
-    """Builds ``plainN`` or ``resnetN`` (N = 6n + 2) for 32x32 RGB images.
-
-    Args:
-        name: ``plainN`` or ``resnetN``, e.g. ``"resnet56"``.
-        shortcut: ``"A"`` (identity, zero-padded where the shape changes; the
-            paper's choice for CIFAR, no parameters) or ``"B"`` (1x1 conv + BN
-            projection where the shape changes). Ignored by plain nets.
-        num_classes: size of the output layer.
-        mean, std: per-channel statistics on the [0, 255] scale, stored in the
-            model's ``normalize`` layer, so the model takes raw pixels.
-        weight_decay: the coefficient lambda of the reference SGD update
-            ``g += lambda * w``. It is applied as an L2 loss term
-            ``lambda / 2 * ||w||^2`` on each decayed weight, whose gradient is
-            exactly ``lambda * w`` and which, like the reference, goes through
-            momentum (Keras' ``SGD(weight_decay=...)`` would be decoupled).
-            0 disables it.
-        weight_decay_scope: which weights are decayed. ``"all"`` (the
-            reference trainers: every parameter is passed to
-            ``SGD(weight_decay=1e-4)``): conv and dense kernels, BatchNorm gamma
-            and beta, and the dense bias. ``"kernels"``: conv and dense kernels
-            only (a common variant). Parameter counts do not change.
-        sync_batchnorm: compute BatchNorm batch statistics over the global batch
-            across replicas (training under a multi-replica strategy). The
-            reference normalises over the whole batch of 128 on one device; with
-            per-replica statistics each replica would also keep its own moving
-            averages (Keras 3 does not aggregate them), so they drift apart.
-
-    Returns:
-        A ``keras.Model`` with input ``image`` (None, 32, 32, 3) and output
-        ``probabilities`` (None, num_classes), softmax in float32.
-
-    Raises:
-        ValueError: bad name, depth, shortcut option or statistics.
-    """
+    """plainN or resnetN (N = 6n + 2) for raw 32x32 RGB pixels; ValueError for bad arguments.
+    weight_decay: lambda of the reference update g += lambda * w, as the L2 term lambda / 2
+    * ||w||^2 (through momentum; Keras' SGD(weight_decay) is decoupled). Scope "all" (the
+    reference trainers) also decays BatchNorm gamma, beta and the dense bias. sync_batchnorm:
+    statistics over the global batch (Keras 3 does not aggregate per-replica averages)."""
     spec = arch.parse_name(name)
     if shortcut not in arch.SHORTCUTS:
         raise ValueError(f"Unknown shortcut option {shortcut!r}: expected 'A' or 'B'.")
@@ -181,12 +131,12 @@ def build_model(name: str, *, shortcut: str = "A", num_classes: int = 10,
     for s, filters in enumerate(spec.widths, start=1):
         for b in range(1, spec.blocks_per_stage + 1):
             strides = 2 if s > 1 and b == 1 else 1
-            x = basic_block(x, filters, strides, spec.residual, shortcut,
-                            f"stage{s}_block{b}", weight_decay, sync_batchnorm, bn_decay)
+            x = basic_block(x, filters, strides, spec.residual, shortcut, f"stage{s}_block{b}",
+                            weight_decay=weight_decay, sync_bn=sync_batchnorm,
+                            bn_weight_decay=bn_decay)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dense(num_classes, kernel_initializer=_kernel_init(),
-                     kernel_regularizer=_l2(weight_decay),
-                     bias_regularizer=_l2(bn_decay), name="logits")(x)
+    x = layers.Dense(num_classes, kernel_initializer=_kernel_init(), name="logits",
+                     kernel_regularizer=_l2(weight_decay), bias_regularizer=_l2(bn_decay))(x)
     # float32 even under a mixed-precision policy, for a stable softmax and loss.
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     suffix = "" if not spec.residual or shortcut == "A" else "_B"

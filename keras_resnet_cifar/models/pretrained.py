@@ -1,21 +1,12 @@
 """The reference implementation's released checkpoints: where they are, their hashes, fetching.
 
-The reference CIFAR-10 ResNets (github.com/akamaster/pytorch_resnet_cifar10, BSD
-2-clause, Copyright (c) 2018 Yerlan Idelbayev) are released as ``.th`` files in its
-``pretrained_models/`` folder, named like torch hub files: ``resnet20-12fca82f.th``,
-where ``12fca82f`` is the start of the file's sha256. :func:`fetch` downloads one
-with Keras' own utility (``keras.utils.get_file``), checks it and keeps it in the
-Keras cache (``$KERAS_HOME/models``, else ``~/.keras/models``, as Keras
-Applications do); later calls use the cached file, checked again.
-
-The hashes: the full sha256 of ResNet-20, 32, 44 and 56 are pinned; they were
-computed from the files as they sit in the reference repository's git history
-(commit d5489e8995e81e91ce6b1d69dcc98ad579b0b153, 2021-07-20; each file's git blob
-id matches its content, and each hash starts with the 8 hex digits of its name), and
-those four files, converted, equal the arrays the exactness tests score at the
-published accuracies. The ResNet-110 and 1202 files could not be read here (the
-repository copy available lacked them), so for those only the 8 hex digits of the
-file name are checked: a weaker check, said where it is made.
+The reference CIFAR-10 ResNets (github.com/akamaster/pytorch_resnet_cifar10, BSD 2-clause,
+Copyright (c) 2018 Yerlan Idelbayev), .th files in its pretrained_models/ named like torch
+hub files (resnet20-12fca82f.th: the start of the sha256), fetched into Keras' cache. The
+full sha256 of ResNet-20, 32, 44 and 56 are pinned, from the reference repository's git
+history (commit d5489e8995e81e91ce6b1d69dcc98ad579b0b153, 2021-07-20; blob ids match);
+converted, they equal the arrays the exactness tests score at the published accuracies.
+ResNet-110 and 1202 could not be read here: only their names' 8 hex digits are checked.
 """
 
 from __future__ import annotations
@@ -27,7 +18,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from keras_resnet_cifar.errors import UserError, first_line
+from keras_resnet_cifar.models import reference_weights, torch_checkpoint
 
 REPOSITORY = "https://github.com/akamaster/pytorch_resnet_cifar10"
 BASE_URL = f"{REPOSITORY}/raw/master/pretrained_models/"
@@ -35,14 +29,11 @@ BASE_URL = f"{REPOSITORY}/raw/master/pretrained_models/"
 
 @dataclasses.dataclass(frozen=True)
 class Release:
-    """One released checkpoint: its file name and, when known, its whole sha256."""
-
     file: str
     sha256: str | None = None
 
     @property
     def prefix(self) -> str:
-        """The 8 hex digits of the file name (torch hub's convention: the sha256's start)."""
         return self.file.rsplit("-", 1)[1].split(".")[0]
 
 
@@ -61,11 +52,6 @@ RELEASES = {
 
 
 def release(name: str) -> Release:
-    """The release of ``name`` (``resnet20`` ... ``resnet1202``).
-
-    Raises:
-        UserError: no released checkpoint of that name.
-    """
     if name not in RELEASES:
         raise UserError(f"No released reference checkpoint {name!r}: there are "
                         f"{', '.join(RELEASES)}.")
@@ -73,29 +59,22 @@ def release(name: str) -> Release:
 
 
 def url(name: str, base_url: str = BASE_URL) -> str:
-    """Where ``name``'s checkpoint is downloaded from (``base_url``: a mirror's folder)."""
     return base_url.rstrip("/") + "/" + release(name).file
 
 
 def cache_dir() -> Path:
-    """Keras' cache of downloaded models: ``$KERAS_HOME/models``, else ``~/.keras/models``."""
+    """Keras' cache of downloaded models, as Keras Applications use it."""
     return Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser() / "models"
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check(path: str | os.PathLike, name: str) -> str | None:
-    """Why ``path`` is not ``name``'s released file, or None when it is.
-
-    The whole sha256 is compared where it is pinned, else its first 8 hex digits
-    (the file name's).
-    """
+    """Why `path` is not `name`'s released file (whole sha256 where pinned, else the name's
+    8 hex digits), or None when it is."""
     rel, actual = release(name), _sha256(Path(path))
     expected = rel.sha256 or rel.prefix
     if actual.startswith(expected):
@@ -105,23 +84,8 @@ def check(path: str | os.PathLike, name: str) -> str | None:
 
 def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | None = None
           ) -> Path:
-    """The checked local copy of ``name``'s released checkpoint, downloaded if needed.
-
-    The download goes to a temporary folder beside the cache and enters the cache
-    only once its hash is right: a wrong file is never kept (``get_file`` itself
-    would leave it in place, and it cannot check an 8-digit prefix).
-
-    Args:
-        name: ``resnet20``, ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``
-            or ``resnet1202``.
-        base_url: the folder the file is downloaded from (a mirror's, a test's).
-        cache: the cache folder (default :func:`cache_dir`).
-
-    Raises:
-        UserError: an unknown name; the download failed (offline: the message names
-            the URL and where to put the file by hand); the file's hash is wrong; the
-            cache cannot be written.
-    """
+    """The checked copy of `name`'s released checkpoint in `cache`, downloaded if needed; a
+    download enters the cache only once its hash is right (get_file would keep a wrong one)."""
     rel = release(name)
     folder = Path(cache) if cache is not None else cache_dir()
     cached = folder / rel.file
@@ -143,7 +107,7 @@ def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | Non
             raise UserError(
                 f"Cannot download {source} ({first_line(e)}). Without internet, download it "
                 f"on another machine and put it at {cached} (it is checked against the same "
-                "hash), or give its path as --weights.") from None
+                "hash), or give its path as weights.", argument="weights") from None
         problem = check(downloaded, name)
         if problem:
             raise UserError(f"{source} is not the released {rel.file}: {problem}. Nothing "
@@ -155,21 +119,8 @@ def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | Non
 
 
 def load_weights(weights: str, *, base_url: str = BASE_URL) -> dict:
-    """The reference state dict (NumPy arrays under PyTorch's names) that ``weights`` names.
-
-    Args:
-        weights: a released model's name (:data:`RELEASES`: fetched with
-            :func:`fetch`), or the path of a released ``.th`` checkpoint, or of a
-            ``.npz`` made from one by ``keras_resnet_cifar.convert_checkpoint``.
-        base_url: where released checkpoints are downloaded from.
-
-    Raises:
-        UserError: none of those, or what :func:`fetch` or the readers refuse.
-    """
-    import numpy as np
-
-    from keras_resnet_cifar.models import reference_weights, torch_checkpoint
-
+    """The reference state dict (arrays under PyTorch's names) of `weights`: a name in
+    RELEASES (fetched), a released .th checkpoint, or a .npz that convert_checkpoint made."""
     weights = str(fetch(weights, base_url=base_url)) if weights in RELEASES \
         else os.path.expanduser(str(weights))
     if str(weights).endswith(".th"):

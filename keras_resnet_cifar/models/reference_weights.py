@@ -1,20 +1,11 @@
-"""The reference PyTorch CIFAR ResNets' weights in this package's builder, and back (the library).
+"""The reference PyTorch CIFAR ResNets' weights in this package's builder, and back.
 
-The reference weights (``resnetN.npz``, converted from the reference's released
-``.th`` checkpoints by ``keras_resnet_cifar.convert_checkpoint``; BSD 2-clause,
-Copyright (c) 2018 Yerlan Idelbayev, a licence that must travel with any model
-made from them: docs/exactness.md, "Reference weights", and :data:`LICENCE_NOTE`) are a
-PyTorch state dict saved as NumPy arrays. Their network is this package's
-``resnetN`` with option-A shortcuts to the letter: 1-pixel padding on every 3x3
-convolution including the strided ones, x[::2, ::2] subsampling, zero channels
-half before and half after, BatchNorm eps 1e-5. Only the input normalisation
-differs: the reference uses ImageNet statistics on [0, 1] pixels, so
-:func:`reference_model` stores those (rescaled to [0, 255]) in its ``normalize``
-layer and the model still takes raw pixels.
-
-:func:`load_state_dict` reads a ``.npz``, :func:`reference_model` builds the
-Keras model holding it, :func:`to_state_dict` is the inverse mapping. The
-command line that writes a ``.keras`` file is :mod:`keras_resnet_cifar.import_weights`.
+The weights (resnetN.npz: the reference's state dicts as NumPy arrays; BSD 2-clause,
+Copyright (c) 2018 Yerlan Idelbayev, a licence that travels with any model made from them:
+docs/exactness.md) fit resnetN with option-A shortcuts to the letter: 1-pixel padding on
+every 3x3 convolution, x[::2, ::2] subsampling, zero channels half before and half after,
+BatchNorm eps 1e-5. Only the input normalisation differs: ImageNet statistics on [0, 1]
+pixels, which reference_model stores rescaled so the model still takes raw pixels.
 """
 
 from __future__ import annotations
@@ -30,33 +21,30 @@ from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.models import arch
 
-# The file that carries the licence beside the weights and in exports made from them.
+# The reference's licence (its LICENSE), beside the weights and in exports made from them.
 LICENCE_FILE = "LICENSE.weights"
-
-# The reference's licence (github.com/akamaster/pytorch_resnet_cifar10, LICENSE),
-# which must travel with the weights and with anything made from them.
 LICENCE_TEXT = """\
 Copyright (c) 2018, Yerlan Idelbayev
 
-Redistribution and use in source and binary forms, with or without modification, are \
-permitted provided that the following conditions are met:
+Redistribution and use in source and binary forms, with or without modification, are permitted \
+provided that the following conditions are met:
 
 1. Redistributions of source code must retain the above copyright notice, this list of \
 conditions and the following disclaimer.
 
 2. Redistributions in binary form must reproduce the above copyright notice, this list of \
-conditions and the following disclaimer in the documentation and/or other materials \
-provided with the distribution.
+conditions and the following disclaimer in the documentation and/or other materials provided \
+with the distribution.
 
-THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS" AND ANY EXPRESS \
-OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF \
-MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE \
-COPYRIGHT HOLDER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, \
-EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF \
-SUBSTITUTE GOODS OR SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) \
-HOWEVER CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR \
-TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE OF THIS \
-SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS" AND ANY EXPRESS OR \
+IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY \
+AND FITNESS FOR A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT HOLDER OR \
+CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR \
+CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR \
+SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON ANY \
+THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT (INCLUDING NEGLIGENCE OR \
+OTHERWISE) ARISING IN ANY WAY OUT OF THE USE OF THIS SOFTWARE, EVEN IF ADVISED OF THE \
+POSSIBILITY OF SUCH DAMAGE.
 """
 
 
@@ -66,15 +54,11 @@ MAX_NPZ_BYTES = 256 << 20
 MAX_NPZ_MEMBERS = 10_000  # ResNet-1202's state dict has about 3,000 arrays
 
 LICENCE_NOTE = ("Weights: reference PyTorch CIFAR ResNets, Copyright (c) 2018 Yerlan "
-                "Idelbayev, BSD 2-clause licence (see LICENSE.weights beside the .npz).")
+                f"Idelbayev, BSD 2-clause licence (see {LICENCE_FILE} beside the .npz).")
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a state dict saved as ``.npz`` (no pickled objects allowed).
-
-    Raises:
-        UserError: no file there, or not a readable ``.npz`` of arrays.
-    """
+    """A state dict saved as .npz (no pickled objects allowed)."""
     if not os.path.isfile(path):
         raise UserError(f"No weights file at {path}.")
     if not zipfile.is_zipfile(path):
@@ -96,11 +80,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _check_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path) -> None:
-    """Refuses a member that is not a numeric ``.npy`` array as large as its header says.
-
-    Only the member's .npy header is read: an array whose header claims more bytes than
-    the member holds (400 GB) is refused before NumPy allocates it.
-    """
+    """Refuses a member that is not a numeric .npy array as large as its header says; only
+    the header is read, so a claim of 400 GB is refused before NumPy allocates it."""
     fmt = np.lib.format
     if not member.filename.endswith(".npy"):
         raise UserError(f"{path} holds {member.filename!r:.80}, not an array (.npy): not a "
@@ -129,28 +110,24 @@ def _depth_of(state: Mapping[str, np.ndarray]) -> int:
     return depth
 
 
-def _keras_to_torch_names(spec) -> dict[str, str]:
-    """Keras layer name -> PyTorch module prefix."""
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _keras_to_torch_names(spec) -> dict[str, str]:  # Keras layer -> PyTorch module prefix
     names = {"stem_conv": "conv1", "stem_bn": "bn1", "logits": "linear"}
     for s in range(1, 4):
         for b in range(1, spec.blocks_per_stage + 1):
-            for i in (1, 2):
-                names[f"stage{s}_block{b}_conv{i}"] = f"layer{s}.{b - 1}.conv{i}"
-                names[f"stage{s}_block{b}_bn{i}"] = f"layer{s}.{b - 1}.bn{i}"
+            for layer in ("conv1", "bn1", "conv2", "bn2"):
+                names[f"stage{s}_block{b}_{layer}"] = f"layer{s}.{b - 1}.{layer}"
     return names
 
 
 def reference_model(state: Mapping[str, np.ndarray]):
-    """Builds ``resnetN`` (option A, reference normalisation) holding ``state``.
-
-    Raises:
-        UserError: keys missing or left over, or shapes that do not fit.
-    """
+    """resnetN (option A, reference normalisation) holding `state`; keys and shapes checked."""
     from keras_resnet_cifar.models import networks  # Keras loads here, not on import
 
     depth = _depth_of(state)
-    model = networks.build_model(f"resnet{depth}", mean=arch.IMAGENET_MEAN,
-                               std=arch.IMAGENET_STD)
+    model = networks.build_model(f"resnet{depth}", mean=arch.IMAGENET_MEAN, std=arch.IMAGENET_STD)
     spec = arch.parse_name(f"resnet{depth}")
     used = set()
 
@@ -172,12 +149,10 @@ def reference_model(state: Mapping[str, np.ndarray]):
             layer.set_weights([w.transpose(2, 3, 1, 0)])
         elif keras_name == "logits":
             cin, cout = layer.kernel.shape
-            layer.set_weights([take("linear.weight", (cout, cin)).T,
-                               take("linear.bias", (cout,))])
+            layer.set_weights([take("linear.weight", (cout, cin)).T, take("linear.bias", (cout,))])
         else:
             c = layer.gamma.shape[0]
-            layer.set_weights([take(f"{torch_name}.{k}", (c,)) for k in
-                               ("weight", "bias", "running_mean", "running_var")])
+            layer.set_weights([take(f"{torch_name}.{k}", (c,)) for k in _BN_KEYS])
     extra = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
     if extra:
         raise UserError(f"The state dict has {len(extra)} keys resnet{depth} does not use, "
@@ -186,15 +161,8 @@ def reference_model(state: Mapping[str, np.ndarray]):
 
 
 def to_state_dict(model) -> dict[str, np.ndarray]:
-    """The reference PyTorch state dict of a ``plainN``/``resnetN`` (option A) model.
-
-    The inverse of :func:`reference_model`'s mapping: OIHW kernels, (out, in)
-    linear weight, BatchNorm weight/bias/running_mean/running_var. The input
-    normalisation stays in the Keras model and has no PyTorch counterpart here.
-
-    Raises:
-        ValueError: the model has an option-B projection (no reference layout).
-    """
+    """The reference state dict of a plainN/resnetN (option A) model: reference_model's
+    inverse, without the input normalisation (no PyTorch counterpart)."""
     if any(layer.name.endswith("_shortcut_conv") for layer in model.layers):
         raise ValueError("Option-B shortcuts have no counterpart in the reference network.")
     spec = arch.parse_name(model.name)
@@ -206,17 +174,12 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
         elif keras_name.endswith(("conv", "conv1", "conv2")):
             state[f"{torch_name}.weight"] = weights[0].transpose(3, 2, 0, 1)  # HWIO -> OIHW
         else:
-            for key, value in zip(("weight", "bias", "running_mean", "running_var"), weights):
-                state[f"{torch_name}.{key}"] = value
+            state.update({f"{torch_name}.{k}": v for k, v in zip(_BN_KEYS, weights)})
     return {k: np.ascontiguousarray(v, np.float32) for k, v in state.items()}
 
 
 def write_licence(folder: str | os.PathLike) -> Path:
-    """Writes the reference's licence as ``LICENSE.weights`` into ``folder``, atomically.
-
-    Raises:
-        UserError: it cannot be written.
-    """
+    """Writes LICENCE_TEXT as LICENCE_FILE into `folder`, atomically."""
     path = Path(folder) / LICENCE_FILE
     try:
         fileio.write_text(path, LICENCE_TEXT)

@@ -1,22 +1,9 @@
-"""Reads PyTorch checkpoints (``torch.save`` files) into NumPy arrays, without torch.
+"""Reads PyTorch checkpoints (torch.save files) into NumPy arrays, without torch.
 
-The reference CIFAR ResNets are published as ``.th`` checkpoints: a dict
-``{"state_dict": ..., "best_prec1": ...}`` whose state-dict keys carry
-``DataParallel``'s ``module.`` prefix. This module reads both formats
-``torch.save`` has written:
-
-* the zip format (torch >= 1.6): ``<name>/data.pkl`` plus one file per storage
-  under ``<name>/data/``;
-* the legacy format (before 1.6, and ``_use_new_zipfile_serialization=False``):
-  consecutive pickles (magic number, protocol version, system info, the object,
-  the storage keys) followed by each storage's bytes, each preceded by its
-  element count as a little-endian int64. Checkpoints saved in 2018 are in this
-  format.
-
-Pickles are read with a restricted unpickler that resolves only the few names
-torch's format uses (tensor rebuild functions, storage types, OrderedDict); any
-other global (code a malicious file would run) is refused. Tensors come back as
-NumPy arrays, copied out of their storage with their offset, shape and strides.
+Both formats: zip (torch >= 1.6: <name>/data.pkl plus one file per storage under
+<name>/data/) and legacy (the reference's 2018 checkpoints: pickles of magic number,
+protocol, system info, the object and the storage keys, then each storage's bytes after its
+int64 element count). The unpickler resolves only the names torch's format uses.
 """
 
 from __future__ import annotations
@@ -41,24 +28,19 @@ STORAGE_DTYPES = {
     "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-# The reference's ResNet-1202 checkpoint holds 19.4 M float32 parameters (78 MB). A file,
-# its storages (declared sizes, read from the zip directory or the legacy counts) and
-# the tensors made from them are refused beyond these, before they are read or made.
+# The reference's ResNet-1202 holds 19.4 M float32 parameters (78 MB). A file, its storages
+# (declared sizes) and their tensors are refused beyond these, before they are read or made.
 MAX_CHECKPOINT_BYTES = 256 << 20
 MAX_PICKLE_BYTES = 16 << 20
 _LEGACY_PROTOCOL = 1001
 
 
-class _StorageType:
-    """Stands in for ``torch.FloatStorage`` etc. in a pickle: only its dtype matters."""
-
+class _StorageType:  # stands in for torch.FloatStorage etc.: only its dtype matters
     def __init__(self, name: str):
         self.name, self.dtype = name, np.dtype(STORAGE_DTYPES[name])
 
 
-class _Storage:
-    """A storage's elements, filled in when its bytes are read (legacy format: later)."""
-
+class _Storage:  # its elements are filled in when its bytes are read (legacy: last)
     def __init__(self, dtype: np.dtype, data: np.ndarray | None = None):
         self.dtype, self.data = dtype, data
 
@@ -77,9 +59,7 @@ def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *unused) -> "_
     return _Tensor(storage, offset, tuple(size), tuple(stride))
 
 
-class _Tensor:
-    """A tensor before its storage's bytes are known (the legacy format reads them last)."""
-
+class _Tensor:  # a tensor before its storage's bytes are known
     def __init__(self, storage: _Storage, offset: int, shape: tuple, strides: tuple):
         self.storage, self.offset, self.shape, self.strides = storage, offset, shape, strides
 
@@ -96,15 +76,13 @@ class _Tensor:
         # repeats them (stride 0) could be made gigabytes from a few bytes.
         elements = int(np.prod(self.shape, dtype=object))
         if elements > data.size:
-            raise UserError(f"A tensor of shape {self.shape} repeats its storage of "
-                            f"{data.size:,} elements (strides {self.strides}): refused "
-                            "before it is made.")
+            raise UserError(f"A tensor of shape {self.shape} repeats its storage of {data.size:,} "
+                            f"elements (strides {self.strides}): refused before it is made.")
         if not self.shape:
             return np.array(data[self.offset])
-        item = data.itemsize
         view = np.lib.stride_tricks.as_strided(
             data[self.offset:], shape=self.shape,
-            strides=tuple(s * item for s in self.strides), writeable=False)
+            strides=tuple(s * data.itemsize for s in self.strides), writeable=False)
         return np.array(view)
 
 
@@ -122,8 +100,6 @@ _ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {
 
 
 class _Unpickler(pickle.Unpickler):
-    """An unpickler that knows torch's storages and nothing else."""
-
     def __init__(self, file: BinaryIO, load_storage: Callable[[tuple], _Storage]):
         super().__init__(file)
         self._load_storage = load_storage
@@ -142,8 +118,7 @@ class _Unpickler(pickle.Unpickler):
         return self._load_storage(pid)
 
 
-def _to_numpy(obj):
-    """Replaces every tensor inside dicts, lists and tuples by its NumPy array."""
+def _to_numpy(obj):  # every tensor in dicts, lists and tuples by its array
     if isinstance(obj, _Tensor):
         return obj.numpy()
     if isinstance(obj, dict):
@@ -166,8 +141,7 @@ def _load_zip(archive: zipfile.ZipFile) -> Any:
         raise UserError("The zip file is not a torch checkpoint (no single data.pkl).")
     prefix = pickles[0][:-len("data.pkl")]
     names = set(archive.namelist())
-    # The zip directory's declared sizes, checked before any member is read (zipfile
-    # never reads beyond a member's declared size).
+    # Declared sizes, checked before any member is read (zipfile reads no further).
     declared = sum(m.file_size for m in archive.infolist())
     if declared > MAX_CHECKPOINT_BYTES:
         raise UserError(f"Its members announce {declared:,} bytes, more than the "
@@ -245,12 +219,7 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes:
 
 
 def load(path: str | os.PathLike) -> Any:
-    """The object a ``torch.save`` file holds, with NumPy arrays for its tensors.
-
-    Raises:
-        UserError: no such file, not a torch checkpoint, truncated, or a pickle
-            that refers to anything but tensors and plain containers.
-    """
+    """The object a torch.save file holds, with NumPy arrays for its tensors."""
     try:
         # One regular file (a FIFO or device never ends), of a bounded size, opened once.
         with fileio.open_regular(path, follow_links=True,
@@ -275,15 +244,8 @@ def load(path: str | os.PathLike) -> Any:
 
 def state_dict(checkpoint: Any, *, drop: tuple[str, ...] = ("num_batches_tracked",)
                ) -> dict[str, np.ndarray]:
-    """The float state dict of a loaded checkpoint, keys without ``module.``.
-
-    Accepts a bare state dict or a dict holding one under ``"state_dict"`` (the
-    reference's ``{"state_dict": ..., "best_prec1": ...}``). Keys ending in one of
-    ``drop`` (BatchNorm's step counters) are left out.
-
-    Raises:
-        UserError: no state dict of arrays in it.
-    """
+    """The float state dict of a loaded checkpoint, bare or under "state_dict" (the
+    reference's), keys without DataParallel's "module.", those ending in `drop` left out."""
     if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not checkpoint or not all(

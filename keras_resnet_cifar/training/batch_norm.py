@@ -1,12 +1,6 @@
 """BatchNormalization for training: one fused TF kernel per layer; float32 under mixed precision.
-
-:func:`fuse_batch_norm` replaces each layer instance's ``call`` with the fused
-kernel (``FusedBatchNormV3``) in training mode, using private attributes of
-Keras 3.15's layer (``_reduction_axes``, ``_flatten_layers``); the class, its
-config and its weights stay stock Keras, so saved files are unaffected. It is
-measured by ``keras_resnet_cifar.benchmark`` and tested in
-``tests/training/test_batch_norm.py``.
-"""
+fuse_batch_norm swaps each layer instance's call (using private attributes of Keras 3.15);
+class, config and weights stay stock Keras, so saved files are unaffected."""
 
 from __future__ import annotations
 
@@ -17,11 +11,8 @@ import tensorflow as tf
 
 
 def float32_batch_norm(model: keras.Model) -> keras.Model:
-    """The same model (same weights) with its BatchNormalization layers in float32.
-
-    Under a mixed-precision policy their inputs are then cast to float32: the batch
-    statistics are computed in float32, and the fused kernel (float32 only) applies.
-    """
+    """The same model (same weights) with BatchNormalization in float32: under mixed
+    precision the batch statistics are then float32, and the fused kernel applies."""
 
     def clone_layer(layer):
         layer_config = layer.get_config()
@@ -35,24 +26,10 @@ def float32_batch_norm(model: keras.Model) -> keras.Model:
 
 
 def fuse_batch_norm(model: keras.Model) -> int:
-    """Makes the training-mode BatchNormalization of ``model`` one fused TF kernel each.
-
-    Keras 3.15's BatchNormalization on TensorFlow computes ``tf.nn.moments`` and
-    ``tf.nn.batch_normalization``: about ten small element-wise kernels forward
-    and twenty backward per layer, each a pass over the activations. Here the same
-    arithmetic (batch mean, biased batch variance, epsilon, gamma, beta) runs as
-    ``FusedBatchNormV3`` and its gradient: two passes each way (oneDNN's kernels
-    on CPU, cuDNN's on GPU). The moving variance averages the unbiased batch variance, as PyTorch's
-    BatchNorm in the reference trainers does (Keras' layer averages the biased
-    one: a relative difference of 1/n, n = batch x height x width, at most 1.2e-4
-    here). Only each layer instance's ``call`` changes: the class, config and
-    weights stay stock Keras, so saved files are unaffected, and anything the fused
-    kernel does not cover (inference, masks, renorm, synchronized BN, other axes,
-    non-float32 inputs, other backends) takes Keras' own path.
-
-    Returns:
-        How many layers were switched.
-    """
+    """Makes each training-mode BatchNormalization of `model` one fused kernel (Keras 3.15
+    runs ~10 element-wise kernels forward and 20 backward; FusedBatchNormV3 two passes each
+    way); returns how many layers were switched. Cases it does not cover (inference, masks,
+    renorm, synchronized, other axes, dtypes or backends) take Keras' own path."""
     if keras.backend.backend() != "tensorflow":
         return 0
     count = 0
@@ -75,14 +52,11 @@ def _fused_batch_norm_call(layer, inputs, training=None, mask=None):
     outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
         x=inputs, scale=tf.cast(layer.gamma, tf.float32),
         offset=tf.cast(layer.beta, tf.float32), mean=empty, variance=empty,
-        epsilon=layer.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-        is_training=True)
-    # The kernel returns the unbiased (n - 1) batch variance for the moving average,
-    # which is what the reference trainers' BatchNorm (torch.nn.BatchNorm2d) averages
-    # too; Keras' own layer averages the biased one (the normalisation itself uses
-    # the biased one in all three).
-    momentum = layer.momentum
-    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
-    layer.moving_variance.assign(layer.moving_variance * momentum
-                                 + variance * (1.0 - momentum))
+        epsilon=layer.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+    # The kernel returns the unbiased (n - 1) batch variance for the moving average, as
+    # torch.nn.BatchNorm2d (the reference) averages; Keras averages the biased one (all
+    # three normalise with the biased one).
+    m = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * m + mean * (1.0 - m))
+    layer.moving_variance.assign(layer.moving_variance * m + variance * (1.0 - m))
     return tf.cast(outputs, layer.compute_dtype)

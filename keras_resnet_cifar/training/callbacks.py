@@ -1,16 +1,10 @@
-"""The training run's Keras callbacks: timing, progress, a non-finite loss, writing each epoch.
-
-:class:`RunWriter` writes the run directory at every epoch's end (the resume
-state first); :class:`ProgressLine` and :func:`lagging_batch_norm_note` are what
-a person watching a run reads; :class:`EpochTimer` and :class:`StopOnNonFiniteLoss`
-add timings to the history and stop a diverging run with one clear error.
-"""
+"""The training run's Keras callbacks: RunWriter writes the run directory at each epoch's
+end; the others time epochs, show progress and stop a diverging run."""
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,20 +13,14 @@ import keras
 import numpy as np
 from absl import logging
 
-from keras_resnet_cifar import signals
-from keras_resnet_cifar.config import TrainConfig, learning_rate_at
+from keras_resnet_cifar import progress, run_files, signals
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.training import resume_state
-from keras_resnet_cifar import run_files
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds ``epoch_time_s``, ``images_per_sec`` (training phase only) and ``load_average``.
-
-    ``load_average`` is the machine's 1-minute load average at the epoch's end
-    (``os.getloadavg``): on a shared machine it says how far the timings were
-    slowed by other work (a 2-core machine with load 4 runs each job at ~half speed).
-    """
+    """Adds epoch_time_s, images_per_sec (training phase only) and load_average (how far
+    other work slowed the timings: 2 cores at load 4 run each job at about half speed)."""
 
     def __init__(self, images_per_epoch: int):
         super().__init__()
@@ -56,28 +44,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class ProgressLine(keras.callbacks.Callback):
-    """Progress inside an epoch, on stderr, beside the one summary line per epoch.
-
-    Keras' own output (``verbose=1`` or ``2``) prints each epoch a second time
-    beside the run's summary line, shows nothing during the per-epoch evaluation,
-    and its bar shares a terminal line with that summary. Here instead:
-
-    - on a terminal, one line rewritten in place (at most every ``tty_every``
-      seconds): the step, the running training loss and accuracy, then the
-      evaluation's batches; it is erased before the epoch's summary is printed;
-    - otherwise (a pipe, a log file), a plain line every ``every`` seconds, so a
-      long epoch shows it is alive and an epoch shorter than that prints only its
-      summary line.
-
-    Args:
-        total_epochs: the run's ``--epochs``.
-        steps: training steps per epoch.
-        eval_batches: batches of the per-epoch evaluation.
-        eval_set: what it evaluates ("test" or "validation").
-        every: seconds between lines when stderr is not a terminal.
-        tty_every: seconds between updates of the in-place line on a terminal.
-        stream: where to write (default: ``sys.stderr`` at the time of writing).
-    """
+    """Progress inside an epoch (step, running loss and accuracy, then the evaluation's
+    batches) on a progress.Line, erased before each epoch's summary line."""
 
     def __init__(self, total_epochs: int, steps: int, eval_batches: int,
                  eval_set: str = "test", *, every: float = 60.0, tty_every: float = 0.5,
@@ -85,59 +53,28 @@ class ProgressLine(keras.callbacks.Callback):
         super().__init__()
         self.total_epochs, self.steps, self.eval_batches = total_epochs, steps, eval_batches
         self.eval_set = eval_set
-        self.every, self.tty_every = every, tty_every
-        self._stream = stream
+        self.line = progress.Line(every, tty_every, stream)
         self._epoch = None
-        self._last = 0.0
         self._start = 0.0
-        self._shown = False  # an in-place line is on the terminal
-
-    @property
-    def stream(self):
-        return self._stream or sys.stderr  # looked up now: the tools redirect it
-
-    def _tty(self) -> bool:
-        try:
-            return self.stream.isatty()
-        except (AttributeError, ValueError):
-            return False
-
-    def _prefix(self) -> str:
-        if self._epoch is None:
-            return "final evaluation"
-        return f"epoch {self._epoch + 1}/{self.total_epochs}"
 
     def _show(self, text: str) -> None:
-        now = time.monotonic()
-        tty = self._tty()
-        if now - self._last < (self.tty_every if tty else self.every):
-            return
-        self._last = now
-        line = f"{self._prefix()}: {text}, {now - self._start:.0f} s"
-        if tty:
-            self._shown = True  # first: a stop signal may arrive during the write
-            self.stream.write(f"\r{line}\x1b[K")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        where = ("final evaluation" if self._epoch is None
+                 else f"epoch {self._epoch + 1}/{self.total_epochs}")
+        self.line.show(f"{where}: {text}, {time.monotonic() - self._start:.0f} s")
 
-    def clear(self) -> None:
-        """Erases the in-place line (a terminal only), so the next line starts clean."""
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._shown = False
+    def clear(self, *_, **__) -> None:
+        """Erases the line: at each epoch's and evaluation's end, and on a stop."""
+        self.line.clear()
+
+    on_test_end = on_epoch_end = clear
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._start = time.monotonic()
-        # A terminal shows the first step at once; a pipe gets its first line after
-        # an interval (a short epoch prints only its summary).
-        self._last = float("-inf") if self._tty() else self._start
+        self._start = self.line.restart()
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
-        figures = "".join(f", {name} {_scalar(logs[key]):.4f}"
+        figures = "".join(f", {name} {scalar(logs[key]):.4f}"
                           for key, name in (("cross_entropy", "cross-entropy"),
                                             ("accuracy", "accuracy")) if key in logs)
         self._show(f"step {batch + 1}/{self.steps} "
@@ -145,81 +82,60 @@ class ProgressLine(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         if self._epoch is None:  # the final evaluation, outside fit
-            self._start = time.monotonic()
-            self._last = float("-inf") if self._tty() else self._start
+            self._start = self.line.restart()
 
     def on_test_batch_end(self, batch, logs=None):
         self._show(f"evaluating on the {self.eval_set} set, batch {batch + 1}/"
                    f"{self.eval_batches}")
-
-    def on_test_end(self, logs=None):
-        self.clear()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.clear()
 
     def on_train_end(self, logs=None):
         self.clear()
         self._epoch = None
 
 
-def _scalar(value) -> float:
+def scalar(value) -> float:
+    """A log value as a float (a 1-element vector under vector_logs)."""
     return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Ends training with a UserError when a batch's loss is NaN or infinite.
+    """Ends training with a UserError when a batch's loss is NaN or infinite (Keras'
+    TerminateOnNaN stops quietly, exit status 0); raised before the epoch's end, so the
+    run directory keeps the last finite epoch and nothing NaN becomes "best"."""
 
-    ``keras.callbacks.TerminateOnNaN`` stops quietly and the run would end with
-    exit status 0 and NaN metrics. Raised before the epoch's end, so the run
-    directory keeps the last finite epoch and nothing NaN becomes "best".
-    """
-
-    def __init__(self, config: TrainConfig):
-        super().__init__()
-        self.config = config
-        self.epoch = 0
+    epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.all(np.isfinite(np.asarray(loss, dtype=np.float64))):
+        loss = scalar((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            rate = scalar(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             raise UserError(
-                f"the training loss became {float(np.asarray(loss).reshape(-1)[0])} in epoch "
-                f"{self.epoch + 1} (learning rate {learning_rate_at(self.epoch, self.config):g}); "
-                "training stopped, the run directory keeps the epochs before it. Train with "
-                "a lower --learning_rate in another run directory.")
+                f"the training loss became {loss} in epoch {self.epoch + 1} (learning rate "
+                f"{rate:g}); training stopped, the run directory keeps the epochs before it. "
+                "Train with a lower learning_rate in another run directory.",
+                argument="learning_rate")
 
 
 class RunWriter(keras.callbacks.Callback):
-    """Writes the run directory at the end of every epoch, the resume state first.
+    """Writes at every epoch's end, SIGINT/SIGTERM deferred: the resume state (the truth),
+    history, then (chief only) last.keras and, on a better val_accuracy, best.keras/json."""
 
-    Order: resume state (the truth: variables, epoch, history rows, best epoch),
-    history.json/.csv, then (chief only) checkpoints/last.keras and, on a better
-    ``val_accuracy``, checkpoints/best.keras and best.json. A kill between them
-    leaves files that lag the state, which a resumed run rewrites
-    (:mod:`keras_resnet_cifar.training.loop`). SIGINT/SIGTERM wait until the epoch is written.
-    """
-
-    def __init__(self, workdir: Path, config: TrainConfig, chief: bool,
+    def __init__(self, workdir: Path, eval_set: str, total_epochs: int, chief: bool,
                  state: resume_state.State | None, stop: signals.StopSignals):
         super().__init__()
-        self.workdir = workdir
-        self.eval_set = config.eval_set
-        self.total_epochs = config.epochs
-        self.chief = chief
-        self.stop = stop
+        self.workdir, self.chief, self.stop = workdir, chief, stop
+        self.eval_set, self.total_epochs = eval_set, total_epochs
         self.rows = list(state.history) if state else []
         self.best = state.best if state else None
         self._noted = False  # the BatchNorm note is printed once per session
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        row = {"epoch": epoch + 1}
-        row.update({k: float(np.asarray(logs[k]).reshape(-1)[0])
-                    for k in run_files.HISTORY_FIELDS[1:] if k in logs})
+        row = {"epoch": epoch + 1,
+               **{k: scalar(logs[k]) for k in run_files.HISTORY_FIELDS[1:] if k in logs}}
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
         value = row.get("val_accuracy")
         improved = value is not None and math.isfinite(value) and (
@@ -250,10 +166,7 @@ class RunWriter(keras.callbacks.Callback):
 
 
 def epoch_timing(row: dict[str, Any], logs: dict[str, Any]) -> str:
-    """``"27.1 s: training 12.9 s at 389 img/s, evaluation 14.2 s"``: what each figure counts.
-
-    The rate is the training phase's; the epoch's seconds include its evaluation.
-    """
+    """"27.1 s: training 12.9 s at 389 img/s, evaluation 14.2 s"."""
     total, rate = row.get("epoch_time_s", math.nan), row.get("images_per_sec", math.nan)
     train = logs.get("train_time_s")
     if train is None or total - train < 0.05:  # no evaluation in the epoch
@@ -263,19 +176,11 @@ def epoch_timing(row: dict[str, Any], logs: dict[str, Any]) -> str:
 
 
 def lagging_batch_norm_note(row: dict[str, Any], eval_set: str) -> str | None:
-    """A sentence for an epoch whose evaluation loss is far above its training loss.
-
-    Evaluation runs BatchNormalization in inference mode, on the moving averages
-    of the batch statistics, while training normalises each batch by its own.
-    Early in a run (few steps, large learning rate) the weights change faster than
-    those averages follow, and the evaluation loss can be tens of times the
-    training loss (e.g. 68.9 against 2.3 after 20 steps) without anything being
-    wrong; it falls as training settles. None when the figures look ordinary.
-    """
+    """A note for an epoch whose evaluation loss is far above its training loss (68.9 against
+    2.3 after 20 steps is BatchNorm's moving averages lagging the weights, not a bug)."""
     train, held = row.get("cross_entropy"), row.get("val_cross_entropy")
-    if train is None or held is None or not (math.isfinite(train) and math.isfinite(held)):
-        return None
-    if held < max(5.0, 3.0 * train):
+    if train is None or held is None or not (math.isfinite(train) and math.isfinite(held)
+                                              and held >= max(5.0, 3.0 * train)):
         return None
     return (f"note: {eval_set} cross-entropy {held:.1f} against {train:.2f} in training: "
             "BatchNormalization's moving averages lag the weights early in a run "

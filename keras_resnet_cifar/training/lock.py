@@ -1,19 +1,6 @@
-"""Claiming a run directory: one process at a time, one recipe, and how the run continues.
-
-**One process.** A training process holds the directory's lock (:func:`lock`); a
-second one is refused at once. The lock is an ``flock``
-(:func:`keras_resnet_cifar.fileio.exclusive_lock`), which the kernel releases
-when its process dies, so a crash never leaves it stuck.
-
-**One recipe.** A run is resumed only with the flags that started it
-(:func:`recipe_differences`), except how it executes
-(:data:`keras_resnet_cifar.run_files.EXECUTION_FIELDS`) and ``--epochs``,
-which may grow (recorded in extensions.json).
-
-**Never silently over trained work.** :func:`plan` refuses a directory whose
-epochs were trained but whose resume state is missing or unreadable.
-
-No Keras here: train checks all of this before TensorFlow loads.
+"""A run directory's rules: one process at a time (an flock: the kernel releases it when
+its process dies), one recipe (but run_files.EXECUTION_FIELDS; epochs may grow), trained
+work never silently started over. No Keras: train checks this before TensorFlow loads.
 """
 
 from __future__ import annotations
@@ -26,23 +13,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from keras_resnet_cifar import fileio
+from keras_resnet_cifar import fileio, run_files
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.training import resume_state
-from keras_resnet_cifar import run_files
 
-
-# --- The lock -------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def lock(workdir: str | os.PathLike) -> Iterator[None]:
-    """Holds ``workdir``'s lock for the block; refuses at once if another process has it.
-
-    Raises:
-        UserError: another process is training in ``workdir``, or a name of the
-            run directory is a planted link or special file (:func:`run_files.check_layout`).
-        OSError: the lock file cannot be opened.
-    """
+    """Holds `workdir`'s lock for the block; UserError at once if another process has it."""
     def busy(pid: int | None) -> str:
         return (f"{workdir} is in use by another training process"
                 f"{f' (pid {pid})' if pid else ''}; wait for it to end, or choose another "
@@ -54,75 +32,46 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
         yield
 
 
-def ensure_unlocked(workdir: str | os.PathLike) -> None:
-    """Refuses at once when another process holds ``workdir``'s lock.
-
-    Only a probe, made before anything slow (TensorFlow, the data): the lock is
-    taken and released. Training then takes it for good with :func:`acquire`.
-
-    Raises:
-        UserError: another process is training in ``workdir``, or the lock file
-            cannot be opened.
-    """
+def _take(workdir: str | os.PathLike, stack: contextlib.ExitStack) -> None:
     try:
-        with lock(workdir):
-            pass
-    except OSError as e:
+        stack.enter_context(lock(workdir))
+    except OSError as e:  # only the lock's own: not one from the block that holds it
         raise UserError(f"Cannot write to the run directory {workdir}: {e.strerror}.") from None
+
+
+def ensure_unlocked(workdir: str | os.PathLike) -> None:
+    """Refuses at once when another process holds `workdir`'s lock (before anything slow)."""
+    with contextlib.ExitStack() as stack:
+        _take(workdir, stack)
 
 
 def acquire(workdir: Path, config: Any, stack: contextlib.ExitStack) -> "Plan":
-    """Locks ``workdir`` (for the rest of ``stack``) and decides how to continue it.
-
-    Raises:
-        UserError: ``workdir`` is not a directory or its lock cannot be taken, or
-            :func:`plan` refuses it.
-    """
+    """Locks `workdir` for the rest of `stack` and decides how to continue it (plan())."""
     if not workdir.is_dir():
         raise UserError(f"Cannot write to the run directory {workdir}: not a directory.")
-    try:
-        stack.enter_context(lock(workdir))
-    except OSError as e:
-        raise UserError(f"Cannot write to the run directory {workdir}: {e.strerror}.") from None
+    _take(workdir, stack)
     return plan(workdir, config)
 
 
-# --- The resume policy ----------------------------------------------------------------
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What to do with a run directory for a given config."""
-
     state_epoch: int          # epochs the resume state holds (0: start afresh)
     finished: bool            # metrics.json describes config.epochs epochs: nothing to do
     new: bool                 # no config.json yet: a new run
-    extended_from: int | None = None  # the run's --epochs when the flags raise it
+    extended_from: int | None = None  # the run's epochs when the config raises them
 
 
-def recipe_differences(saved: dict[str, Any], config: Any) -> list[str]:
-    """The recipe flags where ``config`` differs from a run's config.json (``saved``).
-
-    ``--epochs`` is not compared (a run may be extended), nor the
-    :data:`~keras_resnet_cifar.run_files.EXECUTION_FIELDS`. A field that
-    ``saved`` lacks (a run older than the field) counts as having its default.
-
-    Returns:
-        One ``--name=value (the run has value)`` per difference.
-    """
-    current = json.loads(config.to_json())
-    out = []
+def recipe_differences(saved: dict[str, Any], config: Any) -> dict[str, str]:
+    """{name: "name=value (the run has value)"} for each recipe field where `config` differs
+    from config.json's `saved` (where a field is missing, an older run's: its default)."""
+    current, out = json.loads(config.to_json()), {}
     for field in dataclasses.fields(config):
-        name = field.name
-        if name in run_files.EXECUTION_FIELDS or name == "epochs":
-            continue
-        default = field.default
-        if isinstance(default, tuple):
-            default = list(default)
-        before = saved.get(name, default)
-        if before != current[name]:
-            given = (f"--{name}={_flag_value(current[name])}" if current[name] is not None
-                     else f"no --{name}")
-            out.append(f"{given} (the run has {_flag_value(before, name)})")
+        name, default = field.name, field.default
+        before = saved.get(name, list(default) if isinstance(default, tuple) else default)
+        if name not in (*run_files.EXECUTION_FIELDS, "epochs") and before != current[name]:
+            given = (f"{name}={_value_text(current[name])}" if current[name] is not None
+                     else f"no {name}")
+            out[name] = f"{given} (the run has {_value_text(before, name)})"
     return out
 
 
@@ -130,7 +79,7 @@ def recipe_differences(saved: dict[str, Any], config: Any) -> list[str]:
 _UNSET = {"steps_per_epoch": "no cap", "eval_steps": "no cap", "data_dir": "none"}
 
 
-def _flag_value(value: Any, name: str = "") -> str:
+def _value_text(value: Any, name: str = "") -> str:
     if value is None:
         return _UNSET.get(name, "it unset")
     if isinstance(value, list):
@@ -141,13 +90,8 @@ def _flag_value(value: Any, name: str = "") -> str:
 
 
 def plan(workdir: str | os.PathLike, config: Any) -> Plan:
-    """Decides how ``config`` continues the run in ``workdir`` (call holding its lock).
-
-    Raises:
-        UserError: the directory holds a run of another recipe, or asks for fewer
-            epochs than the run has, or has trained epochs but no readable resume
-            state (it is never silently started over).
-    """
+    """How `config` continues the run in `workdir` (call holding its lock); UserError for
+    another recipe, fewer epochs, or trained epochs without a readable resume state."""
     workdir = Path(workdir)
     saved = run_files.read_config(workdir)
     history = run_files.read_history(workdir)
@@ -165,48 +109,40 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
         held = ("it has no completed epoch yet" if done == 0 else
                 f"it has {done} completed epoch(s)" if done else "its resume state is unreadable")
         raise UserError(
-            f"{workdir} holds a run with other training flags: {'; '.join(differences)}; "
-            f"{held}. To continue it, give the flags it was started with (its "
-            f"{run_files.CONFIG}); to start over with these flags, give another run directory, or "
-            f"delete {workdir} first.")
+            f"{workdir} holds a run of another recipe: {'; '.join(differences.values())}; "
+            f"{held}. To continue it, give the values it was started with (its "
+            f"{run_files.CONFIG}); to start over with these values, give another run "
+            f"directory, or delete {workdir} first.", argument=next(iter(differences)))
     epochs = int(saved.get("epochs", config.epochs))
     if config.epochs < epochs:
-        raise UserError(f"{workdir} holds a run of {epochs} epochs, not --epochs="
-                        f"{config.epochs}: give --epochs={epochs} to resume it (or more, to "
-                        "extend it), or choose another run directory.")
+        raise UserError(f"{workdir} holds a run of {epochs} epochs, not epochs="
+                        f"{config.epochs}: give epochs={epochs} to resume it (or more, to "
+                        "extend it), or choose another run directory.", argument="epochs")
     metrics = run_files.read_metrics(workdir)
     if metrics and metrics.get("epochs_completed") == config.epochs:
         return Plan(state_epoch=config.epochs, finished=True, new=False)
     state_epoch = resume_state.check_against_run(workdir, epochs, history)
+    state = run_files.path(workdir, run_files.STATE)
     if state_epoch is None and history:
-        raise UserError(
-            f"{workdir} has {len(history)} trained epoch(s) but no resume state "
-            f"({run_files.path(workdir, run_files.STATE)}): it cannot be resumed exactly. Choose "
-            "another run directory, or delete this one to start the run over.")
-    if state_epoch is None:
-        evidence = trained_epoch_evidence(workdir)
-        if evidence:
-            raise UserError(
-                f"{workdir} shows that epochs were trained ({', '.join(evidence)}) but its "
-                f"resume state {run_files.path(workdir, run_files.STATE)} is missing: restore it "
-                "from a backup, or choose another run directory (or delete this one) to start "
-                "the run over; "
-                "it is not retrained from epoch 0 over them.")
+        raise UserError(f"{workdir} has {len(history)} trained epoch(s) but no resume state "
+                        f"({state}): it cannot be resumed exactly. Choose another run "
+                        "directory, or delete this one to start the run over.")
+    evidence = trained_epoch_evidence(workdir) if state_epoch is None else []
+    if evidence:
+        raise UserError(f"{workdir} shows that epochs were trained ({', '.join(evidence)}) but "
+                        f"its resume state {state} is missing: restore it from a backup, or "
+                        "choose another run directory (or delete this one) to start the run "
+                        "over; it is not retrained from epoch 0 over them.")
     return Plan(state_epoch=state_epoch or 0, finished=False, new=False,
                 extended_from=epochs if config.epochs > epochs else None)
 
 
 def trained_epoch_evidence(workdir: str | os.PathLike) -> list[str]:
-    """The files of ``workdir`` that only a completed epoch writes (empty for a fresh run).
-
-    Every one of them is written after the resume state of its epoch, so a run
-    killed before its first epoch ended has none; with them but without a resume
-    state, starting afresh would silently overwrite trained work. TensorBoard's
-    event files count once they hold an epoch's summary (``epoch_loss``): the
-    callback creates them when training starts.
-    """
-    found = [name for name in (run_files.LAST, run_files.BEST, run_files.BEST_JSON, run_files.MODEL,
-                               run_files.METRICS, run_files.HISTORY_CSV)
+    """The files of `workdir` that only a completed epoch writes, each after its resume
+    state (so a run killed in its first epoch has none). TensorBoard's event files count
+    once they hold an epoch's summary: the callback creates them when training starts."""
+    found = [name for name in (run_files.LAST, run_files.BEST, run_files.BEST_JSON,
+                               run_files.MODEL, run_files.METRICS, run_files.HISTORY_CSV)
              if run_files.path(workdir, name).exists()]
     logs = run_files.path(workdir, run_files.TENSORBOARD)
     if logs.is_dir() and any(_holds(f, b"epoch_loss") for f in logs.rglob("*tfevents*")
@@ -216,7 +152,6 @@ def trained_epoch_evidence(workdir: str | os.PathLike) -> list[str]:
 
 
 def _holds(file: Path, needle: bytes, block: int = 1 << 20) -> bool:
-    """Whether ``file`` contains ``needle`` (read in blocks: event files can be large)."""
     tail = b""
     with open(file, "rb") as f:
         for chunk in iter(lambda: f.read(block), b""):
@@ -227,12 +162,8 @@ def _holds(file: Path, needle: bytes, block: int = 1 << 20) -> bool:
 
 
 def start(workdir: str | os.PathLike, config: Any, plan_: Plan) -> None:
-    """Readies ``workdir`` for a session that trains (call holding its lock).
-
-    Removes temporaries of interrupted writes, writes config.json of a new run,
-    records an extension of --epochs, and removes metrics.json (the run is
-    unfinished until the session ends, and model.keras is about to change).
-    """
+    """Readies `workdir` for a session (call holding its lock): removes temporaries, writes
+    a new run's config.json or records an extension, and removes metrics.json."""
     workdir = Path(workdir)
     for sub in ("", run_files.CHECKPOINTS, run_files.BACKUP):
         fileio.remove_temporaries(workdir / sub)
@@ -241,11 +172,9 @@ def start(workdir: str | os.PathLike, config: Any, plan_: Plan) -> None:
     elif plan_.extended_from is not None:
         saved = run_files.read_config(workdir)
         entry = {"epochs": plan_.extended_from, "extended_to": config.epochs,
-                 "epochs_completed": plan_.state_epoch,
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                 "epochs_completed": plan_.state_epoch, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         fileio.write_json(run_files.path(workdir, run_files.EXTENSIONS),
                           run_files.read_extensions(workdir) + [entry])
-        # The run now trains to the new --epochs; everything else is as it started.
         fileio.write_json(run_files.path(workdir, run_files.CONFIG),
                           {**saved, "epochs": config.epochs})
     run_files.path(workdir, run_files.METRICS).unlink(missing_ok=True)

@@ -1,32 +1,23 @@
-"""The resume state of a run, ``backup/state.npz``: the truth a run resumes from.
-
-It holds, in one file, every variable of the model (weights, BatchNormalization
-statistics) and of the optimiser (step count, momentum), the number of completed
-epochs, the history rows of those epochs and the best epoch so far. It is written
-first at the end of every epoch, atomically (temporary file, fsync, rename: the
-previous state stays until the new one is complete); history, checkpoints, model
-and metrics are derived from it, and a resumed run rewrites whatever of them lags
-behind. So a run killed at any instant resumes from its last complete epoch, and
-with the same data order (:mod:`keras_resnet_cifar.data.pipeline` draws each epoch
-from (seed, epoch)) it ends bit-identical to a run that was never interrupted.
-
-NumPy only (no Keras): the model and optimiser are passed in.
+"""backup/state.npz, the truth a run resumes from: the model's and optimiser's variables,
+the completed epochs' history rows and the best epoch. Written first (atomically) at each
+epoch's end; all else derives from it. So a killed run resumes from its last complete epoch
+and, as data.pipeline draws each epoch from (seed, epoch), ends bit-identical. NumPy only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from keras_resnet_cifar import fileio
+from keras_resnet_cifar import fileio, run_files
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar import run_files
 
 _STATE_FORMAT = 1
 # What reading a damaged .npz (a zip) can raise (RecursionError: JSON nested too deep).
@@ -39,8 +30,6 @@ _NPY_HEADER_BYTES = 4096
 
 @dataclasses.dataclass(frozen=True)
 class State:
-    """The non-variable part of the resume state."""
-
     epoch: int                      # epochs completed
     history: list[dict[str, Any]]   # their rows
     best: dict[str, Any] | None     # the best epoch so far
@@ -52,49 +41,46 @@ def _variables(model: Any) -> list[Any]:
 
 
 def save_state(workdir: str | os.PathLike, model: Any, state: State) -> None:
-    """Writes the resume state of ``model`` (built, with a built optimizer) atomically."""
+    """Writes the resume state of `model` (built, with a built optimizer) atomically."""
     variables = _variables(model)
     meta = {"format": _STATE_FORMAT, "epoch": state.epoch, "history": state.history,
-            "best": state.best,
-            "variables": [[v.path, list(v.shape)] for v in variables]}
+            "best": state.best, "variables": [[v.path, list(v.shape)] for v in variables]}
     arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
-    target = run_files.path(workdir, run_files.STATE)
-    with fileio.atomic_path(target) as tmp:
+    with fileio.atomic_path(run_files.path(workdir, run_files.STATE)) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
-def read_state_epoch(workdir: str | os.PathLike) -> int | None:
-    """The epochs the resume state holds, or None without one.
-
-    Raises:
-        UserError: the file is not a readable resume state.
-    """
-    state = _open_state(workdir)
-    if state is None:
-        return None
+@contextlib.contextmanager
+def _opened(workdir: str | os.PathLike) -> Iterator[tuple[Any, dict[str, Any], Path] | None]:
+    """(the open .npz, its checked metadata, its path), or None without a resume state."""
+    target = run_files.path(workdir, run_files.STATE)
+    try:
+        fileio.check_regular(target)  # no link, FIFO or device is read as the state
+        state = np.load(target, allow_pickle=False)
+    except FileNotFoundError:
+        yield None
+        return
+    except _READ_ERRORS as e:
+        raise _unreadable(target, e) from None
     with state:
-        return _meta(state, workdir)["epoch"]
+        yield state, _meta(state, target), target
+
+
+def read_state_epoch(workdir: str | os.PathLike) -> int | None:
+    """The epochs the resume state holds, or None without one (UserError: unreadable)."""
+    with _opened(workdir) as opened:
+        return opened[1]["epoch"] if opened else None
 
 
 def check_against_run(workdir: str | os.PathLike, epochs: int,
                       history: list[dict[str, Any]]) -> int | None:
-    """The epochs the resume state holds, checked against the run it belongs to; None without one.
-
-    The state is the truth a run resumes from, so it must not lie: it may hold
-    no more epochs than the run trains (``epochs``, from config.json), and the
-    run's history.json, written after it at each epoch, may lag behind it but
-    never hold more epochs or other rows than it.
-
-    Raises:
-        UserError: unreadable, malformed (:func:`_meta`), or at odds with the run.
-    """
-    state = _open_state(workdir)
-    if state is None:
-        return None
-    target = run_files.path(workdir, run_files.STATE)
-    with state:
-        meta = _meta(state, workdir)
+    """The epochs the resume state holds (None without one), checked: no more than the run
+    trains, and history.json (written after it) may lag it but not differ."""
+    with _opened(workdir) as opened:
+        if opened is None:
+            return None
+        _, meta, target = opened
     epoch = meta["epoch"]
     if epoch > epochs:
         raise _lies(target, f"claims {epoch} completed epochs of a run of {epochs}")
@@ -109,77 +95,50 @@ def _canonical(rows: list[dict[str, Any]]) -> str:
 
 
 def restore_state(workdir: str | os.PathLike, model: Any) -> State | None:
-    """Loads the resume state into ``model`` and its (built) optimizer.
-
-    Returns:
-        The state's epoch, history and best, or None when there is none.
-
-    Raises:
-        UserError: unreadable, or written by another model or optimiser.
-    """
-    state = _open_state(workdir)
-    if state is None:
-        return None
-    target = run_files.path(workdir, run_files.STATE)
-    with state:
-        meta = _meta(state, workdir)
+    """Loads the resume state into `model` and its built optimizer; None without one.
+    UserError: unreadable, or of another model or optimiser."""
+    with _opened(workdir) as opened:
+        if opened is None:
+            return None
+        state, meta, target = opened
         variables = _variables(model)
         saved = meta["variables"]
-        mismatch = len(saved) != len(variables) or any(
-            _local(p) != _local(v.path) or list(shape) != list(v.shape)
-            for (p, shape), v in zip(saved, variables))
-        if mismatch:
+        if len(saved) != len(variables) or any(
+                _local(p) != _local(v.path) or list(shape) != list(v.shape)
+                for (p, shape), v in zip(saved, variables)):
             raise UserError(f"{target} was written by another model or optimiser than "
                             "this run's; choose another run directory, or delete this one to "
                             "start the run over.")
-        values = []
-        for i, variable in enumerate(variables):
-            shape, dtype = tuple(variable.shape), np.dtype(variable.dtype)
-            try:
-                # The declared size first: a member of gigabytes is refused unread.
-                declared = state.zip.getinfo(f"v{i:05d}.npy").file_size
-                if declared > int(np.prod(shape)) * dtype.itemsize + _NPY_HEADER_BYTES:
-                    raise _lies(target, f"declares {declared:,} bytes for {variable.path} "
-                                        f"{dtype.name} {shape}")
-                value = state[f"v{i:05d}"]
-            except _READ_ERRORS as e:
-                raise _unreadable(target, e) from None
-            if value.shape != shape or value.dtype != dtype:
-                raise _lies(target, f"holds {value.dtype.name} {value.shape} for "
-                                    f"{variable.path}, which is {dtype.name} {shape}")
-            values.append(value)
+        values = [_array(state, i, v, target) for i, v in enumerate(variables)]
     for variable, value in zip(variables, values):
         variable.assign(value)
     return State(epoch=meta["epoch"], history=meta["history"], best=meta["best"])
 
 
-def _local(variable_path: str) -> str:
-    """A variable's path below its owner ("sgd_1/x_momentum" -> "x_momentum").
+def _array(state: Any, i: int, variable: Any, target: Path) -> np.ndarray:
+    shape, dtype = tuple(variable.shape), np.dtype(variable.dtype)
+    try:
+        # The declared size first: a member of gigabytes is refused unread.
+        declared = state.zip.getinfo(f"v{i:05d}.npy").file_size
+        if declared > int(np.prod(shape)) * dtype.itemsize + _NPY_HEADER_BYTES:
+            raise _lies(target, f"declares {declared:,} bytes for {variable.path} "
+                                f"{dtype.name} {shape}")
+        value = state[f"v{i:05d}"]
+    except _READ_ERRORS as e:
+        raise _unreadable(target, e) from None
+    if value.shape != shape or value.dtype != dtype:
+        raise _lies(target, f"holds {value.dtype.name} {value.shape} for "
+                            f"{variable.path}, which is {dtype.name} {shape}")
+    return value
 
-    Keras numbers optimisers (and unnamed models) by creation order in a process.
-    """
+
+def _local(variable_path: str) -> str:  # Keras numbers optimisers by creation order
+    """"sgd_1/x_momentum" -> "x_momentum"."""
     return variable_path.split("/", 1)[-1]
 
 
-def _open_state(workdir):
-    target = run_files.path(workdir, run_files.STATE)
-    try:
-        fileio.check_regular(target)  # no link, FIFO or device is read as the state
-        return np.load(target, allow_pickle=False)
-    except FileNotFoundError:
-        return None
-    except _READ_ERRORS as e:
-        raise _unreadable(target, e) from None
-
-
-def _meta(state, workdir) -> dict[str, Any]:
-    """The state's metadata, every field's type and range checked.
-
-    Raises:
-        UserError: unreadable, larger than :data:`MAX_META_BYTES`, or a field
-            of the wrong type or out of range (named in the message).
-    """
-    target = run_files.path(workdir, run_files.STATE)
+def _meta(state: Any, target: Path) -> dict[str, Any]:
+    """The state's metadata, every field's type and range checked (UserError naming it)."""
     try:
         declared = state.zip.getinfo("meta.npy").file_size
         if declared > MAX_META_BYTES:
@@ -197,12 +156,12 @@ def _meta(state, workdir) -> dict[str, Any]:
     return meta
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_int(value: Any, types: type | tuple = int) -> bool:
+    return isinstance(value, types) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return _is_int(value, (int, float))
 
 
 def _meta_problem(meta: Any) -> str | None:
@@ -211,8 +170,7 @@ def _meta_problem(meta: Any) -> str | None:
         return f"holds a JSON {type(meta).__name__} as metadata, not an object"
     if meta.get("format") != _STATE_FORMAT:
         return f"is of format {meta.get('format')!r}, not {_STATE_FORMAT}"
-    epoch, history, best, variables = (meta.get(k) for k in ("epoch", "history", "best",
-                                                              "variables"))
+    epoch, history, best, variables = map(meta.get, ("epoch", "history", "best", "variables"))
     if not (_is_int(epoch) and epoch >= 0):
         return f"has epoch={epoch!r}, not a count of completed epochs"
     if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
@@ -237,13 +195,14 @@ def _meta_problem(meta: Any) -> str | None:
     return None
 
 
+_REMEDY = "Restore that file from a backup, or delete the run directory to start the run over."
+
+
 def _lies(target: Path, problem: str) -> UserError:
     return UserError(f"the resume state {target} {problem}: it is not the state of this run, "
-                     "which cannot continue from it. Restore that file from a backup, or "
-                     "delete the run directory to start the run over.")
+                     f"which cannot continue from it. {_REMEDY}")
 
 
 def _unreadable(target: Path, error: BaseException) -> UserError:
     return UserError(f"the resume state {target} is unreadable ({type(error).__name__}: "
-                     f"{error}); the run cannot continue from it. Restore that file from a "
-                     "backup, or delete the run directory to start the run over.")
+                     f"{error}); the run cannot continue from it. {_REMEDY}")

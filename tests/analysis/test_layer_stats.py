@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_resnet_cifar import run_files
 from keras_resnet_cifar.analysis import layer_stats
 from keras_resnet_cifar.data import datasets
 from keras_resnet_cifar.models import networks
@@ -83,15 +84,16 @@ def test_measuring_does_not_change_the_model():
     assert all(np.isfinite(record["response_std"])) and record["loss"] > 0
 
 
-def test_fixed_batch_is_deterministic_and_without_repeats():
+def test_the_fixed_batch_is_deterministic_and_without_repeats():
+    """The recorder's batch (the study draws it with datasets.fixed_subset)."""
     ids = np.arange(100, dtype=np.uint8)
     split = datasets.Split(np.broadcast_to(ids[:, None, None, None], (100, 32, 32, 3)),
                            ids.astype(np.int64) % 10)
-    a, la = layer_stats.fixed_batch(split, 20, seed=3)
-    b, _ = layer_stats.fixed_batch(split, 20, seed=3)
+    a, la = datasets.fixed_subset(split, 20, 3)
+    b, _ = datasets.fixed_subset(split, 20, 3)
     assert np.array_equal(a, b) and len(set(a[:, 0, 0, 0])) == 20
     assert np.array_equal(la, a[:, 0, 0, 0] % 10)
-    assert len(layer_stats.fixed_batch(split, 500)[1]) == 100
+    assert len(datasets.fixed_subset(split, 500, 0)[1]) == 100
 
 
 def test_recorder_writes_the_chosen_epochs_and_keeps_them_on_resume(tmp_path, monkeypatch):
@@ -116,7 +118,7 @@ def test_recorder_writes_the_chosen_epochs_and_keeps_them_on_resume(tmp_path, mo
 
     again = layer_stats.LayerStatsRecorder(tmp_path, x, labels, epochs=(0, 2, 3))
     model.fit(x, target, epochs=3, initial_epoch=2, batch_size=8, verbose=0, callbacks=[again])
-    epochs = layer_stats.read(tmp_path)["epochs"]
+    epochs = run_files.read_layer_stats(tmp_path)["epochs"]
     assert [e["epoch"] for e in epochs] == [0, 2, 3] and len(calls) == 3
     assert epochs[0] == saved["epochs"][0]  # epoch 0 is not re-measured on resume
 
@@ -125,11 +127,11 @@ def test_recorder_on_a_real_model_records_both_statistics(tmp_path):
     model = networks.build_model("plain8", weight_decay=0)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
     data = datasets.synthetic(32, 0)
-    images, labels = layer_stats.fixed_batch(data.train, 8)
+    images, labels = datasets.fixed_subset(data.train, 8, 0)
     recorder = layer_stats.LayerStatsRecorder(tmp_path, images, labels, epochs=[1])
     model.fit(data.train.images.astype(np.float32), data.train.labels, batch_size=16,
               epochs=1, verbose=0, callbacks=[recorder])
-    saved = layer_stats.read(tmp_path)
+    saved = run_files.read_layer_stats(tmp_path)
     assert [e["epoch"] for e in saved["epochs"]] == [1]
     assert len(saved["epochs"][0]["response_std"]) == len(saved["response_layers"]) == 7
     assert len(saved["epochs"][0]["gradient_norm"]) == len(saved["gradient_layers"]) == 8
@@ -150,5 +152,5 @@ def test_recorder_measures_fractional_epochs_at_the_step_that_reaches_them(tmp_p
     recorder = layer_stats.LayerStatsRecorder(tmp_path, x, labels, epochs=(0, 0.5, 1.5, 2))
     # 4 steps per epoch; the counter runs first, so `at` holds the steps done at measuring.
     model.fit(x, target, epochs=2, batch_size=8, verbose=0, callbacks=[counter, recorder])
-    assert [e["epoch"] for e in layer_stats.read(tmp_path)["epochs"]] == [0, 0.5, 1.5, 2]
+    assert [e["epoch"] for e in run_files.read_layer_stats(tmp_path)["epochs"]] == [0, 0.5, 1.5, 2]
     assert at == [0, 2, 6, 8]

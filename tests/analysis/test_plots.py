@@ -1,4 +1,5 @@
-"""The figures, inspected as matplotlib objects: lines, data, labels, titles, files."""
+"""The figures, inspected as matplotlib objects (lines, data, labels, titles), their files,
+and a run's curves.png."""
 
 import numpy as np
 from matplotlib.colors import to_hex
@@ -122,3 +123,16 @@ def test_save_writes_png_and_svg(tmp_path):
     first = [p.read_bytes() for p in paths]
     plots.save(fig, tmp_path / "sub" / "curves")
     assert [p.read_bytes() for p in paths] == first  # deterministic bytes
+
+
+def test_a_run_directory_gets_its_curves_once_it_has_an_epoch(tmp_path):
+    from keras_resnet_cifar import run_files
+    from keras_resnet_cifar.config import TrainConfig
+
+    assert plots.save_run_curves(tmp_path) is None  # no config yet
+    run_files.write_config(tmp_path, TrainConfig(model="plain20", seed=3))
+    assert plots.save_run_curves(tmp_path) is None  # no epoch yet
+    run_files.write_history(tmp_path, "test", history(2))
+    written = plots.save_run_curves(tmp_path)
+    assert written == tmp_path / run_files.CURVES
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -231,8 +231,7 @@ def test_pickle_with_code_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "pwned"
     folder = _make(tmp_path, "python-dir")
     _dump(folder / "data_batch_2", {b"data": _Payload(marker), b"labels": [0] * RECORDS})
-    with pytest.raises(DataError, match=r"Refusing to load .*data_batch_2: it references "
-                                        r"(os|posix)\.system, not CIFAR-10 data\.") as e:
+    with pytest.raises(DataError, match=r"data_batch_2.*(os|posix)\.system") as e:
         _read(folder)
     _one_line(e)
     assert not marker.exists()

@@ -46,9 +46,9 @@ def _one_line(e: pytest.ExceptionInfo) -> str:
 # --- load(), tensorflow-datasets --------------------------------------------------------
 
 def test_unknown_dataset():
-    with pytest.raises(UserError, match=r"Unknown dataset 'mnist': expected one of "
-                                        r"'cifar10', 'synthetic'\."):
+    with pytest.raises(UserError, match="'mnist'") as e:
         datasets.load("mnist")
+    assert e.value.argument == "dataset"
 
 
 def test_tfds_offline_fails_with_hint_and_does_not_download(monkeypatch):
@@ -67,10 +67,9 @@ def test_tfds_offline_fails_with_hint_and_does_not_download(monkeypatch):
     monkeypatch.setattr(tfds, "load", load)
     monkeypatch.setattr(datasets, "_reachable",
                         lambda *a, **k: probed.append(a) or False)
-    with pytest.raises(DataError, match=r"cannot be downloaded \(.* is unreachable\); "
-                                        r"pass --data_dir=<folder with cifar-10-batches-bin, "
-                                        r"cifar-10-batches-py, .*tar\.gz>\.$") as e:
+    with pytest.raises(DataError, match="www.cs.toronto.edu is unreachable") as e:
         datasets.load("cifar10")
+    assert e.value.argument == "data_dir" and "cifar-10-batches-bin" in str(e.value)
     assert probed == [datasets._TFDS_HOST]
     _one_line(e)
 

@@ -32,8 +32,9 @@ def test_load_file_kinds(image_files, pixels):
     np.testing.assert_array_equal(rgba.pixels[0], pixels[6])
     big = images.load_file(files / "big.png")
     assert big.pixels.shape == (1, 32, 32, 3) and "resized 64x48 to 32x32" in big.warnings[0]
-    with pytest.raises(images.ImageError, match="--strict"):
+    with pytest.raises(images.ImageError, match="64x48") as e:
         images.load_file(files / "big.png", strict=True)
+    assert e.value.argument == "strict"
 
 
 def test_load_file_errors(image_files, tmp_path):
@@ -44,20 +45,20 @@ def test_load_file_errors(image_files, tmp_path):
         with pytest.raises(images.ImageError, match=message):
             images.load_file(files / name)
     np.save(tmp_path / "wrong.npy", np.zeros((2, 28, 28, 3), np.uint8))
-    with pytest.raises(images.ImageError, match="not \\(N,\\) 32x32"):
+    with pytest.raises(images.ImageError, match=r"\(2, 28, 28, 3\)"):
         images.load_file(tmp_path / "wrong.npy")
     np.save(tmp_path / "range.npy", np.full((32, 32, 3), 300.0))
-    with pytest.raises(images.ImageError, match="not pixels"):
+    with pytest.raises(images.ImageError, match=r"\[300, 300\]"):
         images.load_file(tmp_path / "range.npy")
     np.save(tmp_path / "single.npy", np.zeros((32, 32, 3), np.float32))
     assert images.load_file(tmp_path / "single.npy").names == (str(tmp_path / "single.npy"),)
 
 def test_hostile_images_are_refused_per_file(tmp_path, pixels, png_header_only):
     png_header_only(tmp_path / "bomb.png", 20000, 20000)
-    with pytest.raises(images.ImageError, match="more than the 25,000,000 pixels"):
+    with pytest.raises(images.ImageError, match="25,000,000"):
         images.load_file(tmp_path / "bomb.png")  # Pillow's own bomb check, at open
     png_header_only(tmp_path / "wide.png", images.MAX_PIXELS + 1, 1)
-    with pytest.raises(images.ImageError, match="25000001x1 pixels, more than"):
+    with pytest.raises(images.ImageError, match="25000001x1"):
         images.load_file(tmp_path / "wide.png")  # below Pillow's limit, above ours
     np.save(tmp_path / "unit.npy", pixels[:2].astype(np.float32) / 255)
     with pytest.raises(images.ImageError, match="multiply by 255"):

@@ -28,10 +28,14 @@ def test_bad_model_paths_are_one_sentence_each(tmp_path):
     (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
     with pytest.raises(UserError, match="not a loadable TFLite model"):
         predictor.load(tmp_path / "junk.tflite")
-    with pytest.raises(UserError, match="Unknown --checkpoint"):
-        predictor.load(tmp_path, checkpoint="middle")
-    with pytest.raises(UserError, match="Unknown --checkpoint"):
-        predictor.resolve(tmp_path, "middle")
+    for call in (lambda: predictor.load(tmp_path, checkpoint="middle"),
+                 lambda: predictor.resolve(tmp_path, "middle")):
+        with pytest.raises(UserError, match="'middle'") as bad:
+            call()
+        assert bad.value.argument == "checkpoint"
+    with pytest.raises(UserError, match="checkpoint=best applies to run directories") as bad:
+        predictor.resolve(tmp_path / "junk.tflite", "best")
+    assert bad.value.argument == "checkpoint"
 
 
 def test_a_keras_zip_bomb_is_refused_from_its_directory(tmp_path):
@@ -43,8 +47,8 @@ def test_a_keras_zip_bomb_is_refused_from_its_directory(tmp_path):
             for _ in range(20):
                 f.write(b" " * (1 << 20))
     assert bomb.stat().st_size < 200_000
-    with pytest.raises(UserError, match=r"config.json announces 20,971,520 bytes "
-                                        r"uncompressed, more than 16,777,216"):
+    with pytest.raises(UserError, match=r"config.json announces uncompressed 20,971,520 "
+                                        r"bytes, more than the 16,777,216"):
         predictor.load(bomb)
 
 

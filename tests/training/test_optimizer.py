@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_resnet_cifar.models import networks
 from keras_resnet_cifar.config import TrainConfig, learning_rate_at
+from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.training.optimizer import ReferenceSGD, StepSchedule
 from keras_resnet_cifar.training.loop import build_and_compile
 
@@ -135,8 +136,9 @@ def test_boundaries_keep_their_type_and_are_validated():
     assert TrainConfig(lr_boundaries=("1.2", 1.8)).lr_boundaries == (1.2, 1.8)
     assert TrainConfig.from_dict({"lr_boundaries": [1.2, 2]}).lr_boundaries == (1.2, 2)
     for bad in ((1.8, 1.2), (0,), (1.0, 1), ("x",)):
-        with pytest.raises(ValueError, match="--lr_boundaries"):
+        with pytest.raises(UserError) as e:
             TrainConfig(lr_boundaries=bad)
+        assert e.value.argument == "lr_boundaries" and repr(bad[0]) in str(e.value)
 
 
 def test_build_and_compile_uses_reference_sgd_and_decay_scope():

@@ -1,5 +1,5 @@
-"""The report assembled from its parts: :func:`report` returns every file's content,
-:func:`write_report` writes them into a folder (the files: see the package docstring)."""
+"""A report assembled from its parts: report() returns every file's content, write()
+writes them into a folder (the files: see the package docstring)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.analysis import plots
 from keras_resnet_cifar.analysis.results import (figures, findings, markdown, recipes, reference,
                                                 full_recipe, provenance, runs, tables)
 
@@ -23,54 +24,36 @@ class Report:
 
     texts: dict[str, str]          # file name -> content
     figures: dict[str, Any]        # figure stem -> matplotlib Figure
-    levels: tuple[float, ...]      # the accuracy levels of "epochs to X%"
+    levels: tuple[float, ...]      # the accuracy levels of "time to X%"
     findings: list[dict[str, Any]]
 
 
 def report(run_dirs: Sequence[str | os.PathLike], *,
-          reference_dirs: Sequence[str | os.PathLike] = (),
-          accuracy_levels: Sequence[float] | None = None,
-          command: str | None = None, mode: str = "auto") -> Report:
-    """Loads the runs and computes the tables, findings, figures and report.md.
-
-    Args:
-        run_dirs: the study's run directories (one recipe; any number of seeds).
-        reference_dirs: run directories of the reference trainer
-            (scripts/train_reference_pytorch.py), compared at the same recipe.
-        accuracy_levels: levels for "time to X%"; None chooses them from the
-            runs (:func:`keras_resnet_cifar.analysis.results.runs.choose_levels`).
-        command: the command line to record in report.md.
-        mode: "study" (seeds, verdicts over them), "full_recipe" (Table 1 at the default
-            recipe, one seed per network, finished or in progress:
-            :mod:`keras_resnet_cifar.analysis.results.full_recipe`) or "auto" (full_recipe
-            when the runs are such runs, else study).
-
-    Raises:
-        UserError: no run directories, one that is not a run, runs of different
-            recipes, or a reference run among the study's runs.
-    """
+           reference_dirs: Sequence[str | os.PathLike] = (),
+           accuracy_levels: Sequence[float] | None = None,
+           command: str | None = None, mode: str = "auto") -> Report:
+    """The tables, findings, figures and report.md of the runs. `accuracy_levels` None: chosen
+    from the runs; `mode` "auto": full_recipe when the runs are such runs, else "study".
+    UserError: no runs, a directory that is not a run, runs of different recipes, or a
+    reference run among the study's."""
     if not run_dirs:
         raise UserError("No run directories given.")
     loaded = [runs.load_run(d) for d in run_dirs]
     stray = next((r for r in loaded if r.trainer != runs.PROJECT_TRAINER), None)
     if stray is not None:
         raise UserError(f"{stray.path} was written by another trainer ({stray.trainer}): "
-                        "give it as a reference run (--reference_runs), not as a study run.")
+                        "give it as a reference run (reference_runs), not as a study run.",
+                        argument="reference_runs")
     recipes.check_one_recipe(loaded, "study's runs")
     refs = [runs.load_run(d) for d in reference_dirs]
     if mode not in MODES:
-        raise UserError(f"Unknown report mode {mode!r}: one of {', '.join(MODES)}.")
+        raise UserError(f"Unknown report mode {mode!r}: one of {', '.join(MODES)}.",
+                        argument="mode")
     if mode == "full_recipe" or (mode == "auto" and full_recipe.is_full_recipe(loaded)):
         return _full_recipe(loaded, command)
-    source, source_note = runs.convergence_source(loaded)
-    if accuracy_levels is None:
-        levels, note = runs.choose_levels(loaded)
-    else:
-        levels, note = tuple(accuracy_levels), None
-    if source is None:
-        levels = ()
-    summaries = [runs.run_summary(r, levels, source) for r in loaded]
-    rows = tables.table1(summaries, levels)
+    levels = runs.levels_for(loaded, accuracy_levels)
+    summaries = [runs.run_summary(r, levels.levels, levels.source) for r in loaded]
+    rows = tables.table1(summaries, levels.levels)
     found = findings.derive(loaded)
     figs = figures.figures(loaded)
     compared = reference.compare(loaded, refs)
@@ -79,30 +62,28 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
                                        [r for r in refs if r.model == model])
         if fig is not None:
             figs["reference_curves"] = fig
-    reference_lines = (reference.markdown(compared, reference.batch_norm_rows(refs),
-                                          "reference_curves" if "reference_curves" in figs
-                                          else None) if refs else [])
+    sections = (reference.markdown(compared, reference.batch_norm_rows(refs),
+                                   "reference_curves" if "reference_curves" in figs else None)
+                if refs else [])
     cost = tables.cost_rows(summaries + [runs.run_summary(r, ()) for r in refs])
+    sections += (markdown.provenance_section(provenance.markdown(loaded + refs))
+                 + markdown.cost_section(tables.cost_markdown(cost)))
     texts = {
-        "table1.md": tables.table1_markdown(rows, levels, source),
+        "table1.md": tables.table1_markdown(rows, levels.levels, levels.source),
         "table1.csv": tables.to_csv(rows),
         "runs.csv": tables.to_csv(summaries),
         "cost.csv": tables.to_csv(cost),
         "provenance.csv": tables.to_csv(provenance.rows(loaded + refs)),
         "findings.json": json.dumps(found, indent=2) + "\n",
-        "report.md": markdown.render_markdown(
-            loaded, rows, found, list(figs), levels, command, levels_note=note,
-            source=source, source_note=source_note, reference_lines=reference_lines,
-            cost=tables.cost_markdown(cost),
-            provenance=provenance.markdown(loaded + refs)),
+        "report.md": markdown.render_markdown(loaded, rows, found, list(figs), levels,
+                                              command=command, sections=sections),
     }
     if refs:
         texts["reference.json"] = json.dumps(compared, indent=2, default=str) + "\n"
-    return Report(texts=texts, figures=figs, levels=levels, findings=found)
+    return Report(texts=texts, figures=figs, levels=levels.levels, findings=found)
 
 
 def _full_recipe(loaded: Sequence[runs.Run], command: str | None) -> Report:
-    """The full-recipe Table 1 report (see :mod:`full_recipe`)."""
     found = findings.derive(loaded)
     figs = full_recipe.figures(loaded)
     texts = {
@@ -115,27 +96,18 @@ def _full_recipe(loaded: Sequence[runs.Run], command: str | None) -> Report:
     return Report(texts=texts, figures=figs, levels=(), findings=found)
 
 
-def write(report: Report, out: str | os.PathLike) -> Path:
-    """Writes ``report`` into ``out`` (each file atomically); returns report.md's path.
-
-    Raises:
-        UserError: ``out`` or its figures folder cannot be made (a file in the way).
-    """
-    from keras_resnet_cifar.analysis import plots
-
+def write(built: Report, out: str | os.PathLike) -> Path:
+    """Writes `built` into `out` (each file atomically); returns report.md's path."""
     out = Path(out)
-    fileio.make_dir(out / "figures" if report.figures else out)
-    for stem, fig in report.figures.items():
+    fileio.make_dir(out / "figures" if built.figures else out)
+    for stem, fig in built.figures.items():
         plots.save(fig, out / "figures" / stem)
-    for name, text in report.texts.items():
+    for name, text in built.texts.items():
         fileio.write_text(out / name, text)
     return out / "report.md"
 
 
-def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                 reference_dirs: Sequence[str | os.PathLike] = (),
-                 accuracy_levels: Sequence[float] | None = None,
-                 command: str | None = None, mode: str = "auto") -> Path:
-    """:func:`report` then :func:`write`; returns report.md's path."""
-    return write(report(run_dirs, reference_dirs=reference_dirs,
-                       accuracy_levels=accuracy_levels, command=command, mode=mode), out)
+def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
+                 **options: Any) -> Path:
+    """report(run_dirs, **options), then write; returns report.md's path."""
+    return write(report(run_dirs, **options), out)

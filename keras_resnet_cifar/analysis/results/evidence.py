@@ -1,11 +1,5 @@
-"""Comparing runs over seeds: a verdict and one sentence of evidence with the numbers.
-
-What every finding of :mod:`keras_resnet_cifar.analysis.results.findings` is made of:
-the per-run measures (test error, training error), Welch's t-test of one measure
-over the seeds of two networks (:func:`compare`, with the within-run standard
-error as information when there is one seed each), the chance-level warning, and
-the finding dict itself ("claim", "source", "verdict", "evidence", "numbers").
-"""
+"""What every finding is made of: the per-run measures, Welch's t-test of one measure over
+the seeds of two networks (compare), the within-run note, the chance warning."""
 
 from __future__ import annotations
 
@@ -20,7 +14,6 @@ from keras_resnet_cifar.analysis.results.runs import CHANCE_ERROR, Run
 
 def finding(claim: str, source: str, verdict: str, evidence: str,
             **numbers) -> dict[str, Any]:
-    """A finding: the claim, where it comes from, the verdict, the evidence and its numbers."""
     return {"claim": claim, "source": source, "verdict": verdict, "evidence": evidence,
             "numbers": numbers}
 
@@ -34,17 +27,13 @@ def pct_spread(values: Sequence[float]) -> str:
             else f"{100 * mean:.2f}% (one seed)")
 
 
-# ---------------------------------------------------------------------------
-# Per-run measures.
-
 def test_error(run: Run) -> float | None:
-    """The final test error (whole test set when evaluated)."""
     return run.final_test_error
 
 
 def training_error_measure(runs: Sequence[Run]) -> tuple[str, Callable[[Run], float | None]]:
-    """How "training error" is measured for all of ``runs``: the last curve segment's
-    when every run has curve points, else the last epoch's (never a mix)."""
+    """How "training error" is measured for all of `runs`: the last curve segment's when
+    every run has curve points, else the last epoch's (never a mix)."""
     if runs and all(r.curve_points for r in runs):
         return ("training error over the last curve segment",
                 lambda r: r.last_point["train_error"])
@@ -72,13 +61,8 @@ def within_run_note(a: Run, b: Run, what: str) -> str:
 
 def compare(a_runs: Sequence[Run], b_runs: Sequence[Run], measure: Callable[[Run], Any],
             claimed_sign: int, what: str, kind: str = "test") -> tuple[str, str, dict]:
-    """Welch's t-test of ``measure`` over the seeds of a minus those of b.
-
-    Returns:
-        (verdict, evidence sentence, numbers).
-    """
-    a = [measure(r) for r in a_runs]
-    b = [measure(r) for r in b_runs]
+    """(verdict, evidence sentence, numbers) of Welch's t-test of `measure`, a minus b."""
+    a, b = [measure(r) for r in a_runs], [measure(r) for r in b_runs]
     test = stats.welch(a, b)
     verdict = stats.verdict(test, claimed_sign)
     name_a, name_b = a_runs[0].model, b_runs[0].model

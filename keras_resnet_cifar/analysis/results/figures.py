@@ -1,10 +1,6 @@
-"""The report's figures, as {file stem: matplotlib Figure}, from loaded runs.
-
-Every figure shows all seeds of a network: each seed's curve faintly, the mean
-over seeds bold, a band of ± one standard deviation over seeds (the reference
-comparison: ± the standard error of the mean), and n in the legend. Curves of
-several seeds are aligned on the curve steps all of them recorded.
-"""
+"""The report's figures, {file stem: matplotlib Figure}, drawn by analysis/plots.py: each
+seed faintly, the mean bold, ± one std over seeds (the reference comparison: ± SE), n in
+the legend; seeds aligned on the curve steps all of them recorded."""
 
 from __future__ import annotations
 
@@ -13,24 +9,22 @@ from typing import Any, Sequence
 import numpy as np
 
 from keras_resnet_cifar.analysis import plots
-from keras_resnet_cifar.models import arch  # arch, not networks: no TensorFlow in the report
+from keras_resnet_cifar.analysis.results.findings import gradient_log_ratio, stats_at
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
 
 
 def xlabel(run: Run) -> str:
-    """The x-axis label: an epoch, and how many training images it held when capped."""
     n = run.images_per_epoch
     return f"epoch ({n:,} training images each)" if n else "epoch"
 
 
 def curve_xlabel(run: Run) -> str:
-    """The x axis of the curve figure: passes over the run's training set."""
     return f"passes over the {run.train_set_size:,} training images"
 
 
 def curve_data(runs: Sequence[Run]) -> dict[str, Any] | None:
-    """One network's curves over its seeds: {"x", "train_error", "test_error" (seeds x
-    points, on the steps every seed recorded), "final_test_error" (per seed, or None)}."""
+    """One network's curves: {"x", "train_error"/"test_error" (seeds x points, on the steps
+    every seed recorded), "final_test_error" (per seed, or None), "n"}."""
     runs = [r for r in runs if r.curve_points]
     if not runs:
         return None
@@ -53,14 +47,8 @@ def _marks(run: Run) -> list[float]:
 
 
 def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
-    """He et al.'s Figure 6 layout (plain left, residual right) from the runs' curve points,
-    or None.
-
-    Plain networks left, residual right, each depth a colour; x in passes over
-    the training set (iterations on the top axis); the training error of each
-    segment dashed, the test-subset error solid, the whole test set's final error a
-    star; mean ± std over seeds, each seed faintly.
-    """
+    """He et al.'s Figure 6 layout (plain left, residual right) from the curve points, in
+    passes (iterations on the top axis), or None."""
     families: dict[str, dict[str, Any]] = {}
     first = None
     for model, group in by_model(runs).items():
@@ -80,24 +68,21 @@ def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
 
 
 def reference_curves(project: Sequence[Run], reference: Sequence[Run]) -> Any | None:
-    """The project's runs of one network beside the reference trainer's: error curves,
-    mean ± SE over seeds, each seed faintly; None without curve points on both sides."""
+    """One network's runs beside the reference trainer's (mean ± SE), or None."""
     mine, theirs = curve_data(project), curve_data(reference)
     if mine is None or theirs is None:
         return None
-    model = project[0].model
     run = project[0]
     return plots.error_curves(
         {"mean ± SE over seeds, each seed faint": {
             "keras_resnet_cifar": {**mine, "colour": plots.RESIDUAL_COLOUR},
-                 "reference (PyTorch)": {**theirs, "colour": "tab:red"}}},
+            "reference (PyTorch)": {**theirs, "colour": "tab:red"}}},
         xlabel=curve_xlabel(run), steps_per_unit=run.steps_per_epoch / run.passes_per_epoch,
         marks=_marks(run), spread="se",
-        title=f"{model}: this project vs the reference trainer")
+        title=f"{run.model}: this project vs the reference trainer")
 
 
 def figures(runs: Sequence[Run]) -> dict[str, Any]:
-    """{file stem: matplotlib Figure} for the runs, every seed of every model."""
     groups = by_model(runs)
     depths = sorted({r.spec.depth for r in runs})
     any_run = runs[0]
@@ -144,6 +129,11 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
     return figs
 
 
+def _depth_first(groups: dict[str, Sequence[Run]]):
+    """A sort key for the networks of `groups`: shallow first, plain before residual."""
+    return lambda m: (groups[m][0].spec.depth, groups[m][0].spec.residual)
+
+
 def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
     """Per-layer response std and gradient norms, every seed (mean ± std over seeds)."""
     groups = {m: [r for r in g if r.layer_stats] for m, g in by_model(runs).items()}
@@ -163,11 +153,8 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
         # and 1), so responses "after BN" only mean something once trained.
         for epoch in [e for e in epochs if e > 0 or key == "gradient_norm"]:
             lines = {}
-            for model in sorted(groups, key=lambda m: (arch.parse_name(m).depth,
-                                                      arch.parse_name(m).residual)):
-                rows = [next((e for e in r.layer_stats["epochs"] if e["epoch"] == epoch), None)
-                        for r in groups[model]]
-                rows = [row[key] for row in rows if row]
+            for model in sorted(groups, key=_depth_first(groups)):
+                rows = [row[key] for row in (stats_at(r, epoch) for r in groups[model]) if row]
                 if rows:
                     lines[model] = rows
             panels[f"after epoch {epoch:g}" if epoch else "at initialisation"] = lines
@@ -183,13 +170,9 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
 
 
 def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
-    """The signed log10 early/late gradient-norm ratio per network, seed and epoch (the
-    measure of the "gradient highway" finding), or nothing without layer statistics."""
-    from keras_resnet_cifar.analysis.results.findings import gradient_log_ratio
-
+    """The "gradient highway" finding's measure per network, seed and epoch."""
     series = {}
-    for model in sorted(groups, key=lambda m: (arch.parse_name(m).depth,
-                                               arch.parse_name(m).residual)):
+    for model in sorted(groups, key=_depth_first(groups)):
         by_epoch: dict[float, list[float]] = {}
         for run in groups[model]:
             for row in run.layer_stats["epochs"]:

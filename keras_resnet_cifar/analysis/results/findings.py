@@ -1,27 +1,9 @@
-"""The claims the study tests, each with a verdict decided over seeds.
-
-* :func:`paper_claims`: the claims of the reproduction this project was specified from
-  (V. R. Shinde, 2025, "Deep Residual Learning for Image Recognition: Implementation and
-  Analysis"): (a) plain-56 below plain-20, (b) ResNet-56 above ResNet-20, (c) the
-  residual advantage grows with depth (1.11 -> 6.54 points there), the "6-fold
-  amplification" drawn from it, (d) ResNet-20 converges "2x faster" than plain-20,
-  "better across all classes", training stability; with :func:`he_claims`, its Table 1's
-  residual-above-plain at each depth and its section 4.1's "gradient highway";
-* :func:`he_claims`: He et al.'s (2016): degradation through the run (their Figure 1,
-  plain-20 vs plain-56, and Figure 6), the deeper ResNet's lower training error (Figure
-  6, right), weaker responses of residual functions (Figure 7), plain nets' healthy
-  gradient norms with BatchNorm (section 4.1, said of ImageNet nets); and this study's
-  exploratory extension of (d) to 56 layers.
-
-Every verdict follows :mod:`keras_resnet_cifar.analysis.results.stats`: Welch's t-test over
-seeds, or a one-sample t-test of a per-seed quantity; each tested claim has one p-value
-(a "decision"), and :func:`adjust` adjusts the family of them by Holm-Bonferroni, names
-the budget in each verdict ("supported at 3 passes") and marks claims about the end of the
-full schedule "not testable at this budget" when the runs did not complete it. A finding
-is a dict: "claim", "source", "section", "wording", "verdict", "evidence" (a sentence
-with the numbers), "numbers", "decision", "p_raw", "p_adjusted", made with
-:mod:`keras_resnet_cifar.analysis.results.evidence`.
-"""
+"""The claims the study tests, each with a verdict decided over seeds: paper_claims, the
+reproduction's (V. R. Shinde, 2025, "Deep Residual Learning for Image Recognition:
+Implementation and Analysis"; _PAPER_CLAIMS, "better across all classes", stability);
+he_claims, He et al.'s (2016: Figures 1, 6 and 7, section 4.1) and this study's extension
+of (d) to 56 layers. adjust applies Holm-Bonferroni over the tested claims and names the
+budget in every verdict (stats.RULE, SCOPE_RULE)."""
 
 from __future__ import annotations
 
@@ -34,64 +16,65 @@ from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.evidence import (
     at_chance, compare, finding, pct_spread, test_error, training_error_measure,
     within_run_note)
-from keras_resnet_cifar.analysis.results.runs import CHANCE_ERROR, Run, by_model, passes_to_train_error
+from keras_resnet_cifar.analysis.results.runs import (
+    CHANCE_ERROR, Run, by_model, passes_to_train_error)
+from keras_resnet_cifar.config import FULL_EPOCHS
 
 PAPER = "Shinde (2025)"
 HE = "He et al. (2016)"
 STUDY = "this study (exploratory)"
 NOT_RECORDED = "section not recorded"
-# The reproduction's Table 1 (test accuracy after 200 epochs) and the factor its text
-# draws from it: the residual advantage 1.11 points at 20 layers, 6.54 at 56.
-PAPER_AMPLIFICATION = "6-fold"
-# The reproduction's residual advantage (plain minus residual test error, points).
-PAPER_ADVANTAGE = {20: 1.11, 56: 6.54}
-# Its Table 1: test accuracy after 200 epochs.
+# The reproduction's Table 1 (test accuracy after 200 epochs), the residual advantage its
+# text reads from it (plain minus residual test error, points) and the factor it draws.
 REPRODUCTION = {"plain20": 0.9084, "resnet20": 0.9195, "plain56": 0.8671, "resnet56": 0.9325}
+PAPER_ADVANTAGE = {20: 1.11, 56: 6.54}
+PAPER_AMPLIFICATION = "6-fold"
+# He et al. (2016), Table 6: CIFAR-10 test error of ResNet-20 8.75%, ResNet-56 6.97% (64k
+# iterations); their plain nets appear only in figures.
+HE_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
 
 CONVERGENCE_RULE = (
     "\"Converges 2x faster\" (claim (d)) is measured as the passes over the training set a "
-    "network needs until its training error falls to a level: half-way from chance (90%) "
-    "to the highest final training error among the runs compared, so that every run "
-    "reaches it, and early enough to be about the speed of descent rather than where each "
-    "run ends. The passes come from the curve points (each point's training error, over "
-    "the batches since the point before, placed at the point; a run starts at chance; the "
-    "crossing interpolated linearly between two points), not from the per-epoch "
-    "evaluations, which seeds >= 1 do not have and which give one number per pass. Per seed "
-    "(both networks of one seed see the same batches) the ratio plain / residual; ratios "
-    "multiply, so the test is a one-sample t-test of the log ratios. **Supported**: the "
-    "geometric mean ratio is at least 2 and the ratio is significantly above 1 (adjusted "
-    "p < 0.05): faster, and by about the claimed factor. **Contradicted**: the ratio is "
-    "significantly below 2. Otherwise not decided (the p of the row is that of the test its "
-    "estimate points to). Claim (c) is tested on the seed-paired growth of the "
-    "advantage, (plain56 - resnet56) - (plain20 - resnet20) in test error per seed, with a "
-    "one-sample t-test against 0 (a paired test: the four networks of a seed share its data "
-    "order). Claim (a) needs both its parts (training and test error) supported: its p is "
-    "the larger of the two (an intersection-union test).")
+    "network needs until its training error falls to a level: half-way from chance (90%) to the "
+    "highest final training error among the runs compared, so that every run reaches it, and "
+    "early enough to be about the speed of descent rather than where each run ends. The passes "
+    "come from the curve points (each point's training error, over the batches since the point "
+    "before, placed at the point; a run starts at chance; the crossing interpolated linearly "
+    "between two points), not from the per-epoch evaluations, which seeds >= 1 do not have and "
+    "which give one number per pass. Per seed (both networks of one seed see the same batches) "
+    "the ratio plain / residual; ratios multiply, so the test is a one-sample t-test of the log "
+    "ratios. **Supported**: the geometric mean ratio is at least 2 and the ratio is significantly "
+    "above 1 (adjusted p < 0.05): faster, and by about the claimed factor. **Contradicted**: the "
+    "ratio is significantly below 2. Otherwise not decided (the p of the row is that of the test "
+    "its estimate points to). Claim (c) is tested on the seed-paired growth of the advantage, "
+    "(plain56 - resnet56) - (plain20 - resnet20) in test error per seed, with a one-sample t-test "
+    "against 0 (a paired test: the four networks of a seed share its data order). Claim (a) needs "
+    "both its parts (training and test error) supported: its p is the larger of the two (an "
+    "intersection-union test).")
 
 SCOPE_RULE = (
-    "**What a short budget can test.** Claims about the ordering of final accuracies after "
-    "the full schedule (the reproduction paper's (b) ResNet-56 above ResNet-20, (c) the "
-    "growing advantage and its \"6-fold amplification\", residual above plain at each depth, "
-    "\"better across all classes\"; He et al.'s deeper ResNet with the lower training error, "
-    "Figure 6 right) are *not testable at this budget* unless every run completed the "
-    "full schedule: a deeper net descends later, so an early ordering says nothing of the "
-    "final one. Claims about what training shows throughout (the plain nets' degradation, "
-    "present from the first iterations in He et al.'s Figure 1; the speed of the early "
-    "descent; layer responses and gradients at the recorded epochs) are tested, and their "
-    "verdict names the budget (\"supported at 3 passes\").")
-
-
-# ---------------------------------------------------------------------------
-# The reproduction paper's four claims.
-
-def _pair(groups, family: str, depths: tuple[int, int]) -> tuple[list[Run], list[Run]] | None:
-    lo, hi = (groups.get(f"{family}{d}") for d in depths)
-    return (lo, hi) if lo and hi else None
+    "**What a short budget can test.** Claims about the ordering of final accuracies after the "
+    "full schedule (the reproduction paper's (b) ResNet-56 above ResNet-20, (c) the growing "
+    "advantage and its \"6-fold amplification\", residual above plain at each depth, \"better "
+    "across all classes\"; He et al.'s deeper ResNet with the lower training error, Figure 6 "
+    "right) are *not testable at this budget* unless every run completed the full schedule: a "
+    "deeper net descends later, so an early ordering says nothing of the final one. Claims about "
+    "what training shows throughout (the plain nets' degradation, present from the first "
+    "iterations in He et al.'s Figure 1; the speed of the early descent; layer responses and "
+    "gradients at the recorded epochs) are tested, and their verdict names the budget "
+    "(\"supported at 3 passes\").")
 
 
 def _common_seeds(*groups: Sequence[Run]) -> list[int]:
-    seeds = set.intersection(*({r.seed for r in g} for g in groups))
-    return sorted(seeds)
+    return sorted(set.intersection(*({r.seed for r in g} for g in groups)))
+
+
+def _pairs(runs: Sequence[Run]) -> list[tuple[int, list[Run], list[Run]]]:
+    """(depth, plain runs, residual runs) for each depth that has both networks."""
+    groups = by_model(runs)
+    return [(d, groups[f"plain{d}"], groups[f"resnet{d}"])
+            for d in sorted({r.spec.depth for r in runs})
+            if f"plain{d}" in groups and f"resnet{d}" in groups]
 
 
 def _seed(runs: Sequence[Run], seed: int) -> Run:
@@ -101,11 +84,8 @@ def _seed(runs: Sequence[Run], seed: int) -> Run:
 def _with(found: dict[str, Any], *, section: str = NOT_RECORDED,
           end_of_schedule: bool = False, decision: dict | None = None,
           wording: str | None = None, measured: str | None = None) -> dict[str, Any]:
-    """``found`` with where the claim stands (``section``), whether it is about the end of
-    the full schedule (``end_of_schedule``: a short run cannot test it), the decision its
-    verdict rests on (:func:`stats.decision`), the claim's own words where this project
-    records them verbatim (``wording``) and a short "measured" (default: the evidence's
-    first clause)."""
+    """`found` with its place in the paper, whether it is about the end of the full
+    schedule (a short run cannot test it) and the decision its verdict rests on."""
     found.update(section=section, end_of_schedule=end_of_schedule, decision=decision,
                  wording=wording or found.get("wording"))
     if measured or found.get("measured"):
@@ -114,16 +94,14 @@ def _with(found: dict[str, Any], *, section: str = NOT_RECORDED,
 
 
 def _test_decision(numbers: dict[str, Any], claimed_sign: int) -> dict | None:
-    """The decision of :func:`compare`'s numbers (its Welch test)."""
     test = numbers.get("test")
     return stats.decision(stats.Test(**{**test, "n": tuple(test["n"])}), claimed_sign) \
         if test else None
 
 
 def convergence_level(nets: Sequence[Sequence[Run]]) -> float | None:
-    """The training-error level of the speed comparison: half-way from chance down to
-    the highest final (last curve segment) training error among the runs, so that
-    every run reaches it; None when some run has no curve or ends at chance."""
+    """Half-way from chance down to the highest final training error among the runs (so
+    every run reaches it); None when some run has no curve or ends at chance."""
     finals = [r.last_point["train_error"] for runs in nets for r in runs if r.last_point]
     if len(finals) < sum(len(runs) for runs in nets) or not finals:
         return None
@@ -135,17 +113,7 @@ def convergence_level(nets: Sequence[Sequence[Run]]) -> float | None:
 
 def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: int,
                         source: str) -> dict[str, Any]:
-    """"The residual net converges at least 2x faster" at one depth, measured per seed.
-
-    Definition: passes over the training set until the training error (curve
-    points, interpolated; :func:`~keras_resnet_cifar.analysis.results.runs.passes_to_train_error`)
-    falls to the level half-way from chance to the highest final training error of
-    the runs compared (:func:`convergence_level`: every run gets there). Per seed
-    (the same seed of both nets sees the same batches), the ratio plain / residual.
-    Test: one-sample t-tests of the log ratios (ratios multiply, so their logs are
-    averaged). Supported when the geometric mean ratio is at least 2 and the ratio
-    is significantly above 1; contradicted when it is significantly below 2.
-    """
+    """"The residual net converges at least 2x faster" at one depth (CONVERGENCE_RULE)."""
     claim = (f"At depth {depth}, the residual net converges at least 2x faster than the "
              "plain one (passes to a training-error level)")
     level = convergence_level([plain, residual])
@@ -203,100 +171,97 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
                  measured=found_measured)
 
 
-def paper_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """The reproduction paper's four claims (see the module), each with a verdict."""
-    groups = by_model(runs)
+def _degradation(runs: Sequence[Run], p20: list[Run], p56: list[Run]) -> list[dict]:
     train_name, train_error = training_error_measure(runs)
+    v_train, t_train, n_train = compare(p56, p20, train_error, +1, train_name, "train")
+    v_test, t_test, n_test = compare(p56, p20, test_error, +1, "final test error")
+    decided = stats.all_of([_test_decision(n_train, +1), _test_decision(n_test, +1)])
+    return [_with(finding(_PAPER_CLAIMS[0][0], PAPER, stats.combine([v_train, v_test]),
+                          f"{t_train} ({v_train} before adjustment); {t_test} ({v_test} before "
+                          "adjustment); the claim needs both, so its p is the larger of the "
+                          "two." + at_chance(p56, train_error),
+                          training_error=n_train, test_error=n_test),
+                  section="Table 1 (plain-20 90.84%, plain-56 86.71% test accuracy)",
+                  decision=decided)]
+
+
+def _deeper_resnet(runs: Sequence[Run], r20: list[Run], r56: list[Run]) -> list[dict]:
+    train_name, train_error = training_error_measure(runs)
+    verdict, text, numbers = compare(r56, r20, test_error, -1, "final test error")
+    _, t_train, n_train = compare(r56, r20, train_error, -1, train_name, "train")
+    return [_with(finding(_PAPER_CLAIMS[1][0], PAPER, verdict, f"{text}. Information: {t_train}.",
+                          test_error=numbers, training_error=n_train),
+                  section="Table 1 (ResNet-20 91.95%, ResNet-56 93.25%)",
+                  end_of_schedule=True, decision=_test_decision(numbers, -1))]
+
+
+def _growth(runs: Sequence[Run], *nets: list[Run]) -> list[dict]:
+    """(c), seed-paired: (plain56 - resnet56) - (plain20 - resnet20) per seed, against 0."""
+    seeds = _common_seeds(*nets)
+    adv20, adv56, growth = [], [], []
+    for seed in seeds:
+        p20, r20, p56, r56 = (test_error(_seed(g, seed)) for g in nets)
+        adv20.append(p20 - r20)
+        adv56.append(p56 - r56)
+        growth.append((p56 - r56) - (p20 - r20))
+    test = stats.one_sample(growth, 0.0)
+    verdict = stats.verdict(test, +1) if seeds else stats.NOT_MEASURED
+    m20, m56 = (stats.mean_std(x) for x in (adv20, adv56))
+    text = (f"advantage at 20 layers {100 * m20[0]:+.2f} points, at 56 layers "
+            f"{100 * m56[0]:+.2f} points (means over seeds {', '.join(map(str, seeds))}); "
+            "growth per seed (plain56 - resnet56) - (plain20 - resnet20), paired by seed: "
+            + ", ".join(f"{100 * g:+.2f}" for g in growth) + "; "
+            + (test.describe() if test else "no test with one seed") + " (one-sample "
+            "t-test of the seed-paired growth against 0)") if seeds else \
+        "no seed has all four networks"
+    return [_with(finding(_PAPER_CLAIMS[2][0], PAPER, verdict, text + ".", seeds=seeds,
+                          advantage_20=adv20, advantage_56=adv56, growth=growth,
+                          test=test.as_dict() if test else None),
+                  section="Table 1 (the advantages 1.11 and 6.54 points)",
+                  end_of_schedule=True, decision=stats.decision(test, +1)),
+            amplification_finding(adv20, adv56)]
+
+
+def _faster(runs: Sequence[Run], p20: list[Run], r20: list[Run]) -> list[dict]:
+    found = convergence_finding(p20, r20, 20, PAPER)
+    found["claim"] = _PAPER_CLAIMS[3][0] + " (passes to a training-error level)"
+    found["wording"] = "2x faster"
+    return [found]
+
+
+# The reproduction paper's four claims: the claim, the networks it needs, how it is
+# evaluated, and what a finding without those networks says of it.
+_PAPER_CLAIMS = (
+    ("(a) plain-56 is below plain-20: higher training and test error (degradation)",
+     ("plain20", "plain56"), _degradation, {"section": "Table 1"}),
+    ("(b) ResNet-56 is above ResNet-20: lower test error", ("resnet20", "resnet56"),
+     _deeper_resnet, {"section": "Table 1", "end_of_schedule": True}),
+    ("(c) the residual advantage (plain minus residual test error) grows with depth "
+     f"(the paper: {PAPER_ADVANTAGE[20]} points at 20 layers, {PAPER_ADVANTAGE[56]} at 56)",
+     ("plain20", "resnet20", "plain56", "resnet56"), _growth,
+     {"section": "Table 1", "end_of_schedule": True}),
+    ("(d) ResNet-20 converges 2x faster than plain-20", ("plain20", "resnet20"), _faster, {}),
+)
+
+
+def paper_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """The reproduction paper's claims (see the module), each with a verdict."""
+    groups = by_model(runs)
     out = []
-
-    # (a) Degradation: plain-56 has higher training and test error than plain-20.
-    claim = "(a) plain-56 is below plain-20: higher training and test error (degradation)"
-    pair = _pair(groups, "plain", (20, 56))
-    if pair:
-        lo, hi = pair
-        v_train, t_train, n_train = compare(hi, lo, train_error, +1, train_name, "train")
-        v_test, t_test, n_test = compare(hi, lo, test_error, +1, "final test error")
-        decided = stats.all_of([_test_decision(n_train, +1), _test_decision(n_test, +1)])
-        out.append(_with(finding(claim, PAPER, stats.combine([v_train, v_test]),
-                                 f"{t_train} ({v_train} before adjustment); {t_test} "
-                                 f"({v_test} before adjustment); the claim needs both, so its "
-                                 "p is the larger of the two." + at_chance(hi, train_error),
-                                 training_error=n_train, test_error=n_test),
-                         section="Table 1 (plain-20 90.84%, plain-56 86.71% test accuracy)",
-                         decision=decided))
-    else:
-        out.append(_with(finding(claim, PAPER, stats.NOT_MEASURED,
-                                 "needs plain20 and plain56 runs."), section="Table 1"))
-
-    # (b) ResNet-56 above ResNet-20.
-    claim = "(b) ResNet-56 is above ResNet-20: lower test error"
-    pair = _pair(groups, "resnet", (20, 56))
-    if pair:
-        lo, hi = pair
-        verdict, text, numbers = compare(hi, lo, test_error, -1, "final test error")
-        _, t_train, n_train = compare(hi, lo, train_error, -1, train_name, "train")
-        out.append(_with(finding(claim, PAPER, verdict, f"{text}. Information: {t_train}.",
-                                 test_error=numbers, training_error=n_train),
-                         section="Table 1 (ResNet-20 91.95%, ResNet-56 93.25%)",
-                         end_of_schedule=True, decision=_test_decision(numbers, -1)))
-    else:
-        out.append(_with(finding(claim, PAPER, stats.NOT_MEASURED,
-                                 "needs resnet20 and resnet56 runs."), section="Table 1",
-                         end_of_schedule=True))
-
-    # (c) The residual advantage grows with depth.
-    claim = ("(c) the residual advantage (plain minus residual test error) grows with depth "
-             f"(the paper: {PAPER_ADVANTAGE[20]} points at 20 layers, {PAPER_ADVANTAGE[56]} "
-             "at 56)")
-    nets = [groups.get(m) for m in ("plain20", "resnet20", "plain56", "resnet56")]
-    if all(nets):
-        seeds = _common_seeds(*nets)
-        adv20, adv56, growth = [], [], []
-        for seed in seeds:
-            p20, r20, p56, r56 = (test_error(_seed(g, seed)) for g in nets)
-            adv20.append(p20 - r20)
-            adv56.append(p56 - r56)
-            growth.append((p56 - r56) - (p20 - r20))
-        test = stats.one_sample(growth, 0.0)
-        verdict = stats.verdict(test, +1) if seeds else stats.NOT_MEASURED
-        m20, m56 = (stats.mean_std(x) for x in (adv20, adv56))
-        text = (f"advantage at 20 layers {100 * m20[0]:+.2f} points, at 56 layers "
-                f"{100 * m56[0]:+.2f} points (means over seeds {', '.join(map(str, seeds))}); "
-                "growth per seed (plain56 - resnet56) - (plain20 - resnet20), paired by seed: "
-                + ", ".join(f"{100 * g:+.2f}" for g in growth) + "; "
-                + (test.describe() if test else "no test with one seed") + " (one-sample "
-                "t-test of the seed-paired growth against 0)") if seeds else \
-            "no seed has all four networks"
-        out.append(_with(finding(claim, PAPER, verdict, text + ".", seeds=seeds,
-                                 advantage_20=adv20, advantage_56=adv56, growth=growth,
-                                 test=test.as_dict() if test else None),
-                         section="Table 1 (the advantages 1.11 and 6.54 points)",
-                         end_of_schedule=True, decision=stats.decision(test, +1)))
-        out.append(amplification_finding(adv20, adv56))
-    else:
-        out.append(_with(finding(claim, PAPER, stats.NOT_MEASURED,
-                                 "needs plain20, resnet20, plain56 and resnet56 runs."),
-                         section="Table 1", end_of_schedule=True))
-
-    # (d) ResNet-20 converges 2x faster than plain-20.
-    pair = (groups.get("plain20"), groups.get("resnet20"))
-    if all(pair):
-        found = convergence_finding(*pair, 20, PAPER)
-        found["claim"] = "(d) ResNet-20 converges 2x faster than plain-20 " \
-                         "(passes to a training-error level)"
-        found["wording"] = "2x faster"
-        out.append(found)
-    else:
-        out.append(_with(finding("(d) ResNet-20 converges 2x faster than plain-20", PAPER,
-                                 stats.NOT_MEASURED, "needs plain20 and resnet20 runs.")))
-    out.extend(per_class_findings(runs))
-    out.extend(stability_findings(runs))
-    return out
+    for claim, models, evaluate, missing in _PAPER_CLAIMS:
+        nets = [groups.get(m) for m in models]
+        if all(nets):
+            out += evaluate(runs, *nets)
+        else:
+            needs = ", ".join(models[:-1]) + " and " + models[-1]
+            out.append(_with(finding(claim, PAPER, stats.NOT_MEASURED, f"needs {needs} runs."),
+                             **missing))
+    return out + per_class_findings(runs) + stability_findings(runs)
 
 
 def amplification_finding(adv20: Sequence[float], adv56: Sequence[float]) -> dict[str, Any]:
-    """The "6-fold amplification" of the residual benefit from 20 to 56 layers (the
-    paper's 6.54 / 1.11 points): the ratio of the mean advantages, described."""
+    """The "6-fold amplification" (the paper's 6.54 / 1.11 points): the ratio of the mean
+    advantages, described."""
     a20, a56 = float(np.mean(adv20)), float(np.mean(adv56))
     ratio = a56 / a20 if a20 > 0 else None
     text = (f"advantage (plain minus residual test error) {100 * a20:+.2f} points at 20 layers, "
@@ -312,7 +277,7 @@ def amplification_finding(adv20: Sequence[float], adv56: Sequence[float]) -> dic
                  wording=f"{PAPER_AMPLIFICATION} amplification")
 
 
-def _class_accuracies(run: Run) -> dict[str, float] | None:
+def class_accuracies(run: Run) -> dict[str, float] | None:
     rows = (run.evaluation or {}).get("per_class")
     # A class's accuracy is its recall (older evaluation.json files have only that).
     return ({r["class"]: float(r.get("accuracy", r.get("recall"))) for r in rows}
@@ -320,13 +285,13 @@ def _class_accuracies(run: Run) -> dict[str, float] | None:
 
 
 def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """"Better across all classes": at each depth, the classes on which the residual net's
-    per-class test accuracy (mean over its evaluated seeds) is above the plain net's."""
+    """"Better across all classes": per depth, the classes where the residual net's mean
+    per-class test accuracy is above the plain net's (counted, not tested)."""
     groups = by_model(runs)
     out = []
     for depth in sorted({r.spec.depth for r in runs}):
-        p = [c for c in map(_class_accuracies, groups.get(f"plain{depth}", [])) if c]
-        r = [c for c in map(_class_accuracies, groups.get(f"resnet{depth}", [])) if c]
+        p = [c for c in map(class_accuracies, groups.get(f"plain{depth}", [])) if c]
+        r = [c for c in map(class_accuracies, groups.get(f"resnet{depth}", [])) if c]
         claim = f"At depth {depth}, the residual net is better across all classes"
         if not p or not r:
             out.append(_with(finding(claim, PAPER, stats.NOT_MEASURED, "needs evaluated "
@@ -349,15 +314,10 @@ def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
 
 
 def stability_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """Training stability: the spread of the final test error between seeds, residual
-    against plain, at each depth (described: a variance ratio over a few seeds has
-    almost no power)."""
-    groups = by_model(runs)
+    """Training stability: the seed-to-seed spread of the final test error, residual against
+    plain (described: a variance ratio over a few seeds has almost no power)."""
     out = []
-    for depth in sorted({r.spec.depth for r in runs}):
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if not p or not r:
-            continue
+    for depth, p, r in _pairs(runs):
         claim = f"At depth {depth}, the residual net trains more stably (less seed-to-seed spread)"
         sp, sr = (stats.mean_std([test_error(x) for x in g])[1] for g in (p, r))
         if sp is None or sr is None:
@@ -373,18 +333,11 @@ def stability_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return out
 
 
-# ---------------------------------------------------------------------------
-# He et al.'s further claims.
-
 def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -> dict:
-    """Degradation through the run (plain) or its absence (residual), point by point.
-
-    At every curve step the runs share, Welch's t-test over seeds of the deep net's
-    training error minus the shallow one's. Plain: supported when the deep net is
-    significantly above at every step, contradicted when significantly below at
-    any. Residual ("the deeper net trains at least as well"): decided at the last
-    step, supported when significantly below, contradicted when significantly above.
-    """
+    """Degradation through the run (plain) or its absence (residual): Welch's t-test of the
+    deep net's training error minus the shallow one's at every common curve step. Plain:
+    supported when significantly above at every step, contradicted when below at any.
+    Residual: decided at the last step."""
     a, b = deep[0].model, shallow[0].model
     claim = (f"Degradation through the run: {a}'s training error is above {b}'s at every "
              "curve point" if not residual else
@@ -405,29 +358,21 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
             f"({steps[-1]:,} iterations)"
     decided = None
     if last_test is None:
-        verdict = stats.ONE_SEED
-        counts = ""
+        verdict, counts = stats.ONE_SEED, ""
     else:
-        if not residual:
-            # Above at every point: an intersection-union test (the largest p); below at
-            # some point: Bonferroni over the points (the smallest such p times their number).
-            below_p = [t.p for *_, t in tests if t.difference < 0]
-            decided = ({"p": min(1.0, min(below_p) * len(tests)),
-                        "if_significant": stats.CONTRADICTED} if below_p else
-                       {"p": max(t.p for *_, t in tests), "if_significant": stats.SUPPORTED}
-                       if all(t.difference > 0 for *_, t in tests) else
-                       {"p": 1.0, "if_significant": stats.NOT_DECIDED})
-        else:
-            decided = stats.decision(last_test, -1)
         above = sum(t.p < stats.ALPHA and t.difference > 0 for *_, t in tests)
         below = sum(t.p < stats.ALPHA and t.difference < 0 for *_, t in tests)
         counts = (f"{a} significantly above at {above} of {len(steps)} common curve points, "
                   f"significantly below at {below}; ")
-        if not residual:
+        if residual:
+            decided = stats.decision(last_test, -1)
+            verdict = stats.decide(decided)
+        else:
+            # Above at every point: an intersection-union test (the largest p); below at
+            # some point: Bonferroni over the points (the smallest such p times their number).
+            decided = stats.all_of([stats.decision(t, +1) for *_, t in tests])
             verdict = (stats.CONTRADICTED if below else
                        stats.SUPPORTED if above == len(steps) else stats.NOT_DECIDED)
-        else:
-            verdict = stats.verdict(last_test, -1)
     evidence = (counts + f"over the last curve segment, up to {where}: {a} {pct_spread(last_d)}"
                 f" vs {b} {pct_spread(last_s)}; "
                 + (last_test.describe() if last_test else
@@ -444,14 +389,7 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
                  end_of_schedule=residual, decision=decided)
 
 
-def _early_late_ratio(names: Sequence[str], norms: Sequence[float]) -> float:
-    """Median gradient norm of the first third of conv layers over that of the last third."""
-    conv = [v for n, v in zip(names, norms) if n != "logits"]
-    third = max(1, len(conv) // 3)
-    return float(np.median(conv[:third]) / max(np.median(conv[-third:]), 1e-30))
-
-
-def _stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
+def stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
     return next((e for e in (run.layer_stats or {}).get("epochs", []) if e["epoch"] == epoch),
                 None)
 
@@ -461,11 +399,8 @@ def _residual_vs_plain(claim: str, measure: Callable[[Run], float], residual: Se
                        digits: int, after: str = "", sign: int = -1,
                        source: str = HE, signed: bool = False
                        ) -> tuple[dict[str, Any], dict | None]:
-    """A finding that ``measure`` (per seed) is lower (``sign`` -1) or higher (+1) in the
-    residual net than the plain one, and its decision.
-
-    The evidence reads ``{evidence}resnetN <values> vs plainN <values>{after}; <test>.``
-    """
+    """A finding that `measure` (per seed) is lower (`sign` -1) or higher (+1) in the
+    residual net than the plain one, and its decision."""
     a, b = [measure(x) for x in residual], [measure(x) for x in plain]
     test = stats.welch(a, b)
     plus = "+" if signed else ""
@@ -492,7 +427,7 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
         last = trained[-1]
         found, decided = _residual_vs_plain(
             f"At depth {depth}, residual functions respond more weakly than plain layers",
-            lambda run: float(np.mean(_stats_at(run, last)["response_std"])), r, p, depth, last,
+            lambda run: float(np.mean(stats_at(run, last)["response_std"])), r, p, depth, last,
             f"after epoch {last:g}, mean std of the 3x3 layers' BN outputs on one fixed batch: ",
             digits=3, after=" (per seed)")
         out.append(_with(found, section="Figure 7 (on trained networks)", decision=decided,
@@ -527,57 +462,49 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
 
 
 def gradient_log_ratio(run: Run, epoch: float) -> float:
-    """Signed log10 of the early/late kernel-gradient-norm ratio of ``run`` at ``epoch``
-    (:func:`_early_late_ratio`): positive when the early layers' gradients are larger."""
-    row = _stats_at(run, epoch)
-    return math.log10(_early_late_ratio(run.layer_stats["gradient_layers"],
-                                        row["gradient_norm"]))
+    """Signed log10 of the median gradient norm of the first third of conv layers over that
+    of the last third: positive when the early layers' gradients are larger."""
+    conv = [v for n, v in zip(run.layer_stats["gradient_layers"],
+                              stats_at(run, epoch)["gradient_norm"]) if n != "logits"]
+    third = max(1, len(conv) // 3)
+    return math.log10(float(np.median(conv[:third]) / max(np.median(conv[-third:]), 1e-30)))
 
 
 def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """He et al.'s claims beyond the paper's four (see the module)."""
-    groups = by_model(runs)
-    depths = sorted({r.spec.depth for r in runs})
+    groups, pairs = by_model(runs), _pairs(runs)
     out = []
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r:
-            verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
-            out.append(_with(finding(f"At depth {depth}, the residual net is more accurate "
-                                     "than the plain one (lower test error)", PAPER, verdict,
-                                     text + ".", depth=depth, **numbers),
-                             section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
-                                     f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
-                             if f"plain{depth}" in REPRODUCTION else "Table 1",
-                             end_of_schedule=True, decision=_test_decision(numbers, -1)))
+    for depth, p, r in pairs:
+        verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
+        out.append(_with(finding(f"At depth {depth}, the residual net is more accurate than "
+                                 "the plain one (lower test error)", PAPER, verdict, text + ".",
+                                 depth=depth, **numbers),
+                         section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
+                                 f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
+                         if f"plain{depth}" in REPRODUCTION else "Table 1",
+                         end_of_schedule=True, decision=_test_decision(numbers, -1)))
     for family, residual in (("plain", False), ("resnet", True)):
         nets = [m for m in groups if m.startswith(family)]
         nets.sort(key=lambda m: groups[m][0].spec.depth)
         if len(nets) >= 2 and all(x.curve_points for m in nets for x in groups[m]):
             out.append(curve_finding(groups[nets[0]], groups[nets[-1]], residual))
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r and depth != 20:
+    for depth, p, r in pairs:
+        if depth != 20:
             found = convergence_finding(p, r, depth, STUDY)
             found["claim"] += (" (claim (d), made for 20 layers, checked at this depth: "
                                "this study's extension, not a claim of either paper)")
             found["section"] = "none: not a claim of either paper"
             out.append(found)
-    for depth in depths:
-        p, r = groups.get(f"plain{depth}"), groups.get(f"resnet{depth}")
-        if p and r:
-            out.extend(layer_findings(p, r, depth))
+    for depth, p, r in pairs:
+        out.extend(layer_findings(p, r, depth))
     return out
 
 
 def full_schedule(runs: Sequence[Run]) -> bool:
-    """Whether every run completed the paper's full schedule (the default recipe's
-    epochs, each a full pass): the only budget at which end-of-schedule claims are tested."""
-    from keras_resnet_cifar.config import TrainConfig
-
-    epochs = TrainConfig().epochs
-    return bool(runs) and all(r.passes_per_epoch == 1 and len(r.history) >= epochs
-                              and r.config.get("epochs") == epochs for r in runs)
+    """Whether every run completed the full schedule, each epoch a full pass: the only
+    budget at which end-of-schedule claims are tested."""
+    return bool(runs) and all(r.passes_per_epoch == 1 and len(r.history) >= FULL_EPOCHS
+                              and r.config.get("epochs") == FULL_EPOCHS for r in runs)
 
 
 def budget(runs: Sequence[Run]) -> str:
@@ -590,15 +517,9 @@ def budget(runs: Sequence[Run]) -> str:
 
 
 def adjust(found: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """The findings with the family-wise error controlled and the budget named.
-
-    Every finding with a decision (a tested claim that the budget can test) is one member
-    of the family; Holm-Bonferroni adjusts their p-values together; each verdict then
-    follows its adjusted p ("p_raw", "p_adjusted", the verdict before adjustment in
-    "verdict_unadjusted") and names the budget ("supported at 3 passes"). A claim about
-    the end of the full schedule, from runs that did not complete it, is "not testable at
-    this budget" and stays outside the family (its raw p is kept as information).
-    """
+    """The findings with Holm-Bonferroni over every decided claim the budget can test, each
+    verdict following its adjusted p and naming the budget; end-of-schedule claims from
+    runs that did not complete it are "not testable at this budget", outside the family."""
     full = full_schedule(runs)
     at = budget(runs)
     out = [dict(f) for f in found]
@@ -624,6 +545,5 @@ def adjust(found: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[st
 
 
 def derive(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """Every finding (the reproduction paper's claims, then He et al.'s and this study's
-    exploratory ones), adjusted for multiplicity and scoped to the budget (:func:`adjust`)."""
+    """Every finding, adjusted for multiplicity and scoped to the budget."""
     return adjust(paper_claims(runs) + he_claims(runs), runs)

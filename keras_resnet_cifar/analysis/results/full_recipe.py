@@ -1,65 +1,54 @@
-"""Table 1 at the full recipe: this project's plain/residual 20/56-layer nets after the
-paper's 200 epochs (or as far as they have got), beside the published figures.
-
-The runs are one seed each of ``train --flagfile=flags/<net>.cfg`` (the default recipe),
-so no verdict here rests on seed statistics: every difference is stated beside the
-seed-to-seed spread that is known for these nets at the full recipe, He et al.'s
-(2016, Table 6) five runs of ResNet-110, "best (mean±std)" 6.43 (6.61±0.16) test error,
-i.e. a standard deviation of 0.16 points between runs. Runs still in progress are
-reported as far as they got (epochs done, test accuracy after the last epoch, the
-expected remaining time), so the docs can say where they stand.
-"""
+"""Table 1 at the full recipe: one seed of each network after the paper's 200 epochs (or
+as far as it has got), beside the published figures. With one seed no verdict rests on
+seed statistics: each difference is stated in units of the only published run-to-run
+spread (SEED_SD)."""
 
 from __future__ import annotations
 
 import statistics
 from typing import Any, Sequence
 
+from keras_resnet_cifar.analysis import plots
 from keras_resnet_cifar.analysis.results import findings, provenance, stats
+from keras_resnet_cifar.analysis.results.markdown import commands, measured
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
+from keras_resnet_cifar.analysis.results.tables import markdown_table, pct
+from keras_resnet_cifar.config import FULL_EPOCHS
 
 # Published CIFAR-10 test accuracies at the full schedule.
 REPRODUCTION = ("Shinde (2025), Table 1 (200 epochs)", findings.REPRODUCTION)
 HE_ET_AL = ("He et al. (2016), Table 6 (test error 8.75% / 6.97%; 64k iterations)",
-            {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697})
+            findings.HE_TABLE6)
 REFERENCE = ("the reference implementation's published figures "
              "(akamaster/pytorch_resnet_cifar10: 8.27% / 6.61% test error)",
              {"resnet20": 0.9173, "resnet56": 0.9339})
 PUBLISHED = (REPRODUCTION, HE_ET_AL, REFERENCE)
-# He et al. (2016), Table 6: ResNet-110 over 5 runs, "best (mean±std)" 6.43 (6.61±0.16).
-SEED_SD = 0.0016
-SEED_SD_SOURCE = ("He et al. (2016), Table 6: ResNet-110 trained 5 times, test error "
-                  "\"best (mean±std)\" 6.43 (6.61±0.16)%: a standard deviation of 0.16 points "
-                  "between runs at the full recipe (the only run-to-run spread either paper "
-                  "gives; nothing is published for these four nets)")
+SEED_SD = 0.0016  # He et al. (2016), Table 6 (see SEED_SD_SOURCE)
+SEED_SD_SOURCE = (
+    "He et al. (2016), Table 6: ResNet-110 trained 5 times, test error \"best (mean±std)\" 6.43 "
+    "(6.61±0.16)%: a standard deviation of 0.16 points between runs at the full recipe (the only "
+    "run-to-run spread either paper gives; nothing is published for these four nets)")
 TABLE1_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 
 
 def ordered(runs: Sequence[Run]) -> list[Run]:
-    """The lowest seed of each network, in Table 1's order (plain20, resnet20, plain56,
-    resnet56), other networks after."""
+    """The lowest seed of each network, in Table 1's order, other networks after."""
     groups = by_model(runs)
     return [groups[m][0] for m in [m for m in TABLE1_MODELS if m in groups]
             + [m for m in groups if m not in TABLE1_MODELS]]
 
 
-def recipe_epochs() -> int:
-    from keras_resnet_cifar.config import TrainConfig  # no TensorFlow
-
-    return TrainConfig().epochs
-
-
 def is_full_recipe(runs: Sequence[Run]) -> bool:
-    """Whether ``runs`` are full-recipe Table 1 runs (finished or not): the default
-    recipe's epochs, every epoch a full pass, one seed per network."""
+    """Whether `runs` are full-recipe runs (finished or not): the default recipe's epochs,
+    every epoch a full pass, one seed per network."""
     return bool(runs) and all(
-        r.config.get("epochs") == recipe_epochs() and not r.config.get("steps_per_epoch")
+        r.config.get("epochs") == FULL_EPOCHS and not r.config.get("steps_per_epoch")
         for r in runs) and all(len(g) == 1 for g in by_model(runs).values())
 
 
 def accuracy_so_far(run: Run) -> tuple[float | None, str]:
-    """(test accuracy, where it comes from): the whole test set's final evaluation when the
-    run finished, else the per-epoch evaluation after the last epoch done."""
+    """(test accuracy, where from): the final one when the run finished, else the last
+    per-epoch evaluation."""
     accuracy, images, origin = run.final_test
     if len(run.history) >= run.config.get("epochs", 0) and accuracy is not None:
         return accuracy, f"final, {images:,} images" if images else "final"
@@ -70,12 +59,11 @@ def accuracy_so_far(run: Run) -> tuple[float | None, str]:
 
 
 def status(run: Run) -> dict[str, Any]:
-    """Where a run stands: epochs done, accuracy so far, speed, time, the remaining time at
-    its median epoch time."""
+    """Where a run stands; the time left is at its median epoch time."""
     times = [r["epoch_time_s"] for r in run.history if r.get("epoch_time_s")]
     rates = [r["images_per_sec"] for r in run.history if r.get("images_per_sec")]
     accuracy, origin = accuracy_so_far(run)
-    total = run.config.get("epochs", recipe_epochs())
+    total = run.config.get("epochs", FULL_EPOCHS)
     left = max(0, total - len(run.history))
     return {"model": run.model, "seed": run.seed, "epochs_done": len(run.history),
             "epochs": total, "test_accuracy": accuracy, "test_accuracy_from": origin,
@@ -86,10 +74,6 @@ def status(run: Run) -> dict[str, Any]:
             "finished": not left}
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}"
-
-
 def _diff(ours: float | None, theirs: float | None) -> str:
     if ours is None or theirs is None:
         return ""
@@ -98,7 +82,6 @@ def _diff(ours: float | None, theirs: float | None) -> str:
 
 
 def table1_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """One row per network: ours (so far), each published figure, the differences."""
     rows = []
     for run in ordered(runs):
         model = run.model
@@ -117,21 +100,17 @@ def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = ["network", "epochs done", "this project: test acc. (%)", "Shinde (2025), Table 1",
             "ours - Shinde", "He et al., Table 6", "ours - He et al.",
             "reference impl., published", "ours - reference"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["model"], str(r["epochs_done"]), f"{_pct(r['test_accuracy'])} ({r['from']})",
-            _pct(r["reproduction"]) if r["reproduction"] else "-",
-            _diff(r["test_accuracy"], r["reproduction"]),
-            _pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
-            _diff(r["test_accuracy"], r["he_et_al"]),
-            _pct(r["reference"]) if r["reference"] else "-",
-            _diff(r["test_accuracy"], r["reference"])]) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[
+        r["model"], str(r["epochs_done"]), f"{pct(r['test_accuracy'])} ({r['from']})",
+        pct(r["reproduction"]) if r["reproduction"] else "-",
+        _diff(r["test_accuracy"], r["reproduction"]),
+        pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
+        _diff(r["test_accuracy"], r["he_et_al"]),
+        pct(r["reference"]) if r["reference"] else "-",
+        _diff(r["test_accuracy"], r["reference"])] for r in rows])
 
 
 def between_nets(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The comparisons of the paper's claims between our nets, each beside the sd."""
     acc = {r["model"]: r["test_accuracy"] for r in rows if r["test_accuracy"] is not None}
     paper = findings.REPRODUCTION
     pairs = (("resnet20", "plain20", "ResNet-20 above plain-20"),
@@ -146,52 +125,42 @@ def between_nets(rows: Sequence[dict[str, Any]]) -> list[str]:
             out.append(f"- {claim}: here {d:+.2f} points, {abs(d) / (100 * SEED_SD):.1f} times "
                        "the run-to-run sd of 0.16 points; one seed each, so not decided "
                        "from seed statistics" + (" (runs unfinished: the figure is not the "
-                       "end-of-schedule one)" if any(r["epochs_done"] < recipe_epochs()
+                       "end-of-schedule one)" if any(r["epochs_done"] < FULL_EPOCHS
                                                     for r in rows if r["model"] in (a, b))
                        else "") + ".")
     return out
 
 
 def per_class_markdown(runs: Sequence[Run]) -> str | None:
-    """Per-class test accuracy of every evaluated network (rows: classes)."""
     evaluated = [r for r in ordered(runs) if r.evaluation and r.evaluation.get("per_class")]
     if not evaluated:
         return None
     classes = [c["class"] for c in evaluated[0].evaluation["per_class"]]
-    table = {r.model: {c["class"]: c.get("accuracy", c.get("recall"))
-                       for c in r.evaluation["per_class"]} for r in evaluated}
-    lines = ["| class | " + " | ".join(table) + " |", "|" + "---|" * (len(table) + 1)]
-    for c in classes:
-        lines.append(f"| {c} | " + " | ".join(_pct(table[m].get(c)) for m in table) + " |")
-    return "\n".join(lines) + "\n"
+    table = {r.model: findings.class_accuracies(r) for r in evaluated}
+    return markdown_table(["class", *table],
+                          [[c, *(pct(table[m].get(c)) for m in table)] for c in classes])
 
 
 def status_markdown(runs: Sequence[Run]) -> str:
     head = ["network", "seed", "epochs done", "test acc. so far (%)", "median img/s",
             "training time so far (h)", "remaining at the median epoch time (h)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in map(status, ordered(runs)):
-        lines.append("| " + " | ".join([
-            r["model"], str(r["seed"]), f"{r['epochs_done']} of {r['epochs']}",
-            f"{_pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
-            f"{r['images_per_sec']:.0f}" if r["images_per_sec"] else "not recorded",
-            f"{r['train_time_h']:.2f}" if r["train_time_h"] is not None else "not recorded",
-            "finished" if r["finished"] else f"{r['remaining_h']:.1f}"
-            if r["remaining_h"] is not None else "not known (no epoch times)"]) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[
+        r["model"], str(r["seed"]), f"{r['epochs_done']} of {r['epochs']}",
+        f"{pct(r['test_accuracy'])} ({r['test_accuracy_from']})",
+        f"{r['images_per_sec']:.0f}" if r["images_per_sec"] else "not recorded",
+        f"{r['train_time_h']:.2f}" if r["train_time_h"] is not None else "not recorded",
+        "finished" if r["finished"] else f"{r['remaining_h']:.1f}"
+        if r["remaining_h"] is not None else "not known (no epoch times)"]
+        for r in map(status, ordered(runs))])
 
 
 def figures(runs: Sequence[Run]) -> dict[str, Any]:
-    """He et al.'s Figure 6 layout over the epochs: plain left, residual right, dashed
-    training error, bold test error, every network of the report on one figure."""
-    from keras_resnet_cifar.analysis import plots
-
+    """He et al.'s Figure 6 layout over the epochs, every network on one figure."""
     groups = by_model(runs)
+    if not any(g[0].evaluated_every_epoch for g in groups.values()):
+        return {}
     plain = {m: g[0].history for m, g in groups.items() if not g[0].spec.residual}
     residual = {m: g[0].history for m, g in groups.items() if g[0].spec.residual}
-    if not any(r.get("val_accuracy") is not None for g in groups.values()
-               for r in g[0].history):
-        return {}
     return {"table1_curves": plots.depth_sweep(
         plain, residual, xlabel="epoch (one pass over the 50,000 training images)",
         eval_set="test",
@@ -201,13 +170,11 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
 def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: Sequence[str],
            command: str | None = None) -> str:
     """report.md of the full-recipe runs."""
-    from keras_resnet_cifar.analysis.results.markdown import measured, train_command
-
     rows = table1_rows(runs)
-    done = all(r["epochs_done"] >= recipe_epochs() for r in rows)
+    done = all(r["epochs_done"] >= FULL_EPOCHS for r in rows)
     lines = ["# Table 1 at the full recipe: this project's runs", ""]
     if not done:
-        lines += [f"> **In progress.** Not every run has completed the recipe's {recipe_epochs()} "
+        lines += [f"> **In progress.** Not every run has completed the recipe's {FULL_EPOCHS} "
                   "epochs: the figures below are as far as each run got, not the "
                   "end-of-schedule figures, and the published ones are not yet comparable.",
                   ""]
@@ -234,10 +201,7 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     lines += ["## Training time and machine per run", "", provenance.markdown(ordered(runs)),
               ""]
     if command:
-        lines += ["## Commands", "", "The command that wrote this report:", "", "```",
-                  command, "```", "", "Each run is equivalent to:", "", "```"]
-        lines += [train_command(r) for r in ordered(runs)]
-        lines += ["```", ""]
+        lines += commands(ordered(runs), command)
     for stem in figure_stems:
         lines += [f"![{stem}](figures/{stem}.png)", "",
                   "*Error against epochs: plain networks left, residual right, dashed "

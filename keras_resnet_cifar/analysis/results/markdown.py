@@ -1,72 +1,60 @@
-"""report.md's text, from loaded runs, Table 1's rows, the findings and the figure names."""
+"""The study's report.md, one function per section, from the loaded runs, Table 1's rows,
+the findings and the figure names."""
 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
-from keras_resnet_cifar.config import TrainConfig, changed_flags
+from keras_resnet_cifar.config import FULL_EPOCHS, TrainConfig, changed_flags
 from keras_resnet_cifar.analysis.results import stats
+from keras_resnet_cifar.analysis.results.findings import (
+    CONVERGENCE_RULE, HE_TABLE6, REPRODUCTION, SCOPE_RULE)
 from keras_resnet_cifar.analysis.results.provenance import machines
-from keras_resnet_cifar.analysis.results.runs import Run, by_model
-from keras_resnet_cifar.analysis.results.tables import beside_published, table1_markdown
+from keras_resnet_cifar.analysis.results.runs import Levels, Run, by_model
+from keras_resnet_cifar.analysis.results.tables import (
+    beside_published, markdown_table, table1_markdown)
 
-# Published CIFAR-10 test accuracies to set ours beside (200 epochs / 64k iterations).
-# He et al. (2016), "Deep Residual Learning for Image Recognition", Table 6 (CIFAR-10
-# test error: ResNet-20 8.75%, ResNet-56 6.97%); plain nets appear there only in figures.
-HE_ET_AL_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
-# The reproduction this project was specified from, its Table 1 (200 epochs on a GPU).
-REPRODUCTION_TABLE1 = {"plain20": 0.9084, "resnet20": 0.9195, "plain56": 0.8671,
-                       "resnet56": 0.9325}
-PAPER_EPOCHS = TrainConfig().epochs
-# He et al. trained for 64k iterations of batch 128 on the 50k training images (about 164
-# passes); the stop at 64k was chosen on a 45k/5k training/validation split.
 HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over "
                      "the 50,000 images; the 64k stop was chosen on a 45k/5k split)")
-REPRODUCTION_SCHEDULE = f"{PAPER_EPOCHS} epochs"
+REPRODUCTION_SCHEDULE = f"{FULL_EPOCHS} epochs"
 
 SEEDS_CAPTION = ("Each seed's curve is drawn faintly, the mean over seeds bold, the band "
                  "± one standard deviation over seeds; the legend gives n.")
 CAPTIONS = {
     "error_curves": "He et al.'s Figure 6 layout (plain left, residual right; its left panel's "
-                    "plain-20/plain-56 pair is their Figure 1) from points inside the runs: "
-                    "error against "
-                    "passes over the training set (iterations on the top axis); dashed: "
-                    "training error over the augmented batches since the previous point, "
-                    "solid: test error on a fixed subset of the test set (the same images at "
-                    "every point, for every network), star: the whole test set at the end "
-                    "(± std over seeds). " + SEEDS_CAPTION,
-    "curves": "Plain and residual net of one depth on the same axes (this report's view; "
-              "He et al.'s Figure 1 compares plain-20 with plain-56): "
-              "training error (dashed) and test error on the fixed test subset (solid) "
-              "against passes. " + SEEDS_CAPTION,
+    "plain-20/plain-56 pair is their Figure 1) from points inside the runs: error against passes "
+    "over the training set (iterations on the top axis); dashed: training error over the "
+    "augmented batches since the previous point, solid: test error on a fixed subset of the test "
+    "set (the same images at every point, for every network), star: the whole test set at the "
+    "end (± std over seeds). " + SEEDS_CAPTION,
+    "curves": "Plain and residual net of one depth on the same axes (this report's view; He et "
+    "al.'s Figure 1 compares plain-20 with plain-56): training error (dashed) and test error on "
+    "the fixed test subset (solid) against passes. " + SEEDS_CAPTION,
     "curves_history": "Training dynamics of the lowest seed (the runs have no curve points): "
-                      "accuracy (left) and loss (right); dashed training, solid {eval_set}.",
-    "confusion": "Confusion matrices on the full test set, rows normalised to 100% (counts "
-                 "summed over the evaluated seeds: the mean of the seeds' percentages).",
-    "depth_sweep": "He et al.'s Figure 6 layout: error vs epochs; thin dashed training, "
-                   "bold {eval_set}; plain left, residual right.",
+    "accuracy (left) and loss (right); dashed training, solid {eval_set}.",
+    "confusion": "Confusion matrices on the full test set, rows normalised to 100% (counts summed "
+    "over the evaluated seeds: the mean of the seeds' percentages).",
+    "depth_sweep": "He et al.'s Figure 6 layout: error vs epochs; thin dashed training, bold "
+    "{eval_set}; plain left, residual right.",
     "layer_response_std": "He et al.'s Figure 7: std of each 3x3 layer's output after BN "
-                          "(inference mode, one fixed batch of training images), input to "
-                          "output, at the recorded epochs after initialisation (BN in "
-                          "inference mode is the identity before training). With several "
-                          "seeds: each faint, the mean bold, ± std.",
+    "(inference mode, one fixed batch of training images), input to output, at the recorded "
+    "epochs after initialisation (BN in inference mode is the identity before training). With "
+    "several seeds: each faint, the mean bold, ± std.",
     "layer_response_std_sorted": "The same, each curve sorted by magnitude.",
     "layer_gradient_norm": "L2 norm of the gradient of the mean cross-entropy w.r.t. each "
-                           "conv/dense kernel on one fixed batch of training images (training "
-                           "mode), log scale.",
-    "gradient_ratio": "Signed log10 of the early/late gradient-norm ratio (median kernel-"
-                      "gradient norm of the first third of conv layers over the last third) "
-                      "at each recorded epoch: above 0 the early layers' gradients are larger, "
-                      "below 0 smaller (vanishing toward the input). Each seed a dot, the mean "
-                      "a line.",
+    "conv/dense kernel on one fixed batch of training images (training mode), log scale.",
+    "gradient_ratio": "Signed log10 of the early/late gradient-norm ratio (median kernel-gradient "
+    "norm of the first third of conv layers over the last third) at each recorded epoch: above 0 "
+    "the early layers' gradients are larger, below 0 smaller (vanishing toward the input). Each "
+    "seed a dot, the mean a line.",
 }
 
 
 def portable(path: str | os.PathLike) -> str:
-    """``path`` as a reader can use it: relative to the working folder when inside it,
-    ``~/...`` when inside the home folder, else as given."""
+    """`path` relative to the working folder when inside it, ~/... inside the home folder."""
     path = Path(path)
     if not path.is_absolute():
         return path.as_posix()
@@ -79,9 +67,7 @@ def portable(path: str | os.PathLike) -> str:
 
 
 def portable_command(argv: Sequence[str]) -> str:
-    """A shell command line with every absolute path in it made :func:`portable`."""
-    import shlex
-
+    """A shell command line with every absolute path in it made portable."""
     def fix(arg: str) -> str:
         name, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
         if os.path.isabs(value):
@@ -92,10 +78,9 @@ def portable_command(argv: Sequence[str]) -> str:
 
 
 def train_command(run: Run) -> str:
-    """The ``train`` command that reproduces ``run`` into its own run directory."""
+    """The train command that reproduces `run` into its own run directory."""
     try:
-        config = TrainConfig.from_dict(run.config)
-        args = changed_flags(config)
+        args = changed_flags(TrainConfig.from_dict(run.config))
     except ValueError:  # a config written by another version: show it as it is
         args = [f"--{k}={v}" for k, v in run.config.items()]
     args = [f"--data_dir={portable(run.config['data_dir'])}" if a.startswith("--data_dir=")
@@ -105,7 +90,6 @@ def train_command(run: Run) -> str:
 
 
 def _published(levels_table: dict[str, float], models: Sequence[str]) -> str:
-    """"resnet20 91.25%, ..." for the models the table has; says so when it has none."""
     found = ", ".join(f"{m} {100 * levels_table[m]:.2f}%" for m in models if m in levels_table)
     return found or f"none of this report's models (it gives {', '.join(levels_table)})"
 
@@ -141,7 +125,6 @@ def _schedule(run: Run) -> str:
 
 
 def _evaluation(runs: Sequence[Run]) -> str:
-    """Which runs were evaluated after every epoch, in words."""
     every = [r for r in runs if r.evaluated_every_epoch]
     config = runs[0].config
     where = (f"the first {config['eval_steps'] * config['batch_size']:,} images of the "
@@ -159,19 +142,8 @@ def _evaluation(runs: Sequence[Run]) -> str:
 
 def _names(runs: Sequence[Run]) -> str:
     """"plain20 seeds 0, 1, 2; resnet20 seed 0"."""
-    parts = []
-    for model, group in by_model(runs).items():
-        seeds = [r.seed for r in group]
-        parts.append(f"{model} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
-    return "; ".join(parts)
-
-
-def verdict_lines() -> list[str]:
-    """"How verdicts are decided", as report.md states it."""
-    from keras_resnet_cifar.analysis.results.findings import CONVERGENCE_RULE, SCOPE_RULE
-
-    return ["## How verdicts are decided", "", stats.RULE, "", SCOPE_RULE, "",
-            CONVERGENCE_RULE, ""]
+    return "; ".join(f"{model} seed{'s' if len(g) > 1 else ''} {', '.join(str(r.seed) for r in g)}"
+                     for model, g in by_model(runs).items())
 
 
 def _p(value: float | None) -> str:
@@ -179,7 +151,6 @@ def _p(value: float | None) -> str:
 
 
 def measured(f: dict[str, Any]) -> str:
-    """A finding's measurement in short: its "measured" or the evidence's first clause."""
     return f.get("measured") or f["evidence"].split("; ")[0].rstrip(".")
 
 
@@ -194,25 +165,15 @@ def p_text(f: dict[str, Any]) -> str:
 
 
 def claims_table(found: Sequence[dict[str, Any]]) -> str:
-    """Every claim of the reproduction paper: its wording, where it stands, what was
-    measured, the verdict (or why none)."""
     head = ["claim (as this project states it)", "the paper's phrase", "where in the paper",
             "measured here", "verdict", "p"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for f in found:
-        if not f.get("source", "").startswith("Shinde"):
-            continue
-        cells = [f["claim"], f"\"{f['wording']}\"" if f.get("wording") else "not recorded "
-                 "verbatim",
-                 f.get("section") or "section not recorded", measured(f), f["verdict"],
-                 p_text(f)]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[c.replace("|", "/") for c in [
+        f["claim"], f"\"{f['wording']}\"" if f.get("wording") else "not recorded verbatim",
+        f.get("section") or "section not recorded", measured(f), f["verdict"], p_text(f)]]
+        for f in found if f.get("source", "").startswith("Shinde")])
 
 
 def findings_lines(found: Sequence[dict[str, Any]]) -> list[str]:
-    """The "Findings" section: the family's correction, the reproduction paper's claims as
-    a table, then every finding with its evidence, grouped by who makes the claim."""
     family = next((f["family_size"] for f in found if f.get("family_size")), 0)
     untestable = [f for f in found if f["verdict"] == stats.NOT_TESTABLE]
     at = found[0].get("budget", "this budget") if found else "this budget"
@@ -229,11 +190,10 @@ def findings_lines(found: Sequence[dict[str, Any]]) -> list[str]:
              "V. R. Shinde (2025), \"Deep Residual Learning for Image Recognition: "
              "Implementation and Analysis\". Where the paper's section or exact wording is not "
              "recorded in this project, the table says so.", "", claims_table(found)]
-    for title, source_name in (("The reproduction paper's claims, with their evidence, at "
-                                + at, "Shinde"),
-                               (f"He et al.'s (2016) claims, with their evidence, at {at}",
-                                "He"),
-                               (f"This study's exploratory checks, at {at}", "this study")):
+    for source_name, title in (
+            ("Shinde", f"The reproduction paper's claims, with their evidence, at {at}"),
+            ("He", f"He et al.'s (2016) claims, with their evidence, at {at}"),
+            ("this study", f"This study's exploratory checks, at {at}")):
         part = [f for f in found if f.get("source", "").startswith(source_name)]
         if part:
             lines += [f"### {title}", ""]
@@ -250,45 +210,37 @@ def findings_lines(found: Sequence[dict[str, Any]]) -> list[str]:
 
 def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
                     found: Sequence[dict[str, Any]], figure_stems: Sequence[str],
-                    levels: Sequence[float], command: str | None = None,
-                    levels_note: str | None = None, *, source: str | None = None,
-                    source_note: str | None = None,
-                    reference_lines: Sequence[str] = (), cost: str | None = None,
-                    provenance: str | None = None) -> str:
-    """report.md's text.
-
-    Args:
-        runs: the loaded runs (one recipe).
-        rows: Table 1's rows.
-        found: the findings.
-        figure_stems: the figures written (``figures/<stem>.png`` and ``.svg``).
-        levels: the accuracy levels of the "time to X%" columns.
-        command: the command line that wrote the report.
-        levels_note: how the levels were chosen, or why there are none.
-        source: where "time to X%" is measured (runs.CURVE or runs.HISTORY).
-        source_note: a sentence naming it.
-        reference_lines: the "Reference trainer" section.
-        cost: the study cost table (Markdown).
-        provenance: the per-run provenance table (Markdown).
-    """
+                    levels: Levels, *, command: str | None = None,
+                    sections: Sequence[str] = ()) -> str:
+    """report.md's text; `sections` (lines) go between the findings and the figures."""
     first = sorted(runs, key=lambda r: (r.spec.residual, r.spec.depth, r.seed))
-    models_shown = [r["model"] for r in rows]
+    return "\n".join(_title(first) + _setup(first, rows) + [""] + commands(first, command)
+                     + ["## How verdicts are decided", "", stats.RULE, "", SCOPE_RULE, "",
+                        CONVERGENCE_RULE, ""]
+                     + _table1(rows, levels) + _beside_published(first, rows)
+                     + findings_lines(found) + list(sections) + _figures(first, figure_stems))
+
+
+def _title(first: Sequence[Run]) -> list[str]:
     lines = ["# Plain vs residual networks on CIFAR-10: the study", ""]
     seen = max(r.images_seen for r in first)
     train_size = first[0].train_set_size
-    if seen < PAPER_EPOCHS * train_size:
+    if seen < FULL_EPOCHS * train_size:
         lines += [f"> **Reduced schedule.** Each run saw at most {seen:,} training images "
                   f"({seen / train_size:.2f} passes over the {train_size:,}), not the "
-                  f"paper's {PAPER_EPOCHS} epochs: these numbers are not comparable with "
+                  f"paper's {FULL_EPOCHS} epochs: these numbers are not comparable with "
                   "the published ones below, which need the full schedule.", ""]
+    return lines
+
+
+def _setup(first: Sequence[Run], rows: Sequence[dict[str, Any]]) -> list[str]:
     seeds = sorted({len(g) for g in by_model(first).values()})
-    lines += ["## Setup", ""]
-    lines.append(f"- Runs: {len(runs)} ({_names(first)}), all with the same recipe; "
-                 f"{'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''} per network. "
-                 "Numbers are means over seeds (± sample standard deviation, n given) "
-                 "unless a table says otherwise.")
-    lines.append(f"- Schedule: {_schedule(first[0])}")
-    lines.append(f"- Evaluation: {_evaluation(first)}")
+    lines = ["## Setup", "",
+             f"- Runs: {len(first)} ({_names(first)}), all with the same recipe; "
+             f"{'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''} per network. "
+             "Numbers are means over seeds (± sample standard deviation, n given) "
+             "unless a table says otherwise.",
+             f"- Schedule: {_schedule(first[0])}", f"- Evaluation: {_evaluation(first)}"]
     curve = next((r.curve for r in first if r.curve), None)
     if curve:
         lines.append(f"- Curve points: {curve['points_per_epoch']} per epoch (every "
@@ -307,71 +259,83 @@ def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
                     else " (see runs.csv, final_test_source)."))
     lines.append(f"- Hardware: {machines(first)}. Per run (CPU, load, versions, code "
                  "commit, data path): Provenance, below; time and load: Study cost, below.")
-    lines += ["", "## Commands", ""]
+    return lines
+
+
+def commands(first: Sequence[Run], command: str | None) -> list[str]:
+    lines = ["## Commands", ""]
     if command:
-        lines += ["The command that wrote this report:", "", "```",
-                  command, "```", ""]
-    lines += ["Each run is equivalent to:", "", "```"]
-    lines += [train_command(r) for r in first]
-    lines += ["```", ""]
-    lines += verdict_lines()
-    lines += ["## Table 1", "",
-              "Mean ± sample standard deviation over seeds where n > 1. \"Best\" is the "
-              "highest per-epoch accuracy on the set named in the header (when that is the "
-              "test set, an optimistic, test-selected number); runs trained without a "
-              "per-epoch evaluation have none, and the column says over how many runs it is. "
-              + (f"Time to each accuracy level: {source_note}. " if source else
-                 f"Time to an accuracy level: {source_note}. " if source_note else "")
-              + (f"Accuracy levels {levels_note}" if levels_note else ""), "",
-              "Published test accuracies after the full schedule: He et al. (2016), "
-              "\"Deep Residual Learning for Image Recognition\", Table 6: "
-              + _published(HE_ET_AL_TABLE6, models_shown) + "; the reproduction this "
-              "project was specified from, Table 1: "
-              + _published(REPRODUCTION_TABLE1, models_shown) + ".", "",
-              table1_markdown(rows, levels, source), "Also as [table1.csv](table1.csv); "
-              "per run: [runs.csv](runs.csv).", ""]
+        lines += ["The command that wrote this report:", "", "```", command, "```", ""]
+    return lines + ["Each run is equivalent to:", "", "```",
+                    *[train_command(r) for r in first], "```", ""]
+
+
+def _table1(rows: Sequence[dict[str, Any]], levels: Levels) -> list[str]:
+    models_shown = [r["model"] for r in rows]
+    return ["## Table 1", "",
+            "Mean ± sample standard deviation over seeds where n > 1. \"Best\" is the "
+            "highest per-epoch accuracy on the set named in the header (when that is the "
+            "test set, an optimistic, test-selected number); runs trained without a "
+            "per-epoch evaluation have none, and the column says over how many runs it is. "
+            + (f"Time to each accuracy level: {levels.source_note}. " if levels.source else
+               f"Time to an accuracy level: {levels.source_note}. " if levels.source_note
+               else "")
+            + (f"Accuracy levels {levels.note}" if levels.note else ""), "",
+            "Published test accuracies after the full schedule: He et al. (2016), "
+            "\"Deep Residual Learning for Image Recognition\", Table 6: "
+            + _published(HE_TABLE6, models_shown) + "; the reproduction this "
+            "project was specified from, Table 1: "
+            + _published(REPRODUCTION, models_shown) + ".", "",
+            table1_markdown(rows, levels.levels, levels.source), "Also as "
+            "[table1.csv](table1.csv); per run: [runs.csv](runs.csv).", ""]
+
+
+def _beside_published(first: Sequence[Run], rows: Sequence[dict[str, Any]]) -> list[str]:
+    models_shown = [r["model"] for r in rows]
     run = max(first, key=lambda r: r.images_seen)
     ours = f"{run.passes:g} passes ({run.iterations:,} iterations)"
     last_points = {m: [r.last_point for r in g if r.last_point]
                    for m, g in by_model(first).items()}
-    lines += ["## Beside the published numbers", "",
-              f"**Ours are after {ours}; He et al.'s after {HE_ET_AL_SCHEDULE}; the "
-              f"reproduction's after {REPRODUCTION_SCHEDULE}.** They are set side by side "
-              "to show how far the short schedule gets, not as a like-for-like comparison. "
-              "Standard errors: of the mean over seeds for several seeds; for one run, "
-              "binomial on the test images, or over the last curve segment's batches for the "
-              "training error (information only)."
-              + ("" if any(m in HE_ET_AL_TABLE6 or m in REPRODUCTION_TABLE1
-                           for m in models_shown) else
-                 " The published columns are empty because the published tables give "
-                 + ", ".join(sorted(set(HE_ET_AL_TABLE6) | set(REPRODUCTION_TABLE1)))
-                 + f", none of this report's models ({', '.join(models_shown)})."), "",
-              beside_published(rows, last_points, HE_ET_AL_TABLE6, REPRODUCTION_TABLE1,
-                               ours=ours, theirs=HE_ET_AL_SCHEDULE,
-                               reproduction_schedule=REPRODUCTION_SCHEDULE), ""]
-    lines += findings_lines(found)
-    if reference_lines:
-        lines += list(reference_lines)
-    if provenance:
-        lines += ["## Provenance", "", "What each run ran on and from, as its own files record "
-                  "it (metrics.json, history.json); \"not recorded\": the run was written "
-                  "before the field existed, or is still in progress.", "", provenance, ""]
-    if cost:
-        lines += ["## Study cost", "",
-                  "Per network and seed: training wall time (the sum of the epochs' times; "
-                  "evaluations and the report not included) and the machine's mean 1-minute "
-                  "load average over the epochs (the reference trainer records it once, at "
-                  "the end). The machine's cores are shared: a load above the core count "
-                  "slows every run.", "", cost, ""]
-    lines += ["## Figures", ""]
-    eval_set = first[0].eval_set
+    return ["## Beside the published numbers", "",
+            f"**Ours are after {ours}; He et al.'s after {HE_ET_AL_SCHEDULE}; the "
+            f"reproduction's after {REPRODUCTION_SCHEDULE}.** They are set side by side "
+            "to show how far the short schedule gets, not as a like-for-like comparison. "
+            "Standard errors: of the mean over seeds for several seeds; for one run, "
+            "binomial on the test images, or over the last curve segment's batches for the "
+            "training error (information only)."
+            + ("" if any(m in HE_TABLE6 or m in REPRODUCTION for m in models_shown) else
+               " The published columns are empty because the published tables give "
+               + ", ".join(sorted(set(HE_TABLE6) | set(REPRODUCTION)))
+               + f", none of this report's models ({', '.join(models_shown)})."), "",
+            beside_published(rows, last_points, HE_TABLE6, REPRODUCTION, ours=ours,
+                             theirs=HE_ET_AL_SCHEDULE,
+                             reproduction_schedule=REPRODUCTION_SCHEDULE), ""]
+
+
+def provenance_section(table: str) -> list[str]:
+    return ["## Provenance", "", "What each run ran on and from, as its own files record "
+            "it (metrics.json, history.json); \"not recorded\": the run was written "
+            "before the field existed, or is still in progress.", "", table, ""]
+
+
+def cost_section(table: str) -> list[str]:
+    return ["## Study cost", "",
+            "Per network and seed: training wall time (the sum of the epochs' times; "
+            "evaluations and the report not included) and the machine's mean 1-minute "
+            "load average over the epochs (the reference trainer records it once, at "
+            "the end). The machine's cores are shared: a load above the core count "
+            "slows every run.", "", table, ""]
+
+
+def _figures(first: Sequence[Run], figure_stems: Sequence[str]) -> list[str]:
+    lines = ["## Figures", ""]
     for stem in figure_stems:
         kind = stem.rsplit("_", 1)[0] if stem.split("_")[-1].isdigit() else stem
         if kind == "curves" and not all(r.curve_points for r in first):
             kind = "curves_history"
         if kind == "reference_curves":
             continue  # shown in its section
-        caption = CAPTIONS.get(kind, stem).format(eval_set=eval_set)
+        caption = CAPTIONS.get(kind, stem).format(eval_set=first[0].eval_set)
         lines += [f"![{stem}](figures/{stem}.png)", "", f"*{caption}* "
                   f"([SVG](figures/{stem}.svg))", ""]
-    return "\n".join(lines)
+    return lines

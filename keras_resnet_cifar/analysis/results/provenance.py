@@ -1,11 +1,5 @@
-"""What each run ran on and from, per run: CPU, cores, load, TensorFlow/Keras/Python,
-the code's git commit, the data path as the user gave it.
-
-Read from the run's metrics.json (written at the end of training) and history.json
-(the load average of every epoch). Runs written before a field was recorded say
-"not recorded"; a run still in progress has no metrics.json yet, so only its load
-and timings are known.
-"""
+"""What each run ran on and from (CPU, load, versions, code commit, data path as given),
+from its metrics.json and history.json; "not recorded" for fields older runs lack."""
 
 from __future__ import annotations
 
@@ -26,9 +20,7 @@ def _text(value: Any) -> str:
 
 
 def data_path(run: Run) -> str:
-    """The data path as the user gave it (metrics.json ``data_dir_given``); older runs
-    recorded only the path training used (config.json, after ``~`` was expanded), which
-    is given with that said."""
+    """The data path as given; older runs recorded only config.json's (~ expanded)."""
     given = (run.metrics or {}).get("data_dir_given")
     if given:
         return str(given)
@@ -37,7 +29,6 @@ def data_path(run: Run) -> str:
 
 
 def row(run: Run) -> dict[str, Any]:
-    """One run's provenance."""
     m = run.metrics or {}
     loads = [r["load_average"] for r in run.history if r.get("load_average") is not None]
     return {
@@ -71,7 +62,6 @@ def machines(runs: Sequence[Run]) -> str:
 
 
 def markdown(runs: Sequence[Run]) -> str:
-    """The per-run provenance as a Markdown table."""
     head = ["trainer", "model", "seed", "epochs", "CPU", "cores", "1-min load over the epochs",
             "TensorFlow", "Keras", "Python", "code commit", "data path as given", "finished"]
     keys = ["trainer", "model", "seed", "epochs_done", "cpu", "cpu_cores", "load_average",

@@ -1,9 +1,5 @@
-"""Which runs a report may pool: runs of one training *recipe* only.
-
-A recipe is every TrainConfig field except the model, the seed and how the run
-executed (:data:`NOT_RECIPE`); the reference trainer's runs carry ``"trainer"`` in
-config.json, which is not part of the recipe either.
-"""
+"""Which runs a report may pool: runs of one training recipe only (every TrainConfig field
+but NOT_RECIPE)."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ import json
 from typing import Any, Sequence
 
 from keras_resnet_cifar.analysis.results.runs import Run
+from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar import run_files
 
@@ -20,16 +17,12 @@ NOT_RECIPE = ("model", "seed", "trainer", *run_files.EXECUTION_FIELDS)
 
 
 def recipe_of(run: Run) -> dict[str, Any]:
-    """The run's training recipe: its config without :data:`NOT_RECIPE`, with
-    TrainConfig's defaults for fields an older config.json lacks."""
-    from keras_resnet_cifar.config import TrainConfig  # no TensorFlow
-
+    """The run's config without NOT_RECIPE, with defaults for fields older runs lack."""
     defaults = json.loads(TrainConfig().to_json())
     return {k: v for k, v in {**defaults, **run.config}.items() if k not in NOT_RECIPE}
 
 
 def recipes(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """The distinct recipes of ``runs``, in the order they first appear."""
     out: list[dict[str, Any]] = []
     for run in runs:
         if recipe_of(run) not in out:
@@ -44,11 +37,7 @@ def recipe_differences(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 
 def check_one_recipe(runs: Sequence[Run], what: str = "runs") -> dict[str, Any]:
-    """The recipe all ``runs`` share.
-
-    Raises:
-        UserError: two recipes (one line naming a run of each and how they differ).
-    """
+    """The recipe all `runs` share; UserError naming a run of each of two recipes."""
     known = recipes(runs)
     if len(known) > 1:
         a = next(r for r in runs if recipe_of(r) == known[0])

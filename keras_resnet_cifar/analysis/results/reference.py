@@ -1,19 +1,7 @@
-"""This project's runs beside the reference PyTorch trainer's, at the same recipe.
-
-The reference runs are written by ``scripts/train_reference_pytorch.py`` (their
-config.json says ``"trainer": "pytorch-reference"``): the same recipe, data and
-schedule, another framework and training loop. For each network both trainers
-ran, :func:`compare` gives, per trainer, the mean ± standard error over seeds of
-
-* the final test error (all 10,000 test images), and
-* the training error of the last curve segment (curve.json's last point),
-
-their difference (project minus reference), its combined standard error
-sqrt(SE_project^2 + SE_reference^2), whether the difference is within two
-combined standard errors (the bar of "trains like the reference"), and Welch's
-t-test over seeds. The reference runs also record how far BatchNorm's running
-averages lag the weights (``bn_*`` per pass, :func:`batch_norm_rows`).
-"""
+"""This project's runs beside the reference PyTorch trainer's (scripts/train_reference_pytorch.py)
+at the same recipe: per network, the mean ± SE over seeds of the final test error and the
+last segment's training error, their difference, whether it is within two combined SEs
+(the bar of "trains like the reference"), Welch's t-test; and BatchNorm's lag (bn_*)."""
 
 from __future__ import annotations
 
@@ -23,6 +11,7 @@ from typing import Any, Sequence
 from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.recipes import recipe_differences, recipe_of
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
+from keras_resnet_cifar.analysis.results.tables import markdown_table
 
 QUANTITIES = (("final_test_error", "final test error, whole test set"),
               ("last_segment_train_error", "training error, last curve segment"))
@@ -35,26 +24,19 @@ def _value(run: Run, key: str) -> float | None:
 
 
 def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
-    """The comparison, as data.
-
-    Returns:
-        {"recipe_note": a sentence when the recipes differ (then nothing is compared),
-         "rows": [{"model", "quantity", "project": (mean, se, n), "reference": ...,
-                   "difference", "combined_se", "within_2se", "test"}],
-         "models": the networks compared}.
-    """
+    """{"recipe_note": why nothing is compared (other recipes) or None, "rows": per network
+    and quantity, "models": the networks compared}."""
+    rows, models = [], []
     if not project or not reference:
-        return {"recipe_note": None, "rows": [], "models": []}
+        return {"recipe_note": None, "rows": rows, "models": models}
     mine = recipe_of(project[0])
     for run in reference:
-        theirs = recipe_of(run)
-        if theirs != mine:
+        if (theirs := recipe_of(run)) != mine:
             return {"recipe_note": (
                 f"Not compared: the reference run {run.path} was trained with another recipe "
                 f"than the study's ({recipe_differences(mine, theirs)}), and runs of "
-                "different recipes are never pooled or compared."), "rows": [], "models": []}
+                "different recipes are never pooled or compared."), "rows": rows, "models": models}
     ours, refs = by_model(project), by_model(reference)
-    rows, models = [], []
     for model in [m for m in ours if m in refs]:
         models.append(model)
         for key, name in QUANTITIES:
@@ -109,7 +91,6 @@ def _mse(value: tuple[float | None, float | None, int], scale: float = 100,
 
 def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
              figure: str | None) -> list[str]:
-    """The report's "Reference trainer" section, as lines."""
     lines = ["## Reference trainer", "",
              "This project's runs beside the reference PyTorch trainer's "
              "(`scripts/train_reference_pytorch.py`: akamaster/pytorch_resnet_cifar10's "
@@ -125,18 +106,14 @@ def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
         return lines + ["Not compared: no network was trained by both trainers.", ""]
     head = ["model", "quantity", "this project (%)", "reference (%)", "difference (points)",
             "combined SE", "within 2 combined SE", "Welch test"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in result["rows"]:
-        test = r["test"]
-        lines.append("| " + " | ".join([
-            r["model"], r["quantity"], _mse(r["project"]), _mse(r["reference"]),
-            f"{100 * r['difference']:+.2f}",
-            f"{100 * r['combined_se']:.2f}" if r["combined_se"] is not None else "n/a",
-            ("yes" if r["within_2se"] else "**no**") if r["within_2se"] is not None
-            else "not decided (one seed)",
-            (f"t = {test['t']:.2f}, df = {test['df']:.1f}, p = {stats.format_p(test['p'])}"
-             if test else "none (one seed)")]) + " |")
-    lines.append("")
+    lines += [markdown_table(head, [[
+        r["model"], r["quantity"], _mse(r["project"]), _mse(r["reference"]),
+        f"{100 * r['difference']:+.2f}",
+        f"{100 * r['combined_se']:.2f}" if r["combined_se"] is not None else "n/a",
+        ("yes" if r["within_2se"] else "**no**") if r["within_2se"] is not None
+        else "not decided (one seed)",
+        (f"t = {t['t']:.2f}, df = {t['df']:.1f}, p = {stats.format_p(t['p'])}"
+         if (t := r["test"]) else "none (one seed)")] for r in result["rows"]]).rstrip("\n"), ""]
     if figure:
         lines += [f"![{figure}](figures/{figure}.png)", "",
                   "*Training error (dashed) and test error on the fixed test subset (solid) "

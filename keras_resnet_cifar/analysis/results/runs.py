@@ -1,18 +1,9 @@
-"""Loading run directories and the per-run numbers the report aggregates.
+"""Loading run directories, the per-run numbers a report aggregates, the accuracy levels.
 
-Definitions. *Final test accuracy*: on the whole test set from evaluation.json
-when the run was evaluated, else metrics.json's (possibly capped) test accuracy.
-*Best test accuracy*: the highest per-epoch accuracy on the run's eval set,
-which is the set named in metrics.json ``best.chosen_on`` (choosing it on the
-test set makes it an optimistic number; the table says which); runs trained
-without a per-epoch evaluation have none. *Training error over the last epoch*
-(``final_train_error``): 100% minus the training accuracy of the last epoch
-(running mean over its augmented batches). *Training error of the last
-segment*: curve.json's last point (the batches since the point before).
-*Passes (or epochs) to X%*: the first curve point (or per-epoch evaluation)
-whose test accuracy reaches X; one source for all runs of a report
-(:func:`convergence_source`), never a mix.
-Which runs may be pooled (one recipe) is :mod:`keras_resnet_cifar.analysis.results.recipes`'.
+Final test accuracy: evaluation.json's (whole test set) when the run was evaluated,
+else metrics.json's. Best test accuracy: the highest per-epoch accuracy on the set
+metrics.json's best.chosen_on names (optimistic when that is the test set). "Passes
+to X%" come from one source for all runs of a report (convergence_source), never a mix.
 """
 
 from __future__ import annotations
@@ -32,13 +23,13 @@ from keras_resnet_cifar.errors import UserError, printable
 CHANCE_ACCURACY = 1 / cifar_files.NUM_CLASSES
 CHANCE_ERROR = 1 - CHANCE_ACCURACY
 PROJECT_TRAINER = "keras_resnet_cifar"
-# The training set of CIFAR-10 (five batches of 10,000), before any validation hold-out.
-CIFAR10_TRAIN_IMAGES = len(cifar_files.TRAIN_BATCHES) * cifar_files.RECORDS_PER_BATCH
+# Where "time to X%" is measured (convergence_source).
+CURVE_POINTS, PER_EPOCH = "curve points", "per-epoch evaluations"
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """Everything a run directory holds that the report uses."""
+    """What a run directory holds that a report uses; each field is run_files.read_<field>."""
 
     path: Path
     config: dict[str, Any]
@@ -46,20 +37,18 @@ class Run:
     metrics: dict[str, Any] | None
     evaluation: dict[str, Any] | None
     layer_stats: dict[str, Any] | None
-    curve: dict[str, Any] | None = None  # curve.json: points inside the epochs
+    curve: dict[str, Any] | None = None
 
     @property
     def model(self) -> str:
         return self.config["model"]
 
     @property
-    def trainer(self) -> str:
-        """Which trainer wrote the run: this project's, or e.g. "pytorch-reference"."""
+    def trainer(self) -> str:  # this project's, or e.g. "pytorch-reference"
         return self.config.get("trainer", PROJECT_TRAINER)
 
     @property
     def evaluated_every_epoch(self) -> bool:
-        """Whether history.json has per-epoch evaluations (``val_*`` columns)."""
         return any(r.get("val_accuracy") is not None for r in self.history)
 
     @property
@@ -71,37 +60,33 @@ class Run:
         if metrics.get("test_accuracy") is not None:
             return metrics["test_accuracy"], metrics.get("test_images"), run_files.METRICS
         last = self.history[-1] if self.history else {}
-        images = (self.config["eval_steps"] * self.config["batch_size"]
-                  if self.config.get("eval_steps") else None)
-        return (last.get("val_accuracy"), images,
+        return (last.get("val_accuracy"), self.eval_images,
                 f"{run_files.HISTORY_JSON} (unfinished, {self.eval_set} set)")
 
     @property
+    def eval_images(self) -> int | None:
+        """Images of each per-epoch evaluation when eval_steps capped it, else None."""
+        steps = self.config.get("eval_steps")
+        return steps * self.config["batch_size"] if steps else None
+
+    @property
     def final_test_error(self) -> float | None:
-        accuracy = self.final_test[0]
-        return None if accuracy is None else 1 - accuracy
+        return None if self.final_test[0] is None else 1 - self.final_test[0]
 
     @property
     def last_point(self) -> dict[str, Any] | None:
-        """curve.json's last point (the training error of the last segment), or None."""
-        points = self.curve_points
-        return points[-1] if points else None
+        return self.curve_points[-1] if self.curve_points else None
 
     @property
     def train_time_s(self) -> float | None:
-        """Training wall time: the sum of the epochs' ``epoch_time_s``."""
         times = [r["epoch_time_s"] for r in self.history if r.get("epoch_time_s") is not None]
-        if times:
-            return float(sum(times))
-        return (self.metrics or {}).get("wall_time_s")
+        return float(sum(times)) if times else (self.metrics or {}).get("wall_time_s")
 
     @property
     def load_average(self) -> float | None:
-        """The mean of the epochs' 1-minute load averages, when recorded."""
         loads = [r["load_average"] for r in self.history if r.get("load_average") is not None]
-        if loads:
-            return float(sum(loads) / len(loads))
-        return (self.metrics or {}).get("load_average_1min_at_end")
+        return (float(sum(loads) / len(loads)) if loads
+                else (self.metrics or {}).get("load_average_1min_at_end"))
 
     @property
     def seed(self) -> int:
@@ -112,63 +97,55 @@ class Run:
         return arch.parse_name(self.model)
 
     @property
-    def eval_set(self) -> str:
-        """The set evaluated after each epoch (as TrainConfig.eval_set)."""
+    def eval_set(self) -> str:  # as TrainConfig.eval_set
         return "validation" if self.config.get("validation_split") else "test"
 
     @property
     def images_per_epoch(self) -> int | None:
-        """Training images per epoch when ``steps_per_epoch`` capped it, else None."""
+        """Training images per epoch when steps_per_epoch capped it, else None."""
         steps = self.config.get("steps_per_epoch")
         return steps * self.config["batch_size"] if steps else None
 
     @property
     def train_set_size(self) -> int:
-        """Images the run trained on: the training set less the validation hold-out."""
         return train_set_size(self.config)
 
     @property
     def images_seen(self) -> int:
-        """Training images drawn over the epochs completed so far."""
         return (self.images_per_epoch or self.train_set_size) * len(self.history)
 
     @property
     def steps_per_epoch(self) -> int:
-        """Training steps (iterations) per epoch."""
         return (self.config.get("steps_per_epoch")
                 or math.ceil(self.train_set_size / self.config["batch_size"]))
 
     @property
     def passes_per_epoch(self) -> float:
-        """Passes over the training set per epoch (1 unless ``steps_per_epoch`` capped it)."""
         return (self.images_per_epoch or self.train_set_size) / self.train_set_size
 
     @property
     def passes(self) -> float:
-        """Passes over the training set in the epochs completed so far."""
         return self.passes_per_epoch * len(self.history)
 
     @property
     def iterations(self) -> int:
-        """Training steps in the epochs completed so far."""
         return self.steps_per_epoch * len(self.history)
 
     @property
     def curve_points(self) -> list[dict[str, Any]]:
-        """curve.json's points, in step order (empty when the run recorded none)."""
         return sorted((self.curve or {}).get("points", []), key=lambda p: p["step"])
 
 
 def train_set_size(config: dict[str, Any]) -> int:
-    """The size of a run's training set, from its config."""
     held_out = config.get("validation_split") or 0
     if config.get("dataset") == "synthetic":
         return int(config.get("synthetic_train_size", 0)) - held_out
-    return CIFAR10_TRAIN_IMAGES - held_out
+    return cifar_files.TRAIN_IMAGES - held_out
 
 
-# What the report reads from each file of a run, and what each value must be (a key
-# ending in "!" must be present; others may be absent or null; [kind]: a list of them).
+# What a report reads from each file of a run and what each value must be, by the Run
+# field (and run_files reader) that holds it. A key ending in "!" must be present; others
+# may be absent or null; [kind]: a list of them.
 _KINDS = {
     "count": ("an integer in [1, 2**53]", lambda v: _integer(v) and 1 <= v <= 2**53),
     "index": ("an integer in [0, 2**53]", lambda v: _integer(v) and 0 <= v <= 2**53),
@@ -180,26 +157,30 @@ _HISTORY_ROW = {"epoch!": "count", "accuracy": "fraction", "val_accuracy": "frac
                 **{k: "number" for k in run_files.HISTORY_FIELDS
                    if k not in ("epoch", "accuracy", "val_accuracy")}}
 _SCHEMA = {
-    run_files.CONFIG: {"batch_size!": "count", "epochs!": "count", "seed": "index",
-                    "steps_per_epoch": "count", "eval_steps": "count",
-                    "validation_split": "index", "synthetic_train_size": "count",
-                    "lr_boundaries": ["number"], "trainer": "text"},
-    run_files.HISTORY_JSON: {"epochs!": [_HISTORY_ROW]},
-    run_files.METRICS: {"test_accuracy": "fraction", "test_images": "count",
-                     "params_trainable": "count", "wall_time_s": "number",
-                     "train_images_per_sec": "number", "load_average_1min_at_end": "number",
-                     "best": {"epoch": "count", "value": "fraction", "chosen_on": "text"}},
-    run_files.EVALUATION: {"accuracy!": "fraction", "images!": "count", "class_names": ["text"],
-                        "confusion_matrix": [["index"]],
-                        "per_class": [{"class!": "text", "recall": "fraction",
-                                       "precision": "fraction", "support": "index"}]},
-    run_files.CURVE: {"points_per_epoch!": "count", "steps_per_epoch!": "count",
-                   "points!": [{"step!": "index", "epoch!": "number", "test_error!": "fraction",
-                                "train_error!": "fraction", "train_error_se": "number",
-                                "test_images": "count"}]},
-    run_files.LAYER_STATS: {"response_layers!": ["text"], "gradient_layers!": ["text"],
-                         "epochs!": [{"epoch!": "number", "response_std!": ["number"],
-                                      "gradient_norm!": ["number"]}]},
+    "config": (run_files.CONFIG, {
+        "batch_size!": "count", "epochs!": "count", "seed": "index", "steps_per_epoch": "count",
+        "eval_steps": "count", "validation_split": "index", "synthetic_train_size": "count",
+        "lr_boundaries": ["number"], "trainer": "text"}),
+    "history": (run_files.HISTORY_JSON, [_HISTORY_ROW]),
+    "metrics": (run_files.METRICS, {
+        "test_accuracy": "fraction", "test_images": "count", "params_trainable": "count",
+        "wall_time_s": "number", "train_images_per_sec": "number",
+        "load_average_1min_at_end": "number",
+        "best": {"epoch": "count", "value": "fraction", "chosen_on": "text"}}),
+    "evaluation": (run_files.EVALUATION, {
+        "accuracy!": "fraction", "images!": "count", "class_names": ["text"],
+        "confusion_matrix": [["index"]],
+        "per_class": [{"class!": "text", "recall": "fraction", "precision": "fraction",
+                       "support": "index"}]}),
+    "curve": (run_files.CURVE, {
+        "points_per_epoch!": "count", "steps_per_epoch!": "count",
+        "points!": [{"step!": "index", "epoch!": "number", "test_error!": "fraction",
+                     "train_error!": "fraction", "train_error_se": "number",
+                     "test_images": "count"}]}),
+    "layer_stats": (run_files.LAYER_STATS, {
+        "response_layers!": ["text"], "gradient_layers!": ["text"],
+        "epochs!": [{"epoch!": "number", "response_std!": ["number"],
+                     "gradient_norm!": ["number"]}]}),
 }
 
 
@@ -216,7 +197,7 @@ def _finite(value: Any) -> bool:
 
 
 def _mismatch(value: Any, schema: Any, where: str) -> str | None:
-    """Where ``value`` departs from ``schema`` (see :data:`_SCHEMA`), or None."""
+    """Where `value` departs from `schema` (see _SCHEMA), or None."""
     if isinstance(schema, dict):
         if not isinstance(value, dict):
             return f"{where or 'the file'} is not an object"
@@ -241,22 +222,19 @@ def _mismatch(value: Any, schema: Any, where: str) -> str | None:
 
 
 def check_run(run: Run) -> None:
-    """Refuses a run whose files hold values the report cannot use as figures.
-
-    Raises:
-        UserError: the file and the value (a string where a number belongs, NaN,
-            an accuracy outside [0, 1], a missing key, epochs not 1, 2, ...).
-    """
-    files = {run_files.CONFIG: run.config, run_files.HISTORY_JSON: {"epochs": run.history},
-             run_files.METRICS: run.metrics, run_files.EVALUATION: run.evaluation,
-             run_files.CURVE: run.curve, run_files.LAYER_STATS: run.layer_stats}
-    for name, content in files.items():
-        problem = None if content is None else _mismatch(content, _SCHEMA[name], "")
-        if problem is None and name == run_files.HISTORY_JSON:
+    """Refuses a run whose files hold values a report cannot publish as figures (UserError
+    naming the file and the value: a string where a number belongs, NaN, a missing key)."""
+    for field, (name, schema) in _SCHEMA.items():
+        content = getattr(run, field)
+        if content is None:
+            continue
+        # history.json's rows sit under "epochs" (run_files.read_history returns them).
+        problem = _mismatch(content, schema, "epochs" if field == "history" else "")
+        if problem is None and field == "history":
             epochs = [r["epoch"] for r in run.history]
             if epochs != list(range(1, len(epochs) + 1)):
                 problem = f"its epochs are not 1, 2, ... in order (got {epochs[:10]})"
-        if problem is None and name == run_files.CONFIG and train_set_size(run.config) < 1:
+        if problem is None and field == "config" and train_set_size(run.config) < 1:
             problem = "validation_split leaves no training image"
         if problem:
             raise UserError(f"{run_files.path(run.path, name)}: {problem}: a report never "
@@ -264,12 +242,7 @@ def check_run(run: Run) -> None:
 
 
 def load_run(path: str | os.PathLike) -> Run:
-    """Reads a run directory and checks it (:func:`check_run`).
-
-    Raises:
-        UserError: not a run directory (no config.json or no history.json), or a
-            file whose values the report cannot use.
-    """
+    """Reads a run directory (config.json and history.json at least) and checks it."""
     path = Path(path)
     config = run_files.read_config(path)
     if config is None or not run_files.path(path, run_files.HISTORY_JSON).is_file():
@@ -279,39 +252,23 @@ def load_run(path: str | os.PathLike) -> Run:
         arch.parse_name(config.get("model"))
     except ValueError as e:
         raise UserError(f"{path / run_files.CONFIG}: {e}") from None
-    run = Run(path=path, config=config, history=run_files.read_history(path),
-              metrics=run_files.read_metrics(path), evaluation=run_files.read_evaluation(path),
-              layer_stats=run_files.read_layer_stats(path), curve=run_files.read_curve(path))
+    run = Run(path=path, config=config, **{field: getattr(run_files, f"read_{field}")(path)
+                                           for field in _SCHEMA if field != "config"})
     check_run(run)
     return run
 
 
-def epochs_to_reach(history: Sequence[dict[str, Any]], level: float,
-                    key: str = "val_accuracy") -> int | None:
-    """The first epoch whose ``key`` is at least ``level``; None if none is."""
-    for row in history:
-        if row.get(key) is not None and row[key] >= level:
-            return int(row["epoch"])
-    return None
-
-
-CURVE, HISTORY = "curve", "history"
-
-
 def convergence_source(runs: Sequence[Run]) -> tuple[str | None, str]:
-    """Where "how fast" is measured for all of ``runs``, and a sentence saying so.
-
-    The curve points (test accuracy on the fixed test subset, several times per
-    pass) when every run has them; else the per-epoch evaluations when every run
-    has them; else nothing: a mix would compare different test sets silently.
-    """
+    """Where "how fast" is measured for all of `runs`, and a sentence saying so: the curve
+    points when every run has them, else the per-epoch evaluations when every run has
+    them, else nothing (a mix would compare different test sets silently)."""
     if runs and all(r.curve_points for r in runs):
         images = sorted({p.get("test_images") for r in runs for p in r.curve_points} - {None})
-        return CURVE, (f"curve points (test accuracy on the fixed "
-                       f"{'/'.join(f'{i:,}' for i in images)}-image test subset, in passes "
-                       "over the training set)")
+        return CURVE_POINTS, (f"curve points (test accuracy on the fixed "
+                              f"{'/'.join(f'{i:,}' for i in images)}-image test subset, in "
+                              "passes over the training set)")
     if runs and all(r.evaluated_every_epoch for r in runs):
-        return HISTORY, f"per-epoch evaluations on the {runs[0].eval_set} set, in epochs"
+        return PER_EPOCH, f"per-epoch evaluations on the {runs[0].eval_set} set, in epochs"
     lacking = sorted(f"{r.model} seed {r.seed}" for r in runs
                      if not r.curve_points and not r.evaluated_every_epoch)
     return None, ("not measured: not every run has curve points, nor every run per-epoch "
@@ -320,29 +277,20 @@ def convergence_source(runs: Sequence[Run]) -> tuple[str | None, str]:
 
 
 def accuracy_series(run: Run, source: str | None) -> list[tuple[float, float]]:
-    """(passes or epochs, test accuracy) along the run, from ``source``."""
-    if source == CURVE:
+    """(passes or epochs, test accuracy) along the run."""
+    if source == CURVE_POINTS:
         return [(p["epoch"] * run.passes_per_epoch, 1 - p["test_error"])
                 for p in run.curve_points]
-    if source == HISTORY:
+    if source == PER_EPOCH:
         return [(float(r["epoch"]), r["val_accuracy"]) for r in run.history
                 if r.get("val_accuracy") is not None]
     return []
 
 
-def time_to_reach(series: Sequence[tuple[float, float]], level: float) -> float | None:
-    """The first x whose accuracy is at least ``level``; None if none is."""
-    return next((x for x, accuracy in series if accuracy >= level), None)
-
-
 def passes_to_train_error(run: Run, level: float) -> float | None:
-    """Passes over the training set until the training error falls to ``level``.
-
-    From the curve points: each point's training error (over the segment before
-    it) is placed at the point's pass, the run starts at (0 passes, chance
-    error), and the crossing is interpolated linearly between the two points
-    around it. None when the run never gets there or has no curve points.
-    """
+    """Passes until the training error falls to `level`, or None: each curve point's
+    training error (over the segment before it) sits at its pass, the run starts at
+    chance, and the crossing is interpolated linearly."""
     points = [(0.0, CHANCE_ERROR)] + [(p["epoch"] * run.passes_per_epoch, p["train_error"])
                                       for p in run.curve_points]
     if len(points) < 2:
@@ -356,25 +304,15 @@ def passes_to_train_error(run: Run, level: float) -> float | None:
 
 
 def level_key(level: float) -> str:
-    """The column name of "time to reach ``level``"."""
     return f"to_{100 * level:g}pct"
 
 
 def choose_levels(runs: Sequence[Run], count: int = 3,
                   margin: float = 0.05) -> tuple[tuple[float, ...], str]:
-    """Accuracy levels for "passes to X%" that the runs actually reach, and why these.
-
-    Fixed levels (50/80/90%) suit the paper's 200 epochs; a short study never
-    reaches them and every convergence comparison would read "not measured". The
-    levels here split the way from chance to the *lowest* best accuracy (on the
-    :func:`convergence_source`) among the runs that learned (best above chance +
-    ``margin``) into ``count`` equal steps, rounded down to whole percent, so that
-    every learning run reaches every level.
-
-    Returns:
-        (levels, a sentence saying how they were chosen); no levels when no run
-        rose above chance or there is no common source.
-    """
+    """Accuracy levels for "time to X%" that every run that learned reaches, and a
+    sentence saying how they were chosen. Fixed levels (50/80/90%) suit 200 epochs; a
+    short study would never reach them, so the way from chance to the lowest best
+    accuracy among the runs that learned is split into `count` equal steps."""
     source, where = convergence_source(runs)
     if source is None:
         return (), where + "."
@@ -395,69 +333,68 @@ def choose_levels(runs: Sequence[Run], count: int = 3,
                     "percent, so that every such run reaches every level.")
 
 
-def parse_levels(values: list[str]) -> tuple[float, ...] | None:
-    """--accuracy_levels as numbers in (0, 1); None (choose from the runs) when empty.
+@dataclasses.dataclass(frozen=True)
+class Levels:
+    """The accuracy levels of Table 1's "time to X%" columns and where that time is measured."""
 
-    Raises:
-        UserError: not numbers, or outside (0, 1).
-    """
+    levels: tuple[float, ...]
+    note: str | None            # how the levels were chosen, or why there are none
+    source: str | None          # CURVE_POINTS, PER_EPOCH, or None (not measured)
+    source_note: str
+
+
+def levels_for(runs: Sequence[Run], given: Sequence[float] | None = None) -> Levels:
+    """The levels `given`, or chosen from the runs (choose_levels); none without a source."""
+    source, source_note = convergence_source(runs)
+    levels, note = choose_levels(runs) if given is None else (tuple(given), None)
+    return Levels(levels if source else (), note, source, source_note)
+
+
+def parse_levels(values: list[str]) -> tuple[float, ...] | None:
+    """accuracy_levels as numbers in (0, 1); None (choose from the runs) when empty."""
     if not values:
         return None
     try:
         levels = tuple(float(v) for v in values)
     except ValueError:
-        raise UserError(f"--accuracy_levels must be numbers, got {','.join(values)}.") from None
+        raise UserError(f"accuracy_levels must be numbers, got {','.join(values)}.",
+                        argument="accuracy_levels") from None
     if not all(0 < v < 1 for v in levels):
-        raise UserError(f"--accuracy_levels must be fractions in (0, 1), got "
-                        f"{','.join(values)}.")
+        raise UserError(f"accuracy_levels must be fractions in (0, 1), got "
+                        f"{','.join(values)}.", argument="accuracy_levels")
     return levels
 
 
 def run_summary(run: Run, levels: Sequence[float],
                 source: str | None = None) -> dict[str, Any]:
-    """One run's row: the numbers Table 1 aggregates.
-
-    Args:
-        run: the run.
-        levels: test accuracy levels whose first time the row gives.
-        source: where that time is measured (:func:`convergence_source`).
-    """
+    """One run's row: the numbers Table 1 aggregates, with the time to each of `levels`
+    measured on `source` (convergence_source)."""
     metrics = run.metrics or {}
     last = run.history[-1] if run.history else {}
-    eval_images = (run.config["eval_steps"] * run.config["batch_size"]
-                   if run.config.get("eval_steps") else None)
     final, images, origin = run.final_test
     best = metrics.get("best") or {}
     point = run.last_point or {}
     row = {
-        "model": run.model,
-        "seed": run.seed,
-        "trainer": run.trainer,
-        "architecture": "residual" if run.spec.residual else "plain",
-        "layers": run.spec.depth,
-        "params": metrics.get("params_trainable"),
-        "epochs": int(last["epoch"]) if last else 0,
+        "model": run.model, "seed": run.seed, "trainer": run.trainer,
+        "architecture": "residual" if run.spec.residual else "plain", "layers": run.spec.depth,
+        "params": metrics.get("params_trainable"), "epochs": int(last["epoch"]) if last else 0,
         "images_per_epoch": run.images_per_epoch,
         "train_images_per_epoch": run.images_per_epoch or run.train_set_size,
-        "eval_images_per_epoch": eval_images if run.evaluated_every_epoch else None,
+        "eval_images_per_epoch": run.eval_images if run.evaluated_every_epoch else None,
         "evaluated_every_epoch": run.evaluated_every_epoch,
-        "final_test_accuracy": final,
-        "final_test_images": images,
-        "final_test_source": origin,
-        "best_test_accuracy": best.get("value"),
-        "best_epoch": best.get("epoch"),
+        "final_test_accuracy": final, "final_test_images": images, "final_test_source": origin,
+        "best_test_accuracy": best.get("value"), "best_epoch": best.get("epoch"),
         "best_chosen_on": best.get("chosen_on", run.eval_set) if best else None,
         "final_train_error": (1 - last["accuracy"]) if last.get("accuracy") is not None else None,
         "last_segment_train_error": point.get("train_error"),
         "last_segment_train_error_se": point.get("train_error_se"),
-        "wall_time_s": metrics.get("wall_time_s"),
-        "train_time_s": run.train_time_s,
+        "wall_time_s": metrics.get("wall_time_s"), "train_time_s": run.train_time_s,
         "load_average_mean": run.load_average,
         "train_images_per_sec": metrics.get("train_images_per_sec"),
     }
     series = accuracy_series(run, source)
     for level in levels:
-        row[level_key(level)] = time_to_reach(series, level)
+        row[level_key(level)] = next((x for x, accuracy in series if accuracy >= level), None)
     return row
 
 
@@ -469,18 +406,9 @@ def by_model(runs: Sequence[Run]) -> dict[str, list[Run]]:
     return out
 
 
-def first_of_each_model(runs: Sequence[Run]) -> dict[str, Run]:
-    """{model: its run with the lowest seed}."""
-    return {m: rs[0] for m, rs in by_model(runs).items()}
-
-
 def expand_run_paths(patterns: Sequence[str | os.PathLike]) -> list[Path]:
-    """Run directories named by ``patterns``: run directories, folders of run
-    directories (their sub-folders that are runs), or glob patterns of either.
-
-    Raises:
-        UserError: a pattern that names no run directory.
-    """
+    """Run directories named by `patterns`: run directories, folders of them, or glob
+    patterns of either; UserError for a pattern that names none."""
     found: list[Path] = []
     for pattern in patterns:
         pattern = os.path.expanduser(str(pattern))

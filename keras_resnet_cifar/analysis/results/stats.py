@@ -1,21 +1,6 @@
-"""The verdict rule: tests over seeds, never over the images of one run.
-
-Every verdict of the report compares per-seed values (one number per run):
-
-* two groups of runs (e.g. plain-56's seeds against plain-20's): **Welch's
-  two-sample t-test** (unequal variances, ``scipy.stats.ttest_ind(equal_var=False)``);
-* one per-seed quantity against a value (e.g. a seed-paired difference of
-  differences against 0, or a log speed ratio against log 2): a **one-sample
-  t-test** (``scipy.stats.ttest_1samp``), the paired t-test when the quantity is a
-  difference of runs with the same seed.
-
-A claim is **supported** when the measured difference has the claimed sign and
-the two-sided p-value is below :data:`ALPHA` (0.05); **contradicted** when the
-opposite sign is that significant; **not decided** otherwise. With fewer than
-two seeds on either side there is no spread to test against: **not decided (one
-seed)**, whatever a within-run standard error (binomial on the test images, over
-the batches of a training segment) says; that error may be shown, as information.
-"""
+"""The verdict rule (RULE): tests over seeds, never over the images of one run. Welch's
+two-sample t-test of per-seed values, or a one-sample t-test of a per-seed quantity;
+Holm-Bonferroni over the family; adjusted p < ALPHA with the claimed sign."""
 
 from __future__ import annotations
 
@@ -64,8 +49,6 @@ RULE = ("A verdict rests on the spread between seeds, never on the images of one
 
 @dataclasses.dataclass(frozen=True)
 class Test:
-    """A t-test's numbers: the difference, its standard error over seeds, t, df, p."""
-
     kind: str                   # "Welch" or "one-sample"
     difference: float           # mean(a) - mean(b), or mean(values) - null
     se: float                   # its standard error over seeds
@@ -75,7 +58,6 @@ class Test:
     n: tuple[int, ...]          # seeds per side
 
     def describe(self, scale: float = 100, unit: str = " points", digits: int = 2) -> str:
-        """"difference +1.23 ± 0.45 points (SE over seeds), Welch t = 2.7, df = 3.9, p = 0.055, n = 3, 3"."""
         t = f"{self.t:.2f}" if math.isfinite(self.t) else ("inf" if self.t > 0 else "-inf")
         return (f"difference {scale * self.difference:+.{digits}f} ± {scale * self.se:.{digits}f}"
                 f"{unit} (SE over seeds), {self.kind} t = {t}, df = {self.df:.1f}, "
@@ -86,7 +68,7 @@ class Test:
 
 
 def format_p(p: float) -> str:
-    """A p-value as a reader wants it: 0.032, 0.0004, < 1e-6."""
+    """0.032, 0.0004, < 1e-6."""
     if not math.isfinite(p):
         return "n/a"
     if p < 1e-6:
@@ -99,64 +81,52 @@ def _clean(values: Sequence[float | None]) -> np.ndarray:
                       np.float64)
 
 
-def welch(a: Sequence[float | None], b: Sequence[float | None]) -> Test | None:
-    """Welch's two-sample t-test of mean(a) - mean(b); None with fewer than 2 values a side.
+def _t_test(kind: str, diff: float, se: float, df: float, n: tuple[int, ...],
+            scipy_test) -> Test:
+    """Without any spread (se 0): t = ±inf and p = 0 when the difference is not 0, else t = 0
+    and p = 1; otherwise scipy's t and p (one side without spread: scipy warns, it holds)."""
+    if se == 0:
+        return Test(kind, diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0, df,
+                    0.0 if diff else 1.0, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy_test()
+    return Test(kind, diff, se, float(result.statistic), df, float(result.pvalue), n)
 
-    Two groups without any spread (every seed the same value) give t = ±inf and
-    p = 0 when their means differ, t = 0 and p = 1 when they do not.
-    """
+
+def welch(a: Sequence[float | None], b: Sequence[float | None]) -> Test | None:
+    """Welch's t-test of mean(a) - mean(b); None with fewer than 2 values a side."""
     from scipy import stats  # through scikit-learn's dependencies; imported when needed
 
     a, b = _clean(a), _clean(b)
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
-    if se == 0:
-        return Test("Welch", diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0,
-                    float(len(a) + len(b) - 2), 0.0 if diff else 1.0, (len(a), len(b)))
-    with warnings.catch_warnings():  # one side without spread: scipy warns, the result holds
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_ind(a, b, equal_var=False)
-    # Welch-Satterthwaite degrees of freedom (what ttest_ind used).
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return Test("Welch", diff, se, float(result.statistic), float(df), float(result.pvalue),
-                (len(a), len(b)))
+    # Welch-Satterthwaite degrees of freedom (what ttest_ind uses).
+    df = (float(len(a) + len(b) - 2) if va + vb == 0 else
+          float((va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))))
+    return _t_test("Welch", float(a.mean() - b.mean()), math.sqrt(va + vb), df,
+                   (len(a), len(b)), lambda: stats.ttest_ind(a, b, equal_var=False))
 
 
 def one_sample(values: Sequence[float | None], null: float = 0.0) -> Test | None:
-    """One-sample t-test of mean(values) - null; None with fewer than 2 values."""
     from scipy import stats
 
     x = _clean(values)
     if len(x) < 2:
         return None
-    diff, se = float(x.mean() - null), float(x.std(ddof=1) / math.sqrt(len(x)))
-    if se == 0:
-        return Test("one-sample", diff, 0.0, math.copysign(math.inf, diff) if diff else 0.0,
-                    float(len(x) - 1), 0.0 if diff else 1.0, (len(x),))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_1samp(x, null)
-    return Test("one-sample", diff, se, float(result.statistic), float(len(x) - 1),
-                float(result.pvalue), (len(x),))
+    return _t_test("one-sample", float(x.mean() - null),
+                   float(x.std(ddof=1) / math.sqrt(len(x))), float(len(x) - 1), (len(x),),
+                   lambda: stats.ttest_1samp(x, null))
 
 
 def verdict(test: Test | None, claimed_sign: int) -> str:
-    """The verdict on "the difference has ``claimed_sign``" (+1 or -1); see the module."""
-    if test is None:
-        return ONE_SEED
-    if test.p < ALPHA and test.difference * claimed_sign > 0:
-        return SUPPORTED
-    if test.p < ALPHA and test.difference * claimed_sign < 0:
-        return CONTRADICTED
-    return NOT_DECIDED
+    return decide(decision(test, claimed_sign))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values, in the order given (step-down: the k-th smallest
-    of m times (m - k + 1), made non-decreasing, capped at 1). Rejecting where the
-    adjusted p < alpha keeps the family-wise error rate at most alpha."""
+    of m times (m - k + 1), made non-decreasing, capped at 1)."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
     adjusted = [1.0] * m
@@ -168,8 +138,8 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 def decision(test: Test | None, claimed_sign: int) -> dict | None:
-    """What a verdict rests on: {"p": the raw two-sided p, "if_significant": the verdict
-    when (the adjusted) p < ALPHA}; None without a test."""
+    """What a verdict rests on: {"p": the raw p, "if_significant": the verdict when (the
+    adjusted) p < ALPHA}; None without a test."""
     if test is None:
         return None
     return {"p": test.p, "if_significant": SUPPORTED if test.difference * claimed_sign > 0
@@ -177,10 +147,8 @@ def decision(test: Test | None, claimed_sign: int) -> dict | None:
 
 
 def all_of(decisions: Sequence[dict | None]) -> dict | None:
-    """The decision of a claim whose parts must all hold (an intersection-union test):
-    supported needs every part supported, at the largest of their p-values; contradicted
-    when a part is contradicted, at the smallest such p times their number (Bonferroni
-    over the parts)."""
+    """A claim whose parts must all hold (intersection-union): supported at the largest p
+    when every part is; contradicted at the smallest contradicting p times the parts."""
     if not decisions or any(d is None for d in decisions):
         return None
     against = [d["p"] for d in decisions if d["if_significant"] == CONTRADICTED]
@@ -192,7 +160,6 @@ def all_of(decisions: Sequence[dict | None]) -> dict | None:
 
 
 def decide(decided: dict | None, p: float | None = None) -> str:
-    """The verdict of a decision at ``p`` (default: its raw p)."""
     if decided is None:
         return ONE_SEED
     p = decided["p"] if p is None else p
@@ -200,11 +167,7 @@ def decide(decided: dict | None, p: float | None = None) -> str:
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """One verdict for a claim made of parts that must all hold.
-
-    Contradicted when any part is; supported when every part is; not measured
-    when any part is; one seed when any part had one; otherwise not decided.
-    """
+    """One verdict for a claim made of parts that must all hold."""
     if CONTRADICTED in verdicts:
         return CONTRADICTED
     if verdicts and all(v == SUPPORTED for v in verdicts):
@@ -215,18 +178,13 @@ def combine(verdicts: Sequence[str]) -> str:
     return NOT_DECIDED
 
 
-def mean_se(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
-    """(mean, standard error of the mean over the values (n > 1), n)."""
-    x = _clean(values)
-    if not len(x):
-        return None, None, 0
-    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else None
-    return float(x.mean()), se, len(x)
-
-
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
-    """(mean, sample standard deviation (n > 1), n)."""
     x = _clean(values)
     if not len(x):
         return None, None, 0
     return float(x.mean()), (float(x.std(ddof=1)) if len(x) > 1 else None), len(x)
+
+
+def mean_se(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    mean, std, n = mean_std(values)
+    return mean, (None if std is None else std / math.sqrt(n)), n

@@ -7,7 +7,7 @@ import csv
 import io
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.results.runs import CURVE, level_key
+from keras_resnet_cifar.analysis.results.runs import CURVE_POINTS, PROJECT_TRAINER, level_key
 from keras_resnet_cifar.analysis.results.stats import mean_se, mean_std
 
 # Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
@@ -18,13 +18,9 @@ NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error",
 
 def table1(summaries: Sequence[dict[str, Any]],
            levels: Sequence[float]) -> list[dict[str, Any]]:
-    """Aggregates run rows per model: mean, sample std (n > 1) and n.
-
-    Rows are ordered plain before residual, shallow before deep. For a number
-    some runs lack (e.g. "best", which needs per-epoch evaluations), the mean is
-    over the runs that have it and ``<key>_n`` counts them; for "time to X%",
-    over the runs that reached X (``<key>_reached``).
-    """
+    """Run rows aggregated per model: mean, sample std (n > 1) and n, plain before residual,
+    shallow before deep. A number some runs lack (e.g. "best") is averaged over the runs
+    that have it, <key>_n counting them; "time to X%" over those that reached X."""
     by_model: dict[str, list[dict[str, Any]]] = {}
     for s in summaries:
         by_model.setdefault(s["model"], []).append(s)
@@ -51,7 +47,12 @@ def table1(summaries: Sequence[dict[str, Any]],
     return rows
 
 
-def pct(mean: float | None, std: float | None) -> str:
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows]) + "\n"
+
+
+def pct(mean: float | None, std: float | None = None) -> str:
     if mean is None:
         return "n/a"
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
@@ -75,17 +76,10 @@ def _time(mean, std, reached, n) -> str:
 
 def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
                     source: str | None = None) -> str:
-    """Table 1 as a Markdown table (accuracies and errors in %).
-
-    Args:
-        rows: :func:`table1`'s rows.
-        levels: the accuracy levels of the "time to X%" columns.
-        source: where those are measured (``runs.CURVE``: passes, curve points on the
-            test subset; ``runs.HISTORY``: epochs, per-epoch evaluations).
-    """
+    """Table 1 in Markdown (in %); "time to X%" in passes (CURVE_POINTS) or epochs."""
     chosen = sorted({str(r["best_chosen_on"]) for r in rows if r["best_chosen_on"]})
     segment = any(r["last_segment_train_error_mean"] is not None for r in rows)
-    unit = ("passes to {}% test acc. (curve points, test subset)" if source == CURVE else
+    unit = ("passes to {}% test acc. (curve points, test subset)" if source == CURVE_POINTS else
             "epochs to {}% " + "/".join(chosen or ["test"]) + " acc. (per-epoch eval)")
     head = (["architecture", "model", "layers", "params", "n",
              "final test acc. (%)",
@@ -94,7 +88,7 @@ def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
              "training error, last epoch (%)"]
             + (["training error, last curve segment (%)"] if segment else [])
             + [unit.format(f"{100 * level:g}") for level in levels])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for r in rows:
         cells = [r["architecture"], r["model"], str(r["layers"]),
                  f"{r['params']:,}" if r["params"] else "n/a", str(r["n"]),
@@ -107,35 +101,30 @@ def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
         for level in levels:
             key = level_key(level)
             cells.append(_time(r[f"{key}_mean"], r[f"{key}_std"], r[f"{key}_reached"], r["n"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.append(cells)
+    return markdown_table(head, table)
 
 
 def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per run: training wall time (sum of the epochs' times) and the mean load average."""
     return [{"trainer": s["trainer"], "model": s["model"], "seed": s["seed"],
              "train_time_s": s["train_time_s"], "load_average_mean": s["load_average_mean"],
              "train_images_per_sec": s["train_images_per_sec"]}
-            for s in sorted(summaries, key=lambda s: (s["trainer"] != "keras_resnet_cifar",
+            for s in sorted(summaries, key=lambda s: (s["trainer"] != PROJECT_TRAINER,
                                                       s["architecture"] != "plain",
                                                       s["layers"], s["seed"]))]
 
 
 def cost_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The study's cost as a Markdown table: one row per run."""
     head = ["trainer", "model", "seed", "training time (min)",
             "mean 1-min load average", "median training img/s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["trainer"], r["model"], str(r["seed"]),
-            f"{r['train_time_s'] / 60:.1f}" if r["train_time_s"] is not None else "n/a",
-            f"{r['load_average_mean']:.1f}" if r["load_average_mean"] is not None
-            else "not recorded",
-            f"{r['train_images_per_sec']:.0f}" if r["train_images_per_sec"] else "n/a"]) + " |")
     total = sum(r["train_time_s"] or 0 for r in rows)
-    lines.append(f"\nTraining time in all: {total / 60:.1f} min over {len(rows)} runs.")
-    return "\n".join(lines) + "\n"
+    return markdown_table(head, [[
+        r["trainer"], r["model"], str(r["seed"]),
+        f"{r['train_time_s'] / 60:.1f}" if r["train_time_s"] is not None else "n/a",
+        f"{r['load_average_mean']:.1f}" if r["load_average_mean"] is not None
+        else "not recorded",
+        f"{r['train_images_per_sec']:.0f}" if r["train_images_per_sec"] else "n/a"]
+        for r in rows]) + f"\nTraining time in all: {total / 60:.1f} min over {len(rows)} runs.\n"
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -154,27 +143,15 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
 def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list[dict[str, Any]]],
                      published: dict[str, float], reproduction: dict[str, float], *,
                      ours: str, theirs: str, reproduction_schedule: str) -> str:
-    """Our final errors beside He et al.'s and the reproduction's, as a Markdown table.
-
-    Standard errors: of the mean over seeds when a model has several; for one run,
-    binomial on the test images (test error) or over the last segment's batches
-    (training error), marked so: information, not a verdict.
-
-    Args:
-        rows: Table 1's rows (final test accuracy and its image count).
-        last_points: {model: the last curve point of each of its runs} (training error
-            and its standard error over the segment's batches).
-        published: {model: He et al.'s test accuracy}.
-        reproduction: {model: the reproduction's test accuracy}.
-        ours: our schedule, e.g. "3 passes (1,173 iterations)".
-        theirs: He et al.'s, e.g. "64k iterations".
-        reproduction_schedule: the reproduction's, e.g. "200 epochs".
-    """
+    """Our final errors beside He et al.'s (`published`) and the reproduction's, in
+    Markdown. `last_points`: {model: the last curve point of each of its runs}. Standard
+    errors: of the mean over seeds; for one run, binomial on the test images or over the
+    last segment's batches, marked so (information, not a verdict)."""
     head = ["model", f"ours: test error (%) ± SE, after {ours}",
             "ours: training error (%) ± SE, last segment",
             f"He et al. (2016) test error (%), after {theirs}",
             f"reproduction test error (%), after {reproduction_schedule}"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for r in rows:
         acc, n = r["final_test_accuracy_mean"], r["final_test_images"]
         if acc is None:
@@ -201,5 +178,5 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list
                  else "figure only" if r["model"] in FIGURE_6_ONLY else "not published")
         seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction
                 else "not published")
-        lines.append("| " + " | ".join([r["model"], test, train, paper, seed]) + " |")
-    return "\n".join(lines) + "\n"
+        table.append([r["model"], test, train, paper, seed])
+    return markdown_table(head, table)

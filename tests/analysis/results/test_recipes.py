@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from keras_resnet_cifar.analysis.results import recipes
+from keras_resnet_cifar.analysis.results import build, recipes
 from keras_resnet_cifar.analysis.results.runs import Run
 from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
+from tests.analysis.results.fake_runs import curve_run, decay
 
 
 def _run(name, **config):
@@ -40,3 +41,16 @@ def test_two_recipes_are_refused_in_one_line_naming_a_run_of_each():
     assert message.startswith("The study's runs were trained with 2 different recipes")
     assert "a and c differ in epochs 3 vs 1, lr_boundaries [80, 120] vs [0.5];" in message
     assert json.dumps(recipes.check_one_recipe([])) == "{}"
+
+
+def test_runs_of_different_recipes_are_refused_in_one_line(tmp_path):
+    a = curve_run(tmp_path / "a", "resnet20", 0, decay(0.8, 0.4), decay(0.8, 0.4), 0.4)
+    b = curve_run(tmp_path / "b", "resnet20", 1, decay(0.8, 0.4), decay(0.8, 0.4), 0.4,
+                 epochs=200, lr_boundaries=(80, 120))
+    with pytest.raises(UserError, match="2 different recipes") as e:
+        build.report([a, b])
+    assert "\n" not in str(e.value) and "epochs 3 vs 200" in str(e.value)
+    # How a run executed is not its recipe: another data_dir pools.
+    c = curve_run(tmp_path / "c", "resnet20", 2, decay(0.8, 0.4), decay(0.8, 0.4), 0.4,
+                 data_dir="/elsewhere", jit_compile=True)
+    assert len(build.report([a, c]).texts["runs.csv"].splitlines()) == 3

@@ -1,50 +1,22 @@
-"""The full-recipe Table 1 report (issue 23): one seed per network at the default
-200-epoch recipe, finished or in progress, beside the published figures."""
+"""full_recipe: one seed per network at the default 200-epoch recipe, finished or in
+progress, beside the published figures (issue 23)."""
 
 import json
 
 import pytest
 
 from keras_resnet_cifar.analysis.results import build, full_recipe, runs, stats
-from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
-
-CLASSES = ["airplane", "automobile"]
-
-
-def make_full_run(root, model, epochs_done, test_acc, *, finished=False, cpu="Test CPU",
-                  per_class=(0.9, 0.8)):
-    """A run directory of the default recipe (200 epochs), ``epochs_done`` of them done."""
-    run = root / f"{model}-seed0"
-    run.mkdir(parents=True)
-    config = TrainConfig(model=model, data_dir="/data/cifar10")
-    (run / "config.json").write_text(config.to_json())
-    rows = [{"epoch": i + 1, "loss": 1.0, "accuracy": 0.5 + 0.4 * (i + 1) / epochs_done,
-             "val_loss": 1.2, "val_accuracy": max(0.1, test_acc - 0.01 * (epochs_done - i - 1)),
-             "learning_rate": 0.1, "epoch_time_s": 90.0, "images_per_sec": 555.0,
-             "load_average": 2.5} for i in range(epochs_done)]
-    (run / "history.json").write_text(json.dumps({"eval_set": "test", "epochs": rows}))
-    if finished:
-        (run / "metrics.json").write_text(json.dumps({
-            "model": model, "test_accuracy": test_acc, "test_images": 10000,
-            "cpu": cpu, "cpu_cores": 2, "gpus": [], "tensorflow": "2.21.0", "keras": "3.15.1",
-            "python": "3.11.7", "git_commit": "abc123", "data_dir_given": "~/data/cifar10",
-            "finished_at": "2026-12-06T10:00:00+0000"}))
-        (run / "evaluation.json").write_text(json.dumps({
-            "images": 10000, "accuracy": test_acc, "loss": 0.3, "class_names": CLASSES,
-            "per_class": [{"class": c, "accuracy": a, "recall": a}
-                          for c, a in zip(CLASSES, per_class)],
-            "confusion_matrix": [[900, 100], [200, 800]]}))
-    return run
+from tests.analysis.results.fake_runs import full_recipe_run
 
 
 @pytest.fixture
 def finished(tmp_path):
-    return [make_full_run(tmp_path, "plain20", 200, 0.9080, finished=True),
-            make_full_run(tmp_path, "resnet20", 200, 0.9170, finished=True,
+    return [full_recipe_run(tmp_path, "plain20", 200, 0.9080, finished=True),
+            full_recipe_run(tmp_path, "resnet20", 200, 0.9170, finished=True,
                           cpu="AMD EPYC", per_class=(0.95, 0.85)),
-            make_full_run(tmp_path, "plain56", 200, 0.8700, finished=True),
-            make_full_run(tmp_path, "resnet56", 200, 0.9330, finished=True)]
+            full_recipe_run(tmp_path, "plain56", 200, 0.8700, finished=True),
+            full_recipe_run(tmp_path, "resnet56", 200, 0.9330, finished=True)]
 
 
 def test_auto_mode_picks_full_recipe_and_sets_ours_beside_the_published(finished, tmp_path):
@@ -76,8 +48,8 @@ def test_auto_mode_picks_full_recipe_and_sets_ours_beside_the_published(finished
 
 
 def test_partial_runs_say_where_they_stand(tmp_path):
-    dirs = [make_full_run(tmp_path, "resnet20", 40, 0.85),
-            make_full_run(tmp_path, "plain20", 12, 0.70)]
+    dirs = [full_recipe_run(tmp_path, "resnet20", 40, 0.85),
+            full_recipe_run(tmp_path, "plain20", 12, 0.70)]
     out = tmp_path / "out"
     build.write_report(dirs, out)
     text = (out / "report.md").read_text()
@@ -99,7 +71,8 @@ def test_study_mode_is_kept_for_short_recipes_and_modes_are_checked(finished, tm
     assert full_recipe.is_full_recipe([run])
     config = dict(run.config, epochs=3)
     assert not full_recipe.is_full_recipe([runs.Run(**{**run.__dict__, "config": config})])
-    with pytest.raises(UserError, match="mode"):
+    with pytest.raises(UserError, match="'table'") as e:
         build.report(finished, mode="table")
+    assert e.value.argument == "mode"
     study = build.report(finished, mode="study")
     assert study.texts["report.md"].startswith("# Plain vs residual")

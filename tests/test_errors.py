@@ -1,6 +1,6 @@
-"""Counts and nouns in sentences."""
+"""errors: the user's mistakes and the sentences that print them."""
 
-from keras_resnet_cifar.text import plural
+from keras_resnet_cifar.errors import plural
 
 
 def test_plural():
