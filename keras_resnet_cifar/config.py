@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any, Collection
 
-from keras_resnet_cifar.data.datasets import DATASETS, TRAIN_IMAGES  # no TensorFlow
+from keras_resnet_cifar.data.datasets import DATASETS, TRAIN_IMAGES, batches  # no TensorFlow
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import arch  # no Keras: values are checked before TF loads
 
@@ -143,11 +143,6 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"Unknown configuration keys: {', '.join(unknown)}.")
         return cls(**values)  # lr_boundaries: any sequence becomes a tuple
-
-
-def batches(images: int, batch_size: int, drop_remainder: bool = False) -> int:
-    """Batches in one pass over `images` (the last one partial unless `drop_remainder`)."""
-    return images // batch_size if drop_remainder else -(-images // batch_size)
 
 
 def check_steps_per_execution(steps: int, steps_per_execution: int) -> None:

@@ -85,3 +85,35 @@ def test_the_folders_and_config_import_nothing_heavy():
     assert folders == str([f"keras_resnet_cifar.{n}" for n in sorted(
         ("data", "models", "training", "deploy", "analysis"))])
     assert heavy == "[]"
+
+
+def _part_imports(package: Path) -> dict[tuple[str, str], str]:
+    """{(importing part, imported part): an example module} over every import statement,
+    top-level or in a function; a part is a folder of the package or a top-level module."""
+    import ast
+
+    def part(module: str) -> str:
+        return module.split(".")[1] if "." in module else module
+
+    found = {}
+    for path in package.rglob("*.py"):
+        name = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                       else [a.name for a in getattr(node, "names", [])]
+                       if isinstance(node, ast.Import) else [])
+            if isinstance(node, ast.ImportFrom) and node.module == package.name:
+                targets = [f"{package.name}.{a.name}" for a in node.names]
+            for target in targets:
+                if target.startswith(f"{package.name}.") and part(target) != part(name) \
+                        and "." in name:
+                    found.setdefault((part(name), part(target)), name)
+    return found
+
+
+def test_no_two_parts_of_the_package_import_each_other():
+    """The layering: commands over folders over the bottom modules, never both ways."""
+    edges = _part_imports(REPO / "keras_resnet_cifar")
+    both_ways = sorted(f"{a} ({edges[a, b]}) <-> {b} ({edges[b, a]})"
+                       for a, b in edges if a < b and (b, a) in edges)
+    assert not both_ways, both_ways

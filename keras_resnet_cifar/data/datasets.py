@@ -29,6 +29,11 @@ _NO_DOWNLOAD_HINT = (f"pass data_dir=<folder with {cifar_files.BIN_DIR}, "
                      f"{cifar_files.PY_DIR}, {cifar_files.BIN_TAR} or {cifar_files.PY_TAR}>")
 
 
+def batches(images: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one pass over `images` (the last one partial unless `drop_remainder`)."""
+    return images // batch_size if drop_remainder else -(-images // batch_size)
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
     """uint8 images (N, 32, 32, 3) RGB and int64 labels (N,) in 0..9."""

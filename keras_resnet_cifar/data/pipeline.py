@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_resnet_cifar.config import batches
-from keras_resnet_cifar.data.datasets import Split
+from keras_resnet_cifar.data.datasets import Split, batches
 
 PAD = 4  # pixels of zeros on each side before the random 32x32 crop
 SIZE = 32

@@ -18,8 +18,8 @@ import tensorflow as tf
 from absl import logging
 
 from keras_resnet_cifar import environment, fileio, run_files, signals
-from keras_resnet_cifar.config import (ConfigError, TrainConfig, batches,
-                                       check_steps_per_execution, learning_rate_at)
+from keras_resnet_cifar.config import (ConfigError, TrainConfig, check_steps_per_execution,
+                                       learning_rate_at)
 from keras_resnet_cifar.data import datasets, pipeline
 from keras_resnet_cifar.models import arch, networks
 from keras_resnet_cifar.errors import plural
@@ -118,7 +118,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike,
 
 
 def _eval_batches(split: datasets.Split, config: TrainConfig) -> int:
-    return min(batches(len(split.labels), config.batch_size), config.eval_steps or math.inf)
+    return min(datasets.batches(len(split.labels), config.batch_size),
+               config.eval_steps or math.inf)
 
 
 def _eval_ds(split: datasets.Split, config: TrainConfig) -> tf.data.Dataset:
