@@ -19,7 +19,7 @@ from absl import flags
 
 from keras_resnet_cifar import cli
 from keras_resnet_cifar.errors import UserError
-from keras_resnet_cifar.models.checkpoint_conversion import convert, write_npz
+from keras_resnet_cifar.models.torch_checkpoint import convert, write_npz
 from keras_resnet_cifar.models.reference_weights import write_licence
 
 
