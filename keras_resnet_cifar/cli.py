@@ -51,9 +51,10 @@ def print_ranked(predictions: Sequence[dict], errors: Sequence[object], *, as_js
     """Prints the rows as a table (or JSON with `json_fields`), errors on stderr; exit 1 if any."""
     from keras_resnet_cifar.data.labels import format_ranked
 
+    errors = [flag_message(e) if isinstance(e, UserError) else str(e) for e in errors]
     if as_json:
         print(json.dumps({**json_fields, "predictions": list(predictions),
-                          "errors": [str(e) for e in errors]}, indent=2))
+                          "errors": errors}, indent=2))
     else:
         if predictions:
             print(format_ranked(predictions))

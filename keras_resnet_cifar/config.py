@@ -167,7 +167,7 @@ def _boundaries(values) -> tuple[int | float, ...]:
                           argument="lr_boundaries") from None
     if list(boundaries) != sorted(set(boundaries)) or any(b <= 0 for b in boundaries):
         raise ConfigError(f"lr_boundaries must be increasing positive epochs, got "
-                          f"{list(boundaries)}.", argument="lr_boundaries")
+                          f"{', '.join(map(str, values))}.", argument="lr_boundaries")
     return boundaries
 
 

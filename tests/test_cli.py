@@ -512,6 +512,8 @@ def test_command_docstrings_are_plain_text():
      "no model.keras yet (--checkpoint=last for an unfinished run)"),
     ("it is not vouched for; load it with trust_savedmodel.", "trust_savedmodel",
      "it is not vouched for; load it with --trust_savedmodel."),
+    ("big.png: is 64x48, not 32x32 (not resized under strict).", "strict",
+     "big.png: is 64x48, not 32x32 (not resized under --strict)."),
 ])
 def test_library_arguments_are_printed_as_flags(message, argument, line):
     assert cli.flag_message(cli.UserError(message, argument=argument)) == line

@@ -76,7 +76,7 @@ def _load_image(path: str, strict: bool) -> Loaded:
     if size != (SIZE, SIZE):
         if strict:
             raise ImageError(f"{path}: is {size[0]}x{size[1]}, not {SIZE}x{SIZE} "
-                             "(strict refuses to resize).", argument="strict")
+                             "(not resized under strict).", argument="strict")
         warnings.append(f"{path}: resized {size[0]}x{size[1]} to {SIZE}x{SIZE}; "
                         "predictions on resized images are less reliable")
         rgb = rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
