@@ -24,7 +24,7 @@ from absl import flags
 from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import peer, speed, speed_table
 from keras_resnet_cifar.deploy import predictor
-from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.config import TrainConfig, check_steps_per_execution
 from keras_resnet_cifar.errors import UserError
 
 # The PyTorch peer ships with the repository, not with the installed package.
@@ -89,9 +89,9 @@ def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
         raise UserError("--variants names the precisions and XLA to time: give it or "
                         "--mixed_precision / --jit_compile, not both.")
     steps = flag_values.steps
-    if steps > 0 and steps % flag_values.steps_per_execution:
-        raise UserError(f"--steps_per_execution={flag_values.steps_per_execution} must divide "
-                        f"--steps={steps} (Keras runs every execution whole).")
+    if steps > 0:  # before TrainConfig's check, which would suggest a steps_per_epoch
+        check_steps_per_execution(steps, flag_values.steps_per_execution,
+                                  other="a number of steps")
     # A timed repeat is one Keras epoch of --steps steps.
     base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20",
                                          steps_per_epoch=steps if steps > 0 else None)

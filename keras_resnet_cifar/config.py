@@ -145,10 +145,12 @@ class TrainConfig:
         return cls(**values)  # lr_boundaries: any sequence becomes a tuple
 
 
-def check_steps_per_execution(steps: int, steps_per_execution: int) -> None:
-    """Refuses a `steps_per_execution` that does not divide an epoch's `steps`: Keras
-    (3.15) runs every execution whole, so an epoch would run into the next one's batches
-    (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data and rates."""
+def check_steps_per_execution(steps: int, steps_per_execution: int, *,
+                              other: str = "a steps_per_epoch") -> None:
+    """Refuses a `steps_per_execution` that does not divide an epoch's `steps` (`other`: what
+    else may change): Keras (3.15) runs every execution whole, so an epoch would run into the
+    next one's batches (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data
+    and rates."""
     if steps % steps_per_execution:
         divisors = [d for d in range(1, min(steps, 1000) + 1) if steps % d == 0]
         shown = ", ".join(map(str, divisors[:8])) + (", ..." if len(divisors) > 8
@@ -156,7 +158,7 @@ def check_steps_per_execution(steps: int, steps_per_execution: int) -> None:
         raise ConfigError(
             f"steps_per_execution={steps_per_execution} does not divide the {steps} steps of "
             f"an epoch (an execution would run into the next epoch); use a divisor of {steps} "
-            f"({shown}) or a steps_per_epoch that it divides.", argument="steps_per_execution")
+            f"({shown}) or {other} that it divides.", argument="steps_per_execution")
 
 
 def _boundaries(values) -> tuple[int | float, ...]:
