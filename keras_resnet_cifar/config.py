@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any, Collection
 
-from keras_resnet_cifar.data.datasets import DATASETS, TRAIN_IMAGES, batches  # no TensorFlow
+from keras_resnet_cifar.data.datasets import DATASETS, batches, train_images  # no TensorFlow
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import arch  # no Keras: values are checked before TF loads
 
@@ -122,12 +122,12 @@ class TrainConfig:
         object.__setattr__(self, "lr_boundaries", _boundaries(self.lr_boundaries))
         check_steps_per_execution(self.epoch_steps(), self.steps_per_execution)
 
-    def epoch_steps(self, train_images: int | None = None) -> int:
-        """`steps_per_epoch`, else one pass over `train_images` (default: the data set's)."""
-        if train_images is None:
-            images = self.synthetic_train_size if self.dataset == "synthetic" else TRAIN_IMAGES
-            train_images = max(1, images - self.validation_split)
-        return self.steps_per_epoch or batches(train_images, self.batch_size)
+    def epoch_steps(self, images: int | None = None) -> int:
+        """`steps_per_epoch`, else one pass over `images` (default: the training set's)."""
+        if images is None:
+            images = max(1, train_images(self.dataset, self.synthetic_train_size,
+                                         self.validation_split))
+        return self.steps_per_epoch or batches(images, self.batch_size)
 
     @property
     def eval_set(self) -> str:

@@ -68,6 +68,14 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return super()._proc_member(tar)
 
 
+def train_images(dataset: str | None, synthetic_train_size: int, validation_split: int) -> int:
+    """A run's training images: CIFAR-10's (or the synthetic set's) less the `validation_split`
+    held out, < 1 if none is left (callers refuse or clamp). Here, low in the package, for
+    TrainConfig and the report alike (which reads configs TrainConfig may refuse)."""
+    images = synthetic_train_size if dataset == "synthetic" else TRAIN_IMAGES
+    return images - validation_split
+
+
 def detect_format(path: str) -> str:
     """One of FORMATS; cheap (no batch is read), so a command refuses a wrong path at once."""
     return _locate(path)[0]

@@ -17,7 +17,7 @@ from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 from keras_resnet_cifar.errors import DataError, UserError, first_line as _first_line
 
 DATASETS = ("cifar10", "synthetic")
-TRAIN_IMAGES = cifar_files.TRAIN_IMAGES
+train_images = cifar_files.train_images
 CLASS_NAMES = CIFAR10_CLASSES
 NUM_CLASSES = cifar_files.NUM_CLASSES
 
