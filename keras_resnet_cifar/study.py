@@ -22,7 +22,7 @@ from absl import flags, logging
 
 from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import depth_study
-from keras_resnet_cifar.config import as_epoch
+from keras_resnet_cifar.config import ConfigError, as_epoch
 from keras_resnet_cifar.errors import UserError
 
 # --quick: a schedule that runs in minutes per model on a CPU (curves, not accuracy).
@@ -96,20 +96,22 @@ def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
         raise UserError(f"--seeds must be integers, got {','.join(flag_values.seeds)}.") from None
     if not seeds:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
-    base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
-    spec = depth_study.StudySpec(models=models, seeds=seeds, base=base,
-                              layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
-                              layer_stats_batch=flag_values.layer_stats_batch,
-                              curve_points_per_epoch=flag_values.curve_points_per_epoch,
-                              curve_test_images=flag_values.curve_test_images)
+    try:  # every run's TrainConfig, so every model and seed is checked before training
+        base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
+        spec = depth_study.StudySpec(models=models, seeds=seeds, base=base,
+                                     layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
+                                     layer_stats_batch=flag_values.layer_stats_batch,
+                                     curve_points_per_epoch=flag_values.curve_points_per_epoch,
+                                     curve_test_images=flag_values.curve_test_images)
+        spec.configs()
+    except ConfigError as e:  # cli prints its argument as the flag: here --models, --seeds
+        if e.argument in PER_RUN:
+            raise UserError(str(e)) from None  # prose: the value, not a flag study lacks
+        raise
     too_late = [e for e in spec.layer_stats_epochs if e > base.epochs]
     if too_late:
         raise UserError(f"--layer_stats_epochs {', '.join(map(str, too_late))} lie beyond "
                         f"--epochs={base.epochs}.")
-    try:  # builds every run's TrainConfig, so every model name is checked before training
-        spec.configs()
-    except ValueError as e:
-        raise UserError(str(e)) from None
     return spec
 
 
