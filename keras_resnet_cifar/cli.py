@@ -1,7 +1,6 @@
-"""The command-line layer every tool starts through (run()): flags (docs/command-line.md),
-quiet output, one-line errors. A UserError, a flag error or a missing dependency ends in one
-`error:` line and exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and
-keeps its traceback."""
+"""The command-line layer every tool starts through (run()): flags (docs/command-line.md), quiet
+output, one-line errors. A UserError, a flag error or a missing dependency ends in one `error:` line
+and exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -170,8 +169,7 @@ def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[s
             FLAGS[name].value = ([expand_path(v) for v in value] if isinstance(value, list)
                                  else expand_path(value))
     if len(argv) > 1 and not takes_files:
-        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are "
-                        "--name=value).")
+        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
     for name, what in required.items():
         value = FLAGS[name].value
         if value is None or value == "" or value == []:

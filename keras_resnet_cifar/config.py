@@ -40,9 +40,8 @@ COUNT_FIELDS = ("epochs", "batch_size", "synthetic_train_size", "synthetic_test_
 _RATES = ("learning_rate", "warmup_learning_rate")
 _SYNTHETIC = ("synthetic_train_size", "synthetic_test_size")
 
-# (fields, what each value must satisfy, the rule in words), checked in order; integers are
-# bounded here, not overflowing in TensorFlow; NaN fails every comparison, so each rule says
-# what must hold.
+# (fields, what each value must satisfy, the rule in words), checked in order; integers are bounded
+# here, not overflowing in TensorFlow; NaN fails every comparison, so each rule says what must hold.
 _CHOICES = {"shortcut": arch.SHORTCUTS, "dataset": DATASETS, "distribute": DISTRIBUTE,
             "mixed_precision": PRECISIONS, "weight_decay_scope": arch.WEIGHT_DECAY_SCOPES}
 _RULES = (
@@ -147,10 +146,9 @@ class TrainConfig:
 
 def check_steps_per_execution(steps: int, steps_per_execution: int, *,
                               other: str = "a steps_per_epoch") -> None:
-    """Refuses a `steps_per_execution` that does not divide an epoch's `steps` (`other`: what
-    else may change): Keras (3.15) runs every execution whole, so an epoch would run into the
-    next one's batches (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data
-    and rates."""
+    """Refuses a `steps_per_execution` that does not divide an epoch's `steps` (`other`: what else
+    may change): Keras (3.15) runs every execution whole, so an epoch would run into the next one's
+    batches (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data and rates."""
     if steps % steps_per_execution:
         divisors = [d for d in range(1, min(steps, 1000) + 1) if steps % d == 0]
         shown = ", ".join(map(str, divisors[:8])) + (", ..." if len(divisors) > 8

@@ -39,8 +39,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     for flag in ("rest_port", "grpc_port"):
         if not 0 <= FLAGS[flag].value <= 65535:
-            raise UserError(f"--{flag} must be a port number (0-65535), got "
-                            f"{FLAGS[flag].value}.")
+            raise UserError(f"--{flag} must be a port number (0-65535), got {FLAGS[flag].value}.")
     path = Path(FLAGS.model_path)
     if not path.is_dir():
         raise UserError(f"--model_path {path} is not a folder.")
@@ -50,8 +49,7 @@ def main(argv):
     problem = rest_client.name_problem(name)
     if problem:
         raise UserError(f"The model name {problem}, got {name!r}: give --model_name.")
-    servable = local_server.Servable(folder, name, version,
-                                     trust_savedmodel=FLAGS.trust_savedmodel)
+    servable = local_server.Servable(folder, name, version, trust_savedmodel=FLAGS.trust_savedmodel)
     running = local_server.serve(servable, rest_port=FLAGS.rest_port, grpc_port=FLAGS.grpc_port)
     try:
         print(f"{BANNER}\nserving {name} version {version} from {folder}\n"

@@ -73,8 +73,7 @@ def main(argv):
     if FLAGS.top_k < 1:
         raise UserError(f"--top_k must be >= 1, got {FLAGS.top_k}.")
     if FLAGS.model_version is not None and FLAGS.model_version < 1:
-        raise UserError(f"--model_version must be a positive integer, got "
-                        f"{FLAGS.model_version}.")
+        raise UserError(f"--model_version must be a positive integer, got {FLAGS.model_version}.")
     loaded, errors = images_lib.load_files(argv[1:], strict=FLAGS.strict)
     for item in loaded:
         for warning in item.warnings:

@@ -85,8 +85,7 @@ def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
     if not models:
         raise UserError("--models is empty: name the models to train, e.g. "
                         "--models=plain20,resnet20.")
-    quick = {k: v for k, v in QUICK.items()
-             if flag_values.quick and not flag_values[k].present}
+    quick = {k: v for k, v in QUICK.items() if flag_values.quick and not flag_values[k].present}
     if not 1 <= flag_values.layer_stats_batch <= MAX_LAYER_STATS_BATCH:
         raise UserError(f"--layer_stats_batch must be in [1, {MAX_LAYER_STATS_BATCH:,}], got "
                         f"{flag_values.layer_stats_batch}.")

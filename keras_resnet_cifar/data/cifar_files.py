@@ -138,8 +138,7 @@ def _archive_format(path: str) -> str:
         top = name.split("/", 1)[0]
         if top in (BIN_DIR, PY_DIR):
             return "binary-tar" if top == BIN_DIR else "python-tar"
-    raise DataError(f"{path} holds neither {BIN_DIR}/ nor {PY_DIR}/: it is not a CIFAR-10 "
-                    "archive.")
+    raise DataError(f"{path} holds neither {BIN_DIR}/ nor {PY_DIR}/: it is not a CIFAR-10 archive.")
 
 
 def _describe(where: str, fmt: str, name: str) -> str:
@@ -165,8 +164,7 @@ def _read_tar(archive: str) -> dict[str, bytes]:
     files = {}
     for name, data in _tar_members(archive, wanted.__contains__, read=True):
         if wanted[name] in files:
-            raise DataError(f"{archive} holds {name} twice: it is not a genuine "
-                            "CIFAR-10 archive.")
+            raise DataError(f"{archive} holds {name} twice: it is not a genuine CIFAR-10 archive.")
         files[wanted[name]] = data
     return files
 
@@ -232,7 +230,13 @@ def _parse_binary(data: bytes, where: str, records: int) -> Arrays:
 
 
 def _parse_pickle(data: bytes, where: str, records: int) -> Arrays:
-    batch = _safe_unpickle(data, where)
+    try:
+        batch = _CifarUnpickler(io.BytesIO(data), where).load()
+    except DataError:
+        raise
+    except Exception as e:  # any malformed pickle: UnpicklingError, EOFError, ...
+        raise DataError(f"{where} is not a readable CIFAR-10 pickle: "
+                        f"{type(e).__name__}: {_first_line(e)}.") from e
     if not isinstance(batch, dict) or not {b"data", b"labels"} <= batch.keys():
         raise DataError(f"{where} is not a CIFAR-10 batch: expected a dict with "
                         "b'data' and b'labels'.")
@@ -241,8 +245,7 @@ def _parse_pickle(data: bytes, where: str, records: int) -> Arrays:
             or images.shape != (records, IMAGE_BYTES)):
         got = (f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray)
                else type(images).__name__)
-        raise DataError(f"{where} has b'data' of {got}; expected uint8 "
-                        f"({records}, {IMAGE_BYTES}).")
+        raise DataError(f"{where} has b'data' of {got}; expected uint8 ({records}, {IMAGE_BYTES}).")
     if (not isinstance(labels, list) or len(labels) != records
             or not all(type(v) is int and v >= 0 for v in labels)):
         got = f"{len(labels)} items" if isinstance(labels, list) else type(labels).__name__
@@ -289,13 +292,3 @@ class _CifarUnpickler(pickle.Unpickler):
         except KeyError:
             raise DataError(f"Refusing to load {self._where}: it references "
                             f"{module}.{name}, not CIFAR-10 data.") from None
-
-
-def _safe_unpickle(data: bytes, where: str):
-    try:
-        return _CifarUnpickler(io.BytesIO(data), where).load()
-    except DataError:
-        raise
-    except Exception as e:  # any malformed pickle: UnpicklingError, EOFError, ...
-        raise DataError(f"{where} is not a readable CIFAR-10 pickle: "
-                        f"{type(e).__name__}: {_first_line(e)}.") from e
