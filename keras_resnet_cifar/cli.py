@@ -14,8 +14,7 @@ import re
 import sys
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from absl import app, flags
-from absl import logging
+from absl import app, flags, logging
 
 from keras_resnet_cifar import environment, signals
 from keras_resnet_cifar.errors import UserError, exit_with, message_of
@@ -120,9 +119,6 @@ class QuietLibraries(std_logging.Filter):
 
 class PlainFormatter(std_logging.Formatter):
     """The message alone, `warning:`/`error:` before it (absl's prefix: with --verbose)."""
-
-    def __init__(self):
-        super().__init__("%(message)s")
 
     def format(self, record: std_logging.LogRecord) -> str:
         text = super().format(record)

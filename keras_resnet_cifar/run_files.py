@@ -123,7 +123,6 @@ read_best = functools.partial(_read_object, name=BEST_JSON)
 
 
 def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
-    """Copies the run's SMALL_FILES into `dest` and returns the files written."""
     written = []
     for name in SMALL_FILES:
         source = path(workdir, name)

@@ -38,13 +38,6 @@ def define_flags() -> None:
 MAX_CPU_DEVICES = 64
 
 
-def _split_cpu(n: int) -> None:
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
-
-
 def check_before_loading(config: TrainConfig, model_dir: str) -> None:
     """Refuses, before TensorFlow and the data load (tens of seconds), a --data_dir without
     CIFAR-10 and a --model_dir that is busy or holds another recipe's run (multi-worker
@@ -80,7 +73,11 @@ def main(argv):
     if hint := bfloat16_hint(config):
         logging.info(hint)
     if FLAGS.cpu_devices:
-        _split_cpu(FLAGS.cpu_devices)
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
     from keras_resnet_cifar.training import distribution, loop  # TensorFlow loads here
 
     verbose = "auto" if FLAGS.progress == "auto" else int(FLAGS.progress)

@@ -178,7 +178,6 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
 
 
 def write_licence(folder: str | os.PathLike) -> Path:
-    """Writes LICENCE_TEXT as LICENCE_FILE into `folder`, atomically."""
     path = Path(folder) / LICENCE_FILE
     try:
         fileio.write_text(path, LICENCE_TEXT)

@@ -160,7 +160,6 @@ def _is_int(value: Any, types: type | tuple = int) -> bool:
 
 
 def _meta_problem(meta: Any) -> str | None:
-    """What is wrong with the metadata of a resume state, or None."""
     if not isinstance(meta, dict):
         return f"holds a JSON {type(meta).__name__} as metadata, not an object"
     if meta.get("format") != _STATE_FORMAT:
