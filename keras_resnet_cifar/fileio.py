@@ -245,8 +245,7 @@ def check_can_make_dir(path: str | os.PathLike, *, what: str | None = None) -> N
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike,
-                   busy: Callable[[int | None], str]) -> Iterator[bool]:
+def exclusive_lock(path: str | os.PathLike, busy: Callable[[int | None], str]) -> Iterator[bool]:
     """Holds an exclusive flock on `path` for the block, refused at once if taken (busy(pid or
     None) says why); the kernel releases it however the process ends: no stale lock. The
     holder writes its pid there. Yields False (no lock) on a platform without flock."""

@@ -69,9 +69,8 @@ class _BoundedTarInfo(tarfile.TarInfo):
 
 
 def train_images(dataset: str | None, synthetic_train_size: int, validation_split: int) -> int:
-    """A run's training images: CIFAR-10's (or the synthetic set's) less the `validation_split`
-    held out, < 1 if none is left (callers refuse or clamp). Here, low in the package, for
-    TrainConfig and the report alike (which reads configs TrainConfig may refuse)."""
+    """A run's training images: CIFAR-10's (or the synthetic set's) less `validation_split` (< 1:
+    none left); plain values, for TrainConfig and the report's configs (which it may refuse)."""
     images = synthetic_train_size if dataset == "synthetic" else TRAIN_IMAGES
     return images - validation_split
 
@@ -81,8 +80,7 @@ def detect_format(path: str) -> str:
     return _locate(path)[0]
 
 
-def read(path: str, *, records_per_batch: int = RECORDS_PER_BATCH
-         ) -> tuple[Arrays, Arrays, str]:
+def read(path: str, *, records_per_batch: int = RECORDS_PER_BATCH) -> tuple[Arrays, Arrays, str]:
     """(train, test, where it was read from) of the archive or extracted folder `path` or
     the one in folder `path` (extracted preferred); DataError for a bad or unsafe file."""
     fmt, where = _locate(path)

@@ -77,8 +77,7 @@ def check(path: str | os.PathLike, name: str) -> str | None:
     return f"its sha256 is {actual}, not {expected}{'' if rel.sha256 else '...'}"
 
 
-def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | None = None
-          ) -> Path:
+def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | None = None) -> Path:
     """The checked copy of `name`'s released checkpoint in `cache`, downloaded if needed; a
     download enters the cache only once its hash is right (get_file would keep a wrong one)."""
     rel = release(name)
