@@ -73,7 +73,6 @@ def machine() -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-
 def build(config) -> tuple[Any, Any]:
     """(compiled model, strategy) of `config`, as training builds them."""
     import keras
@@ -271,7 +270,6 @@ def run(plan: Plan) -> dict[str, Any]:
         "training": {}, "evaluation": {},
         "inference": (inference_rates(plan.model_paths, data.test.images, runs=plan.inference_runs,
                                       num_threads=plan.num_threads or os.cpu_count() or 1,
-
                                       trust_savedmodel=plan.trust_savedmodel)
                       if plan.model_paths else {"skipped": "no --model_path given"}),
     }
