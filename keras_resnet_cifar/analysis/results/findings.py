@@ -14,8 +14,7 @@ import numpy as np
 
 from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.evidence import (
-    at_chance, compare, finding, pct_spread, test_error, training_error_measure,
-    within_run_note)
+    at_chance, compare, finding, pct_spread, test_error, training_error_measure, within_run_note)
 from keras_resnet_cifar.analysis.results.runs import (
     CHANCE_ERROR, Run, by_model, passes_to_train_error)
 from keras_resnet_cifar.config import FULL_EPOCHS
@@ -161,8 +160,7 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
                      f"(faster at all): {faster.describe(1, '', 3)}; vs log 2 (2x): "
                      f"{twice.describe(1, '', 3)}")
     found_measured = (f"passes to {100 * level:.1f}% training error, ratio plain/residual "
-                      f"{geometric:.2f} (geometric mean over seeds)" if geometric is not None
-                      else None)
+                      f"{geometric:.2f} (geometric mean over seeds)" if logs else None)
     return _with(finding(claim, source, verdict, evidence + ".", depth=depth, level=level,
                          ratios=ratios, seeds=seeds, geometric_mean_ratio=geometric,
                          crossings_before_first_point=early,
@@ -395,22 +393,20 @@ def stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
 
 
 def _residual_vs_plain(claim: str, measure: Callable[[Run], float], residual: Sequence[Run],
-                       plain: Sequence[Run], depth: int, epoch: float, evidence: str,
-                       digits: int, after: str = "", sign: int = -1,
-                       source: str = HE, signed: bool = False
+                       plain: Sequence[Run], depth: int, epoch: float, evidence: str, digits: int,
+                       after: str = "", sign: int = -1, source: str = HE, signed: bool = False
                        ) -> tuple[dict[str, Any], dict | None]:
     """A finding that `measure` (per seed) is lower (`sign` -1) or higher (+1) in the
     residual net than the plain one, and its decision."""
     a, b = [measure(x) for x in residual], [measure(x) for x in plain]
     test = stats.welch(a, b)
     plus = "+" if signed else ""
-    return finding(
-        claim, source, stats.verdict(test, sign),
-        f"{evidence}resnet{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in a)} vs "
-        f"plain{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in b)}{after}; "
-        + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
-        depth=depth, epoch=epoch, residual=a, plain=b, test=test.as_dict() if test else None,
-    ), stats.decision(test, sign)
+    return finding(claim, source, stats.verdict(test, sign),
+                   f"{evidence}resnet{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in a)} vs "
+                   f"plain{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in b)}{after}; "
+                   + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
+                   depth=depth, epoch=epoch, residual=a, plain=b,
+                   test=test.as_dict() if test else None), stats.decision(test, sign)
 
 
 def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) -> list[dict]:
@@ -445,8 +441,7 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
         found["measured"] = (f"signed log10 early/late gradient-norm ratio, resnet{depth} "
                              f"{np.mean(found['numbers']['residual']):+.2f} vs plain{depth} "
                              f"{np.mean(found['numbers']['plain']):+.2f} (means over seeds)")
-        out.append(_with(found, section="\u00a74.1", decision=decided,
-                         wording="gradient highway"))
+        out.append(_with(found, section="\u00a74.1", decision=decided, wording="gradient highway"))
     plain_init = [gradient_log_ratio(x, common[0]) for x in p] if common else []
     if plain_init:
         out.append(_with(finding(
@@ -525,10 +520,9 @@ def adjust(found: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[st
     out = [dict(f) for f in found]
     family = []
     for f in out:
-        f.setdefault("section", NOT_RECORDED)
-        f.setdefault("end_of_schedule", False)
-        f.setdefault("decision", None)
-        f.setdefault("wording", None)
+        for key, default in (("section", NOT_RECORDED), ("end_of_schedule", False),
+                             ("decision", None), ("wording", None)):
+            f.setdefault(key, default)
         f["verdict_unadjusted"] = f["verdict"]
         f["p_raw"] = f["decision"]["p"] if f["decision"] else None
         f["p_adjusted"] = None

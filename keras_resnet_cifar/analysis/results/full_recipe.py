@@ -100,14 +100,12 @@ def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = ["network", "epochs done", "this project: test acc. (%)", "Shinde (2025), Table 1",
             "ours - Shinde", "He et al., Table 6", "ours - He et al.",
             "reference impl., published", "ours - reference"]
-    return markdown_table(head, [[
-        r["model"], str(r["epochs_done"]), f"{pct(r['test_accuracy'])} ({r['from']})",
-        pct(r["reproduction"]) if r["reproduction"] else "-",
-        _diff(r["test_accuracy"], r["reproduction"]),
-        pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
-        _diff(r["test_accuracy"], r["he_et_al"]),
-        pct(r["reference"]) if r["reference"] else "-",
-        _diff(r["test_accuracy"], r["reference"])] for r in rows])
+    missing = {"reproduction": "-", "he_et_al": "- (figures only)", "reference": "-"}
+    return markdown_table(head, [
+        [r["model"], str(r["epochs_done"]), f"{pct(r['test_accuracy'])} ({r['from']})"]
+        + [cell for name, none in missing.items()
+           for cell in (pct(r[name]) if r[name] else none, _diff(r["test_accuracy"], r[name]))]
+        for r in rows])
 
 
 def between_nets(rows: Sequence[dict[str, Any]]) -> list[str]:
