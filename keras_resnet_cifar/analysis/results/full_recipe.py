@@ -70,8 +70,7 @@ def status(run: Run) -> dict[str, Any]:
             "images_per_sec": statistics.median(rates) if rates else None,
             "train_time_h": sum(times) / 3600 if times else None,
             "remaining_h": (left * statistics.median(times) / 3600 if times else None)
-            if left else 0.0,
-            "finished": not left}
+            if left else 0.0, "finished": not left}
 
 
 def _diff(ours: float | None, theirs: float | None) -> str:
@@ -173,11 +172,9 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     lines = ["# Table 1 at the full recipe: this project's runs", ""]
     if not done:
         lines += [f"> **In progress.** Not every run has completed the recipe's {FULL_EPOCHS} "
-                  "epochs: the figures below are as far as each run got, not the "
-                  "end-of-schedule figures, and the published ones are not yet comparable.",
-                  ""]
-    lines += ["## Where the runs stand", "", status_markdown(runs), "",
-              "## Table 1", "",
+                  "epochs: the figures below are as far as each run got, not the end-of-schedule "
+                  "figures, and the published ones are not yet comparable.", ""]
+    lines += ["## Where the runs stand", "", status_markdown(runs), "", "## Table 1", "",
               "Test accuracy (%) of this project's runs (one seed each) beside the published "
               "figures: " + "; ".join(name for name, _ in PUBLISHED) + ". Each difference is "
               f"also given in units of the known run-to-run spread: {SEED_SD_SOURCE}.", "",
@@ -196,14 +193,13 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     per_class = per_class_markdown(runs)
     if per_class:
         lines += ["## Per-class test accuracy (%)", "", per_class, ""]
-    lines += ["## Training time and machine per run", "", provenance.markdown(ordered(runs)),
-              ""]
+    lines += ["## Training time and machine per run", "", provenance.markdown(ordered(runs)), ""]
     if command:
         lines += commands(ordered(runs), command)
     for stem in figure_stems:
         lines += [f"![{stem}](figures/{stem}.png)", "",
-                  "*Error against epochs: plain networks left, residual right, dashed "
-                  "training error (over each epoch's augmented batches), bold test error "
-                  "(whole test set after every epoch); as far as each run has got.* "
-                  f"([SVG](figures/{stem}.svg))", ""]
+                  "*Error against epochs: plain networks left, residual right, dashed training "
+                  "error (over each epoch's augmented batches), bold test error (whole test set "
+                  f"after every epoch); as far as each run has got.* ([SVG](figures/{stem}.svg))",
+                  ""]
     return "\n".join(lines)

@@ -279,8 +279,7 @@ def convergence_source(runs: Sequence[Run]) -> tuple[str | None, str]:
 def accuracy_series(run: Run, source: str | None) -> list[tuple[float, float]]:
     """(passes or epochs, test accuracy) along the run."""
     if source == CURVE_POINTS:
-        return [(p["epoch"] * run.passes_per_epoch, 1 - p["test_error"])
-                for p in run.curve_points]
+        return [(p["epoch"] * run.passes_per_epoch, 1 - p["test_error"]) for p in run.curve_points]
     if source == PER_EPOCH:
         return [(float(r["epoch"]), r["val_accuracy"]) for r in run.history
                 if r.get("val_accuracy") is not None]
@@ -320,9 +319,8 @@ def choose_levels(runs: Sequence[Run], count: int = 3,
              if accuracy_series(run, source)]
     learned = [b for b in bests if b > CHANCE_ACCURACY + margin]
     if not learned:
-        return (), (f"no run's test accuracy rose above chance "
-                    f"({100 * CHANCE_ACCURACY:.0f}%) by {100 * margin:g} points, so there is "
-                    "no level to time.")
+        return (), (f"no run's test accuracy rose above chance ({100 * CHANCE_ACCURACY:.0f}%) "
+                    f"by {100 * margin:g} points, so there is no level to time.")
     top = min(learned)
     levels = sorted({math.floor(100 * (CHANCE_ACCURACY + (top - CHANCE_ACCURACY) * k / count))
                      / 100 for k in range(1, count + 1)})
@@ -365,8 +363,7 @@ def parse_levels(values: list[str]) -> tuple[float, ...] | None:
     return levels
 
 
-def run_summary(run: Run, levels: Sequence[float],
-                source: str | None = None) -> dict[str, Any]:
+def run_summary(run: Run, levels: Sequence[float], source: str | None = None) -> dict[str, Any]:
     """One run's row: the numbers Table 1 aggregates, with the time to each of `levels`
     measured on `source` (convergence_source)."""
     metrics = run.metrics or {}
@@ -390,8 +387,7 @@ def run_summary(run: Run, levels: Sequence[float],
         "last_segment_train_error_se": point.get("train_error_se"),
         "wall_time_s": metrics.get("wall_time_s"), "train_time_s": run.train_time_s,
         "load_average_mean": run.load_average,
-        "train_images_per_sec": metrics.get("train_images_per_sec"),
-    }
+        "train_images_per_sec": metrics.get("train_images_per_sec")}
     series = accuracy_series(run, source)
     for level in levels:
         row[level_key(level)] = next((x for x, accuracy in series if accuracy >= level), None)

@@ -16,8 +16,7 @@ NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error",
            "last_segment_train_error")
 
 
-def table1(summaries: Sequence[dict[str, Any]],
-           levels: Sequence[float]) -> list[dict[str, Any]]:
+def table1(summaries: Sequence[dict[str, Any]], levels: Sequence[float]) -> list[dict[str, Any]]:
     """Run rows aggregated per model: mean, sample std (n > 1) and n, plain before residual,
     shallow before deep. A number some runs lack (e.g. "best") is averaged over the runs
     that have it, <key>_n counting them; "time to X%" over those that reached X."""
@@ -28,9 +27,8 @@ def table1(summaries: Sequence[dict[str, Any]],
     for model, runs in sorted(by_model.items(), key=lambda kv: (
             kv[1][0]["architecture"] != "plain", kv[1][0]["layers"])):
         first = runs[0]
-        row = {"model": model, "architecture": first["architecture"],
-               "layers": first["layers"], "params": first["params"], "n": len(runs),
-               "seeds": sorted(r["seed"] for r in runs),
+        row = {"model": model, "architecture": first["architecture"], "layers": first["layers"],
+               "params": first["params"], "n": len(runs), "seeds": sorted(r["seed"] for r in runs),
                "epochs": first["epochs"], "final_test_images": first["final_test_images"],
                "train_images_per_epoch": first["train_images_per_epoch"],
                "eval_images_per_epoch": first["eval_images_per_epoch"],
@@ -81,20 +79,17 @@ def table1_markdown(rows: Sequence[dict[str, Any]], levels: Sequence[float],
     segment = any(r["last_segment_train_error_mean"] is not None for r in rows)
     unit = ("passes to {}% test acc. (curve points, test subset)" if source == CURVE_POINTS else
             "epochs to {}% " + "/".join(chosen or ["test"]) + " acc. (per-epoch eval)")
-    head = (["architecture", "model", "layers", "params", "n",
-             "final test acc. (%)",
+    head = (["architecture", "model", "layers", "params", "n", "final test acc. (%)",
              f"best test acc. (%), chosen on {'/'.join(chosen)}" if chosen
-             else "best test acc. (%)",
-             "training error, last epoch (%)"]
+             else "best test acc. (%)", "training error, last epoch (%)"]
             + (["training error, last curve segment (%)"] if segment else [])
             + [unit.format(f"{100 * level:g}") for level in levels])
     table = []
     for r in rows:
         cells = [r["architecture"], r["model"], str(r["layers"]),
                  f"{r['params']:,}" if r["params"] else "n/a", str(r["n"]),
-                 stat(r, "final_test_accuracy"),
-                 stat(r, "best_test_accuracy") if r["best_test_accuracy_mean"] is not None
-                 else "n/a (no per-epoch evaluation)",
+                 stat(r, "final_test_accuracy"), stat(r, "best_test_accuracy")
+                 if r["best_test_accuracy_mean"] is not None else "n/a (no per-epoch evaluation)",
                  stat(r, "final_train_error")]
         if segment:
             cells.append(stat(r, "last_segment_train_error"))
@@ -110,8 +105,8 @@ def cost_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "train_time_s": s["train_time_s"], "load_average_mean": s["load_average_mean"],
              "train_images_per_sec": s["train_images_per_sec"]}
             for s in sorted(summaries, key=lambda s: (s["trainer"] != PROJECT_TRAINER,
-                                                      s["architecture"] != "plain",
-                                                      s["layers"], s["seed"]))]
+                                                      s["architecture"] != "plain", s["layers"],
+                                                      s["seed"]))]
 
 
 def cost_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -121,8 +116,7 @@ def cost_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return markdown_table(head, [[
         r["trainer"], r["model"], str(r["seed"]),
         f"{r['train_time_s'] / 60:.1f}" if r["train_time_s"] is not None else "n/a",
-        f"{r['load_average_mean']:.1f}" if r["load_average_mean"] is not None
-        else "not recorded",
+        f"{r['load_average_mean']:.1f}" if r["load_average_mean"] is not None else "not recorded",
         f"{r['train_images_per_sec']:.0f}" if r["train_images_per_sec"] else "n/a"]
         for r in rows]) + f"\nTraining time in all: {total / 60:.1f} min over {len(rows)} runs.\n"
 
