@@ -58,21 +58,18 @@ def gradient_norms(model: keras.Model, images: np.ndarray,
     try:
         with tf.GradientTape() as tape:
             probabilities = model(x, training=True)
-            loss = tf.reduce_mean(
-                keras.losses.sparse_categorical_crossentropy(y, probabilities))
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probabilities))
         grads = tape.gradient(loss, [k.value for k in kernels])
     finally:
         for variable, value in zip(model.non_trainable_variables, saved):
             variable.assign(value)
-    return float(loss), {n: float(tf.norm(tf.cast(g, tf.float64)))
-                         for n, g in zip(names, grads)}
+    return float(loss), {n: float(tf.norm(tf.cast(g, tf.float64))) for n, g in zip(names, grads)}
 
 
 def measure(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     stds = response_std(model, images)
     loss, norms = gradient_norms(model, images, labels)
-    return {"loss": loss,
-            "response_layers": list(stds), "response_std": list(stds.values()),
+    return {"loss": loss, "response_layers": list(stds), "response_std": list(stds.values()),
             "gradient_layers": list(norms), "gradient_norm": list(norms.values())}
 
 
@@ -117,9 +114,8 @@ class LayerStatsRecorder(keras.callbacks.Callback):
 
     def _record(self, epoch: int | float) -> None:
         stats = measure(self.model, self.images, self.labels)
-        self.records[epoch] = {"epoch": epoch, "loss": stats["loss"],
-                               "response_std": stats["response_std"],
-                               "gradient_norm": stats["gradient_norm"]}
+        self.records[epoch] = {"epoch": epoch, **{k: stats[k] for k in (
+            "loss", "response_std", "gradient_norm")}}
         fileio.write_json(self.path, {
             "batch_size": len(self.labels), "response_layers": stats["response_layers"],
             "gradient_layers": stats["gradient_layers"],

@@ -94,8 +94,7 @@ def plot_seeds(ax, x: Sequence[float], values: Any, style: str, *, colour: str,
 
 def _column(rows: History, key: str) -> tuple[np.ndarray, np.ndarray]:
     kept = [r for r in rows if r.get(key) is not None]
-    return (np.array([r["epoch"] for r in kept], float),
-            np.array([r[key] for r in kept], float))
+    return np.array([r["epoch"] for r in kept], float), np.array([r[key] for r in kept], float)
 
 
 def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
@@ -157,8 +156,7 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence
 
 
 def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *,
-                xlabel: str = "epoch", eval_set: str = "test",
-                title: str | None = None) -> Figure:
+                xlabel: str = "epoch", eval_set: str = "test", title: str | None = None) -> Figure:
     """He et al.'s Figure 6 from {label: history rows}, shallow to deep: plain nets left,
     residual right; training error thin and dashed, `eval_set` error bold; a colour per depth."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")

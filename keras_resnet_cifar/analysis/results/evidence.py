@@ -12,8 +12,7 @@ from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.runs import CHANCE_ERROR, Run
 
 
-def finding(claim: str, source: str, verdict: str, evidence: str,
-            **numbers) -> dict[str, Any]:
+def finding(claim: str, source: str, verdict: str, evidence: str, **numbers) -> dict[str, Any]:
     return {"claim": claim, "source": source, "verdict": verdict, "evidence": evidence,
             "numbers": numbers}
 
@@ -37,8 +36,7 @@ def training_error_measure(runs: Sequence[Run]) -> tuple[str, Callable[[Run], fl
     if runs and all(r.curve_points for r in runs):
         return ("training error over the last curve segment",
                 lambda r: r.last_point["train_error"])
-    return ("training error over the last epoch",
-            lambda r: (1 - r.history[-1]["accuracy"])
+    return ("training error over the last epoch", lambda r: (1 - r.history[-1]["accuracy"])
             if r.history and r.history[-1].get("accuracy") is not None else None)
 
 

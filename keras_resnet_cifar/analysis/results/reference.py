@@ -68,15 +68,13 @@ def batch_norm_rows(reference: Sequence[Run]) -> list[dict[str, Any]]:
         rows = [next((r for r in run.history if r["epoch"] == epoch), None) for run in reference]
         rows = [r for r in rows if r and r.get("bn_lag_mean") is not None]
         out.append({
-            "epoch": epoch, "n": len(rows),
-            "test_error": stats.mean_se([1 - r["val_accuracy"] for r in rows
-                                         if r.get("val_accuracy") is not None]),
+            "epoch": epoch, "n": len(rows), "test_error": stats.mean_se(
+                [1 - r["val_accuracy"] for r in rows if r.get("val_accuracy") is not None]),
             "recalibrated_test_error": stats.mean_se(
                 [1 - r["bn_recalibrated_val_accuracy"] for r in rows
                  if r.get("bn_recalibrated_val_accuracy") is not None]),
             "lag_mean": stats.mean_se([r["bn_lag_mean"] for r in rows]),
-            "lag_log_variance": stats.mean_se([r.get("bn_lag_log_variance") for r in rows]),
-        })
+            "lag_log_variance": stats.mean_se([r.get("bn_lag_log_variance") for r in rows])})
     return out
 
 

@@ -19,8 +19,7 @@ ONE_SEED = "not decided (one seed)"
 NOT_MEASURED = "not measured"
 NOT_TESTABLE = "not testable at this budget"
 DESCRIBED = "no verdict (described, not tested)"
-VERDICTS = (SUPPORTED, CONTRADICTED, NOT_DECIDED, ONE_SEED, NOT_MEASURED, NOT_TESTABLE,
-            DESCRIBED)
+VERDICTS = (SUPPORTED, CONTRADICTED, NOT_DECIDED, ONE_SEED, NOT_MEASURED, NOT_TESTABLE, DESCRIBED)
 # Verdicts that a multiplicity correction and a budget qualify ("supported at 3 passes").
 TESTED = (SUPPORTED, CONTRADICTED, NOT_DECIDED)
 
@@ -77,12 +76,10 @@ def format_p(p: float) -> str:
 
 
 def _clean(values: Sequence[float | None]) -> np.ndarray:
-    return np.asarray([float(v) for v in values if v is not None and math.isfinite(v)],
-                      np.float64)
+    return np.asarray([float(v) for v in values if v is not None and math.isfinite(v)], np.float64)
 
 
-def _t_test(kind: str, diff: float, se: float, df: float, n: tuple[int, ...],
-            scipy_test) -> Test:
+def _t_test(kind: str, diff: float, se: float, df: float, n: tuple[int, ...], scipy_test) -> Test:
     """Without any spread (se 0): t = ±inf and p = 0 when the difference is not 0, else t = 0
     and p = 1; otherwise scipy's t and p (one side without spread: scipy warns, it holds)."""
     if se == 0:
