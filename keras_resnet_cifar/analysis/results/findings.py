@@ -92,12 +92,6 @@ def _with(found: dict[str, Any], *, section: str = NOT_RECORDED,
     return found
 
 
-def _test_decision(numbers: dict[str, Any], claimed_sign: int) -> dict | None:
-    test = numbers.get("test")
-    return stats.decision(stats.Test(**{**test, "n": tuple(test["n"])}), claimed_sign) \
-        if test else None
-
-
 def convergence_level(nets: Sequence[Sequence[Run]]) -> float | None:
     """Half-way from chance down to the highest final training error among the runs (so
     every run reaches it); None when some run has no curve or ends at chance."""
@@ -171,9 +165,9 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
 
 def _degradation(runs: Sequence[Run], p20: list[Run], p56: list[Run]) -> list[dict]:
     train_name, train_error = training_error_measure(runs)
-    v_train, t_train, n_train = compare(p56, p20, train_error, +1, train_name, "train")
-    v_test, t_test, n_test = compare(p56, p20, test_error, +1, "final test error")
-    decided = stats.all_of([_test_decision(n_train, +1), _test_decision(n_test, +1)])
+    v_train, t_train, n_train, d_train = compare(p56, p20, train_error, +1, train_name, "train")
+    v_test, t_test, n_test, d_test = compare(p56, p20, test_error, +1, "final test error")
+    decided = stats.all_of([d_train, d_test])
     return [_with(finding(_PAPER_CLAIMS[0][0], PAPER, stats.combine([v_train, v_test]),
                           f"{t_train} ({v_train} before adjustment); {t_test} ({v_test} before "
                           "adjustment); the claim needs both, so its p is the larger of the "
@@ -185,12 +179,12 @@ def _degradation(runs: Sequence[Run], p20: list[Run], p56: list[Run]) -> list[di
 
 def _deeper_resnet(runs: Sequence[Run], r20: list[Run], r56: list[Run]) -> list[dict]:
     train_name, train_error = training_error_measure(runs)
-    verdict, text, numbers = compare(r56, r20, test_error, -1, "final test error")
-    _, t_train, n_train = compare(r56, r20, train_error, -1, train_name, "train")
+    verdict, text, numbers, decided = compare(r56, r20, test_error, -1, "final test error")
+    _, t_train, n_train, _ = compare(r56, r20, train_error, -1, train_name, "train")
     return [_with(finding(_PAPER_CLAIMS[1][0], PAPER, verdict, f"{text}. Information: {t_train}.",
                           test_error=numbers, training_error=n_train),
                   section="Table 1 (ResNet-20 91.95%, ResNet-56 93.25%)",
-                  end_of_schedule=True, decision=_test_decision(numbers, -1))]
+                  end_of_schedule=True, decision=decided)]
 
 
 def _growth(runs: Sequence[Run], *nets: list[Run]) -> list[dict]:
@@ -470,14 +464,14 @@ def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
     groups, pairs = by_model(runs), _pairs(runs)
     out = []
     for depth, p, r in pairs:
-        verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
+        verdict, text, numbers, decided = compare(r, p, test_error, -1, "final test error")
         out.append(_with(finding(f"At depth {depth}, the residual net is more accurate than "
                                  "the plain one (lower test error)", PAPER, verdict, text + ".",
                                  depth=depth, **numbers),
                          section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
                                  f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
                          if f"plain{depth}" in REPRODUCTION else "Table 1",
-                         end_of_schedule=True, decision=_test_decision(numbers, -1)))
+                         end_of_schedule=True, decision=decided))
     for family, residual in (("plain", False), ("resnet", True)):
         nets = [m for m in groups if m.startswith(family)]
         nets.sort(key=lambda m: groups[m][0].spec.depth)
