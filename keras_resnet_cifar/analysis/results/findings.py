@@ -299,8 +299,7 @@ def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 + " points; counted, not tested (one test per class would add ten to the "
                 "family).")
         out.append(_with(finding(claim, PAPER, stats.DESCRIBED, text, depth=depth,
-                                 classes_better=len(better), classes=len(names),
-                                 differences=diff),
+                                 classes_better=len(better), classes=len(names), differences=diff),
                          end_of_schedule=True, wording="better across all classes"))
     return out
 
@@ -332,9 +331,8 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
     Residual: decided at the last step."""
     a, b = deep[0].model, shallow[0].model
     claim = (f"Degradation through the run: {a}'s training error is above {b}'s at every "
-             "curve point" if not residual else
-             f"No degradation with residual connections: {a}'s training error ends below "
-             f"{b}'s")
+             "curve point" if not residual else "No degradation with residual connections: "
+             f"{a}'s training error ends below {b}'s")
     by_step = [{p["step"]: p["train_error"] for p in r.curve_points} for r in (*deep, *shallow)]
     steps = sorted(set.intersection(*(set(s) for s in by_step))) if by_step else []
     if not steps:
@@ -427,9 +425,9 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
             f"At depth {depth}, epoch {epoch:g}: the gradient reaches the early layers "
             "relatively more strongly in the residual net (a 'gradient highway')",
             lambda run, epoch=epoch: gradient_log_ratio(run, epoch), r, p, depth, epoch,
-            "signed log10 of the median kernel-gradient norm of the first third of conv "
-            "layers over the last third (0 = even; positive = the early layers' gradients "
-            "larger), per seed: ", digits=2, sign=+1, source=PAPER, signed=True)
+            "signed log10 of the median kernel-gradient norm of the first third of conv layers "
+            "over the last third (0 = even; positive = the early layers' gradients larger), per "
+            "seed: ", digits=2, sign=+1, source=PAPER, signed=True)
         found["evidence"] += (" A positive plain value means the plain net's early-layer "
                               "gradients are larger, not vanishing.")
         found["measured"] = (f"signed log10 early/late gradient-norm ratio, resnet{depth} "
@@ -468,8 +466,9 @@ def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
         out.append(_with(finding(f"At depth {depth}, the residual net is more accurate than "
                                  "the plain one (lower test error)", PAPER, verdict, text + ".",
                                  depth=depth, **numbers),
-                         section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
-                                 f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
+                         section=f"Table 1 (plain-{depth} "
+                                 f"{100 * REPRODUCTION[f'plain{depth}']:.2f}%, ResNet-{depth} "
+                                 f"{100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
                          if f"plain{depth}" in REPRODUCTION else "Table 1",
                          end_of_schedule=True, decision=decided))
     for family, residual in (("plain", False), ("resnet", True)):

@@ -28,8 +28,8 @@ CAPTIONS = {
     "plain-20/plain-56 pair is their Figure 1) from points inside the runs: error against passes "
     "over the training set (iterations on the top axis); dashed: training error over the "
     "augmented batches since the previous point, solid: test error on a fixed subset of the test "
-    "set (the same images at every point, for every network), star: the whole test set at the "
-    "end (± std over seeds). " + SEEDS_CAPTION,
+    "set (the same images at every point, for every network), star: the whole test set at the end "
+    "(± std over seeds). " + SEEDS_CAPTION,
     "curves": "Plain and residual net of one depth on the same axes (this report's view; He et "
     "al.'s Figure 1 compares plain-20 with plain-56): training error (dashed) and test error on "
     "the fixed test subset (solid) against passes. " + SEEDS_CAPTION,
