@@ -2,13 +2,10 @@
 
 He et al.'s Figures 1 and 6 plot the running training error (on the augmented batches
 SGD trains on, each with the weights before its update) and the test error against
-iterations; a short run has too few epochs for per-epoch points. curve.json:
-{"points_per_epoch", "steps_per_epoch", "test_subset": {"images", "seed"}, "points":
-[{"step", "epoch", "learning_rate", "train_images", "train_batches", "train_error",
-"train_error_se", "train_cross_entropy", "test_error", "test_cross_entropy",
-"test_images"}, ...]}. The training figures are over the steps since the previous point
-(the segment), image-weighted; test figures over a fixed test subset, the same for every
-point and run. A resumed run drops its interrupted epoch's points and records them anew."""
+iterations; a short run has too few epochs for per-epoch points. Each point of curve.json
+(its fields: CurveRecorder._record): training figures over the steps since the previous
+point (the segment), image-weighted; test figures over a fixed test subset, the same for
+every point and run. A resumed run drops its interrupted epoch's points and records them anew."""
 
 from __future__ import annotations
 

@@ -5,8 +5,7 @@ of each 3x3 convolution's output after its BN, before any ReLU or addition, in i
 mode as the paper analyses a trained net (at epoch 0 BN is the identity). Gradient norm
 (the "gradient highway" of Shinde 2025, 4.1; He et al. 4.1 find healthy norms in their
 BN-trained plain nets): of the mean cross-entropy without weight decay w.r.t. each kernel,
-in training mode as SGD sees it. layer_stats.json: {"batch_size", "response_layers",
-"gradient_layers", "epochs": [{"epoch", "loss", "response_std", "gradient_norm"}, ...]}."""
+in training mode as SGD sees it. layer_stats.json: LayerStatsRecorder._record."""
 
 from __future__ import annotations
 

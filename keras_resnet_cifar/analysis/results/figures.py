@@ -86,11 +86,9 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
     groups = by_model(runs)
     depths = sorted({r.spec.depth for r in runs})
     any_run = runs[0]
-    figs = {}
     curves_figure = error_curves(runs)
     have_curves = curves_figure is not None
-    if have_curves:
-        figs["error_curves"] = curves_figure
+    figs = {"error_curves": curves_figure} if have_curves else {}
     for depth in depths:
         pair = [groups[m] for m in (f"plain{depth}", f"resnet{depth}") if m in groups]
         if have_curves:
