@@ -13,14 +13,10 @@ from keras_resnet_cifar.analysis.results.recipes import recipe_differences, reci
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
 from keras_resnet_cifar.analysis.results.tables import markdown_table
 
-QUANTITIES = (("final_test_error", "final test error, whole test set"),
-              ("last_segment_train_error", "training error, last curve segment"))
-
-
-def _value(run: Run, key: str) -> float | None:
-    if key == "final_test_error":
-        return run.final_test_error
-    return run.last_point["train_error"] if run.last_point else None
+QUANTITIES = (  # (key, name, its value in one run)
+    ("final_test_error", "final test error, whole test set", lambda r: r.final_test_error),
+    ("last_segment_train_error", "training error, last curve segment",
+     lambda r: r.last_point["train_error"] if r.last_point else None))
 
 
 def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
@@ -40,9 +36,8 @@ def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
     ours, refs = by_model(project), by_model(reference)
     for model in [m for m in ours if m in refs]:
         result["models"].append(model)
-        for key, name in QUANTITIES:
-            a = [_value(r, key) for r in ours[model]]
-            b = [_value(r, key) for r in refs[model]]
+        for key, name, value in QUANTITIES:
+            a, b = [value(r) for r in ours[model]], [value(r) for r in refs[model]]
             pa, pb = stats.mean_se(a), stats.mean_se(b)
             if pa[0] is None or pb[0] is None:
                 continue

@@ -78,17 +78,6 @@ class Run:
         return self.curve_points[-1] if self.curve_points else None
 
     @property
-    def train_time_s(self) -> float | None:
-        times = [r["epoch_time_s"] for r in self.history if r.get("epoch_time_s") is not None]
-        return float(sum(times)) if times else (self.metrics or {}).get("wall_time_s")
-
-    @property
-    def load_average(self) -> float | None:
-        loads = [r["load_average"] for r in self.history if r.get("load_average") is not None]
-        return (float(sum(loads) / len(loads)) if loads
-                else (self.metrics or {}).get("load_average_1min_at_end"))
-
-    @property
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
 
@@ -371,6 +360,8 @@ def run_summary(run: Run, levels: Sequence[float], source: str | None = None) ->
     final, images, origin = run.final_test
     best = metrics.get("best") or {}
     point = run.last_point or {}
+    times = [r["epoch_time_s"] for r in run.history if r.get("epoch_time_s") is not None]
+    loads = [r["load_average"] for r in run.history if r.get("load_average") is not None]
     row = {
         "model": run.model, "seed": run.seed, "trainer": run.trainer,
         "architecture": "residual" if run.spec.residual else "plain", "layers": run.spec.depth,
@@ -385,8 +376,10 @@ def run_summary(run: Run, levels: Sequence[float], source: str | None = None) ->
         "final_train_error": (1 - last["accuracy"]) if last.get("accuracy") is not None else None,
         "last_segment_train_error": point.get("train_error"),
         "last_segment_train_error_se": point.get("train_error_se"),
-        "wall_time_s": metrics.get("wall_time_s"), "train_time_s": run.train_time_s,
-        "load_average_mean": run.load_average,
+        "wall_time_s": metrics.get("wall_time_s"),
+        "train_time_s": float(sum(times)) if times else metrics.get("wall_time_s"),
+        "load_average_mean": (float(sum(loads) / len(loads)) if loads
+                              else metrics.get("load_average_1min_at_end")),
         "train_images_per_sec": metrics.get("train_images_per_sec")}
     series = accuracy_series(run, source)
     for level in levels:

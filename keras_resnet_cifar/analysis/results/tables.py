@@ -56,13 +56,10 @@ def pct(mean: float | None, std: float | None = None) -> str:
     return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
 
 
-def stat(row: dict[str, Any], key: str, spread: bool = True) -> str:
-    """A row's mean (± std) of ``key`` in percent, "(k of n runs)" when some lack it."""
-    text = pct(row[f"{key}_mean"], row[f"{key}_std"] if spread else None)
-    have = row.get(f"{key}_n", row["n"])
-    if row[f"{key}_mean"] is None:
-        return "n/a"
-    return text if have == row["n"] else f"{text} ({have} of {row['n']} runs)"
+def stat(row: dict[str, Any], key: str) -> str:
+    """A row's mean (± std) of `key` in percent, "(k of n runs)" when some lack it."""
+    text, have = pct(row[f"{key}_mean"], row[f"{key}_std"]), row.get(f"{key}_n", row["n"])
+    return text if have == row["n"] or text == "n/a" else f"{text} ({have} of {row['n']} runs)"
 
 
 def _time(mean, std, reached, n) -> str:
