@@ -9,10 +9,10 @@ import statistics
 from typing import Any, Sequence
 
 from keras_resnet_cifar.analysis import plots
-from keras_resnet_cifar.analysis.results import findings, provenance, stats
+from keras_resnet_cifar.analysis.results import findings, stats
 from keras_resnet_cifar.analysis.results.markdown import commands, measured
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
-from keras_resnet_cifar.analysis.results.tables import markdown_table, pct
+from keras_resnet_cifar.analysis.results.tables import markdown_table, pct, provenance_markdown
 from keras_resnet_cifar.config import FULL_EPOCHS
 
 # Published CIFAR-10 test accuracies at the full schedule.
@@ -193,7 +193,7 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     per_class = per_class_markdown(runs)
     if per_class:
         lines += ["## Per-class test accuracy (%)", "", per_class, ""]
-    lines += ["## Training time and machine per run", "", provenance.markdown(ordered(runs)), ""]
+    lines += ["## Training time and machine per run", "", provenance_markdown(ordered(runs)), ""]
     if command:
         lines += commands(ordered(runs), command)
     for stem in figure_stems:

@@ -12,10 +12,9 @@ from keras_resnet_cifar.config import FULL_EPOCHS, TrainConfig, changed_flags
 from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.findings import (
     CONVERGENCE_RULE, HE_TABLE6, REPRODUCTION, SCOPE_RULE)
-from keras_resnet_cifar.analysis.results.provenance import machines
 from keras_resnet_cifar.analysis.results.runs import Levels, Run, by_model
 from keras_resnet_cifar.analysis.results.tables import (
-    beside_published, markdown_table, table1_markdown)
+    beside_published, machines, markdown_table, table1_markdown)
 
 HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over "
                      "the 50,000 images; the 64k stop was chosen on a 45k/5k split)")

@@ -1,19 +1,22 @@
-"""Table 1: one row per model, mean (± sample std over seeds) and n, as Markdown and CSV;
-the study's cost per run."""
+"""The report's tables, as Markdown and CSV: Table 1 (one row per model, mean ± sample std
+over seeds and n), beside the published numbers, the study's cost per run, and provenance:
+what each run ran on and from ("not recorded" for fields older runs lack)."""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from typing import Any, Sequence
 
-from keras_resnet_cifar.analysis.results.runs import CURVE_POINTS, PROJECT_TRAINER, level_key
+from keras_resnet_cifar.analysis.results.runs import CURVE_POINTS, PROJECT_TRAINER, Run, level_key
 from keras_resnet_cifar.analysis.results.stats import mean_se, mean_std
 
 # Networks that He et al. (2016) show only in their Figure 6 curves, without a number.
 FIGURE_6_ONLY = ("plain20", "plain32", "plain44", "plain56")
 NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error",
            "last_segment_train_error")
+NOT_RECORDED = "not recorded"
 
 
 def table1(summaries: Sequence[dict[str, Any]], levels: Sequence[float]) -> list[dict[str, Any]]:
@@ -171,3 +174,58 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list
                 else "not published")
         table.append([r["model"], test, train, paper, seed])
     return markdown_table(head, table)
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return NOT_RECORDED
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
+
+
+def data_path(run: Run) -> str:
+    """The data path as given; older runs recorded only config.json's (~ expanded)."""
+    given = (run.metrics or {}).get("data_dir_given")
+    if given:
+        return str(given)
+    used = run.config.get("data_dir")
+    return f"{used} (config.json; as given: {NOT_RECORDED})" if used else NOT_RECORDED
+
+
+def provenance_row(run: Run) -> dict[str, Any]:
+    m = run.metrics or {}
+    loads = [r["load_average"] for r in run.history if r.get("load_average") is not None]
+    return {
+        "trainer": run.trainer, "model": run.model, "seed": run.seed,
+        "epochs_done": len(run.history),
+        "cpu": _text(m.get("cpu")), "cpu_cores": _text(m.get("cpu_cores")),
+        "gpus": _text(m.get("gpus")) if "gpus" in m else NOT_RECORDED,
+        "load_average": (f"{min(loads):.1f}-{max(loads):.1f} (mean {sum(loads) / len(loads):.1f})"
+                         if loads else f"{m['load_average_1min_at_end']:.1f} at the end"
+                         if m.get("load_average_1min_at_end") is not None else NOT_RECORDED),
+        "tensorflow": _text(m.get("tensorflow")), "keras": _text(m.get("keras")),
+        "python": _text(m.get("python")),
+        "git_commit": _text(m.get("git_commit")) if "git_commit" in m else NOT_RECORDED,
+        "data_path": data_path(run),
+        "finished_at": _text(m.get("finished_at")) if m else "in progress (no metrics.json)",
+    }
+
+
+def machines(runs: Sequence[Run]) -> str:
+    """"AMD EPYC (8 runs), Intel(R) Xeon(R) Processor (4 runs), 2 cores each" from every run,
+    not from the first."""
+    cpus = Counter(_text((r.metrics or {}).get("cpu")) for r in runs)
+    cores = sorted({_text((r.metrics or {}).get("cpu_cores")) for r in runs})
+    gpus = sorted({_text((r.metrics or {}).get("gpus")) for r in runs if r.metrics})
+    return (", ".join(f"{cpu} ({n} run{'s' if n > 1 else ''})" for cpu, n in cpus.most_common())
+            + f"; cores: {', '.join(cores)}; GPUs: {', '.join(gpus) or NOT_RECORDED}")
+
+
+def provenance_markdown(runs: Sequence[Run]) -> str:
+    head = ["trainer", "model", "seed", "epochs", "CPU", "cores", "1-min load over the epochs",
+            "TensorFlow", "Keras", "Python", "code commit", "data path as given", "finished"]
+    keys = ["trainer", "model", "seed", "epochs_done", "cpu", "cpu_cores", "load_average",
+            "tensorflow", "keras", "python", "git_commit", "data_path", "finished_at"]
+    return markdown_table(head, [[str(r[k]).replace("|", "/") for k in keys]
+                                 for r in map(provenance_row, runs)])
