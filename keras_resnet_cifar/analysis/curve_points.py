@@ -46,15 +46,11 @@ class CurveRecorder(keras.callbacks.Callback):
         self.points = {p["step"]: p for p in existing.get("points", [])}
         self._epoch = 0
 
-    def _steps(self) -> int:
-        steps = (self.params or {}).get("steps")
+    def on_epoch_begin(self, epoch, logs=None):
+        steps = int((self.params or {}).get("steps") or 0)
         if not steps:
             raise ValueError("CurveRecorder needs a known number of steps per epoch.")
-        return int(steps)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        steps = self._steps()
-        self._epoch = epoch
+        self._steps, self._epoch = steps, epoch
         self._marks = point_steps(steps, self.points_per_epoch)
         # A resumed run repeats the epoch it was interrupted in: forget its old points.
         self.points = {s: p for s, p in self.points.items() if s <= epoch * steps}
@@ -77,7 +73,7 @@ class CurveRecorder(keras.callbacks.Callback):
             self._record(batch + 1)
 
     def _record(self, step_in_epoch: int) -> None:
-        steps = self._steps()
+        steps = self._steps
         counts, errors, entropies = (np.asarray(c, np.float64) for c in zip(*self._segment))
         # The standard error of the segment's error over its batches (None for one batch).
         se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None

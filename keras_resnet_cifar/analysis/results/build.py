@@ -70,14 +70,12 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
                  + markdown.cost_section(tables.cost_markdown(cost)))
     texts = {
         "table1.md": tables.table1_markdown(rows, levels.levels, levels.source),
-        "table1.csv": tables.to_csv(rows),
-        "runs.csv": tables.to_csv(summaries),
+        "table1.csv": tables.to_csv(rows), "runs.csv": tables.to_csv(summaries),
         "cost.csv": tables.to_csv(cost),
         "provenance.csv": tables.to_csv([tables.provenance_row(r) for r in loaded + refs]),
         "findings.json": json.dumps(found, indent=2) + "\n",
         "report.md": markdown.render_markdown(loaded, rows, found, list(figs), levels,
-                                              command=command, sections=sections),
-    }
+                                              command=command, sections=sections)}
     if refs:
         texts["reference.json"] = json.dumps(compared, indent=2, default=str) + "\n"
     return Report(texts=texts, figures=figs, levels=levels.levels, findings=found)
@@ -91,8 +89,7 @@ def _full_recipe(loaded: Sequence[runs.Run], command: str | None) -> Report:
         "table1.csv": tables.to_csv(full_recipe.table1_rows(loaded)),
         "status.csv": tables.to_csv([full_recipe.status(r) for r in loaded]),
         "provenance.csv": tables.to_csv([tables.provenance_row(r) for r in loaded]),
-        "findings.json": json.dumps(found, indent=2) + "\n",
-    }
+        "findings.json": json.dumps(found, indent=2) + "\n"}
     return Report(texts=texts, figures=figs, levels=(), findings=found)
 
 

@@ -16,8 +16,8 @@ from keras_resnet_cifar.analysis.results.runs import Levels, Run, by_model
 from keras_resnet_cifar.analysis.results.tables import (
     beside_published, machines, markdown_table, table1_markdown)
 
-HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over "
-                     "the 50,000 images; the 64k stop was chosen on a 45k/5k split)")
+HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over the "
+                     "50,000 images; the 64k stop was chosen on a 45k/5k split)")
 REPRODUCTION_SCHEDULE = f"{FULL_EPOCHS} epochs"
 
 SEEDS_CAPTION = ("Each seed's curve is drawn faintly, the mean over seeds bold, the band "
@@ -55,13 +55,9 @@ CAPTIONS = {
 def portable(path: str | os.PathLike) -> str:
     """`path` relative to the working folder when inside it, ~/... inside the home folder."""
     path = Path(path)
-    if not path.is_absolute():
-        return path.as_posix()
     for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
-        try:
+        if path.is_absolute() and path.is_relative_to(base):
             return prefix + path.relative_to(base).as_posix()
-        except ValueError:
-            continue
     return path.as_posix()
 
 
