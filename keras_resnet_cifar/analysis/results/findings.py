@@ -28,8 +28,7 @@ NOT_RECORDED = "section not recorded"
 REPRODUCTION = {"plain20": 0.9084, "resnet20": 0.9195, "plain56": 0.8671, "resnet56": 0.9325}
 PAPER_ADVANTAGE = {20: 1.11, 56: 6.54}
 PAPER_AMPLIFICATION = "6-fold"
-# He et al. (2016), Table 6: CIFAR-10 test error of ResNet-20 8.75%, ResNet-56 6.97% (64k
-# iterations); their plain nets appear only in figures.
+# He et al. (2016), Table 6 (test error, 64k iterations); their plain nets appear only in figures.
 HE_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
 
 CONVERGENCE_RULE = (

@@ -167,7 +167,6 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list
                 f" ± {100 * se:.2f} (one run: SE over its batches)" if se else "")
         else:
             train = "n/a"
-        # He et al.'s Figure 6 shows plain-20/32/44/56 as curves only, without a number.
         paper = (f"{100 * (1 - published[r['model']]):.2f}" if r["model"] in published
                  else "figure only" if r["model"] in FIGURE_6_ONLY else "not published")
         seed = (f"{100 * (1 - reproduction[r['model']]):.2f}" if r["model"] in reproduction
