@@ -161,8 +161,7 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
         figs[stem] = plots.per_layer(panels, ylabel=ylabel, log_scale=log, title=title)
         if key == "response_std":
             figs[f"{stem}_sorted"] = plots.per_layer(
-                panels, ylabel=ylabel, sort_descending=True,
-                title=title + ", sorted by magnitude")
+                panels, ylabel=ylabel, sort_descending=True, title=title + ", sorted by magnitude")
     figs.update(gradient_ratio_figure(groups))
     return figs
 
@@ -181,6 +180,5 @@ def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
     if not series:
         return {}
     return {"gradient_ratio": plots.values_by_epoch(
-        series, ylabel="log10(early / late gradient norm)",
-        xlabel="epoch (0: at initialisation)",
+        series, ylabel="log10(early / late gradient norm)", xlabel="epoch (0: at initialisation)",
         title="Early vs late layers' gradient norms (> 0: early larger)")}
