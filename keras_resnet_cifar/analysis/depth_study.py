@@ -22,8 +22,7 @@ from keras_resnet_cifar.errors import plural
 
 SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 # He et al.'s Figure 6: plain and residual nets of 20, 32, 44 and 56 layers.
-SWEEP_MODELS = ("plain20", "plain32", "plain44", "plain56",
-                "resnet20", "resnet32", "resnet44", "resnet56")
+SWEEP_MODELS = tuple(f"{net}{depth}" for net in ("plain", "resnet") for depth in (20, 32, 44, 56))
 CURVE_SUBSET_SEED = 0  # which test images the curve points use (the same for every run)
 
 
