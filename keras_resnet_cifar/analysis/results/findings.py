@@ -513,10 +513,8 @@ def adjust(found: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[st
         for key, default in (("section", NOT_RECORDED), ("end_of_schedule", False),
                              ("decision", None), ("wording", None)):
             f.setdefault(key, default)
-        f["verdict_unadjusted"] = f["verdict"]
-        f["p_raw"] = f["decision"]["p"] if f["decision"] else None
-        f["p_adjusted"] = None
-        f["budget"] = at
+        f.update(verdict_unadjusted=f["verdict"],
+                 p_raw=f["decision"]["p"] if f["decision"] else None, p_adjusted=None, budget=at)
         if f["end_of_schedule"] and not full:
             f["verdict"] = stats.NOT_TESTABLE
         elif f["decision"] is not None and f["verdict"] in stats.TESTED:
