@@ -266,8 +266,7 @@ def run(plan: Plan) -> dict[str, Any]:
         "inference": (inference_rates(plan.model_paths, data.test.images, runs=plan.inference_runs,
                                       num_threads=plan.num_threads or os.cpu_count() or 1,
                                       trust_savedmodel=plan.trust_savedmodel)
-                      if plan.model_paths else {"skipped": "no --model_path given"}),
-    }
+                      if plan.model_paths else {"skipped": "no --model_path given"})}
     for name in plan.models:
         training, evaluation = _time_model(plan, name, data)
         report["training"].update(training)

@@ -173,8 +173,7 @@ def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
         by_epoch: dict[float, list[float]] = {}
         for run in groups[model]:
             for row in run.layer_stats["epochs"]:
-                by_epoch.setdefault(row["epoch"], []).append(
-                    gradient_log_ratio(run, row["epoch"]))
+                by_epoch.setdefault(row["epoch"], []).append(gradient_log_ratio(run, row["epoch"]))
         if by_epoch:
             series[model] = by_epoch
     if not series:

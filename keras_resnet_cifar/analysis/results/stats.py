@@ -124,8 +124,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
     of m times (m - k + 1), made non-decreasing, capped at 1)."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [1.0] * m
-    running = 0.0
+    adjusted, running = [1.0] * m, 0.0
     for rank, i in enumerate(order):
         running = max(running, min(1.0, (m - rank) * float(p_values[i])))
         adjusted[i] = running

@@ -151,8 +151,8 @@ def beside_published(rows: Sequence[dict[str, Any]], last_points: dict[str, list
         if acc is None:
             test = "n/a"
         elif r["n"] > 1 and r["final_test_accuracy_std"] is not None:
-            test = (f"{100 * (1 - acc):.2f} ± {100 * r['final_test_accuracy_std'] / r['n'] ** 0.5:.2f}"
-                    f" (mean of {r['n']} seeds)")
+            se = r["final_test_accuracy_std"] / r["n"] ** 0.5
+            test = f"{100 * (1 - acc):.2f} ± {100 * se:.2f} (mean of {r['n']} seeds)"
         else:
             se = (acc * (1 - acc) / n) ** 0.5 if n else None
             test = f"{100 * (1 - acc):.2f}" + (f" ± {100 * se:.2f} (one run: binomial, "
@@ -207,8 +207,7 @@ def provenance_row(run: Run) -> dict[str, Any]:
         "python": _text(m.get("python")),
         "git_commit": _text(m.get("git_commit")) if "git_commit" in m else NOT_RECORDED,
         "data_path": data_path(run),
-        "finished_at": _text(m.get("finished_at")) if m else "in progress (no metrics.json)",
-    }
+        "finished_at": _text(m.get("finished_at")) if m else "in progress (no metrics.json)"}
 
 
 def machines(runs: Sequence[Run]) -> str:
