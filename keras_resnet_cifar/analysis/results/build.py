@@ -62,9 +62,8 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
                                        [r for r in refs if r.model == model])
         if fig is not None:
             figs["reference_curves"] = fig
-    sections = (reference.markdown(compared, reference.batch_norm_rows(refs),
-                                   "reference_curves" if "reference_curves" in figs else None)
-                if refs else [])
+    figure = "reference_curves" if "reference_curves" in figs else None
+    sections = reference.markdown(compared, reference.batch_norm_rows(refs), figure) if refs else []
     cost = tables.cost_rows(summaries + [runs.run_summary(r, ()) for r in refs])
     sections += (markdown.provenance_section(tables.provenance_markdown(loaded + refs))
                  + markdown.cost_section(tables.cost_markdown(cost)))

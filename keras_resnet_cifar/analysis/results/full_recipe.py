@@ -159,8 +159,7 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
     plain = {m: g[0].history for m, g in groups.items() if not g[0].spec.residual}
     residual = {m: g[0].history for m, g in groups.items() if g[0].spec.residual}
     return {"table1_curves": plots.depth_sweep(
-        plain, residual, xlabel="epoch (one pass over the 50,000 training images)",
-        eval_set="test",
+        plain, residual, xlabel="epoch (one pass over the 50,000 training images)", eval_set="test",
         title="Error vs epochs (He et al., Figure 6 layout: dashed training, bold test)")}
 
 
