@@ -86,11 +86,9 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
     groups = by_model(runs)
     depths = sorted({r.spec.depth for r in runs})
     any_run = runs[0]
-    figs = {}
     curves_figure = error_curves(runs)
     have_curves = curves_figure is not None
-    if have_curves:
-        figs["error_curves"] = curves_figure
+    figs = {"error_curves": curves_figure} if have_curves else {}
     for depth in depths:
         pair = [groups[m] for m in (f"plain{depth}", f"resnet{depth}") if m in groups]
         if have_curves:
@@ -163,8 +161,7 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
         figs[stem] = plots.per_layer(panels, ylabel=ylabel, log_scale=log, title=title)
         if key == "response_std":
             figs[f"{stem}_sorted"] = plots.per_layer(
-                panels, ylabel=ylabel, sort_descending=True,
-                title=title + ", sorted by magnitude")
+                panels, ylabel=ylabel, sort_descending=True, title=title + ", sorted by magnitude")
     figs.update(gradient_ratio_figure(groups))
     return figs
 
@@ -176,13 +173,11 @@ def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
         by_epoch: dict[float, list[float]] = {}
         for run in groups[model]:
             for row in run.layer_stats["epochs"]:
-                by_epoch.setdefault(row["epoch"], []).append(
-                    gradient_log_ratio(run, row["epoch"]))
+                by_epoch.setdefault(row["epoch"], []).append(gradient_log_ratio(run, row["epoch"]))
         if by_epoch:
             series[model] = by_epoch
     if not series:
         return {}
     return {"gradient_ratio": plots.values_by_epoch(
-        series, ylabel="log10(early / late gradient norm)",
-        xlabel="epoch (0: at initialisation)",
+        series, ylabel="log10(early / late gradient norm)", xlabel="epoch (0: at initialisation)",
         title="Early vs late layers' gradient norms (> 0: early larger)")}
