@@ -36,8 +36,7 @@ class TFLiteClassifier:
         from ai_edge_litert import interpreter as litert
 
         if num_threads < 1:
-            raise UserError(f"num_threads must be >= 1, got {num_threads}.",
-                            argument="num_threads")
+            raise UserError(f"num_threads must be >= 1, got {num_threads}.", argument="num_threads")
         resolver = (litert.OpResolverType.AUTO if xnnpack
                     else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         if isinstance(model, (bytes, bytearray)):

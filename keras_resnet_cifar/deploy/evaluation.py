@@ -48,12 +48,9 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
                            "except where a probability underflows)",
         # Each counts -log 1e-12 = 27.6 here, more in train's loss: the two differ by them.
         "loss_clipped_images": int(np.sum(picked < LOSS_FLOOR)),
-        "macro_precision": float(np.mean(precision)),
-        "macro_recall": float(np.mean(recall)),
-        "per_class": per_class,
-        "class_names": list(class_names),
-        "confusion_matrix": confusion.astype(int).tolist(),
-    }
+        "macro_precision": float(np.mean(precision)), "macro_recall": float(np.mean(recall)),
+        "per_class": per_class, "class_names": list(class_names),
+        "confusion_matrix": confusion.astype(int).tolist()}
 
 
 def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,

@@ -22,9 +22,8 @@ from keras_resnet_cifar import fileio
 from keras_resnet_cifar.deploy import (contract, edge, grpc_client, model_card, parity, seal,
                                        sources, tf_serving)
 from keras_resnet_cifar.deploy.sources import EvalData, Source
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.errors import UserError, plural
 from keras_resnet_cifar.models.reference_weights import LICENCE_FILE
-from keras_resnet_cifar.errors import plural
 
 LOCK = ".export.lock"
 MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
@@ -170,8 +169,7 @@ def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
         final = model_root / str(version)
         if final.exists():
             raise UserError(f"{final} already exists: versions are never overwritten "
-                            "(give no version to take the next free one).",
-                            argument="version")
+                            "(give no version to take the next free one).", argument="version")
         with fileio.atomic_path(final, is_dir=True) as tmp:
             os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving container must read it
             card, report = _write_version(

@@ -111,8 +111,7 @@ def _decode(key: str, tensor) -> list | object:
     else:
         repeated = getattr(tensor, field)
         if len(repeated) != count:
-            raise UserError(f"TF Serving's {key} holds {len(repeated)} values for shape "
-                            f"{shape}.")
+            raise UserError(f"TF Serving's {key} holds {len(repeated)} values for shape {shape}.")
         values = (np.array([v.decode("utf-8", "replace") for v in repeated], object)
                   if numpy_dtype is None else np.array(repeated, numpy_dtype))
     return values.reshape(shape).tolist()
@@ -135,8 +134,7 @@ def predict(url: str, model_name: str, pixels: np.ndarray, *, version: int | Non
     where = target(url)
     rest_client.check_names(model_name, label)
     grpc, _, service, _ = apis()
-    request = build_request(model_name, pixels, version=version, label=label,
-                            signature=signature)
+    request = build_request(model_name, pixels, version=version, label=label, signature=signature)
     options = [("grpc.max_receive_message_length", rest_client.MAX_ANSWER_BYTES),
                ("grpc.max_send_message_length", -1)]
     with grpc.insecure_channel(where, options=options) as channel:

@@ -61,17 +61,14 @@ class Resolved:
     checkpoint: str | None = None  # final, last or best, for a run
 
 
-def resolve(path: str | os.PathLike, checkpoint: str = "final", *,
+def resolve(path: str | os.PathLike | Resolved, checkpoint: str = "final", *,
             trust_savedmodel: bool = False) -> Resolved:
-    """Finds what `path` is; `checkpoint` picks a run directory's model."""
-    resolved = _resolve(path, checkpoint)
-    check_trusted(resolved, trust_savedmodel)
-    return resolved
-
-
-def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
+    """Finds what `path` is (`checkpoint` picks a run directory's model) and checks that a
+    SavedModel is trusted, also one a Resolved made elsewhere names."""
+    resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
     if resolved.kind == "saved_model":
         contract.check_trusted(resolved.file, trust_savedmodel, resolved.path)
+    return resolved
 
 
 def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
@@ -174,15 +171,19 @@ def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
 def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
          num_threads: int = 1, trust_savedmodel: bool = False) -> Predictor:
     """Loads a model path or a Resolved; `num_threads` is a .tflite model's (LiteRT)."""
-    resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
-    check_trusted(resolved, trust_savedmodel)  # also for a Resolved made elsewhere
+    resolved = resolve(path, checkpoint, trust_savedmodel=trust_savedmodel)
     try:
         if resolved.kind == "tflite":
             runner = edge.TFLiteClassifier(resolved.file, num_threads=num_threads)
             return Predictor(resolved, lambda x: runner.predict(x, batch_size=len(x)),
                              runner.class_names, card=contract.read_card(resolved.file))
         if resolved.kind == "saved_model":
-            return _load_saved_model(resolved)
+            from keras_resnet_cifar.deploy import serving  # TensorFlow
+
+            classifier = serving.load_classifier(resolved.file)
+            card = contract.read_card(resolved.file)
+            return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)),
+                             contract.class_names(card) or CIFAR10_CLASSES, card=card)
         return _load_keras(resolved)
     except ImportError as e:  # ModuleNotFoundError where a runtime is not installed
         package = (e.name or "").split(".")[0]
@@ -197,8 +198,7 @@ def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
         raise
 
 
-def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
-             k: int = 3) -> list[dict]:
+def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str], k: int = 3) -> list[dict]:
     """One {"input": name, "top": [{"class", "probability"}, ...]} per image of `inputs`."""
     if len(pixels) != len(inputs):
         raise ValueError(f"{len(pixels)} images but {len(inputs)} input names.")
@@ -218,18 +218,11 @@ def score(model: Predictor, pixels: np.ndarray, labels: np.ndarray,
             "accuracy": correct / len(labels) if len(labels) else None}
 
 
-def _load_saved_model(resolved: Resolved) -> Predictor:
-    from keras_resnet_cifar.deploy import serving  # TensorFlow
-
-    classifier = serving.load_classifier(resolved.file)
-    card = contract.read_card(resolved.file)
-    return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)),
-                     contract.class_names(card) or CIFAR10_CLASSES, card=card)
-
-
 def check_keras_archive(file: str | os.PathLike) -> None:
     """Refuses a zip bomb from the .keras file's central directory (sizes that zipfile
     never reads beyond) and its HDF5 datasets' headers, before Keras reads anything."""
+    import h5py
+
     try:
         with zipfile.ZipFile(file) as archive:
             members = archive.infolist()
@@ -245,17 +238,10 @@ def check_keras_archive(file: str | os.PathLike) -> None:
         if m.file_size > MAX_KERAS_INFLATION * m.compress_size + (1 << 20):
             raise UserError(f"{file}: its {m.filename} inflates {m.compress_size:,} bytes "
                             f"to {m.file_size:,}: a zip bomb, refused before reading.")
-    if weights := [m for m in members if m.filename.endswith(".h5")]:
-        _check_weights(file, weights)
-
-
-def _check_weights(file, members) -> None:
-    import h5py
-
-    datasets = []
+    datasets = []  # (name, bytes declared, bytes stored) of every HDF5 dataset
     try:
         with zipfile.ZipFile(file) as archive:
-            for member in members:
+            for member in [m for m in members if m.filename.endswith(".h5")]:
                 with archive.open(member) as f, h5py.File(f, "r") as h5:
                     h5.visititems(lambda name, obj: datasets.append(
                         (name, math.prod(obj.shape or ()) * obj.dtype.itemsize,

@@ -24,8 +24,7 @@ import urllib.parse
 import numpy as np
 
 from keras_resnet_cifar.deploy.contract import INPUT_KEY, OUTPUT_KEYS
-from keras_resnet_cifar.errors import UserError, first_line, printable
-from keras_resnet_cifar.errors import plural
+from keras_resnet_cifar.errors import UserError, first_line, plural, printable
 
 MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
 # An answer is bounded by the images asked about before json.loads (which costs up to 20
