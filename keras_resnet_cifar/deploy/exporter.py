@@ -74,19 +74,20 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
     one = (source.model.predict if keras_model is None
            else lambda x: keras_model.predict_on_batch(x.astype(np.float32)))
     variants = {source.model.kind: {"predict": lambda x: reference, "predict_one": one}}
+    files = [folder / contract.SAVED_MODEL_GRAPH, *(folder / "variables").rglob("*")]
+    saved_size = sum(f.stat().st_size for f in files if f.is_file())  # the SavedModel's bytes
     if keras_model is not None:  # the SavedModel was made here: measure it too
         from keras_resnet_cifar.deploy import serving
 
         saved = serving.load_classifier(folder)
-        variants["saved_model"] = {"predict": saved, "predict_one": saved,
-                                   "size_bytes": _folder_size(folder)}
+        variants["saved_model"] = {"predict": saved, "predict_one": saved, "size_bytes": saved_size}
     else:  # the SavedModel is the source, copied unchanged
-        variants[source.model.kind]["size_bytes"] = _folder_size(folder)
+        variants[source.model.kind]["size_bytes"] = saved_size
     for variant, blob in blobs.items():
-        runner = edge.TFLiteClassifier(folder / contract.tflite_file(variant), num_threads=1)
+        file = contract.tflite_file(variant)
+        runner = edge.TFLiteClassifier(folder / file, num_threads=1)
         variants[f"tflite_{variant}"] = {"predict": runner.predict, "predict_one": runner.predict,
-                                         "size_bytes": len(blob),
-                                         "file": contract.tflite_file(variant)}
+                                         "size_bytes": len(blob), "file": file}
     report = parity.report(reference, variants, images, labels if data.real else None,
                            latency_runs=latency_runs,
                            progress=lambda name: logging.info(
@@ -94,11 +95,6 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
                                plural(latency_runs, "timed batch-1 call")))
     return {**report, "reference": source.model.kind, "data": data.description,
             "latency_threads": 1}
-
-
-def _folder_size(folder: Path) -> int:
-    files = [folder / contract.SAVED_MODEL_GRAPH, *(folder / "variables").rglob("*")]
-    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 @contextlib.contextmanager

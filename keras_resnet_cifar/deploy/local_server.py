@@ -71,9 +71,8 @@ class Servable:
             raise BadRequest(f"Servable not found for request: Label({name}, {label}) "
                              "(this stand-in serves no version labels)", not_found=True)
         if name != self.name or (version is not None and version != self.version):
-            asked = "Latest" if version is None else "Specific"
-            which = f"{name}" + ("" if version is None else f", {version}")
-            raise BadRequest(f"Servable not found for request: {asked}({which})", not_found=True)
+            asked = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+            raise BadRequest(f"Servable not found for request: {asked}", not_found=True)
 
     def run(self, signature: str | None, inputs: dict) -> dict[str, np.ndarray]:
         import tensorflow as tf

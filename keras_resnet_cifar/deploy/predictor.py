@@ -25,11 +25,11 @@ from keras_resnet_cifar.deploy import contract, edge  # neither imports TensorFl
 from keras_resnet_cifar.errors import UserError, first_line
 
 # The help of every command's --trust_savedmodel (predict, evaluate, export, benchmark).
-TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on this "
-              "machine (its model card carries no seal of this user's key, "
-              "~/.config/keras-resnet-cifar/export.key). A SavedModel is a program: "
-              "its graph runs whatever operations it holds, file writes included. Only for "
-              "SavedModels from a source you trust.")
+TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on this machine "
+              "(its model card carries no seal of this user's key, "
+              "~/.config/keras-resnet-cifar/export.key). A SavedModel is a program: its graph "
+              "runs whatever operations it holds, file writes included. Only for SavedModels "
+              "from a source you trust.")
 # A .keras file is a zip whose JSON Keras reads whole, and a zip can announce gigabytes in
 # a few megabytes; the largest model here (ResNet-1202, optimiser state) is about 160 MB.
 MAX_KERAS_BYTES = 1 << 30

@@ -187,9 +187,8 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
         raise UserError(f"TF Serving at {url} answered HTTP {status}: {_error_message(raw)}")
     nests = raw.count(b"[") + raw.count(b"{")
     if nests > 16 + ANSWER_NESTS_PER_IMAGE * count:
-        raise UserError(f"TF Serving at {url} answered something that is not JSON of a "
-                        f"predict response ({nests:,} lists and objects for "
-                        f"{plural(count, 'image')}).")
+        raise UserError(f"TF Serving at {url} answered something that is not JSON of a predict "
+                        f"response ({nests:,} lists and objects for {plural(count, 'image')}).")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." thousands deep
