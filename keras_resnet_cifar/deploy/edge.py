@@ -65,7 +65,6 @@ class TFLiteClassifier:
             raise UserError(f"{what} is not a 32x32x3 image classifier with one input "
                             "and one output.")
         self._input, self._output, self._what, self._batch = inputs[0], outputs[0], what, None
-        self.num_threads = num_threads
         self.input_dtype = np.dtype(self._input["dtype"])
         # (scale, zero point) of the input; (0.0, 0) when it is not quantised.
         self.input_quantization = tuple(self._input["quantization"])
@@ -129,8 +128,6 @@ class TFLiteClassifier:
                                 "file is damaged or not an image classifier.") from None
             out[start:start + batch] = self._dequantise(result)[:n - start]
         return out
-
-    __call__ = predict
 
 
 def check_tensors(data: bytes, what: str) -> None:

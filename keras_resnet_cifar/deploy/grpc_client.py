@@ -44,10 +44,8 @@ def address_problem(url: str) -> str | None:
     if any(c.isspace() or not c.isprintable() for c in url):
         return "holds spaces or control characters"
     parts, problem = rest_client.split_address(url)
-    if problem:
-        return problem
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        return "must be grpc://host[:port] with nothing after the port"
+    if problem or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        return problem or "must be grpc://host[:port] with nothing after the port"
     return None
 
 

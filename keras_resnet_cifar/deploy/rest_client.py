@@ -220,10 +220,7 @@ def _post(url: str, data: bytes, timeout: float,
         conn.request("POST", parts.path, body=data, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         chunks, size = [], 0
-        while True:
-            chunk = response.read1(1 << 16)
-            if not chunk:
-                break
+        while chunk := response.read1(1 << 16):
             chunks.append(chunk)
             size += len(chunk)
             if size > max_bytes:

@@ -111,12 +111,10 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
     the model card, the licence file beside the .npz into the export."""
     model = reference_weights.reference_model(reference_weights.load_state_dict(npz_path))
     licence = Path(npz_path).with_name(reference_weights.LICENCE_FILE)
-    resolved = predictor.Resolved(Path(npz_path), Path(npz_path), "keras")
-    wrapped = predictor.Predictor(
-        resolved, lambda x: model(x.astype(np.float32), training=False), CIFAR10_CLASSES,
-        keras_model=model)
-    return Source(wrapped, {"kind": "reference_weights",
-                            "path": str(Path(npz_path).resolve()),
+    wrapped = predictor.Predictor(predictor.Resolved(Path(npz_path), Path(npz_path), "keras"),
+                                  lambda x: model(x.astype(np.float32), training=False),
+                                  CIFAR10_CLASSES, keras_model=model)
+    return Source(wrapped, {"kind": "reference_weights", "path": str(Path(npz_path).resolve()),
                             "sha256": contract.sha256(npz_path, follow_links=True)},
                   licence_note=reference_weights.LICENCE_NOTE,
                   licence_file=str(licence) if licence.is_file() else None)
