@@ -89,8 +89,7 @@ def _decode(key: str, tensor) -> list | object:
     """A TensorProto -> nested lists. Its values must fill its shape exactly: TensorProto lets
     one value stand for a whole tensor, and a hostile shape of 10^12 would be built here."""
     _, _, _, types_pb2 = apis()
-    dtype = types_pb2.DataType.Name(tensor.dtype) if tensor.dtype in types_pb2.DataType.values() \
-        else str(tensor.dtype)
+    dtype = {v: k for k, v in types_pb2.DataType.items()}.get(tensor.dtype, str(tensor.dtype))
     if dtype not in _EXPECTED[key]:
         raise UserError(f"TF Serving's {key} is a {dtype} tensor, not "
                         f"{' or '.join(_EXPECTED[key])}: is this model's signature the one "
@@ -101,8 +100,7 @@ def _decode(key: str, tensor) -> list | object:
     count = math.prod(shape)
     numpy_dtype, field = _DECODERS[dtype]
     if numpy_dtype and tensor.tensor_content:
-        width = np.dtype(numpy_dtype).itemsize
-        if len(tensor.tensor_content) != count * width:
+        if len(tensor.tensor_content) != count * np.dtype(numpy_dtype).itemsize:
             raise UserError(f"TF Serving's {key} holds {len(tensor.tensor_content)} bytes for "
                             f"shape {shape}: not a tensor.")
         values = np.frombuffer(tensor.tensor_content, numpy_dtype)

@@ -129,12 +129,10 @@ class Predictor:
         for start in range(0, len(pixels), batch_size):
             batch = pixels[start:start + batch_size]
             parts.append(check_probabilities(np.asarray(self._run_batch(batch), np.float32),
-                                             len(batch), len(self.class_names),
-                                             self.source.path))
+                                             len(batch), len(self.class_names), self.source.path))
             if progress:
                 progress(min(start + batch_size, len(pixels)), len(pixels))
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)),
-                                                            np.float32)
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
 
     __call__ = predict
 

@@ -144,7 +144,6 @@ def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: 
     real = dataset != "synthetic"
     where = f"{data.source}" if real else "synthetic data set (no real images given)"
     calibration = tflite.representative_images(data.train.images, calibration_images, seed)
-    return EvalData(calibration=calibration, test_images=data.test.images,
-                    test_labels=data.test.labels,
-                    description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} "
-                                "training images for calibration, test split for parity", real=real)
+    return EvalData(calibration, data.test.images, data.test.labels, real=real,
+                    description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} training "
+                                "images for calibration, test split for parity")
