@@ -77,8 +77,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
                  f"(from the probabilities) on {plural(result['images'], 'image')}; a "
                  "class's accuracy is its recall")
-    clipped = result.get("loss_clipped_images", 0)
-    if clipped:
+    if clipped := result.get("loss_clipped_images", 0):
         lines.append(
             f"({plural(clipped, 'image')} gave their true class a probability below "
             f"{LOSS_FLOOR:g}, counted as {LOSS_FLOOR:g} (loss {-np.log(LOSS_FLOOR):.1f} each): "

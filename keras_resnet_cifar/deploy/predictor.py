@@ -78,9 +78,7 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
                         f"{checkpoint!r}.", argument="checkpoint")
     if not path.exists():
         raise UserError(f"No run directory, .keras file, SavedModel or .tflite file at {path}.")
-    if path.is_dir() and (path / contract.SAVED_MODEL_GRAPH).is_file():
-        resolved = Resolved(path, path, "saved_model")
-    elif path.is_dir():
+    if path.is_dir() and not (path / contract.SAVED_MODEL_GRAPH).is_file():
         file = run_files.path(path, run_files.MODEL_FILES[checkpoint])
         if not file.is_file():
             hint = "" if checkpoint != "final" else " (checkpoint=last for an unfinished run)"
@@ -88,19 +86,17 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
                             f"saved_model.pb: not a finished run directory nor a "
                             f"SavedModel{hint}.", argument="checkpoint" if hint else None)
         return Resolved(path, file, "keras", run_dir=path, checkpoint=checkpoint)
-    elif path.suffix == ".keras":
-        if not zipfile.is_zipfile(path):
-            raise UserError(f"{path} exists but is not a .keras model (not a zip archive).")
-        resolved = Resolved(path, path, "keras")
-    elif path.suffix == ".tflite":
-        resolved = Resolved(path, path, "tflite")
-    else:
+    file_kinds = {".keras": "keras", ".tflite": "tflite"}
+    kind = "saved_model" if path.is_dir() else file_kinds.get(path.suffix)
+    if kind is None:
         raise UserError(f"{path} is not a model: expected a run directory, a .keras file, "
                         "a SavedModel folder or a .tflite file.")
+    if kind == "keras" and not zipfile.is_zipfile(path):
+        raise UserError(f"{path} exists but is not a .keras model (not a zip archive).")
     if checkpoint != "final":
         raise UserError(f"checkpoint={checkpoint} applies to run directories; {path} is "
-                        f"a {resolved.kind.replace('_', ' ')} model.", argument="checkpoint")
-    return resolved
+                        f"a {kind.replace('_', ' ')} model.", argument="checkpoint")
+    return Resolved(path, path, kind)
 
 
 class Predictor:
