@@ -89,8 +89,7 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
         variants[f"tflite_{variant}"] = {"predict": runner.predict, "predict_one": runner.predict,
                                          "size_bytes": len(blob), "file": file}
     report = parity.report(reference, variants, images, labels if data.real else None,
-                           latency_runs=latency_runs,
-                           progress=lambda name: logging.info(
+                           latency_runs=latency_runs, progress=lambda name: logging.info(
                                "Parity: %s on %s, %s", name, plural(len(images), "image"),
                                plural(latency_runs, "timed batch-1 call")))
     return {**report, "reference": source.model.kind, "data": data.description,
