@@ -52,8 +52,7 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
 
 
 def _write_warmup(folder: Path, name: str, data: EvalData) -> dict | None:
-    """Writes TF Serving's warm-up requests; what the card says of them (None without the
-    serving extra)."""
+    """The card's record of the warm-up requests it writes (None without the serving extra)."""
     try:
         grpc_client.apis()
     except UserError as missing:

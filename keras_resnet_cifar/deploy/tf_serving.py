@@ -69,10 +69,8 @@ def model_config(name: str, base_path: str, available: Sequence[int], *,
             raise UserError(f"The {label} version {version} is not among the exported "
                             f"versions of {name} ({', '.join(map(str, available))}).")
     config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add()
-    model.name = name
-    model.base_path = base_path
-    model.model_platform = "tensorflow"
+    model = config.model_config_list.config.add(name=name, base_path=base_path,
+                                                model_platform="tensorflow")
     model.model_version_policy.specific.versions.extend(sorted(set(labels.values())))
     for label, version in labels.items():
         model.version_labels[label] = version
