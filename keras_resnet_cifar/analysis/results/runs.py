@@ -126,10 +126,9 @@ class Run:
 
 
 def train_set_size(config: dict[str, Any]) -> int:
-    held_out = config.get("validation_split") or 0
-    if config.get("dataset") == "synthetic":
-        return int(config.get("synthetic_train_size", 0)) - held_out
-    return cifar_files.TRAIN_IMAGES - held_out
+    return cifar_files.train_images(config.get("dataset"),
+                                    int(config.get("synthetic_train_size", 0)),
+                                    config.get("validation_split") or 0)
 
 
 # What a report reads from each file of a run and what each value must be, by the Run
