@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from keras_resnet_cifar.config import FULL_EPOCHS, TrainConfig, changed_flags
+from keras_resnet_cifar.errors import plural
 from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.findings import (
     CONVERGENCE_RULE, HE_TABLE6, REPRODUCTION, SCOPE_RULE)
@@ -89,10 +90,6 @@ def _published(levels_table: dict[str, float], models: Sequence[str]) -> str:
     return found or f"none of this report's models (it gives {', '.join(levels_table)})"
 
 
-def _plural(n: float, word: str) -> str:
-    return f"{n:g} {word}" + ("" if n == 1 else "s")
-
-
 def _schedule(run: Run) -> str:
     config = run.config
     steps = config.get("steps_per_epoch")
@@ -113,8 +110,8 @@ def _schedule(run: Run) -> str:
         rate = f"{config['learning_rate']} throughout"
     if beyond:
         rate += (f" (--lr_boundaries {', '.join(map(str, beyond))} lie at or beyond its "
-                 f"{_plural(epochs, 'epoch')}: never reached)")
-    return (f"{_plural(epochs, 'epoch')}, an epoch being {epoch}; SGD momentum "
+                 f"{plural(epochs, 'epoch')}: never reached)")
+    return (f"{plural(epochs, 'epoch')}, an epoch being {epoch}; SGD momentum "
             f"{config['momentum']}, weight decay {config['weight_decay']}, batch "
             f"{config['batch_size']}; learning rate {warm}{rate}.")
 
