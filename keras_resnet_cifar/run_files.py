@@ -66,8 +66,7 @@ def path(workdir: str | os.PathLike, name: str) -> Path:
 
 # The folders of a run; every other name above is a file.
 FOLDERS = (CHECKPOINTS, BACKUP, TENSORBOARD)
-_FILES = (CONFIG, EXTENSIONS, HISTORY_JSON, HISTORY_CSV, METRICS, MODEL, CURVES, LAST, BEST,
-          BEST_JSON, EVALUATION, PER_CLASS, CONFUSION, LAYER_STATS, CURVE, STATE, LOCK)
+_FILES = (*SMALL_FILES, MODEL, CURVES, LAST, BEST, BEST_JSON, STATE, LOCK)
 
 
 def check_layout(workdir: str | os.PathLike) -> None:
