@@ -18,10 +18,6 @@ def xlabel(run: Run) -> str:
     return f"epoch ({n:,} training images each)" if n else "epoch"
 
 
-def curve_xlabel(run: Run) -> str:
-    return f"passes over the {run.train_set_size:,} training images"
-
-
 def curve_data(runs: Sequence[Run]) -> dict[str, Any] | None:
     """One network's curves: {"x", "train_error"/"test_error" (seeds x points, on the steps
     every seed recorded), "final_test_error" (per seed, or None), "n"}."""
@@ -41,9 +37,12 @@ def curve_data(runs: Sequence[Run]) -> dict[str, Any] | None:
             "n": len(runs)}
 
 
-def _marks(run: Run) -> list[float]:
-    return [b * run.passes_per_epoch for b in run.config.get("lr_boundaries", [])
-            if b < run.config["epochs"]]
+def _curve_axis(run: Run) -> dict[str, Any]:
+    """plots.error_curves' x axis for `run`: passes, iterations on top, lr drops dotted."""
+    return {"xlabel": f"passes over the {run.train_set_size:,} training images",
+            "steps_per_unit": run.steps_per_epoch / run.passes_per_epoch,
+            "marks": [b * run.passes_per_epoch for b in run.config.get("lr_boundaries", [])
+                      if b < run.config["epochs"]]}
 
 
 def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
@@ -61,8 +60,7 @@ def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
     if first is None:
         return None
     return plots.error_curves(
-        families, xlabel=curve_xlabel(first),
-        steps_per_unit=first.steps_per_epoch / first.passes_per_epoch, marks=_marks(first),
+        families, **_curve_axis(first),
         title=title or "Error during training (dashed: training, solid: test; dotted "
                        "verticals: learning-rate drops)")
 
@@ -77,8 +75,7 @@ def reference_curves(project: Sequence[Run], reference: Sequence[Run]) -> Any | 
         {"mean ± SE over seeds, each seed faint": {
             "keras_resnet_cifar": {**mine, "colour": plots.RESIDUAL_COLOUR},
             "reference (PyTorch)": {**theirs, "colour": "tab:red"}}},
-        xlabel=curve_xlabel(run), steps_per_unit=run.steps_per_epoch / run.passes_per_epoch,
-        marks=_marks(run), spread="se",
+        **_curve_axis(run), spread="se",
         title=f"{run.model}: this project vs the reference trainer")
 
 
