@@ -198,14 +198,11 @@ def provenance_row(run: Run) -> dict[str, Any]:
     return {
         "trainer": run.trainer, "model": run.model, "seed": run.seed,
         "epochs_done": len(run.history),
-        "cpu": _text(m.get("cpu")), "cpu_cores": _text(m.get("cpu_cores")),
-        "gpus": _text(m.get("gpus")) if "gpus" in m else NOT_RECORDED,
+        **{k: _text(m.get(k)) for k in ("cpu", "cpu_cores", "gpus")},  # absent: NOT_RECORDED
         "load_average": (f"{min(loads):.1f}-{max(loads):.1f} (mean {sum(loads) / len(loads):.1f})"
                          if loads else f"{m['load_average_1min_at_end']:.1f} at the end"
                          if m.get("load_average_1min_at_end") is not None else NOT_RECORDED),
-        "tensorflow": _text(m.get("tensorflow")), "keras": _text(m.get("keras")),
-        "python": _text(m.get("python")),
-        "git_commit": _text(m.get("git_commit")) if "git_commit" in m else NOT_RECORDED,
+        **{k: _text(m.get(k)) for k in ("tensorflow", "keras", "python", "git_commit")},
         "data_path": data_path(run),
         "finished_at": _text(m.get("finished_at")) if m else "in progress (no metrics.json)"}
 
