@@ -280,8 +280,6 @@ def passes_to_train_error(run: Run, level: float) -> float | None:
     chance, and the crossing is interpolated linearly."""
     points = [(0.0, CHANCE_ERROR)] + [(p["epoch"] * run.passes_per_epoch, p["train_error"])
                                       for p in run.curve_points]
-    if len(points) < 2:
-        return None
     for (x0, e0), (x1, e1) in zip(points, points[1:]):
         if e1 <= level:
             if e0 <= level or e0 == e1:
