@@ -133,8 +133,6 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
     """Per-layer response std and gradient norms, every seed (mean ± std over seeds)."""
     groups = {m: [r for r in g if r.layer_stats] for m, g in by_model(runs).items()}
     groups = {m: g for m, g in groups.items() if g}
-    if not groups:
-        return {}
     figs = {}
     epochs = sorted({e["epoch"] for g in groups.values() for r in g
                      for e in r.layer_stats["epochs"]})
@@ -159,8 +157,7 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
         if key == "response_std":
             figs[f"{stem}_sorted"] = plots.per_layer(
                 panels, ylabel=ylabel, sort_descending=True, title=title + ", sorted by magnitude")
-    figs.update(gradient_ratio_figure(groups))
-    return figs
+    return figs | gradient_ratio_figure(groups)
 
 
 def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
