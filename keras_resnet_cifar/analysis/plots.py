@@ -47,7 +47,8 @@ def _depth_styles(labels) -> dict[int, str]:
 def _finish(fig: Figure, axes, title: str | None, legend: int = 8) -> Figure:
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=legend)
+        if ax.get_legend_handles_labels()[0]:  # a panel with no run yet (Table 1 in progress)
+            ax.legend(fontsize=legend)
     if title:
         fig.suptitle(title)
     return fig
@@ -172,11 +173,8 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
                         marker=_marker(x), label=f"{label} {what}")
         ax.set(xlabel=xlabel, title=name.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if runs:  # a panel with no run yet (Table 1 in progress) has nothing to name
-            ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
-    return _finish(fig, (), title)
+    return _finish(fig, axes, title)
 
 
 def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
