@@ -293,8 +293,7 @@ def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
         text = (f"resnet{depth} above plain{depth} on {len(better)} of {len(names)} classes "
                 f"(per-class test accuracy, mean over {len(r)} and {len(p)} seeds): "
                 + ", ".join(f"{c} {100 * d:+.1f}" for c, d in diff.items())
-                + " points; counted, not tested (one test per class would add ten to the "
-                "family).")
+                + " points; counted, not tested (one test per class would add ten to the family).")
         out.append(_with(finding(claim, PAPER, stats.DESCRIBED, text, depth=depth,
                                  classes_better=len(better), classes=len(names), differences=diff),
                          end_of_schedule=True, wording="better across all classes"))

@@ -86,13 +86,12 @@ def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
              figure: str | None) -> list[str]:
     lines = ["## Reference trainer", "",
              "This project's runs beside the reference PyTorch trainer's "
-             "(`scripts/train_reference_pytorch.py`: akamaster/pytorch_resnet_cifar10's "
-             "network and initialisation, `torch.optim.SGD`, torchvision's augmentation) at "
-             "the same recipe, data and schedule. Mean ± standard error over seeds; the "
-             "difference is project minus reference, its combined SE "
-             "sqrt(SE_project² + SE_reference²). The bar for \"trains like the reference\": "
-             "the difference within two combined standard errors. Welch's t-test over seeds "
-             "as well.", ""]
+             "(`scripts/train_reference_pytorch.py`: akamaster/pytorch_resnet_cifar10's network "
+             "and initialisation, `torch.optim.SGD`, torchvision's augmentation) at the same "
+             "recipe, data and schedule. Mean ± standard error over seeds; the difference is "
+             "project minus reference, its combined SE sqrt(SE_project² + SE_reference²). The bar "
+             "for \"trains like the reference\": the difference within two combined standard "
+             "errors. Welch's t-test over seeds as well.", ""]
     if result["recipe_note"]:
         return lines + [result["recipe_note"], ""]
     if not result["rows"]:
