@@ -93,6 +93,5 @@ def at_chance(runs: Sequence[Run], measure: Callable[[Run], Any]) -> str:
     n = runs[0].images_per_epoch or runs[0].train_set_size
     if np.mean(values) < CHANCE_ERROR - 2 * math.sqrt(CHANCE_ERROR * (1 - CHANCE_ERROR) / n):
         return ""
-    return (f" {runs[0].model}'s training error is at chance level "
-            f"({100 * CHANCE_ERROR:.0f}%): it had not started learning, an extreme form of "
-            "the degradation the claim describes.")
+    return (f" {runs[0].model}'s training error is at chance level ({100 * CHANCE_ERROR:.0f}%): it "
+            "had not started learning, an extreme form of the degradation the claim describes.")

@@ -283,12 +283,11 @@ def _beside_published(first: Sequence[Run], rows: Sequence[dict[str, Any]]) -> l
     last_points = {m: [r.last_point for r in g if r.last_point]
                    for m, g in by_model(first).items()}
     return ["## Beside the published numbers", "",
-            f"**Ours are after {ours}; He et al.'s after {HE_ET_AL_SCHEDULE}; the "
-            f"reproduction's after {REPRODUCTION_SCHEDULE}.** They are set side by side "
-            "to show how far the short schedule gets, not as a like-for-like comparison. "
-            "Standard errors: of the mean over seeds for several seeds; for one run, "
-            "binomial on the test images, or over the last curve segment's batches for the "
-            "training error (information only)."
+            f"**Ours are after {ours}; He et al.'s after {HE_ET_AL_SCHEDULE}; the reproduction's "
+            f"after {REPRODUCTION_SCHEDULE}.** They are set side by side to show how far the short "
+            "schedule gets, not as a like-for-like comparison. Standard errors: of the mean over "
+            "seeds for several seeds; for one run, binomial on the test images, or over the last "
+            "curve segment's batches for the training error (information only)."
             + ("" if any(m in HE_TABLE6 or m in REPRODUCTION for m in models_shown) else
                " The published columns are empty because the published tables give "
                + ", ".join(sorted(set(HE_TABLE6) | set(REPRODUCTION)))
