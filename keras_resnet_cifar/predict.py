@@ -54,19 +54,14 @@ def main(argv):
         raise UserError("Nothing to classify: give image/.npy files or --dataset.")
     # The inputs first (no TensorFlow needed): a typo in a file name is said at once.
     loaded, errors = images_lib.load_files(paths, strict=FLAGS.strict)
-    for item in loaded:
-        for warning in item.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-    if not loaded and not FLAGS.dataset:
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not loaded.names and not FLAGS.dataset:
         cli.print_ranked([], errors, as_json=False)  # the errors, exit 1
     model = predictor.load(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
                            num_threads=FLAGS.num_threads,
                            trust_savedmodel=FLAGS.trust_savedmodel)
-    predictions = []
-    if loaded:
-        pixels = np.concatenate([item.pixels for item in loaded])
-        names = [name for item in loaded for name in item.names]
-        predictions = predictor.classify(model, pixels, names, FLAGS.top_k)
+    predictions = predictor.classify(model, loaded.pixels, loaded.names, FLAGS.top_k)
     scored = None
     if FLAGS.dataset:
         from keras_resnet_cifar.data import datasets

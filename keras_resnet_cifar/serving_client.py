@@ -72,20 +72,17 @@ def main(argv):
     if grpc:
         grpc_client.apis()  # a missing extra is said before any image is read
     loaded, errors = images_lib.load_files(argv[1:], strict=FLAGS.strict)
-    for item in loaded:
-        for warning in item.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     predictions = []
-    if loaded:
-        pixels = np.concatenate([item.pixels for item in loaded])
+    if loaded.names:
         ask = dict(version=FLAGS.model_version, label=FLAGS.model_label,
                    signature=FLAGS.signature, timeout=FLAGS.timeout)
-        results = (grpc_client.predict(FLAGS.url, FLAGS.model_name, pixels, **ask) if grpc
-                   else rest_client.predict(FLAGS.url, FLAGS.model_name, pixels,
+        results = (grpc_client.predict(FLAGS.url, FLAGS.model_name, loaded.pixels, **ask) if grpc
+                   else rest_client.predict(FLAGS.url, FLAGS.model_name, loaded.pixels,
                                             columnar=FLAGS.columnar, **ask))
-        names = [n for item in loaded for n in item.names]
         predictions = [{"input": n, **r} for n, r in
-                       zip(names, _rank(results, CIFAR10_CLASSES, FLAGS.top_k))]
+                       zip(loaded.names, _rank(results, CIFAR10_CLASSES, FLAGS.top_k))]
     cli.print_ranked(predictions, errors, as_json=FLAGS.json)
 
 
