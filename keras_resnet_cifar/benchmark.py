@@ -24,7 +24,7 @@ from absl import flags
 from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import peer, speed, speed_table
 from keras_resnet_cifar.deploy import predictor
-from keras_resnet_cifar.config import TrainConfig
+from keras_resnet_cifar.config import TrainConfig, check_steps_per_execution
 from keras_resnet_cifar.errors import UserError
 
 # The PyTorch peer ships with the repository, not with the installed package.
@@ -48,8 +48,9 @@ def define_flags() -> None:
     flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
     flags.DEFINE_integer("inference_runs", defaults.inference_runs,
                          "Timed batch-1 calls per --model_path model.")
+    threads = dict(lower_bound=0, upper_bound=predictor.MAX_THREADS)
     flags.DEFINE_integer("num_threads", defaults.num_threads,
-                         "CPU threads for a .tflite model (0: every core).")
+                         "CPU threads for a .tflite model (0: every core).", **threads)
     flags.DEFINE_string("peer", None, "Python of the PyTorch peer's environment (see scripts/"
                         "torch_peer.py), run after each timed training repeat.")
     flags.DEFINE_string("peer_script", PEER_SCRIPT, "The peer's script (the default is relative "
@@ -61,8 +62,10 @@ def define_flags() -> None:
                       "repeat by repeat: a precision (float32, mixed_bfloat16, mixed_float16), "
                       "+xla for XLA, e.g. float32,mixed_bfloat16,float32+xla; ratios are to the "
                       "first; empty: the one of --mixed_precision and --jit_compile.")
-    flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default).")
-    flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).")
+    flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF's default).",
+                         **threads)
+    flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF's default).",
+                         **threads)
     flags.DEFINE_string("out", None, "Also write the figures as JSON to this file.")
     flags.DEFINE_boolean("json", False, "Print the figures as JSON instead of a table.")
 
@@ -72,10 +75,6 @@ def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
     models = tuple(flag_values.models)
     if flag_values.model_path and not flag_values["models"].present:
         models = ()  # --model_path alone: time those models, train nothing
-    for name in ("intra_op_threads", "inter_op_threads", "num_threads"):
-        if not 0 <= flag_values[name].value <= predictor.MAX_THREADS:
-            raise UserError(f"--{name} must be in [0, {predictor.MAX_THREADS}] (0: the "
-                            f"default), got {flag_values[name].value}.")
     if flag_values.out and Path(flag_values.out).is_dir():
         raise UserError(f"--out={flag_values.out} is a folder: give the JSON file to write.")
     python = flag_values.peer
@@ -89,9 +88,8 @@ def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
         raise UserError("--variants names the precisions and XLA to time: give it or "
                         "--mixed_precision / --jit_compile, not both.")
     steps = flag_values.steps
-    if steps > 0 and steps % flag_values.steps_per_execution:
-        raise UserError(f"--steps_per_execution={flag_values.steps_per_execution} must divide "
-                        f"--steps={steps} (Keras runs every execution whole).")
+    if steps > 0:  # before TrainConfig's check, which would suggest a steps_per_epoch
+        check_steps_per_execution(steps, flag_values.steps_per_execution, other="a number of steps")
     # A timed repeat is one Keras epoch of --steps steps.
     base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20",
                                          steps_per_epoch=steps if steps > 0 else None)

@@ -1,7 +1,6 @@
-"""The command-line layer every tool starts through (run()): flags (docs/command-line.md),
-quiet output, one-line errors. A UserError, a flag error or a missing dependency ends in one
-`error:` line and exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and
-keeps its traceback."""
+"""The command-line layer every tool starts through (run()): flags (docs/command-line.md), quiet
+output, one-line errors. A UserError, a flag error or a missing dependency ends in one `error:` line
+and exit status 1; SIGTERM in 143, Ctrl-C in 130; anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ import re
 import sys
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from absl import app, flags
-from absl import logging
+from absl import app, flags, logging
 
 from keras_resnet_cifar import environment, signals
 from keras_resnet_cifar.errors import UserError, exit_with, message_of
@@ -122,9 +120,6 @@ class QuietLibraries(std_logging.Filter):
 class PlainFormatter(std_logging.Formatter):
     """The message alone, `warning:`/`error:` before it (absl's prefix: with --verbose)."""
 
-    def __init__(self):
-        super().__init__("%(message)s")
-
     def format(self, record: std_logging.LogRecord) -> str:
         text = super().format(record)
         if record.levelno >= std_logging.WARNING:
@@ -170,8 +165,7 @@ def _check_and_expand(argv: list[str], *, takes_files: bool, required: Mapping[s
             FLAGS[name].value = ([expand_path(v) for v in value] if isinstance(value, list)
                                  else expand_path(value))
     if len(argv) > 1 and not takes_files:
-        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are "
-                        "--name=value).")
+        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
     for name, what in required.items():
         value = FLAGS[name].value
         if value is None or value == "" or value == []:

@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any, Collection
 
-from keras_resnet_cifar.data.datasets import DATASETS, TRAIN_IMAGES, batches  # no TensorFlow
+from keras_resnet_cifar.data.datasets import DATASETS, batches, train_images  # no TensorFlow
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.models import arch  # no Keras: values are checked before TF loads
 
@@ -40,9 +40,8 @@ COUNT_FIELDS = ("epochs", "batch_size", "synthetic_train_size", "synthetic_test_
 _RATES = ("learning_rate", "warmup_learning_rate")
 _SYNTHETIC = ("synthetic_train_size", "synthetic_test_size")
 
-# (fields, what each value must satisfy, the rule in words), checked in order; integers are
-# bounded here, not overflowing in TensorFlow; NaN fails every comparison, so each rule says
-# what must hold.
+# (fields, what each value must satisfy, the rule in words), checked in order; integers are bounded
+# here, not overflowing in TensorFlow; NaN fails every comparison, so each rule says what must hold.
 _CHOICES = {"shortcut": arch.SHORTCUTS, "dataset": DATASETS, "distribute": DISTRIBUTE,
             "mixed_precision": PRECISIONS, "weight_decay_scope": arch.WEIGHT_DECAY_SCOPES}
 _RULES = (
@@ -122,12 +121,12 @@ class TrainConfig:
         object.__setattr__(self, "lr_boundaries", _boundaries(self.lr_boundaries))
         check_steps_per_execution(self.epoch_steps(), self.steps_per_execution)
 
-    def epoch_steps(self, train_images: int | None = None) -> int:
-        """`steps_per_epoch`, else one pass over `train_images` (default: the data set's)."""
-        if train_images is None:
-            images = self.synthetic_train_size if self.dataset == "synthetic" else TRAIN_IMAGES
-            train_images = max(1, images - self.validation_split)
-        return self.steps_per_epoch or batches(train_images, self.batch_size)
+    def epoch_steps(self, images: int | None = None) -> int:
+        """`steps_per_epoch`, else one pass over `images` (default: the training set's)."""
+        if images is None:
+            images = max(1, train_images(self.dataset, self.synthetic_train_size,
+                                         self.validation_split))
+        return self.steps_per_epoch or batches(images, self.batch_size)
 
     @property
     def eval_set(self) -> str:
@@ -145,10 +144,11 @@ class TrainConfig:
         return cls(**values)  # lr_boundaries: any sequence becomes a tuple
 
 
-def check_steps_per_execution(steps: int, steps_per_execution: int) -> None:
-    """Refuses a `steps_per_execution` that does not divide an epoch's `steps`: Keras
-    (3.15) runs every execution whole, so an epoch would run into the next one's batches
-    (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data and rates."""
+def check_steps_per_execution(steps: int, steps_per_execution: int, *,
+                              other: str = "a steps_per_epoch") -> None:
+    """Refuses a `steps_per_execution` that does not divide an epoch's `steps` (`other`: what else
+    may change): Keras (3.15) runs every execution whole, so an epoch would run into the next one's
+    batches (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data and rates."""
     if steps % steps_per_execution:
         divisors = [d for d in range(1, min(steps, 1000) + 1) if steps % d == 0]
         shown = ", ".join(map(str, divisors[:8])) + (", ..." if len(divisors) > 8
@@ -156,7 +156,7 @@ def check_steps_per_execution(steps: int, steps_per_execution: int) -> None:
         raise ConfigError(
             f"steps_per_execution={steps_per_execution} does not divide the {steps} steps of "
             f"an epoch (an execution would run into the next epoch); use a divisor of {steps} "
-            f"({shown}) or a steps_per_epoch that it divides.", argument="steps_per_execution")
+            f"({shown}) or {other} that it divides.", argument="steps_per_execution")
 
 
 def _boundaries(values) -> tuple[int | float, ...]:

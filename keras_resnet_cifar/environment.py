@@ -39,7 +39,6 @@ def bfloat16_support(cpuinfo: str = "/proc/cpuinfo") -> list[str] | None:
 
 
 def describe() -> dict[str, object]:
-    """CPU, cores, accelerators and library versions, for results files."""
     import keras
     import tensorflow as tf
 
@@ -72,12 +71,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     return head.stdout.strip() + ("+changes" if changed else "")
 
 
-def given_flag(name: str, default: object = None) -> object:
-    return GIVEN.get(name, default)
-
-
 def provenance(data_dir: str | None = None) -> dict[str, object]:
     """The code's git commit, the data path as the user typed it and the load average now."""
     return {"git_commit": git_commit(),
-            "data_dir_given": given_flag("data_dir", data_dir) or data_dir,
+            "data_dir_given": GIVEN.get("data_dir", data_dir) or data_dir,
             "load_average_1min_at_end": os.getloadavg()[0]}

@@ -21,10 +21,12 @@ from keras_resnet_cifar.errors import UserError
 def define_flags() -> None:
     cli.define_model_flags()
     flags.DEFINE_string("dataset", "cifar10", "cifar10 or synthetic.")
-    flags.DEFINE_integer("synthetic_test_size", 1000, "--dataset=synthetic only.")
-    flags.DEFINE_integer("batch_size", 256, "Images per prediction batch.")
-    flags.DEFINE_integer("max_images", 0, "Evaluate only the first N test images (0: all).")
-    flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
+    flags.DEFINE_integer("synthetic_test_size", 1000, "--dataset=synthetic only.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 256, "Images per prediction batch.", lower_bound=1)
+    flags.DEFINE_integer("max_images", 0, "Evaluate only the first N test images (0: all).",
+                         lower_bound=0)
+    flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.", lower_bound=1,
+                         upper_bound=predictor.MAX_THREADS)
     flags.DEFINE_string("out", None, "Where to write the results (default: the run "
                         "directory; other models are only printed without --out).")
 
@@ -32,13 +34,6 @@ def define_flags() -> None:
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    for name, least in (("batch_size", 1), ("max_images", 0), ("synthetic_test_size", 1),
-                        ("num_threads", 1)):
-        if FLAGS[name].value < least:
-            raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
-    if FLAGS.num_threads > predictor.MAX_THREADS:
-        raise UserError(f"--num_threads must be at most {predictor.MAX_THREADS}, got "
-                        f"{FLAGS.num_threads}.")
     try:  # the edge install (numpy, Pillow, absl-py, LiteRT) has no scikit-learn
         import sklearn.metrics  # noqa: F401
     except ImportError:

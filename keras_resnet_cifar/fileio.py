@@ -40,8 +40,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp",
-                                        dir=path.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         else:
             fd, name = tempfile.mkstemp(prefix=f".{path.stem}.",
                                         suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -61,7 +60,9 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
             else:
                 tmp.unlink(missing_ok=True)
         if is_no_space(e):
-            raise no_space_error(path) from None
+            raise UserError(f"no space left on the device holding {path.parent} (writing "
+                            f"{path.name}); nothing was half-written: free some space and run "
+                            "the same command again.") from None
         raise
 
 
@@ -76,12 +77,6 @@ def is_no_space(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
-
-
-def no_space_error(path: str | os.PathLike) -> UserError:
-    return UserError(f"no space left on the device holding {Path(path).parent} (writing "
-                     f"{Path(path).name}); nothing was half-written: free some space and "
-                     "run the same command again.")
 
 
 def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
@@ -250,8 +245,7 @@ def check_can_make_dir(path: str | os.PathLike, *, what: str | None = None) -> N
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike,
-                   busy: Callable[[int | None], str]) -> Iterator[bool]:
+def exclusive_lock(path: str | os.PathLike, busy: Callable[[int | None], str]) -> Iterator[bool]:
     """Holds an exclusive flock on `path` for the block, refused at once if taken (busy(pid or
     None) says why); the kernel releases it however the process ends: no stale lock. The
     holder writes its pid there. Yields False (no lock) on a platform without flock."""
@@ -268,8 +262,7 @@ def exclusive_lock(path: str | os.PathLike,
         raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UserError(f"{path} is {_kind(os.fstat(fd).st_mode)}, not a lock file: "
-                            "refused.")
+            raise UserError(f"{path} is {_kind(os.fstat(fd).st_mode)}, not a lock file: refused.")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

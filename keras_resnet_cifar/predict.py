@@ -27,12 +27,14 @@ from keras_resnet_cifar.errors import UserError
 def define_flags() -> None:
     cli.define_model_flags()
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
-    flags.DEFINE_integer("top_k", 3, "How many classes to show per image.")
+    flags.DEFINE_integer("top_k", 3, "How many classes to show per image.", lower_bound=1)
     flags.DEFINE_boolean("strict", False, "Refuse, not resize, images that are not 32x32.")
-    flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.")
+    flags.DEFINE_integer("num_threads", 1, "CPU threads for a .tflite model.", lower_bound=1,
+                         upper_bound=predictor.MAX_THREADS)
     flags.DEFINE_string("dataset", None, "Score the test split of this data set (cifar10 or "
                         "synthetic) instead of, or as well as, images.")
-    flags.DEFINE_integer("max_images", 0, "With --dataset: score the first N test images (0: all).")
+    flags.DEFINE_integer("max_images", 0, "With --dataset: score the first N test images (0: all).",
+                         lower_bound=0)
 
 
 # TFLite's int8 softmax always outputs in steps of 1/256 (scale 1/256, zero point -128);
@@ -50,27 +52,16 @@ def main(argv):
     paths = argv[1:]
     if not paths and not FLAGS.dataset:
         raise UserError("Nothing to classify: give image/.npy files or --dataset.")
-    for name, least in (("top_k", 1), ("num_threads", 1), ("max_images", 0)):
-        if FLAGS[name].value < least:
-            raise UserError(f"--{name} must be >= {least}, got {FLAGS[name].value}.")
-    if FLAGS.num_threads > predictor.MAX_THREADS:
-        raise UserError(f"--num_threads must be at most {predictor.MAX_THREADS}, got "
-                        f"{FLAGS.num_threads}.")
     # The inputs first (no TensorFlow needed): a typo in a file name is said at once.
     loaded, errors = images_lib.load_files(paths, strict=FLAGS.strict)
-    for item in loaded:
-        for warning in item.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-    if not loaded and not FLAGS.dataset:
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not loaded.names and not FLAGS.dataset:
         cli.print_ranked([], errors, as_json=False)  # the errors, exit 1
     model = predictor.load(FLAGS.model_path, checkpoint=FLAGS.checkpoint,
                            num_threads=FLAGS.num_threads,
                            trust_savedmodel=FLAGS.trust_savedmodel)
-    predictions = []
-    if loaded:
-        pixels = np.concatenate([item.pixels for item in loaded])
-        names = [name for item in loaded for name in item.names]
-        predictions = predictor.classify(model, pixels, names, FLAGS.top_k)
+    predictions = predictor.classify(model, loaded.pixels, loaded.names, FLAGS.top_k)
     scored = None
     if FLAGS.dataset:
         from keras_resnet_cifar.data import datasets

@@ -66,8 +66,7 @@ def path(workdir: str | os.PathLike, name: str) -> Path:
 
 # The folders of a run; every other name above is a file.
 FOLDERS = (CHECKPOINTS, BACKUP, TENSORBOARD)
-_FILES = (CONFIG, EXTENSIONS, HISTORY_JSON, HISTORY_CSV, METRICS, MODEL, CURVES, LAST, BEST,
-          BEST_JSON, EVALUATION, PER_CLASS, CONFUSION, LAYER_STATS, CURVE, STATE, LOCK)
+_FILES = (*SMALL_FILES, MODEL, CURVES, LAST, BEST, BEST_JSON, STATE, LOCK)
 
 
 def check_layout(workdir: str | os.PathLike) -> None:
@@ -123,7 +122,6 @@ read_best = functools.partial(_read_object, name=BEST_JSON)
 
 
 def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
-    """Copies the run's SMALL_FILES into `dest` and returns the files written."""
     written = []
     for name in SMALL_FILES:
         source = path(workdir, name)

@@ -29,18 +29,16 @@ def define_flags() -> None:
                         "folder of an export.")
     flags.DEFINE_string("model_name", None, "The name to answer to; default: the model base "
                         "path's folder name.")
-    flags.DEFINE_integer("rest_port", 8501, "REST port on 127.0.0.1 (0: any free one).")
-    flags.DEFINE_integer("grpc_port", 8500, "gRPC port on 127.0.0.1 (0: any free one).")
+    flags.DEFINE_integer("rest_port", 8501, "REST port on 127.0.0.1 (0: any free one).",
+                         lower_bound=0, upper_bound=65535)
+    flags.DEFINE_integer("grpc_port", 8500, "gRPC port on 127.0.0.1 (0: any free one).",
+                         lower_bound=0, upper_bound=65535)
     flags.DEFINE_boolean("trust_savedmodel", False, predictor.TRUST_HELP)
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    for flag in ("rest_port", "grpc_port"):
-        if not 0 <= FLAGS[flag].value <= 65535:
-            raise UserError(f"--{flag} must be a port number (0-65535), got "
-                            f"{FLAGS[flag].value}.")
     path = Path(FLAGS.model_path)
     if not path.is_dir():
         raise UserError(f"--model_path {path} is not a folder.")
@@ -50,8 +48,7 @@ def main(argv):
     problem = rest_client.name_problem(name)
     if problem:
         raise UserError(f"The model name {problem}, got {name!r}: give --model_name.")
-    servable = local_server.Servable(folder, name, version,
-                                     trust_savedmodel=FLAGS.trust_savedmodel)
+    servable = local_server.Servable(folder, name, version, trust_savedmodel=FLAGS.trust_savedmodel)
     running = local_server.serve(servable, rest_port=FLAGS.rest_port, grpc_port=FLAGS.grpc_port)
     try:
         print(f"{BANNER}\nserving {name} version {version} from {folder}\n"

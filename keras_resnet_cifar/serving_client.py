@@ -29,7 +29,8 @@ def define_flags() -> None:
     flags.DEFINE_string("url", "http://localhost:8501", "TF Serving's address: http(s)://host:"
                         "8501 for REST, grpc://host:8500 for gRPC.")
     flags.DEFINE_string("model_name", None, "TF Serving MODEL_NAME.")
-    flags.DEFINE_integer("model_version", None, "A specific version; default: the latest.")
+    flags.DEFINE_integer("model_version", None, "A specific version; default: the latest.",
+                         lower_bound=1)
     flags.DEFINE_string("model_label", None, "A version label (e.g. stable, canary) instead of "
                         "--model_version.")
     flags.DEFINE_string("signature", None, "Signature name; default: serving_default.")
@@ -37,7 +38,7 @@ def define_flags() -> None:
     flags.DEFINE_float("timeout", 30.0, "Seconds the whole request may take, from connecting to "
                        "the last byte of the answer.")
     flags.DEFINE_boolean("json", False, "Print JSON instead of a table.")
-    flags.DEFINE_integer("top_k", 3, "How many classes to show per image.")
+    flags.DEFINE_integer("top_k", 3, "How many classes to show per image.", lower_bound=1)
     flags.DEFINE_boolean("strict", False, "Refuse images that are not 32x32.")
 
 
@@ -70,26 +71,18 @@ def main(argv):
         raise UserError("--columnar is a REST request form; gRPC always sends one tensor.")
     if grpc:
         grpc_client.apis()  # a missing extra is said before any image is read
-    if FLAGS.top_k < 1:
-        raise UserError(f"--top_k must be >= 1, got {FLAGS.top_k}.")
-    if FLAGS.model_version is not None and FLAGS.model_version < 1:
-        raise UserError(f"--model_version must be a positive integer, got "
-                        f"{FLAGS.model_version}.")
     loaded, errors = images_lib.load_files(argv[1:], strict=FLAGS.strict)
-    for item in loaded:
-        for warning in item.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     predictions = []
-    if loaded:
-        pixels = np.concatenate([item.pixels for item in loaded])
+    if loaded.names:
         ask = dict(version=FLAGS.model_version, label=FLAGS.model_label,
                    signature=FLAGS.signature, timeout=FLAGS.timeout)
-        results = (grpc_client.predict(FLAGS.url, FLAGS.model_name, pixels, **ask) if grpc
-                   else rest_client.predict(FLAGS.url, FLAGS.model_name, pixels,
+        results = (grpc_client.predict(FLAGS.url, FLAGS.model_name, loaded.pixels, **ask) if grpc
+                   else rest_client.predict(FLAGS.url, FLAGS.model_name, loaded.pixels,
                                             columnar=FLAGS.columnar, **ask))
-        names = [n for item in loaded for n in item.names]
         predictions = [{"input": n, **r} for n, r in
-                       zip(names, _rank(results, CIFAR10_CLASSES, FLAGS.top_k))]
+                       zip(loaded.names, _rank(results, CIFAR10_CLASSES, FLAGS.top_k))]
     cli.print_ranked(predictions, errors, as_json=FLAGS.json)
 
 

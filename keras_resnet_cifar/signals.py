@@ -21,10 +21,6 @@ _received: dict[str, str | None] = {"name": None}
 class Interrupted(KeyboardInterrupt):
     """SIGINT (Ctrl-C) or SIGTERM stopped the process; `args[0]` is the signal's name."""
 
-    @property
-    def signal_name(self) -> str:
-        return self.args[0] if self.args else "SIGINT"
-
 
 class StopSignals:
     """Turns SIGINT and SIGTERM into Interrupted inside the block (inside deferred(): when it

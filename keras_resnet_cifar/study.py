@@ -22,13 +22,15 @@ from absl import flags, logging
 
 from keras_resnet_cifar import cli, fileio, train_flags
 from keras_resnet_cifar.analysis import depth_study
-from keras_resnet_cifar.config import as_epoch
+from keras_resnet_cifar.config import ConfigError, as_epoch
 from keras_resnet_cifar.errors import UserError
 
 # --quick: a schedule that runs in minutes per model on a CPU (curves, not accuracy).
 QUICK = dict(epochs=10, steps_per_epoch=10, eval_steps=8, lr_boundaries=(7,))
 # TrainConfig fields the study sets per run rather than taking as flags.
 PER_RUN = ("model", "seed")
+# The fixed batch of the layer statistics is run through the model at once.
+MAX_LAYER_STATS_BATCH = 10_000
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -46,7 +48,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       "std and gradient norms (0 = at initialisation; fractions such as 1.5 "
                       "are measured at the step that reaches them).", **fv)
     flags.DEFINE_integer("layer_stats_batch", 256, "Training images in the fixed batch of the "
-                         "layer statistics.", **fv)
+                         "layer statistics.", lower_bound=1, upper_bound=MAX_LAYER_STATS_BATCH,
+                         **fv)
     flags.DEFINE_integer("curve_points_per_epoch", 0, "Learning-curve points per epoch (curve."
                          "json): the training error of the steps since the previous point and "
                          "the test error on --curve_test_images fixed test images; 0: none.",
@@ -76,40 +79,34 @@ def _epochs(flag_values: flags.FlagValues, name: str) -> tuple[int | float, ...]
     return epochs
 
 
-# The fixed batch of the layer statistics is run through the model at once.
-MAX_LAYER_STATS_BATCH = 10_000
-
-
 def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
     models = depth_study.SWEEP_MODELS if flag_values.depth_sweep else tuple(flag_values.models)
     if not models:
         raise UserError("--models is empty: name the models to train, e.g. "
                         "--models=plain20,resnet20.")
-    quick = {k: v for k, v in QUICK.items()
-             if flag_values.quick and not flag_values[k].present}
-    if not 1 <= flag_values.layer_stats_batch <= MAX_LAYER_STATS_BATCH:
-        raise UserError(f"--layer_stats_batch must be in [1, {MAX_LAYER_STATS_BATCH:,}], got "
-                        f"{flag_values.layer_stats_batch}.")
+    quick = {k: v for k, v in QUICK.items() if flag_values.quick and not flag_values[k].present}
     try:
         seeds = tuple(int(v) for v in flag_values.seeds)
     except ValueError:
         raise UserError(f"--seeds must be integers, got {','.join(flag_values.seeds)}.") from None
     if not seeds:
         raise UserError("--seeds is empty: give at least one random seed, e.g. --seeds=0.")
-    base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
-    spec = depth_study.StudySpec(models=models, seeds=seeds, base=base,
-                              layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
-                              layer_stats_batch=flag_values.layer_stats_batch,
-                              curve_points_per_epoch=flag_values.curve_points_per_epoch,
-                              curve_test_images=flag_values.curve_test_images)
+    try:  # every run's TrainConfig, so every model and seed is checked before training
+        base = train_flags.config_from_flags(flag_values, model=models[0], seed=seeds[0], **quick)
+        spec = depth_study.StudySpec(models=models, seeds=seeds, base=base,
+                                     layer_stats_epochs=_epochs(flag_values, "layer_stats_epochs"),
+                                     layer_stats_batch=flag_values.layer_stats_batch,
+                                     curve_points_per_epoch=flag_values.curve_points_per_epoch,
+                                     curve_test_images=flag_values.curve_test_images)
+        spec.configs()
+    except ConfigError as e:  # cli prints its argument as the flag: here --models, --seeds
+        if e.argument in PER_RUN:
+            raise UserError(str(e)) from None  # prose: the value, not a flag study lacks
+        raise
     too_late = [e for e in spec.layer_stats_epochs if e > base.epochs]
     if too_late:
         raise UserError(f"--layer_stats_epochs {', '.join(map(str, too_late))} lie beyond "
                         f"--epochs={base.epochs}.")
-    try:  # builds every run's TrainConfig, so every model name is checked before training
-        spec.configs()
-    except ValueError as e:
-        raise UserError(str(e)) from None
     return spec
 
 

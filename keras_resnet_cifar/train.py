@@ -23,27 +23,21 @@ from keras_resnet_cifar.config import TrainConfig
 from keras_resnet_cifar.errors import UserError
 
 
+# Logical CPU devices a test of distribution may split the CPU into (each one a replica).
+MAX_CPU_DEVICES = 64
+
+
 def define_flags() -> None:
     train_flags.define_config_flags()
     flags.DEFINE_string("model_dir", None, "Run directory (default runs/<model>-seed<seed>).")
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to test "
-                         "MirroredStrategy without GPUs).")
+                         "MirroredStrategy without GPUs).", lower_bound=0,
+                         upper_bound=MAX_CPU_DEVICES)
     flags.DEFINE_enum("progress", "auto", ["auto", "0", "1", "2"],
                       "Progress on stderr: auto (a line per epoch, and progress inside it: in "
                       "place on a terminal, every 60 s otherwise), 0 (the line per epoch only), "
                       "1 or 2 (Keras' own progress bar or line per epoch as well, on stdout).")
 
-
-# Logical CPU devices a test of distribution may split the CPU into (each one a replica).
-MAX_CPU_DEVICES = 64
-
-
-def _split_cpu(n: int) -> None:
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * n)
 
 
 def check_before_loading(config: TrainConfig, model_dir: str) -> None:
@@ -73,15 +67,16 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     config = train_flags.config_from_flags(FLAGS)  # UserError on a bad value
-    if not 0 <= FLAGS.cpu_devices <= MAX_CPU_DEVICES:
-        raise UserError(f"--cpu_devices must be in [0, {MAX_CPU_DEVICES}], got "
-                        f"{FLAGS.cpu_devices}.")
     model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model}-seed{config.seed}")
     check_before_loading(config, model_dir)
     if hint := bfloat16_hint(config):
         logging.info(hint)
     if FLAGS.cpu_devices:
-        _split_cpu(FLAGS.cpu_devices)
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
     from keras_resnet_cifar.training import distribution, loop  # TensorFlow loads here
 
     verbose = "auto" if FLAGS.progress == "auto" else int(FLAGS.progress)

@@ -63,7 +63,6 @@ _DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, int | None: fl
 
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
                         defaults: TrainConfig | None = None, exclude: Collection[str] = ()) -> None:
-    """Defines one flag per TrainConfig field but `exclude`d ones, defaulting to `defaults`."""
     defaults = defaults or TrainConfig()
     for name, hint in typing.get_type_hints(TrainConfig).items():
         if name not in exclude:

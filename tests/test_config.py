@@ -133,6 +133,13 @@ def test_a_huge_epoch_that_steps_per_execution_does_not_divide_is_refused_at_onc
     assert e.value.argument == "steps_per_execution"
 
 
+def test_an_epoch_is_a_pass_over_what_the_held_out_split_leaves():
+    assert config_lib.TrainConfig(validation_split=5000).epoch_steps() == 352
+    assert config_lib.TrainConfig(validation_split=49_999).epoch_steps() == 1
+    assert config_lib.TrainConfig(dataset="synthetic", synthetic_train_size=640,
+                                  validation_split=40, batch_size=100).epoch_steps() == 6
+
+
 def test_steps_per_execution_that_divides_the_epoch_is_accepted():
     assert config_lib.TrainConfig(steps_per_execution=17).epoch_steps() == 391
     config_lib.TrainConfig(steps_per_execution=4, steps_per_epoch=8)

@@ -10,9 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_path_flags_as_given_win_over_the_library_argument(monkeypatch):
     monkeypatch.setattr(environment, "GIVEN", {})
-    assert environment.given_flag("data_dir", "/root/data/cifar10") == "/root/data/cifar10"
+    assert environment.provenance("/root/data/cifar10")["data_dir_given"] == "/root/data/cifar10"
     monkeypatch.setitem(environment.GIVEN, "data_dir", "~/data/cifar10")
-    assert environment.given_flag("data_dir", "/root/data/cifar10") == "~/data/cifar10"
     assert environment.provenance("/root/data/cifar10")["data_dir_given"] == "~/data/cifar10"
 
 

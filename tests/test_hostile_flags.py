@@ -20,30 +20,33 @@ from keras_resnet_cifar.models import reference_weights
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-@pytest.mark.parametrize("command,args,message", [
-    ("train", ["--cpu_devices=-1"], "--cpu_devices must be in [0, 64], got -1."),
-    ("train", ["--cpu_devices=100000"], "--cpu_devices must be in [0, 64], got 100000."),
+# What the one error line must name: the flag, the value refused and the bound it broke
+# (absl's bounds or the command's own check: the wording is not the contract).
+@pytest.mark.parametrize("command,args,named", [
+    ("train", ["--cpu_devices=-1"], ("--cpu_devices=-1", "[0, 64]")),
+    ("train", ["--cpu_devices=100000"], ("--cpu_devices=100000", "[0, 64]")),
     # Refused before the run directory exists (a NaN loss in it was the refusal).
-    ("train", ["--learning_rate=1e300"], "--learning_rate must be at most 1,000, got 1e+300."),
+    ("train", ["--learning_rate=1e300"], ("--learning_rate", "at most 1,000", "1e+300")),
     ("train", ["--warmup_learning_rate=1e300"],
-     "--warmup_learning_rate must be at most 1,000, got 1e+300."),
-    ("train", ["--weight_decay=1e300"], "--weight_decay must be at most 1, got 1e+300."),
+     ("--warmup_learning_rate", "at most 1,000", "1e+300")),
+    ("train", ["--weight_decay=1e300"], ("--weight_decay", "at most 1,", "1e+300")),
     ("predict", ["--num_threads=2147483648", "--model_path=m.keras", "a.png"],
-     "--num_threads must be at most 1024, got 2147483648."),
+     ("--num_threads=2147483648", "[1, 1024]")),
     ("evaluate", ["--num_threads=2147483648", "--model_path=m.keras"],
-     "--num_threads must be at most 1024, got 2147483648."),
+     ("--num_threads=2147483648", "[1, 1024]")),
     ("benchmark", ["--intra_op_threads=2147483647", "--models=resnet8"],
-     "--intra_op_threads must be in [0, 1024] (0: the default), got 2147483647."),
+     ("--intra_op_threads", "[0, 1024]", "2147483647")),
     ("study", ["--layer_stats_batch=0", "--models=resnet8"],
-     "--layer_stats_batch must be in [1, 10,000], got 0."),
+     ("--layer_stats_batch=0", "[1, 10000]")),
     ("study", ["--layer_stats_batch=-5", "--models=resnet8"],
-     "--layer_stats_batch must be in [1, 10,000], got -5."),
+     ("--layer_stats_batch=-5", "[1, 10000]")),
 ])
-def test_thread_and_batch_counts_out_of_range_are_one_line(tmp_path, command, args, message):
+def test_thread_and_batch_counts_out_of_range_are_one_line(tmp_path, command, args, named):
     done = subprocess.run([sys.executable, "-m", f"keras_resnet_cifar.{command}", *args],
                           cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.strip().splitlines() == [f"error: {message}"]
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and all(part in line for part in named), line
     assert list(tmp_path.iterdir()) == []
 
 

@@ -24,7 +24,7 @@ def test_a_signal_raises_interrupted_with_its_name_and_handlers_are_restored():
     with pytest.raises(signals.Interrupted) as stopped:
         with signals.StopSignals() as stop:
             os.kill(os.getpid(), signal.SIGTERM)
-    assert stopped.value.signal_name == "SIGTERM" and stop.received == "SIGTERM"
+    assert stopped.value.args[0] == "SIGTERM" and stop.received == "SIGTERM"
     assert isinstance(stopped.value, KeyboardInterrupt)  # cleanup code runs as for Ctrl-C
     assert signal.getsignal(signal.SIGTERM) is before
 

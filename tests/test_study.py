@@ -4,6 +4,7 @@ the wrapper."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -117,6 +118,21 @@ def test_bad_flags_are_user_errors(bad, words):
     with pytest.raises(UserError) as e:
         parse(*bad)
     assert all(word in str(e.value) for word in words), e.value
+
+
+@pytest.mark.parametrize("bad,named", [
+    ("--lr_boundaries=1.8,1.2", "--lr_boundaries"), ("--momentum=2", "--momentum"),
+    ("--seeds=4294967296", "4294967296"), ("--seeds=0,4294967296", "4294967296"),
+    ("--models=resnet20,resnet21", "resnet21")])
+def test_a_refused_value_prints_the_study_flag_in_one_line(bad, named, tmp_path):
+    """cli spells the argument as its flag, but --models and --seeds are the study's (not
+    train's --model and --seed): those refusals stay prose."""
+    r = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.study", bad,
+                        f"--out={tmp_path}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
+    assert not re.search(r"--(model|seed)\b", lines[0]), lines
 
 
 @pytest.mark.slow

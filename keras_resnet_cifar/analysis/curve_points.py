@@ -2,13 +2,10 @@
 
 He et al.'s Figures 1 and 6 plot the running training error (on the augmented batches
 SGD trains on, each with the weights before its update) and the test error against
-iterations; a short run has too few epochs for per-epoch points. curve.json:
-{"points_per_epoch", "steps_per_epoch", "test_subset": {"images", "seed"}, "points":
-[{"step", "epoch", "learning_rate", "train_images", "train_batches", "train_error",
-"train_error_se", "train_cross_entropy", "test_error", "test_cross_entropy",
-"test_images"}, ...]}. The training figures are over the steps since the previous point
-(the segment), image-weighted; test figures over a fixed test subset, the same for every
-point and run. A resumed run drops its interrupted epoch's points and records them anew."""
+iterations; a short run has too few epochs for per-epoch points. Each point of curve.json
+(its fields: CurveRecorder._record): training figures over the steps since the previous
+point (the segment), image-weighted; test figures over a fixed test subset, the same for
+every point and run. A resumed run drops its interrupted epoch's points and records them anew."""
 
 from __future__ import annotations
 
@@ -49,15 +46,11 @@ class CurveRecorder(keras.callbacks.Callback):
         self.points = {p["step"]: p for p in existing.get("points", [])}
         self._epoch = 0
 
-    def _steps(self) -> int:
-        steps = (self.params or {}).get("steps")
+    def on_epoch_begin(self, epoch, logs=None):
+        steps = int((self.params or {}).get("steps") or 0)
         if not steps:
             raise ValueError("CurveRecorder needs a known number of steps per epoch.")
-        return int(steps)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        steps = self._steps()
-        self._epoch = epoch
+        self._steps, self._epoch = steps, epoch
         self._marks = point_steps(steps, self.points_per_epoch)
         # A resumed run repeats the epoch it was interrupted in: forget its old points.
         self.points = {s: p for s, p in self.points.items() if s <= epoch * steps}
@@ -80,7 +73,7 @@ class CurveRecorder(keras.callbacks.Callback):
             self._record(batch + 1)
 
     def _record(self, step_in_epoch: int) -> None:
-        steps = self._steps()
+        steps = self._steps
         counts, errors, entropies = (np.asarray(c, np.float64) for c in zip(*self._segment))
         # The standard error of the segment's error over its batches (None for one batch).
         se = float(np.std(errors, ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else None

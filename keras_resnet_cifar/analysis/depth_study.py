@@ -22,8 +22,7 @@ from keras_resnet_cifar.errors import plural
 
 SEED_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 # He et al.'s Figure 6: plain and residual nets of 20, 32, 44 and 56 layers.
-SWEEP_MODELS = ("plain20", "plain32", "plain44", "plain56",
-                "resnet20", "resnet32", "resnet44", "resnet56")
+SWEEP_MODELS = tuple(f"{net}{depth}" for net in ("plain", "resnet") for depth in (20, 32, 44, 56))
 CURVE_SUBSET_SEED = 0  # which test images the curve points use (the same for every run)
 
 
@@ -117,8 +116,7 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
     for workdir in dirs:
         if evaluation_files.is_current(workdir):
             continue
-        config = TrainConfig.from_dict(run_files.read_config(workdir) or
-                                       dataclasses.asdict(base))
+        config = TrainConfig.from_dict(run_files.read_config(workdir) or dataclasses.asdict(base))
         loaded = data.get(config)
         result = evaluation.evaluate_split(predictor.load(workdir), loaded.test.images,
                                            loaded.test.labels, loaded.class_names, batch_size)
@@ -140,8 +138,8 @@ def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Pa
 def run_study(spec: StudySpec, out: str | os.PathLike, *,
               report_dir: str | os.PathLike | None = None,
               reference_dirs: Sequence[str | os.PathLike] = (),
-              accuracy_levels: Sequence[float] | None = None,
-              command: str | None = None, verbose: int | str = "auto") -> StudyResult:
+              accuracy_levels: Sequence[float] | None = None, command: str | None = None,
+              verbose: int | str = "auto") -> StudyResult:
     """Trains, evaluates, then (with `report_dir`) publishes and reports.
 
     `reference_dirs` are runs of the reference PyTorch trainer for the report;
@@ -155,9 +153,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
 
     fileio.make_dir(report_dir)
     publish_runs(dirs, report_dir)
-    written = build.write_report(report_runs(dirs, report_dir), report_dir,
-                                  reference_dirs=reference_dirs,
-                                  accuracy_levels=accuracy_levels, command=command)
+    written = build.write_report(report_runs(dirs, report_dir), report_dir, command=command,
+                                  reference_dirs=reference_dirs, accuracy_levels=accuracy_levels)
     return StudyResult(run_dirs=dirs, report=written)
 
 

@@ -5,8 +5,7 @@ of each 3x3 convolution's output after its BN, before any ReLU or addition, in i
 mode as the paper analyses a trained net (at epoch 0 BN is the identity). Gradient norm
 (the "gradient highway" of Shinde 2025, 4.1; He et al. 4.1 find healthy norms in their
 BN-trained plain nets): of the mean cross-entropy without weight decay w.r.t. each kernel,
-in training mode as SGD sees it. layer_stats.json: {"batch_size", "response_layers",
-"gradient_layers", "epochs": [{"epoch", "loss", "response_std", "gradient_norm"}, ...]}."""
+in training mode as SGD sees it. layer_stats.json: LayerStatsRecorder._record."""
 
 from __future__ import annotations
 
@@ -58,21 +57,18 @@ def gradient_norms(model: keras.Model, images: np.ndarray,
     try:
         with tf.GradientTape() as tape:
             probabilities = model(x, training=True)
-            loss = tf.reduce_mean(
-                keras.losses.sparse_categorical_crossentropy(y, probabilities))
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probabilities))
         grads = tape.gradient(loss, [k.value for k in kernels])
     finally:
         for variable, value in zip(model.non_trainable_variables, saved):
             variable.assign(value)
-    return float(loss), {n: float(tf.norm(tf.cast(g, tf.float64)))
-                         for n, g in zip(names, grads)}
+    return float(loss), {n: float(tf.norm(tf.cast(g, tf.float64))) for n, g in zip(names, grads)}
 
 
 def measure(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     stds = response_std(model, images)
     loss, norms = gradient_norms(model, images, labels)
-    return {"loss": loss,
-            "response_layers": list(stds), "response_std": list(stds.values()),
+    return {"loss": loss, "response_layers": list(stds), "response_std": list(stds.values()),
             "gradient_layers": list(norms), "gradient_norm": list(norms.values())}
 
 
@@ -117,9 +113,8 @@ class LayerStatsRecorder(keras.callbacks.Callback):
 
     def _record(self, epoch: int | float) -> None:
         stats = measure(self.model, self.images, self.labels)
-        self.records[epoch] = {"epoch": epoch, "loss": stats["loss"],
-                               "response_std": stats["response_std"],
-                               "gradient_norm": stats["gradient_norm"]}
+        self.records[epoch] = {"epoch": epoch, **{k: stats[k] for k in (
+            "loss", "response_std", "gradient_norm")}}
         fileio.write_json(self.path, {
             "batch_size": len(self.labels), "response_layers": stats["response_layers"],
             "gradient_layers": stats["gradient_layers"],

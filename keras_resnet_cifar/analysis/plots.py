@@ -40,7 +40,6 @@ def family_colour(label: str) -> str:
 
 
 def _depth_styles(labels) -> dict[int, str]:
-
     depths = sorted({_depth(label) for label in labels})
     return {d: DEPTH_STYLES[i % len(DEPTH_STYLES)] for i, d in enumerate(depths)}
 
@@ -48,7 +47,8 @@ def _depth_styles(labels) -> dict[int, str]:
 def _finish(fig: Figure, axes, title: str | None, legend: int = 8) -> Figure:
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=legend)
+        if ax.get_legend_handles_labels()[0]:  # a panel with no run yet (Table 1 in progress)
+            ax.legend(fontsize=legend)
     if title:
         fig.suptitle(title)
     return fig
@@ -95,8 +95,7 @@ def plot_seeds(ax, x: Sequence[float], values: Any, style: str, *, colour: str,
 
 def _column(rows: History, key: str) -> tuple[np.ndarray, np.ndarray]:
     kept = [r for r in rows if r.get(key) is not None]
-    return (np.array([r["epoch"] for r in kept], float),
-            np.array([r[key] for r in kept], float))
+    return np.array([r["epoch"] for r in kept], float), np.array([r[key] for r in kept], float)
 
 
 def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
@@ -105,7 +104,6 @@ def training_curves(histories: Mapping[str, History], *, eval_set: str = "test",
     same axes (as He et al.'s Figure 1 pairs networks); training dashed, `eval_set` solid.
     The loss is the cross-entropy when the rows log it, else the loss with weight decay;
     on a log scale when it spans more than a factor of 100."""
-
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     acc_ax, loss_ax = fig.subplots(1, 2)
     # Newer histories log the cross-entropy apart from the weight-decay term; older
@@ -159,8 +157,7 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence
 
 
 def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *,
-                xlabel: str = "epoch", eval_set: str = "test",
-                title: str | None = None) -> Figure:
+                xlabel: str = "epoch", eval_set: str = "test", title: str | None = None) -> Figure:
     """He et al.'s Figure 6 from {label: history rows}, shallow to deep: plain nets left,
     residual right; training error thin and dashed, `eval_set` error bold; a colour per depth."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
@@ -176,11 +173,8 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
                         marker=_marker(x), label=f"{label} {what}")
         ax.set(xlabel=xlabel, title=name.capitalize())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if runs:  # a panel with no run yet (Table 1 in progress) has nothing to name
-            ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
-    return _finish(fig, (), title)
+    return _finish(fig, axes, title)
 
 
 def error_curves(families: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
@@ -272,7 +266,6 @@ def values_by_epoch(series: Mapping[str, Mapping[float, Sequence[float]]], *, yl
     return _finish(fig, (ax,), None)
 
 
-
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 130) -> list[Path]:
     """Writes `fig` as `<path>.png` and `<path>.svg`; returns both paths."""
     path = Path(path)
@@ -295,5 +288,4 @@ def save_run_curves(workdir: str | os.PathLike) -> Path | None:
     run_files.save_figure(training_curves({config.model: rows}, eval_set=config.eval_set,
                                           title=f"{config.model} (seed {config.seed})"),
                           workdir)
-
     return run_files.path(workdir, run_files.CURVES)

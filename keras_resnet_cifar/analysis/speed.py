@@ -73,7 +73,6 @@ def machine() -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-
 def build(config) -> tuple[Any, Any]:
     """(compiled model, strategy) of `config`, as training builds them."""
     import keras
@@ -87,9 +86,8 @@ def build(config) -> tuple[Any, Any]:
     return model, strategy
 
 
-def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int,
-                repeats: int, between: Callable[[int], None] | None = None
-                ) -> dict[str, dict[str, Any]]:
+def train_rates(models: dict[str, tuple[Any, TrainConfig]], split, *, steps: int, repeats: int,
+                between: Callable[[int], None] | None = None) -> dict[str, dict[str, Any]]:
     """Label -> `summarize` of the training images/s of each (warmed-up model, config).
 
     Repeat i of every model runs before repeat i + 1 of any (A B A B); `between(i)` runs
@@ -188,8 +186,7 @@ def inference_rates(paths: Sequence[str | os.PathLike], images, *, runs: int,
 
     results: dict[str, Any] = {}
     for path in paths:
-        model = predictor.load(path, num_threads=num_threads,
-                               trust_savedmodel=trust_savedmodel)
+        model = predictor.load(path, num_threads=num_threads, trust_savedmodel=trust_savedmodel)
         where = Path(path)
         key = f"{model.kind}:{'/'.join(where.parts[-2:]) if where.is_dir() else where.name}"
         key = key if key not in results else f"{model.kind}:{path}"
@@ -210,9 +207,8 @@ def variant_configs(plan: Plan) -> dict[str, TrainConfig]:
     for variant in plan.variants:
         precision, _, suffix = variant.partition("+")
         if suffix not in ("", "xla"):
-            raise UserError(f"variants: {variant!r} is not a precision with an optional "
-                            "+xla (e.g. float32, mixed_bfloat16, float32+xla).",
-                            argument="variants")
+            raise UserError(f"variants: {variant!r} is not a precision with an optional +xla "
+                            "(e.g. float32, mixed_bfloat16, float32+xla).", argument="variants")
         try:
             configs[variant] = dataclasses.replace(plan.base, mixed_precision=precision,
                                                    jit_compile=bool(suffix))
@@ -235,8 +231,7 @@ def check_plan(plan: Plan) -> None:
         except ValueError as e:
             raise UserError(str(e)) from None
     if len(set(plan.models)) < len(plan.models):
-        raise UserError(f"models names a model twice: {','.join(plan.models)}.",
-                        argument="models")
+        raise UserError(f"models names a model twice: {','.join(plan.models)}.", argument="models")
     for name, most in MAX_COUNTS.items():
         if not 1 <= getattr(plan, name) <= most:
             raise UserError(f"{name} must be in [1, {most:,}], got {getattr(plan, name)}.",
@@ -266,15 +261,12 @@ def run(plan: Plan) -> dict[str, Any]:
     settings = {k: v for k, v in dataclasses.asdict(plan).items() if k != "base"}
     settings.update({k: v for k, v in dataclasses.asdict(base).items() if k not in NOT_SPEED})
     report: dict[str, Any] = {
-        "machine": machine(),
-        "settings": {**settings, "data": data.source},
+        "machine": machine(), "settings": {**settings, "data": data.source},
         "training": {}, "evaluation": {},
         "inference": (inference_rates(plan.model_paths, data.test.images, runs=plan.inference_runs,
                                       num_threads=plan.num_threads or os.cpu_count() or 1,
-
                                       trust_savedmodel=plan.trust_savedmodel)
-                      if plan.model_paths else {"skipped": "no --model_path given"}),
-    }
+                      if plan.model_paths else {"skipped": "no --model_path given"})}
     for name in plan.models:
         training, evaluation = _time_model(plan, name, data)
         report["training"].update(training)
@@ -309,9 +301,8 @@ def _time_model(plan: Plan, name: str, data) -> tuple[dict, dict]:
         for mode, precision in peer_rates:
             peer_rates[mode, precision].append(peer.rate(
                 plan.peer, name, plan.base.batch_size, plan.steps, mode, precision=precision))
-            logging.info("%s: peer (%s%s): %.1f img/s", name, mode,
-                         "" if precision == "float32" else f", {precision}",
-                         peer_rates[mode, precision][-1])
+            logging.info("%s: peer (%s%s): %.1f img/s", name, mode, "" if precision == "float32"
+                         else f", {precision}", peer_rates[mode, precision][-1])
 
     logging.info("timing %s: training (%s in turn), 1 warm-up + %d x %d steps%s; then "
                  "evaluation", name, ", ".join(variants), plan.repeats, plan.steps,

@@ -30,13 +30,12 @@ def _settings(report: dict[str, Any]) -> tuple[list[str], str]:
              f"TF_ENABLE_ONEDNN_OPTS={m['onednn']}; threads intra {m['intra_op_threads']} "
              f"inter {m['inter_op_threads']} (0 = TF default); bfloat16 CPU flags: "
              f"{_bf16(m.get('bfloat16_cpu_flags'))}; {when}"]
-
     if report["training"]:  # training settings only when training was measured
         lines.append(
             f"settings: batch {s['batch_size']}, {s['steps']} steps x {s['repeats']} repeats "
-            f"after a warm-up, "
-            + (f"variants in turn: {', '.join(s['variants'])}, " if s.get("variants") else
-               f"{s['mixed_precision']}, jit_compile={s['jit_compile']}, ")
+            "after a warm-up, " + (f"variants in turn: {', '.join(s['variants'])}, "
+                                   if s.get("variants") else
+                                   f"{s['mixed_precision']}, jit_compile={s['jit_compile']}, ")
             + f"steps_per_execution={s['steps_per_execution']}, data: {s['data']}")
     if "skipped" not in report["inference"]:
         threads = f"{s['num_threads']} thread(s)" if s.get("num_threads") else "every core"

@@ -49,8 +49,7 @@ def category(name: str) -> str | None:
         return None
     if OPTIMIZER_SCOPE.search(name):
         return "optimizer"
-    return next((cat for cat, pattern in CATEGORIES if pattern.search(match.group(1))),
-                "other")
+    return next((cat for cat, pattern in CATEGORIES if pattern.search(match.group(1))), "other")
 
 
 def summarize(xplane: str | os.PathLike, steps_per_execution: int = 1) -> dict[str, Any]:

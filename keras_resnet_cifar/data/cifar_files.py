@@ -68,13 +68,19 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return super()._proc_member(tar)
 
 
+def train_images(dataset: str | None, synthetic_train_size: int, validation_split: int) -> int:
+    """A run's training images: CIFAR-10's (or the synthetic set's) less `validation_split` (< 1:
+    none left); plain values, for TrainConfig and the report's configs (which it may refuse)."""
+    images = synthetic_train_size if dataset == "synthetic" else TRAIN_IMAGES
+    return images - validation_split
+
+
 def detect_format(path: str) -> str:
     """One of FORMATS; cheap (no batch is read), so a command refuses a wrong path at once."""
     return _locate(path)[0]
 
 
-def read(path: str, *, records_per_batch: int = RECORDS_PER_BATCH
-         ) -> tuple[Arrays, Arrays, str]:
+def read(path: str, *, records_per_batch: int = RECORDS_PER_BATCH) -> tuple[Arrays, Arrays, str]:
     """(train, test, where it was read from) of the archive or extracted folder `path` or
     the one in folder `path` (extracted preferred); DataError for a bad or unsafe file."""
     fmt, where = _locate(path)
@@ -130,8 +136,7 @@ def _archive_format(path: str) -> str:
         top = name.split("/", 1)[0]
         if top in (BIN_DIR, PY_DIR):
             return "binary-tar" if top == BIN_DIR else "python-tar"
-    raise DataError(f"{path} holds neither {BIN_DIR}/ nor {PY_DIR}/: it is not a CIFAR-10 "
-                    "archive.")
+    raise DataError(f"{path} holds neither {BIN_DIR}/ nor {PY_DIR}/: it is not a CIFAR-10 archive.")
 
 
 def _describe(where: str, fmt: str, name: str) -> str:
@@ -157,8 +162,7 @@ def _read_tar(archive: str) -> dict[str, bytes]:
     files = {}
     for name, data in _tar_members(archive, wanted.__contains__, read=True):
         if wanted[name] in files:
-            raise DataError(f"{archive} holds {name} twice: it is not a genuine "
-                            "CIFAR-10 archive.")
+            raise DataError(f"{archive} holds {name} twice: it is not a genuine CIFAR-10 archive.")
         files[wanted[name]] = data
     return files
 
@@ -224,7 +228,13 @@ def _parse_binary(data: bytes, where: str, records: int) -> Arrays:
 
 
 def _parse_pickle(data: bytes, where: str, records: int) -> Arrays:
-    batch = _safe_unpickle(data, where)
+    try:
+        batch = _CifarUnpickler(io.BytesIO(data), where).load()
+    except DataError:
+        raise
+    except Exception as e:  # any malformed pickle: UnpicklingError, EOFError, ...
+        raise DataError(f"{where} is not a readable CIFAR-10 pickle: "
+                        f"{type(e).__name__}: {_first_line(e)}.") from e
     if not isinstance(batch, dict) or not {b"data", b"labels"} <= batch.keys():
         raise DataError(f"{where} is not a CIFAR-10 batch: expected a dict with "
                         "b'data' and b'labels'.")
@@ -233,8 +243,7 @@ def _parse_pickle(data: bytes, where: str, records: int) -> Arrays:
             or images.shape != (records, IMAGE_BYTES)):
         got = (f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray)
                else type(images).__name__)
-        raise DataError(f"{where} has b'data' of {got}; expected uint8 "
-                        f"({records}, {IMAGE_BYTES}).")
+        raise DataError(f"{where} has b'data' of {got}; expected uint8 ({records}, {IMAGE_BYTES}).")
     if (not isinstance(labels, list) or len(labels) != records
             or not all(type(v) is int and v >= 0 for v in labels)):
         got = f"{len(labels)} items" if isinstance(labels, list) else type(labels).__name__
@@ -281,13 +290,3 @@ class _CifarUnpickler(pickle.Unpickler):
         except KeyError:
             raise DataError(f"Refusing to load {self._where}: it references "
                             f"{module}.{name}, not CIFAR-10 data.") from None
-
-
-def _safe_unpickle(data: bytes, where: str):
-    try:
-        return _CifarUnpickler(io.BytesIO(data), where).load()
-    except DataError:
-        raise
-    except Exception as e:  # any malformed pickle: UnpicklingError, EOFError, ...
-        raise DataError(f"{where} is not a readable CIFAR-10 pickle: "
-                        f"{type(e).__name__}: {_first_line(e)}.") from e

@@ -17,7 +17,7 @@ from keras_resnet_cifar.data.labels import CIFAR10_CLASSES
 from keras_resnet_cifar.errors import DataError, UserError, first_line as _first_line
 
 DATASETS = ("cifar10", "synthetic")
-TRAIN_IMAGES = cifar_files.TRAIN_IMAGES
+train_images = cifar_files.train_images
 CLASS_NAMES = CIFAR10_CLASSES
 NUM_CLASSES = cifar_files.NUM_CLASSES
 
@@ -69,10 +69,8 @@ def load(dataset: str = "cifar10", data_dir: str | None = None, *, seed: int = 0
 
 
 def read_local(path: str, *, records_per_batch: int = cifar_files.RECORDS_PER_BATCH) -> Cifar10:
-    (train_x, train_y), (test_x, test_y), source = cifar_files.read(
-        path, records_per_batch=records_per_batch)
-    return Cifar10(train=Split(train_x, train_y), test=Split(test_x, test_y),
-                   class_names=CLASS_NAMES, source=source)
+    train, test, source = cifar_files.read(path, records_per_batch=records_per_batch)
+    return Cifar10(train=Split(*train), test=Split(*test), class_names=CLASS_NAMES, source=source)
 
 
 def _load_tfds() -> Cifar10:

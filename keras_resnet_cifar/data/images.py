@@ -144,14 +144,16 @@ def to_pixels(array: np.ndarray, what: str = "array") -> np.ndarray:
     return np.rint(a).astype(np.uint8)
 
 
-def load_files(paths: Sequence[str], *, strict: bool = False
-               ) -> tuple[list[Loaded], list[ImageError]]:
-    """Reads every file it can: (what was read, one error per file that failed)."""
+def load_files(paths: Sequence[str], *, strict: bool = False) -> tuple[Loaded, list[ImageError]]:
+    """Reads every file it can: (what was read, as one batch in the order given, its path the
+    files' comma-separated; one error per file that failed)."""
     loaded, errors = [], []
     for path in paths:
         try:
             loaded.append(load_file(path, strict=strict))
         except ImageError as e:
             errors.append(e)
-    return loaded, errors
+    pixels = [x.pixels for x in loaded] or [np.zeros((0, SIZE, SIZE, 3), np.uint8)]
+    return Loaded(", ".join(x.path for x in loaded), tuple(n for x in loaded for n in x.names),
+                  np.concatenate(pixels), tuple(w for x in loaded for w in x.warnings)), errors
 

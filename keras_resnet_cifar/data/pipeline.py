@@ -1,12 +1,11 @@
 """tf.data pipelines over in-memory CIFAR-10 splits, with He et al.'s augmentation.
 
-He et al. (2016), section 4.2: "4 pixels are padded on each side, and a 32x32 crop
-is randomly sampled from the padded image or its horizontal flip." Elements: float32
-(B, 32, 32, 3) raw pixels in [0, 255] and int64 labels (B,). Augmentation works on whole
-batches (one pad, one gather): per-image map calls spend their time in tf.data overhead.
-Randomness is stateless, keyed by (seed, epoch), nothing else: epoch e has the same order
-and crops whether or not epochs 0..e-1 ran in this process (an interrupted run resumes
-bit for bit).
+He et al. (2016), section 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly
+sampled from the padded image or its horizontal flip." Elements: float32 (B, 32, 32, 3) raw pixels
+in [0, 255] and int64 labels (B,). Augmentation works on whole batches (one pad, one gather):
+per-image map calls spend their time in tf.data overhead. Randomness is stateless, keyed by (seed,
+epoch), nothing else: epoch e has the same order and crops whether or not epochs 0..e-1 ran in this
+process (an interrupted run resumes bit for bit).
 """
 
 from __future__ import annotations
@@ -47,10 +46,9 @@ def train_dataset(split: Split, batch_size: int, *, seed: int, first_epoch: int 
                   last_epoch: int | None = None, steps_per_epoch: int | None = None,
                   augment: bool = True, shuffle: bool = True,
                   drop_remainder: bool = False) -> tf.data.Dataset:
-    """The batches of 0-based epochs `first_epoch` to `last_epoch - 1` (default: one epoch).
-    Epoch e is one pass in an order drawn from (seed, e), or exactly `steps_per_epoch`
-    batches continuing into further passes (keys (seed, e, 1), ...). Iterating again gives
-    the same batches."""
+    """The batches of 0-based epochs `first_epoch` to `last_epoch - 1` (default: one epoch). Epoch e
+    is one pass in an order drawn from (seed, e), or exactly `steps_per_epoch` batches continuing
+    into further passes (keys (seed, e, 1), ...). Iterating again gives the same batches."""
     _check(split, batch_size)
     last_epoch = first_epoch + 1 if last_epoch is None else last_epoch
     if last_epoch <= first_epoch:

@@ -121,8 +121,7 @@ def check_trusted(folder: str | os.PathLike, trust_savedmodel: bool,
                   shown_as: str | os.PathLike | None = None) -> None:
     """Refuses a SavedModel its card and seal do not vouch for, unless `trust_savedmodel`:
     loading one runs whatever operations its graph holds, tf.io.write_file included."""
-    problem = None if trust_savedmodel else saved_model_problem(folder)
-    if problem:
+    if not trust_savedmodel and (problem := saved_model_problem(folder)):
         raise UserError(f"{shown_as or folder} {problem}. A SavedModel is a program (its "
                         "graph runs whatever operations it holds, file writes included): load "
                         "it only if you trust where it came from, with trust_savedmodel.",

@@ -36,8 +36,7 @@ class TFLiteClassifier:
         from ai_edge_litert import interpreter as litert
 
         if num_threads < 1:
-            raise UserError(f"num_threads must be >= 1, got {num_threads}.",
-                            argument="num_threads")
+            raise UserError(f"num_threads must be >= 1, got {num_threads}.", argument="num_threads")
         resolver = (litert.OpResolverType.AUTO if xnnpack
                     else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         if isinstance(model, (bytes, bytearray)):
@@ -66,7 +65,6 @@ class TFLiteClassifier:
             raise UserError(f"{what} is not a 32x32x3 image classifier with one input "
                             "and one output.")
         self._input, self._output, self._what, self._batch = inputs[0], outputs[0], what, None
-        self.num_threads = num_threads
         self.input_dtype = np.dtype(self._input["dtype"])
         # (scale, zero point) of the input; (0.0, 0) when it is not quantised.
         self.input_quantization = tuple(self._input["quantization"])
@@ -130,8 +128,6 @@ class TFLiteClassifier:
                                 "file is damaged or not an image classifier.") from None
             out[start:start + batch] = self._dequantise(result)[:n - start]
         return out
-
-    __call__ = predict
 
 
 def check_tensors(data: bytes, what: str) -> None:

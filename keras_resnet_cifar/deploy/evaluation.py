@@ -48,12 +48,9 @@ def metrics_from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
                            "except where a probability underflows)",
         # Each counts -log 1e-12 = 27.6 here, more in train's loss: the two differ by them.
         "loss_clipped_images": int(np.sum(picked < LOSS_FLOOR)),
-        "macro_precision": float(np.mean(precision)),
-        "macro_recall": float(np.mean(recall)),
-        "per_class": per_class,
-        "class_names": list(class_names),
-        "confusion_matrix": confusion.astype(int).tolist(),
-    }
+        "macro_precision": float(np.mean(precision)), "macro_recall": float(np.mean(recall)),
+        "per_class": per_class, "class_names": list(class_names),
+        "confusion_matrix": confusion.astype(int).tolist()}
 
 
 def evaluate_split(predict, images: np.ndarray, labels: np.ndarray,
@@ -80,8 +77,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
                  f"(from the probabilities) on {plural(result['images'], 'image')}; a "
                  "class's accuracy is its recall")
-    clipped = result.get("loss_clipped_images", 0)
-    if clipped:
+    if clipped := result.get("loss_clipped_images", 0):
         lines.append(
             f"({plural(clipped, 'image')} gave their true class a probability below "
             f"{LOSS_FLOOR:g}, counted as {LOSS_FLOOR:g} (loss {-np.log(LOSS_FLOOR):.1f} each): "

@@ -22,9 +22,8 @@ from keras_resnet_cifar import fileio
 from keras_resnet_cifar.deploy import (contract, edge, grpc_client, model_card, parity, seal,
                                        sources, tf_serving)
 from keras_resnet_cifar.deploy.sources import EvalData, Source
-from keras_resnet_cifar.errors import UserError
+from keras_resnet_cifar.errors import UserError, plural
 from keras_resnet_cifar.models.reference_weights import LICENCE_FILE
-from keras_resnet_cifar.errors import plural
 
 LOCK = ".export.lock"
 MAX_VERSION = 2**63 - 1  # TF Serving reads a version folder's name as an int64
@@ -53,8 +52,7 @@ def _tflite_info(variant: str, blob: bytes) -> dict:
 
 
 def _write_warmup(folder: Path, name: str, data: EvalData) -> dict | None:
-    """Writes TF Serving's warm-up requests; what the card says of them (None without the
-    serving extra)."""
+    """The card's record of the warm-up requests it writes (None without the serving extra)."""
     try:
         grpc_client.apis()
     except UserError as missing:
@@ -75,31 +73,26 @@ def _parity(source: Source, folder: Path, blobs: dict[str, bytes], data: EvalDat
     one = (source.model.predict if keras_model is None
            else lambda x: keras_model.predict_on_batch(x.astype(np.float32)))
     variants = {source.model.kind: {"predict": lambda x: reference, "predict_one": one}}
+    files = [folder / contract.SAVED_MODEL_GRAPH, *(folder / "variables").rglob("*")]
+    saved_size = sum(f.stat().st_size for f in files if f.is_file())  # the SavedModel's bytes
     if keras_model is not None:  # the SavedModel was made here: measure it too
         from keras_resnet_cifar.deploy import serving
 
         saved = serving.load_classifier(folder)
-        variants["saved_model"] = {"predict": saved, "predict_one": saved,
-                                   "size_bytes": _folder_size(folder)}
+        variants["saved_model"] = {"predict": saved, "predict_one": saved, "size_bytes": saved_size}
     else:  # the SavedModel is the source, copied unchanged
-        variants[source.model.kind]["size_bytes"] = _folder_size(folder)
+        variants[source.model.kind]["size_bytes"] = saved_size
     for variant, blob in blobs.items():
-        runner = edge.TFLiteClassifier(folder / contract.tflite_file(variant), num_threads=1)
+        file = contract.tflite_file(variant)
+        runner = edge.TFLiteClassifier(folder / file, num_threads=1)
         variants[f"tflite_{variant}"] = {"predict": runner.predict, "predict_one": runner.predict,
-                                         "size_bytes": len(blob),
-                                         "file": contract.tflite_file(variant)}
+                                         "size_bytes": len(blob), "file": file}
     report = parity.report(reference, variants, images, labels if data.real else None,
-                           latency_runs=latency_runs,
-                           progress=lambda name: logging.info(
+                           latency_runs=latency_runs, progress=lambda name: logging.info(
                                "Parity: %s on %s, %s", name, plural(len(images), "image"),
                                plural(latency_runs, "timed batch-1 call")))
     return {**report, "reference": source.model.kind, "data": data.description,
             "latency_threads": 1}
-
-
-def _folder_size(folder: Path) -> int:
-    files = [folder / contract.SAVED_MODEL_GRAPH, *(folder / "variables").rglob("*")]
-    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 @contextlib.contextmanager
@@ -170,8 +163,7 @@ def export(source: Source, export_dir: str | os.PathLike, *, data: EvalData,
         final = model_root / str(version)
         if final.exists():
             raise UserError(f"{final} already exists: versions are never overwritten "
-                            "(give no version to take the next free one).",
-                            argument="version")
+                            "(give no version to take the next free one).", argument="version")
         with fileio.atomic_path(final, is_dir=True) as tmp:
             os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a serving container must read it
             card, report = _write_version(

@@ -44,10 +44,8 @@ def address_problem(url: str) -> str | None:
     if any(c.isspace() or not c.isprintable() for c in url):
         return "holds spaces or control characters"
     parts, problem = rest_client.split_address(url)
-    if problem:
-        return problem
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        return "must be grpc://host[:port] with nothing after the port"
+    if problem or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        return problem or "must be grpc://host[:port] with nothing after the port"
     return None
 
 
@@ -91,8 +89,7 @@ def _decode(key: str, tensor) -> list | object:
     """A TensorProto -> nested lists. Its values must fill its shape exactly: TensorProto lets
     one value stand for a whole tensor, and a hostile shape of 10^12 would be built here."""
     _, _, _, types_pb2 = apis()
-    dtype = types_pb2.DataType.Name(tensor.dtype) if tensor.dtype in types_pb2.DataType.values() \
-        else str(tensor.dtype)
+    dtype = {v: k for k, v in types_pb2.DataType.items()}.get(tensor.dtype, str(tensor.dtype))
     if dtype not in _EXPECTED[key]:
         raise UserError(f"TF Serving's {key} is a {dtype} tensor, not "
                         f"{' or '.join(_EXPECTED[key])}: is this model's signature the one "
@@ -103,16 +100,14 @@ def _decode(key: str, tensor) -> list | object:
     count = math.prod(shape)
     numpy_dtype, field = _DECODERS[dtype]
     if numpy_dtype and tensor.tensor_content:
-        width = np.dtype(numpy_dtype).itemsize
-        if len(tensor.tensor_content) != count * width:
+        if len(tensor.tensor_content) != count * np.dtype(numpy_dtype).itemsize:
             raise UserError(f"TF Serving's {key} holds {len(tensor.tensor_content)} bytes for "
                             f"shape {shape}: not a tensor.")
         values = np.frombuffer(tensor.tensor_content, numpy_dtype)
     else:
         repeated = getattr(tensor, field)
         if len(repeated) != count:
-            raise UserError(f"TF Serving's {key} holds {len(repeated)} values for shape "
-                            f"{shape}.")
+            raise UserError(f"TF Serving's {key} holds {len(repeated)} values for shape {shape}.")
         values = (np.array([v.decode("utf-8", "replace") for v in repeated], object)
                   if numpy_dtype is None else np.array(repeated, numpy_dtype))
     return values.reshape(shape).tolist()
@@ -135,8 +130,7 @@ def predict(url: str, model_name: str, pixels: np.ndarray, *, version: int | Non
     where = target(url)
     rest_client.check_names(model_name, label)
     grpc, _, service, _ = apis()
-    request = build_request(model_name, pixels, version=version, label=label,
-                            signature=signature)
+    request = build_request(model_name, pixels, version=version, label=label, signature=signature)
     options = [("grpc.max_receive_message_length", rest_client.MAX_ANSWER_BYTES),
                ("grpc.max_send_message_length", -1)]
     with grpc.insecure_channel(where, options=options) as channel:

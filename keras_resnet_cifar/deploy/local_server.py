@@ -71,10 +71,8 @@ class Servable:
             raise BadRequest(f"Servable not found for request: Label({name}, {label}) "
                              "(this stand-in serves no version labels)", not_found=True)
         if name != self.name or (version is not None and version != self.version):
-            asked = "Latest" if version is None else "Specific"
-            which = f"{name}" + ("" if version is None else f", {version}")
-            raise BadRequest(f"Servable not found for request: {asked}({which})",
-                             not_found=True)
+            asked = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+            raise BadRequest(f"Servable not found for request: {asked}", not_found=True)
 
     def run(self, signature: str | None, inputs: dict) -> dict[str, np.ndarray]:
         import tensorflow as tf
@@ -240,11 +238,6 @@ def serve(servable: Servable, *, rest_port: int = 8501, grpc_port: int = 8500,
         raise _port_in_use("gRPC", grpc_port)
     server.start()
     threading.Thread(target=httpd.serve_forever, name="stand-in REST", daemon=True).start()
-
-    def stop_rest():
-        httpd.shutdown()
-        httpd.server_close()
-
     return Running(f"http://{HOST}:{httpd.server_address[1]}", f"grpc://{HOST}:{port}",
-                   [stop_rest, lambda: server.stop(grace=None).wait()])
+                   [httpd.shutdown, httpd.server_close, lambda: server.stop(grace=None).wait()])
 

@@ -75,8 +75,7 @@ def build(model, provenance: dict, *, licence: str | None, name: str, version: i
             contract.FLOAT_SIGNATURE: "image float32 (None, 32, 32, 3) on [0, 255]",
             "outputs": "probabilities float32 (None, C), class_id int64 (None,), "
                        "class_name string (None,)"},
-        "tflite": tflite_files,
-        "tf_serving_warmup": warmup,
+        "tflite": tflite_files, "tf_serving_warmup": warmup,
         "calibration_data": data_description if "int8" in tflite_files else None,
         "source": provenance,
         # What the training run measured (and on which set), if it was a run.
@@ -85,7 +84,5 @@ def build(model, provenance: dict, *, licence: str | None, name: str, version: i
         # What the export measured itself on the parity images, with the source model.
         "parity_accuracy": reference_row.get("accuracy"),
         "parity_data": data_description if parity_report else None,
-        "licence": licence,
-        "software": {"tensorflow": tf.__version__, "keras": keras.__version__},
-        contract.FILES: dict(files or {}),
-    }
+        "licence": licence, "software": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        contract.FILES: dict(files or {})}

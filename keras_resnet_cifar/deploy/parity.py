@@ -34,8 +34,7 @@ def compare(reference: np.ndarray, probabilities: np.ndarray,
     }
 
 
-def latency_ms(predict: Predict, image: np.ndarray, *, warmup: int = 10,
-               runs: int = 100) -> dict:
+def latency_ms(predict: Predict, image: np.ndarray, *, warmup: int = 10, runs: int = 100) -> dict:
     """Median and p90 milliseconds of `runs` timed batch-1 calls, after `warmup` ones."""
     for _ in range(warmup):
         predict(image)

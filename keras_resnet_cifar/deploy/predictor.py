@@ -25,11 +25,11 @@ from keras_resnet_cifar.deploy import contract, edge  # neither imports TensorFl
 from keras_resnet_cifar.errors import UserError, first_line
 
 # The help of every command's --trust_savedmodel (predict, evaluate, export, benchmark).
-TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on this "
-              "machine (its model card carries no seal of this user's key, "
-              "~/.config/keras-resnet-cifar/export.key). A SavedModel is a program: "
-              "its graph runs whatever operations it holds, file writes included. Only for "
-              "SavedModels from a source you trust.")
+TRUST_HELP = ("Load a SavedModel that keras_resnet_cifar.export did not write on this machine "
+              "(its model card carries no seal of this user's key, "
+              "~/.config/keras-resnet-cifar/export.key). A SavedModel is a program: its graph "
+              "runs whatever operations it holds, file writes included. Only for SavedModels "
+              "from a source you trust.")
 # A .keras file is a zip whose JSON Keras reads whole, and a zip can announce gigabytes in
 # a few megabytes; the largest model here (ResNet-1202, optimiser state) is about 160 MB.
 MAX_KERAS_BYTES = 1 << 30
@@ -61,17 +61,14 @@ class Resolved:
     checkpoint: str | None = None  # final, last or best, for a run
 
 
-def resolve(path: str | os.PathLike, checkpoint: str = "final", *,
+def resolve(path: str | os.PathLike | Resolved, checkpoint: str = "final", *,
             trust_savedmodel: bool = False) -> Resolved:
-    """Finds what `path` is; `checkpoint` picks a run directory's model."""
-    resolved = _resolve(path, checkpoint)
-    check_trusted(resolved, trust_savedmodel)
-    return resolved
-
-
-def check_trusted(resolved: Resolved, trust_savedmodel: bool = False) -> None:
+    """Finds what `path` is (`checkpoint` picks a run directory's model) and checks that a
+    SavedModel is trusted, also one a Resolved made elsewhere names."""
+    resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
     if resolved.kind == "saved_model":
         contract.check_trusted(resolved.file, trust_savedmodel, resolved.path)
+    return resolved
 
 
 def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
@@ -81,9 +78,7 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
                         f"{checkpoint!r}.", argument="checkpoint")
     if not path.exists():
         raise UserError(f"No run directory, .keras file, SavedModel or .tflite file at {path}.")
-    if path.is_dir() and (path / contract.SAVED_MODEL_GRAPH).is_file():
-        resolved = Resolved(path, path, "saved_model")
-    elif path.is_dir():
+    if path.is_dir() and not (path / contract.SAVED_MODEL_GRAPH).is_file():
         file = run_files.path(path, run_files.MODEL_FILES[checkpoint])
         if not file.is_file():
             hint = "" if checkpoint != "final" else " (checkpoint=last for an unfinished run)"
@@ -91,19 +86,17 @@ def _resolve(path: str | os.PathLike, checkpoint: str) -> Resolved:
                             f"saved_model.pb: not a finished run directory nor a "
                             f"SavedModel{hint}.", argument="checkpoint" if hint else None)
         return Resolved(path, file, "keras", run_dir=path, checkpoint=checkpoint)
-    elif path.suffix == ".keras":
-        if not zipfile.is_zipfile(path):
-            raise UserError(f"{path} exists but is not a .keras model (not a zip archive).")
-        resolved = Resolved(path, path, "keras")
-    elif path.suffix == ".tflite":
-        resolved = Resolved(path, path, "tflite")
-    else:
+    file_kinds = {".keras": "keras", ".tflite": "tflite"}
+    kind = "saved_model" if path.is_dir() else file_kinds.get(path.suffix)
+    if kind is None:
         raise UserError(f"{path} is not a model: expected a run directory, a .keras file, "
                         "a SavedModel folder or a .tflite file.")
+    if kind == "keras" and not zipfile.is_zipfile(path):
+        raise UserError(f"{path} exists but is not a .keras model (not a zip archive).")
     if checkpoint != "final":
         raise UserError(f"checkpoint={checkpoint} applies to run directories; {path} is "
-                        f"a {resolved.kind.replace('_', ' ')} model.", argument="checkpoint")
-    return resolved
+                        f"a {kind.replace('_', ' ')} model.", argument="checkpoint")
+    return Resolved(path, path, kind)
 
 
 class Predictor:
@@ -132,12 +125,10 @@ class Predictor:
         for start in range(0, len(pixels), batch_size):
             batch = pixels[start:start + batch_size]
             parts.append(check_probabilities(np.asarray(self._run_batch(batch), np.float32),
-                                             len(batch), len(self.class_names),
-                                             self.source.path))
+                                             len(batch), len(self.class_names), self.source.path))
             if progress:
                 progress(min(start + batch_size, len(pixels)), len(pixels))
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)),
-                                                            np.float32)
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.class_names)), np.float32)
 
     __call__ = predict
 
@@ -174,15 +165,19 @@ def check_probabilities(probabilities: np.ndarray, images: int, classes: int,
 def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
          num_threads: int = 1, trust_savedmodel: bool = False) -> Predictor:
     """Loads a model path or a Resolved; `num_threads` is a .tflite model's (LiteRT)."""
-    resolved = path if isinstance(path, Resolved) else _resolve(path, checkpoint)
-    check_trusted(resolved, trust_savedmodel)  # also for a Resolved made elsewhere
+    resolved = resolve(path, checkpoint, trust_savedmodel=trust_savedmodel)
     try:
         if resolved.kind == "tflite":
             runner = edge.TFLiteClassifier(resolved.file, num_threads=num_threads)
             return Predictor(resolved, lambda x: runner.predict(x, batch_size=len(x)),
                              runner.class_names, card=contract.read_card(resolved.file))
         if resolved.kind == "saved_model":
-            return _load_saved_model(resolved)
+            from keras_resnet_cifar.deploy import serving  # TensorFlow
+
+            classifier = serving.load_classifier(resolved.file)
+            card = contract.read_card(resolved.file)
+            return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)),
+                             contract.class_names(card) or CIFAR10_CLASSES, card=card)
         return _load_keras(resolved)
     except ImportError as e:  # ModuleNotFoundError where a runtime is not installed
         package = (e.name or "").split(".")[0]
@@ -197,8 +192,7 @@ def load(path: str | os.PathLike | Resolved, *, checkpoint: str = "final",
         raise
 
 
-def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str],
-             k: int = 3) -> list[dict]:
+def classify(model: Predictor, pixels: np.ndarray, inputs: Sequence[str], k: int = 3) -> list[dict]:
     """One {"input": name, "top": [{"class", "probability"}, ...]} per image of `inputs`."""
     if len(pixels) != len(inputs):
         raise ValueError(f"{len(pixels)} images but {len(inputs)} input names.")
@@ -218,18 +212,11 @@ def score(model: Predictor, pixels: np.ndarray, labels: np.ndarray,
             "accuracy": correct / len(labels) if len(labels) else None}
 
 
-def _load_saved_model(resolved: Resolved) -> Predictor:
-    from keras_resnet_cifar.deploy import serving  # TensorFlow
-
-    classifier = serving.load_classifier(resolved.file)
-    card = contract.read_card(resolved.file)
-    return Predictor(resolved, lambda x: classifier.predict(x, batch_size=len(x)),
-                     contract.class_names(card) or CIFAR10_CLASSES, card=card)
-
-
 def check_keras_archive(file: str | os.PathLike) -> None:
     """Refuses a zip bomb from the .keras file's central directory (sizes that zipfile
     never reads beyond) and its HDF5 datasets' headers, before Keras reads anything."""
+    import h5py
+
     try:
         with zipfile.ZipFile(file) as archive:
             members = archive.infolist()
@@ -245,17 +232,10 @@ def check_keras_archive(file: str | os.PathLike) -> None:
         if m.file_size > MAX_KERAS_INFLATION * m.compress_size + (1 << 20):
             raise UserError(f"{file}: its {m.filename} inflates {m.compress_size:,} bytes "
                             f"to {m.file_size:,}: a zip bomb, refused before reading.")
-    if weights := [m for m in members if m.filename.endswith(".h5")]:
-        _check_weights(file, weights)
-
-
-def _check_weights(file, members) -> None:
-    import h5py
-
-    datasets = []
+    datasets = []  # (name, bytes declared, bytes stored) of every HDF5 dataset
     try:
         with zipfile.ZipFile(file) as archive:
-            for member in members:
+            for member in [m for m in members if m.filename.endswith(".h5")]:
                 with archive.open(member) as f, h5py.File(f, "r") as h5:
                     h5.visititems(lambda name, obj: datasets.append(
                         (name, math.prod(obj.shape or ()) * obj.dtype.itemsize,

@@ -24,8 +24,7 @@ import urllib.parse
 import numpy as np
 
 from keras_resnet_cifar.deploy.contract import INPUT_KEY, OUTPUT_KEYS
-from keras_resnet_cifar.errors import UserError, first_line, printable
-from keras_resnet_cifar.errors import plural
+from keras_resnet_cifar.errors import UserError, first_line, plural, printable
 
 MAX_ANSWER_BYTES = 256 << 20  # far beyond any answer for a batch of 32x32 images
 # An answer is bounded by the images asked about before json.loads (which costs up to 20
@@ -188,9 +187,8 @@ def predict(base_url: str, model_name: str, pixels: np.ndarray, *,
         raise UserError(f"TF Serving at {url} answered HTTP {status}: {_error_message(raw)}")
     nests = raw.count(b"[") + raw.count(b"{")
     if nests > 16 + ANSWER_NESTS_PER_IMAGE * count:
-        raise UserError(f"TF Serving at {url} answered something that is not JSON of a "
-                        f"predict response ({nests:,} lists and objects for "
-                        f"{plural(count, 'image')}).")
+        raise UserError(f"TF Serving at {url} answered something that is not JSON of a predict "
+                        f"response ({nests:,} lists and objects for {plural(count, 'image')}).")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." thousands deep
@@ -222,10 +220,7 @@ def _post(url: str, data: bytes, timeout: float,
         conn.request("POST", parts.path, body=data, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         chunks, size = [], 0
-        while True:
-            chunk = response.read1(1 << 16)
-            if not chunk:
-                break
+        while chunk := response.read1(1 << 16):
             chunks.append(chunk)
             size += len(chunk)
             if size > max_bytes:

@@ -49,9 +49,7 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
         raise UserError(f"{path} is a .tflite model, already an export: export its run "
                         "directory, .keras file or SavedModel instead.")
     model = predictor.load(resolved, trust_savedmodel=trust_savedmodel)
-    trained_in = _mixed_precision(model.keras_model)
-    if trained_in:
-        model = _float32_compute(model)
+    model, trained_in = _float32_compute(model)
     if resolved.kind == "saved_model":
         from keras_resnet_cifar.deploy import serving
 
@@ -69,50 +67,43 @@ def load_source(path: str | os.PathLike, *, checkpoint: str = "final",
                               "source": card.get("source")},
                       licence_note=card.get("licence"),
                       licence_file=str(licence) if licence.is_file() else None)
-    converted = {"computes_float32_trained_in": trained_in} if trained_in else {}
     if resolved.run_dir is None:
-        return _with_licence(Source(model, {
-            "kind": "keras_file", "path": str(resolved.file.resolve()),
-            "sha256": contract.sha256(resolved.file, follow_links=True), **converted}))
-    provenance = {"kind": "run_dir", "path": str(resolved.run_dir.resolve()),
-                  "model_file": run_files.MODEL_FILES[checkpoint],
-                  "sha256": contract.sha256(resolved.file),
-                  "config": run_files.read_config(resolved.run_dir),
-                  "metrics": run_files.read_metrics(resolved.run_dir), **converted}
-    return _with_licence(Source(model, provenance))
+        provenance = {"kind": "keras_file", "path": str(resolved.file.resolve()),
+                      "sha256": contract.sha256(resolved.file, follow_links=True)}
+    else:
+        provenance = {"kind": "run_dir", "path": str(resolved.run_dir.resolve()),
+                      "model_file": run_files.MODEL_FILES[checkpoint],
+                      "sha256": contract.sha256(resolved.file),
+                      "config": run_files.read_config(resolved.run_dir),
+                      "metrics": run_files.read_metrics(resolved.run_dir)}
+    if trained_in:
+        provenance["computes_float32_trained_in"] = trained_in
+    # A model that normalises with the reference weights' ImageNet statistics is made from them.
+    if not model_card.uses_reference_normalisation(model.keras_model):
+        return Source(model, provenance)
+    logging.warning("The model uses the reference weights' ImageNet normalisation: "
+                    "recording their licence note in the model card.")
+    return Source(model, provenance, licence_note=reference_weights.LICENCE_NOTE)
 
 
-def _mixed_precision(keras_model) -> str | None:
-    """The mixed dtype policy `keras_model` computes in (mixed_bfloat16), or None."""
-    if keras_model is None:
-        return None
-    mixed = {layer.dtype_policy.name for layer in keras_model.layers} - {"float32"}
-    return sorted(mixed)[0] if mixed else None
-
-
-def _float32_compute(model: predictor.Predictor) -> predictor.Predictor:
-    """`model` computing in float32 with the same (float32) weights: TFLite has no bfloat16
-    kernels, and a CPU without native bfloat16 runs float32 faster."""
+def _float32_compute(model: predictor.Predictor) -> tuple[predictor.Predictor, str | None]:
+    """`model` computing in float32 with the same (float32) weights, and the mixed dtype policy
+    it computed in (mixed_bfloat16); `model` and None if it computes in float32 already.
+    TFLite has no bfloat16 kernels, and a CPU without native bfloat16 runs float32 faster."""
+    keras_model = model.keras_model
+    mixed = set() if keras_model is None else (
+        {layer.dtype_policy.name for layer in keras_model.layers} - {"float32"})
+    if not mixed:
+        return model, None
     import keras
 
     def clone_layer(layer):
         return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
 
-    clone = keras.models.clone_model(model.keras_model, clone_function=clone_layer)
-    clone.set_weights(model.keras_model.get_weights())
-    return predictor.Predictor(model.source, lambda x: clone(x.astype(np.float32),
-                                                             training=False),
-                               model.class_names, keras_model=clone, card=model.card)
-
-
-def _with_licence(source: Source) -> Source:
-    """Adds the reference weights' licence note to a model that normalises with their
-    ImageNet statistics (model_card.uses_reference_normalisation): made from them."""
-    if model_card.uses_reference_normalisation(source.keras_model):
-        logging.warning("The model uses the reference weights' ImageNet normalisation: "
-                        "recording their licence note in the model card.")
-        return dataclasses.replace(source, licence_note=reference_weights.LICENCE_NOTE)
-    return source
+    clone = keras.models.clone_model(keras_model, clone_function=clone_layer)
+    clone.set_weights(keras_model.get_weights())
+    return predictor.Predictor(model.source, lambda x: clone(x.astype(np.float32), training=False),
+                               model.class_names, keras_model=clone, card=model.card), min(mixed)
 
 
 def load_reference(npz_path: str | os.PathLike) -> Source:
@@ -120,12 +111,10 @@ def load_reference(npz_path: str | os.PathLike) -> Source:
     the model card, the licence file beside the .npz into the export."""
     model = reference_weights.reference_model(reference_weights.load_state_dict(npz_path))
     licence = Path(npz_path).with_name(reference_weights.LICENCE_FILE)
-    resolved = predictor.Resolved(Path(npz_path), Path(npz_path), "keras")
-    wrapped = predictor.Predictor(
-        resolved, lambda x: model(x.astype(np.float32), training=False), CIFAR10_CLASSES,
-        keras_model=model)
-    return Source(wrapped, {"kind": "reference_weights",
-                            "path": str(Path(npz_path).resolve()),
+    wrapped = predictor.Predictor(predictor.Resolved(Path(npz_path), Path(npz_path), "keras"),
+                                  lambda x: model(x.astype(np.float32), training=False),
+                                  CIFAR10_CLASSES, keras_model=model)
+    return Source(wrapped, {"kind": "reference_weights", "path": str(Path(npz_path).resolve()),
                             "sha256": contract.sha256(npz_path, follow_links=True)},
                   licence_note=reference_weights.LICENCE_NOTE,
                   licence_file=str(licence) if licence.is_file() else None)
@@ -151,12 +140,10 @@ def eval_data(dataset: str | None, data_dir: str | None, *, calibration_images: 
         logging.warning("No data_dir: calibrating int8 and measuring parity on SYNTHETIC "
                         "images. The int8 model's accuracy on real images is unverified.")
         dataset = "synthetic"
-    data = datasets.load(dataset or "cifar10", data_dir, seed=seed,
-                         synthetic_sizes=(2000, 1000))
+    data = datasets.load(dataset or "cifar10", data_dir, seed=seed, synthetic_sizes=(2000, 1000))
     real = dataset != "synthetic"
     where = f"{data.source}" if real else "synthetic data set (no real images given)"
     calibration = tflite.representative_images(data.train.images, calibration_images, seed)
-    return EvalData(calibration=calibration, test_images=data.test.images,
-                    test_labels=data.test.labels,
-                    description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} "
-                                "training images for calibration, test split for parity", real=real)
+    return EvalData(calibration, data.test.images, data.test.labels, real=real,
+                    description=f"{dataset or 'cifar10'}: {where}; {len(calibration)} training "
+                                "images for calibration, test split for parity")

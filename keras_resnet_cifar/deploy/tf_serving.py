@@ -69,10 +69,8 @@ def model_config(name: str, base_path: str, available: Sequence[int], *,
             raise UserError(f"The {label} version {version} is not among the exported "
                             f"versions of {name} ({', '.join(map(str, available))}).")
     config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add()
-    model.name = name
-    model.base_path = base_path
-    model.model_platform = "tensorflow"
+    model = config.model_config_list.config.add(name=name, base_path=base_path,
+                                                model_platform="tensorflow")
     model.model_version_policy.specific.versions.extend(sorted(set(labels.values())))
     for label, version in labels.items():
         model.version_labels[label] = version
@@ -84,19 +82,15 @@ def batching_parameters(*, max_batch_size: int = BATCH_SIZES[-1],
                         max_enqueued_batches: int = 100) -> str:
     """BatchingParameters in text format. `num_batch_threads` defaults to this machine's
     CPUs (TF Serving's advice: the serving machine's cores)."""
-    threads = num_batch_threads or os.cpu_count() or 1
-    for what, value, least in (("max_batch_size", max_batch_size, 1),
-                               ("batch_timeout_micros", batch_timeout_micros, 0),
-                               ("num_batch_threads", threads, 1),
-                               ("max_enqueued_batches", max_enqueued_batches, 1)):
+    values = {"max_batch_size": max_batch_size, "batch_timeout_micros": batch_timeout_micros,
+              "max_enqueued_batches": max_enqueued_batches,
+              "num_batch_threads": num_batch_threads or os.cpu_count() or 1}
+    for what, value in values.items():
+        least = 0 if what == "batch_timeout_micros" else 1
         if value < least:
             raise UserError(f"{what} must be >= {least}, got {value}.", argument=what)
     # Allowed sizes must increase and end at max_batch_size.
     allowed = [s for s in BATCH_SIZES if s < max_batch_size] + [max_batch_size]
-    lines = [f"max_batch_size {{ value: {max_batch_size} }}",
-             f"batch_timeout_micros {{ value: {batch_timeout_micros} }}",
-             f"max_enqueued_batches {{ value: {max_enqueued_batches} }}",
-             f"num_batch_threads {{ value: {threads} }}",
-             *(f"allowed_batch_sizes: {s}" for s in allowed),
-             "pad_variable_length_inputs: false"]
-    return "\n".join(lines) + "\n"
+    return "".join([*(f"{what} {{ value: {value} }}\n" for what, value in values.items()),
+                    *(f"allowed_batch_sizes: {s}\n" for s in allowed),
+                    "pad_variable_length_inputs: false\n"])

@@ -42,8 +42,7 @@ def _saved_model(model: keras.Model | str | os.PathLike, folder: str) -> None:
     archive.write_out(folder, verbose=False)
 
 
-def representative_images(images: np.ndarray, count: int = 500,
-                          seed: int = 0) -> np.ndarray:
+def representative_images(images: np.ndarray, count: int = 500, seed: int = 0) -> np.ndarray:
     if len(images) == 0:
         raise UserError("No images to calibrate the int8 model on.")
     rng = np.random.default_rng(seed)

@@ -18,8 +18,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from keras_resnet_cifar.errors import UserError, first_line
 from keras_resnet_cifar.models import reference_weights, torch_checkpoint
 
@@ -67,23 +65,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser() / "models"
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def check(path: str | os.PathLike, name: str) -> str | None:
     """Why `path` is not `name`'s released file (whole sha256 where pinned, else the name's
     8 hex digits), or None when it is."""
-    rel, actual = release(name), _sha256(Path(path))
+    with open(path, "rb") as f:
+        actual = hashlib.file_digest(f, "sha256").hexdigest()
+    rel = release(name)
     expected = rel.sha256 or rel.prefix
     if actual.startswith(expected):
         return None
     return f"its sha256 is {actual}, not {expected}{'' if rel.sha256 else '...'}"
 
 
-def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | None = None
-          ) -> Path:
+def fetch(name: str, *, base_url: str = BASE_URL, cache: str | os.PathLike | None = None) -> Path:
     """The checked copy of `name`'s released checkpoint in `cache`, downloaded if needed; a
     download enters the cache only once its hash is right (get_file would keep a wrong one)."""
     rel = release(name)
@@ -124,8 +118,7 @@ def load_weights(weights: str, *, base_url: str = BASE_URL) -> dict:
     weights = str(fetch(weights, base_url=base_url)) if weights in RELEASES \
         else os.path.expanduser(str(weights))
     if str(weights).endswith(".th"):
-        state = torch_checkpoint.state_dict(torch_checkpoint.load(weights))
-        return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in state.items()}
+        return torch_checkpoint.convert(weights)
     if str(weights).endswith(".npz"):
         return reference_weights.load_state_dict(weights)
     raise UserError(f"{weights} is neither a released model ({', '.join(RELEASES)}) nor a "

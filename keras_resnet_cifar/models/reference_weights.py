@@ -68,10 +68,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
             members = z.zip.infolist()
             declared = sum(m.file_size for m in members)
             if len(members) > MAX_NPZ_MEMBERS or declared > MAX_NPZ_BYTES:
-                raise UserError(f"{path} announces {len(members):,} arrays of {declared:,} "
-                                f"bytes, more than the {MAX_NPZ_MEMBERS:,} arrays and "
-                                f"{MAX_NPZ_BYTES:,} bytes of any reference network: refused "
-                                "before reading.")
+                raise UserError(f"{path} announces {len(members):,} arrays of {declared:,} bytes, "
+                                f"more than the {MAX_NPZ_MEMBERS:,} arrays and {MAX_NPZ_BYTES:,} "
+                                "bytes of any reference network: refused before reading.")
             for member in members:
                 _check_member(z.zip, member, path)
             return {k: z[k] for k in z.files}
@@ -179,7 +178,6 @@ def to_state_dict(model) -> dict[str, np.ndarray]:
 
 
 def write_licence(folder: str | os.PathLike) -> Path:
-    """Writes LICENCE_TEXT as LICENCE_FILE into `folder`, atomically."""
     path = Path(folder) / LICENCE_FILE
     try:
         fileio.write_text(path, LICENCE_TEXT)

@@ -1,12 +1,11 @@
 """Reads PyTorch checkpoints (torch.save files) into NumPy arrays, without torch.
 
-Both formats: zip (torch >= 1.6: <name>/data.pkl plus one file per storage under
-<name>/data/) and legacy (the reference's 2018 checkpoints: pickles of magic number,
-protocol, system info, the object and the storage keys, then each storage's bytes after its
-int64 element count). The unpickler resolves only the names torch's format uses.
-convert/write_npz: the reference ResNets' checkpoints (github.com/akamaster/
-pytorch_resnet_cifar10, BSD 2-clause, (c) 2018 Yerlan Idelbayev) as float32 arrays under
-PyTorch's state-dict names and layouts, and the .npz the project reads.
+Both formats: zip (torch >= 1.6: <name>/data.pkl plus one file per storage under <name>/data/) and
+legacy (the reference's 2018 checkpoints: pickles of magic number, protocol, system info, the object
+and the storage keys, then each storage's bytes after its int64 element count). The unpickler
+resolves only the names torch's format uses. convert/write_npz: the reference ResNets' checkpoints
+(github.com/akamaster/pytorch_resnet_cifar10, BSD 2-clause, (c) 2018 Yerlan Idelbayev) as float32
+arrays under PyTorch's state-dict names and layouts, and the .npz the project reads.
 """
 
 from __future__ import annotations
@@ -266,9 +265,6 @@ def state_dict(checkpoint: Any, *, drop: tuple[str, ...] = ("num_batches_tracked
     return out
 
 
-# Conversion: the state dict as float32 arrays, and the .npz the project reads.
-
-
 def convert(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
     """The state dict of a .th checkpoint, floating-point arrays as float32."""
     loaded = load(checkpoint)
@@ -276,22 +272,18 @@ def convert(checkpoint: str | os.PathLike) -> dict[str, np.ndarray]:
         state = state_dict(loaded)
     except UserError as e:
         raise UserError(f"{checkpoint}: {e}") from None
-    return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in state.items()}
+    return {k: v.astype(np.float32) for k, v in state.items()}  # state_dict: floats only
 
 
 def write_npz(state: dict[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Writes `state` as an uncompressed .npz without pickled objects, atomically."""
+    """Writes `state` as an uncompressed .npz without pickled objects, atomically: what
+    np.savez(file, **state) writes, for any key (savez takes a key named allow_pickle, or
+    file, as its own argument, and such an array was lost)."""
     try:
-        with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
-            _savez(f, state)
+        with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f, \
+                zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key, value in state.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
     except OSError as e:
         raise UserError(f"Cannot write {path} ({e.strerror or e}).") from None
-
-
-def _savez(file, arrays: dict[str, np.ndarray]) -> None:
-    # What np.savez(file, **arrays) writes, for any key: savez takes a key named
-    # allow_pickle (or file) as its own argument, and such an array was lost.
-    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for key, value in arrays.items():
-            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)

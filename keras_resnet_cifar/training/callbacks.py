@@ -85,8 +85,7 @@ class ProgressLine(keras.callbacks.Callback):
             self._start = self.line.restart()
 
     def on_test_batch_end(self, batch, logs=None):
-        self._show(f"evaluating on the {self.eval_set} set, batch {batch + 1}/"
-                   f"{self.eval_batches}")
+        self._show(f"evaluating on the {self.eval_set} set, batch {batch + 1}/{self.eval_batches}")
 
     def on_train_end(self, logs=None):
         self.clear()

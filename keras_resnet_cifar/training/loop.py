@@ -218,7 +218,6 @@ class _Session:
         return callbacks_lib.scalar(test["cross_entropy"]), callbacks_lib.scalar(test["accuracy"])
 
     def finish(self) -> dict[str, Any]:
-        """Tests the final model, saves it and writes metrics.json."""
         test_loss, test_accuracy = self._test()
         if self.chief:
             run_files.save_model(self.model, self.workdir, run_files.MODEL)

@@ -31,8 +31,7 @@ class ReferenceSGD(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(variables)
-        self.velocities = [self.add_variable_from_reference(v, "velocity")
-                           for v in variables]
+        self.velocities = [self.add_variable_from_reference(v, "velocity") for v in variables]
 
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)

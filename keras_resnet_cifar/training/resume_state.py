@@ -46,9 +46,8 @@ def save_state(workdir: str | os.PathLike, model: Any, state: State) -> None:
     meta = {"format": _STATE_FORMAT, "epoch": state.epoch, "history": state.history,
             "best": state.best, "variables": [[v.path, list(v.shape)] for v in variables]}
     arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
-    with fileio.atomic_path(run_files.path(workdir, run_files.STATE)) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+    with fileio.atomic_path(run_files.path(workdir, run_files.STATE)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
 @contextlib.contextmanager
@@ -160,12 +159,7 @@ def _is_int(value: Any, types: type | tuple = int) -> bool:
     return isinstance(value, types) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return _is_int(value, (int, float))
-
-
 def _meta_problem(meta: Any) -> str | None:
-    """What is wrong with the metadata of a resume state, or None."""
     if not isinstance(meta, dict):
         return f"holds a JSON {type(meta).__name__} as metadata, not an object"
     if meta.get("format") != _STATE_FORMAT:
@@ -179,13 +173,13 @@ def _meta_problem(meta: Any) -> str | None:
         return f"claims {epoch} completed epoch(s) but its history rows are not epochs 1-{epoch}"
     for row in history:
         bad = [k for k, v in row.items() if k not in run_files.HISTORY_FIELDS or not
-               (v is None or _is_number(v))]
+               (v is None or _is_int(v, (int, float)))]
         if bad:
             return f"has a history row of epoch {row['epoch']} with a bad field {bad[0]!r}"
     if best is not None and not (
             isinstance(best, dict) and _is_int(best.get("epoch"))
             and 1 <= best["epoch"] <= epoch and isinstance(best.get("metric"), str)
-            and _is_number(best.get("value"))):
+            and _is_int(best.get("value"), (int, float))):
         return f"has best={best!r:.80}, not an epoch of the run with its value"
     if not (isinstance(variables, list) and all(
             isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)

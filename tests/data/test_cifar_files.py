@@ -399,3 +399,12 @@ def test_extended_tar_headers_are_bounded_before_they_are_read(tmp_path):
             "(pax or long name), more than 8,192: not a genuine CIFAR-10 archive; refused "
             "before reading it."]
         assert time.monotonic() - start < 30
+
+
+def test_train_images_is_what_the_held_out_split_leaves():
+    # One function for TrainConfig and the report (whose configs TrainConfig may refuse).
+    assert cifar_files.train_images("cifar10", 5000, 0) == 50_000
+    assert cifar_files.train_images("cifar10", 5000, 5000) == 45_000
+    assert cifar_files.train_images(None, 0, 0) == 50_000  # a config without "dataset"
+    assert cifar_files.train_images("synthetic", 640, 40) == 600
+    assert cifar_files.train_images("synthetic", 64, 64) == 0  # callers refuse or clamp

@@ -13,7 +13,7 @@ from keras_resnet_cifar import fileio
 from keras_resnet_cifar.errors import UserError
 from keras_resnet_cifar.analysis import plots
 from keras_resnet_cifar.analysis.results import (figures, findings, markdown, recipes, reference,
-                                                full_recipe, provenance, runs, tables)
+                                                full_recipe, runs, tables)
 
 MODES = ("auto", "study", "full_recipe")
 
@@ -62,22 +62,19 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
                                        [r for r in refs if r.model == model])
         if fig is not None:
             figs["reference_curves"] = fig
-    sections = (reference.markdown(compared, reference.batch_norm_rows(refs),
-                                   "reference_curves" if "reference_curves" in figs else None)
-                if refs else [])
+    figure = "reference_curves" if "reference_curves" in figs else None
+    sections = reference.markdown(compared, reference.batch_norm_rows(refs), figure) if refs else []
     cost = tables.cost_rows(summaries + [runs.run_summary(r, ()) for r in refs])
-    sections += (markdown.provenance_section(provenance.markdown(loaded + refs))
+    sections += (markdown.provenance_section(tables.provenance_markdown(loaded + refs))
                  + markdown.cost_section(tables.cost_markdown(cost)))
     texts = {
         "table1.md": tables.table1_markdown(rows, levels.levels, levels.source),
-        "table1.csv": tables.to_csv(rows),
-        "runs.csv": tables.to_csv(summaries),
+        "table1.csv": tables.to_csv(rows), "runs.csv": tables.to_csv(summaries),
         "cost.csv": tables.to_csv(cost),
-        "provenance.csv": tables.to_csv(provenance.rows(loaded + refs)),
+        "provenance.csv": tables.to_csv([tables.provenance_row(r) for r in loaded + refs]),
         "findings.json": json.dumps(found, indent=2) + "\n",
         "report.md": markdown.render_markdown(loaded, rows, found, list(figs), levels,
-                                              command=command, sections=sections),
-    }
+                                              command=command, sections=sections)}
     if refs:
         texts["reference.json"] = json.dumps(compared, indent=2, default=str) + "\n"
     return Report(texts=texts, figures=figs, levels=levels.levels, findings=found)
@@ -90,9 +87,8 @@ def _full_recipe(loaded: Sequence[runs.Run], command: str | None) -> Report:
         "report.md": full_recipe.render(loaded, found, list(figs), command),
         "table1.csv": tables.to_csv(full_recipe.table1_rows(loaded)),
         "status.csv": tables.to_csv([full_recipe.status(r) for r in loaded]),
-        "provenance.csv": tables.to_csv(provenance.rows(loaded)),
-        "findings.json": json.dumps(found, indent=2) + "\n",
-    }
+        "provenance.csv": tables.to_csv([tables.provenance_row(r) for r in loaded]),
+        "findings.json": json.dumps(found, indent=2) + "\n"}
     return Report(texts=texts, figures=figs, levels=(), findings=found)
 
 

@@ -12,8 +12,7 @@ from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.runs import CHANCE_ERROR, Run
 
 
-def finding(claim: str, source: str, verdict: str, evidence: str,
-            **numbers) -> dict[str, Any]:
+def finding(claim: str, source: str, verdict: str, evidence: str, **numbers) -> dict[str, Any]:
     return {"claim": claim, "source": source, "verdict": verdict, "evidence": evidence,
             "numbers": numbers}
 
@@ -37,8 +36,7 @@ def training_error_measure(runs: Sequence[Run]) -> tuple[str, Callable[[Run], fl
     if runs and all(r.curve_points for r in runs):
         return ("training error over the last curve segment",
                 lambda r: r.last_point["train_error"])
-    return ("training error over the last epoch",
-            lambda r: (1 - r.history[-1]["accuracy"])
+    return ("training error over the last epoch", lambda r: (1 - r.history[-1]["accuracy"])
             if r.history and r.history[-1].get("accuracy") is not None else None)
 
 
@@ -60,11 +58,14 @@ def within_run_note(a: Run, b: Run, what: str) -> str:
 
 
 def compare(a_runs: Sequence[Run], b_runs: Sequence[Run], measure: Callable[[Run], Any],
-            claimed_sign: int, what: str, kind: str = "test") -> tuple[str, str, dict]:
-    """(verdict, evidence sentence, numbers) of Welch's t-test of `measure`, a minus b."""
+            claimed_sign: int, what: str, kind: str = "test"
+            ) -> tuple[str, str, dict, dict | None]:
+    """(verdict, evidence sentence, numbers, stats.decision) of Welch's t-test of `measure`,
+    a minus b."""
     a, b = [measure(r) for r in a_runs], [measure(r) for r in b_runs]
     test = stats.welch(a, b)
-    verdict = stats.verdict(test, claimed_sign)
+    decided = stats.decision(test, claimed_sign)
+    verdict = stats.decide(decided)
     name_a, name_b = a_runs[0].model, b_runs[0].model
     text = f"{what}: {name_a} {pct_spread(a)} vs {name_b} {pct_spread(b)}; "
     if test is not None:
@@ -81,7 +82,7 @@ def compare(a_runs: Sequence[Run], b_runs: Sequence[Run], measure: Callable[[Run
                      + (f" ({note})" if note else ""))
     numbers = {"a": name_a, "b": name_b, "a_values": a, "b_values": b,
                "test": test.as_dict() if test else None}
-    return verdict, text, numbers
+    return verdict, text, numbers, decided
 
 
 def at_chance(runs: Sequence[Run], measure: Callable[[Run], Any]) -> str:
@@ -92,6 +93,5 @@ def at_chance(runs: Sequence[Run], measure: Callable[[Run], Any]) -> str:
     n = runs[0].images_per_epoch or runs[0].train_set_size
     if np.mean(values) < CHANCE_ERROR - 2 * math.sqrt(CHANCE_ERROR * (1 - CHANCE_ERROR) / n):
         return ""
-    return (f" {runs[0].model}'s training error is at chance level "
-            f"({100 * CHANCE_ERROR:.0f}%): it had not started learning, an extreme form of "
-            "the degradation the claim describes.")
+    return (f" {runs[0].model}'s training error is at chance level ({100 * CHANCE_ERROR:.0f}%): it "
+            "had not started learning, an extreme form of the degradation the claim describes.")

@@ -18,10 +18,6 @@ def xlabel(run: Run) -> str:
     return f"epoch ({n:,} training images each)" if n else "epoch"
 
 
-def curve_xlabel(run: Run) -> str:
-    return f"passes over the {run.train_set_size:,} training images"
-
-
 def curve_data(runs: Sequence[Run]) -> dict[str, Any] | None:
     """One network's curves: {"x", "train_error"/"test_error" (seeds x points, on the steps
     every seed recorded), "final_test_error" (per seed, or None), "n"}."""
@@ -41,9 +37,12 @@ def curve_data(runs: Sequence[Run]) -> dict[str, Any] | None:
             "n": len(runs)}
 
 
-def _marks(run: Run) -> list[float]:
-    return [b * run.passes_per_epoch for b in run.config.get("lr_boundaries", [])
-            if b < run.config["epochs"]]
+def _curve_axis(run: Run) -> dict[str, Any]:
+    """plots.error_curves' x axis for `run`: passes, iterations on top, lr drops dotted."""
+    return {"xlabel": f"passes over the {run.train_set_size:,} training images",
+            "steps_per_unit": run.steps_per_epoch / run.passes_per_epoch,
+            "marks": [b * run.passes_per_epoch for b in run.config.get("lr_boundaries", [])
+                      if b < run.config["epochs"]]}
 
 
 def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
@@ -61,8 +60,7 @@ def error_curves(runs: Sequence[Run], title: str | None = None) -> Any | None:
     if first is None:
         return None
     return plots.error_curves(
-        families, xlabel=curve_xlabel(first),
-        steps_per_unit=first.steps_per_epoch / first.passes_per_epoch, marks=_marks(first),
+        families, **_curve_axis(first),
         title=title or "Error during training (dashed: training, solid: test; dotted "
                        "verticals: learning-rate drops)")
 
@@ -77,8 +75,7 @@ def reference_curves(project: Sequence[Run], reference: Sequence[Run]) -> Any | 
         {"mean ± SE over seeds, each seed faint": {
             "keras_resnet_cifar": {**mine, "colour": plots.RESIDUAL_COLOUR},
             "reference (PyTorch)": {**theirs, "colour": "tab:red"}}},
-        xlabel=curve_xlabel(run), steps_per_unit=run.steps_per_epoch / run.passes_per_epoch,
-        marks=_marks(run), spread="se",
+        **_curve_axis(run), spread="se",
         title=f"{run.model}: this project vs the reference trainer")
 
 
@@ -86,11 +83,9 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
     groups = by_model(runs)
     depths = sorted({r.spec.depth for r in runs})
     any_run = runs[0]
-    figs = {}
     curves_figure = error_curves(runs)
     have_curves = curves_figure is not None
-    if have_curves:
-        figs["error_curves"] = curves_figure
+    figs = {"error_curves": curves_figure} if have_curves else {}
     for depth in depths:
         pair = [groups[m] for m in (f"plain{depth}", f"resnet{depth}") if m in groups]
         if have_curves:
@@ -138,8 +133,6 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
     """Per-layer response std and gradient norms, every seed (mean ± std over seeds)."""
     groups = {m: [r for r in g if r.layer_stats] for m, g in by_model(runs).items()}
     groups = {m: g for m, g in groups.items() if g}
-    if not groups:
-        return {}
     figs = {}
     epochs = sorted({e["epoch"] for g in groups.values() for r in g
                      for e in r.layer_stats["epochs"]})
@@ -163,10 +156,8 @@ def layer_figures(runs: Sequence[Run]) -> dict[str, Any]:
         figs[stem] = plots.per_layer(panels, ylabel=ylabel, log_scale=log, title=title)
         if key == "response_std":
             figs[f"{stem}_sorted"] = plots.per_layer(
-                panels, ylabel=ylabel, sort_descending=True,
-                title=title + ", sorted by magnitude")
-    figs.update(gradient_ratio_figure(groups))
-    return figs
+                panels, ylabel=ylabel, sort_descending=True, title=title + ", sorted by magnitude")
+    return figs | gradient_ratio_figure(groups)
 
 
 def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
@@ -176,13 +167,11 @@ def gradient_ratio_figure(groups: dict[str, Sequence[Run]]) -> dict[str, Any]:
         by_epoch: dict[float, list[float]] = {}
         for run in groups[model]:
             for row in run.layer_stats["epochs"]:
-                by_epoch.setdefault(row["epoch"], []).append(
-                    gradient_log_ratio(run, row["epoch"]))
+                by_epoch.setdefault(row["epoch"], []).append(gradient_log_ratio(run, row["epoch"]))
         if by_epoch:
             series[model] = by_epoch
     if not series:
         return {}
     return {"gradient_ratio": plots.values_by_epoch(
-        series, ylabel="log10(early / late gradient norm)",
-        xlabel="epoch (0: at initialisation)",
+        series, ylabel="log10(early / late gradient norm)", xlabel="epoch (0: at initialisation)",
         title="Early vs late layers' gradient norms (> 0: early larger)")}

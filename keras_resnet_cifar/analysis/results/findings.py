@@ -14,8 +14,7 @@ import numpy as np
 
 from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.evidence import (
-    at_chance, compare, finding, pct_spread, test_error, training_error_measure,
-    within_run_note)
+    at_chance, compare, finding, pct_spread, test_error, training_error_measure, within_run_note)
 from keras_resnet_cifar.analysis.results.runs import (
     CHANCE_ERROR, Run, by_model, passes_to_train_error)
 from keras_resnet_cifar.config import FULL_EPOCHS
@@ -29,8 +28,7 @@ NOT_RECORDED = "section not recorded"
 REPRODUCTION = {"plain20": 0.9084, "resnet20": 0.9195, "plain56": 0.8671, "resnet56": 0.9325}
 PAPER_ADVANTAGE = {20: 1.11, 56: 6.54}
 PAPER_AMPLIFICATION = "6-fold"
-# He et al. (2016), Table 6: CIFAR-10 test error of ResNet-20 8.75%, ResNet-56 6.97% (64k
-# iterations); their plain nets appear only in figures.
+# He et al. (2016), Table 6 (test error, 64k iterations); their plain nets appear only in figures.
 HE_TABLE6 = {"resnet20": 1 - 0.0875, "resnet56": 1 - 0.0697}
 
 CONVERGENCE_RULE = (
@@ -91,12 +89,6 @@ def _with(found: dict[str, Any], *, section: str = NOT_RECORDED,
     if measured or found.get("measured"):
         found["measured"] = measured or found["measured"]
     return found
-
-
-def _test_decision(numbers: dict[str, Any], claimed_sign: int) -> dict | None:
-    test = numbers.get("test")
-    return stats.decision(stats.Test(**{**test, "n": tuple(test["n"])}), claimed_sign) \
-        if test else None
 
 
 def convergence_level(nets: Sequence[Sequence[Run]]) -> float | None:
@@ -161,8 +153,7 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
                      f"(faster at all): {faster.describe(1, '', 3)}; vs log 2 (2x): "
                      f"{twice.describe(1, '', 3)}")
     found_measured = (f"passes to {100 * level:.1f}% training error, ratio plain/residual "
-                      f"{geometric:.2f} (geometric mean over seeds)" if geometric is not None
-                      else None)
+                      f"{geometric:.2f} (geometric mean over seeds)" if logs else None)
     return _with(finding(claim, source, verdict, evidence + ".", depth=depth, level=level,
                          ratios=ratios, seeds=seeds, geometric_mean_ratio=geometric,
                          crossings_before_first_point=early,
@@ -173,9 +164,9 @@ def convergence_finding(plain: Sequence[Run], residual: Sequence[Run], depth: in
 
 def _degradation(runs: Sequence[Run], p20: list[Run], p56: list[Run]) -> list[dict]:
     train_name, train_error = training_error_measure(runs)
-    v_train, t_train, n_train = compare(p56, p20, train_error, +1, train_name, "train")
-    v_test, t_test, n_test = compare(p56, p20, test_error, +1, "final test error")
-    decided = stats.all_of([_test_decision(n_train, +1), _test_decision(n_test, +1)])
+    v_train, t_train, n_train, d_train = compare(p56, p20, train_error, +1, train_name, "train")
+    v_test, t_test, n_test, d_test = compare(p56, p20, test_error, +1, "final test error")
+    decided = stats.all_of([d_train, d_test])
     return [_with(finding(_PAPER_CLAIMS[0][0], PAPER, stats.combine([v_train, v_test]),
                           f"{t_train} ({v_train} before adjustment); {t_test} ({v_test} before "
                           "adjustment); the claim needs both, so its p is the larger of the "
@@ -187,12 +178,12 @@ def _degradation(runs: Sequence[Run], p20: list[Run], p56: list[Run]) -> list[di
 
 def _deeper_resnet(runs: Sequence[Run], r20: list[Run], r56: list[Run]) -> list[dict]:
     train_name, train_error = training_error_measure(runs)
-    verdict, text, numbers = compare(r56, r20, test_error, -1, "final test error")
-    _, t_train, n_train = compare(r56, r20, train_error, -1, train_name, "train")
+    verdict, text, numbers, decided = compare(r56, r20, test_error, -1, "final test error")
+    _, t_train, n_train, _ = compare(r56, r20, train_error, -1, train_name, "train")
     return [_with(finding(_PAPER_CLAIMS[1][0], PAPER, verdict, f"{text}. Information: {t_train}.",
                           test_error=numbers, training_error=n_train),
                   section="Table 1 (ResNet-20 91.95%, ResNet-56 93.25%)",
-                  end_of_schedule=True, decision=_test_decision(numbers, -1))]
+                  end_of_schedule=True, decision=decided)]
 
 
 def _growth(runs: Sequence[Run], *nets: list[Run]) -> list[dict]:
@@ -223,10 +214,8 @@ def _growth(runs: Sequence[Run], *nets: list[Run]) -> list[dict]:
 
 
 def _faster(runs: Sequence[Run], p20: list[Run], r20: list[Run]) -> list[dict]:
-    found = convergence_finding(p20, r20, 20, PAPER)
-    found["claim"] = _PAPER_CLAIMS[3][0] + " (passes to a training-error level)"
-    found["wording"] = "2x faster"
-    return [found]
+    return [{**convergence_finding(p20, r20, 20, PAPER), "wording": "2x faster",
+             "claim": _PAPER_CLAIMS[3][0] + " (passes to a training-error level)"}]
 
 
 # The reproduction paper's four claims: the claim, the networks it needs, how it is
@@ -304,11 +293,9 @@ def per_class_findings(runs: Sequence[Run]) -> list[dict[str, Any]]:
         text = (f"resnet{depth} above plain{depth} on {len(better)} of {len(names)} classes "
                 f"(per-class test accuracy, mean over {len(r)} and {len(p)} seeds): "
                 + ", ".join(f"{c} {100 * d:+.1f}" for c, d in diff.items())
-                + " points; counted, not tested (one test per class would add ten to the "
-                "family).")
+                + " points; counted, not tested (one test per class would add ten to the family).")
         out.append(_with(finding(claim, PAPER, stats.DESCRIBED, text, depth=depth,
-                                 classes_better=len(better), classes=len(names),
-                                 differences=diff),
+                                 classes_better=len(better), classes=len(names), differences=diff),
                          end_of_schedule=True, wording="better across all classes"))
     return out
 
@@ -340,9 +327,8 @@ def curve_finding(shallow: Sequence[Run], deep: Sequence[Run], residual: bool) -
     Residual: decided at the last step."""
     a, b = deep[0].model, shallow[0].model
     claim = (f"Degradation through the run: {a}'s training error is above {b}'s at every "
-             "curve point" if not residual else
-             f"No degradation with residual connections: {a}'s training error ends below "
-             f"{b}'s")
+             "curve point" if not residual else "No degradation with residual connections: "
+             f"{a}'s training error ends below {b}'s")
     by_step = [{p["step"]: p["train_error"] for p in r.curve_points} for r in (*deep, *shallow)]
     steps = sorted(set.intersection(*(set(s) for s in by_step))) if by_step else []
     if not steps:
@@ -395,22 +381,20 @@ def stats_at(run: Run, epoch: float) -> dict[str, Any] | None:
 
 
 def _residual_vs_plain(claim: str, measure: Callable[[Run], float], residual: Sequence[Run],
-                       plain: Sequence[Run], depth: int, epoch: float, evidence: str,
-                       digits: int, after: str = "", sign: int = -1,
-                       source: str = HE, signed: bool = False
+                       plain: Sequence[Run], depth: int, epoch: float, evidence: str, digits: int,
+                       after: str = "", sign: int = -1, source: str = HE, signed: bool = False
                        ) -> tuple[dict[str, Any], dict | None]:
     """A finding that `measure` (per seed) is lower (`sign` -1) or higher (+1) in the
     residual net than the plain one, and its decision."""
     a, b = [measure(x) for x in residual], [measure(x) for x in plain]
     test = stats.welch(a, b)
     plus = "+" if signed else ""
-    return finding(
-        claim, source, stats.verdict(test, sign),
-        f"{evidence}resnet{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in a)} vs "
-        f"plain{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in b)}{after}; "
-        + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
-        depth=depth, epoch=epoch, residual=a, plain=b, test=test.as_dict() if test else None,
-    ), stats.decision(test, sign)
+    return finding(claim, source, stats.verdict(test, sign),
+                   f"{evidence}resnet{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in a)} vs "
+                   f"plain{depth} {', '.join(f'{v:{plus}.{digits}f}' for v in b)}{after}; "
+                   + (test.describe(1, "", 3) if test else "no test with one seed") + ".",
+                   depth=depth, epoch=epoch, residual=a, plain=b,
+                   test=test.as_dict() if test else None), stats.decision(test, sign)
 
 
 def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) -> list[dict]:
@@ -437,16 +421,15 @@ def layer_findings(plain: Sequence[Run], residual: Sequence[Run], depth: int) ->
             f"At depth {depth}, epoch {epoch:g}: the gradient reaches the early layers "
             "relatively more strongly in the residual net (a 'gradient highway')",
             lambda run, epoch=epoch: gradient_log_ratio(run, epoch), r, p, depth, epoch,
-            "signed log10 of the median kernel-gradient norm of the first third of conv "
-            "layers over the last third (0 = even; positive = the early layers' gradients "
-            "larger), per seed: ", digits=2, sign=+1, source=PAPER, signed=True)
+            "signed log10 of the median kernel-gradient norm of the first third of conv layers "
+            "over the last third (0 = even; positive = the early layers' gradients larger), per "
+            "seed: ", digits=2, sign=+1, source=PAPER, signed=True)
         found["evidence"] += (" A positive plain value means the plain net's early-layer "
                               "gradients are larger, not vanishing.")
         found["measured"] = (f"signed log10 early/late gradient-norm ratio, resnet{depth} "
                              f"{np.mean(found['numbers']['residual']):+.2f} vs plain{depth} "
                              f"{np.mean(found['numbers']['plain']):+.2f} (means over seeds)")
-        out.append(_with(found, section="\u00a74.1", decision=decided,
-                         wording="gradient highway"))
+        out.append(_with(found, section="\u00a74.1", decision=decided, wording="gradient highway"))
     plain_init = [gradient_log_ratio(x, common[0]) for x in p] if common else []
     if plain_init:
         out.append(_with(finding(
@@ -475,14 +458,15 @@ def he_claims(runs: Sequence[Run]) -> list[dict[str, Any]]:
     groups, pairs = by_model(runs), _pairs(runs)
     out = []
     for depth, p, r in pairs:
-        verdict, text, numbers = compare(r, p, test_error, -1, "final test error")
+        verdict, text, numbers, decided = compare(r, p, test_error, -1, "final test error")
         out.append(_with(finding(f"At depth {depth}, the residual net is more accurate than "
                                  "the plain one (lower test error)", PAPER, verdict, text + ".",
                                  depth=depth, **numbers),
-                         section=f"Table 1 (plain-{depth} {100 * REPRODUCTION[f'plain{depth}']:.2f}%"
-                                 f", ResNet-{depth} {100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
+                         section=f"Table 1 (plain-{depth} "
+                                 f"{100 * REPRODUCTION[f'plain{depth}']:.2f}%, ResNet-{depth} "
+                                 f"{100 * REPRODUCTION[f'resnet{depth}']:.2f}%)"
                          if f"plain{depth}" in REPRODUCTION else "Table 1",
-                         end_of_schedule=True, decision=_test_decision(numbers, -1)))
+                         end_of_schedule=True, decision=decided))
     for family, residual in (("plain", False), ("resnet", True)):
         nets = [m for m in groups if m.startswith(family)]
         nets.sort(key=lambda m: groups[m][0].spec.depth)
@@ -525,14 +509,11 @@ def adjust(found: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[st
     out = [dict(f) for f in found]
     family = []
     for f in out:
-        f.setdefault("section", NOT_RECORDED)
-        f.setdefault("end_of_schedule", False)
-        f.setdefault("decision", None)
-        f.setdefault("wording", None)
-        f["verdict_unadjusted"] = f["verdict"]
-        f["p_raw"] = f["decision"]["p"] if f["decision"] else None
-        f["p_adjusted"] = None
-        f["budget"] = at
+        for key, default in (("section", NOT_RECORDED), ("end_of_schedule", False),
+                             ("decision", None), ("wording", None)):
+            f.setdefault(key, default)
+        f.update(verdict_unadjusted=f["verdict"],
+                 p_raw=f["decision"]["p"] if f["decision"] else None, p_adjusted=None, budget=at)
         if f["end_of_schedule"] and not full:
             f["verdict"] = stats.NOT_TESTABLE
         elif f["decision"] is not None and f["verdict"] in stats.TESTED:

@@ -9,10 +9,10 @@ import statistics
 from typing import Any, Sequence
 
 from keras_resnet_cifar.analysis import plots
-from keras_resnet_cifar.analysis.results import findings, provenance, stats
+from keras_resnet_cifar.analysis.results import findings, stats
 from keras_resnet_cifar.analysis.results.markdown import commands, measured
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
-from keras_resnet_cifar.analysis.results.tables import markdown_table, pct
+from keras_resnet_cifar.analysis.results.tables import markdown_table, pct, provenance_markdown
 from keras_resnet_cifar.config import FULL_EPOCHS
 
 # Published CIFAR-10 test accuracies at the full schedule.
@@ -70,8 +70,7 @@ def status(run: Run) -> dict[str, Any]:
             "images_per_sec": statistics.median(rates) if rates else None,
             "train_time_h": sum(times) / 3600 if times else None,
             "remaining_h": (left * statistics.median(times) / 3600 if times else None)
-            if left else 0.0,
-            "finished": not left}
+            if left else 0.0, "finished": not left}
 
 
 def _diff(ours: float | None, theirs: float | None) -> str:
@@ -100,14 +99,12 @@ def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = ["network", "epochs done", "this project: test acc. (%)", "Shinde (2025), Table 1",
             "ours - Shinde", "He et al., Table 6", "ours - He et al.",
             "reference impl., published", "ours - reference"]
-    return markdown_table(head, [[
-        r["model"], str(r["epochs_done"]), f"{pct(r['test_accuracy'])} ({r['from']})",
-        pct(r["reproduction"]) if r["reproduction"] else "-",
-        _diff(r["test_accuracy"], r["reproduction"]),
-        pct(r["he_et_al"]) if r["he_et_al"] else "- (figures only)",
-        _diff(r["test_accuracy"], r["he_et_al"]),
-        pct(r["reference"]) if r["reference"] else "-",
-        _diff(r["test_accuracy"], r["reference"])] for r in rows])
+    missing = {"reproduction": "-", "he_et_al": "- (figures only)", "reference": "-"}
+    return markdown_table(head, [
+        [r["model"], str(r["epochs_done"]), f"{pct(r['test_accuracy'])} ({r['from']})"]
+        + [cell for name, none in missing.items()
+           for cell in (pct(r[name]) if r[name] else none, _diff(r["test_accuracy"], r[name]))]
+        for r in rows])
 
 
 def between_nets(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -162,8 +159,7 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
     plain = {m: g[0].history for m, g in groups.items() if not g[0].spec.residual}
     residual = {m: g[0].history for m, g in groups.items() if g[0].spec.residual}
     return {"table1_curves": plots.depth_sweep(
-        plain, residual, xlabel="epoch (one pass over the 50,000 training images)",
-        eval_set="test",
+        plain, residual, xlabel="epoch (one pass over the 50,000 training images)", eval_set="test",
         title="Error vs epochs (He et al., Figure 6 layout: dashed training, bold test)")}
 
 
@@ -175,11 +171,9 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     lines = ["# Table 1 at the full recipe: this project's runs", ""]
     if not done:
         lines += [f"> **In progress.** Not every run has completed the recipe's {FULL_EPOCHS} "
-                  "epochs: the figures below are as far as each run got, not the "
-                  "end-of-schedule figures, and the published ones are not yet comparable.",
-                  ""]
-    lines += ["## Where the runs stand", "", status_markdown(runs), "",
-              "## Table 1", "",
+                  "epochs: the figures below are as far as each run got, not the end-of-schedule "
+                  "figures, and the published ones are not yet comparable.", ""]
+    lines += ["## Where the runs stand", "", status_markdown(runs), "", "## Table 1", "",
               "Test accuracy (%) of this project's runs (one seed each) beside the published "
               "figures: " + "; ".join(name for name, _ in PUBLISHED) + ". Each difference is "
               f"also given in units of the known run-to-run spread: {SEED_SD_SOURCE}.", "",
@@ -198,14 +192,13 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
     per_class = per_class_markdown(runs)
     if per_class:
         lines += ["## Per-class test accuracy (%)", "", per_class, ""]
-    lines += ["## Training time and machine per run", "", provenance.markdown(ordered(runs)),
-              ""]
+    lines += ["## Training time and machine per run", "", provenance_markdown(ordered(runs)), ""]
     if command:
         lines += commands(ordered(runs), command)
     for stem in figure_stems:
         lines += [f"![{stem}](figures/{stem}.png)", "",
-                  "*Error against epochs: plain networks left, residual right, dashed "
-                  "training error (over each epoch's augmented batches), bold test error "
-                  "(whole test set after every epoch); as far as each run has got.* "
-                  f"([SVG](figures/{stem}.svg))", ""]
+                  "*Error against epochs: plain networks left, residual right, dashed training "
+                  "error (over each epoch's augmented batches), bold test error (whole test set "
+                  f"after every epoch); as far as each run has got.* ([SVG](figures/{stem}.svg))",
+                  ""]
     return "\n".join(lines)

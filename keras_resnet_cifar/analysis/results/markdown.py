@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from keras_resnet_cifar.config import FULL_EPOCHS, TrainConfig, changed_flags
+from keras_resnet_cifar.errors import plural
 from keras_resnet_cifar.analysis.results import stats
 from keras_resnet_cifar.analysis.results.findings import (
     CONVERGENCE_RULE, HE_TABLE6, REPRODUCTION, SCOPE_RULE)
-from keras_resnet_cifar.analysis.results.provenance import machines
 from keras_resnet_cifar.analysis.results.runs import Levels, Run, by_model
 from keras_resnet_cifar.analysis.results.tables import (
-    beside_published, markdown_table, table1_markdown)
+    beside_published, machines, markdown_table, table1_markdown)
 
-HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over "
-                     "the 50,000 images; the 64k stop was chosen on a 45k/5k split)")
+HE_ET_AL_SCHEDULE = ("64k iterations of batch 128 on the training set (about 164 passes over the "
+                     "50,000 images; the 64k stop was chosen on a 45k/5k split)")
 REPRODUCTION_SCHEDULE = f"{FULL_EPOCHS} epochs"
 
 SEEDS_CAPTION = ("Each seed's curve is drawn faintly, the mean over seeds bold, the band "
@@ -28,8 +28,8 @@ CAPTIONS = {
     "plain-20/plain-56 pair is their Figure 1) from points inside the runs: error against passes "
     "over the training set (iterations on the top axis); dashed: training error over the "
     "augmented batches since the previous point, solid: test error on a fixed subset of the test "
-    "set (the same images at every point, for every network), star: the whole test set at the "
-    "end (± std over seeds). " + SEEDS_CAPTION,
+    "set (the same images at every point, for every network), star: the whole test set at the end "
+    "(± std over seeds). " + SEEDS_CAPTION,
     "curves": "Plain and residual net of one depth on the same axes (this report's view; He et "
     "al.'s Figure 1 compares plain-20 with plain-56): training error (dashed) and test error on "
     "the fixed test subset (solid) against passes. " + SEEDS_CAPTION,
@@ -56,13 +56,9 @@ CAPTIONS = {
 def portable(path: str | os.PathLike) -> str:
     """`path` relative to the working folder when inside it, ~/... inside the home folder."""
     path = Path(path)
-    if not path.is_absolute():
-        return path.as_posix()
     for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
-        try:
+        if path.is_absolute() and path.is_relative_to(base):
             return prefix + path.relative_to(base).as_posix()
-        except ValueError:
-            continue
     return path.as_posix()
 
 
@@ -94,10 +90,6 @@ def _published(levels_table: dict[str, float], models: Sequence[str]) -> str:
     return found or f"none of this report's models (it gives {', '.join(levels_table)})"
 
 
-def _plural(n: float, word: str) -> str:
-    return f"{n:g} {word}" + ("" if n == 1 else "s")
-
-
 def _schedule(run: Run) -> str:
     config = run.config
     steps = config.get("steps_per_epoch")
@@ -118,8 +110,8 @@ def _schedule(run: Run) -> str:
         rate = f"{config['learning_rate']} throughout"
     if beyond:
         rate += (f" (--lr_boundaries {', '.join(map(str, beyond))} lie at or beyond its "
-                 f"{_plural(epochs, 'epoch')}: never reached)")
-    return (f"{_plural(epochs, 'epoch')}, an epoch being {epoch}; SGD momentum "
+                 f"{plural(epochs, 'epoch')}: never reached)")
+    return (f"{plural(epochs, 'epoch')}, an epoch being {epoch}; SGD momentum "
             f"{config['momentum']}, weight decay {config['weight_decay']}, batch "
             f"{config['batch_size']}; learning rate {warm}{rate}.")
 
@@ -146,21 +138,17 @@ def _names(runs: Sequence[Run]) -> str:
                      for model, g in by_model(runs).items())
 
 
-def _p(value: float | None) -> str:
-    return stats.format_p(value) if value is not None else "n/a"
-
-
 def measured(f: dict[str, Any]) -> str:
     return f.get("measured") or f["evidence"].split("; ")[0].rstrip(".")
 
 
 def p_text(f: dict[str, Any]) -> str:
     """"p = 0.039 raw, 0.47 Holm-adjusted (family of 12)", or why there is none."""
-    if f.get("p_adjusted") is not None:
-        return (f"p = {_p(f['p_raw'])} raw, {_p(f['p_adjusted'])} Holm-adjusted (family of "
-                f"{f['family_size']})")
+    if f.get("p_adjusted") is not None:  # in the family: both p's
+        return (f"p = {stats.format_p(f['p_raw'])} raw, {stats.format_p(f['p_adjusted'])} "
+                f"Holm-adjusted (family of {f['family_size']})")
     if f.get("p_raw") is not None:
-        return f"p = {_p(f['p_raw'])} raw, information only: outside the tested family"
+        return f"p = {stats.format_p(f['p_raw'])} raw, information only: outside the tested family"
     return "no p"
 
 
@@ -209,9 +197,8 @@ def findings_lines(found: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def render_markdown(runs: Sequence[Run], rows: Sequence[dict[str, Any]],
-                    found: Sequence[dict[str, Any]], figure_stems: Sequence[str],
-                    levels: Levels, *, command: str | None = None,
-                    sections: Sequence[str] = ()) -> str:
+                    found: Sequence[dict[str, Any]], figure_stems: Sequence[str], levels: Levels,
+                    *, command: str | None = None, sections: Sequence[str] = ()) -> str:
     """report.md's text; `sections` (lines) go between the findings and the figures."""
     first = sorted(runs, key=lambda r: (r.spec.residual, r.spec.depth, r.seed))
     return "\n".join(_title(first) + _setup(first, rows) + [""] + commands(first, command)
@@ -245,10 +232,10 @@ def _setup(first: Sequence[Run], rows: Sequence[dict[str, Any]]) -> list[str]:
     if curve:
         lines.append(f"- Curve points: {curve['points_per_epoch']} per epoch (every "
                      f"~{curve['steps_per_epoch'] / curve['points_per_epoch']:.0f} steps): the "
-                     "training error over the augmented batches since the previous point "
-                     "and the test error on "
-                     f"{curve['test_subset']['images']:,} fixed test images (the same for every "
-                     "point, network and seed); the final test error on the whole test set.")
+                     "training error over the augmented batches since the previous point and the "
+                     f"test error on {curve['test_subset']['images']:,} fixed test images (the "
+                     "same for every point, network and seed); the final test error on the whole "
+                     "test set.")
     counts = sorted({r["final_test_images"] for r in rows if r["final_test_images"]})
     sources = sorted({(r.metrics or {}).get("data_source", "not recorded") for r in first})
     data_source = "; ".join(sources) + (" (as each run recorded it; per run: Provenance, "
@@ -281,13 +268,12 @@ def _table1(rows: Sequence[dict[str, Any]], levels: Levels) -> list[str]:
                f"Time to an accuracy level: {levels.source_note}. " if levels.source_note
                else "")
             + (f"Accuracy levels {levels.note}" if levels.note else ""), "",
-            "Published test accuracies after the full schedule: He et al. (2016), "
-            "\"Deep Residual Learning for Image Recognition\", Table 6: "
-            + _published(HE_TABLE6, models_shown) + "; the reproduction this "
-            "project was specified from, Table 1: "
-            + _published(REPRODUCTION, models_shown) + ".", "",
-            table1_markdown(rows, levels.levels, levels.source), "Also as "
-            "[table1.csv](table1.csv); per run: [runs.csv](runs.csv).", ""]
+            "Published test accuracies after the full schedule: He et al. (2016), \"Deep "
+            "Residual Learning for Image Recognition\", Table 6: "
+            + _published(HE_TABLE6, models_shown) + "; the reproduction this project was "
+            "specified from, Table 1: " + _published(REPRODUCTION, models_shown) + ".", "",
+            table1_markdown(rows, levels.levels, levels.source),
+            "Also as [table1.csv](table1.csv); per run: [runs.csv](runs.csv).", ""]
 
 
 def _beside_published(first: Sequence[Run], rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -297,12 +283,11 @@ def _beside_published(first: Sequence[Run], rows: Sequence[dict[str, Any]]) -> l
     last_points = {m: [r.last_point for r in g if r.last_point]
                    for m, g in by_model(first).items()}
     return ["## Beside the published numbers", "",
-            f"**Ours are after {ours}; He et al.'s after {HE_ET_AL_SCHEDULE}; the "
-            f"reproduction's after {REPRODUCTION_SCHEDULE}.** They are set side by side "
-            "to show how far the short schedule gets, not as a like-for-like comparison. "
-            "Standard errors: of the mean over seeds for several seeds; for one run, "
-            "binomial on the test images, or over the last curve segment's batches for the "
-            "training error (information only)."
+            f"**Ours are after {ours}; He et al.'s after {HE_ET_AL_SCHEDULE}; the reproduction's "
+            f"after {REPRODUCTION_SCHEDULE}.** They are set side by side to show how far the short "
+            "schedule gets, not as a like-for-like comparison. Standard errors: of the mean over "
+            "seeds for several seeds; for one run, binomial on the test images, or over the last "
+            "curve segment's batches for the training error (information only)."
             + ("" if any(m in HE_TABLE6 or m in REPRODUCTION for m in models_shown) else
                " The published columns are empty because the published tables give "
                + ", ".join(sorted(set(HE_TABLE6) | set(REPRODUCTION)))
@@ -320,11 +305,10 @@ def provenance_section(table: str) -> list[str]:
 
 def cost_section(table: str) -> list[str]:
     return ["## Study cost", "",
-            "Per network and seed: training wall time (the sum of the epochs' times; "
-            "evaluations and the report not included) and the machine's mean 1-minute "
-            "load average over the epochs (the reference trainer records it once, at "
-            "the end). The machine's cores are shared: a load above the core count "
-            "slows every run.", "", table, ""]
+            "Per network and seed: training wall time (the sum of the epochs' times; evaluations "
+            "and the report not included) and the machine's mean 1-minute load average over the "
+            "epochs (the reference trainer records it once, at the end). The machine's cores are "
+            "shared: a load above the core count slows every run.", "", table, ""]
 
 
 def _figures(first: Sequence[Run], figure_stems: Sequence[str]) -> list[str]:

@@ -40,10 +40,9 @@ def check_one_recipe(runs: Sequence[Run], what: str = "runs") -> dict[str, Any]:
     """The recipe all `runs` share; UserError naming a run of each of two recipes."""
     known = recipes(runs)
     if len(known) > 1:
-        a = next(r for r in runs if recipe_of(r) == known[0])
-        b = next(r for r in runs if recipe_of(r) == known[1])
+        b = next(r for r in runs if recipe_of(r) == known[1])  # known[0] is runs[0]'s
         raise UserError(
             f"The {what} were trained with {len(known)} different recipes, which a report "
-            f"never pools: {a.path} and {b.path} differ in "
+            f"never pools: {runs[0].path} and {b.path} differ in "
             f"{recipe_differences(known[0], known[1])}; report each recipe's runs separately.")
     return known[0] if known else {}

@@ -13,49 +13,44 @@ from keras_resnet_cifar.analysis.results.recipes import recipe_differences, reci
 from keras_resnet_cifar.analysis.results.runs import Run, by_model
 from keras_resnet_cifar.analysis.results.tables import markdown_table
 
-QUANTITIES = (("final_test_error", "final test error, whole test set"),
-              ("last_segment_train_error", "training error, last curve segment"))
-
-
-def _value(run: Run, key: str) -> float | None:
-    if key == "final_test_error":
-        return run.final_test_error
-    return run.last_point["train_error"] if run.last_point else None
+QUANTITIES = (  # (key, name, its value in one run)
+    ("final_test_error", "final test error, whole test set", lambda r: r.final_test_error),
+    ("last_segment_train_error", "training error, last curve segment",
+     lambda r: r.last_point["train_error"] if r.last_point else None))
 
 
 def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
     """{"recipe_note": why nothing is compared (other recipes) or None, "rows": per network
     and quantity, "models": the networks compared}."""
-    rows, models = [], []
+    result: dict[str, Any] = {"recipe_note": None, "rows": [], "models": []}
     if not project or not reference:
-        return {"recipe_note": None, "rows": rows, "models": models}
+        return result
     mine = recipe_of(project[0])
     for run in reference:
         if (theirs := recipe_of(run)) != mine:
-            return {"recipe_note": (
+            result["recipe_note"] = (
                 f"Not compared: the reference run {run.path} was trained with another recipe "
                 f"than the study's ({recipe_differences(mine, theirs)}), and runs of "
-                "different recipes are never pooled or compared."), "rows": rows, "models": models}
+                "different recipes are never pooled or compared.")
+            return result
     ours, refs = by_model(project), by_model(reference)
     for model in [m for m in ours if m in refs]:
-        models.append(model)
-        for key, name in QUANTITIES:
-            a = [_value(r, key) for r in ours[model]]
-            b = [_value(r, key) for r in refs[model]]
+        result["models"].append(model)
+        for key, name, value in QUANTITIES:
+            a, b = [value(r) for r in ours[model]], [value(r) for r in refs[model]]
             pa, pb = stats.mean_se(a), stats.mean_se(b)
             if pa[0] is None or pb[0] is None:
                 continue
             diff = pa[0] - pb[0]
-            combined = (math.hypot(pa[1], pb[1])
-                        if pa[1] is not None and pb[1] is not None else None)
+            combined = math.hypot(pa[1], pb[1]) if None not in (pa[1], pb[1]) else None
             test = stats.welch(a, b)
-            rows.append({"model": model, "quantity": name, "key": key,
-                         "project": pa, "reference": pb, "difference": diff,
-                         "combined_se": combined,
-                         "within_2se": None if combined is None else abs(diff) <= 2 * combined,
-                         "test": test.as_dict() if test else None,
-                         "project_values": a, "reference_values": b})
-    return {"recipe_note": None, "rows": rows, "models": models}
+            result["rows"].append({
+                "model": model, "quantity": name, "key": key, "project": pa, "reference": pb,
+                "difference": diff, "combined_se": combined,
+                "within_2se": None if combined is None else abs(diff) <= 2 * combined,
+                "test": test.as_dict() if test else None, "project_values": a,
+                "reference_values": b})
+    return result
 
 
 def batch_norm_rows(reference: Sequence[Run]) -> list[dict[str, Any]]:
@@ -68,15 +63,13 @@ def batch_norm_rows(reference: Sequence[Run]) -> list[dict[str, Any]]:
         rows = [next((r for r in run.history if r["epoch"] == epoch), None) for run in reference]
         rows = [r for r in rows if r and r.get("bn_lag_mean") is not None]
         out.append({
-            "epoch": epoch, "n": len(rows),
-            "test_error": stats.mean_se([1 - r["val_accuracy"] for r in rows
-                                         if r.get("val_accuracy") is not None]),
+            "epoch": epoch, "n": len(rows), "test_error": stats.mean_se(
+                [1 - r["val_accuracy"] for r in rows if r.get("val_accuracy") is not None]),
             "recalibrated_test_error": stats.mean_se(
                 [1 - r["bn_recalibrated_val_accuracy"] for r in rows
                  if r.get("bn_recalibrated_val_accuracy") is not None]),
             "lag_mean": stats.mean_se([r["bn_lag_mean"] for r in rows]),
-            "lag_log_variance": stats.mean_se([r.get("bn_lag_log_variance") for r in rows]),
-        })
+            "lag_log_variance": stats.mean_se([r.get("bn_lag_log_variance") for r in rows])})
     return out
 
 
@@ -93,13 +86,12 @@ def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
              figure: str | None) -> list[str]:
     lines = ["## Reference trainer", "",
              "This project's runs beside the reference PyTorch trainer's "
-             "(`scripts/train_reference_pytorch.py`: akamaster/pytorch_resnet_cifar10's "
-             "network and initialisation, `torch.optim.SGD`, torchvision's augmentation) at "
-             "the same recipe, data and schedule. Mean ± standard error over seeds; the "
-             "difference is project minus reference, its combined SE "
-             "sqrt(SE_project² + SE_reference²). The bar for \"trains like the reference\": "
-             "the difference within two combined standard errors. Welch's t-test over seeds "
-             "as well.", ""]
+             "(`scripts/train_reference_pytorch.py`: akamaster/pytorch_resnet_cifar10's network "
+             "and initialisation, `torch.optim.SGD`, torchvision's augmentation) at the same "
+             "recipe, data and schedule. Mean ± standard error over seeds; the difference is "
+             "project minus reference, its combined SE sqrt(SE_project² + SE_reference²). The bar "
+             "for \"trains like the reference\": the difference within two combined standard "
+             "errors. Welch's t-test over seeds as well.", ""]
     if result["recipe_note"]:
         return lines + [result["recipe_note"], ""]
     if not result["rows"]:
@@ -126,11 +118,10 @@ def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
                   "training batches), and the lag of the saved statistics (over the BatchNorm "
                   "layers, the mean of RMS((saved mean - re-estimated mean) / re-estimated std)"
                   ", and of |log(saved variance / re-estimated variance)|).", "",
-                  "| pass | test error, saved statistics (%) | test error, re-estimated (%) | "
-                  "lag of the mean | lag of the log variance |", "|---|---|---|---|---|"]
-        for b in batch_norm:
-            lines.append(f"| {b['epoch']} | {_mse(b['test_error'])} | "
-                         f"{_mse(b['recalibrated_test_error'])} | "
-                         f"{_mse(b['lag_mean'], 1, 3)} | {_mse(b['lag_log_variance'], 1, 3)} |")
-        lines.append("")
+                  markdown_table(["pass", "test error, saved statistics (%)",
+                                  "test error, re-estimated (%)", "lag of the mean",
+                                  "lag of the log variance"],
+                                 [[str(b["epoch"]), _mse(b["test_error"]),
+                                   _mse(b["recalibrated_test_error"]), _mse(b["lag_mean"], 1, 3),
+                                   _mse(b["lag_log_variance"], 1, 3)] for b in batch_norm])]
     return lines

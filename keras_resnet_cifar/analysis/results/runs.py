@@ -78,17 +78,6 @@ class Run:
         return self.curve_points[-1] if self.curve_points else None
 
     @property
-    def train_time_s(self) -> float | None:
-        times = [r["epoch_time_s"] for r in self.history if r.get("epoch_time_s") is not None]
-        return float(sum(times)) if times else (self.metrics or {}).get("wall_time_s")
-
-    @property
-    def load_average(self) -> float | None:
-        loads = [r["load_average"] for r in self.history if r.get("load_average") is not None]
-        return (float(sum(loads) / len(loads)) if loads
-                else (self.metrics or {}).get("load_average_1min_at_end"))
-
-    @property
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
 
@@ -137,10 +126,9 @@ class Run:
 
 
 def train_set_size(config: dict[str, Any]) -> int:
-    held_out = config.get("validation_split") or 0
-    if config.get("dataset") == "synthetic":
-        return int(config.get("synthetic_train_size", 0)) - held_out
-    return cifar_files.TRAIN_IMAGES - held_out
+    return cifar_files.train_images(config.get("dataset"),
+                                    int(config.get("synthetic_train_size", 0)),
+                                    config.get("validation_split") or 0)
 
 
 # What a report reads from each file of a run and what each value must be, by the Run
@@ -279,8 +267,7 @@ def convergence_source(runs: Sequence[Run]) -> tuple[str | None, str]:
 def accuracy_series(run: Run, source: str | None) -> list[tuple[float, float]]:
     """(passes or epochs, test accuracy) along the run."""
     if source == CURVE_POINTS:
-        return [(p["epoch"] * run.passes_per_epoch, 1 - p["test_error"])
-                for p in run.curve_points]
+        return [(p["epoch"] * run.passes_per_epoch, 1 - p["test_error"]) for p in run.curve_points]
     if source == PER_EPOCH:
         return [(float(r["epoch"]), r["val_accuracy"]) for r in run.history
                 if r.get("val_accuracy") is not None]
@@ -293,8 +280,6 @@ def passes_to_train_error(run: Run, level: float) -> float | None:
     chance, and the crossing is interpolated linearly."""
     points = [(0.0, CHANCE_ERROR)] + [(p["epoch"] * run.passes_per_epoch, p["train_error"])
                                       for p in run.curve_points]
-    if len(points) < 2:
-        return None
     for (x0, e0), (x1, e1) in zip(points, points[1:]):
         if e1 <= level:
             if e0 <= level or e0 == e1:
@@ -320,9 +305,8 @@ def choose_levels(runs: Sequence[Run], count: int = 3,
              if accuracy_series(run, source)]
     learned = [b for b in bests if b > CHANCE_ACCURACY + margin]
     if not learned:
-        return (), (f"no run's test accuracy rose above chance "
-                    f"({100 * CHANCE_ACCURACY:.0f}%) by {100 * margin:g} points, so there is "
-                    "no level to time.")
+        return (), (f"no run's test accuracy rose above chance ({100 * CHANCE_ACCURACY:.0f}%) "
+                    f"by {100 * margin:g} points, so there is no level to time.")
     top = min(learned)
     levels = sorted({math.floor(100 * (CHANCE_ACCURACY + (top - CHANCE_ACCURACY) * k / count))
                      / 100 for k in range(1, count + 1)})
@@ -365,8 +349,7 @@ def parse_levels(values: list[str]) -> tuple[float, ...] | None:
     return levels
 
 
-def run_summary(run: Run, levels: Sequence[float],
-                source: str | None = None) -> dict[str, Any]:
+def run_summary(run: Run, levels: Sequence[float], source: str | None = None) -> dict[str, Any]:
     """One run's row: the numbers Table 1 aggregates, with the time to each of `levels`
     measured on `source` (convergence_source)."""
     metrics = run.metrics or {}
@@ -374,6 +357,8 @@ def run_summary(run: Run, levels: Sequence[float],
     final, images, origin = run.final_test
     best = metrics.get("best") or {}
     point = run.last_point or {}
+    times = [r["epoch_time_s"] for r in run.history if r.get("epoch_time_s") is not None]
+    loads = [r["load_average"] for r in run.history if r.get("load_average") is not None]
     row = {
         "model": run.model, "seed": run.seed, "trainer": run.trainer,
         "architecture": "residual" if run.spec.residual else "plain", "layers": run.spec.depth,
@@ -388,10 +373,11 @@ def run_summary(run: Run, levels: Sequence[float],
         "final_train_error": (1 - last["accuracy"]) if last.get("accuracy") is not None else None,
         "last_segment_train_error": point.get("train_error"),
         "last_segment_train_error_se": point.get("train_error_se"),
-        "wall_time_s": metrics.get("wall_time_s"), "train_time_s": run.train_time_s,
-        "load_average_mean": run.load_average,
-        "train_images_per_sec": metrics.get("train_images_per_sec"),
-    }
+        "wall_time_s": metrics.get("wall_time_s"),
+        "train_time_s": float(sum(times)) if times else metrics.get("wall_time_s"),
+        "load_average_mean": (float(sum(loads) / len(loads)) if loads
+                              else metrics.get("load_average_1min_at_end")),
+        "train_images_per_sec": metrics.get("train_images_per_sec")}
     series = accuracy_series(run, source)
     for level in levels:
         row[level_key(level)] = next((x for x, accuracy in series if accuracy >= level), None)

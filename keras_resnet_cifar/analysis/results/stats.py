@@ -19,32 +19,29 @@ ONE_SEED = "not decided (one seed)"
 NOT_MEASURED = "not measured"
 NOT_TESTABLE = "not testable at this budget"
 DESCRIBED = "no verdict (described, not tested)"
-VERDICTS = (SUPPORTED, CONTRADICTED, NOT_DECIDED, ONE_SEED, NOT_MEASURED, NOT_TESTABLE,
-            DESCRIBED)
+VERDICTS = (SUPPORTED, CONTRADICTED, NOT_DECIDED, ONE_SEED, NOT_MEASURED, NOT_TESTABLE, DESCRIBED)
 # Verdicts that a multiplicity correction and a budget qualify ("supported at 3 passes").
 TESTED = (SUPPORTED, CONTRADICTED, NOT_DECIDED)
 
-RULE = ("A verdict rests on the spread between seeds, never on the images of one run: "
-        "per-seed values of two networks are compared with Welch's two-sample t-test "
-        "(unequal variances); a quantity computed per seed (a seed-paired difference, a log "
-        "ratio) with a one-sample t-test (claims (c) and (d) and the convergence rows). "
-        "Each tested claim has one p-value its verdict rests on (for a claim made of parts "
-        "that must all hold, the largest of the parts' p-values). **Multiplicity**: the "
-        "p-values of all tested claims of a report form one family, adjusted by "
-        "Holm-Bonferroni (step-down; the family-wise error rate of the verdicts is at most "
-        f"{ALPHA:g}); each verdict gives the raw and the adjusted p, and the verdict follows "
-        "the adjusted one. **Supported**: the difference has the claimed sign and the "
-        f"adjusted two-sided p < {ALPHA:g}. **Contradicted**: the opposite sign with adjusted "
-        f"p < {ALPHA:g}. **Not decided**: neither. Every such verdict names the budget it "
-        "was reached at (\"at 3 passes\"): it says nothing of the end of a full schedule. "
-        "**Not testable at this budget**: the claim is about the end of the full schedule "
-        "(final accuracies), which a short run does not reach; its numbers are shown, "
-        "untested, outside the family. **Not decided (one seed)**: fewer than two seeds on a "
-        "side, so no spread to test against; a within-run standard error (binomial on the "
-        "test images, or over a training segment's batches) may be shown as information, "
-        "but it is never a verdict. **No verdict (described, not tested)**: a count or a "
-        "spread shown for a claim that three seeds cannot test. **Not measured**: the runs "
-        "lack what the claim needs.")
+RULE = ("A verdict rests on the spread between seeds, never on the images of one run: per-seed "
+        "values of two networks are compared with Welch's two-sample t-test (unequal variances); "
+        "a quantity computed per seed (a seed-paired difference, a log ratio) with a one-sample "
+        "t-test (claims (c) and (d) and the convergence rows). Each tested claim has one p-value "
+        "its verdict rests on (for a claim made of parts that must all hold, the largest of the "
+        "parts' p-values). **Multiplicity**: the p-values of all tested claims of a report form "
+        "one family, adjusted by Holm-Bonferroni (step-down; the family-wise error rate of the "
+        f"verdicts is at most {ALPHA:g}); each verdict gives the raw and the adjusted p, and the "
+        "verdict follows the adjusted one. **Supported**: the difference has the claimed sign and "
+        f"the adjusted two-sided p < {ALPHA:g}. **Contradicted**: the opposite sign with adjusted "
+        f"p < {ALPHA:g}. **Not decided**: neither. Every such verdict names the budget it was "
+        "reached at (\"at 3 passes\"): it says nothing of the end of a full schedule. **Not "
+        "testable at this budget**: the claim is about the end of the full schedule (final "
+        "accuracies), which a short run does not reach; its numbers are shown, untested, outside "
+        "the family. **Not decided (one seed)**: fewer than two seeds on a side, so no spread to "
+        "test against; a within-run standard error (binomial on the test images, or over a "
+        "training segment's batches) may be shown as information, but it is never a verdict. **No "
+        "verdict (described, not tested)**: a count or a spread shown for a claim that three "
+        "seeds cannot test. **Not measured**: the runs lack what the claim needs.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +74,10 @@ def format_p(p: float) -> str:
 
 
 def _clean(values: Sequence[float | None]) -> np.ndarray:
-    return np.asarray([float(v) for v in values if v is not None and math.isfinite(v)],
-                      np.float64)
+    return np.asarray([float(v) for v in values if v is not None and math.isfinite(v)], np.float64)
 
 
-def _t_test(kind: str, diff: float, se: float, df: float, n: tuple[int, ...],
-            scipy_test) -> Test:
+def _t_test(kind: str, diff: float, se: float, df: float, n: tuple[int, ...], scipy_test) -> Test:
     """Without any spread (se 0): t = ±inf and p = 0 when the difference is not 0, else t = 0
     and p = 1; otherwise scipy's t and p (one side without spread: scipy warns, it holds)."""
     if se == 0:
@@ -129,8 +124,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
     of m times (m - k + 1), made non-decreasing, capped at 1)."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [1.0] * m
-    running = 0.0
+    adjusted, running = [1.0] * m, 0.0
     for rank, i in enumerate(order):
         running = max(running, min(1.0, (m - rank) * float(p_values[i])))
         adjusted[i] = running

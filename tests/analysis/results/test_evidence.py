@@ -23,8 +23,9 @@ def _run(model, seed, test_accuracy, train_accuracy=0.8, test_images=512):
 def test_compare_decides_over_seeds_with_the_claimed_sign():
     a = [_run("plain56", s, acc) for s, acc in enumerate((0.60, 0.61, 0.59))]
     b = [_run("plain20", s, acc) for s, acc in enumerate((0.70, 0.71, 0.69))]
-    verdict, text, numbers = evidence.compare(a, b, evidence.test_error, +1, "final test error")
-    assert verdict == "supported"
+    verdict, text, numbers, decided = evidence.compare(a, b, evidence.test_error, +1,
+                                                       "final test error")
+    assert verdict == "supported" and decided["if_significant"] == "supported"
     assert text.startswith("final test error: plain56 40.00% ± 1.00 (std over 3 seeds) vs "
                            "plain20 30.00% ± 1.00 (std over 3 seeds); ")
     assert numbers["a_values"] == pytest.approx([0.40, 0.39, 0.41])
@@ -32,9 +33,10 @@ def test_compare_decides_over_seeds_with_the_claimed_sign():
 
 
 def test_one_seed_each_is_not_decided_and_shows_the_within_run_error():
-    verdict, text, numbers = evidence.compare(
+    verdict, text, numbers, decided = evidence.compare(
         [_run("resnet20", 0, 0.62)], [_run("plain20", 0, 0.60)], evidence.test_error, -1,
         "final test error")
+    assert decided is None
     # -2 points on 512 test images each: sqrt(.62 * .38 / 512 + .6 * .4 / 512) = 3.05 points.
     assert verdict == "not decided (one seed)" and numbers["test"] is None
     assert text.endswith("difference -2.00 points; no test with one seed (within-run "

@@ -1,11 +1,13 @@
-"""tables: Table 1 (mean ± std over seeds), beside the published numbers, the cost."""
+"""tables: Table 1 (mean ± std over seeds), beside the published numbers, the cost, and
+provenance: what each run ran on and from, per run, never the first run's for all."""
 
 import csv
+import json
 
 import pytest
 
 from keras_resnet_cifar.analysis.results import findings, markdown, runs, tables
-from tests.analysis.results.fake_runs import make_study
+from tests.analysis.results.fake_runs import full_recipe_run, make_study
 
 
 def test_table1_values_means_and_stds(epoch_study):
@@ -68,3 +70,24 @@ def test_cost_table_per_network_and_seed(tmp_path):
     assert first["load_average_mean"] == pytest.approx(4.0)  # 3, 4, 5
     text = tables.cost_markdown(rows)
     assert "| keras_resnet_cifar | plain20 | 0 | 5.0 | 4.0 | 400 |" in text
+
+
+def test_each_run_says_its_own_machine_and_what_it_did_not_record(tmp_path):
+    done = full_recipe_run(tmp_path, "resnet20", 3, 0.5, finished=True, cpu="AMD EPYC")
+    going = full_recipe_run(tmp_path, "plain20", 2, 0.4)
+    loaded = [runs.load_run(done), runs.load_run(going)]
+    first, second = [tables.provenance_row(r) for r in loaded]
+    assert (first["cpu"], first["git_commit"], first["data_path"]) == \
+        ("AMD EPYC", "abc123", "~/data/cifar10")
+    assert first["load_average"] == "2.5-2.5 (mean 2.5)"
+    # In progress: no metrics.json, so only the history's load is known.
+    assert second["cpu"] == tables.NOT_RECORDED and second["finished_at"].startswith("in progress")
+    assert second["data_path"] == "/data/cifar10 (config.json; as given: not recorded)"
+    assert tables.machines(loaded) == ("AMD EPYC (1 run), not recorded (1 run); cores: 2, "
+                                      "not recorded; GPUs: none")
+    metrics = json.loads((done / "metrics.json").read_text())
+    del metrics["git_commit"]
+    (done / "metrics.json").write_text(json.dumps(metrics))
+    assert tables.provenance_row(runs.load_run(done))["git_commit"] == tables.NOT_RECORDED
+    assert "| keras_resnet_cifar | resnet20 | 0 | 3 | AMD EPYC |" in \
+        tables.provenance_markdown(loaded)
