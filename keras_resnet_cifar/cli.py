@@ -217,22 +217,22 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
                       "dependencies); without TensorFlow, predict runs .tflite models "
                       "(docs/deployment.md).")
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
-            stopped = signals.stopped_by(error)
-            if stopped == "SIGTERM":
-                exit_with("terminated (SIGTERM)", 143)
-            if stopped == "SIGINT":  # asked for: said plainly, not as an error
-                print("stopped (Ctrl-C)", file=sys.stderr)
-                raise SystemExit(130) from None
-            raise
+            if (stopped := signals.stopped_by(error)) is None:
+                raise
+        # TensorFlow's resource deleters can fail in the interpreter's shutdown after a stop
+        # (1 in 8: "ImportError: sys.meta_path is None"): noise once the work ended; unprinted.
+        sys.unraisablehook = lambda u: sys.is_finalizing() or sys.__unraisablehook__(u)
+        if stopped == "SIGTERM":
+            exit_with("terminated (SIGTERM)", 143)
+        print("stopped (Ctrl-C)", file=sys.stderr)  # asked for: said plainly, not as an error
+        raise SystemExit(130)
 
     try:
         app.run(wrapped, argv=sys.argv, flags_parser=_parse_flags)
-    except SystemExit:
-        _flush_stdout()
-        raise
     except BrokenPipeError:
         _reader_gone()
-    _flush_stdout()
+    finally:
+        _flush_stdout()
 
 
 # Import name -> pip name. The edge install (numpy, Pillow, absl-py, LiteRT) runs predict;
