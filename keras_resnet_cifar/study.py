@@ -99,9 +99,9 @@ def spec_from_flags(flag_values: flags.FlagValues) -> depth_study.StudySpec:
                                      curve_points_per_epoch=flag_values.curve_points_per_epoch,
                                      curve_test_images=flag_values.curve_test_images)
         spec.configs()
-    except ConfigError as e:  # cli prints its argument as the flag: here --models, --seeds
-        if e.argument in PER_RUN:
-            raise UserError(str(e)) from None  # prose: the value, not a flag study lacks
+    except ConfigError as e:  # cli prints its argument as --argument, a flag study has...
+        if e.argument in PER_RUN:  # ...but for model and seed (--models, --seeds): prose
+            raise UserError(str(e)) from None
         raise
     too_late = [e for e in spec.layer_stats_epochs if e > base.epochs]
     if too_late:
