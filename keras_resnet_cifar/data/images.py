@@ -27,7 +27,6 @@ class ImageError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class Loaded:
-    path: str
     names: tuple[str, ...]  # one per image: the path, or path[i] for a .npy batch
     pixels: np.ndarray  # uint8 (N, 32, 32, 3) RGB
     warnings: tuple[str, ...] = ()  # conversions applied (resizing, channels), for the user
@@ -81,7 +80,7 @@ def _load_image(path: str, strict: bool) -> Loaded:
                         "predictions on resized images are less reliable")
         rgb = rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
     pixels = np.asarray(rgb, np.uint8)[None]
-    return Loaded(path, (path,), pixels, tuple(warnings))
+    return Loaded((path,), pixels, tuple(warnings))
 
 
 def _is_wide_gray(mode: str, fmt: str | None) -> bool:
@@ -109,12 +108,14 @@ def _load_npy(path: str) -> Loaded:
     pixels = to_pixels(array, what=path)
     batch = array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4))
     names = tuple(f"{path}[{i}]" for i in range(len(pixels))) if batch else (path,)
-    return Loaded(path, names, pixels)
+    return Loaded(names, pixels)
 
 
 def to_pixels(array: np.ndarray, what: str = "array") -> np.ndarray:
     """(32, 32[, C]) or (N, 32, 32[, C]) images, C in {1, 3, 4}, as uint8 RGB (N, 32, 32, 3):
-    uint8, or numbers on the [0, 255] scale (rounded); floats all in [0, 1] are refused."""
+    uint8, or numbers on the [0, 255] scale (rounded). Floats all in [0, 1] are refused, not
+    rescaled: the models take 0-255 pixels, and such an array is more likely pre-scaled
+    than a very dark image."""
     a = np.asarray(array)
     if a.dtype.kind not in "uif" and a.dtype != np.bool_:
         raise ImageError(f"{what}: dtype {a.dtype} is not a pixel type.")
@@ -145,8 +146,8 @@ def to_pixels(array: np.ndarray, what: str = "array") -> np.ndarray:
 
 
 def load_files(paths: Sequence[str], *, strict: bool = False) -> tuple[Loaded, list[ImageError]]:
-    """Reads every file it can: (what was read, as one batch in the order given, its path the
-    files' comma-separated; one error per file that failed)."""
+    """Reads every file it can: (what was read, as one batch in the order given; one error
+    per file that failed)."""
     loaded, errors = [], []
     for path in paths:
         try:
@@ -154,6 +155,6 @@ def load_files(paths: Sequence[str], *, strict: bool = False) -> tuple[Loaded, l
         except ImageError as e:
             errors.append(e)
     pixels = [x.pixels for x in loaded] or [np.zeros((0, SIZE, SIZE, 3), np.uint8)]
-    return Loaded(", ".join(x.path for x in loaded), tuple(n for x in loaded for n in x.names),
-                  np.concatenate(pixels), tuple(w for x in loaded for w in x.warnings)), errors
+    return Loaded(tuple(n for x in loaded for n in x.names), np.concatenate(pixels),
+                  tuple(w for x in loaded for w in x.warnings)), errors
 
