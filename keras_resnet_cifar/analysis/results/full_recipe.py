@@ -55,7 +55,7 @@ def accuracy_so_far(run: Run) -> tuple[float | None, str]:
     last = next((r for r in reversed(run.history) if r.get("val_accuracy") is not None), None)
     if last is None:
         return None, "no evaluation yet"
-    return last["val_accuracy"], f"after epoch {last['epoch']:g} (per-epoch evaluation)"
+    return last["val_accuracy"], f"per-epoch evaluation after epoch {last['epoch']:g}"
 
 
 def status(run: Run) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def test_partial_runs_say_where_they_stand(tmp_path):
     text = (out / "report.md").read_text()
     assert "**In progress.**" in text
     # 40 of 200 epochs done; 160 left at 90 s each = 4.0 h
-    assert "| resnet20 | 0 | 40 of 200 | 85.00 (after epoch 40 (per-epoch evaluation)) | 555 " \
+    assert "| resnet20 | 0 | 40 of 200 | 85.00 (per-epoch evaluation after epoch 40) | 555 " \
            "| 1.00 | 4.0 |" in text
     assert "| plain20 | 0 | 12 of 200 |" in text
     # unfinished: end-of-schedule claims cannot be tested at this budget
