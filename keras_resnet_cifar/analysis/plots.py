@@ -157,13 +157,19 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence
 
 
 def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *,
-                xlabel: str = "epoch", eval_set: str = "test", title: str | None = None) -> Figure:
+                xlabel: str = "epoch", eval_set: str = "test", title: str | None = None,
+                xlim=None, ylim=None, marks: Sequence[float] = ()) -> Figure:
     """He et al.'s Figure 6 from {label: history rows}, shallow to deep: plain nets left,
-    residual right; training error thin and dashed, `eval_set` error bold; a colour per depth."""
+    residual right; training error thin and dashed, `eval_set` error bold; a colour per depth;
+    `marks` dotted (lr drops). A panel without runs says so."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    axes = fig.subplots(1, 2, sharey=True, sharex=xlim is not None)
     for ax, runs, name in ((axes[0], plain, "plain networks"),
                            (axes[1], residual, "residual networks")):
+        for x in marks:
+            ax.axvline(x, color="grey", linestyle=":", linewidth=1)
+        if not runs:
+            ax.text(0.5, 0.5, "no run yet", transform=ax.transAxes, ha="center", color="grey")
         for i, (label, rows) in enumerate(runs.items()):
             colour = DEPTH_COLOURS[i % len(DEPTH_COLOURS)]
             for key, style, width, what in (("accuracy", "--", 0.9, "training"),
@@ -171,7 +177,7 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
                 x, y = _column(rows, key)
                 ax.plot(x, 100 * (1 - y), style, color=colour, linewidth=width,
                         marker=_marker(x), label=f"{label} {what}")
-        ax.set(xlabel=xlabel, title=name.capitalize())
+        ax.set(xlabel=xlabel, title=name.capitalize(), xlim=xlim, ylim=ylim)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("error (%)")
     return _finish(fig, axes, title)

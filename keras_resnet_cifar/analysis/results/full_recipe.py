@@ -158,9 +158,11 @@ def figures(runs: Sequence[Run]) -> dict[str, Any]:
         return {}
     plain = {m: g[0].history for m, g in groups.items() if not g[0].spec.residual}
     residual = {m: g[0].history for m, g in groups.items() if g[0].spec.residual}
-    return {"table1_curves": plots.depth_sweep(
+    drops = next(iter(groups.values()))[0].config.get("lr_boundaries", ())
+    return {"table1_curves": plots.depth_sweep(  # 0-20% error, as He et al.'s Figure 6
         plain, residual, xlabel="epoch (one pass over the 50,000 training images)", eval_set="test",
-        title="Error vs epochs (He et al., Figure 6 layout: dashed training, bold test)")}
+        xlim=(0, FULL_EPOCHS), ylim=(0, 20), marks=drops, title="Error vs epochs (He et al., "
+        "Figure 6 layout: dashed training, bold test; dotted: lr drops)")}
 
 
 def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: Sequence[str],

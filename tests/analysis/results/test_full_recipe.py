@@ -76,3 +76,14 @@ def test_study_mode_is_kept_for_short_recipes_and_modes_are_checked(finished, tm
     assert e.value.argument == "mode"
     study = build.report(finished, mode="study")
     assert study.texts["report.md"].startswith("# Plain vs residual")
+
+
+def test_curves_span_the_schedule_in_figure_6s_error_range_with_the_lr_drops(tmp_path):
+    fig = full_recipe.figures([runs.load_run(full_recipe_run(tmp_path, "resnet20", 40, 0.85))])
+    plain, residual = fig["table1_curves"].axes
+    for ax in (plain, residual):
+        assert ax.get_xlim() == (0, 200) and ax.get_ylim() == (0, 20)
+        assert sorted(line.get_xdata()[0] for line in ax.lines
+                      if line.get_linestyle() == ":") == [80, 120]
+    assert [t.get_text() for t in plain.texts] == ["no run yet"] and not residual.texts
+    assert len(residual.lines) == 4  # two drops, resnet20's training and test error
