@@ -33,6 +33,9 @@ def define_flags() -> None:
     flags.DEFINE_list("reference_runs", [], "Runs of the reference PyTorch trainer (scripts/train_"
                       "reference_pytorch.py) to set beside the study's: run directories, folders "
                       "of them, or glob patterns, e.g. 'docs/study/reference/*'.")
+    flags.DEFINE_list("variant_runs", [], "Runs whose recipe differs from the study runs' in one "
+                      "field (e.g. --mixed_precision=mixed_bfloat16), set beside them network by "
+                      "network and paired by seed; given as --reference_runs is.")
 
 
 def main(argv):
@@ -43,8 +46,9 @@ def main(argv):
 
     fileio.check_can_make_dir(FLAGS.out, what=f"--out {FLAGS.out}")
     references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []
+    variants = runs.expand_run_paths(FLAGS.variant_runs) if FLAGS.variant_runs else []
     path = build.write_report(
-        argv[1:], FLAGS.out, reference_dirs=references,
+        argv[1:], FLAGS.out, reference_dirs=references, variant_dirs=variants,
         accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels), mode=FLAGS.mode,
         command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
                                            *sys.argv[1:]]))

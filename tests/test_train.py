@@ -361,3 +361,22 @@ def test_a_short_run_says_each_fact_once(tmp_path):
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert all(re.search(r"\d s: training [\d.]+ s at \d+ img/s, evaluation [\d.]+ s$", e)
                for e in epochs), epochs
+
+
+def test_a_mixed_bfloat16_run_starts_from_the_float32_weights_of_its_seed():
+    """report --variant_runs pairs a precision variant with the study's run by seed: the pair
+    must start from the same weights (float32 variables under the mixed policy)."""
+    from keras_resnet_cifar.training.loop import build_and_compile
+
+    weights = []
+    try:
+        for precision in ("float32", "mixed_bfloat16", "float32"):
+            keras.utils.set_random_seed(3 if len(weights) == 2 else 0)
+            model = build_and_compile(config_lib.TrainConfig(model="resnet8",
+                                                             mixed_precision=precision))
+            weights.append([np.asarray(v) for v in model.weights])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    same = [all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(weights[0], w))
+            for w in weights[1:]]
+    assert same == [True, False]  # the same seed in bfloat16, not another seed

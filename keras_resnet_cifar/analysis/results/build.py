@@ -30,10 +30,12 @@ class Report:
 
 def report(run_dirs: Sequence[str | os.PathLike], *,
            reference_dirs: Sequence[str | os.PathLike] = (),
+           variant_dirs: Sequence[str | os.PathLike] = (),
            accuracy_levels: Sequence[float] | None = None,
            command: str | None = None, mode: str = "auto") -> Report:
     """The tables, findings, figures and report.md of the runs. `accuracy_levels` None: chosen
-    from the runs; `mode` "auto": full_recipe when the runs are such runs, else "study".
+    from the runs; `mode` "auto": full_recipe when the runs are such runs, else "study";
+    `variant_dirs`: runs that differ from the study's recipe in one field, set beside them.
     UserError: no runs, a directory that is not a run, runs of different recipes, or a
     reference run among the study's."""
     if not run_dirs:
@@ -46,6 +48,7 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
                         argument="reference_runs")
     recipes.check_one_recipe(loaded, "study's runs")
     refs = [runs.load_run(d) for d in reference_dirs]
+    variants = [runs.load_run(d) for d in variant_dirs]
     if mode not in MODES:
         raise UserError(f"Unknown report mode {mode!r}: one of {', '.join(MODES)}.",
                         argument="mode")
@@ -64,19 +67,24 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
             figs["reference_curves"] = fig
     figure = "reference_curves" if "reference_curves" in figs else None
     sections = reference.markdown(compared, reference.batch_norm_rows(refs), figure) if refs else []
-    cost = tables.cost_rows(summaries + [runs.run_summary(r, ()) for r in refs])
-    sections += (markdown.provenance_section(tables.provenance_markdown(loaded + refs))
+    varied = reference.compare(loaded, variants, variant=True)
+    sections += reference.variant_markdown(varied) if variants else []
+    cost = tables.cost_rows(summaries + [runs.run_summary(r, ()) for r in refs + variants])
+    sections += (markdown.provenance_section(tables.provenance_markdown(loaded + refs + variants))
                  + markdown.cost_section(tables.cost_markdown(cost)))
     texts = {
         "table1.md": tables.table1_markdown(rows, levels.levels, levels.source),
         "table1.csv": tables.to_csv(rows), "runs.csv": tables.to_csv(summaries),
         "cost.csv": tables.to_csv(cost),
-        "provenance.csv": tables.to_csv([tables.provenance_row(r) for r in loaded + refs]),
+        "provenance.csv": tables.to_csv([tables.provenance_row(r)
+                                         for r in loaded + refs + variants]),
         "findings.json": json.dumps(found, indent=2) + "\n",
         "report.md": markdown.render_markdown(loaded, rows, found, list(figs), levels,
                                               command=command, sections=sections)}
     if refs:
         texts["reference.json"] = json.dumps(compared, indent=2, default=str) + "\n"
+    if variants:
+        texts["variant.json"] = json.dumps(varied, indent=2, default=str) + "\n"
     return Report(texts=texts, figures=figs, levels=levels.levels, findings=found)
 
 

@@ -1,7 +1,9 @@
 """This project's runs beside the reference PyTorch trainer's (scripts/train_reference_pytorch.py)
-at the same recipe: per network, the mean ± SE over seeds of the final test error and the
+at the same recipe, or beside a variant of the recipe (runs that differ in one recipe field,
+e.g. mixed_precision): per network, the mean ± SE over seeds of the final test error and the
 last segment's training error, their difference, whether it is within two combined SEs
-(the bar of "trains like the reference"), Welch's t-test; and BatchNorm's lag (bn_*)."""
+(the bar of "trains like the reference"), Welch's t-test, for a variant also the difference
+paired by seed with its 95% interval; and BatchNorm's lag (bn_*)."""
 
 from __future__ import annotations
 
@@ -19,19 +21,29 @@ QUANTITIES = (  # (key, name, its value in one run)
      lambda r: r.last_point["train_error"] if r.last_point else None))
 
 
-def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
+def compare(project: Sequence[Run], reference: Sequence[Run], variant: bool = False
+            ) -> dict[str, Any]:
     """{"recipe_note": why nothing is compared (other recipes) or None, "rows": per network
-    and quantity, "models": the networks compared}."""
-    result: dict[str, Any] = {"recipe_note": None, "rows": [], "models": []}
+    and quantity, "models": the networks compared, "varies": for a `variant`, the one recipe
+    field "reference" (the variant's runs) differs in, as {field: [project's, variant's]}}."""
+    result: dict[str, Any] = {"recipe_note": None, "rows": [], "models": [], "varies": None}
     if not project or not reference:
         return result
-    mine = recipe_of(project[0])
+    mine, first = recipe_of(project[0]), recipe_of(reference[0])
+    varies = [k for k in mine if mine[k] != first.get(k)] if variant else []
+    if variant and len(varies) != 1:
+        result["recipe_note"] = (f"Not compared: a variant differs from the study's recipe in "
+                                 f"one field; {reference[0].path} differs in {len(varies)} "
+                                 f"({recipe_differences(mine, first) or 'none'}).")
+        return result
+    result["varies"] = {k: [mine[k], first[k]] for k in varies}
     for run in reference:
-        if (theirs := recipe_of(run)) != mine:
+        if (theirs := recipe_of(run)) != {**mine, **{k: first[k] for k in varies}}:
             result["recipe_note"] = (
-                f"Not compared: the reference run {run.path} was trained with another recipe "
-                f"than the study's ({recipe_differences(mine, theirs)}), and runs of "
-                "different recipes are never pooled or compared.")
+                f"Not compared: the {'variant' if variant else 'reference'} run {run.path} was "
+                f"trained with another recipe than the {'variant' if variant else 'study'}'s "
+                f"({recipe_differences(mine, theirs)}), and runs of different recipes are "
+                "never pooled or compared.")
             return result
     ours, refs = by_model(project), by_model(reference)
     for model in [m for m in ours if m in refs]:
@@ -41,15 +53,19 @@ def compare(project: Sequence[Run], reference: Sequence[Run]) -> dict[str, Any]:
             pa, pb = stats.mean_se(a), stats.mean_se(b)
             if pa[0] is None or pb[0] is None:
                 continue
-            diff = pa[0] - pb[0]
+            diff = pb[0] - pa[0] if variant else pa[0] - pb[0]  # a variant's loss is positive
             combined = math.hypot(pa[1], pb[1]) if None not in (pa[1], pb[1]) else None
-            test = stats.welch(a, b)
+            test = stats.welch(b, a) if variant else stats.welch(a, b)
+            seeds = {r.seed: v for r, v in zip(refs[model], b)}  # b - a paired: the variant's
+            paired = stats.one_sample([seeds[r.seed] - v for r, v in zip(ours[model], a)
+                                       if seeds.get(r.seed) is not None and v is not None])
             result["rows"].append({
                 "model": model, "quantity": name, "key": key, "project": pa, "reference": pb,
                 "difference": diff, "combined_se": combined,
                 "within_2se": None if combined is None else abs(diff) <= 2 * combined,
                 "test": test.as_dict() if test else None, "project_values": a,
-                "reference_values": b})
+                "reference_values": b, "paired": paired.as_dict() if paired and variant else None,
+                "paired_interval": paired.interval() if paired and variant else None})
     return result
 
 
@@ -125,3 +141,32 @@ def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
                                    _mse(b["recalibrated_test_error"]), _mse(b["lag_mean"], 1, 3),
                                    _mse(b["lag_log_variance"], 1, 3)] for b in batch_norm])]
     return lines
+
+
+def variant_markdown(result: dict[str, Any]) -> list[str]:
+    """The section of a variant comparison (compare(..., variant=True))."""
+    if not result["varies"]:
+        return ["## Variant", "", result["recipe_note"] or "Not compared: no variant runs.", ""]
+    (field, (ours, theirs)), = result["varies"].items()
+    lines = [f"## Variant: {field} {theirs} beside {ours}", "",
+             f"The study's runs ({field} {ours}) beside runs of the same recipe but {field} "
+             f"{theirs}, network by network. Mean ± standard error over seeds; the difference is "
+             "variant minus study, with its combined SE and Welch's t-test; then paired by seed "
+             "(both runs of a pair have one seed: the same initial weights and data order), the "
+             "mean paired difference ± SE and its 95% confidence interval (Student's t). A "
+             "positive difference is a loss for the variant: a loss beyond the interval's upper "
+             "end is excluded at this confidence; a loss is shown when the interval lies above 0.",
+             ""]
+    if result["recipe_note"] or not result["rows"]:
+        return lines + [result["recipe_note"] or "Not compared: no network in both.", ""]
+    head = ["model", "quantity", f"{ours} (%)", f"{theirs} (%)", "difference (points)",
+            "combined SE", "Welch test", "paired by seed (points)", "95% interval (points)"]
+    return lines + [markdown_table(head, [[
+        r["model"], r["quantity"], _mse(r["project"]), _mse(r["reference"]),
+        f"{100 * r['difference']:+.2f}",
+        f"{100 * r['combined_se']:.2f}" if r["combined_se"] is not None else "n/a",
+        f"p = {stats.format_p(r['test']['p'])}" if r["test"] else "none (one seed)",
+        (f"{100 * q['difference']:+.2f} ± {100 * q['se']:.2f} (n={q['n'][0]}), "
+         f"p = {stats.format_p(q['p'])}" if (q := r["paired"]) else "n/a (fewer than 2 pairs)"),
+        (f"[{100 * r['paired_interval'][0]:+.2f}, {100 * r['paired_interval'][1]:+.2f}]"
+         if r["paired_interval"] else "n/a")] for r in result["rows"]]).rstrip("\n"), ""]

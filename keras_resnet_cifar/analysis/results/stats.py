@@ -63,6 +63,13 @@ class Test:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """The two-sided `level` confidence interval of the difference (Student's t)."""
+        from scipy import stats
+
+        half = self.se * float(stats.t.ppf(0.5 + level / 2, self.df)) if self.se else 0.0
+        return self.difference - half, self.difference + half
+
 
 def format_p(p: float) -> str:
     """0.032, 0.0004, < 1e-6."""

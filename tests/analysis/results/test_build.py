@@ -88,16 +88,22 @@ def test_runs_without_val_columns_are_reported_from_their_curves(tmp_path):
 
 
 @pytest.mark.slow
-def test_report_cli_takes_reference_runs(tmp_path):
+def test_report_cli_takes_reference_and_variant_runs(tmp_path):
     study = make_study(tmp_path / "runs")
     make_reference(tmp_path / "reference")
+    for seed in (0, 1):
+        curve_run(tmp_path / "bf16", "resnet56", seed, decay(0.8, 0.4), decay(0.8, 0.45), 0.45,
+                  mixed_precision="mixed_bfloat16")
     done = subprocess.run(
         [sys.executable, "-m", "keras_resnet_cifar.report", *map(str, study),
-         f"--reference_runs={tmp_path / 'reference' / '*'}", f"--out={tmp_path / 'out'}"],
+         f"--reference_runs={tmp_path / 'reference' / '*'}", f"--out={tmp_path / 'out'}",
+         f"--variant_runs={tmp_path / 'bf16' / '*'}"],
         capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Reference trainer" in text and (tmp_path / "out" / "cost.csv").is_file()
+    assert "## Variant: mixed_precision mixed_bfloat16 beside float32" in text
+    assert json.loads((tmp_path / "out" / "variant.json").read_text())["models"] == ["resnet56"]
     assert (tmp_path / "out" / "figures" / "reference_curves.png").is_file()
 
 

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from keras_resnet_cifar.analysis.results import build, reference, runs
-from tests.analysis.results.fake_runs import make_reference, make_study
+from tests.analysis.results.fake_runs import curve_run, decay, make_reference, make_study
 
 
 def _seed_lines(ax):
@@ -67,3 +67,43 @@ def test_one_reference_seed_is_not_decided(tmp_path):
     refs = make_reference(tmp_path / "reference", seeds=(0,))
     text = build.report(study, reference_dirs=refs).texts["report.md"]
     assert "not decided (one seed)" in text.split("## Reference trainer")[1]
+
+
+def _variant(root, finals, **recipe):
+    """resnet20 runs of the study's recipe but `recipe`, one per final test error (seeds 0..)."""
+    return [curve_run(root, "resnet20", s, decay(0.8, 0.4), decay(0.78, f), f, **recipe)
+            for s, f in enumerate(finals)]
+
+
+def test_a_variant_is_compared_unpaired_and_paired_by_seed_with_its_interval(tmp_path):
+    study = make_study(tmp_path / "runs", spread=0.05)  # seeds far apart, as at 3 passes
+    ours = {runs.load_run(d).seed: runs.load_run(d).final_test_error
+            for d in study if "resnet20" in d.name}
+    finals = [ours[s] + d for s, d in enumerate((0.010, 0.020, 0.015))]  # a loss of 1-2 points
+    built = build.report(study, variant_dirs=_variant(tmp_path / "bf16", finals,
+                                                      mixed_precision="mixed_bfloat16"))
+    result = json.loads(built.texts["variant.json"])
+    assert result["varies"] == {"mixed_precision": ["float32", "mixed_bfloat16"]}
+    test = next(r for r in result["rows"] if r["key"] == "final_test_error")
+    diffs = [0.010, 0.020, 0.015]
+    assert test["difference"] == pytest.approx(np.mean(finals) - np.mean(list(ours.values())))
+    assert test["test"]["difference"] == pytest.approx(test["difference"])  # variant - study
+    assert test["paired"]["difference"] == pytest.approx(np.mean(diffs), abs=1e-4)
+    assert test["paired"]["p"] == pytest.approx(scipy_stats.ttest_1samp(diffs, 0).pvalue, rel=1e-2)
+    ci = scipy_stats.t.interval(0.95, 2, loc=np.mean(diffs), scale=scipy_stats.sem(diffs))
+    assert test["paired_interval"] == pytest.approx(ci, abs=1e-4)
+    assert test["paired_interval"][0] > 0  # the loss is shown: paired, seed noise cancels
+    assert test["test"]["p"] > 0.05  # ...which the unpaired test cannot see through it
+    text = built.texts["report.md"]
+    assert "## Variant: mixed_precision mixed_bfloat16 beside float32" in text
+    assert "| resnet20 | final test error, whole test set |" in text and "| +1.50 | " in text
+
+
+def test_a_variant_that_differs_in_two_fields_or_none_is_not_compared(tmp_path):
+    study = [runs.load_run(d) for d in make_study(tmp_path / "runs", seeds=(0,))]
+    two = _variant(tmp_path / "two", [0.4], mixed_precision="mixed_bfloat16", epochs=4)
+    same = _variant(tmp_path / "same", [0.4])
+    for dirs, count in ((two, 2), (same, 0)):
+        result = reference.compare(study, [runs.load_run(d) for d in dirs], variant=True)
+        assert not result["rows"] and f"differs in {count} (" in result["recipe_note"]
+        assert result["recipe_note"] in "\n".join(reference.variant_markdown(result))
