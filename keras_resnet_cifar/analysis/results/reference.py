@@ -26,7 +26,7 @@ def compare(project: Sequence[Run], reference: Sequence[Run], variant: bool = Fa
     """{"recipe_note": why nothing is compared (other recipes) or None, "rows": per network
     and quantity, "models": the networks compared, "varies": for a `variant`, the one recipe
     field "reference" (the variant's runs) differs in, as {field: [project's, variant's]}}."""
-    result: dict[str, Any] = {"recipe_note": None, "rows": [], "models": [], "varies": None}
+    result: dict[str, Any] = {"recipe_note": None, "rows": [], "models": []}
     if not project or not reference:
         return result
     mine, first = recipe_of(project[0]), recipe_of(reference[0])
@@ -36,7 +36,8 @@ def compare(project: Sequence[Run], reference: Sequence[Run], variant: bool = Fa
                                  f"one field; {reference[0].path} differs in {len(varies)} "
                                  f"({recipe_differences(mine, first) or 'none'}).")
         return result
-    result["varies"] = {k: [mine[k], first[k]] for k in varies}
+    if variant:
+        result["varies"] = {k: [mine[k], first[k]] for k in varies}
     for run in reference:
         if (theirs := recipe_of(run)) != {**mine, **{k: first[k] for k in varies}}:
             result["recipe_note"] = (
@@ -56,16 +57,18 @@ def compare(project: Sequence[Run], reference: Sequence[Run], variant: bool = Fa
             diff = pb[0] - pa[0] if variant else pa[0] - pb[0]  # a variant's loss is positive
             combined = math.hypot(pa[1], pb[1]) if None not in (pa[1], pb[1]) else None
             test = stats.welch(b, a) if variant else stats.welch(a, b)
-            seeds = {r.seed: v for r, v in zip(refs[model], b)}  # b - a paired: the variant's
-            paired = stats.one_sample([seeds[r.seed] - v for r, v in zip(ours[model], a)
-                                       if seeds.get(r.seed) is not None and v is not None])
             result["rows"].append({
                 "model": model, "quantity": name, "key": key, "project": pa, "reference": pb,
                 "difference": diff, "combined_se": combined,
                 "within_2se": None if combined is None else abs(diff) <= 2 * combined,
                 "test": test.as_dict() if test else None, "project_values": a,
-                "reference_values": b, "paired": paired.as_dict() if paired and variant else None,
-                "paired_interval": paired.interval() if paired and variant else None})
+                "reference_values": b})
+            if variant:  # paired by seed: the variant's value minus the study's
+                seeds = {r.seed: v for r, v in zip(refs[model], b)}
+                paired = stats.one_sample([seeds[r.seed] - v for r, v in zip(ours[model], a)
+                                           if seeds.get(r.seed) is not None and v is not None])
+                result["rows"][-1].update(paired=paired and paired.as_dict(),
+                                          paired_interval=paired and paired.interval())
     return result
 
 
@@ -145,7 +148,7 @@ def markdown(result: dict[str, Any], batch_norm: Sequence[dict[str, Any]],
 
 def variant_markdown(result: dict[str, Any]) -> list[str]:
     """The section of a variant comparison (compare(..., variant=True))."""
-    if not result["varies"]:
+    if not result.get("varies"):
         return ["## Variant", "", result["recipe_note"] or "Not compared: no variant runs.", ""]
     (field, (ours, theirs)), = result["varies"].items()
     lines = [f"## Variant: {field} {theirs} beside {ours}", "",
