@@ -155,7 +155,7 @@ def variant_markdown(result: dict[str, Any]) -> list[str]:
              f"The study's runs ({field} {ours}) beside runs of the same recipe but {field} "
              f"{theirs}, network by network. Mean ± standard error over seeds; the difference is "
              "variant minus study, with its combined SE and Welch's t-test; then paired by seed "
-             "(both runs of a pair have one seed: the same initial weights and data order), the "
+             "(a pair's runs share a seed, which sets the initial weights and data order), the "
              "mean paired difference ± SE and its 95% confidence interval (Student's t). A "
              "positive difference is a loss for the variant: a loss beyond the interval's upper "
              "end is excluded at this confidence; a loss is shown when the interval lies above 0.",
