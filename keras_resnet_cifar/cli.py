@@ -244,12 +244,12 @@ _DEPENDENCIES = {"tensorflow": "tensorflow", "keras": "keras", "matplotlib": "ma
 
 
 def flag_message(error: UserError) -> str:
-    """The error's line, with the library argument it names spelled as the flag (--name)."""
+    """The error's line, with each library argument it names spelled as the flag (--name)."""
     text = message_of(error)
-    if error.argument:  # the word that opens the message, or names a value (word=, word.)
-        name = re.escape(error.argument)
+    for argument in (error.argument,) if isinstance(error.argument, str) else error.argument or ():
+        name = re.escape(argument)  # the word that opens the message, or names a value (word=)
         text = re.sub(rf"^{name}(?![\w-])|(?<![\w-]){name}(?=[=.,:;)]|$)",
-                      f"--{error.argument}", text, count=1)
+                      f"--{argument}", text, count=1)
     return text
 
 

@@ -9,9 +9,9 @@ from typing import NoReturn
 
 class UserError(Exception):
     """A mistake in the user's input: bad argument, missing file, corrupt data. `argument`:
-    the library argument at fault, as the message spells it; cli prints it as the flag."""
+    the library argument(s) at fault, as the message spells them; cli prints them as flags."""
 
-    def __init__(self, message: str = "", *, argument: str | None = None):
+    def __init__(self, message: str = "", *, argument: str | tuple[str, ...] | None = None):
         super().__init__(message)
         self.argument = argument
 

@@ -178,9 +178,11 @@ def test_train_refuses_a_busy_run_directory_and_a_wrong_data_dir_before_tensorfl
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model": "resnet20",
                                                    "steps_per_epoch": None}))
-    refused = _run("train", f"--model_dir={other}", "--steps_per_epoch=20", block=block)
+    refused = _run("train", f"--model_dir={other}", "--steps_per_epoch=20",
+                   "--learning_rate=0.2", block=block)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
-    assert "--steps_per_epoch=20 (the run has no cap)" in refused.stderr
+    assert "--steps_per_epoch=20 (the run has no cap)" in refused.stderr  # every difference
+    assert "--learning_rate=0.2 (the run has 0.1)" in refused.stderr  # spelled as a flag
     assert f"delete {other} first" in refused.stderr
 
 

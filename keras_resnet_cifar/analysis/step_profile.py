@@ -35,7 +35,7 @@ def record(model, dataset, *, steps: int, logdir: str | os.PathLike) -> Path:
     before = set(Path(logdir).glob("plugins/profile/*/*.xplane.pb"))
     tf.profiler.experimental.start(os.fspath(logdir))
     try:
-        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
     finally:
         tf.profiler.experimental.stop()
     written = set(Path(logdir).glob("plugins/profile/*/*.xplane.pb")) - before

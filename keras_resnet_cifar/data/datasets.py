@@ -4,6 +4,7 @@ No TensorFlow import: config.py reads DATASETS before TensorFlow loads."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import threading
 import urllib.parse
@@ -63,7 +64,7 @@ def load(dataset: str = "cifar10", data_dir: str | None = None, *, seed: int = 0
             logging.warning("data_dir=%s is not used by the synthetic data set.", data_dir)
         return synthetic(*synthetic_sizes, seed=seed)
     if dataset == "cifar10":
-        return read_local(data_dir) if data_dir else _load_tfds()
+        return read_local(os.path.expanduser(data_dir)) if data_dir else _load_tfds()
     raise UserError(f"Unknown dataset {dataset!r}: expected one of "
                     f"{', '.join(repr(d) for d in DATASETS)}.", argument="dataset")
 

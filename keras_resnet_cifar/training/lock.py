@@ -112,7 +112,7 @@ def plan(workdir: str | os.PathLike, config: Any) -> Plan:
             f"{workdir} holds a run of another recipe: {'; '.join(differences.values())}; "
             f"{held}. To continue it, give the values it was started with (its "
             f"{run_files.CONFIG}); to start over with these values, give another run "
-            f"directory, or delete {workdir} first.", argument=next(iter(differences)))
+            f"directory, or delete {workdir} first.", argument=tuple(differences))
     epochs = int(saved.get("epochs", config.epochs))
     if config.epochs < epochs:
         raise UserError(f"{workdir} holds a run of {epochs} epochs, not epochs="

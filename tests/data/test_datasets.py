@@ -37,6 +37,14 @@ def test_read_local_is_a_cifar10_with_the_standard_class_names(tmp_path):
         datasets.load("cifar10", str(tmp_path))
 
 
+def test_a_local_copy_may_be_named_from_home(tmp_path, monkeypatch):
+    """docs/api.md's load_data("cifar10", "~/data/cifar10"): ~ is the user's home folder."""
+    _write_binary_copy(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(DataError, match=r"data_batch_1\.bin has 61,460 bytes"):  # found
+        datasets.load("cifar10", "~")
+
+
 def _one_line(e: pytest.ExceptionInfo) -> str:
     message = str(e.value)
     assert "\n" not in message and message.endswith("."), message

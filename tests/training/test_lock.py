@@ -50,7 +50,7 @@ def test_changed_recipe_is_refused_with_every_difference(tmp_path, tiny):
     with pytest.raises(UserError) as error:
         lock.plan(tmp_path, changed)
     message = str(error.value)
-    assert error.value.argument == "learning_rate"  # the first field that differs
+    assert error.value.argument == ("learning_rate", "lr_boundaries", "seed")  # each field
     assert "learning_rate=0.05 (the run has 0.1)" in message
     assert "seed=4 (the run has 3)" in message
     assert "lr_boundaries=2 (the run has 1)" in message
