@@ -27,11 +27,16 @@ when it times the project's --mixed_precision=mixed_bfloat16 (mixed_float16).
 """
 import argparse
 import contextlib
+import sys
 import time
 
-import torch
-from torch import nn
-import torch.nn.functional as F
+try:
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+except ImportError:
+    sys.exit("error: the peer needs PyTorch in the Python that runs it (setup: see "
+             "scripts/torch_peer.py's docstring; benchmark --peer names that Python)")
 
 
 # The configurations the benchmark asks for by name (--mode): name -> the flags it sets.

@@ -3,6 +3,7 @@
 No timing assertions: figures depend on the machine and its load.
 """
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -206,3 +207,12 @@ def test_a_peer_that_fails_is_said_before_any_measurement(fake_peer):
         f"error: The peer failed ({sys.executable} {fake_peer} --model resnet8 --batch 2 "
         "--steps 1 --warmup 0 --mode fastest): peer.py: error: argument --mode: invalid "
         "choice: 'fastest'"]
+
+
+def test_the_peer_script_without_torch_says_so_in_one_line():
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed here: the peer runs")
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "torch_peer.py"), "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith("error: the peer needs PyTorch"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
