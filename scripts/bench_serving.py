@@ -21,16 +21,16 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before the protos load TensorFlow
 
+from keras_resnet_cifar import cli
 from keras_resnet_cifar.deploy import grpc_client, rest_client
 
-flags.DEFINE_string("model_path", None, "exports/<name> (or a version folder) to serve.",
-                    required=True)
-flags.DEFINE_integer("calls", 30, "Timed calls per transport per round.")
-flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
+flags.DEFINE_string("model_path", None, "exports/<name> (or a version folder) to serve.")
+flags.DEFINE_integer("calls", 30, "Timed calls per transport per round.", lower_bound=1)
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds.", lower_bound=1)
 flags.DEFINE_list("batch_sizes", ["1", "128"], "Batch sizes to time.")
 flags.DEFINE_boolean("trust_savedmodel", False, "Passed to serve_local.")
 
@@ -86,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, required={"model_path": "the export to serve, exports/<name>"})
