@@ -55,4 +55,6 @@ if [[ ${DRY_RUN:-0} == 1 ]]; then
   exit 0
 fi
 command -v docker >/dev/null || die "docker is not installed (see docs/deployment.md)"
+docker info >/dev/null 2>&1 ||
+  die "docker cannot reach its daemon (is it running, and may this user use it? docker info says why)"
 exec "${cmd[@]}"

@@ -331,6 +331,16 @@ def test_serve_script_mounts_the_model_folder(tmp_path):
     missing = subprocess.run(["bash", script, "other", str(tmp_path / "ex")], env=env,
                              capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr.startswith("error: no ")
+    # A docker client without its daemon: one line, not docker's own message.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "docker").write_text("#!/bin/sh\necho 'Cannot connect' >&2\nexit 1\n")
+    (tmp_path / "bin" / "docker").chmod(0o755)
+    env = {**env, "DRY_RUN": "0", "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    down = subprocess.run(["bash", script, "resnet20", str(tmp_path / "ex")], env=env,
+                          capture_output=True, text=True)
+    assert down.returncode == 1 and down.stderr.strip().splitlines() == [
+        "error: docker cannot reach its daemon (is it running, and may this user use it? "
+        "docker info says why)"], down.stderr
 
 
 class _Lists(http.server.BaseHTTPRequestHandler):
