@@ -89,7 +89,7 @@ def plan_from_flags(flag_values: flags.FlagValues) -> speed.Plan:
                         "--mixed_precision / --jit_compile, not both.")
     steps = flag_values.steps
     if steps > 0:  # before TrainConfig's check, which would suggest a steps_per_epoch
-        check_steps_per_execution(steps, flag_values.steps_per_execution, other="a number of steps")
+        check_steps_per_execution(steps, flag_values.steps_per_execution, other="steps")
     # A timed repeat is one Keras epoch of --steps steps.
     base = train_flags.config_from_flags(flag_values, model=models[0] if models else "resnet20",
                                          steps_per_epoch=steps if steps > 0 else None)

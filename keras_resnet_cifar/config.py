@@ -145,9 +145,9 @@ class TrainConfig:
 
 
 def check_steps_per_execution(steps: int, steps_per_execution: int, *,
-                              other: str = "a steps_per_epoch") -> None:
-    """Refuses a `steps_per_execution` that does not divide an epoch's `steps` (`other`: what else
-    may change): Keras (3.15) runs every execution whole, so an epoch would run into the next one's
+                              other: str = "steps_per_epoch") -> None:
+    """Refuses a `steps_per_execution` that does not divide an epoch's `steps` (`other`: the
+    argument that sets them): Keras (3.15) runs every execution whole, so an epoch would run into the next one's
     batches (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data and rates."""
     if steps % steps_per_execution:
         divisors = [d for d in range(1, min(steps, 1000) + 1) if steps % d == 0]
@@ -156,7 +156,7 @@ def check_steps_per_execution(steps: int, steps_per_execution: int, *,
         raise ConfigError(
             f"steps_per_execution={steps_per_execution} does not divide the {steps} steps of "
             f"an epoch (an execution would run into the next epoch); use a divisor of {steps} "
-            f"({shown}) or {other} that it divides.", argument="steps_per_execution")
+            f"({shown}), or change {other}.", argument=("steps_per_execution", other))
 
 
 def _boundaries(values) -> tuple[int | float, ...]:

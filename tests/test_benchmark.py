@@ -179,7 +179,7 @@ def test_json_prints_only_json_and_model_path_alone_trains_nothing(exported, tmp
     (["--steps=0"], ["steps", "10,000", "got 0"]),
     (["--steps=1"], ["steps", "steps_per_execution", "got 1"]),
     (["--steps=5", "--steps_per_execution=2"], ["--steps_per_execution=2", "the 5 steps",
-                                                "divisor of 5 (1, 5)"]),
+                                                "divisor of 5 (1, 5), or change --steps."]),
     (["--models="], ["models is empty"]),
     ([f"--peer={sys.executable}", f"--peer_script={REPO / 'scripts' / 'torch_peer.py'}",
       "--peer_modes="], ["peer_modes is empty"]),

@@ -130,7 +130,11 @@ def test_a_huge_epoch_that_steps_per_execution_does_not_divide_is_refused_at_onc
     with pytest.raises(UserError, match="1099511627776 steps") as e:
         config_lib.TrainConfig(steps_per_epoch=2**40, steps_per_execution=3, epochs=1,
                                batch_size=1)
-    assert e.value.argument == "steps_per_execution"
+    assert e.value.argument == ("steps_per_execution", "steps_per_epoch")
+    # train spells both as its flags (cli.flag_message)
+    from keras_resnet_cifar.cli import flag_message
+    assert flag_message(e.value).startswith("--steps_per_execution=3 does not divide")
+    assert flag_message(e.value).endswith(", ...), or change --steps_per_epoch.")
 
 
 def test_an_epoch_is_a_pass_over_what_the_held_out_split_leaves():
