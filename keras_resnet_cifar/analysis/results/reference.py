@@ -38,12 +38,13 @@ def compare(project: Sequence[Run], reference: Sequence[Run], variant: bool = Fa
         return result
     if variant:
         result["varies"] = {k: [mine[k], first[k]] for k in varies}
+    expected = {**mine, **{k: first[k] for k in varies}}
     for run in reference:
-        if (theirs := recipe_of(run)) != {**mine, **{k: first[k] for k in varies}}:
+        if (theirs := recipe_of(run)) != expected:
             result["recipe_note"] = (
                 f"Not compared: the {'variant' if variant else 'reference'} run {run.path} was "
                 f"trained with another recipe than the {'variant' if variant else 'study'}'s "
-                f"({recipe_differences(mine, theirs)}), and runs of different recipes are "
+                f"({recipe_differences(expected, theirs)}), and runs of different recipes are "
                 "never pooled or compared.")
             return result
     ours, refs = by_model(project), by_model(reference)
