@@ -219,9 +219,6 @@ def run(main: Callable[[list[str]], object], *, takes_files: bool = False,
         except BaseException as error:  # noqa: B036 (signals, whatever they became)
             if (stopped := signals.stopped_by(error)) is None:
                 raise
-        # TensorFlow's resource deleters can fail in the interpreter's shutdown after a stop
-        # (1 in 8: "ImportError: sys.meta_path is None"): noise once the work ended; unprinted.
-        sys.unraisablehook = lambda u: sys.is_finalizing() or sys.__unraisablehook__(u)
         if stopped == "SIGTERM":
             exit_with("terminated (SIGTERM)", 143)
         print("stopped (Ctrl-C)", file=sys.stderr)  # asked for: said plainly, not as an error

@@ -118,6 +118,32 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 argument="learning_rate")
 
 
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard, SIGINT/SIGTERM deferred while it writes. TensorFlow's summary
+    context flushes before it restores the default writer: a stop inside that flush left the
+    writer set, deleted in the interpreter's shutdown ("ImportError: sys.meta_path is None")."""
+
+    def __init__(self, stop: signals.StopSignals, **kwargs):
+        super().__init__(**kwargs)
+        self.stop = stop
+
+    def set_model(self, model):
+        with self.stop.deferred():
+            super().set_model(model)
+
+    def on_train_batch_end(self, batch, logs=None):  # the first one writes the graph
+        with self.stop.deferred():
+            super().on_train_batch_end(batch, logs)
+
+    def on_test_end(self, logs=None):
+        with self.stop.deferred():
+            super().on_test_end(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.stop.deferred():
+            super().on_epoch_end(epoch, logs)
+
+
 class RunWriter(keras.callbacks.Callback):
     """Writes at every epoch's end, SIGINT/SIGTERM deferred: the resume state (the truth),
     history, then (chief only) last.keras and, on a better val_accuracy, best.keras/json."""

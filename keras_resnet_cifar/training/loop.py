@@ -167,7 +167,7 @@ class _Session:
         config = self.config
         images_per_epoch = (self.steps * config.batch_size if config.steps_per_epoch
                             else len(self.train.labels))
-        board = [keras.callbacks.TensorBoard(profile_batch=0, log_dir=str(
+        board = [callbacks_lib.TensorBoard(self.writer.stop, profile_batch=0, log_dir=str(
             run_files.path(self.workdir, run_files.TENSORBOARD)))] if self.chief else []
         # The progress line before the writer: it clears its line first.
         return [StepSchedule(config), callbacks_lib.EpochTimer(images_per_epoch),

@@ -73,3 +73,34 @@ def test_the_epoch_line_says_what_its_seconds_and_rate_count():
         "27.1 s: training 12.9 s at 389 img/s, evaluation 14.2 s"
     assert callbacks.epoch_timing(row, {"train_time_s": 27.1}) == \
         "27.1 s training at 389 img/s"
+
+
+
+def test_a_stop_inside_a_tensorboard_write_waits_for_the_write_to_end(monkeypatch, tmp_path):
+    """TF's summary context flushes, then restores the default writer: a stop raised inside
+    the flush left the writer set, to be deleted in the interpreter's shutdown (1 stop in
+    5-8 printed "ImportError: sys.meta_path is None"). The stop now waits for the hook."""
+    import os
+    import signal
+
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.ops import summary_ops_v2
+
+    from keras_resnet_cifar import signals
+
+    writer, ended = tf.summary.create_file_writer(str(tmp_path)), []
+    writer.flush = lambda: os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the flush
+
+    def write(self, *args):  # a hook that writes a summary, as Keras' do
+        with writer.as_default():
+            ended.append(True)
+
+    for hook, args in (("set_model", (None,)), ("on_train_batch_end", (0, {})),
+                       ("on_test_end", ({},)), ("on_epoch_end", (0, {}))):
+        monkeypatch.setattr(keras.callbacks.TensorBoard, hook, write)
+        with signals.StopSignals() as stop:
+            board = callbacks.TensorBoard(stop, log_dir=str(tmp_path))
+            with pytest.raises(signals.Interrupted):
+                getattr(board, hook)(*args)
+        assert ended.pop() and summary_ops_v2._summary_state.writer is None, hook
