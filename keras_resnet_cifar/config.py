@@ -147,8 +147,9 @@ class TrainConfig:
 def check_steps_per_execution(steps: int, steps_per_execution: int, *,
                               other: str = "steps_per_epoch") -> None:
     """Refuses a `steps_per_execution` that does not divide an epoch's `steps` (`other`: the
-    argument that sets them): Keras (3.15) runs every execution whole, so an epoch would run into the next one's
-    batches (measured: 9 and 7 steps for epochs of 8 at 3), shifting all later data and rates."""
+    argument that sets them): Keras (3.15) runs every execution whole, so an epoch would run
+    into the next one's batches (measured: 9 and 7 steps for epochs of 8 at 3), shifting all
+    later data and rates."""
     if steps % steps_per_execution:
         divisors = [d for d in range(1, min(steps, 1000) + 1) if steps % d == 0]
         shown = ", ".join(map(str, divisors[:8])) + (", ..." if len(divisors) > 8

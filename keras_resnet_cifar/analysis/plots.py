@@ -163,7 +163,7 @@ def depth_sweep(plain: Mapping[str, History], residual: Mapping[str, History], *
     residual right; training error thin and dashed, `eval_set` error bold; a colour per depth;
     `marks` dotted (lr drops). A panel without runs says so."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True, sharex=xlim is not None)
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, runs, name in ((axes[0], plain, "plain networks"),
                            (axes[1], residual, "residual networks")):
         for x in marks:

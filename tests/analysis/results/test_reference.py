@@ -109,6 +109,7 @@ def test_a_variant_that_differs_in_two_fields_or_none_is_not_compared(tmp_path):
         assert result["recipe_note"] in "\n".join(reference.variant_markdown(result))
     mixed = _variant(tmp_path / "mixed", [0.4, 0.4], mixed_precision="mixed_bfloat16")
     config = json.loads((mixed[1] / "config.json").read_text())
-    (mixed[1] / "config.json").write_text(json.dumps({**config, "mixed_precision": "mixed_float16"}))
+    config["mixed_precision"] = "mixed_float16"
+    (mixed[1] / "config.json").write_text(json.dumps(config))
     result = reference.compare(study, [runs.load_run(d) for d in mixed], variant=True)
     assert "(mixed_precision mixed_bfloat16 vs mixed_float16)" in result["recipe_note"]
