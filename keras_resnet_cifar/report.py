@@ -5,15 +5,19 @@ r"""Run directories in, report.md, tables and figures out.
         --reference_runs=docs/study/reference --out=docs/study
     python -m keras_resnet_cifar.report runs/resnet20-seed0 runs/plain20-seed0 \
         runs/resnet56-seed0 runs/plain56-seed0 --out=report --mode=full_recipe
+    python -m keras_resnet_cifar.report ~/table1/runs/*-seed0 --copy_runs --out=docs/table1
 
 --reference_runs' glob patterns are expanded here (no shell expands a pattern after "=").
 A run directory needs only its small files: a committed copy without models reports as
-well as the original.
+well as the original. --copy_runs makes that copy (<out>/runs/<run name>/, as the study
+publishes its runs) and reports from it, so the report folder can be committed with what
+it was built from, also while the runs are still training elsewhere.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from absl import flags, logging
 
@@ -36,6 +40,9 @@ def define_flags() -> None:
     flags.DEFINE_list("variant_runs", [], "Runs whose recipe differs from the study runs' in one "
                       "field (e.g. --mixed_precision=mixed_bfloat16), set beside them network by "
                       "network and paired by seed; given as --reference_runs is.")
+    flags.DEFINE_bool("copy_runs", False, "Copy each run's small files (config, history, "
+                      "metrics, evaluation; never models or checkpoints) into <out>/runs/<run "
+                      "name>/ and report from the copies.")
 
 
 def main(argv):
@@ -47,12 +54,31 @@ def main(argv):
     fileio.check_can_make_dir(FLAGS.out, what=f"--out {FLAGS.out}")
     references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []
     variants = runs.expand_run_paths(FLAGS.variant_runs) if FLAGS.variant_runs else []
+    dirs = _copies(argv[1:], FLAGS.out) if FLAGS.copy_runs else argv[1:]
     path = build.write_report(
-        argv[1:], FLAGS.out, reference_dirs=references, variant_dirs=variants,
+        dirs, FLAGS.out, reference_dirs=references, variant_dirs=variants,
         accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels), mode=FLAGS.mode,
         command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
                                            *sys.argv[1:]]))
     logging.info("wrote %s", path)
+
+
+def _copies(dirs: list[str], out: str) -> list[Path]:
+    """Each run's small files copied into <out>/runs/<its name>/ (names must differ), once
+    every run has been read and checked: a bad one refuses the copy of all."""
+    from keras_resnet_cifar.analysis import depth_study
+    from keras_resnet_cifar.analysis.results import runs
+
+    for workdir in dirs:
+        runs.load_run(workdir)
+
+    names = [Path(d).resolve().name for d in dirs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"--copy_runs copies each run to <out>/runs/<its folder name>, and "
+                        f"{', '.join(twice)} names more than one of the runs given: rename one.")
+    fileio.make_dir(out)
+    return depth_study.publish_runs([Path(d) for d in dirs], out)
 
 
 if __name__ == "__main__":

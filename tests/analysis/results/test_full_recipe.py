@@ -2,8 +2,13 @@
 progress, beside the published figures (issue 23)."""
 
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
+
+from keras_resnet_cifar import run_files
 
 from keras_resnet_cifar.analysis.results import build, full_recipe, runs, stats
 from keras_resnet_cifar.errors import UserError
@@ -87,3 +92,41 @@ def test_curves_span_the_schedule_in_figure_6s_error_range_with_the_lr_drops(tmp
                       if line.get_linestyle() == ":") == [80, 120]
     assert [t.get_text() for t in plain.texts] == ["no run yet"] and not residual.texts
     assert len(residual.lines) == 4  # two drops, resnet20's training and test error
+
+
+def _report(*args):
+    return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.report", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_copy_runs_reports_from_copies_that_rebuild_the_same_report(tmp_path):
+    run = full_recipe_run(tmp_path / "elsewhere", "resnet20", 40, 0.85)
+    (run / "model.keras").write_bytes(b"not small")
+    out = tmp_path / "docs"
+    done = _report(run, "--copy_runs", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    copy = out / "runs" / run.name
+    assert sorted(p.name for p in copy.iterdir()) == sorted(
+        p.name for p in run.iterdir() if p.name in run_files.SMALL_FILES)
+    first = (out / "report.md").read_text()
+    assert "| resnet20 | 0 | 40 of 200 |" in first
+    # the committed folder rebuilds itself, with the training machine's folders gone
+    shutil.rmtree(tmp_path / "elsewhere")
+    done = _report(copy, "--copy_runs", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    def sections(text):  # but the one giving the commands, with their paths
+        return [s for s in text.split("\n## ") if not s.startswith("Commands")]
+    assert sections((out / "report.md").read_text()) == sections(first)
+
+
+def test_copy_runs_refuses_before_copying_anything(tmp_path):
+    good = full_recipe_run(tmp_path / "a", "resnet20", 40, 0.85)
+    twin = full_recipe_run(tmp_path / "b", "resnet20", 12, 0.70)
+    out = tmp_path / "docs"
+    done = _report(good, twin, "--copy_runs", f"--out={out}")
+    assert done.returncode != 0 and "resnet20-seed0 names more than one" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    (tmp_path / "c").mkdir()
+    done = _report(good, tmp_path / "c", "--copy_runs", f"--out={out}")
+    assert done.returncode != 0 and "is not a run directory" in done.stderr
+    assert not (out / "runs").exists()
