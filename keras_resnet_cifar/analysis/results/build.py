@@ -36,8 +36,8 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
     """The tables, findings, figures and report.md of the runs. `accuracy_levels` None: chosen
     from the runs; `mode` "auto": full_recipe when the runs are such runs, else "study";
     `variant_dirs`: runs that differ from the study's recipe in one field, set beside them.
-    UserError: no runs, a directory that is not a run, runs of different recipes, or a
-    reference run among the study's."""
+    UserError: no runs, a directory that is not a run, runs of different recipes, a
+    reference run among the study's, or reference, variant runs or levels in full_recipe."""
     if not run_dirs:
         raise UserError("No run directories given.")
     loaded = [runs.load_run(d) for d in run_dirs]
@@ -53,6 +53,12 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
         raise UserError(f"Unknown report mode {mode!r}: one of {', '.join(MODES)}.",
                         argument="mode")
     if mode == "full_recipe" or (mode == "auto" and full_recipe.is_full_recipe(loaded)):
+        unused = [name for name, given in (("reference_runs", refs), ("variant_runs", variants),
+                                           ("accuracy_levels", accuracy_levels)) if given]
+        if unused:  # never dropped in silence
+            raise UserError(f"The full-recipe report (Table 1 beside the published figures) "
+                            f"takes no {', '.join(unused)}: those belong to the study's "
+                            "report (--mode=study).", argument=tuple(unused))
         return _full_recipe(loaded, command)
     levels = runs.levels_for(loaded, accuracy_levels)
     summaries = [runs.run_summary(r, levels.levels, levels.source) for r in loaded]

@@ -130,3 +130,16 @@ def test_copy_runs_refuses_before_copying_anything(tmp_path):
     done = _report(good, tmp_path / "c", "--copy_runs", f"--out={out}")
     assert done.returncode != 0 and "is not a run directory" in done.stderr
     assert not (out / "runs").exists()
+
+
+def test_full_recipe_refuses_what_it_would_ignore(finished, tmp_path):
+    with pytest.raises(UserError, match="takes no reference_runs, variant_runs:") as e:
+        build.report(finished, reference_dirs=finished[:1], variant_dirs=finished[:1])
+    assert e.value.argument == ("reference_runs", "variant_runs")
+    with pytest.raises(UserError, match="takes no accuracy_levels:"):
+        build.report(finished, accuracy_levels=[0.5], mode="full_recipe")
+    done = _report(*finished, f"--reference_runs={finished[0]}", f"--out={tmp_path / 'out'}")
+    assert done.returncode != 0 and not (tmp_path / "out").exists()
+    assert done.stderr.strip().splitlines() == [
+        "error: The full-recipe report (Table 1 beside the published figures) takes no "
+        "--reference_runs: those belong to the study's report (--mode=study)."]
