@@ -17,6 +17,7 @@ FIGURE_6_ONLY = ("plain20", "plain32", "plain44", "plain56")
 NUMERIC = ("final_test_accuracy", "best_test_accuracy", "final_train_error",
            "last_segment_train_error")
 NOT_RECORDED = "not recorded"
+PENDING = "when finished"  # a run in progress writes its provenance (metrics.json) at the end
 
 
 def table1(summaries: Sequence[dict[str, Any]], levels: Sequence[float]) -> list[dict[str, Any]]:
@@ -189,20 +190,22 @@ def data_path(run: Run) -> str:
     if given:
         return str(given)
     used = run.config.get("data_dir")
-    return f"{used} (config.json; as given: {NOT_RECORDED})" if used else NOT_RECORDED
+    given = NOT_RECORDED if run.metrics is not None else PENDING
+    return f"{used} (config.json; as given: {given})" if used else NOT_RECORDED
 
 
 def provenance_row(run: Run) -> dict[str, Any]:
     m = run.metrics or {}
     loads = [r["load_average"] for r in run.history if r.get("load_average") is not None]
+    text = _text if run.metrics is not None else lambda value: PENDING
     return {
         "trainer": run.trainer, "model": run.model, "seed": run.seed,
         "epochs_done": len(run.history),
-        **{k: _text(m.get(k)) for k in ("cpu", "cpu_cores", "gpus")},  # absent: NOT_RECORDED
+        **{k: text(m.get(k)) for k in ("cpu", "cpu_cores", "gpus")},  # absent: NOT_RECORDED
         "load_average": (f"{min(loads):.1f}-{max(loads):.1f} (mean {sum(loads) / len(loads):.1f})"
                          if loads else f"{m['load_average_1min_at_end']:.1f} at the end"
                          if m.get("load_average_1min_at_end") is not None else NOT_RECORDED),
-        **{k: _text(m.get(k)) for k in ("tensorflow", "keras", "python", "git_commit")},
+        **{k: text(m.get(k)) for k in ("tensorflow", "keras", "python", "git_commit")},
         "data_path": data_path(run),
         "finished_at": _text(m.get("finished_at")) if m else "in progress (no metrics.json)"}
 
@@ -210,8 +213,10 @@ def provenance_row(run: Run) -> dict[str, Any]:
 def machines(runs: Sequence[Run]) -> str:
     """"AMD EPYC (8 runs), Intel(R) Xeon(R) Processor (4 runs), 2 cores each" from every run,
     not from the first."""
-    cpus = Counter(_text((r.metrics or {}).get("cpu")) for r in runs)
-    cores = sorted({_text((r.metrics or {}).get("cpu_cores")) for r in runs})
+    cpus = Counter(_text(r.metrics.get("cpu")) if r.metrics is not None else PENDING
+                   for r in runs)
+    cores = sorted({_text(r.metrics.get("cpu_cores")) if r.metrics is not None else PENDING
+                    for r in runs})
     gpus = sorted({_text((r.metrics or {}).get("gpus")) for r in runs if r.metrics})
     return (", ".join(f"{cpu} ({n} run{'s' if n > 1 else ''})" for cpu, n in cpus.most_common())
             + f"; cores: {', '.join(cores)}; GPUs: {', '.join(gpus) or NOT_RECORDED}")

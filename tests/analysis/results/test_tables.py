@@ -80,11 +80,13 @@ def test_each_run_says_its_own_machine_and_what_it_did_not_record(tmp_path):
     assert (first["cpu"], first["git_commit"], first["data_path"]) == \
         ("AMD EPYC", "abc123", "~/data/cifar10")
     assert first["load_average"] == "2.5-2.5 (mean 2.5)"
-    # In progress: no metrics.json, so only the history's load is known.
-    assert second["cpu"] == tables.NOT_RECORDED and second["finished_at"].startswith("in progress")
-    assert second["data_path"] == "/data/cifar10 (config.json; as given: not recorded)"
-    assert tables.machines(loaded) == ("AMD EPYC (1 run), not recorded (1 run); cores: 2, "
-                                      "not recorded; GPUs: none")
+    # In progress: no metrics.json yet, so only the history's load is known, and the rest
+    # is said to come at the end (not "not recorded", which is for runs that never will).
+    assert second["cpu"] == second["tensorflow"] == tables.PENDING == "when finished"
+    assert second["finished_at"].startswith("in progress")
+    assert second["data_path"] == "/data/cifar10 (config.json; as given: when finished)"
+    assert tables.machines(loaded) == ("AMD EPYC (1 run), when finished (1 run); cores: 2, "
+                                      "when finished; GPUs: none")
     metrics = json.loads((done / "metrics.json").read_text())
     del metrics["git_commit"]
     (done / "metrics.json").write_text(json.dumps(metrics))
