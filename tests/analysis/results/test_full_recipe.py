@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,19 @@ def test_full_recipe_refuses_what_it_would_ignore(finished, tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: The full-recipe report (Table 1 beside the published figures) takes no "
         "--reference_runs: those belong to the study's report (--mode=study)."]
+
+
+TABLE1 = Path(__file__).resolve().parents[3] / "docs" / "table1"
+
+
+@pytest.mark.skipif(not (TABLE1 / "runs").is_dir(), reason="docs/table1 has no runs yet")
+def test_the_committed_table1_report_is_what_its_committed_runs_give():
+    """docs/table1 is the report machinery's output over docs/table1/runs, never edited by
+    hand: rebuilt from those files, every table, the findings and the text are the same."""
+    made = build.report(sorted((TABLE1 / "runs").glob("*-seed0")), command="report")
+    for name in ("table1.csv", "status.csv", "provenance.csv", "findings.json"):
+        assert made.texts[name] == (TABLE1 / name).read_text(), name
+
+    def sections(text):  # but the one giving the commands, with their paths
+        return [s for s in text.split("\n## ") if not s.startswith("Commands")]
+    assert sections(made.texts["report.md"]) == sections((TABLE1 / "report.md").read_text())
