@@ -85,12 +85,14 @@ def table1_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     for run in ordered(runs):
         model = run.model
         ours, origin = accuracy_so_far(run)
+        finished = status(run)["finished"]
         row = {"model": model, "seed": run.seed, "epochs_done": len(run.history),
-               "test_accuracy": ours, "from": origin}
+               "test_accuracy": ours, "from": origin, "finished": finished}
         for name, (_, table) in zip(("reproduction", "he_et_al", "reference"), PUBLISHED):
             row[name] = table.get(model)
+            # A run in progress is not compared with end-of-schedule figures.
             row[f"{name}_difference"] = (ours - table[model]) if (
-                ours is not None and model in table) else None
+                finished and ours is not None and model in table) else None
         rows.append(row)
     return rows
 
@@ -103,12 +105,15 @@ def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return markdown_table(head, [
         [r["model"], str(r["epochs_done"]), f"{pct(r['test_accuracy'])} ({r['from']})"]
         + [cell for name, none in missing.items()
-           for cell in (pct(r[name]) if r[name] else none, _diff(r["test_accuracy"], r[name]))]
+           for cell in (pct(r[name]) if r[name] else none,
+                        _diff(r["test_accuracy"], r[name]) if r["finished"] else
+                        "in progress" if r[name] else "")]
         for r in rows])
 
 
 def between_nets(rows: Sequence[dict[str, Any]]) -> list[str]:
-    acc = {r["model"]: r["test_accuracy"] for r in rows if r["test_accuracy"] is not None}
+    acc = {r["model"]: r["test_accuracy"] for r in rows
+           if r["finished"] and r["test_accuracy"] is not None}
     paper = findings.REPRODUCTION
     pairs = (("resnet20", "plain20", "ResNet-20 above plain-20"),
              ("resnet56", "plain56", "ResNet-56 above plain-56"),
@@ -181,7 +186,7 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
               f"also given in units of the known run-to-run spread: {SEED_SD_SOURCE}.", "",
               table1_markdown(rows), "",
               "## The paper's comparisons, beside the spread between runs", ""]
-    lines += between_nets(rows) or ["- (needs at least two of the four networks)"]
+    lines += between_nets(rows) or ["- (needs at least two of the four networks, finished)"]
     undecided = [f for f in found
                  if f["verdict"] in (stats.ONE_SEED, stats.NOT_TESTABLE, stats.DESCRIBED)]
     lines += ["", "With one seed per network no verdict rests on seed statistics. Claims "

@@ -64,6 +64,14 @@ def test_partial_runs_say_where_they_stand(tmp_path):
     assert "| resnet20 | 0 | 40 of 200 | 85.00 (per-epoch evaluation after epoch 40) | 555 " \
            "| 1.00 | 4.0 |" in text
     assert "| plain20 | 0 | 12 of 200 |" in text
+    # not set against end-of-schedule figures, nor against each other, while in progress
+    assert "| resnet20 | 40 | 85.00 (per-epoch evaluation after epoch 40) | 91.95 | in " \
+           "progress | 91.25 | in progress | 91.73 | in progress |" in text
+    assert "| plain20 | 12 | 70.00 (per-epoch evaluation after epoch 12) | 90.84 | in " \
+           "progress | - (figures only) |  | - |  |" in text
+    assert "- (needs at least two of the four networks, finished)" in text
+    assert "ResNet-20 above plain-20" not in text
+    assert ",0.9195,,0.9125,,0.9173,\n" in (out / "table1.csv").read_text()
     # unfinished: end-of-schedule claims cannot be tested at this budget
     found = json.loads((out / "findings.json").read_text())
     at20 = next(f for f in found if f["claim"].startswith("At depth 20, the residual net is "
