@@ -21,7 +21,7 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from keras_resnet_cifar import cli, fileio
+from keras_resnet_cifar import cli, fileio, run_files
 from keras_resnet_cifar.errors import UserError
 
 
@@ -52,33 +52,36 @@ def main(argv):
     from keras_resnet_cifar.analysis.results import build, markdown, runs
 
     fileio.check_can_make_dir(FLAGS.out, what=f"--out {FLAGS.out}")
-    references = runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs else []
-    variants = runs.expand_run_paths(FLAGS.variant_runs) if FLAGS.variant_runs else []
-    dirs = _copies(argv[1:], FLAGS.out) if FLAGS.copy_runs else argv[1:]
-    path = build.write_report(
-        dirs, FLAGS.out, reference_dirs=references, variant_dirs=variants,
-        accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels), mode=FLAGS.mode,
+    options = dict(
+        reference_dirs=runs.expand_run_paths(FLAGS.reference_runs) if FLAGS.reference_runs
+        else [], variant_dirs=runs.expand_run_paths(FLAGS.variant_runs) if FLAGS.variant_runs
+        else [], accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels), mode=FLAGS.mode,
         command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
                                            *sys.argv[1:]]))
+    dirs = argv[1:]
+    if FLAGS.copy_runs:
+        build.report(dirs, **options)  # every refusal comes before anything is copied
+        dirs = _copies(dirs, FLAGS.out)
+    path = build.write_report(dirs, FLAGS.out, **options)
     logging.info("wrote %s", path)
 
 
 def _copies(dirs: list[str], out: str) -> list[Path]:
-    """Each run's small files copied into <out>/runs/<its name>/ (names must differ), once
-    every run has been read and checked: a bad one refuses the copy of all."""
-    from keras_resnet_cifar.analysis import depth_study
-    from keras_resnet_cifar.analysis.results import runs
-
-    for workdir in dirs:
-        runs.load_run(workdir)
-
-    names = [Path(d).resolve().name for d in dirs]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UserError(f"--copy_runs copies each run to <out>/runs/<its folder name>, and "
-                        f"{', '.join(twice)} names more than one of the runs given: rename one.")
-    fileio.make_dir(out)
-    return depth_study.publish_runs([Path(d) for d in dirs], out)
+    """Each run's small files copied into <out>/runs/<its folder's name>/ (the name of the
+    folder itself, links and "." resolved), which must differ from run to run."""
+    sources = [Path(d).resolve() for d in dirs]
+    for source in sources:
+        if sources.count(source) > 1:
+            raise UserError(f"{source} is given twice: give each run once.")
+    names = [source.name for source in sources]
+    for source, name in zip(sources, names):
+        if names.count(name) > 1:
+            raise UserError(f"--copy_runs copies each run to <out>/runs/<its folder name>, and "
+                            f"{name} names more than one of the runs given: rename one.")
+    copies = [fileio.make_dir(Path(out) / "runs" / name) for name in names]
+    for source, copy in zip(sources, copies):
+        run_files.copy_small_files(source, copy)
+    return copies
 
 
 if __name__ == "__main__":

@@ -122,16 +122,25 @@ read_best = functools.partial(_read_object, name=BEST_JSON)
 
 
 def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Makes `dest`'s small files those of `workdir`: copies each one it has and removes
+    from `dest` each one it has not (a copy of a run in progress loses a metrics.json of an
+    earlier, finished run of the same name). Returns the files written."""
     written = []
+    if Path(workdir).resolve() == Path(dest).resolve():
+        return written
     for name in SMALL_FILES:
-        source = path(workdir, name)
-        if os.path.lexists(source) and Path(workdir).resolve() != Path(dest).resolve():
-            # Never through a link (a system file would land in a folder meant for
-            # committing), never from a FIFO or device, never more than a small file.
-            with fileio.open_regular(source, max_bytes=fileio.MAX_JSON_BYTES) as f, \
-                    fileio.atomic_path(path(dest, name)) as tmp, open(tmp, "wb") as out:
-                shutil.copyfileobj(f, out)
-            written.append(path(dest, name))
+        source, copy = path(workdir, name), path(dest, name)
+        if not os.path.lexists(source):
+            if os.path.lexists(copy):
+                fileio.check_not_link(copy)  # a file, not a folder or a link, is removed
+                os.unlink(copy)
+            continue
+        # Never through a link (a system file would land in a folder meant for
+        # committing), never from a FIFO or device, never more than a small file.
+        with fileio.open_regular(source, max_bytes=fileio.MAX_JSON_BYTES) as f, \
+                fileio.atomic_path(copy) as tmp, open(tmp, "wb") as out:
+            shutil.copyfileobj(f, out)
+        written.append(copy)
     return written
 
 

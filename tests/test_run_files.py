@@ -48,3 +48,21 @@ def test_small_files_are_never_copied_through_a_link(tmp_path):
     assert not (dest / run_files.PER_CLASS).exists()
     (run / run_files.PER_CLASS).unlink()
     assert run_files.copy_small_files(run, dest) == [dest / run_files.CONFIG]
+
+
+def test_a_copy_keeps_no_small_file_its_run_no_longer_has(tmp_path):
+    """A run restarted under the same name: its copy loses the old run's metrics.json."""
+    run, dest = tmp_path / "run", tmp_path / "report"
+    run.mkdir()
+    for name in (run_files.CONFIG, run_files.HISTORY_JSON, run_files.METRICS):
+        (run / name).write_text("{}")
+    run_files.copy_small_files(run, dest)
+    assert (dest / run_files.METRICS).exists()
+    (run / run_files.METRICS).unlink()
+    assert run_files.copy_small_files(run, dest) == [dest / run_files.CONFIG,
+                                                     dest / run_files.HISTORY_JSON]
+    assert sorted(p.name for p in dest.iterdir()) == [run_files.CONFIG, run_files.HISTORY_JSON]
+    (run / run_files.METRICS).mkdir()  # not a file: refused, never followed or removed
+    (dest / run_files.EVALUATION).mkdir()
+    with pytest.raises(UserError):
+        run_files.copy_small_files(run, dest)

@@ -50,7 +50,7 @@ def accuracy_so_far(run: Run) -> tuple[float | None, str]:
     """(test accuracy, where from): the final one when the run finished, else the last
     per-epoch evaluation."""
     accuracy, images, origin = run.final_test
-    if len(run.history) >= run.config.get("epochs", 0) and accuracy is not None:
+    if finished(run) and accuracy is not None:
         return accuracy, f"final, {images:,} images" if images else "final"
     last = next((r for r in reversed(run.history) if r.get("val_accuracy") is not None), None)
     if last is None:
@@ -70,7 +70,13 @@ def status(run: Run) -> dict[str, Any]:
             "images_per_sec": statistics.median(rates) if rates else None,
             "train_time_h": sum(times) / 3600 if times else None,
             "remaining_h": (left * statistics.median(times) / 3600 if times else None)
-            if left else 0.0, "finished": not left}
+            if left else 0.0, "finished": finished(run)}
+
+
+def finished(run: Run) -> bool:
+    """All its epochs done and metrics.json written (the trainer's last act): one rule for
+    every table of the report (provenance says "when finished" until then)."""
+    return run.metrics is not None and len(run.history) >= run.config.get("epochs", FULL_EPOCHS)
 
 
 def _diff(ours: float | None, theirs: float | None) -> str:
@@ -85,14 +91,14 @@ def table1_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     for run in ordered(runs):
         model = run.model
         ours, origin = accuracy_so_far(run)
-        finished = status(run)["finished"]
+        done = finished(run)
         row = {"model": model, "seed": run.seed, "epochs_done": len(run.history),
-               "test_accuracy": ours, "from": origin, "finished": finished}
+               "test_accuracy": ours, "from": origin, "finished": done}
         for name, (_, table) in zip(("reproduction", "he_et_al", "reference"), PUBLISHED):
             row[name] = table.get(model)
             # A run in progress is not compared with end-of-schedule figures.
             row[f"{name}_difference"] = (ours - table[model]) if (
-                finished and ours is not None and model in table) else None
+                done and ours is not None and model in table) else None
         rows.append(row)
     return rows
 
@@ -174,7 +180,7 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
            command: str | None = None) -> str:
     """report.md of the full-recipe runs."""
     rows = table1_rows(runs)
-    done = all(r["epochs_done"] >= FULL_EPOCHS for r in rows)
+    done = all(r["finished"] for r in rows)
     lines = ["# Table 1 at the full recipe: this project's runs", ""]
     if not done:
         lines += [f"> **In progress.** Not every run has completed the recipe's {FULL_EPOCHS} "

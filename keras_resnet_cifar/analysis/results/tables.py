@@ -190,8 +190,8 @@ def data_path(run: Run) -> str:
     if given:
         return str(given)
     used = run.config.get("data_dir")
-    given = NOT_RECORDED if run.metrics is not None else PENDING
-    return f"{used} (config.json; as given: {given})" if used else NOT_RECORDED
+    unknown = NOT_RECORDED if run.metrics is not None else PENDING
+    return f"{used} (config.json; as given: {unknown})" if used else NOT_RECORDED
 
 
 def provenance_row(run: Run) -> dict[str, Any]:

@@ -103,9 +103,9 @@ def test_curves_span_the_schedule_in_figure_6s_error_range_with_the_lr_drops(tmp
     assert len(residual.lines) == 4  # two drops, resnet20's training and test error
 
 
-def _report(*args):
+def _report(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "keras_resnet_cifar.report", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def test_copy_runs_reports_from_copies_that_rebuild_the_same_report(tmp_path):
@@ -128,17 +128,54 @@ def test_copy_runs_reports_from_copies_that_rebuild_the_same_report(tmp_path):
     assert sections((out / "report.md").read_text()) == sections(first)
 
 
+def test_copy_runs_names_each_copy_by_its_folder_resolved(tmp_path):
+    run = full_recipe_run(tmp_path / "a", "resnet20", 40, 0.85)
+    (tmp_path / "latest").symlink_to(run)
+    out = tmp_path / "docs"
+    done = _report(".", "--copy_runs", f"--out={out}", cwd=run)
+    assert done.returncode == 0, done.stderr
+    done = _report(tmp_path / "latest", "--copy_runs", f"--out={out}")
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (out / "runs").iterdir()] == ["resnet20-seed0"]
+    assert not (out / "config.json").exists() and not (out / "runs" / "config.json").exists()
+
+
 def test_copy_runs_refuses_before_copying_anything(tmp_path):
     good = full_recipe_run(tmp_path / "a", "resnet20", 40, 0.85)
     twin = full_recipe_run(tmp_path / "b", "resnet20", 12, 0.70)
     out = tmp_path / "docs"
-    done = _report(good, twin, "--copy_runs", f"--out={out}")
-    assert done.returncode != 0 and "resnet20-seed0 names more than one" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
     (tmp_path / "c").mkdir()
-    done = _report(good, tmp_path / "c", "--copy_runs", f"--out={out}")
-    assert done.returncode != 0 and "is not a run directory" in done.stderr
-    assert not (out / "runs").exists()
+    (tmp_path / "l1").mkdir()
+    (tmp_path / "l2").mkdir()
+    (tmp_path / "l1" / "latest").symlink_to(good)
+    (tmp_path / "l2" / "latest").symlink_to(twin)
+    for args, said in [((good, twin), "resnet20-seed0 names more than one of the runs"),
+                       ((good, f"{good}/"), f"{good} is given twice"),
+                       ((good, tmp_path / "c"), "is not a run directory"),
+                       # refused by the report itself, which used to come after the copy
+                       ((good, "--accuracy_levels=0.5"), "takes no --accuracy_levels"),
+                       ((good, "--accuracy_levels=abc"), "abc")]:
+        done = _report(*args, "--copy_runs", f"--out={out}")
+        assert done.returncode != 0 and said in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert not (out / "runs").exists()
+    # links are resolved: two links named alike are two runs of one name (plain20 is not
+    # silently dropped for resnet20)
+    done = _report(tmp_path / "l1" / "latest", tmp_path / "l2" / "latest", "--copy_runs",
+                   f"--out={out}")
+    assert done.returncode != 0 and "resnet20-seed0 names more than one" in done.stderr
+
+
+def test_a_run_is_finished_once_its_metrics_are_written(tmp_path):
+    """200 epochs in history.json but no metrics.json (stopped before its last act): still in
+    progress in every table, as the provenance's "when finished" says."""
+    run = full_recipe_run(tmp_path, "resnet20", 200, 0.917)
+    out = tmp_path / "out"
+    build.write_report([run], out)
+    text = (out / "report.md").read_text()
+    assert "**In progress.**" in text
+    assert "| resnet20 | 200 | 91.70 (per-epoch evaluation after epoch 200) | 91.95 | in " \
+           "progress |" in text
 
 
 def test_full_recipe_refuses_what_it_would_ignore(finished, tmp_path):
