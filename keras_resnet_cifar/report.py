@@ -17,7 +17,6 @@ it was built from, also while the runs are still training elsewhere.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from absl import flags, logging
 
@@ -61,27 +60,9 @@ def main(argv):
     dirs = argv[1:]
     if FLAGS.copy_runs:
         build.report(dirs, **options)  # every refusal comes before anything is copied
-        dirs = _copies(dirs, FLAGS.out)
+        dirs = run_files.publish_runs(dirs, FLAGS.out)
     path = build.write_report(dirs, FLAGS.out, **options)
     logging.info("wrote %s", path)
-
-
-def _copies(dirs: list[str], out: str) -> list[Path]:
-    """Each run's small files copied into <out>/runs/<its folder's name>/ (the name of the
-    folder itself, links and "." resolved), which must differ from run to run."""
-    sources = [Path(d).resolve() for d in dirs]
-    for source in sources:
-        if sources.count(source) > 1:
-            raise UserError(f"{source} is given twice: give each run once.")
-    names = [source.name for source in sources]
-    for source, name in zip(sources, names):
-        if names.count(name) > 1:
-            raise UserError(f"--copy_runs copies each run to <out>/runs/<its folder name>, and "
-                            f"{name} names more than one of the runs given: rename one.")
-    copies = [fileio.make_dir(Path(out) / "runs" / name) for name in names]
-    for source, copy in zip(sources, copies):
-        run_files.copy_small_files(source, copy)
-    return copies
 
 
 if __name__ == "__main__":

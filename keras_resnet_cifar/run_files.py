@@ -144,6 +144,26 @@ def copy_small_files(workdir: str | os.PathLike, dest: str | os.PathLike) -> lis
     return written
 
 
+def publish_runs(dirs: Sequence[str | os.PathLike], report_dir: str | os.PathLike) -> list[Path]:
+    """Copies each run's small files into `<report_dir>/runs/<its folder's name>/` (the folder
+    itself, links and "." resolved), names that must differ from run to run; returns the
+    copies. Every name is checked before anything is copied."""
+    sources = [Path(d).resolve() for d in dirs]
+    for source in sources:
+        if sources.count(source) > 1:
+            raise UserError(f"{source} is given twice: give each run once.")
+    names = [source.name for source in sources]
+    for name in names:
+        if names.count(name) > 1:
+            raise UserError(f"Each run is copied to {Path(report_dir) / 'runs'}/<its folder "
+                            f"name>, and {name} names more than one of the runs given: rename "
+                            "one.")
+    copies = [fileio.make_dir(Path(report_dir) / "runs" / name) for name in names]
+    for source, copy in zip(sources, copies):
+        copy_small_files(source, copy)
+    return copies
+
+
 def read_extensions(workdir: str | os.PathLike) -> list[dict[str, Any]]:
     entries = fileio.read_json(path(workdir, EXTENSIONS)) or []
     if not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):

@@ -127,14 +127,6 @@ def evaluate_all(dirs: Sequence[Path], base: TrainConfig, batch_size: int = 256,
                      result["accuracy"], plural(result["images"], "image"))
 
 
-def publish_runs(dirs: Sequence[Path], report_dir: str | os.PathLike) -> list[Path]:
-    """Copies each run's small files into `<report_dir>/runs/<run name>/`; returns the copies."""
-    copies = [Path(report_dir) / "runs" / Path(workdir).name for workdir in dirs]
-    for workdir, copy in zip(dirs, copies):
-        run_files.copy_small_files(workdir, copy)
-    return copies
-
-
 def run_study(spec: StudySpec, out: str | os.PathLike, *,
               report_dir: str | os.PathLike | None = None,
               reference_dirs: Sequence[str | os.PathLike] = (),
@@ -152,7 +144,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *,
     from keras_resnet_cifar.analysis.results import build  # matplotlib
 
     fileio.make_dir(report_dir)
-    publish_runs(dirs, report_dir)
+    run_files.publish_runs(dirs, report_dir)
     written = build.write_report(report_runs(dirs, report_dir), report_dir, command=command,
                                   reference_dirs=reference_dirs, accuracy_levels=accuracy_levels)
     return StudyResult(run_dirs=dirs, report=written)

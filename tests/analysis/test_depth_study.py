@@ -26,7 +26,7 @@ def test_one_run_per_model_and_seed_in_its_own_folder():
 
 def test_publishing_copies_the_small_files_and_never_the_model(tmp_path):
     run = _run(tmp_path / "runs" / "plain20-seed0", "plain20")
-    copies = depth_study.publish_runs([run], tmp_path / "report")
+    copies = run_files.publish_runs([run], tmp_path / "report")
     assert copies == [tmp_path / "report" / "runs" / "plain20-seed0"]
     assert run_files.read_config(copies[0])["model"] == "plain20"
     assert not run_files.path(copies[0], run_files.MODEL).exists()
@@ -35,7 +35,7 @@ def test_publishing_copies_the_small_files_and_never_the_model(tmp_path):
 def test_the_report_covers_runs_published_by_earlier_calls(tmp_path):
     report = tmp_path / "report"
     assert depth_study.report_runs([tmp_path / "a"], report) == [tmp_path / "a"]
-    earlier = depth_study.publish_runs([_run(tmp_path / "resnet20-seed0", "resnet20")], report)
+    earlier = run_files.publish_runs([_run(tmp_path / "resnet20-seed0", "resnet20")], report)
     (report / "runs" / "not-a-run").mkdir()
     now = _run(tmp_path / "resnet20-seed1", "resnet20", seed=1)
     assert depth_study.report_runs([now], report) == [now, *earlier]
