@@ -10,8 +10,8 @@ r"""Run directories in, report.md, tables and figures out.
 --reference_runs' glob patterns are expanded here (no shell expands a pattern after "=").
 A run directory needs only its small files: a committed copy without models reports as
 well as the original. --copy_runs makes that copy (<out>/runs/<run name>/, as the study
-publishes its runs) and reports from it, so the report folder can be committed with what
-it was built from, also while the runs are still training elsewhere.
+publishes its runs) beside the report, so the report folder can be committed with what it
+was built from, also while the runs are still training elsewhere.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def define_flags() -> None:
                       "network and paired by seed; given as --reference_runs is.")
     flags.DEFINE_bool("copy_runs", False, "Copy each run's small files (config, history, "
                       "metrics, evaluation; never models or checkpoints) into <out>/runs/<run "
-                      "name>/ and report from the copies.")
+                      "name>/, beside the report, which they rebuild.")
 
 
 def main(argv):
@@ -57,12 +57,10 @@ def main(argv):
         else [], accuracy_levels=runs.parse_levels(FLAGS.accuracy_levels), mode=FLAGS.mode,
         command=markdown.portable_command(["python", "-m", "keras_resnet_cifar.report",
                                            *sys.argv[1:]]))
-    dirs = argv[1:]
-    if FLAGS.copy_runs:
-        build.report(dirs, **options)  # every refusal comes before anything is copied
-        dirs = run_files.publish_runs(dirs, FLAGS.out)
-    path = build.write_report(dirs, FLAGS.out, **options)
-    logging.info("wrote %s", path)
+    made = build.report(argv[1:], **options)  # every refusal comes before anything is copied
+    if FLAGS.copy_runs:  # the copies give the same report: they hold all a report reads
+        run_files.publish_runs(argv[1:], FLAGS.out)
+    logging.info("wrote %s", build.write(made, FLAGS.out))
 
 
 if __name__ == "__main__":
