@@ -95,7 +95,8 @@ def report(run_dirs: Sequence[str | os.PathLike], *,
 
 
 def _full_recipe(loaded: Sequence[runs.Run], command: str | None) -> Report:
-    found = findings.derive(loaded)
+    # The paper's claims are about the end of the schedule: only finished runs count.
+    found = findings.derive([r for r in loaded if full_recipe.finished(r)])
     figs = full_recipe.figures(loaded)
     texts = {
         "report.md": full_recipe.render(loaded, found, list(figs), command),

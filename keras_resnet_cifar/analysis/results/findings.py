@@ -503,7 +503,8 @@ def budget(runs: Sequence[Run]) -> str:
 def adjust(found: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[str, Any]]:
     """The findings with Holm-Bonferroni over every decided claim the budget can test, each
     verdict following its adjusted p and naming the budget; end-of-schedule claims from
-    runs that did not complete it are "not testable at this budget", outside the family."""
+    runs that did not complete it are "not testable at this budget", outside the family
+    (a claim without the runs it needs stays "not measured": no budget is at fault)."""
     full = full_schedule(runs)
     at = budget(runs)
     out = [dict(f) for f in found]
@@ -514,7 +515,7 @@ def adjust(found: Sequence[dict[str, Any]], runs: Sequence[Run]) -> list[dict[st
             f.setdefault(key, default)
         f.update(verdict_unadjusted=f["verdict"],
                  p_raw=f["decision"]["p"] if f["decision"] else None, p_adjusted=None, budget=at)
-        if f["end_of_schedule"] and not full:
+        if f["end_of_schedule"] and not full and f["verdict"] != stats.NOT_MEASURED:
             f["verdict"] = stats.NOT_TESTABLE
         elif f["decision"] is not None and f["verdict"] in stats.TESTED:
             family.append(f)

@@ -1,10 +1,11 @@
 """Table 1 at the full recipe: one seed of each network after the paper's 200 epochs (or
 as far as it has got), beside the published figures. With one seed no verdict rests on
-seed statistics: each difference is stated in units of the only published run-to-run
-spread (SEED_SD)."""
+seed statistics: each difference is stated in units of the spread of a difference of two
+runs (DIFF_SD), from the only published run-to-run spread (SEED_SD)."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any, Sequence
 
@@ -28,6 +29,11 @@ SEED_SD_SOURCE = (
     "He et al. (2016), Table 6: ResNet-110 trained 5 times, test error \"best (mean±std)\" 6.43 "
     "(6.61±0.16)%: a standard deviation of 0.16 points between runs at the full recipe (the only "
     "run-to-run spread either paper gives; nothing is published for these four nets)")
+# Two independent runs differ by sqrt(2) times one run's spread: the unit of every difference
+# of this report (ours against a published run, or two of ours).
+DIFF_SD = math.sqrt(2) * SEED_SD
+DIFF_SD_TEXT = (f"the spread of a difference between two runs, sqrt(2) x 0.16 = "
+                f"{100 * DIFF_SD:.2f} points")
 TABLE1_MODELS = ("plain20", "resnet20", "plain56", "resnet56")
 
 
@@ -83,7 +89,7 @@ def _diff(ours: float | None, theirs: float | None) -> str:
     if ours is None or theirs is None:
         return ""
     d = 100 * (ours - theirs)
-    return f"{d:+.2f} ({d / (100 * SEED_SD):+.1f} sd)"
+    return f"{d:+.2f} ({d / (100 * DIFF_SD):+.1f} sd)"
 
 
 def table1_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
@@ -130,8 +136,8 @@ def between_nets(rows: Sequence[dict[str, Any]]) -> list[str]:
         claim += f" (Shinde's Table 1: {100 * (paper[a] - paper[b]):+.2f} points)"
         if a in acc and b in acc:
             d = 100 * (acc[a] - acc[b])
-            out.append(f"- {claim}: here {d:+.2f} points, {abs(d) / (100 * SEED_SD):.1f} times "
-                       "the run-to-run sd of 0.16 points; one seed each, so not decided "
+            out.append(f"- {claim}: here {d:+.2f} points, {abs(d) / (100 * DIFF_SD):.1f} times "
+                       f"{DIFF_SD_TEXT}; one seed each, so not decided "
                        "from seed statistics" + (" (runs unfinished: the figure is not the "
                        "end-of-schedule one)" if any(r["epochs_done"] < FULL_EPOCHS
                                                     for r in rows if r["model"] in (a, b))
@@ -180,24 +186,28 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
            command: str | None = None) -> str:
     """report.md of the full-recipe runs."""
     rows = table1_rows(runs)
-    done = all(r["finished"] for r in rows)
+    going = [f"{r['model']} (epoch {r['epochs_done']} of {FULL_EPOCHS})"
+             for r in rows if not r["finished"]]
     lines = ["# Table 1 at the full recipe: this project's runs", ""]
-    if not done:
-        lines += [f"> **In progress.** Not every run has completed the recipe's {FULL_EPOCHS} "
-                  "epochs: the figures below are as far as each run got, not the end-of-schedule "
-                  "figures, and the published ones are not yet comparable.", ""]
+    if going:
+        its, it, them = ("Its", "it", "it") if len(going) == 1 else ("Their", "they", "them")
+        lines += [f"> **In progress.** Not finished: {', '.join(going)}. {its} figures below "
+                  f"are as far as {it} got, not end-of-schedule figures: they are compared with "
+                  f"nothing, and no claim below counts {them}.", ""]
     lines += ["## Where the runs stand", "", status_markdown(runs), "", "## Table 1", "",
               "Test accuracy (%) of this project's runs (one seed each) beside the published "
               "figures: " + "; ".join(name for name, _ in PUBLISHED) + ". Each difference is "
-              f"also given in units of the known run-to-run spread: {SEED_SD_SOURCE}.", "",
+              f"also given in sd units: {DIFF_SD_TEXT} (a published figure that is a mean of "
+              f"several runs would spread less), from the known run-to-run spread: "
+              f"{SEED_SD_SOURCE}.", "",
               table1_markdown(rows), "",
               "## The paper's comparisons, beside the spread between runs", ""]
     lines += between_nets(rows) or ["- (needs at least two of the four networks, finished)"]
-    undecided = [f for f in found
-                 if f["verdict"] in (stats.ONE_SEED, stats.NOT_TESTABLE, stats.DESCRIBED)]
-    lines += ["", "With one seed per network no verdict rests on seed statistics. Claims "
-              "one seed cannot decide (or, for unfinished runs, that this budget cannot "
-              "test), with what was measured:", ""]
+    undecided = [f for f in found if f["verdict"] in (
+        stats.ONE_SEED, stats.NOT_TESTABLE, stats.DESCRIBED, stats.NOT_MEASURED)]
+    lines += ["", "With one seed per network no verdict rests on seed statistics. The "
+              "claims, judged on finished runs only, with what was measured, or which "
+              "finished runs they still need:", ""]
     lines += [f"- {f['claim']} [{f['source']}, {f.get('section', 'section not recorded')}]: "
               f"{f['verdict']}; {measured(f)}." for f in undecided] or ["- none"]
     lines += ["", "Every finding, with the rules of the study report, is in "

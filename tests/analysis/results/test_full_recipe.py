@@ -32,15 +32,15 @@ def test_auto_mode_picks_full_recipe_and_sets_ours_beside_the_published(finished
     assert text.startswith("# Table 1 at the full recipe")
     assert "In progress" not in text
     # ours, Shinde's, He et al.'s and the reference's figures, with each difference in
-    # units of He et al.'s run-to-run sd (0.16 points).
-    assert "| resnet20 | 200 | 91.70 (final, 10,000 images) | 91.95 | -0.25 (-1.6 sd) | 91.25 | " \
-           "+0.45 (+2.8 sd) | 91.73 | -0.03 (-0.2 sd) |" in text
-    assert "| plain56 | 200 | 87.00 (final, 10,000 images) | 86.71 | +0.29 (+1.8 sd) | " \
+    # units of the sd of a difference of two runs: sqrt(2) x He et al.'s 0.16 points.
+    assert "| resnet20 | 200 | 91.70 (final, 10,000 images) | 91.95 | -0.25 (-1.1 sd) | 91.25 | " \
+           "+0.45 (+2.0 sd) | 91.73 | -0.03 (-0.1 sd) |" in text
+    assert "| plain56 | 200 | 87.00 (final, 10,000 images) | 86.71 | +0.29 (+1.3 sd) | " \
            "- (figures only) |  | - |  |" in text
-    assert "6.43 (6.61±0.16)" in text
+    assert "6.43 (6.61±0.16)" in text and "sqrt(2) x 0.16 = 0.23 points" in text
     # the paper's comparisons between nets, beside the sd, never decided from one seed
     assert "ResNet-56 above ResNet-20 (Shinde's Table 1: +1.30 points): here +1.60 points, " \
-           "10.0 times the run-to-run sd" in text
+           "7.1 times the spread of a difference between two runs" in text
     # per class and provenance per run (not the first run's CPU for all)
     assert "| airplane | 90.00 | 95.00 | 90.00 | 90.00 |" in text
     assert "AMD EPYC" in text and "Test CPU" in text and "~/data/cifar10" in text
@@ -72,12 +72,30 @@ def test_partial_runs_say_where_they_stand(tmp_path):
     assert "- (needs at least two of the four networks, finished)" in text
     assert "ResNet-20 above plain-20" not in text
     assert ",0.9195,,0.9125,,0.9173,\n" in (out / "table1.csv").read_text()
-    # unfinished: end-of-schedule claims cannot be tested at this budget
+    # no claim counts an unfinished run: each says which finished runs it still needs
+    assert "Not finished: plain20 (epoch 12 of 200), resnet20 (epoch 40 of 200)." in text
     found = json.loads((out / "findings.json").read_text())
-    at20 = next(f for f in found if f["claim"].startswith("At depth 20, the residual net is "
-                                                          "more accurate"))
-    assert at20["verdict"] == stats.NOT_TESTABLE
+    assert found and all(f["verdict"] == stats.NOT_MEASURED for f in found)
+    assert "- (b) ResNet-56 is above ResNet-20: lower test error [Shinde (2025), Table 1]: " \
+           "not measured; needs resnet20 and resnet56 runs." in text
     assert "in progress (no metrics.json)" in text and "not recorded" in text
+
+
+def test_a_finished_run_is_never_set_against_one_in_progress(tmp_path):
+    """ResNet-20 done, plain-20 at epoch 3: its early figure enters no claim."""
+    dirs = [full_recipe_run(tmp_path, "resnet20", 200, 0.9170, finished=True),
+            full_recipe_run(tmp_path, "plain20", 3, 0.50)]
+    out = tmp_path / "out"
+    build.write_report(dirs, out)
+    text = (out / "report.md").read_text()
+    assert "Not finished: plain20 (epoch 3 of 200)." in text
+    assert "| resnet20 | 200 | 91.70 (final, 10,000 images) | 91.95 | -0.25" in text
+    assert "ResNet-20 above plain-20" not in text and "plain20 (one seed)" not in text
+    assert "not testable at this budget" not in text  # the budget is the paper's
+    found = json.loads((out / "findings.json").read_text())
+    assert all(f["verdict"] == stats.NOT_MEASURED for f in found), found
+    assert "better across all classes [Shinde (2025), section not recorded]: not measured; " \
+           "needs evaluated plain20 and resnet20 runs" in text
 
 
 def test_study_mode_is_kept_for_short_recipes_and_modes_are_checked(finished, tmp_path):
