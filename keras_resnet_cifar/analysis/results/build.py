@@ -101,8 +101,10 @@ def _full_recipe(loaded: Sequence[runs.Run], command: str | None) -> Report:
     texts = {
         "report.md": full_recipe.render(loaded, found, list(figs), command),
         "table1.csv": tables.to_csv(full_recipe.table1_rows(loaded)),
-        "status.csv": tables.to_csv([full_recipe.status(r) for r in loaded]),
-        "provenance.csv": tables.to_csv([tables.provenance_row(r) for r in loaded]),
+        "status.csv": tables.to_csv([full_recipe.status(r)
+                                     for r in full_recipe.ordered(loaded)]),
+        "provenance.csv": tables.to_csv([tables.provenance_row(r)
+                                         for r in full_recipe.ordered(loaded)]),
         "findings.json": json.dumps(found, indent=2) + "\n"}
     return Report(texts=texts, figures=figs, levels=(), findings=found)
 

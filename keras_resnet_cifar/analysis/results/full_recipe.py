@@ -151,8 +151,19 @@ def per_class_markdown(runs: Sequence[Run]) -> str | None:
         return None
     classes = [c["class"] for c in evaluated[0].evaluation["per_class"]]
     table = {r.model: findings.class_accuracies(r) for r in evaluated}
-    return markdown_table(["class", *table],
+    text = markdown_table(["class", *table],
                           [[c, *(pct(table[m].get(c)) for m in table)] for c in classes])
+    unevaluated = [r.model for r in ordered(runs) if finished(r) and r.model not in table]
+    if unevaluated:  # full_recipe.sh runs `evaluate` after training; it may have failed
+        text = text.rstrip("\n") + (
+            f"\n\nNot here: {', '.join(unevaluated)}, finished but not evaluated (no "
+            "evaluation.json: run `python -m keras_resnet_cifar.evaluate` on it).\n")
+    return text
+
+
+def not_started(runs: Sequence[Run]) -> list[str]:
+    """Table 1's networks that have no run yet."""
+    return [m for m in TABLE1_MODELS if m not in by_model(runs)]
 
 
 def status_markdown(runs: Sequence[Run]) -> str:
@@ -194,7 +205,11 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
         lines += [f"> **In progress.** Not finished: {', '.join(going)}. {its} figures below "
                   f"are as far as {it} got, not end-of-schedule figures: they are compared with "
                   f"nothing, and no claim below counts {them}.", ""]
-    lines += ["## Where the runs stand", "", status_markdown(runs), "", "## Table 1", "",
+    waiting = not_started(runs)
+    lines += ["## Where the runs stand", "", status_markdown(runs), ""]
+    if waiting:
+        lines += [f"Not started: {', '.join(waiting)}.", ""]
+    lines += ["## Table 1", "",
               "Test accuracy (%) of this project's runs (one seed each) beside the published "
               "figures: " + "; ".join(name for name, _ in PUBLISHED) + ". Each difference is "
               f"also given in sd units: {DIFF_SD_TEXT} (a published figure that is a mean of "

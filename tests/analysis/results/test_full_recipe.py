@@ -89,6 +89,7 @@ def test_a_finished_run_is_never_set_against_one_in_progress(tmp_path):
     build.write_report(dirs, out)
     text = (out / "report.md").read_text()
     assert "Not finished: plain20 (epoch 3 of 200)." in text
+    assert "Not started: plain56, resnet56." in text
     assert "| resnet20 | 200 | 91.70 (final, 10,000 images) | 91.95 | -0.25" in text
     assert "ResNet-20 above plain-20" not in text and "plain20 (one seed)" not in text
     assert "not testable at this budget" not in text  # the budget is the paper's
@@ -96,6 +97,16 @@ def test_a_finished_run_is_never_set_against_one_in_progress(tmp_path):
     assert all(f["verdict"] == stats.NOT_MEASURED for f in found), found
     assert "better across all classes [Shinde (2025), section not recorded]: not measured; " \
            "needs evaluated plain20 and resnet20 runs" in text
+
+
+def test_a_finished_run_without_evaluation_is_named_not_dropped(finished, tmp_path):
+    (finished[0] / "evaluation.json").unlink()  # plain20's `evaluate` failed
+    text = build.report(finished).texts["report.md"]
+    assert "| class | resnet20 | plain56 | resnet56 |" in text
+    assert "Not here: plain20, finished but not evaluated (no evaluation.json" in text
+    assert "- At depth 20, the residual net is better across all classes [Shinde (2025), " \
+           "section not recorded]: not measured; needs evaluated plain20 and resnet20 runs" in text
+    assert "Not started" not in text
 
 
 def test_study_mode_is_kept_for_short_recipes_and_modes_are_checked(finished, tmp_path):
