@@ -199,7 +199,9 @@ def _growth(runs: Sequence[Run], *nets: list[Run]) -> list[dict]:
     verdict = stats.verdict(test, +1) if seeds else stats.NOT_MEASURED
     m20, m56 = (stats.mean_std(x) for x in (adv20, adv56))
     text = (f"advantage at 20 layers {100 * m20[0]:+.2f} points, at 56 layers "
-            f"{100 * m56[0]:+.2f} points (means over seeds {', '.join(map(str, seeds))}); "
+            f"{100 * m56[0]:+.2f} points ("
+            + (f"means over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1
+               else f"seed {seeds[0]}") + "); "
             "growth per seed (plain56 - resnet56) - (plain20 - resnet20), paired by seed: "
             + ", ".join(f"{100 * g:+.2f}" for g in growth) + "; "
             + (test.describe() if test else "no test with one seed") + " (one-sample "
@@ -254,7 +256,7 @@ def amplification_finding(adv20: Sequence[float], adv56: Sequence[float]) -> dic
     a20, a56 = float(np.mean(adv20)), float(np.mean(adv56))
     ratio = a56 / a20 if a20 > 0 else None
     text = (f"advantage (plain minus residual test error) {100 * a20:+.2f} points at 20 layers, "
-            f"{100 * a56:+.2f} at 56 (means over seeds); "
+            f"{100 * a56:+.2f} at 56 ({'means over seeds' if len(adv20) > 1 else 'one seed'}); "
             + (f"ratio {ratio:.1f} (the paper: {PAPER_ADVANTAGE[56] / PAPER_ADVANTAGE[20]:.1f})"
                if ratio is not None else "no ratio: the residual net has no advantage at 20 "
                "layers here, so a factor of amplification is undefined")

@@ -43,6 +43,7 @@ def test_auto_mode_picks_full_recipe_and_sets_ours_beside_the_published(finished
            "7.1 times the spread of a difference between two runs" in text
     # per class and provenance per run (not the first run's CPU for all)
     assert "| airplane | 90.00 | 95.00 | 90.00 | 90.00 |" in text
+    assert "(seed 0)" in text and "at 56 (one seed)" in text and "means over" not in text
     assert "AMD EPYC" in text and "Test CPU" in text and "~/data/cifar10" in text
     assert (out / "figures" / "table1_curves.png").exists()
     found = json.loads((out / "findings.json").read_text())
