@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,33 +17,7 @@ from keras_resnet_cifar.data import cifar_files
 REPO = Path(__file__).resolve().parents[1]
 NETS = ("resnet8", "plain8")  # in the script's order, as Table 1's resnet20, plain20
 
-# Imported by every Python the script starts (PYTHONPATH): when KRC_TEST_CUT=model:epoch:step
-# is set, that model's training is cut by Ctrl-C after that step (0-based) of that epoch,
-# as a user's Ctrl-C or a session's end would cut it.
-SITECUSTOMIZE = textwrap.dedent("""
-    import os
-    if os.environ.get("KRC_TEST_CUT"):
-        import keras
-        from keras_resnet_cifar.training import loop
-
-        model, stop_epoch, stop_step = os.environ["KRC_TEST_CUT"].split(":")
-        real = loop.train_and_evaluate
-
-        class CtrlC(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.epoch = epoch
-
-            def on_train_batch_end(self, batch, logs=None):
-                if (self.epoch, batch) == (int(stop_epoch), int(stop_step)):
-                    raise KeyboardInterrupt
-
-        def cut(config, workdir, callbacks=(), **kwargs):
-            if config.model == model:
-                callbacks = [*callbacks, CtrlC()]
-            return real(config, workdir, callbacks=callbacks, **kwargs)
-
-        loop.train_and_evaluate = cut
-""")
+CTRL_C_HOOK = REPO / "tests" / "fixtures" / "ctrl_c"  # KRC_TEST_CUT=model:epoch:step
 
 
 def _blank_cifar(root: Path) -> Path:
@@ -78,12 +51,9 @@ def test_full_recipe_script_stops_at_a_cut_net_resumes_it_and_skips_finished_one
         (home / "flags" / f"{net}.cfg").write_text(
             f"--model={net}\n--epochs=2\n--batch_size=25\n--steps_per_epoch=4\n"
             "--eval_steps=2\n--lr_boundaries=1\n")
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     data, out = _blank_cifar(tmp_path / "data"), tmp_path / "runs"
     env = {**os.environ, "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])}
+           "PYTHONPATH": os.pathsep.join([str(CTRL_C_HOOK), str(REPO)])}
     command = [str(home / "scripts" / "full_recipe.sh"), str(out), str(data), *NETS]
 
     # resnet8 is cut after step 2 of its second epoch.

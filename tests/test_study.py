@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -197,33 +196,8 @@ def test_wrapper_script_says_what_python_it_needs(tmp_path):
     assert "PYTHON=" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-# Runs the study command as `python -m keras_resnet_cifar.study` would, except that the
-# given model's training is cut by Ctrl-C after a given step of a given epoch.
-INTERRUPTING_DRIVER = textwrap.dedent("""
-    import runpy, sys
-    import keras
-    from keras_resnet_cifar.training import loop
-
-    model, stop_epoch, stop_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    real = loop.train_and_evaluate
-
-    class CtrlC(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            if (self.epoch, batch) == (stop_epoch, stop_batch):
-                raise KeyboardInterrupt
-
-    def cut(config, workdir, callbacks=(), **kwargs):
-        if config.model == model:
-            callbacks = [*callbacks, CtrlC()]
-        return real(config, workdir, callbacks=callbacks, **kwargs)
-
-    loop.train_and_evaluate = cut
-    sys.argv = ["keras_resnet_cifar.study", *sys.argv[4:]]
-    runpy.run_module("keras_resnet_cifar.study", run_name="__main__")
-""")
+# Its folder on PYTHONPATH cuts a run by Ctrl-C where KRC_TEST_CUT says (model:epoch:step).
+CTRL_C_HOOK = REPO / "tests" / "fixtures" / "ctrl_c"
 
 
 @pytest.mark.slow
@@ -236,8 +210,10 @@ def test_smoke_study_is_interrupted_resumed_and_reported(tmp_path):
     steps = math.ceil(spec.base.synthetic_train_size / spec.base.batch_size)
     # resnet8 is cut after the 6th of 8 steps of its second epoch: past two curve points
     # and the mid-run layer statistics of that epoch, which must be taken again.
-    cut = subprocess.run([sys.executable, "-c", INTERRUPTING_DRIVER, "resnet8", "1", "5",
-                          *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+    cut = subprocess.run([sys.executable, "-m", "keras_resnet_cifar.study", *args],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={**env, "PYTHONPATH": os.pathsep.join([str(CTRL_C_HOOK), str(REPO)]),
+                              "KRC_TEST_CUT": "resnet8:1:5"})
     assert cut.returncode == 130 and cut.stderr.strip().splitlines()[-1] == "stopped (Ctrl-C)"
     plain, residual = tmp_path / "runs" / "plain8-seed0", tmp_path / "runs" / "resnet8-seed0"
     assert run_files.read_metrics(plain) and not run_files.read_metrics(residual)
