@@ -110,6 +110,18 @@ def test_a_finished_run_without_evaluation_is_named_not_dropped(finished, tmp_pa
     assert "Not started" not in text
 
 
+def test_full_recipe_mode_forced_on_a_short_recipe_says_so(tmp_path):
+    dirs = [full_recipe_run(tmp_path, m, 2, a, finished=True)
+            for m, a in (("resnet20", 0.30), ("plain20", 0.25))]
+    for run in dirs:  # a 2-epoch recipe, finished
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "epochs": 2}))
+    text = build.report(dirs, mode="full_recipe").texts["report.md"]
+    assert "ResNet-20 above plain-20 (Shinde's Table 1: +1.11 points): here +5.00 points" in text
+    assert "(runs of a recipe shorter than 200 epochs: not the end-of-schedule figure)." in text
+    assert "unfinished" not in text
+
+
 def test_study_mode_is_kept_for_short_recipes_and_modes_are_checked(finished, tmp_path):
     run = runs.load_run(finished[0])
     assert full_recipe.is_full_recipe([run])
