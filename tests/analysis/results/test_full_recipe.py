@@ -50,6 +50,10 @@ def test_auto_mode_picks_full_recipe_and_sets_ours_beside_the_published(finished
     assert found and all(not f["verdict"].startswith(("supported", "contradicted"))
                          for f in found)
     assert any(f["verdict"] == stats.ONE_SEED for f in found)
+    # (a) rests on training and test error: both are shown, not the first only
+    assert "not decided (one seed); training error over the last epoch: plain56 10.00% (one " \
+           "seed) vs plain20 10.00% (one seed); final test error: plain56 13.00% (one seed) " \
+           "vs plain20 9.20% (one seed)." in text
     rows = (out / "table1.csv").read_text()
     assert rows.splitlines()[0].startswith("model,seed,epochs_done,test_accuracy")
 
