@@ -237,6 +237,8 @@ def render(runs: Sequence[Run], found: Sequence[dict[str, Any]], figure_stems: S
         lines += [f"![{stem}](figures/{stem}.png)", "",
                   "*Error against epochs: plain networks left, residual right, dashed training "
                   "error (over each epoch's augmented batches), bold test error (whole test set "
-                  f"after every epoch); as far as each run has got.* ([SVG](figures/{stem}.svg))",
+                  "after every epoch); as far as each run has got. The error axis is He et "
+                  "al.'s, 0-20%: errors above 20% (the first epochs) run off its top; "
+                  f"history.json has every epoch's figures.* ([SVG](figures/{stem}.svg))",
                   ""]
     return "\n".join(lines)

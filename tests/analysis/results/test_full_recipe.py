@@ -46,6 +46,7 @@ def test_auto_mode_picks_full_recipe_and_sets_ours_beside_the_published(finished
     assert "(seed 0)" in text and "at 56 (one seed)" in text and "means over" not in text
     assert "AMD EPYC" in text and "Test CPU" in text and "~/data/cifar10" in text
     assert (out / "figures" / "table1_curves.png").exists()
+    assert "He et al.'s, 0-20%: errors above 20% (the first epochs) run off its top" in text
     found = json.loads((out / "findings.json").read_text())
     assert found and all(not f["verdict"].startswith(("supported", "contradicted"))
                          for f in found)
