@@ -252,3 +252,40 @@ def test_the_committed_table1_report_is_what_its_committed_runs_give():
     def sections(text):  # but the one giving the commands, with their paths
         return [s for s in text.split("\n## ") if not s.startswith("Commands")]
     assert sections(made.texts["report.md"]) == sections((TABLE1 / "report.md").read_text())
+
+
+def _restart_table():
+    """docs/table1/README.md's table of the restart against the first attempt."""
+    rows = [line.strip("|").split("|") for line in
+            (TABLE1 / "README.md").read_text().splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    return [tuple(cell.strip() for cell in row) for row in rows]
+
+
+@pytest.mark.skipif(not (TABLE1 / "runs").is_dir(), reason="docs/table1 has no runs yet")
+def test_the_restart_table_is_what_the_committed_history_and_commits_hold():
+    """Every figure of the table comes from its source: the restart's from its committed
+    history.json; the first attempt's from the commit named (when this clone has it) or,
+    for its progress notes' two-decimal figures, equal to the restart's as rounded."""
+    history = json.loads((TABLE1 / "runs" / "resnet20-seed0" / "history.json").read_text())
+    epochs = {r["epoch"]: r for r in history["epochs"]}
+    table = _restart_table()
+    assert len(table) >= 11
+    full = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], capture_output=True,
+                          text=True, cwd=TABLE1)
+    has_history = full.returncode == 0 and full.stdout.strip() == "false"
+    for epoch, lr, first, source, restart in table:
+        record = epochs[int(epoch)]
+        assert float(lr) == pytest.approx(record["learning_rate"]), epoch
+        if restart.endswith("%"):
+            assert restart == f"{100 * record['val_accuracy']:.2f}%", epoch
+        else:
+            assert restart == repr(record["val_accuracy"]), epoch
+        assert first == restart, epoch  # the table's claim: equal, to the last bit shown
+        if source == "progress note" or not has_history:  # not a clone with its history
+            continue
+        shown = subprocess.run(["git", "show", f"{source}:docs/table1/status.csv"],
+                               capture_output=True, text=True, cwd=TABLE1)
+        assert shown.returncode == 0, (epoch, source, shown.stderr)
+        row = dict(zip(*(line.split(",") for line in shown.stdout.splitlines()[:2])))
+        assert (row["epochs_done"], row["test_accuracy"]) == (epoch, first), epoch
