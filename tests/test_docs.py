@@ -57,3 +57,17 @@ def test_one_figure_for_the_suite_time_and_one_name_per_variable():
     assert {"KRC_REFERENCE", "KRC_CIFAR10"} <= set(re.findall(r"KRC_[A-Z0-9]+", marker))
     exports = (REPO / "exports" / "README.md").read_text()
     assert "empty file" not in exports and "id of the process" in exports
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    """A link to a file or folder of the repo (docs moved or renamed) points at one that is there."""
+    tracked = subprocess.run(["git", "ls-files", "*.md"], capture_output=True, text=True,
+                             cwd=REPO)
+    pages = ([REPO / p for p in tracked.stdout.split()] if tracked.returncode == 0
+             else [p for p in REPO.rglob("*.md") if ".venv" not in p.parts])
+    assert len(pages) > 10
+    broken = [f"{page.relative_to(REPO)}: {target}" for page in pages
+              for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+              if not target.startswith(("http://", "https://", "mailto:"))
+              and not (page.parent / target).exists()]
+    assert not broken, broken
