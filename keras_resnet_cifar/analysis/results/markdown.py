@@ -63,14 +63,18 @@ def portable(path: str | os.PathLike) -> str:
 
 
 def portable_command(argv: Sequence[str]) -> str:
-    """A shell command line with every absolute path in it made portable."""
+    """A shell command line with every absolute path in it made portable; a leading ~/
+    stays outside the quotes, so that the shell expands it when the line is run."""
     def fix(arg: str) -> str:
         name, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
         if os.path.isabs(value):
             value = portable(value)
-        return f"{name}{eq}{value}"
+        if value.startswith("~/"):
+            return shlex.quote(f"{name}{eq}") + "~/" + shlex.quote(value[2:]) if name \
+                else "~/" + shlex.quote(value[2:])
+        return shlex.quote(f"{name}{eq}{value}")
 
-    return shlex.join([fix(a) for a in argv])
+    return " ".join(fix(a) for a in argv)
 
 
 def train_command(run: Run) -> str:

@@ -1,6 +1,8 @@
 """markdown: report.md's sections and the commands it prints."""
 
 import json
+import subprocess
+from pathlib import Path
 
 from keras_resnet_cifar.analysis.results import build, markdown, runs
 from tests.analysis.results.fake_runs import curve_run, decay, epoch_run, make_study
@@ -19,6 +21,21 @@ def test_commands_name_the_real_run_directory(epoch_study, tmp_path, monkeypatch
     assert markdown.train_command(run).endswith(f"--model_dir={tmp_path.name}/plain56-seed0")
     assert markdown.portable_command(["report", f"--out={tmp_path / 'r'}"]) == \
         f"report --out={tmp_path.name}/r"
+
+
+def test_a_portable_command_runs_as_printed_with_the_home_folder_expanded(monkeypatch,
+                                                                          tmp_path):
+    """~/ stays outside the quotes (a quoted ~ is a folder named "~"), so the shell expands
+    it in an argument (after --flag= the shell leaves it, and cli expands path flags)."""
+    monkeypatch.chdir(tmp_path)
+    home = Path.home()
+    line = markdown.portable_command(["report", str(home / "runs" / "a b"), str(home / "r"),
+                                      f"--out={home / 'o'}", "--note=it's"])
+    assert line == "report ~/'runs/a b' ~/r --out=~/o '--note=it'\"'\"'s'"
+    echoed = subprocess.run(["bash", "-c", f"printf '%s\\n' {line.removeprefix('report ')}"],
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert echoed[:2] == [str(home / "runs" / "a b"), str(home / "r")]
+    assert echoed[3] == "--note=it's"
 
 
 def test_boundaries_beyond_the_run_are_never_reached_not_thousands_of_percent(tmp_path):
