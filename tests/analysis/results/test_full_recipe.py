@@ -292,3 +292,35 @@ def test_the_restart_table_is_what_the_committed_history_and_commits_hold():
         else:
             assert restart == repr(record["val_accuracy"]), epoch
         assert first == restart, epoch  # the table's claim: equal, to the last bit shown
+
+
+_NAMES = {"plain-20": "plain20", "ResNet-20": "resnet20", "plain-56": "plain56",
+          "ResNet-56": "resnet56"}
+
+
+@pytest.mark.skipif(not (TABLE1 / "runs").is_dir(), reason="docs/table1 has no runs yet")
+def test_where_the_runs_stand_is_what_the_committed_runs_say():
+    """The hand-written status lines (docs/table1's "Now", the README's progress line) give
+    the epoch and test accuracy of the last committed progress update; once a run has
+    finished, the README's "Results at a glance" leads with Table 1 (issue 23)."""
+    readme = (TABLE1.parents[1] / "README.md").read_text()
+    now = (TABLE1 / "README.md").read_text().split("**Now**", 1)[1].split("\n\n", 1)[0]
+    glance = readme.split("## Results at a glance", 1)[1].split("\n## ", 1)[0]
+    line = glance.split("says where they stand", 1)[1].split("\n\n", 1)[0]
+    finished = []
+    for folder in sorted((TABLE1 / "runs").glob("*-seed0")):
+        model = folder.name.removesuffix("-seed0")
+        name = next(n for n, m in _NAMES.items() if m == model)
+        if (folder / "metrics.json").exists():
+            finished.append(name)
+            continue
+        last = json.loads((folder / "history.json").read_text())["epochs"][-1]
+        said = f"{name} at epoch {last['epoch']} of 200, {100 * last['val_accuracy']:.2f}%"
+        for text in (now, line):
+            assert said in " ".join(text.split()), (said, text)
+    if finished:  # the report's Table 1, as committed, before the 3-pass study
+        report = (TABLE1 / "report.md").read_text().split("\n## Table 1\n", 1)[1]
+        table = "\n".join(l for l in report.split("\n## ", 1)[0].splitlines()
+                          if l.startswith("|"))
+        assert table and table in glance.split("**The degradation problem", 1)[0], \
+            f"{', '.join(finished)} finished: Results at a glance leads with Table 1"
