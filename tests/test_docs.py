@@ -63,7 +63,7 @@ def test_every_relative_link_in_the_docs_resolves():
     """A link to a file or folder of the repo (docs moved or renamed) points at one that is there."""
     tracked = subprocess.run(["git", "ls-files", "*.md"], capture_output=True, text=True,
                              cwd=REPO)
-    pages = ([REPO / p for p in tracked.stdout.split()] if tracked.returncode == 0
+    pages = ([REPO / p for p in tracked.stdout.splitlines()] if tracked.returncode == 0
              else [p for p in REPO.rglob("*.md") if ".venv" not in p.parts])
     assert len(pages) > 10
     broken = [f"{page.relative_to(REPO)}: {target}" for page in pages

@@ -70,8 +70,8 @@ def portable_command(argv: Sequence[str]) -> str:
         if os.path.isabs(value):
             value = portable(value)
         if value.startswith("~/"):
-            return shlex.quote(f"{name}{eq}") + "~/" + shlex.quote(value[2:]) if name \
-                else "~/" + shlex.quote(value[2:])
+            flag = shlex.quote(f"{name}{eq}") if name else ""
+            return f"{flag}~/{shlex.quote(value[2:])}"
         return shlex.quote(f"{name}{eq}{value}")
 
     return " ".join(fix(a) for a in argv)
