@@ -230,12 +230,13 @@ def check_run(run: Run) -> None:
 
 
 def load_run(path: str | os.PathLike) -> Run:
-    """Reads a run directory (config.json and history.json at least) and checks it."""
+    """Reads a run directory (config.json at least; history.json once an epoch is done)
+    and checks it."""
     path = Path(path)
     config = run_files.read_config(path)
-    if config is None or not run_files.path(path, run_files.HISTORY_JSON).is_file():
-        raise UserError(f"{path} is not a run directory: it needs {run_files.CONFIG} and "
-                        f"{run_files.HISTORY_JSON} (written by keras_resnet_cifar.train).")
+    if config is None:
+        raise UserError(f"{path} is not a run directory: it needs {run_files.CONFIG} "
+                        "(written by keras_resnet_cifar.train).")
     try:
         arch.parse_name(config.get("model"))
     except ValueError as e:

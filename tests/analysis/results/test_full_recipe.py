@@ -87,6 +87,26 @@ def test_partial_runs_say_where_they_stand(tmp_path):
     assert "in progress (no metrics.json)" in text and "not recorded" in text
 
 
+def test_a_run_in_its_first_epoch_is_listed_not_refused(tmp_path):
+    """The trainer writes config.json at its start and history.json after the first epoch:
+    the documented `report ~/table1/runs/*-seed0 --copy_runs` runs in between too."""
+    done = full_recipe_run(tmp_path / "runs", "resnet20", 200, 0.9132, finished=True)
+    started = full_recipe_run(tmp_path / "runs", "plain20", 0, 0.0)
+    (started / "history.json").unlink()
+    out = tmp_path / "docs"
+    result = _report(done, started, "--copy_runs", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    text = (out / "report.md").read_text()
+    assert "| plain20 | 0 | 0 of 200 | n/a (no evaluation yet) |" in text
+    assert "Not finished: plain20 (epoch 0 of 200)." in text
+    assert "| resnet20 | 200 | 91.32 (final, 10,000 images) |" in text
+    assert [p.name for p in (out / "runs" / started.name).iterdir()] == ["config.json"]
+    # a folder without config.json is still not a run
+    (tmp_path / "empty").mkdir()
+    result = _report(done, tmp_path / "empty", f"--out={out}")
+    assert result.returncode == 1 and "is not a run directory" in result.stderr
+
+
 def test_a_finished_run_is_never_set_against_one_in_progress(tmp_path):
     """ResNet-20 done, plain-20 at epoch 3: its early figure enters no claim."""
     dirs = [full_recipe_run(tmp_path, "resnet20", 200, 0.9170, finished=True),
@@ -314,8 +334,9 @@ def test_where_the_runs_stand_is_what_the_committed_runs_say():
         if (folder / "metrics.json").exists():
             finished.append(name)
             continue
-        last = json.loads((folder / "history.json").read_text())["epochs"][-1]
-        said = f"{name} at epoch {last['epoch']} of 200, {100 * last['val_accuracy']:.2f}%"
+        epochs = run_files.read_history(folder)
+        said = (f"{name} at epoch {epochs[-1]['epoch']} of 200, "
+                f"{100 * epochs[-1]['val_accuracy']:.2f}%" if epochs else f"{name} started")
         for text in (now, line):
             assert said in " ".join(text.split()), (said, text)
     if finished:  # the report's Table 1, as committed, before the 3-pass study
