@@ -367,3 +367,23 @@ def test_a_committed_table1_model_scores_what_its_run_recorded(run, cifar10_loca
     correct = sum(row[i] for i, row in enumerate(ours["confusion_matrix"]))
     metrics = json.loads((folder / "metrics.json").read_text())
     assert correct == round(metrics["test_accuracy"] * 10_000)
+
+
+def test_the_export_table_of_table1_is_what_the_committed_parity_report_says():
+    """docs/table1's export table gives the committed parity.json's agreement, accuracy and
+    size for every variant it names."""
+    parity = json.loads((TABLE1 / "export" / "resnet20-parity.json").read_text())["variants"]
+    text = (TABLE1 / "README.md").read_text()
+    rows = text.split("| variant | top-1 agreement with Keras |", 1)[1].split("\n\n", 1)[0]
+    names = {"SavedModel": "saved_model", "TFLite float32": "tflite_float32",
+             "TFLite float16": "tflite_float16", "TFLite dynamic range": "tflite_dynamic_range",
+             "TFLite int8": "tflite_int8"}
+    seen = []
+    for line in rows.splitlines()[2:]:
+        name, agreement, accuracy, size = [c.strip() for c in line.strip("|").split("|")]
+        v = parity[names[name]]
+        assert (agreement, accuracy, size) == (
+            f"{100 * v['top1_agreement']:.2f}%", f"{100 * v['accuracy']:.2f}%",
+            f"{v['size_bytes'] / 1e6:.2f} MB"), name
+        seen.append(names[name])
+    assert sorted(seen) == sorted(set(parity) - {"keras"})
