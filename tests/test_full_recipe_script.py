@@ -1,6 +1,7 @@
 """scripts/full_recipe.sh, the driver of Table 1's days of training: a network cut in the
 middle stops the script and is resumed by the next call, a finished one is evaluated once,
-and a call with everything done runs nothing."""
+a call with everything done runs nothing, and a finished one copied back from its
+committed small files (a new machine) is not trained again."""
 
 import os
 import shutil
@@ -85,3 +86,16 @@ def test_full_recipe_script_stops_at_a_cut_net_resumes_it_and_skips_finished_one
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+
+    # On a new machine (docs/table1, "Resuming the runs"): a finished net's committed small
+    # files, copied back, are not trained again; a net whose folder was lost starts over.
+    committed = tmp_path / "committed"
+    run_files.copy_small_files(resnet, committed)
+    shutil.rmtree(out)
+    shutil.copytree(committed, resnet)
+    kept = {p: p.stat().st_mtime_ns for p in resnet.rglob("*")}
+    new = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert new.returncode == 0, new.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in resnet.rglob("*")} == kept
+    assert _stamps(out) == ["train plain8", "train plain8 exit 0", "evaluate plain8 exit 0"]
+    assert [r["epoch"] for r in run_files.read_history(out / "plain8-seed0")] == [1, 2]
