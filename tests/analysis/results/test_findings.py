@@ -181,3 +181,20 @@ def test_curve_finding_point_by_point_over_seeds(tmp_path):
     assert swapped["verdict"] == "contradicted"
     residual = findings.curve_finding(loaded[1::2], loaded[0::2], residual=True)
     assert residual["verdict"] == "supported"  # "deep" ends significantly below "shallow"
+
+
+def test_convergence_not_measured_says_what_the_runs_lack(tmp_path):
+    # Study runs with curve points, plain20 never leaving chance: the level is not reached.
+    flat = [0.9] * 12
+    stuck = [runs.load_run(curve_run(tmp_path / "a", "plain20", 0, flat, flat, 0.9)),
+             runs.load_run(curve_run(tmp_path / "a", "resnet20", 0, decay(0.8, 0.3),
+                                     decay(0.8, 0.3), 0.3))]
+    found = findings.convergence_finding(stuck[:1], stuck[1:], 20, findings.PAPER)
+    assert found["verdict"] == stats.NOT_MEASURED
+    assert found["evidence"] == "needs runs that left chance."
+    # Runs of `train` (per-epoch history, no curve points): the reason is the missing curve.
+    trained = [runs.load_run(epoch_run(tmp_path / "b", m, 0, [0.5, 0.8], [0.5, 0.7]))
+               for m in ("plain20", "resnet20")]
+    found = findings.convergence_finding(trained[:1], trained[1:], 20, findings.PAPER)
+    assert found["verdict"] == stats.NOT_MEASURED
+    assert found["evidence"].startswith("needs curve points in every run (several a pass")
