@@ -80,6 +80,6 @@ def format_table(parity: dict) -> str:
                 f"note: {name} disagrees on {plural(r['disagreements'], 'image')}; "
                 f"{r['close_disagreements']:,} of them are near ties of the Keras model (its "
                 f"two top probabilities within {CLOSE:.4f}), which quantisation tips either "
-                "way. A briefly trained model has many; the reference ResNet-56's int8 "
-                "export agrees on 99.02% (docs/deployment.md).")
+                "way. For scale: the reference ResNet-56's int8 export agrees on 99.02% "
+                "(docs/deployment.md).")
     return "\n".join(lines)
