@@ -374,8 +374,8 @@ def test_the_export_table_of_table1_is_what_the_committed_parity_report_says():
             c.strip() for c in line.strip("|").split("|")]
         v = parity[names[name]]
         assert (agreement, disagree, accuracy, size) == (
-            f"{100 * v['top1_agreement']:.2f}%", f"{v['disagreements']} ({v['close_disagreements']})",
-            f"{100 * v['accuracy']:.2f}%",
+            f"{100 * v['top1_agreement']:.2f}%",
+            f"{v['disagreements']} ({v['close_disagreements']})", f"{100 * v['accuracy']:.2f}%",
             f"{v['size_bytes'] / 1e6:.2f} MB"), name
         seen.append(names[name])
     assert sorted(seen) == sorted(set(parity) - {"keras"})
