@@ -358,7 +358,6 @@ def test_where_the_runs_stand_is_what_the_committed_runs_say():
             f"{', '.join(finished)} finished: Results at a glance leads with Table 1"
 
 
-
 def test_the_export_table_of_table1_is_what_the_committed_parity_report_says():
     """docs/table1's export table gives the committed parity.json's agreement, disagreements
     (near ties), accuracy and size for every variant it names."""
